@@ -1,0 +1,1 @@
+"""gradserve: remote autograd through proxy tensors that behave like torch.Tensor."""

@@ -1,0 +1,328 @@
+"""Graph nodes and the backward pass.
+
+A Node is one recorded op: its edges to the nodes that produced its inputs (`next_functions`),
+the tensors its backward needs (saved with their versions) and its attrs. `run_backward` walks
+the graph iteratively in topological order using dependency counts, so graphs of any depth
+work, accumulates into leaves (through AccumulateGrad nodes, as torch shows them) and frees
+each node's saved tensors once it has run unless retain_graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import _grad_mode
+from ._dtype import TORCH_TYPE_NAMES
+from ._errors import AutogradError
+
+_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward."
+)
+
+
+def _describe(shape, dtype) -> str:
+    return f"[gradserve.{TORCH_TYPE_NAMES[dtype.name]} [{', '.join(map(str, shape))}]]"
+
+
+class SavedTensor:
+    """A tensor kept for backward, with the version it had when saved.
+
+    An op's own output is kept as its array and version counter only (not the Tensor), which
+    avoids a Tensor -> Node -> Tensor cycle; it is rebuilt, wired to its node, on unpack.
+    """
+
+    __slots__ = ("tensor", "data", "vc", "version", "node", "output_nr")
+
+    def __init__(self, tensor, node=None, output_nr=0):
+        self.vc = tensor._vc
+        self.version = tensor._vc.value
+        if node is None:
+            self.tensor, self.data, self.node = tensor, None, None
+        else:
+            self.tensor, self.data, self.node = None, tensor._data, node
+        self.output_nr = output_nr
+
+    def unpack(self, owner: Node):
+        from ._tensor import Tensor
+
+        t = self.tensor
+        if self.vc.value != self.version:
+            shape = t.shape if t is not None else self.data.shape
+            dtype = t.dtype if t is not None else Tensor._wrap(self.data, owner.device).dtype
+            producer = t.grad_fn if t is not None else self.node
+            where = f", which is output {self.output_nr} of {producer.name()}," if producer else ""
+            raise AutogradError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: {_describe(shape, dtype)}{where} is at version "
+                f"{self.vc.value}; expected version {self.version} instead."
+            )
+        if t is not None:
+            return t
+        out = Tensor._wrap(self.data, owner.device)
+        out._vc = self.vc
+        if _grad_mode.is_grad_enabled():  # create_graph: the output keeps its history
+            out.grad_fn, out._output_nr = self.node, self.output_nr
+        return out
+
+
+class Node:
+    """One recorded op in the graph; what `tensor.grad_fn` returns."""
+
+    __slots__ = ("op", "attrs", "next_functions", "needs", "in_shapes", "in_dtypes", "device",
+                 "_name", "_saved", "_saved_output", "_freed", "_retained", "__weakref__")
+
+    def __init__(self, op, name, inputs, attrs, device):
+        from ._tensor import Tensor
+
+        self.op = op
+        self._name = name
+        self.attrs = attrs
+        self.device = device
+        edges, needs, shapes, dtypes = [], [], [], []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                shapes.append(x._data.shape)
+                dtypes.append(x.dtype)
+                if x.grad_fn is not None:
+                    edges.append((x.grad_fn, x._output_nr))
+                    needs.append(True)
+                    continue
+                if x._rg:
+                    edges.append((x._accumulator(), 0))
+                    needs.append(True)
+                    continue
+            else:
+                shapes.append(None)
+                dtypes.append(None)
+            edges.append((None, 0))
+            needs.append(False)
+        self.next_functions = tuple(edges)
+        self.needs = tuple(needs)
+        self.in_shapes = tuple(shapes)
+        self.in_dtypes = tuple(dtypes)
+        self._saved = tuple(
+            SavedTensor(inputs[i]) if isinstance(inputs[i], Tensor) else inputs[i]
+            for i in op.saved_indices(len(inputs))
+        )
+        self._saved_output = None
+        self._freed = False
+        self._retained = None
+
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
+
+    # -- what op backward functions read --------------------------------------------------
+    @property
+    def saved(self) -> tuple:
+        if self._freed:
+            raise AutogradError(_FREED)
+        return tuple(s.unpack(self) if isinstance(s, SavedTensor) else s for s in self._saved)
+
+    @property
+    def output(self):
+        if self._freed:
+            raise AutogradError(_FREED)
+        return self._saved_output.unpack(self)
+
+    def free(self) -> None:
+        if self._saved or self._saved_output is not None:
+            self._saved = ()
+            self._saved_output = None
+            self._freed = True
+
+    def retain(self, tensor) -> None:
+        import weakref
+
+        if self._retained is None:
+            self._retained = {}
+        self._retained[tensor._output_nr] = weakref.ref(tensor)
+
+
+class AccumulateGrad:
+    """The node through which gradients reach a leaf; shown in next_functions like torch."""
+
+    __slots__ = ("variable", "__weakref__")
+    next_functions: tuple = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def _owner(t):
+    a = t._data
+    return id(a.base if a.base is not None else a)
+
+
+def _root_edge(t):
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t._rg:
+        return (t._accumulator(), 0)
+    return None
+
+
+def _discover(roots, targets):
+    """Dependency counts over the part of the graph that can reach a target (or all of it)."""
+    children = {}
+    order = []  # post-order: a node after everything it feeds
+    stack = [(n, False) for n in roots]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in children:
+            continue
+        children[node] = [e[0] for e in node.next_functions if e[0] is not None]
+        stack.append((node, True))
+        stack.extend((c, False) for c in children[node] if c not in children)
+    if targets is None:
+        needed = children.keys()
+    else:
+        needed = set()
+        for node in order:
+            if node in targets or any(c in needed for c in children[node]):
+                needed.add(node)
+    deps = dict.fromkeys(needed, 0)
+    for node in needed:
+        for c in children[node]:
+            if c in deps:
+                deps[c] += 1
+    return deps
+
+
+def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create_graph: bool,
+                 inputs: Sequence | None = None, accumulate: bool = True):
+    """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
+    when `accumulate`; returns the gradients that reached `inputs` (None where none did)."""
+    from ._tensor import Tensor
+
+    edges = []
+    for i, t in enumerate(roots):
+        e = _root_edge(t)
+        if e is None:
+            raise AutogradError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
+        edges.append(e)
+
+    targets = None
+    captured = None
+    if inputs is not None:
+        targets = {}
+        for k, t in enumerate(inputs):
+            e = _root_edge(t)
+            if e is None:
+                raise AutogradError("One of the differentiated Tensors does not require grad")
+            targets.setdefault(e[0], []).append((e[1], k))
+        captured = [None] * len(inputs)
+
+    deps = _discover({e[0] for e in edges}, targets)
+    buffers: dict = {}
+    for (node, nr), g in zip(edges, grads):
+        _add(buffers, node, nr, g)
+
+    seen_owners = {_owner(g) for g in grads}  # arrays a leaf must not alias
+    ready = [n for n in {e[0] for e in edges} if deps.get(n, 0) == 0]
+    with _grad_mode.set_grad_enabled(create_graph):
+        while ready:
+            node = ready.pop()
+            out_grads = buffers.pop(node, None)
+            if targets is not None and node in targets:
+                for nr, k in targets[node]:
+                    g = out_grads.get(nr) if out_grads else None
+                    if g is not None:
+                        captured[k] = g if captured[k] is None else captured[k] + g
+            if isinstance(node, AccumulateGrad):
+                if accumulate and out_grads and (targets is None or node in targets):
+                    _accumulate(node.variable, out_grads[0], create_graph, seen_owners)
+                continue
+            if node._retained and out_grads:
+                for nr, ref in node._retained.items():
+                    t = ref()
+                    if t is not None and nr in out_grads and (targets is None or accumulate):
+                        _accumulate(t, out_grads[nr], create_graph, seen_owners)
+            in_grads = _call(node, out_grads) if out_grads else ()
+            if not retain_graph:
+                node.free()
+            for i, (nxt, nr) in enumerate(node.next_functions):
+                if nxt is None or nxt not in deps:
+                    continue
+                g = in_grads[i] if i < len(in_grads) else None
+                if g is not None:
+                    _add(buffers, nxt, nr, g)
+                deps[nxt] -= 1
+                if deps[nxt] == 0:
+                    ready.append(nxt)
+    return captured
+
+
+def _add(buffers, node, nr, g):
+    slot = buffers.setdefault(node, {})
+    prev = slot.get(nr)
+    slot[nr] = g if prev is None else prev + g
+
+
+def _call(node: Node, out_grads: dict):
+    g = out_grads.get(0)
+    if g is None:
+        return ()
+    result = node.op.backward(node, g)
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) != len(node.next_functions):
+        raise AutogradError(
+            f"function {node.name()} returned an incorrect number of gradients "
+            f"(expected {len(node.next_functions)}, got {len(result)})"
+        )
+    return tuple(_validate(node, i, gi) for i, gi in enumerate(result))
+
+
+def _validate(node: Node, i: int, g):
+    """Reduce a broadcast gradient to its input's shape and cast it to its dtype."""
+    if g is None or not node.needs[i]:
+        return None
+    shape, dtype = node.in_shapes[i], node.in_dtypes[i]
+    if g._data.shape != shape:
+        from ._ops_reduce import sum_to_shape
+
+        try:
+            g = sum_to_shape(g, shape)
+        except AutogradError:
+            raise AutogradError(
+                f"Function {node.name()} returned an invalid gradient at index {i} - got "
+                f"{list(g.shape)} but expected shape compatible with {list(shape)}"
+            ) from None
+    if g.dtype is not dtype:
+        g = g.to(dtype=dtype)
+    return g
+
+
+def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
+    if create_graph:
+        t._grad = g if t._grad is None else t._grad + g
+        return
+    if g.grad_fn is not None:
+        g = g.detach()
+    if t._grad is None:
+        owner = _owner(g)
+        if owner in seen_owners:  # the same array already reached another tensor: copy
+            g = g.clone()
+            owner = _owner(g)
+        seen_owners.add(owner)
+        t._grad = g
+    else:
+        t._grad = t._grad.detach() + g

@@ -1,0 +1,85 @@
+"""Grad mode: no_grad / enable_grad / set_grad_enabled, thread-local as in torch.
+
+Each is both a context manager and a decorator and restores the previous mode on exit. The
+server runs each session's ops on worker threads, so the mode must never be process-global.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+def _set(enabled: bool) -> None:
+    _state.enabled = enabled
+
+
+class _GradMode:
+    _enabled: bool
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        _set(self._enabled)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _set(self._prev)
+
+    def __call__(self, fn):
+        enabled = self._enabled
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            # A fresh scope per call: a decorated function may run on several threads at once.
+            with _Scope(enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class _Scope(_GradMode):
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+
+
+class no_grad(_GradMode):
+    """Disable gradient recording: results have requires_grad=False and no grad_fn.
+
+    >>> with no_grad():
+    ...     y = x * 2
+    """
+
+    def __init__(self) -> None:
+        self._enabled = False
+
+
+class enable_grad(_GradMode):
+    """Enable gradient recording inside a no_grad region."""
+
+    def __init__(self) -> None:
+        self._enabled = True
+
+
+class set_grad_enabled(_GradMode):
+    """Set grad mode to `mode`; takes effect at once, like torch, and also works in `with`."""
+
+    def __init__(self, mode: bool) -> None:
+        self._prev = is_grad_enabled()
+        self._enabled = bool(mode)
+        _set(self._enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _set(self._prev)
+
+    def __call__(self, fn):
+        _set(self._prev)  # used as a decorator: undo the eager switch made by __init__
+        return super().__call__(fn)

@@ -1,0 +1,493 @@
+"""Elementwise ops, comparisons, matmul, where and casts: forward, backward and shape rule."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._api import where
+from ._dtype import DType, as_dtype, bool_, float_result, result_type
+from ._errors import InvalidArgumentError
+from ._registry import Meta, defop
+from ._shape import broadcast_shapes
+
+
+def operand(x):
+    """Check that x is a tensor or a real Python/numpy number (what ops accept as inputs)."""
+    if isinstance(getattr(x, "dtype", None), DType):
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, np.ndarray):
+        return x
+    raise InvalidArgumentError(
+        f"expected a Tensor or a number as operand, but got {type(x).__name__}"
+    )
+
+
+def _shape(x):
+    return x.shape if isinstance(getattr(x, "dtype", None), DType) else ()
+
+
+def binary_meta(a, b) -> Meta:
+    operand(a), operand(b)
+    return Meta(broadcast_shapes(_shape(a), _shape(b)), result_type(a, b))
+
+
+def binary_float_meta(a, b) -> Meta:
+    m = binary_meta(a, b)
+    return Meta(m.shape, float_result(m.dtype))
+
+
+def compare_meta(a, b) -> Meta:
+    return Meta(binary_meta(a, b).shape, bool_)
+
+
+def same_meta(a, **_) -> Meta:
+    return Meta(a.shape, a.dtype)
+
+
+def float_meta(a, **_) -> Meta:
+    return Meta(a.shape, float_result(a.dtype))
+
+
+def _sub_name(a, b):
+    return "RsubBackward1" if not hasattr(a, "shape") else "SubBackward0"
+
+
+def _pow_name(a, b):
+    if not hasattr(a, "shape"):
+        return "PowBackward2"
+    return "PowBackward1" if hasattr(b, "shape") else "PowBackward0"
+
+
+def _num_meta(a, b) -> Meta:
+    m = binary_meta(a, b)
+    if m.dtype is bool_:
+        raise InvalidArgumentError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported."
+        )
+    return m
+
+
+# -- arithmetic -------------------------------------------------------------------------------
+add = defop("add", infer=binary_meta, grad_name="AddBackward0")(lambda xp, a, b: xp.add(a, b))
+
+
+@add.def_backward
+def _(ctx, g):
+    return g, g
+
+
+sub = defop("sub", infer=_num_meta, grad_name=_sub_name)(lambda xp, a, b: xp.subtract(a, b))
+
+
+@sub.def_backward
+def _(ctx, g):
+    return g, -g if ctx.needs[1] else None
+
+
+mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", save=(0, 1))(
+    lambda xp, a, b: xp.multiply(a, b)
+)
+
+
+@mul.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
+
+
+def _true_divide(xp, a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.true_divide(a, b)
+
+
+div = defop("div", infer=binary_float_meta, grad_name="DivBackward0", save=(0, 1))(_true_divide)
+
+
+@div.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    ga = g / b if ctx.needs[0] else None
+    gb = -g * a / (b * b) if ctx.needs[1] else None
+    return ga, gb
+
+
+def _pow_meta(a, b) -> Meta:
+    m = binary_meta(a, b)
+    if m.dtype.kind == 1 and isinstance(b, numbers.Real) and not hasattr(b, "shape") and b < 0:
+        raise InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    return m
+
+
+def _power(xp, a, b):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return xp.power(a, b)
+
+
+pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save=(0, 1), save_output=True)(_power)
+
+
+@pow_.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    ga = gb = None
+    if ctx.needs[0]:
+        if not hasattr(b, "shape") and b == 0:
+            ga = g * 0.0
+        else:
+            ga = g * b * a ** (b - 1)
+    if ctx.needs[1]:
+        out = ctx.output
+        # d(a^b)/db = a^b log a; torch defines it as 0 where a == 0 and b >= 0
+        if hasattr(a, "shape"):
+            safe = where(a == 0, 1.0, a)
+            gb = where((a == 0) * (b >= 0), 0.0, g * out * safe.log())
+        else:
+            gb = g * out * float(np.log(a)) if a != 0 else g * 0.0
+    return ga, gb
+
+
+neg = defop("neg", infer=same_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
+
+
+@neg.def_backward
+def _(ctx, g):
+    return (-g,)
+
+
+sign = defop("sign", infer=same_meta)(lambda xp, a: xp.sign(a))
+
+
+abs_ = defop("abs", infer=same_meta, grad_name="AbsBackward0", save=(0,))(
+    lambda xp, a: xp.abs(a)
+)
+
+
+@abs_.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (g * a._op("sign", a),)
+
+
+def _float_unary(name, grad_name, fn, **kw):
+    return defop(name, infer=float_meta, grad_name=grad_name, **kw)(fn)
+
+
+def _errstate(fn):
+    def run(xp, a):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return fn(xp, a)
+
+    return run
+
+
+exp = _float_unary("exp", "ExpBackward0", _errstate(lambda xp, a: xp.exp(a)), save_output=True)
+
+
+@exp.def_backward
+def _(ctx, g):
+    return (g * ctx.output,)
+
+
+log = _float_unary("log", "LogBackward0", _errstate(lambda xp, a: xp.log(a)), save=(0,))
+
+
+@log.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (g / a,)
+
+
+sqrt = _float_unary("sqrt", "SqrtBackward0", _errstate(lambda xp, a: xp.sqrt(a)),
+                    save_output=True)
+
+
+@sqrt.def_backward
+def _(ctx, g):
+    return (g / (2 * ctx.output),)
+
+
+sin = _float_unary("sin", "SinBackward0", lambda xp, a: xp.sin(a), save=(0,))
+
+
+@sin.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (g * a.cos(),)
+
+
+cos = _float_unary("cos", "CosBackward0", lambda xp, a: xp.cos(a), save=(0,))
+
+
+@cos.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (-g * a.sin(),)
+
+
+tanh = _float_unary("tanh", "TanhBackward0", lambda xp, a: xp.tanh(a), save_output=True)
+
+
+@tanh.def_backward
+def _(ctx, g):
+    out = ctx.output
+    return (g * (1 - out * out),)
+
+
+def _sigmoid(xp, a):
+    # exp of a negative argument only, so large |a| neither overflows nor loses precision
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+sigmoid = _float_unary("sigmoid", "SigmoidBackward0", _sigmoid, save_output=True)
+
+
+@sigmoid.def_backward
+def _(ctx, g):
+    out = ctx.output
+    return (g * out * (1 - out),)
+
+
+relu = defop("relu", infer=same_meta, grad_name="ReluBackward0", save_output=True)(
+    lambda xp, a: xp.maximum(a, 0)
+)
+
+
+@relu.def_backward
+def _(ctx, g):
+    return (g * (ctx.output > 0),)
+
+
+reciprocal = _float_unary("reciprocal", "ReciprocalBackward0",
+                          _errstate(lambda xp, a: xp.true_divide(1.0, a)),
+                          save_output=True)
+
+
+@reciprocal.def_backward
+def _(ctx, g):
+    out = ctx.output
+    return (-g * out * out,)
+
+
+def _clamp_meta(a, min=None, max=None):
+    for v in (min, max):
+        if v is not None and not isinstance(v, numbers.Real):
+            raise InvalidArgumentError(f"clamp bounds must be numbers, got {type(v).__name__}")
+    return Meta(a.shape, result_type(a, *(v for v in (min, max) if v is not None)))
+
+
+def _clamp_name(a, min=None, max=None):
+    if min is not None and max is not None:
+        return "ClampBackward1"
+    return "ClampMinBackward0" if min is not None else "ClampMaxBackward0"
+
+
+def _clamp(xp, a, min=None, max=None):
+    out = a
+    if min is not None:
+        out = xp.maximum(out, min)
+    if max is not None:
+        out = xp.minimum(out, max)
+    return out if out is not a else a.copy()
+
+
+clamp = defop("clamp", infer=_clamp_meta, grad_name=_clamp_name, save=(0,))(_clamp)
+
+
+@clamp.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    lo, hi = ctx.attrs.get("min"), ctx.attrs.get("max")
+    mask = None
+    if lo is not None:
+        mask = a >= lo
+    if hi is not None:
+        mask = (a <= hi) if mask is None else mask * (a <= hi)
+    return (g * mask,)
+
+
+# -- comparisons (never differentiable) -------------------------------------------------------
+for _name, _fn in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
+                   ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)):
+    defop(_name, infer=compare_meta)(
+        lambda xp, a, b, _n=_fn.__name__: getattr(xp, _n)(a, b)
+    )
+
+
+# -- matmul -----------------------------------------------------------------------------------
+def _matmul_meta(a, b) -> Meta:
+    for x in (a, b):
+        if not hasattr(x, "shape"):
+            raise InvalidArgumentError("matmul expects tensors, not Python numbers")
+        if len(x.shape) == 0:
+            raise InvalidArgumentError(
+                "both arguments to matmul need to be at least 1D, but they are "
+                f"{len(a.shape)}D and {len(b.shape)}D"
+            )
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    if a.dtype is not b.dtype:
+        raise InvalidArgumentError(
+            f"expected m1 and m2 to have the same dtype, but got: {_tn(a.dtype)} != {_tn(b.dtype)}"
+        )
+    ka = sa[-1]
+    kb = sb[0] if len(sb) == 1 else sb[-2]
+    if ka != kb:
+        if len(sa) == 1 and len(sb) == 1:
+            raise InvalidArgumentError(
+                "inconsistent tensor size, expected tensor [%d] and src [%d] to have the same "
+                "number of elements, but got %d and %d elements respectively" % (ka, kb, ka, kb)
+            )
+        raise InvalidArgumentError(
+            f"mat1 and mat2 shapes cannot be multiplied ({_rows(sa)}x{ka} and {kb}x{_cols(sb)})"
+        )
+    batch = broadcast_shapes(sa[:-2], sb[:-2])
+    shape = batch + sa[-2:-1] + sb[-1:] if len(sb) > 1 else batch + sa[-2:-1]
+    if len(sa) == 1:
+        shape = broadcast_shapes((), sb[:-2]) + sb[-1:]
+    return Meta(tuple(shape), a.dtype)
+
+
+def _tn(dt):
+    return {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}[dt.name]
+
+
+def _rows(s):
+    return int(np.prod(s[:-1])) if len(s) > 1 else 1
+
+
+def _cols(s):
+    return s[-1] if len(s) > 1 else 1
+
+
+def _matmul_name(a, b):
+    na, nb = len(a.shape), len(b.shape)
+    return {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (2, 2): "MmBackward0",
+            (1, 2): "SqueezeBackward4"}.get(
+        (na, nb), "BmmBackward0" if na == nb == 3 and a.shape[0] == b.shape[0]
+        else "UnsafeViewBackward0")
+
+
+matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, save=(0, 1))(
+    lambda xp, a, b: xp.matmul(a, b)
+)
+
+
+@matmul.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    a2 = a.unsqueeze(0) if a.ndim == 1 else a
+    b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = g2.unsqueeze(-2)
+    if b.ndim == 1:
+        g2 = g2.unsqueeze(-1)
+    ga = gb = None
+    if ctx.needs[0]:
+        ga = g2 @ b2.transpose(-1, -2)
+        if a.ndim == 1:
+            ga = ga.squeeze(-2)
+    if ctx.needs[1]:
+        gb = a2.transpose(-1, -2) @ g2
+        if b.ndim == 1:
+            gb = gb.squeeze(-1)
+    return ga, gb
+
+
+# -- where, copies, casts ---------------------------------------------------------------------
+def _where_meta(c, a, b) -> Meta:
+    operand(c), operand(a), operand(b)
+    if not hasattr(c, "shape") or c.dtype is not bool_:
+        raise InvalidArgumentError("where expected condition to be a boolean tensor")
+    return Meta(broadcast_shapes(c.shape, _shape(a), _shape(b)), result_type(a, b))
+
+
+where_op = defop("where", infer=_where_meta, grad_name="WhereBackward0", save=(0,))(
+    lambda xp, c, a, b: xp.where(c, a, b)
+)
+
+
+@where_op.def_backward
+def _(ctx, g):
+    (c,) = ctx.saved
+    return (None, where(c, g, 0.0) if ctx.needs[1] else None,
+            where(c, 0.0, g) if ctx.needs[2] else None)
+
+
+clone = defop("clone", infer=same_meta, grad_name="CloneBackward0")(lambda xp, a: a.copy())
+
+
+@clone.def_backward
+def _(ctx, g):
+    return (g,)
+
+
+def _to_meta(a, dtype, device) -> Meta:
+    return Meta(a.shape, as_dtype(dtype))
+
+
+def _to(xp, a, dtype, device):
+    from ._backend import backend
+
+    np_dtype = as_dtype(dtype).np
+    host = a if isinstance(a, np.ndarray) else a.get()
+    if device == "cpu":
+        return host.astype(np_dtype, copy=True) if host is a else host.astype(np_dtype, copy=False)
+    if isinstance(a, np.ndarray) or str(a.device.id) != device.split(":")[1]:
+        return backend(device).from_host(host.astype(np_dtype, copy=False))
+    return a.astype(np_dtype, copy=True)
+
+
+to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True)(_to)
+
+
+@to.def_backward
+def _(ctx, g):
+    return (g.to(dtype=ctx.in_dtypes[0], device=ctx.device),)
+
+
+def _fill_meta(a, value, zero=False) -> Meta:
+    operand(value)
+    if hasattr(value, "shape") and len(value.shape):
+        raise InvalidArgumentError(
+            "fill_ only supports 0-dimension value tensor but got tensor with "
+            f"{len(value.shape)} dimensions."
+        )
+    return Meta(a.shape, a.dtype)
+
+
+fill = defop("fill", infer=_fill_meta,
+             grad_name=lambda a, v, zero=False: "ZeroBackward0" if zero else "FillBackward0")(
+    lambda xp, a, value, zero=False: xp.full_like(a, value)
+)
+
+
+@fill.def_backward
+def _(ctx, g):
+    return (g * 0.0 if ctx.needs[0] else None, g.sum() if ctx.needs[1] else None)
+
+
+def _copy_meta(a, src) -> Meta:
+    if not hasattr(src, "shape"):
+        raise InvalidArgumentError("copy_ expects a tensor as source")
+    broadcast_shapes(a.shape, src.shape)
+    if broadcast_shapes(a.shape, src.shape) != tuple(a.shape):
+        raise InvalidArgumentError(
+            f"output with shape {list(a.shape)} doesn't match the broadcast shape "
+            f"{list(broadcast_shapes(a.shape, src.shape))}"
+        )
+    return Meta(a.shape, a.dtype)
+
+
+def _copy(xp, a, src):
+    return xp.broadcast_to(src, a.shape).astype(a.dtype, copy=True)
+
+
+copy = defop("copy", infer=_copy_meta, grad_name="CopyBackwards")(_copy)
+
+
+@copy.def_backward
+def _(ctx, g):
+    return (g * 0.0 if ctx.needs[0] else None, g)

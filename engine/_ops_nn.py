@@ -1,0 +1,202 @@
+"""Fused neural-network ops: linear, the losses and dropout's mask."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dtype import as_dtype, int64
+from ._errors import InvalidArgumentError
+from ._registry import Meta, defop
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _linear_meta(x, w, b=None):
+    if len(w.shape) != 2:
+        raise InvalidArgumentError(f"linear: weight must be 2-D, got {len(w.shape)}-D")
+    if not x.shape or x.shape[-1] != w.shape[1]:
+        rows = int(np.prod(x.shape[:-1])) if x.shape else 1
+        raise InvalidArgumentError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1] if x.shape else 1}"
+            f" and {w.shape[1]}x{w.shape[0]})"
+        )
+    if b is not None and tuple(b.shape) not in ((w.shape[0],), ()):
+        raise InvalidArgumentError(f"linear: bias of shape {list(b.shape)} does not match "
+                                   f"{w.shape[0]} output features")
+    if x.dtype is not w.dtype or (b is not None and b.dtype is not w.dtype):
+        raise InvalidArgumentError("linear: input, weight and bias must have the same dtype")
+    return Meta(tuple(x.shape[:-1]) + (w.shape[0],), w.dtype)
+
+
+def _linear(xp, x, w, b=None):
+    out = x @ w.T
+    if b is not None:
+        out += b  # in place: the product is a fresh array
+    return out
+
+
+def _linear_name(x, w, b=None):
+    if len(x.shape) == 2:
+        return "AddmmBackward0" if b is not None else "MmBackward0"
+    return "ViewBackward0" if b is not None else "UnsafeViewBackward0"
+
+
+linear = defop("linear", infer=_linear_meta, grad_name=_linear_name, save=(0, 1))(_linear)
+
+
+@linear.def_backward
+def _(ctx, g):
+    x, w = ctx.saved
+    gx = g @ w if ctx.needs[0] else None
+    gw = gb = None
+    if ctx.needs[1]:
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = g2.t() @ x.reshape(-1, x.shape[-1])
+    if len(ctx.needs) > 2 and ctx.needs[2]:
+        gb = g.reshape(-1, g.shape[-1]).sum(0)
+    return (gx, gw, gb)[: len(ctx.needs)]
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise InvalidArgumentError(f"{reduction} is not a valid value for reduction")
+
+
+def _mse_meta(a, b, reduction="mean"):
+    _check_reduction(reduction)
+    from ._shape import broadcast_shapes
+
+    shape = broadcast_shapes(a.shape, b.shape)
+    return Meta(shape if reduction == "none" else (), a.dtype)
+
+
+def _mse(xp, a, b, reduction="mean"):
+    d = a - b
+    sq = d * d
+    if reduction == "none":
+        return sq
+    return sq.mean() if reduction == "mean" else sq.sum()
+
+
+mse_loss = defop("mse_loss", infer=_mse_meta, grad_name="MseLossBackward0", save=(0, 1))(_mse)
+
+
+@mse_loss.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    d = a - b
+    scale = 2.0 / d.numel() if ctx.attrs.get("reduction", "mean") == "mean" else 2.0
+    gd = g * d * scale
+    return (gd if ctx.needs[0] else None, -gd if ctx.needs[1] else None)
+
+
+def _class_meta(logits, target, reduction="mean", ignore_index=-100):
+    _check_reduction(reduction)
+    if not logits.dtype.is_floating_point:
+        raise InvalidArgumentError("expected a floating point input")
+    if target.dtype is not int64:
+        raise InvalidArgumentError(
+            f"expected scalar type Long but found {as_dtype(target.dtype).name}"
+        )
+    if len(logits.shape) not in (1, 2):
+        raise InvalidArgumentError(f"input must be 1-D (C) or 2-D (N, C), got {len(logits.shape)}-D")
+    batch = tuple(logits.shape[:-1])
+    if tuple(target.shape) != batch:
+        raise InvalidArgumentError(
+            f"Expected input batch_size ({batch[0] if batch else 1}) to match target batch_size "
+            f"({target.shape[0] if target.shape else 1})."
+        )
+    return Meta(batch if reduction == "none" else (), logits.dtype)
+
+
+def _pick(xp, logp, target, ignore_index):
+    """-logp[i, target_i] with ignored rows at 0; also the count of rows kept."""
+    logp2 = logp.reshape(-1, logp.shape[-1])
+    t = target.reshape(-1)
+    keep = t != ignore_index
+    safe = xp.where(keep, t, 0)
+    if xp.any((safe < 0) | (safe >= logp2.shape[1])):
+        raise IndexError(f"Target {int(safe[(safe < 0) | (safe >= logp2.shape[1])][0])} is out "
+                         f"of bounds.")
+    picked = -xp.take_along_axis(logp2, safe[:, None], axis=1)[:, 0] * keep
+    return picked.reshape(target.shape), keep.reshape(target.shape)
+
+
+def _reduce_loss(xp, losses, keep, reduction):
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return losses.sum() / keep.sum()
+
+
+def _log_softmax_rows(xp, logits):
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
+    losses, keep = _pick(xp, _log_softmax_rows(xp, logits), target, ignore_index)
+    return _reduce_loss(xp, losses, keep, reduction)
+
+
+def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
+    losses, keep = _pick(xp, logp, target, ignore_index)
+    return _reduce_loss(xp, losses, keep, reduction)
+
+
+cross_entropy = defop("cross_entropy", infer=_class_meta, grad_name="NllLossBackward0",
+                      save=(0, 1))(_cross_entropy)
+nll_loss = defop("nll_loss", infer=_class_meta, grad_name="NllLossBackward0",
+                 save=(0, 1))(_nll)
+
+
+def _onehot_scaled(ctx, g, target, like):
+    """(one-hot of target, masked) * g / count: the shared part of both losses' gradients."""
+    reduction = ctx.attrs.get("reduction", "mean")
+    ignore = ctx.attrs.get("ignore_index", -100)
+    classes = like.shape[-1]
+    keep = target != ignore
+    positions = like._op("arange", start=0, end=classes, step=1, dtype="int64",
+                         device=like.device)
+    onehot = (target.unsqueeze(-1) == positions) * keep.unsqueeze(-1)
+    if reduction == "none":
+        scale = g.unsqueeze(-1)
+    elif reduction == "sum":
+        scale = g
+    else:
+        scale = g / keep.sum()
+    return onehot, keep, scale
+
+
+@cross_entropy.def_backward
+def _(ctx, g):
+    logits, target = ctx.saved
+    onehot, keep, scale = _onehot_scaled(ctx, g, target, logits)
+    probs = logits.softmax(-1)
+    return ((probs * keep.unsqueeze(-1) - onehot) * scale, None)
+
+
+@nll_loss.def_backward
+def _(ctx, g):
+    logp, target = ctx.saved
+    onehot, _, scale = _onehot_scaled(ctx, g, target, logp)
+    return (-(onehot * scale), None)
+
+
+def _dropout_meta(x, p):
+    if not 0 <= p <= 1:
+        raise InvalidArgumentError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return Meta(x.shape, x.dtype)
+
+
+def _dropout_mask(xp, x, p, gen):
+    if p == 1:
+        return xp.zeros_like(x)
+    keep = gen.random(x.shape) >= p
+    mask = (keep / (1 - p)).astype(x.dtype)
+    return mask if xp is np else xp.asarray(mask)
+
+
+defop("dropout_mask", infer=_dropout_meta, random=True)(_dropout_mask)

@@ -1,0 +1,437 @@
+"""View and layout ops (reshape, permute, expand, indexing, cat, stack) and factories."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._dtype import as_dtype, default_float, int64
+from ._errors import InvalidArgumentError
+from ._index import gather, plan
+from ._registry import Meta, defop
+from ._shape import check_shape, infer_reshape, normalize_dim, normalize_dims
+
+
+def _reshape_back(ctx, g):
+    return (g.reshape(ctx.in_shapes[0]),)
+
+
+# -- views ------------------------------------------------------------------------------------
+def _reshape_meta(a, shape):
+    return Meta(infer_reshape(a.shape, shape), a.dtype)
+
+
+reshape = defop("reshape", infer=_reshape_meta, grad_name="ViewBackward0", view=True)(
+    lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
+)
+reshape.def_backward(_reshape_back)
+
+
+def _view(xp, a, shape):
+    out = a.view()
+    try:
+        out.shape = infer_reshape(a.shape, shape)
+    except AttributeError:
+        raise InvalidArgumentError(
+            "view size is not compatible with input tensor's size and stride (at least one "
+            "dimension spans across two contiguous subspaces). Use .reshape(...) instead."
+        ) from None
+    return out
+
+
+view = defop("view", infer=_reshape_meta, grad_name="ViewBackward0", view=True)(_view)
+view.def_backward(_reshape_back)
+
+
+def _flatten_shape(shape, start_dim, end_dim):
+    if not shape:
+        return (1,)
+    s, e = normalize_dim(start_dim, len(shape)), normalize_dim(end_dim, len(shape))
+    if s > e:
+        raise InvalidArgumentError("flatten() has invalid args: start_dim cannot come after end_dim")
+    return tuple(shape[:s]) + (math.prod(shape[s:e + 1]),) + tuple(shape[e + 1:])
+
+
+flatten = defop("flatten", infer=lambda a, start_dim=0, end_dim=-1: Meta(
+    _flatten_shape(a.shape, start_dim, end_dim), a.dtype), grad_name="ViewBackward0", view=True)(
+    lambda xp, a, start_dim=0, end_dim=-1: xp.reshape(a, _flatten_shape(a.shape, start_dim,
+                                                                        end_dim))
+)
+flatten.def_backward(_reshape_back)
+
+
+def _t_meta(a):
+    if len(a.shape) > 2:
+        raise InvalidArgumentError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                                   f"{len(a.shape)}D")
+    return Meta(tuple(reversed(a.shape)), a.dtype)
+
+
+t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a.T)
+
+
+@t.def_backward
+def _(ctx, g):
+    return (g.t(),)
+
+
+def _perm(dims, ndim):
+    dims = tuple(normalize_dim(d, ndim) for d in dims)
+    if len(dims) != ndim or sorted(dims) != list(range(ndim)):
+        raise InvalidArgumentError(
+            "permute(sparse_coo): number of dimensions in the tensor input does not match the "
+            f"length of the desired ordering of dimensions i.e. input.dim() = {ndim} is not "
+            f"equal to len(dims) = {len(dims)}" if len(dims) != ndim
+            else "permute(): duplicate dims are not allowed."
+        )
+    return dims
+
+
+permute = defop("permute", infer=lambda a, dims: Meta(
+    tuple(a.shape[d] for d in _perm(dims, len(a.shape))), a.dtype),
+    grad_name="PermuteBackward0", view=True)(
+    lambda xp, a, dims: xp.transpose(a, _perm(dims, a.ndim))
+)
+
+
+@permute.def_backward
+def _(ctx, g):
+    dims = _perm(ctx.attrs["dims"], len(ctx.in_shapes[0]))
+    return (g.permute(tuple(int(i) for i in np.argsort(dims))),)
+
+
+def _swap(shape, d0, d1):
+    n = max(len(shape), 1)
+    d0, d1 = normalize_dim(d0, n), normalize_dim(d1, n)
+    s = list(shape)
+    if s:
+        s[d0], s[d1] = s[d1], s[d0]
+    return tuple(s), d0, d1
+
+
+transpose = defop("transpose", infer=lambda a, dim0, dim1: Meta(
+    _swap(a.shape, dim0, dim1)[0], a.dtype), grad_name="TransposeBackward0", view=True)(
+    lambda xp, a, dim0, dim1: xp.swapaxes(a, *_swap(a.shape, dim0, dim1)[1:]) if a.ndim else a.view()
+)
+
+
+@transpose.def_backward
+def _(ctx, g):
+    return (g.transpose(ctx.attrs["dim1"], ctx.attrs["dim0"]),)
+
+
+def _squeeze_shape(shape, dim):
+    if dim is None:
+        return tuple(n for n in shape if n != 1)
+    dims = normalize_dims(dim, max(len(shape), 1)) if shape else ()
+    return tuple(n for i, n in enumerate(shape) if not (i in dims and n == 1))
+
+
+squeeze = defop("squeeze", infer=lambda a, dim=None: Meta(_squeeze_shape(a.shape, dim), a.dtype),
+                grad_name=lambda a, dim=None: "SqueezeBackward0" if dim is None
+                else "SqueezeBackward1", view=True)(
+    lambda xp, a, dim=None: xp.reshape(a, _squeeze_shape(a.shape, dim))
+)
+squeeze.def_backward(_reshape_back)
+
+
+def _unsqueeze_shape(shape, dim):
+    d = normalize_dim(dim, len(shape) + 1)
+    return tuple(shape[:d]) + (1,) + tuple(shape[d:])
+
+
+unsqueeze = defop("unsqueeze", infer=lambda a, dim: Meta(_unsqueeze_shape(a.shape, dim), a.dtype),
+                  grad_name="UnsqueezeBackward0", view=True)(
+    lambda xp, a, dim: xp.reshape(a, _unsqueeze_shape(a.shape, dim))
+)
+unsqueeze.def_backward(_reshape_back)
+
+
+def _expand_shape(shape, sizes):
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < len(shape):
+        raise InvalidArgumentError(
+            f"expand(torch.FloatTensor{{{list(shape)}}}, size={list(sizes)}): the number of sizes "
+            f"provided ({len(sizes)}) must be greater or equal to the number of dimensions in the "
+            f"tensor ({len(shape)})"
+        )
+    lead = len(sizes) - len(shape)
+    out = []
+    for i, n in enumerate(sizes):
+        have = shape[i - lead] if i >= lead else None
+        if n == -1:
+            if have is None:
+                raise InvalidArgumentError(
+                    f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                    f"non-existing dimension {i}"
+                )
+            n = have
+        elif have is not None and have != n and have != 1:
+            raise InvalidArgumentError(
+                f"The expanded size of the tensor ({n}) must match the existing size ({have}) at "
+                f"non-singleton dimension {i}.  Target sizes: {list(sizes)}.  Tensor sizes: "
+                f"{list(shape)}"
+            )
+        out.append(n)
+    return tuple(out)
+
+
+expand = defop("expand", infer=lambda a, shape: Meta(_expand_shape(a.shape, shape), a.dtype),
+               grad_name="ExpandBackward0", view=True)(
+    lambda xp, a, shape: xp.broadcast_to(a, _expand_shape(a.shape, shape))
+)
+
+
+@expand.def_backward
+def _(ctx, g):
+    return (g._op("sum_to", g, shape=tuple(ctx.in_shapes[0])),)
+
+
+detach = defop("detach", infer=lambda a: Meta(a.shape, a.dtype), view=True)(
+    lambda xp, a: a.view()
+)
+# `.data`: the same storage under a fresh version counter (so not flagged as a view)
+alias_data = defop("alias_data", infer=lambda a: Meta(a.shape, a.dtype))(lambda xp, a: a)
+
+
+# -- indexing ---------------------------------------------------------------------------------
+def _index_meta(a, *tensors, key):
+    _, _, shape, _ = plan(a.shape, key, [t.shape for t in tensors])
+    return Meta(shape, a.dtype)
+
+
+def _index(xp, a, *indices, key):
+    basic, adv, _, _ = plan(a.shape, key, [i.shape for i in indices])
+    out = a[basic]
+    if adv:
+        out = gather(xp, out, adv, out.ndim, indices)
+    return out
+
+
+def _index_name(a, *tensors, key):
+    return plan(a.shape, key, [t.shape for t in tensors])[3]
+
+
+getitem = defop("getitem", infer=_index_meta, grad_name=_index_name, view=True)(_index)
+# index tensors are inputs 1.., and backward needs them
+index = defop("index", infer=_index_meta, grad_name=_index_name, save=slice(1, None))(_index)
+
+
+def _index_backward(ctx, g):
+    a_shape = ctx.in_shapes[0]
+    return (g._op("index_put_zeros", g, *ctx.saved, key=ctx.attrs["key"],
+                  shape=tuple(a_shape)),)
+
+
+getitem.def_backward(_index_backward)
+index.def_backward(_index_backward)
+
+
+def _index_put_meta(g, *tensors, key, shape):
+    return Meta(tuple(shape), g.dtype)
+
+
+def _index_put_zeros(xp, g, *indices, key, shape):
+    out = xp.zeros(tuple(shape), dtype=g.dtype)
+    basic, adv, _, _ = plan(tuple(shape), key, [i.shape for i in indices])
+    if not adv:
+        out[basic] = g
+        return out
+    view = out[basic]
+    akey = [slice(None)] * view.ndim
+    for pos, ref, kind in adv:
+        akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
+    add_at = np.add.at if xp is np else xp.add.at
+    add_at(view, tuple(akey), g)  # repeated indices accumulate, as torch's index backward
+    return out
+
+
+index_put_zeros = defop("index_put_zeros", infer=_index_put_meta,
+                        grad_name="IndexPutBackward0", save=slice(1, None))(_index_put_zeros)
+
+
+@index_put_zeros.def_backward
+def _(ctx, g):
+    indices = ctx.saved
+    key = ctx.attrs["key"]
+    name = "index" if any(s[0] in ("tensor", "list") for s in key) else "getitem"
+    return (g._op(name, g, *indices, key=key),) + (None,) * len(indices)
+
+
+# -- cat / stack ------------------------------------------------------------------------------
+def _cat_meta(*tensors, dim):
+    from ._dtype import result_type
+
+    shapes = [tuple(t.shape) for t in tensors]
+    ref = next((s for s in shapes if s != (0,)), shapes[0])
+    if not ref:
+        raise InvalidArgumentError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    d = normalize_dim(dim, len(ref))
+    total = 0
+    for i, s in enumerate(shapes):
+        if s == (0,) and ref != (0,):
+            continue
+        if len(s) != len(ref):
+            raise InvalidArgumentError(
+                f"Tensors must have same number of dimensions: got {len(ref)} and {len(s)}"
+            )
+        for j, (n, m) in enumerate(zip(s, ref)):
+            if j != d and n != m:
+                raise InvalidArgumentError(
+                    f"Sizes of tensors must match except in dimension {d}. Expected size {m} but "
+                    f"got size {n} for tensor number {i} in the list."
+                )
+        total += s[d]
+    out = list(ref)
+    out[d] = total
+    return Meta(tuple(out), result_type(*[t for t in tensors if len(t.shape)]) if any(
+        len(t.shape) for t in tensors) else tensors[0].dtype)
+
+
+def _cat(xp, *arrays, dim):
+    arrays = [a for a in arrays if a.shape != (0,)] or list(arrays[:1])
+    dtype = np.result_type(*arrays)
+    return xp.concatenate([a.astype(dtype, copy=False) for a in arrays],
+                          axis=normalize_dim(dim, arrays[0].ndim))
+
+
+cat = defop("cat", infer=_cat_meta, grad_name="CatBackward0")(_cat)
+
+
+@cat.def_backward
+def _(ctx, g):
+    shapes = ctx.in_shapes
+    ref = next((s for s in shapes if s != (0,)), shapes[0])
+    d = normalize_dim(ctx.attrs["dim"], len(ref))
+    out, start = [], 0
+    for s, need in zip(shapes, ctx.needs):
+        if s == (0,) and ref != (0,):
+            out.append(None)
+            continue
+        stop = start + s[d]
+        key = (("slice", None, None, None),) * d + (("slice", start, stop, 1),)
+        out.append(g._op("getitem", g, key=key) if need else None)
+        start = stop
+    return tuple(out)
+
+
+def _stack_meta(*tensors, dim):
+    from ._dtype import result_type
+
+    ref = tuple(tensors[0].shape)
+    for i, t in enumerate(tensors):
+        if tuple(t.shape) != ref:
+            raise InvalidArgumentError(
+                f"stack expects each tensor to be equal size, but got {list(ref)} at entry 0 and "
+                f"{list(t.shape)} at entry {i}"
+            )
+    d = normalize_dim(dim, len(ref) + 1)
+    return Meta(ref[:d] + (len(tensors),) + ref[d:], result_type(*tensors))
+
+
+def _stack(xp, *arrays, dim):
+    dtype = np.result_type(*arrays)
+    return xp.stack([a.astype(dtype, copy=False) for a in arrays],
+                    axis=normalize_dim(dim, arrays[0].ndim + 1))
+
+
+stack = defop("stack", infer=_stack_meta, grad_name="StackBackward0")(_stack)
+
+
+@stack.def_backward
+def _(ctx, g):
+    d = normalize_dim(ctx.attrs["dim"], len(ctx.in_shapes[0]) + 1)
+    key = (("slice", None, None, None),) * d
+    return tuple(g._op("getitem", g, key=key + (("int", i),)) if need else None
+                 for i, need in enumerate(ctx.needs))
+
+
+# -- factories: ops with no tensor inputs, run on the device named in attrs -------------------
+def _factory_meta(shape, dtype, device=None, **_):
+    return Meta(check_shape(shape), as_dtype(dtype))
+
+
+def _factory(fill):
+    def forward(xp, shape, dtype, device, **kw):
+        return fill(xp, tuple(shape), as_dtype(dtype).np, **kw)
+
+    return forward
+
+
+defop("zeros", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
+defop("ones", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.ones(s, d)))
+defop("empty", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
+
+
+def _full_meta(shape, value, dtype=None, device=None):
+    if not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
+    from ._dtype import scalar_dtype
+
+    return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
+
+
+defop("full", infer=_full_meta, needs_device=True)(
+    lambda xp, shape, value, dtype=None, device=None: xp.full(
+        tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
+)
+
+
+def _random_meta(shape, dtype, device=None):
+    m = _factory_meta(shape, dtype)
+    if not m.dtype.is_floating_point:
+        raise InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
+                                   f"'{m.dtype.name.capitalize()}'")
+    return m
+
+
+def _host_random(draw):
+    def forward(xp, shape, dtype, device, gen):
+        from ._backend import backend
+
+        host = draw(gen, tuple(shape), as_dtype(dtype).np)
+        return backend(device).from_host(host)
+
+    return forward
+
+
+defop("randn", infer=_random_meta, needs_device=True, random=True)(
+    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
+)
+defop("rand", infer=_random_meta, needs_device=True, random=True)(
+    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
+)
+
+
+def _arange_meta(start, end, step=1, dtype=None, device=None):
+    for v in (start, end, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise InvalidArgumentError("arange() bounds must be numbers")
+    if step == 0:
+        raise InvalidArgumentError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise InvalidArgumentError("upper bound and larger bound inconsistent with step sign")
+    n = max(0, math.ceil((end - start) / step))
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = int64 if is_int else default_float
+    return Meta((n,), as_dtype(dtype))
+
+
+defop("arange", infer=_arange_meta, needs_device=True)(
+    lambda xp, start, end, step=1, dtype=None, device=None: xp.arange(
+        start, end, step).astype(_arange_meta(start, end, step, dtype).dtype.np)[
+        :_arange_meta(start, end, step, dtype).shape[0]]
+)
+
+
+def _eye_meta(n, m=None, dtype=None, device=None):
+    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
+
+
+defop("eye", infer=_eye_meta, needs_device=True)(
+    lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
+        dtype or default_float).np)
+)

@@ -1,0 +1,453 @@
+"""The engine's Tensor and the dispatcher that runs registered ops on it."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _grad_mode
+from ._api import TensorAPI
+from ._autograd import AccumulateGrad, Node, SavedTensor, run_backward
+from ._backend import backend
+from ._dtype import TORCH_SCALAR_NAMES, DType, as_dtype, from_numpy_dtype
+from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
+from ._random import current_generator
+from ._registry import Meta, OpDef, get_op
+
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
+    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
+    "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
+    "instead."
+)
+
+
+class _Version:
+    """The version counter; views and detach() share one, `.data` gets a fresh one."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class Tensor(TensorAPI):
+    """An n-dimensional array that records the ops applied to it for autograd."""
+
+    __slots__ = ("_data", "_device", "_rg", "grad_fn", "_output_nr", "_vc", "_base", "_grad",
+                 "_retains_grad", "_acc", "__weakref__")
+
+    def __init__(self, data, device: str = "cpu", requires_grad: bool = False) -> None:
+        self._data = data
+        self._device = device
+        self._rg = False
+        self.grad_fn = None
+        self._output_nr = 0
+        self._vc = _Version()
+        self._base = None
+        self._grad = None
+        self._retains_grad = False
+        self._acc = None
+        if requires_grad:
+            self.requires_grad = True
+
+    @classmethod
+    def _wrap(cls, data, device: str) -> Tensor:
+        return cls(data, device)
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def dtype(self) -> DType:
+        return from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device != "cpu"
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg or self.grad_fn is not None
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        value = bool(value)
+        if self.grad_fn is not None:
+            if not value:
+                raise AutogradError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach()."
+                )
+            return
+        if value and not self.dtype.is_floating_point:
+            raise AutogradError(
+                "only Tensors of floating point and complex dtype can require gradients"
+            )
+        self._rg = value
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._vc.value
+
+    @property
+    def grad(self):
+        if self.grad_fn is not None and not self._retains_grad:
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
+            if value.shape != self.shape:
+                raise InvalidArgumentError("assigned grad has data of a different size")
+            if value.dtype is not self.dtype:
+                raise InvalidArgumentError("assigned grad has data of a different type")
+            if value.device != self.device:
+                raise InvalidArgumentError("assigned grad has data located on a different device")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def retain_grad(self) -> None:
+        if not self.requires_grad:
+            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None and not self._retains_grad:
+            self.grad_fn.retain(self)
+            self._retains_grad = True
+
+    def _accumulator(self) -> AccumulateGrad:
+        acc = self._acc
+        if acc is None:
+            acc = self._acc = AccumulateGrad(self)
+        return acc
+
+    # -- aliasing --------------------------------------------------------------------------
+    def detach(self) -> Tensor:
+        """A tensor with the same storage and version counter, outside the graph."""
+        out = Tensor(self._data, self._device)
+        out._vc = self._vc
+        out._base = self._base if self._base is not None else self
+        return out
+
+    def detach_(self) -> Tensor:
+        if self._base is not None and self._base.requires_grad:
+            raise AutogradError(
+                "Can't detach views in-place. Use detach() instead."
+            )
+        self.grad_fn = None
+        self._rg = False
+        return self
+
+    @property
+    def data(self) -> Tensor:
+        """Same storage, a fresh version counter: in-place changes through it go unnoticed."""
+        return Tensor(self._data, self._device)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise InvalidArgumentError("data must be set to a Tensor")
+        if value.device != self.device:
+            raise InvalidArgumentError("data set to a tensor that requires gradients must match")
+        self._data = value._data
+
+    # -- values ----------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            raise AutogradError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        if self._device != "cpu":
+            raise InvalidArgumentError(
+                f"can't convert {self._device} device type tensor to numpy. Use Tensor.cpu() to "
+                "copy the tensor to host memory first."
+            )
+        return self._data
+
+    def _host(self) -> np.ndarray:
+        return backend(self._device).to_host(self._data)
+
+    def item(self):
+        if self._data.size != 1:
+            raise InvalidArgumentError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        return self._host().reshape(()).item()
+
+    def tolist(self):
+        return self._host().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._host()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        from ._format import format_tensor
+
+        return format_tensor(self._host(), self.dtype, self._device, self._repr_suffix())
+
+    def _repr_suffix(self) -> str:
+        if self.grad_fn is not None:
+            return f"grad_fn=<{self.grad_fn.name()}>"
+        if self._rg:
+            return "requires_grad=True"
+        return ""
+
+    # -- autograd --------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad (or only into `inputs`)."""
+        backward([self], None if gradient is None else [gradient], retain_graph,
+                 create_graph, inputs)
+
+    # -- the two primitives of TensorAPI -----------------------------------------------------
+    def _op(self, name, *inputs, **attrs):
+        return apply(get_op(name), inputs, attrs)
+
+    def _inplace(self, name, *others, **attrs):
+        return apply_inplace(get_op(name), self, others, attrs)
+
+
+def _check_grad_root(t: Tensor, g) -> Tensor:
+    if g is None:
+        if t._data.size != 1:
+            raise AutogradError("grad can be implicitly created only for scalar outputs")
+        if not t.dtype.is_floating_point:
+            raise AutogradError(
+                "grad can be implicitly created only for real scalar outputs but got "
+                f"{t.dtype}"
+            )
+        return Tensor(backend(t._device).xp.ones_like(t._data), t._device)
+    if not isinstance(g, Tensor):
+        g = Tensor(backend(t._device).xp.asarray(g, dtype=t._data.dtype), t._device)
+    if g.shape != t.shape:
+        raise AutogradError(
+            f"Mismatch in shape: grad_output[0] has a shape of {_torch_size(g.shape)} and "
+            f"output[0] has a shape of {_torch_size(t.shape)}."
+        )
+    return g
+
+
+def _torch_size(shape) -> str:
+    return f"torch.Size([{', '.join(map(str, shape))}])"
+
+
+def _as_list(x):
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        return [x]
+    return list(x)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves."""
+    tensors = _as_list(tensors)
+    grads = _as_list(grad_tensors) or [None] * len(tensors)
+    for i, t in enumerate(tensors):
+        if not t.requires_grad:
+            raise AutogradError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
+    grads = [_check_grad_root(t, g) for t, g in zip(tensors, grads)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    inputs = _as_list(inputs)
+    if inputs is not None and not inputs:
+        raise AutogradError("'inputs' argument to backward() cannot be empty.")
+    run_backward(tensors, grads, retain_graph=retain_graph, create_graph=create_graph,
+                 inputs=inputs)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad."""
+    outputs = _as_list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = _as_list(inputs)
+    grads = _as_list(grad_outputs) or [None] * len(outputs)
+    for i, t in enumerate(outputs):
+        if not t.requires_grad:
+            raise AutogradError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
+    grads = [_check_grad_root(t, g) for t, g in zip(outputs, grads)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    result = run_backward(outputs, grads, retain_graph=retain_graph, create_graph=create_graph,
+                          inputs=inputs, accumulate=False)
+    if not allow_unused and any(r is None for r in result):
+        raise AutogradError(
+            "One of the differentiated Tensors appears to not have been used in the graph. "
+            "Set allow_unused=True if this is the desired behavior."
+        )
+    if not create_graph:
+        result = [None if r is None else r.detach() for r in result]
+    return tuple(result) if not single else (result[0],)
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def _device_of(inputs, attrs) -> str:
+    device = None
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if device is None:
+                device = x._device
+            elif x._device != device:
+                raise InvalidArgumentError(
+                    "Expected all tensors to be on the same device, but found at least two "
+                    f"devices, {device} and {x._device}!"
+                )
+    if device is None:
+        device = attrs.get("device", "cpu")
+    return device
+
+
+def _finish(xp, arr, meta: Meta, op: OpDef):
+    if not isinstance(arr, xp.ndarray):
+        arr = xp.asarray(arr)
+    if arr.dtype != meta.dtype.np:
+        arr = arr.astype(meta.dtype.np)
+    if arr.shape != meta.shape:
+        raise AutogradError(
+            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
+        )
+    return arr
+
+
+def apply(op: OpDef, inputs: tuple, attrs: dict):
+    """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd."""
+    device = _device_of(inputs, attrs)
+    meta = op.infer(*inputs, **attrs)
+    be = backend(device)
+    args = [x._data if isinstance(x, Tensor) else x for x in inputs]
+    kw = attrs
+    if op.random:
+        kw = {**attrs, "gen": current_generator()}
+    try:
+        with be.activate():
+            out = op.forward(be.xp, *args, **kw)
+    except IndexError as e:  # data-dependent checks (index tensors) surface here
+        raise TensorIndexError(f"{op.name}: {e}") from None
+    out_device = attrs["device"] if op.needs_device else device
+    xp = be.xp if out_device == device else backend(out_device).xp
+
+    if type(meta) is Meta:
+        result = Tensor(_finish(xp, out, meta, op), out_device)
+        outputs = (result,)
+    else:
+        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device) for a, m in zip(out, meta))
+        result = outputs
+
+    if op.view:
+        src = inputs[0]
+        for o in outputs:
+            o._vc = src._vc
+            o._base = src._base if src._base is not None else src
+
+    if (op.differentiable and _grad_mode.is_grad_enabled()
+            and any(isinstance(x, Tensor) and (x._rg or x.grad_fn is not None) for x in inputs)):
+        head = outputs[0]
+        if not head.dtype.is_floating_point:
+            return result
+        node = Node(op, op.node_name(inputs, attrs), inputs, attrs, device)
+        head.grad_fn = node
+        if op.save_output:
+            node._saved_output = SavedTensor(head, node, 0)
+    return result
+
+
+def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
+    """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
+    grad_on = _grad_mode.is_grad_enabled()
+    if grad_on and self.grad_fn is None and self._rg:
+        raise AutogradError(
+            "a leaf Variable that requires grad is being used in an in-place operation."
+        )
+    record = grad_on and op.differentiable and (
+        self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
+    )
+    source = self
+    if record:
+        base = self._base
+        if base is not None and base.requires_grad:
+            if base.grad_fn is None:
+                raise AutogradError(
+                    "a view of a leaf Variable that requires grad is being used in an in-place "
+                    "operation."
+                )
+            raise AutogradError(
+                "gradserve does not record in-place operations on views of tensors that "
+                "require grad; apply the op to the base tensor or to a clone() of the view"
+            )
+        # Backward may read self's old value; keep it in a snapshot with its own version.
+        source = Tensor(self._data.copy() if 0 in op.saved_indices(1 + len(others)) else self._data, self._device)
+        source._rg, source.grad_fn, source._output_nr = self._rg, self.grad_fn, self._output_nr
+        source._acc = self._acc
+    out = apply(op, (source, *others), attrs)
+    if out.shape != self.shape:
+        raise InvalidArgumentError(
+            f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+            f"{list(out.shape)}"
+        )
+    if out.dtype is not self.dtype and out.dtype.rank > self.dtype.rank:
+        raise InvalidArgumentError(
+            f"result type {TORCH_SCALAR_NAMES[out.dtype.name]} can't be cast to the desired "
+            f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
+        )
+    self._data[...] = out._data
+    self._vc.value += 1
+    if record and out.grad_fn is not None:
+        self.grad_fn, self._output_nr = out.grad_fn, 0
+        if op.save_output:
+            out.grad_fn._saved_output = SavedTensor(self, out.grad_fn, 0)
+    return self
+
+
+def to_tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """engine.tensor(): copy `data` (nested lists, numbers, numpy arrays) into a new leaf."""
+    if isinstance(data, Tensor):
+        data = data._host()
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+    try:
+        arr = np.array(data, dtype=None if dtype is None else dtype.np)
+    except (ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"could not build a tensor from {type(data).__name__}: {e}")
+    if dtype is None:
+        arr = _default_cast(arr)
+    be = backend(device)
+    return Tensor(be.from_host(arr), device, requires_grad=requires_grad)
+
+
+def _default_cast(arr: np.ndarray) -> np.ndarray:
+    kind = arr.dtype.kind
+    if kind == "f":
+        return arr.astype(np.float32, copy=False)  # torch.tensor's default float
+    if kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if kind == "b":
+        return arr
+    raise InvalidArgumentError(f"can't build a tensor from values of numpy type {arr.dtype}")
