@@ -1,0 +1,58 @@
+"""Project-level checks: packaging, generated stubs, proto lint."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _setuptools_config():
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_python_folder_is_a_declared_package():
+    # setuptools silently leaves unlisted subpackages out of the wheel.
+    cfg = _setuptools_config()
+    declared = {(ROOT / path).resolve() for path in cfg["package-dir"].values()}
+    assert set(cfg["packages"]) == set(cfg["package-dir"])
+    for top in {p.parts[0] for p in map(pathlib.Path, cfg["package-dir"].values())}:
+        for init in (ROOT / top).rglob("*.py"):
+            if "__pycache__" in init.parts:
+                continue
+            assert init.parent.resolve() in declared, f"{init.parent} is not a declared package"
+
+
+def test_generated_stubs_are_fresh(tmp_path):
+    pytest.importorskip("grpc_tools")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--out",
+                    str(tmp_path)], check=True, capture_output=True)
+    fresh = sorted(tmp_path.rglob("*_pb2*.py*"))
+    assert fresh, "the generator produced nothing"
+    for path in fresh:
+        committed = ROOT / "proto" / path.relative_to(tmp_path)
+        assert committed.read_bytes() == path.read_bytes(), (
+            f"{committed} is stale: run python scripts/gen_proto.py"
+        )
+
+
+@pytest.mark.parametrize("args", [["lint"], ["format", "--exit-code", "-d"]])
+def test_buf(args):
+    buf = shutil.which("buf") or shutil.which("buf", path=str(pathlib.Path(sys.executable).parent))
+    if buf is None:
+        pytest.skip("buf (pip install buf-bin) is not installed")
+    result = subprocess.run([buf, *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_gradserve_engine_stays_light():
+    code = ("import sys, gradserve.engine; "
+            "print(any(m == 'grpc' or m.startswith(('grpc.', 'cupy')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
