@@ -18,8 +18,23 @@ from ._api import TensorAPI, cat, matmul, stack, where
 from ._backend import canonical_device, cuda_device_count
 from ._dtype import DType, as_dtype, bool_, float32, float64, int64
 from ._errors import AutogradError, GradserveError, InvalidArgumentError, TensorIndexError
-from ._factories import (arange, empty, eye, from_numpy, full, full_like, ones, ones_like, rand,
-                         rand_like, randn, randn_like, tensor, zeros, zeros_like)
+from ._factories import (
+    arange,
+    empty,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from ._grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._random import Generator, manual_seed, using_generator
 from ._registry import OPS, Meta, get_op

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ._errors import InvalidArgumentError
 
+_CLAMP_NONE = "torch.clamp: At least one of 'min' or 'max' must not be None"
+
 
 def _dim_arg(dim):
     if dim is None or isinstance(dim, int):
@@ -165,7 +167,7 @@ class TensorAPI:
 
     def clamp(self, min=None, max=None):
         if min is None and max is None:
-            raise InvalidArgumentError("torch.clamp: At least one of 'min' or 'max' must not be None")
+            raise InvalidArgumentError(_CLAMP_NONE)
         return self._op("clamp", self, min=min, max=max)
 
     clip = clamp
@@ -178,12 +180,12 @@ class TensorAPI:
         return self._op("mean", self, dim=_dim_arg(dim), keepdim=bool(keepdim))
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        return self._op("var", self, dim=_dim_arg(dim), correction=_correction(unbiased, correction),
-                        keepdim=bool(keepdim))
+        return self._op("var", self, dim=_dim_arg(dim),
+                        correction=_correction(unbiased, correction), keepdim=bool(keepdim))
 
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        return self._op("std", self, dim=_dim_arg(dim), correction=_correction(unbiased, correction),
-                        keepdim=bool(keepdim))
+        return self._op("std", self, dim=_dim_arg(dim),
+                        correction=_correction(unbiased, correction), keepdim=bool(keepdim))
 
     def prod(self, dim=None, keepdim=False):
         return self._op("prod", self, dim=dim, keepdim=bool(keepdim))
@@ -281,7 +283,9 @@ class TensorAPI:
         from ._index import encode_key
 
         spec, tensors = encode_key(key)
-        return self._op("index", self, *tensors, key=spec)
+        if any(s[0] in ("tensor", "list") for s in spec):
+            return self._op("index", self, *tensors, key=spec)  # advanced: a copy
+        return self._op("getitem", self, key=spec)  # basic: a view sharing the version
 
     # -- copies and casts ------------------------------------------------------------------
     def clone(self):
@@ -336,7 +340,7 @@ class TensorAPI:
 
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
-            raise InvalidArgumentError("torch.clamp: At least one of 'min' or 'max' must not be None")
+            raise InvalidArgumentError(_CLAMP_NONE)
         return self._inplace("clamp", min=min, max=max)
 
     def relu_(self):

@@ -208,8 +208,6 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
                  inputs: Sequence | None = None, accumulate: bool = True):
     """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
     when `accumulate`; returns the gradients that reached `inputs` (None where none did)."""
-    from ._tensor import Tensor
-
     edges = []
     for i, t in enumerate(roots):
         e = _root_edge(t)
@@ -232,7 +230,7 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
 
     deps = _discover({e[0] for e in edges}, targets)
     buffers: dict = {}
-    for (node, nr), g in zip(edges, grads):
+    for (node, nr), g in zip(edges, grads, strict=True):
         _add(buffers, node, nr, g)
 
     seen_owners = {_owner(g) for g in grads}  # arrays a leaf must not alias

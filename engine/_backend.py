@@ -75,7 +75,7 @@ class Backend:
             return self.xp.asarray(array)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backend(device: str) -> Backend:
     return Backend(device)
 

@@ -336,16 +336,20 @@ def _matmul_meta(a, b) -> Meta:
     if ka != kb:
         if len(sa) == 1 and len(sb) == 1:
             raise InvalidArgumentError(
-                "inconsistent tensor size, expected tensor [%d] and src [%d] to have the same "
-                "number of elements, but got %d and %d elements respectively" % (ka, kb, ka, kb)
+                f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] to have the "
+                f"same number of elements, but got {ka} and {kb} elements respectively"
             )
         raise InvalidArgumentError(
             f"mat1 and mat2 shapes cannot be multiplied ({_rows(sa)}x{ka} and {kb}x{_cols(sb)})"
         )
-    batch = broadcast_shapes(sa[:-2], sb[:-2])
-    shape = batch + sa[-2:-1] + sb[-1:] if len(sb) > 1 else batch + sa[-2:-1]
-    if len(sa) == 1:
-        shape = broadcast_shapes((), sb[:-2]) + sb[-1:]
+    if len(sa) == 1 and len(sb) == 1:
+        shape = ()
+    elif len(sb) == 1:  # (..., n, k) @ (k,) -> (..., n)
+        shape = sa[:-1]
+    elif len(sa) == 1:  # (k,) @ (..., k, m) -> (..., m)
+        shape = sb[:-2] + sb[-1:]
+    else:
+        shape = broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     return Meta(tuple(shape), a.dtype)
 
 
@@ -377,13 +381,14 @@ matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, save=(0, 1)
 @matmul.def_backward
 def _(ctx, g):
     a, b = ctx.saved
+    if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
+        return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
+    # 1-D operands act as a row (left) or a column (right) matrix; the engine sums the
+    # broadcast batch dims of each gradient back to its input's shape
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-    g2 = g
-    if a.ndim == 1:
-        g2 = g2.unsqueeze(-2)
-    if b.ndim == 1:
-        g2 = g2.unsqueeze(-1)
+    g2 = g.unsqueeze(-2) if a.ndim == 1 else g
+    g2 = g2.unsqueeze(-1) if b.ndim == 1 else g2
     ga = gb = None
     if ctx.needs[0]:
         ga = g2 @ b2.transpose(-1, -2)

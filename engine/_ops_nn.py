@@ -99,7 +99,9 @@ def _class_meta(logits, target, reduction="mean", ignore_index=-100):
             f"expected scalar type Long but found {as_dtype(target.dtype).name}"
         )
     if len(logits.shape) not in (1, 2):
-        raise InvalidArgumentError(f"input must be 1-D (C) or 2-D (N, C), got {len(logits.shape)}-D")
+        raise InvalidArgumentError(
+            f"input must be 1-D (C) or 2-D (N, C), got {len(logits.shape)}-D"
+        )
     batch = tuple(logits.shape[:-1])
     if tuple(target.shape) != batch:
         raise InvalidArgumentError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._api import where
 from ._dtype import float_result, int64
 from ._errors import InvalidArgumentError, TensorIndexError
 from ._registry import Meta, defop
@@ -35,7 +36,8 @@ def _mean_dtype(dt):
 
 
 def _axis(a_ndim, dim):
-    return tuple(normalize_dims(dim, a_ndim))
+    # torch accepts dim 0 / -1 on a zero-dim tensor; numpy wants no axis there
+    return tuple(normalize_dims(dim, a_ndim)) if a_ndim else ()
 
 
 def _keep_shape(shape, dims):
@@ -146,7 +148,8 @@ def _prod_meta(a, dim=None, keepdim=False):
 def _prod(xp, a, dim=None, keepdim=False):
     if dim is None:
         return xp.prod(a, dtype=np.int64 if a.dtype.kind in "bi" else None)
-    return xp.prod(a, axis=dim, keepdims=keepdim, dtype=np.int64 if a.dtype.kind in "bi" else None)
+    return xp.prod(a, axis=_axis(a.ndim, dim), keepdims=keepdim,
+                   dtype=np.int64 if a.dtype.kind in "bi" else None)
 
 
 prod = defop("prod", infer=_prod_meta, grad_name=_name("ProdBackward0", "ProdBackward1"),
@@ -155,24 +158,42 @@ prod = defop("prod", infer=_prod_meta, grad_name=_name("ProdBackward0", "ProdBac
 
 def _others_product(xp, a, dim):
     """Product of every element but itself along `dim`, exact when some elements are zero."""
-    ones = xp.ones_like(xp.take(a, [0], axis=dim))
-    before = xp.cumprod(xp.concatenate([ones, xp.take(a, range(a.shape[dim] - 1), axis=dim)],
-                                       axis=dim), axis=dim) if a.shape[dim] else a
-    flipped = xp.flip(a, axis=dim)
-    after = xp.cumprod(xp.concatenate([ones, xp.take(flipped, range(a.shape[dim] - 1),
-                                                     axis=dim)], axis=dim), axis=dim)
-    return before * xp.flip(after, axis=dim) if a.shape[dim] else a
+    if a.ndim == 0:
+        return xp.ones_like(a)
+    if a.shape[dim] == 0:
+        return a.copy()
+    a = xp.moveaxis(a, dim, -1)
+    ones = xp.ones_like(a[..., :1])
+    before = xp.cumprod(xp.concatenate([ones, a[..., :-1]], axis=-1), axis=-1)
+    after = xp.cumprod(xp.concatenate([ones, a[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return xp.moveaxis(before * after, -1, dim)
 
 
-prod_others = defop("prod_others", infer=lambda a, dim: Meta(a.shape, a.dtype),
-                    grad_name="ProdBackward0")(_others_product)
+def _prod_others_meta(a, dim):
+    normalize_dim(dim, len(a.shape))
+    return Meta(a.shape, a.dtype)
+
+
+# others[i] = prod_{k != i} a[k]: prod's gradient without dividing by a (which may be 0)
+prod_others = defop("prod_others", infer=_prod_others_meta, grad_name="ProdBackward1",
+                    save=(0,))(_others_product)
 
 
 @prod_others.def_backward
 def _(ctx, g):
-    from ._errors import AutogradError
-
-    raise AutogradError("double backward through prod is not supported by gradserve")
+    # d others[i] / d a[j] = prod_{k != i, j} a[k] (i != j). Row j of `rows` is a with a[j]
+    # set to 1, so prod_others(rows)[j, i] is exactly that product; the diagonal is masked.
+    # O(n^2) memory, but only second derivatives of prod come here.
+    (a,) = ctx.saved
+    if a.ndim == 0:
+        return (g * 0.0,)
+    d = normalize_dim(ctx.attrs["dim"], a.ndim)
+    n = a.shape[d]
+    am, gm = a.transpose(d, -1), g.transpose(d, -1)
+    diag = g._op("eye", n=n, dtype="bool", device=g.device)
+    rows = where(diag, 1.0, am.unsqueeze(-2).expand(*am.shape[:-1], n, n))
+    others = rows._op("prod_others", rows, dim=-1)
+    return ((where(diag, 0.0, others) * gm.unsqueeze(-2)).sum(-1).transpose(d, -1),)
 
 
 @prod.def_backward
@@ -182,6 +203,8 @@ def _(ctx, g):
     if dim is None:
         flat = a.reshape(-1)
         return ((g * flat._op("prod_others", flat, dim=0)).reshape(a.shape),)
+    if a.ndim == 0:
+        return (g,)
     d = normalize_dim(dim, a.ndim)
     g = g if ctx.attrs.get("keepdim") else g.unsqueeze(d)
     return (g * a._op("prod_others", a, dim=d),)

@@ -50,7 +50,9 @@ def _flatten_shape(shape, start_dim, end_dim):
         return (1,)
     s, e = normalize_dim(start_dim, len(shape)), normalize_dim(end_dim, len(shape))
     if s > e:
-        raise InvalidArgumentError("flatten() has invalid args: start_dim cannot come after end_dim")
+        raise InvalidArgumentError(
+            "flatten() has invalid args: start_dim cannot come after end_dim"
+        )
     return tuple(shape[:s]) + (math.prod(shape[s:e + 1]),) + tuple(shape[e + 1:])
 
 
@@ -111,10 +113,12 @@ def _swap(shape, d0, d1):
     return tuple(s), d0, d1
 
 
+def _transpose(xp, a, dim0, dim1):
+    return xp.swapaxes(a, *_swap(a.shape, dim0, dim1)[1:]) if a.ndim else a.view()
+
+
 transpose = defop("transpose", infer=lambda a, dim0, dim1: Meta(
-    _swap(a.shape, dim0, dim1)[0], a.dtype), grad_name="TransposeBackward0", view=True)(
-    lambda xp, a, dim0, dim1: xp.swapaxes(a, *_swap(a.shape, dim0, dim1)[1:]) if a.ndim else a.view()
-)
+    _swap(a.shape, dim0, dim1)[0], a.dtype), grad_name="TransposeBackward0", view=True)(_transpose)
 
 
 @transpose.def_backward
@@ -204,7 +208,7 @@ def _index_meta(a, *tensors, key):
 
 def _index(xp, a, *indices, key):
     basic, adv, _, _ = plan(a.shape, key, [i.shape for i in indices])
-    out = a[basic]
+    out = a[basic + (Ellipsis,)]  # the Ellipsis keeps a view even when every dim gets an int
     if adv:
         out = gather(xp, out, adv, out.ndim, indices)
     return out
@@ -220,9 +224,10 @@ index = defop("index", infer=_index_meta, grad_name=_index_name, save=slice(1, N
 
 
 def _index_backward(ctx, g):
-    a_shape = ctx.in_shapes[0]
-    return (g._op("index_put_zeros", g, *ctx.saved, key=ctx.attrs["key"],
-                  shape=tuple(a_shape)),)
+    indices = ctx.saved
+    grad = g._op("index_put_zeros", g, *indices, key=ctx.attrs["key"],
+                 shape=tuple(ctx.in_shapes[0]))
+    return (grad,) + (None,) * len(indices)
 
 
 getitem.def_backward(_index_backward)
@@ -277,7 +282,7 @@ def _cat_meta(*tensors, dim):
             raise InvalidArgumentError(
                 f"Tensors must have same number of dimensions: got {len(ref)} and {len(s)}"
             )
-        for j, (n, m) in enumerate(zip(s, ref)):
+        for j, (n, m) in enumerate(zip(s, ref, strict=True)):
             if j != d and n != m:
                 raise InvalidArgumentError(
                     f"Sizes of tensors must match except in dimension {d}. Expected size {m} but "
@@ -306,7 +311,7 @@ def _(ctx, g):
     ref = next((s for s in shapes if s != (0,)), shapes[0])
     d = normalize_dim(ctx.attrs["dim"], len(ref))
     out, start = [], 0
-    for s, need in zip(shapes, ctx.needs):
+    for s, need in zip(shapes, ctx.needs, strict=True):
         if s == (0,) and ref != (0,):
             out.append(None)
             continue

@@ -250,6 +250,12 @@ def _check_grad_root(t: Tensor, g) -> Tensor:
     return g
 
 
+def _check_grad_roots(tensors, grads) -> list:
+    if len(grads) != len(tensors):
+        raise AutogradError(f"got {len(tensors)} tensors and {len(grads)} gradients")
+    return [_check_grad_root(t, g) for t, g in zip(tensors, grads, strict=True)]
+
+
 def _torch_size(shape) -> str:
     return f"torch.Size([{', '.join(map(str, shape))}])"
 
@@ -271,7 +277,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             raise AutogradError(
                 f"element {i} of tensors does not require grad and does not have a grad_fn"
             )
-    grads = [_check_grad_root(t, g) for t, g in zip(tensors, grads)]
+    grads = _check_grad_roots(tensors, grads)
     if retain_graph is None:
         retain_graph = create_graph
     inputs = _as_list(inputs)
@@ -293,7 +299,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise AutogradError(
                 f"element {i} of tensors does not require grad and does not have a grad_fn"
             )
-    grads = [_check_grad_root(t, g) for t, g in zip(outputs, grads)]
+    grads = _check_grad_roots(outputs, grads)
     if retain_graph is None:
         retain_graph = create_graph
     result = run_backward(outputs, grads, retain_graph=retain_graph, create_graph=create_graph,
@@ -358,7 +364,8 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
         result = Tensor(_finish(xp, out, meta, op), out_device)
         outputs = (result,)
     else:
-        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device) for a, m in zip(out, meta))
+        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device)
+                        for a, m in zip(out, meta, strict=True))
         result = outputs
 
     if op.view:
@@ -403,7 +410,8 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
                 "require grad; apply the op to the base tensor or to a clone() of the view"
             )
         # Backward may read self's old value; keep it in a snapshot with its own version.
-        source = Tensor(self._data.copy() if 0 in op.saved_indices(1 + len(others)) else self._data, self._device)
+        saves_self = 0 in op.saved_indices(1 + len(others))
+        source = Tensor(self._data.copy() if saves_self else self._data, self._device)
         source._rg, source.grad_fn, source._output_nr = self._rg, self.grad_fn, self._output_nr
         source._acc = self._acc
     out = apply(op, (source, *others), attrs)
@@ -435,11 +443,21 @@ def to_tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     try:
         arr = np.array(data, dtype=None if dtype is None else dtype.np)
     except (ValueError, TypeError) as e:
-        raise InvalidArgumentError(f"could not build a tensor from {type(data).__name__}: {e}")
+        raise InvalidArgumentError(
+            f"could not build a tensor from {type(data).__name__}: {e}"
+        ) from None
     if dtype is None:
-        arr = _default_cast(arr)
+        # numpy input keeps its dtype (as torch.tensor); Python numbers get the defaults
+        arr = _numpy_cast(arr) if isinstance(data, (np.ndarray, np.generic)) else _default_cast(arr)
     be = backend(device)
     return Tensor(be.from_host(arr), device, requires_grad=requires_grad)
+
+
+def _numpy_cast(arr: np.ndarray) -> np.ndarray:
+    try:
+        return arr.astype(as_dtype(arr.dtype).np, copy=False)
+    except InvalidArgumentError:
+        return _default_cast(arr)
 
 
 def _default_cast(arr: np.ndarray) -> np.ndarray:
