@@ -1,0 +1,165 @@
+"""Layers: Linear, the activations, Dropout and Sequential."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+from gradserve.engine import no_grad
+
+from . import functional as F
+from ._module import Module
+
+
+def _default_session(session):
+    if session is None:
+        from gradserve import engine
+
+        return engine
+    return session
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, with torch's initialisation: weight and bias drawn from
+    U(-1/sqrt(in_features), 1/sqrt(in_features)).
+
+    `session=` says where the parameters live: None or `gradserve.engine` keeps them
+    in-process, a remote session `s` creates them on its server.
+
+    >>> fc = nn.Linear(784, 10)                # in-process
+    >>> fc_remote = nn.Linear(784, 10, session=s)
+    >>> fc(engine.randn(64, 784)).shape
+    (64, 10)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, session=None,
+                 dtype=None) -> None:
+        super().__init__()
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.session = _default_session(session)
+        self.weight = self._uniform(self.out_features, self.in_features, dtype=dtype)
+        if bias:
+            self.bias = self._uniform(self.out_features, dtype=dtype)
+        else:
+            self.register_parameter("bias", None)
+
+    def _uniform(self, *shape, dtype):
+        # torch: kaiming_uniform_(a=sqrt(5)) for the weight and U(-b, b) for the bias both
+        # come to b = 1/sqrt(fan_in). Drawn and scaled in place where the parameter lives.
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+        with no_grad():
+            t = self.session.rand(*shape, dtype=dtype)
+            t.mul_(2.0 * bound).sub_(bound)
+        return t.requires_grad_()
+
+    def reset_parameters(self) -> None:
+        """Draw fresh initial values, in place. >>> fc.reset_parameters()"""
+        with no_grad():
+            for p in self.parameters():
+                p.copy_(self._uniform(*p.shape, dtype=p.dtype).detach())
+
+    def forward(self, input):
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class ReLU(Module):
+    """max(x, 0) as a layer. >>> nn.ReLU()(engine.tensor([-1., 1.]))
+    tensor([0., 1.])
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.relu(input, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class Tanh(Module):
+    """tanh as a layer. >>> nn.Tanh()(engine.zeros(2))
+    tensor([0., 0.])
+    """
+
+    def forward(self, input):
+        return F.tanh(input)
+
+
+class Sigmoid(Module):
+    """The logistic function as a layer. >>> nn.Sigmoid()(engine.zeros(1))
+    tensor([0.5000])
+    """
+
+    def forward(self, input):
+        return F.sigmoid(input)
+
+
+class Dropout(Module):
+    """Zero elements with probability p while training; the identity in eval mode.
+
+    >>> nn.Dropout(0.5).eval()(engine.ones(2))
+    tensor([1., 1.])
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Sequential(Module):
+    """Modules applied one after another; indexable like a list.
+
+    >>> model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
+    >>> model[0]
+    Linear(in_features=784, out_features=512, bias=True)
+    """
+
+    def __init__(self, *args) -> None:
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, module in args[0].items():
+                self.add_module(name, module)
+        else:
+            for i, module in enumerate(args):
+                self.add_module(str(i), module)
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        n = len(items)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range")
+        return items[index][1]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        """Add a module at the end; returns self. >>> model.append(nn.ReLU())"""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def forward(self, input):
+        for module in self._modules.values():
+            input = module(input)
+        return input
