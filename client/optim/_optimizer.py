@@ -1,0 +1,112 @@
+"""Optimizer: parameter groups, per-parameter state and zero_grad (torch.optim.Optimizer).
+
+Updates run under no_grad with in-place tensor ops on the parameters themselves, and state
+buffers are made from the parameter (`p.detach().clone().zero_()`), so everything stays
+where the parameter lives: in-process for engine tensors, on the server for remote ones,
+and no step ever fetches a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gradserve.engine import TensorAPI, no_grad
+
+from ..nn._module import _zero_grads
+
+
+def zeros_like(p):
+    """A zero tensor shaped, typed and placed like `p`, outside any graph.
+
+    >>> zeros_like(engine.ones(2, requires_grad=True))
+    tensor([0., 0.])
+    """
+    with no_grad():
+        return p.detach().clone().zero_()
+
+
+class Optimizer:
+    """Base of the optimizers: subclasses implement `step()` with the hyper-parameters of
+    each of `self.param_groups` and keep per-parameter buffers in `self.state[p]`.
+
+    >>> opt = optim.SGD([{"params": body.parameters()},
+    ...                  {"params": head.parameters(), "lr": 1e-3}], lr=1e-2)
+    """
+
+    def __init__(self, params, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: dict[Any, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, TensorAPI):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {type(params).__name__}")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add parameters with their own hyper-parameters (missing ones take the defaults).
+
+        >>> opt.add_param_group({"params": new_head.parameters(), "lr": 1e-3})
+        """
+        group = dict(param_group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, TensorAPI) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, TensorAPI):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        held = {id(p) for g in self.param_groups for p in g["params"]}
+        ids = [id(p) for p in group["params"]]
+        if len(set(ids)) != len(ids) or held.intersection(ids):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero in place) the .grad of every parameter.
+
+        >>> opt.zero_grad()
+        """
+        _zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
+
+    def step(self, closure=None):
+        """Update every parameter from its .grad once. >>> opt.step()"""
+        raise NotImplementedError
+
+    def _params_with_grad(self, group: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
+        for p in group["params"]:
+            g = p.grad
+            if g is not None:
+                yield p, g
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _evaluate(closure):
+    if closure is None:
+        return None
+    from gradserve.engine import enable_grad
+
+    with enable_grad():
+        return closure()
+
+
+def _check_nonnegative(name: str, value: float) -> None:
+    if not value >= 0.0:  # also rejects nan
+        raise ValueError(f"Invalid {name}: {value}")
