@@ -305,10 +305,10 @@ class TensorAPI:
 
     def to(self, *args, dtype=None, device=None):
         from ._backend import canonical_device
-        from ._dtype import DType, as_dtype
+        from ._dtype import DType, as_dtype, is_dtype_name
 
-        for a in args:  # to("cuda"), to(gs.float64), to("cuda", gs.float64)
-            if isinstance(a, DType) or (isinstance(a, str) and not a.startswith(("cpu", "cuda"))):
+        for a in args:  # to("cuda"), to(gs.float64), to("cuda", gs.float64), to("float64")
+            if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):
                 dtype = a
             else:
                 device = a

@@ -9,6 +9,7 @@ each node's saved tensors once it has run unless retain_graph.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from . import _grad_mode
@@ -54,7 +55,10 @@ class SavedTensor:
             shape = t.shape if t is not None else self.data.shape
             dtype = t.dtype if t is not None else Tensor._wrap(self.data, owner.device).dtype
             producer = t.grad_fn if t is not None else self.node
-            where = f", which is output {self.output_nr} of {producer.name()}," if producer else ""
+            where = ""
+            if producer is not None:  # torch names the function without "Backward0"
+                fn = re.sub(r"Backward\d*$", "", producer.name())
+                where = f", which is output {self.output_nr} of {fn},"
             raise AutogradError(
                 "one of the variables needed for gradient computation has been modified by an "
                 f"inplace operation: {_describe(shape, dtype)}{where} is at version "

@@ -24,6 +24,8 @@ def canonical_device(device) -> str:
     text = str(device).strip()
     m = _DEVICE_RE.match(text)
     if m is None:
+        if re.match(r"^(cpu|cuda)\b", text):
+            raise InvalidArgumentError(f"Invalid device string: '{text}'")
         raise InvalidArgumentError(
             f"Expected one of cpu, cuda device type at start of device string: {text}"
         )

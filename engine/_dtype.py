@@ -48,6 +48,10 @@ default_float = float32
 _BY_LATTICE = sorted(DTYPES.values(), key=lambda d: d.rank)
 
 
+def is_dtype_name(name: str) -> bool:
+    return name in DTYPES or name in _ALIASES
+
+
 def as_dtype(value) -> DType:
     """Accept a DType, a name ("float32", "float", "long"), a numpy dtype or a Python type."""
     if isinstance(value, DType):

@@ -155,4 +155,11 @@ def gather(xp, basic, adv, ndim, index_arrays):
     key = [slice(None)] * ndim
     for pos, ref, kind in adv:
         key[pos] = index_arrays[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
+        size, idx = basic.shape[pos], key[pos]
+        out_of_range = (idx < -size) | (idx >= size)
+        if out_of_range.any():  # torch's message rather than numpy's
+            raise TensorIndexError(
+                f"index {int(idx[out_of_range].reshape(-1)[0])} is out of bounds for dimension "
+                f"{pos} with size {size}"
+            )
     return basic[tuple(key)]

@@ -200,6 +200,52 @@ detach = defop("detach", infer=lambda a: Meta(a.shape, a.dtype), view=True)(
 alias_data = defop("alias_data", infer=lambda a: Meta(a.shape, a.dtype))(lambda xp, a: a)
 
 
+# -- in-place through a view: torch's CopySlices -------------------------------------------
+def _replay_meta(meta, steps):
+    from ._registry import get_op
+
+    for name, attrs in steps:
+        meta = get_op(name).infer(meta, **attrs)
+    return meta
+
+
+def _view_scatter_meta(base, src, steps):
+    region = _replay_meta(Meta(tuple(base.shape), base.dtype), steps)
+    if tuple(src.shape) != region.shape:
+        raise InvalidArgumentError(
+            f"view_scatter: source of shape {list(src.shape)} for a view of shape "
+            f"{list(region.shape)}"
+        )
+    return Meta(tuple(base.shape), base.dtype)
+
+
+def _view_scatter(xp, base, src, steps):
+    from ._registry import get_op
+
+    out = base.copy()
+    region = out
+    for name, attrs in steps:  # view ops: region stays a view into out
+        region = get_op(name).forward(xp, region, **attrs)
+    region[...] = src
+    return out
+
+
+# base with the region that `steps` (view ops) select replaced by src
+view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySlices")(
+    _view_scatter
+)
+
+
+@view_scatter.def_backward
+def _(ctx, g):
+    steps = ctx.attrs["steps"]
+    region = g
+    for name, attrs in steps:
+        region = region._op(name, region, **attrs)
+    g_base = g._op("view_scatter", g, region * 0, steps=steps) if ctx.needs[0] else None
+    return g_base, region if ctx.needs[1] else None
+
+
 # -- indexing ---------------------------------------------------------------------------------
 def _index_meta(a, *tensors, key):
     _, _, shape, _ = plan(a.shape, key, [t.shape for t in tensors])

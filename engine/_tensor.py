@@ -24,6 +24,15 @@ _NON_LEAF_GRAD = (
 )
 
 
+_NO_GRAD_VIEW = (
+    "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
+    "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
+    "your code by moving both the view and the inplace either both inside the no_grad block "
+    "(if you don't want the inplace to be tracked) or both outside (if you want the inplace "
+    "to be tracked)."
+)
+
+
 class _Version:
     """The version counter; views and detach() share one, `.data` gets a fresh one."""
 
@@ -36,17 +45,21 @@ class _Version:
 class Tensor(TensorAPI):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
-    __slots__ = ("_data", "_device", "_rg", "grad_fn", "_output_nr", "_vc", "_base", "_grad",
-                 "_retains_grad", "_acc", "__weakref__")
+    __slots__ = ("_data", "_device", "_rg", "_grad_fn", "_output_nr", "_vc", "_base",
+                 "_view_steps", "_view_version", "_grad", "_retains_grad", "_acc", "__weakref__")
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False) -> None:
         self._data = data
         self._device = device
         self._rg = False
-        self.grad_fn = None
+        self._grad_fn = None
         self._output_nr = 0
         self._vc = _Version()
+        # A view made by view ops: its root tensor, the ((op, attrs), ...) that made it from
+        # the root (None when made under no_grad) and the version its history belongs to.
         self._base = None
+        self._view_steps = None
+        self._view_version = 0
         self._grad = None
         self._retains_grad = False
         self._acc = None
@@ -75,6 +88,27 @@ class Tensor(TensorAPI):
         return self._device != "cpu"
 
     @property
+    def grad_fn(self):
+        """The Node that made this tensor (None for leaves).
+
+        A view whose base changed in place since its history was recorded gets its history
+        rebuilt from the base's current one, as torch does, so gradients flow through the
+        in-place op.
+        """
+        if self._view_steps is not None and self._view_version != self._vc.value:
+            self._refresh_view_history()
+        return self._grad_fn
+
+    @grad_fn.setter
+    def grad_fn(self, node) -> None:
+        self._grad_fn = node
+
+    def _refresh_view_history(self) -> None:
+        fresh = replay_view(self._base, self._view_steps)
+        self._grad_fn, self._output_nr = fresh._grad_fn, fresh._output_nr
+        self._view_version = self._vc.value
+
+    @property
     def requires_grad(self) -> bool:
         return self._rg or self.grad_fn is not None
 
@@ -90,9 +124,7 @@ class Tensor(TensorAPI):
                 )
             return
         if value and not self.dtype.is_floating_point:
-            raise AutogradError(
-                "only Tensors of floating point and complex dtype can require gradients"
-            )
+            raise AutogradError("only Tensors of floating point dtype can require gradients")
         self._rg = value
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -147,15 +179,12 @@ class Tensor(TensorAPI):
     def detach(self) -> Tensor:
         """A tensor with the same storage and version counter, outside the graph."""
         out = Tensor(self._data, self._device)
-        out._vc = self._vc
-        out._base = self._base if self._base is not None else self
+        out._vc = self._vc  # in-place changes through either are caught by backward
         return out
 
     def detach_(self) -> Tensor:
-        if self._base is not None and self._base.requires_grad:
-            raise AutogradError(
-                "Can't detach views in-place. Use detach() instead."
-            )
+        if self._base is not None:
+            raise AutogradError("Can't detach views in-place. Use detach() instead.")
         self.grad_fn = None
         self._rg = False
         return self
@@ -282,7 +311,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         retain_graph = create_graph
     inputs = _as_list(inputs)
     if inputs is not None and not inputs:
-        raise AutogradError("'inputs' argument to backward() cannot be empty.")
+        raise AutogradError("`inputs` argument to `backward()` cannot be empty.")
     run_backward(tensors, grads, retain_graph=retain_graph, create_graph=create_graph,
                  inputs=inputs)
 
@@ -304,10 +333,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     result = run_backward(outputs, grads, retain_graph=retain_graph, create_graph=create_graph,
                           inputs=inputs, accumulate=False)
-    if not allow_unused and any(r is None for r in result):
+    unused = [k for k, r in enumerate(result) if r is None]
+    if unused and not allow_unused:
         raise AutogradError(
-            "One of the differentiated Tensors appears to not have been used in the graph. "
-            "Set allow_unused=True if this is the desired behavior."
+            f"The differentiated Tensor at index {unused[0]} appears to not have been used in "
+            "the graph. Set allow_unused=True if this is the desired behavior."
         )
     if not create_graph:
         result = [None if r is None else r.detach() for r in result]
@@ -355,7 +385,9 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
     try:
         with be.activate():
             out = op.forward(be.xp, *args, **kw)
-    except IndexError as e:  # data-dependent checks (index tensors) surface here
+    except TensorIndexError:
+        raise
+    except IndexError as e:  # other data-dependent checks (loss targets) surface here
         raise TensorIndexError(f"{op.name}: {e}") from None
     out_device = attrs["device"] if op.needs_device else device
     xp = be.xp if out_device == device else backend(out_device).xp
@@ -369,10 +401,7 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
         result = outputs
 
     if op.view:
-        src = inputs[0]
-        for o in outputs:
-            o._vc = src._vc
-            o._base = src._base if src._base is not None else src
+        _mark_views(op, inputs[0], outputs, attrs, be.xp)
 
     if (op.differentiable and _grad_mode.is_grad_enabled()
             and any(isinstance(x, Tensor) and (x._rg or x.grad_fn is not None) for x in inputs)):
@@ -386,51 +415,102 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
     return result
 
 
+def _mark_views(op: OpDef, src: Tensor, outputs, attrs: dict, xp) -> None:
+    """Outputs that alias src share its version counter; differentiable views also remember
+    their root and the view ops that lead there, for in-place ops through them."""
+    for o in outputs:
+        if not xp.may_share_memory(o._data, src._data):
+            continue  # e.g. reshape of a non-contiguous tensor had to copy
+        o._vc = src._vc
+        if not op.differentiable:  # detach: an alias outside the graph
+            continue
+        o._base = src._base if src._base is not None else src
+        if _grad_mode.is_grad_enabled() and (src._base is None or src._view_steps is not None):
+            o._view_steps = (src._view_steps or ()) + ((op.name, attrs),)
+            o._view_version = o._vc.value
+
+
+def replay_view(base: Tensor, steps) -> Tensor:
+    """Apply a view's recorded view ops to its base again: the view with the base's history."""
+    out = base
+    with _grad_mode.enable_grad():
+        for name, attrs in steps:
+            out = apply(get_op(name), (out,), attrs)
+    return out
+
+
+def _snapshot(t: Tensor, copy: bool) -> Tensor:
+    """A stand-in for t in the graph: t's history, with its data (copied when backward will
+    read the old value, which the in-place write is about to overwrite)."""
+    out = Tensor(t._data.copy() if copy else t._data, t._device)
+    out._rg, out._grad_fn, out._output_nr, out._acc = t._rg, t.grad_fn, t._output_nr, t._acc
+    return out
+
+
+def _check_inplace_target(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> None:
+    meta = op.infer(self, *others, **attrs)
+    if meta.shape != self.shape:
+        raise InvalidArgumentError(
+            f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+            f"{list(meta.shape)}"
+        )
+    if meta.dtype is not self.dtype and meta.dtype.rank > self.dtype.rank:
+        raise InvalidArgumentError(
+            f"result type {TORCH_SCALAR_NAMES[meta.dtype.name]} can't be cast to the desired "
+            f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
+        )
+    arr = self._data
+    if any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape, strict=True)):
+        raise InvalidArgumentError(
+            "unsupported operation: more than one element of the written-to tensor refers to a "
+            "single memory location. Please clone() the tensor before performing the operation."
+        )
+    if isinstance(arr, np.ndarray) and not arr.flags.writeable:
+        raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
+
+
 def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
-    """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
+    """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`.
+
+    Recorded like torch: self takes the op's node as its grad_fn, reading its old value from
+    a snapshot. Through a view, the base gets a CopySlices node (view_scatter: the old base
+    with the view's region replaced) and the view's own history is rebuilt from the base's.
+    """
     grad_on = _grad_mode.is_grad_enabled()
-    if grad_on and self.grad_fn is None and self._rg:
+    if grad_on and self._rg and self.grad_fn is None:
         raise AutogradError(
             "a leaf Variable that requires grad is being used in an in-place operation."
         )
+    _check_inplace_target(op, self, others, attrs)
     record = grad_on and op.differentiable and (
         self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
     )
+    base = self._base
+    if record and base is not None:
+        if base._rg and base.grad_fn is None:
+            raise AutogradError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation."
+            )
+        if self._view_steps is None:
+            raise AutogradError(_NO_GRAD_VIEW)
     source = self
     if record:
-        base = self._base
-        if base is not None and base.requires_grad:
-            if base.grad_fn is None:
-                raise AutogradError(
-                    "a view of a leaf Variable that requires grad is being used in an in-place "
-                    "operation."
-                )
-            raise AutogradError(
-                "gradserve does not record in-place operations on views of tensors that "
-                "require grad; apply the op to the base tensor or to a clone() of the view"
-            )
-        # Backward may read self's old value; keep it in a snapshot with its own version.
-        saves_self = 0 in op.saved_indices(1 + len(others))
-        source = Tensor(self._data.copy() if saves_self else self._data, self._device)
-        source._rg, source.grad_fn, source._output_nr = self._rg, self.grad_fn, self._output_nr
-        source._acc = self._acc
+        source = _snapshot(self, copy=0 in op.saved_indices(1 + len(others)))
     out = apply(op, (source, *others), attrs)
-    if out.shape != self.shape:
-        raise InvalidArgumentError(
-            f"output with shape {list(self.shape)} doesn't match the broadcast shape "
-            f"{list(out.shape)}"
-        )
-    if out.dtype is not self.dtype and out.dtype.rank > self.dtype.rank:
-        raise InvalidArgumentError(
-            f"result type {TORCH_SCALAR_NAMES[out.dtype.name]} can't be cast to the desired "
-            f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
-        )
+    new_base = None
+    if record and base is not None and out.grad_fn is not None:
+        new_base = apply(get_op("view_scatter"), (_snapshot(base, copy=False), out),
+                         {"steps": self._view_steps})
     self._data[...] = out._data
     self._vc.value += 1
     if record and out.grad_fn is not None:
-        self.grad_fn, self._output_nr = out.grad_fn, 0
+        if new_base is not None:  # self's history is rebuilt from base's on its next use
+            base._grad_fn, base._output_nr = new_base._grad_fn, 0
+        else:
+            self._grad_fn, self._output_nr = out._grad_fn, 0
         if op.save_output:
-            out.grad_fn._saved_output = SavedTensor(self, out.grad_fn, 0)
+            out._grad_fn._saved_output = SavedTensor(self, out._grad_fn, 0)
     return self
 
 
@@ -449,6 +529,10 @@ def to_tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     if dtype is None:
         # numpy input keeps its dtype (as torch.tensor); Python numbers get the defaults
         arr = _numpy_cast(arr) if isinstance(data, (np.ndarray, np.generic)) else _default_cast(arr)
+    if requires_grad and arr.dtype.kind != "f":
+        raise AutogradError(
+            "Only Tensors of floating point and complex dtype can require gradients"
+        )
     be = backend(device)
     return Tensor(be.from_host(arr), device, requires_grad=requires_grad)
 

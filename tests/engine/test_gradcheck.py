@@ -301,6 +301,74 @@ case("fill", lambda x: x.clone().fill_(2.5), N(2, 3), label="fill_", order2=True
 case("fill", lambda x, v: x.clone().fill_(v), N(2, 3), N(), label="fill_-tensor", order2=True)
 case("fill", lambda x: x * 1.0 + x.clone().zero_(), N(3), label="zero_", order2=True)
 
+# -- in-place ops: recorded through a snapshot of the old value -------------------------------
+def _inplace(method, *args):
+    def fn(x, *others):
+        y = x * 1.0  # a non-leaf to modify
+        getattr(y, method)(*others, *args)
+        return y
+
+    return fn
+
+
+INPLACE = [
+    ("add", _inplace("add_"), N(2, 3), N(3)),
+    ("sub", _inplace("sub_"), N(2, 3), N(2, 3)),
+    ("mul", _inplace("mul_"), N(2, 3), N(2, 1)),
+    ("div", _inplace("div_"), N(2, 3), G(3)),
+    ("mul", _inplace("mul_", 2.5), N(2, 3)),
+    ("clamp", lambda x: (x * 1.0).clamp_(-0.5, 0.5), G(2, 3)),
+    ("relu", lambda x: (x * 1.0).relu_() * x, G(2, 3)),
+    ("copy", _inplace("copy_"), N(2, 3), N(3)),
+    ("fill", _inplace("fill_"), N(2, 3), N()),
+    ("mul", lambda x: (x * 1.0).mul_(x), N(3)),  # self as the other operand
+]
+for _op, _fn, *_ins in INPLACE:
+    case(_op, _fn, *_ins, label="inplace", order2=True)
+
+
+def _through_view(view, method):
+    def fn(x, w):
+        y = x * 1.0
+        getattr(view(y), method)(w)
+        return y
+
+    return fn
+
+
+# in place through a view: the base gets a CopySlices (view_scatter) node
+VIEWS = [
+    ("select-mul_", _through_view(lambda y: y[0], "mul_"), N(2, 3), N(3)),
+    ("slice-add_", _through_view(lambda y: y[:, 1:], "add_"), N(2, 3), N(2, 2)),
+    ("t-slice-copy_", _through_view(lambda y: y.t()[1:], "copy_"), N(2, 3), N(2, 2)),
+    ("reshape-div_", _through_view(lambda y: y.reshape(3, 2)[2], "div_"), N(2, 3), G(2)),
+    ("unsqueeze-sub_", _through_view(lambda y: y.unsqueeze(0)[0, 1], "sub_"), N(2, 3), N()),
+]
+for _l, _fn, *_ins in VIEWS:
+    case("view_scatter", _fn, *_ins, label=_l, order2=True)
+
+
+def _buffer_fill(w):  # a plain buffer filled from a tensor that requires grad
+    buf = E.zeros(2, 3, dtype=E.float64)
+    buf[1].copy_(w)
+    return buf * buf
+
+
+case("view_scatter", _buffer_fill, N(3), label="buffer-copy_", order2=True)
+case("view_scatter",
+     lambda b, s: b._op("view_scatter", b, s, steps=(("getitem", {"key": (("int", 1),)}),)),
+     N(3, 2), N(2), label="op", order2=True)
+
+
+def _view_then_base_inplace(x):  # the view's history is rebuilt after the base changed
+    y = x * 1.0
+    v = y[1]
+    y.mul_(x)
+    return v * 2.0
+
+
+case("mul", _view_then_base_inplace, N(2, 3), label="view-after-base-inplace", order2=True)
+
 # -- neural-network ops -----------------------------------------------------------------------
 for _x, _w, _b in [((2, 3), (4, 3), (4,)), ((3,), (4, 3), (4,)), ((2, 2, 3), (4, 3), (4,)),
                    ((2, 3), (4, 3), None), ((0, 3), (4, 3), (4,)), ((2, 3), (4, 3), ())]:
