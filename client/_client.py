@@ -1,0 +1,192 @@
+"""connect() and Client: a channel to a gradserve server, and the one helper every RPC uses."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+
+import grpc
+from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1 import gradserve_pb2_grpc
+
+from ._errors import ConnectionError, GradserveError
+from ._session import Session
+from ._wire import rpc_errors
+
+_MAX_MESSAGE = 64 << 20
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+]
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=None,
+            timeout: float | None = 5.0, options: list | None = None) -> Client:
+    """Open a connection to a gradserve server and wait (up to `timeout` s) until it is up.
+
+    `token` is sent as `authorization: Bearer <token>`; `tls=True` uses the system's root
+    certificates, or pass `grpc.ssl_channel_credentials(...)`. Raises `gs.ConnectionError`
+    when nothing answers in time (`timeout=None` skips the check).
+
+    >>> import gradserve as gs
+    >>> client = gs.connect("127.0.0.1:50051")
+    >>> with client.session() as s:
+    ...     print(s.tensor([1., 2.]).sum().item())
+    3.0
+    """
+    opts = _CHANNEL_OPTIONS + list(options or [])
+    if tls:
+        creds = grpc.ssl_channel_credentials() if tls is True else tls
+        channel = grpc.secure_channel(target, creds, options=opts)
+    else:
+        channel = grpc.insecure_channel(target, options=opts)
+    if timeout is not None:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            channel.close()
+            raise ConnectionError(
+                f"could not reach a gradserve server at {target} within {timeout:g} s"
+                + (" (is it serving TLS?)" if tls else "")
+            ) from None
+    return Client(channel, target, token)
+
+
+class Client:
+    """A connection to one gradserve server; makes and re-attaches sessions.
+
+    >>> client = gs.connect("127.0.0.1:50051")
+    >>> s = client.session(device="cpu")
+    >>> again = gs.connect("127.0.0.1:50051").attach(s.id)
+    >>> client.close()
+    """
+
+    def __init__(self, channel, target: str, token: str | None = None) -> None:
+        self._channel = channel
+        self._stub = gradserve_pb2_grpc.GradserveServiceStub(channel)
+        self._target = target
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._sessions: set[Session] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        _LIVE.add(self)
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    def __repr__(self) -> str:
+        return f"<gradserve.Client {self._target}{' (closed)' if self._closed else ''}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sessions -----------------------------------------------------------------------------
+    def session(self, device: str = "cpu") -> Session:
+        """Create a session on `device` ("cpu", "cuda", "cuda:1"); it belongs to this caller.
+
+        >>> with client.session(device="cpu") as s:
+        ...     s.ones(2).sum().item()
+        2.0
+        """
+        info = self._call("CreateSession", pb.CreateSessionRequest(device=device or "cpu"))
+        return self._register(Session(self, info, owned=True))
+
+    def attach(self, session_id: str) -> Session:
+        """Re-attach to a live session (after a dropped connection, or from another process).
+
+        Raises `gs.SessionLostError` if the server no longer has it and `gs.PermissionError`
+        if it belongs to another caller. Use `s.get(id)` / `s.tensors()` for its tensors.
+
+        >>> s2 = gs.connect("127.0.0.1:50051").attach(s.id)
+        >>> s2.get("loss").item()
+        """
+        info = self._call("DescribeSession", pb.SessionRef(session_id=session_id),
+                          session_id=session_id)
+        return self._register(Session(self, info, owned=False))
+
+    def _register(self, session: Session) -> Session:
+        with self._lock:
+            self._sessions.add(session)
+        return session
+
+    def _forget(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def close(self) -> None:
+        """Close the sessions this client created, let go of attached ones, close the channel.
+
+        Idempotent; `with gs.connect(...) as client:` calls it on exit.
+        """
+        if self._closed:
+            return
+        with self._lock:
+            sessions = list(self._sessions)
+        errors = []
+        for s in sessions:
+            try:
+                if s._owned:
+                    s.close()
+                else:
+                    s._disconnect()
+            except GradserveError as e:
+                errors.append(e)
+        self._closed = True
+        self._channel.close()
+        _LIVE.discard(self)
+        if errors and not isinstance(errors[0], ConnectionError):
+            raise errors[0]
+
+    # -- the one RPC helper -----------------------------------------------------------------------
+    def _metadata(self, session_id: str | None) -> tuple:
+        if session_id is None:
+            return self._auth
+        return (("x-session-id", session_id), *self._auth)
+
+    def _call(self, method: str, request, *, session_id: str | None = None, timeout=None):
+        """A unary (or client-streaming) RPC; failures become gradserve exceptions."""
+        if self._closed:
+            raise ConnectionError("this gradserve client is closed")
+        with rpc_errors():
+            return getattr(self._stub, method)(request, metadata=self._metadata(session_id),
+                                               timeout=timeout)
+
+    def _call_stream(self, method: str, request, *, session_id: str | None = None):
+        """A server- or bidi-streaming RPC as an iterator; failures become exceptions.
+
+        Returns the call object (so its owner can cancel it) wrapped to translate errors.
+        """
+        if self._closed:
+            raise ConnectionError("this gradserve client is closed")
+        call = getattr(self._stub, method)(request, metadata=self._metadata(session_id))
+        return _TranslatedStream(call)
+
+
+class _TranslatedStream:
+    """Iterates a streaming call's responses, turning gRPC failures into typed exceptions."""
+
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def __iter__(self):
+        with rpc_errors():
+            yield from self._call
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # Sessions left open would otherwise linger on the server until their TTL.
+    for client in list(_LIVE):
+        try:
+            client.close()
+        except Exception:
+            pass

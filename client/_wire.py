@@ -1,0 +1,158 @@
+"""Conversions between Python values and gradserve.v1 messages, and the one RPC error helper.
+
+Everything the SDK puts on or takes off the wire passes through here: op operands and attrs,
+tensor bytes (raw little-endian, chunked for large tensors), and gRPC failures, which become
+the typed exceptions of `_errors` in `rpc_errors` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import grpc
+import numpy as np
+from google.protobuf import struct_pb2
+from gradserve.engine import DType, as_dtype
+from gradserve.v1 import gradserve_pb2 as pb
+
+from ._errors import GradserveError, error_from
+from ._tensor import RemoteTensor
+
+ERROR_TRAILER = "gradserve-error-bin"
+FLOATS_ATTR = "__floats__"  # attrs whose integral-valued floats must stay floats
+
+
+# -- errors ------------------------------------------------------------------------------------
+def error_from_rpc(e: grpc.RpcError) -> GradserveError:
+    """The typed exception for a failed call, using the server's Error trailer when sent."""
+    code = e.code() if hasattr(e, "code") else None
+    number = code.value[0] if code is not None else 2
+    details = (e.details() if hasattr(e, "details") else None) or str(e)
+    trailer = None
+    if hasattr(e, "trailing_metadata"):
+        for key, value in e.trailing_metadata() or ():
+            if key == ERROR_TRAILER:
+                trailer = pb.Error.FromString(value)
+    if trailer is not None:
+        return error_from(trailer.code or number, trailer.message or details, trailer.kind,
+                          trailer.op, trailer.site, trailer.op_index if trailer.op else -1)
+    if number == grpc.StatusCode.UNAVAILABLE.value[0]:
+        details = f"gradserve server unavailable: {details}"
+    return error_from(number, details)
+
+
+@contextlib.contextmanager
+def rpc_errors():
+    """Translate any gRPC failure raised inside the block into a gradserve exception."""
+    try:
+        yield
+    except grpc.RpcError as e:
+        raise error_from_rpc(e) from None
+
+
+def error_value(err: pb.Error, ops) -> GradserveError:
+    """The exception for an Error carried as a value; fills in op and site from `ops`."""
+    op, site, index = err.op, err.site, err.op_index
+    if 0 <= index < len(ops):
+        op = op or ops[index].op
+        site = site or ops[index].site
+    else:
+        index = -1
+    return error_from(err.code, err.message, err.kind, op, site, index)
+
+
+# -- operands and attrs ---------------------------------------------------------------------------
+def operand(x) -> pb.Operand:
+    if isinstance(x, RemoteTensor):
+        return pb.Operand(tensor=x._id)
+    if isinstance(x, bool):
+        return pb.Operand(bool=x)
+    if isinstance(x, int):
+        return pb.Operand(int=x)
+    return pb.Operand(float=float(x))
+
+
+def _jsonable(v):
+    if isinstance(v, DType):
+        return v.name
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, RemoteTensor):
+        raise GradserveError("tensor-valued op attributes cannot be sent to the server")
+    return v
+
+
+def fill_attrs(struct: struct_pb2.Struct, attrs: dict) -> None:
+    """Copy op attrs into a Struct; list integral floats in `__floats__` (Struct has only
+    doubles, so the server would otherwise turn `1.0` into the int `1`)."""
+    clean, floats = {}, []
+    for key, value in attrs.items():
+        if isinstance(value, float) and value.is_integer():
+            floats.append(key)
+        clean[key] = _jsonable(value)
+    if floats:
+        clean[FLOATS_ATTR] = floats
+    struct.update(clean)
+
+
+# -- tensor bytes ---------------------------------------------------------------------------------
+def little_endian(arr: np.ndarray) -> np.ndarray:
+    """`arr` as a C-ordered little-endian array (no copy when it already is one)."""
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+
+
+def tensor_data(arr: np.ndarray, dtype: DType, with_bytes: bool = True) -> pb.TensorData:
+    raw = little_endian(arr).tobytes() if with_bytes else b""
+    return pb.TensorData(shape=arr.shape, dtype=dtype.name, raw=raw)
+
+
+def array_from(td: pb.TensorData) -> np.ndarray:
+    """A writable numpy array holding a whole TensorData."""
+    dtype = as_dtype(td.dtype or "float32")
+    shape = tuple(td.shape)
+    if td.raw or not td.values:
+        flat = np.frombuffer(td.raw, dtype=dtype.np.newbyteorder("<"))
+        return flat.astype(dtype.np).reshape(shape)  # astype copies: writable, native order
+    return np.asarray(td.values, dtype=dtype.np).reshape(shape)
+
+
+class Assembler:
+    """Rebuilds tensors from FetchResponse chunks (raw bytes or values, at offsets)."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, np.ndarray | None] = {}
+        self._open: dict[str, np.ndarray] = {}
+
+    def add(self, chunk: pb.FetchResponse) -> None:
+        if chunk.none:
+            self.done[chunk.id] = None
+            return
+        out = self._open.get(chunk.id)
+        td = chunk.tensor
+        if out is None:
+            dtype = as_dtype(td.dtype or "float32")
+            out = self._open[chunk.id] = np.empty(tuple(td.shape), dtype=dtype.np)
+        if td.raw:
+            buf = out.reshape(-1).view(np.uint8)
+            buf[chunk.offset:chunk.offset + len(td.raw)] = np.frombuffer(td.raw, np.uint8)
+        elif td.values:
+            flat = out.reshape(-1)
+            flat[chunk.offset:chunk.offset + len(td.values)] = td.values
+        if chunk.last:
+            del self._open[chunk.id]
+            if sys.byteorder == "big" and out.dtype.itemsize > 1:
+                out = out.byteswap()
+            self.done[chunk.id] = out
+
+
+def upload_requests(session_id: str, tensor_id: str, arr: np.ndarray, dtype: DType,
+                    requires_grad: bool, chunk_bytes: int):
+    """The Upload client stream: a header, then the bytes in `chunk_bytes` pieces."""
+    yield pb.UploadRequest(session_id=session_id, id=tensor_id, requires_grad=requires_grad,
+                           tensor=tensor_data(arr, dtype, with_bytes=False))
+    data = memoryview(little_endian(arr).reshape(-1)).cast("B")
+    for start in range(0, len(data), chunk_bytes):
+        yield pb.UploadRequest(chunk=bytes(data[start:start + chunk_bytes]))
