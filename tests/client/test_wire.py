@@ -1,0 +1,315 @@
+"""What the client puts on the wire, and how it reads answers and failures back, checked
+against a stand-in Pipeline (no server)."""
+
+from __future__ import annotations
+
+import gc
+import pathlib
+import threading
+
+import gradserve as gs
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from gradserve import _errors, _wire
+from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS
+from gradserve.v1 import gradserve_pb2 as pb
+
+HERE = pathlib.Path(__file__).name
+
+
+def _attrs(call):
+    return json_format.MessageToDict(call.attrs)
+
+
+def test_opcall_encoding(s):
+    x = s.tensor([[1., 2.], [3., 4.]], requires_grad=True)
+    line = _line_of("y = x * 2")
+    y = x * 2  # y = x * 2
+    z = y.clamp(min=0.0, max=2.5)
+    s.ones(3) + True  # noqa: B018
+    b = x.sum(dim=(0, 1), keepdim=True)
+    tensor_op, mul, clamp, ones, add, summed = s._ops
+    assert tensor_op.op == "tensor" and tensor_op.outputs == [x.id]
+    assert tensor_op.data.shape == [2, 2] and tensor_op.data.dtype == "float32"
+    assert np.frombuffer(tensor_op.data.raw, "<f4").tolist() == [1., 2., 3., 4.]
+    assert _attrs(tensor_op) == {"requires_grad": True}
+    assert mul.op == "mul" and mul.outputs == [y.id] and not mul.no_grad
+    assert mul.inputs[0].tensor == x.id and mul.inputs[1].WhichOneof("kind") == "int"
+    assert mul.site == f"{HERE}:{line}"
+    assert _attrs(clamp) == {"min": 0.0, "max": 2.5, "__floats__": ["min"]}
+    assert clamp.outputs == [z.id]
+    assert _attrs(ones) == {"shape": [3.0], "dtype": "float32", "device": "cpu"}
+    assert add.inputs[1].WhichOneof("kind") == "bool"
+    assert _attrs(summed) == {"dim": [0.0, 1.0], "keepdim": True}
+    assert summed.outputs == [b.id]
+
+
+def _line_of(marker: str) -> int:
+    for n, text in enumerate(pathlib.Path(__file__).read_text().splitlines(), 1):
+        if text.strip().endswith("# " + marker):
+            return n
+    raise AssertionError(marker)
+
+
+def test_inplace_and_commands(s):
+    x = s.tensor([1., 2.])
+    x.mul_(3.0)
+    x.requires_grad_()
+    d = x.detach()
+    data = x.data
+    with gs.no_grad():
+        x.zero_()
+    ops = s._ops[1:]
+    assert [o.op for o in ops] == ["mul", "requires_grad_", "detach", "data", "fill"]
+    assert ops[0].inplace and ops[0].outputs == [] and ops[0].inputs[1].float == 3.0
+    assert _attrs(ops[1]) == {"requires_grad": True}
+    assert ops[2].outputs == [d.id] and ops[3].outputs == [data.id]
+    assert ops[4].no_grad and ops[4].inplace
+
+
+def test_no_grad_is_thread_local_and_travels_with_each_op(s):
+    x = s.tensor([1.], requires_grad=True)
+    ready, done = threading.Event(), threading.Event()
+    out = {}
+
+    def other_thread():
+        ready.wait()
+        out["t"] = x * 2  # grad mode is on in this thread
+        done.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with gs.no_grad():
+        ready.set()
+        done.wait()
+        inside = x * 3
+    t.join()
+    assert out["t"].requires_grad and not inside.requires_grad
+    by_output = {o.outputs[0]: o.no_grad for o in s._ops if o.outputs}
+    assert by_output[out["t"].id] is False and by_output[inside.id] is True
+
+
+def test_collected_proxies_are_released_with_the_next_request(s, client):
+    x = s.ones(2)
+    keep = s.ones(2)
+    dead = x.id
+    del x
+    gc.collect()
+    s.synchronize()
+    (request,) = client.requests
+    assert list(request.release) == [dead]
+    assert keep.id not in request.release
+    assert s.stats.waits == 1 and s.stats.releases == 1
+
+
+def test_borrowed_proxies_release_nothing(s, client):
+    info = pb.TensorInfo(id="x", shape=[2], dtype="float32", device="cpu", is_leaf=True,
+                         requires_grad=True, has_grad=True, version=3)
+    client.handler = lambda r: pb.PipelineResponse(seq=r.seq, tensors=[info])
+    x = s.get("x")
+    assert x.requires_grad and x.is_leaf and x._version == 3 and x.id == "x"
+    assert s.get("x") is x
+    del x
+    gc.collect()
+    client.handler = client.ok
+    s.synchronize()
+    assert list(client.requests[-1].release) == []
+
+
+def test_auto_flush_does_not_wait(s, client):
+    x = s.ones(1)
+    for _ in range(MAX_BATCH_OPS + 10):
+        x = x + 1
+    assert s.stats.waits == 0 and s.stats.requests == 1
+    s.synchronize()
+    assert [len(r.ops) for r in client.requests] == [MAX_BATCH_OPS, 11]
+    assert [r.seq for r in client.requests] == [1, 2]
+
+
+def test_error_sent_ahead_is_raised_at_the_next_wait(s, client):
+    def fail_second_op(request):
+        if request.seq == 1:
+            return pb.PipelineResponse(seq=1, error=pb.Error(
+                code=3, message="The size of tensor a (2) must match", kind="InvalidArgumentError",
+                op_index=1))
+        return pb.PipelineResponse(seq=request.seq)
+
+    client.handler = fail_second_op
+    a = s.ones(2)
+    b = a * 2  # the failing op
+    s._flush()
+    c = b.sum()
+    with pytest.raises(gs.InvalidArgumentError) as info:
+        c.item()
+    message = str(info.value)
+    assert "The size of tensor a (2) must match" in message
+    site = f"{HERE}:{_line_of('the failing op')}"
+    assert f"in op 'mul' sent from {site}" in message
+    assert info.value.op == "mul" and info.value.site == site
+    client.handler = client.ok
+    s.synchronize()  # raised once, then forgotten
+
+
+def test_fetch_reads_raw_values_and_grads(s, client):
+    x = s.tensor([[1., 2.], [3., 4.]], requires_grad=True)
+    y = s.arange(3)
+
+    def answer(request):
+        fetched = []
+        for tid in request.fetch.ids:
+            if tid == x.id and request.fetch.grad:
+                arr = np.full((2, 2), 0.5, np.float32)
+            elif tid == x.id:
+                arr = np.array([[1., 2.], [3., 4.]], np.float32)
+            else:
+                arr = np.arange(3)
+            fetched.append(pb.FetchResponse(id=tid, tensor=_wire.tensor_data(
+                arr, gs.engine.as_dtype(arr.dtype)), last=True))
+        assert request.fetch.encoding == pb.ENCODING_RAW
+        return pb.PipelineResponse(seq=request.seq, fetched=fetched)
+
+    client.handler = answer
+    with gs.no_grad():
+        vx, vy = s.fetch(x, y)
+    assert vx.dtype == np.float32 and vx.tolist() == [[1., 2.], [3., 4.]]
+    assert vy.dtype == np.int64 and vy.tolist() == [0, 1, 2]
+    vx[0, 0] = 9  # a fresh, writable array
+    assert s.fetch(x, grad=True) == [None]  # no backward yet: known locally, no wait
+    waits = s.stats.waits
+    x._has_grad = True
+    (g,) = s.fetch(x, grad=True)
+    assert g.tolist() == [[0.5, 0.5], [0.5, 0.5]] and s.stats.waits == waits + 1
+
+
+def test_repr_like_torch(s, client):
+    x = s.tensor([0.5, 1.5], requires_grad=True)
+    client.handler = lambda r: pb.PipelineResponse(seq=r.seq, fetched=[pb.FetchResponse(
+        id=r.fetch.ids[0], last=True,
+        tensor=_wire.tensor_data(np.array([0.5, 1.5], np.float32), gs.float32))])
+    assert repr(x) == "tensor([0.5000, 1.5000], requires_grad=True)"
+    assert repr(x * 2).endswith("grad_fn=<MulBackward0>)")
+
+
+def test_big_fetches_use_the_stream(s):
+    big = s.zeros(INLINE_FETCH_BYTES // 4 + 1)
+    small = s.zeros(2)
+    calls = []
+
+    def fetch_stream(ids, grad):
+        calls.append(list(ids))
+        return {i: np.zeros(big.shape, np.float32) for i in ids}
+
+    s._fetch_stream = fetch_stream
+    s._client.handler = lambda r: pb.PipelineResponse(seq=r.seq, fetched=[
+        pb.FetchResponse(id=r.fetch.ids[0], last=True,
+                         tensor=_wire.tensor_data(np.zeros(2, np.float32), gs.float32))])
+    a, b = s.fetch(big, small)
+    assert calls == [[big.id]] and a.shape == big.shape and b.shape == (2,)
+
+
+def test_closed_session(s, client):
+    x = s.ones(2)
+    s.close()
+    s.close()
+    assert [m for m, _ in client.unary] == ["CloseSession"]
+    with pytest.raises(gs.SessionLostError):
+        x + 1
+    with pytest.raises(gs.SessionLostError):
+        x.tolist()
+    assert "closed session" in repr(x)
+
+
+# -- the status -> exception table ------------------------------------------------------------
+@pytest.mark.parametrize("code,kind,message,cls", [
+    (3, "", "bad", gs.InvalidArgumentError),
+    (3, "TensorIndexError", "index 5 is out of bounds", gs.TensorIndexError),
+    (11, "", "out of range", gs.TensorIndexError),
+    (9, "", "Trying to backward through the graph a second time", gs.AutogradError),
+    (9, "AutogradError", "x", gs.AutogradError),
+    (5, "", "session abc not found", gs.SessionLostError),
+    (5, "SessionLostError", "gone", gs.SessionLostError),
+    (5, "", "tensor 'x' not found in session abc", gs.InvalidArgumentError),
+    (8, "", "limit", gs.ResourceExhaustedError),
+    (16, "", "no token", gs.PermissionError),
+    (7, "", "not yours", gs.PermissionError),
+    (14, "", "draining", gs.ConnectionError),
+    (4, "", "deadline", gs.ConnectionError),
+    (13, "", "boom", gs.GradserveError),
+    (3, "SessionLostError", "a kind never contradicts the code", gs.InvalidArgumentError),
+])
+def test_status_table(code, kind, message, cls):
+    err = _errors.error_from(code, message, kind)
+    assert type(err) is cls and str(err) == message and err.code == code
+
+
+def test_error_classes_are_builtin_friendly():
+    assert issubclass(gs.AutogradError, RuntimeError)
+    assert issubclass(gs.TensorIndexError, IndexError)
+    assert issubclass(gs.ConnectionError, ConnectionError)
+    assert issubclass(gs.PermissionError, PermissionError)
+    for cls in (gs.SessionLostError, gs.ResourceExhaustedError, gs.ConnectionError):
+        assert issubclass(cls, gs.GradserveError)
+    assert gs.AutogradError is gs.engine.AutogradError
+
+
+class _FakeRpcError(grpc.RpcError):
+    def __init__(self, code, details, trailer=None):
+        self._code, self._details, self._trailer = code, details, trailer
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+    def trailing_metadata(self):
+        if self._trailer is None:
+            return ()
+        return ((_wire.ERROR_TRAILER, self._trailer.SerializeToString()),)
+
+
+def test_rpc_errors_use_the_error_trailer():
+    trailer = pb.Error(code=5, message="session s1 was reclaimed", kind="SessionLostError")
+    with pytest.raises(gs.SessionLostError, match="reclaimed"):
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.NOT_FOUND, "not found", trailer)
+    with pytest.raises(gs.ConnectionError, match="unavailable"):
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused")
+    with pytest.raises(gs.PermissionError):
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "missing token")
+
+
+def test_chunked_upload_messages():
+    arr = np.arange(10, dtype=np.float64)
+    msgs = list(_wire.upload_requests("s", "t", arr, gs.float64, True, chunk_bytes=32))
+    head, *chunks = msgs
+    assert head.id == "t" and head.requires_grad and list(head.tensor.shape) == [10]
+    assert head.tensor.dtype == "float64" and not head.tensor.raw
+    assert [len(c.chunk) for c in chunks] == [32, 32, 16]
+    assert np.frombuffer(b"".join(c.chunk for c in chunks), "<f8").tolist() == arr.tolist()
+
+
+def test_assembler_rebuilds_chunked_tensors():
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    raw = arr.astype("<f4").tobytes()
+    asm = _wire.Assembler()
+    asm.add(pb.FetchResponse(id="a", tensor=pb.TensorData(shape=[3, 4], dtype="float32",
+                                                          raw=raw[:20])))
+    asm.add(pb.FetchResponse(id="a", tensor=pb.TensorData(raw=raw[20:]), offset=20, last=True))
+    asm.add(pb.FetchResponse(id="g", none=True, last=True))
+    assert asm.done["a"].tolist() == arr.tolist() and asm.done["g"] is None
+
+
+def test_import_gradserve_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, gradserve; "
+            "print(any(m == 'grpc' or m.startswith(('grpc.', 'google.protobuf')) "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
