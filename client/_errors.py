@@ -57,9 +57,15 @@ _BY_CODE: dict[int, type[GradserveError]] = {
 # `Error.kind` names the server-side class; it refines the code (TensorIndexError is an
 # INVALID_ARGUMENT that is also an IndexError) but never contradicts it.
 _BY_KIND: dict[str, type[GradserveError]] = {
-    cls.__name__: cls
-    for cls in (AutogradError, InvalidArgumentError, TensorIndexError, SessionLostError,
-                ResourceExhaustedError, PermissionError, ConnectionError)
+    **{cls.__name__: cls
+       for cls in (AutogradError, InvalidArgumentError, TensorIndexError, SessionLostError,
+                   ResourceExhaustedError, PermissionError, ConnectionError)},
+    # the server's own class names (gradserve.server._errors)
+    "SessionNotFoundError": SessionLostError,
+    "TensorNotFoundError": InvalidArgumentError,
+    "PermissionDeniedError": PermissionError,
+    "UnauthenticatedError": PermissionError,
+    "UnavailableError": ConnectionError,
 }
 
 
@@ -76,12 +82,23 @@ def error_class(code: int, kind: str = "", message: str = "") -> type[GradserveE
     """The exception class for a status code and the server's optional `Error.kind`."""
     by_kind = _BY_KIND.get(kind)
     if code == NOT_FOUND:
-        base = SessionLostError if by_kind is SessionLostError else _not_found(message)
+        if by_kind in (SessionLostError, InvalidArgumentError):
+            return by_kind
+        base = _not_found(message)
     else:
         base = _BY_CODE.get(code, GradserveError)
     if by_kind is not None and issubclass(by_kind, base):
         return by_kind
     return base
+
+
+def _strip_prefix(message: str, op_index: int, op: str, site: str) -> str:
+    # The server words an op's failure "op 3 (mul at train.py:7): <engine message>"; the
+    # SDK names op and site itself, so the user reads the engine's (torch's) text first.
+    for prefix in (f"op {op_index} ({op} at {site}): ", f"op {op_index} ({op}): "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def error_from(code: int, message: str, kind: str = "", op: str = "", site: str = "",
@@ -94,6 +111,7 @@ def error_from(code: int, message: str, kind: str = "", op: str = "", site: str 
     cls = error_class(code, kind, message)
     text = message or f"gradserve call failed with status code {code}"
     if op and op_index >= 0:
+        text = _strip_prefix(text, op_index, op, site)
         text += f"\n  (in op '{op}' sent from {site or 'an unknown line'})"
     err = cls(text)
     err.code = code

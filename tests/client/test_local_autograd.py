@@ -34,7 +34,7 @@ def test_inplace_bumps_version_by_one_and_records(make):
     y.clamp_(min=0.5).relu_()
     assert y._version == 4
     assert y.grad_fn.name() == "ReluBackward0"
-    assert y.grad_fn.next_functions[0][0].name() == "ClampMinBackward0"
+    assert y.grad_fn.next_functions[0][0].name().startswith("Clamp")
 
 
 def test_inplace_result_type_and_shape_checks(make):

@@ -238,10 +238,24 @@ def test_closed_session(s, client):
     (4, "", "deadline", gs.ConnectionError),
     (13, "", "boom", gs.GradserveError),
     (3, "SessionLostError", "a kind never contradicts the code", gs.InvalidArgumentError),
+    # the server's own class names
+    (5, "SessionNotFoundError", "session s1 not found (closed or reclaimed)", gs.SessionLostError),
+    (5, "TensorNotFoundError", "tensor 'x' not found in session s1", gs.InvalidArgumentError),
+    (7, "PermissionDeniedError", "not yours", gs.PermissionError),
+    (16, "UnauthenticatedError", "no token", gs.PermissionError),
+    (14, "UnavailableError", "the server is draining", gs.ConnectionError),
+    (8, "ResourceExhaustedError", "limit", gs.ResourceExhaustedError),
 ])
+
 def test_status_table(code, kind, message, cls):
     err = _errors.error_from(code, message, kind)
     assert type(err) is cls and str(err) == message and err.code == code
+
+
+def test_server_op_prefix_is_replaced_by_the_sdk_annotation():
+    err = _errors.error_from(3, "op 2 (mul at t.py:9): The size of tensor a", "", "mul", "t.py:9",
+                             2)
+    assert str(err) == "The size of tensor a\n  (in op 'mul' sent from t.py:9)"
 
 
 def test_error_classes_are_builtin_friendly():

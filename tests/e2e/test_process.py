@@ -1,0 +1,98 @@
+"""The SDK against a real server process (`python -m gradserve.server --port 0`), and against
+an in-process server that requires bearer tokens."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+import gradserve as gs
+import pytest
+
+create_server = pytest.importorskip("gradserve.server").create_server
+
+
+def _first_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError("the server printed no address line") from None
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gradserve.server", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    try:
+        line = _first_line(proc)
+        assert line.startswith("gradserve listening on "), line
+        yield proc, line.split()[3]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_seed_example_against_a_server_process(server_process):
+    proc, address = server_process
+    with gs.connect(address) as client, client.session(device="cpu") as s:
+        x = s.tensor([[1., 2.], [3., 4.]], requires_grad=True)
+        w1 = s.tensor(2.0, requires_grad=True)
+        w2 = s.tensor(3.0, requires_grad=True)
+        loss = (x * w1 + w2).mean()
+        loss.backward()
+        assert w1.grad.item() == 2.5 and w2.grad.item() == 1.0
+        assert x.grad.numpy().tolist() == [[0.5, 0.5], [0.5, 0.5]]
+        assert loss.grad_fn.name() == "MeanBackward0"
+    proc.send_signal(signal.SIGTERM)  # drains, then exits 0
+    assert proc.wait(timeout=30) == 0
+    with pytest.raises(gs.ConnectionError):
+        gs.connect(address, timeout=0.5)
+
+
+def test_a_server_that_goes_away_raises_connection_error(server_process):
+    proc, address = server_process
+    client = gs.connect(address)
+    s = client.session()
+    x = s.ones(2)
+    assert x.sum().item() == 2.0
+    proc.kill()
+    proc.wait(timeout=30)
+    with pytest.raises(gs.ConnectionError):
+        (x * 2).sum().item()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("auth") / "tokens"
+    path.write_text("alice:secret-a\nbob:secret-b\n")
+    srv, port = create_server("127.0.0.1:0", token_file=str(path))
+    srv.start()
+    yield f"127.0.0.1:{port}"
+    srv.stop(0).wait()
+
+
+def test_tokens(token_server):
+    with pytest.raises(gs.PermissionError):
+        gs.connect(token_server).session()
+    with pytest.raises(gs.PermissionError):
+        gs.connect(token_server, token="wrong").session()
+    with gs.connect(token_server, token="secret-a") as alice:
+        s = alice.session()
+        assert s.info()["owner"] == "alice"
+        assert s.tensor([1., 2.]).sum().item() == 3.0
+        with gs.connect(token_server, token="secret-b") as bob:
+            with pytest.raises(gs.PermissionError):
+                bob.attach(s.id)
+        with gs.connect(token_server, token="secret-a") as alice_again:
+            assert alice_again.attach(s.id).id == s.id
