@@ -1,0 +1,167 @@
+"""The `gradserve` command: `gradserve serve` runs a server, `gradserve demo` the seed example.
+
+Every `serve` option can also come from an environment variable `GRADSERVE_<NAME>`
+(`--port` <- GRADSERVE_PORT, `--max-session-bytes` <- GRADSERVE_MAX_SESSION_BYTES); a flag
+on the command line wins. On start it prints one line, `gradserve listening on HOST:PORT
+(devices: ...)`; session events go to stderr as JSON lines. SIGTERM (or Ctrl-C) drains:
+health NOT_SERVING, new calls UNAVAILABLE, running calls finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """'0' (no limit), '1048576', '512M', '2GiB', '1.5g' -> bytes (K/M/G/T are powers of 1024)."""
+    m = _SIZE.match(str(text))
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1073741824 or 1GiB)")
+    number, unit, _ = m.groups()
+    return int(float(number) * 1024 ** "_kmgt".index(unit.lower() or "_"))
+
+
+def _optional_port(text: str) -> int | None:
+    return None if str(text).strip() in ("", "off", "none") else int(text)
+
+
+def _env(name: str, default):
+    return os.environ.get("GRADSERVE_" + name.upper().replace("-", "_"), default)
+
+
+def _serve_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="Serve gradserve sessions over gRPC. Each option can also be "
+        "set with an environment variable GRADSERVE_<NAME>, e.g. GRADSERVE_PORT=0.")
+
+    def opt(flag: str, default, type_, help_text: str) -> None:
+        p.add_argument(flag, default=_env(flag[2:], default), type=type_,
+                       help=f"{help_text} (env GRADSERVE_{flag[2:].upper().replace('-', '_')}"
+                            f"; default: {default})")
+
+    opt("--host", "127.0.0.1", str, "address to listen on")
+    opt("--port", 50051, int, "port; 0 picks a free one")
+    opt("--devices", "cpu", str, "cpu, cuda:0, cpu,cuda:0,cuda:1, or auto (cpu + every GPU)")
+    opt("--session-ttl", 900.0, float, "seconds of idleness before a session is reclaimed; "
+        "0 = never")
+    opt("--max-sessions", 1024, int, "most live sessions; 0 = no limit")
+    opt("--max-session-bytes", "0", parse_bytes, "most bytes one session may hold "
+        "(tensors + grads), e.g. 8GiB; 0 = no limit")
+    opt("--token-file", None, str, "file of bearer tokens that may call ('name:token' or "
+        "'token' per line); none = open to all")
+    opt("--tls-cert", None, str, "PEM certificate chain; serves TLS with --tls-key")
+    opt("--tls-key", None, str, "PEM private key")
+    opt("--tls-client-ca", None, str, "PEM CA bundle; clients must present a certificate")
+    opt("--metrics-port", None, _optional_port, "serve Prometheus text on "
+        "http://HOST:PORT/metrics")
+    opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM")
+    opt("--cpu-workers", None, int, "threads running CPU sessions (default: min(4, cores))")
+    opt("--log-level", "info", str, "debug, info, warning or error")
+    return p
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line; records whose message is already JSON are kept as such."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            data = json.loads(message) if message.startswith("{") else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            data = {"ts": round(record.created, 3), "message": message}
+        data.setdefault("level", record.levelname.lower())
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger("gradserve")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
+    """Run a server until SIGTERM/SIGINT, then drain and return 0."""
+    parser = _serve_parser(prog)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    from gradserve.server._server import create_server
+    from gradserve.server._sessions import log_event
+
+    host = args.host
+    address = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
+    try:
+        server, port = create_server(
+            address, devices=args.devices, session_ttl=args.session_ttl,
+            max_sessions=args.max_sessions, max_session_bytes=args.max_session_bytes,
+            token_file=args.token_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca, metrics_port=args.metrics_port,
+            metrics_host=host, cpu_workers=args.cpu_workers)
+    except Exception as e:  # a bad flag, a missing file, a port in use: say so, no traceback
+        parser.exit(2, f"{prog}: error: {e}\n")
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server.start()
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    devices = ", ".join(server.runtime.devices)
+    print(f"gradserve listening on {shown} (devices: {devices})", flush=True)
+    log_event("server.started", address=shown, devices=list(server.runtime.devices),
+              tls=bool(args.tls_cert), auth="tokens" if args.token_file else "anonymous",
+              metrics_port=server.metrics_port)
+    while not stop.wait(3600):
+        pass
+    started = time.monotonic()
+    log_event("server.signal", signal=signal.Signals(received[0]).name)
+    finished = server.drain(args.drain_grace)
+    log_event("server.stopped", drained=finished, seconds=round(time.monotonic() - started, 3))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`gradserve serve [options]` or `gradserve demo [options]`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
+                "demo": "run the seed example end to end (see `gradserve demo --help`)"}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        usage = "usage: gradserve {serve,demo} [options]\n\n" + "".join(
+            f"  {name:<6} {text}\n" for name, text in commands.items())
+        if argv and argv[0] in ("-h", "--help"):
+            print(usage, end="")
+            return 0
+        sys.stderr.write(usage)
+        if argv:
+            sys.stderr.write(f"gradserve: error: unknown command {argv[0]!r}\n")
+        return 2
+    if argv[0] == "demo":
+        from gradserve import _demo
+
+        return _demo.main(argv[1:]) or 0
+    return serve(argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

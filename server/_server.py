@@ -1,0 +1,211 @@
+"""`create_server`: the gradserve service, gRPC health and reflection on one port.
+
+    >>> server, port = create_server("127.0.0.1:0")
+    >>> server.start()
+    >>> ...                      # talk to 127.0.0.1:{port}
+    >>> server.drain(grace=10)   # or server.stop(grace)
+
+The returned object is a `grpc.Server` that also starts and stops the session reaper, the
+device workers and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
+new calls get UNAVAILABLE, running calls finish, then it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent import futures
+
+import grpc
+from gradserve import engine
+from gradserve.engine._backend import backend, canonical_device
+from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ._auth import TokenTable
+from ._runtime import Runtime
+from ._servicer import GradserveServicer
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GradserveService"].full_name
+DEFAULT_SESSION_TTL = 900.0
+DEFAULT_MAX_SESSIONS = 1024
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_RPC_THREADS = 128
+
+
+def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
+    """Canonical device names from "cpu,cuda:0" or a list; "auto" is cpu plus every GPU.
+
+    Each CUDA device is checked (cupy installed, ordinal visible); errors raise
+    InvalidArgumentError.
+    """
+    if isinstance(devices, str):
+        devices = [d for d in devices.split(",") if d.strip()]
+    names: list[str] = []
+    for item in devices:
+        if item.strip() == "auto":
+            found = ["cpu"] + [f"cuda:{i}" for i in range(engine.cuda_device_count())]
+        else:
+            found = [canonical_device(item)]
+        for device in found:
+            if device not in names:
+                backend(device)  # fails early when cupy or the device is missing
+                names.append(device)
+    if not names:
+        raise engine.InvalidArgumentError("no devices to serve")
+    return tuple(names)
+
+
+class GradserveServer(grpc.Server):
+    """A grpc.Server running gradserve; adds `drain`, `runtime`, `port`, `metrics_port`."""
+
+    def __init__(self, server: grpc.Server, runtime: Runtime,
+                 health_servicer: health.HealthServicer, metrics=None) -> None:
+        self._server = server
+        self.runtime = runtime
+        self.health = health_servicer
+        self.metrics = metrics
+        self.port = 0
+        self._stopped = threading.Event()
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics is None else self.metrics.port
+
+    # grpc.Server's interface, delegated
+    def add_generic_rpc_handlers(self, generic_rpc_handlers):
+        return self._server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_registered_method_handlers(self, service_name, method_handlers):
+        return self._server.add_registered_method_handlers(service_name, method_handlers)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self._server.wait_for_termination(timeout)
+
+    def start(self) -> None:
+        """Start serving, the session reaper and the metrics endpoint."""
+        self.runtime.start()
+        self._server.start()
+        if self.metrics is not None:
+            self.metrics.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """grpc.Server.stop, then the reaper, workers and metrics endpoint stop too."""
+        self.health.enter_graceful_shutdown()
+        done = self._server.stop(grace)
+
+        def finish() -> None:
+            done.wait()
+            self._shutdown_runtime()
+
+        threading.Thread(target=finish, name="gradserve-stop", daemon=True).start()
+        return done
+
+    def drain(self, grace: float | None = 30.0) -> bool:
+        """Health NOT_SERVING, refuse new calls (UNAVAILABLE), let running calls finish for up
+        to `grace` seconds, then stop. True when every running call finished in time."""
+        self.health.enter_graceful_shutdown()
+        self.runtime.begin_drain()
+        finished = self.runtime.wait_idle(grace)
+        # A short grace lets replies already produced reach the wire; idle Pipeline streams
+        # (no request running) are cancelled by it.
+        self._server.stop(1.0).wait()
+        self._shutdown_runtime()
+        return finished
+
+    def _shutdown_runtime(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.metrics is not None:
+            self.metrics.stop()
+        self.runtime.shutdown()
+
+
+def _read(path: str | os.PathLike | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] = ("cpu",),
+                  session_ttl: float | None = DEFAULT_SESSION_TTL,
+                  max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+                  max_session_bytes: int | None = None,
+                  token_file: str | os.PathLike | None = None,
+                  tls_cert: str | os.PathLike | None = None,
+                  tls_key: str | os.PathLike | None = None,
+                  tls_client_ca: str | os.PathLike | None = None,
+                  metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+                  cpu_workers: int | None = None, rpc_threads: int = DEFAULT_RPC_THREADS,
+                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                  ) -> tuple[GradserveServer, int]:
+    """A gradserve server bound to `address` (port 0 picks a free one), not yet started.
+
+    session_ttl: seconds of idleness before a session is reclaimed (None/0: never).
+    max_sessions / max_session_bytes: limits (None/0: none), RESOURCE_EXHAUSTED past them.
+    token_file: bearer tokens that may call (see _auth); None lets everyone in as anonymous.
+    tls_cert/tls_key: serve TLS; tls_client_ca also requires client certificates.
+    metrics_port: serve Prometheus text on http://metrics_host:metrics_port/metrics.
+    Returns the server and the port it is bound to.
+    """
+    devices = resolve_devices(devices)
+    tokens = TokenTable.from_file(token_file) if token_file is not None else None
+    runtime = Runtime(devices=devices, session_ttl=session_ttl, max_sessions=max_sessions,
+                      max_session_bytes=max_session_bytes, tokens=tokens,
+                      cpu_workers=cpu_workers)
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a port in use is an error, not a silent second listener
+    ]
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=rpc_threads,
+                                                         thread_name_prefix="gradserve-rpc"),
+                              options=options)
+    pb_grpc.add_GradserveServiceServicer_to_server(
+        GradserveServicer(runtime, max_message_bytes), grpc_server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server)
+
+    metrics = None
+    if metrics_port is not None:
+        from ._metrics import MetricsServer
+
+        metrics = MetricsServer(metrics_host, metrics_port, runtime)
+    server = GradserveServer(grpc_server, runtime, health_servicer, metrics)
+    try:
+        if tls_cert or tls_key or tls_client_ca:
+            if not (tls_cert and tls_key):
+                raise ValueError("TLS needs both tls_cert and tls_key")
+            ca = _read(tls_client_ca)
+            credentials = grpc.ssl_server_credentials(
+                [(_read(tls_key), _read(tls_cert))], root_certificates=ca,
+                require_client_auth=ca is not None)
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as e:
+        port, error = 0, e
+    else:
+        error = None
+    if not port:
+        if metrics is not None:
+            metrics.stop()
+        runtime.shutdown()
+        raise OSError(f"could not listen on {address}: {error or 'address in use?'}")
+    server.port = port
+    return server, port

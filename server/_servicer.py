@@ -1,0 +1,202 @@
+"""The gRPC servicer: converts messages (via _convert), asks the runtime, maps errors.
+
+Each method admits the call (UNAVAILABLE while draining), identifies the caller, holds the
+named session and runs the work on its device worker. Errors go through the one table in
+_status; Pipeline returns them as values and keeps the stream open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+from gradserve.engine import InvalidArgumentError
+from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
+
+from . import _convert as convert
+from . import _status
+from ._errors import ResourceExhaustedError, UnavailableError
+from ._executor import BackwardAction, FetchAction, GradAction, ListAction, StepResult
+from ._runtime import Runtime
+
+_INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
+
+
+class GradserveServicer(pb_grpc.GradserveServiceServicer):
+    """gradserve.v1.GradserveService over a Runtime."""
+
+    def __init__(self, runtime: Runtime, max_message_bytes: int) -> None:
+        self._rt = runtime
+        self._ex = runtime.executor
+        self._max_inline = max(0, max_message_bytes - _INLINE_MARGIN)
+
+    def _unary(self, context: grpc.ServicerContext, body: Callable[[str], object]):
+        try:
+            with self._rt.admit():
+                return body(self._rt.identify(context.invocation_metadata()))
+        except Exception as exc:
+            _status.abort(context, exc)
+
+    # -- sessions ----------------------------------------------------------------------------
+    def CreateSession(self, request, context):
+        def body(owner):
+            session = self._rt.create_session(owner, request.device)
+            return convert.session_info(session, self._rt.sessions.ttl)
+
+        return self._unary(context, body)
+
+    def DescribeSession(self, request, context):
+        def body(owner):
+            if not request.session_id:
+                raise InvalidArgumentError("session_id is empty")
+            session = self._rt.sessions.get(request.session_id, owner)  # no touch: a look only
+            return convert.session_info(session, self._rt.sessions.ttl)
+
+        return self._unary(context, body)
+
+    def CloseSession(self, request, context):
+        def body(owner):
+            freed = self._rt.close_session(owner, request.session_id)
+            return pb.CloseSessionResponse(freed_tensors=freed)
+
+        return self._unary(context, body)
+
+    # -- ops and autograd ----------------------------------------------------------------------
+    def RunOps(self, request, context):
+        def body(owner):
+            specs = [convert.op_spec(op) for op in request.ops]
+            with self._rt.session(owner, request.session_id) as s:
+                outputs = self._rt.run(s, self._ex.run_ops, specs, list(request.release))
+            return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in outputs])
+
+        return self._unary(context, body)
+
+    def Backward(self, request, context):
+        def body(owner):
+            action = convert.backward_action(request)
+            with self._rt.session(owner, request.session_id) as s:
+                ids = self._rt.run(s, self._ex.backward, action)
+            return pb.BackwardResponse(grads_defined=ids)
+
+        return self._unary(context, body)
+
+    def Grad(self, request, context):
+        def body(owner):
+            action = convert.grad_action(request)
+            with self._rt.session(owner, request.session_id) as s:
+                defined = self._rt.run(s, self._ex.grad, action)
+            return pb.GradResponse(defined=defined)
+
+        return self._unary(context, body)
+
+    def Release(self, request, context):
+        def body(owner):
+            with self._rt.session(owner, request.session_id) as s:
+                released = self._rt.run(s, self._ex.release, list(request.ids))
+            return pb.ReleaseResponse(released=released)
+
+        return self._unary(context, body)
+
+    def ListTensors(self, request, context):
+        def body(owner):
+            with self._rt.session(owner, request.session_id) as s:
+                metas = self._rt.run(s, self._ex.list_tensors, ())
+            return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in metas])
+
+        return self._unary(context, body)
+
+    # -- streams -------------------------------------------------------------------------------
+    def Fetch(self, request, context):
+        # The session stays locked while its chunks stream, so later calls see the values
+        # only after this fetch read them; a cancelled stream releases it when it is closed.
+        try:
+            with self._rt.admit():
+                owner = self._rt.identify(context.invocation_metadata())
+                enc = convert.encoding(request)
+                with self._rt.session(owner, request.session_id) as s:
+                    fetched = self._rt.run(s, self._ex.fetch, convert.fetch_action(request))
+                    for tid, array in fetched:
+                        yield from convert.fetch_chunks(tid, array, enc)
+        except Exception as exc:
+            _status.abort(context, exc)
+
+    def Upload(self, request_iterator, context):
+        def body(owner):
+            first = next(request_iterator, None)
+            if first is None:
+                raise InvalidArgumentError("empty upload: the first message needs session_id, "
+                                           "id and tensor")
+            if not first.session_id:
+                raise InvalidArgumentError("session_id is empty")
+            session = self._rt.sessions.get(first.session_id, owner)  # fail before the bytes
+            array = convert.array_from_upload(
+                first, request_iterator, lambda n: self._ex.check_room(session, n))
+            with self._rt.session(owner, first.session_id) as s:
+                meta = self._rt.run(s, self._ex.bind_host_array, first.id, array,
+                                    first.requires_grad)
+            return pb.UploadResponse(info=convert.tensor_info(meta))
+
+        return self._unary(context, body)
+
+    def Pipeline(self, request_iterator, context):
+        try:
+            owner = self._rt.identify(context.invocation_metadata())
+        except Exception as exc:
+            _status.abort(context, exc)
+        for request in request_iterator:
+            response, draining = self._pipeline_step(owner, request)
+            yield response
+            if draining:  # answer this request, then end the stream so the client moves on
+                _status.abort(context, UnavailableError("the server is draining"))
+
+    def _pipeline_step(self, owner: str, req: pb.PipelineRequest) -> tuple[pb.PipelineResponse,
+                                                                             bool]:
+        response = pb.PipelineResponse(seq=req.seq)
+        try:
+            with self._rt.admit():
+                specs = [convert.op_spec(op) for op in req.ops]
+                action = self._then(req)
+                with self._rt.session(owner, req.session_id) as s:
+                    result = self._rt.run(s, self._ex.step, specs, list(req.release), action)
+                    if result.error is not None:
+                        self._rt.note_error(s, result.error)
+                self._fill(response, req, action, result)
+        except Exception as exc:
+            response.error.CopyFrom(_status.error_value(exc))
+            return response, isinstance(exc, UnavailableError)
+        return response, False
+
+    @staticmethod
+    def _then(req: pb.PipelineRequest):
+        kind = req.WhichOneof("then")
+        if kind == "backward":
+            return convert.backward_action(req.backward)
+        if kind == "grad":
+            return convert.grad_action(req.grad)
+        if kind == "fetch":
+            return convert.fetch_action(req.fetch)
+        if kind == "list":
+            return convert.list_action(req.list)
+        return None
+
+    def _fill(self, response: pb.PipelineResponse, req: pb.PipelineRequest, action,
+              result: StepResult) -> None:
+        if result.error is not None:
+            response.error.CopyFrom(_status.error_value(result.error))
+            return
+        if isinstance(action, BackwardAction):
+            response.backward.grads_defined.extend(result.result)
+        elif isinstance(action, GradAction):
+            response.grad.defined.extend(result.result)
+        elif isinstance(action, FetchAction):
+            enc = convert.encoding(req.fetch)
+            size = convert.inline_bytes(result.result, enc)
+            if size > self._max_inline:
+                raise ResourceExhaustedError(
+                    f"fetching {size} bytes inline passes the {self._max_inline}-byte reply "
+                    "limit of Pipeline; use Fetch, which streams in chunks"
+                )
+            response.fetched.extend(convert.fetch_whole(t, a, enc) for t, a in result.result)
+        elif isinstance(action, ListAction):
+            response.tensors.extend(convert.tensor_info(m) for m in result.result)

@@ -1,0 +1,75 @@
+"""The one table from exceptions to gRPC status codes, and the error detail that goes with it.
+
+Every error the server returns carries a `gradserve.v1.Error` (code, message, kind, op_index,
+op, site) serialized in the trailing metadata key `gradserve-error-bin`, so clients can name
+the failing op and the user's source line; Pipeline replies carry the same message as a value.
+The lookup walks the exception's MRO, so the most specific class listed wins
+(InvalidArgumentError is a subclass of AutogradError, and maps to INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from gradserve.engine import AutogradError, InvalidArgumentError, TensorIndexError
+from gradserve.v1 import gradserve_pb2 as pb
+
+from ._errors import (
+    NotFoundError,
+    OpFailure,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+
+ERROR_DETAIL_KEY = "gradserve-error-bin"
+
+STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
+    TensorIndexError: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    AutogradError: grpc.StatusCode.FAILED_PRECONDITION,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    MemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+}
+
+log = logging.getLogger("gradserve.server")
+
+
+def status_code(exc: BaseException) -> grpc.StatusCode:
+    """The status code for `exc` (an OpFailure's is its cause's); INTERNAL when unlisted."""
+    cause = exc.cause if isinstance(exc, OpFailure) else exc
+    for cls in type(cause).__mro__:
+        code = STATUS_CODES.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def error_value(exc: BaseException) -> pb.Error:
+    """`exc` as a gradserve.v1.Error message."""
+    code = status_code(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("internal error", exc_info=exc)
+        message = f"internal server error ({type(exc).__name__}); see the server log"
+    else:
+        message = str(exc)
+    err = pb.Error(code=code.value[0], message=message, op_index=-1)
+    if isinstance(exc, OpFailure):
+        err.kind = type(exc.cause).__name__
+        err.op_index, err.op, err.site = exc.index, exc.op, exc.site
+    else:
+        err.kind = type(exc).__name__
+    return err
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException):
+    """End the call with `exc`'s status, message and error detail (raises, as context.abort)."""
+    err = error_value(exc)
+    context.set_trailing_metadata(((ERROR_DETAIL_KEY, err.SerializeToString()),))
+    context.abort(status_code(exc), err.message)
