@@ -287,6 +287,23 @@ class TensorAPI:
             return self._op("index", self, *tensors, key=spec)  # advanced: a copy
         return self._op("getitem", self, key=spec)  # basic: a view sharing the version
 
+    def __setitem__(self, key, value):
+        """x[key] = value for basic keys (ints, slices, None, ...): an in-place copy into the
+        view x[key], recorded like any in-place op."""
+        from ._index import encode_key
+
+        spec, _ = encode_key(key)
+        if any(s[0] in ("tensor", "list") for s in spec):
+            raise InvalidArgumentError(
+                "assignment through index tensors or lists is not supported; use a basic index "
+                "(ints, slices, None, ...) or where()"
+            )
+        view = self._op("getitem", self, key=spec)
+        if isinstance(value, TensorAPI):
+            view.copy_(value)
+        else:
+            view.fill_(value)
+
     # -- copies and casts ------------------------------------------------------------------
     def clone(self):
         return self._op("clone", self)

@@ -269,6 +269,10 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
                 deps[nxt] -= 1
                 if deps[nxt] == 0:
                     ready.append(nxt)
+        if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
+            for t, g in zip(inputs, captured, strict=True):
+                if g is not None and t.grad_fn is not None and not t._retains_grad:
+                    _accumulate(t, g, create_graph, seen_owners)
     return captured
 
 

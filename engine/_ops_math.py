@@ -278,12 +278,6 @@ def _clamp_meta(a, min=None, max=None):
     return Meta(a.shape, result_type(a, *(v for v in (min, max) if v is not None)))
 
 
-def _clamp_name(a, min=None, max=None):
-    if min is not None and max is not None:
-        return "ClampBackward1"
-    return "ClampMinBackward0" if min is not None else "ClampMaxBackward0"
-
-
 def _clamp(xp, a, min=None, max=None):
     out = a
     if min is not None:
@@ -293,7 +287,8 @@ def _clamp(xp, a, min=None, max=None):
     return out if out is not a else a.copy()
 
 
-clamp = defop("clamp", infer=_clamp_meta, grad_name=_clamp_name, save=(0,))(_clamp)
+# torch names clamp(min=), clamp(max=) and clamp(min, max) all ClampBackward1
+clamp = defop("clamp", infer=_clamp_meta, grad_name="ClampBackward1", save=(0,))(_clamp)
 
 
 @clamp.def_backward
@@ -365,12 +360,19 @@ def _cols(s):
     return s[-1] if len(s) > 1 else 1
 
 
+_MATMUL_NAMES = {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (2, 2): "MmBackward0",
+                 (1, 2): "SqueezeBackward4"}
+
+
 def _matmul_name(a, b):
+    """The grad_fn torch's matmul ends with, which follows how it folds the operands."""
     na, nb = len(a.shape), len(b.shape)
-    return {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (2, 2): "MmBackward0",
-            (1, 2): "SqueezeBackward4"}.get(
-        (na, nb), "BmmBackward0" if na == nb == 3 and a.shape[0] == b.shape[0]
-        else "UnsafeViewBackward0")
+    if (na, nb) in _MATMUL_NAMES:
+        return _MATMUL_NAMES[na, nb]
+    if na == 2 and getattr(a, "requires_grad", False):
+        # torch computes (b^T @ a^T)^T, then makes it contiguous unless a size is 1
+        return "TransposeBackward0" if 1 in (a.shape[0], b.shape[-1]) else "CloneBackward0"
+    return "UnsafeViewBackward0"
 
 
 matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, save=(0, 1))(

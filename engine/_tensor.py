@@ -251,6 +251,9 @@ class Tensor(TensorAPI):
         backward([self], None if gradient is None else [gradient], retain_graph,
                  create_graph, inputs)
 
+    def __getitem__(self, key):
+        return super().__getitem__(_scalar_indices_as_ints(key))
+
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
         return apply(get_op(name), inputs, attrs)
@@ -277,6 +280,16 @@ def _check_grad_root(t: Tensor, g) -> Tensor:
             f"output[0] has a shape of {_torch_size(t.shape)}."
         )
     return g
+
+
+def _scalar_indices_as_ints(key):
+    """x[t] with 0-dim integer tensors alone indexes like x[int(t)] (a view), as in torch."""
+    parts = key if isinstance(key, tuple) else (key,)
+    advanced = [k for k in parts if isinstance(k, (Tensor, list))]
+    if advanced and all(isinstance(k, Tensor) and k.ndim == 0 and k.dtype.kind == 1
+                        for k in advanced):
+        return tuple(k.item() if isinstance(k, Tensor) else k for k in parts)
+    return key
 
 
 def _check_grad_roots(tensors, grads) -> list:

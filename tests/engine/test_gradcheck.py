@@ -256,6 +256,7 @@ BASIC_KEYS = [(0,), (slice(1, None),), (slice(None), 1), (None, Ellipsis, slice(
 for _k in BASIC_KEYS:
     case("getitem", lambda x, k=_k: x[k], N(3, 4), label=repr(_k), order2=True)
 case("getitem", lambda x: x[None], N(), label="scalar-None", order2=True)
+case("getitem", lambda x: x[E.tensor(1)], N(3, 4), label="0-dim-index-tensor", order2=True)
 ADVANCED = [
     ("repeated", lambda x, i: x[i], N(3, 4), K(_I)),
     ("repeated-list", lambda x: x[[0, 2, 0]], N(3, 4)),
@@ -263,7 +264,7 @@ ADVANCED = [
     ("2d-index", lambda x, j: x[j], N(3, 4), K(_J)),
     ("two-tensors", lambda x, i, j: x[i[:2], j[0]], N(3, 4), K(_I), K(_J)),
     ("non-adjacent", lambda x, i: x[i, :, i], N(3, 2, 3), K(_I)),
-    ("scalar-index", lambda x: x[E.tensor(1)], N(3, 4)),
+    ("scalar-and-vector", lambda x: x[E.tensor(1), E.tensor([0, 2])], N(3, 4)),
     ("mixed-basic", lambda x, i: x[1:, i, None], N(3, 3, 2), K(E.tensor([1, 1, 0]))),
     ("empty-index", lambda x: x[E.tensor([], dtype=E.int64)], N(3, 4)),
 ]
