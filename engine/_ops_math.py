@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from ._api import where
-from ._dtype import DType, as_dtype, bool_, float_result, result_type
+from ._dtype import TORCH_SCALAR_NAMES, DType, as_dtype, bool_, float_result, result_type
 from ._errors import InvalidArgumentError
 from ._registry import Meta, defop
 from ._shape import broadcast_shapes
@@ -64,7 +64,8 @@ def _num_meta(a, b) -> Meta:
     m = binary_meta(a, b)
     if m.dtype is bool_:
         raise InvalidArgumentError(
-            "Subtraction, the `-` operator, with two bool tensors is not supported."
+            "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` "
+            "or `logical_xor()` operator instead."
         )
     return m
 
@@ -148,7 +149,16 @@ def _(ctx, g):
     return ga, gb
 
 
-neg = defop("neg", infer=same_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
+def _neg_meta(a) -> Meta:
+    if a.dtype is bool_:
+        raise InvalidArgumentError(
+            "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+            "invert a mask, use the `~` or `logical_not()` operator instead."
+        )
+    return Meta(a.shape, a.dtype)
+
+
+neg = defop("neg", infer=_neg_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
 
 
 @neg.def_backward
@@ -322,6 +332,11 @@ def _matmul_meta(a, b) -> Meta:
                 f"{len(a.shape)}D and {len(b.shape)}D"
             )
     sa, sb = tuple(a.shape), tuple(b.shape)
+    if a.dtype is not b.dtype and len(sa) == len(sb) == 1:
+        raise InvalidArgumentError(
+            "dot : expected both vectors to have same dtype, but found "
+            f"{TORCH_SCALAR_NAMES[a.dtype.name]} and {TORCH_SCALAR_NAMES[b.dtype.name]}"
+        )
     if a.dtype is not b.dtype:
         raise InvalidArgumentError(
             f"expected m1 and m2 to have the same dtype, but got: {_tn(a.dtype)} != {_tn(b.dtype)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._api import where
@@ -99,9 +101,9 @@ def _var_meta(a, dim=None, correction=1, keepdim=False):
 def _var(xp, a, dim=None, correction=1, keepdim=False):
     axis = _axis(a.ndim, dim)
     centered = a - _mean(xp, a, axis, keepdim=True)
+    dof = max(0, numel(a.shape[d] for d in axis) - correction)  # 0 gives inf/nan, as torch
     with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.sum(centered * centered, axis=axis, keepdims=keepdim) / (
-            numel(a.shape[d] for d in axis) - correction)
+        return xp.sum(centered * centered, axis=axis, keepdims=keepdim) / dof
 
 
 def _std(xp, a, dim=None, correction=1, keepdim=False):
@@ -112,29 +114,28 @@ var = defop("var", infer=_var_meta, grad_name="VarBackward0", save=(0,))(_var)
 std = defop("std", infer=_var_meta, grad_name="StdBackward0", save=(0,), save_output=True)(_std)
 
 
-def _centered(ctx):
+def _var_grad(ctx, g):
+    """d var / d a = 2 (a - mean) / dof, with g shaped like var's output."""
     (a,) = ctx.saved
     shape = ctx.in_shapes[0]
     dims = _axis(len(shape), ctx.attrs.get("dim"))
-    n = numel(shape[d] for d in dims)
-    return a - a.mean(dims, keepdim=True), dims, n - ctx.attrs.get("correction", 1)
+    dof = max(0, numel(shape[d] for d in dims) - ctx.attrs.get("correction", 1))
+    centered = a - a.mean(dims, keepdim=True)
+    scale = 2.0 / dof if dof else math.inf
+    return _expand_back(g, shape, dims, ctx.attrs.get("keepdim", False)) * centered * scale
 
 
 @var.def_backward
 def _(ctx, g):
-    centered, dims, denom = _centered(ctx)
-    shape = ctx.in_shapes[0]
-    return (_expand_back(g, shape, dims, ctx.attrs.get("keepdim", False)) * centered
-            * (2.0 / denom),)
+    return (_var_grad(ctx, g),)
 
 
 @std.def_backward
 def _(ctx, g):
-    centered, dims, denom = _centered(ctx)
-    shape = ctx.in_shapes[0]
-    keep = ctx.attrs.get("keepdim", False)
-    out = _expand_back(ctx.output, shape, dims, keep)
-    return (_expand_back(g, shape, dims, keep) * centered / (out * denom),)
+    # std = sqrt(var): d std = d var / (2 std); torch gives no gradient where std is 0
+    out = ctx.output
+    zero = out == 0
+    return (_var_grad(ctx, where(zero, 0.0, g / (2 * where(zero, 1.0, out)))),)
 
 
 # -- prod -------------------------------------------------------------------------------------
@@ -319,6 +320,8 @@ def _softmax_meta(a, dim):
 
 
 def _softmax(xp, a, dim):
+    if a.size == 0:
+        return a.astype(np.result_type(a.dtype, np.float32))
     if a.ndim == 0:
         return xp.ones_like(a, dtype=np.result_type(a.dtype, np.float32))
     shifted = a - xp.max(a, axis=dim, keepdims=True)
@@ -327,6 +330,8 @@ def _softmax(xp, a, dim):
 
 
 def _log_softmax(xp, a, dim):
+    if a.size == 0:
+        return a.astype(np.result_type(a.dtype, np.float32))
     if a.ndim == 0:
         return xp.zeros_like(a, dtype=np.result_type(a.dtype, np.float32))
     shifted = a - xp.max(a, axis=dim, keepdims=True)

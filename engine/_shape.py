@@ -44,10 +44,10 @@ def normalize_dim(dim: int, ndim: int) -> int:
 
 
 def normalize_dims(dim, ndim: int) -> tuple[int, ...]:
-    """None -> every dim; int or sequence -> sorted, unique, non-negative dims."""
-    if dim is None:
+    """None or () -> every dim (as torch); int or sequence -> sorted, unique, non-negative."""
+    dims = (dim,) if isinstance(dim, int) else tuple(dim or ())
+    if not dims:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = sorted({normalize_dim(d, ndim) for d in dims})
     if len(out) != len(dims):
         raise InvalidArgumentError("dim appears multiple times in the list of dims")
@@ -97,6 +97,11 @@ def infer_reshape(shape: Sequence[int], new: Sequence[int]) -> tuple[int, ...]:
         raise InvalidArgumentError("only one dimension can be inferred")
     if -1 in new:
         rest = numel(s for s in new if s != -1)
+        if rest == 0 and total == 0:
+            raise InvalidArgumentError(
+                f"cannot reshape tensor of 0 elements into shape {list(new)} because the "
+                "unspecified dimension size -1 can be any value and is ambiguous"
+            )
         if rest == 0 or total % rest:
             raise InvalidArgumentError(
                 f"shape '{list(new)}' is invalid for input of size {total}"

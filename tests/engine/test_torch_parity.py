@@ -104,6 +104,11 @@ for kw in ({}, dict(dim=0), dict(dim=1, keepdim=True), dict(unbiased=False),
            dict(dim=1, correction=0), dict(dim=(0, 1), correction=2)):
     expr(f"var-{kw}", lambda M, x, kw=kw: x.var(**kw), r(3, 4))
     expr(f"std-{kw}", lambda M, x, kw=kw: x.std(**kw), r(3, 4))
+expr("sum-empty-dims", lambda M, x: x.sum(dim=()) + x.mean(dim=()), r(2, 3))
+expr("std-zero-spread", lambda M, x: x.std(), np.ones(3, np.float32))
+expr("std-zero-spread-dim", lambda M, x: x.std(1), np.array([[1.0, 1.0], [1.0, 2.0]], np.float32))
+expr("var-no-dof", lambda M, x: x.var(), np.ones(1, np.float32))
+expr("softmax-empty", lambda M, x: x.softmax(0) + x.log_softmax(0), r(0))
 expr("sum-int", lambda M, x: x.sum(), np.array([1, 2, 3]))
 expr("sum-bool", lambda M, x: (x > 0).sum(), r(5))
 expr("sum-empty", lambda M, x: x.sum(), r(0, 3))
