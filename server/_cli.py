@@ -100,7 +100,6 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     """Run a server until SIGTERM/SIGINT, then drain and return 0."""
     parser = _serve_parser(prog)
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
     from gradserve.server._server import create_server
     from gradserve.server._sessions import log_event
 
@@ -115,6 +114,7 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
             metrics_host=host, cpu_workers=args.cpu_workers)
     except Exception as e:  # a bad flag, a missing file, a port in use: say so, no traceback
         parser.exit(2, f"{prog}: error: {e}\n")
+    _setup_logging(args.log_level)
 
     stop = threading.Event()
     received: list[int] = []

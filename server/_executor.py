@@ -256,7 +256,10 @@ class Executor:
                 t.requires_grad_(True)
         except Exception as exc:
             raise user_error(exc) from exc
-        self._bind_checked(session, {tid: t})
+        try:
+            self._bind_checked(session, {tid: t})
+        finally:
+            session.nbytes = tensor_bytes(session.tensors.values())
         return tensor_meta(tid, t)
 
     def release(self, session: Session, ids: Sequence[str]) -> int:

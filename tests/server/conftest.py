@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf import json_format
-
 from gradserve.server import create_server
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc

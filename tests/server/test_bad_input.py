@@ -9,7 +9,6 @@ import struct
 import grpc
 import numpy as np
 import pytest
-
 from gradserve.v1 import gradserve_pb2 as pb
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -8,7 +8,6 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf import struct_pb2
-
 from gradserve.v1 import gradserve_pb2 as pb
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
