@@ -98,12 +98,9 @@ def _(ctx, g):
     return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
 
 
-def _true_divide(xp, a, b):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.true_divide(a, b)
-
-
-div = defop("div", infer=binary_float_meta, grad_name="DivBackward0", save=(0, 1))(_true_divide)
+div = defop("div", infer=binary_float_meta, grad_name="DivBackward0", save=(0, 1))(
+    lambda xp, a, b: xp.true_divide(a, b)
+)
 
 
 @div.def_backward
@@ -121,12 +118,9 @@ def _pow_meta(a, b) -> Meta:
     return m
 
 
-def _power(xp, a, b):
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return xp.power(a, b)
-
-
-pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save=(0, 1), save_output=True)(_power)
+pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save=(0, 1), save_output=True)(
+    lambda xp, a, b: xp.power(a, b)
+)
 
 
 @pow_.def_backward
@@ -184,15 +178,7 @@ def _float_unary(name, grad_name, fn, **kw):
     return defop(name, infer=float_meta, grad_name=grad_name, **kw)(fn)
 
 
-def _errstate(fn):
-    def run(xp, a):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return fn(xp, a)
-
-    return run
-
-
-exp = _float_unary("exp", "ExpBackward0", _errstate(lambda xp, a: xp.exp(a)), save_output=True)
+exp = _float_unary("exp", "ExpBackward0", lambda xp, a: xp.exp(a), save_output=True)
 
 
 @exp.def_backward
@@ -200,7 +186,7 @@ def _(ctx, g):
     return (g * ctx.output,)
 
 
-log = _float_unary("log", "LogBackward0", _errstate(lambda xp, a: xp.log(a)), save=(0,))
+log = _float_unary("log", "LogBackward0", lambda xp, a: xp.log(a), save=(0,))
 
 
 @log.def_backward
@@ -209,7 +195,7 @@ def _(ctx, g):
     return (g / a,)
 
 
-sqrt = _float_unary("sqrt", "SqrtBackward0", _errstate(lambda xp, a: xp.sqrt(a)),
+sqrt = _float_unary("sqrt", "SqrtBackward0", lambda xp, a: xp.sqrt(a),
                     save_output=True)
 
 
@@ -271,7 +257,7 @@ def _(ctx, g):
 
 
 reciprocal = _float_unary("reciprocal", "ReciprocalBackward0",
-                          _errstate(lambda xp, a: xp.true_divide(1.0, a)),
+                          lambda xp, a: xp.true_divide(1.0, a),
                           save_output=True)
 
 
@@ -454,12 +440,14 @@ def _to(xp, a, dtype, device):
     from ._backend import backend
 
     np_dtype = as_dtype(dtype).np
-    host = a if isinstance(a, np.ndarray) else a.get()
-    if device == "cpu":
-        return host.astype(np_dtype, copy=True) if host is a else host.astype(np_dtype, copy=False)
-    if isinstance(a, np.ndarray) or str(a.device.id) != device.split(":")[1]:
-        return backend(device).from_host(host.astype(np_dtype, copy=False))
-    return a.astype(np_dtype, copy=True)
+    if isinstance(a, np.ndarray):
+        if device == "cpu":
+            return a.astype(np_dtype, copy=True)
+        return backend(device).from_host(a.astype(np_dtype, copy=False))
+    if device == f"cuda:{a.device.id}":  # stays on its GPU
+        return a.astype(np_dtype, copy=True)
+    host = a.get().astype(np_dtype, copy=False)  # to the host, or across GPUs through it
+    return host if device == "cpu" else backend(device).from_host(host)
 
 
 to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True)(_to)

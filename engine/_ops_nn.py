@@ -129,8 +129,7 @@ def _reduce_loss(xp, losses, keep, reduction):
         return losses
     if reduction == "sum":
         return losses.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return losses.sum() / keep.sum()
+    return losses.sum() / keep.sum()
 
 
 def _log_softmax_rows(xp, logits):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -74,8 +75,7 @@ def _(ctx, g):
 
 def _mean(xp, a, dim=None, keepdim=False):
     axis = _axis(a.ndim, dim)
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty -> nan, as torch
-        return xp.sum(a, axis=axis, keepdims=keepdim) / numel(a.shape[d] for d in axis)
+    return xp.sum(a, axis=axis, keepdims=keepdim) / numel(a.shape[d] for d in axis)  # 0/0 nan
 
 
 mean = defop("mean", infer=_reduce_meta(_mean_dtype), grad_name=_name("MeanBackward0",
@@ -95,15 +95,19 @@ def _var_meta(a, dim=None, correction=1, keepdim=False):
         raise InvalidArgumentError(
             "std and var only support floating point and complex dtypes"
         )
-    return Meta(reduced_shape(a.shape, _dims(a, dim), keepdim), a.dtype)
+    dims = _dims(a, dim)
+    if numel(a.shape[d] for d in dims) - correction <= 0:
+        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+                      "than the reduction factor (input numel divided by output numel).",
+                      UserWarning, stacklevel=2)
+    return Meta(reduced_shape(a.shape, dims, keepdim), a.dtype)
 
 
 def _var(xp, a, dim=None, correction=1, keepdim=False):
     axis = _axis(a.ndim, dim)
     centered = a - _mean(xp, a, axis, keepdim=True)
     dof = max(0, numel(a.shape[d] for d in axis) - correction)  # 0 gives inf/nan, as torch
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return xp.sum(centered * centered, axis=axis, keepdims=keepdim) / dof
+    return xp.sum(centered * centered, axis=axis, keepdims=keepdim) / dof
 
 
 def _std(xp, a, dim=None, correction=1, keepdim=False):

@@ -396,7 +396,8 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
     if op.random:
         kw = {**attrs, "gen": current_generator()}
     try:
-        with be.activate():
+        # inf and nan are values, not events: torch never warns about them, so numpy mustn't
+        with be.activate(), np.errstate(all="ignore"):
             out = op.forward(be.xp, *args, **kw)
     except TensorIndexError:
         raise

@@ -590,6 +590,21 @@ def test_item():
         E.zeros(0).item()
 
 
+def test_no_numpy_warnings_for_inf_and_nan():
+    x = E.tensor([0.0, 1.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = x.log() * 0 + x.sqrt() + 1 / x + E.tensor([1e30]) * 1e30
+        y.sum().backward()
+    assert np.isnan(x.grad.numpy()[0])
+
+
+def test_var_without_degrees_of_freedom_warns_like_torch():
+    with pytest.warns(UserWarning, match=re.escape("var(): degrees of freedom is <= 0")):
+        v = E.tensor([1.0]).var()
+    assert np.isnan(v.item())
+
+
 def test_numpy_and_tolist():
     x = E.tensor([[1.0, 2.0]], requires_grad=True)
     with pytest.raises(AutogradError, match=re.escape("Can't call numpy() on Tensor that "
