@@ -88,7 +88,9 @@ class _Pipeline:
                 self._deliver(response)
             if not self._closing:
                 raise ConnectionError("the server closed the session's pipeline stream")
-        except GradserveError as e:
+        except Exception as e:  # the stream is gone: every waiter must hear about it
+            if not isinstance(e, GradserveError):
+                e = ConnectionError(f"the session's pipeline failed: {type(e).__name__}: {e}")
             with self._cond:
                 if self._broken is None:
                     self._broken = e
@@ -386,7 +388,7 @@ class Session:
     def _backward(self, tensors, grad_tensors, retain_graph, create_graph, inputs) -> None:
         tensors = _as_list(tensors)
         grads = _as_list(grad_tensors) or [None] * len(tensors)
-        roots, root_grads = self._roots(tensors, grads)
+        roots, root_grads, keep = self._roots(tensors, grads)
         inputs = _as_list(inputs)
         if inputs is not None and not inputs:
             raise AutogradError("'inputs' argument to backward() cannot be empty.")
@@ -396,6 +398,7 @@ class Session:
         if retain_graph is not None:
             request.retain_graph = bool(retain_graph)
         response = self._roundtrip(backward=request)
+        del keep  # gradients uploaded for the call stay bound until it ran
         self._grad_epoch += 1
         for tensor_id in response.backward.grads_defined:
             proxy = self._proxies.get(tensor_id)
@@ -408,7 +411,7 @@ class Session:
         outputs = _as_list(outputs)
         inputs = [self._own(t) for t in _as_list(inputs)]
         grads = _as_list(grad_outputs) or [None] * len(outputs)
-        roots, root_grads = self._roots(outputs, grads)
+        roots, root_grads, keep = self._roots(outputs, grads)
         results = [self._new_id() for _ in inputs]
         request = pb.GradRequest(session_id=self._id, outputs=roots, inputs=[t._id for t in inputs],
                                  grad_outputs=root_grads, create_graph=bool(create_graph),
@@ -416,6 +419,7 @@ class Session:
         if retain_graph is not None:
             request.retain_graph = bool(retain_graph)
         defined = list(self._roundtrip(grad=request).grad.defined)
+        del keep
         defined += [True] * (len(inputs) - len(defined))
         if create_graph and any(defined):  # results may carry a graph: ask what they are
             infos = self._list([r for r, d in zip(results, defined, strict=True) if d])
@@ -425,14 +429,16 @@ class Session:
         return tuple(RemoteTensor(self, r, t._shape, t._dtype, t._device) if d else None
                      for r, t, d in zip(results, inputs, defined, strict=True))
 
-    def _roots(self, tensors: list, grads: list) -> tuple[list, list]:
-        """Ids of the roots and of their gradients, with torch's checks done locally."""
+    def _roots(self, tensors: list, grads: list) -> tuple[list, list, list]:
+        """Ids of the roots and of their gradients, with torch's checks done locally; and the
+        gradient proxies, which the caller keeps alive until the call ran (a collected proxy
+        is released with the very request that names it)."""
         if len(grads) != len(tensors):
             raise AutogradError(
                 f"grad_tensors should have the same length as tensors: got {len(grads)} and "
                 f"{len(tensors)}"
             )
-        roots, root_grads = [], []
+        roots, root_grads, keep = [], [], []
         for i, (t, g) in enumerate(zip(tensors, grads, strict=True)):
             t = self._own(t)
             if not t.requires_grad:
@@ -458,11 +464,12 @@ class Session:
                     f"output[{i}] has a shape of {_size(t.shape)}."
                 )
             root_grads.append(g._id)
+            keep.append(g)
         if root_grads and len(root_grads) != len(roots):
             raise AutogradError(
                 "gradserve needs either every gradient or none of them for non-scalar roots"
             )
-        return roots, root_grads
+        return roots, root_grads, keep
 
     def _own(self, t) -> RemoteTensor:
         if not isinstance(t, RemoteTensor) or t._session is not self:

@@ -456,9 +456,12 @@ class RemoteTensor(TensorAPI):
 
 
 # -- recording ops ------------------------------------------------------------------------------
+_PLAIN = (int, float, bool)
+
+
 def _plain(x):
     """Inputs as the wire carries them: proxies stay, numpy scalars become Python numbers."""
-    if isinstance(x, RemoteTensor):
+    if type(x) in _PLAIN or isinstance(x, RemoteTensor):
         return x
     if isinstance(x, np.generic) and x.ndim == 0:
         return x.item()

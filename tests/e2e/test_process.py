@@ -96,3 +96,31 @@ def test_tokens(token_server):
                 bob.attach(s.id)
         with gs.connect(token_server, token="secret-a") as alice_again:
             assert alice_again.attach(s.id).id == s.id
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    srv, port = create_server("127.0.0.1:0", tls_cert=str(cert), tls_key=str(key))
+    srv.start()
+    yield f"127.0.0.1:{port}", cert.read_bytes()
+    srv.stop(0).wait()
+
+
+def test_tls(tls_server):
+    import grpc
+
+    address, cert = tls_server
+    creds = grpc.ssl_channel_credentials(root_certificates=cert)
+    with gs.connect(address, tls=creds) as client, client.session() as s:
+        assert (s.tensor([1., 2.]) * 2).tolist() == [2., 4.]
+    with pytest.raises(gs.ConnectionError, match="TLS"):
+        gs.connect(address, tls=True, timeout=1.0)  # the system roots don't trust it
