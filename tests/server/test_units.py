@@ -1,0 +1,157 @@
+"""The server's layers without a network: conversions, the status table, tokens, sessions."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import struct_pb2
+from gradserve import engine
+from gradserve.engine import AutogradError, InvalidArgumentError, TensorIndexError
+from gradserve.server import _convert as convert
+from gradserve.server import _status
+from gradserve.server._auth import ANONYMOUS, TokenTable, identify
+from gradserve.server._errors import (
+    OpFailure,
+    PermissionDeniedError,
+    SessionNotFoundError,
+    UnauthenticatedError,
+)
+from gradserve.server._executor import Executor, OpSpec, Ref, tensor_bytes
+from gradserve.server._sessions import SessionManager
+from gradserve.v1 import gradserve_pb2 as pb
+
+
+def _struct(d: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(d)
+    return s
+
+
+def test_attrs_from_struct():
+    attrs = convert.attrs_from_struct(_struct({
+        "dim": [0, 1], "keepdim": True, "value": 2.0, "min": 2.0, "max": 0.5, "none": None,
+        "key": [["slice", None, 3, None], ["int", -1]], "dtype": "float64",
+        "nested": {"a": 1.0}, "__floats__": ["min"],
+    }))
+    assert attrs == {"dim": (0, 1), "keepdim": True, "value": 2, "min": 2.0, "max": 0.5,
+                     "none": None, "key": (("slice", None, 3, None), ("int", -1)),
+                     "dtype": "float64", "nested": {"a": 1}}
+    assert type(attrs["value"]) is int and type(attrs["min"]) is float
+    floats = convert.attrs_from_struct(_struct({"v": [1.0, 2.5], "__floats__": ["v"]}))
+    assert floats == {"v": (1.0, 2.5)} and type(floats["v"][0]) is float
+    for bad in (3, [1], "min"):
+        with pytest.raises(InvalidArgumentError, match="__floats__"):
+            convert.attrs_from_struct(_struct({"__floats__": bad}))
+
+
+def test_arrays_from_tensor_data():
+    a = convert.array_from_tensor_data(pb.TensorData(shape=[2, 2], values=[1, 2, 3, 4]))
+    assert a.dtype == np.float32 and a.shape == (2, 2) and a.flags.writeable
+    assert convert.array_from_tensor_data(pb.TensorData(values=[5])).shape == ()
+    b = convert.array_from_tensor_data(pb.TensorData(shape=[3], dtype="bool",
+                                                     raw=bytes([0, 1, 7])))
+    assert b.tolist() == [False, True, True]
+    i = convert.array_from_tensor_data(pb.TensorData(shape=[2], dtype="int64",
+                                                     raw=np.array([-1, 2 ** 40], "<i8").tobytes()))
+    assert i.tolist() == [-1, 2 ** 40] and i.flags.writeable
+    e = convert.array_from_tensor_data(pb.TensorData(shape=[0, 3]))
+    assert e.shape == (0, 3)
+    big = convert.array_from_tensor_data(pb.TensorData(dtype="float32", values=[1e300]))
+    assert math.isinf(big.item())
+    with pytest.raises(InvalidArgumentError, match="no values|0 values given"):
+        convert.array_from_tensor_data(pb.TensorData(shape=[2]))
+    with pytest.raises(InvalidArgumentError, match="not a valid int64"):
+        convert.array_from_tensor_data(pb.TensorData(dtype="int64", values=[2.0 ** 63]))
+
+
+def test_fetch_chunks():
+    arr = np.arange(10, dtype=np.float32)
+    raw = list(convert.fetch_chunks("x", arr, pb.ENCODING_RAW, chunk_bytes=16))
+    assert [(m.offset, len(m.tensor.raw), m.last) for m in raw] == [(0, 16, False),
+                                                                   (16, 16, False),
+                                                                   (32, 8, True)]
+    assert list(raw[0].tensor.shape) == [10] and not raw[1].tensor.shape
+    values = list(convert.fetch_chunks("x", arr, pb.ENCODING_VALUES, chunk_bytes=32))
+    assert [m.offset for m in values] == [0, 4, 8]
+    assert [v for m in values for v in m.tensor.values] == list(range(10))
+    assert list(convert.fetch_chunks("n", None, pb.ENCODING_RAW)) == [
+        pb.FetchResponse(id="n", none=True, last=True)]
+    whole = convert.fetch_whole("x", arr, pb.ENCODING_RAW)
+    assert whole.last and len(whole.tensor.raw) == 40
+
+
+def test_status_table():
+    code = _status.status_code
+    assert code(TensorIndexError("i")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code(InvalidArgumentError("x")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code(AutogradError("x")) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code(SessionNotFoundError("x")) == grpc.StatusCode.NOT_FOUND
+    assert code(PermissionDeniedError("x")) == grpc.StatusCode.PERMISSION_DENIED
+    assert code(UnauthenticatedError("x")) == grpc.StatusCode.UNAUTHENTICATED
+    assert code(MemoryError()) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    failure = OpFailure(AutogradError("freed"), 2, "mul", "train.py:12")
+    assert code(failure) == grpc.StatusCode.FAILED_PRECONDITION
+    err = _status.error_value(failure)
+    assert (err.code, err.kind, err.op_index, err.op, err.site) == (
+        9, "AutogradError", 2, "mul", "train.py:12")
+    assert err.message == "op 2 (mul at train.py:12): freed"
+    internal = _status.error_value(ZeroDivisionError("secret detail"))
+    assert internal.code == 13 and "secret" not in internal.message
+
+
+def test_token_table(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("# comment\n\nalice: s3cret \nbare-token\n")
+    table = TokenTable.from_file(path)
+    assert len(table) == 2
+    assert table.owner([("authorization", "Bearer s3cret")]) == "alice"
+    assert table.owner([("authorization", "bearer  bare-token ")]).startswith("token-")
+    for metadata in ([], [("authorization", "Bearer nope")], [("authorization", "s3cret")]):
+        with pytest.raises(UnauthenticatedError):
+            table.owner(metadata)
+    assert identify([], None) == ANONYMOUS
+    path.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no tokens"):
+        TokenTable.from_file(path)
+
+
+def test_sessions_owner_ttl_and_busy():
+    now = [0.0]
+    manager = SessionManager(ttl=10, max_sessions=None, clock=lambda: now[0])
+    a, b = manager.create("alice", "cpu"), manager.create("bob", "cpu")
+    assert manager.get(a.id, "alice") is a
+    with pytest.raises(PermissionDeniedError):
+        manager.get(a.id, "bob")
+    now[0] = 11
+    with b.lock:  # in use: not idle, whatever the clock says
+        assert manager.reap_idle() == [a.id]
+    with pytest.raises(SessionNotFoundError, match="reclaimed after its TTL"):
+        manager.get(a.id, "alice")
+    assert manager.get(b.id, "bob") is b
+    assert manager.counts == {"created": 2, "closed": 0, "reaped": 1}
+
+
+def test_executor_and_byte_accounting():
+    manager = SessionManager(ttl=None, max_sessions=None)
+    session = manager.create(ANONYMOUS, "cpu")
+    ex = Executor(("cpu",))
+    data = np.arange(6, dtype=np.float32)
+    out = ex.run_ops(session, [
+        OpSpec("tensor", outputs=("x",), data=data, attrs={"requires_grad": True}),
+        OpSpec("reshape", (Ref("x"),), ("v",), attrs={"shape": (2, 3)}),
+        OpSpec("sum", (Ref("v"),), ("s",)),
+    ])
+    assert [m.id for m in out] == ["x", "v", "s"] and out[1].shape == (2, 3)
+    assert tensor_bytes(session.tensors.values()) == 24 + 4  # the view shares x's storage
+    assert ex.backward(session, convert.backward_action(pb.BackwardRequest(tensors=["s"]))) == [
+        "x"]
+    assert session.nbytes == 24 + 4 + 24
+    with engine.no_grad():  # the executor sets grad mode itself, whatever the thread has
+        out = ex.run_ops(session, [OpSpec("mul", (Ref("x"), 2.0), ("y",))])
+    assert out[0].requires_grad
+    result = ex.step(session, [OpSpec("neg", (Ref("x"),), ("n",)), OpSpec("nope")], ["y"])
+    assert isinstance(result.error, OpFailure) and result.error.index == 1
+    assert "n" in session.tensors and "y" not in session.tensors
