@@ -334,6 +334,8 @@ class Session:
     def fetch(self, *tensors: RemoteTensor, grad: bool = False) -> list:
         """Values (or `.grad`s, None where undefined) of many tensors in one wait.
 
+        Unlike `numpy()` it also reads tensors that require grad (as `t.detach().numpy()`).
+
         >>> a, b = s.fetch(x, y)
         >>> gx, gw = s.fetch(x, w, grad=True)
         """

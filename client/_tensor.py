@@ -447,6 +447,23 @@ class RemoteTensor(TensorAPI):
     def __reduce__(self):
         raise TypeError("a RemoteTensor cannot be pickled; fetch its values with .numpy()")
 
+    def __deepcopy__(self, memo) -> RemoteTensor:
+        # torch's rule: leaves only; the copy is a new leaf on the same session (copy.deepcopy
+        # of a module copies its parameters server-side, without a round trip)
+        if not self.is_leaf:
+            raise AutogradError(
+                "Only Tensors created explicitly by the user (graph leaves) support the "
+                "deepcopy protocol at the moment."
+            )
+        from gradserve.engine import no_grad
+
+        with no_grad():
+            out = self.clone()
+        if self._rg:
+            out.requires_grad_(True)
+        memo[id(self)] = out
+        return out
+
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
         return apply(get_op(name), inputs, attrs)

@@ -169,3 +169,14 @@ def test_backward_checks_are_local(s, client):
     with pytest.raises(gs.AutogradError, match="Mismatch in shape"):
         (x * 2).backward(s.ones(3))
     assert client.requests == []
+
+
+def test_deepcopy_of_a_leaf(s):
+    import copy
+
+    w = s.tensor([1., 2.], requires_grad=True)
+    w2 = copy.deepcopy(w)
+    assert w2 is not w and w2.is_leaf and w2.requires_grad and w2.id != w.id
+    assert s._ops[-2].op == "clone" and s._ops[-1].op == "requires_grad_"
+    with pytest.raises(gs.AutogradError, match="graph leaves"):
+        copy.deepcopy(w * 2)

@@ -124,3 +124,20 @@ def test_tls(tls_server):
         assert (s.tensor([1., 2.]) * 2).tolist() == [2., 4.]
     with pytest.raises(gs.ConnectionError, match="TLS"):
         gs.connect(address, tls=True, timeout=1.0)  # the system roots don't trust it
+
+
+def test_session_byte_limit():
+    import numpy as np
+
+    srv, port = create_server("127.0.0.1:0", max_session_bytes=1 << 20)
+    srv.start()
+    try:
+        with gs.connect(f"127.0.0.1:{port}") as client, client.session() as s:
+            with pytest.raises(gs.ResourceExhaustedError):
+                s.from_numpy(np.zeros(1 << 19))  # 4 MiB through Upload
+            x = s.zeros(1 << 17)  # 512 KiB
+            with pytest.raises(gs.ResourceExhaustedError):
+                (x + 1).sum().item()  # another 512 KiB and a bit does not fit
+            assert x.sum().item() == 0.0  # the session stays usable
+    finally:
+        srv.stop(0).wait()
