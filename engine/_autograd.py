@@ -32,45 +32,54 @@ def _describe(shape, dtype) -> str:
 class SavedTensor:
     """A tensor kept for backward, with the version it had when saved.
 
-    An op's own output is kept as its array and version counter only (not the Tensor), which
-    avoids a Tensor -> Node -> Tensor cycle; it is rebuilt, wired to its node, on unpack.
+    An op's own output is kept as its array and version counter only, not as the Tensor nor
+    with a link to the node (either would be a Node -> ... -> Node cycle that only the cyclic
+    garbage collector frees); unpack rebuilds it, wired to the node that asks.
     """
 
-    __slots__ = ("tensor", "data", "vc", "version", "node", "output_nr")
+    __slots__ = ("tensor", "data", "vc", "version", "output_nr")
 
-    def __init__(self, tensor, node=None, output_nr=0):
+    def __init__(self, tensor, output_nr: int | None = None):
         self.vc = tensor._vc
         self.version = tensor._vc.value
-        if node is None:
-            self.tensor, self.data, self.node = tensor, None, None
+        self.output_nr = output_nr  # None: an input of the node; else which of its outputs
+        if output_nr is None:
+            self.tensor, self.data = tensor, None
         else:
-            self.tensor, self.data, self.node = None, tensor._data, node
-        self.output_nr = output_nr
+            self.tensor, self.data = None, tensor._data
 
     def unpack(self, owner: Node):
         from ._tensor import Tensor
 
         t = self.tensor
         if self.vc.value != self.version:
-            shape = t.shape if t is not None else self.data.shape
-            dtype = t.dtype if t is not None else Tensor._wrap(self.data, owner.device).dtype
-            producer = t.grad_fn if t is not None else self.node
-            where = ""
-            if producer is not None:  # torch names the function without "Backward0"
-                fn = re.sub(r"Backward\d*$", "", producer.name())
-                where = f", which is output {self.output_nr} of {fn},"
-            raise AutogradError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: {_describe(shape, dtype)}{where} is at version "
-                f"{self.vc.value}; expected version {self.version} instead."
-            )
+            self._raise_modified(owner)
         if t is not None:
             return t
         out = Tensor._wrap(self.data, owner.device)
         out._vc = self.vc
         if _grad_mode.is_grad_enabled():  # create_graph: the output keeps its history
-            out.grad_fn, out._output_nr = self.node, self.output_nr
+            out.grad_fn, out._output_nr = owner, self.output_nr
         return out
+
+    def _raise_modified(self, owner: Node):
+        from ._tensor import Tensor
+
+        t = self.tensor
+        if t is not None:
+            shape, dtype, producer, nr = t.shape, t.dtype, t.grad_fn, t._output_nr
+        else:
+            shape, producer, nr = self.data.shape, owner, self.output_nr
+            dtype = Tensor._wrap(self.data, owner.device).dtype
+        where = ""
+        if producer is not None:  # torch names the function without "Backward0"
+            fn = re.sub(r"Backward\d*$", "", producer.name())
+            where = f", which is output {nr} of {fn},"
+        raise AutogradError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: {_describe(shape, dtype)}{where} is at version "
+            f"{self.vc.value}; expected version {self.version} instead."
+        )
 
 
 class Node:

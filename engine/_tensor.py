@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import numpy as np
 
@@ -170,9 +171,12 @@ class Tensor(TensorAPI):
             self._retains_grad = True
 
     def _accumulator(self) -> AccumulateGrad:
-        acc = self._acc
+        # Held weakly, as torch does: the graph keeps it alive, and a leaf <-> accumulator
+        # cycle would leave freeing the leaf's memory to the cyclic garbage collector.
+        acc = self._acc() if self._acc is not None else None
         if acc is None:
-            acc = self._acc = AccumulateGrad(self)
+            acc = AccumulateGrad(self)
+            self._acc = weakref.ref(acc)
         return acc
 
     # -- aliasing --------------------------------------------------------------------------
@@ -425,7 +429,7 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
         node = Node(op, op.node_name(inputs, attrs), inputs, attrs, device)
         head.grad_fn = node
         if op.save_output:
-            node._saved_output = SavedTensor(head, node, 0)
+            node._saved_output = SavedTensor(head, output_nr=0)
     return result
 
 
@@ -524,7 +528,7 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
         else:
             self._grad_fn, self._output_nr = out._grad_fn, 0
         if op.save_output:
-            out._grad_fn._saved_output = SavedTensor(self, out._grad_fn, 0)
+            out._grad_fn._saved_output = SavedTensor(self, output_nr=0)
     return self
 
 
