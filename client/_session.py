@@ -68,6 +68,7 @@ class _Pipeline:
         self._waiting: dict[int, object] = {}  # seq -> response once it arrived
         self._deferred: list[tuple[int, GradserveError]] = []  # errors nobody waited for
         self._broken: GradserveError | None = None
+        self.reported = False  # the break was raised to the caller: a new stream may replace it
         self._closing = False
         self._slots = threading.Semaphore(MAX_IN_FLIGHT)
         self._stream = client._call_stream("Pipeline", self._requests(), session_id=session_id)
@@ -117,6 +118,7 @@ class _Pipeline:
                     break
         with self._cond:
             if self._broken is not None:
+                self.reported = True
                 raise self._broken
             seq = next(self._seq)
             request.seq = seq
@@ -138,6 +140,7 @@ class _Pipeline:
         if earlier:
             raise earlier[0]
         if result is self._PENDING:
+            self.reported = True
             raise self._broken
         response, err = result
         if err is not None:
@@ -303,7 +306,9 @@ class Session:
         if not (ops or releases or then or wait):
             return None
         request = pb.PipelineRequest(session_id=self._id, ops=ops, release=releases, **then)
-        if self._pipe is None:
+        if self._pipe is None or self._pipe.reported:
+            # A stream that broke (a dropped connection) was reported to the caller once; the
+            # session lives on the server, so carry on over a new stream.
             self._pipe = _Pipeline(self._client, self._id)
         seq = self._pipe.submit(request, ops, wait)
         stats = self.stats

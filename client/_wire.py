@@ -16,7 +16,7 @@ from google.protobuf import struct_pb2
 from gradserve.engine import DType, as_dtype
 from gradserve.v1 import gradserve_pb2 as pb
 
-from ._errors import GradserveError, error_from
+from ._errors import GradserveError, InvalidArgumentError, error_from
 from ._tensor import RemoteTensor
 
 ERROR_TRAILER = "gradserve-error-bin"
@@ -69,6 +69,8 @@ def operand(x) -> pb.Operand:
     if isinstance(x, bool):
         return pb.Operand(bool=x)
     if isinstance(x, int):
+        if not -(1 << 63) <= x < (1 << 63):
+            raise InvalidArgumentError(f"Overflow when unpacking long: {x} does not fit int64")
         return pb.Operand(int=x)
     return pb.Operand(float=float(x))
 
@@ -81,7 +83,7 @@ def _jsonable(v):
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, RemoteTensor):
-        raise GradserveError("tensor-valued op attributes cannot be sent to the server")
+        raise InvalidArgumentError("tensor-valued op attributes cannot be sent to the server")
     return v
 
 

@@ -327,3 +327,16 @@ def test_import_gradserve_is_light():
             "for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_broken_stream_is_reported_once_then_replaced(s, client):
+    def drop(request):
+        raise gs.ConnectionError("gradserve server unavailable: connection reset")
+
+    client.handler = drop
+    x = s.ones(2)
+    with pytest.raises(gs.ConnectionError, match="connection reset"):
+        x.tolist()
+    client.handler = client.ok
+    s.synchronize()  # a fresh stream
+    assert [r.seq for r in client.requests] == [1, 1]
