@@ -51,8 +51,12 @@ class _Scope(_GradMode):
 class no_grad(_GradMode):
     """Disable gradient recording: results have requires_grad=False and no grad_fn.
 
+    >>> from gradserve import engine
+    >>> x = engine.tensor([1.0], requires_grad=True)
     >>> with no_grad():
     ...     y = x * 2
+    >>> y.requires_grad
+    False
     """
 
     def __init__(self) -> None:

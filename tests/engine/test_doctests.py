@@ -1,0 +1,21 @@
+"""The engine's docstring examples run (they are the first thing a reader copies)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import gradserve.engine
+import pytest
+
+MODULES = ["gradserve.engine"] + [
+    f"gradserve.engine.{m.name}" for m in pkgutil.iter_modules(gradserve.engine.__path__)
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
