@@ -412,6 +412,7 @@ class Session:
             if proxy is not None:
                 proxy._has_grad = True
                 proxy._grad_graph = bool(create_graph)
+                proxy._grad_cache = None  # let go of the id bound to the old grad now
 
     def _autograd_grad(self, outputs, inputs, grad_outputs, retain_graph, create_graph,
                        allow_unused) -> tuple:

@@ -165,6 +165,19 @@ def test_gc_release_keeps_the_session_flat(s):
     assert counts[-1] < 20
 
 
+def test_reading_grads_every_step_stays_flat(s):
+    w = s.randn(8, requires_grad=True)
+    counts = []
+    for step in range(100):
+        (w * w).sum().backward()  # accumulates: a new grad tensor on the server each step
+        g = w.grad
+        assert g.shape == (8,)
+        if step % 25 == 24:
+            gc.collect()
+            counts.append(s.info()["tensor_count"])
+    assert counts[-1] <= counts[0] + 1 and counts[-1] < 10, counts
+
+
 def test_large_tensor_round_trip(s):
     rng = np.random.default_rng(0)
     big = rng.standard_normal((2048, 4096), dtype=np.float32)  # 32 MiB
