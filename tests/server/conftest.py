@@ -201,7 +201,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=full_env, cwd=ROOT)
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_reader.start()
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()),
                          daemon=True).start()
@@ -221,10 +222,18 @@ class ServerProcess:
         for line in self.proc.stderr:
             self.stderr_lines.append(line)
 
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process ended and its stderr is fully read."""
+        code = self.proc.wait(timeout=timeout)
+        self._stderr_reader.join(timeout=5)
+        return code
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+        self.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 @pytest.fixture
