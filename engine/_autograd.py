@@ -332,12 +332,27 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
         return
     if g.grad_fn is not None:
         g = g.detach()
-    if t._grad is None:
+    current = t._grad
+    if current is None:
+        t._grad = _owned(g, seen_owners)
+    elif current.requires_grad or not _writable(current._data):
+        t._grad = current + g
+    else:  # in place, as torch: .grad keeps its identity across backward calls
+        current._inplace("add", g)
+
+
+def _writable(a) -> bool:
+    if getattr(a, "flags", None) is not None and not a.flags.writeable:
+        return False
+    return all(st != 0 or n <= 1 for st, n in zip(a.strides, a.shape, strict=True))
+
+
+def _owned(g, seen_owners: set):
+    """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
+    backward may hand one array to several leaves) and not a broadcast view."""
+    owner = _owner(g)
+    if owner in seen_owners or not _writable(g._data):
+        g = g.clone()
         owner = _owner(g)
-        if owner in seen_owners:  # the same array already reached another tensor: copy
-            g = g.clone()
-            owner = _owner(g)
-        seen_owners.add(owner)
-        t._grad = g
-    else:
-        t._grad = t._grad.detach() + g
+    seen_owners.add(owner)
+    return g

@@ -133,4 +133,6 @@ def float_result(dtype: DType) -> DType:
 
 TORCH_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
                     "bool": "BoolTensor"}
+TORCH_C_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int",
+                      "bool": "bool"}
 TORCH_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "bool": "Bool"}

@@ -7,7 +7,15 @@ import numbers
 import numpy as np
 
 from ._api import where
-from ._dtype import TORCH_SCALAR_NAMES, DType, as_dtype, bool_, float_result, result_type
+from ._dtype import (
+    TORCH_C_TYPE_NAMES,
+    TORCH_SCALAR_NAMES,
+    DType,
+    as_dtype,
+    bool_,
+    float_result,
+    result_type,
+)
 from ._errors import InvalidArgumentError
 from ._registry import Meta, defop
 from ._shape import broadcast_shapes
@@ -325,7 +333,8 @@ def _matmul_meta(a, b) -> Meta:
         )
     if a.dtype is not b.dtype:
         raise InvalidArgumentError(
-            f"expected m1 and m2 to have the same dtype, but got: {_tn(a.dtype)} != {_tn(b.dtype)}"
+            "expected m1 and m2 to have the same dtype, but got: "
+            f"{TORCH_C_TYPE_NAMES[a.dtype.name]} != {TORCH_C_TYPE_NAMES[b.dtype.name]}"
         )
     ka = sa[-1]
     kb = sb[0] if len(sb) == 1 else sb[-2]
@@ -347,10 +356,6 @@ def _matmul_meta(a, b) -> Meta:
     else:
         shape = broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     return Meta(tuple(shape), a.dtype)
-
-
-def _tn(dt):
-    return {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}[dt.name]
 
 
 def _rows(s):

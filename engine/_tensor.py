@@ -11,7 +11,7 @@ from . import _grad_mode
 from ._api import TensorAPI
 from ._autograd import AccumulateGrad, Node, SavedTensor, run_backward
 from ._backend import backend
-from ._dtype import TORCH_SCALAR_NAMES, DType, as_dtype, from_numpy_dtype
+from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, as_dtype, from_numpy_dtype
 from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ._random import current_generator
 from ._registry import Meta, OpDef, get_op
@@ -152,11 +152,24 @@ class Tensor(TensorAPI):
             if not isinstance(value, Tensor):
                 raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
             if value.shape != self.shape:
-                raise InvalidArgumentError("assigned grad has data of a different size")
+                raise InvalidArgumentError(
+                    f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
+                    f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
+                    "tensor are the same size"
+                )
             if value.dtype is not self.dtype:
-                raise InvalidArgumentError("assigned grad has data of a different type")
+                raise InvalidArgumentError(
+                    "attempting to assign a gradient with dtype "
+                    f"'{TORCH_C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
+                    f"'{TORCH_SCALAR_NAMES[self.dtype.name]}'. The gradient must match the "
+                    "tensor's grad_dtype (defaults to the tensor's dtype)."
+                )
             if value.device != self.device:
-                raise InvalidArgumentError("assigned grad has data located on a different device")
+                raise InvalidArgumentError(
+                    f"attempting to assign a gradient with device type '{value.device}' to a "
+                    f"tensor with device type '{self.device}'. Please ensure that the gradient "
+                    "and the tensor are on the same device"
+                )
         self._grad = value
 
     @property
@@ -526,7 +539,12 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
         if new_base is not None:  # self's history is rebuilt from base's on its next use
             base._grad_fn, base._output_nr = new_base._grad_fn, 0
         else:
+            old = self._grad_fn
             self._grad_fn, self._output_nr = out._grad_fn, 0
+            if self._retains_grad:  # .grad follows the tensor's newest value, as torch
+                if old is not None and old._retained:
+                    old._retained.pop(source._output_nr, None)
+                out._grad_fn.retain(self)
         if op.save_output:
             out._grad_fn._saved_output = SavedTensor(self, output_nr=0)
     return self

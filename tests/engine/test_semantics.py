@@ -74,6 +74,39 @@ def test_grads_accumulate_until_zeroed():
     assert w.grad.item() == 6.0
 
 
+def test_grad_accumulates_in_place_keeping_identity():
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    (x * 2).sum().backward()
+    g = x.grad
+    (x * 3).sum().backward()
+    assert x.grad is g and g.tolist() == [5.0, 5.0] and g._version == 1
+
+
+def test_grads_are_writable_even_when_backward_broadcasts():
+    # sum's backward expands a scalar: the leaf must not get a read-only broadcast view
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    w = E.tensor([[1.0, 2.0]], requires_grad=True)
+    (x.sum() * 2 + w.mean(1).sum()).backward()
+    x.grad.zero_()
+    w.grad.mul_(2)
+    assert x.grad.tolist() == [0.0, 0.0] and w.grad.tolist() == [[1.0, 1.0]]
+    (x.sum() * 2).backward()
+    assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_assigning_grad_checks_like_torch():
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(AutogradError, match=re.escape(
+            "attempting to assign a gradient of size '[3]' to a tensor of size '[2]'")):
+        x.grad = E.tensor([1.0, 1.0, 1.0])
+    with pytest.raises(AutogradError, match="attempting to assign a gradient with dtype 'long "
+                                            "int' to a tensor with grad_dtype 'Float'"):
+        x.grad = E.tensor([1, 1])
+    x.grad = E.tensor([1.0, 1.0])
+    (x * 1).sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0]
+
+
 def test_second_backward_raises_after_graph_is_freed():
     x, w1, w2, *_, loss = _seed_graph(True)
     loss.backward()
@@ -369,6 +402,15 @@ def test_retain_grad_keeps_non_leaf_grad():
     np.testing.assert_array_equal(x.grad.numpy(), [8.0, 16.0])
     x.retain_grad()  # a no-op on leaves
     assert not x.retains_grad
+
+
+def test_retained_grad_follows_inplace_ops():
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    y.mul_(3)  # y.grad is now the gradient w.r.t. y's new value, as torch
+    y.sum().backward()
+    assert y.grad.tolist() == [1.0, 1.0] and x.grad.tolist() == [6.0, 6.0]
 
 
 def test_broadcasting_gradients_are_reduced_to_input_shapes():
