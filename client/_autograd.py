@@ -37,7 +37,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
              inputs=None) -> None:
     """Accumulate gradients of `tensors` into the leaves' `.grad` (torch.autograd.backward).
 
-    >>> gs.autograd.backward([loss])
+    >>> w = s.tensor(2.0, requires_grad=True)
+    >>> gs.autograd.backward([w * 3, w * w])
+    >>> w.grad.item()
+    7.0
     """
     head = _first(tensors)
     if isinstance(head, RemoteTensor):

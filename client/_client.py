@@ -103,8 +103,11 @@ class Client:
         Raises `gs.SessionLostError` if the server no longer has it and `gs.PermissionError`
         if it belongs to another caller. Use `s.get(id)` / `s.tensors()` for its tensors.
 
+        >>> x = s.tensor([1., 2.])
+        >>> s.synchronize()  # ops are buffered: make sure x has reached the server
         >>> s2 = gs.connect("127.0.0.1:50051").attach(s.id)
-        >>> s2.get("loss").item()
+        >>> s2.get(x.id).tolist()
+        [1.0, 2.0]
         """
         info = self._call("DescribeSession", pb.SessionRef(session_id=session_id),
                           session_id=session_id)
