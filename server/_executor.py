@@ -148,6 +148,24 @@ def _meta_bytes(meta) -> int:
     return sum(int(np.prod(m.shape, dtype=object)) * m.dtype.itemsize for m in metas)
 
 
+class _Budget:
+    """The bytes one request may still allocate under its session's limit, so an op that
+    cannot fit fails before it allocates (the exact check runs after the request)."""
+
+    def __init__(self, session: Session, limit: int) -> None:
+        self.session, self.limit = session, limit
+        self.left = limit - tensor_bytes(session.tensors.values())
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise ResourceExhaustedError(
+                f"{what} would make {nbytes} bytes, more than the {max(self.left, 0)} left "
+                f"under session {self.session.id}'s limit of {self.limit} bytes "
+                "(max-session-bytes)"
+            )
+        self.left -= nbytes
+
+
 def user_error(exc: BaseException, op: str | None = None) -> BaseException:
     """What an op's failure means for the caller.
 
@@ -287,7 +305,7 @@ class Executor:
         bound: list[str] = []
         budget = None
         if self.max_session_bytes is not None:
-            budget = [self.max_session_bytes - tensor_bytes(session.tensors.values())]
+            budget = _Budget(session, self.max_session_bytes)
         for index, spec in enumerate(ops):
             try:
                 results = self._run_one(session, spec, budget)
@@ -300,7 +318,7 @@ class Executor:
         self._check_limit(session, previous)
         return [tensor_meta(tid, session.tensors[tid]) for tid in bound]
 
-    def _run_one(self, session: Session, spec: OpSpec, budget: list[int] | None) -> tuple:
+    def _run_one(self, session: Session, spec: OpSpec, budget: _Budget | None) -> tuple:
         if spec.error is not None:
             raise spec.error
         for tid in spec.outputs:
@@ -311,12 +329,14 @@ class Executor:
             if command is not None:
                 if spec.inplace:
                     raise InvalidArgumentError(f"'{spec.op}' has no in-place form")
+                if budget is not None and spec.data is not None:
+                    budget.take(spec.data.nbytes, spec.op)
                 return command(self, session, spec)
             if spec.data is not None:
                 raise InvalidArgumentError(f"only 'tensor' takes data, not {spec.op!r}")
             return self._registry_op(session, spec, budget)
 
-    def _registry_op(self, session: Session, spec: OpSpec, budget: list[int] | None) -> tuple:
+    def _registry_op(self, session: Session, spec: OpSpec, budget: _Budget | None) -> tuple:
         op = engine.get_op(spec.op)
         inputs = tuple(self._resolve(session, x) for x in spec.inputs)
         attrs = dict(spec.attrs)
@@ -338,14 +358,8 @@ class Executor:
             raise InvalidArgumentError(
                 f"{spec.op} returns {n} tensor(s) but {len(spec.outputs)} output id(s) were given"
             )
-        if budget is not None and not op.view:
-            budget[0] -= _meta_bytes(meta)
-            if budget[0] < 0:
-                raise ResourceExhaustedError(
-                    f"{spec.op} would make {_meta_bytes(meta)} bytes, more than the "
-                    f"{budget[0] + _meta_bytes(meta)} left under session {session.id}'s limit of "
-                    f"{self.max_session_bytes} bytes (max-session-bytes)"
-                )
+        if budget is not None and not op.view:  # views share their input's storage
+            budget.take(_meta_bytes(meta), spec.op)
         out = apply(op, inputs, attrs)
         return (out,) if isinstance(out, Tensor) else tuple(out)
 
@@ -488,7 +502,6 @@ def _cmd_tensor(ex: Executor, session: Session, spec: OpSpec) -> tuple:
     _expect(spec, (0, 0), (1, 1))
     if spec.data is None:
         raise InvalidArgumentError("'tensor' needs data (TensorData with values or raw)")
-    ex.check_room(session, spec.data.nbytes)
     t = Tensor(backend(session.device).from_host(spec.data), session.device)
     if _bool_attr(spec.attrs, "requires_grad", False):
         t.requires_grad_(True)

@@ -164,24 +164,36 @@ def test_max_session_bytes(make_server, wire):
             shape=[nbytes // 4], raw=np.zeros(nbytes // 4, np.float32).tobytes()))
 
     def bound():
-        return {t.id: t.shape[0] for t in stub.ListTensors(pb.SessionRef(session_id=sid)).tensors}
+        infos = stub.ListTensors(pb.SessionRef(session_id=sid)).tensors
+        return {t.id: t.shape[0] if t.shape else None for t in infos}
 
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
         stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=[raw_tensor("a", 128 << 10)]))
-        # a batch that ends over the limit: what it bound is released, "a" is as before
-        batch = [raw_tensor("b", 600 << 10), raw_tensor("a", 600 << 10)]
+        # an op that would not fit fails before it allocates, naming the op; the ops before
+        # it keep their effect, as with any failing op
+        batch = [raw_tensor("b", 600 << 10), raw_tensor("c", 600 << 10)]
         wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=batch)),
-                          exhausted, "max-session-bytes", "this request bound were released")
-        assert bound() == {"a": (128 << 10) // 4}
-        # an op that would not fit fails before it allocates, naming the op; ops before it
-        # keep their effect, as with any failing op
-        grow = [wire.op("full", outputs=["b"], attrs={"shape": [MiB // 8], "value": 1.0,
-                                                        "__floats__": ["value"]}),
-                wire.op("mul", ["b", 2.0], ["c"], site="grow.py:2")]
-        wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=grow)),
-                          exhausted, "op 1 (mul at grow.py:2)", "max-session-bytes")
+                          exhausted, "op 1 (tensor)", "max-session-bytes")
         assert set(bound()) == {"a", "b"}
+        grow = [wire.op("full", outputs=["c"], attrs={"shape": [MiB // 8], "value": 1.0,
+                                                        "__floats__": ["value"]},
+                        site="grow.py:2")]
+        wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=grow,
+                                                               release=["b"])),
+                          exhausted, "op 0 (full at grow.py:2)")
+        assert set(bound()) == {"a"}  # release ran after the failure
+        # a call that ends over the limit: the ids it bound are released, and an id it
+        # rebound points at its old tensor again, so the session stays usable
+        stub.RunOps(pb.RunOpsRequest(session_id=sid, release=["y"], ops=[
+            raw_tensor("x", 400 << 10), wire.op("requires_grad_", ["x"]),
+            wire.op("mul", ["x", 2.0], ["y"]), wire.op("sum", ["y"], ["s"])]))
+        stub.Backward(pb.BackwardRequest(session_id=sid, tensors=["s"], retain_graph=True))
+        wire.expect_error(lambda: stub.Grad(pb.GradRequest(
+            session_id=sid, outputs=["s"], inputs=["x"], results=["a"])),
+            exhausted, "the 1 id(s) this request bound were released")
+        assert bound() == {"a": (128 << 10) // 4, "x": (400 << 10) // 4, "s": None}
+        stub.Release(pb.ReleaseRequest(session_id=sid, ids=["x", "s"]))
         huge = [wire.op("zeros", outputs=["z"], attrs={"shape": [1 << 20, 1 << 20],
                                                          "dtype": "float32"})]
         wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=huge)),
@@ -192,7 +204,6 @@ def test_max_session_bytes(make_server, wire):
                                    tensor=pb.TensorData(shape=[2 * MiB], dtype="bool"))
 
         wire.expect_error(lambda: stub.Upload(upload()), exhausted, "max-session-bytes")
-        stub.Release(pb.ReleaseRequest(session_id=sid, ids=["b"]))
         wire.run_seed(stub, sid)
 
 
