@@ -161,7 +161,8 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                     result = self._rt.run(s, self._ex.step, specs, list(req.release), action)
                     if result.error is not None:
                         self._rt.note_error(s, result.error)
-                self._fill(response, req, action, result)
+                    # inside the lock: fetched arrays may be the session's live storage
+                    self._fill(response, req, action, result)
         except Exception as exc:
             response.error.CopyFrom(_status.error_value(exc))
             return response, isinstance(exc, UnavailableError)

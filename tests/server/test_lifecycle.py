@@ -326,3 +326,22 @@ def test_drain_cancels_idle_pipelines(make_server, wire):
         with pytest.raises(grpc.RpcError) as info:
             next(replies)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_pipeline_inline_fetch_limit(make_server, wire):
+    _, address = make_server(max_message_bytes=2 * MiB)  # 1 MiB left for inline tensors
+    channel, stub = wire.connect(address)
+    with channel:
+        sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
+        big = wire.op("zeros", outputs=["big"], attrs={"shape": [3 * MiB // 8],
+                                                       "dtype": "float32"})
+        replies = list(stub.Pipeline(iter([
+            pb.PipelineRequest(session_id=sid, seq=1, ops=[big], fetch=pb.FetchRequest(
+                ids=["big"], encoding=pb.ENCODING_RAW)),
+            pb.PipelineRequest(session_id=sid, seq=2, ops=wire.seed_ops(),
+                               fetch=pb.FetchRequest(ids=["loss"])),
+        ])))
+        assert replies[0].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "use Fetch" in replies[0].error.message
+        assert list(replies[1].fetched[0].tensor.values) == [8.0]
+        assert len(wire.fetch(stub, sid, ["big"], raw=True)["big"]) == 3 * MiB // 8
