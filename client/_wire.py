@@ -16,10 +16,13 @@ from google.protobuf import struct_pb2
 from gradserve.engine import DType, as_dtype
 from gradserve.v1 import gradserve_pb2 as pb
 
-from ._errors import GradserveError, InvalidArgumentError, error_from
+from ._errors import ConnectionError, GradserveError, InvalidArgumentError, error_from
 from ._tensor import RemoteTensor
 
 ERROR_TRAILER = "gradserve-error-bin"
+_UNKNOWN, _INTERNAL = grpc.StatusCode.UNKNOWN.value[0], grpc.StatusCode.INTERNAL.value[0]
+_TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_STREAM",
+                    "GOAWAY", "failed to connect")
 FLOATS_ATTR = "__floats__"  # attrs whose integral-valued floats must stay floats
 
 
@@ -39,6 +42,10 @@ def error_from_rpc(e: grpc.RpcError) -> GradserveError:
                           trailer.op, trailer.site, trailer.op_index if trailer.op else -1)
     if number == grpc.StatusCode.UNAVAILABLE.value[0]:
         details = f"gradserve server unavailable: {details}"
+    elif number in (_UNKNOWN, _INTERNAL) and any(w in details for w in _TRANSPORT_WORDS):
+        # gRPC's own words for a connection that died mid-call (the server sends a trailer
+        # with every error it makes itself, so these come from the transport)
+        return ConnectionError(f"connection to the gradserve server lost: {details}")
     return error_from(number, details)
 
 

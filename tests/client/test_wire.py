@@ -295,6 +295,13 @@ def test_rpc_errors_use_the_error_trailer():
     with pytest.raises(gs.PermissionError):
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "missing token")
+    with pytest.raises(gs.ConnectionError, match="lost"):
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.UNKNOWN, "Stream removed")
+    with pytest.raises(gs.GradserveError, match="Exception calling application") as info:
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.UNKNOWN, "Exception calling application: x")
+    assert type(info.value) is gs.GradserveError
 
 
 def test_chunked_upload_messages():
