@@ -24,7 +24,11 @@ _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inli
 
 
 class GradserveServicer(pb_grpc.GradserveServiceServicer):
-    """gradserve.v1.GradserveService over a Runtime."""
+    """gradserve.v1.GradserveService over a Runtime.
+
+    Each public method is the RPC of the same name; gradserve.proto documents what it does
+    and docs/WIRE.md the rules it follows.
+    """
 
     def __init__(self, runtime: Runtime, max_message_bytes: int) -> None:
         self._rt = runtime
