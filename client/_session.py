@@ -316,7 +316,11 @@ class Session:
             # A stream that broke (a dropped connection) was reported to the caller once; the
             # session lives on the server, so carry on over a new stream.
             self._pipe = _Pipeline(self._client, self._id)
-        seq = self._pipe.submit(request, ops, wait)
+        try:
+            seq = self._pipe.submit(request, ops, wait)
+        except GradserveError:
+            self._releases.extend(releases)  # the ids are still bound: release them later
+            raise
         stats = self.stats
         stats.requests += 1
         stats.ops += len(ops)
