@@ -135,11 +135,11 @@ pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save=(0, 1), save_outp
 def _(ctx, g):
     a, b = ctx.saved
     ga = gb = None
-    if ctx.needs[0]:
-        if not hasattr(b, "shape") and b == 0:
-            ga = g * 0.0
+    if ctx.needs[0]:  # b a^(b-1), and 0 where b == 0 (even at a == 0), as torch
+        if not hasattr(b, "shape"):
+            ga = g * 0.0 if b == 0 else g * b * a ** (b - 1)
         else:
-            ga = g * b * a ** (b - 1)
+            ga = where(b == 0, 0.0, g * b * a ** (b - 1))
     if ctx.needs[1]:
         out = ctx.output
         # d(a^b)/db = a^b log a; torch defines it as 0 where a == 0 and b >= 0

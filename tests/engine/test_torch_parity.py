@@ -84,6 +84,10 @@ for k in (2, 3, 0, 1, 0.5, -1, -2.5):
 expr("pow-zero-base", lambda M, x, y: x ** y, np.array([0.0, 0.0, 2.0], np.float32),
      np.array([2.0, 0.5, 1.0], np.float32))
 expr("rpow-zero-base", lambda M, y: 0.0 ** y, np.array([2.0, 0.5, 0.0], np.float32))
+expr("pow-zero-zero", lambda M, x, y: x ** y, np.array([0.0, 0.0], np.float32),
+     np.array([0.0, 1.0], np.float32))
+expr("pow-negative-base", lambda M, x: x ** 2 + x ** 3 + x ** -2,
+     np.array([-1.5, -0.5], np.float32))
 for kw in (dict(min=-0.5), dict(max=0.5), dict(min=-0.5, max=1.0)):
     expr(f"clamp-{kw}", lambda M, x, kw=kw: x.clamp(**kw), EDGES)
 expr("clip", lambda M, x: x.clip(-0.5, 0.5), EDGES)
@@ -127,6 +131,10 @@ for name in ("max", "min"):
         expr(f"{name}-dim{d}-indices", lambda M, x, n=name, d=d: getattr(x, n)(d)[1], r(3, 4))
         expr(f"{name}-dim{d}-keep", lambda M, x, n=name, d=d: getattr(x, n)(d, keepdim=True)[0],
              r(3, 4))
+    for d in (0, 1):
+        expr(f"{name}-dim{d}-ties", lambda M, x, n=name, d=d: getattr(x, n)(d)[0], TIES)
+        expr(f"{name}-dim{d}-ties-indices", lambda M, x, n=name, d=d: getattr(x, n)(d)[1], TIES)
+    expr(f"arg{name}-ties", lambda M, x, n=name: getattr(x, "arg" + n)(), TIES)
     expr(f"arg{name}", lambda M, x, n=name: getattr(x, "arg" + n)(), r(3, 4))
     expr(f"arg{name}-dim", lambda M, x, n=name: getattr(x, "arg" + n)(1, keepdim=True), r(3, 4))
 for name in ("softmax", "log_softmax"):
