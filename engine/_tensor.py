@@ -108,6 +108,8 @@ class Tensor(TensorAPI):
         fresh = replay_view(self._base, self._view_steps)
         self._grad_fn, self._output_nr = fresh._grad_fn, fresh._output_nr
         self._view_version = self._vc.value
+        if self._retains_grad and self._grad_fn is not None:
+            self._grad_fn.retain(self)
 
     @property
     def requires_grad(self) -> bool:
@@ -536,14 +538,15 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
     self._data[...] = out._data
     self._vc.value += 1
     if record and out.grad_fn is not None:
+        if self._retains_grad:  # .grad follows the tensor's newest value, as torch
+            old = source._grad_fn
+            if old is not None and old._retained:
+                old._retained.pop(source._output_nr, None)
         if new_base is not None:  # self's history is rebuilt from base's on its next use
             base._grad_fn, base._output_nr = new_base._grad_fn, 0
         else:
-            old = self._grad_fn
             self._grad_fn, self._output_nr = out._grad_fn, 0
-            if self._retains_grad:  # .grad follows the tensor's newest value, as torch
-                if old is not None and old._retained:
-                    old._retained.pop(source._output_nr, None)
+            if self._retains_grad:
                 out._grad_fn.retain(self)
         if op.save_output:
             out._grad_fn._saved_output = SavedTensor(self, output_nr=0)

@@ -404,6 +404,24 @@ def test_retain_grad_keeps_non_leaf_grad():
     assert not x.retains_grad
 
 
+def test_retained_grad_of_a_view_follows_inplace_ops():
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    v = y[0]
+    v.retain_grad()
+    y.mul_(3)  # through the base: v's history is rebuilt and keeps retaining, as torch
+    (v * v).sum().backward()
+    assert v.grad.item() == 12.0 and x.grad.tolist() == [72.0, 0.0]
+
+    x = E.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    v = y[0]
+    v.retain_grad()
+    v.mul_(3)  # through the view itself: torch leaves v.grad None here; we keep the rule
+    (y * y).sum().backward()  # "the gradient w.r.t. the newest value"
+    assert v.grad.item() == 12.0 and x.grad.tolist() == [72.0, 16.0]
+
+
 def test_retained_grad_follows_inplace_ops():
     x = E.tensor([1.0, 2.0], requires_grad=True)
     y = x * 2
