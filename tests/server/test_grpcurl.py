@@ -1,5 +1,6 @@
-"""docs/grpcurl.md, run for real: every `sh` block in order with the real grpcurl binary
-against a real server, each checked against the output block the page shows under it."""
+"""The README's grpcurl walk-through, run for real: every `sh` block of its "By hand with
+grpcurl" section in order, with the real grpcurl binary against a real server, each checked
+against the output block the README shows under it."""
 
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ import sys
 
 import pytest
 
-DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "grpcurl.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+SECTION = re.compile(r"^## By hand with grpcurl\n(.*?)(?=^## |\Z)", re.S | re.M)
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
 DOC_ADDRESS = "127.0.0.1:50051"
 VOLATILE = {"session_id", "idle_seconds"}  # differ on every run
 
 
+def section() -> str:
+    found = SECTION.search(README.read_text())
+    assert found, "README.md has no '## By hand with grpcurl' section"
+    return found.group(1)
+
+
 def walkthrough() -> list[tuple[str, tuple[str, str] | None]]:
     """(sh block, (lang, expected output) or None) in page order."""
     steps: list[list] = []
-    for m in FENCE.finditer(DOC.read_text()):
+    for m in FENCE.finditer(section()):
         lang, body = m.group(1), m.group(2)
         if lang == "sh":
             steps.append([body, None])
@@ -53,7 +61,7 @@ def normalized(value):
 def test_doc_has_the_walkthrough():
     steps = walkthrough()
     assert len(steps) >= 8 and all(expected is not None for _, expected in steps)
-    text = DOC.read_text()
+    text = section()
     for rpc in ("CreateSession", "RunOps", "Backward", "Fetch", "CloseSession"):
         assert f"gradserve.v1.GradserveService/{rpc}" in text
 
