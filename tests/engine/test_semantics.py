@@ -417,9 +417,11 @@ def test_retained_grad_of_a_view_follows_inplace_ops():
     y = x * 2
     v = y[0]
     v.retain_grad()
-    v.mul_(3)  # through the view itself: torch leaves v.grad None here; we keep the rule
-    (y * y).sum().backward()  # "the gradient w.r.t. the newest value"
-    assert v.grad.item() == 12.0 and x.grad.tolist() == [72.0, 16.0]
+    v.mul_(3)  # through the view: the old value's hook must not fire
+    (y * y).sum().backward(retain_graph=True)  # reaches x through y's CopySlices, not v
+    assert v.grad is None and x.grad.tolist() == [72.0, 16.0]
+    (v * 1).backward()
+    assert v.grad.item() == 1.0
 
 
 def test_retained_grad_follows_inplace_ops():
