@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from . import _grad_mode
-from ._dtype import TORCH_TYPE_NAMES
+from ._dtype import TORCH_TYPE_NAMES, from_numpy_dtype
 from ._errors import AutogradError
 
 _FREED = (
@@ -85,48 +85,33 @@ class SavedTensor:
 class Node:
     """One recorded op in the graph; what `tensor.grad_fn` returns."""
 
-    __slots__ = ("op", "attrs", "next_functions", "needs", "in_shapes", "in_dtypes", "device",
+    __slots__ = ("op", "attrs", "next_functions", "in_shapes", "_in_np_dtypes", "device",
                  "_name", "_saved", "_saved_output", "_freed", "_retained", "__weakref__")
 
-    def __init__(self, op, name, inputs, attrs, device):
-        from ._tensor import Tensor
-
+    def __init__(self, op, name, edges, in_shapes, in_np_dtypes, saved, attrs, device):
         self.op = op
         self._name = name
+        self.next_functions = edges
+        self.in_shapes = in_shapes
+        self._in_np_dtypes = in_np_dtypes  # numpy dtypes: cheaper to record than DTypes
+        self._saved = saved
         self.attrs = attrs
         self.device = device
-        edges, needs, shapes, dtypes = [], [], [], []
-        for x in inputs:
-            if isinstance(x, Tensor):
-                shapes.append(x._data.shape)
-                dtypes.append(x.dtype)
-                if x.grad_fn is not None:
-                    edges.append((x.grad_fn, x._output_nr))
-                    needs.append(True)
-                    continue
-                if x._rg:
-                    edges.append((x._accumulator(), 0))
-                    needs.append(True)
-                    continue
-            else:
-                shapes.append(None)
-                dtypes.append(None)
-            edges.append((None, 0))
-            needs.append(False)
-        self.next_functions = tuple(edges)
-        self.needs = tuple(needs)
-        self.in_shapes = tuple(shapes)
-        self.in_dtypes = tuple(dtypes)
-        self._saved = tuple(
-            SavedTensor(inputs[i]) if isinstance(inputs[i], Tensor) else inputs[i]
-            for i in op.saved_indices(len(inputs))
-        )
         self._saved_output = None
         self._freed = False
         self._retained = None
 
     def name(self) -> str:
         return self._name
+
+    @property
+    def needs(self) -> tuple[bool, ...]:
+        """Which inputs need a gradient (computed when backward asks, not per op)."""
+        return tuple(e[0] is not None for e in self.next_functions)
+
+    @property
+    def in_dtypes(self) -> tuple:
+        return tuple(None if d is None else from_numpy_dtype(d) for d in self._in_np_dtypes)
 
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
@@ -308,9 +293,9 @@ def _call(node: Node, out_grads: dict):
 
 def _validate(node: Node, i: int, g):
     """Reduce a broadcast gradient to its input's shape and cast it to its dtype."""
-    if g is None or not node.needs[i]:
+    if g is None or node.next_functions[i][0] is None:
         return None
-    shape, dtype = node.in_shapes[i], node.in_dtypes[i]
+    shape, dtype = node.in_shapes[i], from_numpy_dtype(node._in_np_dtypes[i])
     if g._data.shape != shape:
         from ._ops_reduce import sum_to_shape
 

@@ -62,6 +62,17 @@ class Backend:
                 )
             self.xp = cupy
 
+    def run(self, forward, args, kwargs):
+        """Call an op's forward on this device.
+
+        inf and nan are values, not events: torch never warns about them, so numpy mustn't.
+        """
+        with np.errstate(all="ignore"):
+            if self._index is None:
+                return forward(np, *args, **kwargs)
+            with self.xp.cuda.Device(self._index):
+                return forward(self.xp, *args, **kwargs)
+
     def activate(self):
         if self._index is None:
             return contextlib.nullcontext()

@@ -21,15 +21,22 @@ from ._registry import Meta, defop
 from ._shape import broadcast_shapes
 
 
-def operand(x):
-    """Check that x is a tensor or a real Python/numpy number (what ops accept as inputs)."""
-    if isinstance(getattr(x, "dtype", None), DType):
-        return x
+def _shape_dtype(x):
+    """(shape, dtype) of a tensor, ((), None) of a real number; anything else is an error."""
+    dt = getattr(x, "dtype", None)
+    if isinstance(dt, DType):
+        return x.shape, dt
     if isinstance(x, numbers.Real) and not isinstance(x, np.ndarray):
-        return x
+        return (), None
     raise InvalidArgumentError(
         f"expected a Tensor or a number as operand, but got {type(x).__name__}"
     )
+
+
+def operand(x):
+    """Check that x is a tensor or a real Python/numpy number (what ops accept as inputs)."""
+    _shape_dtype(x)
+    return x
 
 
 def _shape(x):
@@ -37,8 +44,11 @@ def _shape(x):
 
 
 def binary_meta(a, b) -> Meta:
-    operand(a), operand(b)
-    return Meta(broadcast_shapes(_shape(a), _shape(b)), result_type(a, b))
+    sa, da = _shape_dtype(a)
+    sb, db = _shape_dtype(b)
+    shape = sa if sa == sb else broadcast_shapes(sa, sb)
+    # equal dtypes promote to themselves: skip the general rule on this hot path
+    return Meta(shape, da if da is db and da is not None else result_type(a, b))
 
 
 def binary_float_meta(a, b) -> Meta:

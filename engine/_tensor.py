@@ -377,22 +377,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 
 # -- dispatch ---------------------------------------------------------------------------------
-def _device_of(inputs, attrs) -> str:
-    device = None
-    for x in inputs:
-        if isinstance(x, Tensor):
-            if device is None:
-                device = x._device
-            elif x._device != device:
-                raise InvalidArgumentError(
-                    "Expected all tensors to be on the same device, but found at least two "
-                    f"devices, {device} and {x._device}!"
-                )
-    if device is None:
-        device = attrs.get("device", "cpu")
-    return device
-
-
 def _finish(xp, arr, meta: Meta, op: OpDef):
     if not isinstance(arr, xp.ndarray):
         arr = xp.asarray(arr)
@@ -407,17 +391,33 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
 
 def apply(op: OpDef, inputs: tuple, attrs: dict):
     """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd."""
-    device = _device_of(inputs, attrs)
+    # One pass over the inputs: the device they share, their arrays, whether any needs grad.
+    # This is the per-op hot path, so it reads slots directly instead of properties.
+    device = None
+    any_grad = False
+    args = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if device is None:
+                device = x._device
+            elif x._device != device:
+                raise InvalidArgumentError(
+                    "Expected all tensors to be on the same device, but found at least two "
+                    f"devices, {device} and {x._device}!"
+                )
+            if not any_grad:
+                any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
+                    is not None
+            args.append(x._data)
+        else:
+            args.append(x)
+    if device is None:
+        device = attrs.get("device", "cpu")
     meta = op.infer(*inputs, **attrs)
     be = backend(device)
-    args = [x._data if isinstance(x, Tensor) else x for x in inputs]
-    kw = attrs
-    if op.random:
-        kw = {**attrs, "gen": current_generator()}
+    kw = {**attrs, "gen": current_generator()} if op.random else attrs
     try:
-        # inf and nan are values, not events: torch never warns about them, so numpy mustn't
-        with be.activate(), np.errstate(all="ignore"):
-            out = op.forward(be.xp, *args, **kw)
+        out = be.run(op.forward, args, kw)
     except TensorIndexError:
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
@@ -436,16 +436,42 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
     if op.view:
         _mark_views(op, inputs[0], outputs, attrs, be.xp)
 
-    if (op.differentiable and _grad_mode.is_grad_enabled()
-            and any(isinstance(x, Tensor) and (x._rg or x.grad_fn is not None) for x in inputs)):
+    if any_grad and op.differentiable and _grad_mode.is_grad_enabled():
         head = outputs[0]
-        if not head.dtype.is_floating_point:
+        if head._data.dtype.kind != "f":
             return result
-        node = Node(op, op.node_name(inputs, attrs), inputs, attrs, device)
-        head.grad_fn = node
+        head._grad_fn = node = _record(op, inputs, attrs, device)
         if op.save_output:
             node._saved_output = SavedTensor(head, output_nr=0)
     return result
+
+
+def _record(op: OpDef, inputs: tuple, attrs: dict, device: str) -> Node:
+    """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
+    edges, shapes, dtypes = [], [], []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            data = x._data
+            shapes.append(data.shape)
+            dtypes.append(data.dtype)
+            fn = x._grad_fn if x._view_steps is None else x.grad_fn
+            if fn is not None:
+                edges.append((fn, x._output_nr))
+            elif x._rg:
+                edges.append((x._accumulator(), 0))
+            else:
+                edges.append(_NO_EDGE)
+        else:
+            shapes.append(None)
+            dtypes.append(None)
+            edges.append(_NO_EDGE)
+    saved = tuple(SavedTensor(inputs[i]) if isinstance(inputs[i], Tensor) else inputs[i]
+                  for i in op.saved_indices(len(inputs)))
+    return Node(op, op.node_name(inputs, attrs), tuple(edges), tuple(shapes), tuple(dtypes),
+                saved, attrs, device)
+
+
+_NO_EDGE = (None, 0)
 
 
 def _mark_views(op: OpDef, src: Tensor, outputs, attrs: dict, xp) -> None:
