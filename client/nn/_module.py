@@ -86,6 +86,11 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
 
     def forward(self, *args, **kwargs):
+        """The computation; subclasses override it and callers use `module(x)`.
+
+        >>> nn.Linear(2, 1)(engine.ones(3, 2)).shape
+        (3, 1)
+        """
         raise NotImplementedError(
             f'Module [{type(self).__name__}] is missing the required "forward" function'
         )
