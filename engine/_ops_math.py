@@ -92,12 +92,18 @@ def _num_meta(a, b) -> Meta:
 add = defop("add", infer=binary_meta, grad_name="AddBackward0")(lambda xp, a, b: xp.add(a, b))
 
 
+add.def_forward_into(lambda xp, a, b: xp.add(a, b, out=a))
+
+
 @add.def_backward
 def _(ctx, g):
     return g, g
 
 
 sub = defop("sub", infer=_num_meta, grad_name=_sub_name)(lambda xp, a, b: xp.subtract(a, b))
+
+
+sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a))
 
 
 @sub.def_backward
@@ -110,6 +116,9 @@ mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", save=(0, 1))(
 )
 
 
+mul.def_forward_into(lambda xp, a, b: xp.multiply(a, b, out=a))
+
+
 @mul.def_backward
 def _(ctx, g):
     a, b = ctx.saved
@@ -119,6 +128,9 @@ def _(ctx, g):
 div = defop("div", infer=binary_float_meta, grad_name="DivBackward0", save=(0, 1))(
     lambda xp, a, b: xp.true_divide(a, b)
 )
+
+
+div.def_forward_into(lambda xp, a, b: xp.true_divide(a, b, out=a))
 
 
 @div.def_backward

@@ -29,8 +29,8 @@ class Meta(NamedTuple):
 class OpDef:
     """One op. Created by `defop`; the backward is attached with `@opdef.def_backward`."""
 
-    __slots__ = ("name", "infer", "forward", "backward", "grad_name", "save", "save_output",
-                 "view", "random", "needs_device", "differentiable")
+    __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
+                 "save_output", "view", "random", "needs_device", "differentiable")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -38,6 +38,7 @@ class OpDef:
         self.infer = infer
         self.forward = forward
         self.backward = None
+        self.forward_into = None
         self.grad_name = grad_name
         self.save = save if isinstance(save, slice) else tuple(save)
         self.save_output = save_output
@@ -48,6 +49,12 @@ class OpDef:
 
     def def_backward(self, fn: Callable) -> Callable:
         self.backward = fn
+        return fn
+
+    def def_forward_into(self, fn: Callable) -> Callable:
+        """An in-place forward, `fn(xp, a, *args, **attrs)` writing into `a`: what `op_` runs
+        when no graph is recorded (an optimizer step), saving a temporary and a copy."""
+        self.forward_into = fn
         return fn
 
     def saved_indices(self, n_inputs: int):

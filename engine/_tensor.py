@@ -553,6 +553,17 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
             )
         if self._view_steps is None:
             raise AutogradError(_NO_GRAD_VIEW)
+    if not record and op.forward_into is not None:
+        args = [o._data if isinstance(o, Tensor) else o for o in others]
+        for o in others:
+            if isinstance(o, Tensor) and o._device != self._device:
+                raise InvalidArgumentError(
+                    "Expected all tensors to be on the same device, but found at least two "
+                    f"devices, {self._device} and {o._device}!"
+                )
+        backend(self._device).run(op.forward_into, (self._data, *args), attrs)
+        self._vc.value += 1
+        return self
     source = self
     if record:
         source = _snapshot(self, copy=0 in op.saved_indices(1 + len(others)))
