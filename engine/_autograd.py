@@ -86,7 +86,8 @@ class Node:
     """One recorded op in the graph; what `tensor.grad_fn` returns."""
 
     __slots__ = ("op", "attrs", "next_functions", "in_shapes", "_in_np_dtypes", "device",
-                 "_name", "_saved", "_saved_output", "_freed", "_retained", "__weakref__")
+                 "_name", "_saved", "_saved_output", "_freed", "_retained", "_needs",
+                 "__weakref__")
 
     def __init__(self, op, name, edges, in_shapes, in_np_dtypes, saved, attrs, device):
         self.op = op
@@ -100,6 +101,7 @@ class Node:
         self._saved_output = None
         self._freed = False
         self._retained = None
+        self._needs = None
 
     def name(self) -> str:
         return self._name
@@ -107,7 +109,9 @@ class Node:
     @property
     def needs(self) -> tuple[bool, ...]:
         """Which inputs need a gradient (computed when backward asks, not per op)."""
-        return tuple(e[0] is not None for e in self.next_functions)
+        if self._needs is None:
+            self._needs = tuple(e[0] is not None for e in self.next_functions)
+        return self._needs
 
     @property
     def in_dtypes(self) -> tuple:

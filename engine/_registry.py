@@ -58,11 +58,12 @@ class OpDef:
         return fn
 
     def saved_indices(self, n_inputs: int):
-        return range(n_inputs)[self.save] if isinstance(self.save, slice) else self.save
+        save = self.save
+        return save if type(save) is tuple else range(n_inputs)[save]
 
     def node_name(self, inputs: Sequence, attrs: dict) -> str:
         g = self.grad_name
-        return g if isinstance(g, str) else g(*inputs, **attrs)
+        return g if type(g) is str else g(*inputs, **attrs)
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
