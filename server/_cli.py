@@ -51,7 +51,8 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
 
     opt("--host", "127.0.0.1", str, "address to listen on")
     opt("--port", 50051, int, "port; 0 picks a free one")
-    opt("--devices", "cpu", str, "cpu, cuda:0, cpu,cuda:0,cuda:1, or auto (cpu + every GPU)")
+    opt("--devices", "cpu", str,
+        "cpu, cuda:0, cpu,cuda:0,cuda:1, or auto (every visible GPU, else cpu)")
     opt("--session-ttl", 900.0, float, "seconds of idleness before a session is reclaimed; "
         "0 = never")
     opt("--max-sessions", 1024, int, "most live sessions; 0 = no limit")

@@ -88,8 +88,9 @@ class Runtime:
         return identify(metadata, self.tokens)
 
     def create_session(self, owner: str, device: str) -> Session:
-        """A new session on `device` ("" means cpu) owned by `owner`."""
-        device = canonical_device(device or "cpu")
+        """A new session on `device` owned by `owner`; "" means the first device served
+        (cpu, unless the server serves GPUs only)."""
+        device = canonical_device(device) if device else self.devices[0]
         if device not in self.devices:
             raise InvalidArgumentError(
                 f"device {device} is not served here (devices: {', '.join(self.devices)})"

@@ -37,7 +37,8 @@ DEFAULT_RPC_THREADS = 128
 
 
 def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
-    """Canonical device names from "cpu,cuda:0" or a list; "auto" is cpu plus every GPU.
+    """Canonical device names from "cpu,cuda:0" or a list; "auto" is every visible GPU, or cpu
+    when there is none (API.md §1).
 
     Each CUDA device is checked (cupy installed, ordinal visible); errors raise
     InvalidArgumentError.
@@ -47,7 +48,7 @@ def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
     names: list[str] = []
     for item in devices:
         if item.strip() == "auto":
-            found = ["cpu"] + [f"cuda:{i}" for i in range(engine.cuda_device_count())]
+            found = [f"cuda:{i}" for i in range(engine.cuda_device_count())] or ["cpu"]
         else:
             found = [canonical_device(item)]
         for device in found:

@@ -155,3 +155,14 @@ def test_executor_and_byte_accounting():
     result = ex.step(session, [OpSpec("neg", (Ref("x"),), ("n",)), OpSpec("nope")], ["y"])
     assert isinstance(result.error, OpFailure) and result.error.index == 1
     assert "n" in session.tensors and "y" not in session.tensors
+
+
+def test_devices_auto_means_every_gpu_else_cpu(monkeypatch):
+    from gradserve import engine
+    from gradserve.server import _server
+
+    monkeypatch.setattr(engine, "cuda_device_count", lambda: 0)
+    assert _server.resolve_devices("auto") == ("cpu",)
+    assert _server.resolve_devices("cpu,auto") == ("cpu",)
+    with pytest.raises(engine.InvalidArgumentError):
+        _server.resolve_devices("tpu")
