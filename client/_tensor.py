@@ -131,7 +131,10 @@ def _edges(inputs) -> tuple:
 
 def _replay_view(base: RemoteTensor, steps) -> RemoteNode:
     """The grad_fn a view gets when its history is rebuilt from its base's current one
-    (engine's replay_view): each recorded view op applied again, on shapes alone."""
+    (engine's replay_view): each recorded view op applied again, on shapes alone. None when
+    the base needs no grad: the replayed ops record nothing then, as in the engine."""
+    if not base.requires_grad:
+        return None
     edge, cur = _edge(base), Meta(base.shape, base.dtype)
     node = None
     for name, attrs in steps:
