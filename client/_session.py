@@ -415,7 +415,7 @@ class Session:
         roots, root_grads, keep = self._roots(tensors, grads)
         inputs = _as_list(inputs)
         if inputs is not None and not inputs:
-            raise AutogradError("'inputs' argument to backward() cannot be empty.")
+            raise AutogradError("`inputs` argument to `backward()` cannot be empty.")
         request = pb.BackwardRequest(session_id=self._id, tensors=roots, grad_tensors=root_grads,
                                      create_graph=bool(create_graph),
                                      inputs=[self._own(t)._id for t in inputs or ()])
@@ -458,18 +458,15 @@ class Session:
         """Ids of the roots and of their gradients, with torch's checks done locally; and the
         gradient proxies, which the caller keeps alive until the call ran (a collected proxy
         is released with the very request that names it)."""
-        if len(grads) != len(tensors):
-            raise AutogradError(
-                f"grad_tensors should have the same length as tensors: got {len(grads)} and "
-                f"{len(tensors)}"
-            )
-        roots, root_grads, keep = [], [], []
-        for i, (t, g) in enumerate(zip(tensors, grads, strict=True)):
-            t = self._own(t)
-            if not t.requires_grad:
+        for i, t in enumerate(tensors):
+            if not self._own(t).requires_grad:
                 raise AutogradError(
                     f"element {i} of tensors does not require grad and does not have a grad_fn"
                 )
+        if len(grads) != len(tensors):
+            raise AutogradError(f"got {len(tensors)} tensors and {len(grads)} gradients")
+        roots, root_grads, keep = [], [], []
+        for i, (t, g) in enumerate(zip(tensors, grads, strict=True)):
             roots.append(t._id)
             if g is None:
                 if t.numel() != 1:
@@ -585,7 +582,7 @@ class Session:
         dtype = from_numpy_dtype(arr.dtype)
         if requires_grad and not dtype.is_floating_point:
             raise AutogradError(
-                "only Tensors of floating point and complex dtype can require gradients"
+                "Only Tensors of floating point and complex dtype can require gradients"
             )
         self._check_open()
         out = RemoteTensor(self, self._new_id(), arr.shape, dtype, self._device,

@@ -29,7 +29,7 @@ from gradserve.engine import (
     get_op,
     is_grad_enabled,
 )
-from gradserve.engine._dtype import TORCH_SCALAR_NAMES
+from gradserve.engine._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES
 
 from ._errors import SessionLostError
 
@@ -334,12 +334,25 @@ class RemoteTensor(TensorAPI):
             raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
         if value._session is not self._session:
             raise InvalidArgumentError("assigned grad lives in another session")
-        if value.shape != self.shape:
-            raise InvalidArgumentError("assigned grad has data of a different size")
+        if value.shape != self.shape:  # torch's texts, as the engine's setter
+            raise InvalidArgumentError(
+                f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
+                f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
+                "tensor are the same size"
+            )
         if value.dtype is not self.dtype:
-            raise InvalidArgumentError("assigned grad has data of a different type")
+            raise InvalidArgumentError(
+                "attempting to assign a gradient with dtype "
+                f"'{TORCH_C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
+                f"'{TORCH_SCALAR_NAMES[self.dtype.name]}'. The gradient must match the "
+                "tensor's grad_dtype (defaults to the tensor's dtype)."
+            )
         if value.device != self.device:
-            raise InvalidArgumentError("assigned grad has data located on a different device")
+            raise InvalidArgumentError(
+                f"attempting to assign a gradient with device type '{value.device}' to a "
+                f"tensor with device type '{self.device}'. Please ensure that the gradient "
+                "and the tensor are on the same device"
+            )
         self._session._send("set_grad", (self, value), (), {})
         self._has_grad = True
         self._grad_graph = value.requires_grad
