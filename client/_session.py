@@ -25,8 +25,9 @@ from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _wire
 from ._errors import ConnectionError, GradserveError, SessionLostError
-from ._tensor import RemoteTensor, apply, caller_site, from_info
+from ._tensor import RemoteTensor, apply, backward_nodes, caller_site, from_info
 
+_NOT_WALKED = object()
 MAX_BATCH_OPS = 512  # auto-flush when the buffer holds this many ops
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
 INLINE_UPLOAD_BYTES = 1 << 20  # s.tensor data below this rides inline in an OpCall
@@ -424,12 +425,39 @@ class Session:
         response = self._roundtrip(backward=request)
         del keep  # gradients uploaded for the call stay bound until it ran
         self._grad_epoch += 1
+        # What the engine did to each .grad (torch's AccumulateGrad): a grad made by an earlier
+        # backward without create_graph is added into in place, so the proxy the user holds
+        # stays `.grad`, one version up if the call reached it (told from the local image of
+        # the graph). Any other grad the call reached is a new tensor: rebind on next use.
+        nodes = _NOT_WALKED
         for tensor_id in response.backward.grads_defined:
             proxy = self._proxies.get(tensor_id)
-            if proxy is not None:
-                proxy._has_grad = True
-                proxy._grad_graph = bool(create_graph)
-                proxy._grad_cache = None  # let go of the id bound to the old grad now
+            if proxy is None:
+                continue
+            had, proxy._has_grad = proxy._has_grad, True
+            cached = proxy._grad_cache
+            if had and not create_graph and proxy._grad_owned and (
+                    cached is None or not cached[1].requires_grad):
+                if cached is not None:
+                    if nodes is _NOT_WALKED:
+                        nodes = backward_nodes(tensors, inputs)
+                    if nodes is not None and proxy._grad_written(nodes, inputs):
+                        cached[1]._vc.value += 1
+                    proxy._grad_cache = (self._grad_epoch, cached[1])
+                continue
+            proxy._grad_cache = None  # let go of the id bound to the old grad now
+            if had:
+                if nodes is _NOT_WALKED:
+                    nodes = backward_nodes(tensors, inputs)
+                if nodes is None:  # not known whether the call reached it
+                    proxy._grad_owned = proxy._grad_owned and not create_graph
+                    proxy._grad_graph = proxy._grad_graph or bool(create_graph)
+                    continue
+                if not proxy._grad_written(nodes, inputs):
+                    continue
+            # a new grad (made writable by the engine), or the old one summed with this call's
+            proxy._grad_owned = not create_graph
+            proxy._grad_graph = bool(create_graph)
 
     def _autograd_grad(self, outputs, inputs, grad_outputs, retain_graph, create_graph,
                        allow_unused) -> tuple:

@@ -129,6 +129,35 @@ def _edges(inputs) -> tuple:
     return tuple(_edge(x) for x in inputs)
 
 
+def backward_nodes(roots, inputs=None) -> set | None:
+    """The nodes a backward from `roots` runs: all it reaches, or with `inputs` those that lead
+    to one of them (engine's _discover). None when the walk meets a node rebuilt from the
+    server's description, whose inputs only the server knows."""
+    children: dict = {}
+    order = []  # post-order: a node after everything it feeds
+    stack = [(e[0], False) for e in _edges(roots) if e[0] is not None]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in children:
+            continue
+        if isinstance(node, RemoteNode) and not node.next_functions:
+            return None  # a recorded node always has an edge per input
+        children[node] = [e[0] for e in node.next_functions if e[0] is not None]
+        stack.append((node, True))
+        stack.extend((c, False) for c in children[node] if c not in children)
+    if inputs is None:
+        return set(children)
+    targets = {e[0] for e in _edges(inputs)}
+    needed: set = set()
+    for node in order:
+        if node in targets or any(c in needed for c in children[node]):
+            needed.add(node)
+    return needed
+
+
 def _replay_view(base: RemoteTensor, steps) -> RemoteNode:
     """The grad_fn a view gets when its history is rebuilt from its base's current one
     (engine's replay_view): each recorded view op applied again, on shapes alone. None when
@@ -170,7 +199,8 @@ class RemoteTensor(TensorAPI):
 
     __slots__ = ("_session", "_id", "_shape", "_dtype", "_device", "_rg", "_grad_fn",
                  "_output_nr", "_vc", "_base", "_view_steps", "_view_version", "_retains_grad",
-                 "_has_grad", "_grad_graph", "_grad_cache", "_acc", "_owned", "__weakref__")
+                 "_has_grad", "_grad_graph", "_grad_owned", "_grad_cache", "_acc", "_owned",
+                 "__weakref__")
 
     def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
                  requires_grad: bool = False, owned: bool = True) -> None:
@@ -191,6 +221,9 @@ class RemoteTensor(TensorAPI):
         self._retains_grad = False
         self._has_grad = False  # whether the server's tensor has a .grad, as far as we know
         self._grad_graph = False  # whether that grad was made with create_graph=True
+        # whether that grad was made by a backward without create_graph (so it is writable and
+        # later backwards accumulate into it in place, as the engine and torch do)
+        self._grad_owned = False
         self._grad_cache = None  # (grad epoch, proxy bound to the grad)
         self._acc = None
         self._owned = owned  # released on the server when this proxy is collected
@@ -302,6 +335,14 @@ class RemoteTensor(TensorAPI):
             self._session._send("retain_grad", (self,), (), {})
             self._retains_grad = True
 
+    def _grad_written(self, nodes: set, inputs) -> bool:
+        """Whether a backward that runs `nodes` (backward_nodes) accumulates into self.grad."""
+        if self._grad_fn is None:
+            return (self._acc in nodes
+                    and (inputs is None or any(t is self for t in inputs)))
+        return self._grad_fn in nodes and (
+            self._retains_grad or (inputs is not None and any(t is self for t in inputs)))
+
     def _accumulator(self) -> RemoteAccumulateGrad:
         acc = self._acc
         if acc is None:
@@ -356,6 +397,7 @@ class RemoteTensor(TensorAPI):
         self._session._send("set_grad", (self, value), (), {})
         self._has_grad = True
         self._grad_graph = value.requires_grad
+        self._grad_owned = False  # the user's tensor: it may be a read-only broadcast
         self._grad_cache = (self._session._grad_epoch, value)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
