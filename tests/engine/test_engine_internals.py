@@ -1,0 +1,90 @@
+"""What only the in-process engine has: its generators, its device-string parsing, its op
+registry, numpy memory sharing, tensors built on a raw array. Every semantics rule of API.md
+section 3 is tested on both backends in tests/shared/test_semantics.py; remote sessions'
+own random streams are tested in tests/e2e/test_sdk.py."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from gradserve import engine as E
+from gradserve.engine import InvalidArgumentError
+
+
+# -- randomness: engine.Generator and using_generator -------------------------------------------
+def test_generators_never_share_streams():
+    g1, g2 = E.Generator(7), E.Generator(7)
+    E.manual_seed(0)
+    default_first = E.randn(4).numpy()
+    E.manual_seed(0)
+    with E.using_generator(g1):
+        first = E.randn(4).numpy()
+        second = E.randn(4).numpy()
+    with E.using_generator(g2):  # g1's draws did not advance g2
+        np.testing.assert_array_equal(E.randn(4).numpy(), first)
+    # and neither advanced the default generator
+    np.testing.assert_array_equal(E.randn(4).numpy(), default_first)
+    assert not np.array_equal(first, second)
+    g1.manual_seed(7)
+    with E.using_generator(g1):
+        np.testing.assert_array_equal(E.randn(4).numpy(), first)
+
+
+def test_generator_context_is_per_thread():
+    g = E.Generator(3)
+    with E.using_generator(E.Generator(3)):
+        expected = E.randn(3).numpy()
+    ready, done, seen = threading.Event(), threading.Event(), {}
+
+    def other():
+        ready.wait()
+        seen["other"] = E.randn(3).numpy()  # the default stream, not g's
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with E.using_generator(g):
+        ready.set()
+        done.wait()
+        np.testing.assert_array_equal(E.randn(3).numpy(), expected)
+    t.join()
+    assert not np.array_equal(seen["other"], expected)
+
+
+# -- devices -------------------------------------------------------------------------------------
+def test_canonical_device():
+    assert E.canonical_device(None) == "cpu"
+    assert E.canonical_device("cpu") == "cpu"
+    assert E.canonical_device("cuda") == "cuda:0"
+    assert E.canonical_device("cuda:1") == "cuda:1"
+    with pytest.raises(InvalidArgumentError, match="Expected one of cpu, cuda device type at "
+                                                   "start of device string: tpu"):
+        E.canonical_device("tpu")
+    with pytest.raises(InvalidArgumentError, match="Invalid device string: 'cuda:x'"):
+        E.canonical_device("cuda:x")
+
+
+def test_mixing_devices_is_an_error():
+    cpu = E.tensor([1.0, 2.0])
+    # A tensor that claims another device: the dispatcher must refuse before computing.
+    fake = E.Tensor(np.array([1.0, 2.0], np.float32), "cuda:0")
+    with pytest.raises(InvalidArgumentError, match="Expected all tensors to be on the same "
+                                                   "device, but found at least two devices, "
+                                                   "cpu and cuda:0!"):
+        cpu + fake
+
+
+# -- the op registry and numpy ------------------------------------------------------------------
+def test_unknown_op():
+    with pytest.raises(InvalidArgumentError, match="unknown op 'nope'"):
+        E.get_op("nope")
+
+
+def test_from_numpy_shares_memory():
+    # as torch.from_numpy; a remote session's from_numpy is a copy sent to the server
+    arr = np.zeros(3, np.float32)
+    t = E.from_numpy(arr)
+    arr[0] = 5
+    assert t.tolist()[0] == 5.0
