@@ -16,7 +16,6 @@ from __future__ import annotations
 import numbers
 import os
 import sys
-import warnings
 import weakref
 
 import numpy as np
@@ -29,17 +28,9 @@ from gradserve.engine import (
     get_op,
     is_grad_enabled,
 )
-from gradserve.engine._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES
+from gradserve.engine._dtype import TORCH_SCALAR_NAMES
 
 from ._errors import SessionLostError
-
-_NON_LEAF_GRAD = (
-    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
-    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
-    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
-    "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
-    "instead."
-)
 
 
 # -- where the user's code called us ----------------------------------------------------------
@@ -291,49 +282,12 @@ class RemoteTensor(TensorAPI):
     def grad_fn(self, node: RemoteNode | None) -> None:
         self._grad_fn = node
 
-    @property
-    def requires_grad(self) -> bool:
-        return self._rg or self.grad_fn is not None
+    def _set_leaf_requires_grad(self, value: bool) -> None:
+        self._session._send("requires_grad_", (self,), (), {"requires_grad": value})
+        self._rg = value
 
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
-        value = bool(value)
-        if self.grad_fn is not None:
-            if not value:
-                raise AutogradError(
-                    "you can only change requires_grad flags of leaf variables. If you want to "
-                    "use a computed variable in a subgraph that doesn't require differentiation "
-                    "use var_no_grad = var.detach()."
-                )
-            return
-        if value and not self._dtype.is_floating_point:
-            raise AutogradError("only Tensors of floating point dtype can require gradients")
-        if value != self._rg:
-            self._session._send("requires_grad_", (self,), (), {"requires_grad": value})
-            self._rg = value
-
-    def requires_grad_(self, requires_grad: bool = True) -> RemoteTensor:
-        self.requires_grad = requires_grad
-        return self
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.grad_fn is None
-
-    @property
-    def _version(self) -> int:
-        return self._vc.value
-
-    @property
-    def retains_grad(self) -> bool:
-        return self._retains_grad
-
-    def retain_grad(self) -> None:
-        if not self.requires_grad:
-            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
-        if self.grad_fn is not None and not self._retains_grad:
-            self._session._send("retain_grad", (self,), (), {})
-            self._retains_grad = True
+    def _start_retaining_grad(self) -> None:
+        self._session._send("retain_grad", (self,), (), {})
 
     def _grad_written(self, nodes: set, inputs) -> bool:
         """Whether a backward that runs `nodes` (backward_nodes) accumulates into self.grad."""
@@ -352,8 +306,7 @@ class RemoteTensor(TensorAPI):
     @property
     def grad(self) -> RemoteTensor | None:
         """The accumulated gradient (a RemoteTensor) or None; no round trip when it is None."""
-        if self.grad_fn is not None and not self._retains_grad:
-            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        self._warn_if_non_leaf_grad(self._has_grad)
         if not self._has_grad:
             return None
         session = self._session
@@ -375,25 +328,7 @@ class RemoteTensor(TensorAPI):
             raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
         if value._session is not self._session:
             raise InvalidArgumentError("assigned grad lives in another session")
-        if value.shape != self.shape:  # torch's texts, as the engine's setter
-            raise InvalidArgumentError(
-                f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
-                f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
-                "tensor are the same size"
-            )
-        if value.dtype is not self.dtype:
-            raise InvalidArgumentError(
-                "attempting to assign a gradient with dtype "
-                f"'{TORCH_C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
-                f"'{TORCH_SCALAR_NAMES[self.dtype.name]}'. The gradient must match the "
-                "tensor's grad_dtype (defaults to the tensor's dtype)."
-            )
-        if value.device != self.device:
-            raise InvalidArgumentError(
-                f"attempting to assign a gradient with device type '{value.device}' to a "
-                f"tensor with device type '{self.device}'. Please ensure that the gradient "
-                "and the tensor are on the same device"
-            )
+        self._check_assigned_grad(value)
         self._session._send("set_grad", (self, value), (), {})
         self._has_grad = True
         self._grad_graph = value.requires_grad
@@ -451,16 +386,7 @@ class RemoteTensor(TensorAPI):
         >>> s.tensor([1., 2.]).numpy()
         array([1., 2.], dtype=float32)
         """
-        if self.requires_grad:
-            raise AutogradError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                "instead."
-            )
-        if self._device != "cpu":
-            raise InvalidArgumentError(
-                f"can't convert {self._device} device type tensor to numpy. Use Tensor.cpu() to "
-                "copy the tensor to host memory first."
-            )
+        self._check_numpy()
         return self._session._fetch([self])[0]
 
     def item(self):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from ._dtype import float_result, int64
 from ._errors import InvalidArgumentError, TensorIndexError
 from ._registry import Meta, defop
 from ._shape import normalize_dim, normalize_dims, numel, reduced_shape
+from ._warn import warn_user
 
 
 def _dims(a, dim):
@@ -97,9 +97,8 @@ def _var_meta(a, dim=None, correction=1, keepdim=False):
         )
     dims = _dims(a, dim)
     if numel(a.shape[d] for d in dims) - correction <= 0:
-        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
-                      "than the reduction factor (input numel divided by output numel).",
-                      UserWarning, stacklevel=2)
+        warn_user("var(): degrees of freedom is <= 0. Correction should be strictly less than "
+                  "the reduction factor (input numel divided by output numel).")
     return Meta(reduced_shape(a.shape, dims, keepdim), a.dtype)
 
 

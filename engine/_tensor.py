@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
 import numpy as np
@@ -11,19 +10,10 @@ from . import _grad_mode
 from ._api import TensorAPI
 from ._autograd import AccumulateGrad, Node, SavedTensor, run_backward
 from ._backend import backend
-from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, as_dtype, from_numpy_dtype
+from ._dtype import TORCH_SCALAR_NAMES, DType, as_dtype, from_numpy_dtype
 from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ._random import current_generator
 from ._registry import Meta, OpDef, get_op
-
-_NON_LEAF_GRAD = (
-    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
-    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
-    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
-    "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
-    "instead."
-)
-
 
 _NO_GRAD_VIEW = (
     "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
@@ -112,40 +102,8 @@ class Tensor(TensorAPI):
             self._grad_fn.retain(self)
 
     @property
-    def requires_grad(self) -> bool:
-        return self._rg or self.grad_fn is not None
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
-        value = bool(value)
-        if self.grad_fn is not None:
-            if not value:
-                raise AutogradError(
-                    "you can only change requires_grad flags of leaf variables. If you want to "
-                    "use a computed variable in a subgraph that doesn't require differentiation "
-                    "use var_no_grad = var.detach()."
-                )
-            return
-        if value and not self.dtype.is_floating_point:
-            raise AutogradError("only Tensors of floating point dtype can require gradients")
-        self._rg = value
-
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        self.requires_grad = requires_grad
-        return self
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.grad_fn is None
-
-    @property
-    def _version(self) -> int:
-        return self._vc.value
-
-    @property
     def grad(self):
-        if self.grad_fn is not None and not self._retains_grad:
-            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        self._warn_if_non_leaf_grad(self._grad is not None)
         return self._grad
 
     @grad.setter
@@ -153,37 +111,11 @@ class Tensor(TensorAPI):
         if value is not None:
             if not isinstance(value, Tensor):
                 raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
-            if value.shape != self.shape:
-                raise InvalidArgumentError(
-                    f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
-                    f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
-                    "tensor are the same size"
-                )
-            if value.dtype is not self.dtype:
-                raise InvalidArgumentError(
-                    "attempting to assign a gradient with dtype "
-                    f"'{TORCH_C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
-                    f"'{TORCH_SCALAR_NAMES[self.dtype.name]}'. The gradient must match the "
-                    "tensor's grad_dtype (defaults to the tensor's dtype)."
-                )
-            if value.device != self.device:
-                raise InvalidArgumentError(
-                    f"attempting to assign a gradient with device type '{value.device}' to a "
-                    f"tensor with device type '{self.device}'. Please ensure that the gradient "
-                    "and the tensor are on the same device"
-                )
+            self._check_assigned_grad(value)
         self._grad = value
 
-    @property
-    def retains_grad(self) -> bool:
-        return self._retains_grad
-
-    def retain_grad(self) -> None:
-        if not self.requires_grad:
-            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
-        if self.grad_fn is not None and not self._retains_grad:
-            self.grad_fn.retain(self)
-            self._retains_grad = True
+    def _start_retaining_grad(self) -> None:
+        self.grad_fn.retain(self)
 
     def _accumulator(self) -> AccumulateGrad:
         # Held weakly, as torch does: the graph keeps it alive, and a leaf <-> accumulator
@@ -223,16 +155,7 @@ class Tensor(TensorAPI):
 
     # -- values ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        if self.requires_grad:
-            raise AutogradError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                "instead."
-            )
-        if self._device != "cpu":
-            raise InvalidArgumentError(
-                f"can't convert {self._device} device type tensor to numpy. Use Tensor.cpu() to "
-                "copy the tensor to host memory first."
-            )
+        self._check_numpy()
         return self._data
 
     def _host(self) -> np.ndarray:
@@ -281,7 +204,7 @@ class Tensor(TensorAPI):
         return apply_inplace(get_op(name), self, others, attrs)
 
 
-def _check_grad_root(t: Tensor, g) -> Tensor:
+def _check_grad_root(t: Tensor, g, i: int) -> Tensor:
     if g is None:
         if t._data.size != 1:
             raise AutogradError("grad can be implicitly created only for scalar outputs")
@@ -295,8 +218,8 @@ def _check_grad_root(t: Tensor, g) -> Tensor:
         g = Tensor(backend(t._device).xp.asarray(g, dtype=t._data.dtype), t._device)
     if g.shape != t.shape:
         raise AutogradError(
-            f"Mismatch in shape: grad_output[0] has a shape of {_torch_size(g.shape)} and "
-            f"output[0] has a shape of {_torch_size(t.shape)}."
+            f"Mismatch in shape: grad_output[{i}] has a shape of {_torch_size(g.shape)} and "
+            f"output[{i}] has a shape of {_torch_size(t.shape)}."
         )
     return g
 
@@ -314,7 +237,8 @@ def _scalar_indices_as_ints(key):
 def _check_grad_roots(tensors, grads) -> list:
     if len(grads) != len(tensors):
         raise AutogradError(f"got {len(tensors)} tensors and {len(grads)} gradients")
-    return [_check_grad_root(t, g) for t, g in zip(tensors, grads, strict=True)]
+    return [_check_grad_root(t, g, i) for i, (t, g) in enumerate(zip(tensors, grads,
+                                                                      strict=True))]
 
 
 def _torch_size(shape) -> str:

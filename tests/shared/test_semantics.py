@@ -72,6 +72,16 @@ def test_leaf_grad_access_does_not_warn(ns):
         assert ns.tensor(1.0).grad is None
 
 
+def test_warnings_point_at_the_users_line(ns):
+    y = ns.tensor([1.0], requires_grad=True) * 2
+    with pytest.warns(UserWarning, match="not a leaf Tensor") as caught:
+        y.grad  # noqa: B018
+    assert {w.filename for w in caught} == {__file__}
+    with pytest.warns(UserWarning, match="degrees of freedom") as caught:
+        ns.tensor([1.0]).var()
+    assert __file__ in {w.filename for w in caught}
+
+
 def test_leaves_and_non_leaves(ns):
     x = ns.tensor([1.0, 2.0], requires_grad=True)
     assert x.is_leaf and x.grad_fn is None
