@@ -19,9 +19,8 @@ import statistics
 import time
 from concurrent import futures
 
-import numpy as np
-
 import gradserve as gs
+import numpy as np
 from gradserve import engine
 from gradserve.server import create_server
 
@@ -32,7 +31,7 @@ BATCH = 64
 def make_params(factory, seed: int):
     rng = np.random.default_rng(seed)
     params = []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
+    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:], strict=True):
         bound = 1 / np.sqrt(fan_in)
         params.append(factory(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32)))
         params.append(factory(rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)))
@@ -84,7 +83,8 @@ def bench_step(client, steps: int) -> dict:
         # both sides ran the same steps from the same start: the weights must agree
         np.testing.assert_allclose(s.fetch(*rparams)[0], params[0].detach().numpy(), rtol=1e-4,
                                    atol=1e-5)
-    return {"local_ms": 1e3 * statistics.median(local), "remote_ms": 1e3 * statistics.median(remote)}
+    return {"local_ms": 1e3 * statistics.median(local),
+            "remote_ms": 1e3 * statistics.median(remote)}
 
 
 def bench_waits(client) -> dict:
@@ -182,7 +182,8 @@ def main() -> None:
         f"| MLP step 64x784-512-512-10, in-process | {step['local_ms']:.2f} ms | |",
         f"| same step through the client over loopback | {step['remote_ms']:.2f} ms "
         f"(**{step['remote_ms'] / step['local_ms']:.2f}x** in-process) | <= 1.3x |",
-        f"| {waits['ops']}-op graph + backward + fetch 10 grads | **{waits['waits']} waits** | <= 3 |",
+        f"| {waits['ops']}-op graph + backward + fetch 10 grads "
+        f"| **{waits['waits']} waits** | <= 3 |",
         f"| raw gRPC stream up+down, {transfer['mb']} MiB | {transfer['raw_MBps']:.0f} MiB/s | |",
         f"| SDK upload+download, {transfer['mb']} MiB | {transfer['sdk_MBps']:.0f} MiB/s "
         f"(**{100 * transfer['ratio']:.0f}%** of raw) | >= 50% |",
@@ -192,8 +193,8 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write("# benchmarks/remote_mlp.py\n\n")
-            f.write(f"Command: `python benchmarks/remote_mlp.py --steps {args.steps} --mb {args.mb}`"
-                    "\n\n" + text + "\n")
+            f.write("Command: `python benchmarks/remote_mlp.py "
+                    f"--steps {args.steps} --mb {args.mb} --out {args.out}`\n\n{text}\n")
 
 
 if __name__ == "__main__":
