@@ -66,7 +66,7 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--metrics-port", None, _optional_port, "serve Prometheus text on "
         "http://HOST:PORT/metrics")
     opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM")
-    opt("--cpu-workers", None, int, "threads running CPU sessions (default: min(4, cores))")
+    opt("--cpu-workers", None, int, "CPU sessions computing at once (default: min(4, cores))")
     opt("--log-level", "info", str, "debug, info, warning or error")
     return p
 
