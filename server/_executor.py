@@ -207,6 +207,9 @@ def _bool_attr(attrs: dict, name: str, default: bool) -> bool:
 
 
 # -- the executor ---------------------------------------------------------------------------
+_SINGLE_OUTPUT: set[str] = set()  # ops whose shape rule returned one Meta: one output, always
+
+
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
@@ -216,12 +219,13 @@ class Executor:
 
     # -- requests -------------------------------------------------------------------------
     def step(self, session: Session, ops: Sequence[OpSpec], release: Sequence[str] = (),
-             action: Action | None = None) -> StepResult:
+             action: Action | None = None, describe: bool = True) -> StepResult:
         """Run `ops` in order up to the first failure, drop `release`, then run `action`
-        unless something failed. Errors are returned in the result, not raised."""
+        unless something failed. Errors are returned in the result, not raised. Without
+        `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
         try:
-            out.outputs = self._run_ops(session, ops)
+            out.outputs = self._run_ops(session, ops, describe)
         except Exception as exc:
             out.error = user_error(exc)
         self.release(session, release)
@@ -301,47 +305,57 @@ class Executor:
             )
 
     # -- ops --------------------------------------------------------------------------------
-    def _run_ops(self, session: Session, ops: Sequence[OpSpec]) -> list[TensorMeta]:
+    def _run_ops(self, session: Session, ops: Sequence[OpSpec],
+                 describe: bool = True) -> list[TensorMeta]:
+        if not ops:
+            return []
+        tensors = session.tensors
+        limit = self.max_session_bytes
         previous: dict[str, Tensor | None] = {}  # id -> what it was bound to before this batch
         bound: list[str] = []
-        budget = None
-        if self.max_session_bytes is not None:
-            budget = _Budget(session, self.max_session_bytes)
-        for index, spec in enumerate(ops):
-            try:
-                results = self._run_one(session, spec, budget)
-            except Exception as exc:
-                raise OpFailure(user_error(exc, spec.op), index, spec.op, spec.site) from exc
-            for tid, t in zip(spec.outputs, results, strict=True):
-                previous.setdefault(tid, session.tensors.get(tid))
-                session.tensors[tid] = t
-                bound.append(tid)
+        budget = None if limit is None else _Budget(session, limit)
+        # The session's generator and quiet floating point for the whole batch; grad mode is
+        # set for each op (it is thread-local, and restored when the batch ends).
+        with engine.set_grad_enabled(engine.is_grad_enabled()), \
+                engine.using_generator(session.generator), np.errstate(all="ignore"):
+            for index, spec in enumerate(ops):
+                try:
+                    results = self._run_one(session, spec, budget)
+                except Exception as exc:
+                    raise OpFailure(user_error(exc, spec.op), index, spec.op, spec.site) from exc
+                for tid, t in zip(spec.outputs, results, strict=True):
+                    if limit is not None and tid not in previous:
+                        previous[tid] = tensors.get(tid)
+                    tensors[tid] = t
+                    if describe:
+                        bound.append(tid)
         self._check_limit(session, previous)
-        return [tensor_meta(tid, session.tensors[tid]) for tid in bound]
+        return [tensor_meta(tid, tensors[tid]) for tid in bound]
 
     def _run_one(self, session: Session, spec: OpSpec, budget: _Budget | None) -> tuple:
+        """One op; the caller has made the session's generator current."""
         if spec.error is not None:
             raise spec.error
         for tid in spec.outputs:
             self._check_id(tid)
+        engine.set_grad_enabled(not spec.no_grad)  # takes effect at once; _run_ops restores
         command = COMMANDS.get(spec.op)
-        with engine.set_grad_enabled(not spec.no_grad), \
-                engine.using_generator(session.generator), np.errstate(all="ignore"):
-            if command is not None:
-                if spec.inplace:
-                    raise InvalidArgumentError(f"'{spec.op}' has no in-place form")
-                if budget is not None and spec.data is not None:
-                    budget.take(spec.data.nbytes, spec.op)
-                return command(self, session, spec)
-            if spec.data is not None:
-                raise InvalidArgumentError(f"only 'tensor' takes data, not {spec.op!r}")
-            return self._registry_op(session, spec, budget)
+        if command is not None:
+            if spec.inplace:
+                raise InvalidArgumentError(f"'{spec.op}' has no in-place form")
+            if budget is not None and spec.data is not None:
+                budget.take(spec.data.nbytes, spec.op)
+            return command(self, session, spec)
+        if spec.data is not None:
+            raise InvalidArgumentError(f"only 'tensor' takes data, not {spec.op!r}")
+        return self._registry_op(session, spec, budget)
 
     def _registry_op(self, session: Session, spec: OpSpec, budget: _Budget | None) -> tuple:
         op = engine.get_op(spec.op)
         inputs = tuple(self._resolve(session, x) for x in spec.inputs)
-        attrs = dict(spec.attrs)
+        attrs = spec.attrs
         if op.needs_device:
+            attrs = dict(attrs)
             attrs["device"] = self._device_attr(attrs.get("device"), session.device)
         if spec.inplace:
             if spec.outputs:
@@ -353,16 +367,24 @@ class Executor:
                 raise InvalidArgumentError(f"in-place {spec.op} needs a tensor as input 0")
             apply_inplace(op, inputs[0], inputs[1:], attrs)
             return ()
+        if budget is None and len(spec.outputs) == 1 and op.name in _SINGLE_OUTPUT:
+            # apply checks the shapes itself: no need to infer them twice to count outputs
+            return (apply(op, inputs, attrs),)
         meta = op.infer(*inputs, **attrs)
-        n = 1 if isinstance(meta, Meta) else len(meta)
-        if len(spec.outputs) != n:
-            raise InvalidArgumentError(
-                f"{spec.op} returns {n} tensor(s) but {len(spec.outputs)} output id(s) were given"
-            )
+        if isinstance(meta, Meta):
+            _SINGLE_OUTPUT.add(op.name)
+        self._check_outputs(spec, 1 if isinstance(meta, Meta) else len(meta))
         if budget is not None and not op.view:  # views share their input's storage
             budget.take(_meta_bytes(meta), spec.op)
         out = apply(op, inputs, attrs)
         return (out,) if isinstance(out, Tensor) else tuple(out)
+
+    @staticmethod
+    def _check_outputs(spec: OpSpec, n: int) -> None:
+        if len(spec.outputs) != n:
+            raise InvalidArgumentError(
+                f"{spec.op} returns {n} tensor(s) but {len(spec.outputs)} output id(s) were given"
+            )
 
     def _device_attr(self, value, default: str) -> str:
         device = default if value is None else canonical_device(value)

@@ -162,7 +162,9 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 specs = [convert.op_spec(op) for op in req.ops]
                 action = self._then(req)
                 with self._rt.session(owner, req.session_id) as s:
-                    result = self._rt.run(s, self._ex.step, specs, list(req.release), action)
+                    # outputs are not echoed (the client knows them): describe=False
+                    result = self._rt.run(s, self._ex.step, specs, list(req.release), action,
+                                          False)
                     if result.error is not None:
                         self._rt.note_error(s, result.error)
                     # inside the lock: fetched arrays may be the session's live storage
