@@ -82,15 +82,22 @@ def _operand(operand: pb.Operand, index: int):
     raise InvalidArgumentError(f"input {index} is empty: set one of tensor, float, int, bool")
 
 
+def _operands(inputs) -> tuple:
+    out = []
+    for x in inputs:  # tensor ids first: by far the most common operand
+        out.append(Ref(x.tensor) if x.WhichOneof("kind") == "tensor" else _operand(x, len(out)))
+    return tuple(out)
+
+
 def op_spec(call: pb.OpCall) -> OpSpec:
     """One OpCall as an OpSpec. A call that cannot be converted gives an OpSpec carrying the
     error, raised when its turn comes, so the ops before it in the request still run."""
     try:
         return OpSpec(
             op=call.op,
-            inputs=tuple(_operand(x, i) for i, x in enumerate(call.inputs)),
+            inputs=_operands(call.inputs),
             outputs=tuple(call.outputs),
-            attrs=attrs_from_struct(call.attrs),
+            attrs=attrs_from_struct(call.attrs) if call.HasField("attrs") else {},
             no_grad=call.no_grad,
             inplace=call.inplace,
             data=array_from_tensor_data(call.data) if call.HasField("data") else None,
