@@ -3,8 +3,8 @@
 Building a graph appends OpCalls to a buffer; `_flush` sends the buffer (and the ids of
 collected proxies) as one PipelineRequest without waiting. Calls that need the server's answer
 (`item`, `numpy`, `backward`, `fetch`, ...) send a request with a `then` action and block for
-its response. Responses arrive in order on a reader thread; an error in a request nobody waits
-for is kept and raised at the next wait, naming the op and the user's line that made it.
+its response, reading the stream's responses (in order) itself. An error in a request nobody
+waits for is kept and raised at the next wait, naming the op and the user's line that made it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,13 @@ class Stats:
 
 
 class _Pipeline:
-    """The bidirectional stream: a queue feeds requests, a reader thread takes responses."""
+    """The bidirectional stream: a queue feeds requests; the threads that need answers read them.
+
+    There is no reader thread: a caller that waits reads responses off the stream itself (one
+    reader at a time; other waiters sleep until theirs has been read), so a reply wakes the
+    thread that waits for it directly. Responses nobody waits for are read on the way to one
+    that somebody does, or when MAX_IN_FLIGHT of them are outstanding.
+    """
 
     _PENDING = object()
 
@@ -77,11 +83,11 @@ class _Pipeline:
         self._broken: GradserveError | None = None
         self.reported = False  # the break was raised to the caller: a new stream may replace it
         self._closing = False
-        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
+        self._ended = False  # the stream finished after close()
+        self._reading = False  # a thread is reading the stream
+        self._unanswered = 0  # requests sent without a waiter whose response is still out
         self._stream = client._call_stream("Pipeline", self._requests(), session_id=session_id)
-        self._reader = threading.Thread(target=self._read, name=f"gradserve-pipe-{session_id}",
-                                        daemon=True)
-        self._reader.start()
+        self._responses = iter(self._stream)
 
     def _requests(self):
         while True:
@@ -90,19 +96,43 @@ class _Pipeline:
                 return
             yield request
 
-    def _read(self) -> None:
+    def _pump(self, done) -> None:
+        """With `_cond` held: read responses until `done()`, or until the stream is over.
+
+        One thread reads at a time, without the lock; the others wait for it to deliver."""
+        while not done() and self._broken is None and not self._ended:
+            if self._reading:
+                self._cond.wait()
+                continue
+            self._reading = True
+            self._cond.release()
+            try:
+                self._read_one()
+            finally:
+                self._cond.acquire()
+                self._reading = False
+                self._cond.notify_all()
+
+    def _read_one(self) -> None:
         try:
-            for response in self._stream:
-                self._deliver(response)
-            if not self._closing:
-                raise ConnectionError("the server closed the session's pipeline stream")
+            response = next(self._responses)
+        except StopIteration:
+            if self._closing:
+                with self._cond:
+                    self._ended = True
+                return
+            self._fail(ConnectionError("the server closed the session's pipeline stream"))
         except Exception as e:  # the stream is gone: every waiter must hear about it
             if not isinstance(e, GradserveError):
                 e = ConnectionError(f"the session's pipeline failed: {type(e).__name__}: {e}")
-            with self._cond:
-                if self._broken is None:
-                    self._broken = e
-                self._cond.notify_all()
+            self._fail(e)
+        else:
+            self._deliver(response)
+
+    def _fail(self, error: GradserveError) -> None:
+        with self._cond:
+            if self._broken is None:
+                self._broken = error
 
     def _deliver(self, response) -> None:
         with self._cond:
@@ -111,19 +141,16 @@ class _Pipeline:
             err = _wire.error_value(response.error, ops) if response.HasField("error") else None
             if seq in self._waiting:
                 self._waiting[seq] = (response, err)
-                self._cond.notify_all()
             else:
                 if err is not None:
                     self._deferred.append((seq, err))
-                self._slots.release()
+                self._unanswered -= 1
 
     def submit(self, request, ops: list, wait: bool) -> int:
         """Send `request`; must be called under the session lock so seqs go out in order."""
-        if not wait:
-            while not self._slots.acquire(timeout=0.1):
-                if self._broken is not None:
-                    break
         with self._cond:
+            if not wait:  # backpressure: read answers until few enough are outstanding
+                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT)
             if self._broken is not None:
                 self.reported = True
                 raise self._broken
@@ -133,14 +160,15 @@ class _Pipeline:
                 self._sent[seq] = ops
             if wait:
                 self._waiting[seq] = self._PENDING
+            else:
+                self._unanswered += 1
         self._queue.put(request)
         return seq
 
     def wait(self, seq: int):
         """Block for response `seq`; raise the first error of it or of any earlier request."""
         with self._cond:
-            while self._waiting[seq] is self._PENDING and self._broken is None:
-                self._cond.wait()
+            self._pump(lambda: self._waiting[seq] is not self._PENDING)
             result = self._waiting.pop(seq)
             earlier = [e for s, e in self._deferred if s < seq]
             self._deferred = [(s, e) for s, e in self._deferred if s > seq]
@@ -148,18 +176,26 @@ class _Pipeline:
             raise earlier[0]
         if result is self._PENDING:
             self.reported = True
-            raise self._broken
+            raise self._broken or ConnectionError("the session's pipeline was closed")
         response, err = result
         if err is not None:
             raise err
         return response
 
     def close(self) -> None:
+        """End the stream after what was sent; its answers are read (for up to 5 s) so that
+        the server runs all of it, then the call is cancelled if it has not ended."""
         self._closing = True
         self._queue.put(None)
-        self._reader.join(timeout=5)
-        if self._reader.is_alive():
+        drain = threading.Thread(target=self._drain, name="gradserve-pipe-close", daemon=True)
+        drain.start()
+        drain.join(timeout=5)
+        if drain.is_alive():
             self._stream.cancel()
+
+    def _drain(self) -> None:
+        with self._cond:
+            self._pump(lambda: False)
 
 
 class Session:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 from gradserve import _errors, _wire
-from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS
+from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS, MAX_IN_FLIGHT
 from gradserve.v1 import gradserve_pb2 as pb
 
 HERE = pathlib.Path(__file__).name
@@ -126,6 +126,41 @@ def test_auto_flush_does_not_wait(s, client):
     s.synchronize()
     assert [len(r.ops) for r in client.requests] == [MAX_BATCH_OPS, 11]
     assert [r.seq for r in client.requests] == [1, 2]
+
+
+def test_answers_nobody_waits_for_are_read_past_the_in_flight_limit(s, client):
+    # no reader thread: a sender with MAX_IN_FLIGHT answers outstanding reads one itself
+    x = s.ones(1)
+    for _ in range(3 * MAX_IN_FLIGHT):
+        x = x + 1
+        s._flush()
+    assert s.stats.waits == 0 and len(client.requests) >= 2 * MAX_IN_FLIGHT
+    s.synchronize()
+    assert len(client.requests) == 3 * MAX_IN_FLIGHT + 1
+
+
+def test_threads_waiting_at_once_each_get_their_answer(s, client):
+    answered = threading.Event()
+
+    def answer(request):
+        if request.fetch.ids:  # hold the first answer until both threads wait
+            answered.wait(timeout=5)
+        values = np.array([float(len(request.fetch.ids))], np.float32)
+        return pb.PipelineResponse(seq=request.seq, fetched=[
+            pb.FetchResponse(id=tid, last=True, tensor=_wire.tensor_data(values, gs.float32))
+            for tid in request.fetch.ids])
+
+    client.handler = answer
+    a, b = s.ones(1), s.ones(1)
+    results = {}
+    threads = [threading.Thread(target=lambda t=t: results.update({t.id: t.item()}))
+               for t in (a, b)]
+    for t in threads:
+        t.start()
+    answered.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert results == {a.id: 1.0, b.id: 1.0} and s.stats.waits == 2
 
 
 def test_error_sent_ahead_is_raised_at_the_next_wait(s, client):
