@@ -54,6 +54,10 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     return Client(channel, target, token)
 
 
+def _as_is(message: bytes) -> bytes:
+    return message
+
+
 class Client:
     """A connection to one gradserve server; makes and re-attaches sessions.
 
@@ -66,6 +70,11 @@ class Client:
     def __init__(self, channel, target: str, token: str | None = None) -> None:
         self._channel = channel
         self._stub = gradserve_pb2_grpc.GradserveServiceStub(channel)
+        # Upload's messages arrive serialized (_wire.upload_requests frames the big chunks
+        # itself, to copy the tensor once), so this call sends them as they are.
+        self._raw_upload = channel.stream_unary(
+            "/gradserve.v1.GradserveService/Upload", request_serializer=_as_is,
+            response_deserializer=pb.UploadResponse.FromString)
         self._target = target
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
         self._sessions: set[Session] = set()
@@ -157,8 +166,8 @@ class Client:
         if self._closed:
             raise ConnectionError("this gradserve client is closed")
         with rpc_errors():
-            return getattr(self._stub, method)(request, metadata=self._metadata(session_id),
-                                               timeout=timeout)
+            call = self._raw_upload if method == "Upload" else getattr(self._stub, method)
+            return call(request, metadata=self._metadata(session_id), timeout=timeout)
 
     def _call_stream(self, method: str, request, *, session_id: str | None = None):
         """A server- or bidi-streaming RPC as an iterator; failures become exceptions.

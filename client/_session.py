@@ -322,7 +322,7 @@ class Session:
                          data=data)
         if attrs:
             _wire.fill_attrs(call.attrs, attrs)
-        size = len(data.raw) if data is not None else 0
+        size = data.ByteSize() if data is not None else 0
         with self._lock:
             self._check_open()
             if size and self._op_bytes + size > MAX_BATCH_BYTES:
@@ -362,7 +362,7 @@ class Session:
         stats.requests += 1
         stats.ops += len(ops)
         stats.releases += len(releases)
-        stats.bytes_up += sum(len(op.data.raw) for op in ops if op.HasField("data"))
+        stats.bytes_up += sum(op.data.ByteSize() for op in ops if op.HasField("data"))
         return seq
 
     def _roundtrip(self, **then):
@@ -422,7 +422,7 @@ class Session:
             response = self._roundtrip(fetch=request)
             for chunk in response.fetched:
                 found[chunk.id] = None if chunk.none else _wire.array_from(chunk.tensor)
-                self.stats.bytes_down += len(chunk.tensor.raw)
+                self.stats.bytes_down += 0 if chunk.none else found[chunk.id].nbytes
         elif streamed:
             self._roundtrip()  # the ops that make them must have run, errors surfaced
         if streamed:
@@ -442,7 +442,7 @@ class Session:
             self.stats.fetch_streams += 1
         for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
             assembler.add(chunk)
-            self.stats.bytes_down += len(chunk.tensor.raw)
+        self.stats.bytes_down += sum(a.nbytes for a in assembler.done.values() if a is not None)
         return assembler.done
 
     # -- autograd -------------------------------------------------------------------------------

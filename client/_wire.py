@@ -122,8 +122,9 @@ def array_from(td: pb.TensorData) -> np.ndarray:
     """A writable numpy array holding a whole TensorData."""
     dtype = as_dtype(td.dtype or "float32")
     shape = tuple(td.shape)
-    if td.raw or not td.values:
-        flat = np.frombuffer(td.raw, dtype=dtype.np.newbyteorder("<"))
+    raw = td.raw  # each read of a bytes field copies it: read it once
+    if raw or not td.values:
+        flat = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<"))
         return flat.astype(dtype.np).reshape(shape)  # astype copies: writable, native order
     return np.asarray(td.values, dtype=dtype.np).reshape(shape)
 
@@ -144,9 +145,10 @@ class Assembler:
         if out is None:
             dtype = as_dtype(td.dtype or "float32")
             out = self._open[chunk.id] = np.empty(tuple(td.shape), dtype=dtype.np)
-        if td.raw:
+        raw = td.raw  # each read of a bytes field makes a new copy: read it once
+        if raw:
             buf = out.reshape(-1).view(np.uint8)
-            buf[chunk.offset:chunk.offset + len(td.raw)] = np.frombuffer(td.raw, np.uint8)
+            buf[chunk.offset:chunk.offset + len(raw)] = np.frombuffer(raw, np.uint8)
         elif td.values:
             flat = out.reshape(-1)
             flat[chunk.offset:chunk.offset + len(td.values)] = td.values
@@ -159,9 +161,31 @@ class Assembler:
 
 def upload_requests(session_id: str, tensor_id: str, arr: np.ndarray, dtype: DType,
                     requires_grad: bool, chunk_bytes: int):
-    """The Upload client stream: a header, then the bytes in `chunk_bytes` pieces."""
+    """The Upload client stream, already serialized: a header, then the bytes in
+    `chunk_bytes` pieces.
+
+    Each chunk message is framed by hand (its one field's tag and length, then the bytes),
+    which copies the tensor's bytes once; a protobuf message would copy them three times
+    (slice, message, serialization), and on these machines each fresh copy of a large buffer
+    costs page faults as much as the copy itself.
+    """
     yield pb.UploadRequest(session_id=session_id, id=tensor_id, requires_grad=requires_grad,
-                           tensor=tensor_data(arr, dtype, with_bytes=False))
+                           tensor=tensor_data(arr, dtype, with_bytes=False)).SerializeToString()
     data = memoryview(little_endian(arr).reshape(-1)).cast("B")
     for start in range(0, len(data), chunk_bytes):
-        yield pb.UploadRequest(chunk=bytes(data[start:start + chunk_bytes]))
+        piece = data[start:start + chunk_bytes]
+        yield b"".join((_CHUNK_TAG, _varint(len(piece)), piece))
+
+
+# UploadRequest.chunk's key on the wire: field number, wire type 2 (length-delimited)
+_CHUNK_TAG = bytes([pb.UploadRequest.DESCRIPTOR.fields_by_name["chunk"].number << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)

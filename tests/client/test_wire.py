@@ -339,9 +339,19 @@ def test_rpc_errors_use_the_error_trailer():
     assert type(info.value) is gs.GradserveError
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 20000])
+def test_hand_framed_upload_chunks_parse_as_protobuf(size):
+    arr = (np.arange(size, dtype=np.uint8) * 7).astype(np.float32)
+    msgs = [pb.UploadRequest.FromString(m)
+            for m in _wire.upload_requests("s", "t", arr, gs.float32, False, chunk_bytes=999)]
+    assert all(not m.session_id and not m.id for m in msgs[1:])
+    assert b"".join(m.chunk for m in msgs[1:]) == arr.astype("<f4").tobytes()
+
+
 def test_chunked_upload_messages():
     arr = np.arange(10, dtype=np.float64)
-    msgs = list(_wire.upload_requests("s", "t", arr, gs.float64, True, chunk_bytes=32))
+    msgs = [pb.UploadRequest.FromString(m)
+            for m in _wire.upload_requests("s", "t", arr, gs.float64, True, chunk_bytes=32)]
     head, *chunks = msgs
     assert head.id == "t" and head.requires_grad and list(head.tensor.shape) == [10]
     assert head.tensor.dtype == "float64" and not head.tensor.raw
