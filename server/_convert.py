@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 from gradserve.engine import DType, InvalidArgumentError, as_dtype
 from gradserve.engine._dtype import from_numpy_dtype
 from gradserve.v1 import gradserve_pb2 as pb
@@ -156,10 +157,11 @@ def array_from_tensor_data(data: pb.TensorData) -> np.ndarray:
     """A fresh, writable host array from `values` or `raw` (little-endian, C order)."""
     dtype, shape, nbytes = tensor_header(data)
     numel = nbytes // dtype.itemsize if dtype.itemsize else 0
-    if len(data.values) and len(data.raw):
+    raw = data.raw  # each read of a bytes field copies it: read it once
+    if len(data.values) and len(raw):
         raise InvalidArgumentError("TensorData takes values or raw, not both")
-    if len(data.raw) or (not len(data.values) and numel == 0):
-        return array_from_raw(data.raw, dtype, shape)
+    if len(raw) or (not len(data.values) and numel == 0):
+        return array_from_raw(raw, dtype, shape)
     if len(data.values) != numel:
         raise InvalidArgumentError(
             f"{len(data.values)} values given for shape {list(shape)}, which holds {numel}"
@@ -199,11 +201,48 @@ def array_from_raw(raw, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
     return arr.astype(dtype.np, copy=False)
 
 
-def array_from_upload(first: pb.UploadRequest, rest: Iterator[pb.UploadRequest],
+_CHUNK_TAG = pb.UploadRequest.DESCRIPTOR.fields_by_name["chunk"].number << 3 | 2
+
+
+def upload_messages(received: Iterator[bytes]):
+    """An Upload stream as it arrives (serialized messages) -> (the first message parsed, or
+    None when there is none; the later messages' chunk bytes).
+
+    A later message that holds only its chunk (what the SDK sends) is read in place, a view
+    into the received bytes; a protobuf parse would copy its megabyte twice (into the message,
+    then out of it). Any other message is parsed in full, so every valid encoding is taken.
+    """
+    first = next(received, None)
+    return (None if first is None else _parse_upload(first)), (
+        _chunk_bytes(message) for message in received)
+
+
+def _parse_upload(message: bytes) -> pb.UploadRequest:
+    try:
+        return pb.UploadRequest.FromString(message)
+    except DecodeError:
+        raise InvalidArgumentError("malformed UploadRequest message") from None
+
+
+def _chunk_bytes(message: bytes):
+    if message and message[0] == _CHUNK_TAG:
+        length, shift, i = 0, 0, 1
+        while i < len(message) and i <= 10:
+            byte = message[i]
+            length |= (byte & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if not byte & 0x80:
+                if i + length == len(message):
+                    return memoryview(message)[i:]
+                break
+    return _parse_upload(message).chunk
+
+
+def array_from_upload(first: pb.UploadRequest, rest: Iterator,
                       check_room: Callable[[int], None]) -> np.ndarray:
     """The tensor an Upload stream carries: `first` has the header (and maybe values or the
-    first bytes in tensor.raw or chunk), every later message `chunk` bytes. The bytes land in
-    one preallocated buffer that becomes the array, and must add up to exactly its size."""
+    first bytes in tensor.raw or chunk), `rest` the later messages' chunk bytes. The bytes land
+    in one preallocated buffer that becomes the array, and must add up to exactly its size."""
     dtype, shape, nbytes = tensor_header(first.tensor)
     if len(first.tensor.values):
         if len(first.chunk) or next(rest, None) is not None:
@@ -212,7 +251,7 @@ def array_from_upload(first: pb.UploadRequest, rest: Iterator[pb.UploadRequest],
     check_room(nbytes)
     buf = np.empty(nbytes, dtype=np.uint8)
     received = 0
-    pieces = itertools.chain((first.tensor.raw, first.chunk), (m.chunk for m in rest))
+    pieces = itertools.chain((first.tensor.raw, first.chunk), rest)
     for piece in pieces:
         if received + len(piece) > nbytes:
             raise InvalidArgumentError(

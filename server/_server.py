@@ -21,7 +21,6 @@ import grpc
 from gradserve import engine
 from gradserve.engine._backend import backend, canonical_device
 from gradserve.v1 import gradserve_pb2 as pb
-from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -58,6 +57,32 @@ def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
     if not names:
         raise engine.InvalidArgumentError("no devices to serve")
     return tuple(names)
+
+
+_METHOD_KINDS = {  # (client streams, server streams) -> grpc's handler factory
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+# Methods whose handlers get the received bytes as they are, not parsed messages: Upload
+# reads its chunks' bytes in place (convert.upload_messages), which a parse would copy twice.
+_RAW_REQUESTS = {"Upload"}
+
+
+def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
+    """The service's method handlers, made from the proto's service descriptor (what the
+    generated add_..._to_server does, but letting Upload take its requests unparsed)."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
+        request = getattr(pb, method.input_type.name)
+        response = getattr(pb, method.output_type.name)
+        make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=None if method.name in _RAW_REQUESTS else request.FromString,
+            response_serializer=response.SerializeToString)
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 class GradserveServer(grpc.Server):
@@ -173,8 +198,8 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=rpc_threads,
                                                          thread_name_prefix="gradserve-rpc"),
                               options=options)
-    pb_grpc.add_GradserveServiceServicer_to_server(
-        GradserveServicer(runtime, max_message_bytes), grpc_server)
+    grpc_server.add_generic_rpc_handlers((_service_handler(
+        GradserveServicer(runtime, max_message_bytes)),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     for name in ("", SERVICE_NAME):

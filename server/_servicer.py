@@ -127,7 +127,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
 
     def Upload(self, request_iterator, context):
         def body(owner):
-            first = next(request_iterator, None)
+            first, chunks = convert.upload_messages(request_iterator)
             if first is None:
                 raise InvalidArgumentError("empty upload: the first message needs session_id, "
                                            "id and tensor")
@@ -135,7 +135,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 raise InvalidArgumentError("session_id is empty")
             session = self._rt.sessions.get(first.session_id, owner)  # fail before the bytes
             array = convert.array_from_upload(
-                first, request_iterator, lambda n: self._ex.check_room(session, n))
+                first, chunks, lambda n: self._ex.check_room(session, n))
             with self._rt.session(owner, first.session_id) as s:
                 meta = self._rt.run(s, self._ex.bind_host_array, first.id, array,
                                     first.requires_grad)

@@ -166,3 +166,30 @@ def test_devices_auto_means_every_gpu_else_cpu(monkeypatch):
     assert _server.resolve_devices("cpu,auto") == ("cpu",)
     with pytest.raises(engine.InvalidArgumentError):
         _server.resolve_devices("tpu")
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16384, 1 << 20])
+def test_upload_chunks_are_read_in_place_and_match_protobuf(size):
+    from gradserve.v1 import gradserve_pb2 as pb
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    header = pb.UploadRequest(session_id="s", id="t").SerializeToString()
+    framed = pb.UploadRequest(chunk=payload).SerializeToString()
+    first, chunks = convert.upload_messages(iter([header, framed]))
+    assert first.session_id == "s" and first.id == "t"
+    (chunk,) = list(chunks)
+    assert bytes(chunk) == payload
+    assert isinstance(chunk, memoryview) or size == 0
+
+
+def test_upload_chunk_messages_with_other_fields_or_garbage():
+    from gradserve.v1 import gradserve_pb2 as pb
+
+    extra = pb.UploadRequest(chunk=b"abc", id="ignored").SerializeToString()
+    _, chunks = convert.upload_messages(iter([b"", extra]))
+    assert bytes(next(chunks)) == b"abc"
+    _, chunks = convert.upload_messages(iter([b"", b"\x2a\x05ab"]))  # length past the end
+    with pytest.raises(InvalidArgumentError, match="malformed UploadRequest"):
+        next(chunks)
+    with pytest.raises(InvalidArgumentError, match="malformed UploadRequest"):
+        convert.upload_messages(iter([b"\xff\xff\xff"]))
