@@ -288,8 +288,43 @@ def fetch_chunks(tid: str, array: np.ndarray | None, enc: int,
                  chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[pb.FetchResponse]:
     """FetchResponses for one tensor: the first has shape and dtype, each carries at most
     `chunk_bytes` of elements (None: all in one), `offset` in bytes (raw) or elements."""
+    for msg, raw in _chunk_parts(tid, array, enc, chunk_bytes):
+        if raw is not None:
+            msg.tensor.raw = bytes(raw)
+        yield msg
+
+
+_TENSOR_TAG = pb.FetchResponse.DESCRIPTOR.fields_by_name["tensor"].number << 3 | 2
+_RAW_TAG = pb.TensorData.DESCRIPTOR.fields_by_name["raw"].number << 3 | 2
+
+
+def fetch_frames(tid: str, array: np.ndarray | None, enc: int) -> Iterator[bytes]:
+    """fetch_chunks, serialized, for the Fetch stream. A raw chunk's bytes are framed by hand
+    as a second `tensor` field after the rest of the message (protobuf merges the two), so
+    they are copied once on their way out instead of three times."""
+    for msg, raw in _chunk_parts(tid, array, enc, CHUNK_BYTES):
+        head = msg.SerializeToString()
+        if raw is None:
+            yield head
+            continue
+        inner = bytes([_RAW_TAG]) + _varint(len(raw))
+        yield b"".join((head, bytes([_TENSOR_TAG]), _varint(len(inner) + len(raw)), inner,
+                        raw))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _chunk_parts(tid: str, array: np.ndarray | None, enc: int, chunk_bytes: int | None):
+    """(FetchResponse without its raw bytes, those bytes as a memoryview or None) per chunk."""
     if array is None:
-        yield pb.FetchResponse(id=tid, none=True, last=True)
+        yield pb.FetchResponse(id=tid, none=True, last=True), None
         return
     header = pb.TensorData(shape=array.shape, dtype=from_numpy_dtype(array.dtype).name)
     flat = array.reshape(-1)
@@ -308,10 +343,10 @@ def fetch_chunks(tid: str, array: np.ndarray | None, enc: int,
         if offset == 0:
             msg.tensor.CopyFrom(header)
         if enc == pb.ENCODING_RAW:
-            msg.tensor.raw = bytes(part)
+            yield msg, part
         else:
             msg.tensor.values.extend(part.astype(np.float64).tolist())
-        yield msg
+            yield msg, None
         offset += len(part)
         if offset >= total:
             return

@@ -65,9 +65,12 @@ _METHOD_KINDS = {  # (client streams, server streams) -> grpc's handler factory
     (True, False): grpc.stream_unary_rpc_method_handler,
     (True, True): grpc.stream_stream_rpc_method_handler,
 }
-# Methods whose handlers get the received bytes as they are, not parsed messages: Upload
-# reads its chunks' bytes in place (convert.upload_messages), which a parse would copy twice.
+# Methods whose handlers take the received bytes as they are, not parsed messages (Upload
+# reads its chunks in place: convert.upload_messages), or return bytes already serialized
+# (Fetch frames its chunks by hand: convert.fetch_frames); a parse or a message would copy
+# each megabyte chunk twice more.
 _RAW_REQUESTS = {"Upload"}
+_RAW_RESPONSES = {"Fetch"}
 
 
 def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
@@ -81,7 +84,8 @@ def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=None if method.name in _RAW_REQUESTS else request.FromString,
-            response_serializer=response.SerializeToString)
+            response_serializer=None if method.name in _RAW_RESPONSES
+            else response.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 

@@ -121,7 +121,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 with self._rt.session(owner, request.session_id) as s:
                     fetched = self._rt.run(s, self._ex.fetch, convert.fetch_action(request))
                     for tid, array in fetched:
-                        yield from convert.fetch_chunks(tid, array, enc)
+                        yield from convert.fetch_frames(tid, array, enc)
         except Exception as exc:
             _status.abort(context, exc)
 

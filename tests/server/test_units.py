@@ -193,3 +193,16 @@ def test_upload_chunk_messages_with_other_fields_or_garbage():
         next(chunks)
     with pytest.raises(InvalidArgumentError, match="malformed UploadRequest"):
         convert.upload_messages(iter([b"\xff\xff\xff"]))
+
+
+@pytest.mark.parametrize("enc", ["ENCODING_RAW", "ENCODING_VALUES"])
+@pytest.mark.parametrize("shape", [(0,), (3,), (5, 7), (300_000,)])
+def test_fetch_frames_parse_as_the_messages_fetch_chunks_builds(enc, shape):
+    from gradserve.v1 import gradserve_pb2 as pb
+
+    array = np.arange(math.prod(shape), dtype=np.float32).reshape(shape)
+    code = getattr(pb, enc)
+    frames = [pb.FetchResponse.FromString(f) for f in convert.fetch_frames("t", array, code)]
+    assert frames == list(convert.fetch_chunks("t", array, code))
+    none = [pb.FetchResponse.FromString(f) for f in convert.fetch_frames("g", None, code)]
+    assert none == [pb.FetchResponse(id="g", none=True, last=True)]
