@@ -9,11 +9,19 @@ from __future__ import annotations
 import functools
 import threading
 
-_state = threading.local()
+
+class _State(threading.local):
+    # __init__ runs once in each thread that touches the state, so the flag always exists
+    # and reading it is a plain attribute access (this is on every op's path).
+    def __init__(self) -> None:
+        self.enabled = True
+
+
+_state = _State()
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def _set(enabled: bool) -> None:

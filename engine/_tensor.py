@@ -389,9 +389,12 @@ def _record(op: OpDef, inputs: tuple, attrs: dict, device: str) -> Node:
             shapes.append(None)
             dtypes.append(None)
             edges.append(_NO_EDGE)
-    saved = tuple(SavedTensor(inputs[i]) if isinstance(inputs[i], Tensor) else inputs[i]
-                  for i in op.saved_indices(len(inputs)))
-    return Node(op, op.node_name(inputs, attrs), tuple(edges), tuple(shapes), tuple(dtypes),
+    which = op.saved_indices(len(inputs))
+    saved = tuple([SavedTensor(inputs[i]) if isinstance(inputs[i], Tensor) else inputs[i]
+                   for i in which]) if which else ()
+    # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
+    # per op for the cyclic collector to walk
+    return Node(op, op.node_name(inputs, attrs), tuple(edges), shapes, dtypes,
                 saved, attrs, device)
 
 
