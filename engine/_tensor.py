@@ -36,11 +36,14 @@ class _Version:
 class Tensor(TensorAPI):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
-    __slots__ = ("_data", "_device", "_rg", "_grad_fn", "_output_nr", "_vc", "_base",
+    __slots__ = ("_data", "dtype", "_device", "_rg", "_grad_fn", "_output_nr", "_vc", "_base",
                  "_view_steps", "_view_version", "_grad", "_retains_grad", "_acc", "__weakref__")
 
-    def __init__(self, data, device: str = "cpu", requires_grad: bool = False) -> None:
+    def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
+                 dtype: DType | None = None) -> None:
         self._data = data
+        # a plain attribute, not a property over _data: shape rules read it on every op
+        self.dtype: DType = dtype or from_numpy_dtype(data.dtype)
         self._device = device
         self._rg = False
         self._grad_fn = None
@@ -65,10 +68,6 @@ class Tensor(TensorAPI):
     @property
     def shape(self) -> tuple[int, ...]:
         return self._data.shape
-
-    @property
-    def dtype(self) -> DType:
-        return from_numpy_dtype(self._data.dtype)
 
     @property
     def device(self) -> str:
@@ -151,7 +150,7 @@ class Tensor(TensorAPI):
             raise InvalidArgumentError("data must be set to a Tensor")
         if value.device != self.device:
             raise InvalidArgumentError("data set to a tensor that requires gradients must match")
-        self._data = value._data
+        self._data, self.dtype = value._data, value.dtype
 
     # -- values ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
@@ -304,8 +303,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 def _finish(xp, arr, meta: Meta, op: OpDef):
     if not isinstance(arr, xp.ndarray):
         arr = xp.asarray(arr)
-    if arr.dtype != meta.dtype.np:
-        arr = arr.astype(meta.dtype.np)
+    want = meta.dtype.np
+    if arr.dtype is not want and arr.dtype != want:  # builtin numpy dtypes are singletons
+        arr = arr.astype(want)
     if arr.shape != meta.shape:
         raise AutogradError(
             f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
@@ -350,10 +350,10 @@ def apply(op: OpDef, inputs: tuple, attrs: dict):
     xp = be.xp if out_device == device else backend(out_device).xp
 
     if type(meta) is Meta:
-        result = Tensor(_finish(xp, out, meta, op), out_device)
+        result = Tensor(_finish(xp, out, meta, op), out_device, dtype=meta.dtype)
         outputs = (result,)
     else:
-        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device)
+        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device, dtype=m.dtype)
                         for a, m in zip(out, meta, strict=True))
         result = outputs
 
