@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 from gradserve.engine import DType, as_dtype
+from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
 
 from ._errors import ConnectionError, GradserveError, InvalidArgumentError, error_from
@@ -174,18 +175,4 @@ def upload_requests(session_id: str, tensor_id: str, arr: np.ndarray, dtype: DTy
     data = memoryview(little_endian(arr).reshape(-1)).cast("B")
     for start in range(0, len(data), chunk_bytes):
         piece = data[start:start + chunk_bytes]
-        yield b"".join((_CHUNK_TAG, _varint(len(piece)), piece))
-
-
-# UploadRequest.chunk's key on the wire: field number, wire type 2 (length-delimited)
-_CHUNK_TAG = bytes([pb.UploadRequest.DESCRIPTOR.fields_by_name["chunk"].number << 3 | 2])
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        if not n:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
+        yield b"".join((framing.header(framing.UPLOAD_CHUNK, len(piece)), piece))

@@ -16,6 +16,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 from gradserve.engine import DType, InvalidArgumentError, as_dtype
 from gradserve.engine._dtype import from_numpy_dtype
+from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
 
 from ._executor import (
@@ -201,9 +202,6 @@ def array_from_raw(raw, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
     return arr.astype(dtype.np, copy=False)
 
 
-_CHUNK_TAG = pb.UploadRequest.DESCRIPTOR.fields_by_name["chunk"].number << 3 | 2
-
-
 def upload_messages(received: Iterator[bytes]):
     """An Upload stream as it arrives (serialized messages) -> (the first message parsed, or
     None when there is none; the later messages' chunk bytes).
@@ -225,17 +223,8 @@ def _parse_upload(message: bytes) -> pb.UploadRequest:
 
 
 def _chunk_bytes(message: bytes):
-    if message and message[0] == _CHUNK_TAG:
-        length, shift, i = 0, 0, 1
-        while i < len(message) and i <= 10:
-            byte = message[i]
-            length |= (byte & 0x7F) << shift
-            shift, i = shift + 7, i + 1
-            if not byte & 0x80:
-                if i + length == len(message):
-                    return memoryview(message)[i:]
-                break
-    return _parse_upload(message).chunk
+    view = framing.sole_field(message, framing.UPLOAD_CHUNK)
+    return view if view is not None else _parse_upload(message).chunk
 
 
 def array_from_upload(first: pb.UploadRequest, rest: Iterator,
@@ -294,10 +283,6 @@ def fetch_chunks(tid: str, array: np.ndarray | None, enc: int,
         yield msg
 
 
-_TENSOR_TAG = pb.FetchResponse.DESCRIPTOR.fields_by_name["tensor"].number << 3 | 2
-_RAW_TAG = pb.TensorData.DESCRIPTOR.fields_by_name["raw"].number << 3 | 2
-
-
 def fetch_frames(tid: str, array: np.ndarray | None, enc: int) -> Iterator[bytes]:
     """fetch_chunks, serialized, for the Fetch stream. A raw chunk's bytes are framed by hand
     as a second `tensor` field after the rest of the message (protobuf merges the two), so
@@ -307,18 +292,9 @@ def fetch_frames(tid: str, array: np.ndarray | None, enc: int) -> Iterator[bytes
         if raw is None:
             yield head
             continue
-        inner = bytes([_RAW_TAG]) + _varint(len(raw))
-        yield b"".join((head, bytes([_TENSOR_TAG]), _varint(len(inner) + len(raw)), inner,
-                        raw))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+        inner = framing.header(framing.TENSOR_RAW, len(raw))
+        yield b"".join((head, framing.header(framing.FETCH_TENSOR, len(inner) + len(raw)),
+                        inner, raw))
 
 
 def _chunk_parts(tid: str, array: np.ndarray | None, enc: int, chunk_bytes: int | None):
