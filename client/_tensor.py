@@ -28,6 +28,7 @@ from gradserve.engine import (
     get_op,
     is_grad_enabled,
 )
+from gradserve.engine._autograd import backward_graph
 from gradserve.engine._dtype import TORCH_SCALAR_NAMES
 
 from ._errors import SessionLostError
@@ -121,31 +122,14 @@ def _edges(inputs) -> tuple:
 
 
 def backward_nodes(roots, inputs=None) -> set | None:
-    """The nodes a backward from `roots` runs: all it reaches, or with `inputs` those that lead
-    to one of them (engine's _discover). None when the walk meets a node rebuilt from the
-    server's description, whose inputs only the server knows."""
-    children: dict = {}
-    order = []  # post-order: a node after everything it feeds
-    stack = [(e[0], False) for e in _edges(roots) if e[0] is not None]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in children:
-            continue
-        if isinstance(node, RemoteNode) and not node.next_functions:
-            return None  # a recorded node always has an edge per input
-        children[node] = [e[0] for e in node.next_functions if e[0] is not None]
-        stack.append((node, True))
-        stack.extend((c, False) for c in children[node] if c not in children)
-    if inputs is None:
-        return set(children)
-    targets = {e[0] for e in _edges(inputs)}
-    needed: set = set()
-    for node in order:
-        if node in targets or any(c in needed for c in children[node]):
-            needed.add(node)
+    """The nodes a backward from `roots` runs (the engine's own walk, on the local image of
+    the graph). None when the graph holds a node rebuilt from the server's description,
+    whose inputs only the server knows."""
+    targets = None if inputs is None else {e[0] for e in _edges(inputs)}
+    children, needed = backward_graph([e[0] for e in _edges(roots) if e[0] is not None],
+                                      targets)
+    if any(isinstance(n, RemoteNode) and not n.next_functions for n in children):
+        return None  # a recorded node always has an edge per input
     return needed
 
 

@@ -176,8 +176,10 @@ def _root_edge(t):
     return None
 
 
-def _discover(roots, targets):
-    """Dependency counts over the part of the graph that can reach a target (or all of it)."""
+def backward_graph(roots, targets=None) -> tuple[dict, set]:
+    """The graph below the nodes `roots` (node -> the nodes it feeds gradients to) and the
+    nodes a backward runs: all of them, or with `targets` only those that lead to one.
+    Also the client's mirror of the server's graph uses it, so both agree on what runs."""
     children = {}
     order = []  # post-order: a node after everything it feeds
     stack = [(n, False) for n in roots]
@@ -192,12 +194,17 @@ def _discover(roots, targets):
         stack.append((node, True))
         stack.extend((c, False) for c in children[node] if c not in children)
     if targets is None:
-        needed = children.keys()
-    else:
-        needed = set()
-        for node in order:
-            if node in targets or any(c in needed for c in children[node]):
-                needed.add(node)
+        return children, set(children)
+    needed = set()
+    for node in order:
+        if node in targets or any(c in needed for c in children[node]):
+            needed.add(node)
+    return children, needed
+
+
+def _discover(roots, targets):
+    """Dependency counts over the nodes a backward runs."""
+    children, needed = backward_graph(roots, targets)
     deps = dict.fromkeys(needed, 0)
     for node in needed:
         for c in children[node]:
