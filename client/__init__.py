@@ -34,7 +34,7 @@ from ._errors import (
     SessionLostError,
     TensorIndexError,
 )
-from ._tensor import RemoteAccumulateGrad, RemoteNode, RemoteTensor
+from ._tensor import RemoteTensor
 from .engine import (
     DType,
     cat,
@@ -55,8 +55,8 @@ autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward)
 
 __all__ = [
     "AutogradError", "Client", "ConnectionError", "DType", "GradserveError",
-    "InvalidArgumentError", "PermissionError", "RemoteAccumulateGrad", "RemoteNode",
-    "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError", "TensorIndexError",
+    "InvalidArgumentError", "PermissionError", "RemoteTensor", "ResourceExhaustedError",
+    "Session", "SessionLostError", "TensorIndexError",
     "autograd", "bool", "cat", "connect", "enable_grad", "engine", "float32", "float64", "int64",
     "is_grad_enabled", "matmul", "nn", "no_grad", "optim", "set_grad_enabled", "stack", "where",
 ]

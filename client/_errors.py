@@ -92,15 +92,6 @@ def error_class(code: int, kind: str = "", message: str = "") -> type[GradserveE
     return base
 
 
-def _strip_prefix(message: str, op_index: int, op: str, site: str) -> str:
-    # The server words an op's failure "op 3 (mul at train.py:7): <engine message>"; the
-    # SDK names op and site itself, so the user reads the engine's (torch's) text first.
-    for prefix in (f"op {op_index} ({op} at {site}): ", f"op {op_index} ({op}): "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
-
-
 def error_from(code: int, message: str, kind: str = "", op: str = "", site: str = "",
                op_index: int = -1) -> GradserveError:
     """Build the typed exception for a failure; names the op and its site when there is one.
@@ -111,7 +102,6 @@ def error_from(code: int, message: str, kind: str = "", op: str = "", site: str 
     cls = error_class(code, kind, message)
     text = message or f"gradserve call failed with status code {code}"
     if op and op_index >= 0:
-        text = _strip_prefix(text, op_index, op, site)
         text += f"\n  (in op '{op}' sent from {site or 'an unknown line'})"
     err = cls(text)
     err.code = code

@@ -1,8 +1,6 @@
-"""Conversions between Python values and gradserve.v1 messages, and the one RPC error helper.
-
-Everything the SDK puts on or takes off the wire passes through here: op operands and attrs,
-tensor bytes (raw little-endian, chunked for large tensors), and gRPC failures, which become
-the typed exceptions of `_errors` in `rpc_errors` and nowhere else.
+"""The SDK's side of the wire beyond `gradserve.v1.codec`: gRPC failures become the typed
+exceptions of `_errors` (in `rpc_errors` and nowhere else), fetched chunks become arrays, and
+large uploads are framed by hand.
 """
 
 from __future__ import annotations
@@ -12,19 +10,16 @@ import sys
 
 import grpc
 import numpy as np
-from google.protobuf import struct_pb2
 from gradserve.engine import DType, as_dtype
 from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1.codec import ERROR_TRAILER, little_endian, tensor_data
 
-from ._errors import ConnectionError, GradserveError, InvalidArgumentError, error_from
-from ._tensor import RemoteTensor
+from ._errors import ConnectionError, GradserveError, error_from
 
-ERROR_TRAILER = "gradserve-error-bin"
 _UNKNOWN, _INTERNAL = grpc.StatusCode.UNKNOWN.value[0], grpc.StatusCode.INTERNAL.value[0]
 _TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_STREAM",
                     "GOAWAY", "failed to connect")
-FLOATS_ATTR = "__floats__"  # attrs whose integral-valued floats must stay floats
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -59,75 +54,17 @@ def rpc_errors():
         raise error_from_rpc(e) from None
 
 
-def error_value(err: pb.Error, ops) -> GradserveError:
-    """The exception for an Error carried as a value; fills in op and site from `ops`."""
+def error_value(err: pb.Error, sent: tuple) -> GradserveError:
+    """The exception for an Error carried as a value; `sent` is (op entries, sites) of the
+    request, from which the failing op's name and the user's line are filled in."""
     op, site, index = err.op, err.site, err.op_index
-    if 0 <= index < len(ops):
-        op = op or ops[index].op
-        site = site or ops[index].site
+    entries, sites = sent or ((), ())
+    if 0 <= index < len(entries):
+        op = op or entries[index][0]
+        site = site or sites[index]
     else:
         index = -1
     return error_from(err.code, err.message, err.kind, op, site, index)
-
-
-# -- operands and attrs ---------------------------------------------------------------------------
-def operand(x) -> pb.Operand:
-    if isinstance(x, RemoteTensor):
-        return pb.Operand(tensor=x._id)
-    if isinstance(x, bool):
-        return pb.Operand(bool=x)
-    if isinstance(x, int):
-        if not -(1 << 63) <= x < (1 << 63):
-            raise InvalidArgumentError(f"Overflow when unpacking long: {x} does not fit int64")
-        return pb.Operand(int=x)
-    return pb.Operand(float=float(x))
-
-
-def _jsonable(v):
-    if isinstance(v, DType):
-        return v.name
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, RemoteTensor):
-        raise InvalidArgumentError("tensor-valued op attributes cannot be sent to the server")
-    return v
-
-
-def fill_attrs(struct: struct_pb2.Struct, attrs: dict) -> None:
-    """Copy op attrs into a Struct; list integral floats in `__floats__` (Struct has only
-    doubles, so the server would otherwise turn `1.0` into the int `1`)."""
-    clean, floats = {}, []
-    for key, value in attrs.items():
-        if isinstance(value, float) and value.is_integer():
-            floats.append(key)
-        clean[key] = _jsonable(value)
-    if floats:
-        clean[FLOATS_ATTR] = floats
-    struct.update(clean)
-
-
-# -- tensor bytes ---------------------------------------------------------------------------------
-def little_endian(arr: np.ndarray) -> np.ndarray:
-    """`arr` as a C-ordered little-endian array (no copy when it already is one)."""
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-
-
-def tensor_data(arr: np.ndarray, dtype: DType, with_bytes: bool = True) -> pb.TensorData:
-    raw = little_endian(arr).tobytes() if with_bytes else b""
-    return pb.TensorData(shape=arr.shape, dtype=dtype.name, raw=raw)
-
-
-def array_from(td: pb.TensorData) -> np.ndarray:
-    """A writable numpy array holding a whole TensorData."""
-    dtype = as_dtype(td.dtype or "float32")
-    shape = tuple(td.shape)
-    raw = td.raw  # each read of a bytes field copies it: read it once
-    if raw or not td.values:
-        flat = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<"))
-        return flat.astype(dtype.np).reshape(shape)  # astype copies: writable, native order
-    return np.asarray(td.values, dtype=dtype.np).reshape(shape)
 
 
 class Assembler:

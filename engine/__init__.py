@@ -13,7 +13,7 @@ the gradserve server hosts this engine and the client reuses its shape rules.
 
 from types import SimpleNamespace
 
-from . import _ops_math, _ops_nn, _ops_reduce, _ops_shape  # noqa: F401  (register the ops)
+from . import _commands, _ops_math, _ops_nn, _ops_reduce, _ops_shape  # noqa: F401  (register ops)
 from ._api import TensorAPI, cat, matmul, stack, where
 from ._backend import canonical_device, cuda_device_count
 from ._dtype import DType, as_dtype, bool_, float32, float64, int64
@@ -35,19 +35,21 @@ from ._factories import (
     zeros,
     zeros_like,
 )
+from ._grad_api import backward as _backward
+from ._grad_api import grad as _grad
 from ._grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ._meta import AutogradMeta
 from ._random import Generator, manual_seed, using_generator
 from ._registry import OPS, Meta, get_op
 from ._tensor import Tensor
-from ._tensor import backward as _backward
-from ._tensor import grad as _grad
 
 bool = bool_  # noqa: A001  (torch spells it torch.bool)
 autograd = SimpleNamespace(grad=_grad, backward=_backward)
 
 __all__ = [
-    "OPS", "AutogradError", "DType", "Generator", "GradserveError", "InvalidArgumentError",
-    "Meta", "Tensor", "TensorAPI", "TensorIndexError", "arange", "as_dtype", "autograd", "bool",
+    "OPS", "AutogradError", "AutogradMeta", "DType", "Generator", "GradserveError",
+    "InvalidArgumentError", "Meta", "Tensor", "TensorAPI", "TensorIndexError", "arange",
+    "as_dtype", "autograd", "bool",
     "canonical_device", "cat", "cuda_device_count", "empty", "enable_grad", "eye", "float32",
     "float64", "from_numpy", "full", "full_like", "get_op", "int64", "is_grad_enabled",
     "manual_seed", "matmul", "no_grad", "ones", "ones_like", "rand", "rand_like", "randn",

@@ -8,9 +8,7 @@ Both therefore accept exactly the same calls and agree on argument handling.
 
 from __future__ import annotations
 
-from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES
-from ._errors import AutogradError, InvalidArgumentError
-from ._warn import warn_user
+from ._errors import InvalidArgumentError
 
 _CLAMP_NONE = "torch.clamp: At least one of 'min' or 'max' must not be None"
 
@@ -27,15 +25,6 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-NON_LEAF_GRAD = (
-    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
-    "attribute won't be populated during autograd.backward(). If you indeed want the .grad "
-    "field to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. "
-    "If you access the non-leaf Tensor by mistake, make sure you access the leaf Tensor "
-    "instead."
-)
-
-
 class TensorAPI:
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
@@ -47,102 +36,6 @@ class TensorAPI:
 
     def _inplace(self, name: str, *others, **attrs):
         raise NotImplementedError
-
-    # -- autograd state --------------------------------------------------------------------
-    # Both tensor kinds keep the same fields: _rg (a leaf's own requires_grad flag), grad_fn
-    # (a property: views may rebuild their history), _vc (the version counter shared with
-    # views), _retains_grad. They differ only in the hooks `_set_leaf_requires_grad` and
-    # `_start_retaining_grad` (the remote tensor also tells its server).
-
-    @property
-    def requires_grad(self) -> bool:
-        return self._rg or self.grad_fn is not None
-
-    @requires_grad.setter
-    def requires_grad(self, value: bool) -> None:
-        value = bool(value)
-        if self.grad_fn is not None:
-            if not value:
-                raise AutogradError(
-                    "you can only change requires_grad flags of leaf variables. If you want to "
-                    "use a computed variable in a subgraph that doesn't require differentiation "
-                    "use var_no_grad = var.detach()."
-                )
-            return
-        if value and not self.dtype.is_floating_point:
-            raise AutogradError("only Tensors of floating point dtype can require gradients")
-        if value != self._rg:
-            self._set_leaf_requires_grad(value)
-
-    def _set_leaf_requires_grad(self, value: bool) -> None:
-        self._rg = value
-
-    def requires_grad_(self, requires_grad: bool = True):
-        """Set requires_grad in place and return self. >>> w = x.detach().requires_grad_()"""
-        self.requires_grad = requires_grad
-        return self
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.grad_fn is None
-
-    @property
-    def _version(self) -> int:
-        return self._vc.value
-
-    @property
-    def retains_grad(self) -> bool:
-        return self._retains_grad
-
-    def retain_grad(self) -> None:
-        """Keep .grad on this non-leaf after backward (a no-op on leaves)."""
-        if not self.requires_grad:
-            raise AutogradError("can't retain_grad on Tensor that has requires_grad=False")
-        if self.grad_fn is not None and not self._retains_grad:
-            self._start_retaining_grad()
-            self._retains_grad = True
-
-    def _start_retaining_grad(self) -> None:
-        raise NotImplementedError
-
-    def _warn_if_non_leaf_grad(self, defined: bool) -> None:
-        # torch warns only when the non-leaf's grad is actually missing
-        if not defined and self.grad_fn is not None and not self._retains_grad:
-            warn_user(NON_LEAF_GRAD)
-
-    def _check_assigned_grad(self, value) -> None:
-        """torch's checks for `x.grad = value` (value already known to be this kind)."""
-        if value.shape != self.shape:
-            raise InvalidArgumentError(
-                f"attempting to assign a gradient of size '{list(value.shape)}' to a tensor "
-                f"of size '{list(self.shape)}'. Please ensure that the gradient and the "
-                "tensor are the same size"
-            )
-        if value.dtype is not self.dtype:
-            raise InvalidArgumentError(
-                "attempting to assign a gradient with dtype "
-                f"'{TORCH_C_TYPE_NAMES[value.dtype.name]}' to a tensor with grad_dtype "
-                f"'{TORCH_SCALAR_NAMES[self.dtype.name]}'. The gradient must match the "
-                "tensor's grad_dtype (defaults to the tensor's dtype)."
-            )
-        if value.device != self.device:
-            raise InvalidArgumentError(
-                f"attempting to assign a gradient with device type '{value.device}' to a "
-                f"tensor with device type '{self.device}'. Please ensure that the gradient "
-                "and the tensor are on the same device"
-            )
-
-    def _check_numpy(self) -> None:
-        if self.requires_grad:
-            raise AutogradError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
-                "instead."
-            )
-        if self.device != "cpu":
-            raise InvalidArgumentError(
-                f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to "
-                "copy the tensor to host memory first."
-            )
 
     # -- arithmetic ------------------------------------------------------------------------
     def __add__(self, other):

@@ -10,10 +10,11 @@ each node's saved tensors once it has run unless retain_graph.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 
 from . import _grad_mode
-from ._dtype import TORCH_TYPE_NAMES, from_numpy_dtype
+from ._dtype import TORCH_TYPE_NAMES
 from ._errors import AutogradError
 
 _FREED = (
@@ -32,12 +33,13 @@ def _describe(shape, dtype) -> str:
 class SavedTensor:
     """A tensor kept for backward, with the version it had when saved.
 
-    An op's own output is kept as its array and version counter only, not as the Tensor nor
+    An op's own output is kept as its data and version counter only (`_saved_data()`: the
+    array in the engine, nothing in the client's image of the graph), not as the tensor nor
     with a link to the node (either would be a Node -> ... -> Node cycle that only the cyclic
     garbage collector frees); unpack rebuilds it, wired to the node that asks.
     """
 
-    __slots__ = ("tensor", "data", "vc", "version", "output_nr")
+    __slots__ = ("tensor", "data", "vc", "version", "output_nr", "shape", "dtype")
 
     def __init__(self, tensor, output_nr: int | None = None):
         self.vc = tensor._vc
@@ -46,7 +48,8 @@ class SavedTensor:
         if output_nr is None:
             self.tensor, self.data = tensor, None
         else:
-            self.tensor, self.data = None, tensor._data
+            self.tensor, self.data = None, tensor._saved_data()
+            self.shape, self.dtype = tensor.shape, tensor.dtype
 
     def unpack(self, owner: Node):
         from ._tensor import Tensor
@@ -56,21 +59,22 @@ class SavedTensor:
             self._raise_modified(owner)
         if t is not None:
             return t
-        out = Tensor._wrap(self.data, owner.device)
+        out = Tensor(self.data, owner.device, dtype=self.dtype)
         out._vc = self.vc
         if _grad_mode.is_grad_enabled():  # create_graph: the output keeps its history
             out.grad_fn, out._output_nr = owner, self.output_nr
         return out
 
-    def _raise_modified(self, owner: Node):
-        from ._tensor import Tensor
+    def check(self, owner: Node) -> None:
+        if self.vc.value != self.version:
+            self._raise_modified(owner)
 
+    def _raise_modified(self, owner: Node):
         t = self.tensor
         if t is not None:
             shape, dtype, producer, nr = t.shape, t.dtype, t.grad_fn, t._output_nr
         else:
-            shape, producer, nr = self.data.shape, owner, self.output_nr
-            dtype = Tensor._wrap(self.data, owner.device).dtype
+            shape, dtype, producer, nr = self.shape, self.dtype, owner, self.output_nr
         where = ""
         if producer is not None:  # torch names the function without "Backward0"
             fn = re.sub(r"Backward\d*$", "", producer.name())
@@ -85,16 +89,15 @@ class SavedTensor:
 class Node:
     """One recorded op in the graph; what `tensor.grad_fn` returns."""
 
-    __slots__ = ("op", "attrs", "next_functions", "in_shapes", "_in_np_dtypes", "device",
-                 "_name", "_saved", "_saved_output", "_freed", "_retained", "_needs",
-                 "__weakref__")
+    __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
+                 "_saved", "_saved_output", "_freed", "_retained", "_needs", "__weakref__")
 
-    def __init__(self, op, name, edges, in_shapes, in_np_dtypes, saved, attrs, device):
-        self.op = op
+    def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
+        self.op = op  # None for a node known only by name (described by a server)
         self._name = name
         self.next_functions = edges
         self.in_shapes = in_shapes
-        self._in_np_dtypes = in_np_dtypes  # numpy dtypes: cheaper to record than DTypes
+        self.in_dtypes = in_dtypes
         self._saved = saved
         self.attrs = attrs
         self.device = device
@@ -113,10 +116,6 @@ class Node:
             self._needs = tuple(e[0] is not None for e in self.next_functions)
         return self._needs
 
-    @property
-    def in_dtypes(self) -> tuple:
-        return tuple(None if d is None else from_numpy_dtype(d) for d in self._in_np_dtypes)
-
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
 
@@ -133,6 +132,16 @@ class Node:
             raise AutogradError(_FREED)
         return self._saved_output.unpack(self)
 
+    def check_saved(self) -> None:
+        """Raise what unpacking the saved tensors would: freed, or modified in place."""
+        if self._freed:
+            raise AutogradError(_FREED)
+        for s in self._saved:
+            if isinstance(s, SavedTensor):
+                s.check(self)
+        if self._saved_output is not None:
+            self._saved_output.check(self)
+
     def free(self) -> None:
         if self._saved or self._saved_output is not None:
             self._saved = ()
@@ -140,8 +149,6 @@ class Node:
             self._freed = True
 
     def retain(self, tensor) -> None:
-        import weakref
-
         if self._retained is None:
             self._retained = {}
         self._retained[tensor._output_nr] = weakref.ref(tensor)
@@ -176,13 +183,14 @@ def _root_edge(t):
     return None
 
 
-def backward_graph(roots, targets=None) -> tuple[dict, set]:
+def backward_graph(roots, targets=None) -> tuple[dict, dict]:
     """The graph below the nodes `roots` (node -> the nodes it feeds gradients to) and the
-    nodes a backward runs: all of them, or with `targets` only those that lead to one.
-    Also the client's mirror of the server's graph uses it, so both agree on what runs."""
+    nodes a backward runs, roots first: all of them, or with `targets` only those that lead
+    to one. The client's image of the server's graph is walked by it too, so both agree on
+    what runs (and check it in the same order)."""
     children = {}
     order = []  # post-order: a node after everything it feeds
-    stack = [(n, False) for n in roots]
+    stack = [(n, False) for n in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -192,31 +200,24 @@ def backward_graph(roots, targets=None) -> tuple[dict, set]:
             continue
         children[node] = [e[0] for e in node.next_functions if e[0] is not None]
         stack.append((node, True))
-        stack.extend((c, False) for c in children[node] if c not in children)
+        stack.extend((c, False) for c in reversed(children[node]) if c not in children)
     if targets is None:
-        return children, set(children)
+        return children, dict.fromkeys(reversed(order))
     needed = set()
     for node in order:
-        if node in targets or any(c in needed for c in children[node]):
+        # a node known by name only (op None: the client's image of one the server made)
+        # may lead anywhere
+        if node in targets or getattr(node, "op", 0) is None or any(
+                c in needed for c in children[node]):
             needed.add(node)
-    return children, needed
+    return children, {n: None for n in reversed(order) if n in needed}
 
 
-def _discover(roots, targets):
-    """Dependency counts over the nodes a backward runs."""
-    children, needed = backward_graph(roots, targets)
-    deps = dict.fromkeys(needed, 0)
-    for node in needed:
-        for c in children[node]:
-            if c in deps:
-                deps[c] += 1
-    return deps
-
-
-def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create_graph: bool,
-                 inputs: Sequence | None = None, accumulate: bool = True):
-    """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
-    when `accumulate`; returns the gradients that reached `inputs` (None where none did)."""
+def plan_backward(roots: Sequence, inputs: Sequence | None = None):
+    """What a backward from the tensors `roots` will do, with torch's checks raised first:
+    the root edges, the `inputs` as target nodes ({node: [(output_nr, k)]}) and the dependency
+    counts of the nodes it runs (roots first). A node whose saved tensors were freed or
+    changed in place raises here, before anything ran."""
     edges = []
     for i, t in enumerate(roots):
         e = _root_edge(t)
@@ -225,9 +226,7 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
                 f"element {i} of tensors does not require grad and does not have a grad_fn"
             )
         edges.append(e)
-
     targets = None
-    captured = None
     if inputs is not None:
         targets = {}
         for k, t in enumerate(inputs):
@@ -235,15 +234,29 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
             if e is None:
                 raise AutogradError("One of the differentiated Tensors does not require grad")
             targets.setdefault(e[0], []).append((e[1], k))
-        captured = [None] * len(inputs)
+    children, needed = backward_graph(list(dict.fromkeys(e[0] for e in edges)), targets)
+    deps = dict.fromkeys(needed, 0)
+    for node in needed:
+        for c in children[node]:
+            if c in deps:
+                deps[c] += 1
+        if type(node) is Node:
+            node.check_saved()
+    return edges, targets, deps
 
-    deps = _discover({e[0] for e in edges}, targets)
+
+def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create_graph: bool,
+                 inputs: Sequence | None = None, accumulate: bool = True):
+    """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
+    when `accumulate`; returns the gradients that reached `inputs` (None where none did)."""
+    edges, targets, deps = plan_backward(roots, inputs)
+    captured = None if inputs is None else [None] * len(inputs)
     buffers: dict = {}
     for (node, nr), g in zip(edges, grads, strict=True):
         _add(buffers, node, nr, g)
 
     seen_owners = {_owner(g) for g in grads}  # arrays a leaf must not alias
-    ready = [n for n in {e[0] for e in edges} if deps.get(n, 0) == 0]
+    ready = [n for n in dict.fromkeys(e[0] for e in edges) if deps.get(n, 0) == 0]
     with _grad_mode.set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
@@ -306,7 +319,7 @@ def _validate(node: Node, i: int, g):
     """Reduce a broadcast gradient to its input's shape and cast it to its dtype."""
     if g is None or node.next_functions[i][0] is None:
         return None
-    shape, dtype = node.in_shapes[i], from_numpy_dtype(node._in_np_dtypes[i])
+    shape, dtype = node.in_shapes[i], node.in_dtypes[i]
     if g._data.shape != shape:
         from ._ops_reduce import sum_to_shape
 

@@ -150,6 +150,22 @@ def plan(shape, spec, index_shapes):
     return tuple(key), adv, tuple(out_shape), name
 
 
+def basic_strides(shape, strides, spec) -> tuple[int, ...]:
+    """Element strides of x[key] for a basic key: ints drop a dim, slices step through it,
+    None inserts one (with unsqueeze's stride)."""
+    spec = _expand_ellipsis(spec, len(shape))
+    out, dim = [], 0
+    for s in spec:
+        kind = s[0]
+        if kind == "none":
+            out.append(strides[dim] * shape[dim] if dim < len(shape) else 1)
+            continue
+        if kind == "slice":
+            out.append(strides[dim] * (s[3] or 1))
+        dim += 1
+    return tuple(out)
+
+
 def gather(xp, basic, adv, ndim, index_arrays):
     """Apply the advanced part of a plan to the basic-indexed array."""
     key = [slice(None)] * ndim

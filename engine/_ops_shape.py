@@ -9,7 +9,8 @@ import numpy as np
 
 from ._dtype import as_dtype, default_float, int64
 from ._errors import InvalidArgumentError
-from ._index import gather, plan
+from ._index import basic_strides, gather, plan
+from ._layout import unsqueezed, view_strides
 from ._registry import Meta, defop
 from ._shape import check_shape, infer_reshape, normalize_dim, normalize_dims
 
@@ -19,8 +20,16 @@ def _reshape_back(ctx, g):
 
 
 # -- views ------------------------------------------------------------------------------------
+# Each view op's shape rule also gives its output's strides (element strides, see _layout),
+# from which both tensor kinds know what aliases what; an output the rule gives no strides
+# is a copy. numpy's views have exactly these strides (tests/engine/test_layout.py).
+def _resized(a, new):
+    """Meta of `a` reshaped to `new`: a view when memory allows, else a contiguous copy."""
+    return Meta(new, a.dtype, view_strides(a.shape, a.stride(), new))
+
+
 def _reshape_meta(a, shape):
-    return Meta(infer_reshape(a.shape, shape), a.dtype)
+    return _resized(a, infer_reshape(a.shape, shape))
 
 
 reshape = defop("reshape", infer=_reshape_meta, grad_name="ViewBackward0", view=True)(
@@ -29,19 +38,19 @@ reshape = defop("reshape", infer=_reshape_meta, grad_name="ViewBackward0", view=
 reshape.def_backward(_reshape_back)
 
 
-def _view(xp, a, shape):
-    out = a.view()
-    try:
-        out.shape = infer_reshape(a.shape, shape)
-    except AttributeError:
+def _view_meta(a, shape):
+    meta = _reshape_meta(a, shape)
+    if meta.strides is None:
         raise InvalidArgumentError(
             "view size is not compatible with input tensor's size and stride (at least one "
             "dimension spans across two contiguous subspaces). Use .reshape(...) instead."
-        ) from None
-    return out
+        )
+    return meta
 
 
-view = defop("view", infer=_reshape_meta, grad_name="ViewBackward0", view=True)(_view)
+view = defop("view", infer=_view_meta, grad_name="ViewBackward0", view=True)(
+    lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
+)
 view.def_backward(_reshape_back)
 
 
@@ -56,8 +65,8 @@ def _flatten_shape(shape, start_dim, end_dim):
     return tuple(shape[:s]) + (math.prod(shape[s:e + 1]),) + tuple(shape[e + 1:])
 
 
-flatten = defop("flatten", infer=lambda a, start_dim=0, end_dim=-1: Meta(
-    _flatten_shape(a.shape, start_dim, end_dim), a.dtype), grad_name="ViewBackward0", view=True)(
+flatten = defop("flatten", infer=lambda a, start_dim=0, end_dim=-1: _resized(
+    a, _flatten_shape(a.shape, start_dim, end_dim)), grad_name="ViewBackward0", view=True)(
     lambda xp, a, start_dim=0, end_dim=-1: xp.reshape(a, _flatten_shape(a.shape, start_dim,
                                                                         end_dim))
 )
@@ -68,7 +77,7 @@ def _t_meta(a):
     if len(a.shape) > 2:
         raise InvalidArgumentError(f"t() expects a tensor with <= 2 dimensions, but self is "
                                    f"{len(a.shape)}D")
-    return Meta(tuple(reversed(a.shape)), a.dtype)
+    return Meta(tuple(reversed(a.shape)), a.dtype, tuple(reversed(a.stride())))
 
 
 t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a.T)
@@ -91,9 +100,13 @@ def _perm(dims, ndim):
     return dims
 
 
-permute = defop("permute", infer=lambda a, dims: Meta(
-    tuple(a.shape[d] for d in _perm(dims, len(a.shape))), a.dtype),
-    grad_name="PermuteBackward0", view=True)(
+def _permute_meta(a, dims):
+    dims = _perm(dims, len(a.shape))
+    strides = a.stride()
+    return Meta(tuple(a.shape[d] for d in dims), a.dtype, tuple(strides[d] for d in dims))
+
+
+permute = defop("permute", infer=_permute_meta, grad_name="PermuteBackward0", view=True)(
     lambda xp, a, dims: xp.transpose(a, _perm(dims, a.ndim))
 )
 
@@ -117,8 +130,16 @@ def _transpose(xp, a, dim0, dim1):
     return xp.swapaxes(a, *_swap(a.shape, dim0, dim1)[1:]) if a.ndim else a.view()
 
 
-transpose = defop("transpose", infer=lambda a, dim0, dim1: Meta(
-    _swap(a.shape, dim0, dim1)[0], a.dtype), grad_name="TransposeBackward0", view=True)(_transpose)
+def _transpose_meta(a, dim0, dim1):
+    shape, d0, d1 = _swap(a.shape, dim0, dim1)
+    strides = list(a.stride())
+    if strides:
+        strides[d0], strides[d1] = strides[d1], strides[d0]
+    return Meta(shape, a.dtype, tuple(strides))
+
+
+transpose = defop("transpose", infer=_transpose_meta, grad_name="TransposeBackward0",
+                  view=True)(_transpose)
 
 
 @transpose.def_backward
@@ -126,14 +147,24 @@ def _(ctx, g):
     return (g.transpose(ctx.attrs["dim1"], ctx.attrs["dim0"]),)
 
 
-def _squeeze_shape(shape, dim):
+def _squeezed(shape, dim):
+    """The dims squeeze keeps."""
     if dim is None:
-        return tuple(n for n in shape if n != 1)
+        return [i for i, n in enumerate(shape) if n != 1]
     dims = normalize_dims(dim, max(len(shape), 1)) if shape else ()
-    return tuple(n for i, n in enumerate(shape) if not (i in dims and n == 1))
+    return [i for i, n in enumerate(shape) if not (i in dims and n == 1)]
 
 
-squeeze = defop("squeeze", infer=lambda a, dim=None: Meta(_squeeze_shape(a.shape, dim), a.dtype),
+def _squeeze_shape(shape, dim):
+    return tuple(shape[i] for i in _squeezed(shape, dim))
+
+
+def _squeeze_meta(a, dim=None):
+    keep, strides = _squeezed(a.shape, dim), a.stride()
+    return Meta(tuple(a.shape[i] for i in keep), a.dtype, tuple(strides[i] for i in keep))
+
+
+squeeze = defop("squeeze", infer=_squeeze_meta,
                 grad_name=lambda a, dim=None: "SqueezeBackward0" if dim is None
                 else "SqueezeBackward1", view=True)(
     lambda xp, a, dim=None: xp.reshape(a, _squeeze_shape(a.shape, dim))
@@ -146,7 +177,12 @@ def _unsqueeze_shape(shape, dim):
     return tuple(shape[:d]) + (1,) + tuple(shape[d:])
 
 
-unsqueeze = defop("unsqueeze", infer=lambda a, dim: Meta(_unsqueeze_shape(a.shape, dim), a.dtype),
+def _unsqueeze_meta(a, dim):
+    shape = _unsqueeze_shape(a.shape, dim)
+    return Meta(shape, a.dtype, unsqueezed(a.shape, a.stride(), normalize_dim(dim, len(shape))))
+
+
+unsqueeze = defop("unsqueeze", infer=_unsqueeze_meta,
                   grad_name="UnsqueezeBackward0", view=True)(
     lambda xp, a, dim: xp.reshape(a, _unsqueeze_shape(a.shape, dim))
 )
@@ -182,7 +218,16 @@ def _expand_shape(shape, sizes):
     return tuple(out)
 
 
-expand = defop("expand", infer=lambda a, shape: Meta(_expand_shape(a.shape, shape), a.dtype),
+def _expand_meta(a, shape):
+    out = _expand_shape(a.shape, shape)
+    lead = len(out) - len(a.shape)
+    old = a.stride()
+    strides = tuple(0 if i < lead or a.shape[i - lead] != n else old[i - lead]
+                    for i, n in enumerate(out))
+    return Meta(out, a.dtype, strides)
+
+
+expand = defop("expand", infer=_expand_meta,
                grad_name="ExpandBackward0", view=True)(
     lambda xp, a, shape: xp.broadcast_to(a, _expand_shape(a.shape, shape))
 )
@@ -193,19 +238,24 @@ def _(ctx, g):
     return (g._op("sum_to", g, shape=tuple(ctx.in_shapes[0])),)
 
 
-detach = defop("detach", infer=lambda a: Meta(a.shape, a.dtype), view=True)(
-    lambda xp, a: a.view()
-)
+def _alias_meta(a):
+    return Meta(a.shape, a.dtype, a.stride())
+
+
+# `.detach()`: the same storage and version counter, outside the graph
+detach = defop("detach", infer=_alias_meta, view=True)(lambda xp, a: a.view())
 # `.data`: the same storage under a fresh version counter (so not flagged as a view)
-alias_data = defop("alias_data", infer=lambda a: Meta(a.shape, a.dtype))(lambda xp, a: a)
+data = defop("data", infer=_alias_meta)(lambda xp, a: a.view())
 
 
 # -- in-place through a view: torch's CopySlices -------------------------------------------
 def _replay_meta(meta, steps):
     from ._registry import get_op
 
-    for name, attrs in steps:
+    for name, attrs, nr in steps:
         meta = get_op(name).infer(meta, **attrs)
+        if type(meta) is not Meta:
+            meta = meta[nr]
     return meta
 
 
@@ -224,8 +274,10 @@ def _view_scatter(xp, base, src, steps):
 
     out = base.copy()
     region = out
-    for name, attrs in steps:  # view ops: region stays a view into out
+    for name, attrs, nr in steps:  # view ops: region stays a view into out
         region = get_op(name).forward(xp, region, **attrs)
+        if isinstance(region, tuple):
+            region = region[nr]
     region[...] = src
     return out
 
@@ -240,8 +292,10 @@ view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySl
 def _(ctx, g):
     steps = ctx.attrs["steps"]
     region = g
-    for name, attrs in steps:
+    for name, attrs, nr in steps:
         region = region._op(name, region, **attrs)
+        if isinstance(region, tuple):
+            region = region[nr]
     g_base = g._op("view_scatter", g, region * 0, steps=steps) if ctx.needs[0] else None
     return g_base, region if ctx.needs[1] else None
 
@@ -264,7 +318,15 @@ def _index_name(a, *tensors, key):
     return plan(a.shape, key, [t.shape for t in tensors])[3]
 
 
-getitem = defop("getitem", infer=_index_meta, grad_name=_index_name, view=True)(_index)
+def _getitem_meta(a, *tensors, key):
+    if tensors or any(s[0] in ("tensor", "list") for s in key):
+        raise InvalidArgumentError("getitem takes basic indices only (ints, slices, None, "
+                                   "Ellipsis); index tensors and lists go to 'index'")
+    meta = _index_meta(a, key=key)
+    return Meta(meta.shape, meta.dtype, basic_strides(a.shape, a.stride(), key))
+
+
+getitem = defop("getitem", infer=_getitem_meta, grad_name=_index_name, view=True)(_index)
 # index tensors are inputs 1.., and backward needs them
 index = defop("index", infer=_index_meta, grad_name=_index_name, save=slice(1, None))(_index)
 

@@ -32,14 +32,20 @@ _current: contextvars.ContextVar[Generator | None] = contextvars.ContextVar(
 )
 
 
+def current_generator_object() -> Generator:
+    return _current.get() or default_generator
+
+
 def current_generator() -> np.random.Generator:
-    gen = _current.get()
-    return (gen or default_generator).rng
+    return current_generator_object().rng
 
 
 def manual_seed(seed: int) -> Generator:
-    """Seed the engine's default generator (torch.manual_seed)."""
-    return default_generator.manual_seed(seed)
+    """Seed the current generator: the engine's default one in-process (torch.manual_seed)."""
+    from ._registry import get_op
+
+    get_op("manual_seed").run((), {"seed": seed})
+    return current_generator_object()
 
 
 @contextlib.contextmanager

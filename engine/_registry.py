@@ -8,6 +8,10 @@ An op is data with a name (the name the wire uses). Each op declares:
   backward(ctx, grad) -> tuple[Tensor | None, ...]     written in engine ops, so that
                                                         create_graph gives higher derivatives
 `save` names the inputs (and `save_output` the output) backward reads; nothing else is kept.
+
+A few wire ops change a tensor's autograd state rather than compute (`requires_grad_`,
+`retain_grad`, `grad`, ...): `defcommand` registers them in the same table, so every op name
+a caller can send is a key here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,23 +21,33 @@ from typing import NamedTuple
 
 from ._dtype import DType
 from ._errors import InvalidArgumentError
+from ._layout import contiguous
 
 
 class Meta(NamedTuple):
-    """What infer returns: the shape and dtype of one output."""
+    """What infer returns: the shape and dtype of one output, and its element strides when
+    it aliases its input (view ops); None means a fresh, contiguous result."""
 
     shape: tuple[int, ...]
     dtype: DType
+    strides: tuple[int, ...] | None = None
+
+    def stride(self) -> tuple[int, ...]:
+        return self.strides if self.strides is not None else contiguous(self.shape)
 
 
 class OpDef:
-    """One op. Created by `defop`; the backward is attached with `@opdef.def_backward`."""
+    """One op. Created by `defop` (or `defcommand`); the backward is attached with
+    `@opdef.def_backward`."""
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
-                 "save_output", "view", "random", "needs_device", "differentiable")
+                 "save_output", "view", "random", "needs_device", "differentiable", "run",
+                 "arity")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
+        self.run = None  # a command's function over engine tensors (see defcommand)
+        self.arity = None
         self.name = name
         self.infer = infer
         self.forward = forward
@@ -65,6 +79,14 @@ class OpDef:
         g = self.grad_name
         return g if type(g) is str else g(*inputs, **attrs)
 
+    def check_arity(self, n_inputs: int, n_outputs: int) -> None:
+        """A command's input and output id counts, checked before it runs."""
+        for what, got, (lo, hi) in (("input", n_inputs, self.arity[0]),
+                                    ("output id", n_outputs, self.arity[1])):
+            if not lo <= got <= hi:
+                want = str(lo) if lo == hi else f"{lo} to {hi}"
+                raise InvalidArgumentError(f"'{self.name}' takes {want} {what}(s), got {got}")
+
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
@@ -83,15 +105,36 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     needs_device: forward gets `device=` (factories that create arrays from nothing).
     """
 
+    if view and (save or save_output):
+        # a view's history is replayed on shapes alone (see _meta.replay_view)
+        raise ValueError(f"view op {name!r} must not save tensors for backward")
+
     def register(forward: Callable) -> OpDef:
-        if name in OPS:
-            raise ValueError(f"op {name!r} registered twice")
-        opdef = OpDef(name, infer, forward, grad_name, save, save_output, view, random,
-                      needs_device, differentiable and grad_name is not None)
-        OPS[name] = opdef
-        return opdef
+        return _add(OpDef(name, infer, forward, grad_name, save, save_output, view, random,
+                          needs_device, differentiable and grad_name is not None))
 
     return register
+
+
+def defcommand(name: str, *, inputs: tuple[int, int], outputs: tuple[int, int],
+               needs_device: bool = False) -> Callable[[Callable], OpDef]:
+    """Register `run(inputs, attrs) -> tuple of tensors` as the wire op `name`: a change to
+    autograd state, run on engine tensors. `inputs` and `outputs` are inclusive count ranges;
+    a caller binds as many of the returned tensors as it names output ids."""
+
+    def register(run: Callable) -> OpDef:
+        opdef = OpDef(name, None, None, None, (), False, False, False, needs_device, False)
+        opdef.run, opdef.arity = run, (inputs, outputs)
+        return _add(opdef)
+
+    return register
+
+
+def _add(opdef: OpDef) -> OpDef:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name!r} registered twice")
+    OPS[opdef.name] = opdef
+    return opdef
 
 
 def get_op(name: str) -> OpDef:

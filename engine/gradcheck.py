@@ -24,9 +24,9 @@ import numpy as np
 
 from ._dtype import float64
 from ._errors import GradserveError
+from ._grad_api import grad as autograd_grad
 from ._grad_mode import enable_grad, no_grad
 from ._tensor import Tensor
-from ._tensor import grad as autograd_grad
 
 __all__ = ["GradcheckError", "check_grads", "numerical_jacobian", "analytical_jacobian"]
 

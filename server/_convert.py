@@ -8,73 +8,64 @@ are built without copying large arrays more than once (a chunk is copied into it
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
-from gradserve.engine import DType, InvalidArgumentError, as_dtype
+from gradserve.engine import InvalidArgumentError
 from gradserve.engine._dtype import from_numpy_dtype
 from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1.codec import (
+    CHUNK_BYTES,
+    DATA_OP,
+    INPLACE,
+    NO_GRAD,
+    array_from_raw,
+    array_from_tensor_data,
+    attrs_from_struct,
+    batch_op,
+    tensor_header,
+    unpack_ops,
+)
 
-from ._executor import (
+from ._requests import (
     BackwardAction,
     FetchAction,
     GradAction,
     ListAction,
-    OpSpec,
-    Ref,
+    Op,
+    OpSource,
     TensorMeta,
 )
 from ._sessions import Session
 
-CHUNK_BYTES = 1 << 20  # the most element bytes one FetchResponse carries
-FLOATS_ATTR = "__floats__"
-
-
-# -- attrs ----------------------------------------------------------------------------------
-def attrs_from_struct(struct: struct_pb2.Struct) -> dict:
-    """A Struct as op attrs: lists become tuples, integral numbers ints, null None.
-
-    JSON has one number type, so an attr whose value must stay a float (`clamp(min=1.0)`,
-    `full(value=2.0)`) is listed by name in the reserved attr `__floats__`.
-    """
-    fields = struct.fields
-    floats: set[str] = set()
-    if FLOATS_ATTR in fields:
-        names = _value(fields[FLOATS_ATTR], keep_float=False)
-        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
-            raise InvalidArgumentError(f"attr {FLOATS_ATTR} must be a list of attr names")
-        floats = set(names)
-    return {name: _value(value, keep_float=name in floats)
-            for name, value in fields.items() if name != FLOATS_ATTR}
-
-
-def _value(value: struct_pb2.Value, keep_float: bool):
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        x = value.number_value
-        if not keep_float and x.is_integer():
-            return int(x)
-        return x
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "list_value":
-        return tuple(_value(v, keep_float) for v in value.list_value.values)
-    if kind == "struct_value":
-        return {k: _value(v, False) for k, v in value.struct_value.fields.items()}
-    return None  # null_value, or a Value with nothing set
-
 
 # -- ops ------------------------------------------------------------------------------------
+def call_source(calls) -> OpSource:
+    """The OpCalls of a request (RunOps, or PipelineRequest.ops)."""
+    return OpSource(calls, read_call, lambda call: (call.op, call.site))
+
+
+def read_call(call: pb.OpCall) -> Op:
+    """One OpCall as the executor's op."""
+    flags = (NO_GRAD if call.no_grad else 0) | (INPLACE if call.inplace else 0)
+    inputs = tuple(_operand(x, i) for i, x in enumerate(call.inputs))
+    if call.HasField("data"):
+        if call.op != DATA_OP:
+            raise InvalidArgumentError(f"only '{DATA_OP}' takes data, not {call.op!r}")
+        inputs = (array_from_tensor_data(call.data), *inputs)
+    attrs = attrs_from_struct(call.attrs) if call.HasField("attrs") else {}
+    outputs = tuple(call.outputs)
+    if not all(outputs):
+        raise InvalidArgumentError("tensor ids must be non-empty strings")
+    return call.op, inputs, outputs, attrs, flags
+
+
 def _operand(operand: pb.Operand, index: int):
     kind = operand.WhichOneof("kind")
     if kind == "tensor":
-        return Ref(operand.tensor)
+        return operand.tensor
     if kind == "float":
         return float(operand.float)
     if kind == "int":
@@ -84,29 +75,34 @@ def _operand(operand: pb.Operand, index: int):
     raise InvalidArgumentError(f"input {index} is empty: set one of tensor, float, int, bool")
 
 
-def _operands(inputs) -> tuple:
-    out = []
-    for x in inputs:  # tensor ids first: by far the most common operand
-        out.append(Ref(x.tensor) if x.WhichOneof("kind") == "tensor" else _operand(x, len(out)))
-    return tuple(out)
+def batch_source(req: pb.PipelineRequest) -> OpSource:
+    """A PipelineRequest's op_batch (the SDK's ops); `op_data` arrays are made when an op
+    that names them runs."""
+    data = req.op_data
+    arrays: dict[int, np.ndarray] = {}
+
+    def array(k: int) -> np.ndarray:
+        if not 0 <= k < len(data):
+            raise InvalidArgumentError(f"op_data[{k}] does not exist ({len(data)} given)")
+        if k not in arrays:
+            arrays[k] = array_from_tensor_data(data[k])
+        return arrays[k]
+
+    return OpSource(unpack_ops(req.op_batch), lambda entry: batch_op(entry, array),
+                    _where_entry)
 
 
-def op_spec(call: pb.OpCall) -> OpSpec:
-    """One OpCall as an OpSpec. A call that cannot be converted gives an OpSpec carrying the
-    error, raised when its turn comes, so the ops before it in the request still run."""
-    try:
-        return OpSpec(
-            op=call.op,
-            inputs=_operands(call.inputs),
-            outputs=tuple(call.outputs),
-            attrs=attrs_from_struct(call.attrs) if call.HasField("attrs") else {},
-            no_grad=call.no_grad,
-            inplace=call.inplace,
-            data=array_from_tensor_data(call.data) if call.HasField("data") else None,
-            site=call.site,
-        )
-    except Exception as exc:
-        return OpSpec(op=call.op, site=call.site, error=exc)
+def _where_entry(entry) -> tuple[str, str]:
+    name = entry[0] if isinstance(entry, list) and entry else None
+    return (name if isinstance(name, str) else "?"), ""
+
+
+def op_sources(req) -> list[OpSource]:
+    """Every op of a RunOps or Pipeline request, in the order they run."""
+    sources = [call_source(req.ops)] if req.ops else []
+    if getattr(req, "op_batch", b""):
+        sources.append(batch_source(req))
+    return sources
 
 
 def backward_action(req: pb.BackwardRequest) -> BackwardAction:
@@ -144,64 +140,6 @@ def encoding(req: pb.FetchRequest) -> int:
 
 
 # -- tensor data in -------------------------------------------------------------------------
-def tensor_header(data: pb.TensorData) -> tuple[DType, tuple[int, ...], int]:
-    """dtype, shape and byte size that `data` declares; InvalidArgumentError if unusable."""
-    dtype = as_dtype(data.dtype or "float32")
-    shape = tuple(int(n) for n in data.shape)
-    if any(n < 0 for n in shape):
-        raise InvalidArgumentError(f"shape {list(shape)} has a negative dimension")
-    numel = math.prod(shape)
-    return dtype, shape, numel * dtype.itemsize
-
-
-def array_from_tensor_data(data: pb.TensorData) -> np.ndarray:
-    """A fresh, writable host array from `values` or `raw` (little-endian, C order)."""
-    dtype, shape, nbytes = tensor_header(data)
-    numel = nbytes // dtype.itemsize if dtype.itemsize else 0
-    raw = data.raw  # each read of a bytes field copies it: read it once
-    if len(data.values) and len(raw):
-        raise InvalidArgumentError("TensorData takes values or raw, not both")
-    if len(raw) or (not len(data.values) and numel == 0):
-        return array_from_raw(raw, dtype, shape)
-    if len(data.values) != numel:
-        raise InvalidArgumentError(
-            f"{len(data.values)} values given for shape {list(shape)}, which holds {numel}"
-        )
-    return array_from_values(np.array(data.values, dtype=np.float64), dtype).reshape(shape)
-
-
-def array_from_values(values: np.ndarray, dtype: DType) -> np.ndarray:
-    """float64 values as `dtype`: ints must be integral and in range; bools are x != 0."""
-    if dtype.is_floating_point:
-        with np.errstate(over="ignore"):  # 1e300 as float32 is inf, as in torch
-            return values.astype(dtype.np)
-    if dtype.kind == 0:
-        return values != 0
-    bad = ~np.isfinite(values) | (values != np.round(values))
-    bad |= (values < -(2.0 ** 63)) | (values >= 2.0 ** 63)
-    if bad.any():
-        raise InvalidArgumentError(
-            f"value {values[bad][0]!r} is not a valid {dtype.name} (integral and in range)"
-        )
-    return values.astype(dtype.np)
-
-
-def array_from_raw(raw, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-    """A host array from little-endian bytes; their length must match shape and dtype."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    if len(raw) != nbytes:
-        raise InvalidArgumentError(
-            f"raw has {len(raw)} bytes but shape {list(shape)} of {dtype.name} needs {nbytes}"
-        )
-    if dtype.kind == 0:
-        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
-    arr = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<")).reshape(shape)
-    # bytes are read-only: copy once; a writable buffer (an upload's) is used in place
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return arr.astype(dtype.np, copy=False)
-
-
 def upload_messages(received: Iterator[bytes]):
     """An Upload stream as it arrives (serialized messages) -> (the first message parsed, or
     None when there is none; the later messages' chunk bytes).
@@ -267,7 +205,7 @@ def session_info(session: Session, ttl: float | None) -> pb.SessionInfo:
 # -- tensor data out ------------------------------------------------------------------------
 def tensor_info(meta: TensorMeta) -> pb.TensorInfo:
     return pb.TensorInfo(
-        id=meta.id, shape=meta.shape, dtype=meta.dtype, device=meta.device,
+        id=meta.id, shape=meta.shape, strides=meta.strides, dtype=meta.dtype, device=meta.device,
         requires_grad=meta.requires_grad, is_leaf=meta.is_leaf, grad_fn=meta.grad_fn,
         version=meta.version, has_grad=meta.has_grad,
     )

@@ -53,8 +53,12 @@ class OpFailure(Exception):
         self.index = index
         self.op = op
         self.site = site
-        where = f"{_short(op)} at {site}" if site else _short(op)
-        super().__init__(f"op {index} ({where}): {cause}")
+        super().__init__(f"{self.where(index, op, site)}: {cause}")
+
+    @staticmethod
+    def where(index: int, op: str, site: str) -> str:
+        """"op 3 (mul at train.py:7)": how a person reads which op failed."""
+        return f"op {index} ({_short(op)} at {site})" if site else f"op {index} ({_short(op)})"
 
 
 def _short(text: str, limit: int = 80) -> str:

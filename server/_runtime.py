@@ -18,8 +18,9 @@ from gradserve.engine._backend import canonical_device
 
 from ._auth import TokenTable, identify
 from ._errors import OpFailure, SessionNotFoundError, UnavailableError
-from ._executor import DeviceWorkers, Executor
+from ._executor import Executor
 from ._sessions import Session, SessionManager, log_event
+from ._workers import DeviceWorkers
 
 
 class Runtime:

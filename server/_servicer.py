@@ -17,7 +17,7 @@ from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 from . import _convert as convert
 from . import _status
 from ._errors import ResourceExhaustedError, UnavailableError
-from ._executor import BackwardAction, FetchAction, GradAction, ListAction, StepResult
+from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
@@ -69,9 +69,9 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
     # -- ops and autograd ----------------------------------------------------------------------
     def RunOps(self, request, context):
         def body(owner):
-            specs = [convert.op_spec(op) for op in request.ops]
+            sources = convert.op_sources(request)
             with self._rt.session(owner, request.session_id) as s:
-                outputs = self._rt.run(s, self._ex.run_ops, specs, list(request.release))
+                outputs = self._rt.run(s, self._ex.run_ops, sources, list(request.release))
             return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in outputs])
 
         return self._unary(context, body)
@@ -159,11 +159,11 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         response = pb.PipelineResponse(seq=req.seq)
         try:
             with self._rt.admit():
-                specs = [convert.op_spec(op) for op in req.ops]
+                sources = convert.op_sources(req)
                 action = self._then(req)
                 with self._rt.session(owner, req.session_id) as s:
                     # outputs are not echoed (the client knows them): describe=False
-                    result = self._rt.run(s, self._ex.step, specs, list(req.release), action,
+                    result = self._rt.run(s, self._ex.step, sources, list(req.release), action,
                                           False)
                     if result.error is not None:
                         self._rt.note_error(s, result.error)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from gradserve import engine
 
 from ._errors import PermissionDeniedError, ResourceExhaustedError, SessionNotFoundError
+from ._limits import tensor_bytes
 
 log = logging.getLogger("gradserve.server")
 
@@ -40,10 +41,26 @@ class Session:
         self.generator = engine.Generator()
         self.lock = threading.Lock()
         self.closed = False
-        self.nbytes = 0  # refreshed by the executor after each call
+        self._nbytes = 0
+        self._bytes_stale = False
         self._clock = clock
         self.created = clock()
         self.last_used = self.created
+
+    def bytes_changed(self) -> None:
+        """A call may have changed what the session holds (recounted when next asked)."""
+        self._bytes_stale = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensors and grads held; a busy session answers its last count."""
+        if self._bytes_stale and self.lock.acquire(blocking=False):
+            try:
+                self._nbytes = tensor_bytes(self.tensors.values())
+                self._bytes_stale = False
+            finally:
+                self.lock.release()
+        return self._nbytes
 
     def touch(self) -> None:
         self.last_used = self._clock()
@@ -109,7 +126,7 @@ class SessionManager:
         session.closed = True
         freed = len(session.tensors)
         session.tensors.clear()
-        session.nbytes = 0
+        session._nbytes, session._bytes_stale = 0, False
         log_event(f"session.{reason}", session=session.id, owner=session.owner,
                   device=session.device, freed_tensors=freed,
                   idle_seconds=round(session.idle_seconds(), 3))

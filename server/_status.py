@@ -14,6 +14,7 @@ import logging
 import grpc
 from gradserve.engine import AutogradError, InvalidArgumentError, TensorIndexError
 from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1.codec import ERROR_TRAILER
 
 from ._errors import (
     NotFoundError,
@@ -23,8 +24,6 @@ from ._errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-
-ERROR_DETAIL_KEY = "gradserve-error-bin"
 
 STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
     TensorIndexError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -52,24 +51,27 @@ def status_code(exc: BaseException) -> grpc.StatusCode:
 
 
 def error_value(exc: BaseException) -> pb.Error:
-    """`exc` as a gradserve.v1.Error message."""
+    """`exc` as a gradserve.v1.Error message: the message names what went wrong, the op's
+    position, name and site (when an op failed) travel in fields of their own."""
     code = status_code(exc)
+    cause = exc.cause if isinstance(exc, OpFailure) else exc
     if code is grpc.StatusCode.INTERNAL:
         log.error("internal error", exc_info=exc)
-        message = f"internal server error ({type(exc).__name__}); see the server log"
+        message = f"internal server error ({type(cause).__name__}); see the server log"
     else:
-        message = str(exc)
-    err = pb.Error(code=code.value[0], message=message, op_index=-1)
+        message = str(cause)
+    err = pb.Error(code=code.value[0], message=message, kind=type(cause).__name__, op_index=-1)
     if isinstance(exc, OpFailure):
-        err.kind = type(exc.cause).__name__
         err.op_index, err.op, err.site = exc.index, exc.op, exc.site
-    else:
-        err.kind = type(exc).__name__
     return err
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException):
-    """End the call with `exc`'s status, message and error detail (raises, as context.abort)."""
+    """End the call with `exc`'s status, message and error detail (raises, as context.abort).
+    The status text, which grpcurl shows, also says which op failed."""
     err = error_value(exc)
-    context.set_trailing_metadata(((ERROR_DETAIL_KEY, err.SerializeToString()),))
-    context.abort(status_code(exc), err.message)
+    context.set_trailing_metadata(((ERROR_TRAILER, err.SerializeToString()),))
+    details = err.message
+    if isinstance(exc, OpFailure):
+        details = f"{OpFailure.where(exc.index, exc.op, exc.site)}: {details}"
+    context.abort(status_code(exc), details)

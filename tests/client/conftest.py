@@ -3,9 +3,34 @@ answers Pipeline requests with a handler the test chooses."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from gradserve._session import Session
+from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
+
+
+def _op(entry, site, blobs) -> SimpleNamespace:
+    name, inputs, outputs, attrs, flags = entry
+    data = [blobs[x["d"]] for x in inputs if isinstance(x, dict)]
+    return SimpleNamespace(op=name, inputs=inputs, outputs=outputs, attrs=attrs or {},
+                           no_grad=bool(flags & codec.NO_GRAD),
+                           inplace=bool(flags & codec.INPLACE), site=site,
+                           data=data[0] if data else None)
+
+
+def buffered(session) -> list[SimpleNamespace]:
+    """The ops a session holds and has not sent yet, readably."""
+    return [_op(e, site, session._blobs) for e, site in zip(session._ops, session._sites,
+                                                            strict=True)]
+
+
+def sent(request: pb.PipelineRequest) -> list[SimpleNamespace]:
+    """The ops of a request the session sent (op_batch), readably; sites stay client-side."""
+    if not request.op_batch:
+        return []
+    return [_op(e, "", request.op_data) for e in codec.unpack_ops(request.op_batch)]
 
 
 class FakeStream:
@@ -60,3 +85,9 @@ def s(client):
     session = Session(client, pb.SessionInfo(session_id="unit", device="cpu"), owned=True)
     yield session
     session.close()
+
+
+@pytest.fixture
+def ops():
+    """`ops(s)`: what session s has buffered; `ops.sent(request)`: what a request carried."""
+    return SimpleNamespace(of=buffered, sent=sent)

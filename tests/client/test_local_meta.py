@@ -13,6 +13,7 @@ import gradserve as gs
 import numpy as np
 import pytest
 from gradserve import engine
+from gradserve._session import MAX_BATCH_OPS
 
 
 def _graph(node, depth=0):
@@ -88,8 +89,8 @@ def test_no_round_trip_while_building(s, client):
     x, w, b, i = _leaves(s.tensor)
     for fn in CASES.values():
         fn(x, w, b, i)
-    assert client.requests == []
-    assert s.stats.waits == 0
+    # full buffers were sent ahead (the server starts early); nothing waited
+    assert s.stats.requests == s.stats.ops // MAX_BATCH_OPS and s.stats.waits == 0
 
 
 def test_seed_example_names(s):
@@ -148,7 +149,7 @@ def test_shape_errors_raise_locally(s, client):
         s.tensor([1, 2], requires_grad=True)
     with pytest.raises(gs.InvalidArgumentError, match="in-process"):
         a + engine.ones(2, 3)
-    assert client.requests == []
+    assert s.stats.requests == 0  # nothing was sent
 
 
 def test_mixing_sessions_is_an_error(s, client):

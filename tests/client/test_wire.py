@@ -11,39 +11,51 @@ import gradserve as gs
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import json_format
 from gradserve import _errors, _wire
-from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS, MAX_IN_FLIGHT
+from gradserve._pipeline import MAX_IN_FLIGHT
+from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS
+from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
 
 HERE = pathlib.Path(__file__).name
 
 
-def _attrs(call):
-    return json_format.MessageToDict(call.attrs)
-
-
-def test_opcall_encoding(s):
+def test_op_batch_encoding(s, client, ops):
     x = s.tensor([[1., 2.], [3., 4.]], requires_grad=True)
     line = _line_of("y = x * 2")
     y = x * 2  # y = x * 2
     z = y.clamp(min=0.0, max=2.5)
     s.ones(3) + True  # noqa: B018
     b = x.sum(dim=(0, 1), keepdim=True)
-    tensor_op, mul, clamp, ones, add, summed = s._ops
+    tensor_op, mul, clamp, ones, add, summed = ops.of(s)
+    assert mul.site == f"{HERE}:{line}"  # sites stay in the client, to name failing ops
+    s.synchronize()
+    tensor_op, mul, clamp, ones, add, summed = ops.sent(client.requests[-1])
     assert tensor_op.op == "tensor" and tensor_op.outputs == [x.id]
-    assert tensor_op.data.shape == [2, 2] and tensor_op.data.dtype == "float32"
+    assert list(tensor_op.data.shape) == [2, 2] and tensor_op.data.dtype == "float32"
     assert np.frombuffer(tensor_op.data.raw, "<f4").tolist() == [1., 2., 3., 4.]
-    assert _attrs(tensor_op) == {"requires_grad": True}
+    assert tensor_op.attrs == {"requires_grad": True}
     assert mul.op == "mul" and mul.outputs == [y.id] and not mul.no_grad
-    assert mul.inputs[0].tensor == x.id and mul.inputs[1].WhichOneof("kind") == "int"
-    assert mul.site == f"{HERE}:{line}"
-    assert _attrs(clamp) == {"min": 0.0, "max": 2.5, "__floats__": ["min"]}
+    assert mul.inputs == [x.id, 2] and type(mul.inputs[1]) is int
+    assert clamp.attrs == {"min": 0.0, "max": 2.5} and type(clamp.attrs["min"]) is float
     assert clamp.outputs == [z.id]
-    assert _attrs(ones) == {"shape": [3.0], "dtype": "float32", "device": "cpu"}
-    assert add.inputs[1].WhichOneof("kind") == "bool"
-    assert _attrs(summed) == {"dim": [0.0, 1.0], "keepdim": True}
+    assert ones.attrs == {"shape": [3], "dtype": "float32", "device": "cpu"}
+    assert add.inputs[1] is True
+    assert summed.attrs == {"dim": [0, 1], "keepdim": True}
     assert summed.outputs == [b.id]
+
+
+def test_attrs_travel_as_json_only(s):
+    with pytest.raises(gs.InvalidArgumentError, match="tensor-valued op attributes"):
+        s._send("sum", (s.ones(2),), ("o",), {"dim": s.ones(1)})
+    with pytest.raises(gs.InvalidArgumentError, match="type object"):
+        s._send("sum", (s.ones(2),), ("o",), {"dim": object()})
+    with pytest.raises(gs.InvalidArgumentError, match="Overflow"):
+        s.ones(2) + 2 ** 64
+    s._send("sum", (s.ones(2),), ("o",), {"dim": (np.int64(0),), "dtype": gs.float32})
+    raw = codec.pack_ops(s._ops[-1:])
+    assert codec.unpack_ops(raw) == [["sum", [s._ops[-1][1][0]], ["o"],
+                                      {"dim": [0], "dtype": "float32"}, 0]]
 
 
 def _line_of(marker: str) -> int:
@@ -53,7 +65,7 @@ def _line_of(marker: str) -> int:
     raise AssertionError(marker)
 
 
-def test_inplace_and_commands(s):
+def test_inplace_and_commands(s, ops):
     x = s.tensor([1., 2.])
     x.mul_(3.0)
     x.requires_grad_()
@@ -61,15 +73,15 @@ def test_inplace_and_commands(s):
     data = x.data
     with gs.no_grad():
         x.zero_()
-    ops = s._ops[1:]
-    assert [o.op for o in ops] == ["mul", "requires_grad_", "detach", "data", "fill"]
-    assert ops[0].inplace and ops[0].outputs == [] and ops[0].inputs[1].float == 3.0
-    assert _attrs(ops[1]) == {"requires_grad": True}
-    assert ops[2].outputs == [d.id] and ops[3].outputs == [data.id]
-    assert ops[4].no_grad and ops[4].inplace
+    buffered = ops.of(s)[1:]
+    assert [o.op for o in buffered] == ["mul", "requires_grad_", "detach", "data", "fill"]
+    assert buffered[0].inplace and buffered[0].outputs == [] and buffered[0].inputs[1] == 3.0
+    assert buffered[1].attrs == {"requires_grad": True}
+    assert buffered[2].outputs == [d.id] and buffered[3].outputs == [data.id]
+    assert buffered[4].no_grad and buffered[4].inplace
 
 
-def test_no_grad_is_thread_local_and_travels_with_each_op(s):
+def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops):
     x = s.tensor([1.], requires_grad=True)
     ready, done = threading.Event(), threading.Event()
     out = {}
@@ -87,7 +99,7 @@ def test_no_grad_is_thread_local_and_travels_with_each_op(s):
         inside = x * 3
     t.join()
     assert out["t"].requires_grad and not inside.requires_grad
-    by_output = {o.outputs[0]: o.no_grad for o in s._ops if o.outputs}
+    by_output = {o.outputs[0]: o.no_grad for o in ops.of(s) if o.outputs}
     assert by_output[out["t"].id] is False and by_output[inside.id] is True
 
 
@@ -118,13 +130,13 @@ def test_borrowed_proxies_release_nothing(s, client):
     assert list(client.requests[-1].release) == []
 
 
-def test_auto_flush_does_not_wait(s, client):
+def test_auto_flush_does_not_wait(s, client, ops):
     x = s.ones(1)
     for _ in range(MAX_BATCH_OPS + 10):
         x = x + 1
     assert s.stats.waits == 0 and s.stats.requests == 1
     s.synchronize()
-    assert [len(r.ops) for r in client.requests] == [MAX_BATCH_OPS, 11]
+    assert [len(ops.sent(r)) for r in client.requests] == [MAX_BATCH_OPS, 11]
     assert [r.seq for r in client.requests] == [1, 2]
 
 
@@ -147,7 +159,7 @@ def test_threads_waiting_at_once_each_get_their_answer(s, client):
             answered.wait(timeout=5)
         values = np.array([float(len(request.fetch.ids))], np.float32)
         return pb.PipelineResponse(seq=request.seq, fetched=[
-            pb.FetchResponse(id=tid, last=True, tensor=_wire.tensor_data(values, gs.float32))
+            pb.FetchResponse(id=tid, last=True, tensor=codec.tensor_data(values, gs.float32))
             for tid in request.fetch.ids])
 
     client.handler = answer
@@ -200,7 +212,7 @@ def test_fetch_reads_raw_values_and_grads(s, client):
                 arr = np.array([[1., 2.], [3., 4.]], np.float32)
             else:
                 arr = np.arange(3)
-            fetched.append(pb.FetchResponse(id=tid, tensor=_wire.tensor_data(
+            fetched.append(pb.FetchResponse(id=tid, tensor=codec.tensor_data(
                 arr, gs.engine.as_dtype(arr.dtype)), last=True))
         assert request.fetch.encoding == pb.ENCODING_RAW
         return pb.PipelineResponse(seq=request.seq, fetched=fetched)
@@ -222,7 +234,7 @@ def test_repr_like_torch(s, client):
     x = s.tensor([0.5, 1.5], requires_grad=True)
     client.handler = lambda r: pb.PipelineResponse(seq=r.seq, fetched=[pb.FetchResponse(
         id=r.fetch.ids[0], last=True,
-        tensor=_wire.tensor_data(np.array([0.5, 1.5], np.float32), gs.float32))])
+        tensor=codec.tensor_data(np.array([0.5, 1.5], np.float32), gs.float32))])
     assert repr(x) == "tensor([0.5000, 1.5000], requires_grad=True)"
     assert repr(x * 2).endswith("grad_fn=<MulBackward0>)")
 
@@ -239,7 +251,7 @@ def test_big_fetches_use_the_stream(s):
     s._fetch_stream = fetch_stream
     s._client.handler = lambda r: pb.PipelineResponse(seq=r.seq, fetched=[
         pb.FetchResponse(id=r.fetch.ids[0], last=True,
-                         tensor=_wire.tensor_data(np.zeros(2, np.float32), gs.float32))])
+                         tensor=codec.tensor_data(np.zeros(2, np.float32), gs.float32))])
     a, b = s.fetch(big, small)
     assert calls == [[big.id]] and a.shape == big.shape and b.shape == (2,)
 
@@ -287,10 +299,10 @@ def test_status_table(code, kind, message, cls):
     assert type(err) is cls and str(err) == message and err.code == code
 
 
-def test_server_op_prefix_is_replaced_by_the_sdk_annotation():
-    err = _errors.error_from(3, "op 2 (mul at t.py:9): The size of tensor a", "", "mul", "t.py:9",
-                             2)
+def test_a_failing_op_is_named_from_the_error_fields():
+    err = _errors.error_from(3, "The size of tensor a", "", "mul", "t.py:9", 2)
     assert str(err) == "The size of tensor a\n  (in op 'mul' sent from t.py:9)"
+    assert err.op == "mul" and err.site == "t.py:9"
 
 
 def test_error_classes_are_builtin_friendly():
@@ -316,7 +328,7 @@ class _FakeRpcError(grpc.RpcError):
     def trailing_metadata(self):
         if self._trailer is None:
             return ()
-        return ((_wire.ERROR_TRAILER, self._trailer.SerializeToString()),)
+        return ((codec.ERROR_TRAILER, self._trailer.SerializeToString()),)
 
 
 def test_rpc_errors_use_the_error_trailer():

@@ -357,7 +357,7 @@ def _buffer_fill(w):  # a plain buffer filled from a tensor that requires grad
 
 case("view_scatter", _buffer_fill, N(3), label="buffer-copy_", order2=True)
 case("view_scatter",
-     lambda b, s: b._op("view_scatter", b, s, steps=(("getitem", {"key": (("int", 1),)}),)),
+     lambda b, s: b._op("view_scatter", b, s, steps=(("getitem", {"key": (("int", 1),)}, 0),)),
      N(3, 2), N(2), label="op", order2=True)
 
 

@@ -139,7 +139,12 @@ def expect_error(fn, code: grpc.StatusCode, *fragments: str) -> grpc.RpcError:
     for fragment in fragments:
         assert fragment in err.details(), err.details()
     detail = error_detail(err)
-    assert detail.code == code.value[0] and detail.message == err.details()
+    assert detail.code == code.value[0]
+    if detail.op:  # the status text names the op for people; the detail carries it in fields
+        assert err.details() == f"op {detail.op_index} ({detail.op}" + (
+            f" at {detail.site}" if detail.site else "") + f"): {detail.message}"
+    else:
+        assert detail.message == err.details()
     return err
 
 

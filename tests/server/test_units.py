@@ -19,8 +19,11 @@ from gradserve.server._errors import (
     SessionNotFoundError,
     UnauthenticatedError,
 )
-from gradserve.server._executor import Executor, OpSpec, Ref, tensor_bytes
+from gradserve.server._executor import Executor
+from gradserve.server._limits import tensor_bytes
+from gradserve.server._requests import OpSource
 from gradserve.server._sessions import SessionManager
+from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
 
 
@@ -31,7 +34,7 @@ def _struct(d: dict) -> struct_pb2.Struct:
 
 
 def test_attrs_from_struct():
-    attrs = convert.attrs_from_struct(_struct({
+    attrs = codec.attrs_from_struct(_struct({
         "dim": [0, 1], "keepdim": True, "value": 2.0, "min": 2.0, "max": 0.5, "none": None,
         "key": [["slice", None, 3, None], ["int", -1]], "dtype": "float64",
         "nested": {"a": 1.0}, "__floats__": ["min"],
@@ -40,31 +43,31 @@ def test_attrs_from_struct():
                      "none": None, "key": (("slice", None, 3, None), ("int", -1)),
                      "dtype": "float64", "nested": {"a": 1}}
     assert type(attrs["value"]) is int and type(attrs["min"]) is float
-    floats = convert.attrs_from_struct(_struct({"v": [1.0, 2.5], "__floats__": ["v"]}))
+    floats = codec.attrs_from_struct(_struct({"v": [1.0, 2.5], "__floats__": ["v"]}))
     assert floats == {"v": (1.0, 2.5)} and type(floats["v"][0]) is float
     for bad in (3, [1], "min"):
         with pytest.raises(InvalidArgumentError, match="__floats__"):
-            convert.attrs_from_struct(_struct({"__floats__": bad}))
+            codec.attrs_from_struct(_struct({"__floats__": bad}))
 
 
 def test_arrays_from_tensor_data():
-    a = convert.array_from_tensor_data(pb.TensorData(shape=[2, 2], values=[1, 2, 3, 4]))
+    a = codec.array_from_tensor_data(pb.TensorData(shape=[2, 2], values=[1, 2, 3, 4]))
     assert a.dtype == np.float32 and a.shape == (2, 2) and a.flags.writeable
-    assert convert.array_from_tensor_data(pb.TensorData(values=[5])).shape == ()
-    b = convert.array_from_tensor_data(pb.TensorData(shape=[3], dtype="bool",
+    assert codec.array_from_tensor_data(pb.TensorData(values=[5])).shape == ()
+    b = codec.array_from_tensor_data(pb.TensorData(shape=[3], dtype="bool",
                                                      raw=bytes([0, 1, 7])))
     assert b.tolist() == [False, True, True]
-    i = convert.array_from_tensor_data(pb.TensorData(shape=[2], dtype="int64",
+    i = codec.array_from_tensor_data(pb.TensorData(shape=[2], dtype="int64",
                                                      raw=np.array([-1, 2 ** 40], "<i8").tobytes()))
     assert i.tolist() == [-1, 2 ** 40] and i.flags.writeable
-    e = convert.array_from_tensor_data(pb.TensorData(shape=[0, 3]))
+    e = codec.array_from_tensor_data(pb.TensorData(shape=[0, 3]))
     assert e.shape == (0, 3)
-    big = convert.array_from_tensor_data(pb.TensorData(dtype="float32", values=[1e300]))
+    big = codec.array_from_tensor_data(pb.TensorData(dtype="float32", values=[1e300]))
     assert math.isinf(big.item())
     with pytest.raises(InvalidArgumentError, match="no values|0 values given"):
-        convert.array_from_tensor_data(pb.TensorData(shape=[2]))
+        codec.array_from_tensor_data(pb.TensorData(shape=[2]))
     with pytest.raises(InvalidArgumentError, match="not a valid int64"):
-        convert.array_from_tensor_data(pb.TensorData(dtype="int64", values=[2.0 ** 63]))
+        codec.array_from_tensor_data(pb.TensorData(dtype="int64", values=[2.0 ** 63]))
 
 
 def test_fetch_chunks():
@@ -97,7 +100,7 @@ def test_status_table():
     err = _status.error_value(failure)
     assert (err.code, err.kind, err.op_index, err.op, err.site) == (
         9, "AutogradError", 2, "mul", "train.py:12")
-    assert err.message == "op 2 (mul at train.py:12): freed"
+    assert err.message == "freed"  # where it happened travels in the fields
     internal = _status.error_value(ZeroDivisionError("secret detail"))
     assert internal.code == 13 and "secret" not in internal.message
 
@@ -134,27 +137,66 @@ def test_sessions_owner_ttl_and_busy():
     assert manager.counts == {"created": 2, "closed": 0, "reaped": 1}
 
 
+def _ops(*ops) -> list[OpSource]:
+    """Ops in the executor's own form: (name, inputs, outputs, attrs, flags)."""
+    return [OpSource(ops, lambda op: op, lambda op: (op[0], ""))]
+
+
 def test_executor_and_byte_accounting():
     manager = SessionManager(ttl=None, max_sessions=None)
     session = manager.create(ANONYMOUS, "cpu")
     ex = Executor(("cpu",))
     data = np.arange(6, dtype=np.float32)
-    out = ex.run_ops(session, [
-        OpSpec("tensor", outputs=("x",), data=data, attrs={"requires_grad": True}),
-        OpSpec("reshape", (Ref("x"),), ("v",), attrs={"shape": (2, 3)}),
-        OpSpec("sum", (Ref("v"),), ("s",)),
-    ])
+    out = ex.run_ops(session, _ops(
+        ("tensor", (data,), ("x",), {"requires_grad": True}, 0),
+        ("reshape", ("x",), ("v",), {"shape": (2, 3)}, 0),
+        ("sum", ("v",), ("s",), {}, 0),
+    ))
     assert [m.id for m in out] == ["x", "v", "s"] and out[1].shape == (2, 3)
+    assert out[1].strides == (3, 1)
     assert tensor_bytes(session.tensors.values()) == 24 + 4  # the view shares x's storage
     assert ex.backward(session, convert.backward_action(pb.BackwardRequest(tensors=["s"]))) == [
         "x"]
     assert session.nbytes == 24 + 4 + 24
     with engine.no_grad():  # the executor sets grad mode itself, whatever the thread has
-        out = ex.run_ops(session, [OpSpec("mul", (Ref("x"), 2.0), ("y",))])
+        out = ex.run_ops(session, _ops(("mul", ("x", 2.0), ("y",), {}, 0)))
     assert out[0].requires_grad
-    result = ex.step(session, [OpSpec("neg", (Ref("x"),), ("n",)), OpSpec("nope")], ["y"])
+    out = ex.run_ops(session, _ops(("mul", ("x", 2.0), ("z",), {}, codec.NO_GRAD)))
+    assert not out[0].requires_grad
+    result = ex.step(session, _ops(("neg", ("x",), ("n",), {}, 0), ("nope", (), (), {}, 0)),
+                     ["y"])
     assert isinstance(result.error, OpFailure) and result.error.index == 1
     assert "n" in session.tensors and "y" not in session.tensors
+
+
+def test_op_batches_read_like_op_calls():
+    data = [pb.TensorData(shape=[2], raw=np.array([1, 2], "<f4").tobytes())]
+    raw = codec.pack_ops([["tensor", [{"d": 0}], ["x"], {"requires_grad": True}, 0],
+                          ["clamp", ["x"], ["y"], {"min": 1.0, "max": None}, codec.NO_GRAD],
+                          ["add", ["x", 2, 0.5, True], [], None, codec.INPLACE]])
+    req = pb.PipelineRequest(op_batch=raw, op_data=data)
+    (source,) = convert.op_sources(req)
+    ops = [source.read(e) for e in source.entries]
+    assert ops[0][0] == "tensor" and ops[0][1][0].tolist() == [1.0, 2.0]
+    assert ops[1] == ("clamp", ("x",), ("y",), {"min": 1.0, "max": None}, codec.NO_GRAD)
+    assert type(ops[1][3]["min"]) is float
+    assert [type(x) for x in ops[2][1]] == [str, int, float, bool]
+    for bad, match in (
+        (["add"], "entry is"),
+        (["add", "x", [], None, 0], "entry is"),
+        (["add", [{"d": 0}], ["y"], None, 0], "only 'tensor' takes data"),
+        (["tensor", [{"d": 5}], ["y"], None, 0], "op_data"),
+        (["add", [[1]], ["y"], None, 0], "input 0"),
+        (["add", [2 ** 70], ["y"], None, 0], "Overflow"),
+        (["add", [], [""], None, 0], "non-empty"),
+    ):
+        (source,) = convert.op_sources(pb.PipelineRequest(op_batch=codec.pack_ops([bad]),
+                                                          op_data=data))
+        with pytest.raises(InvalidArgumentError, match=match):
+            source.read(source.entries[0])
+    for garbage in (b"{", b"{}", b"\xff"):
+        with pytest.raises(InvalidArgumentError, match="op_batch"):
+            convert.op_sources(pb.PipelineRequest(op_batch=garbage))
 
 
 def test_devices_auto_means_every_gpu_else_cpu(monkeypatch):

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradserve/v1/gradserve.proto\x12\x0cgradserve.v1\x1a\x1cgoogle/protobuf/struct.proto\"&\n\x14\x43reateSessionRequest\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x90\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x14\n\x0ctensor_count\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x01\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x01\"-\n\x14\x43loseSessionResponse\x12\x15\n\rfreed_tensors\x18\x01 \x01(\x03\"G\n\nTensorData\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"S\n\x07Operand\x12\x10\n\x06tensor\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x66loat\x18\x02 \x01(\x01H\x00\x12\r\n\x03int\x18\x03 \x01(\x03H\x00\x12\x0e\n\x04\x62ool\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"\xcc\x01\n\x06OpCall\x12\n\n\x02op\x18\x01 \x01(\t\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.gradserve.v1.Operand\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12&\n\x05\x61ttrs\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07no_grad\x18\x05 \x01(\x08\x12\x0f\n\x07inplace\x18\x06 \x01(\x08\x12&\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x0c\n\x04site\x18\x08 \x01(\t\"W\n\rRunOpsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x03ops\x18\x02 \x03(\x0b\x32\x14.gradserve.v1.OpCall\x12\x0f\n\x07release\x18\x03 \x03(\t\"\xa2\x01\n\nTensorInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rrequires_grad\x18\x05 \x01(\x08\x12\x0f\n\x07is_leaf\x18\x06 \x01(\x08\x12\x0f\n\x07grad_fn\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\x10\n\x08has_grad\x18\t \x01(\x08\";\n\x0eRunOpsResponse\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo\"\x9e\x01\n\x0f\x42\x61\x63kwardRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07tensors\x18\x02 \x03(\t\x12\x14\n\x0cgrad_tensors\x18\x03 \x03(\t\x12\x19\n\x0cretain_graph\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0c\x63reate_graph\x18\x05 \x01(\x08\x12\x0e\n\x06inputs\x18\x06 \x03(\tB\x0f\n\r_retain_graph\")\n\x10\x42\x61\x63kwardResponse\x12\x15\n\rgrads_defined\x18\x01 \x03(\t\"\xc1\x01\n\x0bGradRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\x14\n\x0cgrad_outputs\x18\x04 \x03(\t\x12\x19\n\x0cretain_graph\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0c\x63reate_graph\x18\x06 \x01(\x08\x12\x14\n\x0c\x61llow_unused\x18\x07 \x01(\x08\x12\x0f\n\x07results\x18\x08 \x03(\tB\x0f\n\r_retain_graph\"\x1f\n\x0cGradResponse\x12\x0f\n\x07\x64\x65\x66ined\x18\x01 \x03(\x08\"g\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0c\n\x04grad\x18\x03 \x01(\x08\x12(\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x16.gradserve.v1.Encoding\"q\n\rFetchResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0c\n\x04none\x18\x05 \x01(\x08\"\x7f\n\rUploadRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12(\n\x06tensor\x18\x03 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x15\n\rrequires_grad\x18\x04 \x01(\x08\x12\r\n\x05\x63hunk\x18\x05 \x01(\x0c\"8\n\x0eUploadResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.gradserve.v1.TensorInfo\"1\n\x0eReleaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x03\"@\n\x13ListTensorsResponse\x12)\n\x07tensors\x18\x01 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo\"`\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08op_index\x18\x04 \x01(\x05\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0c\n\x04site\x18\x06 \x01(\t\"\xab\x02\n\x0fPipelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x03ops\x18\x03 \x03(\x0b\x32\x14.gradserve.v1.OpCall\x12\x0f\n\x07release\x18\x04 \x03(\t\x12\x31\n\x08\x62\x61\x63kward\x18\x05 \x01(\x0b\x32\x1d.gradserve.v1.BackwardRequestH\x00\x12)\n\x04grad\x18\x06 \x01(\x0b\x32\x19.gradserve.v1.GradRequestH\x00\x12+\n\x05\x66\x65tch\x18\x07 \x01(\x0b\x32\x1a.gradserve.v1.FetchRequestH\x00\x12\x30\n\x04list\x18\x08 \x01(\x0b\x32 .gradserve.v1.ListTensorsRequestH\x00\x42\x06\n\x04then\"!\n\x12ListTensorsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xf8\x01\n\x10PipelineResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.gradserve.v1.Error\x12\x30\n\x08\x62\x61\x63kward\x18\x03 \x01(\x0b\x32\x1e.gradserve.v1.BackwardResponse\x12(\n\x04grad\x18\x04 \x01(\x0b\x32\x1a.gradserve.v1.GradResponse\x12,\n\x07\x66\x65tched\x18\x05 \x03(\x0b\x32\x1b.gradserve.v1.FetchResponse\x12)\n\x07tensors\x18\x06 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo*K\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NCODING_VALUES\x10\x01\x12\x10\n\x0c\x45NCODING_RAW\x10\x02\x32\xb5\x06\n\x10GradserveService\x12N\n\rCreateSession\x12\".gradserve.v1.CreateSessionRequest\x1a\x19.gradserve.v1.SessionInfo\x12\x46\n\x0f\x44\x65scribeSession\x12\x18.gradserve.v1.SessionRef\x1a\x19.gradserve.v1.SessionInfo\x12L\n\x0c\x43loseSession\x12\x18.gradserve.v1.SessionRef\x1a\".gradserve.v1.CloseSessionResponse\x12\x43\n\x06RunOps\x12\x1b.gradserve.v1.RunOpsRequest\x1a\x1c.gradserve.v1.RunOpsResponse\x12I\n\x08\x42\x61\x63kward\x12\x1d.gradserve.v1.BackwardRequest\x1a\x1e.gradserve.v1.BackwardResponse\x12=\n\x04Grad\x12\x19.gradserve.v1.GradRequest\x1a\x1a.gradserve.v1.GradResponse\x12\x42\n\x05\x46\x65tch\x12\x1a.gradserve.v1.FetchRequest\x1a\x1b.gradserve.v1.FetchResponse0\x01\x12\x45\n\x06Upload\x12\x1b.gradserve.v1.UploadRequest\x1a\x1c.gradserve.v1.UploadResponse(\x01\x12\x46\n\x07Release\x12\x1c.gradserve.v1.ReleaseRequest\x1a\x1d.gradserve.v1.ReleaseResponse\x12J\n\x0bListTensors\x12\x18.gradserve.v1.SessionRef\x1a!.gradserve.v1.ListTensorsResponse\x12M\n\x08Pipeline\x12\x1d.gradserve.v1.PipelineRequest\x1a\x1e.gradserve.v1.PipelineResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgradserve/v1/gradserve.proto\x12\x0cgradserve.v1\x1a\x1cgoogle/protobuf/struct.proto\"&\n\x14\x43reateSessionRequest\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x90\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x14\n\x0ctensor_count\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x01\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x01\"-\n\x14\x43loseSessionResponse\x12\x15\n\rfreed_tensors\x18\x01 \x01(\x03\"G\n\nTensorData\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x01\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"S\n\x07Operand\x12\x10\n\x06tensor\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x66loat\x18\x02 \x01(\x01H\x00\x12\r\n\x03int\x18\x03 \x01(\x03H\x00\x12\x0e\n\x04\x62ool\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"\xcc\x01\n\x06OpCall\x12\n\n\x02op\x18\x01 \x01(\t\x12%\n\x06inputs\x18\x02 \x03(\x0b\x32\x15.gradserve.v1.Operand\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12&\n\x05\x61ttrs\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07no_grad\x18\x05 \x01(\x08\x12\x0f\n\x07inplace\x18\x06 \x01(\x08\x12&\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x0c\n\x04site\x18\x08 \x01(\t\"W\n\rRunOpsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x03ops\x18\x02 \x03(\x0b\x32\x14.gradserve.v1.OpCall\x12\x0f\n\x07release\x18\x03 \x03(\t\"\xb3\x01\n\nTensorInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x15\n\rrequires_grad\x18\x05 \x01(\x08\x12\x0f\n\x07is_leaf\x18\x06 \x01(\x08\x12\x0f\n\x07grad_fn\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\x10\n\x08has_grad\x18\t \x01(\x08\x12\x0f\n\x07strides\x18\n \x03(\x03\";\n\x0eRunOpsResponse\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo\"\x9e\x01\n\x0f\x42\x61\x63kwardRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07tensors\x18\x02 \x03(\t\x12\x14\n\x0cgrad_tensors\x18\x03 \x03(\t\x12\x19\n\x0cretain_graph\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0c\x63reate_graph\x18\x05 \x01(\x08\x12\x0e\n\x06inputs\x18\x06 \x03(\tB\x0f\n\r_retain_graph\")\n\x10\x42\x61\x63kwardResponse\x12\x15\n\rgrads_defined\x18\x01 \x03(\t\"\xc1\x01\n\x0bGradRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\x14\n\x0cgrad_outputs\x18\x04 \x03(\t\x12\x19\n\x0cretain_graph\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0c\x63reate_graph\x18\x06 \x01(\x08\x12\x14\n\x0c\x61llow_unused\x18\x07 \x01(\x08\x12\x0f\n\x07results\x18\x08 \x03(\tB\x0f\n\r_retain_graph\"\x1f\n\x0cGradResponse\x12\x0f\n\x07\x64\x65\x66ined\x18\x01 \x03(\x08\"g\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0c\n\x04grad\x18\x03 \x01(\x08\x12(\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x16.gradserve.v1.Encoding\"q\n\rFetchResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06tensor\x18\x02 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0c\n\x04none\x18\x05 \x01(\x08\"\x7f\n\rUploadRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12(\n\x06tensor\x18\x03 \x01(\x0b\x32\x18.gradserve.v1.TensorData\x12\x15\n\rrequires_grad\x18\x04 \x01(\x08\x12\r\n\x05\x63hunk\x18\x05 \x01(\x0c\"8\n\x0eUploadResponse\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.gradserve.v1.TensorInfo\"1\n\x0eReleaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x03\"@\n\x13ListTensorsResponse\x12)\n\x07tensors\x18\x01 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo\"`\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08op_index\x18\x04 \x01(\x05\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0c\n\x04site\x18\x06 \x01(\t\"\xe8\x02\n\x0fPipelineRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x03ops\x18\x03 \x03(\x0b\x32\x14.gradserve.v1.OpCall\x12\x0f\n\x07release\x18\x04 \x03(\t\x12\x10\n\x08op_batch\x18\t \x01(\x0c\x12)\n\x07op_data\x18\n \x03(\x0b\x32\x18.gradserve.v1.TensorData\x12\x31\n\x08\x62\x61\x63kward\x18\x05 \x01(\x0b\x32\x1d.gradserve.v1.BackwardRequestH\x00\x12)\n\x04grad\x18\x06 \x01(\x0b\x32\x19.gradserve.v1.GradRequestH\x00\x12+\n\x05\x66\x65tch\x18\x07 \x01(\x0b\x32\x1a.gradserve.v1.FetchRequestH\x00\x12\x30\n\x04list\x18\x08 \x01(\x0b\x32 .gradserve.v1.ListTensorsRequestH\x00\x42\x06\n\x04then\"!\n\x12ListTensorsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xf8\x01\n\x10PipelineResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.gradserve.v1.Error\x12\x30\n\x08\x62\x61\x63kward\x18\x03 \x01(\x0b\x32\x1e.gradserve.v1.BackwardResponse\x12(\n\x04grad\x18\x04 \x01(\x0b\x32\x1a.gradserve.v1.GradResponse\x12,\n\x07\x66\x65tched\x18\x05 \x03(\x0b\x32\x1b.gradserve.v1.FetchResponse\x12)\n\x07tensors\x18\x06 \x03(\x0b\x32\x18.gradserve.v1.TensorInfo*K\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NCODING_VALUES\x10\x01\x12\x10\n\x0c\x45NCODING_RAW\x10\x02\x32\xb5\x06\n\x10GradserveService\x12N\n\rCreateSession\x12\".gradserve.v1.CreateSessionRequest\x1a\x19.gradserve.v1.SessionInfo\x12\x46\n\x0f\x44\x65scribeSession\x12\x18.gradserve.v1.SessionRef\x1a\x19.gradserve.v1.SessionInfo\x12L\n\x0c\x43loseSession\x12\x18.gradserve.v1.SessionRef\x1a\".gradserve.v1.CloseSessionResponse\x12\x43\n\x06RunOps\x12\x1b.gradserve.v1.RunOpsRequest\x1a\x1c.gradserve.v1.RunOpsResponse\x12I\n\x08\x42\x61\x63kward\x12\x1d.gradserve.v1.BackwardRequest\x1a\x1e.gradserve.v1.BackwardResponse\x12=\n\x04Grad\x12\x19.gradserve.v1.GradRequest\x1a\x1a.gradserve.v1.GradResponse\x12\x42\n\x05\x46\x65tch\x12\x1a.gradserve.v1.FetchRequest\x1a\x1b.gradserve.v1.FetchResponse0\x01\x12\x45\n\x06Upload\x12\x1b.gradserve.v1.UploadRequest\x1a\x1c.gradserve.v1.UploadResponse(\x01\x12\x46\n\x07Release\x12\x1c.gradserve.v1.ReleaseRequest\x1a\x1d.gradserve.v1.ReleaseResponse\x12J\n\x0bListTensors\x12\x18.gradserve.v1.SessionRef\x1a!.gradserve.v1.ListTensorsResponse\x12M\n\x08Pipeline\x12\x1d.gradserve.v1.PipelineRequest\x1a\x1e.gradserve.v1.PipelineResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gradserve.v1.gradserve_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=2704
-  _globals['_ENCODING']._serialized_end=2779
+  _globals['_ENCODING']._serialized_start=2782
+  _globals['_ENCODING']._serialized_end=2857
   _globals['_CREATESESSIONREQUEST']._serialized_start=76
   _globals['_CREATESESSIONREQUEST']._serialized_end=114
   _globals['_SESSIONREF']._serialized_start=116
@@ -51,39 +51,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNOPSREQUEST']._serialized_start=709
   _globals['_RUNOPSREQUEST']._serialized_end=796
   _globals['_TENSORINFO']._serialized_start=799
-  _globals['_TENSORINFO']._serialized_end=961
-  _globals['_RUNOPSRESPONSE']._serialized_start=963
-  _globals['_RUNOPSRESPONSE']._serialized_end=1022
-  _globals['_BACKWARDREQUEST']._serialized_start=1025
-  _globals['_BACKWARDREQUEST']._serialized_end=1183
-  _globals['_BACKWARDRESPONSE']._serialized_start=1185
-  _globals['_BACKWARDRESPONSE']._serialized_end=1226
-  _globals['_GRADREQUEST']._serialized_start=1229
-  _globals['_GRADREQUEST']._serialized_end=1422
-  _globals['_GRADRESPONSE']._serialized_start=1424
-  _globals['_GRADRESPONSE']._serialized_end=1455
-  _globals['_FETCHREQUEST']._serialized_start=1457
-  _globals['_FETCHREQUEST']._serialized_end=1560
-  _globals['_FETCHRESPONSE']._serialized_start=1562
-  _globals['_FETCHRESPONSE']._serialized_end=1675
-  _globals['_UPLOADREQUEST']._serialized_start=1677
-  _globals['_UPLOADREQUEST']._serialized_end=1804
-  _globals['_UPLOADRESPONSE']._serialized_start=1806
-  _globals['_UPLOADRESPONSE']._serialized_end=1862
-  _globals['_RELEASEREQUEST']._serialized_start=1864
-  _globals['_RELEASEREQUEST']._serialized_end=1913
-  _globals['_RELEASERESPONSE']._serialized_start=1915
-  _globals['_RELEASERESPONSE']._serialized_end=1950
-  _globals['_LISTTENSORSRESPONSE']._serialized_start=1952
-  _globals['_LISTTENSORSRESPONSE']._serialized_end=2016
-  _globals['_ERROR']._serialized_start=2018
-  _globals['_ERROR']._serialized_end=2114
-  _globals['_PIPELINEREQUEST']._serialized_start=2117
-  _globals['_PIPELINEREQUEST']._serialized_end=2416
-  _globals['_LISTTENSORSREQUEST']._serialized_start=2418
-  _globals['_LISTTENSORSREQUEST']._serialized_end=2451
-  _globals['_PIPELINERESPONSE']._serialized_start=2454
-  _globals['_PIPELINERESPONSE']._serialized_end=2702
-  _globals['_GRADSERVESERVICE']._serialized_start=2782
-  _globals['_GRADSERVESERVICE']._serialized_end=3603
+  _globals['_TENSORINFO']._serialized_end=978
+  _globals['_RUNOPSRESPONSE']._serialized_start=980
+  _globals['_RUNOPSRESPONSE']._serialized_end=1039
+  _globals['_BACKWARDREQUEST']._serialized_start=1042
+  _globals['_BACKWARDREQUEST']._serialized_end=1200
+  _globals['_BACKWARDRESPONSE']._serialized_start=1202
+  _globals['_BACKWARDRESPONSE']._serialized_end=1243
+  _globals['_GRADREQUEST']._serialized_start=1246
+  _globals['_GRADREQUEST']._serialized_end=1439
+  _globals['_GRADRESPONSE']._serialized_start=1441
+  _globals['_GRADRESPONSE']._serialized_end=1472
+  _globals['_FETCHREQUEST']._serialized_start=1474
+  _globals['_FETCHREQUEST']._serialized_end=1577
+  _globals['_FETCHRESPONSE']._serialized_start=1579
+  _globals['_FETCHRESPONSE']._serialized_end=1692
+  _globals['_UPLOADREQUEST']._serialized_start=1694
+  _globals['_UPLOADREQUEST']._serialized_end=1821
+  _globals['_UPLOADRESPONSE']._serialized_start=1823
+  _globals['_UPLOADRESPONSE']._serialized_end=1879
+  _globals['_RELEASEREQUEST']._serialized_start=1881
+  _globals['_RELEASEREQUEST']._serialized_end=1930
+  _globals['_RELEASERESPONSE']._serialized_start=1932
+  _globals['_RELEASERESPONSE']._serialized_end=1967
+  _globals['_LISTTENSORSRESPONSE']._serialized_start=1969
+  _globals['_LISTTENSORSRESPONSE']._serialized_end=2033
+  _globals['_ERROR']._serialized_start=2035
+  _globals['_ERROR']._serialized_end=2131
+  _globals['_PIPELINEREQUEST']._serialized_start=2134
+  _globals['_PIPELINEREQUEST']._serialized_end=2494
+  _globals['_LISTTENSORSREQUEST']._serialized_start=2496
+  _globals['_LISTTENSORSREQUEST']._serialized_end=2529
+  _globals['_PIPELINERESPONSE']._serialized_start=2532
+  _globals['_PIPELINERESPONSE']._serialized_end=2780
+  _globals['_GRADSERVESERVICE']._serialized_start=2860
+  _globals['_GRADSERVESERVICE']._serialized_end=3681
 # @@protoc_insertion_point(module_scope)

@@ -108,7 +108,7 @@ class RunOpsRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
-    __slots__ = ("id", "shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "version", "has_grad")
+    __slots__ = ("id", "shape", "dtype", "device", "requires_grad", "is_leaf", "grad_fn", "version", "has_grad", "strides")
     ID_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class TensorInfo(_message.Message):
     GRAD_FN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HAS_GRAD_FIELD_NUMBER: _ClassVar[int]
+    STRIDES_FIELD_NUMBER: _ClassVar[int]
     id: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: str
@@ -127,7 +128,8 @@ class TensorInfo(_message.Message):
     grad_fn: str
     version: int
     has_grad: bool
-    def __init__(self, id: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., has_grad: _Optional[bool] = ...) -> None: ...
+    strides: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., requires_grad: _Optional[bool] = ..., is_leaf: _Optional[bool] = ..., grad_fn: _Optional[str] = ..., version: _Optional[int] = ..., has_grad: _Optional[bool] = ..., strides: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RunOpsResponse(_message.Message):
     __slots__ = ("outputs",)
@@ -266,11 +268,13 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ..., op_index: _Optional[int] = ..., op: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class PipelineRequest(_message.Message):
-    __slots__ = ("session_id", "seq", "ops", "release", "backward", "grad", "fetch", "list")
+    __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    OP_BATCH_FIELD_NUMBER: _ClassVar[int]
+    OP_DATA_FIELD_NUMBER: _ClassVar[int]
     BACKWARD_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
@@ -279,11 +283,13 @@ class PipelineRequest(_message.Message):
     seq: int
     ops: _containers.RepeatedCompositeFieldContainer[OpCall]
     release: _containers.RepeatedScalarFieldContainer[str]
+    op_batch: bytes
+    op_data: _containers.RepeatedCompositeFieldContainer[TensorData]
     backward: BackwardRequest
     grad: GradRequest
     fetch: FetchRequest
     list: ListTensorsRequest
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ...) -> None: ...
 
 class ListTensorsRequest(_message.Message):
     __slots__ = ("ids",)

@@ -1,0 +1,157 @@
+"""backward() and autograd.grad() on a remote session, and what they do to `.grad` proxies.
+
+The client holds an image of the server's graph: the same nodes the engine records, made by
+the same bookkeeping, without data. So it runs torch's checks here (roots, a graph already
+freed, a saved tensor changed in place), knows which tensors the call gives a `.grad`, frees
+its image of the graph as the server frees the real one, and sends the call without waiting.
+Only a graph with nodes the server described by name (attached or rebuilt tensors) leaves the
+client guessing; then the call waits for the server's answer.
+"""
+
+from __future__ import annotations
+
+from gradserve.engine import AutogradError
+from gradserve.engine._autograd import AccumulateGrad, Node, plan_backward
+from gradserve.engine._grad_api import as_list, check_roots, check_unused
+from gradserve.v1 import gradserve_pb2 as pb
+
+from ._tensor import RemoteTensor, from_info
+
+
+def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs) -> None:
+    """tensor.backward() / autograd.backward() for proxies of `session`."""
+    tensors = [session._own(t) for t in as_list(tensors)]
+    grads, keep = _root_grads(session, tensors, grad_tensors)
+    inputs = as_list(inputs)
+    if inputs is not None:
+        if not inputs:
+            raise AutogradError("`inputs` argument to `backward()` cannot be empty.")
+        inputs = [session._own(t) for t in inputs]
+    if retain_graph is None:
+        retain_graph = create_graph
+    request = pb.BackwardRequest(session_id=session.id, tensors=[t._id for t in tensors],
+                                 grad_tensors=grads, create_graph=bool(create_graph),
+                                 inputs=[t._id for t in inputs or ()],
+                                 retain_graph=bool(retain_graph))
+    written = _run_locally(tensors, inputs, retain_graph, accumulate=True)[0]
+    if written is None:  # part of the graph is only known to the server: ask it
+        ids = session._roundtrip(backward=request).backward.grads_defined
+        session._grad_epoch += 1
+        for tid in ids:
+            proxy = session._proxy(tid)
+            if proxy is not None:
+                _guess_written(proxy, session._grad_epoch, create_graph)
+    else:
+        session._send_action(backward=request)
+        for proxy in written:
+            _written(proxy, session._grad_epoch, create_graph)
+    del keep  # gradients uploaded for the call stay bound until it was sent
+
+
+def grad(session, outputs, inputs, grad_outputs, retain_graph, create_graph,
+         allow_unused) -> tuple:
+    """autograd.grad() for proxies of `session`: new proxies bound to the gradients."""
+    outputs = [session._own(t) for t in as_list(outputs)]
+    inputs = [session._own(t) for t in as_list(inputs)]
+    grads, keep = _root_grads(session, outputs, grad_outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    results = [session._new_id() for _ in inputs]
+    request = pb.GradRequest(session_id=session.id, outputs=[t._id for t in outputs],
+                             inputs=[t._id for t in inputs], grad_outputs=grads,
+                             create_graph=bool(create_graph), allow_unused=bool(allow_unused),
+                             results=results, retain_graph=bool(retain_graph))
+    _, defined = _run_locally(outputs, inputs, retain_graph, accumulate=False)
+    if defined is not None:
+        check_unused([True if d else None for d in defined], allow_unused)
+    if defined is None or create_graph:
+        # the results' graph (or what reaches them) is only known to the server: ask it
+        defined = list(session._roundtrip(grad=request).grad.defined)
+        defined += [True] * (len(inputs) - len(defined))
+        if create_graph and any(defined):
+            by_id = {info.id: info
+                     for info in session._list([r for r, d in zip(results, defined,
+                                                                   strict=True) if d])}
+            return tuple(from_info(session, by_id[r], owned=True) if d else None
+                         for r, d in zip(results, defined, strict=True))
+    else:
+        session._send_action(grad=request)
+    del keep
+    return tuple(RemoteTensor(session, r, t._shape, t.dtype, t._device) if d else None
+                 for r, t, d in zip(results, inputs, defined, strict=True))
+
+
+def _root_grads(session, tensors: list, grads) -> tuple[list, list]:
+    """Ids of the roots' gradients (uploading plain data as the root's dtype) after torch's
+    checks; and the gradient proxies, which the caller keeps alive until the call was sent (a
+    collected proxy is released with the very request that names it)."""
+    grads = as_list(grads) or [None] * len(tensors)
+    grads = [g if g is None or isinstance(g, RemoteTensor) else session.tensor(g, dtype=t.dtype)
+             for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
+    check_roots(tensors, grads)
+    given = [session._own(g) for g in grads if g is not None]
+    if given and len(given) != len(grads):
+        raise AutogradError(
+            "gradserve needs either every gradient or none of them for non-scalar roots"
+        )
+    return [g._id for g in given], given
+
+
+def _run_locally(roots, inputs, retain_graph: bool, accumulate: bool):
+    """Walk the local image of the graph as the engine will: raise what it would, free what
+    it frees. Returns (the proxies whose .grad the call writes, per input whether a gradient
+    reaches it); (None, None) when the graph holds nodes only the server knows."""
+    _, targets, deps = plan_backward(roots, inputs)
+    known = not any(type(n) is Node and n.op is None for n in deps)
+    if not retain_graph:
+        for node in deps:
+            if type(node) is Node:
+                node.free()
+    if not known:
+        return None, None
+    written = []
+    for node in deps:
+        if type(node) is AccumulateGrad:
+            if accumulate and (targets is None or node in targets):
+                written.append(node.variable)
+        elif node._retained and (targets is None or accumulate):
+            written.extend(t for t in (ref() for ref in node._retained.values())
+                           if t is not None)
+    if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
+        written.extend(t for t in inputs if t.grad_fn is not None and not t._retains_grad)
+    defined = None if inputs is None else [t.grad_fn in deps if t.grad_fn is not None
+                                           else t._acc is not None and t._acc() in deps
+                                           for t in inputs]
+    return written, defined
+
+
+def _written(proxy: RemoteTensor, epoch: int, create_graph: bool) -> None:
+    """What the engine's AccumulateGrad does to proxy's .grad: a grad made by an earlier
+    backward without create_graph is added into in place, so the proxy the user holds stays
+    `.grad`, one version up; any other grad is a new tensor, bound on next use."""
+    had, proxy._has_grad = proxy._has_grad, True
+    cached = proxy._grad_cache
+    if had and not create_graph and proxy._grad_owned and (
+            cached is None or not cached[1].requires_grad):
+        if cached is not None:
+            cached[1]._vc.value += 1
+            proxy._grad_cache = (epoch, cached[1])
+        return
+    proxy._grad_cache = None  # let go of the id bound to the old grad now
+    proxy._grad_owned = not create_graph
+    proxy._grad_graph = bool(create_graph)
+
+
+def _guess_written(proxy: RemoteTensor, epoch: int, create_graph: bool) -> None:
+    """The server says proxy has a .grad, after a call whose reach is not known here: a grad
+    it may have added into in place keeps its proxy (its version is not known)."""
+    had, proxy._has_grad = proxy._has_grad, True
+    cached = proxy._grad_cache
+    if had and not create_graph and proxy._grad_owned and (
+            cached is None or not cached[1].requires_grad):
+        if cached is not None:
+            proxy._grad_cache = (epoch, cached[1])
+        return
+    proxy._grad_cache = None
+    proxy._grad_owned = (proxy._grad_owned or not had) and not create_graph
+    proxy._grad_graph = (proxy._grad_graph and had) or bool(create_graph)

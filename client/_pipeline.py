@@ -1,0 +1,149 @@
+"""The session's Pipeline stream: requests go out in order, responses come back in order.
+
+There is no reader thread: a caller that waits reads responses off the stream itself (one
+reader at a time; other waiters sleep until theirs has been read), so a reply wakes the
+thread that waits for it directly. Responses nobody waits for are read on the way to one
+that somebody does, or when MAX_IN_FLIGHT of them are outstanding. An error in a request
+nobody waited for is kept and raised at the next wait, naming the op and the user's line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+
+from . import _wire
+from ._errors import ConnectionError, GradserveError
+
+MAX_IN_FLIGHT = 64  # requests sent without waiting before a sender blocks (backpressure)
+
+
+class Pipeline:
+    """The bidirectional stream: a queue feeds requests; the threads that need answers read them."""
+
+    _PENDING = object()
+
+    def __init__(self, client, session_id: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._seq = itertools.count(1)
+        self._cond = threading.Condition()
+        self._sent: dict[int, tuple] = {}  # seq -> (op entries, sites), to name a failing op
+        self._waiting: dict[int, object] = {}  # seq -> response once it arrived
+        self._deferred: list[tuple[int, GradserveError]] = []  # errors nobody waited for
+        self._broken: GradserveError | None = None
+        self.reported = False  # the break was raised to the caller: a new stream may replace it
+        self._closing = False
+        self._ended = False  # the stream finished after close()
+        self._reading = False  # a thread is reading the stream
+        self._unanswered = 0  # requests sent without a waiter whose response is still out
+        self._stream = client._call_stream("Pipeline", self._requests(), session_id=session_id)
+        self._responses = iter(self._stream)
+
+    def _requests(self):
+        while True:
+            request = self._queue.get()
+            if request is None:
+                return
+            yield request
+
+    def _pump(self, done) -> None:
+        """With `_cond` held: read responses until `done()`, or until the stream is over.
+
+        One thread reads at a time, without the lock; the others wait for it to deliver."""
+        while not done() and self._broken is None and not self._ended:
+            if self._reading:
+                self._cond.wait()
+                continue
+            self._reading = True
+            self._cond.release()
+            try:
+                self._read_one()
+            finally:
+                self._cond.acquire()
+                self._reading = False
+                self._cond.notify_all()
+
+    def _read_one(self) -> None:
+        try:
+            response = next(self._responses)
+        except StopIteration:
+            if self._closing:
+                with self._cond:
+                    self._ended = True
+                return
+            self._fail(ConnectionError("the server closed the session's pipeline stream"))
+        except Exception as e:  # the stream is gone: every waiter must hear about it
+            if not isinstance(e, GradserveError):
+                e = ConnectionError(f"the session's pipeline failed: {type(e).__name__}: {e}")
+            self._fail(e)
+        else:
+            self._deliver(response)
+
+    def _fail(self, error: GradserveError) -> None:
+        with self._cond:
+            if self._broken is None:
+                self._broken = error
+
+    def _deliver(self, response) -> None:
+        with self._cond:
+            seq = response.seq
+            ops = self._sent.pop(seq, ())
+            err = _wire.error_value(response.error, ops) if response.HasField("error") else None
+            if seq in self._waiting:
+                self._waiting[seq] = (response, err)
+            else:
+                if err is not None:
+                    self._deferred.append((seq, err))
+                self._unanswered -= 1
+
+    def submit(self, request, ops: tuple | None, wait: bool) -> int:
+        """Send `request`; must be called under the session lock so seqs go out in order."""
+        with self._cond:
+            if not wait:  # backpressure: read answers until few enough are outstanding
+                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT)
+            if self._broken is not None:
+                self.reported = True
+                raise self._broken
+            seq = next(self._seq)
+            request.seq = seq
+            if ops:
+                self._sent[seq] = ops
+            if wait:
+                self._waiting[seq] = self._PENDING
+            else:
+                self._unanswered += 1
+        self._queue.put(request)
+        return seq
+
+    def wait(self, seq: int):
+        """Block for response `seq`; raise the first error of it or of any earlier request."""
+        with self._cond:
+            self._pump(lambda: self._waiting[seq] is not self._PENDING)
+            result = self._waiting.pop(seq)
+            earlier = [e for s, e in self._deferred if s < seq]
+            self._deferred = [(s, e) for s, e in self._deferred if s > seq]
+        if earlier:
+            raise earlier[0]
+        if result is self._PENDING:
+            self.reported = True
+            raise self._broken or ConnectionError("the session's pipeline was closed")
+        response, err = result
+        if err is not None:
+            raise err
+        return response
+
+    def close(self) -> None:
+        """End the stream after what was sent; its answers are read (for up to 5 s) so that
+        the server runs all of it, then the call is cancelled if it has not ended."""
+        self._closing = True
+        self._queue.put(None)
+        drain = threading.Thread(target=self._drain, name="gradserve-pipe-close", daemon=True)
+        drain.start()
+        drain.join(timeout=5)
+        if drain.is_alive():
+            self._stream.cancel()
+
+    def _drain(self) -> None:
+        with self._cond:
+            self._pump(lambda: False)

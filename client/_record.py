@@ -1,0 +1,128 @@
+"""Recording ops on proxies: the engine's bookkeeping, then the op goes into the buffer.
+
+`apply` and `apply_inplace` are the client's halves of each op, beside the engine's in
+`gradserve.engine._dispatch`: the same placement, shape rule, view and graph bookkeeping
+(`gradserve.engine._meta`), with the computation left to the server. An error a torch user
+expects at the offending line (shapes, dtypes, devices, in-place rules) is raised here.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+
+import numpy as np
+from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
+from gradserve.engine._meta import (
+    check_inplace,
+    commit_inplace,
+    inplace_node,
+    mark_views,
+    placement,
+    record,
+    records,
+    set_history,
+)
+
+from ._errors import SessionLostError
+from ._tensor import RemoteTensor
+
+
+# -- where the user's code called us ----------------------------------------------------------
+def _package_dirs() -> tuple[str, ...]:
+    import gradserve.engine
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    engine = os.path.dirname(os.path.abspath(gradserve.engine.__file__))
+    return tuple(d + os.sep for d in (here, engine))
+
+
+_PACKAGE_DIRS = _package_dirs()
+_INTERNAL: dict[str, bool] = {}
+
+
+def caller_site() -> str:
+    """"file.py:LINE" of the innermost stack frame outside the gradserve package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        internal = _INTERNAL.get(filename)
+        if internal is None:
+            internal = _INTERNAL[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
+        if not internal:
+            return f"{os.path.basename(filename)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+# -- operands ---------------------------------------------------------------------------------
+_PLAIN = (int, float, bool)
+
+
+def _plain(x):
+    """Inputs as the wire carries them: proxies stay, numpy scalars become Python numbers."""
+    if type(x) in _PLAIN or isinstance(x, RemoteTensor):
+        return x
+    if isinstance(x, np.generic) and x.ndim == 0:
+        return x.item()
+    if isinstance(x, numbers.Real) and not isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, TensorAPI):
+        raise InvalidArgumentError(
+            f"a RemoteTensor can't be combined with an in-process {type(x).__name__}; create "
+            "it on the session (s.tensor(...)) or fetch the remote one (.numpy())"
+        )
+    raise InvalidArgumentError(
+        f"expected a Tensor or a number as operand, but got {type(x).__name__}"
+    )
+
+
+def _session_of(inputs: tuple, session=None):
+    """The session the proxies among `inputs` share."""
+    for x in inputs:
+        if isinstance(x, RemoteTensor):
+            if session is None:
+                session = x._session
+            elif x._session is not session:
+                raise InvalidArgumentError(
+                    "Expected all tensors to be in the same session, but found at least two "
+                    f"sessions, {session.id} and {x._session.id}!"
+                )
+    if session is None:
+        raise InvalidArgumentError("expected at least one RemoteTensor argument")
+    if session.closed:
+        raise SessionLostError(f"session {session.id} is closed")
+    return session
+
+
+# -- recording --------------------------------------------------------------------------------
+def apply(op, inputs: tuple, attrs: dict, session=None):
+    """Record `op(*inputs, **attrs)` on the session and return proxies for its outputs."""
+    inputs = tuple(_plain(x) for x in inputs)
+    session = _session_of(inputs, session)
+    device, any_grad = placement(inputs, session.device)
+    meta = op.infer(*inputs, **attrs)
+    metas = (meta,) if type(meta) is Meta else meta
+    out_device = attrs["device"] if op.needs_device else device
+    outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
+                                 strides=m.strides) for m in metas)
+    if op.view:
+        mark_views(op, inputs[0], outputs, metas, attrs)
+    if records(op, any_grad, meta):
+        set_history(outputs, record(op, inputs, attrs, device), op)
+    session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
+    return outputs[0] if type(meta) is Meta else outputs
+
+
+def apply_inplace(op, self: RemoteTensor, others: tuple, attrs: dict) -> RemoteTensor:
+    """Record `self.op_(*others)`: the engine's in-place checks and history rewrite (through
+    a view, the base takes a CopySlices node), with the write left to the server."""
+    others = tuple(_plain(x) for x in others)
+    session = _session_of((self, *others))
+    recorded = check_inplace(op, self, others, attrs)
+    placement((self, *others), self._device)
+    node = inplace_node(op, self, others, attrs) if recorded else None
+    session._send(op.name, (self, *others), (), attrs, inplace=True)
+    commit_inplace(op, self, node)
+    return self

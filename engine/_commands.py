@@ -1,0 +1,94 @@
+"""Wire ops that change autograd state instead of computing: the registry's commands.
+
+A remote session drives everything through op names, so `x.requires_grad_()`, `x.grad`,
+`x.grad = g`, `x.retain_grad()`, `x.detach_()`, `x.data = y`, `manual_seed(n)` and making a
+leaf from data are ops too. Each runs the engine's own method on engine tensors; the
+in-process engine reaches the same entries (`engine.tensor`, `engine.manual_seed`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import backend
+from ._errors import AutogradError, InvalidArgumentError
+from ._random import current_generator_object
+from ._registry import defcommand
+from ._tensor import Tensor
+
+
+def _tensor(name: str, inputs: tuple, i: int) -> Tensor:
+    x = inputs[i]
+    if not isinstance(x, Tensor):
+        raise InvalidArgumentError(f"input {i} of '{name}' must be a tensor id")
+    return x
+
+
+def _bool(attrs: dict, name: str, default: bool) -> bool:
+    value = attrs.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidArgumentError(f"attr {name!r} must be true or false, got {value!r}")
+
+
+@defcommand("tensor", inputs=(0, 1), outputs=(1, 1), needs_device=True)
+def _make_tensor(inputs, attrs):
+    """A new leaf from a host array (moved to the device)."""
+    if not inputs or not isinstance(inputs[0], np.ndarray):
+        raise InvalidArgumentError("'tensor' needs data (TensorData with values or raw)")
+    device = attrs["device"]
+    t = Tensor(backend(device).from_host(inputs[0]), device)
+    if _bool(attrs, "requires_grad", False):
+        t.requires_grad_(True)
+    return (t,)
+
+
+@defcommand("requires_grad_", inputs=(1, 1), outputs=(0, 1))
+def _requires_grad_(inputs, attrs):
+    t = _tensor("requires_grad_", inputs, 0)
+    return (t.requires_grad_(_bool(attrs, "requires_grad", True)),)
+
+
+@defcommand("retain_grad", inputs=(1, 1), outputs=(0, 0))
+def _retain_grad(inputs, attrs):
+    _tensor("retain_grad", inputs, 0).retain_grad()
+    return ()
+
+
+@defcommand("grad", inputs=(1, 1), outputs=(1, 1))
+def _grad(inputs, attrs):
+    """Bind a tensor's .grad to an id (fails when it is None)."""
+    g = _tensor("grad", inputs, 0)._grad
+    if g is None:
+        raise AutogradError("the tensor has no grad (its .grad is None)")
+    return (g,)
+
+
+@defcommand("set_grad", inputs=(1, 2), outputs=(0, 0))
+def _set_grad(inputs, attrs):
+    t = _tensor("set_grad", inputs, 0)
+    t.grad = _tensor("set_grad", inputs, 1) if len(inputs) == 2 else None
+    return ()
+
+
+@defcommand("detach_", inputs=(1, 1), outputs=(0, 1))
+def _detach_(inputs, attrs):
+    return (_tensor("detach_", inputs, 0).detach_(),)
+
+
+@defcommand("set_data", inputs=(2, 2), outputs=(0, 0))
+def _set_data(inputs, attrs):
+    _tensor("set_data", inputs, 0).data = _tensor("set_data", inputs, 1)
+    return ()
+
+
+@defcommand("manual_seed", inputs=(0, 0), outputs=(0, 0))
+def _manual_seed(inputs, attrs):
+    """Seed the current generator (a server session's own, or the engine's default)."""
+    seed = attrs.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidArgumentError(f"manual_seed needs an integer attr 'seed', got {seed!r}")
+    current_generator_object().manual_seed(seed % (1 << 64))  # torch takes negative seeds too
+    return ()

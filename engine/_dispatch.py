@@ -1,0 +1,106 @@
+"""Running registered ops on engine tensors: compute, then the shared bookkeeping.
+
+`apply` and `apply_inplace` are the engine's halves of each op: they place it, run its
+forward on the device's array module and wrap the results; what the op means for autograd
+(views, graph nodes, in-place checks and history) comes from `_meta`, the same functions the
+client's proxies call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._backend import backend
+from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
+from ._meta import (
+    check_inplace,
+    commit_inplace,
+    inplace_node,
+    mark_views,
+    placement,
+    record,
+    records,
+    set_history,
+)
+from ._random import current_generator
+from ._registry import Meta, OpDef
+from ._tensor import Tensor
+
+
+def _finish(xp, arr, meta: Meta, op: OpDef):
+    if not isinstance(arr, xp.ndarray):
+        arr = xp.asarray(arr)
+    want = meta.dtype.np
+    if arr.dtype is not want and arr.dtype != want:  # builtin numpy dtypes are singletons
+        arr = arr.astype(want)
+    if arr.shape != meta.shape:
+        raise AutogradError(
+            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
+        )
+    if meta.strides is None and not arr.flags.c_contiguous:
+        # a fresh result is contiguous, as its shape rule (and so the client) assumes
+        arr = xp.ascontiguousarray(arr)
+    return arr
+
+
+def _args(inputs) -> list:
+    return [x._data if isinstance(x, Tensor) else x for x in inputs]
+
+
+def _run(op: OpDef, be, args, attrs: dict):
+    kw = {**attrs, "gen": current_generator()} if op.random else attrs
+    try:
+        return be.run(op.forward, args, kw)
+    except TensorIndexError:
+        raise
+    except IndexError as e:  # other data-dependent checks (loss targets) surface here
+        raise TensorIndexError(f"{op.name}: {e}") from None
+
+
+def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
+    """Run `op` on `inputs` (tensors and Python scalars) and record it for autograd.
+
+    `check(meta)`, when given, sees the inferred outputs before anything is allocated (the
+    server checks byte limits and output counts there)."""
+    device, any_grad = placement(inputs, attrs.get("device", "cpu"))
+    meta = op.infer(*inputs, **attrs)
+    if check is not None:
+        check(meta)
+    be = backend(device)
+    out = _run(op, be, _args(inputs), attrs)
+    out_device = attrs["device"] if op.needs_device else device
+    xp = be.xp if out_device == device else backend(out_device).xp
+    if type(meta) is Meta:
+        result = Tensor(_finish(xp, out, meta, op), out_device, dtype=meta.dtype)
+        outputs, metas = (result,), (meta,)
+    else:
+        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device, dtype=m.dtype)
+                        for a, m in zip(out, meta, strict=True))
+        result, metas = outputs, meta
+    if op.view:
+        mark_views(op, inputs[0], outputs, metas, attrs)
+    if records(op, any_grad, meta):
+        set_history(outputs, record(op, inputs, attrs, device), op)
+    return result
+
+
+def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
+    """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
+    recorded = check_inplace(op, self, others, attrs)
+    target = self._data
+    if isinstance(target, np.ndarray) and not target.flags.writeable:
+        raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
+    device, _ = placement((self, *others), self._device)
+    be = backend(device)
+    if not recorded and op.forward_into is not None:
+        # nothing to record: write straight into storage (an optimizer step)
+        be.run(op.forward_into, [target, *_args(others)], attrs)
+        self._vc.value += 1
+        return self
+    node = inplace_node(op, self, others, attrs) if recorded else None
+    out = _run(op, be, [target, *_args(others)], attrs)
+    target[...] = out
+    commit_inplace(op, self, node)
+    return self
