@@ -21,7 +21,6 @@ from gradserve.engine import (
     get_op,
 )
 from gradserve.engine._autograd import Node
-from gradserve.engine._layout import contiguous
 from gradserve.engine._meta import Shadow
 
 
@@ -38,16 +37,15 @@ class RemoteTensor(AutogradMeta):
     [[2.0, 2.0], [2.0, 2.0]]
     """
 
-    __slots__ = ("_session", "_id", "_shape", "_strides", "_has_grad", "_grad_graph",
-                 "_grad_owned", "_grad_cache", "_owned")
+    __slots__ = ("_session", "_id", "_shape", "_has_grad", "_grad_graph", "_grad_owned",
+                 "_grad_cache", "_owned")
 
     def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
                  strides: tuple | None = None, owned: bool = True) -> None:
-        self._init_meta(dtype, device)
+        self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id
         self._shape = shape
-        self._strides = strides  # None: contiguous
         self._has_grad = False  # whether the server's tensor has a .grad, as far as we know
         self._grad_graph = False  # whether that grad was made with create_graph=True
         # whether that grad was made by a backward without create_graph (so it is writable and
@@ -78,9 +76,6 @@ class RemoteTensor(AutogradMeta):
     @property
     def shape(self) -> tuple[int, ...]:
         return self._shape
-
-    def _layout(self) -> tuple[int, ...]:
-        return self._strides if self._strides is not None else contiguous(self._shape)
 
     def _saved_data(self):
         return None  # the data lives on the server; the local graph keeps versions only

@@ -45,6 +45,13 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
     return arr
 
 
+def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
+    t = Tensor(_finish(xp, arr, meta, op), device, dtype=meta.dtype)
+    if meta.strides is not None:  # a view: the strides its shape rule gave, as the client's
+        t._strides = meta.strides
+    return t
+
+
 def _args(inputs) -> list:
     return [x._data if isinstance(x, Tensor) else x for x in inputs]
 
@@ -73,11 +80,10 @@ def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     out_device = attrs["device"] if op.needs_device else device
     xp = be.xp if out_device == device else backend(out_device).xp
     if type(meta) is Meta:
-        result = Tensor(_finish(xp, out, meta, op), out_device, dtype=meta.dtype)
+        result = _output(xp, out, meta, op, out_device)
         outputs, metas = (result,), (meta,)
     else:
-        outputs = tuple(Tensor(_finish(xp, a, m, op), out_device, dtype=m.dtype)
-                        for a, m in zip(out, meta, strict=True))
+        outputs = tuple(_output(xp, a, m, op, out_device) for a, m in zip(out, meta, strict=True))
         result, metas = outputs, meta
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)

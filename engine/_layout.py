@@ -26,10 +26,10 @@ def contiguous(shape: Sequence[int]) -> tuple[int, ...]:
 
 def is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     """Whether (shape, strides) is C-contiguous, ignoring size-1 dims (torch's rule)."""
+    if 0 in shape:
+        return True
     expected = 1
     for n, s in zip(reversed(shape), reversed(strides), strict=True):
-        if n == 0:
-            return True
         if n != 1:
             if s != expected:
                 return False
@@ -74,6 +74,13 @@ def view_strides(shape: Sequence[int], strides: Sequence[int],
     if view_d != -1:
         return None
     return tuple(out)
+
+
+def of_array(a) -> tuple[int, ...] | None:
+    """The element strides of a numpy/cupy array, or None when it is C-contiguous."""
+    if a.flags.c_contiguous:
+        return None
+    return tuple(s // a.itemsize for s in a.strides)
 
 
 def unsqueezed(shape: Sequence[int], strides: Sequence[int], dim: int) -> tuple[int, ...]:

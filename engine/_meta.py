@@ -21,6 +21,7 @@ from ._api import TensorAPI
 from ._autograd import AccumulateGrad, Node, SavedTensor
 from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType
 from ._errors import AutogradError, InvalidArgumentError
+from ._layout import contiguous
 from ._registry import Meta, OpDef, get_op
 from ._warn import warn_user
 
@@ -55,16 +56,18 @@ class Version:
 
 class AutogradMeta(TensorAPI):
     """A tensor's autograd state and rules, without data. Subclasses provide `shape`,
-    `_layout()` (element strides), `_saved_data()` (what a node keeps of its own output),
-    `_snapshot(copy)` and the hooks `_set_leaf_requires_grad` / `_start_retaining_grad`."""
+    `_saved_data()` (what a node keeps of its own output), `_snapshot(copy)` and the hooks
+    `_set_leaf_requires_grad` / `_start_retaining_grad`."""
 
-    __slots__ = ("dtype", "_device", "_rg", "_grad_fn", "_output_nr", "_vc", "_base",
-                 "_view_steps", "_view_version", "_retains_grad", "_acc", "__weakref__")
+    __slots__ = ("dtype", "_device", "_strides", "_rg", "_grad_fn", "_output_nr", "_vc",
+                 "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "__weakref__")
 
-    def _init_meta(self, dtype: DType, device: str) -> None:
+    def _init_meta(self, dtype: DType, device: str, strides: tuple | None = None) -> None:
         # a plain attribute, not a property: shape rules read it on every op
         self.dtype = dtype
         self._device = device
+        # element strides, None when contiguous: what view ops' shape rules gave (see _layout)
+        self._strides = strides
         self._rg = False
         self._grad_fn = None
         self._output_nr = 0
@@ -96,6 +99,9 @@ class AutogradMeta(TensorAPI):
     @property
     def nbytes(self) -> int:
         return self.numel() * self.dtype.itemsize
+
+    def _layout(self) -> tuple[int, ...]:
+        return self._strides if self._strides is not None else contiguous(self.shape)
 
     def stride(self, dim: int | None = None):
         """Element strides, as torch's `stride()`: a tuple, or one dim's stride."""
@@ -254,16 +260,12 @@ class Shadow(AutogradMeta):
     and history, under a version counter of its own (what an in-place op saves of its
     input's old value when the data lives elsewhere)."""
 
-    __slots__ = ("shape", "_strides")
+    __slots__ = ("shape",)
 
     def __init__(self, t: AutogradMeta) -> None:
-        self._init_meta(t.dtype, t._device)
+        self._init_meta(t.dtype, t._device, t._strides)
         self.shape = t.shape
-        self._strides = t.stride()
         _copy_history(t, self)
-
-    def _layout(self) -> tuple[int, ...]:
-        return self._strides
 
     def _saved_data(self):
         return None

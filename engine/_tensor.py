@@ -7,7 +7,7 @@ import numpy as np
 from ._backend import backend
 from ._dtype import DType, from_numpy_dtype
 from ._errors import InvalidArgumentError
-from ._layout import contiguous
+from ._layout import of_array
 from ._meta import AutogradMeta
 
 
@@ -18,7 +18,7 @@ class Tensor(AutogradMeta):
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
                  dtype: DType | None = None) -> None:
-        self._init_meta(dtype or from_numpy_dtype(data.dtype), device)
+        self._init_meta(dtype or from_numpy_dtype(data.dtype), device, of_array(data))
         self._data = data
         self._grad = None
         if requires_grad:
@@ -28,12 +28,6 @@ class Tensor(AutogradMeta):
     @property
     def shape(self) -> tuple[int, ...]:
         return self._data.shape
-
-    def _layout(self) -> tuple[int, ...]:
-        a = self._data
-        if a.flags.c_contiguous:  # torch's strides, whatever numpy keeps for size-0/1 dims
-            return contiguous(a.shape)
-        return tuple(s // a.itemsize for s in a.strides)
 
     def _saved_data(self):
         return self._data
@@ -76,7 +70,7 @@ class Tensor(AutogradMeta):
             raise InvalidArgumentError("data must be set to a Tensor")
         if value.device != self.device:
             raise InvalidArgumentError("data set to a tensor that requires gradients must match")
-        self._data, self.dtype = value._data, value.dtype
+        self._data, self.dtype, self._strides = value._data, value.dtype, value._strides
 
     # -- values ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:

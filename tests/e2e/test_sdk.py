@@ -134,6 +134,52 @@ def test_autograd_errors_are_typed(s):
         s.tensor([1., 2.])[s.tensor([5])].tolist()
 
 
+def test_client_and_server_agree_on_strides_and_versions(s):
+    a = s.tensor(np.arange(24.0).reshape(2, 3, 4))
+    views = [a.permute(2, 0, 1), a.permute(2, 0, 1).reshape(4, 6), a[:, 1:, ::2],
+             a[:, 1:, ::2].reshape(-1), a.transpose(0, 2)[1:].flatten(1), a.unsqueeze(2)[0],
+             a[..., None].expand(2, 3, 4, 5), a.t() if a.dim() == 2 else a.reshape(6, 4).t()]
+    views[3].add_(1)  # a copy: a's version stays
+    views[0].mul_(2)  # a view: every alias of a moves one up
+    infos = {i.id: i for i in s._list([v.id for v in (a, *views)])}
+    for v in (a, *views):
+        info = infos[v.id]
+        assert tuple(info.shape) == v.shape, v.id
+        assert v.stride() == (tuple(info.strides) or v.stride()), v.id
+        assert v._version == info.version, v.id
+
+
+def test_a_training_step_waits_once(s):
+    nn, optim = gs.nn, gs.optim
+    model = nn.Sequential(nn.Linear(8, 16, session=s), nn.ReLU(), nn.Linear(16, 3, session=s))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = s.randn(4, 8), s.tensor([0, 1, 2, 1])
+    for _ in range(3):
+        before = s.stats.waits
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+        assert s.stats.waits - before == 1  # the value asked for; backward and step are sent
+
+
+def test_backward_errors_are_raised_at_backward_without_a_wait(s):
+    x = s.tensor([1., 2.], requires_grad=True)
+    y = x * 1
+    z = (y * y).sum()
+    y.add_(1)
+    before = s.stats.waits
+    with pytest.raises(gs.AutogradError, match="is at version 1; expected version 0"):
+        z.backward()
+    loss = (x * x).sum()
+    loss.backward()
+    with pytest.raises(gs.AutogradError, match="backward through the graph a second time"):
+        loss.backward()
+    assert s.stats.waits == before
+    assert x.grad.tolist() == [2.0, 4.0]
+
+
 def test_waits_for_a_1000_op_graph(s):
     w = s.randn(8, 8, requires_grad=True)
     b = s.zeros(8, requires_grad=True)

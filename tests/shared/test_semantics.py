@@ -316,12 +316,56 @@ def test_views_share_storage_and_version_counter(ns):
     assert fancy._version == 1 and base.numpy().max() < 100
 
 
+# (expression on a contiguous 2x3 `a`, whether the result aliases a, its strides as torch's)
+LAYOUTS = {
+    "reshape of contiguous": (lambda a: a.reshape(3, 2), True, (2, 1)),
+    "reshape of transposed": (lambda a: a.t().reshape(6), False, (1,)),
+    "flatten of transposed": (lambda a: a.t().flatten(), False, (1,)),
+    "reshape of strided rows": (lambda a: a[:, ::2].reshape(-1), False, (1,)),
+    "reshape of one row": (lambda a: a[1:].reshape(-1), True, (1,)),
+    "reshape adding a dim": (lambda a: a.t().reshape(3, 2, 1), True, (1, 3, 3)),
+    "reshape of expanded": (lambda a: a.unsqueeze(0).expand(2, 2, 3).reshape(12), False, (1,)),
+    "transpose twice": (lambda a: a.t().t().reshape(6), True, (1,)),
+    "permute": (lambda a: a.permute(1, 0), True, (1, 3)),
+    "unsqueeze": (lambda a: a.unsqueeze(1), True, (3, 3, 1)),
+    "index with None": (lambda a: a[:, None], True, (3, 3, 1)),
+    "squeeze": (lambda a: a[None].squeeze(0), True, (3, 1)),
+    "expand": (lambda a: a[:, :1].expand(2, 4), True, (3, 0)),
+    "column slice": (lambda a: a[:, 1], True, (3,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_view_ops_alias_exactly_when_torch_does(ns, name):
+    fn, aliases, strides = LAYOUTS[name]
+    a = ns.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    r = fn(a)
+    assert r.stride() == strides
+    if name == "expand":
+        return  # written-to overlap: see test_inplace_on_expanded_tensor_raises
+    r.add_(1)
+    assert a._version == (1 if aliases else 0) and r._version == 1
+    assert bool(a.numpy().sum() == 21.0 + r.numel()) is aliases
+
+
+def test_reshape_that_copies_is_its_own_tensor(ns):
+    w = ns.ones(2, 2, requires_grad=True)
+    r = w.t().reshape(4)  # w.t() is not contiguous: reshape copies, as torch's does
+    assert r.grad_fn.name() == "UnsafeViewBackward0" and w.reshape(4).grad_fn.name() == \
+        "ViewBackward0"
+    r.add_(1)  # not a view of the leaf w, so this is allowed
+    assert r._version == 1 and w._version == 0
+    (r * r).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [[4.0, 4.0], [4.0, 4.0]])
+    with pytest.raises(ns.InvalidArgumentError, match="view size is not compatible"):
+        w.t().view(4)
+
+
 def test_inplace_on_expanded_tensor_raises(ns):
     e = ns.tensor([1.0, 2.0]).expand(3, 2)
     with pytest.raises(ns.InvalidArgumentError, match="more than one element of the written-to "
                                                       "tensor refers to a single memory location"):
-        e.add_(1)
-        ns.sync()  # memory layout is the server's: a session raises this at the next wait
+        e.add_(1)  # both tensor kinds know the strides: raised here
 
 
 def test_inplace_through_view_of_non_leaf_gives_copyslices(ns):
