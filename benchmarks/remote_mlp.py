@@ -1,92 +1,196 @@
-"""Remote vs in-process: one MLP training step, round trips per graph, bulk transfer.
+"""Remote vs in-process: the training step a user writes, per-op costs, waits, bulk transfer.
 
-    python benchmarks/remote_mlp.py [--steps 20] [--mb 256] [--out benchmarks/results/remote_mlp.md]
+    python benchmarks/remote_mlp.py [--rounds 12] [--steps 10] [--mb 256] [--out FILE]
 
-Three measurements, each compared inside this one run (shared machines are noisy):
-1. One training step (forward, cross-entropy, backward, SGD) for batch 64, 784-512-512-10
-   float32, run by the same code on engine tensors and on a remote session over loopback.
-2. The waits (blocking round trips) needed to build a 1,000-op graph, run backward and fetch
-   the grads of its leaves.
-3. Upload + download of a large float32 tensor through the SDK against the raw throughput of
-   a bare gRPC byte stream (same chunk size, same loopback) measured here too.
+The server is a `gradserve serve` process on loopback, as users run it; the in-process side
+runs in this process. Both use one BLAS thread (set below, before numpy loads; --blas-threads
+changes it): on 2 CPUs, client and server each get one. Everything is compared inside this one
+run, sides alternating round by round, medians reported (shared machines are noisy).
+
+1. The step a PyTorch user writes, through the public API only: `gs.nn.Sequential(Linear,
+   ReLU, Linear, ReLU, Linear)`, `F.cross_entropy` on class indices, `optim.SGD`,
+   `zero_grad / backward / step` and `loss.item()` every step. Medium: batch 64,
+   784-512-512-10; tiny: batch 32, 64-64-10; float32. Both sides start from the same weights
+   and must end with the same ones. Per remote step: waits, ops, requests, the client's CPU
+   time, the server's CPU time and minor page faults (from /proc), against the in-process
+   step's page faults.
+2. Per op: a chain of 1,000 ops (add, mul alternately) on 2-element float32 tensors that
+   record a graph. The client's CPU per recorded op, the server's CPU per op (from /proc,
+   over recording + one wait) and the same chain in the in-process engine; the server's
+   overhead per op is its CPU per op minus the engine's time per op.
+3. Waits to build a 1,000-op graph, run backward and fetch 10 grads.
+4. Upload + download of a large float32 tensor against a bare gRPC byte stream.
+
+Targets (issue 6): medium step remote <= 1.3x in-process; tiny step remote <= 1.2 ms; client
+<= 15 us per recorded op; server overhead <= 10 us per op; server page faults per step near
+the in-process engine's; <= 3 waits for the 1,000-op graph; transfer >= 50% of raw gRPC.
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import statistics
-import time
-from concurrent import futures
+import os
+import sys
 
-import gradserve as gs
-import numpy as np
-from gradserve import engine
-from gradserve.server import create_server
+if __name__ == "__main__":  # before numpy loads: BLAS reads these once
+    _threads = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--blas-threads=")), "1")
+    for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_key] = _threads
 
-SIZES = (784, 512, 512, 10)
-BATCH = 64
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from concurrent import futures  # noqa: E402
+
+import gradserve as gs  # noqa: E402
+import numpy as np  # noqa: E402
+from gradserve import engine  # noqa: E402
+
+nn, F, optim = gs.nn, gs.nn.functional, gs.optim
+SHAPES = {"medium": (64, (784, 512, 512, 10)), "tiny": (32, (64, 64, 10))}
+CHAIN = 1000
 
 
-def make_params(factory, seed: int):
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:], strict=True):
-        bound = 1 / np.sqrt(fan_in)
-        params.append(factory(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32)))
-        params.append(factory(rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)))
-    for p in params:
-        p.requires_grad_(True)
-    return params
+# -- the server process ----------------------------------------------------------------------
+class ServerProcess:
+    """`gradserve serve` on a free loopback port, with its CPU time and page faults read from
+    /proc (every thread's schedstat: nanoseconds on CPU)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gradserve.server", "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (\S+)", line)
+        if m is None:
+            self.proc.kill()
+            raise RuntimeError(f"gradserve serve said {line!r}")
+        self.address = m.group(1)
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        task_dir = f"/proc/{self.proc.pid}/task"
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:  # a thread that just ended
+                pass
+        return total / 1e9
+
+    def minor_faults(self) -> int:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
-def train_step(params, x, y, lr=0.01):
-    """The same code for engine tensors and remote tensors."""
-    h = x
-    for i in range(0, len(params), 2):
-        h = h._op("linear", h, params[i], params[i + 1])
-        if i + 2 < len(params):
-            h = h.relu()
-    loss = h._op("cross_entropy", h, y)
+# -- 1. the training step ----------------------------------------------------------------------
+def build(session, sizes):
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(fan_in, fan_out, session=session))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def train_step(model, opt, x, y) -> float:
+    """The step as a PyTorch user writes it; the same code for both tensor kinds."""
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
     loss.backward()
-    with gs.no_grad():
-        for p in params:
-            p.sub_(p.grad * lr)
-            p.grad = None
-    return loss
+    opt.step()
+    return loss.item()
 
 
-def timed(run) -> float:
-    t0 = time.perf_counter()
-    run()
-    return time.perf_counter() - t0
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def bench_step(client, steps: int) -> dict:
+def bench_step(client, server: ServerProcess, shape: str, rounds: int, steps: int) -> dict:
+    batch, sizes = SHAPES[shape]
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((BATCH, SIZES[0])).astype(np.float32)
-    ys = rng.integers(0, SIZES[-1], BATCH)
-
-    params = make_params(lambda a: engine.tensor(a), 1)
-    x, y = engine.tensor(xs), engine.tensor(ys)
+    xs = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    ys = rng.integers(0, sizes[-1], batch)
+    engine.manual_seed(1)
+    local = build(engine, sizes)
+    lopt = optim.SGD(local.parameters(), lr=0.01)
+    lx, ly = engine.tensor(xs), engine.tensor(ys)
+    out = {"local": [], "remote": [], "local_faults": [], "server_faults": [], "server_cpu": [],
+           "client_cpu": [], "waits": [], "ops": [], "requests": []}
     with client.session() as s:
-        rparams = make_params(lambda a: s.tensor(a), 1)
+        remote = build(s, sizes)
+        remote.load_state_dict(local.state_dict())
+        ropt = optim.SGD(remote.parameters(), lr=0.01)
         rx, ry = s.tensor(xs), s.tensor(ys)
-        local, remote = [], []
-        for i in range(steps + 2):
-            # alternate, so load from other processes hits both sides alike
-            lt = timed(lambda: train_step(params, x, y).item())
-            rt = timed(lambda: train_step(rparams, rx, ry).item())
-            if i >= 2:  # the first steps warm caches and thread pools
-                local.append(lt)
-                remote.append(rt)
-        # both sides ran the same steps from the same start: the weights must agree
-        np.testing.assert_allclose(s.fetch(*rparams)[0], params[0].detach().numpy(), rtol=1e-4,
-                                   atol=1e-5)
-    return {"local_ms": 1e3 * statistics.median(local),
-            "remote_ms": 1e3 * statistics.median(remote)}
+        for _ in range(3):  # warm caches, allocators and the stream
+            train_step(local, lopt, lx, ly)
+            train_step(remote, ropt, rx, ry)
+        for _ in range(rounds):  # alternate, so noise from other processes hits both
+            for _ in range(steps):
+                f0, t0 = _faults(), time.perf_counter()
+                train_step(local, lopt, lx, ly)
+                out["local"].append(time.perf_counter() - t0)
+                out["local_faults"].append(_faults() - f0)
+            stats0 = (s.stats.waits, s.stats.ops, s.stats.requests)
+            sf0, sc0, cc0 = server.minor_faults(), server.cpu_seconds(), time.thread_time()
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                train_step(remote, ropt, rx, ry)
+                out["remote"].append(time.perf_counter() - t0)
+            out["client_cpu"].append((time.thread_time() - cc0) / steps)
+            out["server_cpu"].append((server.cpu_seconds() - sc0) / steps)
+            out["server_faults"].append((server.minor_faults() - sf0) / steps)
+            for key, before, now in zip(("waits", "ops", "requests"), stats0, (
+                    s.stats.waits, s.stats.ops, s.stats.requests), strict=True):
+                out[key].append((now - before) / steps)
+        got = s.fetch(*remote.parameters())
+    for a, b in zip(got, local.parameters(), strict=True):  # the same steps, the same weights
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-3, atol=1e-5)
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
+# -- 2. per-op costs -----------------------------------------------------------------------------
+def _chain(a, b):
+    h = a
+    for _ in range(CHAIN // 2):
+        h = h + b
+        h = h * b
+    return h
+
+
+def bench_per_op(client, server: ServerProcess, rounds: int) -> dict:
+    ea, eb = engine.tensor([1.0, 2.0], requires_grad=True), engine.tensor([0.5, 0.25])
+    engine_times, client_cpu, server_cpu = [], [], []
+    with client.session() as s:
+        ra, rb = s.tensor([1.0, 2.0], requires_grad=True), s.tensor([0.5, 0.25])
+        for r in range(rounds + 2):
+            t0 = time.perf_counter()
+            h = _chain(ea, eb)
+            engine_time = time.perf_counter() - t0
+            del h
+            s.synchronize()
+            sc0, cc0 = server.cpu_seconds(), time.thread_time()
+            h = _chain(ra, rb)
+            record = time.thread_time() - cc0
+            s.synchronize()
+            serve = server.cpu_seconds() - sc0
+            del h
+            if r >= 2:
+                engine_times.append(engine_time)
+                client_cpu.append(record)
+                server_cpu.append(serve)
+    us = {"engine": engine_times, "client": client_cpu, "server": server_cpu}
+    return {k: 1e6 * statistics.median(v) / CHAIN for k, v in us.items()}
+
+
+# -- 3. waits for a big graph ---------------------------------------------------------------------
 def bench_waits(client) -> dict:
     with client.session() as s:
         before = s.stats.waits
@@ -96,13 +200,13 @@ def bench_waits(client) -> dict:
         while ops < 1000:
             h = (h * leaves[ops % 10]).tanh() + leaves[(ops + 3) % 10]
             ops += 3
-        loss = h.sum()
-        loss.backward()
+        h.sum().backward()
         grads = s.fetch(*leaves, grad=True)
         assert all(g.shape == (8,) for g in grads)
         return {"ops": ops + 1, "waits": s.stats.waits - before}
 
 
+# -- 4. bulk transfer ------------------------------------------------------------------------------
 def _raw_grpc_throughput(nbytes: int, chunk: int) -> float:
     """Bytes/s of a bare gRPC stream up then down over loopback (no gradserve code)."""
     import grpc
@@ -161,47 +265,89 @@ def bench_transfer(client, mb: int, rounds: int = 3) -> dict:
             "ratio": sdk_bps / raw_bps}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--mb", type=int, default=256)
-    parser.add_argument("--out", help="write the markdown table here too")
-    args = parser.parse_args()
+# -- report ------------------------------------------------------------------------------------
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
 
-    server, port = create_server("127.0.0.1:0")
-    server.start()
-    try:
-        with gs.connect(f"127.0.0.1:{port}") as client:
-            step = bench_step(client, args.steps)
-            waits = bench_waits(client)
-            transfer = bench_transfer(client, args.mb)
-    finally:
-        server.stop(None)
 
+def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict,
+           load: tuple[float, float]) -> str:
     lines = [
-        f"machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, numpy {np.__version__}",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, numpy {np.__version__}, BLAS threads "
+        f"{os.environ.get('OPENBLAS_NUM_THREADS')} per process; 1-minute load average "
+        f"{load[0]:.2f} at the start, {load[1]:.2f} at the end.", "",
+        f"Training step as a user writes it (medians over {args.rounds} rounds of "
+        f"{args.steps} steps per side, sides alternating):", "",
+        "| step | in-process ms | remote ms | remote / in-process | waits | ops | requests "
+        "| client CPU ms | server CPU ms | faults in-process | faults server |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in steps.items():
+        batch, sizes = SHAPES[name]
+        lines.append(
+            f"| {name}: batch {batch}, {'-'.join(map(str, sizes))} | {1e3 * r['local']:.2f} | "
+            f"{1e3 * r['remote']:.2f} | **{r['remote'] / r['local']:.2f}x** | "
+            f"{r['waits']:.0f} | {r['ops']:.0f} | {r['requests']:.0f} | "
+            f"{1e3 * r['client_cpu']:.2f} | {1e3 * r['server_cpu']:.2f} | "
+            f"{r['local_faults']:.0f} | {r['server_faults']:.0f} |")
+    medium, tiny = steps["medium"], steps["tiny"]
+    ratio = medium["remote"] / medium["local"]
+    overhead = per_op["server"] - per_op["engine"]
+    lines += [
         "",
-        "| measurement | result | target |",
-        "| --- | --- | --- |",
-        f"| MLP step 64x784-512-512-10, in-process | {step['local_ms']:.2f} ms | |",
-        f"| same step through the client over loopback | {step['remote_ms']:.2f} ms "
-        f"(**{step['remote_ms'] / step['local_ms']:.2f}x** in-process) | <= 1.3x |",
-        f"| {waits['ops']}-op graph + backward + fetch 10 grads "
-        f"| **{waits['waits']} waits** | <= 3 |",
+        f"- medium step remote / in-process: **{ratio:.2f}x** (target <= 1.3x: "
+        f"{_verdict(ratio <= 1.3)})",
+        f"- tiny step remote: **{1e3 * tiny['remote']:.2f} ms** (target <= 1.2 ms: "
+        f"{_verdict(tiny['remote'] <= 1.2e-3)})",
+        "",
+        f"Per op, a {CHAIN}-op chain recording a graph (medians over {args.rounds} runs), "
+        "microseconds:", "",
+        "| measure | us/op | target |", "| --- | ---: | --- |",
+        f"| in-process engine, whole op | {per_op['engine']:.2f} | |",
+        f"| client CPU per recorded op | **{per_op['client']:.2f}** | <= 15: "
+        f"{_verdict(per_op['client'] <= 15)} |",
+        f"| server CPU per op | {per_op['server']:.2f} | |",
+        f"| server overhead per op (server CPU - engine) | **{overhead:.2f}** | <= 10: "
+        f"{_verdict(overhead <= 10)} |",
+        "",
+        "| other | result | target |", "| --- | --- | --- |",
+        f"| {waits['ops']}-op graph + backward + fetch 10 grads | **{waits['waits']} waits** "
+        f"| <= 3: {_verdict(waits['waits'] <= 3)} |",
         f"| raw gRPC stream up+down, {transfer['mb']} MiB (median of 3) "
         f"| {transfer['raw_MBps']:.0f} MiB/s | |",
         f"| SDK upload+download, {transfer['mb']} MiB (median of 3) "
-        f"| {transfer['sdk_MBps']:.0f} MiB/s "
-        f"(**{100 * transfer['ratio']:.0f}%** of raw) | >= 50% |",
+        f"| {transfer['sdk_MBps']:.0f} MiB/s (**{100 * transfer['ratio']:.0f}%** of raw) "
+        f"| >= 50%: {_verdict(transfer['ratio'] >= 0.5)} |",
     ]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=10, help="steps per round and side")
+    parser.add_argument("--mb", type=int, default=256)
+    parser.add_argument("--blas-threads", default="1", help="BLAS threads per process")
+    parser.add_argument("--out", help="write the markdown report here too")
+    args = parser.parse_args()
+
+    load_start = os.getloadavg()[0]
+    server = ServerProcess()
+    try:
+        with gs.connect(server.address) as client:
+            steps = {name: bench_step(client, server, name, args.rounds, args.steps)
+                     for name in SHAPES}
+            per_op = bench_per_op(client, server, args.rounds)
+            waits = bench_waits(client)
+            transfer = bench_transfer(client, args.mb)
+    finally:
+        server.stop()
+    text = render(args, steps, per_op, waits, transfer, (load_start, os.getloadavg()[0]))
     print(text)
     if args.out:
+        command = "python " + " ".join([os.path.relpath(__file__), *sys.argv[1:]])
         with open(args.out, "w") as f:
-            f.write("# benchmarks/remote_mlp.py\n\n")
-            f.write("Command: `python benchmarks/remote_mlp.py "
-                    f"--steps {args.steps} --mb {args.mb} --out {args.out}`\n\n{text}\n")
+            f.write(f"# benchmarks/remote_mlp.py\n\nCommand: `{command}`\n\n{text}\n")
 
 
 if __name__ == "__main__":

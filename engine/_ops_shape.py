@@ -1,18 +1,15 @@
-"""View and layout ops (reshape, permute, expand, indexing, cat, stack) and factories."""
+"""View and layout ops (reshape, permute, expand, ...), in-place through views, cat, stack."""
 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ._dtype import as_dtype, default_float, int64
 from ._errors import InvalidArgumentError
-from ._index import basic_strides, gather, plan
 from ._layout import unsqueezed, view_strides
 from ._registry import Meta, defop
-from ._shape import check_shape, infer_reshape, normalize_dim, normalize_dims
+from ._shape import infer_reshape, normalize_dim, normalize_dims
 
 
 def _reshape_back(ctx, g):
@@ -311,79 +308,6 @@ def _(ctx, g):
     return g_base, region if ctx.needs[1] else None
 
 
-# -- indexing ---------------------------------------------------------------------------------
-def _index_meta(a, *tensors, key):
-    _, _, shape, _ = plan(a.shape, key, [t.shape for t in tensors])
-    return Meta(shape, a.dtype)
-
-
-def _index(xp, a, *indices, key):
-    basic, adv, _, _ = plan(a.shape, key, [i.shape for i in indices])
-    out = a[basic + (Ellipsis,)]  # the Ellipsis keeps a view even when every dim gets an int
-    if adv:
-        out = gather(xp, out, adv, out.ndim, indices)
-    return out
-
-
-def _index_name(a, *tensors, key):
-    return plan(a.shape, key, [t.shape for t in tensors])[3]
-
-
-def _getitem_meta(a, *tensors, key):
-    if tensors or any(s[0] in ("tensor", "list") for s in key):
-        raise InvalidArgumentError("getitem takes basic indices only (ints, slices, None, "
-                                   "Ellipsis); index tensors and lists go to 'index'")
-    meta = _index_meta(a, key=key)
-    return Meta(meta.shape, meta.dtype, basic_strides(a.shape, a.stride(), key))
-
-
-getitem = defop("getitem", infer=_getitem_meta, grad_name=_index_name, view=True)(_index)
-# index tensors are inputs 1.., and backward needs them
-index = defop("index", infer=_index_meta, grad_name=_index_name, save=slice(1, None))(_index)
-
-
-def _index_backward(ctx, g):
-    indices = ctx.saved
-    grad = g._op("index_put_zeros", g, *indices, key=ctx.attrs["key"],
-                 shape=tuple(ctx.in_shapes[0]))
-    return (grad,) + (None,) * len(indices)
-
-
-getitem.def_backward(_index_backward)
-index.def_backward(_index_backward)
-
-
-def _index_put_meta(g, *tensors, key, shape):
-    return Meta(tuple(shape), g.dtype)
-
-
-def _index_put_zeros(xp, g, *indices, key, shape):
-    out = xp.zeros(tuple(shape), dtype=g.dtype)
-    basic, adv, _, _ = plan(tuple(shape), key, [i.shape for i in indices])
-    if not adv:
-        out[basic] = g
-        return out
-    view = out[basic]
-    akey = [slice(None)] * view.ndim
-    for pos, ref, kind in adv:
-        akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
-    add_at = np.add.at if xp is np else xp.add.at
-    add_at(view, tuple(akey), g)  # repeated indices accumulate, as torch's index backward
-    return out
-
-
-index_put_zeros = defop("index_put_zeros", infer=_index_put_meta,
-                        grad_name="IndexPutBackward0", save=slice(1, None))(_index_put_zeros)
-
-
-@index_put_zeros.def_backward
-def _(ctx, g):
-    indices = ctx.saved
-    key = ctx.attrs["key"]
-    name = "index" if any(s[0] in ("tensor", "list") for s in key) else "getitem"
-    return (g._op(name, g, *indices, key=key),) + (None,) * len(indices)
-
-
 # -- cat / stack ------------------------------------------------------------------------------
 def _cat_meta(*tensors, dim):
     from ._dtype import result_type
@@ -470,92 +394,3 @@ def _(ctx, g):
     key = (("slice", None, None, None),) * d
     return tuple(g._op("getitem", g, key=key + (("int", i),)) if need else None
                  for i, need in enumerate(ctx.needs))
-
-
-# -- factories: ops with no tensor inputs, run on the device named in attrs -------------------
-def _factory_meta(shape, dtype, device=None, **_):
-    return Meta(check_shape(shape), as_dtype(dtype))
-
-
-def _factory(fill):
-    def forward(xp, shape, dtype, device, **kw):
-        return fill(xp, tuple(shape), as_dtype(dtype).np, **kw)
-
-    return forward
-
-
-defop("zeros", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
-defop("ones", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.ones(s, d)))
-defop("empty", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
-
-
-def _full_meta(shape, value, dtype=None, device=None):
-    if not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
-    from ._dtype import scalar_dtype
-
-    return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
-
-
-defop("full", infer=_full_meta, needs_device=True)(
-    lambda xp, shape, value, dtype=None, device=None: xp.full(
-        tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
-)
-
-
-def _random_meta(shape, dtype, device=None):
-    m = _factory_meta(shape, dtype)
-    if not m.dtype.is_floating_point:
-        raise InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
-                                   f"'{m.dtype.name.capitalize()}'")
-    return m
-
-
-def _host_random(draw):
-    def forward(xp, shape, dtype, device, gen):
-        from ._backend import backend
-
-        host = draw(gen, tuple(shape), as_dtype(dtype).np)
-        return backend(device).from_host(host)
-
-    return forward
-
-
-defop("randn", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
-)
-defop("rand", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
-)
-
-
-def _arange_meta(start, end, step=1, dtype=None, device=None):
-    for v in (start, end, step):
-        if not isinstance(v, numbers.Real) or isinstance(v, bool):
-            raise InvalidArgumentError("arange() bounds must be numbers")
-    if step == 0:
-        raise InvalidArgumentError("step must be nonzero")
-    if (end - start) * step < 0:
-        raise InvalidArgumentError("upper bound and larger bound inconsistent with step sign")
-    n = max(0, math.ceil((end - start) / step))
-    if dtype is None:
-        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
-        dtype = int64 if is_int else default_float
-    return Meta((n,), as_dtype(dtype))
-
-
-defop("arange", infer=_arange_meta, needs_device=True)(
-    lambda xp, start, end, step=1, dtype=None, device=None: xp.arange(
-        start, end, step).astype(_arange_meta(start, end, step, dtype).dtype.np)[
-        :_arange_meta(start, end, step, dtype).shape[0]]
-)
-
-
-def _eye_meta(n, m=None, dtype=None, device=None):
-    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
-
-
-defop("eye", infer=_eye_meta, needs_device=True)(
-    lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
-        dtype or default_float).np)
-)

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"gradserve: error: unknown command {argv[0]!r}\n")
         return 2
     if argv[0] == "demo":
-        from gradserve import _demo
+        from . import _demo
 
         return _demo.main(argv[1:]) or 0
     return serve(argv[1:])

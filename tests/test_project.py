@@ -65,3 +65,26 @@ def test_ruff_is_clean():
         pytest.skip("ruff is not installed")
     result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_client_package_does_not_import_the_server():
+    """The SDK talks to servers over the wire only; `gradserve serve/demo` is the server's."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "client").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                f"{node.module}.{a.name}" for a in node.names] if isinstance(
+                node, ast.ImportFrom) and node.module else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                          if n.startswith("gradserve.server")]
+    assert offenders == []
+
+
+def test_no_source_module_is_over_500_lines():
+    """One job per module: a module that grows past this holds several."""
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for folder in ("engine", "client", "server", "proto")
+             for p in (ROOT / folder).rglob("*.py") if "_pb2" not in p.name}
+    assert {p: n for p, n in sizes.items() if n > 500} == {}

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from gradserve import _demo
+from gradserve.server import _demo
 
 
 def _console_script() -> list[str]:

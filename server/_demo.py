@@ -37,7 +37,7 @@ def run_seed(client, input_requires_grad: bool, out=print) -> dict:
 
 @contextlib.contextmanager
 def _embedded_server():
-    from gradserve.server import create_server
+    from ._server import create_server
 
     server, port = create_server("127.0.0.1:0")
     server.start()

@@ -1,0 +1,100 @@
+"""Factories: ops with no tensor inputs (zeros, ones, full, randn, arange, eye, ...)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ._dtype import as_dtype, default_float, int64
+from ._errors import InvalidArgumentError
+from ._registry import Meta, defop
+from ._shape import check_shape
+
+
+# -- factories: ops with no tensor inputs, run on the device named in attrs -------------------
+def _factory_meta(shape, dtype, device=None, **_):
+    return Meta(check_shape(shape), as_dtype(dtype))
+
+
+def _factory(fill):
+    def forward(xp, shape, dtype, device, **kw):
+        return fill(xp, tuple(shape), as_dtype(dtype).np, **kw)
+
+    return forward
+
+
+defop("zeros", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
+defop("ones", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.ones(s, d)))
+defop("empty", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
+
+
+def _full_meta(shape, value, dtype=None, device=None):
+    if not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
+    from ._dtype import scalar_dtype
+
+    return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
+
+
+defop("full", infer=_full_meta, needs_device=True)(
+    lambda xp, shape, value, dtype=None, device=None: xp.full(
+        tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
+)
+
+
+def _random_meta(shape, dtype, device=None):
+    m = _factory_meta(shape, dtype)
+    if not m.dtype.is_floating_point:
+        raise InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
+                                   f"'{m.dtype.name.capitalize()}'")
+    return m
+
+
+def _host_random(draw):
+    def forward(xp, shape, dtype, device, gen):
+        from ._backend import backend
+
+        host = draw(gen, tuple(shape), as_dtype(dtype).np)
+        return backend(device).from_host(host)
+
+    return forward
+
+
+defop("randn", infer=_random_meta, needs_device=True, random=True)(
+    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
+)
+defop("rand", infer=_random_meta, needs_device=True, random=True)(
+    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
+)
+
+
+def _arange_meta(start, end, step=1, dtype=None, device=None):
+    for v in (start, end, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise InvalidArgumentError("arange() bounds must be numbers")
+    if step == 0:
+        raise InvalidArgumentError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise InvalidArgumentError("upper bound and larger bound inconsistent with step sign")
+    n = max(0, math.ceil((end - start) / step))
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = int64 if is_int else default_float
+    return Meta((n,), as_dtype(dtype))
+
+
+defop("arange", infer=_arange_meta, needs_device=True)(
+    lambda xp, start, end, step=1, dtype=None, device=None: xp.arange(
+        start, end, step).astype(_arange_meta(start, end, step, dtype).dtype.np)[
+        :_arange_meta(start, end, step, dtype).shape[0]]
+)
+
+
+def _eye_meta(n, m=None, dtype=None, device=None):
+    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
+
+
+defop("eye", infer=_eye_meta, needs_device=True)(
+    lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
+        dtype or default_float).np)
+)
