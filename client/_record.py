@@ -61,8 +61,8 @@ _PLAIN = (int, float, bool)
 
 
 def _plain(x):
-    """Inputs as the wire carries them: proxies stay, numpy scalars become Python numbers."""
-    if type(x) in _PLAIN or isinstance(x, RemoteTensor):
+    """A non-proxy operand as the wire carries it: numpy scalars become Python numbers."""
+    if type(x) in _PLAIN:
         return x
     if isinstance(x, np.generic) and x.ndim == 0:
         return x.item()
@@ -78,9 +78,10 @@ def _plain(x):
     )
 
 
-def _session_of(inputs: tuple, session=None):
-    """The session the proxies among `inputs` share."""
-    for x in inputs:
+def _operands(inputs: tuple, session=None) -> tuple:
+    """(inputs with plain scalars, the session their proxies share)."""
+    converted = None
+    for i, x in enumerate(inputs):
         if isinstance(x, RemoteTensor):
             if session is None:
                 session = x._session
@@ -89,18 +90,21 @@ def _session_of(inputs: tuple, session=None):
                     "Expected all tensors to be in the same session, but found at least two "
                     f"sessions, {session.id} and {x._session.id}!"
                 )
+        elif type(x) not in _PLAIN:
+            if converted is None:
+                converted = list(inputs)
+            converted[i] = _plain(x)
     if session is None:
         raise InvalidArgumentError("expected at least one RemoteTensor argument")
-    if session.closed:
+    if session._closed:
         raise SessionLostError(f"session {session.id} is closed")
-    return session
+    return (inputs if converted is None else tuple(converted)), session
 
 
 # -- recording --------------------------------------------------------------------------------
 def apply(op, inputs: tuple, attrs: dict, session=None):
     """Record `op(*inputs, **attrs)` on the session and return proxies for its outputs."""
-    inputs = tuple(_plain(x) for x in inputs)
-    session = _session_of(inputs, session)
+    inputs, session = _operands(inputs, session)
     device, any_grad = placement(inputs, session.device)
     meta = op.infer(*inputs, **attrs)
     metas = (meta,) if type(meta) is Meta else meta
@@ -110,7 +114,7 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):
-        set_history(outputs, record(op, inputs, attrs, device), op)
+        set_history(outputs, record(op, inputs, attrs, device, meta), op)
     session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
     return outputs[0] if type(meta) is Meta else outputs
 
@@ -118,11 +122,10 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
 def apply_inplace(op, self: RemoteTensor, others: tuple, attrs: dict) -> RemoteTensor:
     """Record `self.op_(*others)`: the engine's in-place checks and history rewrite (through
     a view, the base takes a CopySlices node), with the write left to the server."""
-    others = tuple(_plain(x) for x in others)
-    session = _session_of((self, *others))
-    recorded = check_inplace(op, self, others, attrs)
+    others, session = _operands(others, self._session)
+    recorded = check_inplace(op, self, others, attrs)  # the result's meta, if recorded
     placement((self, *others), self._device)
-    node = inplace_node(op, self, others, attrs) if recorded else None
+    node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
     session._send(op.name, (self, *others), (), attrs, inplace=True)
     commit_inplace(op, self, node)
     return self

@@ -1,10 +1,11 @@
 """Session: one server session, its op buffer and its Pipeline stream.
 
 Recording an op appends an entry to the buffer (`_send`); the buffer leaves as one
-PipelineRequest (`op_batch`, see gradserve.v1.codec) when it holds MAX_BATCH_OPS ops, when a
-backward is sent, or when a call needs data (`item`, `numpy`, `fetch`, ...), which waits for
-its response. So the server computes a step's forward while the client still records it, and
-a training step waits once, for the value the user asked for.
+PipelineRequest (`op_batch`, see gradserve.v1.codec) when it holds MAX_BATCH_OPS ops or its
+first op is MAX_BATCH_DELAY old, when a backward is sent, or when a call needs data (`item`,
+`numpy`, `fetch`, ...), which waits for its response. So the server computes a step's
+forward while the client still records it, and a training step waits once, for the value the
+user asked for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import collections
 import itertools
 import secrets
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ from ._tensor import RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
+MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long (seconds)
 INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline response
 INLINE_FETCH_TOTAL = 3 << 20  # ... as long as one response stays below this
 CLOSE_TIMEOUT = 10.0  # seconds CloseSession may take (it also runs at interpreter exit)
@@ -94,6 +97,7 @@ class Session(Factories):
         self._sites: list = []  # the user's line of each
         self._blobs: list = []  # TensorData the entries name as {"d": k}
         self._op_bytes = 0
+        self._first_at = 0.0  # when the oldest buffered op was recorded
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
@@ -225,9 +229,14 @@ class Session(Factories):
                 args = [{"d": len(self._blobs)}]
                 self._blobs.append(data)
                 self._op_bytes += size
-            self._ops.append([op, args, list(outputs), attrs or None, flags])
+            ops = self._ops
+            now = time.monotonic()
+            if not ops:
+                self._first_at = now
+            ops.append([op, args, list(outputs), attrs or None, flags])
             self._sites.append(site)
-            if len(self._ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES:
+            if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
+                    now - self._first_at >= MAX_BATCH_DELAY):
                 self._flush_locked()
 
     def _flush(self) -> None:

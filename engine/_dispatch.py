@@ -88,24 +88,24 @@ def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):
-        set_history(outputs, record(op, inputs, attrs, device), op)
+        set_history(outputs, record(op, inputs, attrs, device, meta), op)
     return result
 
 
 def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
     """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
-    recorded = check_inplace(op, self, others, attrs)
+    recorded = check_inplace(op, self, others, attrs)  # the result's meta, if recorded
     target = self._data
     if isinstance(target, np.ndarray) and not target.flags.writeable:
         raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
     device, _ = placement((self, *others), self._device)
     be = backend(device)
-    if not recorded and op.forward_into is not None:
+    if recorded is None and op.forward_into is not None:
         # nothing to record: write straight into storage (an optimizer step)
         be.run(op.forward_into, [target, *_args(others)], attrs)
         self._vc.value += 1
         return self
-    node = inplace_node(op, self, others, attrs) if recorded else None
+    node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
     out = _run(op, be, [target, *_args(others)], attrs)
     target[...] = out
     commit_inplace(op, self, node)

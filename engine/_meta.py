@@ -336,7 +336,7 @@ def edge(x) -> tuple:
 _NO_EDGE = (None, 0)
 
 
-def record(op: OpDef, inputs: tuple, attrs: dict, device: str) -> Node:
+def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
     edges, shapes, dtypes = [], [], []
     for x in inputs:
@@ -353,8 +353,8 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str) -> Node:
                    for i in which]) if which else ()
     # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
     # per op for the cyclic collector to walk
-    return Node(op, op.node_name(inputs, attrs), tuple(edges), shapes, dtypes, saved, attrs,
-                device)
+    return Node(op, op.node_name(inputs, attrs, meta), tuple(edges), shapes, dtypes, saved,
+                attrs, device)
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:
@@ -376,16 +376,17 @@ def replay_view(base: AutogradMeta, steps) -> Node | None:
     node = None
     for name, attrs, nr in steps:
         op = get_op(name)
-        node = Node(op, op.node_name((cur,), attrs), (e,), [cur.shape], [cur.dtype], (), attrs,
-                    device)
         out = op.infer(cur, **attrs)
+        node = Node(op, op.node_name((cur,), attrs, out), (e,), [cur.shape], [cur.dtype], (),
+                    attrs, device)
         cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
     return node
 
 
 # -- in-place ops ---------------------------------------------------------------------------
-def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict) -> bool:
-    """torch's checks before `self.op_(*others)`; returns whether it is recorded for autograd."""
+def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
+    """torch's checks before `self.op_(*others)`; returns the op's inferred result (as if out
+    of place) when it is recorded for autograd, else None."""
     grad_on = _grad_mode._state.enabled
     if grad_on and self._rg and self.grad_fn is None:
         raise AutogradError(
@@ -419,16 +420,17 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict) -> 
             )
         if self._view_steps is None:
             raise AutogradError(_NO_GRAD_VIEW)
-    return record
+    return meta if record else None
 
 
-def inplace_node(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict) -> Node | None:
+def inplace_node(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict,
+                 meta: Meta) -> Node | None:
     """The node a recorded in-place op gives: the op applied to a stand-in for self's old
     value (a copy when backward reads it). None when the result is not floating point."""
     if not self.dtype.is_floating_point:
         return None
     source = self._snapshot(copy=0 in op.saved_indices(1 + len(others)))
-    return record(op, (source, *others), attrs, self._device)
+    return record(op, (source, *others), attrs, self._device, meta)
 
 
 def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:

@@ -29,13 +29,13 @@ def _reshape_meta(a, shape):
     return _resized(a, infer_reshape(a.shape, shape))
 
 
-def _reshape_name(a, shape):
+def _reshape_name(meta):
     # torch copies through clone + _unsafe_view when the memory allows no view
-    return "ViewBackward0" if _reshape_meta(a, shape).strides is not None \
-        else "UnsafeViewBackward0"
+    return "ViewBackward0" if meta.strides is not None else "UnsafeViewBackward0"
 
 
-reshape = defop("reshape", infer=_reshape_meta, grad_name=_reshape_name, view=True)(
+reshape = defop("reshape", infer=_reshape_meta, grad_name=_reshape_name, view=True,
+                name_from_meta=True)(
     lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
 )
 reshape.def_backward(_reshape_back)
@@ -72,9 +72,8 @@ def _flatten_meta(a, start_dim=0, end_dim=-1):
     return _resized(a, _flatten_shape(a.shape, start_dim, end_dim))
 
 
-flatten = defop("flatten", infer=_flatten_meta, grad_name=lambda a, start_dim=0, end_dim=-1: (
-    "ViewBackward0" if _flatten_meta(a, start_dim, end_dim).strides is not None
-    else "UnsafeViewBackward0"), view=True)(
+flatten = defop("flatten", infer=_flatten_meta, grad_name=_reshape_name, view=True,
+                name_from_meta=True)(
     lambda xp, a, start_dim=0, end_dim=-1: xp.reshape(a, _flatten_shape(a.shape, start_dim,
                                                                         end_dim))
 )

@@ -42,12 +42,13 @@ class OpDef:
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
-                 "arity")
+                 "arity", "name_from_meta")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
         self.run = None  # a command's function over engine tensors (see defcommand)
         self.arity = None
+        self.name_from_meta = False
         self.name = name
         self.infer = infer
         self.forward = forward
@@ -75,9 +76,13 @@ class OpDef:
         save = self.save
         return save if type(save) is tuple else range(n_inputs)[save]
 
-    def node_name(self, inputs: Sequence, attrs: dict) -> str:
+    def node_name(self, inputs: Sequence, attrs: dict, meta) -> str:
+        """The grad_fn name of one call: a fixed name, or one that depends on the inputs and
+        attrs, or (name_from_meta) on the inferred output."""
         g = self.grad_name
-        return g if type(g) is str else g(*inputs, **attrs)
+        if type(g) is str:
+            return g
+        return g(meta) if self.name_from_meta else g(*inputs, **attrs)
 
     def check_arity(self, n_inputs: int, n_outputs: int) -> None:
         """A command's input and output id counts, checked before it runs."""
@@ -96,13 +101,14 @@ OPS: dict[str, OpDef] = {}
 
 def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None,
           save: Sequence[int] | slice = (), save_output: bool = False, view: bool = False,
-          random: bool = False, needs_device: bool = False,
-          differentiable: bool = True) -> Callable[[Callable], OpDef]:
+          random: bool = False, needs_device: bool = False, differentiable: bool = True,
+          name_from_meta: bool = False) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
     random: forward gets `gen=` (the current numpy Generator).
     needs_device: forward gets `device=` (factories that create arrays from nothing).
+    name_from_meta: grad_name is called with the inferred output (Meta), not the inputs.
     """
 
     if view and (save or save_output):
@@ -110,8 +116,10 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         raise ValueError(f"view op {name!r} must not save tensors for backward")
 
     def register(forward: Callable) -> OpDef:
-        return _add(OpDef(name, infer, forward, grad_name, save, save_output, view, random,
-                          needs_device, differentiable and grad_name is not None))
+        opdef = OpDef(name, infer, forward, grad_name, save, save_output, view, random,
+                      needs_device, differentiable and grad_name is not None)
+        opdef.name_from_meta = name_from_meta
+        return _add(opdef)
 
     return register
 

@@ -11,7 +11,7 @@ import gradserve as gs
 import grpc
 import numpy as np
 import pytest
-from gradserve import _errors, _wire
+from gradserve import _errors, _session, _wire
 from gradserve._pipeline import MAX_IN_FLIGHT
 from gradserve._session import INLINE_FETCH_BYTES, MAX_BATCH_OPS
 from gradserve.v1 import codec
@@ -130,7 +130,8 @@ def test_borrowed_proxies_release_nothing(s, client):
     assert list(client.requests[-1].release) == []
 
 
-def test_auto_flush_does_not_wait(s, client, ops):
+def test_auto_flush_does_not_wait(s, client, ops, monkeypatch):
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
     x = s.ones(1)
     for _ in range(MAX_BATCH_OPS + 10):
         x = x + 1
@@ -138,6 +139,16 @@ def test_auto_flush_does_not_wait(s, client, ops):
     s.synchronize()
     assert [len(ops.sent(r)) for r in client.requests] == [MAX_BATCH_OPS, 11]
     assert [r.seq for r in client.requests] == [1, 2]
+
+
+def test_ops_waiting_too_long_are_sent_on(s, client, ops, monkeypatch):
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", 0.0)
+    x = s.ones(1)
+    y = x + 1
+    assert s.stats.requests == 2 and s.stats.waits == 0 and s._ops == []
+    s.synchronize()
+    assert [[o.op for o in ops.sent(r)] for r in client.requests] == [["ones"], ["add"], []]
+    assert ops.sent(client.requests[1])[0].outputs == [y.id]
 
 
 def test_answers_nobody_waits_for_are_read_past_the_in_flight_limit(s, client):

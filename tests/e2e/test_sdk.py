@@ -255,6 +255,7 @@ def test_attach_from_another_client(server, s):
         assert x2.requires_grad and x2.is_leaf and x2.grad.tolist() == [3., 3.]
         assert x.id in s2.tensors()
         (x2 * 1).sum().backward()
+        s2.synchronize()  # ops are sent ahead: another connection sees them once they ran
         assert x.grad.tolist() == [4., 4.]  # one session, seen from both clients
         assert s.fetch(x, grad=True)[0].tolist() == [4., 4.]
     finally:
