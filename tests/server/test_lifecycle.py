@@ -142,6 +142,27 @@ def test_ttl_reaping(make_server, wire):
         assert server.runtime.sessions.counts["reaped"] == 1
 
 
+def test_create_session_adopts_the_proposed_x_session_id(make_server, wire):
+    # What lets a proxy that hashes x-session-id place a session where its calls will go.
+    _, address = make_server()
+    channel, stub = wire.connect(address)
+    proposed = "p" * 22
+
+    def create(session_id):
+        return stub.CreateSession(pb.CreateSessionRequest(),
+                                  metadata=[("x-session-id", session_id)])
+
+    with channel:
+        assert create(proposed).session_id == proposed
+        wire.run_seed(stub, proposed, metadata=[("x-session-id", proposed)])
+        wire.expect_error(lambda: create(proposed), grpc.StatusCode.INVALID_ARGUMENT,
+                          "already in use")
+        for bad in ("short", "x" * 65, "with space" * 3, "dots.are.not.allowed.here"):
+            wire.expect_error(lambda bad=bad: create(bad), grpc.StatusCode.INVALID_ARGUMENT,
+                              "22 to 64 characters")
+        assert stub.CreateSession(pb.CreateSessionRequest()).session_id != proposed
+
+
 def test_max_sessions(make_server, wire):
     _, address = make_server(max_sessions=2)
     channel, stub = wire.connect(address)
