@@ -68,7 +68,14 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM")
     opt("--cpu-workers", None, int, "CPU sessions computing at once (default: min(4, cores))")
     opt("--log-level", "info", str, "debug, info, warning or error")
+    p.add_argument("-V", "--version", action="version", version=f"gradserve {_version()}")
     return p
+
+
+def _version() -> str:
+    import gradserve
+
+    return gradserve.__version__
 
 
 class JsonLines(logging.Formatter):
@@ -147,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
                 "demo": "run the seed example end to end (see `gradserve demo --help`)"}
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"gradserve {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        usage = "usage: gradserve {serve,demo} [options]\n\n" + "".join(
+        usage = "usage: gradserve [--version] {serve,demo} [options]\n\n" + "".join(
             f"  {name:<6} {text}\n" for name, text in commands.items())
         if argv and argv[0] in ("-h", "--help"):
             print(usage, end="")

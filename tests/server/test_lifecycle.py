@@ -113,6 +113,20 @@ def test_cli_errors_and_help(capsys):
     assert "GRADSERVE_SESSION_TTL" in capsys.readouterr().out
 
 
+def test_version_comes_from_the_package_metadata(capsys):
+    import importlib.metadata
+
+    import gradserve
+
+    assert gradserve.__version__ == importlib.metadata.version("gradserve")
+    assert _cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gradserve {gradserve.__version__}\n"
+    with pytest.raises(SystemExit) as info:
+        _cli.main(["serve", "--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"gradserve {gradserve.__version__}\n"
+
+
 def test_cli_reads_env(monkeypatch):
     monkeypatch.setenv("GRADSERVE_MAX_SESSION_BYTES", "2GiB")
     monkeypatch.setenv("GRADSERVE_SESSION_TTL", "5")
