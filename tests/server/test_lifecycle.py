@@ -127,6 +127,20 @@ def test_version_comes_from_the_package_metadata(capsys):
     assert capsys.readouterr().out == f"gradserve {gradserve.__version__}\n"
 
 
+def test_health_command_for_container_checks(make_server, capsys, monkeypatch):
+    server, address = make_server()
+    assert _cli.main(["health", "--target", address]) == 0
+    assert capsys.readouterr().out == "SERVING\n"
+    monkeypatch.setenv("GRADSERVE_PORT", address.rsplit(":", 1)[1])
+    assert _cli.main(["health"]) == 0  # the port the container's server was given
+    server.health.enter_graceful_shutdown()
+    assert _cli.main(["health", "--target", address]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "NOT_SERVING"
+    server.stop(0).wait()
+    assert _cli.main(["health", "--target", address, "--timeout", "0.5"]) == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
 def test_cli_reads_env(monkeypatch):
     monkeypatch.setenv("GRADSERVE_MAX_SESSION_BYTES", "2GiB")
     monkeypatch.setenv("GRADSERVE_SESSION_TTL", "5")
