@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -65,3 +66,15 @@ def test_ruff_is_clean():
         pytest.skip("ruff is not installed")
     result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_lists_every_serve_option():
+    from gradserve.server import _cli
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| option | default | what |"):]
+    table = table[:table.index("\n\n")]
+    listed = set(re.findall(r"`(--[a-z-]+)`", table))
+    options = {a.option_strings[-1] for a in _cli._serve_parser("x")._actions
+               if a.option_strings and a.dest not in ("help", "version")}
+    assert listed == options
