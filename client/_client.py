@@ -137,7 +137,7 @@ class Client:
         >>> s2.get(x.id).tolist()
         [1.0, 2.0]
         """
-        if route:
+        if route and self._route_header:
             self._routes[session_id] = route
         info, headers = self._call_with_headers(
             "DescribeSession", pb.SessionRef(session_id=session_id), session_id=session_id)
