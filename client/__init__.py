@@ -54,7 +54,7 @@ from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward)
 
 __all__ = [
-    "AutogradError", "Client", "ConnectionError", "DType", "GradserveError",
+    "__version__", "AutogradError", "Client", "ConnectionError", "DType", "GradserveError",
     "InvalidArgumentError", "PermissionError", "RemoteTensor", "ResourceExhaustedError",
     "Session", "SessionLostError", "TensorIndexError",
     "autograd", "bool", "cat", "connect", "enable_grad", "engine", "float32", "float64", "int64",
@@ -63,15 +63,30 @@ __all__ = [
 
 
 def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=None,
-            timeout: float | None = 5.0, options: list | None = None):
+            timeout: float | None = 5.0, options: list | None = None,
+            route_header: str | None = "x-gradserve-route"):
     """Open a connection to a gradserve server; raises gs.ConnectionError if none answers.
+
+    `route_header`: the header a session-pinning proxy (deploy/envoy) names replicas in.
 
     >>> client = gs.connect("127.0.0.1:50051", token=None, timeout=5.0)
     >>> s = client.session()
     """
     from ._client import connect as _connect
 
-    return _connect(target, token=token, tls=tls, timeout=timeout, options=options)
+    return _connect(target, token=token, tls=tls, timeout=timeout, options=options,
+                    route_header=route_header)
+
+
+def _version() -> str:
+    # The installed distribution's metadata is the one source (pyproject.toml's version);
+    # a source tree used without installing has none.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradserve")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 _LAZY = {"Client": "._client", "Session": "._session"}
@@ -79,6 +94,8 @@ _SUBMODULES = ("engine", "nn", "optim")
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        return _version()
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in _SUBMODULES:

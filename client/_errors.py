@@ -20,7 +20,7 @@ __all__ = [
 
 
 class SessionLostError(GradserveError):
-    """The session is unknown to the server: closed, reclaimed after its TTL, or never made."""
+    """The session is gone: closed, reclaimed after its TTL, never made, or its replica died."""
 
 
 class ConnectionError(GradserveError, builtins.ConnectionError):  # noqa: A001

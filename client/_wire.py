@@ -15,7 +15,7 @@ from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import ERROR_TRAILER, little_endian, tensor_data
 
-from ._errors import ConnectionError, GradserveError, error_from
+from ._errors import ConnectionError, GradserveError, SessionLostError, error_from
 
 _UNKNOWN, _INTERNAL = grpc.StatusCode.UNKNOWN.value[0], grpc.StatusCode.INTERNAL.value[0]
 _TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_STREAM",
@@ -23,8 +23,13 @@ _TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_
 
 
 # -- errors ------------------------------------------------------------------------------------
-def error_from_rpc(e: grpc.RpcError) -> GradserveError:
-    """The typed exception for a failed call, using the server's Error trailer when sent."""
+def error_from_rpc(e: grpc.RpcError, pinned: str | None = None) -> GradserveError:
+    """The typed exception for a failed call, using the server's Error trailer when sent.
+
+    `pinned` is the session id when the call went through a proxy that pins the session to
+    one replica (it carried the proxy's route header): then a failure the server did not make
+    itself means that replica is gone, and the session with it.
+    """
     code = e.code() if hasattr(e, "code") else None
     number = code.value[0] if code is not None else 2
     details = (e.details() if hasattr(e, "details") else None) or str(e)
@@ -36,6 +41,13 @@ def error_from_rpc(e: grpc.RpcError) -> GradserveError:
     if trailer is not None:
         return error_from(trailer.code or number, trailer.message or details, trailer.kind,
                           trailer.op, trailer.site, trailer.op_index if trailer.op else -1)
+    if pinned is not None and _replica_gone(e, number, details):
+        err = SessionLostError(
+            f"session {pinned} is lost: the replica holding it is gone (the proxy pinning the "
+            f"session to it answered: {details}); start a new session, it will be placed on "
+            "a live replica")
+        err.code, err.op, err.site = number, None, None
+        return err
     if number == grpc.StatusCode.UNAVAILABLE.value[0]:
         details = f"gradserve server unavailable: {details}"
     elif number in (_UNKNOWN, _INTERNAL) and any(w in details for w in _TRANSPORT_WORDS):
@@ -45,13 +57,24 @@ def error_from_rpc(e: grpc.RpcError) -> GradserveError:
     return error_from(number, details)
 
 
+def _replica_gone(e: grpc.RpcError, number: int, details: str) -> bool:
+    # A proxy that cannot reach the pinned replica answers UNAVAILABLE itself (with headers of
+    # its own, unlike a channel that reached nobody: then the proxy is what is gone), or
+    # resets a stream that was running on it.
+    if number == grpc.StatusCode.UNAVAILABLE.value[0]:
+        answered = hasattr(e, "trailing_metadata") and bool(e.trailing_metadata())
+        return answered or "RST_STREAM" in details
+    return number in (_UNKNOWN, _INTERNAL) and "RST_STREAM" in details
+
+
 @contextlib.contextmanager
-def rpc_errors():
-    """Translate any gRPC failure raised inside the block into a gradserve exception."""
+def rpc_errors(pinned: str | None = None):
+    """Translate any gRPC failure raised inside the block into a gradserve exception;
+    `pinned` as in `error_from_rpc`."""
     try:
         yield
     except grpc.RpcError as e:
-        raise error_from_rpc(e) from None
+        raise error_from_rpc(e, pinned) from None
 
 
 def error_value(err: pb.Error, sent: tuple) -> GradserveError:

@@ -1,4 +1,5 @@
-"""The `gradserve` command: `gradserve serve` runs a server, `gradserve demo` the seed example.
+"""The `gradserve` command: `gradserve serve` runs a server, `gradserve demo` the seed example,
+`gradserve health` asks a server's gRPC health service (for container health checks).
 
 Every `serve` option can also come from an environment variable `GRADSERVE_<NAME>`
 (`--port` <- GRADSERVE_PORT, `--max-session-bytes` <- GRADSERVE_MAX_SESSION_BYTES); a flag
@@ -68,7 +69,14 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM")
     opt("--cpu-workers", None, int, "CPU sessions computing at once (default: min(4, cores))")
     opt("--log-level", "info", str, "debug, info, warning or error")
+    p.add_argument("-V", "--version", action="version", version=f"gradserve {_version()}")
     return p
+
+
+def _version() -> str:
+    import gradserve
+
+    return gradserve.__version__
 
 
 class JsonLines(logging.Formatter):
@@ -142,13 +150,43 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     return 0
 
 
+def health(argv: list[str] | None = None) -> int:
+    """Exit 0 when the server at --target answers SERVING, 1 otherwise (plaintext only)."""
+    p = argparse.ArgumentParser(
+        prog="gradserve health", description="Ask a gradserve server's gRPC health service; "
+        "exit 0 when it is SERVING. For container health checks (deploy/Dockerfile).")
+    p.add_argument("--target", default=f"127.0.0.1:{_env('port', 50051)}",
+                   help="HOST:PORT (default: 127.0.0.1 and GRADSERVE_PORT, else 50051)")
+    p.add_argument("--service", default="gradserve.v1.GradserveService",
+                   help="service to ask about; '' for the server as a whole")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
+    args = p.parse_args(argv)
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+        except grpc.RpcError as e:
+            sys.stderr.write(f"gradserve health: {args.target}: {e.code().name}: "
+                             f"{e.details()}\n")
+            return 1
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`gradserve serve [options]` or `gradserve demo [options]`."""
+    """`gradserve serve|demo|health [options]`, or `gradserve --version`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
-                "demo": "run the seed example end to end (see `gradserve demo --help`)"}
+                "demo": "run the seed example end to end (see `gradserve demo --help`)",
+                "health": "exit 0 when a server is SERVING (see `gradserve health --help`)"}
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"gradserve {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        usage = "usage: gradserve {serve,demo} [options]\n\n" + "".join(
+        usage = "usage: gradserve [--version] {serve,demo,health} [options]\n\n" + "".join(
             f"  {name:<6} {text}\n" for name, text in commands.items())
         if argv and argv[0] in ("-h", "--help"):
             print(usage, end="")
@@ -161,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import _demo
 
         return _demo.main(argv[1:]) or 0
+    if argv[0] == "health":
+        return health(argv[1:])
     return serve(argv[1:])
 
 

@@ -88,15 +88,15 @@ class Runtime:
         """The caller's identity from the call's metadata (see _auth)."""
         return identify(metadata, self.tokens)
 
-    def create_session(self, owner: str, device: str) -> Session:
+    def create_session(self, owner: str, device: str, session_id: str | None = None) -> Session:
         """A new session on `device` owned by `owner`; "" means the first device served
-        (cpu, unless the server serves GPUs only)."""
+        (cpu, unless the server serves GPUs only). `session_id`: the caller's proposal."""
         device = canonical_device(device) if device else self.devices[0]
         if device not in self.devices:
             raise InvalidArgumentError(
                 f"device {device} is not served here (devices: {', '.join(self.devices)})"
             )
-        return self.sessions.create(owner, device)
+        return self.sessions.create(owner, device, session_id)
 
     @contextlib.contextmanager
     def session(self, owner: str, session_id: str) -> Iterator[Session]:

@@ -21,6 +21,7 @@ from ._requests import BackwardAction, FetchAction, GradAction, ListAction, Step
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
+SESSION_ID_HEADER = "x-session-id"  # what session-affinity proxies hash on (docs/WIRE.md)
 
 
 class GradserveServicer(pb_grpc.GradserveServiceServicer):
@@ -45,7 +46,8 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
     # -- sessions ----------------------------------------------------------------------------
     def CreateSession(self, request, context):
         def body(owner):
-            session = self._rt.create_session(owner, request.device)
+            proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
+            session = self._rt.create_session(owner, request.device, proposed)
             return convert.session_info(session, self._rt.sessions.ttl)
 
         return self._unary(context, body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -20,6 +21,9 @@ from gradserve import engine
 
 from ._errors import PermissionDeniedError, ResourceExhaustedError, SessionNotFoundError
 from ._limits import tensor_bytes
+
+# A caller-proposed session id: as unguessable as ours (22 chars of token_urlsafe(16)) or more.
+_PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 
 log = logging.getLogger("gradserve.server")
 
@@ -84,15 +88,25 @@ class SessionManager:
         self.counts = {"created": 0, "closed": 0, "reaped": 0}
 
     # -- lookup ----------------------------------------------------------------------------
-    def create(self, owner: str, device: str) -> Session:
-        """A new session for `owner`; ResourceExhaustedError past max_sessions."""
+    def create(self, owner: str, device: str, session_id: str | None = None) -> Session:
+        """A new session for `owner`, named `session_id` when the caller proposed one (so a
+        proxy hashing the id routes later calls here); ResourceExhaustedError past
+        max_sessions."""
+        if session_id is not None and not _PROPOSED_ID.match(session_id):
+            raise engine.InvalidArgumentError(
+                f"proposed session id {session_id[:80]!r} must be 22 to 64 characters of "
+                "A-Z a-z 0-9 _ -")
         with self._lock:
             if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
                 raise ResourceExhaustedError(
                     f"this server already holds {len(self._sessions)} sessions, its limit "
                     "(max-sessions); close one or retry later"
                 )
-            session = Session(secrets.token_urlsafe(16), owner, device, self._clock)
+            if session_id in self._sessions:
+                raise engine.InvalidArgumentError(
+                    f"proposed session id {session_id!r} is already in use")
+            session = Session(session_id or secrets.token_urlsafe(16), owner, device,
+                              self._clock)
             self._sessions[session.id] = session
             self.counts["created"] += 1
         log_event("session.created", session=session.id, owner=owner, device=device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -88,3 +89,15 @@ def test_no_source_module_is_over_500_lines():
              for folder in ("engine", "client", "server", "proto")
              for p in (ROOT / folder).rglob("*.py") if "_pb2" not in p.name}
     assert {p: n for p, n in sizes.items() if n > 500} == {}
+
+
+def test_readme_lists_every_serve_option():
+    from gradserve.server import _cli
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| option | default | what |"):]
+    table = table[:table.index("\n\n")]
+    listed = set(re.findall(r"`(--[a-z-]+)`", table))
+    options = {a.option_strings[-1] for a in _cli._serve_parser("x")._actions
+               if a.option_strings and a.dest not in ("help", "version")}
+    assert listed == options

@@ -113,6 +113,34 @@ def test_cli_errors_and_help(capsys):
     assert "GRADSERVE_SESSION_TTL" in capsys.readouterr().out
 
 
+def test_version_comes_from_the_package_metadata(capsys):
+    import importlib.metadata
+
+    import gradserve
+
+    assert gradserve.__version__ == importlib.metadata.version("gradserve")
+    assert _cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gradserve {gradserve.__version__}\n"
+    with pytest.raises(SystemExit) as info:
+        _cli.main(["serve", "--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"gradserve {gradserve.__version__}\n"
+
+
+def test_health_command_for_container_checks(make_server, capsys, monkeypatch):
+    server, address = make_server()
+    assert _cli.main(["health", "--target", address]) == 0
+    assert capsys.readouterr().out == "SERVING\n"
+    monkeypatch.setenv("GRADSERVE_PORT", address.rsplit(":", 1)[1])
+    assert _cli.main(["health"]) == 0  # the port the container's server was given
+    server.health.enter_graceful_shutdown()
+    assert _cli.main(["health", "--target", address]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "NOT_SERVING"
+    server.stop(0).wait()
+    assert _cli.main(["health", "--target", address, "--timeout", "0.5"]) == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
 def test_cli_reads_env(monkeypatch):
     monkeypatch.setenv("GRADSERVE_MAX_SESSION_BYTES", "2GiB")
     monkeypatch.setenv("GRADSERVE_SESSION_TTL", "5")
@@ -140,6 +168,27 @@ def test_ttl_reaping(make_server, wire):
                           grpc.StatusCode.NOT_FOUND, "reclaimed after its TTL")
         wire.run_seed(stub, busy)
         assert server.runtime.sessions.counts["reaped"] == 1
+
+
+def test_create_session_adopts_the_proposed_x_session_id(make_server, wire):
+    # What lets a proxy that hashes x-session-id place a session where its calls will go.
+    _, address = make_server()
+    channel, stub = wire.connect(address)
+    proposed = "p" * 22
+
+    def create(session_id):
+        return stub.CreateSession(pb.CreateSessionRequest(),
+                                  metadata=[("x-session-id", session_id)])
+
+    with channel:
+        assert create(proposed).session_id == proposed
+        wire.run_seed(stub, proposed, metadata=[("x-session-id", proposed)])
+        wire.expect_error(lambda: create(proposed), grpc.StatusCode.INVALID_ARGUMENT,
+                          "already in use")
+        for bad in ("short", "x" * 65, "with space" * 3, "dots.are.not.allowed.here"):
+            wire.expect_error(lambda bad=bad: create(bad), grpc.StatusCode.INVALID_ARGUMENT,
+                              "22 to 64 characters")
+        assert stub.CreateSession(pb.CreateSessionRequest()).session_id != proposed
 
 
 def test_max_sessions(make_server, wire):
