@@ -51,8 +51,8 @@ def test_the_fallback_differs_from_envoy_yaml_only_in_how_it_pins():
     assert filters[0]["name"] == "envoy.filters.http.stateful_session"
     assert filters[0]["typed_config"]["strict"] is True
     del filters[0]
-    route = _hcm(hashed)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
-    assert route.pop("hash_policy") == [{"header": {"header_name": "x-session-id"}}]
+    for route in _hcm(hashed)["route_config"]["virtual_hosts"][0]["routes"]:
+        assert route["route"].pop("hash_policy") == [{"header": {"header_name": "x-session-id"}}]
     policies = [c["load_balancing_policy"]["policies"][0]["typed_extension_config"]["name"]
                 for c in (pinned["static_resources"]["clusters"][0],
                           hashed["static_resources"]["clusters"][0])]
@@ -66,9 +66,12 @@ def test_the_fallback_differs_from_envoy_yaml_only_in_how_it_pins():
 def test_long_streams_and_dead_replicas_are_configured_for():
     config = _envoy("envoy.yaml")
     hcm = _hcm(config)
-    route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
-    assert route["timeout"] == "0s"
-    assert hcm["stream_idle_timeout"] == route["idle_timeout"] == "3600s"
+    create, other = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert create["match"] == {"path": "/gradserve.v1.GradserveService/CreateSession"}
+    assert create["route"]["timeout"] == other["route"]["timeout"] == "0s"
+    assert hcm["stream_idle_timeout"] == other["route"]["idle_timeout"] == "3600s"
+    # only a new session may be retried on another replica; a session's calls never move
+    assert "retry_policy" in create["route"] and "retry_policy" not in other["route"]
     (cluster,) = config["static_resources"]["clusters"]
     assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
     (check,) = cluster["health_checks"]
