@@ -391,6 +391,15 @@ for _red in ("mean", "sum", "none"):
              N(3, 4), K(_tgt), label=f"ignore-{_red}", order2=True)
         case(_loss, lambda x, t, r=_red, n=_loss: x._op(n, x, t, reduction=r), N(4),
              K(E.tensor(2)), label=f"1d-{_red}", order2=True)
+    _g = (3,) if _red == "none" else ()
+    case("cross_entropy_grad", lambda x, t, g, r=_red: x._op("cross_entropy_grad", x, t, g,
+                                                             reduction=r),
+         N(3, 4), K(E.tensor([1, 0, 3])), P(*_g), label=_red, order2=True)
+    case("cross_entropy_grad", lambda x, t, g, r=_red: x._op(
+        "cross_entropy_grad", x, t, g, reduction=r, ignore_index=0),
+         N(3, 4), K(E.tensor([1, 0, 3])), P(*_g), label=f"ignore-{_red}", order2=True)
+case("threshold_backward", lambda g, o: g._op("threshold_backward", g, o), N(2, 3), K(
+    E.tensor([[1.0, -1.0, 2.0], [-0.5, 0.5, 3.0]], dtype=E.float64)), label="2x3", order2=True)
 
 
 # -- the tests --------------------------------------------------------------------------------
