@@ -58,7 +58,7 @@ BAD_OPS = [
      "binds no outputs"),
     ("in-place on scalar", [("add", [1.0, 1.0], [], {"inplace": True})], INVALID,
      "needs a tensor as input 0"),
-    ("backward counts", [("backward", ["w1", "w2"], [], {"attrs": {"grads": 1}})], INVALID,
+    ("backward counts", [("backward", ["w1", "w2", "w2"], [], {"attrs": {"grads": 2}})], INVALID,
      "'backward' takes the roots, then none or one gradient per root"),
     ("backward count type", [("backward", ["w1"], [], {"attrs": {"inputs": "x"}})], INVALID,
      "must be counts"),
