@@ -13,7 +13,18 @@ the gradserve server hosts this engine and the client reuses its shape rules.
 
 from types import SimpleNamespace
 
-from . import _ops_math, _ops_nn, _ops_reduce, _ops_shape  # noqa: F401  (register the ops)
+from . import (  # noqa: F401  (register the ops)
+    _ops_act,
+    _ops_conv,
+    _ops_embed,
+    _ops_loss,
+    _ops_math,
+    _ops_nn,
+    _ops_norm,
+    _ops_pool,
+    _ops_reduce,
+    _ops_shape,
+)
 from ._api import TensorAPI, cat, matmul, stack, where
 from ._backend import canonical_device, cuda_device_count
 from ._dtype import DType, as_dtype, bool_, float32, float64, int64
