@@ -16,7 +16,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None, session=None) -> None:
+                 dtype=None, session=None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -24,10 +24,12 @@ class _BatchNorm(Module):
         if affine:
             self.weight = new_parameter(self.session, self.num_features, dtype=dtype,
                                         init=init.ones_)
+        else:
+            self.register_parameter("weight", None)
+        if affine and bias:
             self.bias = new_parameter(self.session, self.num_features, dtype=dtype,
                                       init=init.zeros_)
         else:
-            self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
             self.register_buffer("running_mean", new_buffer(self.session, "zeros",
@@ -71,14 +73,15 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of (N, C) or (N, C, L), with running statistics for eval().
 
     >>> nn.BatchNorm1d(4)
-    BatchNorm1d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+    BatchNorm1d(4, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)
     """
 
     _dims = (2, 3)
@@ -98,7 +101,7 @@ class LayerNorm(Module):
     """Normalise over the trailing `normalized_shape` dims, with a learned scale and shift.
 
     >>> nn.LayerNorm(8)
-    LayerNorm((8,), eps=1e-05, elementwise_affine=True)
+    LayerNorm((8,), eps=1e-05, elementwise_affine=True, bias=True)
     """
 
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
@@ -127,18 +130,19 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class GroupNorm(Module):
     """Normalise groups of channels of (N, C, *), with a per-channel scale and shift.
 
     >>> nn.GroupNorm(2, 8)
-    GroupNorm(2, 8, eps=1e-05, affine=True)
+    GroupNorm(2, 8, eps=1e-05, affine=True, bias=True)
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None, session=None) -> None:
+                 affine: bool = True, device=None, dtype=None, session=None, *,
+                 bias: bool = True) -> None:
         super().__init__()
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
@@ -148,10 +152,12 @@ class GroupNorm(Module):
         if affine:
             self.weight = new_parameter(self.session, self.num_channels, dtype=dtype,
                                         init=init.ones_)
+        else:
+            self.register_parameter("weight", None)
+        if affine and bias:
             self.bias = new_parameter(self.session, self.num_channels, dtype=dtype,
                                       init=init.zeros_)
         else:
-            self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if device is not None:
             self.to(device)
@@ -160,7 +166,8 @@ class GroupNorm(Module):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class Embedding(Module):
