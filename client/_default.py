@@ -59,8 +59,8 @@ def new_like(tensor, factory: str, *args, dtype=None):
 
 
 def values_of(tensors) -> list:
-    """numpy copies of many tensors' values (detached), one wait per remote session
-    rather than one per tensor.
+    """numpy copies of many tensors' values (detached; numpy arrays pass through as
+    copies), one wait per remote session rather than one per tensor.
 
     >>> from gradserve import engine
     >>> values_of([engine.ones(2), engine.zeros(1)])
@@ -73,7 +73,9 @@ def values_of(tensors) -> list:
     out: list = [None] * len(tensors)
     remote: dict = {}
     for i, t in enumerate(tensors):
-        if isinstance(t, engine.Tensor):
+        if isinstance(t, np.ndarray):
+            out[i] = np.array(t, copy=True)
+        elif isinstance(t, engine.Tensor):
             out[i] = np.array(t.detach()._host(), copy=True)
         else:
             remote.setdefault(session_of(t), []).append(i)
