@@ -44,8 +44,9 @@ def save(obj, f) -> None:
     tensors: dict[str, object] = {}
     tree = _encode(obj, "", tensors)
     arrays = dict(zip(tensors, values_of(tensors.values()) if tensors else [], strict=True))
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    crc = {k: zlib.crc32(v.view(np.uint8).reshape(-1)) for k, v in arrays.items()}
+    # copy(order="C"), not ascontiguousarray: that one turns 0-d arrays into 1-d ones
+    arrays = {k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in arrays.items()}
+    crc = {k: _crc(v) for k, v in arrays.items()}
     meta = {"format": _FORMAT, "tree": json.dumps(tree), "crc32": json.dumps(crc)}
     save_file(arrays, os.fspath(f), metadata=meta)
 
@@ -89,8 +90,12 @@ def _check_crc(path: str, arrays: dict, meta: dict) -> None:
     if set(crc) != set(arrays):
         raise CheckpointError(f"{path}: the checkpoint's entries do not match its checksums")
     for key, array in arrays.items():
-        if zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1)) != crc[key]:
+        if _crc(array) != crc[key]:
             raise CheckpointError(f"{path}: tensor {key!r} is corrupt (checksum mismatch)")
+
+
+def _crc(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
 # -- the tree: JSON with tensors replaced by references -----------------------------------------

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     """`gradserve serve [options]` or `gradserve demo [options]`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
-                "demo": "run the seed example end to end (see `gradserve demo --help`)"}
+                "demo": "run the seed example end to end; --train trains a CNN on digits "
+                        "(see `gradserve demo --help`)"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         usage = "usage: gradserve {serve,demo} [options]\n\n" + "".join(
             f"  {name:<6} {text}\n" for name, text in commands.items())
