@@ -5,7 +5,9 @@
     python examples/train_digits.py --target 127.0.0.1:50051 --model cnn
     gradserve demo --train                       # the same, installed
 
-The 1,797 digit images ship with scikit-learn (no download). The data is uploaded to the
+The 1,797 digit images ship with scikit-learn (no download). The full run (12 epochs)
+reaches test accuracy >= 0.95 with the MLP and >= 0.97 with the CNN; --fast (3 epochs,
+what the test suite runs) >= 0.93 and >= 0.95. The data is uploaded to the
 session once; each step sends its batch's indices and buffered ops, and reads nothing back:
 losses are fetched once per epoch. It prints `test accuracy: 0.9xx` for each model and
 writes, under --out, a loss/accuracy plot (digits_training.png) and a picture of one
