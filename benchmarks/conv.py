@@ -13,6 +13,8 @@ Target: gradserve <= 2x torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 
@@ -71,6 +73,24 @@ def _time(step, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e3
 
 
+def _threads(n: int | None, torch):
+    """BLAS and torch limited to n threads (None: as the machine sets them)."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits  # comes with scikit-learn
+
+    torch.set_num_threads(n)
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def measure(ours, theirs, rounds: int, per_round: int) -> dict:
+    times = {"gradserve": [], "torch": []}
+    for _ in range(rounds):
+        times["gradserve"].append(_time(ours, per_round))
+        times["torch"].append(_time(theirs, per_round))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -83,12 +103,7 @@ def main() -> None:
     theirs = torch_step(torch, conv)
     diff = max(float(np.abs(a.numpy() - b.numpy()).max() / (np.abs(b.numpy()).max() + 1e-12))
                for a, b in zip(ours(), theirs(), strict=True))
-    times = {"gradserve": [], "torch": []}
-    for _ in range(args.rounds):
-        times["gradserve"].append(_time(ours, args.per_round))
-        times["torch"].append(_time(theirs, args.per_round))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = med["gradserve"] / med["torch"]
+    default_threads = torch.get_num_threads()
     s = SHAPE
     lines = [
         "# benchmarks/conv.py", "",
@@ -99,12 +114,25 @@ def main() -> None:
         f"{s['cin']} -> {s['cout']} channels, {s['k']}x{s['k']}, padding 1, "
         f"{s['size']}x{s['size']}, float32. Medians over {args.rounds} alternating rounds of "
         f"{args.per_round} steps. Largest relative difference between the two sides' "
-        f"gradients: {diff:.1e}.", "",
-        "| side | median ms / step | min ms | max ms |", "| --- | ---: | ---: | ---: |",
-        *[f"| {k} | {med[k]:.1f} | {min(v):.1f} | {max(v):.1f} |" for k, v in times.items()],
-        "", f"**gradserve / torch: {ratio:.2f}x** (target <= 2x: "
-        f"{'met' if ratio <= 2 else 'MISSED'})",
+        f"gradients: {diff:.1e}. Measured twice in the same run: with the threads the "
+        f"machine gives (OpenBLAS and torch: {default_threads} each) and with one thread "
+        "each (threadpoolctl, torch.set_num_threads), because on a shared 2-CPU machine "
+        "OpenBLAS's spinning threads can slow the numpy side several times over.",
     ]
+    for label, n in ((f"{default_threads} threads (default)", None), ("1 thread", 1)):
+        with _threads(n, torch):
+            times = measure(ours, theirs, args.rounds, args.per_round)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratio = med["gradserve"] / med["torch"]
+        lines += [
+            "", f"### {label}", "",
+            "| side | median ms / step | min ms | max ms |", "| --- | ---: | ---: | ---: |",
+            *[f"| {k} | {med[k]:.1f} | {min(v):.1f} | {max(v):.1f} |" for k, v in times.items()],
+            "", f"**gradserve / torch: {ratio:.2f}x** (target <= 2x: "
+            f"{'met' if ratio <= 2 else 'MISSED'})",
+        ]
+    torch.set_num_threads(default_threads)
+    lines += ["", f"1-minute load average at the end: {os.getloadavg()[0]:.2f}"]
     text = "\n".join(lines)
     print(text)
     if args.out:
