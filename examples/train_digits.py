@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
             client = stack.enter_context(gs.connect(target))
             session = stack.enter_context(client.session())
             print(f"training on gradserve server {target}"
-                  + ("" if args.target else " (embedded)"))
+                  + ("" if args.target else " (started for this run)"))
         for name in names:
             h = train(name, session, data, epochs, progress=not args.no_progress,
                       graph_out=args.out if name == "cnn" else None)
