@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (register the ops)
     _ops_math,
     _ops_nn,
     _ops_norm,
+    _ops_optim,
     _ops_pool,
     _ops_reduce,
     _ops_shape,

@@ -197,7 +197,8 @@ class Embedding(Module):
                                         dtype=dtype)
             self.reset_parameters()
         else:
-            self.weight = _weight.detach().requires_grad_(not _freeze)
+            # registered explicitly: a frozen weight is still a parameter (and in state_dict)
+            self.register_parameter("weight", _weight.detach().requires_grad_(not _freeze))
         if device is not None:
             self.to(device)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gradserve.engine import no_grad, where
+from gradserve.engine import no_grad
 
 from ._optimizer import Optimizer, _check_nonnegative, _evaluate, zeros_like
 
@@ -67,15 +67,13 @@ class Adam(Optimizer):
             else:
                 g = g + p * decay
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.add_((g - m) * (1 - beta1))  # torch's lerp_ toward g
-        v.mul_(beta2).add_(g * g * (1 - beta2))
+        # fused in-place ops (engine/_ops_optim.py): three ops per parameter, not a dozen
+        m._inplace("optim_ema", g, beta=beta1)  # torch's lerp_ toward g
+        v._inplace("optim_ema_sq", g, beta=beta2)
         if amsgrad:
-            v_max = state["max_exp_avg_sq"]
-            v_max.copy_(where(v_max > v, v_max, v))
-            v = v_max
-        step_size = lr / (1 - beta1**t)
-        denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
-        p.sub_(m / denom * step_size)
+            v = state["max_exp_avg_sq"]._inplace("optim_max", v)
+        p._inplace("optim_adam", m, v, step_size=lr / (1 - beta1**t),
+                   bias2_sqrt=math.sqrt(1 - beta2**t), eps=eps)
 
 
 class AdamW(Adam):
