@@ -82,6 +82,9 @@ def main() -> None:
     import torch
 
     x_np, y_np, _, _ = load_digits()
+    # the server gets the BLAS threads this process has (OpenBLAS's default: one per CPU),
+    # not the examples' one-thread default: both gradserve sides compute alike
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(os.cpu_count()))
     rates: dict[str, list[float]] = {"remote": [], "in-process": [], "torch": []}
     with local_server() as address, gs.connect(address) as client, \
             client.session() as s:
