@@ -219,12 +219,48 @@ def _input_grad_meta(g, w, *, input_shape, stride, padding, dilation, groups):
 
 
 def _input_grad(xp, g, w, *, input_shape, stride, padding, dilation, groups):
+    if all(st == 1 for st in stride):
+        return _input_grad_shifted(xp, g, w, tuple(input_shape), padding, dilation, groups)
     n, o = g.shape[:2]
     out = g.shape[2:]
     wt = w.reshape(groups, o // groups, -1).transpose(0, 2, 1).reshape(-1, o // groups)
     cols = _by_group(xp, groups, wt, _channels_first(xp, g))  # (C * K, N * L)
     cols = cols.reshape((input_shape[1],) + tuple(w.shape[2:]) + (n,) + tuple(out))
     return _col2im(xp, cols, tuple(input_shape), w.shape[2:], stride, padding, dilation, out)
+
+
+def _input_grad_shifted(xp, g, w, input_shape, padding, dilation, groups):
+    """The stride-1 input gradient without im2col's big intermediate.
+
+    g is laid on a zero canvas the size of the padded input, flattened per channel to
+    (O, N * P) with P the padded plane's size. A kernel offset k then moves every output
+    position p to input position p + offset(k) in that flat layout (with stride 1 no window
+    crosses a row or image edge, and canvas cells outside the output hold zeros), so each
+    offset is one matmul (C/G x O/G) @ (O/G x N * P) added into a shifted slice: memory
+    traffic of the size of the input, not of kernel-size times the input.
+    """
+    n, o = g.shape[:2]
+    c = input_shape[1]
+    plane = tuple(s + lo + hi for s, (lo, hi) in zip(input_shape[2:], padding, strict=True))
+    strides = [math.prod(plane[i + 1:]) for i in range(len(plane))]
+    canvas = xp.zeros((o, n) + plane, dtype=g.dtype)
+    canvas[(slice(None), slice(None)) + tuple(slice(0, k) for k in g.shape[2:])] = \
+        g.swapaxes(0, 1)
+    flat = canvas.reshape(o, -1)
+    size = flat.shape[1]
+    kernel = w.shape[2:]
+    tail = sum((k - 1) * d * st for k, d, st in zip(kernel, dilation, strides, strict=True))
+    acc = xp.zeros((c, size + tail), dtype=g.dtype)
+    og, cg = o // groups, c // groups
+    for ks in itertools.product(*(range(k) for k in kernel)):
+        off = sum(k * d * st for k, d, st in zip(ks, dilation, strides, strict=True))
+        wk = w[(slice(None), slice(None)) + ks]  # (O, C/G)
+        for i in range(groups):
+            acc[i * cg:(i + 1) * cg, off:off + size] += \
+                wk[i * og:(i + 1) * og].T @ flat[i * og:(i + 1) * og]
+    full = acc[:, :size].reshape((c, n) + plane)
+    crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(input_shape[2:], padding, strict=True))
+    return xp.ascontiguousarray(full[(slice(None), slice(None)) + crop].swapaxes(0, 1))
 
 
 conv_input_grad = defop("conv_input_grad", infer=_input_grad_meta,
