@@ -128,3 +128,12 @@ def test_render_without_dot_says_so(tmp_path, monkeypatch):
     loss, _ = _seed(engine)
     with pytest.raises(gs.viz.RenderError, match="`dot`"):
         gs.viz.graph(loss).render(tmp_path / "x.svg")
+
+
+def test_describing_an_unknown_tensor_is_not_found(s):
+    from gradserve.v1 import gradserve_pb2 as pb
+
+    s.synchronize()
+    with pytest.raises(gs.GradserveError, match="not found"):
+        s._client._call("DescribeGraph", pb.DescribeGraphRequest(session_id=s.id, id="nope"),
+                        session_id=s.id)
