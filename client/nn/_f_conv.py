@@ -163,9 +163,10 @@ def adaptive_avg_pool2d(input, output_size):
     tensor([[[[7.5000]]]])
     """
     x, added = _batched(input, 2, "adaptive_avg_pool2d")
-    size = _tuple(output_size, 2, "output_size") if not isinstance(output_size, (tuple, list)) \
-        or None not in output_size else tuple(
-            x.shape[2 + i] if o is None else int(o) for i, o in enumerate(output_size))
+    wanted = (output_size,) * 2 if isinstance(output_size, int) else tuple(output_size)
+    if len(wanted) != 2:
+        raise InvalidArgumentError(f"adaptive_avg_pool2d: output_size must be 2, got {wanted}")
+    size = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(wanted))
     if size == (1, 1):
         out = x.mean((-2, -1), keepdim=True)
     else:
