@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     """`gradserve serve|demo|health [options]`, or `gradserve --version`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
-                "demo": "run the seed example end to end (see `gradserve demo --help`)",
+                "demo": "run the seed example end to end; --train trains a CNN on digits "
+                        "(see `gradserve demo --help`)",
                 "health": "exit 0 when a server is SERVING (see `gradserve health --help`)"}
     if argv and argv[0] in ("-V", "--version"):
         print(f"gradserve {_version()}")
