@@ -197,11 +197,6 @@ class RemoteTensor(AutogradMeta):
         values = self._session._fetch([self])[0]
         return format_tensor(values, self.dtype, self._device, self._repr_suffix())
 
-    def __format__(self, spec: str) -> str:
-        if spec and self.numel() == 1:
-            return format(self.item(), spec)
-        return repr(self)
-
     def __reduce__(self):
         raise TypeError("a RemoteTensor cannot be pickled; fetch its values with .numpy()")
 
@@ -222,9 +217,12 @@ class RemoteTensor(AutogradMeta):
         memo[id(self)] = out
         return out
 
+    def _home(self):
+        return self._session
+
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
-        return apply(get_op(name), inputs, attrs)
+        return apply(get_op(name), inputs, attrs, self._session)
 
     def _inplace(self, name, *others, **attrs):
         return apply_inplace(get_op(name), self, others, attrs)

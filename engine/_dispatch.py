@@ -52,6 +52,21 @@ def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
     return t
 
 
+def unknown_shape(meta) -> bool:
+    """Whether an inferred result has a shape that depends on the data (Meta(None, ...))."""
+    if type(meta) is Meta:
+        return meta.shape is None
+    return any(m.shape is None for m in meta)
+
+
+def known_shape(meta, out):
+    """The inferred meta with the computed results' shapes filled in."""
+    if type(meta) is Meta:
+        return meta._replace(shape=tuple(out.shape))
+    return tuple(m._replace(shape=tuple(a.shape)) if m.shape is None else m
+                 for m, a in zip(meta, out, strict=True))
+
+
 def _args(inputs) -> list:
     return [x._data if isinstance(x, Tensor) else x for x in inputs]
 
@@ -73,10 +88,15 @@ def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     server checks byte limits and output counts there)."""
     device, any_grad = placement(inputs, attrs.get("device", "cpu"))
     meta = op.infer(*inputs, **attrs)
-    if check is not None:
+    dynamic = meta.shape is None if type(meta) is Meta else unknown_shape(meta)
+    if check is not None and not dynamic:
         check(meta)
     be = backend(device)
     out = _run(op, be, _args(inputs), attrs)
+    if dynamic:  # the shape depends on the data (nonzero, masks): now it is known
+        meta = known_shape(meta, out)
+        if check is not None:
+            check(meta)
     out_device = attrs["device"] if op.needs_device else device
     xp = be.xp if out_device == device else backend(out_device).xp
     if type(meta) is Meta:

@@ -56,8 +56,21 @@ def _root_grads(tensors, grads) -> list:
             for t, g in zip(tensors, out, strict=True)]
 
 
+def _remote_home(tensors):
+    """The session of remote tensors (they carry their own autograd calls), else None."""
+    for t in as_list(tensors) or ():
+        if isinstance(t, AutogradMeta):
+            home = t._home()  # the engine's factories run no backward of their own
+            return home if hasattr(home, "_backward") else None
+    return None
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves."""
+    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves
+    (engine tensors here; a remote session's on its server)."""
+    home = _remote_home(tensors)
+    if home is not None:
+        return home._backward(tensors, grad_tensors, retain_graph, create_graph, inputs)
     tensors = as_list(tensors)
     grads = _root_grads(tensors, grad_tensors)
     if retain_graph is None:
@@ -71,7 +84,12 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
-    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad."""
+    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad
+    (engine tensors here; a remote session's on its server)."""
+    home = _remote_home(outputs)
+    if home is not None:
+        return home._autograd_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                                   allow_unused)
     outputs = as_list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = as_list(inputs)

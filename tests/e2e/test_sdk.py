@@ -372,7 +372,7 @@ def test_values_and_dtypes(s):
     assert s.full((2,), 7).tolist() == [7, 7]
     assert s.full((2,), 1.0).dtype is gs.float32 and s.full((2,), 1.0).tolist() == [1.0, 1.0]
     assert s.ones(2, dtype="float64").numpy().dtype == np.float64
-    assert s.from_numpy(np.arange(3, dtype=np.int32)).dtype is gs.int64
+    assert s.from_numpy(np.arange(3, dtype=np.int32)).dtype is gs.int32
     assert float(s.tensor([2.0])) == 2.0
     assert f"{s.tensor(0.123456):.2f}" == "0.12"
     assert repr(s.tensor([1, 2])) == "tensor([1, 2])"
