@@ -9,6 +9,7 @@ nobody waited for is kept and raised at the next wait, naming the op and the use
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import threading
@@ -24,7 +25,12 @@ class Pipeline:
 
     _PENDING = object()
 
-    def __init__(self, client, session_id: str) -> None:
+    def __init__(self, client, session_id: str, on_callback=None) -> None:
+        # A server's backward that reached a hook or custom Function of this client sends a
+        # `callback` message and waits: whoever waits here runs `on_callback(callback)` (the
+        # Python, then its answer, sent as a new request), outside the stream's lock.
+        self._on_callback = on_callback
+        self._calls: collections.deque = collections.deque()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._seq = itertools.count(1)
         self._cond = threading.Condition()
@@ -87,6 +93,9 @@ class Pipeline:
 
     def _deliver(self, response) -> None:
         with self._cond:
+            if response.HasField("callback"):  # not request seq's answer: a question in it
+                self._calls.append(response.callback)
+                return
             seq = response.seq
             ops = self._sent.pop(seq, ())
             err = _wire.error_value(response.error, ops) if response.HasField("error") else None
@@ -106,7 +115,7 @@ class Pipeline:
         """Send `request`; must be called under the session lock so seqs go out in order."""
         with self._cond:
             if not wait:  # backpressure: read answers until few enough are outstanding
-                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT)
+                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT or self._calls)
             if self._broken is not None:
                 self.reported = True
                 raise self._broken
@@ -122,12 +131,23 @@ class Pipeline:
         return seq
 
     def wait(self, seq: int):
-        """Block for response `seq`; raise the first error of it or of any earlier request."""
-        with self._cond:
-            self._pump(lambda: self._waiting[seq] is not self._PENDING)
-            result = self._waiting.pop(seq)
-            earlier = [e for s, e in self._deferred if s < seq]
-            self._deferred = [(s, e) for s, e in self._deferred if s > seq]
+        """Block for response `seq`; raise the first error of it or of any earlier request.
+
+        Callbacks that arrive meanwhile are run here; an error in a callback's answer (its ops
+        failed on the server) is raised rather than the error it caused in request `seq`."""
+        answers: set[int] = set()
+        while True:
+            with self._cond:
+                self._pump(lambda: self._waiting[seq] is not self._PENDING or self._calls)
+                call = self._calls.popleft() if self._calls and self._waiting[
+                    seq] is self._PENDING else None
+                if call is None:
+                    result = self._waiting.pop(seq)
+                    earlier = [e for s, e in self._deferred if s < seq or s in answers]
+                    self._deferred = [(s, e) for s, e in self._deferred
+                                      if s > seq and s not in answers]
+                    break
+            answers.add(self._on_callback(call))
         if earlier:
             raise earlier[0]
         if result is self._PENDING:

@@ -108,6 +108,10 @@ class Session(Factories):
         self._pipe: Pipeline | None = None
         self._closed = False
         self._grad_epoch = 0  # bumped by backward: cached `.grad` proxies are stale
+        self._server_devices = tuple(info.devices) or (self._device,)
+        self._callbacks: dict = {}  # key -> the Python of a hook or Function (_callbacks)
+        self._callback_keys = itertools.count(1)
+        self._callback_errors: list = []
         self.stats = Stats()
 
     # -- identity and lifetime ---------------------------------------------------------------
@@ -129,10 +133,21 @@ class Session(Factories):
         state = "closed" if self._closed else self._device
         return f"<gradserve.Session {self._id} ({state})>"
 
+    @property
+    def server_devices(self) -> tuple[str, ...]:
+        """The devices the session's server serves ("cpu", "cuda:0", ...)."""
+        return self._server_devices
+
     def __enter__(self) -> Session:
+        from ._current import push
+
+        push(self)  # the current session of this thread until the block ends
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from ._current import pop
+
+        pop(self)
         try:
             self.close()
         except GradserveError:
@@ -284,7 +299,7 @@ class Session(Factories):
         if self._pipe is None or self._pipe.reported:
             # A stream that broke (a dropped connection) was reported to the caller once; the
             # session lives on the server, so carry on over a new stream.
-            self._pipe = Pipeline(self._client, self._id)
+            self._pipe = Pipeline(self._client, self._id, self._serve_callback)
         try:
             seq = self._pipe.submit(request, (ops, sites) if ops else None, wait)
         except GradserveError:
@@ -305,6 +320,11 @@ class Session(Factories):
             pipe = self._pipe
             self.stats.waits += 1
         return pipe.wait(seq)
+
+    def _serve_callback(self, call) -> int:
+        from ._callbacks import serve
+
+        return serve(self, call)
 
     def synchronize(self) -> None:
         """Wait until the server ran everything sent so far; raise any error it met.
@@ -397,6 +417,12 @@ class Session(Factories):
         return out
 
     # -- server-side tensor tables --------------------------------------------------------------
+    def _learn_shapes(self, proxies) -> None:
+        """Shapes only the data decides (nonzero, masks, unique): one wait for all of them."""
+        found = {info.id: info for info in self._list([p._id for p in proxies])}
+        for p in proxies:
+            p._shape = tuple(found[p._id].shape)
+
     def _list(self, ids=()) -> list:
         response = self._roundtrip(list=pb.ListTensorsRequest(ids=list(ids)))
         return list(response.tensors)

@@ -194,11 +194,12 @@ def array_from_upload(first: pb.UploadRequest, rest: Iterator,
     return array_from_raw(buf, dtype, shape)
 
 
-def session_info(session: Session, ttl: float | None) -> pb.SessionInfo:
+def session_info(session: Session, ttl: float | None,
+                 devices: tuple[str, ...] = ()) -> pb.SessionInfo:
     return pb.SessionInfo(
         session_id=session.id, device=session.device, owner=session.owner,
         tensor_count=len(session.tensors), bytes=session.nbytes,
-        idle_seconds=session.idle_seconds(), ttl_seconds=ttl or 0.0,
+        idle_seconds=session.idle_seconds(), ttl_seconds=ttl or 0.0, devices=devices,
     )
 
 

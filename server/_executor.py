@@ -27,6 +27,7 @@ from gradserve.engine._dispatch import apply, apply_inplace
 from gradserve.engine._registry import OPS
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
+from ._callbacks import serving
 from ._errors import OpFailure, ResourceExhaustedError, TensorNotFoundError
 from ._limits import Budget, check_limit, meta_bytes, tensor_bytes
 from ._requests import (
@@ -43,6 +44,7 @@ from ._requests import (
 from ._sessions import Session
 
 log = logging.getLogger("gradserve.server")
+CALLBACK_COMMANDS = ("register_hook", "function_node")
 
 
 def user_error(exc: BaseException, op: str | None = None) -> BaseException:
@@ -80,16 +82,17 @@ class Executor:
         run `action` unless something failed. Errors are returned in the result, not raised.
         Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
-        try:
-            out.outputs = self._run_ops(session, sources, describe)
-        except Exception as exc:
-            out.error = user_error(exc)
-        self.release(session, release)
-        if out.error is None and action is not None:
+        with serving(session):  # a backward here may ask the client to run a hook
             try:
-                out.result = self._run_action(session, action)
+                out.outputs = self._run_ops(session, sources, describe)
             except Exception as exc:
                 out.error = user_error(exc)
+            self.release(session, release)
+            if out.error is None and action is not None:
+                try:
+                    out.result = self._run_action(session, action)
+                except Exception as exc:
+                    out.error = user_error(exc)
         session.bytes_changed()
         return out
 
@@ -119,7 +122,8 @@ class Executor:
 
     def _call(self, session: Session, action: Action):
         try:
-            return self._run_action(session, action)
+            with serving(session):
+                return self._run_action(session, action)
         except Exception as exc:
             raise user_error(exc) from exc
         finally:
@@ -218,6 +222,8 @@ class Executor:
             op.check_arity(len(inputs), len(outputs))
             if budget is not None and inputs and isinstance(inputs[0], np.ndarray):
                 budget.take(inputs[0].nbytes, name)
+            if name in CALLBACK_COMMANDS:  # its backwards may ask the client (_callbacks)
+                session.calls_back = True
             return op.run(inputs, attrs)[:len(outputs)]
         if flags & INPLACE:
             if outputs:

@@ -7,6 +7,8 @@ _status; Pipeline returns them as values and keeps the stream open.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
 
 import grpc
@@ -18,7 +20,9 @@ from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
 from . import _convert as convert
 from . import _status
+from ._callbacks import Channel, answer_results
 from ._errors import ResourceExhaustedError, UnavailableError
+from ._executor import CALLBACK_COMMANDS
 from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
 
@@ -50,7 +54,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         def body(owner):
             proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
             session = self._rt.create_session(owner, request.device, proposed)
-            return convert.session_info(session, self._rt.sessions.ttl)
+            return convert.session_info(session, self._rt.sessions.ttl, self._rt.devices)
 
         return self._unary(context, body)
 
@@ -59,7 +63,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             if not request.session_id:
                 raise InvalidArgumentError("session_id is empty")
             session = self._rt.sessions.get(request.session_id, owner)  # no touch: a look only
-            return convert.session_info(session, self._rt.sessions.ttl)
+            return convert.session_info(session, self._rt.sessions.ttl, self._rt.devices)
 
         return self._unary(context, body)
 
@@ -170,14 +174,74 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             owner = self._rt.identify(context.invocation_metadata())
         except Exception as exc:
             _status.abort(context, exc)
-        for request in request_iterator:
-            response, draining = self._pipeline_step(owner, request)
-            yield response
+        requests = iter(request_iterator)
+        for request in requests:
+            if self._may_call_back(owner, request):
+                draining = yield from self._calling_back(owner, request, requests)
+            else:
+                response, draining = self._pipeline_step(owner, request)
+                yield response
             if draining:  # answer this request, then end the stream so the client moves on
                 _status.abort(context, UnavailableError("the server is draining"))
 
-    def _pipeline_step(self, owner: str, req: pb.PipelineRequest) -> tuple[pb.PipelineResponse,
-                                                                             bool]:
+    def _may_call_back(self, owner: str, req: pb.PipelineRequest) -> bool:
+        """A backward or grad of a session whose client registered hooks or Functions."""
+        if req.WhichOneof("then") not in ("backward", "grad"):
+            return False
+        if any(name.encode() in req.op_batch for name in CALLBACK_COMMANDS) or any(
+                call.op in CALLBACK_COMMANDS for call in req.ops):
+            return True  # registered by this very request (a false match costs a thread)
+        try:
+            return self._rt.sessions.get(req.session_id, owner).calls_back
+        except Exception:
+            return False  # the ordinary path reports it
+
+    def _calling_back(self, owner: str, req: pb.PipelineRequest, requests):
+        """Run `req` on another thread while this generator yields what it sends: callbacks,
+        the answers to requests the client sends meanwhile, then req's own answer (see
+        _callbacks). Returns whether the server drains."""
+        outbox: queue.SimpleQueue = queue.SimpleQueue()
+        channel = Channel(requests, outbox, req.seq, self._nested)
+
+        def work() -> None:
+            try:
+                outbox.put(("done", self._pipeline_step(owner, req, channel)))
+            except BaseException as exc:  # noqa: BLE001  (the stream must get its answer)
+                response = pb.PipelineResponse(seq=req.seq)
+                response.error.CopyFrom(_status.error_value(exc))
+                outbox.put(("done", (response, False)))
+
+        threading.Thread(target=work, name="gradserve-calls-back", daemon=True).start()
+        while True:
+            item = outbox.get()
+            if isinstance(item, tuple):
+                response, draining = item[1]
+                yield response
+                return draining
+            yield item
+
+    def _nested(self, session, req: pb.PipelineRequest):
+        """A request that arrived while a backward waits for a callback: run it in place (the
+        session's lock is held and this is its worker). Its response, and the tensors its
+        callback_result names."""
+        response = pb.PipelineResponse(seq=req.seq)
+        results = []
+        try:
+            answer = req.WhichOneof("then") == "callback_result"
+            action = None if answer else self._then(req)
+            result = self._ex.step(session, convert.op_sources(req), list(req.release), action,
+                                   False)
+            if result.error is None and answer:
+                results = answer_results(session, req.callback_result)
+            if result.error is not None:
+                self._rt.note_error(session, result.error)
+            self._fill(response, req, action, result)
+        except Exception as exc:
+            response.error.CopyFrom(_status.error_value(exc))
+        return response, results
+
+    def _pipeline_step(self, owner: str, req: pb.PipelineRequest,
+                       channel: Channel | None = None) -> tuple[pb.PipelineResponse, bool]:
         response = pb.PipelineResponse(seq=req.seq)
         try:
             with self._rt.admit():
@@ -185,8 +249,12 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 action = self._then(req)
                 with self._rt.session(owner, req.session_id) as s:
                     # outputs are not echoed (the client knows them): describe=False
-                    result = self._rt.run(s, self._ex.step, sources, list(req.release), action,
-                                          False)
+                    s.channel = channel
+                    try:
+                        result = self._rt.run(s, self._ex.step, sources, list(req.release),
+                                              action, False)
+                    finally:
+                        s.channel = None
                     if result.error is not None:
                         self._rt.note_error(s, result.error)
                     # inside the lock: fetched arrays may be the session's live storage
@@ -207,6 +275,9 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             return convert.fetch_action(req.fetch)
         if kind == "list":
             return convert.list_action(req.list)
+        if kind == "callback_result":
+            raise InvalidArgumentError("callback_result answers a callback, and no backward of "
+                                       "this session waits for one")
         return None
 
     def _fill(self, response: pb.PipelineResponse, req: pb.PipelineRequest, action,

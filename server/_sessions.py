@@ -45,6 +45,10 @@ class Session:
         self.generator = engine.Generator()
         self.lock = threading.Lock()
         self.closed = False
+        # hooks or custom Functions of the client were registered: a backward may call back,
+        # and while a request runs that may, `channel` reaches its stream (_callbacks)
+        self.calls_back = False
+        self.channel = None
         self._nbytes = 0
         self._bytes_stale = False
         self._clock = clock

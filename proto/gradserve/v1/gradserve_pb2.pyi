@@ -30,7 +30,7 @@ class SessionRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds")
+    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "devices")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class SessionInfo(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     device: str
     owner: str
@@ -45,7 +46,8 @@ class SessionInfo(_message.Message):
     bytes: int
     idle_seconds: float
     ttl_seconds: float
-    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("freed_tensors",)
@@ -268,7 +270,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ..., op_index: _Optional[int] = ..., op: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class PipelineRequest(_message.Message):
-    __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list")
+    __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list", "callback_result")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
@@ -279,6 +281,7 @@ class PipelineRequest(_message.Message):
     GRAD_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
     LIST_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_RESULT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     ops: _containers.RepeatedCompositeFieldContainer[OpCall]
@@ -289,7 +292,30 @@ class PipelineRequest(_message.Message):
     grad: GradRequest
     fetch: FetchRequest
     list: ListTensorsRequest
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ...) -> None: ...
+    callback_result: CallbackResult
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ..., callback_result: _Optional[_Union[CallbackResult, _Mapping]] = ...) -> None: ...
+
+class Callback(_message.Message):
+    __slots__ = ("key", "kind", "grads", "create_graph")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    GRADS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: str
+    grads: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    create_graph: bool
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[str] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., create_graph: _Optional[bool] = ...) -> None: ...
+
+class CallbackResult(_message.Message):
+    __slots__ = ("key", "results", "error")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    results: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, key: _Optional[str] = ..., results: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DescribeGraphRequest(_message.Message):
     __slots__ = ("session_id", "id", "names")
@@ -315,17 +341,19 @@ class ListTensorsRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PipelineResponse(_message.Message):
-    __slots__ = ("seq", "error", "backward", "grad", "fetched", "tensors")
+    __slots__ = ("seq", "error", "backward", "grad", "fetched", "tensors", "callback")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BACKWARD_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     FETCHED_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_FIELD_NUMBER: _ClassVar[int]
     seq: int
     error: Error
     backward: BackwardResponse
     grad: GradResponse
     fetched: _containers.RepeatedCompositeFieldContainer[FetchResponse]
     tensors: _containers.RepeatedCompositeFieldContainer[TensorInfo]
-    def __init__(self, seq: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., backward: _Optional[_Union[BackwardResponse, _Mapping]] = ..., grad: _Optional[_Union[GradResponse, _Mapping]] = ..., fetched: _Optional[_Iterable[_Union[FetchResponse, _Mapping]]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
+    callback: Callback
+    def __init__(self, seq: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., backward: _Optional[_Union[BackwardResponse, _Mapping]] = ..., grad: _Optional[_Union[GradResponse, _Mapping]] = ..., fetched: _Optional[_Iterable[_Union[FetchResponse, _Mapping]]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ...) -> None: ...
