@@ -251,8 +251,11 @@ class TensorMath:
         x = self if dtype is None else self.to(dtype=dtype)
         return x._op("cumprod", x, dim=int(dim))
 
-    def sort(self, dim=-1, descending=False, stable=False):
-        return rt.sort(*self._op("sort", self, dim=int(dim), descending=bool(descending)))
+    def sort(self, dim=-1, descending=False, stable=None):
+        """Values and indices along dim; always stable (equal elements keep their order)."""
+        attrs = {} if stable is None else {"stable": bool(stable)}  # torch's second overload
+        return rt.sort(*self._op("sort", self, dim=int(dim), descending=bool(descending),
+                                 **attrs))
 
     def argsort(self, dim=-1, descending=False, stable=False):
         return self.sort(dim, descending, stable).indices

@@ -78,27 +78,46 @@ def _sum_out(x, labels: list[str], keep: set[str]):
     return x.sum(tuple(drop)), [c for c in labels if c in keep]
 
 
-def _contract(a, la, b, lb, keep: set[str]):
-    batch = [c for c in la if c in lb and c in keep]
-    summed = [c for c in la if c in lb and c not in keep]
-    left = [c for c in la if c not in lb]
-    right = [c for c in lb if c not in la]
-    size = {}
-    for x, ls in ((a, la), (b, lb)):
+def _align(x, lx: list[str], target: list[str]):
+    """x with its dims in `target`'s order, a size-1 dim for each label it lacks."""
+    x = x.permute([lx.index(c) for c in target if c in lx])
+    for i, c in enumerate(target):
+        if c not in lx:
+            x = x.unsqueeze(i)
+    return x
+
+
+def _sizes(pairs) -> dict[str, int]:
+    size: dict[str, int] = {}
+    for x, ls in pairs:
         for c, n in zip(ls, x.shape, strict=True):
             if size.get(c, 1) not in (1, n) and n != 1:
                 raise InvalidArgumentError(
                     f"einsum(): operands do not broadcast with remapped shapes (original->"
-                    f"remapped): {list(a.shape)} and {list(b.shape)}")
+                    f"remapped): {[list(x.shape) for x, _ in pairs]}")
             size[c] = max(size.get(c, 1), n)
+    return size
+
+
+def _contract(a, la, b, lb, keep: set[str], order: list[str]):
+    """a and b with the labels not in `keep` summed out; the result's labels follow
+    `order`. Without labels to sum the product is a broadcast multiply (as torch's)."""
+    summed = [c for c in la if c in lb and c not in keep]
+    if not summed:
+        target = [c for c in order if c in la or c in lb]
+        return _align(a, la, target) * _align(b, lb, target), target
+    batch = [c for c in order if c in la and c in lb and c in keep]
+    left = [c for c in order if c in la and c not in lb]
+    right = [c for c in order if c in lb and c not in la]
+    size = _sizes([(a, la), (b, lb)])
     a = a.permute([la.index(c) for c in batch + left + summed])
     b = b.permute([lb.index(c) for c in batch + summed + right])
-    nb = [size[c] for c in batch]
     a = a.expand([size[c] for c in batch + left + summed])  # size-1 dims broadcast
     b = b.expand([size[c] for c in batch + summed + right])
-    m, k, r = (math.prod(size[c] for c in g) for g in (left, summed, right))
-    prod = a.reshape(math.prod(nb), m, k) @ b.reshape(math.prod(nb), k, r)
-    return prod.reshape(nb + [size[c] for c in left + right]), batch + left + right
+    nb = [size[c] for c in batch]
+    m, k, n = (math.prod(size[c] for c in g) for g in (left, summed, right))
+    prod = a.reshape(math.prod(nb), m, k) @ b.reshape(math.prod(nb), k, n)
+    return prod.view(nb + [size[c] for c in left + right]), batch + left + right
 
 
 def einsum(equation: str, *operands):
@@ -109,18 +128,23 @@ def einsum(equation: str, *operands):
     if not operands:
         raise InvalidArgumentError("einsum(): must provide at least one operand")
     labels, out = _parse(equation, operands)
-    xs = []
-    for x, ls in zip(operands, labels, strict=True):
-        xs.append(_diagonals(x, ls))
-    keep_out = set(out)
+    xs = [_diagonals(x, ls) for x, ls in zip(operands, labels, strict=True)]
+    order = out + [c for ls in labels for c in dict.fromkeys(ls) if c not in out]
+    if len(xs) == 1:  # torch permutes (even to the same order), then sums what is left over
+        x, lx = xs[0]
+        x = x.permute([lx.index(c) for c in order if c in lx])
+        extra = tuple(range(len(out), len(lx)))
+        return x.sum(extra) if extra else x
     x, lx = xs[0]
-    for k in range(1, len(xs) + 1):
-        later = {c for _, ls in xs[k:] for c in ls}
-        x, lx = _sum_out(x, lx, keep_out | later)
-        if k == len(xs):
-            break
+    for k in range(1, len(xs)):
+        later = {c for _, ls in xs[k + 1:] for c in ls}
+        keep = set(out) | later
         y, ly = xs[k]
-        y, ly = _sum_out(y, ly, keep_out | later | set(lx))
-        x, lx = _contract(x, lx, y, ly, keep_out | {c for _, ls in xs[k + 1:] for c in ls})
-    order = [lx.index(c) for c in out]
-    return x.permute(order) if order != list(range(len(order))) else x
+        # a label only one side has and nothing later needs is summed out first
+        x, lx = _sum_out(x, lx, keep | set(ly))
+        y, ly = _sum_out(y, ly, keep | set(lx))
+        x, lx = _contract(x, lx, y, ly, keep, order)
+    if lx != out:  # as torch's, the result ends with a view (of a contiguous copy)
+        x = x.permute([lx.index(c) for c in out]).contiguous()
+        x = x.view(x.shape)
+    return x

@@ -46,12 +46,12 @@ def _values_grad(ctx, g, idx, keepdim=True):
 
 
 # -- sort ------------------------------------------------------------------------------------
-def _sort_meta(a, dim=-1, descending=False, stable=False):
+def _sort_meta(a, dim=-1, descending=False, stable=None):
     _dim(a, dim)
     return Meta(tuple(a.shape), a.dtype), Meta(tuple(a.shape), int64)
 
 
-def _sort(xp, a, dim=-1, descending=False, stable=False):
+def _sort(xp, a, dim=-1, descending=False, stable=None):
     if a.ndim == 0:
         return a.copy(), xp.zeros((), np.int64)
     d = normalize_dim(dim, a.ndim)
@@ -60,7 +60,9 @@ def _sort(xp, a, dim=-1, descending=False, stable=False):
 
 
 # sort, topk, kthvalue and median(dim) keep their index output (output 1) for backward
-sort = defop("sort", infer=_sort_meta, grad_name="SortBackward0", save_output=1)(_sort)
+sort = defop("sort", infer=_sort_meta, save_output=1, grad_name=lambda a, dim=-1,
+             descending=False, **kw: "SortBackward1" if "stable" in kw else "SortBackward0")(
+    _sort)
 sort.def_backward(lambda ctx, g: (_values_grad(ctx, g, ctx.output),))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from ._api import where
 from ._dtype import bool_
 from ._errors import no_kernel
 from ._ops_math import float_meta, same_meta
@@ -134,3 +135,37 @@ def _test(fn, integers: bool):
 defop("isnan", infer=_bool_meta)(_test(lambda xp, a: xp.isnan(a), False))
 defop("isinf", infer=_bool_meta)(_test(lambda xp, a: xp.isinf(a), False))
 defop("isfinite", infer=_bool_meta)(_test(lambda xp, a: xp.isfinite(a), True))
+
+
+# -- activations torch keeps in nn.functional (gelu, silu, leaky_relu: see _ops_act) ----------
+def _softplus(xp, a, beta=1.0, threshold=20.0):
+    z = a * beta
+    # log1p(exp(z)) without overflow; linear above the threshold, as torch
+    soft = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+    return xp.where(z > threshold, a, soft)
+
+
+softplus = defop("softplus", infer=float_meta, grad_name="SoftplusBackward0", save=(0,))(
+    _softplus)
+
+
+@softplus.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    beta, threshold = ctx.attrs.get("beta", 1.0), ctx.attrs.get("threshold", 20.0)
+    z = a * beta
+    return (g * where(z > threshold, 1.0, z.sigmoid()),)
+
+
+def _elu(xp, a, alpha=1.0):
+    return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0)))
+
+
+elu = defop("elu", infer=float_meta, grad_name="EluBackward0", save=(0,))(_elu)
+
+
+@elu.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    alpha = ctx.attrs.get("alpha", 1.0)
+    return (g * where(a > 0, 1.0, alpha * a.clamp(max=0).exp()),)

@@ -558,6 +558,13 @@ for _op, _fn, _spec in [
         case(_op, _fn, _spec(*_s), label=_shape_label(_s) + ("-dec" if "decimals" in str(
             _fn.__code__.co_consts) else ""), order2=True)
 
+for _s in _SHAPES3:
+    case("softplus", lambda x: x._op("softplus", x), N(*_s), label=_shape_label(_s),
+         order2=True)
+    case("softplus", lambda x: x._op("softplus", x, beta=2.0, threshold=1.0), N(*_s),
+         label="beta-" + _shape_label(_s), order2=True)
+    case("elu", lambda x: x._op("elu", x, alpha=0.5), G(*_s), label=_shape_label(_s),
+         order2=True)
 _PAIRS = [((2, 3), (2, 3)), ((2, 1), (1, 3)), ((), (2, 3)), ((0, 3), (3,))]
 for _op, _fn, _sa, _sb in [
     ("atan2", lambda a, b: a.atan2(b), N, N),
