@@ -12,7 +12,11 @@
 
 Building a graph costs no round trip: ids, shapes, dtypes and grad_fn names are worked out
 locally with the engine's own rules, and ops travel in batches. Only calls that need values
-(`item`, `numpy`, `tolist`, `repr`, `backward`, `gs.autograd.grad`, `s.fetch`) wait.
+(`item`, `numpy`, `tolist`, `repr`, `s.fetch`), shapes that depend on values (`x[mask]`,
+`nonzero`, ...) and backwards through hooks or custom Functions (whose Python runs here)
+wait. The module level is torch's: `gs.zeros`, `gs.exp`, `gs.float16`, ...; its factories
+make tensors on the current session (`with client.session() as s:`, `with gs.use(s):`), or
+in-process when there is none.
 
 `import gradserve` stays light: grpc and protobuf load on the first `connect`, so
 `import gradserve.engine` (the same tensor API in-process) never pulls them in.
