@@ -8,7 +8,7 @@ therefore ports by replacing `torch` with `gs` and running it inside a session.
 
     >>> with gs.use(s):
     ...     x = gs.ones(2)
-    >>> x.session is s, type(gs.ones(2)).__name__
+    >>> x.session is s, type(gs.ones(2, session=gs.engine)).__name__
     (True, 'Tensor')
 """
 
@@ -28,7 +28,8 @@ _stack = _Stack()
 def current_session():
     """The innermost current session of this thread, or None.
 
-    >>> gs.current_session() is None
+    >>> with client.session() as s2:
+    ...     gs.current_session() is s2
     True
     """
     sessions = _stack.sessions
