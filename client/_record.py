@@ -112,7 +112,7 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
     out_device = attrs["device"] if op.needs_device else device
     outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
                                  strides=m.strides) for m in metas)
-    dynamic = any(m.shape is None for m in metas)
+    dynamic = meta.shape is None if type(meta) is Meta else any(m.shape is None for m in metas)
     if not dynamic:
         session._elements += sum(math.prod(m.shape) for m in metas)
     if op.view:

@@ -56,8 +56,8 @@ def _grids(xp, idx, dim):
 
 
 def _bounds(idx, size: int, dim: int) -> None:
-    bad = (idx < 0) | (idx >= size)
-    if bad.any():
+    if idx.size and (idx.min() < 0 or idx.max() >= size):  # two reductions, no temporaries
+        bad = (idx < 0) | (idx >= size)
         raise TensorIndexError(f"index {int(idx[bad].reshape(-1)[0])} is out of bounds for "
                                f"dimension {dim} with size {size}")
 
@@ -78,7 +78,9 @@ def _gather(xp, x, idx, dim):
         return xp.broadcast_to(x, idx.shape).copy()
     d = normalize_dim(dim, x.ndim)
     _bounds(idx, x.shape[d], d)
-    return x[_grids(xp, idx, d)]
+    if idx.shape != x.shape:  # torch lets the index be smaller in the other dims
+        x = x[tuple(slice(None) if i == d else slice(0, n) for i, n in enumerate(idx.shape))]
+    return xp.take_along_axis(x, idx, axis=d)
 
 
 gather = defop("gather", infer=_gather_meta, grad_name="GatherBackward0", save=(1,))(_gather)
@@ -165,7 +167,7 @@ def _index_select(xp, x, idx, dim):
         return x.copy()
     d = normalize_dim(dim, x.ndim)
     flat = idx.reshape(-1)
-    if ((flat < 0) | (flat >= x.shape[d])).any():
+    if flat.size and (flat.min() < 0 or flat.max() >= x.shape[d]):
         raise TensorIndexError("index out of range in self")
     return xp.take(x, flat, axis=d)
 
