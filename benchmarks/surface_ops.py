@@ -106,37 +106,23 @@ def bench_ops(rounds: int) -> dict:
 
 
 def bench_chain(rounds: int) -> dict:
-    """engine_mlp's chain: 1,000 ops alternating add and mul on 2-element tensors."""
+    """engine_mlp's chain (1,000 ops alternating add and mul on 2-element tensors), per op."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from engine_mlp import CHAIN, _chain
     from gradserve import engine
 
     out = {}
     for mode in MODES:
-        a = engine.tensor([1.0, 2.0], requires_grad=mode != "no grad")
-        b = engine.tensor([0.5, 0.25])
-
-        def run(a=a, b=b, mode=mode):
-            y = a
-            for _ in range(500):
-                y = y + b
-                y = y * b
-            if mode == "graph + backward":
-                y.sum().backward()
-                a.grad = None
-
-        def timed(run=run, mode=mode):
-            if mode == "no grad":
-                with engine.no_grad():
-                    run()
-            else:
-                run()
-
-        timed()
+        run = _chain(engine, mode)
+        run()
         times = []
         for _ in range(rounds):
             t0 = time.perf_counter()
-            timed()
+            run()
             times.append(time.perf_counter() - t0)
-        out[mode] = statistics.median(times) / 1000 * 1e6
+        out[mode] = statistics.median(times) / CHAIN * 1e6
     return out
 
 

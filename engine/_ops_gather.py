@@ -204,7 +204,7 @@ def _index_add(xp, x, idx, src, dim, alpha=1):
         return out + src * alpha
     d = normalize_dim(dim, x.ndim)
     flat = idx.reshape(-1)
-    if ((flat < 0) | (flat >= x.shape[d])).any():
+    if flat.size and (flat.min() < 0 or flat.max() >= x.shape[d]):
         raise TensorIndexError("index out of range in self")
     xp.add.at(out, (slice(None),) * d + (flat,), src * alpha if alpha != 1 else src)
     return out

@@ -49,7 +49,7 @@ def test_side_by_side(server, monkeypatch):
     ours = _run(gs_src)
     assert ours == _stated()
     assert gs.current_session() is None  # the block's session ended with it
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     assert _run(torch_src) == ours
 
 
