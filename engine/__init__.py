@@ -26,7 +26,13 @@ from . import (  # noqa: F401  (register the ops)
 from ._api import TensorAPI, cat, matmul, stack, where
 from ._backend import canonical_device, cuda_device_count
 from ._dtype import DType, as_dtype, bool_, float32, float64, int64
-from ._errors import AutogradError, GradserveError, InvalidArgumentError, TensorIndexError
+from ._errors import (
+    AutogradError,
+    DeviceUnavailableError,
+    GradserveError,
+    InvalidArgumentError,
+    TensorIndexError,
+)
 from ._factories import (
     arange,
     empty,
@@ -56,7 +62,8 @@ bool = bool_  # noqa: A001  (torch spells it torch.bool)
 autograd = SimpleNamespace(grad=_grad, backward=_backward)
 
 __all__ = [
-    "OPS", "AutogradError", "AutogradMeta", "DType", "Generator", "GradserveError",
+    "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Generator",
+    "GradserveError",
     "InvalidArgumentError", "Meta", "Tensor", "TensorAPI", "TensorIndexError", "arange",
     "as_dtype", "autograd", "bool",
     "canonical_device", "cat", "cuda_device_count", "empty", "enable_grad", "eye", "float32",

@@ -50,21 +50,11 @@ def _random_meta(shape, dtype, device=None):
     return m
 
 
-def _host_random(draw):
-    def forward(xp, shape, dtype, device, gen):
-        from ._backend import backend
-
-        host = draw(gen, tuple(shape), as_dtype(dtype).np)
-        return backend(device).from_host(host)
-
-    return forward
-
-
 defop("randn", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
 )
 defop("rand", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
 )
 
 

@@ -3,8 +3,7 @@ scatter that is their backward."""
 
 from __future__ import annotations
 
-import numpy as np
-
+from ._backend import scatter_add
 from ._errors import InvalidArgumentError
 from ._index import basic_strides, gather, plan
 from ._registry import Meta, defop
@@ -66,8 +65,7 @@ def _index_put_zeros(xp, g, *indices, key, shape):
     akey = [slice(None)] * view.ndim
     for pos, ref, kind in adv:
         akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
-    add_at = np.add.at if xp is np else xp.add.at
-    add_at(view, tuple(akey), g)  # repeated indices accumulate, as torch's index backward
+    scatter_add(xp, view, tuple(akey), g)  # repeated indices accumulate, as torch's backward
     return out
 
 

@@ -101,6 +101,15 @@ for _op, _fn, _spec in UNARY:
     for _s in UNARY_SHAPES:
         case(_op, _fn, _spec(*_s), label=_shape_label(_s), order2=True)
 
+
+
+def _to_host_and_back(x):  # on "cuda" two device moves, whose gradients move back
+    host = x._op("to", x, dtype="float64", device="cpu")
+    return host._op("to", host * host, dtype="float64", device=x.device) * x
+
+
+case("to", _to_host_and_back, N(2, 3), label="host-and-back", order2=True)
+
 for _s in UNARY_SHAPES:
     case("clamp", lambda x: x.clamp(min=-0.5), G(*_s), label="min-" + _shape_label(_s),
          order2=True)
@@ -145,12 +154,15 @@ for _op, _fn, _spec, _label in SCALAR_FORMS:
     for _s in [(), (2, 3), (0,)]:
         case(_op, _fn, _spec(*_s), label=f"{_label}-{_shape_label(_s)}", order2=True)
 
-_MASK = E.tensor([[True, False, True], [False, False, True]])
-case("where", lambda a, b: E.where(_MASK, a, b), N(2, 3), N(2, 3), label="2x3", order2=True)
-case("where", lambda a, b: E.where(_MASK, a, b), N(3), N(2, 1), label="broadcast", order2=True)
-case("where", lambda a: E.where(_MASK, a, 0.0), N(), label="scalar-other", order2=True)
-case("where", lambda b: E.where(_MASK, 1.0, b), N(2, 3), label="scalar-input", order2=True)
-case("where", lambda a, b: E.where(E.tensor(True), a, b), N(0,), N(1,), label="empty",
+_MASK = K(E.tensor([[True, False, True], [False, False, True]]))
+case("where", lambda a, b, m: E.where(m, a, b), N(2, 3), N(2, 3), _MASK, label="2x3",
+     order2=True)
+case("where", lambda a, b, m: E.where(m, a, b), N(3), N(2, 1), _MASK, label="broadcast",
+     order2=True)
+case("where", lambda a, m: E.where(m, a, 0.0), N(), _MASK, label="scalar-other", order2=True)
+case("where", lambda b, m: E.where(m, 1.0, b), N(2, 3), _MASK, label="scalar-input",
+     order2=True)
+case("where", lambda a, b, m: E.where(m, a, b), N(0,), N(1,), K(E.tensor(True)), label="empty",
      order2=True)
 
 # -- matmul -----------------------------------------------------------------------------------
@@ -264,9 +276,9 @@ ADVANCED = [
     ("2d-index", lambda x, j: x[j], N(3, 4), K(_J)),
     ("two-tensors", lambda x, i, j: x[i[:2], j[0]], N(3, 4), K(_I), K(_J)),
     ("non-adjacent", lambda x, i: x[i, :, i], N(3, 2, 3), K(_I)),
-    ("scalar-and-vector", lambda x: x[E.tensor(1), E.tensor([0, 2])], N(3, 4)),
+    ("scalar-and-vector", lambda x, i, j: x[i, j], N(3, 4), K(E.tensor(1)), K(E.tensor([0, 2]))),
     ("mixed-basic", lambda x, i: x[1:, i, None], N(3, 3, 2), K(E.tensor([1, 1, 0]))),
-    ("empty-index", lambda x: x[E.tensor([], dtype=E.int64)], N(3, 4)),
+    ("empty-index", lambda x, i: x[i], N(3, 4), K(E.tensor([], dtype=E.int64))),
 ]
 for _l, _fn, *_ins in ADVANCED:
     case("index", _fn, *_ins, label=_l, order2=True)
@@ -350,7 +362,7 @@ for _l, _fn, *_ins in VIEWS:
 
 
 def _buffer_fill(w):  # a plain buffer filled from a tensor that requires grad
-    buf = E.zeros(2, 3, dtype=E.float64)
+    buf = E.zeros(2, 3, dtype=E.float64, device=w.device)
     buf[1].copy_(w)
     return buf * buf
 
@@ -408,26 +420,43 @@ def _ops_in_graph(outputs) -> set[str]:
     return names
 
 
-def _inputs(c: Case) -> list:
+def _inputs(c: Case, device: str = "cpu") -> list:
+    """The case's arguments; its tensors (constants too) on `device`."""
     rng = np.random.default_rng(zlib.crc32(c.id.encode()))
-    return [spec(rng) for spec in c.inputs]
+    return [_on(spec(rng), device) for spec in c.inputs]
 
 
+def _on(x, device: str):
+    if not isinstance(x, E.Tensor) or x.device == device:
+        return x
+    return x.detach().to(device).requires_grad_(x.requires_grad)
+
+
+# Every case runs on the CPU and on "cuda": a real GPU where there is one, else the seam's test
+# double (tests/conftest.py), which fails wherever an op skips the seam or mixes devices.
+# cuda:1, not cuda:0, so that work done without making the tensor's device current shows.
+DEVICES = ["cpu", "cuda:1" if E.cuda_device_count() > 1 else "cuda:0"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
-def test_gradcheck(c: Case):
-    inputs = _inputs(c)
+def test_gradcheck(c: Case, device: str):
+    inputs = _inputs(c, device)
     out = c.fn(*inputs)
     outs = out if isinstance(out, tuple) else (out,)
     assert c.op in _ops_in_graph(outs), f"case {c.id} does not record op {c.op}"
+    if c.op != "to":
+        assert all(o.device == device for o in outs), f"case {c.id} left {device}"
     check_grads(c.fn, inputs)
 
 
 ORDER2 = [c for c in CASES if c.order2]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("c", ORDER2, ids=[c.id for c in ORDER2])
-def test_second_order(c: Case):
-    check_grads(c.fn, _inputs(c), order=2)
+def test_second_order(c: Case, device: str):
+    check_grads(c.fn, _inputs(c, device), order=2)
 
 
 def test_every_differentiable_op_is_checked():
