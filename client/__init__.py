@@ -27,6 +27,7 @@ from . import _autograd
 from ._errors import (
     AutogradError,
     ConnectionError,
+    DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
     PermissionError,
@@ -54,7 +55,8 @@ from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward)
 
 __all__ = [
-    "__version__", "AutogradError", "Client", "ConnectionError", "DType", "GradserveError",
+    "__version__", "AutogradError", "Client", "ConnectionError", "DType",
+    "DeviceUnavailableError", "GradserveError",
     "InvalidArgumentError", "PermissionError", "RemoteTensor", "ResourceExhaustedError",
     "Session", "SessionLostError", "TensorIndexError",
     "autograd", "bool", "cat", "connect", "enable_grad", "engine", "float32", "float64", "int64",

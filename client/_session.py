@@ -163,7 +163,9 @@ class Session(Factories):
         return True
 
     def info(self) -> dict:
-        """The server's view of the session: device, owner, tensor_count, bytes, idle/ttl.
+        """The server's view of the session: device, owner, tensor_count, bytes (and per
+        device in bytes_by_device), idle/ttl; on a GPU also that GPU's memory in use and its
+        memory pool's size (device_memory_used, device_memory_pool; all sessions on it).
 
         >>> s.info()["device"]
         'cpu'
@@ -173,6 +175,9 @@ class Session(Factories):
                                  session_id=self._id)
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
+                "bytes_by_device": dict(msg.bytes_by_device),
+                "device_memory_used": msg.device_memory_used,
+                "device_memory_pool": msg.device_memory_pool,
                 "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds}
 
     def _check_open(self) -> None:
@@ -299,7 +304,7 @@ class Session(Factories):
         >>> s.synchronize()
         Traceback (most recent call last):
         ...
-        InvalidArgumentError: device cuda:7 is not served here (devices: cpu) ...
+        DeviceUnavailableError: device cuda:7 is not served here (devices: cpu) ...
         """
         self._roundtrip()
 

@@ -29,16 +29,13 @@ The rules, few on purpose (each is cupy's unless marked *stricter*):
 4. Reductions and element reads give 0-dim arrays, never numpy scalars.
 5. `xp.random` is absent (*stricter*): random ops draw from the session's generator, through
    the seam.
-6. `get_default_memory_pool()` counts the bytes of live arrays per device (`used_bytes`,
+6. `add.at` (scatter-add) takes the dtypes of CUDA's atomicAdd only: int32, uint32, uint64,
+   float16, float32, float64.
+7. `get_default_memory_pool()` counts the bytes of live arrays per device (`used_bytes`,
    `total_bytes` including freed blocks kept for reuse, `free_all_blocks`, `set_limit`); an
    allocation past the limit raises `cuda.memory.OutOfMemoryError`, a MemoryError.
 
-    >>> import os; os.environ["GRADSERVE_FAKE_CUDA"] = "2"
-    >>> from gradserve.engine import _fakecupy as xp
-    >>> with xp.cuda.Device(1):
-    ...     d = xp.asarray([1.0, 2.0]) * 2
-    >>> d.device.id, xp.asnumpy(d)
-    (1, array([2., 4.]))
+tests/engine/test_devices.py shows each rule at work.
 """
 
 from __future__ import annotations
@@ -372,7 +369,19 @@ class _Function:
 
     def __getattr__(self, name: str):  # a ufunc's reduce, at, outer, accumulate, ...
         attr = getattr(self._fn, name)
+        if self._fn is _np.add and name == "at":
+            return _scatter_add
         return _Function(attr) if callable(attr) else attr
+
+
+_ATOMIC = {_np.dtype(t) for t in ("int32", "uint32", "uint64", "float16", "float32", "float64")}
+
+
+def _scatter_add(a, indices, b=None) -> None:
+    if a.dtype not in _ATOMIC:  # CUDA's atomicAdd, which cupy's scatter-add uses, has no other
+        raise TypeError("scatter_add only supports int32, float16, float32, float64, uint32, "
+                        "uint64, as data type")
+    _call(_np.add.at, (a, indices, b), {})
 
 
 class _Namespace(types.ModuleType):
