@@ -81,7 +81,7 @@ def test_inplace_and_commands(s, ops):
     assert buffered[4].no_grad and buffered[4].inplace
 
 
-def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops):
+def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops, client):
     x = s.tensor([1.], requires_grad=True)
     ready, done = threading.Event(), threading.Event()
     out = {}
@@ -99,7 +99,9 @@ def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops):
         inside = x * 3
     t.join()
     assert out["t"].requires_grad and not inside.requires_grad
-    by_output = {o.outputs[0]: o.no_grad for o in ops.of(s) if o.outputs}
+    s.synchronize()  # all of it sent (the buffer may also have left on its own, 2 ms after)
+    by_output = {o.outputs[0]: o.no_grad for r in client.requests for o in ops.sent(r)
+                 if o.outputs}
     assert by_output[out["t"].id] is False and by_output[inside.id] is True
 
 
