@@ -96,20 +96,10 @@ class Backend:
     silence numpy's floating-point warnings (inf and nan are values, not events: torch never
     warns about them), on a GPU they also make it the current device."""
 
-    device = "cpu"
-    xp = np
-
     def __init__(self) -> None:
-        # plain attributes, not methods: the dispatcher calls them on every op
+        # plain instance attributes: the dispatcher reads them on every op
+        self.device, self.xp = "cpu", np
         self.enter, self.exit = _quiet_enter, _quiet_exit
-
-    def run(self, forward, args, kwargs):
-        """`forward(xp, *args, **kwargs)` inside `enter()`/`exit()`."""
-        token = self.enter()
-        try:
-            return forward(self.xp, *args, **kwargs)
-        finally:
-            self.exit(token)
 
     def activate(self):
         """`enter()`/`exit()` as a context manager, for work outside the dispatcher."""
@@ -139,8 +129,7 @@ class CudaBackend(Backend):
     """cupy (or the fake) on GPU `index`."""
 
     def __init__(self, device: str, module) -> None:
-        self.device = device
-        self.xp = module
+        self.device, self.xp = device, module
         self.index = int(device.split(":")[1])
         self._runtime = module.cuda.runtime
         count = self._runtime.getDeviceCount()
@@ -180,16 +169,14 @@ class CudaBackend(Backend):
 
 
 @functools.cache
-def _backend(device: str) -> Backend:
-    return Backend() if device == "cpu" else CudaBackend(device, cuda_module())
+def _cuda_backend(device: str) -> CudaBackend:
+    return CudaBackend(device, cuda_module())
 
 
 def backend(device: str) -> Backend:
     """The backend of a canonical device name ("cpu", "cuda:1"); DeviceUnavailableError when
     cupy or the GPU is missing."""
-    if device == "cpu":
-        return _CPU
-    return _backend(device)
+    return _CPU if device == "cpu" else _cuda_backend(device)
 
 
 class _Scope:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import pathlib
+import re
 import threading
 
 import numpy as np
@@ -206,3 +208,17 @@ def test_freed_graphs_return_memory_to_the_pool():
     assert after_backward == before + leaves + 256 * 256 * 4  # they are gone; w.grad is not
     assert after == before
     assert be.memory()[1] >= during  # the pool keeps the blocks for reuse
+
+
+def test_ops_never_ask_which_array_module_they_run_on():
+    # What differs between numpy and cupy lives in engine/_backend.py; an op that branches on
+    # the module, or reaches for cupy's own API, works on the fake and breaks on a GPU (or
+    # the reverse). New ops get `xp` and the seam's helpers (scatter_add, to_device, ...).
+    asks = re.compile(r"\bxp is (not )?np\b|\bnp is (not )?xp\b|\bcupyx?\b|\basnumpy\b|"
+                      r"\.get\(\)|\.device\.id\b")
+    engine_dir = pathlib.Path(E.__file__).parent
+    found = [f"{path.name}:{n}: {line.strip()}"
+             for path in sorted(engine_dir.glob("_ops_*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if asks.search(line.split("#")[0])]
+    assert found == []
