@@ -97,6 +97,11 @@ class Pipeline:
                     self._deferred.append((seq, err))
                 self._unanswered -= 1
 
+    @property
+    def pending(self) -> bool:
+        """Whether requests were sent whose answers have not been read."""
+        return bool(self._unanswered or self._waiting)
+
     def submit(self, request, ops: tuple | None, wait: bool) -> int:
         """Send `request`; must be called under the session lock so seqs go out in order."""
         with self._cond:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent import futures
 
 import grpc
+from google.protobuf import message_factory
 from gradserve import engine
 from gradserve.engine._backend import (
     FAKE_CUDA_ENV,
@@ -84,8 +85,10 @@ def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
     generated add_..._to_server does, but letting Upload take its requests unparsed)."""
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
-        request = getattr(pb, method.input_type.name)
-        response = getattr(pb, method.output_type.name)
+        # by descriptor, not by name in gradserve_pb2: DescribeGraph answers a well-known
+        # google.protobuf.Struct
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
         make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
         handlers[method.name] = make(
             getattr(servicer, method.name),

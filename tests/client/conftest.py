@@ -81,7 +81,12 @@ def client():
 
 
 @pytest.fixture
-def s(client):
+def s(client, monkeypatch):
+    # These tests read the buffer: it is sent on by size here, never because a slow machine
+    # let MAX_BATCH_DELAY pass (tests of that delay set it themselves).
+    from gradserve import _session
+
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
     session = Session(client, pb.SessionInfo(session_id="unit", device="cpu"), owned=True)
     yield session
     session.close()

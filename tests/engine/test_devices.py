@@ -214,8 +214,8 @@ def test_ops_never_ask_which_array_module_they_run_on():
     # What differs between numpy and cupy lives in engine/_backend.py; an op that branches on
     # the module, or reaches for cupy's own API, works on the fake and breaks on a GPU (or
     # the reverse). New ops get `xp` and the seam's helpers (scatter_add, to_device, ...).
-    asks = re.compile(r"\bxp is (not )?np\b|\bnp is (not )?xp\b|\bcupyx?\b|\basnumpy\b|"
-                      r"\.get\(\)|\.device\.id\b")
+    asks = re.compile(r"\bxp is (not )?np\b|\bnp is (not )?xp\b|\bimport cupyx?\b|"
+                      r"\bcupyx?\.\w|\basnumpy\b|\.get\(\)|\.device\.id\b")
     engine_dir = pathlib.Path(E.__file__).parent
     found = [f"{path.name}:{n}: {line.strip()}"
              for path in sorted(engine_dir.glob("_ops_*.py"))
