@@ -123,3 +123,31 @@ def test_serve_devices_auto_lists_the_gpus(server_process, gpus, monkeypatch):
         assert loss.item() == 8.0 and x.grad.cpu().tolist() == [[0.5, 0.5], [0.5, 0.5]]
     if engine._backend.fake_cuda_devices():
         assert any("test double" in line for line in proc.stderr_lines)
+
+
+def test_module_to_gpu_trains_as_on_the_cpu(make_server, gpus):
+    # in-process and remote alike: module.to(gpu) moves parameters (new leaves there), and a
+    # training step gives the CPU's numbers
+    nn, F = gs.nn, gs.nn.functional
+    _, address = make_server(devices=["cpu", *gpus])
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+
+    def step(where, device):
+        where.manual_seed(3)  # engine.manual_seed or the session's
+        model = nn.Sequential(nn.Linear(4, 8, session=where), nn.Tanh(),
+                              nn.Linear(8, 3, session=where)).to(device)
+        assert {p.device for p in model.parameters()} == {device}
+        opt = gs.optim.SGD(model.parameters(), lr=0.5)
+        tensor = engine.tensor if where is engine else where.tensor
+        loss = F.cross_entropy(model(tensor(x).to(device)), tensor(y).to(device))
+        loss.backward()
+        opt.step()
+        assert all(p.grad.device == device for p in model.parameters())
+        return [p.detach().cpu().numpy() for p in model.cpu().parameters()]
+
+    with gs.connect(address) as client, client.session() as s:
+        for where in (engine, s):
+            on_cpu, on_gpu = step(where, "cpu"), step(where, gpus[-1])
+            for a, b in zip(on_cpu, on_gpu, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
