@@ -17,11 +17,11 @@ The rules, few on purpose (each is cupy's unless marked *stricter*):
    is the array that owns the memory. `flags` has `c_contiguous`, `f_contiguous` and
    `owndata`, no `writeable`.
 2. Host and device arrays never meet. A numpy array given to an `xp` function, an operator,
-   `__setitem__` or as an index raises TypeError (*stricter*: cupy accepts some numpy indices
-   and assigned values, copying them implicitly); numpy's own functions and ufuncs refuse
-   device arrays (*stricter*: cupy dispatches some `np.*` calls to itself), and so does
-   implicit conversion (`np.asarray(d)`). Only `xp.array`/`xp.asarray` (host to device) and
-   `xp.asnumpy`/`.get()` (device to host) cross, and they copy.
+   `__setitem__` or as an index raises TypeError (*stricter*: cupy converts some of these
+   implicitly); numpy's own functions and ufuncs refuse device arrays (*stricter*: cupy
+   dispatches some `np.*` calls to itself), and so does implicit conversion (`np.asarray(d)`).
+   Only `xp.array`/`xp.asarray` (host to device) and `xp.asnumpy`/`.get()` (device to host)
+   cross, and they copy.
 3. An array lives on the device that was current when it was made (`xp.cuda.Device(i)` as a
    context, or `runtime.setDevice`, per thread, default 0). Computing with it while another
    device is current raises ValueError, as cupy's kernels do without peer access; `copy()`
