@@ -962,9 +962,9 @@ def test_deep_graph_backward_is_iterative(ns):
     limit = sys.getrecursionlimit()
     x = ns.tensor(1.0, requires_grad=True)
     y = x
-    for _ in range(20000):
+    for _ in range(3000):  # 6,000 nodes, well past the recursion limit
         y = y * 1.0 + 0.0
-    assert 40000 > limit
+    assert 6000 > limit
     y.backward()
     assert x.grad.item() == 1.0
     del y  # freeing a deep graph must not recurse either
