@@ -142,14 +142,20 @@ def test_auto_flush_does_not_wait(s, client, ops):
     assert [r.seq for r in client.requests] == [1, 2]
 
 
-def test_ops_waiting_too_long_are_sent_on(s, client, ops, monkeypatch):
+def test_ops_waiting_too_long_are_sent_on_when_the_server_is_idle(s, client, ops,
+                                                                    monkeypatch):
     monkeypatch.setattr(_session, "MAX_BATCH_DELAY", 0.0)
-    x = s.ones(1)
-    y = x + 1
-    assert s.stats.requests == 2 and s.stats.waits == 0 and s._ops == []
+    x = s.ones(1)  # nothing in flight: sent at once
+    assert s.stats.requests == 1 and s._ops == []
+    y = x + 1  # the first is not answered yet: kept for a fuller batch
+    assert s.stats.requests == 1 and len(s._ops) == 1
     s.synchronize()
-    assert [[o.op for o in ops.sent(r)] for r in client.requests] == [["ones"], ["add"], []]
-    assert ops.sent(client.requests[1])[0].outputs == [y.id]
+    z = y + 1  # every answer read: sent at once
+    assert s.stats.requests == 3 and s._ops == [] and s.stats.waits == 1
+    s.synchronize()
+    assert [[o.op for o in ops.sent(r)] for r in client.requests] == [
+        ["ones"], ["add"], ["add"], []]
+    assert ops.sent(client.requests[2])[0].outputs == [z.id]
 
 
 def test_answers_nobody_waits_for_are_read_past_the_in_flight_limit(s, client):
