@@ -33,6 +33,7 @@ from ._current import current_session, use
 from ._errors import (
     AutogradError,
     ConnectionError,
+    DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
     PermissionError,
@@ -87,8 +88,9 @@ autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Fun
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
-    "Function", "GradserveError", "InvalidArgumentError", "PermissionError", "RemoteTensor",
-    "ResourceExhaustedError", "Session", "SessionLostError", "Tensor", "TensorIndexError",
+    "DeviceUnavailableError", "Function", "GradserveError", "InvalidArgumentError",
+    "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
+    "Tensor", "TensorIndexError",
     "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",
     "double", "enable_grad", "engine", "float", "float16", "float32", "float64", "half",
     "inference_mode", "int", "int8", "int16", "int32", "int64", "is_grad_enabled",

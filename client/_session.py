@@ -40,7 +40,7 @@ from ._tensor import RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
-MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long (seconds)
+MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long and the server is idle
 # A backward sends the buffer on when its ops make at least this many elements: the server
 # then computes the forward and backward while the client records the optimizer's ops. Below
 # it, a step's compute is too small to hide a request's cost, so the step rides in one request.
@@ -183,7 +183,9 @@ class Session(Factories):
         return True
 
     def info(self) -> dict:
-        """The server's view of the session: device, owner, tensor_count, bytes, idle/ttl.
+        """The server's view of the session: device, owner, tensor_count, bytes (and per
+        device in bytes_by_device), idle/ttl; on a GPU also that GPU's memory in use and its
+        memory pool's size (device_memory_used, device_memory_pool; all sessions on it).
 
         >>> s.info()["device"]
         'cpu'
@@ -196,6 +198,9 @@ class Session(Factories):
                                  session_id=self._id)
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
+                "bytes_by_device": dict(msg.bytes_by_device),
+                "device_memory_used": msg.device_memory_used,
+                "device_memory_pool": msg.device_memory_pool,
                 "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds}
 
     def _check_open(self) -> None:
@@ -259,8 +264,14 @@ class Session(Factories):
             ops.append([op, args, list(outputs), attrs or None, flags])
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY):
+                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()):
                 self._flush_locked()
+
+    def _idle(self) -> bool:
+        """Whether every request sent has been answered. Ops that waited MAX_BATCH_DELAY go
+        out only then: while the server works on earlier ones, a fuller batch costs less."""
+        pipe = self._pipe
+        return pipe is None or not pipe.pending
 
     def _flush(self) -> None:
         """Send buffered ops and pending releases now, without waiting."""
@@ -333,7 +344,7 @@ class Session(Factories):
         >>> s.synchronize()
         Traceback (most recent call last):
         ...
-        InvalidArgumentError: device cuda:7 is not served here (devices: cpu) ...
+        DeviceUnavailableError: device cuda:7 is not served here (devices: cpu) ...
         """
         self._roundtrip()
 

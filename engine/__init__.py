@@ -58,7 +58,13 @@ from ._dtype import (
     result_type,
     uint8,
 )
-from ._errors import AutogradError, GradserveError, InvalidArgumentError, TensorIndexError
+from ._errors import (
+    AutogradError,
+    DeviceUnavailableError,
+    GradserveError,
+    InvalidArgumentError,
+    TensorIndexError,
+)
 from ._factories import ENGINE as _ENGINE
 from ._factories import factory_names as _factory_names
 from ._function import Function, FunctionCtx
@@ -109,7 +115,8 @@ cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
                        device_count=cuda_device_count)
 
 __all__ = [
-    "OPS", "AutogradError", "AutogradMeta", "DType", "Function", "Generator",
+    "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Function",
+    "Generator",
     "GradserveError", "InvalidArgumentError", "Meta", "Tensor", "TensorAPI",
     "TensorIndexError", "as_dtype", "autograd", "bool", "can_cast", "canonical_device", "cat",
     "cuda", "cuda_device_count", "device", "double", "enable_grad", "float", "float16",

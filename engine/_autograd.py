@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Sequence
 
 from . import _grad_mode
+from ._backend import writable
 from ._dtype import TORCH_TYPE_NAMES
 from ._errors import AutogradError
 
@@ -393,9 +394,9 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
 
 
 def _writable(a) -> bool:
-    if getattr(a, "flags", None) is not None and not a.flags.writeable:
-        return False
-    return all(st != 0 or n <= 1 for st, n in zip(a.strides, a.shape, strict=True))
+    """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
+    return writable(a) and all(st != 0 or n <= 1
+                               for st, n in zip(a.strides, a.shape, strict=True))
 
 
 def _owned(g, seen_owners: set):

@@ -27,6 +27,11 @@ class TensorIndexError(InvalidArgumentError, IndexError):
     """An index is out of range for the dimension it indexes."""
 
 
+class DeviceUnavailableError(AutogradError):
+    """A device that is not there: no cupy, a GPU ordinal past those visible, or a device the
+    server does not serve. A RuntimeError, as torch's "CUDA error: invalid device ordinal"."""
+
+
 class KernelNotImplementedError(InvalidArgumentError, NotImplementedError):
     """An op has no kernel for this dtype: torch raises NotImplementedError there."""
 

@@ -48,12 +48,18 @@ def as_list(x):
 
 def _root_grads(tensors, grads) -> list:
     grads = as_list(grads) or [None] * len(tensors)
-    out = [g if g is None or isinstance(g, Tensor)
-           else Tensor(backend(t._device).xp.asarray(g, dtype=t._data.dtype), t._device)
+    out = [g if g is None or isinstance(g, Tensor) else _beside(t, g)
            for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
     check_roots(tensors, out)
-    return [Tensor(backend(t._device).xp.ones_like(t._data), t._device) if g is None else g
-            for t, g in zip(tensors, out, strict=True)]
+    return [_beside(t) if g is None else g for t, g in zip(tensors, out, strict=True)]
+
+
+def _beside(t, values=None) -> Tensor:
+    """`values` (ones like t when None) as a tensor of t's dtype on t's device."""
+    with backend(t._device).activate() as be:
+        a = t._data
+        data = be.xp.ones_like(a) if values is None else be.xp.asarray(values, dtype=a.dtype)
+    return Tensor(data, t._device)
 
 
 def _remote_home(tensors):

@@ -52,21 +52,11 @@ def _random_meta(shape, dtype, device=None):
     return m
 
 
-def _host_random(draw):
-    def forward(xp, shape, dtype, device, gen):
-        from ._backend import backend
-
-        host = draw(gen, tuple(shape), as_dtype(dtype).np)
-        return backend(device).from_host(host)
-
-    return forward
-
-
 defop("randn", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
 )
 defop("rand", infer=_random_meta, needs_device=True, random=True)(
-    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
 )
 
 
@@ -112,10 +102,8 @@ def _randint_meta(low, high, shape, dtype="int64", device=None):
 
 @defop("randint", infer=_randint_meta, needs_device=True, random=True)
 def _randint(xp, low, high, shape, dtype="int64", device=None, gen=None):
-    from ._backend import backend
-
-    host = gen.integers(low, high, tuple(shape), dtype=np.int64).astype(as_dtype(dtype).np)
-    return backend(device).from_host(host)
+    # drawn as int64 on the host (the session's stream), on the device, then cast
+    return gen.integers(low, high, tuple(shape), dtype=np.int64).astype(as_dtype(dtype).np)
 
 
 def _linspace_meta(start, end, steps, dtype=None, device=None):

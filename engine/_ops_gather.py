@@ -16,6 +16,7 @@ from the result and a client asks the server for them (one round trip).
 
 from __future__ import annotations
 
+from ._backend import scatter_add as add_at
 from ._dtype import TORCH_SCALAR_NAMES, bool_, int64
 from ._errors import InvalidArgumentError, TensorIndexError
 from ._ops_binary import no_derivative
@@ -113,7 +114,7 @@ def _scatter(add: bool):
         where = _grids(xp, idx, d)
         values = _part(src, idx.shape) if hasattr(src, "shape") and src.ndim else src
         if add:
-            xp.add.at(out, where, values)
+            add_at(xp, out, where, xp.broadcast_to(values, idx.shape))
         else:
             out[where] = values
         return out
@@ -206,7 +207,7 @@ def _index_add(xp, x, idx, src, dim, alpha=1):
     flat = idx.reshape(-1)
     if flat.size and (flat.min() < 0 or flat.max() >= x.shape[d]):
         raise TensorIndexError("index out of range in self")
-    xp.add.at(out, (slice(None),) * d + (flat,), src * alpha if alpha != 1 else src)
+    add_at(xp, out, (slice(None),) * d + (flat,), src * alpha if alpha != 1 else src)
     return out
 
 
@@ -314,9 +315,13 @@ def _repeat_index_meta(repeats):
 
 def _repeat_index(xp, repeats):
     flat = repeats.reshape(-1)
-    if (flat < 0).any():
+    if flat.size and flat.min() < 0:
         raise InvalidArgumentError("repeats can not be negative")
-    return xp.repeat(xp.arange(flat.shape[0], dtype=repeats.dtype), flat)
+    # position k repeats flat[k] times: the output's j-th entry is the first k whose running
+    # total passes j (searchsorted, which both array libraries have for array counts)
+    ends = xp.cumsum(flat)
+    total = int(ends[-1]) if flat.size else 0
+    return xp.searchsorted(ends, xp.arange(total), side="right").astype(repeats.dtype)
 
 
 # torch.repeat_interleave(repeats): the index that repeats each position its count of times

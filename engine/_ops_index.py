@@ -3,8 +3,7 @@ scatter that is their backward."""
 
 from __future__ import annotations
 
-import numpy as np
-
+from ._backend import scatter_add
 from ._errors import InvalidArgumentError
 from ._index import basic_strides, check_masks, gather, has_mask, plan, resolve_masks
 from ._registry import Meta, defop
@@ -76,8 +75,7 @@ def _index_put_zeros(xp, g, *indices, key, shape):
     akey = [slice(None)] * view.ndim
     for pos, ref, kind in adv:
         akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
-    add_at = np.add.at if xp is np else xp.add.at
-    add_at(view, tuple(akey), g)  # repeated indices accumulate, as torch's index backward
+    scatter_add(xp, view, tuple(akey), g)  # repeated indices accumulate, as torch's backward
     return out
 
 
@@ -126,8 +124,7 @@ def _put(xp, out, value, indices, key, accumulate):
         raise InvalidArgumentError(f"shape mismatch: value tensor of shape {list(vshape)} cannot "
                                    f"be broadcast to indexing result of shape {list(shape)}")
     if accumulate:
-        add_at = np.add.at if xp is np else xp.add.at
-        add_at(view, where, xp.broadcast_to(value, shape).astype(out.dtype, copy=False))
+        scatter_add(xp, view, where, xp.broadcast_to(value, shape).astype(out.dtype, copy=False))
     else:
         view[where] = value
     return out

@@ -96,7 +96,9 @@ def _norm(xp, a, p=2.0, dim=None, keepdim=False):
     axis = _axis(a.ndim, dim)
     x = xp.abs(a)
     if p == math.inf:
-        return xp.max(x, axis=axis, keepdims=keepdim, initial=0)
+        if x.size == 0:  # the max of nothing: 0, the norm of an empty vector
+            return xp.zeros(reduced_shape(a.shape, axis, keepdim), a.dtype)
+        return xp.max(x, axis=axis, keepdims=keepdim)
     if p == -math.inf:
         return xp.min(x, axis=axis, keepdims=keepdim)
     if p == 0:

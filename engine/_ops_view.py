@@ -185,11 +185,16 @@ def _diagonal_meta(a, offset=0, dim1=0, dim2=1):
 
 
 def _diagonal(xp, a, offset=0, dim1=0, dim2=1):
-    out = xp.diagonal(a, offset, dim1, dim2)
-    flags = getattr(out, "flags", None)
-    if flags is not None and not flags.writeable and getattr(a, "flags", flags).writeable:
-        out.flags.writeable = True  # numpy hands out read-only diagonals of writable arrays
-    return out
+    # laid over a's memory by strides rather than xp.diagonal, which numpy makes read-only:
+    # in-place ops through the view (and its backward's view_scatter) write into it
+    d1, d2, length = _diag_dims(a, offset, dim1, dim2)
+    first = [slice(None)] * a.ndim  # start at the offset's first element
+    first[d2 if offset >= 0 else d1] = slice(abs(offset), None)
+    start = a[tuple(first)]
+    keep = [i for i in range(a.ndim) if i not in (d1, d2)]
+    return xp.lib.stride_tricks.as_strided(
+        start, tuple(a.shape[i] for i in keep) + (length,),
+        tuple(start.strides[i] for i in keep) + (start.strides[d1] + start.strides[d2],))
 
 
 diagonal = defop("diagonal", infer=_diagonal_meta, grad_name="DiagonalBackward0", view=True)(

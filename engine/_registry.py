@@ -108,7 +108,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
-    random: forward gets `gen=` (the current numpy Generator).
+    random: forward gets `gen=`, the current generator drawing onto the op's device
+        (`_backend.Draws`: numpy Generator methods).
     needs_device: forward gets `device=` (factories that create arrays from nothing).
     name_from_meta: grad_name is called with the inferred output (Meta), not the inputs.
     multi_grad: every floating output is an output of the node (split, unbind), and backward

@@ -20,7 +20,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from gradserve import engine
-from gradserve.engine import GradserveError, InvalidArgumentError, Meta, Tensor
+from gradserve.engine import (
+    DeviceUnavailableError,
+    GradserveError,
+    InvalidArgumentError,
+    Meta,
+    Tensor,
+)
 from gradserve.engine import _grad_mode as grad_mode
 from gradserve.engine._backend import backend, canonical_device
 from gradserve.engine._dispatch import apply, apply_inplace
@@ -68,11 +74,24 @@ def user_error(exc: BaseException, op: str | None = None) -> BaseException:
 _HELPER_NAME = re.compile(r"^(<lambda>|[\w.]+)\(\)")
 
 
+def served(device, devices: Sequence[str]) -> str:
+    """The canonical name of `device` if this server serves it; a device it does not serve
+    (a GPU it lacks, or one left out of --devices) is DeviceUnavailableError naming those it
+    has (FAILED_PRECONDITION: the request is well formed, this server can't run it)."""
+    name = canonical_device(device)
+    if name not in devices:
+        raise DeviceUnavailableError(
+            f"device {name} is not served here (devices: {', '.join(devices)})"
+        )
+    return name
+
+
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
     def __init__(self, devices: Sequence[str], max_session_bytes: int | None = None) -> None:
         self.devices = tuple(devices)
+        self.tensor_devices = self.devices + (() if "cpu" in self.devices else ("cpu",))
         self.max_session_bytes = max_session_bytes if max_session_bytes else None
 
     # -- requests -------------------------------------------------------------------------
@@ -214,8 +233,10 @@ class Executor:
             raise TensorNotFoundError(
                 f"tensor {e.args[0]!r} not found in this session (never bound, or released)"
             ) from None
-        if op.needs_device:
-            attrs = {**attrs, "device": self._device_attr(attrs.get("device"), session.device)}
+        if op.needs_device:  # tensors may always go to the host, as torch's .cpu()
+            device = attrs.get("device")
+            device = session.device if device is None else served(device, self.tensor_devices)
+            attrs = {**attrs, "device": device}
         if op.run is not None:  # a command
             if flags & INPLACE:
                 raise InvalidArgumentError(f"'{name}' has no in-place form")
@@ -248,14 +269,6 @@ class Executor:
 
         out = apply(op, inputs, attrs, check)
         return (out,) if isinstance(out, Tensor) else out
-
-    def _device_attr(self, value, default: str) -> str:
-        device = default if value is None else canonical_device(value)
-        if device not in self.devices:
-            raise InvalidArgumentError(
-                f"device {device} is not served here (devices: {', '.join(self.devices)})"
-            )
-        return device
 
     @staticmethod
     def _tensor(session: Session, tid: str) -> Tensor:

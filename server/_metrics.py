@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ._device_metrics import device_memory
 from ._runtime import Runtime
 
 
@@ -36,6 +37,8 @@ def render(runtime: Runtime) -> str:
            [(f'{{kind="{kind}"}}', n) for kind, n in sorted(runtime.errors.items())])
     metric("gradserve_draining", "gauge", "1 while the server drains.",
            [("", int(runtime.draining))])
+    for name, help_text, samples in device_memory(runtime):
+        metric(name, "gauge", help_text, [(f'{{device="{d}"}}', n) for d, n in samples])
     return "\n".join(lines) + "\n"
 
 

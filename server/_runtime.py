@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._backend import canonical_device
 
 from ._auth import TokenTable, identify
 from ._errors import OpFailure, SessionNotFoundError, UnavailableError
-from ._executor import Executor
+from ._executor import Executor, served
 from ._sessions import Session, SessionManager, log_event
 from ._workers import DeviceWorkers
 
@@ -91,11 +90,7 @@ class Runtime:
     def create_session(self, owner: str, device: str, session_id: str | None = None) -> Session:
         """A new session on `device` owned by `owner`; "" means the first device served
         (cpu, unless the server serves GPUs only). `session_id`: the caller's proposal."""
-        device = canonical_device(device) if device else self.devices[0]
-        if device not in self.devices:
-            raise InvalidArgumentError(
-                f"device {device} is not served here (devices: {', '.join(self.devices)})"
-            )
+        device = served(device, self.devices) if device else self.devices[0]
         return self.sessions.create(owner, device, session_id)
 
     @contextlib.contextmanager

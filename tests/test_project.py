@@ -101,3 +101,15 @@ def test_readme_lists_every_serve_option():
     options = {a.option_strings[-1] for a in _cli._serve_parser("x")._actions
                if a.option_strings and a.dest not in ("help", "version")}
     assert listed == options
+
+
+def test_cuda_extras_bring_cupy_and_nothing_else_needs_it():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert [d.split(">")[0] for d in extras["cuda12"]] == ["cupy-cuda12x"]
+    assert [d.split(">")[0] for d in extras["cuda13"]] == ["cupy-cuda13x"]
+    assert not any("cupy" in d for d in project["dependencies"])
+    dockerfile = (ROOT / "deploy" / "Dockerfile.gpu").read_text()
+    default = re.search(r"^ARG CUDA_EXTRA=(\S+)$", dockerfile, re.M).group(1)
+    assert default in extras and '".[${CUDA_EXTRA}]"' in dockerfile

@@ -101,6 +101,15 @@ for _op, _fn, _spec in UNARY:
     for _s in UNARY_SHAPES:
         case(_op, _fn, _spec(*_s), label=_shape_label(_s), order2=True)
 
+
+
+def _to_host_and_back(x):  # on "cuda" two device moves, whose gradients move back
+    host = x._op("to", x, dtype="float64", device="cpu")
+    return host._op("to", host * host, dtype="float64", device=x.device) * x
+
+
+case("to", _to_host_and_back, N(2, 3), label="host-and-back", order2=True)
+
 for _s in UNARY_SHAPES:
     case("clamp", lambda x: x.clamp(min=-0.5), G(*_s), label="min-" + _shape_label(_s),
          order2=True)
@@ -145,12 +154,15 @@ for _op, _fn, _spec, _label in SCALAR_FORMS:
     for _s in [(), (2, 3), (0,)]:
         case(_op, _fn, _spec(*_s), label=f"{_label}-{_shape_label(_s)}", order2=True)
 
-_MASK = E.tensor([[True, False, True], [False, False, True]])
-case("where", lambda a, b: E.where(_MASK, a, b), N(2, 3), N(2, 3), label="2x3", order2=True)
-case("where", lambda a, b: E.where(_MASK, a, b), N(3), N(2, 1), label="broadcast", order2=True)
-case("where", lambda a: E.where(_MASK, a, 0.0), N(), label="scalar-other", order2=True)
-case("where", lambda b: E.where(_MASK, 1.0, b), N(2, 3), label="scalar-input", order2=True)
-case("where", lambda a, b: E.where(E.tensor(True), a, b), N(0,), N(1,), label="empty",
+_MASK = K(E.tensor([[True, False, True], [False, False, True]]))
+case("where", lambda a, b, m: E.where(m, a, b), N(2, 3), N(2, 3), _MASK, label="2x3",
+     order2=True)
+case("where", lambda a, b, m: E.where(m, a, b), N(3), N(2, 1), _MASK, label="broadcast",
+     order2=True)
+case("where", lambda a, m: E.where(m, a, 0.0), N(), _MASK, label="scalar-other", order2=True)
+case("where", lambda b, m: E.where(m, 1.0, b), N(2, 3), _MASK, label="scalar-input",
+     order2=True)
+case("where", lambda a, b, m: E.where(m, a, b), N(0,), N(1,), K(E.tensor(True)), label="empty",
      order2=True)
 
 # -- matmul -----------------------------------------------------------------------------------
@@ -264,9 +276,9 @@ ADVANCED = [
     ("2d-index", lambda x, j: x[j], N(3, 4), K(_J)),
     ("two-tensors", lambda x, i, j: x[i[:2], j[0]], N(3, 4), K(_I), K(_J)),
     ("non-adjacent", lambda x, i: x[i, :, i], N(3, 2, 3), K(_I)),
-    ("scalar-and-vector", lambda x: x[E.tensor(1), E.tensor([0, 2])], N(3, 4)),
+    ("scalar-and-vector", lambda x, i, j: x[i, j], N(3, 4), K(E.tensor(1)), K(E.tensor([0, 2]))),
     ("mixed-basic", lambda x, i: x[1:, i, None], N(3, 3, 2), K(E.tensor([1, 1, 0]))),
-    ("empty-index", lambda x: x[E.tensor([], dtype=E.int64)], N(3, 4)),
+    ("empty-index", lambda x, i: x[i], N(3, 4), K(E.tensor([], dtype=E.int64))),
 ]
 for _l, _fn, *_ins in ADVANCED:
     case("index", _fn, *_ins, label=_l, order2=True)
@@ -350,7 +362,7 @@ for _l, _fn, *_ins in VIEWS:
 
 
 def _buffer_fill(w):  # a plain buffer filled from a tensor that requires grad
-    buf = E.zeros(2, 3, dtype=E.float64)
+    buf = E.zeros(2, 3, dtype=E.float64, device=w.device)
     buf[1].copy_(w)
     return buf * buf
 
@@ -448,9 +460,8 @@ for _x, _k, _st, _pad, _dil, _ceil in _POOL:
          D(*_x), label=_lbl, order2=True)
     _idx = E.tensor(np.arange(int(np.prod(_x))).reshape(_x) * 1.0)
     _idx = _idx._op("max_pool_indices", _idx, **_mp)
-    case("max_pool_grad", lambda gy, i=_idx, s=_x: gy._op("max_pool_grad", gy, i,
-                                                         input_shape=s),
-         N(*_idx.shape), label=_lbl, order2=True)
+    case("max_pool_grad", lambda gy, i, s=_x: gy._op("max_pool_grad", gy, i, input_shape=s),
+         N(*_idx.shape), K(_idx), label=_lbl, order2=True)
     for _cip, _div in [(True, None), (False, None), (True, 3)]:
         _ap = dict(kernel=_k, stride=_st, padding=_pad, ceil_mode=_ceil,
                    count_include_pad=_cip, divisor_override=_div)
@@ -511,19 +522,19 @@ for _red in ("mean", "sum", "none"):
 case("smooth_l1_loss", lambda a, b: a._op("smooth_l1_loss", a, b, beta=0.0), G(3), G(3),
      label="beta0", order2=True)
 
-_EIDX = E.tensor([[0, 2, 2], [3, 1, 0]])
-case("embedding", lambda w: w._op("embedding", w, _EIDX), N(4, 3), label="repeated",
+_EIDX = K(E.tensor([[0, 2, 2], [3, 1, 0]]))
+case("embedding", lambda w, i: w._op("embedding", w, i), N(4, 3), _EIDX, label="repeated",
      order2=True)
 # torch's padding_idx row gets no gradient even where it is read, which is not a derivative:
 # checked with an unread padding row here, and against torch in tests/nn
-case("embedding", lambda w: w._op("embedding", w, _EIDX, padding_idx=4), N(5, 3),
+case("embedding", lambda w, i: w._op("embedding", w, i, padding_idx=4), N(5, 3), _EIDX,
      label="padding_idx", order2=True)
-case("embedding_grad", lambda g: g._op("embedding_grad", g, _EIDX, num_weights=4,
-                                       padding_idx=None), N(2, 3, 3), label="plain",
+case("embedding_grad", lambda g, i: g._op("embedding_grad", g, i, num_weights=4,
+                                          padding_idx=None), N(2, 3, 3), _EIDX, label="plain",
      order2=True)
-case("embedding_grad", lambda g: g._op("embedding_grad", g, _EIDX, num_weights=4,
-                                       padding_idx=2), N(2, 3, 3), label="padding_idx",
-     order2=True)
+case("embedding_grad", lambda g, i: g._op("embedding_grad", g, i, num_weights=4,
+                                          padding_idx=2), N(2, 3, 3), _EIDX,
+     label="padding_idx", order2=True)
 for _mode, _p in [("constant", (1, 2)), ("constant", (-1, 1, 1, 0)), ("reflect", (2, 1)),
                   ("replicate", (1, 2, 2, 0)), ("circular", (1, 2))]:
     case("pad", lambda x, m=_mode, p=_p: x._op("pad", x, pad=p, mode=m, value=0.5), N(2, 3, 4),
@@ -581,51 +592,54 @@ case("lerp", lambda a, b, w: a.lerp(b, w), N(2, 3), N(3), N(2, 1), label="tensor
      order2=True)
 case("maximum", lambda a: a.max(a.flip(0)), D(4), label="max-other", order2=True)
 
-_IDX = E.tensor([[0, 1, 2, 0], [2, 0, 1, 1]])  # distinct rows per column: scatter is exact
-case("gather", lambda x: x.gather(0, _IDX), N(3, 4), label="dim0", order2=True)
-case("gather", lambda x: x.gather(1, E.tensor([[3, 0], [1, 1], [0, 2]])), N(3, 4),
+# index tensors and masks are inputs (K), so that every case also runs on "cuda"
+_IDX = K(E.tensor([[0, 1, 2, 0], [2, 0, 1, 1]]))  # distinct rows per column: scatter is exact
+_M = K(E.tensor([[True, False, True], [False, False, True]]))
+_ROWS = K(E.tensor([True, False]))
+_EMPTY_IDX = K(E.zeros(0, 2, dtype=E.int64))
+case("gather", lambda x, i: x.gather(0, i), N(3, 4), _IDX, label="dim0", order2=True)
+case("gather", lambda x, i: x.gather(1, i), N(3, 4), K(E.tensor([[3, 0], [1, 1], [0, 2]])),
      label="dim1", order2=True)
-case("gather", lambda x: x.gather(0, E.tensor(0)), N(), label="scalar", order2=True)
-case("gather", lambda x: x.gather(1, E.zeros(0, 2, dtype=E.int64)), N(0, 3), label="empty",
-     order2=True)
+case("gather", lambda x, i: x.gather(0, i), N(), K(E.tensor(0)), label="scalar", order2=True)
+case("gather", lambda x, i: x.gather(1, i), N(0, 3), _EMPTY_IDX, label="empty", order2=True)
 for _l, _fn, *_ins in [
-    ("src", lambda x, s: x.scatter(0, _IDX, s), N(3, 4), N(2, 4)),
-    ("value", lambda x: x.scatter(0, _IDX, 1.5), N(3, 4)),
-    ("scalar", lambda x, s: x.scatter(0, E.tensor(0), s), N(), N()),
+    ("src", lambda x, i, s: x.scatter(0, i, s), N(3, 4), _IDX, N(2, 4)),
+    ("value", lambda x, i: x.scatter(0, i, 1.5), N(3, 4), _IDX),
+    ("scalar", lambda x, i, s: x.scatter(0, i, s), N(), K(E.tensor(0)), N()),
 ]:
     case("scatter", _fn, *_ins, label=_l, order2=True)
-case("scatter_add", lambda x, s: x.scatter_add(1, E.tensor([[0, 0, 2], [1, 3, 3]]), s),
-     N(2, 4), N(2, 3), label="repeated", order2=True)
-case("scatter_add", lambda x, s: x.scatter_add(0, E.zeros(0, 2, dtype=E.int64), s), N(2, 2),
-     N(0, 2), label="empty", order2=True)
-case("index_select", lambda x: x.index_select(0, E.tensor([2, 0, 2])), N(3, 4), label="dim0",
-     order2=True)
-case("index_select", lambda x: x.index_select(1, E.tensor(1)), N(3, 4), label="0-dim-index",
-     order2=True)
-case("index_select", lambda x: x.index_select(1, E.zeros(0, dtype=E.int64)), N(3, 4),
+case("scatter_add", lambda x, i, s: x.scatter_add(1, i, s), N(2, 4),
+     K(E.tensor([[0, 0, 2], [1, 3, 3]])), N(2, 3), label="repeated", order2=True)
+case("scatter_add", lambda x, i, s: x.scatter_add(0, i, s), N(2, 2), _EMPTY_IDX, N(0, 2),
      label="empty", order2=True)
-case("index_add", lambda x, s: x.index_add(0, E.tensor([0, 2, 0]), s, alpha=2.0), N(3, 4),
-     N(3, 4), label="repeated", order2=True)
-_M = E.tensor([[True, False, True], [False, False, True]])
-case("masked_fill", lambda x: x.masked_fill(_M, 0.5), N(2, 3), label="scalar", order2=True)
-case("masked_fill", lambda x, v: x.masked_fill(_M, v), N(2, 3), N(), label="tensor",
+case("index_select", lambda x, i: x.index_select(0, i), N(3, 4), K(E.tensor([2, 0, 2])),
+     label="dim0", order2=True)
+case("index_select", lambda x, i: x.index_select(1, i), N(3, 4), K(E.tensor(1)),
+     label="0-dim-index", order2=True)
+case("index_select", lambda x, i: x.index_select(1, i), N(3, 4),
+     K(E.zeros(0, dtype=E.int64)), label="empty", order2=True)
+case("index_add", lambda x, i, s: x.index_add(0, i, s, alpha=2.0), N(3, 4),
+     K(E.tensor([0, 2, 0])), N(3, 4), label="repeated", order2=True)
+case("masked_fill", lambda x, m: x.masked_fill(m, 0.5), N(2, 3), _M, label="scalar",
      order2=True)
-case("masked_fill", lambda x: x.masked_fill(E.tensor([True, False, True]), -1.0), N(2, 3),
-     label="broadcast", order2=True)
-case("masked_select", lambda x: x.masked_select(_M), N(2, 3), label="2x3", order2=True)
-case("masked_select", lambda x: x.masked_select(_M), N(3), label="broadcast", order2=True)
-case("masked_select", lambda x: x.masked_select(E.zeros(0, 3, dtype=E.bool)), N(0, 3),
-     label="empty", order2=True)
-case("index", lambda x: x[_M], N(2, 3), label="mask", order2=True)
-case("index", lambda x: x[E.tensor([True, False]), 1:], N(2, 3), label="mask-rows",
+case("masked_fill", lambda x, m, v: x.masked_fill(m, v), N(2, 3), _M, N(), label="tensor",
      order2=True)
+case("masked_fill", lambda x, m: x.masked_fill(m, -1.0), N(2, 3),
+     K(E.tensor([True, False, True])), label="broadcast", order2=True)
+case("masked_select", lambda x, m: x.masked_select(m), N(2, 3), _M, label="2x3", order2=True)
+case("masked_select", lambda x, m: x.masked_select(m), N(3), _M, label="broadcast",
+     order2=True)
+case("masked_select", lambda x, m: x.masked_select(m), N(0, 3),
+     K(E.zeros(0, 3, dtype=E.bool)), label="empty", order2=True)
+case("index", lambda x, m: x[m], N(2, 3), _M, label="mask", order2=True)
+case("index", lambda x, m: x[m, 1:], N(2, 3), _ROWS, label="mask-rows", order2=True)
 for _l, _fn, *_ins in [
-    ("mask", lambda x, v: x.index_put((_M,), v), N(2, 3), N(3)),
-    ("mask-scalar-value", lambda x, v: x.index_put((_M,), v), N(2, 3), N()),
-    ("int", lambda x, v: x.index_put((E.tensor([2, 0]),), v), N(3, 2), N(2, 2)),
-    ("accumulate", lambda x, v: x.index_put((E.tensor([1, 1]),), v, accumulate=True),
-     N(3, 2), N(2)),
-    ("setitem", lambda x, v: _setitem(x, _M, v), N(2, 3), N(1)),
+    ("mask", lambda x, m, v: x.index_put((m,), v), N(2, 3), _M, N(3)),
+    ("mask-scalar-value", lambda x, m, v: x.index_put((m,), v), N(2, 3), _M, N()),
+    ("int", lambda x, i, v: x.index_put((i,), v), N(3, 2), K(E.tensor([2, 0])), N(2, 2)),
+    ("accumulate", lambda x, i, v: x.index_put((i,), v, accumulate=True), N(3, 2),
+     K(E.tensor([1, 1])), N(2)),
+    ("setitem", lambda x, m, v: _setitem(x, m, v), N(2, 3), _M, N(1)),
 ]:
     case("index_put", _fn, *_ins, label=_l, order2=True)
 
@@ -717,26 +731,43 @@ def _ops_in_graph(outputs) -> set[str]:
     return names
 
 
-def _inputs(c: Case) -> list:
+def _inputs(c: Case, device: str = "cpu") -> list:
+    """The case's arguments; its tensors (constants too) on `device`."""
     rng = np.random.default_rng(zlib.crc32(c.id.encode()))
-    return [spec(rng) for spec in c.inputs]
+    return [_on(spec(rng), device) for spec in c.inputs]
 
 
+def _on(x, device: str):
+    if not isinstance(x, E.Tensor) or x.device == device:
+        return x
+    return x.detach().to(device).requires_grad_(x.requires_grad)
+
+
+# Every case runs on the CPU and on "cuda": a real GPU where there is one, else the seam's test
+# double (tests/conftest.py), which fails wherever an op skips the seam or mixes devices.
+# cuda:1, not cuda:0, so that work done without making the tensor's device current shows.
+DEVICES = ["cpu", "cuda:1" if E.cuda_device_count() > 1 else "cuda:0"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
-def test_gradcheck(c: Case):
-    inputs = _inputs(c)
+def test_gradcheck(c: Case, device: str):
+    inputs = _inputs(c, device)
     out = c.fn(*inputs)
     outs = out if isinstance(out, tuple) else (out,)
     assert c.op in _ops_in_graph(outs), f"case {c.id} does not record op {c.op}"
+    if c.op != "to":
+        assert all(o.device == device for o in outs), f"case {c.id} left {device}"
     check_grads(c.fn, inputs)
 
 
 ORDER2 = [c for c in CASES if c.order2]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("c", ORDER2, ids=[c.id for c in ORDER2])
-def test_second_order(c: Case):
-    check_grads(c.fn, _inputs(c), order=2)
+def test_second_order(c: Case, device: str):
+    check_grads(c.fn, _inputs(c, device), order=2)
 
 
 def test_every_differentiable_op_is_checked():

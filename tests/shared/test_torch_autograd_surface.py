@@ -11,18 +11,23 @@ import gradserve as gs
 import numpy as np
 import pytest
 
+from .conftest import gpu
+
 torch = pytest.importorskip("torch")
 
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32)
 W = np.array([1.0, -2.0, 0.5], np.float32)
 
 
-@pytest.fixture(params=["engine", "remote"])
+@pytest.fixture(params=["engine", "remote", "remote-cuda"])
 def M(request):
     if request.param == "engine":
         yield gs
         return
-    with request.getfixturevalue("remote_client").session():
+    device = "cpu" if request.param == "remote" else gpu()
+    if device is None:
+        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
+    with request.getfixturevalue("remote_client").session(device=device):
         yield gs
 
 
@@ -271,7 +276,7 @@ def test_autograd_api(M, scenario):
 def test_formatting(M):
     def texts(L):
         return (f"{L.tensor(1.23456):.3f}", f"{L.tensor(2.5)}", format(L.tensor(7), "03d"),
-                f"{L.tensor([1.5, 2.0])}", f"{L.tensor(3.0, requires_grad=True) * 2:+.1e}")
+                f"{L.tensor([1.5, 2.0]).cpu()}", f"{L.tensor(3.0, requires_grad=True) * 2:+.1e}")
     assert texts(M) == texts(torch)
     # gradserve also formats one-element tensors of any rank with a format spec
     assert f"{M.tensor([[0.125]]):.2f}" == "0.12"

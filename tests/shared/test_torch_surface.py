@@ -18,6 +18,8 @@ import gradserve as gs
 import numpy as np
 import pytest
 
+from .conftest import gpu
+
 torch = pytest.importorskip("torch")
 
 
@@ -231,8 +233,9 @@ expr("repeat_interleave", lambda M, a: (a.repeat_interleave(2), a.repeat_interle
 # -- dtypes, casts, like-this factories --------------------------------------------------------
 DTYPE_NAMES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"]
 for name in DTYPE_NAMES:
-    expr(f"from_numpy-{name}", lambda M, a: (M.from_numpy(a.numpy()) + 0 if a.dtype != M.bool
-                                             else M.from_numpy(a.numpy())),
+    expr(f"from_numpy-{name}", lambda M, a: (M.from_numpy(a.cpu().numpy()) + 0
+                                             if a.dtype != M.bool
+                                             else M.from_numpy(a.cpu().numpy())),
          np.array([1, 0, 3], dtype=name), grad=False)
 expr("casts", lambda M, a: (a.half(), a.short(), a.int(), a.long(), a.bool(), a.byte(),
                             a.double(), a.float(), a.to(M.int8), a.type_as(a.int())), r(3, 4) * 4)
@@ -302,13 +305,17 @@ def _values(t) -> np.ndarray:
     return np.asarray(t.detach().cpu().numpy() if hasattr(t, "cpu") else t.detach().numpy())
 
 
-@pytest.fixture(params=["engine", "remote"])
+@pytest.fixture(params=["engine", "remote", "remote-cuda"])
 def M(request):
-    """gradserve: with no current session (engine tensors) or inside gs.use(session)."""
+    """gradserve: with no current session (engine tensors), or inside a session on the cpu
+    or on a GPU (the fake one in CI: tests/conftest.py) that is current."""
     if request.param == "engine":
         yield gs
         return
-    with request.getfixturevalue("remote_client").session() as s:
+    device = "cpu" if request.param == "remote" else gpu()
+    if device is None:
+        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
+    with request.getfixturevalue("remote_client").session(device=device) as s:
         yield gs
         assert gs.current_session() is s
 

@@ -30,7 +30,14 @@ class SessionRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "devices")
+    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "bytes_by_device", "device_memory_used", "device_memory_pool", "devices")
+    class BytesByDeviceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +45,9 @@ class SessionInfo(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_BY_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MEMORY_POOL_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     device: str
@@ -46,8 +56,11 @@ class SessionInfo(_message.Message):
     bytes: int
     idle_seconds: float
     ttl_seconds: float
+    bytes_by_device: _containers.ScalarMap[str, int]
+    device_memory_used: int
+    device_memory_pool: int
     devices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., bytes_by_device: _Optional[_Mapping[str, int]] = ..., device_memory_used: _Optional[int] = ..., device_memory_pool: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("freed_tensors",)
