@@ -85,13 +85,43 @@ def _extreme(name: str, grad_name: str, fn: str, wins: str):
     @op.def_backward
     def _(ctx, g):
         a, b = ctx.saved
-        first = getattr(a, wins)(b)  # where a alone is the result
-        tie = (a == b) * 0.5  # a tie shares the gradient evenly
-        ga = g * (first + tie) if ctx.needs[0] else None
-        gb = g * ((~first) * 1.0 - tie) if ctx.needs[1] else None
-        return ga, gb
+        ga, gb = g._op("extremum_backward", g, a, b, wins=wins)
+        return ga if ctx.needs[0] else None, gb if ctx.needs[1] else None
 
     return op
+
+
+def _extremum_grad_meta(g, a, b, wins):
+    shape = broadcast_shapes(g.shape, _shape_dtype(a)[0], _shape_dtype(b)[0])
+    return Meta(shape, g.dtype), Meta(shape, g.dtype)
+
+
+def _extremum_grad(xp, g, a, b, wins):
+    """maximum/minimum's gradients in one pass: g to the operand that alone wins, half of it
+    to each at a tie (torch's convention)."""
+    first = getattr(xp, "greater" if wins == "gt" else "less")(a, b)
+    tie = xp.equal(a, b)
+    half = g * 0.5
+    zero = xp.zeros((), g.dtype)
+    return (xp.where(first, g, xp.where(tie, half, zero)),
+            xp.where(first, zero, xp.where(tie, half, g)))
+
+
+# the gradient is linear in g and piecewise constant in a and b: its own derivative is itself
+extremum_backward = defop("extremum_backward", infer=_extremum_grad_meta, save=(1, 2),
+                          grad_name="MaximumBackwardBackward0", multi_grad=True)(_extremum_grad)
+
+
+@extremum_backward.def_backward
+def _(ctx, grads):
+    a, b = ctx.saved
+    wins = ctx.attrs["wins"]
+    gg = None
+    for nr, h in grads.items():
+        if h is not None:
+            part = h._op("extremum_backward", h, a, b, wins=wins)[nr]
+            gg = part if gg is None else gg + part
+    return gg, None, None
 
 
 _extreme("maximum", "MaximumBackward0", "maximum", "gt")

@@ -78,10 +78,13 @@ def _gather(xp, x, idx, dim):
         _bounds(idx, 1, 0)
         return xp.broadcast_to(x, idx.shape).copy()
     d = normalize_dim(dim, x.ndim)
-    _bounds(idx, x.shape[d], d)
-    if idx.shape != x.shape:  # torch lets the index be smaller in the other dims
-        x = x[tuple(slice(None) if i == d else slice(0, n) for i, n in enumerate(idx.shape))]
-    return xp.take_along_axis(x, idx, axis=d)
+    if idx.size and idx.min() < 0:  # the array library would count these from the end
+        _bounds(idx, x.shape[d], d)
+    try:
+        return x[_grids(xp, idx, d)]  # an index smaller than x in other dims reads a corner
+    except IndexError:
+        _bounds(idx, x.shape[d], d)  # torch's message for the index past the end
+        raise
 
 
 gather = defop("gather", infer=_gather_meta, grad_name="GatherBackward0", save=(1,))(_gather)
@@ -168,9 +171,12 @@ def _index_select(xp, x, idx, dim):
         return x.copy()
     d = normalize_dim(dim, x.ndim)
     flat = idx.reshape(-1)
-    if flat.size and (flat.min() < 0 or flat.max() >= x.shape[d]):
-        raise TensorIndexError("index out of range in self")
-    return xp.take(x, flat, axis=d)
+    try:
+        if flat.size and flat.min() < 0:  # take would count these from the end
+            raise IndexError
+        return xp.take(x, flat, axis=d)
+    except IndexError:
+        raise TensorIndexError("index out of range in self") from None
 
 
 index_select = defop("index_select", infer=_index_select_meta, grad_name="IndexSelectBackward0",
@@ -335,8 +341,13 @@ def _triangle(name: str):
             raise InvalidArgumentError(f"{name}: input tensor must have at least 2 dimensions")
         return Meta(tuple(a.shape), a.dtype)
 
-    op = defop(name, infer=infer, grad_name=name.capitalize() + "Backward0")(
-        lambda xp, a, diagonal=0: getattr(xp, name)(a, diagonal))
+    def forward(xp, a, diagonal=0):
+        rows, cols = a.shape[-2:]
+        keep = xp.tri(rows, cols, diagonal, dtype=bool)  # the lower triangle, diagonal k
+        return xp.where(keep if name == "tril" else ~xp.tri(rows, cols, diagonal - 1,
+                                                             dtype=bool), a, xp.zeros((), a.dtype))
+
+    op = defop(name, infer=infer, grad_name=name.capitalize() + "Backward0")(forward)
     op.def_backward(lambda ctx, g: (g._op(name, g, diagonal=ctx.attrs.get("diagonal", 0)),))
     return op
 

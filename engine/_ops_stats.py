@@ -196,7 +196,18 @@ def _(ctx, g):
     if not ctx.in_shapes[0]:
         return (g,)
     d = normalize_dim(ctx.attrs["dim"], len(ctx.in_shapes[0]))
-    return (g.flip(d).cumsum(d).flip(d),)  # sum of the gradients at and after each position
+    return (g._op("cumsum_reverse", g, dim=d),)  # the gradients at and after each position
+
+
+def _cumsum_reverse(xp, a, dim):
+    d = normalize_dim(dim, a.ndim)
+    return xp.flip(xp.cumsum(xp.flip(a, d), axis=d), d)
+
+
+# sum from each position to the end: cumsum's gradient (and the other way round)
+cumsum_reverse = defop("cumsum_reverse", infer=lambda a, dim: Meta(tuple(a.shape), a.dtype),
+                       grad_name="CumsumBackward0")(_cumsum_reverse)
+cumsum_reverse.def_backward(lambda ctx, g: (g.cumsum(ctx.attrs["dim"]),))
 
 
 cumprod = defop("cumprod", infer=_scan_meta, grad_name="CumprodBackward0", save=(0,),
@@ -210,7 +221,8 @@ def _(ctx, g):
         return (g,)
     d = normalize_dim(ctx.attrs["dim"], a.ndim)
     if not bool((a == 0).any()):  # d out_j / d a_i = out_j / a_i for j >= i
-        return ((g * ctx.output).flip(d).cumsum(d).flip(d) / a,)
+        prod = g * ctx.output
+        return (prod._op("cumsum_reverse", prod, dim=d) / a,)
     # With zeros, out_j / a_i is undefined: use the products themselves. Row i of `rows` is
     # a with a_i set to 1, so rows.cumprod()[i, j] = prod_{k <= j, k != i} a_k; only j >= i
     # counts. O(n^2) memory along dim, as torch's exact formula for this case.

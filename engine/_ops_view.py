@@ -209,8 +209,15 @@ def _flip_meta(a, dims):
     return Meta(tuple(a.shape), a.dtype)
 
 
-flip = defop("flip", infer=_flip_meta, grad_name="FlipBackward0")(
-    lambda xp, a, dims: xp.flip(a, normalize_dims(dims, a.ndim)) if a.ndim and dims else a.copy())
+def _flip(xp, a, dims):
+    if not (a.ndim and dims):
+        return a.copy()
+    flipped = normalize_dims(dims, a.ndim)  # a reversed view; the dispatcher makes it a copy
+    return a[tuple(slice(None, None, -1) if i in flipped else slice(None)
+                   for i in range(a.ndim))]
+
+
+flip = defop("flip", infer=_flip_meta, grad_name="FlipBackward0")(_flip)
 flip.def_backward(lambda ctx, g: (g.flip(ctx.attrs["dims"]),))
 
 

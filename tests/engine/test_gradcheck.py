@@ -586,6 +586,17 @@ for _op, _fn, _sa, _sb in [
 ]:
     for _a, _b in _PAIRS:
         case(_op, _fn, _sa(*_a), _sb(*_b), label=_shape_label(_a, _b), order2=True)
+for _w in ("gt", "lt"):
+    for _a, _b in _PAIRS:
+        case("extremum_backward", lambda g, a, b, w=_w: g._op("extremum_backward", g, a, b,
+                                                              wins=w), N(*_a), N(*_a), N(*_b),
+             label=f"{_w}-{_shape_label(_a, _b)}", order2=True)
+    case("extremum_backward", lambda g, a, w=_w: g._op("extremum_backward", g, a, a.flip(0),
+                                                        wins=w), N(4),
+         K(E.tensor([1.0, 2.0, 2.0, 1.0], dtype=E.float64)), label=f"{_w}-ties", order2=True)
+for _s, _d in [((4,), 0), ((2, 3), 1), ((0, 3), 1)]:
+    case("cumsum_reverse", lambda x, d=_d: x._op("cumsum_reverse", x, dim=d), N(*_s),
+         label=f"{_shape_label(_s)}-{_d}", order2=True)
 case("remainder", lambda a: a % 0.7, G(2, 3), label="scalar", order2=True)
 case("fmod", lambda a: a.fmod(-0.7), G(2, 3), label="scalar", order2=True)
 case("lerp", lambda a, b, w: a.lerp(b, w), N(2, 3), N(3), N(2, 1), label="tensor-weight",
