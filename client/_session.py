@@ -428,12 +428,6 @@ class Session(Factories):
         return out
 
     # -- server-side tensor tables --------------------------------------------------------------
-    def _learn_shapes(self, proxies) -> None:
-        """Shapes only the data decides (nonzero, masks, unique): one wait for all of them."""
-        found = {info.id: info for info in self._list([p._id for p in proxies])}
-        for p in proxies:
-            p._shape = tuple(found[p._id].shape)
-
     def _list(self, ids=()) -> list:
         response = self._roundtrip(list=pb.ListTensorsRequest(ids=list(ids)))
         return list(response.tensors)
