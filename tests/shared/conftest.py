@@ -78,3 +78,19 @@ def ns(request):
             pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
     with request.getfixturevalue("remote_client").session(device=device) as session:
         yield remote_namespace(session)
+
+
+@pytest.fixture(params=["engine", "remote", "remote-cuda"])
+def M(request):
+    """`gradserve` itself, to run torch-shaped code: with no current session (engine
+    tensors), or inside a session on the cpu or on a GPU (the fake one in CI) that is current,
+    so `gs.tensor(...)` and friends make that session's tensors."""
+    if request.param == "engine":
+        yield gs
+        return
+    device = "cpu" if request.param == "remote" else gpu()
+    if device is None:
+        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
+    with request.getfixturevalue("remote_client").session(device=device) as s:
+        yield gs
+        assert gs.current_session() is s

@@ -7,28 +7,13 @@ this client while the server's backward waits for them.
 
 from __future__ import annotations
 
-import gradserve as gs
 import numpy as np
 import pytest
-
-from .conftest import gpu
 
 torch = pytest.importorskip("torch")
 
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32)
 W = np.array([1.0, -2.0, 0.5], np.float32)
-
-
-@pytest.fixture(params=["engine", "remote", "remote-cuda"])
-def M(request):
-    if request.param == "engine":
-        yield gs
-        return
-    device = "cpu" if request.param == "remote" else gpu()
-    if device is None:
-        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
-    with request.getfixturevalue("remote_client").session(device=device):
-        yield gs
 
 
 def _plain(v):

@@ -18,8 +18,6 @@ import gradserve as gs
 import numpy as np
 import pytest
 
-from .conftest import gpu
-
 torch = pytest.importorskip("torch")
 
 
@@ -303,21 +301,6 @@ def _run(M, e: Expr):
 
 def _values(t) -> np.ndarray:
     return np.asarray(t.detach().cpu().numpy() if hasattr(t, "cpu") else t.detach().numpy())
-
-
-@pytest.fixture(params=["engine", "remote", "remote-cuda"])
-def M(request):
-    """gradserve: with no current session (engine tensors), or inside a session on the cpu
-    or on a GPU (the fake one in CI: tests/conftest.py) that is current."""
-    if request.param == "engine":
-        yield gs
-        return
-    device = "cpu" if request.param == "remote" else gpu()
-    if device is None:
-        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
-    with request.getfixturevalue("remote_client").session(device=device) as s:
-        yield gs
-        assert gs.current_session() is s
 
 
 @pytest.mark.filterwarnings("ignore:To copy construct")
