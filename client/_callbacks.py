@@ -139,13 +139,16 @@ def _result_id(session, r) -> str:
 def roundtrip(session, **then):
     """Send an action whose backward may call back and wait for it; raise the first exception
     a callback raised (rather than the failure it caused on the server)."""
-    session._callback_errors = errors = []
+    outer, session._callback_errors = session._callback_errors, []
+    errors = session._callback_errors  # (a hook's own backward gets a list of its own)
     try:
         response = session._roundtrip(**then)
     except Exception:
         if errors:
             raise errors[0] from None
         raise
+    finally:
+        session._callback_errors = outer
     if errors:
         raise errors[0]
     return response

@@ -89,8 +89,30 @@ def _hook_ops_and_values(L):
     return x.grad, values
 
 
+def _reentrant_hooks(L):
+    w = L.tensor(W, requires_grad=True)
+    w.register_hook(lambda g: g + 100)
+    x = L.tensor(X, requires_grad=True)
+    caught = []
+
+    def hook(g):  # a backward inside a hook, through another hook, one of them failing
+        with L.enable_grad():
+            (w * w).sum().backward()
+            y = L.tensor([1.0], requires_grad=True)
+            y.register_hook(lambda h: 1 / 0)
+            try:
+                (y * 2).sum().backward()
+            except ZeroDivisionError:
+                caught.append(True)
+        return g * 2
+
+    x.register_hook(hook)
+    (x * x).sum().backward()
+    return x.grad, w.grad, caught
+
+
 @pytest.mark.parametrize("scenario", [_leaf_hooks, _nonleaf_hooks, _hook_in_autograd_grad,
-                                      _hook_ops_and_values])
+                                      _hook_ops_and_values, _reentrant_hooks])
 def test_hooks(M, scenario):
     both(M, scenario)
 
