@@ -215,6 +215,15 @@ class FactoryAPI:
         return self._factory("randint", requires_grad, device, low=int(low), high=int(high),
                              shape=parse_size((shape,)), dtype=(_name(dtype) or "int64"))
 
+    def randperm(self, n: int, dtype=None, device=None, requires_grad: bool = False):
+        """A random permutation of 0 .. n-1 (int64 unless `dtype`).
+
+        >>> sorted(engine.randperm(4).tolist())
+        [0, 1, 2, 3]
+        """
+        return self._factory("randperm", requires_grad, device, n=int(n),
+                             dtype=_name(dtype) or "int64")
+
     # -- ranges ----------------------------------------------------------------------------
     def arange(self, start, end=None, step=1, dtype=None, device=None,
                requires_grad: bool = False):

@@ -120,3 +120,12 @@ def _linspace(xp, start, end, steps, dtype=None, device=None):
     step = (end - start) / (steps - 1) if steps > 1 else 0.0
     out = xp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
     return out.astype(as_dtype(dtype or default_float).np)
+
+
+def _randperm_meta(n, dtype="int64", device=None):
+    return Meta(check_shape((n,)), as_dtype(dtype))
+
+
+@defop("randperm", infer=_randperm_meta, needs_device=True, random=True)
+def _randperm(xp, n, dtype="int64", device=None, gen=None):
+    return gen.permutation(int(n)).astype(as_dtype(dtype).np)

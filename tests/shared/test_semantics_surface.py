@@ -95,6 +95,7 @@ def test_the_factory_surface_is_the_same_everywhere(ns):
             want = ns.device if name == "from_numpy" and f is not engine else "cpu"
             assert t.requires_grad and t.is_leaf and t.device == want, name
         assert f.randint(0, 3, (2,), device="cpu").dtype is gs.int64
+        assert sorted(f.randperm(5).tolist()) == [0, 1, 2, 3, 4]
     like = ns.ones(2, 3, dtype=gs.float64)
     for name in ("zeros_like", "ones_like", "empty_like", "rand_like", "randn_like"):
         t = getattr(gs, name)(like, requires_grad=True)
