@@ -40,21 +40,29 @@ def _package_dirs() -> tuple[str, ...]:
 
 
 _PACKAGE_DIRS = _package_dirs()
-_INTERNAL: dict[str, bool] = {}
+_NAMES: dict[str, str | None] = {}  # a code file -> its base name; None inside the package
+_UNSEEN = object()
 
 
-def caller_site() -> str:
-    """"file.py:LINE" of the innermost stack frame outside the gradserve package."""
+def caller_site() -> tuple[str, int] | None:
+    """(file name, line) of the innermost stack frame outside the gradserve package; kept
+    beside each recorded op and only turned into text (`site_text`) when the op fails."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        internal = _INTERNAL.get(filename)
-        if internal is None:
-            internal = _INTERNAL[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
-        if not internal:
-            return f"{os.path.basename(filename)}:{frame.f_lineno}"
+        name = _NAMES.get(filename, _UNSEEN)
+        if name is _UNSEEN:
+            inside = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
+            name = _NAMES[filename] = None if inside else os.path.basename(filename)
+        if name is not None:
+            return name, frame.f_lineno
         frame = frame.f_back
-    return ""
+    return None
+
+
+def site_text(site: tuple[str, int] | None) -> str:
+    """"train.py:12", as errors name the user's line."""
+    return "" if site is None else f"{site[0]}:{site[1]}"
 
 
 # -- operands ---------------------------------------------------------------------------------
@@ -114,7 +122,8 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
                                  strides=m.strides) for m in metas)
     dynamic = meta.shape is None if type(meta) is Meta else any(m.shape is None for m in metas)
     if not dynamic:
-        session._elements += sum(math.prod(m.shape) for m in metas)
+        session._elements += math.prod(meta.shape) if type(meta) is Meta else sum(
+        math.prod(m.shape) for m in metas)
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):

@@ -240,7 +240,7 @@ class Session(Factories):
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
         args = [x._id if isinstance(x, RemoteTensor) else
-                check_int(x) if type(x) is int and not INT64_MIN <= x <= INT64_MAX else x
+                x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
                 for x in inputs]
         if attrs:
             for value in attrs.values():
@@ -261,7 +261,7 @@ class Session(Factories):
             now = time.monotonic()
             if not ops:
                 self._first_at = now
-            ops.append([op, args, list(outputs), attrs or None, flags])
+            ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()):

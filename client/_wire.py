@@ -16,6 +16,7 @@ from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import ERROR_TRAILER, little_endian, tensor_data
 
 from ._errors import ConnectionError, GradserveError, SessionLostError, error_from
+from ._record import site_text
 
 _UNKNOWN, _INTERNAL = grpc.StatusCode.UNKNOWN.value[0], grpc.StatusCode.INTERNAL.value[0]
 _TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_STREAM",
@@ -84,7 +85,7 @@ def error_value(err: pb.Error, sent: tuple) -> GradserveError:
     entries, sites = sent or ((), ())
     if 0 <= index < len(entries):
         op = op or entries[index][0]
-        site = site or sites[index]
+        site = site or site_text(sites[index])
     else:
         index = -1
     return error_from(err.code, err.message, err.kind, op, site, index)

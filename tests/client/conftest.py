@@ -14,7 +14,7 @@ from gradserve.v1 import gradserve_pb2 as pb
 def _op(entry, site, blobs) -> SimpleNamespace:
     name, inputs, outputs, attrs, flags = entry
     data = [blobs[x["d"]] for x in inputs if isinstance(x, dict)]
-    return SimpleNamespace(op=name, inputs=inputs, outputs=outputs, attrs=attrs or {},
+    return SimpleNamespace(op=name, inputs=inputs, outputs=list(outputs), attrs=attrs or {},
                            no_grad=bool(flags & codec.NO_GRAD),
                            inplace=bool(flags & codec.INPLACE), site=site,
                            data=data[0] if data else None)
@@ -22,8 +22,10 @@ def _op(entry, site, blobs) -> SimpleNamespace:
 
 def buffered(session) -> list[SimpleNamespace]:
     """The ops a session holds and has not sent yet, readably."""
-    return [_op(e, site, session._blobs) for e, site in zip(session._ops, session._sites,
-                                                            strict=True)]
+    from gradserve._record import site_text
+
+    return [_op(e, site_text(site), session._blobs)
+            for e, site in zip(session._ops, session._sites, strict=True)]
 
 
 def sent(request: pb.PipelineRequest) -> list[SimpleNamespace]:
