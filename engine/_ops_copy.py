@@ -62,7 +62,8 @@ def _to(xp, a, dtype, device):
     return host if device == "cpu" else backend(device).from_host(host)
 
 
-to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True)(_to)
+to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True,
+           attrs=("dtype", "device"))(_to)
 
 
 @to.def_backward
