@@ -31,8 +31,8 @@ from gradserve.v1.codec import (
     pack_ops,
 )
 
-from . import _grads, _wire
-from ._errors import GradserveError, SessionLostError
+from . import _grads, _handoff, _wire
+from ._errors import GradserveError, SessionLostError, SessionMovedError
 from ._factories import Factories
 from ._pipeline import Pipeline
 from ._record import caller_site
@@ -101,6 +101,8 @@ class Session(Factories):
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
+        self._seqs = itertools.count(1)  # request numbers, across the session's streams
+        self._instance = info.instance_id  # the server process holding it
         self._closed = False
         self._grad_epoch = 0  # bumped by backward: cached `.grad` proxies are stale
         self.stats = Stats()
@@ -143,8 +145,8 @@ class Session(Factories):
         if not self._disconnect():
             return
         try:
-            self._client._call("CloseSession", pb.SessionRef(session_id=self._id),
-                               session_id=self._id, timeout=CLOSE_TIMEOUT)
+            self._unary("CloseSession", pb.SessionRef(session_id=self._id),
+                        timeout=CLOSE_TIMEOUT)
         except SessionLostError:
             pass  # already gone (reclaimed, or closed by another client): the goal is met
 
@@ -169,15 +171,43 @@ class Session(Factories):
         'cpu'
         """
         self._check_open()
-        msg = self._client._call("DescribeSession", pb.SessionRef(session_id=self._id),
-                                 session_id=self._id)
+        msg = self._unary("DescribeSession", pb.SessionRef(session_id=self._id))
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
-                "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds}
+                "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds,
+                "instance_id": msg.instance_id}
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SessionLostError(f"session {self._id} is closed")
+            err = SessionLostError(f"session {self._id} was closed by this program (close(), "
+                                   "or the end of its `with` block)")
+            err.reason = "closed"
+            raise err
+
+    def _unary(self, method: str, request, timeout: float | None = None):
+        """A unary call on this session. When it finds the session moved, follow it to the
+        server that restores it (after reading what the old server still sends on the
+        session's stream) and call again. `request` may be a function making it (an Upload's
+        stream of messages can be sent once)."""
+        for attempt in (1, 2):
+            try:
+                return self._client._call(method, request() if callable(request) else request,
+                                          session_id=self._id, timeout=timeout)
+            except SessionMovedError as e:
+                if attempt == 2:
+                    raise
+                self._follow(e)
+            except SessionLostError as e:
+                raise _handoff.explain(self, e) from None
+
+    def _follow(self, moved: SessionMovedError) -> None:
+        """The session moved: go on with it where it was restored (closing it: restore it
+        only to close it, so that the state dir keeps nothing)."""
+        pipe = self._pipe
+        if pipe is not None and not pipe.reported and not self._closed:
+            pipe.resume_after_move()  # the stream's end brings the restore and the resends
+        else:
+            _handoff.restore(self, moved)
 
     # -- proxies ----------------------------------------------------------------------------
     def _new_id(self) -> str:
@@ -270,7 +300,9 @@ class Session(Factories):
         if self._pipe is None or self._pipe.reported:
             # A stream that broke (a dropped connection) was reported to the caller once; the
             # session lives on the server, so carry on over a new stream.
-            self._pipe = Pipeline(self._client, self._id)
+            self._pipe = Pipeline(self._client, self._id, self._seqs,
+                                  on_break=lambda e: _handoff.explain_break(self, e),
+                                  restore=lambda e: _handoff.restore(self, e))
         try:
             seq = self._pipe.submit(request, (ops, sites) if ops else None, wait)
         except GradserveError:
@@ -290,7 +322,10 @@ class Session(Factories):
             seq = self._flush_locked(wait=True, **then)
             pipe = self._pipe
             self.stats.waits += 1
-        return pipe.wait(seq)
+        try:
+            return pipe.wait(seq)
+        except SessionLostError as e:
+            raise _handoff.explain(self, e) from None
 
     def synchronize(self) -> None:
         """Wait until the server ran everything sent so far; raise any error it met.
@@ -354,12 +389,21 @@ class Session(Factories):
     def _fetch_stream(self, ids: list, grad: bool) -> dict:
         request = pb.FetchRequest(session_id=self._id, ids=ids, grad=grad,
                                   encoding=pb.ENCODING_RAW)
-        assembler = _wire.Assembler()
         with self._lock:
             self.stats.waits += 1
             self.stats.fetch_streams += 1
-        for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
-            assembler.add(chunk)
+        for attempt in (1, 2):
+            assembler = _wire.Assembler()
+            try:
+                for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
+                    assembler.add(chunk)
+                break
+            except SessionMovedError as e:  # follow the session, then read again
+                if attempt == 2:
+                    raise
+                self._follow(e)
+            except SessionLostError as e:
+                raise _handoff.explain(self, e) from None
         self.stats.bytes_down += sum(a.nbytes for a in assembler.done.values() if a is not None)
         return assembler.done
 

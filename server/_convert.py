@@ -29,6 +29,7 @@ from gradserve.v1.codec import (
     unpack_ops,
 )
 
+from ._opinfo import OpInfo
 from ._requests import (
     BackwardAction,
     FetchAction,
@@ -194,11 +195,22 @@ def array_from_upload(first: pb.UploadRequest, rest: Iterator,
     return array_from_raw(buf, dtype, shape)
 
 
-def session_info(session: Session, ttl: float | None) -> pb.SessionInfo:
+def session_info(session: Session, runtime) -> pb.SessionInfo:
     return pb.SessionInfo(
         session_id=session.id, device=session.device, owner=session.owner,
         tensor_count=len(session.tensors), bytes=session.nbytes,
-        idle_seconds=session.idle_seconds(), ttl_seconds=ttl or 0.0,
+        idle_seconds=session.idle_seconds(), ttl_seconds=runtime.sessions.ttl or 0.0,
+        instance_id=runtime.instance, applied_seq=session.applied_seq, epoch=session.epoch,
+    )
+
+
+def op_info(info: OpInfo) -> pb.OpInfo:
+    return pb.OpInfo(
+        name=info.name, kind=info.kind, min_inputs=info.min_inputs,
+        max_inputs=info.max_inputs, differentiable=info.differentiable,
+        max_outputs=info.max_outputs,
+        attrs=[pb.AttrInfo(name=a.name, required=a.required, default_json=a.default_json)
+               for a in info.attrs],
     )
 
 

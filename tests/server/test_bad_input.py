@@ -133,8 +133,10 @@ def test_bad_op(stub, wire, session, name, specs, code, fragment):
 
 def test_bad_session_ids(stub, wire):
     made_up = pb.RunOpsRequest(session_id="not-a-session", ops=wire.seed_ops())
-    wire.expect_error(lambda: stub.RunOps(made_up), NOT_FOUND,
-                      "session not-a-session not found (closed or reclaimed after its TTL)")
+    err = wire.expect_error(lambda: stub.RunOps(made_up), NOT_FOUND,
+                            "session not-a-session not found: this server process (instance ",
+                            "never held it")
+    assert wire.error_detail(err).reason == "unknown"
     wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(ops=wire.seed_ops())), INVALID,
                       "session_id is empty")
     sid = stub.CreateSession(pb.CreateSessionRequest()).session_id

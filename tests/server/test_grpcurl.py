@@ -18,7 +18,7 @@ README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 SECTION = re.compile(r"^## By hand with grpcurl\n(.*?)(?=^## |\Z)", re.S | re.M)
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
 DOC_ADDRESS = "127.0.0.1:50051"
-VOLATILE = {"session_id", "idle_seconds"}  # differ on every run
+VOLATILE = {"session_id", "idle_seconds", "instance_id"}  # differ on every run
 
 
 def section() -> str:

@@ -134,7 +134,8 @@ def test_sessions_owner_ttl_and_busy():
     with pytest.raises(SessionNotFoundError, match="reclaimed after its TTL"):
         manager.get(a.id, "alice")
     assert manager.get(b.id, "bob") is b
-    assert manager.counts == {"created": 2, "closed": 0, "reaped": 1}
+    assert manager.counts == {"created": 2, "closed": 0, "reaped": 1, "moved": 0, "lost": 0,
+                              "restored": 0}
 
 
 def _ops(*ops) -> list[OpSource]:

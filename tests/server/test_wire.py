@@ -36,8 +36,12 @@ def test_session_info_describe_close(stub, wire):
     assert described.tensor_count == 6
     assert described.bytes == 4 * 4 * 3 + 4 * 5  # input, l1, l2; w1, w2, loss, 2 grads
     assert stub.CloseSession(pb.SessionRef(session_id=info.session_id)).freed_tensors == 6
-    wire.expect_error(lambda: stub.DescribeSession(pb.SessionRef(session_id=info.session_id)),
-                      grpc.StatusCode.NOT_FOUND, "not found (closed or reclaimed after its TTL)")
+    err = wire.expect_error(
+        lambda: stub.DescribeSession(pb.SessionRef(session_id=info.session_id)),
+        grpc.StatusCode.NOT_FOUND, f"session {info.session_id} not found: it was closed ")
+    detail = wire.error_detail(err)
+    assert detail.reason == "closed" and detail.instance_id == info.instance_id
+    assert len(info.instance_id) == 12
 
 
 def test_session_ids_are_unguessable(stub):

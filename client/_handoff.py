@@ -1,0 +1,112 @@
+"""What a session does when its server goes away: say why, precisely, or follow the session
+to the server that restored it.
+
+- A stream that ended without a gradserve answer (the transport's words only) is explained by
+  asking the target about the session (`explain_break`): still there (the connection
+  dropped), draining, moved, lost and why, or nothing answers.
+- A session that is not found is told apart by the server's `reason` and instance id
+  (`explain`): closed, reclaimed after its TTL, lost in a drain, or its server restarted
+  (another instance answers).
+- A session that a draining server wrote to its state dir ("moved") is restored through the
+  same target (a proxy, or gRPC's pick_first over several addresses, reaches a live server),
+  under the same id (`restore`); the Pipeline then resends what the old server did not
+  answer. The program notices nothing but a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from gradserve.v1 import gradserve_pb2 as pb
+
+from ._errors import ConnectionError, GradserveError, SessionLostError, SessionMovedError
+
+log = logging.getLogger("gradserve")
+
+PROBE_TIMEOUT = 5.0  # seconds for the call that asks what happened to a session
+RESTORE_PATIENCE = 600.0  # seconds to keep retrying while a session is still being written
+UNREACHABLE_PATIENCE = 30.0  # ... and while no server answers at all
+_BACKOFF = (0.02, 0.5)  # first and longest pause between restore attempts
+
+
+def explain(session, error: GradserveError) -> GradserveError:
+    """`error` with its session-lost reason made precise: a server that never held the
+    session while another instance created it means the server restarted."""
+    if (isinstance(error, SessionLostError) and error.reason == "unknown"
+            and getattr(error, "instance", None) and session._instance
+            and error.instance != session._instance):
+        out = SessionLostError(
+            f"session {session.id} is lost: the server restarted (instance "
+            f"{session._instance} held it, instance {error.instance} answers now), and a "
+            "session lives in its server's memory; start a new session (servers run with "
+            "--state-dir keep sessions across a rolling update)")
+        out.code, out.op, out.site, out.instance = error.code, None, None, error.instance
+        out.reason = "restarted"
+        return out
+    return error
+
+
+def explain_break(session, error: GradserveError) -> GradserveError:
+    """Why the session's stream ended with `error`, which no gradserve server sent."""
+    try:
+        session._client._call("DescribeSession", pb.SessionRef(session_id=session.id),
+                              session_id=session.id, timeout=PROBE_TIMEOUT)
+    except SessionMovedError as moved:
+        return moved
+    except ConnectionError as e:
+        if e.reason == "draining":
+            out = ConnectionError(f"the gradserve server is draining (shutting down): {e}; "
+                                  f"session {session.id} ends with it")
+        else:
+            out = ConnectionError(f"no gradserve server answers at {session._client.target} "
+                                  f"(the session's stream ended: {error}; asking again: {e})")
+        out.code, out.op, out.site, out.reason = e.code, None, None, e.reason
+        return out
+    except GradserveError as e:
+        return explain(session, e)
+    out = ConnectionError(f"the connection to the gradserve server dropped ({error}); session "
+                          f"{session.id} is still there, but requests sent since its last "
+                          "reply may not have run")
+    out.code, out.op, out.site, out.reason = getattr(error, "code", None), None, None, \
+        "unreachable"
+    return out
+
+
+def restore(session, moved: GradserveError):
+    """Restore the moved session on a live server through the client's target; its
+    SessionInfo. Raises SessionLostError when it cannot be (lost, unknown there)."""
+    started = time.monotonic()
+    pause, unreachable_since = _BACKOFF[0], None
+    while True:
+        try:
+            info = session._client._call(
+                "RestoreSession", pb.RestoreSessionRequest(session_id=session.id),
+                session_id=session.id, timeout=PROBE_TIMEOUT)
+        except (SessionMovedError, ConnectionError) as e:
+            # still being written by the old server, or no server reached yet
+            now = time.monotonic()
+            if isinstance(e, SessionMovedError) or e.reason == "draining":
+                unreachable_since = None
+            elif unreachable_since is None:
+                unreachable_since = now
+            if (now - started > RESTORE_PATIENCE or unreachable_since is not None
+                    and now - unreachable_since > UNREACHABLE_PATIENCE):
+                raise _lost(session, f"it could not be restored: {e}", moved) from None
+            time.sleep(pause)
+            pause = min(pause * 2, _BACKOFF[1])
+            continue
+        except SessionLostError as e:
+            raise explain(session, e) from None
+        session._instance = info.instance_id
+        log.warning("gradserve: session %s moved off its draining server; restored on "
+                    "server instance %s (epoch %d) in %.3f s; resending what was not answered",
+                    session.id, info.instance_id, info.epoch, time.monotonic() - started)
+        return info
+
+
+def _lost(session, why: str, cause: GradserveError) -> SessionLostError:
+    out = SessionLostError(f"session {session.id} is lost: its server drained and moved it "
+                           f"({cause}), and {why}")
+    out.code, out.op, out.site, out.reason = getattr(cause, "code", None), None, None, "lost"
+    return out
