@@ -24,7 +24,7 @@ from ._errors import ConnectionError, GradserveError, SessionLostError, SessionM
 
 log = logging.getLogger("gradserve")
 
-PROBE_TIMEOUT = 5.0  # seconds for the call that asks what happened to a session
+PROBE_TIMEOUT = 3.0  # seconds to wait for a server to answer what happened to a session
 RESTORE_PATIENCE = 600.0  # seconds to keep retrying while a session is still being written
 UNREACHABLE_PATIENCE = 30.0  # ... and while no server answers at all
 _BACKOFF = (0.02, 0.5)  # first and longest pause between restore attempts
@@ -33,12 +33,16 @@ _BACKOFF = (0.02, 0.5)  # first and longest pause between restore attempts
 def explain(session, error: GradserveError) -> GradserveError:
     """`error` with its session-lost reason made precise: a server that never held the
     session while another instance created it means the server restarted."""
+    return _explain(session.id, session._instance, error)
+
+
+def _explain(session_id: str, instance: str, error: GradserveError) -> GradserveError:
     if (isinstance(error, SessionLostError) and error.reason == "unknown"
-            and getattr(error, "instance", None) and session._instance
-            and error.instance != session._instance):
+            and getattr(error, "instance", None) and instance
+            and error.instance != instance):
         out = SessionLostError(
-            f"session {session.id} is lost: the server restarted (instance "
-            f"{session._instance} held it, instance {error.instance} answers now), and a "
+            f"session {session_id} is lost: the server restarted (instance "
+            f"{instance} held it, instance {error.instance} answers now), and a "
             "session lives in its server's memory; start a new session (servers run with "
             "--state-dir keep sessions across a rolling update)")
         out.code, out.op, out.site, out.instance = error.code, None, None, error.instance
@@ -50,18 +54,22 @@ def explain(session, error: GradserveError) -> GradserveError:
 def explain_break(session, error: GradserveError) -> GradserveError:
     """Why the session's stream ended with `error`, which no gradserve server sent."""
     try:
+        # wait_for_ready: a channel in its reconnect backoff (the server just restarted, or
+        # a proxy moves to another address) is not yet a server that is gone
         session._client._call("DescribeSession", pb.SessionRef(session_id=session.id),
-                              session_id=session.id, timeout=PROBE_TIMEOUT)
+                              session_id=session.id, timeout=PROBE_TIMEOUT,
+                              wait_for_ready=True)
     except SessionMovedError as moved:
         return moved
-    except ConnectionError as e:
+    except ConnectionError as e:  # also DEADLINE_EXCEEDED: nobody answered in time
         if e.reason == "draining":
             out = ConnectionError(f"the gradserve server is draining (shutting down): {e}; "
                                   f"session {session.id} ends with it")
         else:
             out = ConnectionError(f"no gradserve server answers at {session._client.target} "
                                   f"(the session's stream ended: {error}; asking again: {e})")
-        out.code, out.op, out.site, out.reason = e.code, None, None, e.reason
+        out.code, out.op, out.site = e.code, None, None
+        out.reason = "draining" if e.reason == "draining" else "unreachable"
         return out
     except GradserveError as e:
         return explain(session, e)
@@ -76,13 +84,20 @@ def explain_break(session, error: GradserveError) -> GradserveError:
 def restore(session, moved: GradserveError):
     """Restore the moved session on a live server through the client's target; its
     SessionInfo. Raises SessionLostError when it cannot be (lost, unknown there)."""
+    info = restore_id(session._client, session.id, moved, session._instance)
+    session._instance = info.instance_id
+    return info
+
+
+def restore_id(client, session_id: str, moved: GradserveError, instance: str = ""):
+    """`restore` by id (`client.attach` of a moved session); `instance` held it before."""
     started = time.monotonic()
     pause, unreachable_since = _BACKOFF[0], None
     while True:
         try:
-            info = session._client._call(
-                "RestoreSession", pb.RestoreSessionRequest(session_id=session.id),
-                session_id=session.id, timeout=PROBE_TIMEOUT)
+            info = client._call(
+                "RestoreSession", pb.RestoreSessionRequest(session_id=session_id),
+                session_id=session_id, timeout=PROBE_TIMEOUT)
         except (SessionMovedError, ConnectionError) as e:
             # still being written by the old server, or no server reached yet
             now = time.monotonic()
@@ -92,21 +107,20 @@ def restore(session, moved: GradserveError):
                 unreachable_since = now
             if (now - started > RESTORE_PATIENCE or unreachable_since is not None
                     and now - unreachable_since > UNREACHABLE_PATIENCE):
-                raise _lost(session, f"it could not be restored: {e}", moved) from None
+                raise _lost(session_id, f"it could not be restored: {e}", moved) from None
             time.sleep(pause)
             pause = min(pause * 2, _BACKOFF[1])
             continue
         except SessionLostError as e:
-            raise explain(session, e) from None
-        session._instance = info.instance_id
+            raise _explain(session_id, instance, e) from None
         log.warning("gradserve: session %s moved off its draining server; restored on "
                     "server instance %s (epoch %d) in %.3f s; resending what was not answered",
-                    session.id, info.instance_id, info.epoch, time.monotonic() - started)
+                    session_id, info.instance_id, info.epoch, time.monotonic() - started)
         return info
 
 
-def _lost(session, why: str, cause: GradserveError) -> SessionLostError:
-    out = SessionLostError(f"session {session.id} is lost: its server drained and moved it "
+def _lost(session_id: str, why: str, cause: GradserveError) -> SessionLostError:
+    out = SessionLostError(f"session {session_id} is lost: its server drained and moved it "
                            f"({cause}), and {why}")
     out.code, out.op, out.site, out.reason = getattr(cause, "code", None), None, None, "lost"
     return out

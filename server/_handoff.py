@@ -90,8 +90,9 @@ class Handoff:
                    f"{why or 'a call on it was still running'})")
             self.state.mark_lost(session.id, why)
             if held:
-                self.sessions.close(session, "lost", why)
-            log_event("session.not_written", session=session.id, why=why)
+                self.sessions.close(session, "lost", why)  # logs session.lost
+            else:  # a call still runs on it; the process exits under it
+                log_event("session.lost", session=session.id, details=why)
         finally:
             if held:
                 session.lock.release()

@@ -1,29 +1,34 @@
 """A session's tensors as plain arrays plus a JSON description, and back: what a draining
 server writes to the state dir (`_state`) and another one restores.
 
-Only a session at a quiet point can be written (`why_not_quiet`): no tensor it holds has a
-recorded graph that backward could still use. A tensor whose graph backward already
-consumed (its node freed) is written with a stand-in node of the same name that is freed
-too, so using that graph again fails as it would have (the SDK refuses it before sending).
+Only a session at a quiet point can be written (`why_not_quiet`): no graph its tensors lead
+to holds saved tensors that backward could still use. Graph nodes that never saved anything
+(sums, adds, views, ...) are written whole, so a later backward through them runs as it
+would have; a node whose saved tensors backward already freed is written as a node of the
+same op and name that is freed too, so reaching it fails as it would have (the SDK, which
+keeps its own image of the graph, refuses such a backward before sending it anyway).
 
 Everything else autograd keeps is written: values, grads, requires_grad, dtypes, strides,
-version counters (shared by views and `detach()`), views' bases, retain_grad, and storage
-sharing: every CPU array is written as an offset and strides into the buffer it views, each
-buffer once, so tensors that shared memory share it again. The session's random generator
-state goes along, so a seeded stream continues where it was.
+version counters (shared by views and `detach()`), views' bases and histories (replayed when
+their base changes in place), retain_grad, and storage sharing: every CPU array is written
+as an offset and strides into the buffer it views, each buffer once, so tensors that shared
+memory share it again. The session's random generator state goes along, so a seeded stream
+continues where it was.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
 from gradserve.engine import Tensor
-from gradserve.engine._autograd import Node
+from gradserve.engine._autograd import AccumulateGrad, Node
 from gradserve.engine._backend import backend
 from gradserve.engine._dtype import as_dtype
 from gradserve.engine._meta import Version
 from gradserve.engine._random import Generator
+from gradserve.engine._registry import OPS
 
 FORMAT = 1  # bumped when the description below changes incompatibly
 
@@ -33,16 +38,30 @@ class NotQuiet(Exception):
 
 
 def why_not_quiet(tensors: dict[str, Tensor]) -> str | None:
-    """None when the session's tensors can be written, else what prevents it."""
+    """None when the session's tensors can be written, else what prevents it. Walks what
+    `pack` writes: the bound tensors, their grads and views' bases, the graphs they lead to
+    (up to freed nodes) and the leaves those reach."""
+    seen: set[int] = set()
     for tid, t in tensors.items():
-        for what, x in (("tensor", t), ("the grad of", t._grad)):
-            if x is None:
+        stack: list = [t]
+        while stack:
+            x = stack.pop()
+            if x is None or id(x) in seen:
                 continue
-            node = x._grad_fn
-            if x._view_steps is not None or (node is not None and not node._freed):
-                name = node.name() if node is not None else "a view's history"
-                return (f"{what} {tid[:80]!r} holds a recorded graph ({name}) that backward "
-                        "can still use")
+            seen.add(id(x))
+            if isinstance(x, Node):
+                if x._freed:
+                    continue
+                if x._saved or x._saved_output is not None or x.op is None:
+                    return (f"tensor {tid[:80]!r} leads to a recorded graph ({x.name()}) whose "
+                            "saved tensors backward can still use")
+                stack.extend(e[0] for e in x.next_functions)
+            elif isinstance(x, AccumulateGrad):
+                stack.append(x.variable)
+            else:
+                # a view's grad_fn property replays its history if its base changed since
+                stack += (x._grad, x._base, x.grad_fn if x._view_steps is not None
+                          else x._grad_fn)
     return None
 
 
@@ -63,12 +82,14 @@ class _Packer:
         self.device = device
         self.arrays: dict[str, np.ndarray] = {}
         self.objects: list[dict] = []
-        self.nodes: list[str] = []
+        self.nodes: list[dict] = []
         self.versions: list[int] = []
         self._objects: dict[int, int] = {}
         self._nodes: dict[int, int] = {}
         self._versions: dict[int, int] = {}
         self._buffers: dict[int, tuple[str, np.ndarray]] = {}
+        self._pending: list[tuple[int, Node]] = []  # nodes numbered, not described yet
+        self._keep: list = []  # what the ids above name, alive until packing ends
 
     def tensor(self, t: Tensor | None) -> int | None:
         if t is None:
@@ -77,6 +98,7 @@ class _Packer:
         if index is not None:
             return index
         index = self._objects[id(t)] = len(self.objects)
+        self._keep.append(t)
         self.objects.append({})  # reserved: a grad or base may point back here
         node = t._grad_fn
         self.objects[index] = {
@@ -86,15 +108,48 @@ class _Packer:
             "view_version": t._view_version, "output_nr": t._output_nr,
             "node": None if node is None else self._node(node),
             "grad": self.tensor(t._grad), "base": self.tensor(t._base),
+            "view_steps": None if t._view_steps is None else _steps(t._view_steps),
         }
         return index
 
     def _node(self, node: Node) -> int:
+        """The node's number; it is described by `nodes_left` (graphs may be deep)."""
         index = self._nodes.get(id(node))
         if index is None:
             index = self._nodes[id(node)] = len(self.nodes)
-            self.nodes.append(node.name())
+            self.nodes.append({})
+            self._pending.append((index, node))
+            self._keep.append(node)
         return index
+
+    def nodes_left(self) -> None:
+        """Describe every numbered node, numbering the ones they lead to."""
+        live = []
+        while self._pending:
+            index, node = self._pending.pop()
+            entry = {"op": node.op.name, "name": node.name(), "freed": node._freed,
+                     "device": node.device, "edges": [], "in_shapes": [], "in_dtypes": [],
+                     "attrs": {}, "retained": {}}
+            if not node._freed:  # freed: reaching it fails, so where it led does not matter
+                entry.update(
+                    edges=[self._edge(e) for e in node.next_functions],
+                    in_shapes=[None if s is None else list(s) for s in node.in_shapes],
+                    in_dtypes=[None if d is None else d.name for d in node.in_dtypes],
+                    attrs=_json(node.attrs, "a graph node's attrs"))
+                live.append((entry, node))
+            self.nodes[index] = entry
+        for entry, node in live:  # tensors that retain_grad() through it, once all are packed
+            entry["retained"] = {nr: self._objects[id(t)] for nr, ref in
+                                 (node._retained or {}).items()
+                                 if (t := ref()) is not None and id(t) in self._objects}
+
+    def _edge(self, edge) -> list | None:
+        target, nr = edge
+        if target is None:
+            return None
+        if isinstance(target, AccumulateGrad):
+            return ["leaf", self.tensor(target.variable), nr]
+        return ["node", self._node(target), nr]
 
     def _version(self, vc: Version) -> int:
         index = self._versions.get(id(vc))
@@ -153,6 +208,29 @@ def _block(root: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _steps(steps) -> list:
+    """A view's history ((op name, attrs, output nr), ...) as JSON."""
+    return _json([[name, attrs, nr] for name, attrs, nr in steps], "a view's history")
+
+
+def _json(value, what: str):
+    """`value` when JSON can hold it: attrs came from the wire, so they are JSON values
+    (lists read back as tuples, as the wire's do)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise NotQuiet(f"{what} holds attrs the state dir cannot write") from None
+    return value
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
 def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple[dict, dict]:
     """(arrays by key, description) of a quiet session; NotQuiet when it is not."""
     problem = why_not_quiet(tensors)
@@ -160,6 +238,7 @@ def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple
         raise NotQuiet(problem)
     packer = _Packer(device)
     bound = [[tid, packer.tensor(t)] for tid, t in tensors.items()]
+    packer.nodes_left()
     meta = {"format": FORMAT, "device": device, "bound": bound, "objects": packer.objects,
             "nodes": packer.nodes, "versions": packer.versions,
             "buffers": {k: [str(a.dtype), list(a.shape)] for k, a in packer.arrays.items()},
@@ -176,9 +255,12 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
                for k in meta["buffers"]}
     versions = [Version(v) for v in meta["versions"]]
     nodes = []
-    for name in meta["nodes"]:
-        node = Node(None, name, (), (), (), (), {}, device)
-        node._freed = True  # its graph was consumed before the move: it stays so
+    for n in meta["nodes"]:
+        node = Node(OPS[n["op"]], n["name"], (),
+                    [None if s is None else tuple(s) for s in n["in_shapes"]],
+                    [None if d is None else as_dtype(d) for d in n["in_dtypes"]], (),
+                    _tuples(n["attrs"]), n["device"])
+        node._freed = n["freed"]  # a graph backward consumed before the move stays so
         nodes.append(node)
     objects = [_array(o, buffers, device) for o in meta["objects"]]
     tensors = [Tensor(a, device, dtype=as_dtype(o["dtype"]))
@@ -193,6 +275,15 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
         t._grad_fn = None if o["node"] is None else nodes[o["node"]]
         t._grad = None if o["grad"] is None else tensors[o["grad"]]
         t._base = None if o["base"] is None else tensors[o["base"]]
+        t._view_steps = None if o["view_steps"] is None else tuple(
+            (name, _tuples(attrs), nr) for name, attrs, nr in o["view_steps"])
+    for node, n in zip(nodes, meta["nodes"], strict=True):
+        node.next_functions = tuple(
+            (None, 0) if e is None else
+            (tensors[e[1]]._accumulator(), e[2]) if e[0] == "leaf" else (nodes[e[1]], e[2])
+            for e in n["edges"])
+        for i in n["retained"].values():
+            node.retain(tensors[i])  # keyed by the tensor's output number, as recorded
     bound = {tid: tensors[i] for tid, i in meta["bound"]}
     generator = Generator()
     generator.rng.bit_generator.state = meta["generator"]
