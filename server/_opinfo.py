@@ -99,7 +99,8 @@ def markdown_table(ops: list[OpInfo] | None = None) -> str:
             inputs = str(info.min_inputs)
         else:
             inputs = f"{info.min_inputs}-{info.max_inputs}"
-        attrs = ", ".join(f"`{a.name}`" + (f" ({a.default_json})" if a.default_json else "")
+        attrs = ", ".join(f"`{a.name}`" + (f" ({a.default_json})" if a.default_json
+                                           else "" if a.required else " (optional)")
                           for a in info.attrs)
         rows.append(f"| `{info.name}` | {info.kind} | {inputs} | {attrs} | "
                     f"{'yes' if info.differentiable else ''} |")

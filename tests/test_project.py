@@ -101,3 +101,9 @@ def test_readme_lists_every_serve_option():
     options = {a.option_strings[-1] for a in _cli._serve_parser("x")._actions
                if a.option_strings and a.dest not in ("help", "version")}
     assert listed == options
+
+
+def test_the_op_table_in_wire_md_is_generated_from_the_registry():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_op_table.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
