@@ -29,6 +29,7 @@ from gradserve.engine._dtype import as_dtype
 from gradserve.engine._meta import Version
 from gradserve.engine._random import Generator
 from gradserve.engine._registry import OPS
+from gradserve.v1.codec import attrs_from_json
 
 FORMAT = 1  # bumped when the description below changes incompatibly
 
@@ -223,14 +224,6 @@ def _json(value, what: str):
     return value
 
 
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
-
-
 def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple[dict, dict]:
     """(arrays by key, description) of a quiet session; NotQuiet when it is not."""
     problem = why_not_quiet(tensors)
@@ -259,7 +252,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
         node = Node(OPS[n["op"]], n["name"], (),
                     [None if s is None else tuple(s) for s in n["in_shapes"]],
                     [None if d is None else as_dtype(d) for d in n["in_dtypes"]], (),
-                    _tuples(n["attrs"]), n["device"])
+                    attrs_from_json(n["attrs"]), n["device"])
         node._freed = n["freed"]  # a graph backward consumed before the move stays so
         nodes.append(node)
     objects = [_array(o, buffers, device) for o in meta["objects"]]
@@ -276,7 +269,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
         t._grad = None if o["grad"] is None else tensors[o["grad"]]
         t._base = None if o["base"] is None else tensors[o["base"]]
         t._view_steps = None if o["view_steps"] is None else tuple(
-            (name, _tuples(attrs), nr) for name, attrs, nr in o["view_steps"])
+            (name, attrs_from_json(attrs), nr) for name, attrs, nr in o["view_steps"])
     for node, n in zip(nodes, meta["nodes"], strict=True):
         node.next_functions = tuple(
             (None, 0) if e is None else
