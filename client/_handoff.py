@@ -61,6 +61,8 @@ def explain_break(session, error: GradserveError) -> GradserveError:
                               wait_for_ready=True)
     except SessionMovedError as moved:
         return moved
+    except SessionLostError as e:
+        return moved_elsewhere(session, e) or explain(session, e)
     except ConnectionError as e:  # also DEADLINE_EXCEEDED: nobody answered in time
         if e.reason == "draining":
             out = ConnectionError(f"the gradserve server is draining (shutting down): {e}; "
@@ -81,6 +83,58 @@ def explain_break(session, error: GradserveError) -> GradserveError:
     return out
 
 
+def following(session, call):
+    """`call()`, a call on `session`; when it finds the session moved (or its pinned replica
+    gone while another server can take it), follow the session to the server that restores
+    it, then call again. A lost session is explained."""
+    try:
+        return call()
+    except SessionMovedError as e:
+        moved = e
+    except SessionLostError as e:
+        moved = moved_elsewhere(session, e)
+        if moved is None:
+            raise explain(session, e) from None
+    follow(session, moved)
+    try:
+        return call()
+    except SessionLostError as e:
+        raise explain(session, e) from None
+
+
+def follow(session, moved: GradserveError) -> None:
+    """The session moved: go on with it where it was restored. With a stream, read it to
+    its end first (the old server sends the replies to what it ran, then "moved"; the
+    stream then restores and resends). Closing it: restore it only to close it, so that
+    the state dir keeps nothing."""
+    pipe = session._pipe
+    if pipe is not None and not pipe.reported and not session.closed:
+        pipe.resume_after_move()
+    else:
+        restore(session, moved)
+
+
+def moved_elsewhere(session, error: GradserveError) -> SessionMovedError | None:
+    """Behind a proxy that pinned the session to a replica that is gone: whether another
+    server can take it (replicas sharing a state dir); the moved error to follow, or None."""
+    if not (isinstance(error, SessionLostError) and error.reason == "replica_gone"):
+        return None
+    client = session._client
+    route = client._routes.pop(session.id, None)  # asked without the pin: any replica
+    try:
+        client._call("DescribeSession", pb.SessionRef(session_id=session.id),
+                     session_id=session.id, timeout=PROBE_TIMEOUT)
+    except SessionMovedError as moved:
+        return moved
+    except GradserveError:
+        if route is not None:
+            client._routes[session.id] = route
+        return None
+    out = SessionMovedError(f"session {session.id} is held by another server now")
+    out.code, out.op, out.site = error.code, None, None
+    return out
+
+
 def restore(session, moved: GradserveError):
     """Restore the moved session on a live server through the client's target; its
     SessionInfo. Raises SessionLostError when it cannot be (lost, unknown there)."""
@@ -94,8 +148,10 @@ def restore_id(client, session_id: str, moved: GradserveError, instance: str = "
     started = time.monotonic()
     pause, unreachable_since = _BACKOFF[0], None
     while True:
+        # a proxy's pin names the server the session left; the one restoring it pins anew
+        client._routes.pop(session_id, None)
         try:
-            info = client._call(
+            info, headers = client._call_with_headers(
                 "RestoreSession", pb.RestoreSessionRequest(session_id=session_id),
                 session_id=session_id, timeout=PROBE_TIMEOUT)
         except (SessionMovedError, ConnectionError) as e:
@@ -113,6 +169,7 @@ def restore_id(client, session_id: str, moved: GradserveError, instance: str = "
             continue
         except SessionLostError as e:
             raise _explain(session_id, instance, e) from None
+        client._learn_route(session_id, headers)
         log.warning("gradserve: session %s moved off its draining server; restored on "
                     "server instance %s (epoch %d) in %.3f s; resending what was not answered",
                     session_id, info.instance_id, info.epoch, time.monotonic() - started)

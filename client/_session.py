@@ -32,7 +32,7 @@ from gradserve.v1.codec import (
 )
 
 from . import _grads, _handoff, _wire
-from ._errors import GradserveError, SessionLostError, SessionMovedError
+from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
 from ._record import caller_site
@@ -185,29 +185,11 @@ class Session(Factories):
             raise err
 
     def _unary(self, method: str, request, timeout: float | None = None):
-        """A unary call on this session. When it finds the session moved, follow it to the
-        server that restores it (after reading what the old server still sends on the
-        session's stream) and call again. `request` may be a function making it (an Upload's
-        stream of messages can be sent once)."""
-        for attempt in (1, 2):
-            try:
-                return self._client._call(method, request() if callable(request) else request,
-                                          session_id=self._id, timeout=timeout)
-            except SessionMovedError as e:
-                if attempt == 2:
-                    raise
-                self._follow(e)
-            except SessionLostError as e:
-                raise _handoff.explain(self, e) from None
-
-    def _follow(self, moved: SessionMovedError) -> None:
-        """The session moved: go on with it where it was restored (closing it: restore it
-        only to close it, so that the state dir keeps nothing)."""
-        pipe = self._pipe
-        if pipe is not None and not pipe.reported and not self._closed:
-            pipe.resume_after_move()  # the stream's end brings the restore and the resends
-        else:
-            _handoff.restore(self, moved)
+        """A unary call on this session, following it if it moved (`_handoff.following`).
+        `request` may be a function making it (an Upload's messages can be sent once)."""
+        return _handoff.following(self, lambda: self._client._call(
+            method, request() if callable(request) else request, session_id=self._id,
+            timeout=timeout))
 
     # -- proxies ----------------------------------------------------------------------------
     def _new_id(self) -> str:
@@ -392,18 +374,14 @@ class Session(Factories):
         with self._lock:
             self.stats.waits += 1
             self.stats.fetch_streams += 1
-        for attempt in (1, 2):
+
+        def read() -> _wire.Assembler:
             assembler = _wire.Assembler()
-            try:
-                for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
-                    assembler.add(chunk)
-                break
-            except SessionMovedError as e:  # follow the session, then read again
-                if attempt == 2:
-                    raise
-                self._follow(e)
-            except SessionLostError as e:
-                raise _handoff.explain(self, e) from None
+            for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
+                assembler.add(chunk)
+            return assembler
+
+        assembler = _handoff.following(self, read)
         self.stats.bytes_down += sum(a.nbytes for a in assembler.done.values() if a is not None)
         return assembler.done
 
