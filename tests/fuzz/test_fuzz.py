@@ -9,8 +9,9 @@ NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED, PERMISSION_DENIED), made by 
 up, never grows past its byte limit before refusing, and an SDK session training beside the
 fuzzer computes every step exactly as the in-process engine does.
 
-CI runs a few thousand seeded cases (well under a minute); GRADSERVE_FUZZ_SCALE=20 runs
-twenty times as many.
+CI runs a few thousand cases (about half a minute on 2 CPUs), the same ones every run
+(hypothesis's derandomized stream); GRADSERVE_FUZZ_SCALE=20 runs twenty times as many, and
+GRADSERVE_FUZZ_SEED=n draws another set.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 from gradserve.engine import OPS
 from gradserve.v1 import gradserve_pb2 as pb
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 LIMIT = 32 << 20  # --max-session-bytes: every allocation must be refused past it
@@ -147,10 +148,22 @@ def target():
     t.close()
 
 
-def examples(default: int) -> int:
-    """Examples per property: `default` (CI), times GRADSERVE_FUZZ_SCALE (e.g. 20 locally)."""
-    return max(1, int(default * float(os.environ.get("GRADSERVE_FUZZ_SCALE", "1"))))
+SEED = os.environ.get("GRADSERVE_FUZZ_SEED")  # unset: hypothesis's fixed, derandomized stream
 
+
+def fuzz(default: int):
+    """A property's settings: `default` examples (CI) times GRADSERVE_FUZZ_SCALE (e.g. 20
+    locally), from a fixed stream of cases, or GRADSERVE_FUZZ_SEED's."""
+
+    def decorate(test):
+        test = settings(FUZZ, max_examples=max(1, int(
+            default * float(os.environ.get("GRADSERVE_FUZZ_SCALE", "1")))))(test)
+        return test if SEED is None else seed(int(SEED))(test)
+
+    return decorate
+
+
+pytestmark = pytest.mark.slow
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
            grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -158,7 +171,7 @@ ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode
 ALLOWED_VALUES = {c.value[0] for c in ALLOWED}
 SEEDED = ["f", "g", "i", "b", "loss", "v"]  # ids the fuzz session holds before each case
 
-FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
+FUZZ = settings(derandomize=SEED is None, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture,
                                        HealthCheck.large_base_example])
@@ -415,7 +428,7 @@ def _bytes(message) -> bytes:
 
 
 # -- properties -------------------------------------------------------------------------------
-@settings(FUZZ, max_examples=examples(400))
+@fuzz(400)
 @given(data=st.data())
 def test_run_ops(target, data):
     sid = _seed(target)
@@ -425,7 +438,7 @@ def test_run_ops(target, data):
     _check(target, "RunOps", _bytes(req))
 
 
-@settings(FUZZ, max_examples=examples(400))
+@fuzz(400)
 @given(data=st.data())
 def test_pipeline_streams(target, data):
     sid = _seed(target)
@@ -437,13 +450,13 @@ def test_pipeline_streams(target, data):
     _check(target, "Pipeline", messages)
 
 
-@settings(FUZZ, max_examples=examples(300))
+@fuzz(300)
 @given(data=st.data())
 def test_uploads(target, data):
     _check(target, "Upload", data.draw(upload_streams(_seed(target))))
 
 
-@settings(FUZZ, max_examples=examples(500))
+@fuzz(500)
 @given(data=st.data())
 def test_autograd_fetch_and_the_rest(target, data):
     sid = _seed(target)
@@ -478,7 +491,7 @@ def test_autograd_fetch_and_the_rest(target, data):
     _check(target, method, _bytes(req), metadata)
 
 
-@settings(FUZZ, max_examples=examples(600))
+@fuzz(600)
 @given(method=st.sampled_from([m.name for m in SERVICE.methods]),
        garbage=st.lists(st.binary(max_size=64), min_size=1, max_size=3))
 def test_raw_bytes_to_every_method(target, method, garbage):
