@@ -24,6 +24,7 @@ import importlib
 from types import SimpleNamespace
 
 from . import _autograd
+from ._checkpoint import CheckpointError, load, save
 from ._errors import (
     AutogradError,
     ConnectionError,
@@ -54,11 +55,12 @@ from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward)
 
 __all__ = [
-    "__version__", "AutogradError", "Client", "ConnectionError", "DType", "GradserveError",
-    "InvalidArgumentError", "PermissionError", "RemoteTensor", "ResourceExhaustedError",
-    "Session", "SessionLostError", "TensorIndexError",
+    "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
+    "GradserveError", "InvalidArgumentError", "PermissionError", "RemoteTensor",
+    "ResourceExhaustedError", "Session", "SessionLostError", "TensorIndexError",
     "autograd", "bool", "cat", "connect", "enable_grad", "engine", "float32", "float64", "int64",
-    "is_grad_enabled", "matmul", "nn", "no_grad", "optim", "set_grad_enabled", "stack", "where",
+    "is_grad_enabled", "load", "matmul", "nn", "no_grad", "optim", "save", "set_grad_enabled",
+    "stack", "viz", "where",
 ]
 
 
@@ -90,7 +92,7 @@ def _version() -> str:
 
 
 _LAZY = {"Client": "._client", "Session": "._session"}
-_SUBMODULES = ("engine", "nn", "optim")
+_SUBMODULES = ("engine", "nn", "optim", "viz")
 
 
 def __getattr__(name: str):

@@ -29,12 +29,12 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
         inputs = [session._own(t) for t in inputs]
     if retain_graph is None:
         retain_graph = create_graph
-    request = pb.BackwardRequest(session_id=session.id, tensors=[t._id for t in tensors],
-                                 grad_tensors=grads, create_graph=bool(create_graph),
-                                 inputs=[t._id for t in inputs or ()],
-                                 retain_graph=bool(retain_graph))
     written = _run_locally(tensors, inputs, retain_graph, accumulate=True)[0]
     if written is None:  # part of the graph is only known to the server: ask it
+        request = pb.BackwardRequest(
+            session_id=session.id, tensors=[t._id for t in tensors], grad_tensors=grads,
+            create_graph=bool(create_graph), inputs=[t._id for t in inputs or ()],
+            retain_graph=bool(retain_graph))
         ids = session._roundtrip(backward=request).backward.grads_defined
         session._grad_epoch += 1
         for tid in ids:
@@ -42,7 +42,11 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
             if proxy is not None:
                 _guess_written(proxy, session._grad_epoch, create_graph)
     else:
-        session._send_action(backward=request)
+        # an op among ops: the optimizer's ops recorded next can ride in the same request
+        session._send("backward", (*tensors, *keep, *(inputs or ())), (),
+                      {"grads": len(keep), "inputs": len(inputs or ()),
+                       "retain_graph": bool(retain_graph), "create_graph": bool(create_graph)})
+        session._send_work()
         for proxy in written:
             _written(proxy, session._grad_epoch, create_graph)
     del keep  # gradients uploaded for the call stay bound until it was sent

@@ -159,6 +159,11 @@ class Pipeline:
                 self._queue.put(self._unacked[seq])
             old.put(None)
 
+    @property
+    def pending(self) -> bool:
+        """Whether requests were sent whose answers have not been read."""
+        return bool(self._unanswered or self._waiting)
+
     def submit(self, request, ops: tuple | None, wait: bool) -> int:
         """Send `request`; must be called under the session lock so seqs go out in order."""
         with self._cond:

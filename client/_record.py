@@ -8,6 +8,7 @@ expects at the offending line (shapes, dtypes, devices, in-place rules) is raise
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import sys
@@ -109,6 +110,7 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
     out_device = attrs["device"] if op.needs_device else device
     outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
                                  strides=m.strides) for m in metas)
+    session._elements += sum(math.prod(m.shape) for m in metas)
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):

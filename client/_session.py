@@ -41,6 +41,10 @@ from ._tensor import RemoteTensor, from_info
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
 MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long (seconds)
+# A backward sends the buffer on when its ops make at least this many elements: the server
+# then computes the forward and backward while the client records the optimizer's ops. Below
+# it, a step's compute is too small to hide a request's cost, so the step rides in one request.
+OVERLAP_ELEMENTS = 1 << 17
 INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline response
 INLINE_FETCH_TOTAL = 3 << 20  # ... as long as one response stays below this
 CLOSE_TIMEOUT = 10.0  # seconds CloseSession may take (it also runs at interpreter exit)
@@ -98,6 +102,7 @@ class Session(Factories):
         self._blobs: list = []  # TensorData the entries name as {"d": k}
         self._op_bytes = 0
         self._first_at = 0.0  # when the oldest buffered op was recorded
+        self._elements = 0  # elements the buffered ops make (how much work they are)
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
@@ -171,6 +176,9 @@ class Session(Factories):
         'cpu'
         """
         self._check_open()
+        pipe = self._pipe
+        if self._ops or self._releases or (pipe is not None and pipe.pending):
+            self.synchronize()  # describe what the user did, sent-ahead ops and releases too
         msg = self._unary("DescribeSession", pb.SessionRef(session_id=self._id))
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
@@ -257,6 +265,11 @@ class Session(Factories):
             self._check_open()
             self._flush_locked()
 
+    def _send_work(self) -> None:
+        """Send the buffer on if its ops are work enough to overlap with what comes next."""
+        if self._elements >= OVERLAP_ELEMENTS:
+            self._flush()
+
     def _send_action(self, **then) -> None:
         """Send the buffer with an action (backward, grad) whose answer nobody waits for."""
         with self._lock:
@@ -276,6 +289,7 @@ class Session(Factories):
         request = pb.PipelineRequest(session_id=self._id, release=releases, **then)
         if ops:
             self._ops, self._sites, self._blobs, self._op_bytes = [], [], [], 0
+            self._elements = 0
             request.op_batch = pack_ops(ops)
             if blobs:
                 request.op_data.extend(blobs)

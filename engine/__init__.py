@@ -15,11 +15,18 @@ from types import SimpleNamespace
 
 from . import (  # noqa: F401  (register the ops)
     _commands,
+    _ops_act,
+    _ops_conv,
     _ops_copy,
+    _ops_embed,
     _ops_factory,
     _ops_index,
+    _ops_loss,
     _ops_math,
     _ops_nn,
+    _ops_norm,
+    _ops_optim,
+    _ops_pool,
     _ops_reduce,
     _ops_shape,
 )

@@ -93,3 +93,26 @@ def _manual_seed(inputs, attrs):
         raise InvalidArgumentError(f"manual_seed needs an integer attr 'seed', got {seed!r}")
     current_generator_object().manual_seed(seed % (1 << 64))  # torch takes negative seeds too
     return ()
+
+
+@defcommand("backward", inputs=(1, 1 << 20), outputs=(0, 0))
+def _backward(inputs, attrs):
+    """torch.autograd.backward as an op among ops: the roots, then `grads` gradients (none or
+    one per root), then `inputs` tensors to accumulate into (none: every leaf)."""
+    from ._grad_api import backward
+
+    n_grads, n_inputs = attrs.get("grads", 0), attrs.get("inputs", 0)
+    if not all(type(n) is int and n >= 0 for n in (n_grads, n_inputs)):
+        raise InvalidArgumentError("attrs 'grads' and 'inputs' must be counts")
+    n_roots = len(inputs) - n_grads - n_inputs
+    if n_roots < 1 or n_grads not in (0, n_roots):
+        raise InvalidArgumentError(
+            f"'backward' takes the roots, then none or one gradient per root, then the inputs; "
+            f"got {len(inputs)} inputs for grads={n_grads}, inputs={n_inputs}"
+        )
+    tensors = [_tensor("backward", inputs, i) for i in range(len(inputs))]
+    retain = attrs.get("retain_graph")
+    backward(tensors[:n_roots], tensors[n_roots:n_roots + n_grads] or None,
+             None if retain is None else _bool(attrs, "retain_graph", False),
+             _bool(attrs, "create_graph", False), tensors[n_roots + n_grads:] or None)
+    return ()

@@ -282,7 +282,20 @@ relu = defop("relu", infer=same_meta, grad_name="ReluBackward0", save_output=Tru
 
 @relu.def_backward
 def _(ctx, g):
-    return (g * (ctx.output > 0),)
+    return (g._op("threshold_backward", g, ctx.output),)
+
+
+# relu's gradient in one pass: g where the output is positive, else 0
+threshold_backward = defop("threshold_backward", infer=lambda g, out: Meta(g.shape, g.dtype),
+                           grad_name="ThresholdBackwardBackward0", save=(1,))(
+    lambda xp, g, out: xp.where(out > 0, g, xp.zeros((), g.dtype))
+)
+
+
+@threshold_backward.def_backward
+def _(ctx, h):
+    (out,) = ctx.saved
+    return (h._op("threshold_backward", h, out) if ctx.needs[0] else None, None)
 
 
 reciprocal = _float_unary("reciprocal", "ReciprocalBackward0",

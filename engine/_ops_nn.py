@@ -50,11 +50,11 @@ def _(ctx, g):
     x, w = ctx.saved
     gx = g @ w if ctx.needs[0] else None
     gw = gb = None
+    g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])  # a batch of rows either way
     if ctx.needs[1]:
-        g2 = g.reshape(-1, g.shape[-1])
-        gw = g2.t() @ x.reshape(-1, x.shape[-1])
+        gw = g2.t() @ (x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
     if len(ctx.needs) > 2 and ctx.needs[2]:
-        gb = g.reshape(-1, g.shape[-1]).sum(0)
+        gb = g2.sum(0)
     return (gx, gw, gb)[: len(ctx.needs)]
 
 
@@ -175,9 +175,60 @@ def _onehot_scaled(ctx, g, target, like):
 @cross_entropy.def_backward
 def _(ctx, g):
     logits, target = ctx.saved
+    return (logits._op("cross_entropy_grad", logits, target, g, **ctx.attrs), None)
+
+
+def _ce_grad_meta(logits, target, g, reduction="mean", ignore_index=-100):
+    _class_meta(logits, target, reduction, ignore_index)
+    return Meta(tuple(logits.shape), logits.dtype)
+
+
+def _ce_grad(xp, logits, target, g, reduction="mean", ignore_index=-100):
+    """d loss / d logits in one pass: (softmax - onehot) * g / count over the kept rows."""
+    p = xp.exp(logits - xp.max(logits, axis=-1, keepdims=True))
+    p /= xp.sum(p, axis=-1, keepdims=True)
+    flat = p.reshape(-1, p.shape[-1])
+    t = target.reshape(-1)
+    keep = t != ignore_index
+    rows = xp.nonzero(keep)[0]
+    if rows.size != t.size:
+        flat *= keep[:, None]
+    flat[rows, t[rows]] -= 1
+    if reduction == "none":
+        flat *= g.reshape(-1, 1)
+    elif reduction == "sum":
+        flat *= g
+    else:
+        flat *= g / rows.size
+    return p
+
+
+# The gradient of cross_entropy as one op (the step's backward runs it once instead of a
+# dozen small ops); its own backward, for double backward, is written in engine ops.
+cross_entropy_grad = defop("cross_entropy_grad", infer=_ce_grad_meta,
+                           grad_name="NllLossBackwardBackward0", save=(0, 1, 2))(_ce_grad)
+
+
+@cross_entropy_grad.def_backward
+def _(ctx, h):
+    logits, target, g = ctx.saved
     onehot, keep, scale = _onehot_scaled(ctx, g, target, logits)
-    probs = logits.softmax(-1)
-    return ((probs * keep.unsqueeze(-1) - onehot) * scale, None)
+    p = logits.softmax(-1)
+    kept = keep.unsqueeze(-1)
+    gl = gg = None
+    if ctx.needs[0]:  # softmax's Jacobian applied to the scaled upstream gradient
+        hs = h * scale * kept
+        gl = p * (hs - (hs * p).sum(-1, keepdim=True))
+    if ctx.needs[2]:
+        d = (p * kept - onehot) * h
+        reduction = ctx.attrs.get("reduction", "mean")
+        if reduction == "none":
+            gg = d.sum(-1)
+        elif reduction == "sum":
+            gg = d.sum()
+        else:
+            gg = d.sum() / keep.sum()
+    return gl, None, gg
 
 
 @nll_loss.def_backward

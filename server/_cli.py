@@ -12,6 +12,7 @@ sessions are written there instead, for another server to restore (a rolling upd
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -109,6 +110,18 @@ def _setup_logging(level: str) -> None:
     logger.propagate = False
 
 
+def _tune_process() -> None:
+    """Settings for a process that is nothing but a server (not for an embedded one).
+
+    Graphs are many small Python objects (a node, a tensor, its version counter per op) that
+    live until backward: the cyclic collector's default pace (a pass every 700 allocations,
+    each walking the live graph) cost ~20% of a remote op in measurements here, and the
+    engine makes no reference cycles of its own to collect. Objects from startup are frozen
+    out of every pass."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     """Run a server until SIGTERM/SIGINT, then drain and return 0."""
     parser = _serve_parser(prog)
@@ -128,6 +141,7 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     except Exception as e:  # a bad flag, a missing file, a port in use: say so, no traceback
         parser.exit(2, f"{prog}: error: {e}\n")
     _setup_logging(args.log_level)
+    _tune_process()
 
     stop = threading.Event()
     received: list[int] = []
@@ -185,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     """`gradserve serve|demo|health [options]`, or `gradserve --version`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"serve": "run a gradserve server (see `gradserve serve --help`)",
-                "demo": "run the seed example end to end (see `gradserve demo --help`)",
+                "demo": "run the seed example end to end; --train trains a CNN on digits "
+                        "(see `gradserve demo --help`)",
                 "health": "exit 0 when a server is SERVING (see `gradserve health --help`)"}
     if argv and argv[0] in ("-V", "--version"):
         print(f"gradserve {_version()}")

@@ -1,4 +1,5 @@
 """`gradserve demo`: the seed example end to end, printing what PyTorch prints for it.
+`gradserve demo --train` instead trains the digits MLP and CNN (examples/train_digits.py).
 
 With no --target it starts an embedded server on a free loopback port, so it needs no setup.
 """
@@ -35,6 +36,22 @@ def run_seed(client, input_requires_grad: bool, out=print) -> dict:
         return {k: (None if v is None else v.detach().numpy().copy()) for k, v in results.items()}
 
 
+def _train(args) -> int:
+    try:
+        from gradserve.examples import train_digits
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise SystemExit(f"gradserve demo --train needs the examples: {e}") from None
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise SystemExit("gradserve demo --train needs scikit-learn, tqdm and matplotlib: "
+                         "pip install 'gradserve[examples]'") from None
+    argv = (["--target", args.target] if args.target else []) + (["--fast"] if args.fast
+                                                                 else [])
+    train_digits.main(argv)
+    return 0
+
+
 @contextlib.contextmanager
 def _embedded_server():
     from ._server import create_server
@@ -53,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradserve demo", description=__doc__.splitlines()[0])
     parser.add_argument("--target", help="host:port of a running server (default: embedded)")
     parser.add_argument("--token", help="bearer token, when the server wants one")
+    parser.add_argument("--train", action="store_true",
+                        help="train an MLP and a CNN on the 8x8 digits instead (needs "
+                        "gradserve[examples]); writes its plot and graph picture here")
+    parser.add_argument("--fast", action="store_true", help="with --train: 3 epochs")
     args = parser.parse_args(argv)
+    if args.train:
+        return _train(args)
     with contextlib.ExitStack() as stack:
         target = args.target or stack.enter_context(_embedded_server())
         print(f"gradserve demo against {target}" + ("" if args.target else " (embedded)"))

@@ -2,8 +2,10 @@
 docs/WIRE.md (scripts/gen_op_table.py) and the "did you mean" of an unknown op name.
 
 A compute op's inputs and attrs come from its shape rule's signature (`infer(*inputs,
-**attrs)`): the parameters the op declares as attrs (`defop(attrs=...)`), or when it declares
-none, those with a default or keyword-only; a `*tensors` parameter takes any number of inputs.
+**attrs)`): the parameters the op declares as attrs (`defop(attrs=...)`); else, when the
+signature marks its attrs keyword-only (`infer(x, w, b=None, *, stride)`), those; else the
+ones with a default. A `*tensors` parameter takes any number of inputs; a rule that takes
+attrs it does not name (`**_`) has them named by its forward's keyword-only parameters.
 A command declares its input and output counts and the attrs it reads (`defcommand`).
 """
 
@@ -58,14 +60,23 @@ def describe(op: OpDef) -> OpInfo:
     lo = hi = 0
     attrs: list[AttrInfo] = []
     declared = op.attrs
-    for p in inspect.signature(op.infer).parameters.values():
+    params = list(inspect.signature(op.infer).parameters.values())
+    if declared is None and any(p.kind is p.VAR_KEYWORD for p in params):
+        params += [p for p in inspect.signature(op.forward).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in {q.name for q in params}]
+    marked = any(p.kind is p.KEYWORD_ONLY for p in params)
+    for p in params:
         if p.kind is p.VAR_KEYWORD:
             continue
         if p.kind is p.VAR_POSITIONAL:
             hi = -1
             continue
-        is_attr = (p.name in declared if declared is not None
-                   else p.kind is p.KEYWORD_ONLY or p.default is not p.empty)
+        if declared is not None:
+            is_attr = p.name in declared
+        elif marked:
+            is_attr = p.kind is p.KEYWORD_ONLY
+        else:
+            is_attr = p.default is not p.empty
         if is_attr:
             attrs.append(_attr(p.name, p.default, filled=p.name == "device"
                                and op.needs_device))

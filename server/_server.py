@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 
 import grpc
+from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from gradserve import engine
 from gradserve.engine import InvalidArgumentError
@@ -117,8 +118,10 @@ def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
     generated add_..._to_server does, but every method takes its request bytes unparsed)."""
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
-        request = getattr(pb, method.input_type.name)
-        response = getattr(pb, method.output_type.name)
+        # by descriptor, not by name in gradserve_pb2: DescribeGraph answers a well-known
+        # google.protobuf.Struct
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
         make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
         handler = getattr(servicer, method.name)
         if method.name not in _RAW_REQUESTS:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
+from google.protobuf import struct_pb2
 from gradserve.engine import InvalidArgumentError
+from gradserve.engine._graph import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
@@ -139,6 +141,24 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             with self._rt.session(owner, request.session_id) as s:
                 metas = self._rt.run(s, self._ex.list_tensors, ())
             return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in metas])
+
+        return self._unary(context, body)
+
+    def DescribeGraph(self, request, context):
+        def body(owner):
+            names = dict(request.names)
+
+            def describe(session, tid):
+                root = self._ex._tensor(session, tid)
+                by_object = {id(t): i for i, t in session.tensors.items()}
+                return describe_graph(root, lambda leaf: names.get(
+                    by_object.get(id(leaf), ""), by_object.get(id(leaf), "")))
+
+            with self._rt.session(owner, request.session_id) as s:
+                graph = self._rt.run(s, describe, request.id)
+            reply = struct_pb2.Struct()
+            reply.update(graph)
+            return reply
 
         return self._unary(context, body)
 

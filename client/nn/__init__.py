@@ -13,12 +13,41 @@ model code trains either way.
     (8, 2)
 """
 
-from . import functional
-from ._layers import Dropout, Linear, ReLU, Sequential, Sigmoid, Tanh
-from ._loss import CrossEntropyLoss, MSELoss, NLLLoss
+from . import functional, init, utils
+from ._activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
+from ._containers import ModuleDict, ModuleList
+from ._conv import (
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    MaxPool1d,
+    MaxPool2d,
+)
+from ._layers import Dropout, Flatten, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh
+from ._loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from ._module import Module, Parameter
+from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
+from ._rnn import GRU, LSTM
+from ._transformer import MultiheadAttention, TransformerEncoderLayer
 
 __all__ = [
-    "CrossEntropyLoss", "Dropout", "Linear", "MSELoss", "Module", "NLLLoss", "Parameter", "ReLU",
-    "Sequential", "Sigmoid", "Tanh", "functional",
+    "GRU", "LSTM", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss",
+    "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "CrossEntropyLoss", "Dropout", "Embedding",
+    "Flatten", "GELU", "GroupNorm", "HuberLoss", "Identity", "KLDivLoss", "L1Loss", "LayerNorm",
+    "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool1d", "MaxPool2d", "Module",
+    "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
+    "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
+    "functional", "init", "utils",
 ]

@@ -1,22 +1,41 @@
-"""Layers: Linear, the activations, Dropout and Sequential."""
+"""Layers: Linear, ReLU/Tanh/Sigmoid, Dropout, Identity, Flatten and Sequential; and
+`new_parameter`, how every layer creates its parameters."""
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 
 from gradserve.engine import no_grad
 
+from .._default import default_session
 from . import functional as F
 from ._module import Module
 
 
-def _default_session(session):
-    if session is None:
-        from gradserve import engine
+def new_parameter(session, *shape, dtype=None, init: Callable | None = None):
+    """A leaf that requires grad, made on `session` (None: `default_session`) and filled in
+    place by `init` (a `gradserve.nn.init` function) under no_grad.
 
-        return engine
-    return session
+    >>> w = new_parameter(None, 3, 2, init=nn.init.zeros_)
+    >>> w.requires_grad, w.is_leaf, w.shape
+    (True, True, (3, 2))
+    """
+    t = default_session(session).empty(*shape, dtype=dtype)
+    if init is not None:
+        with no_grad():
+            init(t)
+    return t.requires_grad_()
+
+
+def new_buffer(session, factory: str, *shape, dtype=None):
+    """A tensor that is module state but not a parameter (running statistics, counters).
+
+    >>> new_buffer(None, "ones", 2)
+    tensor([1., 1.])
+    """
+    return getattr(default_session(session), factory)(*shape, dtype=dtype)
 
 
 class Linear(Module):
@@ -37,7 +56,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.session = _default_session(session)
+        self.session = default_session(session)
         self.weight = self._uniform(self.out_features, self.in_features, dtype=dtype)
         if bias:
             self.bias = self._uniform(self.out_features, dtype=dtype)
@@ -120,6 +139,39 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Identity(Module):
+    """Returns its input; arguments are accepted and ignored, as torch's.
+
+    >>> nn.Identity()(engine.ones(2))
+    tensor([1., 1.])
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, input):
+        return input
+
+
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim (by default all but the batch dim).
+
+    >>> nn.Flatten()(engine.ones(2, 3, 4)).shape
+    (2, 12)
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, input):
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Sequential(Module):

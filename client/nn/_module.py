@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
-from gradserve.engine import Tensor as _EngineTensor
 from gradserve.engine import TensorAPI, no_grad
+
+from .._default import session_of, values_of
 
 
 class _IncompatibleKeys(NamedTuple):
@@ -46,20 +47,6 @@ def Parameter(data, requires_grad: bool = True):  # noqa: N802  (torch spells it
         return data.detach().requires_grad_(requires_grad)
 
 
-def _session_of(tensor, session):
-    """Where to create a tensor that will be copied into `tensor`."""
-    if session is not None:
-        return session
-    if isinstance(tensor, _EngineTensor):
-        from gradserve import engine
-
-        return engine
-    for name in ("session", "_session"):
-        found = getattr(tensor, name, None)
-        if found is not None:
-            return found
-    raise TypeError(f"can't tell which session a {type(tensor).__name__} lives on; build the "
-                    "module with session=")
 
 
 class Module:
@@ -281,6 +268,52 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
+    def to(self, *args, dtype=None, device=None) -> Module:
+        """Cast floating-point parameters and buffers to `dtype` and/or move everything to
+        `device` (`to("cuda")`, `to(gs.float64)`, `to("cuda", gs.float64)`); returns self.
+
+        A cast on the same device keeps each parameter's identity (optimizers built before
+        still hold it), as torch; a move to another device makes new leaf tensors, so build
+        optimizers after moving, as torch's docs advise.
+
+        >>> nn.Linear(2, 2).to(engine.float64).weight.dtype
+        gradserve.float64
+        """
+        from gradserve.engine import DType, as_dtype, canonical_device
+        from gradserve.engine._dtype import is_dtype_name
+
+        for a in args:
+            if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):
+                dtype = a
+            elif _is_tensor(a):
+                dtype, device = a.dtype, a.device
+            else:
+                device = a
+        dtype = None if dtype is None else as_dtype(dtype)
+        device = None if device is None else canonical_device(device)
+        for module in self.modules():
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is not None:
+                        table[name] = _converted(t, dtype, device)
+        return self
+
+    def float(self) -> Module:
+        """Floating-point parameters and buffers to float32. >>> model.float()"""
+        return self.to("float32")
+
+    def double(self) -> Module:
+        """Floating-point parameters and buffers to float64. >>> model.double()"""
+        return self.to("float64")
+
+    def cpu(self) -> Module:
+        """Everything to the CPU. >>> model.cpu()"""
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> Module:
+        """Everything to a GPU. >>> model.cuda()"""
+        return self.to("cuda" if device is None else f"cuda:{int(device)}")
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero in place) every parameter's .grad.
 
@@ -302,16 +335,15 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Every parameter and persistent buffer as a numpy copy, keyed like torch.
 
-        Remote tensors are fetched, one round trip each.
+        Remote tensors are fetched together, one round trip per session.
 
         >>> sorted(nn.Sequential(nn.Linear(2, 1)).state_dict())
         ['0.bias', '0.weight']
         """
-        out = OrderedDict()
+        items = {}
         for _, key, t in self._state_items():
-            if key not in out:
-                out[key] = np.array(t.detach().numpy(), copy=True)
-        return out
+            items.setdefault(key, t)
+        return OrderedDict(zip(items, values_of(items.values()), strict=True))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> _IncompatibleKeys:
         """Copy values (numpy arrays, or anything np.asarray takes) into the parameters and
@@ -334,26 +366,24 @@ class Module:
                 errors.append("Missing key(s) in state_dict: "
                               + ", ".join(f'"{k}"' for k in missing) + ". ")
         values = {}
-        for module, key, t in targets:
+        for _, key, t in targets:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            if _is_tensor(value):
-                value = value.detach().numpy()
-            value = np.asarray(value)
+            if not _is_tensor(value):
+                value = np.asarray(value)
             if tuple(value.shape) != tuple(t.shape):
                 errors.append(f"size mismatch for {key}: copying a param with shape "
                               f"{_size(value.shape)} from checkpoint, the shape in current "
                               f"model is {_size(t.shape)}.")
                 continue
-            values[key] = (module, t, value)
+            values[key] = (t, value)
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
         with no_grad():
-            for module, t, value in values.values():
-                session = _session_of(t, getattr(module, "session", None))
-                t.copy_(session.tensor(value, dtype=t.dtype).to(t.device))
+            for t, value in values.values():
+                t.copy_(_beside(t, value))
         return _IncompatibleKeys(missing, unexpected)
 
     # -- printing ------------------------------------------------------------------------------
@@ -381,6 +411,38 @@ class Module:
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
                       | set(self._modules))
+
+
+def _converted(t, dtype, device):
+    """t cast (when floating point) and moved; t itself, re-pointed, when it stays put."""
+    new_dtype = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
+    new_device = device or t.device
+    if new_dtype is t.dtype and new_device == t.device:
+        return t
+    grad = t.grad if t.is_leaf else None
+    with no_grad():
+        moved = t.detach().to(new_device, new_dtype)
+        new_grad = None if grad is None else grad.detach().to(new_device, new_dtype)
+    if new_device == t.device:
+        t.data = moved
+        out = t
+    else:
+        out = moved.requires_grad_(t.requires_grad)
+    if new_grad is not None:
+        out.grad = new_grad
+    return out
+
+
+def _beside(t, value):
+    """`value` (a tensor of any session, or an array) as a tensor in t's session and device:
+    as it is when it already lives there, else through its values."""
+    where = session_of(t)
+    if _is_tensor(value):
+        if session_of(value) is where and value.device == t.device:
+            return value.detach()
+        value = value.detach().numpy()
+    out = where.tensor(np.asarray(value), dtype=t.dtype)
+    return out if out.device == t.device else out.to(t.device)
 
 
 def _indent(text: str, spaces: int) -> str:

@@ -2,8 +2,10 @@
 
 Every function here is written against the tensor API alone (methods and `_op`), so the same
 call runs in-process on engine tensors and on a server for remote tensors. Where the engine
-has a fused op (linear, the losses, dropout's mask) the function sends that one op, so a
-remote call costs one op on the wire rather than the several its composition would.
+has a fused op (linear, convolution, pooling, the norms, the losses, dropout's mask) the
+function sends that one op, so a remote call costs one op on the wire rather than the several
+its composition would. Convolution and pooling live in `_f_conv`, norms and lookups in
+`_f_norm`, losses in `_f_loss` and attention in `_f_attention`; all are re-exported here.
 
     >>> from gradserve import engine
     >>> import gradserve.nn.functional as F
@@ -16,9 +18,37 @@ from __future__ import annotations
 
 import warnings
 
+from ._f_attention import scaled_dot_product_attention
+from ._f_conv import (
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    max_pool1d,
+    max_pool2d,
+    pad,
+)
+from ._f_loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
+
 __all__ = [
-    "cross_entropy", "dropout", "linear", "log_softmax", "mse_loss", "nll_loss", "relu",
-    "sigmoid", "softmax", "tanh",
+    "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout",
+    "embedding", "gelu", "group_norm", "huber_loss", "kl_div", "l1_loss", "layer_norm",
+    "leaky_relu", "linear", "log_softmax", "max_pool1d", "max_pool2d", "mse_loss", "nll_loss",
+    "one_hot", "pad", "relu", "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss",
+    "softmax", "tanh",
 ]
 
 
@@ -47,6 +77,35 @@ def tanh(input):
     tensor([0.])
     """
     return input.tanh()
+
+
+def gelu(input, approximate: str = "none"):
+    """x * Phi(x), Phi the standard normal CDF (exact, with erf), or torch's tanh form.
+
+    >>> F.gelu(engine.tensor([-1., 0., 2.]))
+    tensor([-0.1587,  0.0000,  1.9545])
+    """
+    return input._op("gelu", input, approximate=approximate)
+
+
+def silu(input, inplace: bool = False):
+    """x * sigmoid(x) (also called swish).
+
+    >>> F.silu(engine.tensor([0., 1.]))
+    tensor([0.0000, 0.7311])
+    """
+    out = input._op("silu", input)
+    return input.copy_(out) if inplace else out
+
+
+def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
+    """x where x > 0, negative_slope * x elsewhere.
+
+    >>> F.leaky_relu(engine.tensor([-2., 3.]), 0.1)
+    tensor([-0.2000,  3.0000])
+    """
+    out = input._op("leaky_relu", input, negative_slope=float(negative_slope))
+    return input.copy_(out) if inplace else out
 
 
 def _implicit_dim(name: str, ndim: int) -> int:
@@ -89,43 +148,6 @@ def linear(input, weight, bias=None):
     return input._op("linear", input, weight, bias)
 
 
-def mse_loss(input, target, reduction: str = "mean"):
-    """Mean (or sum, or elementwise) squared error between input and target.
-
-    >>> F.mse_loss(engine.tensor([1., 3.]), engine.tensor([0., 0.]))
-    tensor(5.)
-    """
-    if tuple(target.shape) != tuple(input.shape):
-        warnings.warn(
-            f"Using a target size ({_size(target.shape)}) that is different to the input size "
-            f"({_size(input.shape)}). This will likely lead to incorrect results due to "
-            "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=2)
-    return input._op("mse_loss", input, target, reduction=reduction)
-
-
-def cross_entropy(input, target, weight=None, *, ignore_index: int = -100,
-                  reduction: str = "mean"):
-    """Softmax cross-entropy of logits `input` (N, C) against class indices `target` (N,).
-
-    >>> F.cross_entropy(engine.zeros(2, 4), engine.tensor([0, 3]))
-    tensor(1.3863)
-    """
-    _no_class_weight(weight)
-    return input._op("cross_entropy", input, target, reduction=reduction,
-                     ignore_index=int(ignore_index))
-
-
-def nll_loss(input, target, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
-    """Negative log-likelihood of log-probabilities `input` (N, C) at class indices `target`.
-
-    >>> F.nll_loss(engine.tensor([[-1., -2.]]), engine.tensor([1]))
-    tensor(2.)
-    """
-    _no_class_weight(weight)
-    return input._op("nll_loss", input, target, reduction=reduction,
-                     ignore_index=int(ignore_index))
-
-
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):
     """Zero each element with probability p and scale the rest by 1/(1-p) while training.
 
@@ -141,13 +163,3 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return input
     mask = input._op("dropout_mask", input, p=float(p))
     return input.mul_(mask) if inplace else input * mask
-
-
-def _no_class_weight(weight) -> None:
-    if weight is not None:
-        raise NotImplementedError("per-class loss weights are not supported yet; "
-                                  "pass weight=None")
-
-
-def _size(shape) -> str:
-    return f"torch.Size([{', '.join(map(str, shape))}])"

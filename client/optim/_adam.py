@@ -1,4 +1,4 @@
-"""Adam: per-parameter steps scaled by running moments of the gradient."""
+"""Adam and AdamW: per-parameter steps scaled by running moments of the gradient."""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ from ._optimizer import Optimizer, _check_nonnegative, _evaluate, zeros_like
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam's update (amsgrad=False), step for step, with t counting from 1:
+    """torch.optim.Adam's update, step for step, with t counting from 1:
 
-        g = grad + weight_decay * p
+        g = grad (negated if maximize) + weight_decay * p
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
-        p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+        v_max = max(v_max, v)                                  (amsgrad)
+        p -= lr / (1 - beta1**t) * m / (sqrt(v or v_max) / sqrt(1 - beta2**t) + eps)
 
-    >>> opt = optim.Adam(model.parameters(), lr=1e-3)
+    The step count stays a Python number, so on a remote session a step is buffered ops only.
+
+    >>> opt = optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
     >>> loss.backward(); opt.step(); opt.zero_grad()
     """
 
+    _decoupled = False  # AdamW: decay the weights directly instead of adding to the gradient
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
@@ -30,7 +36,8 @@ class Adam(Optimizer):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize))
 
     def step(self, closure=None):
         """One update of every parameter that has a .grad; returns closure's loss if given.
@@ -40,21 +47,45 @@ class Adam(Optimizer):
         loss = _evaluate(closure)
         with no_grad():
             for group in self.param_groups:
-                lr, (beta1, beta2) = group["lr"], group["betas"]
-                eps, decay = group["eps"], group["weight_decay"]
                 for p, g in self._params_with_grad(group):
-                    state = self.state.setdefault(p, {})
-                    if not state:
-                        # The step count stays a Python int: reading it costs no round trip.
-                        state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
-                    state["step"] += 1
-                    t = state["step"]
-                    if decay != 0:
-                        g = g + p * decay
-                    m, v = state["exp_avg"], state["exp_avg_sq"]
-                    m.mul_(beta1).add_(g * (1 - beta1))
-                    v.mul_(beta2).add_(g * g * (1 - beta2))
-                    step_size = lr / (1 - beta1**t)
-                    denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
-                    p.sub_(m / denom * step_size)
+                    self._update(group, p, -g if group["maximize"] else g)
         return loss
+
+    def _update(self, group, p, g) -> None:
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        eps, decay, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
+        state = self.state.setdefault(p, {})
+        if not state:
+            state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
+            if amsgrad:
+                state["max_exp_avg_sq"] = zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        if decay != 0:
+            if self._decoupled:
+                p.mul_(1 - lr * decay)
+            else:
+                g = g + p * decay
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        # fused in-place ops (engine/_ops_optim.py): three ops per parameter, not a dozen
+        m._inplace("optim_ema", g, beta=beta1)  # torch's lerp_ toward g
+        v._inplace("optim_ema_sq", g, beta=beta2)
+        if amsgrad:
+            v = state["max_exp_avg_sq"]._inplace("optim_max", v)
+        p._inplace("optim_adam", m, v, step_size=lr / (1 - beta1**t),
+                   bias2_sqrt=math.sqrt(1 - beta2**t), eps=eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (torch.optim.AdamW): p *= 1 - lr * weight_decay
+    before the Adam step, which then sees the bare gradient. Default weight_decay 0.01.
+
+    >>> opt = optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)

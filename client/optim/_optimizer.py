@@ -8,11 +8,14 @@ and no step ever fetches a value.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from gradserve.engine import TensorAPI, no_grad
 
+from .._default import session_of
 from ..nn._module import _zero_grads
 
 
@@ -88,6 +91,53 @@ class Optimizer:
             if g is not None:
                 yield p, g
 
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """torch's layout: {"state": {index: {name: value}}, "param_groups": [{..., "params":
+        [indices]}]}, parameters numbered in group order. Tensors in it are the live state
+        tensors (as torch); `gs.save` fetches them together.
+
+        >>> sd = opt.state_dict()
+        >>> sorted(sd)
+        ['param_groups', 'state']
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state = {index[id(p)]: dict(st) for p, st in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyper-parameters and per-parameter state saved by `state_dict` (from this
+        or another session: state tensors are made where each parameter lives).
+
+        >>> opt.load_state_dict(gs.load("opt.safetensors"))
+        """
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for mine, theirs in zip(self.param_groups, groups, strict=True):
+            if len(mine["params"]) != len(theirs["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 "match the size of optimizer's group")
+        saved = {int(k): v for k, v in state_dict["state"].items()}
+        self.state = {}
+        for mine, theirs in zip(self.param_groups, groups, strict=True):
+            for p, i in zip(mine["params"], theirs["params"], strict=True):
+                if int(i) in saved:
+                    self.state[p] = {k: _state_value(p, k, v) for k, v in saved[int(i)].items()}
+            for key, value in theirs.items():
+                if key != "params":
+                    mine[key] = tuple(value) if isinstance(value, list) and key == "betas" \
+                        else copy.deepcopy(value)
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
@@ -96,6 +146,25 @@ class Optimizer:
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _state_value(p, key: str, value):
+    """A saved state entry, as state for parameter p: tensors (or arrays) become tensors of
+    p's session, device and (floating) dtype; the step count stays a Python number."""
+    if key == "step":
+        return float(value.item()) if hasattr(value, "item") and not isinstance(
+            value, (int, float)) else value
+    if isinstance(value, TensorAPI):
+        if session_of(value) is session_of(p) and value.device == p.device:
+            with no_grad():
+                return value.detach().clone().to(p.dtype if value.dtype.is_floating_point
+                                                 else value.dtype)
+        value = value.detach().numpy()
+    if isinstance(value, np.ndarray):
+        dtype = p.dtype if value.dtype.kind == "f" else None
+        out = session_of(p).tensor(value, dtype=dtype)
+        return out if out.device == p.device else out.to(p.device)
+    return copy.deepcopy(value)
 
 
 def _evaluate(closure):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from gradserve import _session
 from gradserve._session import Session
 from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
@@ -83,8 +82,10 @@ def client():
 
 @pytest.fixture
 def s(client, monkeypatch):
-    # Tests read what a session buffered: no time-based send (2 ms, easily passed on a loaded
-    # machine) may empty the buffer under them. The tests of that rule set their own delay.
+    # These tests read the buffer: it is sent on by size here, never because a slow machine
+    # let MAX_BATCH_DELAY pass (tests of that delay set it themselves).
+    from gradserve import _session
+
     monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
     session = Session(client, pb.SessionInfo(session_id="unit", device="cpu"), owned=True)
     yield session

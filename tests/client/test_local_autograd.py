@@ -180,3 +180,13 @@ def test_deepcopy_of_a_leaf(s):
     assert s._ops[-2][0] == "clone" and s._ops[-1][0] == "requires_grad_"
     with pytest.raises(gs.AutogradError, match="graph leaves"):
         copy.deepcopy(w * 2)
+
+
+def test_backward_is_an_op_among_ops(s):
+    w = s.tensor([1., 2.], requires_grad=True)
+    (w * w).sum().backward()
+    assert [e[0] for e in s._ops][-1] == "backward" and s.stats.requests == 0
+    assert w.grad is not None and s.stats.waits == 0  # known locally: the graph reaches w
+    big = s.ones(1 << 18, requires_grad=True)
+    (big * 2).sum().backward()  # enough work to be worth sending ahead of what comes next
+    assert s._ops == [] and s.stats.requests == 1 and s.stats.waits == 0

@@ -130,8 +130,7 @@ def test_borrowed_proxies_release_nothing(s, client):
     assert list(client.requests[-1].release) == []
 
 
-def test_auto_flush_does_not_wait(s, client, ops, monkeypatch):
-    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
+def test_auto_flush_does_not_wait(s, client, ops):
     x = s.ones(1)
     for _ in range(MAX_BATCH_OPS + 10):
         x = x + 1

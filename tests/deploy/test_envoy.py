@@ -76,6 +76,7 @@ def new_session(client: gs.Client, live: dict, placed: dict) -> str:
     s = client.session()
     live[s] = Regression(s)
     live[s].step()
+    s.synchronize()  # a step's ops are sent ahead; make sure its stream is open
     placed[s] = replica_of(client, s)
     return placed[s]
 

@@ -124,9 +124,7 @@ def test_linear_is_one_fused_op():
 
 def test_loss_errors():
     logits = engine.randn(3, 4)
-    with pytest.raises(NotImplementedError):
-        F.cross_entropy(logits, engine.tensor([0, 1, 2]), engine.ones(4))
-    with pytest.raises(RuntimeError, match="not a valid value for reduction"):
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
         F.cross_entropy(logits, engine.tensor([0, 1, 2]), reduction="avg")
     with pytest.raises(RuntimeError, match="expected scalar type Long"):
         F.cross_entropy(logits, engine.tensor([0.0, 1.0, 2.0]))

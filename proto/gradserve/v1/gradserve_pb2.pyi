@@ -301,6 +301,23 @@ class PipelineRequest(_message.Message):
     list: ListTensorsRequest
     def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ...) -> None: ...
 
+class DescribeGraphRequest(_message.Message):
+    __slots__ = ("session_id", "id", "names")
+    class NamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    id: str
+    names: _containers.ScalarMap[str, str]
+    def __init__(self, session_id: _Optional[str] = ..., id: _Optional[str] = ..., names: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class ListTensorsRequest(_message.Message):
     __slots__ = ("ids",)
     IDS_FIELD_NUMBER: _ClassVar[int]

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from gradserve.v1 import gradserve_pb2 as gradserve_dot_v1_dot_gradserve__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -98,6 +99,11 @@ class GradserveServiceStub:
                 '/gradserve.v1.GradserveService/RestoreSession',
                 request_serializer=gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.SerializeToString,
                 response_deserializer=gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.DescribeGraph = channel.unary_unary(
+                '/gradserve.v1.GradserveService/DescribeGraph',
+                request_serializer=gradserve_dot_v1_dot_gradserve__pb2.DescribeGraphRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_struct__pb2.Struct.FromString,
                 _registered_method=True)
 
 
@@ -198,6 +204,16 @@ class GradserveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeGraph(self, request, context):
+        """The backward graph of a tensor as JSON: {"nodes": [{"id", "name", "kind" ("node" for a
+        grad_fn, "leaf" for a tensor that accumulates a gradient), "shape", "dtype", "saved":
+        [{"version"}]}], "edges": [[from_id, to_id]]}, edges running as the data flowed (the
+        "from" tensor was an input of "to"); the root is "0". What gs.viz.graph draws.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GradserveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +281,11 @@ def add_GradserveServiceServicer_to_server(servicer, server):
                     servicer.RestoreSession,
                     request_deserializer=gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.FromString,
                     response_serializer=gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.SerializeToString,
+            ),
+            'DescribeGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeGraph,
+                    request_deserializer=gradserve_dot_v1_dot_gradserve__pb2.DescribeGraphRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_struct__pb2.Struct.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +639,33 @@ class GradserveService:
             '/gradserve.v1.GradserveService/RestoreSession',
             gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.SerializeToString,
             gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gradserve.v1.GradserveService/DescribeGraph',
+            gradserve_dot_v1_dot_gradserve__pb2.DescribeGraphRequest.SerializeToString,
+            google_dot_protobuf_dot_struct__pb2.Struct.FromString,
             options,
             channel_credentials,
             insecure,

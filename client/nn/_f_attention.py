@@ -1,0 +1,83 @@
+"""Functional attention (re-exported by gradserve.nn.functional), composed of tensor ops:
+matmul, softmax, where and dropout, so it runs wherever its inputs live."""
+
+from __future__ import annotations
+
+import math
+
+from gradserve.engine import InvalidArgumentError
+
+from .._default import new_like
+
+_NEG_INF = float("-inf")
+
+
+def causal_mask(like, rows: int, cols: int):
+    """A (rows, cols) bool tensor, True on and below the diagonal (what may be attended),
+    made where `like` lives.
+
+    >>> causal_mask(engine.ones(1), 2, 3)
+    tensor([[ True, False, False],
+            [ True,  True, False]])
+    """
+    i = new_like(like, "arange", rows, dtype="int64").reshape(rows, 1)
+    j = new_like(like, "arange", cols, dtype="int64")
+    return j <= i
+
+
+def _masked(scores, attn_mask):
+    """scores with attn_mask applied: bool masks keep True entries, float masks are added."""
+    if attn_mask is None:
+        return scores
+    if attn_mask.dtype.is_floating_point:
+        return scores + attn_mask
+    if attn_mask.dtype.name != "bool":
+        raise InvalidArgumentError(f"attn_mask must be bool or float, got {attn_mask.dtype.name}")
+    return scores._op("where", attn_mask, scores, _NEG_INF)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None):
+    """softmax(query @ key^T * scale + mask) @ value over the last two dims, with torch's
+    mask conventions (bool: True may attend; float: added) and scale 1/sqrt(E) by default.
+
+    >>> q = engine.ones(1, 2, 4)
+    >>> F.scaled_dot_product_attention(q, q, engine.tensor([[[1.] * 4, [3.] * 4]])).shape
+    (1, 2, 4)
+    """
+    from . import functional as F
+
+    if is_causal and attn_mask is not None:
+        raise InvalidArgumentError("_scaled_dot_product_attention: Explicit attn_mask should not "
+                                   "be set when is_causal=True")
+    rows, cols = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    scores = (query @ key.transpose(-2, -1)) * scale
+    if is_causal:
+        attn_mask = causal_mask(query, rows, cols)
+    weights = _masked(scores, attn_mask).softmax(-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, dropout_p, training=True)
+    return weights @ value
+
+
+def merge_masks(attn_mask, key_padding_mask, batch: int, heads: int, rows: int, cols: int,
+                like):
+    """One additive float mask (batch, heads, rows, cols) or (rows, cols) from
+    MultiheadAttention's attn_mask (bool: True is masked OUT, as torch's module takes it) and
+    key_padding_mask (batch, cols) (True = padding)."""
+    def additive(mask):
+        if mask.dtype.is_floating_point:
+            return mask
+        zero = new_like(like, "zeros", *mask.shape)
+        return zero._op("where", mask, _NEG_INF, zero)
+
+    out = None
+    if attn_mask is not None:
+        out = additive(attn_mask)
+        if out.dim() == 3:  # (batch * heads, rows, cols)
+            out = out.reshape(batch, heads, rows, cols)
+    if key_padding_mask is not None:
+        pad = additive(key_padding_mask).reshape(batch, 1, 1, cols)
+        out = pad if out is None else out + pad
+    return out

@@ -1,0 +1,1 @@
+"""Runnable examples (python examples/<name>.py); installed as gradserve.examples."""
