@@ -49,6 +49,7 @@ class Runtime:
             self.handoff = Handoff(StateDir(state_dir, self.instance), self.sessions,
                                    self.devices)
             self.sessions.elsewhere = self.handoff.elsewhere
+            self.sessions.sweep = self.handoff.state.sweep
         self._draining = False
         self._inflight = 0
         self._cond = threading.Condition()

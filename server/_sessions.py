@@ -103,6 +103,9 @@ class SessionManager:
         # Asked about ids this process does not know (the state dir: moved, or lost there);
         # returns the error to raise, or None.
         self.elsewhere: Callable[[str], Exception | None] = lambda session_id: None
+        # Called by the reaper with the TTL: what sits in the state dir unclaimed that long
+        # is reclaimed like an idle session.
+        self.sweep: Callable[[float], None] = lambda ttl: None
 
     # -- lookup ----------------------------------------------------------------------------
     def create(self, owner: str, device: str, session_id: str | None = None) -> Session:
@@ -228,6 +231,7 @@ class SessionManager:
             while not self._stop.wait(interval):
                 try:
                     self.reap_idle()
+                    self.sweep(self.ttl)
                 except Exception:  # pragma: no cover - the reaper must survive anything
                     log.exception("session reaper failed")
 

@@ -119,6 +119,21 @@ class StateDir:
                           "writing it")
         return None
 
+    def sweep(self, older_than: float) -> list[str]:
+        """Remove what has waited unclaimed longer than `older_than` seconds (a moved session
+        nobody restored within its TTL, an old lost marker, a stale moving one); the names."""
+        now, removed = time.time(), []
+        for path in self.path.iterdir():
+            if path.suffix not in (".safetensors", ".lost", ".moving") or path.name[0] == ".":
+                continue
+            try:
+                if now - path.stat().st_mtime > older_than + STALE_AFTER:
+                    path.unlink()
+                    removed.append(path.name)
+            except FileNotFoundError:  # another server swept or claimed it
+                pass
+        return removed
+
     @staticmethod
     def _read_json(path: pathlib.Path) -> dict | None:
         try:

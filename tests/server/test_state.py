@@ -3,6 +3,7 @@ read back keeps everything autograd keeps, and a session that is not quiet is re
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -136,3 +137,9 @@ def test_moving_lost_and_stale_markers(tmp_path, monkeypatch):
     stored = state.status("a" * 22)
     assert stored.state == "lost" and "never reached a quiet point" in stored.details
     assert state.status("../../etc/passwd") is None  # ids outside the alphabet name no file
+    assert state.sweep(older_than=60) == []  # all young
+    old = time.time() - 3600
+    for path in tmp_path.iterdir():
+        os.utime(path, (old, old))
+    assert sorted(state.sweep(older_than=60)) == ["a" * 22 + ".lost", "b" * 22 + ".moving"]
+    assert list(tmp_path.iterdir()) == []
