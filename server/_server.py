@@ -92,14 +92,31 @@ def _parse(message_class, data: bytes):
             "parse as one)") from None
 
 
+def _received(requests: Iterator[bytes], message_class=None) -> Iterator:
+    """A request stream's messages (parsed when `message_class` is given), ending when the
+    caller cancels the call.
+
+    grpc's iterator raises an RpcError then, and keeps it (in the call's state, which the
+    handler's frames reach through its context): with the error's traceback, which holds
+    those frames, that is a reference cycle per cancelled call, which only the cyclic
+    collector frees, and `gradserve serve` runs it rarely. Dropped here without its
+    traceback, the stream simply ends; whatever the handler answers goes nowhere."""
+    try:
+        for message in requests:
+            yield message if message_class is None else _parse(message_class, message)
+    except grpc.RpcError as e:
+        e.with_traceback(None)
+
+
 def _parsing(servicer: GradserveServicer, handler: Callable, message_class,
              streaming: bool) -> Callable:
     """`handler` taking the request bytes as they arrived: a unary request is parsed before
     the handler runs (INVALID_ARGUMENT when it does not parse), a stream's messages as the
-    handler reads them (the InvalidArgumentError is raised where it reads)."""
+    handler reads them (the InvalidArgumentError is raised where it reads); `message_class`
+    None: a stream's bytes are handed on as they are."""
     if streaming:
         def stream(requests: Iterator[bytes], context):
-            return handler((_parse(message_class, m) for m in requests), context)
+            return handler(_received(requests, message_class), context)
 
         return stream
 
@@ -124,8 +141,9 @@ def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
         response = message_factory.GetMessageClass(method.output_type)
         make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
         handler = getattr(servicer, method.name)
-        if method.name not in _RAW_REQUESTS:
-            handler = _parsing(servicer, handler, request, method.client_streaming)
+        if method.client_streaming or method.name not in _RAW_REQUESTS:
+            handler = _parsing(servicer, handler, None if method.name in _RAW_REQUESTS
+                               else request, method.client_streaming)
         handlers[method.name] = make(
             handler, request_deserializer=None,
             response_serializer=None if method.name in _RAW_RESPONSES

@@ -209,7 +209,9 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 if end is not None:  # draining, or the session moved: the client moves on
                     break
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
-            end = exc
+            # without its traceback: that holds this frame, which would hold it (a cycle that
+            # only the cyclic collector frees, late in a server that runs it rarely)
+            end = exc.with_traceback(None)
         if end is not None:
             self._abort(context, end)
 
