@@ -32,6 +32,7 @@ class Handoff:
         self.devices = tuple(devices)
         self.active = False  # draining: sessions are being moved out
         self._deadline = 0.0
+        self._failed: dict[str, str] = {}  # session id -> why writing it failed (logged once)
 
     # -- moving out -------------------------------------------------------------------------
     def begin(self, grace: float) -> None:
@@ -52,8 +53,10 @@ class Handoff:
             epoch, nbytes = self.state.save(session)
         except _snapshot.NotQuiet:
             return None
-        except Exception:  # a full disk: try again at its next quiet point, until the grace
-            log.exception("writing session %s to the state dir failed", session.id)
+        except Exception as e:  # a full disk: try again at its next quiet point, until the grace
+            if session.id not in self._failed:
+                log.exception("writing session %s to the state dir failed", session.id)
+            self._failed[session.id] = f"writing it failed: {type(e).__name__}: {e}"
             return None
         details = f"epoch {epoch}, {nbytes} bytes in {self.state.path}"
         self.sessions.close(session, "moved", details)
@@ -83,11 +86,14 @@ class Handoff:
         return False
 
     def _lose(self, session: Session) -> None:
-        held = session.lock.acquire(timeout=1.0)
+        held = session.lock.acquire(blocking=False)
         try:
             why = None if not held else _snapshot.why_not_quiet(session.tensors)
-            why = (f"it never reached a quiet point within the drain grace ("
-                   f"{why or 'a call on it was still running'})")
+            if why is None and session.id in self._failed:
+                why = f"it could not be written to the state dir ({self._failed[session.id]})"
+            else:
+                why = (f"it never reached a quiet point within the drain grace ("
+                       f"{why or 'a call on it was still running'})")
             self.state.mark_lost(session.id, why)
             if held:
                 self.sessions.close(session, "lost", why)  # logs session.lost

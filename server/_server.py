@@ -237,7 +237,7 @@ class GradserveServer(grpc.Server):
         self.runtime.shutdown()
 
 
-def check_port_free(address: str) -> None:
+def check_port_free(address: str, flag: str = "--port") -> None:
     """OSError naming the port when something already listens on `address` ("host:port",
     "[::1]:port"); gRPC would only log a line of its own and fail. Port 0 is always free."""
     host, _, port = address.rpartition(":")
@@ -258,7 +258,7 @@ def check_port_free(address: str) -> None:
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     err = OSError(f"port {port} on {host or '*'} is already in use (another "
-                                  "gradserve server?); choose another with --port, or --port "
+                                  f"gradserve server?); choose another with {flag}, or {flag} "
                                   "0 for a free one")
                     err.errno = errno.EADDRINUSE
                     raise err from None
@@ -298,6 +298,9 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     """
     devices = resolve_devices(devices)
     check_port_free(address)
+    if metrics_port:
+        host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        check_port_free(f"{host}:{metrics_port}", "--metrics-port")
     tokens = TokenTable.from_file(token_file) if token_file is not None else None
     runtime = Runtime(devices=devices, session_ttl=session_ttl, max_sessions=max_sessions,
                       max_session_bytes=max_session_bytes, tokens=tokens,

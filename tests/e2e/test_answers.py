@@ -122,6 +122,11 @@ def test_a_port_in_use_is_one_clear_line(serve):
     assert run.stderr == (f"python -m gradserve.server: error: port {srv.port} on 127.0.0.1 is "
                           "already in use (another gradserve server?); choose another with "
                           "--port, or --port 0 for a free one\n")
+    run = subprocess.run([sys.executable, "-m", "gradserve.server", "--port", "0",
+                          "--metrics-port", str(srv.port)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and "choose another with --metrics-port" in run.stderr
+    assert "add_port" not in run.stderr and run.stderr.count("\n") == 1
 
 
 def test_unknown_ops_suggest_the_closest(s):

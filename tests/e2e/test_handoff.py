@@ -40,7 +40,7 @@ def _train(client, on_step=None) -> tuple[list[np.ndarray], list[float], list[fl
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        ends.append(time.monotonic())
+        ends.append(time.time())
         if on_step is not None:
             on_step(step, s)
     params = s.fetch(list(model.parameters()))
@@ -63,7 +63,7 @@ def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog)
         if step == 1:
             assert s.info()["instance_id"] == _instance(a)  # pick_first: the first address
         if step == SIGTERM_AFTER:
-            sent["at"] = time.monotonic()
+            sent["at"] = time.time()
             a.proc.send_signal(signal.SIGTERM)
 
     with caplog.at_level(logging.WARNING, logger="gradserve"), \
@@ -75,11 +75,10 @@ def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog)
     written = [e for e in a.events() if e["event"] == "session.written"]
     restored = [e for e in b.events() if e["event"] == "session.restored"]
     assert len(written) == len(restored) == 1 and restored[0]["epoch"] == 1
-    assert [r.getMessage() for r in caplog.records if "moved off its draining server" in
-            r.getMessage()] != []
+    (moved,) = [r for r in caplog.records if "moved off its draining server" in r.getMessage()]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # restored: nothing left behind
-    handoff = min(t for t in ends if t > sent["at"]) - sent["at"]
-    print(f"handoff: {handoff * 1000:.0f} ms from SIGTERM to the next finished step")
+    handoff = min(t for t in ends if t > moved.created) - sent["at"]
+    print(f"handoff: {handoff * 1000:.0f} ms from SIGTERM to the first step finished on B")
 
 
 def test_a_graph_held_across_the_drain_is_lost_not_corrupted(serve, tmp_path):
