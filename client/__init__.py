@@ -12,7 +12,11 @@
 
 Building a graph costs no round trip: ids, shapes, dtypes and grad_fn names are worked out
 locally with the engine's own rules, and ops travel in batches. Only calls that need values
-(`item`, `numpy`, `tolist`, `repr`, `backward`, `gs.autograd.grad`, `s.fetch`) wait.
+(`item`, `numpy`, `tolist`, `repr`, `s.fetch`), shapes that depend on values (`x[mask]`,
+`nonzero`, ...) and backwards through hooks or custom Functions (whose Python runs here)
+wait. The module level is torch's: `gs.zeros`, `gs.exp`, `gs.float16`, ...; its factories
+make tensors on the current session (`with client.session() as s:`, `with gs.use(s):`), or
+in-process when there is none.
 
 `import gradserve` stays light: grpc and protobuf load on the first `connect`, so
 `import gradserve.engine` (the same tensor API in-process) never pulls them in.
@@ -25,9 +29,11 @@ from types import SimpleNamespace
 
 from . import _autograd
 from ._checkpoint import CheckpointError, load, save
+from ._current import current_session, use
 from ._errors import (
     AutogradError,
     ConnectionError,
+    DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
     PermissionError,
@@ -35,32 +41,62 @@ from ._errors import (
     SessionLostError,
     TensorIndexError,
 )
+from ._surface import FACTORIES as _FACTORIES
+from ._surface import Tensor, cuda
 from ._tensor import RemoteTensor
 from .engine import (
     DType,
+    Function,
+    can_cast,
     cat,
+    device,
+    double,
     enable_grad,
+    float16,
     float32,
     float64,
+    half,
+    inference_mode,
+    int8,
+    int16,
+    int32,
     int64,
     is_grad_enabled,
+    is_inference_mode_enabled,
+    long,
     matmul,
     no_grad,
+    promote_types,
+    result_type,
+    return_types,
     set_grad_enabled,
+    short,
     stack,
+    uint8,
     where,
 )
 from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
+from .engine import float as float  # noqa: A001, PLC0414
+from .engine import int as int  # noqa: A001, PLC0414
+from .engine._autograd_functional import functional as _functional
+from .engine._function import FunctionCtx as _FunctionCtx
+from .engine._functions import FUNCTIONS as _FUNCTIONS
 
-autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward)
+autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
+                           functional=_functional,
+                           function=SimpleNamespace(FunctionCtx=_FunctionCtx))
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
-    "GradserveError", "InvalidArgumentError", "PermissionError", "RemoteTensor",
-    "ResourceExhaustedError", "Session", "SessionLostError", "TensorIndexError",
-    "autograd", "bool", "cat", "connect", "enable_grad", "engine", "float32", "float64", "int64",
-    "is_grad_enabled", "load", "matmul", "nn", "no_grad", "optim", "save", "set_grad_enabled",
-    "stack", "viz", "where",
+    "DeviceUnavailableError", "Function", "GradserveError", "InvalidArgumentError",
+    "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
+    "Tensor", "TensorIndexError",
+    "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",
+    "double", "enable_grad", "engine", "float", "float16", "float32", "float64", "half",
+    "inference_mode", "int", "int8", "int16", "int32", "int64", "is_grad_enabled",
+    "is_inference_mode_enabled", "load", "long", "matmul", "nn", "no_grad", "optim",
+    "promote_types", "result_type", "return_types", "save", "set_grad_enabled", "short",
+    "stack", "uint8", "use", "viz", "where", *_FACTORIES, *_FUNCTIONS,
 ]
 
 
@@ -110,3 +146,9 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# torch's module functions (gs.exp, gs.max, ...: the engine's, for either tensor kind) and
+# factories that use the current session; last, as some shadow builtins in this module
+globals().update(_FUNCTIONS)
+globals().update(_FACTORIES)

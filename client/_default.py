@@ -1,25 +1,31 @@
 """Where new tensors go when the caller names no session: the one place that decides.
 
-Layers (`gs.nn`), initialisers (`gs.nn.init`) and `gs.load` all call `default_session`;
-a later change that makes `with client.session() as s:` the "current session" changes this
-function alone. `session_of` answers the other question: which session an existing tensor
-lives on (so a helper can make more tensors next to it).
+Layers (`gs.nn`), initialisers (`gs.nn.init`), `gs.load` and the `gs.*` factories all call
+`default_session`: the session given, else the current session (`with client.session() as
+s:`, `with gs.use(s):`; see `_current`), else the in-process engine. `session_of` answers the
+other question: which session an existing tensor lives on (so a helper can make more
+tensors next to it).
 """
 
 from __future__ import annotations
 
 
 def default_session(session=None):
-    """`session` itself, or, for None, the in-process engine (`gradserve.engine`).
+    """`session` itself, or, for None, the current session, or with none current the
+    in-process engine (`gradserve.engine`).
 
     >>> from gradserve._default import default_session
     >>> default_session(None).__name__
     'gradserve.engine'
     """
     if session is None:
-        from gradserve import engine
+        from ._current import current_session
 
-        return engine
+        session = current_session()
+        if session is None:
+            from gradserve import engine
+
+            return engine
     return session
 
 

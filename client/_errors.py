@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import builtins
 
-from gradserve.engine import AutogradError, GradserveError, InvalidArgumentError, TensorIndexError
+from gradserve.engine import (
+    AutogradError,
+    DeviceUnavailableError,
+    GradserveError,
+    InvalidArgumentError,
+    TensorIndexError,
+)
 
 __all__ = [
-    "AutogradError", "ConnectionError", "GradserveError", "InvalidArgumentError",
+    "AutogradError", "ConnectionError", "DeviceUnavailableError", "GradserveError",
+    "InvalidArgumentError",
     "PermissionError", "ResourceExhaustedError", "SessionLostError", "TensorIndexError",
     "error_from",
 ]
@@ -80,7 +87,8 @@ _BY_CODE: dict[int, type[GradserveError]] = {
 _BY_KIND: dict[str, type[GradserveError]] = {
     **{cls.__name__: cls
        for cls in (AutogradError, InvalidArgumentError, TensorIndexError, SessionLostError,
-                   ResourceExhaustedError, PermissionError, ConnectionError)},
+                   ResourceExhaustedError, PermissionError, ConnectionError,
+                   DeviceUnavailableError)},
     # the server's own class names (gradserve.server._errors)
     "SessionNotFoundError": SessionLostError,
     "SessionMovedError": SessionMovedError,

@@ -10,11 +10,13 @@ client guessing; then the call waits for the server's answer.
 
 from __future__ import annotations
 
-from gradserve.engine import AutogradError
+from gradserve.engine import AutogradError, GradserveError
 from gradserve.engine._autograd import AccumulateGrad, Node, plan_backward
 from gradserve.engine._grad_api import as_list, check_roots, check_unused
+from gradserve.engine._hooks import hooks_in
 from gradserve.v1 import gradserve_pb2 as pb
 
+from . import _callbacks
 from ._tensor import RemoteTensor, from_info
 
 
@@ -29,13 +31,19 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
         inputs = [session._own(t) for t in inputs]
     if retain_graph is None:
         retain_graph = create_graph
-    written = _run_locally(tensors, inputs, retain_graph, accumulate=True)[0]
-    if written is None:  # part of the graph is only known to the server: ask it
+    plan = plan_backward(tensors, inputs)
+    calls = hooks_in(plan[2])  # hooks or custom Functions: the server will ask us
+    written = None if calls else _run_locally(plan, inputs, retain_graph, accumulate=True)[0]
+    if written is None:  # part of the graph is only known to the server, or calls back
         request = pb.BackwardRequest(
             session_id=session.id, tensors=[t._id for t in tensors], grad_tensors=grads,
             create_graph=bool(create_graph), inputs=[t._id for t in inputs or ()],
             retain_graph=bool(retain_graph))
-        ids = session._roundtrip(backward=request).backward.grads_defined
+        if calls:
+            ids = _calling_back(session, plan, retain_graph, backward=request).backward
+            ids = ids.grads_defined
+        else:
+            ids = session._roundtrip(backward=request).backward.grads_defined
         session._grad_epoch += 1
         for tid in ids:
             proxy = session._proxy(tid)
@@ -65,12 +73,17 @@ def grad(session, outputs, inputs, grad_outputs, retain_graph, create_graph,
                              inputs=[t._id for t in inputs], grad_outputs=grads,
                              create_graph=bool(create_graph), allow_unused=bool(allow_unused),
                              results=results, retain_graph=bool(retain_graph))
-    _, defined = _run_locally(outputs, inputs, retain_graph, accumulate=False)
+    plan = plan_backward(outputs, inputs)
+    calls = hooks_in(plan[2])
+    defined = None if calls else _run_locally(plan, inputs, retain_graph, accumulate=False)[1]
     if defined is not None:
         check_unused([True if d else None for d in defined], allow_unused)
     if defined is None or create_graph:
         # the results' graph (or what reaches them) is only known to the server: ask it
-        defined = list(session._roundtrip(grad=request).grad.defined)
+        if calls:
+            defined = list(_calling_back(session, plan, retain_graph, grad=request).grad.defined)
+        else:
+            defined = list(session._roundtrip(grad=request).grad.defined)
         defined += [True] * (len(inputs) - len(defined))
         if create_graph and any(defined):
             by_id = {info.id: info
@@ -101,16 +114,48 @@ def _root_grads(session, tensors: list, grads) -> tuple[list, list]:
     return [g._id for g in given], given
 
 
-def _run_locally(roots, inputs, retain_graph: bool, accumulate: bool):
-    """Walk the local image of the graph as the engine will: raise what it would, free what
-    it frees. Returns (the proxies whose .grad the call writes, per input whether a gradient
-    reaches it); (None, None) when the graph holds nodes only the server knows."""
-    _, targets, deps = plan_backward(roots, inputs)
-    known = not any(type(n) is Node and n.op is None for n in deps)
+def _calling_back(session, plan, retain_graph: bool, **then):
+    """A backward (or grad) through hooks or custom Functions: it waits, serving the
+    server's callbacks; the local image of the graph is freed once the Python ran (a
+    Function's backward reads its saved tensors from it). After a failure the server's
+    `.grad`s are asked for, since how far its backward got is not known here."""
+    deps = plan[2]
+    try:
+        response = _callbacks.roundtrip(session, **then)
+    except BaseException:
+        _refresh_grads(session, deps)
+        raise
+    _free(deps, retain_graph)
+    return response
+
+
+def _refresh_grads(session, deps) -> None:
+    leaves = [n.variable for n in deps if type(n) is AccumulateGrad]
+    try:
+        infos = {i.id: i for i in session._list([t._id for t in leaves])}
+    except GradserveError:
+        return  # the session itself failed: that error is the one to see
+    session._grad_epoch += 1
+    for t in leaves:
+        if t._id in infos:
+            t._has_grad, t._grad_cache = bool(infos[t._id].has_grad), None
+
+
+def _free(deps, retain_graph: bool) -> None:
     if not retain_graph:
         for node in deps:
             if type(node) is Node:
                 node.free()
+
+
+def _run_locally(plan, inputs, retain_graph: bool, accumulate: bool):
+    """Walk the local image of the graph as the engine will (`plan`: what `plan_backward`
+    found, with torch's checks made): free what it frees. Returns (the proxies whose .grad
+    the call writes, per input whether a gradient reaches it); (None, None) when the graph
+    holds nodes only the server knows."""
+    _, targets, deps = plan
+    known = not any(type(n) is Node and n.op is None for n in deps)
+    _free(deps, retain_graph)
     if not known:
         return None, None
     written = []

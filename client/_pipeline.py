@@ -14,6 +14,7 @@ the session's, not the stream's, so the server's `applied_seq` names a request e
 
 from __future__ import annotations
 
+import collections
 import itertools
 import queue
 import threading
@@ -34,9 +35,14 @@ class Pipeline:
 
     _PENDING = object()
 
-    def __init__(self, client, session_id: str, seqs=None,
+    def __init__(self, client, session_id: str, on_callback=None, seqs=None,
                  on_break: Callable[[GradserveError], GradserveError] | None = None,
                  restore: Callable[[GradserveError], object] | None = None) -> None:
+        # A server's backward that reached a hook or custom Function of this client sends a
+        # `callback` message and waits: whoever waits here runs `on_callback(callback)` (the
+        # Python, then its answer, sent as a new request), outside the stream's lock.
+        self._on_callback = on_callback
+        self._calls: collections.deque = collections.deque()
         self._client = client
         self._session_id = session_id
         self._seq = seqs if seqs is not None else itertools.count(1)
@@ -128,6 +134,9 @@ class Pipeline:
 
     def _deliver(self, response) -> None:
         with self._cond:
+            if response.HasField("callback"):  # not request seq's answer: a question in it
+                self._calls.append(response.callback)
+                return
             seq = response.seq
             self._unacked.pop(seq, None)
             ops = self._sent.pop(seq, ())
@@ -168,7 +177,7 @@ class Pipeline:
         """Send `request`; must be called under the session lock so seqs go out in order."""
         with self._cond:
             if not wait:  # backpressure: read answers until few enough are outstanding
-                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT)
+                self._pump(lambda: self._unanswered < MAX_IN_FLIGHT or self._calls)
             if self._broken is not None:
                 self.reported = True
                 raise self._broken
@@ -185,12 +194,23 @@ class Pipeline:
         return seq
 
     def wait(self, seq: int):
-        """Block for response `seq`; raise the first error of it or of any earlier request."""
-        with self._cond:
-            self._pump(lambda: self._waiting[seq] is not self._PENDING)
-            result = self._waiting.pop(seq)
-            earlier = [e for s, e in self._deferred if s < seq]
-            self._deferred = [(s, e) for s, e in self._deferred if s > seq]
+        """Block for response `seq`; raise the first error of it or of any earlier request.
+
+        Callbacks that arrive meanwhile are run here; an error in a callback's answer (its ops
+        failed on the server) is raised rather than the error it caused in request `seq`."""
+        answers: set[int] = set()
+        while True:
+            with self._cond:
+                self._pump(lambda: self._waiting[seq] is not self._PENDING or self._calls)
+                call = self._calls.popleft() if self._calls and self._waiting[
+                    seq] is self._PENDING else None
+                if call is None:
+                    result = self._waiting.pop(seq)
+                    earlier = [e for s, e in self._deferred if s < seq or s in answers]
+                    self._deferred = [(s, e) for s, e in self._deferred
+                                      if s > seq and s not in answers]
+                    break
+            answers.add(self._on_callback(call))
         if earlier:
             raise earlier[0]
         if result is self._PENDING:

@@ -110,12 +110,19 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
     out_device = attrs["device"] if op.needs_device else device
     outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
                                  strides=m.strides) for m in metas)
-    session._elements += sum(math.prod(m.shape) for m in metas)
+    dynamic = meta.shape is None if type(meta) is Meta else any(m.shape is None for m in metas)
+    if not dynamic:
+        session._elements += sum(math.prod(m.shape) for m in metas)
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):
         set_history(outputs, record(op, inputs, attrs, device, meta), op)
     session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
+    if dynamic:  # a shape that depends on the data (nonzero, masks): ask the server once
+        unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
+        found = {info.id: info for info in session._list([o._id for o in unknown])}
+        for o in unknown:
+            o._shape = tuple(found[o._id].shape)
     return outputs[0] if type(meta) is Meta else outputs
 
 

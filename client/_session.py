@@ -40,7 +40,7 @@ from ._tensor import RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
-MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long (seconds)
+MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long and the server is idle
 # A backward sends the buffer on when its ops make at least this many elements: the server
 # then computes the forward and backward while the client records the optimizer's ops. Below
 # it, a step's compute is too small to hide a request's cost, so the step rides in one request.
@@ -110,6 +110,10 @@ class Session(Factories):
         self._instance = info.instance_id  # the server process holding it
         self._closed = False
         self._grad_epoch = 0  # bumped by backward: cached `.grad` proxies are stale
+        self._server_devices = tuple(info.devices) or (self._device,)
+        self._callbacks: dict = {}  # key -> the Python of a hook or Function (_callbacks)
+        self._callback_keys = itertools.count(1)
+        self._callback_errors: list = []
         self.stats = Stats()
 
     # -- identity and lifetime ---------------------------------------------------------------
@@ -131,10 +135,21 @@ class Session(Factories):
         state = "closed" if self._closed else self._device
         return f"<gradserve.Session {self._id} ({state})>"
 
+    @property
+    def server_devices(self) -> tuple[str, ...]:
+        """The devices the session's server serves ("cpu", "cuda:0", ...)."""
+        return self._server_devices
+
     def __enter__(self) -> Session:
+        from ._current import push
+
+        push(self)  # the current session of this thread until the block ends
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from ._current import pop
+
+        pop(self)
         try:
             self.close()
         except GradserveError:
@@ -170,7 +185,9 @@ class Session(Factories):
         return True
 
     def info(self) -> dict:
-        """The server's view of the session: device, owner, tensor_count, bytes, idle/ttl.
+        """The server's view of the session: device, owner, tensor_count, bytes (and per
+        device in bytes_by_device), idle/ttl; on a GPU also that GPU's memory in use and its
+        memory pool's size (device_memory_used, device_memory_pool; all sessions on it).
 
         >>> s.info()["device"]
         'cpu'
@@ -182,6 +199,9 @@ class Session(Factories):
         msg = self._unary("DescribeSession", pb.SessionRef(session_id=self._id))
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
+                "bytes_by_device": dict(msg.bytes_by_device),
+                "device_memory_used": msg.device_memory_used,
+                "device_memory_pool": msg.device_memory_pool,
                 "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds,
                 "instance_id": msg.instance_id}
 
@@ -256,8 +276,14 @@ class Session(Factories):
             ops.append([op, args, list(outputs), attrs or None, flags])
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY):
+                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()):
                 self._flush_locked()
+
+    def _idle(self) -> bool:
+        """Whether every request sent has been answered. Ops that waited MAX_BATCH_DELAY go
+        out only then: while the server works on earlier ones, a fuller batch costs less."""
+        pipe = self._pipe
+        return pipe is None or not pipe.pending
 
     def _flush(self) -> None:
         """Send buffered ops and pending releases now, without waiting."""
@@ -296,7 +322,7 @@ class Session(Factories):
         if self._pipe is None or self._pipe.reported:
             # A stream that broke (a dropped connection) was reported to the caller once; the
             # session lives on the server, so carry on over a new stream.
-            self._pipe = Pipeline(self._client, self._id, self._seqs,
+            self._pipe = Pipeline(self._client, self._id, self._serve_callback, self._seqs,
                                   on_break=lambda e: _handoff.explain_break(self, e),
                                   restore=lambda e: _handoff.restore(self, e))
         try:
@@ -323,6 +349,11 @@ class Session(Factories):
         except SessionLostError as e:
             raise _handoff.explain(self, e) from None
 
+    def _serve_callback(self, call) -> int:
+        from ._callbacks import serve
+
+        return serve(self, call)
+
     def synchronize(self) -> None:
         """Wait until the server ran everything sent so far; raise any error it met.
 
@@ -330,7 +361,7 @@ class Session(Factories):
         >>> s.synchronize()
         Traceback (most recent call last):
         ...
-        InvalidArgumentError: device cuda:7 is not served here (devices: cpu) ...
+        DeviceUnavailableError: device cuda:7 is not served here (devices: cpu) ...
         """
         self._roundtrip()
 

@@ -197,11 +197,6 @@ class RemoteTensor(AutogradMeta):
         values = self._session._fetch([self])[0]
         return format_tensor(values, self.dtype, self._device, self._repr_suffix())
 
-    def __format__(self, spec: str) -> str:
-        if spec and self.numel() == 1:
-            return format(self.item(), spec)
-        return repr(self)
-
     def __reduce__(self):
         raise TypeError("a RemoteTensor cannot be pickled; fetch its values with .numpy()")
 
@@ -222,9 +217,34 @@ class RemoteTensor(AutogradMeta):
         memo[id(self)] = out
         return out
 
+    def _home(self):
+        return self._session
+
+    def register_hook(self, hook):
+        """Call `hook(grad)` when this tensor's gradient is computed (it may return a
+        replacement); on a remote session the server's backward waits while this client
+        runs it (one round trip per call). Returns a handle with `.remove()`.
+
+        >>> x = s.tensor(3.0, requires_grad=True)
+        >>> _ = x.register_hook(lambda g: print("grad", g.item()))
+        >>> (x * x).backward()
+        grad 6.0
+        """
+        if not self.requires_grad:
+            raise AutogradError(
+                "cannot register a hook on a tensor that doesn't require gradient")
+        from ._callbacks import register_hook
+
+        return register_hook(self, hook)
+
+    def _record_function(self, node, inputs, outputs) -> None:
+        from ._callbacks import record_function
+
+        record_function(node, inputs, outputs)
+
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
-        return apply(get_op(name), inputs, attrs)
+        return apply(get_op(name), inputs, attrs, self._session)
 
     def _inplace(self, name, *others, **attrs):
         return apply_inplace(get_op(name), self, others, attrs)

@@ -8,6 +8,8 @@ Both therefore accept exactly the same calls and agree on argument handling.
 
 from __future__ import annotations
 
+from ._api_math import TensorMath
+from ._api_shape import TensorShape
 from ._errors import InvalidArgumentError
 
 _CLAMP_NONE = "torch.clamp: At least one of 'min' or 'max' must not be None"
@@ -25,7 +27,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI:
+class TensorAPI(TensorMath, TensorShape):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()
@@ -173,11 +175,13 @@ class TensorAPI:
     clip = clamp
 
     # -- reductions ------------------------------------------------------------------------
-    def sum(self, dim=None, keepdim=False):
-        return self._op("sum", self, dim=_dim_arg(dim), keepdim=bool(keepdim))
+    def sum(self, dim=None, keepdim=False, *, dtype=None):
+        x = self if dtype is None else self.to(dtype=dtype)
+        return x._op("sum", x, dim=_dim_arg(dim), keepdim=bool(keepdim))
 
-    def mean(self, dim=None, keepdim=False):
-        return self._op("mean", self, dim=_dim_arg(dim), keepdim=bool(keepdim))
+    def mean(self, dim=None, keepdim=False, *, dtype=None):
+        x = self if dtype is None else self.to(dtype=dtype)
+        return x._op("mean", x, dim=_dim_arg(dim), keepdim=bool(keepdim))
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return self._op("var", self, dim=_dim_arg(dim),
@@ -189,16 +193,6 @@ class TensorAPI:
 
     def prod(self, dim=None, keepdim=False):
         return self._op("prod", self, dim=dim, keepdim=bool(keepdim))
-
-    def max(self, dim=None, keepdim=False):
-        if dim is None:
-            return self._op("max", self)
-        return self._op("max_dim", self, dim=int(dim), keepdim=bool(keepdim))
-
-    def min(self, dim=None, keepdim=False):
-        if dim is None:
-            return self._op("min", self)
-        return self._op("min_dim", self, dim=int(dim), keepdim=bool(keepdim))
 
     def argmax(self, dim=None, keepdim=False):
         return self._op("argmax", self, dim=dim, keepdim=bool(keepdim))
@@ -241,7 +235,7 @@ class TensorAPI:
     def __iter__(self):
         if not self.shape:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.shape[0]))
+        return iter(self.unbind(0))  # as torch: one node, the rows its outputs
 
     def reshape(self, *shape):
         return self._op("reshape", self, shape=parse_size_allow_neg(shape))
@@ -283,21 +277,21 @@ class TensorAPI:
         from ._index import encode_key
 
         spec, tensors = encode_key(key)
-        if any(s[0] in ("tensor", "list") for s in spec):
-            return self._op("index", self, *tensors, key=spec)  # advanced: a copy
+        if any(s[0] in _ADVANCED for s in spec):
+            # advanced: a copy (with a mask its length is data: a remote session asks)
+            return self._op("index", self, *tensors, key=spec)
         return self._op("getitem", self, key=spec)  # basic: a view sharing the version
 
     def __setitem__(self, key, value):
-        """x[key] = value for basic keys (ints, slices, None, ...): an in-place copy into the
-        view x[key], recorded like any in-place op."""
+        """x[key] = value: for basic keys (ints, slices, None, ...) an in-place copy into the
+        view x[key]; with index tensors, lists or masks torch's index_put_. Either is
+        recorded like any in-place op."""
         from ._index import encode_key
 
-        spec, _ = encode_key(key)
-        if any(s[0] in ("tensor", "list") for s in spec):
-            raise InvalidArgumentError(
-                "assignment through index tensors or lists is not supported; use a basic index "
-                "(ints, slices, None, ...) or where()"
-            )
+        spec, tensors = encode_key(key)
+        if any(s[0] in _ADVANCED for s in spec):
+            self._inplace("index_put", value, *tensors, key=spec)
+            return
         view = self._op("getitem", self, key=spec)
         if isinstance(value, TensorAPI):
             view.copy_(value)
@@ -320,19 +314,23 @@ class TensorAPI:
     def bool(self):
         return self.to(dtype="bool")
 
-    def to(self, *args, dtype=None, device=None):
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        """A tensor with another dtype and/or device: to("cuda"), to(gs.float64),
+        to("cuda", gs.float64), to(other_tensor); self when nothing changes (unless copy)."""
         from ._backend import canonical_device
         from ._dtype import DType, as_dtype, is_dtype_name
 
-        for a in args:  # to("cuda"), to(gs.float64), to("cuda", gs.float64), to("float64")
+        for a in args:
             if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):
                 dtype = a
+            elif isinstance(a, TensorAPI):
+                dtype, device = a.dtype, a.device
             else:
                 device = a
         dtype = self.dtype if dtype is None else as_dtype(dtype)
-        device = self.device if device is None else canonical_device(device)
-        if dtype is self.dtype and device == self.device:
-            return self
+        device = self._device if device is None else canonical_device(device)
+        if dtype is self.dtype and device == self._device:
+            return self.clone() if copy else self
         return self._op("to", self, dtype=dtype.name, device=device)
 
     def cpu(self):
@@ -374,11 +372,19 @@ class TensorAPI:
 
     # -- plain values ----------------------------------------------------------------------
     def __bool__(self) -> bool:
-        if self.numel() != 1:
+        n = self.numel()
+        if n != 1:
             raise InvalidArgumentError(
-                "Boolean value of Tensor with more than one value is ambiguous"
-            )
+                f"Boolean value of Tensor with {'no values' if n == 0 else 'more than one value'}"
+                " is ambiguous")
         return bool(self.item())
+
+    def __format__(self, spec: str) -> str:
+        # torch formats a 0-dim tensor as its value; gradserve also any one-element tensor
+        # given a format spec (f"{loss:.4f}"); anything else formats as its repr
+        if self.numel() == 1 and (spec or not self.shape):
+            return format(self.item(), spec)
+        return repr(self) if not spec else object.__format__(self, spec)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -393,6 +399,9 @@ class TensorAPI:
 
     def tolist(self):
         return self.numpy().tolist()
+
+
+_ADVANCED = ("tensor", "list", "mask")
 
 
 def parse_size_allow_neg(args) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Sequence
 
 from . import _grad_mode
+from ._backend import writable
 from ._dtype import TORCH_TYPE_NAMES
 from ._errors import AutogradError
 
@@ -61,7 +62,8 @@ class SavedTensor:
             return t
         out = Tensor(self.data, owner.device, dtype=self.dtype)
         out._vc = self.vc
-        if _grad_mode.is_grad_enabled():  # create_graph: the output keeps its history
+        if _grad_mode.is_grad_enabled() and self.dtype.is_floating_point:
+            # create_graph: the output keeps its history
             out.grad_fn, out._output_nr = owner, self.output_nr
         return out
 
@@ -90,7 +92,8 @@ class Node:
     """One recorded op in the graph; what `tensor.grad_fn` returns."""
 
     __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
-                 "_saved", "_saved_output", "_freed", "_retained", "_needs", "__weakref__")
+                 "_saved", "_saved_output", "_freed", "_retained", "_needs", "_hooks",
+                 "__weakref__")
 
     def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
         self.op = op  # None for a node known only by name (described by a server)
@@ -105,6 +108,7 @@ class Node:
         self._freed = False
         self._retained = None
         self._needs = None
+        self._hooks = None  # {output_nr: [fn, ...]}: hooks of the non-leaf tensors it made
 
     def name(self) -> str:
         return self._name
@@ -261,6 +265,8 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
         while ready:
             node = ready.pop()
             out_grads = buffers.pop(node, None)
+            if out_grads and (node._hooks if type(node) is Node else node.variable._hooks):
+                _run_hooks(node, out_grads)
             if targets is not None and node in targets:
                 for nr, k in targets[node]:
                     g = out_grads.get(nr) if out_grads else None
@@ -300,11 +306,48 @@ def _add(buffers, node, nr, g):
     slot[nr] = g if prev is None else prev + g
 
 
+def _run_hooks(node, out_grads: dict) -> None:
+    """Tensor hooks see the gradient of their tensor before anything else does (capture,
+    retain_grad, the node's backward) and may replace it."""
+    if type(node) is AccumulateGrad:
+        hooks = node.variable._hooks
+        if hooks and 0 in out_grads:
+            out_grads[0] = call_hooks(hooks, out_grads[0])
+    elif node._hooks:
+        for nr, hooks in node._hooks.items():
+            if hooks and nr in out_grads:
+                out_grads[nr] = call_hooks(hooks, out_grads[nr])
+
+
+def call_hooks(hooks: list, g):
+    """Run tensor hooks in order; each may return a replacement (same shape and dtype)."""
+    for hook in list(hooks):
+        out = hook(g)
+        if out is None:
+            continue
+        name = getattr(hook, "__name__", type(hook).__name__)
+        if not hasattr(out, "shape") or not hasattr(out, "_vc"):
+            raise AutogradError(f"hook '{name}' returned a {type(out).__name__}, expected a "
+                                "Tensor or None")
+        if tuple(out.shape) != tuple(g.shape):
+            raise AutogradError(f"hook '{name}' has changed the size of value")
+        if out.dtype is not g.dtype:
+            raise AutogradError(
+                f"hook '{name}' has changed the type of value (was {g.dtype!r} got "
+                f"{out.dtype!r})")
+        g = out
+    return g
+
+
 def _call(node: Node, out_grads: dict):
-    g = out_grads.get(0)
-    if g is None:
-        return ()
-    result = node.op.backward(node, g)
+    op = node.op
+    if op.multi_grad:  # backward takes every output's gradient
+        result = op.backward(node, out_grads)
+    else:
+        g = out_grads.get(0)
+        if g is None:
+            return ()
+        result = op.backward(node, g)
     if not isinstance(result, tuple):
         result = (result,)
     if len(result) != len(node.next_functions):
@@ -351,9 +394,9 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
 
 
 def _writable(a) -> bool:
-    if getattr(a, "flags", None) is not None and not a.flags.writeable:
-        return False
-    return all(st != 0 or n <= 1 for st, n in zip(a.strides, a.shape, strict=True))
+    """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
+    return writable(a) and all(st != 0 or n <= 1
+                               for st, n in zip(a.strides, a.shape, strict=True))
 
 
 def _owned(g, seen_owners: set):

@@ -116,3 +116,51 @@ def _backward(inputs, attrs):
              None if retain is None else _bool(attrs, "retain_graph", False),
              _bool(attrs, "create_graph", False), tensors[n_roots + n_grads:] or None)
     return ()
+
+
+# -- hooks and Functions whose Python runs in the client (see _callbacks) --------------------
+def _key(attrs: dict, name: str) -> str:
+    key = attrs.get("key")
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"'{name}' needs a non-empty string attr 'key'")
+    return key
+
+
+@defcommand("register_hook", inputs=(1, 1), outputs=(0, 0))
+def _register_hook(inputs, attrs):
+    """A hook on inputs[0] that asks the client to run its callback `key`."""
+    from ._callbacks import ClientHook
+
+    _tensor("register_hook", inputs, 0).register_hook(ClientHook(_key(attrs, "register_hook")))
+    return ()
+
+
+@defcommand("remove_hook", inputs=(1, 1), outputs=(0, 0))
+def _remove_hook(inputs, attrs):
+    from ._callbacks import ClientHook
+
+    t, key = _tensor("remove_hook", inputs, 0), _key(attrs, "remove_hook")
+    lists = [t._hooks or []] + list((t.grad_fn._hooks or {}).values() if t.grad_fn else [])
+    for hooks in lists:
+        hooks[:] = [h for h in hooks if not (isinstance(h, ClientHook) and h.key == key)]
+    return ()
+
+
+@defcommand("function_node", inputs=(1, 1 << 20), outputs=(0, 0))
+def _function_node(inputs, attrs):
+    """A custom Function's node: its inputs are inputs[:n], its outputs the rest; backward
+    asks the client to run its callback `key`."""
+    from ._callbacks import CLIENT_FUNCTION
+    from ._function import function_node
+
+    n = attrs.get("inputs")
+    if not isinstance(n, int) or not 0 < n <= len(inputs):
+        raise InvalidArgumentError("'function_node' needs an int attr 'inputs' (how many of "
+                                   "its inputs are the Function's inputs)")
+    tensors = [_tensor("function_node", inputs, i) for i in range(len(inputs))]
+    dirty = [tensors[i] for i in attrs.get("dirty") or ()]
+    non_diff = [tensors[n + i] for i in attrs.get("non_diff") or ()]
+    function_node(CLIENT_FUNCTION, str(attrs.get("name") or "FunctionBackward"), tensors[:n],
+                  tensors[n:], dirty=dirty, non_diff=non_diff,
+                  attrs={"key": _key(attrs, "function_node"), "n_outputs": len(tensors) - n})
+    return ()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
-from ._backend import backend
+from ._backend import backend, writable
 from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ._meta import (
     check_inplace,
@@ -52,14 +50,29 @@ def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
     return t
 
 
+def unknown_shape(meta) -> bool:
+    """Whether an inferred result has a shape that depends on the data (Meta(None, ...))."""
+    if type(meta) is Meta:
+        return meta.shape is None
+    return any(m.shape is None for m in meta)
+
+
+def known_shape(meta, out):
+    """The inferred meta with the computed results' shapes filled in."""
+    if type(meta) is Meta:
+        return meta._replace(shape=tuple(out.shape))
+    return tuple(m._replace(shape=tuple(a.shape)) if m.shape is None else m
+                 for m, a in zip(meta, out, strict=True))
+
+
 def _args(inputs) -> list:
     return [x._data if isinstance(x, Tensor) else x for x in inputs]
 
 
 def _run(op: OpDef, be, args, attrs: dict):
-    kw = {**attrs, "gen": current_generator()} if op.random else attrs
+    kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
     try:
-        return be.run(op.forward, args, kw)
+        return op.forward(be.xp, *args, **kw)
     except TensorIndexError:
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
@@ -73,18 +86,28 @@ def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     server checks byte limits and output counts there)."""
     device, any_grad = placement(inputs, attrs.get("device", "cpu"))
     meta = op.infer(*inputs, **attrs)
-    if check is not None:
+    dynamic = meta.shape is None if type(meta) is Meta else unknown_shape(meta)
+    if check is not None and not dynamic:
         check(meta)
     be = backend(device)
-    out = _run(op, be, _args(inputs), attrs)
-    out_device = attrs["device"] if op.needs_device else device
-    xp = be.xp if out_device == device else backend(out_device).xp
-    if type(meta) is Meta:
-        result = _output(xp, out, meta, op, out_device)
-        outputs, metas = (result,), (meta,)
-    else:
-        outputs = tuple(_output(xp, a, m, op, out_device) for a, m in zip(out, meta, strict=True))
-        result, metas = outputs, meta
+    token = be.enter()  # the op's device is current while its arrays are made and finished
+    try:
+        out = _run(op, be, _args(inputs), attrs)
+        if dynamic:  # the shape depends on the data (nonzero, masks): now it is known
+            meta = known_shape(meta, out)
+            if check is not None:
+                check(meta)
+        out_device = attrs["device"] if op.needs_device else device
+        xp = be.xp if out_device == device else backend(out_device).xp
+        if type(meta) is Meta:
+            result = _output(xp, out, meta, op, out_device)
+            outputs, metas = (result,), (meta,)
+        else:
+            outputs = tuple(_output(xp, a, m, op, out_device)
+                            for a, m in zip(out, meta, strict=True))
+            result, metas = outputs, meta
+    finally:
+        be.exit(token)
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):
@@ -96,17 +119,20 @@ def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor
     """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
     recorded = check_inplace(op, self, others, attrs)  # the result's meta, if recorded
     target = self._data
-    if isinstance(target, np.ndarray) and not target.flags.writeable:
+    if not writable(target):
         raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
     device, _ = placement((self, *others), self._device)
     be = backend(device)
-    if recorded is None and op.forward_into is not None:
-        # nothing to record: write straight into storage (an optimizer step)
-        be.run(op.forward_into, [target, *_args(others)], attrs)
-        self._vc.value += 1
-        return self
-    node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
-    out = _run(op, be, [target, *_args(others)], attrs)
-    target[...] = out
+    token = be.enter()  # a snapshot of the old value is a copy made on the device too
+    try:
+        if recorded is None and op.forward_into is not None:
+            # nothing to record: write straight into storage (an optimizer step)
+            op.forward_into(be.xp, target, *_args(others), **attrs)
+            self._vc.value += 1
+            return self
+        node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
+        target[...] = _run(op, be, [target, *_args(others)], attrs)
+    finally:
+        be.exit(token)
     commit_inplace(op, self, node)
     return self

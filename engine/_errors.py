@@ -25,3 +25,21 @@ class InvalidArgumentError(AutogradError):
 
 class TensorIndexError(InvalidArgumentError, IndexError):
     """An index is out of range for the dimension it indexes."""
+
+
+class DeviceUnavailableError(AutogradError):
+    """A device that is not there: no cupy, a GPU ordinal past those visible, or a device the
+    server does not serve. A RuntimeError, as torch's "CUDA error: invalid device ordinal"."""
+
+
+class KernelNotImplementedError(InvalidArgumentError, NotImplementedError):
+    """An op has no kernel for this dtype: torch raises NotImplementedError there."""
+
+
+def no_kernel(op: str, dtype) -> KernelNotImplementedError:
+    """torch's message for an op called on a dtype it has no kernel for."""
+    from ._dtype import TORCH_SCALAR_NAMES
+
+    return KernelNotImplementedError(
+        f'"{op}_cpu" not implemented for \'{TORCH_SCALAR_NAMES[dtype.name]}\''
+    )

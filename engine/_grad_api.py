@@ -48,16 +48,35 @@ def as_list(x):
 
 def _root_grads(tensors, grads) -> list:
     grads = as_list(grads) or [None] * len(tensors)
-    out = [g if g is None or isinstance(g, Tensor)
-           else Tensor(backend(t._device).xp.asarray(g, dtype=t._data.dtype), t._device)
+    out = [g if g is None or isinstance(g, Tensor) else _beside(t, g)
            for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
     check_roots(tensors, out)
-    return [Tensor(backend(t._device).xp.ones_like(t._data), t._device) if g is None else g
-            for t, g in zip(tensors, out, strict=True)]
+    return [_beside(t) if g is None else g for t, g in zip(tensors, out, strict=True)]
+
+
+def _beside(t, values=None) -> Tensor:
+    """`values` (ones like t when None) as a tensor of t's dtype on t's device."""
+    with backend(t._device).activate() as be:
+        a = t._data
+        data = be.xp.ones_like(a) if values is None else be.xp.asarray(values, dtype=a.dtype)
+    return Tensor(data, t._device)
+
+
+def _remote_home(tensors):
+    """The session of remote tensors (they carry their own autograd calls), else None."""
+    for t in as_list(tensors) or ():
+        if isinstance(t, AutogradMeta):
+            home = t._home()  # the engine's factories run no backward of their own
+            return home if hasattr(home, "_backward") else None
+    return None
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves."""
+    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves
+    (engine tensors here; a remote session's on its server)."""
+    home = _remote_home(tensors)
+    if home is not None:
+        return home._backward(tensors, grad_tensors, retain_graph, create_graph, inputs)
     tensors = as_list(tensors)
     grads = _root_grads(tensors, grad_tensors)
     if retain_graph is None:
@@ -71,7 +90,12 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
-    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad."""
+    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad
+    (engine tensors here; a remote session's on its server)."""
+    home = _remote_home(outputs)
+    if home is not None:
+        return home._autograd_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
+                                   allow_unused)
     outputs = as_list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = as_list(inputs)

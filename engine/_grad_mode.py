@@ -15,6 +15,7 @@ class _State(threading.local):
     # and reading it is a plain attribute access (this is on every op's path).
     def __init__(self) -> None:
         self.enabled = True
+        self.inference = False
 
 
 _state = _State()
@@ -95,3 +96,43 @@ class set_grad_enabled(_GradMode):
     def __call__(self, fn):
         _set(self._prev)  # used as a decorator: undo the eager switch made by __init__
         return super().__call__(fn)
+
+
+class inference_mode:
+    """torch.inference_mode: like no_grad (nothing is recorded), also as a decorator;
+    `inference_mode(False)` leaves grad mode as it is.
+
+    >>> from gradserve import engine
+    >>> with inference_mode():
+    ...     y = engine.ones(2, requires_grad=True) * 2
+    ...     print(is_inference_mode_enabled())
+    True
+    >>> y.requires_grad
+    False
+    """
+
+    def __init__(self, mode: bool = True) -> None:
+        self._mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = (_state.enabled, _state.inference)
+        if self._mode:
+            _state.enabled, _state.inference = False, True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.enabled, _state.inference = self._prev
+
+    def __call__(self, fn):
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def is_inference_mode_enabled() -> bool:
+    return _state.inference

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 
-from ._dtype import DType, int64
+from ._dtype import DType, bool_, uint8
 from ._errors import InvalidArgumentError, TensorIndexError
 from ._shape import broadcast_shapes
 
@@ -20,21 +20,21 @@ def _is_tensor(x) -> bool:
 
 def encode_key(key) -> tuple[tuple, list]:
     """x[key] -> (spec, index tensors). spec items: ["int", i], ["slice", a, b, c], ["none"],
-    ["ellipsis"], ["tensor", k] (k-th index tensor), ["list", [ints]]."""
+    ["ellipsis"], ["tensor", k] (k-th index tensor), ["list", [ints]], ["mask", k, ndim]
+    (k-th index tensor, a bool mask over ndim dims)."""
     if not isinstance(key, tuple):
         key = (key,)
     spec, tensors = [], []
     for k in key:
         if _is_tensor(k):
-            if k.dtype is not int64:
-                raise InvalidArgumentError(
-                    "tensors used as indices must be long (int64) tensors; boolean masks are "
-                    "not supported (their result shape depends on the data): use where()"
-                )
-            if len(k.shape) == 0:
+            if k.dtype is bool_ and len(k.shape):
+                # a mask stands for as many dims as it has; what it selects is data
+                spec.append(("mask", len(tensors), len(k.shape)))
+            elif k.dtype.kind == 1 and k.dtype is not uint8:
                 spec.append(("tensor", len(tensors)))
             else:
-                spec.append(("tensor", len(tensors)))
+                raise InvalidArgumentError(
+                    "tensors used as indices must be long, int, byte or bool tensors")
             tensors.append(k)
         elif k is None:
             spec.append(("none",))
@@ -69,7 +69,8 @@ def _opt_int(v):
 
 
 def _expand_ellipsis(spec, ndim):
-    consumed = sum(1 for s in spec if s[0] not in ("none", "ellipsis"))
+    consumed = sum(s[2] if s[0] == "mask" else 1 for s in spec
+                   if s[0] not in ("none", "ellipsis"))
     if sum(1 for s in spec if s[0] == "ellipsis") > 1:
         raise InvalidArgumentError("an index can only have a single ellipsis ('...')")
     if consumed > ndim:
@@ -82,8 +83,50 @@ def _expand_ellipsis(spec, ndim):
             out.extend([("slice", None, None, None)] * (ndim - consumed))
         else:
             out.append(tuple(s) if not isinstance(s, tuple) else s)
-    out.extend([("slice", None, None, None)] * (ndim - len([s for s in out if s[0] != "none"])))
+    out.extend([("slice", None, None, None)] * (ndim - sum(
+        s[2] if s[0] == "mask" else 1 for s in out if s[0] != "none")))
     return out
+
+
+def has_mask(spec) -> bool:
+    return any(s[0] == "mask" for s in spec)
+
+
+def check_masks(shape, spec, index_shapes) -> None:
+    """torch's check that each mask matches the dims it stands for."""
+    dim = 0
+    for s in _expand_ellipsis(spec, len(shape)):
+        if s[0] == "none":
+            continue
+        if s[0] != "mask":
+            dim += 1
+            continue
+        mshape = tuple(index_shapes[s[1]])
+        for j, n in enumerate(mshape):
+            if dim + j >= len(shape) or shape[dim + j] != n:
+                raise TensorIndexError(
+                    f"The shape of the mask {list(mshape)} at index {j} does not match the "
+                    f"shape of the indexed tensor {list(shape)} at index {dim + j}")
+        dim += len(mshape)
+
+
+def resolve_masks(xp, spec, arrays) -> tuple[tuple, list]:
+    """With the data at hand, each mask becomes the integer index tensors of its true
+    elements (one per dim it stands for), as numpy and torch read a mask."""
+    if not has_mask(spec):
+        return spec, list(arrays)
+    out, tensors = [], []
+    for s in spec:
+        if s[0] == "tensor":
+            out.append(("tensor", len(tensors)))
+            tensors.append(arrays[s[1]])
+        elif s[0] == "mask":
+            for idx in xp.nonzero(arrays[s[1]]):
+                out.append(("tensor", len(tensors)))
+                tensors.append(idx)
+        else:
+            out.append(s)
+    return tuple(out), tensors
 
 
 def plan(shape, spec, index_shapes):

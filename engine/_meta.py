@@ -19,7 +19,8 @@ import weakref
 from . import _grad_mode
 from ._api import TensorAPI
 from ._autograd import AccumulateGrad, Node, SavedTensor
-from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType
+from ._device import device
+from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from ._errors import AutogradError, InvalidArgumentError
 from ._layout import contiguous
 from ._registry import Meta, OpDef, get_op
@@ -60,7 +61,8 @@ class AutogradMeta(TensorAPI):
     `_set_leaf_requires_grad` / `_start_retaining_grad`."""
 
     __slots__ = ("dtype", "_device", "_strides", "_rg", "_grad_fn", "_output_nr", "_vc",
-                 "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "__weakref__")
+                 "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "_hooks",
+                 "__weakref__")
 
     def _init_meta(self, dtype: DType, device: str, strides: tuple | None = None) -> None:
         # a plain attribute, not a property: shape rules read it on every op
@@ -80,11 +82,13 @@ class AutogradMeta(TensorAPI):
         self._view_version = 0
         self._retains_grad = False
         self._acc = None
+        self._hooks = None  # a leaf's tensor hooks (a non-leaf's live on its grad_fn)
 
     # -- metadata --------------------------------------------------------------------------
     @property
-    def device(self) -> str:
-        return self._device
+    def device(self) -> device:
+        """Where the tensor lives: a `gradserve.device` (a str, "cpu" or "cuda:N")."""
+        return device(self._device)
 
     @property
     def is_cuda(self) -> bool:
@@ -135,7 +139,7 @@ class AutogradMeta(TensorAPI):
         self._grad_fn = node
 
     def _refresh_view_history(self) -> None:
-        self._grad_fn, self._output_nr = replay_view(self._base, self._view_steps), 0
+        self._grad_fn, self._output_nr = replay_view(self._base, self._view_steps)
         self._view_version = self._vc.value
         if self._retains_grad and self._grad_fn is not None:
             self._grad_fn.retain(self)
@@ -171,6 +175,20 @@ class AutogradMeta(TensorAPI):
 
     def _set_leaf_requires_grad(self, value: bool) -> None:
         self._rg = value
+
+    def register_hook(self, hook):
+        """Call `hook(grad)` when this tensor's gradient is computed; it may return a
+        replacement. Returns a handle whose `.remove()` unregisters it.
+
+        >>> from gradserve import engine
+        >>> x = engine.tensor(3.0, requires_grad=True)
+        >>> _ = x.register_hook(print)
+        >>> (x * x).backward()
+        tensor(6.)
+        """
+        from ._hooks import add_tensor_hook
+
+        return add_tensor_hook(self, hook)
 
     def requires_grad_(self, requires_grad: bool = True):
         """Set requires_grad in place and return self. >>> w = x.detach().requires_grad_()"""
@@ -358,20 +376,27 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:
-    """Make `node` the grad_fn of the (first) output, keeping the output itself if backward
-    reads it."""
+    """Make `node` the grad_fn of the (first) output, or of every floating output of a
+    multi_grad op, keeping the output itself if backward reads it."""
     head = outputs[0]
     head._grad_fn = node
-    if op.save_output:
-        node._saved_output = SavedTensor(head, output_nr=0)
+    if op.multi_grad:
+        for nr in range(1, len(outputs)):
+            o = outputs[nr]
+            if o.dtype.is_floating_point:
+                o._grad_fn, o._output_nr = node, nr
+    saved = op.save_output
+    if saved:  # True: output 0; an int: that output (sort keeps its indices)
+        nr = 0 if saved is True else saved
+        node._saved_output = SavedTensor(outputs[nr], output_nr=nr)
 
 
-def replay_view(base: AutogradMeta, steps) -> Node | None:
-    """The grad_fn a view gets from its base's current history: its view ops recorded again,
-    on shapes alone (view ops save nothing for backward). None when the base needs no grad,
-    as recording them would make no node either."""
+def replay_view(base: AutogradMeta, steps) -> tuple[Node | None, int]:
+    """The grad_fn (and output number) a view gets from its base's current history: its view
+    ops recorded again, on shapes alone (view ops save nothing for backward). None when the
+    base needs no grad, as recording them would make no node either."""
     if not base.requires_grad:
-        return None
+        return None, 0
     cur, e, device = Meta(base.shape, base.dtype, base.stride()), edge(base), base._device
     node = None
     for name, attrs, nr in steps:
@@ -380,7 +405,7 @@ def replay_view(base: AutogradMeta, steps) -> Node | None:
         node = Node(op, op.node_name((cur,), attrs, out), (e,), [cur.shape], [cur.dtype], (),
                     attrs, device)
         cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
-    return node
+    return node, e[1]
 
 
 # -- in-place ops ---------------------------------------------------------------------------
@@ -399,7 +424,7 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
             f"output with shape {list(shape)} doesn't match the broadcast shape "
             f"{list(meta.shape)}"
         )
-    if meta.dtype is not self.dtype and meta.dtype.rank > self.dtype.rank:
+    if meta.dtype is not self.dtype and not can_cast(meta.dtype, self.dtype):
         raise InvalidArgumentError(
             f"result type {TORCH_SCALAR_NAMES[meta.dtype.name]} can't be cast to the desired "
             f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
@@ -420,6 +445,16 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
             )
         if self._view_steps is None:
             raise AutogradError(_NO_GRAD_VIEW)
+        if any(get_op(name).multi_grad for name, _, _ in self._view_steps):
+            import re
+
+            fn = re.sub(r"Backward\d*$", "", self.grad_fn.name())
+            raise AutogradError(
+                f"Output {self._output_nr} of {fn} is a view and is being modified inplace. "
+                "This view is the output of a function that returns multiple views. Such "
+                "functions do not allow the output views to be modified inplace. You should "
+                "replace the inplace operation by an out-of-place one."
+            )
     return meta if record else None
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._api import where
+from ._backend import to_device
 from ._dtype import (
     as_dtype,
     bool_,
@@ -49,17 +48,10 @@ def _to_meta(a, dtype, device) -> Meta:
 
 
 def _to(xp, a, dtype, device):
-    from ._backend import backend
-
-    np_dtype = as_dtype(dtype).np
-    if isinstance(a, np.ndarray):
-        if device == "cpu":
-            return a.astype(np_dtype, copy=True)
-        return backend(device).from_host(a.astype(np_dtype, copy=False))
-    if device == f"cuda:{a.device.id}":  # stays on its GPU
-        return a.astype(np_dtype, copy=True)
-    host = a.get().astype(np_dtype, copy=False)  # to the host, or across GPUs through it
-    return host if device == "cpu" else backend(device).from_host(host)
+    # cast where the data is (the op's device is current), then move; the result is new
+    # storage even when neither changes
+    moved = to_device(xp, a.astype(as_dtype(dtype).np, copy=False), device)
+    return moved.copy() if moved is a else moved
 
 
 to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True,

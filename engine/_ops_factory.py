@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from ._dtype import as_dtype, default_float, int64
 from ._errors import InvalidArgumentError
 from ._registry import Meta, defop
@@ -54,21 +56,11 @@ def _random_meta(shape, dtype, device=None):
     return m
 
 
-def _host_random(draw):
-    def forward(xp, shape, dtype, device, gen):
-        from ._backend import backend
-
-        host = draw(gen, tuple(shape), as_dtype(dtype).np)
-        return backend(device).from_host(host)
-
-    return forward
-
-
 defop("randn", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
-    _host_random(lambda gen, s, d: gen.standard_normal(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
 )
 defop("rand", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
-    _host_random(lambda gen, s, d: gen.random(s, dtype=d))
+    lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
 )
 
 
@@ -103,3 +95,42 @@ defop("eye", infer=_eye_meta, needs_device=True, attrs=("n", "m", "dtype", "devi
     lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
         dtype or default_float).np)
 )
+
+
+def _randint_meta(low, high, shape, dtype="int64", device=None):
+    if high <= low:
+        raise InvalidArgumentError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
+    return _factory_meta(shape, dtype)
+
+
+@defop("randint", infer=_randint_meta, needs_device=True, random=True)
+def _randint(xp, low, high, shape, dtype="int64", device=None, gen=None):
+    # drawn as int64 on the host (the session's stream), on the device, then cast
+    return gen.integers(low, high, tuple(shape), dtype=np.int64).astype(as_dtype(dtype).np)
+
+
+def _linspace_meta(start, end, steps, dtype=None, device=None):
+    if steps < 0:
+        raise InvalidArgumentError("number of steps must be non-negative")
+    return Meta((int(steps),), as_dtype(dtype or default_float))
+
+
+@defop("linspace", infer=_linspace_meta, needs_device=True)
+def _linspace(xp, start, end, steps, dtype=None, device=None):
+    # torch fills the first half forwards from start and the second half backwards from end,
+    # so both ends are exact; in float64, then cast
+    i = xp.arange(steps, dtype=np.float64)
+    step = (end - start) / (steps - 1) if steps > 1 else 0.0
+    out = xp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
+    return out.astype(as_dtype(dtype or default_float).np)
+
+
+def _randperm_meta(n, dtype="int64", device=None):
+    return Meta(check_shape((n,)), as_dtype(dtype))
+
+
+@defop("randperm", infer=_randperm_meta, needs_device=True, random=True)
+def _randperm(xp, n, dtype="int64", device=None, gen=None):
+    return gen.permutation(int(n)).astype(as_dtype(dtype).np)

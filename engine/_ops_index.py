@@ -3,20 +3,24 @@ scatter that is their backward."""
 
 from __future__ import annotations
 
-import numpy as np
-
+from ._backend import scatter_add
 from ._errors import InvalidArgumentError
-from ._index import basic_strides, gather, plan
+from ._index import basic_strides, check_masks, gather, has_mask, plan, resolve_masks
 from ._registry import Meta, defop
+from ._shape import broadcast_shapes
 
 
 # -- indexing ---------------------------------------------------------------------------------
 def _index_meta(a, *tensors, key):
+    if has_mask(key):  # what a mask selects is data: the shape is known once it ran
+        check_masks(a.shape, key, [t.shape for t in tensors])
+        return Meta(None, a.dtype)
     _, _, shape, _ = plan(a.shape, key, [t.shape for t in tensors])
     return Meta(shape, a.dtype)
 
 
 def _index(xp, a, *indices, key):
+    key, indices = resolve_masks(xp, key, indices)
     basic, adv, _, _ = plan(a.shape, key, [i.shape for i in indices])
     out = a[basic + (Ellipsis,)]  # the Ellipsis keeps a view even when every dim gets an int
     if adv:
@@ -25,6 +29,10 @@ def _index(xp, a, *indices, key):
 
 
 def _index_name(a, *tensors, key):
+    if has_mask(key):
+        return "IndexBackward0"
+    if len(key) == 1 and key[0][0] == "slice":
+        return "SliceBackward0"  # x[a:b] alone is always a slice in torch, even x[:]
     return plan(a.shape, key, [t.shape for t in tensors])[3]
 
 
@@ -58,6 +66,7 @@ def _index_put_meta(g, *tensors, key, shape):
 
 def _index_put_zeros(xp, g, *indices, key, shape):
     out = xp.zeros(tuple(shape), dtype=g.dtype)
+    key, indices = resolve_masks(xp, key, indices)
     basic, adv, _, _ = plan(tuple(shape), key, [i.shape for i in indices])
     if not adv:
         out[basic] = g
@@ -66,8 +75,7 @@ def _index_put_zeros(xp, g, *indices, key, shape):
     akey = [slice(None)] * view.ndim
     for pos, ref, kind in adv:
         akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
-    add_at = np.add.at if xp is np else xp.add.at
-    add_at(view, tuple(akey), g)  # repeated indices accumulate, as torch's index backward
+    scatter_add(xp, view, tuple(akey), g)  # repeated indices accumulate, as torch's backward
     return out
 
 
@@ -79,5 +87,66 @@ index_put_zeros = defop("index_put_zeros", infer=_index_put_meta,
 def _(ctx, g):
     indices = ctx.saved
     key = ctx.attrs["key"]
-    name = "index" if any(s[0] in ("tensor", "list") for s in key) else "getitem"
+    name = "index" if any(s[0] in ("tensor", "list", "mask") for s in key) else "getitem"
     return (g._op(name, g, *indices, key=key),) + (None,) * len(indices)
+
+
+# -- x[key] = value: index_put ---------------------------------------------------------------
+def _index_put_meta(a, value, *tensors, key, accumulate=False):
+    from ._ops_math import operand
+
+    operand(value)
+    if has_mask(key):
+        check_masks(a.shape, key, [t.shape for t in tensors])
+    else:
+        plan(a.shape, key, [t.shape for t in tensors])
+    return Meta(tuple(a.shape), a.dtype)
+
+
+def _put(xp, out, value, indices, key, accumulate):
+    """Write (or add) value into out[key], as torch's index_put_."""
+    key, indices = resolve_masks(xp, key, indices)
+    basic, adv, shape, _ = plan(out.shape, key, [i.shape for i in indices])
+    view = out[basic + (Ellipsis,)]
+    if adv:
+        akey = [slice(None)] * view.ndim
+        for pos, ref, kind in adv:
+            akey[pos] = indices[ref] if kind == "tensor" else xp.asarray(ref, dtype="int64")
+        where = tuple(akey)
+    else:
+        where = Ellipsis
+    vshape = tuple(getattr(value, "shape", ()))
+    try:
+        target = broadcast_shapes(vshape, tuple(shape))
+    except InvalidArgumentError:
+        target = None
+    if target != tuple(shape):
+        raise InvalidArgumentError(f"shape mismatch: value tensor of shape {list(vshape)} cannot "
+                                   f"be broadcast to indexing result of shape {list(shape)}")
+    if accumulate:
+        scatter_add(xp, view, where, xp.broadcast_to(value, shape).astype(out.dtype, copy=False))
+    else:
+        view[where] = value
+    return out
+
+
+def _index_put(xp, a, value, *indices, key, accumulate=False):
+    return _put(xp, a.copy(), value, indices, key, accumulate)
+
+
+index_put = defop("index_put", infer=_index_put_meta, grad_name="IndexPutBackward0",
+                  save=slice(2, None))(_index_put)
+index_put.def_forward_into(
+    lambda xp, a, value, *indices, key, accumulate=False: _put(xp, a, value, indices, key,
+                                                               accumulate))
+
+
+@index_put.def_backward
+def _(ctx, g):
+    indices = ctx.saved
+    key = ctx.attrs["key"]
+    gx = None
+    if ctx.needs[0]:
+        gx = g if ctx.attrs.get("accumulate") else g._op("index_put", g, 0.0, *indices, key=key)
+    gv = g._op("index", g, *indices, key=key) if ctx.needs[1] else None
+    return (gx, gv) + (None,) * len(indices)

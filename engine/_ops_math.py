@@ -189,9 +189,6 @@ def _(ctx, g):
     return (-g,)
 
 
-sign = defop("sign", infer=same_meta)(lambda xp, a: xp.sign(a))
-
-
 abs_ = defop("abs", infer=same_meta, grad_name="AbsBackward0", save=(0,))(
     lambda xp, a: xp.abs(a)
 )

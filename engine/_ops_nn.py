@@ -248,8 +248,7 @@ def _dropout_mask(xp, x, p, gen):
     if p == 1:
         return xp.zeros_like(x)
     keep = gen.random(x.shape) >= p
-    mask = (keep / (1 - p)).astype(x.dtype)
-    return mask if xp is np else xp.asarray(mask)
+    return (keep / (1 - p)).astype(x.dtype)
 
 
 defop("dropout_mask", infer=_dropout_meta, random=True, attrs=("p",))(_dropout_mask)

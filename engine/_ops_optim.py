@@ -8,6 +8,8 @@ computes in the order the unfused tensor expressions did, so results are bit-ide
     optim_ema_sq  x = x * beta + g * g * (1 - beta)         Adam's second moment
     optim_max     x = max(x, y)                             AMSGrad's running maximum
     optim_adam    p -= m / (sqrt(v) / bias2_sqrt + eps) * step_size
+    optim_sgd     p -= g * lr                               SGD's update
+    optim_momentum  b = b * momentum + g * scale            SGD's momentum buffer
 
     >>> from gradserve import engine
     >>> m = engine.zeros(2)
@@ -59,3 +61,24 @@ defop("optim_ema_sq", infer=_like_first)(_ema_sq).def_forward_into(_ema_sq_into)
 defop("optim_max", infer=_like_first)(lambda xp, x, y: xp.maximum(x, y)).def_forward_into(
     lambda xp, x, y: xp.maximum(x, y, out=x))
 defop("optim_adam", infer=_like_first)(_adam).def_forward_into(_adam_into)
+
+
+def _sgd(xp, p, g, *, lr):
+    return p - g * lr
+
+
+def _sgd_into(xp, p, g, *, lr):
+    p -= g * lr
+
+
+def _momentum(xp, b, g, *, momentum, scale):
+    return b * momentum + (g if scale == 1 else g * scale)
+
+
+def _momentum_into(xp, b, g, *, momentum, scale):
+    b *= momentum
+    b += g if scale == 1 else g * scale
+
+
+defop("optim_sgd", infer=_like_first)(_sgd).def_forward_into(_sgd_into)
+defop("optim_momentum", infer=_like_first)(_momentum).def_forward_into(_momentum_into)

@@ -341,7 +341,7 @@ def _cat_meta(*tensors, dim):
 
 def _cat(xp, *arrays, dim):
     arrays = [a for a in arrays if a.shape != (0,)] or list(arrays[:1])
-    dtype = np.result_type(*arrays)
+    dtype = np.result_type(*(a.dtype for a in arrays))
     return xp.concatenate([a.astype(dtype, copy=False) for a in arrays],
                           axis=normalize_dim(dim, arrays[0].ndim))
 
@@ -381,7 +381,7 @@ def _stack_meta(*tensors, dim):
 
 
 def _stack(xp, *arrays, dim):
-    dtype = np.result_type(*arrays)
+    dtype = np.result_type(*(a.dtype for a in arrays))
     return xp.stack([a.astype(dtype, copy=False) for a in arrays],
                     axis=normalize_dim(dim, arrays[0].ndim + 1))
 

@@ -42,7 +42,7 @@ class OpDef:
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
-                 "arity", "name_from_meta", "attrs")
+                 "arity", "name_from_meta", "multi_grad", "attrs")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -50,6 +50,7 @@ class OpDef:
         self.arity = None
         self.attrs = None  # what the op declares its attrs are (see defop, defcommand)
         self.name_from_meta = False
+        self.multi_grad = False
         self.name = name
         self.infer = infer
         self.forward = forward
@@ -101,16 +102,23 @@ OPS: dict[str, OpDef] = {}
 
 
 def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None,
-          save: Sequence[int] | slice = (), save_output: bool = False, view: bool = False,
+          save: Sequence[int] | slice = (), save_output: bool | int = False, view: bool = False,
           random: bool = False, needs_device: bool = False, differentiable: bool = True,
           name_from_meta: bool = False,
+          multi_grad: bool = False,
           attrs: Sequence[str] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
-    random: forward gets `gen=` (the current numpy Generator).
+    random: forward gets `gen=`, the current generator drawing onto the op's device
+        (`_backend.Draws`: numpy Generator methods).
     needs_device: forward gets `device=` (factories that create arrays from nothing).
     name_from_meta: grad_name is called with the inferred output (Meta), not the inputs.
+    multi_grad: every floating output is an output of the node (split, unbind), and backward
+    gets `{output_nr: grad}` instead of output 0's gradient.
+
+    An infer may leave a shape unknown (`Meta(None, dtype)`) when it depends on the data
+    (`nonzero`, masks): the engine takes it from the result, a client asks the server.
     attrs: which of infer's parameters are attrs (passed by keyword) rather than inputs; only
       describes the op (ListOps). Omitted: those with a default value or keyword-only.
     """
@@ -123,6 +131,7 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef = OpDef(name, infer, forward, grad_name, save, save_output, view, random,
                       needs_device, differentiable and grad_name is not None)
         opdef.name_from_meta = name_from_meta
+        opdef.multi_grad = multi_grad
         opdef.attrs = None if attrs is None else tuple(attrs)
         return _add(opdef)
 

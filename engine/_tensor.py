@@ -110,6 +110,14 @@ class Tensor(AutogradMeta):
     def __getitem__(self, key):
         return super().__getitem__(_scalar_indices_as_ints(key))
 
+    def _record_function(self, node, inputs, outputs) -> None:
+        """A custom Function's node was made (see _function): nothing more to do here."""
+
+    def _home(self):
+        from ._factories import ENGINE
+
+        return ENGINE
+
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
         return apply(get_op(name), inputs, attrs)

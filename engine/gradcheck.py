@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._backend import backend
 from ._dtype import float64
 from ._errors import GradserveError
 from ._grad_api import grad as autograd_grad
@@ -65,7 +66,8 @@ def numerical_jacobian(fn: Callable, inputs: Sequence, wrt: Sequence[int],
 def _moved_outputs(fn, inputs, k, j, delta) -> list[np.ndarray]:
     """fn's outputs, flattened, with element j of input k moved by delta."""
     moved = inputs[k].detach().clone()
-    moved._data.reshape(-1)[j] += delta  # clone is contiguous, so reshape is a view of it
+    with backend(moved.device).activate():  # the write runs on the tensor's device
+        moved._data.reshape(-1)[j] += delta  # clone is contiguous, so reshape is a view of it
     moved.requires_grad_(True)  # order 2: the function checked is itself a gradient
     outs = _float_outputs(fn(*inputs[:k], moved, *inputs[k + 1:]))
     return [_host(o).reshape(-1) for o in outs]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from google.protobuf.message import DecodeError
 from gradserve.engine import InvalidArgumentError
+from gradserve.engine._backend import backend
 from gradserve.engine._dtype import from_numpy_dtype
 from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
@@ -196,10 +197,13 @@ def array_from_upload(first: pb.UploadRequest, rest: Iterator,
 
 
 def session_info(session: Session, runtime) -> pb.SessionInfo:
+    held = dict(session.bytes_by_device)
+    used, pool = backend(session.device).memory() or (0, 0)
     return pb.SessionInfo(
         session_id=session.id, device=session.device, owner=session.owner,
-        tensor_count=len(session.tensors), bytes=session.nbytes,
+        tensor_count=len(session.tensors), bytes=sum(held.values()), bytes_by_device=held,
         idle_seconds=session.idle_seconds(), ttl_seconds=runtime.sessions.ttl or 0.0,
+        device_memory_used=used, device_memory_pool=pool, devices=runtime.devices,
         instance_id=runtime.instance, applied_seq=session.applied_seq, epoch=session.epoch,
     )
 

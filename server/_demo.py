@@ -29,7 +29,7 @@ def run_seed(client, input_requires_grad: bool, out=print) -> dict:
             }
         out(f"# input.requires_grad={input_requires_grad}")
         for name, value in results.items():
-            out(f"{name}: {value}")
+            out(f"{name}: {value!r}")  # the repr: f"{t}" of a 0-dim tensor is its value
         out(f"loss.grad_fn: {loss.grad_fn.name()}")
         out(f"l2.grad_fn: {l2.grad_fn.name()}")
         out(f"l1.grad_fn: {l1.grad_fn.name()}")

@@ -21,13 +21,20 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from gradserve import engine
-from gradserve.engine import GradserveError, InvalidArgumentError, Meta, Tensor
+from gradserve.engine import (
+    DeviceUnavailableError,
+    GradserveError,
+    InvalidArgumentError,
+    Meta,
+    Tensor,
+)
 from gradserve.engine import _grad_mode as grad_mode
 from gradserve.engine._backend import backend, canonical_device
 from gradserve.engine._dispatch import apply, apply_inplace
 from gradserve.engine._registry import OPS
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
+from ._callbacks import serving
 from ._errors import OpFailure, ResourceExhaustedError, TensorNotFoundError, shorten
 from ._limits import Budget, check_limit, meta_bytes, tensor_bytes
 from ._opinfo import suggest
@@ -45,6 +52,7 @@ from ._requests import (
 from ._sessions import Session
 
 log = logging.getLogger("gradserve.server")
+CALLBACK_COMMANDS = ("register_hook", "function_node")
 
 
 def user_error(exc: BaseException, op: str | None = None) -> BaseException:
@@ -70,12 +78,25 @@ _ACTION_KINDS = {BackwardAction: "backward", GradAction: "grad", FetchAction: "f
                  ListAction: "list"}
 
 
+def served(device, devices: Sequence[str]) -> str:
+    """The canonical name of `device` if this server serves it; a device it does not serve
+    (a GPU it lacks, or one left out of --devices) is DeviceUnavailableError naming those it
+    has (FAILED_PRECONDITION: the request is well formed, this server can't run it)."""
+    name = canonical_device(device)
+    if name not in devices:
+        raise DeviceUnavailableError(
+            f"device {name} is not served here (devices: {', '.join(devices)})"
+        )
+    return name
+
+
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
     def __init__(self, devices: Sequence[str], max_session_bytes: int | None = None,
                  observe: Callable[[str, float], None] | None = None) -> None:
         self.devices = tuple(devices)
+        self.tensor_devices = self.devices + (() if "cpu" in self.devices else ("cpu",))
         self.max_session_bytes = max_session_bytes if max_session_bytes else None
         # observe(kind, seconds) for each piece of work: "op_batch", "backward", ... (metrics)
         self._observe = observe or (lambda kind, seconds: None)
@@ -87,19 +108,20 @@ class Executor:
         run `action` unless something failed. Errors are returned in the result, not raised.
         Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
-        if sources:
-            started = time.perf_counter()
-            try:
-                out.outputs = self._run_ops(session, sources, describe)
-            except Exception as exc:
-                out.error = user_error(exc)
-            self._observe("op_batch", time.perf_counter() - started)
-        self.release(session, release)
-        if out.error is None and action is not None:
-            try:
-                out.result = self._timed_action(session, action)
-            except Exception as exc:
-                out.error = user_error(exc)
+        with serving(session):  # a backward here may ask the client to run a hook
+            if sources:
+                started = time.perf_counter()
+                try:
+                    out.outputs = self._run_ops(session, sources, describe)
+                except Exception as exc:
+                    out.error = user_error(exc)
+                self._observe("op_batch", time.perf_counter() - started)
+            self.release(session, release)
+            if out.error is None and action is not None:
+                try:
+                    out.result = self._timed_action(session, action)
+                except Exception as exc:
+                    out.error = user_error(exc)
         session.bytes_changed()
         return out
 
@@ -129,7 +151,8 @@ class Executor:
 
     def _call(self, session: Session, action: Action):
         try:
-            return self._timed_action(session, action)
+            with serving(session):
+                return self._timed_action(session, action)
         except Exception as exc:
             raise user_error(exc) from exc
         finally:
@@ -220,14 +243,18 @@ class Executor:
             raise TensorNotFoundError(
                 f"tensor {e.args[0]!r} not found in this session (never bound, or released)"
             ) from None
-        if op.needs_device:
-            attrs = {**attrs, "device": self._device_attr(attrs.get("device"), session.device)}
+        if op.needs_device:  # tensors may always go to the host, as torch's .cpu()
+            device = attrs.get("device")
+            device = session.device if device is None else served(device, self.tensor_devices)
+            attrs = {**attrs, "device": device}
         if op.run is not None:  # a command
             if flags & INPLACE:
                 raise InvalidArgumentError(f"'{name}' has no in-place form")
             op.check_arity(len(inputs), len(outputs))
             if budget is not None and inputs and isinstance(inputs[0], np.ndarray):
                 budget.take(inputs[0].nbytes, name)
+            if name in CALLBACK_COMMANDS:  # its backwards may ask the client (_callbacks)
+                session.calls_back = True
             return op.run(inputs, attrs)[:len(outputs)]
         if flags & INPLACE:
             if outputs:
@@ -252,14 +279,6 @@ class Executor:
 
         out = apply(op, inputs, attrs, check)
         return (out,) if isinstance(out, Tensor) else out
-
-    def _device_attr(self, value, default: str) -> str:
-        device = default if value is None else canonical_device(value)
-        if device not in self.devices:
-            raise InvalidArgumentError(
-                f"device {device} is not served here (devices: {', '.join(self.devices)})"
-            )
-        return device
 
     @staticmethod
     def _tensor(session: Session, tid: str) -> Tensor:

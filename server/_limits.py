@@ -12,21 +12,27 @@ import math
 from ._errors import ResourceExhaustedError
 
 
-def tensor_bytes(tensors) -> int:
-    """Bytes held by `tensors` and their grads, counting storage shared by views once."""
+def held_bytes(tensors) -> dict[str, int]:
+    """Bytes held by `tensors` and their grads, per device ("cpu", "cuda:0", ...), counting
+    storage shared by views once. GPU bytes count as host bytes do."""
     seen: set[int] = set()
-    total = 0
+    held: dict[str, int] = {}
     for t in tensors:
-        for arr in (t._data, None if t._grad is None else t._grad._data):
-            if arr is None:
+        for x in (t, t._grad):
+            if x is None:
                 continue
-            root = arr
+            root = x._data
             while getattr(root, "base", None) is not None and hasattr(root.base, "nbytes"):
                 root = root.base
             if id(root) not in seen:
                 seen.add(id(root))
-                total += int(root.nbytes)
-    return total
+                held[x._device] = held.get(x._device, 0) + int(root.nbytes)
+    return held
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes held by `tensors` and their grads on every device together."""
+    return sum(held_bytes(tensors).values())
 
 
 def meta_bytes(metas) -> int:

@@ -4,9 +4,10 @@ servers in one process), served on `http://HOST:PORT/metrics` with `--metrics-po
 What the calls record as they run (`Metrics.observe`, `Metrics.error`): latency histograms
 of op batches, backward, grad and fetch work; errors by status code and kind; rejections by
 the limit that refused them. What is read when scraped (the collectors of `collectors`):
-sessions, tensors, bytes per device, session lifecycle counts, draining, the server's
-instance id, and the library's process, platform and garbage-collector collectors (RSS, CPU,
-open files). Scrapes never take a session lock: sizes are the ones cached after each call.
+sessions, tensors, bytes (in all and per device), each GPU's memory pool, session lifecycle
+counts, draining, the server's instance id, and the library's process, platform and
+garbage-collector collectors (RSS, CPU, open files). Scrapes never take a session lock:
+sizes are the ones cached after each call.
 
 To add metrics read at scrape time (a device's memory, ...), add a collector to
 `collectors`.
@@ -29,6 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from ._device_metrics import device_memory
+
 # Seconds; a CPU op batch of a small model takes ~0.1-1 ms, a large backward seconds.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                    0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,15 +49,8 @@ class SessionCollector(Collector):
         yield GaugeMetricFamily("gradserve_sessions", "Live sessions.", value=len(sessions))
         yield GaugeMetricFamily("gradserve_tensors", "Tensor ids bound in live sessions.",
                                 value=sum(len(s.tensors) for s in sessions))
-        per_device = GaugeMetricFamily(
-            "gradserve_session_bytes", "Bytes held by live sessions (tensors + grads), per "
-            "device.", labels=["device"])
-        held = dict.fromkeys(rt.devices, 0)
-        for s in sessions:
-            held[s.device] = held.get(s.device, 0) + s.nbytes
-        for device, nbytes in sorted(held.items()):
-            per_device.add_metric([device], nbytes)
-        yield per_device
+        yield GaugeMetricFamily("gradserve_session_bytes", "Bytes held by live sessions "
+                                "(tensors + grads).", value=sum(s.nbytes for s in sessions))
         for event, n in rt.sessions.counts.items():
             yield CounterMetricFamily(f"gradserve_sessions_{event}", f"Sessions {event}.",
                                       value=n)
@@ -64,9 +60,24 @@ class SessionCollector(Collector):
                                value={"instance": rt.instance})
 
 
+class DeviceCollector(Collector):
+    """Bytes sessions hold per device, and each GPU's memory pool (`_device_metrics`)."""
+
+    def __init__(self, runtime) -> None:
+        self._rt = runtime
+
+    def collect(self) -> Iterable:
+        for name, help_text, samples in device_memory(self._rt):
+            gauge = GaugeMetricFamily(name, help_text, labels=["device"])
+            for device, value in samples:
+                gauge.add_metric([device], value)
+            yield gauge
+
+
 def collectors(runtime, registry: CollectorRegistry) -> None:
     """Register everything read at scrape time on `registry`."""
     registry.register(SessionCollector(runtime))
+    registry.register(DeviceCollector(runtime))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

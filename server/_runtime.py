@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._backend import canonical_device
 
 from ._auth import TokenTable, identify
 from ._errors import OpFailure, SessionMovedError, SessionNotFoundError, UnavailableError
-from ._executor import Executor
+from ._executor import Executor, served
 from ._handoff import Handoff
 from ._metrics import Metrics
 from ._sessions import Session, SessionManager, log_event
@@ -138,11 +137,7 @@ class Runtime:
         if self._draining:
             raise UnavailableError("the server is draining and takes no new sessions; retry "
                                    "on another replica")
-        device = canonical_device(device) if device else self.devices[0]
-        if device not in self.devices:
-            raise InvalidArgumentError(
-                f"device {device} is not served here (devices: {', '.join(self.devices)})"
-            )
+        device = served(device, self.devices) if device else self.devices[0]
         return self.sessions.create(owner, device, session_id)
 
     @contextlib.contextmanager

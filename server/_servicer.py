@@ -10,6 +10,8 @@ after the reply to the last request that ran here.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
 
 import grpc
@@ -21,7 +23,9 @@ from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
 from . import _convert as convert
 from . import _opinfo, _status
+from ._callbacks import Channel, answer_results
 from ._errors import OpFailure, ResourceExhaustedError, SessionMovedError, UnavailableError
+from ._executor import CALLBACK_COMMANDS
 from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
 
@@ -201,9 +205,13 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         except Exception as exc:
             self._abort(context, exc)
         end = None
+        requests = iter(request_iterator)
         try:
-            for request in request_iterator:
-                response, end = self._pipeline_step(owner, request)
+            for request in requests:
+                if self._may_call_back(owner, request):
+                    response, end = yield from self._calling_back(owner, request, requests)
+                else:
+                    response, end = self._pipeline_step(owner, request)
                 if response is not None:
                     yield response
                 if end is not None:  # draining, or the session moved: the client moves on
@@ -215,7 +223,63 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         if end is not None:
             self._abort(context, end)
 
-    def _pipeline_step(self, owner: str, req: pb.PipelineRequest):
+    def _may_call_back(self, owner: str, req: pb.PipelineRequest) -> bool:
+        """A backward or grad of a session whose client registered hooks or Functions."""
+        if req.WhichOneof("then") not in ("backward", "grad"):
+            return False
+        if any(name.encode() in req.op_batch for name in CALLBACK_COMMANDS) or any(
+                call.op in CALLBACK_COMMANDS for call in req.ops):
+            return True  # registered by this very request (a false match costs a thread)
+        try:
+            return self._rt.sessions.get(req.session_id, owner).calls_back
+        except Exception:
+            return False  # the ordinary path reports it
+
+    def _calling_back(self, owner: str, req: pb.PipelineRequest, requests):
+        """Run `req` on another thread while this generator yields what it sends: callbacks,
+        the answers to requests the client sends meanwhile, then req's own answer (see
+        _callbacks). Returns what `_pipeline_step` does: req's answer and how the stream ends."""
+        outbox: queue.SimpleQueue = queue.SimpleQueue()
+        channel = Channel(requests, outbox, req.seq, self._nested)
+
+        def work() -> None:
+            try:
+                outbox.put(("done", self._pipeline_step(owner, req, channel)))
+            except BaseException as exc:  # noqa: BLE001  (the stream must get its answer)
+                response = pb.PipelineResponse(seq=req.seq)
+                response.error.CopyFrom(self._error_value(exc))
+                outbox.put(("done", (response, None)))
+
+        threading.Thread(target=work, name="gradserve-calls-back", daemon=True).start()
+        while True:
+            item = outbox.get()
+            if isinstance(item, tuple):
+                return item[1]
+            yield item
+
+    def _nested(self, session, req: pb.PipelineRequest):
+        """A request that arrived while a backward waits for a callback: run it in place (the
+        session's lock is held and this is its worker). Its response, and the tensors its
+        callback_result names."""
+        response = pb.PipelineResponse(seq=req.seq)
+        results = []
+        try:
+            answer = req.WhichOneof("then") == "callback_result"
+            action = None if answer else self._then(req)
+            result = self._ex.step(session, convert.op_sources(req), list(req.release), action,
+                                   False)
+            session.applied_seq = max(session.applied_seq, req.seq)
+            if result.error is None and answer:
+                results = answer_results(session, req.callback_result)
+            if result.error is not None:
+                self._rt.note_error(session, result.error)
+            self._fill(response, req, action, result)
+        except Exception as exc:
+            response.error.CopyFrom(self._error_value(exc))
+        return response, results
+
+    def _pipeline_step(self, owner: str, req: pb.PipelineRequest,
+                       channel: Channel | None = None):
         """(the reply, or None when the request did not run; the error to end the stream
         with, or None)."""
         response = pb.PipelineResponse(seq=req.seq)
@@ -226,9 +290,13 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 action = self._then(req)
                 with self._rt.session(owner, req.session_id) as s:
                     # outputs are not echoed (the client knows them): describe=False
-                    result = self._rt.run(s, self._ex.step, sources, list(req.release), action,
-                                          False)
-                    s.applied_seq = req.seq
+                    s.channel = channel
+                    try:
+                        result = self._rt.run(s, self._ex.step, sources, list(req.release),
+                                              action, False)
+                    finally:
+                        s.channel = None
+                    s.applied_seq = max(s.applied_seq, req.seq)
                     if result.error is not None:
                         self._rt.note_error(s, result.error)
                     # inside the lock: fetched arrays may be the session's live storage
@@ -252,6 +320,9 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             return convert.fetch_action(req.fetch)
         if kind == "list":
             return convert.list_action(req.list)
+        if kind == "callback_result":
+            raise InvalidArgumentError("callback_result answers a callback, and no backward of "
+                                       "this session waits for one")
         return None
 
     def _fill(self, response: pb.PipelineResponse, req: pb.PipelineRequest, action,

@@ -26,7 +26,7 @@ from ._errors import (
     SessionMovedError,
     SessionNotFoundError,
 )
-from ._limits import tensor_bytes
+from ._limits import held_bytes
 
 # A caller-proposed session id: as unguessable as ours (22 chars of token_urlsafe(16)) or more.
 _PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
@@ -52,7 +52,11 @@ class Session:
         self.generator = engine.Generator()
         self.lock = threading.Lock()
         self.closed = False
-        self._nbytes = 0
+        # hooks or custom Functions of the client were registered: a backward may call back,
+        # and while a request runs that may, `channel` reaches its stream (_callbacks)
+        self.calls_back = False
+        self.channel = None
+        self._held: dict[str, int] = {}
         self._bytes_stale = False
         self._clock = clock
         self.created = clock()
@@ -67,13 +71,18 @@ class Session:
     @property
     def nbytes(self) -> int:
         """Bytes of tensors and grads held; a busy session answers its last count."""
+        return sum(self.bytes_by_device.values())
+
+    @property
+    def bytes_by_device(self) -> dict[str, int]:
+        """`nbytes` per device the session's tensors live on (its last count when busy)."""
         if self._bytes_stale and self.lock.acquire(blocking=False):
             try:
-                self._nbytes = tensor_bytes(self.tensors.values())
+                self._held = held_bytes(self.tensors.values())
                 self._bytes_stale = False
             finally:
                 self.lock.release()
-        return self._nbytes
+        return self._held
 
     def touch(self) -> None:
         self.last_used = self._clock()
@@ -196,7 +205,7 @@ class SessionManager:
         session.closed = True
         freed = len(session.tensors)
         session.tensors.clear()
-        session._nbytes, session._bytes_stale = 0, False
+        session._held, session._bytes_stale = {}, False
         log_event(f"session.{reason}", session=session.id, owner=session.owner,
                   device=session.device, freed_tensors=freed,
                   idle_seconds=round(session.idle_seconds(), 3),

@@ -51,15 +51,21 @@ def why_not_quiet(tensors: dict[str, Tensor]) -> str | None:
                 continue
             seen.add(id(x))
             if isinstance(x, Node):
+                if x._hooks or x.op is None or OPS.get(x.op.name) is not x.op:
+                    # the client's hooks and custom Functions are not written (yet)
+                    return (f"tensor {tid[:80]!r} leads to a graph node ({x.name()}) with a "
+                            "hook or a custom Function of the client")
                 if x._freed:
                     continue
-                if x._saved or x._saved_output is not None or x.op is None:
+                if x._saved or x._saved_output is not None:
                     return (f"tensor {tid[:80]!r} leads to a recorded graph ({x.name()}) whose "
                             "saved tensors backward can still use")
                 stack.extend(e[0] for e in x.next_functions)
             elif isinstance(x, AccumulateGrad):
                 stack.append(x.variable)
             else:
+                if x._hooks:
+                    return f"tensor {tid[:80]!r} has a hook of the client (not written yet)"
                 # a view's grad_fn property replays its history if its base changed since
                 stack += (x._grad, x._base, x.grad_fn if x._view_steps is not None
                           else x._grad_fn)

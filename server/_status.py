@@ -12,7 +12,12 @@ from __future__ import annotations
 import logging
 
 import grpc
-from gradserve.engine import AutogradError, InvalidArgumentError, TensorIndexError
+from gradserve.engine import (
+    AutogradError,
+    DeviceUnavailableError,
+    InvalidArgumentError,
+    TensorIndexError,
+)
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import ERROR_TRAILER
 
@@ -30,6 +35,7 @@ STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
     TensorIndexError: grpc.StatusCode.INVALID_ARGUMENT,
     InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
     AutogradError: grpc.StatusCode.FAILED_PRECONDITION,
+    DeviceUnavailableError: grpc.StatusCode.FAILED_PRECONDITION,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     MemoryError: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -107,3 +107,15 @@ def test_the_op_table_in_wire_md_is_generated_from_the_registry():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_op_table.py"),
                              "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cuda_extras_bring_cupy_and_nothing_else_needs_it():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert [d.split(">")[0] for d in extras["cuda12"]] == ["cupy-cuda12x"]
+    assert [d.split(">")[0] for d in extras["cuda13"]] == ["cupy-cuda13x"]
+    assert not any("cupy" in d for d in project["dependencies"])
+    dockerfile = (ROOT / "deploy" / "Dockerfile.gpu").read_text()
+    default = re.search(r"^ARG CUDA_EXTRA=(\S+)$", dockerfile, re.M).group(1)
+    assert default in extras and '".[${CUDA_EXTRA}]"' in dockerfile

@@ -45,10 +45,10 @@ from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout",
-    "embedding", "gelu", "group_norm", "huber_loss", "kl_div", "l1_loss", "layer_norm",
+    "elu", "embedding", "gelu", "group_norm", "huber_loss", "kl_div", "l1_loss", "layer_norm",
     "leaky_relu", "linear", "log_softmax", "max_pool1d", "max_pool2d", "mse_loss", "nll_loss",
     "one_hot", "pad", "relu", "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss",
-    "softmax", "tanh",
+    "softmax", "softplus", "tanh",
 ]
 
 
@@ -105,6 +105,25 @@ def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
     tensor([-0.2000,  3.0000])
     """
     out = input._op("leaky_relu", input, negative_slope=float(negative_slope))
+    return input.copy_(out) if inplace else out
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + exp(beta * x)) / beta, linear where beta * x > threshold.
+
+    >>> F.softplus(engine.tensor([0., 30.]))
+    tensor([ 0.6931, 30.0000])
+    """
+    return input._op("softplus", input, beta=float(beta), threshold=float(threshold))
+
+
+def elu(input, alpha: float = 1.0, inplace: bool = False):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere.
+
+    >>> F.elu(engine.tensor([-1., 2.]))
+    tensor([-0.6321,  2.0000])
+    """
+    out = input._op("elu", input, alpha=float(alpha))
     return input.copy_(out) if inplace else out
 
 

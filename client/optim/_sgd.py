@@ -48,8 +48,9 @@ class SGD(Optimizer):
                         buf = state.get("momentum_buffer")
                         if buf is None:
                             buf = state["momentum_buffer"] = g.detach().clone()
-                        else:
-                            buf.mul_(momentum).add_(g if dampening == 0 else g * (1 - dampening))
+                        else:  # buf.mul_(momentum).add_(g * (1 - dampening)), as one op
+                            buf._inplace("optim_momentum", g, momentum=momentum,
+                                         scale=1 - dampening)
                         g = g + buf * momentum if group["nesterov"] else buf
-                    p.sub_(g * lr)
+                    p._inplace("optim_sgd", g, lr=lr)  # p.sub_(g * lr), as one op
         return loss

@@ -81,7 +81,7 @@ def test_inplace_and_commands(s, ops):
     assert buffered[4].no_grad and buffered[4].inplace
 
 
-def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops):
+def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops, client):
     x = s.tensor([1.], requires_grad=True)
     ready, done = threading.Event(), threading.Event()
     out = {}
@@ -99,7 +99,9 @@ def test_no_grad_is_thread_local_and_travels_with_each_op(s, ops):
         inside = x * 3
     t.join()
     assert out["t"].requires_grad and not inside.requires_grad
-    by_output = {o.outputs[0]: o.no_grad for o in ops.of(s) if o.outputs}
+    s.synchronize()  # all of it sent (the buffer may also have left on its own, 2 ms after)
+    by_output = {o.outputs[0]: o.no_grad for r in client.requests for o in ops.sent(r)
+                 if o.outputs}
     assert by_output[out["t"].id] is False and by_output[inside.id] is True
 
 
@@ -140,14 +142,20 @@ def test_auto_flush_does_not_wait(s, client, ops):
     assert [r.seq for r in client.requests] == [1, 2]
 
 
-def test_ops_waiting_too_long_are_sent_on(s, client, ops, monkeypatch):
+def test_ops_waiting_too_long_are_sent_on_when_the_server_is_idle(s, client, ops,
+                                                                    monkeypatch):
     monkeypatch.setattr(_session, "MAX_BATCH_DELAY", 0.0)
-    x = s.ones(1)
-    y = x + 1
-    assert s.stats.requests == 2 and s.stats.waits == 0 and s._ops == []
+    x = s.ones(1)  # nothing in flight: sent at once
+    assert s.stats.requests == 1 and s._ops == []
+    y = x + 1  # the first is not answered yet: kept for a fuller batch
+    assert s.stats.requests == 1 and len(s._ops) == 1
     s.synchronize()
-    assert [[o.op for o in ops.sent(r)] for r in client.requests] == [["ones"], ["add"], []]
-    assert ops.sent(client.requests[1])[0].outputs == [y.id]
+    z = y + 1  # every answer read: sent at once
+    assert s.stats.requests == 3 and s._ops == [] and s.stats.waits == 1
+    s.synchronize()
+    assert [[o.op for o in ops.sent(r)] for r in client.requests] == [
+        ["ones"], ["add"], ["add"], []]
+    assert ops.sent(client.requests[2])[0].outputs == [z.id]
 
 
 def test_answers_nobody_waits_for_are_read_past_the_in_flight_limit(s, client):

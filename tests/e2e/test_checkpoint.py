@@ -44,7 +44,7 @@ def test_values_round_trip_bit_for_bit(s, tmp_path, src, dst):
     tensors = {k: where[src].tensor(v) for k, v in ODD_VALUES.items()}
     path = tmp_path / "values.safetensors"
     gs.save(tensors, path)
-    back = gs.load(path, session=None if dst == "engine" else s)
+    back = gs.load(path, session=engine if dst == "engine" else s)
     assert list(back) == list(ODD_VALUES)
     for k, want in ODD_VALUES.items():
         got = back[k]
@@ -67,7 +67,7 @@ def test_model_and_optimizer_checkpoint_resume_across_engine_and_server(s, tmp_p
     assert s.stats.waits - waits <= 2  # values fetched together, not one wait per tensor
 
     # resume in-process from the server's checkpoint, and train on both: same weights
-    state = gs.load(tmp_path / "ck.safetensors")
+    state = gs.load(tmp_path / "ck.safetensors", session=engine)  # s is current
     assert state["epoch"] == 2 and state["sched"]["last_epoch"] == 2
     local = _model(engine)
     local.load_state_dict(state["model"])

@@ -12,9 +12,21 @@ import doctest
 import gradserve as gs
 import numpy as np
 import pytest
-from gradserve import _autograd, _client, _errors, _session, _tensor, _wire
+from gradserve import (
+    _autograd,
+    _callbacks,
+    _client,
+    _current,
+    _errors,
+    _factories,
+    _session,
+    _surface,
+    _tensor,
+    _wire,
+)
 
-MODULES = [gs, _client, _session, _tensor, _autograd, _errors, _wire]
+MODULES = [gs, _client, _session, _tensor, _autograd, _errors, _wire, _current, _callbacks,
+           _surface, _factories]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.IGNORE_EXCEPTION_DETAIL
 
 

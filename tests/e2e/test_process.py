@@ -49,6 +49,55 @@ def test_a_server_that_goes_away_raises_connection_error(server_process):
     client.close()
 
 
+def test_hooks_and_functions_run_in_the_client_of_a_server_process(server_process):
+    """A hook and a custom Function's backward are this process's Python; the server process
+    waits for each call (one round trip), and an exception in one surfaces at backward()."""
+    _, address = server_process
+
+    class Clip(gs.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, bound):
+            ctx.save_for_backward(x)
+            ctx.bound = bound
+            return x.clamp(-bound, bound)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            calls.append("backward")
+            return g * (x.abs() <= ctx.bound), None
+
+    calls = []
+    with gs.connect(address) as client, client.session() as s:
+        x = gs.tensor([0.5, -3.0, 1.0], requires_grad=True)
+        x.register_hook(lambda g: calls.append(g.tolist()) or g * 10)
+        y = (Clip.apply(x * 2, 1.5) ** 2).sum()
+        assert y.grad_fn.next_functions[0][0].next_functions[0][0].name() == "ClipBackward"
+        before = s.stats.waits
+        y.backward()
+        # one wait for the backward, one per call (Function, hook), one for the hook's tolist
+        assert s.stats.waits - before == 4
+        assert calls == ["backward", [4.0, 0.0, 0.0]]  # 2 * clip(2x) * 2 where not clipped
+        assert x.grad.tolist() == [40.0, 0.0, 0.0]
+
+        def broken(g):
+            raise ValueError("the hook refuses")
+
+        w = gs.tensor([1.0, 2.0], requires_grad=True)
+        w.register_hook(broken)
+        with pytest.raises(ValueError, match="the hook refuses"):
+            (w * w).sum().backward()
+        calls.clear()
+        with pytest.raises(gs.AutogradError, match="incorrect number of gradients"):
+            class Short(Clip):
+                @staticmethod
+                def backward(ctx, g):
+                    return g
+            Short.apply(x, 1.0).sum().backward()
+        assert (x * 2).sum().item() == -3.0  # the session is still usable
+        assert gs.current_session() is s
+
+
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
     path = tmp_path_factory.mktemp("auth") / "tokens"

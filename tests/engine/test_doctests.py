@@ -7,6 +7,7 @@ import importlib
 import pkgutil
 
 import gradserve.engine
+import numpy as np
 import pytest
 
 MODULES = ["gradserve.engine"] + [
@@ -17,5 +18,7 @@ MODULES = ["gradserve.engine"] + [
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    # examples may use `engine` and `np` without importing them (as the README's do)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS,
+                             extraglobs={"engine": gradserve.engine, "np": np})
     assert result.failed == 0

@@ -88,3 +88,21 @@ def test_from_numpy_shares_memory():
     t = E.from_numpy(arr)
     arr[0] = 5
     assert t.tolist()[0] == 5.0
+
+
+@pytest.mark.parametrize("grad_on", [True, False])
+def test_fused_sgd_ops_equal_the_expressions_they_replace(grad_on):
+    """optim_sgd and optim_momentum write exactly what p.sub_(g * lr) and
+    b.mul_(m).add_(g * s) write, with or without a graph around them."""
+    rng = np.random.default_rng(3)
+    p0, b0, g0 = (rng.standard_normal(5).astype(np.float32) for _ in range(3))
+    p, b, g = E.tensor(p0), E.tensor(b0), E.tensor(g0)
+    with E.set_grad_enabled(grad_on):
+        p._inplace("optim_sgd", g, lr=0.1)
+        b._inplace("optim_momentum", g, momentum=0.9, scale=0.5)
+    ep, eb = E.tensor(p0), E.tensor(b0)
+    ep.sub_(E.tensor(g0) * 0.1)
+    eb.mul_(0.9).add_(E.tensor(g0) * 0.5)
+    assert p.numpy().tobytes() == ep.numpy().tobytes()
+    assert b.numpy().tobytes() == eb.numpy().tobytes()
+    assert p._version == b._version == 1

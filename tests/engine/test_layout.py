@@ -100,6 +100,11 @@ VIEW_CASES = {
                 {"key": (("ellipsis",), ("slice", 1, None, None))}],
     "detach": [{}],
     "data": [{}],
+    "split": [{"split_size": 1, "dim": 0}, {"split_size": 2, "dim": 2}],
+    "split_with_sizes": [{"sizes": (1, 1), "dim": 1}, {"sizes": (2, 0, 1), "dim": 0}],
+    "unbind": [{"dim": 0}, {"dim": 2}],
+    "narrow": [{"dim": 2, "start": 1, "length": 2}, {"dim": 0, "start": -2, "length": 1}],
+    "diagonal": [{"offset": 0, "dim1": 0, "dim2": 2}, {"offset": 1, "dim1": 2, "dim2": 0}],
 }
 
 
@@ -117,14 +122,20 @@ def test_view_op_strides_are_numpys(name):
     else:
         inputs = _input()
     for attrs in cases:
-        meta = OPS[name].infer(inputs, **attrs)
-        out = inputs._op(name, inputs, **attrs)
-        assert isinstance(meta, Meta)
-        if meta.strides is None:  # a copy: fresh and contiguous, sharing nothing
-            assert out.is_contiguous() and not np.shares_memory(out._data, inputs._data)
-        else:  # numpy's strides; size-1 dims may carry any (torch's are what the rule says)
-            got = tuple(st // out._data.itemsize for st in out._data.strides)
-            assert out.stride() == meta.strides, (name, attrs)
-            assert all(g == m for g, m, n in zip(got, meta.strides, out.shape, strict=True)
-                       if n != 1), (name, attrs, got)
-            assert np.shares_memory(out._data, inputs._data)
+        metas = OPS[name].infer(inputs, **attrs)
+        outs = inputs._op(name, inputs, **attrs)
+        if isinstance(metas, Meta):
+            metas, outs = (metas,), (outs,)
+        for meta, out in zip(metas, outs, strict=True):
+            _check_layout(name, attrs, meta, out, inputs)
+
+
+def _check_layout(name, attrs, meta, out, inputs):
+    if meta.strides is None:  # a copy: fresh and contiguous, sharing nothing
+        assert out.is_contiguous() and not np.shares_memory(out._data, inputs._data)
+    else:  # numpy's strides; size-1 dims may carry any (torch's are what the rule says)
+        got = tuple(st // out._data.itemsize for st in out._data.strides)
+        assert out.stride() == meta.strides, (name, attrs)
+        assert all(g == m for g, m, n in zip(got, meta.strides, out.shape, strict=True)
+                   if n != 1), (name, attrs, got)
+        assert out.numel() == 0 or np.shares_memory(out._data, inputs._data)

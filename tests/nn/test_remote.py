@@ -81,7 +81,8 @@ def test_remote_state_dict_round_trip(session):
     dst.load_state_dict(sd)
     np.testing.assert_array_equal(dst(x).detach().numpy(), src(x).detach().numpy())
     # a remote model loads an in-process one's weights and back
-    local = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    local = nn.Sequential(nn.Linear(4, 16, session=engine), nn.ReLU(),
+                          nn.Linear(16, 3, session=engine))  # in-process, though s is current
     local.load_state_dict(dst.state_dict())
     np.testing.assert_allclose(local(engine.tensor(x.numpy())).detach().numpy(),
                                dst(x).detach().numpy(), rtol=1e-6)

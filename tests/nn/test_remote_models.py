@@ -89,7 +89,8 @@ OPTIMIZERS = [
 @pytest.mark.parametrize("make_opt", OPTIMIZERS, ids=["sgd", "adam", "adamw", "rmsprop",
                                                       "adagrad"])
 def test_a_remote_step_is_ops_only_and_matches_in_process(session, make_opt):
-    local = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    local = nn.Sequential(nn.Linear(4, 8, session=engine), nn.Tanh(),
+                          nn.Linear(8, 2, session=engine))  # in-process, though s is current
     remote = nn.Sequential(nn.Linear(4, 8, session=session), nn.Tanh(),
                            nn.Linear(8, 2, session=session))
     remote.load_state_dict(local.state_dict())

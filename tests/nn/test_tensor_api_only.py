@@ -46,7 +46,7 @@ def test_training_step_sends_one_op_per_layer_and_fetches_nothing(fake_session):
     loss.backward()
     s.ops.clear()
     opt.step()
-    assert s.ops == ["mul", "sub_"] * 4  # p -= lr * g, per parameter
+    assert s.ops == ["optim_sgd_"] * 4  # p -= lr * g, one op per parameter
     assert s.fetches == 0
 
 

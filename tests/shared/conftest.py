@@ -3,7 +3,10 @@
 "engine" is the in-process `gradserve.engine`; "remote" is a live Session on a real gradserve
 server in this process (one server and client per test module, a fresh session per test). A
 test written against `ns` runs unchanged on both, which is the point: every semantics rule
-holds remotely exactly as it does in-process.
+holds remotely exactly as it does in-process. "remote-cuda" runs it once more on a session
+on a GPU (cuda:1 where there are two, so that work done without making the tensor's device
+current shows): the seam's test double in CI (tests/conftest.py), the real GPU under
+`benchmarks/gpu_check.sh`. `ns.device` is where the namespace's factories put tensors.
 
 Remote errors the client detects (shapes, dtypes, a leaf in-place) are raised at once; those
 only the server can see are raised at the next call that waits (`backward`, `item`, `numpy`,
@@ -56,12 +59,38 @@ def remote_client():
     server.stop(0).wait()
 
 
-@pytest.fixture(params=["engine", "remote"])
+def gpu() -> str | None:
+    count = engine.cuda_device_count()
+    return None if count == 0 else f"cuda:{min(count, 2) - 1}"
+
+
+@pytest.fixture(params=["engine", "remote", "remote-cuda"])
 def ns(request):
     """The tensor API of one backend: `ns.tensor(...)`, `ns.no_grad()`, `ns.autograd.grad`,
     `ns.AutogradError`, ...; `ns.kind` says which, `ns.sync()` waits for the server."""
     if request.param == "engine":
         yield engine_namespace()
         return
-    with request.getfixturevalue("remote_client").session() as session:
+    device = "cpu"
+    if request.param == "remote-cuda":
+        device = gpu()
+        if device is None:
+            pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
+    with request.getfixturevalue("remote_client").session(device=device) as session:
         yield remote_namespace(session)
+
+
+@pytest.fixture(params=["engine", "remote", "remote-cuda"])
+def M(request):
+    """`gradserve` itself, to run torch-shaped code: with no current session (engine
+    tensors), or inside a session on the cpu or on a GPU (the fake one in CI) that is current,
+    so `gs.tensor(...)` and friends make that session's tensors."""
+    if request.param == "engine":
+        yield gs
+        return
+    device = "cpu" if request.param == "remote" else gpu()
+    if device is None:
+        pytest.skip("no CUDA device (GRADSERVE_FAKE_CUDA=0 and no GPU)")
+    with request.getfixturevalue("remote_client").session(device=device) as s:
+        yield gs
+        assert gs.current_session() is s

@@ -1,8 +1,9 @@
 """The autograd contract of API.md section 3, rule by rule, with PyTorch's message texts.
 
-Every test runs twice through the `ns` fixture (conftest.py): on the in-process engine and on
-a remote session of a live server. What only the engine has (its generators, its device
-parsing, its op registry) is tested in tests/engine/test_engine_internals.py.
+Every test runs through the `ns` fixture (conftest.py): on the in-process engine, on a remote
+session of a live server, and on a remote session on a GPU. What only the engine has (its
+generators, its device parsing, its op registry) is tested in
+tests/engine/test_engine_internals.py.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_seed_example(ns, input_requires_grad):
     assert w1.grad.item() == 2.5
     assert w2.grad.item() == 1.0
     if input_requires_grad:
-        np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 2), 0.5, np.float32))
+        np.testing.assert_array_equal(x.grad.cpu().numpy(), np.full((2, 2), 0.5, np.float32))
         assert x.grad.dtype is ns.float32
     else:
         assert x.grad is None
@@ -61,7 +62,8 @@ def test_seed_example(ns, input_requires_grad):
         with pytest.warns(UserWarning, match="is not a leaf Tensor is being accessed"):
             assert non_leaf.grad is None
     assert loss.grad_fn.name() == "MeanBackward0"
-    assert repr(loss.detach()) == "tensor(8.)"
+    on = "" if ns.device == "cpu" else f", device='{ns.device}'"  # torch names a GPU
+    assert repr(loss.detach()) == f"tensor(8.{on})"
 
 
 def test_leaf_grad_access_does_not_warn(ns):
@@ -129,7 +131,7 @@ def test_grad_identity_and_version_across_backward_calls(ns):
     # with create_graph the sum is a new tensor (it has a history); the old one is left as is
     (a * a).sum().backward(create_graph=True)
     assert a.grad is not ga and a.grad.requires_grad and ga.tolist() == [6.0, 6.0]
-    np.testing.assert_array_equal(a.grad.detach().numpy(), [8.0, 10.0])
+    np.testing.assert_array_equal(a.grad.detach().cpu().numpy(), [8.0, 10.0])
     (a * 1).sum().backward()  # a grad with a history is replaced too, by one without
     assert not a.grad.requires_grad and a.grad.tolist() == [9.0, 11.0]
     g = a.grad
@@ -230,7 +232,7 @@ def test_detach_shares_the_version_counter_so_changes_are_caught(ns):
     assert not d.requires_grad and d.grad_fn is None
     d.add_(1)  # same storage and counter as b
     assert b._version == 1
-    np.testing.assert_allclose(b.detach().numpy(), np.exp([1.0, 2.0]) + 1, rtol=1e-6)
+    np.testing.assert_allclose(b.detach().cpu().numpy(), np.exp([1.0, 2.0]) + 1, rtol=1e-6)
     with pytest.raises(ns.AutogradError, match="is at version 1; expected version 0 instead"):
         b.sum().backward()
 
@@ -242,7 +244,7 @@ def test_data_does_not_share_the_version_counter_and_grad_uses_new_values(ns):
     b.data.add_(1)
     assert b._version == 0
     c.sum().backward()
-    np.testing.assert_array_equal(a.grad.numpy(), [4.0, 6.0])  # 2 * (b + 1), silently
+    np.testing.assert_array_equal(a.grad.cpu().numpy(), [4.0, 6.0])  # 2 * (b + 1), silently
 
 
 def test_data_setter_replaces_storage(ns):
@@ -262,7 +264,7 @@ def test_inplace_on_leaf_requiring_grad_raises_except_under_no_grad(ns):
     with ns.no_grad():
         assert w.sub_(1) is w
     assert w._version == 1 and w.requires_grad and w.is_leaf
-    np.testing.assert_array_equal(w.detach().numpy(), [0.0, 1.0])
+    np.testing.assert_array_equal(w.detach().cpu().numpy(), [0.0, 1.0])
     with pytest.raises(ns.AutogradError, match="a view of a leaf Variable that requires grad"):
         w[0].mul_(2)
 
@@ -292,10 +294,10 @@ def test_inplace_returns_self_and_bumps_version_by_one(ns, method, make_args):
 def test_inplace_values_match_out_of_place(ns):
     t = ns.tensor([1.0, -2.0, 3.0])
     t.add_(1).mul_(2).sub_(ns.tensor([1.0, 1.0, 1.0])).div_(4).clamp_(min=0)
-    np.testing.assert_allclose(t.numpy(), np.clip(((np.array([1, -2, 3]) + 1) * 2 - 1) / 4,
+    np.testing.assert_allclose(t.cpu().numpy(), np.clip(((np.array([1, -2, 3]) + 1) * 2 - 1) / 4,
                                                    0, None))
     t.add_(ns.tensor(2.0), alpha=2)
-    np.testing.assert_allclose(t.numpy(), [4.75, 4.0, 5.75])
+    np.testing.assert_allclose(t.cpu().numpy(), [4.75, 4.0, 5.75])
 
 
 def test_views_share_storage_and_version_counter(ns):
@@ -310,10 +312,10 @@ def test_views_share_storage_and_version_counter(ns):
     assert base[1, 2].item() == 6.0 + len(views) - 1  # every view but base[0] holds [1, 2]
     row = base[0]
     row.zero_()
-    np.testing.assert_array_equal(base.numpy()[0], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(base.cpu().numpy()[0], [0.0, 0.0, 0.0])
     fancy = base[ns.tensor([0, 1])]  # advanced indexing copies, like torch
     fancy.add_(100)
-    assert fancy._version == 1 and base.numpy().max() < 100
+    assert fancy._version == 1 and base.cpu().numpy().max() < 100
 
 
 # (expression on a contiguous 2x3 `a`, whether the result aliases a, its strides as torch's)
@@ -345,7 +347,7 @@ def test_view_ops_alias_exactly_when_torch_does(ns, name):
         return  # written-to overlap: see test_inplace_on_expanded_tensor_raises
     r.add_(1)
     assert a._version == (1 if aliases else 0) and r._version == 1
-    assert bool(a.numpy().sum() == 21.0 + r.numel()) is aliases
+    assert bool(a.cpu().numpy().sum() == 21.0 + r.numel()) is aliases
 
 
 def test_reshape_that_copies_is_its_own_tensor(ns):
@@ -356,7 +358,7 @@ def test_reshape_that_copies_is_its_own_tensor(ns):
     r.add_(1)  # not a view of the leaf w, so this is allowed
     assert r._version == 1 and w._version == 0
     (r * r).sum().backward()
-    np.testing.assert_array_equal(w.grad.numpy(), [[4.0, 4.0], [4.0, 4.0]])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [[4.0, 4.0], [4.0, 4.0]])
     with pytest.raises(ns.InvalidArgumentError, match="view size is not compatible"):
         w.t().view(4)
 
@@ -373,9 +375,9 @@ def test_inplace_through_view_of_non_leaf_gives_copyslices(ns):
     y = x * 2
     y[0].mul_(3)
     assert y.grad_fn.name() == "CopySlices"
-    np.testing.assert_array_equal(y.detach().numpy(), [6.0, 4.0])
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), [6.0, 4.0])
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 2.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [6.0, 2.0])
 
 
 def test_inplace_through_view_into_plain_buffer(ns):
@@ -384,7 +386,7 @@ def test_inplace_through_view_into_plain_buffer(ns):
     buf[0:2].copy_(w)
     assert buf.requires_grad and not buf.is_leaf
     (buf * ns.tensor([1.0, 2.0, 3.0])).sum().backward()
-    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [1.0, 2.0])
 
 
 def test_view_made_under_no_grad_cannot_be_modified_with_grad_on(ns):
@@ -406,7 +408,7 @@ def test_inplace_shape_and_dtype_errors_leave_the_tensor_unchanged(ns):
                                                       "desired output type Long"):
         i.add_(1.5)
     assert t._version == 0 and i._version == 0
-    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(t.cpu().numpy(), [1.0, 2.0])
 
 
 def test_inplace_on_non_leaf_is_differentiable(ns):
@@ -418,8 +420,8 @@ def test_inplace_on_non_leaf_is_differentiable(ns):
     assert y.grad_fn.name() == "AddBackward0"
     assert y.grad_fn.next_functions[0][0].name() == "MulBackward0"
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 4.0])
-    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 3.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0, 4.0])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [2.0, 3.0])
 
 
 # -- requires_grad ------------------------------------------------------------------------------
@@ -459,7 +461,7 @@ def test_backward_on_non_scalar_needs_gradient(ns):
                                                "outputs"):
         (x * 2).backward()
     (x * 2).backward(ns.tensor([1.0, 10.0]))
-    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 20.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [2.0, 20.0])
     with pytest.raises(ns.AutogradError, match=re.escape(
             "Mismatch in shape: grad_output[0] has a shape of torch.Size([3]) and output[0] has "
             "a shape of torch.Size([2]).")):
@@ -505,8 +507,8 @@ def test_retain_grad_keeps_non_leaf_grad(ns):
     (y * y).sum().backward()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        np.testing.assert_array_equal(y.grad.numpy(), [4.0, 8.0])
-    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 16.0])
+        np.testing.assert_array_equal(y.grad.cpu().numpy(), [4.0, 8.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [8.0, 16.0])
     x.retain_grad()  # a no-op on leaves
     assert not x.retains_grad
 
@@ -546,12 +548,12 @@ def test_broadcasting_gradients_are_reduced_to_input_shapes(ns):
     s = ns.tensor(2.0, requires_grad=True)
     ((p * q) * s).sum().backward()
     assert p.grad.shape == (2, 1) and q.grad.shape == (3,) and s.grad.shape == ()
-    np.testing.assert_array_equal(p.grad.numpy(), [[12.0], [12.0]])
-    np.testing.assert_array_equal(q.grad.numpy(), [6.0, 6.0, 6.0])
+    np.testing.assert_array_equal(p.grad.cpu().numpy(), [[12.0], [12.0]])
+    np.testing.assert_array_equal(q.grad.cpu().numpy(), [6.0, 6.0, 6.0])
     assert s.grad.item() == 18.0
     b = ns.tensor([1.0, 2.0], requires_grad=True)
     (ns.ones(4, 3, 2) + b).sum().backward()
-    np.testing.assert_array_equal(b.grad.numpy(), [12.0, 12.0])
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), [12.0, 12.0])
 
 
 def test_float64_scalar_tensor_keeps_float32_result_and_grads_keep_dtypes(ns):
@@ -577,9 +579,9 @@ def test_autograd_grad_does_not_touch_dot_grad(ns):
 def test_autograd_grad_with_grad_outputs(ns):
     x = ns.tensor([1.0, 2.0], requires_grad=True)
     (g,) = ns.autograd.grad(x * 3, x, grad_outputs=ns.tensor([1.0, 10.0]))
-    np.testing.assert_array_equal(g.numpy(), [3.0, 30.0])
+    np.testing.assert_array_equal(g.cpu().numpy(), [3.0, 30.0])
     (g,) = ns.autograd.grad([x * 3, x * x], x, grad_outputs=[ns.ones(2), ns.ones(2)])
-    np.testing.assert_array_equal(g.numpy(), [5.0, 7.0])
+    np.testing.assert_array_equal(g.cpu().numpy(), [5.0, 7.0])
 
 
 def test_autograd_grad_allow_unused(ns):
@@ -597,11 +599,11 @@ def test_autograd_grad_create_graph_gives_higher_derivatives(ns):
     x = ns.tensor([1.0, 2.0], requires_grad=True)
     (g,) = ns.autograd.grad((x ** 3).sum(), x, create_graph=True)
     assert g.requires_grad and g.grad_fn is not None
-    np.testing.assert_array_equal(g.detach().numpy(), [3.0, 12.0])
+    np.testing.assert_array_equal(g.detach().cpu().numpy(), [3.0, 12.0])
     (h,) = ns.autograd.grad(g.sum(), x, retain_graph=True)
-    np.testing.assert_array_equal(h.numpy(), [6.0, 12.0])
+    np.testing.assert_array_equal(h.cpu().numpy(), [6.0, 12.0])
     g.sum().backward()  # third route: backward through the gradient
-    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 12.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [6.0, 12.0])
 
 
 def test_autograd_grad_of_non_leaf_and_input_without_grad(ns):
@@ -799,7 +801,7 @@ def test_no_numpy_warnings_for_inf_and_nan(ns):
         warnings.simplefilter("error")
         y = x.log() * 0 + x.sqrt() + 1 / x + ns.tensor([1e30]) * 1e30
         y.sum().backward()
-    assert np.isnan(x.grad.numpy()[0])
+    assert np.isnan(x.grad.cpu().numpy()[0])
 
 
 def test_var_without_degrees_of_freedom_warns_like_torch(ns):
@@ -814,19 +816,19 @@ def test_numpy_and_tolist(ns):
                                                       "requires grad. Use tensor.detach()"
                                                       ".numpy() instead.")):
         x.numpy()
-    assert x.detach().numpy().dtype == np.float32
+    assert x.detach().cpu().numpy().dtype == np.float32
     assert x.tolist() == [[1.0, 2.0]]
 
 
 # -- randomness ----------------------------------------------------------------------------------
 def test_manual_seed_reproduces_streams(ns):
     ns.manual_seed(1234)
-    a = ns.randn(5).numpy()
-    b = ns.rand(2, 2).numpy()
+    a = ns.randn(5).cpu().numpy()
+    b = ns.rand(2, 2).cpu().numpy()
     ns.manual_seed(1234)
-    np.testing.assert_array_equal(ns.randn(5).numpy(), a)
-    np.testing.assert_array_equal(ns.rand(2, 2).numpy(), b)
-    assert not np.array_equal(ns.randn(5).numpy(), a)
+    np.testing.assert_array_equal(ns.randn(5).cpu().numpy(), a)
+    np.testing.assert_array_equal(ns.rand(2, 2).cpu().numpy(), b)
+    assert not np.array_equal(ns.randn(5).cpu().numpy(), a)
 
 
 # -- devices -------------------------------------------------------------------------------------
@@ -838,30 +840,52 @@ def test_to_an_unknown_device_raises(ns):
 
 def test_to_and_casts(ns):
     x = ns.tensor([1.5, 2.5], requires_grad=True)
-    assert x.to("cpu") is x and x.float() is x and x.to(ns.float32) is x
+    assert x.device == ns.device
+    assert x.to(ns.device) is x and x.float() is x and x.to(ns.float32) is x
     d = x.double()
     assert d.dtype is ns.float64 and d.grad_fn.name() == "ToCopyBackward0"
-    assert x.to("float64").dtype is ns.float64 and x.to("cpu", ns.float64).dtype is ns.float64
+    assert x.to("float64").dtype is ns.float64 and x.to(ns.device, ns.float64).dtype is ns.float64
     (d * d).sum().backward()
-    assert x.grad.dtype is ns.float32
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 5.0])
+    assert x.grad.dtype is ns.float32 and x.grad.device == ns.device
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0, 5.0])
     n = x.long()
     assert n.dtype is ns.int64 and n.tolist() == [1, 2] and not n.requires_grad
     assert x.detach().bool().tolist() == [True, True]
-    c = x.cpu()
-    assert c is x
+    if ns.device == "cpu":
+        assert x.cpu() is x
 
 
 @pytest.mark.gpu
-def test_cuda_round_trip(ns):
+def test_moves_carry_gradients_back(ns):
     if cuda_device_count() == 0:  # the remote server runs in this process, on this machine
         pytest.skip("no CUDA device")
     x = ns.tensor([1.0, 2.0], requires_grad=True)
-    y = x.cuda()
-    assert y.device == "cuda:0"
-    (y * y).sum().backward()
-    assert x.grad.device == "cpu"
-    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    on_gpu = x.cuda()  # cuda:0: from the host, or from another GPU
+    on_host = (on_gpu * on_gpu).cpu()
+    back = on_host.to(x.device)
+    assert (on_gpu.device, on_host.device, back.device) == ("cuda:0", "cpu", x.device)
+    assert on_host.grad_fn.name() == "ToCopyBackward0"
+    assert (on_gpu is x) == (x.device == "cuda:0")
+    (back * 3.0).sum().backward()
+    assert x.grad.device == x.device
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [6.0, 12.0])
+    with ns.no_grad():
+        assert not x.cpu().to("cuda:0").requires_grad
+
+
+@pytest.mark.gpu
+def test_mixing_devices_in_one_op_raises(ns):
+    if cuda_device_count() == 0:
+        pytest.skip("no CUDA device")
+    x = ns.tensor([1.0, 2.0])
+    other = x.cpu() if x.is_cuda else x.cuda()
+    message = ("Expected all tensors to be on the same device, but found at least two devices, "
+               f"{x.device} and {other.device}!")
+    with pytest.raises(ns.InvalidArgumentError, match=re.escape(message)):
+        x + other
+    with pytest.raises(ns.InvalidArgumentError, match=re.escape(message)):
+        x.add_(other)
+    assert (x + other.to(x.device)).tolist() == [2.0, 4.0]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -884,7 +908,7 @@ def test_error_types(ns):
             "shape '[4]' is invalid for input of size 6")):
         ns.ones(2, 3).reshape(4)
     with pytest.raises(ns.InvalidArgumentError, match="unknown dtype"):
-        ns.zeros(2, dtype="float16")
+        ns.zeros(2, dtype="complex64")
     with pytest.raises(ns.TensorIndexError, match="index 5 is out of bounds for dimension 0 with "
                                                   "size 2"):
         ns.ones(2, 3)[5]
@@ -917,7 +941,7 @@ def test_state_consistent_after_errors(ns):
     # a fresh graph over the same leaves works, and grads are right
     x.grad = None
     (x * x).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [2.0, 4.0])
     a = ns.tensor([1.0, 2.0])
     with pytest.raises(ns.InvalidArgumentError):
         a.mul_(ns.ones(3))
@@ -938,9 +962,9 @@ def test_deep_graph_backward_is_iterative(ns):
     limit = sys.getrecursionlimit()
     x = ns.tensor(1.0, requires_grad=True)
     y = x
-    for _ in range(20000):
+    for _ in range(3000):  # 6,000 nodes, well past the recursion limit
         y = y * 1.0 + 0.0
-    assert 40000 > limit
+    assert 6000 > limit
     y.backward()
     assert x.grad.item() == 1.0
     del y  # freeing a deep graph must not recurse either

@@ -225,8 +225,10 @@ def array_from_values(values: np.ndarray, dtype: DType) -> np.ndarray:
             return values.astype(dtype.np)
     if dtype.kind == 0:
         return values != 0
+    info = np.iinfo(dtype.np)
     bad = ~np.isfinite(values) | (values != np.round(values))
-    bad |= (values < -(2.0 ** 63)) | (values >= 2.0 ** 63)
+    # the largest int64 is not a double: 2**63 itself is the first value out of range
+    bad |= (values < float(info.min)) | (values >= float(info.max) + 1.0)
     if bad.any():
         raise InvalidArgumentError(
             f"value {values[bad][0]!r} is not a valid {dtype.name} (integral and in range)"

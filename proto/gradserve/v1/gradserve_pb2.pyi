@@ -30,7 +30,14 @@ class SessionRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "instance_id", "applied_seq", "epoch")
+    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "bytes_by_device", "device_memory_used", "device_memory_pool", "devices", "instance_id", "applied_seq", "epoch")
+    class BytesByDeviceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +45,10 @@ class SessionInfo(_message.Message):
     BYTES_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_BY_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MEMORY_POOL_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -48,10 +59,14 @@ class SessionInfo(_message.Message):
     bytes: int
     idle_seconds: float
     ttl_seconds: float
+    bytes_by_device: _containers.ScalarMap[str, int]
+    device_memory_used: int
+    device_memory_pool: int
+    devices: _containers.RepeatedScalarFieldContainer[str]
     instance_id: str
     applied_seq: int
     epoch: int
-    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., instance_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., bytes_by_device: _Optional[_Mapping[str, int]] = ..., device_memory_used: _Optional[int] = ..., device_memory_pool: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., instance_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("freed_tensors",)
@@ -278,7 +293,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ..., op_index: _Optional[int] = ..., op: _Optional[str] = ..., site: _Optional[str] = ..., instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PipelineRequest(_message.Message):
-    __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list")
+    __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list", "callback_result")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +304,7 @@ class PipelineRequest(_message.Message):
     GRAD_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
     LIST_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_RESULT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     ops: _containers.RepeatedCompositeFieldContainer[OpCall]
@@ -299,7 +315,30 @@ class PipelineRequest(_message.Message):
     grad: GradRequest
     fetch: FetchRequest
     list: ListTensorsRequest
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ...) -> None: ...
+    callback_result: CallbackResult
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[OpCall, _Mapping]]] = ..., release: _Optional[_Iterable[str]] = ..., op_batch: _Optional[bytes] = ..., op_data: _Optional[_Iterable[_Union[TensorData, _Mapping]]] = ..., backward: _Optional[_Union[BackwardRequest, _Mapping]] = ..., grad: _Optional[_Union[GradRequest, _Mapping]] = ..., fetch: _Optional[_Union[FetchRequest, _Mapping]] = ..., list: _Optional[_Union[ListTensorsRequest, _Mapping]] = ..., callback_result: _Optional[_Union[CallbackResult, _Mapping]] = ...) -> None: ...
+
+class Callback(_message.Message):
+    __slots__ = ("key", "kind", "grads", "create_graph")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    GRADS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: str
+    grads: _containers.RepeatedCompositeFieldContainer[TensorInfo]
+    create_graph: bool
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[str] = ..., grads: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., create_graph: _Optional[bool] = ...) -> None: ...
+
+class CallbackResult(_message.Message):
+    __slots__ = ("key", "results", "error")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    results: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, key: _Optional[str] = ..., results: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DescribeGraphRequest(_message.Message):
     __slots__ = ("session_id", "id", "names")
@@ -325,20 +364,22 @@ class ListTensorsRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PipelineResponse(_message.Message):
-    __slots__ = ("seq", "error", "backward", "grad", "fetched", "tensors")
+    __slots__ = ("seq", "error", "backward", "grad", "fetched", "tensors", "callback")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BACKWARD_FIELD_NUMBER: _ClassVar[int]
     GRAD_FIELD_NUMBER: _ClassVar[int]
     FETCHED_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_FIELD_NUMBER: _ClassVar[int]
     seq: int
     error: Error
     backward: BackwardResponse
     grad: GradResponse
     fetched: _containers.RepeatedCompositeFieldContainer[FetchResponse]
     tensors: _containers.RepeatedCompositeFieldContainer[TensorInfo]
-    def __init__(self, seq: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., backward: _Optional[_Union[BackwardResponse, _Mapping]] = ..., grad: _Optional[_Union[GradResponse, _Mapping]] = ..., fetched: _Optional[_Iterable[_Union[FetchResponse, _Mapping]]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
+    callback: Callback
+    def __init__(self, seq: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., backward: _Optional[_Union[BackwardResponse, _Mapping]] = ..., grad: _Optional[_Union[GradResponse, _Mapping]] = ..., fetched: _Optional[_Iterable[_Union[FetchResponse, _Mapping]]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ...) -> None: ...
 
 class ListOpsRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,179 @@
+"""Per-op overhead of issue 7's ops in the engine against torch, on tiny tensors.
+
+    python benchmarks/surface_ops.py [--rounds 15] [--out benchmarks/results/surface_ops.md]
+    python benchmarks/surface_ops.py --chain-only   # the add/mul chain alone (any gradserve)
+
+For each op, a chain of CALLS calls on 2x3 float32 tensors (each result feeding the next, so
+nothing is cached) is timed three ways: without grad, recording the graph, and recording plus
+one backward through it; the median over rounds, per call, in microseconds, for the engine
+and for torch (one thread: at this size torch's thread pool only adds cost), and their
+ratio. Target: the engine within 3x of torch, as for the existing ops
+(benchmarks/engine_mlp.py).
+
+`--chain-only` times engine_mlp's add/mul chain (1,000 ops on 2-element tensors) and prints
+it as JSON: run it once with this tree and once with another on PYTHONPATH to see whether a
+change moved the engine's per-op path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+CALLS = 200
+
+# (name, fn(lib, x, aux)): one op per call, taking and giving the running 2x3 float tensor;
+# "add" is an existing op, for scale
+OPS = [
+    ("add (existing)", lambda L, x, a: x + a["y"]),
+    ("maximum", lambda L, x, a: L.maximum(x, a["y"])),
+    ("atan2", lambda L, x, a: x.atan2(a["y"])),
+    ("lerp", lambda L, x, a: x.lerp(a["y"], 0.5)),
+    ("rsqrt", lambda L, x, a: x.rsqrt()),
+    ("masked_fill", lambda L, x, a: x.masked_fill(a["mask"], 0.5)),
+    ("gather", lambda L, x, a: x.gather(1, a["idx"])),
+    ("index_select", lambda L, x, a: x.index_select(1, a["perm"])),
+    ("cumsum", lambda L, x, a: x.cumsum(1)),
+    ("flip", lambda L, x, a: x.flip(1)),
+    ("tril", lambda L, x, a: x.tril(1)),
+    ("sort", lambda L, x, a: x.sort(1).values),
+]
+
+
+def _aux(L):
+    return {"y": L.tensor(np.full((2, 3), 0.5, np.float32)),
+            "mask": L.tensor(np.array([[True, False, True], [False, True, False]])),
+            "idx": L.tensor(np.array([[2, 0, 1], [1, 2, 0]])),
+            "perm": L.tensor(np.array([2, 0, 1]))}
+
+
+def _chain(L, fn, mode: str):
+    x0 = L.tensor(np.linspace(0.1, 0.6, 6, dtype=np.float32).reshape(2, 3),
+                  requires_grad=mode != "no grad")
+    aux = _aux(L)
+
+    def run():
+        x = x0
+        for _ in range(CALLS):
+            x = fn(L, x, aux)
+        if mode == "graph + backward":
+            x.sum().backward()
+            x0.grad = None
+
+    if mode == "no grad":
+        def quiet():
+            with L.no_grad():
+                run()
+        return quiet
+    return run
+
+
+MODES = ("no grad", "recording graph", "graph + backward")
+
+
+def bench_ops(rounds: int) -> dict:
+    from gradserve import engine
+
+    libs = {"engine": engine}
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        libs["torch"] = torch
+    except ImportError:
+        pass
+    out = {}
+    for name, fn in OPS:
+        runs = {(lib, mode): _chain(mod, fn, mode) for lib, mod in libs.items()
+                for mode in MODES}
+        for run in runs.values():
+            run()  # warm up (and check it runs)
+        times = {key: [] for key in runs}
+        for _ in range(rounds):
+            for key, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - t0)
+        out[name] = {f"{lib}|{mode}": statistics.median(t) / CALLS * 1e6
+                     for (lib, mode), t in times.items()}
+    return out
+
+
+def bench_chain(rounds: int) -> dict:
+    """engine_mlp's chain (1,000 ops alternating add and mul on 2-element tensors), per op."""
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from engine_mlp import CHAIN, _chain
+    from gradserve import engine
+
+    out = {}
+    for mode in MODES:
+        run = _chain(engine, mode)
+        run()
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        out[mode] = statistics.median(times) / CHAIN * 1e6
+    return out
+
+
+def report(ops: dict, rounds: int, command: str) -> str:
+    lines = ["# Per-op overhead of issue 7's ops: engine vs torch", "",
+             f"Command: `{command}`", "",
+             f"Machine: {platform.machine()}, Python {platform.python_version()}, "
+             f"numpy {np.__version__}" + _torch_version() + f"; {rounds} rounds, median.", "",
+             f"A chain of {CALLS} calls of one op on 2x3 float32 tensors, each call's result "
+             "the next one's input; microseconds per call (the backward mode: the chain plus one "
+             "backward through it, per op). Target: engine <= 3x torch, as for the existing "
+             "ops (`add`, and benchmarks/results/engine_mlp.md).", "",
+             "| op | mode | engine µs | torch µs | engine / torch |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    worst = 0.0
+    for name, row in ops.items():
+        for mode in MODES:
+            e, t = row[f"engine|{mode}"], row.get(f"torch|{mode}")
+            ratio = "" if t is None else f"{e / t:.2f}"
+            if t is not None:
+                worst = max(worst, e / t)
+            lines.append(f"| {name} | {mode} | {e:.1f} | "
+                         f"{'' if t is None else f'{t:.1f}'} | {ratio} |")
+    lines += ["", f"Largest engine / torch ratio: {worst:.2f}." if worst else ""]
+    return "\n".join(lines) + "\n"
+
+
+def _torch_version() -> str:
+    try:
+        import torch
+    except ImportError:
+        return ", torch not installed"
+    return f", torch {torch.__version__} (1 thread)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--out", default=None)
+    p.add_argument("--chain-only", action="store_true")
+    args = p.parse_args()
+    if args.chain_only:
+        print(json.dumps(bench_chain(args.rounds)))
+        return
+    text = report(bench_ops(args.rounds), args.rounds,
+                  "python " + " ".join(["benchmarks/surface_ops.py", *sys.argv[1:]]))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The server's half of hooks and custom Functions whose Python lives in the client.
+
+The engine's stand-ins (`engine._callbacks`: a `ClientHook`, nodes of `ClientFunction`)
+call `call_client`, which lands here. While the executor runs a request it marks the session
+as the one being served (`serving`); while the servicer runs a request that may call back it
+gives the session a `Channel`: the Pipeline stream's own request iterator, and a queue of
+responses that the stream's generator yields. A call sends a `callback` message, then reads
+the client's next requests itself and runs them in place (the session's lock is already
+held, and it is the session's worker thread), until the one whose `then` is the
+`callback_result` for its key; the results go back to the engine's backward.
+
+Nothing here imports grpc: the messages are plain protobuf.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import queue
+from collections.abc import Callable, Iterator
+
+from gradserve.engine import AutogradError, InvalidArgumentError
+from gradserve.engine._callbacks import install
+from gradserve.v1 import gradserve_pb2 as pb
+
+from ._requests import tensor_meta
+
+_serving: contextvars.ContextVar = contextvars.ContextVar("gradserve_serving", default=None)
+_ids = itertools.count(1)
+
+
+class CallbackError(AutogradError):
+    """The client's hook or Function backward raised, or its ops failed."""
+
+
+@contextlib.contextmanager
+def serving(session) -> Iterator[None]:
+    """Mark `session` as the one whose request runs in this thread (for `call_client`)."""
+    token = _serving.set(session)
+    try:
+        yield
+    finally:
+        _serving.reset(token)
+
+
+class Channel:
+    """One Pipeline stream while a request that may call back runs (see the module doc).
+
+    `nested(session, request) -> (response, results)` runs a request in place: its ops, its
+    release, its action; `results` are the tensors a callback_result names."""
+
+    def __init__(self, requests: Iterator, outbox: queue.SimpleQueue, seq: int,
+                 nested: Callable) -> None:
+        self.requests, self.outbox, self.seq, self.nested = requests, outbox, seq, nested
+
+    def call(self, session, key: str, kind: str, tensors: list, create_graph: bool) -> list:
+        infos = []
+        for t in tensors:
+            if t is None:
+                infos.append(pb.TensorInfo())
+                continue
+            tid = f"~g{next(_ids)}"  # the server's ids: the client's never start with "~"
+            session.tensors[tid] = t
+            infos.append(_info(tensor_meta(tid, t)))
+        self.outbox.put(pb.PipelineResponse(seq=self.seq, callback=pb.Callback(
+            key=key, kind=kind, grads=infos, create_graph=create_graph)))
+        while True:
+            req = next(self.requests, None)
+            if req is None:
+                raise CallbackError(f"the client closed its stream while the server waited for "
+                                    f"its {kind} {key}")
+            answer = req.callback_result if req.WhichOneof("then") == "callback_result" else None
+            response, results = self.nested(session, req)
+            self.outbox.put(response)
+            if answer is None:
+                continue
+            if answer.key != key:
+                raise CallbackError(f"the client answered callback {answer.key!r} while the "
+                                    f"server waited for {key!r}")
+            if response.HasField("error"):
+                raise CallbackError(f"the ops of the client's {kind} failed: "
+                                    f"{response.error.message}")
+            if answer.error:
+                raise CallbackError(f"the client's {kind} raised {answer.error}")
+            return results
+
+
+def _info(meta):
+    from ._convert import tensor_info
+
+    return tensor_info(meta)
+
+
+def call_client(key: str, kind: str, tensors: list) -> list:
+    """engine._callbacks' caller on a server: ask the client of the session being served."""
+    from gradserve.engine import is_grad_enabled
+
+    session = _serving.get()
+    channel = getattr(session, "channel", None)
+    if channel is None:
+        raise CallbackError(
+            f"this backward reached a {kind} that runs in the session's client ({key}); only a "
+            "backward that client waits for can run it (the SDK does, for graphs with hooks "
+            "or custom Functions)")
+    return channel.call(session, key, kind, tensors, is_grad_enabled())
+
+
+def answer_results(session, answer: pb.CallbackResult) -> list:
+    """The tensors a callback_result names (None for "")."""
+    out = []
+    for rid in answer.results:
+        if not rid:
+            out.append(None)
+        elif rid in session.tensors:
+            out.append(session.tensors[rid])
+        else:
+            raise InvalidArgumentError(f"callback result {rid!r} is not a tensor of this session")
+    return out
+
+
+install(call_client)
