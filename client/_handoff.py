@@ -30,6 +30,14 @@ UNREACHABLE_PATIENCE = 30.0  # ... and while no server answers at all
 _BACKOFF = (0.02, 0.5)  # first and longest pause between restore attempts
 
 
+def closed_here(session) -> SessionLostError:
+    """What using a session this program closed raises."""
+    err = SessionLostError(f"session {session.id} was closed by this program (close(), or "
+                           "the end of its `with` block)")
+    err.reason = "closed"
+    return err
+
+
 def explain(session, error: GradserveError) -> GradserveError:
     """`error` with its session-lost reason made precise: a server that never held the
     session while another instance created it means the server restarted."""

@@ -207,10 +207,7 @@ class Session(Factories):
 
     def _check_open(self) -> None:
         if self._closed:
-            err = SessionLostError(f"session {self._id} was closed by this program (close(), "
-                                   "or the end of its `with` block)")
-            err.reason = "closed"
-            raise err
+            raise _handoff.closed_here(self)
 
     def _unary(self, method: str, request, timeout: float | None = None):
         """A unary call on this session, following it if it moved (`_handoff.following`).
@@ -419,14 +416,8 @@ class Session(Factories):
         with self._lock:
             self.stats.waits += 1
             self.stats.fetch_streams += 1
-
-        def read() -> _wire.Assembler:
-            assembler = _wire.Assembler()
-            for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
-                assembler.add(chunk)
-            return assembler
-
-        assembler = _handoff.following(self, read)
+        assembler = _handoff.following(self, lambda: _wire.Assembler().add_all(
+            self._client._call_stream("Fetch", request, session_id=self._id)))
         self.stats.bytes_down += sum(a.nbytes for a in assembler.done.values() if a is not None)
         return assembler.done
 

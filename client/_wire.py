@@ -107,6 +107,12 @@ class Assembler:
         self.done: dict[str, np.ndarray | None] = {}
         self._open: dict[str, np.ndarray] = {}
 
+    def add_all(self, chunks) -> Assembler:
+        """Add every chunk of a Fetch stream; self."""
+        for chunk in chunks:
+            self.add(chunk)
+        return self
+
     def add(self, chunk: pb.FetchResponse) -> None:
         if chunk.none:
             self.done[chunk.id] = None

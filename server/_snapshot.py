@@ -94,7 +94,7 @@ class _Packer:
         self._objects: dict[int, int] = {}
         self._nodes: dict[int, int] = {}
         self._versions: dict[int, int] = {}
-        self._buffers: dict[int, tuple[str, np.ndarray]] = {}
+        self._buffers: dict[int, tuple] = {}  # id(storage root) -> (key, root[, whole])
         self._pending: list[tuple[int, Node]] = []  # nodes numbered, not described yet
         self._keep: list = []  # what the ids above name, alive until packing ends
 
@@ -128,6 +128,25 @@ class _Packer:
             self._pending.append((index, node))
             self._keep.append(node)
         return index
+
+    def _device_storage(self, data) -> dict:
+        """A device array, written whole. Tensors that alias all of one buffer (`detach()`,
+        `.data`) share it again; a view of part of a buffer another tensor also uses is not
+        written (device arrays give no offsets to rebuild it from)."""
+        root = data
+        while getattr(root, "base", None) is not None:
+            root = root.base
+        whole = data.shape == root.shape and data.strides == root.strides
+        entry = self._buffers.get(id(root))
+        if entry is None:
+            key = f"b{len(self.arrays)}"
+            self._buffers[id(root)] = entry = (key, root, whole)
+            self.arrays[key] = np.ascontiguousarray(backend(self.device).to_host(data))
+        elif not (whole and entry[2]):
+            raise NotQuiet("a GPU tensor views part of another's storage; only CPU sessions "
+                           "are written with such views")
+        return {"buffer": entry[0], "offset": 0, "shape": list(data.shape), "strides": None,
+                "writeable": True}
 
     def nodes_left(self) -> None:
         """Describe every numbered node, numbering the ones they lead to."""
@@ -167,16 +186,7 @@ class _Packer:
 
     def _storage(self, data) -> dict:
         if self.device != "cpu":
-            # Device arrays are written one by one (no storage sharing across tensors): a
-            # GPU session whose tensors alias each other is refused by `pack`.
-            host = np.ascontiguousarray(backend(self.device).to_host(data))
-            if getattr(data, "base", None) is not None:
-                raise NotQuiet("a GPU tensor shares storage with another (a view); only CPU "
-                               "sessions can be written with views")
-            key = f"b{len(self.arrays)}"
-            self.arrays[key] = host
-            return {"buffer": key, "offset": 0, "shape": list(host.shape),
-                    "strides": list(host.strides), "writeable": True}
+            return self._device_storage(data)
         root = _root(data)
         block = _block(root) if data.size else None
         if block is None:  # nothing to share, or memory with gaps: the tensor on its own
@@ -292,8 +302,8 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
 def _array(o: dict, buffers: dict, device: str):
     buf = buffers[o["buffer"]]
     dtype = as_dtype(o["dtype"]).np
-    if device != "cpu":
-        return buf.view(dtype).reshape(o["shape"])
+    if device != "cpu":  # the buffer itself: tensors that shared it share it again
+        return buf if buf.dtype == dtype else buf.view(dtype).reshape(o["shape"])
     a = np.ndarray(tuple(o["shape"]), dtype=dtype, buffer=buf, offset=o["offset"],
                    strides=tuple(o["strides"]))
     if not o["writeable"]:

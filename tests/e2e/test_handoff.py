@@ -22,13 +22,14 @@ def _instance(served) -> str:
     return next(e["instance"] for e in served.events() if e["event"] == "server.started")
 
 
-def _train(client, on_step=None) -> tuple[list[np.ndarray], list[float], list[float]]:
+def _train(client, on_step=None, device: str = "cpu"
+           ) -> tuple[list[np.ndarray], list[float], list[float]]:
     """30 SGD steps (momentum: optimizer state on the server; noise from the session's random
     stream) -> (final parameters, losses, end time of each step)."""
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((64, 8)).astype(np.float32)
     y_np = rng.standard_normal((64, 1)).astype(np.float32)
-    s = client.session()
+    s = client.session(device=device)
     s.manual_seed(0)
     x, y = s.tensor(x_np), s.tensor(y_np)
     model = nn.Sequential(nn.Linear(8, 16, session=s), nn.ReLU(), nn.Linear(16, 1, session=s))
@@ -49,14 +50,16 @@ def _train(client, on_step=None) -> tuple[list[np.ndarray], list[float], list[fl
 
 
 @pytest.mark.slow
-def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog):
-    reference = serve()
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # cuda: the seam's double without a GPU
+def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog, device):
+    devices = ("--devices", "cpu,cuda:0") if device == "cuda" else ()
+    reference = serve(*devices)
     with gs.connect(reference.address) as client:
-        want, want_losses, _ = _train(client)
+        want, want_losses, _ = _train(client, device=device)
     reference.stop()
 
-    a = serve("--state-dir", str(tmp_path), "--drain-grace", "20")
-    b = serve("--state-dir", str(tmp_path))
+    a = serve("--state-dir", str(tmp_path), "--drain-grace", "20", *devices)
+    b = serve("--state-dir", str(tmp_path), *devices)
     sent = {}
 
     def on_step(step, s):
@@ -68,7 +71,7 @@ def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog)
 
     with caplog.at_level(logging.WARNING, logger="gradserve"), \
             gs.connect(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}") as client:
-        got, got_losses, ends = _train(client, on_step)
+        got, got_losses, ends = _train(client, on_step, device)
     assert a.proc.wait(timeout=30) == 0
     assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
     assert got_losses == want_losses

@@ -334,7 +334,8 @@ def test_metrics_and_reflection(make_server, wire):
         got = _samples(urllib.request.urlopen(url, timeout=5).read().decode())
     assert got["gradserve_sessions", ()] == 2
     assert got["gradserve_sessions_created_total", ()] == 2
-    assert got["gradserve_session_bytes", (("device", "cpu"),)] == 68
+    assert got["gradserve_session_bytes", ()] == 68
+    assert got["gradserve_device_session_bytes", (("device", "cpu"),)] == 68
     assert got["gradserve_errors_total", (("code", "INVALID_ARGUMENT"),
                                           ("kind", "InvalidArgumentError"))] == 1
     assert got["gradserve_errors_total", (("code", "RESOURCE_EXHAUSTED"),

@@ -143,3 +143,21 @@ def test_moving_lost_and_stale_markers(tmp_path, monkeypatch):
         os.utime(path, (old, old))
     assert sorted(state.sweep(older_than=60)) == ["a" * 22 + ".lost", "b" * 22 + ".moving"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gpu_session_is_written_and_read_back(tmp_path):
+    """On "cuda:0" (the seam's test double without a GPU): values, grads and whole-buffer
+    aliases (`detach`) come back; a view of part of a buffer is refused, not written wrong."""
+    w = engine.tensor([[1.0, 2.0]], requires_grad=True).to("cuda:0").detach().requires_grad_()
+    (w * 3).sum().backward()
+    s = _session(w=w, grad=w.grad, alias=w.detach())
+    s.device = "cuda:0"
+    r = _round_trip(tmp_path, s).tensors
+    assert r["w"].device == "cuda:0" and r["grad"] is r["w"].grad
+    assert r["w"].grad.tolist() == [[3.0, 3.0]]
+    with engine.no_grad():
+        r["alias"].add_(1)
+    assert r["w"].tolist() == [[2.0, 3.0]] and r["w"]._version == 1
+    s.tensors["part"] = w[0]
+    with pytest.raises(NotQuiet, match="views part of another's storage"):
+        StateDir(tmp_path, "x").save(s)
