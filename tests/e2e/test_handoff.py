@@ -104,3 +104,20 @@ def test_a_graph_held_across_the_drain_is_lost_not_corrupted(serve, tmp_path):
     assert [e["event"] for e in a.events() if e.get("session") == s.id][-1] == "session.lost"
     assert not any(e["event"] == "session.restored" for e in b.events())
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s.id}.lost"]
+
+
+def test_a_session_with_a_client_hook_is_lost_not_restored_without_it(serve, tmp_path):
+    a = serve("--state-dir", str(tmp_path), "--drain-grace", "0.5")
+    b = serve("--state-dir", str(tmp_path))
+    with gs.connect(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}") as client:
+        s = client.session()
+        w = s.tensor([1.0, 2.0], requires_grad=True)
+        w.register_hook(lambda g: g * 10)  # its Python lives here: the server cannot write it
+        (w * w).sum().backward()
+        assert w.grad.tolist() == [20.0, 40.0]
+        a.proc.send_signal(signal.SIGTERM)
+        assert a.proc.wait(timeout=30) == 0
+        with pytest.raises(gs.SessionLostError, match="has a hook of the client") as info:
+            w.grad.tolist()
+        assert info.value.reason == "lost"
+    assert not any(e["event"] == "session.restored" for e in b.events())
