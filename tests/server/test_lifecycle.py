@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import queue
 import shutil
 import signal
 import subprocess
@@ -358,23 +357,12 @@ def test_metrics_and_reflection(make_server, wire):
     assert {SERVICE, "grpc.health.v1.Health"} <= names
 
 
-def _pipe(stub):
-    """A Pipeline stream fed one request at a time: (send, replies)."""
-    requests: queue.Queue = queue.Queue()
-
-    def feed():
-        while (request := requests.get()) is not None:
-            yield request
-
-    return requests.put, stub.Pipeline(feed())
-
-
 def test_drain_ends_pipeline_streams(make_server, wire):
     server, address = make_server()
     channel, stub = wire.connect(address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
-        send, replies = _pipe(stub)
+        send, replies = wire.pipe(stub)
         send(pb.PipelineRequest(session_id=sid, seq=1, ops=wire.seed_ops()))
         assert next(replies).seq == 1
         # a request arriving while draining is answered with the error, then the stream ends
@@ -392,7 +380,7 @@ def test_drain_cancels_idle_pipelines(make_server, wire):
     channel, stub = wire.connect(address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
-        send, replies = _pipe(stub)
+        send, replies = wire.pipe(stub)
         send(pb.PipelineRequest(session_id=sid, seq=1))
         assert next(replies).seq == 1
         assert server.drain(grace=5) is True  # an idle stream is not a running call

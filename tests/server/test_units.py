@@ -278,7 +278,7 @@ def test_cancelled_and_undecodable_streams_leave_no_reference_cycles(make_server
                     iter([b"\xff\xff\xff\xff\x0f"]))
                 with pytest.raises(grpc.RpcError):
                     list(call)
-                send, replies = _feed(stub)
+                send, replies = wire.pipe(stub)
                 send(pb.PipelineRequest(session_id=sid, seq=1))
                 assert next(replies).seq == 1
                 replies.cancel()  # while the handler waits for the next request
@@ -299,15 +299,3 @@ def _stack(frame):
     while frame is not None:
         yield frame
         frame = frame.f_back
-
-
-def _feed(stub):
-    import queue
-
-    requests: queue.Queue = queue.Queue()
-
-    def feed():
-        while (request := requests.get()) is not None:
-            yield request
-
-    return requests.put, stub.Pipeline(feed())
