@@ -44,10 +44,9 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
 
 
 def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
-    t = Tensor(_finish(xp, arr, meta, op), device, dtype=meta.dtype)
-    if meta.strides is not None:  # a view: the strides its shape rule gave, as the client's
-        t._strides = meta.strides
-    return t
+    # a view keeps the strides its shape rule gave (as the client's proxy does); anything
+    # else was made contiguous by _finish
+    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides)
 
 
 def unknown_shape(meta) -> bool:

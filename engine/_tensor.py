@@ -24,6 +24,15 @@ class Tensor(AutogradMeta):
         if requires_grad:
             self.requires_grad = True
 
+    @classmethod
+    def _result(cls, data, device: str, dtype: DType, strides) -> Tensor:
+        """An op's output, whose layout its shape rule already gave (None: contiguous)."""
+        t = cls.__new__(cls)
+        t._init_meta(dtype, device, strides)
+        t._data = data
+        t._grad = None
+        return t
+
     # -- metadata --------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:

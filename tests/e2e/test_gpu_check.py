@@ -30,7 +30,9 @@ def test_gpu_check_runs_every_stage_on_the_fake(tmp_path):
     assert re.search(r"^## gpu_mlp \(\d+ s, exit 0\)$", text, re.M)
     rows = dict(re.findall(r"^\| (torch|engine|remote) \| [\d.]+ \|.*\| ([\d.]+) \| [\de.+-]+ \|$",
                            text, re.M))
-    assert set(rows) == {"torch", "engine", "remote"}, text
+    # torch is an optional oracle: without it the report has gradserve's two sides
+    sides = {"engine", "remote"} | ({"torch"} if importlib.util.find_spec("torch") else set())
+    assert set(rows) == sides, text
     assert len(set(rows.values())) == 1  # the same first loss on every side
     assert "the numpy test double" in text
 
