@@ -61,6 +61,8 @@ class Server:
             self.proc.terminate()
         self.proc.wait(timeout=60)
         self._reader.join(timeout=30)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 def train(target: str, size: str, on_step=None):

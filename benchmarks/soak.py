@@ -81,6 +81,7 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+        self.proc.stdout.close()
 
 
 # -- one client's training ------------------------------------------------------------------------

@@ -45,8 +45,9 @@ class Served:
             [sys.executable, "-m", "gradserve.server", "--port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stderr: list[str] = []
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr),
-                         daemon=True).start()
+        self._reader = threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr),
+                                        daemon=True)
+        self._reader.start()
         line = _first_line(self.proc)
         assert line.startswith("gradserve listening on "), line + "".join(self.stderr)
         self.address = line.split()[3]
@@ -58,10 +59,14 @@ class Served:
         return [json.loads(line) for line in list(self.stderr) if line.startswith("{")]
 
     def stop(self, timeout: float = 30) -> int:
-        """Kill it unless it already ended; its exit code."""
+        """Kill it unless it already ended; its exit code (its pipes read and closed)."""
         if self.proc.poll() is None:
             self.proc.kill()
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
 
 
 def _first_line(proc, timeout: float = 30.0) -> str:

@@ -96,6 +96,7 @@ class Target:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 class Healthy(threading.Thread):
