@@ -11,7 +11,8 @@ import grpc
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc
 
-from ._errors import ConnectionError, GradserveError
+from . import _handoff
+from ._errors import ConnectionError, GradserveError, SessionMovedError
 from ._session import Session
 from ._wire import rpc_errors
 
@@ -139,8 +140,11 @@ class Client:
         """
         if route and self._route_header:
             self._routes[session_id] = route
-        info, headers = self._call_with_headers(
-            "DescribeSession", pb.SessionRef(session_id=session_id), session_id=session_id)
+        try:
+            info, headers = self._call_with_headers(
+                "DescribeSession", pb.SessionRef(session_id=session_id), session_id=session_id)
+        except SessionMovedError as moved:  # its server drained: restore it where we reach
+            info, headers = _handoff.restore_id(self, session_id, moved), {}
         self._learn_route(session_id, headers)
         return self._register(Session(self, info, owned=False))
 
@@ -204,13 +208,15 @@ class Client:
         """`session_id` when its calls go through a proxy that pins it to one replica."""
         return session_id if session_id in self._routes else None
 
-    def _call(self, method: str, request, *, session_id: str | None = None, timeout=None):
-        """A unary (or client-streaming) RPC; failures become gradserve exceptions."""
+    def _call(self, method: str, request, *, session_id: str | None = None, timeout=None,
+              wait_for_ready: bool | None = None):
+        """A unary (or client-streaming) RPC; failures become gradserve exceptions.
+        `wait_for_ready`: wait (up to `timeout`) for a server to answer at all."""
         return self._call_with_headers(method, request, session_id=session_id,
-                                       timeout=timeout)[0]
+                                       timeout=timeout, wait_for_ready=wait_for_ready)[0]
 
     def _call_with_headers(self, method: str, request, *, session_id: str | None = None,
-                           timeout=None) -> tuple:
+                           timeout=None, wait_for_ready: bool | None = None) -> tuple:
         """`_call`, also returning the response's initial metadata as a dict."""
         if self._closed:
             raise ConnectionError("this gradserve client is closed")
@@ -218,7 +224,7 @@ class Client:
         try:
             with rpc_errors(pinned=self._pinned(session_id)):
                 response, rpc = call.with_call(request, metadata=self._metadata(session_id),
-                                               timeout=timeout)
+                                               timeout=timeout, wait_for_ready=wait_for_ready)
         finally:
             if method == "CloseSession":  # closed or gone: its route is of no more use
                 self._routes.pop(session_id, None)

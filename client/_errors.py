@@ -27,11 +27,32 @@ __all__ = [
 
 
 class SessionLostError(GradserveError):
-    """The session is gone: closed, reclaimed after its TTL, never made, or its replica died."""
+    """The session is gone: closed, reclaimed after its TTL, never made, or its replica died.
+
+    `reason` says which: "closed" (by this program, or CloseSession from anywhere),
+    "reclaimed" (idle past the server's TTL), "restarted" (the server process that held it
+    was replaced: a new instance id answers), "lost" (a draining server could not write it
+    to its state dir: it never reached a quiet point), "replica_gone" (behind a proxy that
+    pins it, its replica is gone) or "unknown" (the server never held it)."""
+
+    reason = "unknown"
 
 
 class ConnectionError(GradserveError, builtins.ConnectionError):  # noqa: A001
-    """The server cannot be reached (nothing listens, it went away, or it is draining)."""
+    """The server cannot be reached (nothing listens, it went away, or it is draining).
+
+    `reason`: "draining" (the server is shutting down and takes no new calls),
+    "unreachable" (no server answers at the target, or the connection dropped), or
+    "unavailable" (the server answered UNAVAILABLE for another reason)."""
+
+    reason = "unavailable"
+
+
+class SessionMovedError(ConnectionError):
+    """SDK-internal: the session was written to a state dir by a draining server; the
+    session restores it on a live server and resends what was not answered (`_handoff`)."""
+
+    reason = "moved"
 
 
 class PermissionError(GradserveError, builtins.PermissionError):  # noqa: A001
@@ -70,6 +91,7 @@ _BY_KIND: dict[str, type[GradserveError]] = {
                    DeviceUnavailableError)},
     # the server's own class names (gradserve.server._errors)
     "SessionNotFoundError": SessionLostError,
+    "SessionMovedError": SessionMovedError,
     "TensorNotFoundError": InvalidArgumentError,
     "PermissionDeniedError": PermissionError,
     "UnauthenticatedError": PermissionError,
@@ -101,8 +123,10 @@ def error_class(code: int, kind: str = "", message: str = "") -> type[GradserveE
 
 
 def error_from(code: int, message: str, kind: str = "", op: str = "", site: str = "",
-               op_index: int = -1) -> GradserveError:
+               op_index: int = -1, reason: str = "", instance: str = "") -> GradserveError:
     """Build the typed exception for a failure; names the op and its site when there is one.
+    `reason` and `instance` are the server's Error fields (why a session is not there, and
+    which server process answered).
 
     >>> error_from(3, "shape mismatch", op="mul", site="train.py:7", op_index=0)
     InvalidArgumentError("shape mismatch\\n  (in op 'mul' sent from train.py:7)")
@@ -115,4 +139,9 @@ def error_from(code: int, message: str, kind: str = "", op: str = "", site: str 
     err.code = code
     err.op = op or None
     err.site = site or None
+    err.instance = instance or None
+    if reason and isinstance(err, SessionLostError):
+        err.reason = reason
+    elif kind == "UnavailableError":
+        err.reason = "draining"
     return err

@@ -57,9 +57,8 @@ class Factories(FactoryAPI):
             self.stats.waits += 1
             self.stats.uploads += 1
             self.stats.bytes_up += arr.nbytes
-        requests = upload_requests(self._id, out._id, arr, dtype, bool(requires_grad),
-                                   CHUNK_BYTES)
-        self._client._call("Upload", requests, session_id=self._id)
+        self._unary("Upload", lambda: upload_requests(
+            self._id, out._id, arr, dtype, bool(requires_grad), CHUNK_BYTES))
         return out
 
     def manual_seed(self, seed: int) -> None:

@@ -5,6 +5,11 @@ reader at a time; other waiters sleep until theirs has been read), so a reply wa
 thread that waits for it directly. Responses nobody waits for are read on the way to one
 that somebody does, or when MAX_IN_FLIGHT of them are outstanding. An error in a request
 nobody waited for is kept and raised at the next wait, naming the op and the user's line.
+
+Every request stays kept until its reply is read, so that when the session moves (its server
+drained and wrote it to a state dir) the requests the old server did not answer are resent,
+in order, on a new stream to the server that restored it (`_resume`). Sequence numbers are
+the session's, not the stream's, so the server's `applied_seq` names a request exactly.
 """
 
 from __future__ import annotations
@@ -13,28 +18,39 @@ import collections
 import itertools
 import queue
 import threading
+from collections.abc import Callable
 
 from . import _wire
-from ._errors import ConnectionError, GradserveError
+from ._errors import ConnectionError, GradserveError, SessionMovedError
 
 MAX_IN_FLIGHT = 64  # requests sent without waiting before a sender blocks (backpressure)
 
 
 class Pipeline:
-    """The bidirectional stream: a queue feeds requests; the threads that need answers read them."""
+    """The bidirectional stream: a queue feeds requests; the threads that need answers read them.
+
+    `seqs` numbers the requests (shared by the session's pipelines); `on_break(error)` is
+    asked what a stream that ended without a gradserve answer means, and `restore(error)`
+    brings a moved session back and returns its SessionInfo (see `_handoff`)."""
 
     _PENDING = object()
 
-    def __init__(self, client, session_id: str, on_callback=None) -> None:
+    def __init__(self, client, session_id: str, on_callback=None, seqs=None,
+                 on_break: Callable[[GradserveError], GradserveError] | None = None,
+                 restore: Callable[[GradserveError], object] | None = None) -> None:
         # A server's backward that reached a hook or custom Function of this client sends a
         # `callback` message and waits: whoever waits here runs `on_callback(callback)` (the
         # Python, then its answer, sent as a new request), outside the stream's lock.
         self._on_callback = on_callback
         self._calls: collections.deque = collections.deque()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._seq = itertools.count(1)
+        self._client = client
+        self._session_id = session_id
+        self._seq = seqs if seqs is not None else itertools.count(1)
+        self._on_break = on_break or (lambda error: error)
+        self._restore = restore
         self._cond = threading.Condition()
         self._sent: dict[int, tuple] = {}  # seq -> (op entries, sites), to name a failing op
+        self._unacked: dict[int, object] = {}  # seq -> request whose reply was not read yet
         self._waiting: dict[int, object] = {}  # seq -> response once it arrived
         self._deferred: list[tuple[int, GradserveError]] = []  # errors nobody waited for
         self._broken: GradserveError | None = None
@@ -43,12 +59,21 @@ class Pipeline:
         self._ended = False  # the stream finished after close()
         self._reading = False  # a thread is reading the stream
         self._unanswered = 0  # requests sent without a waiter whose response is still out
-        self._stream = client._call_stream("Pipeline", self._requests(), session_id=session_id)
+        self._streams = 0  # streams opened so far
+        self._open()
+
+    def _open(self) -> None:
+        """A new stream, fed by a queue of its own (an old stream's feeder may still run)."""
+        self._streams += 1
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stream = self._client._call_stream("Pipeline", self._requests(self._queue),
+                                                 session_id=self._session_id)
         self._responses = iter(self._stream)
 
-    def _requests(self):
+    @staticmethod
+    def _requests(feed: queue.SimpleQueue):
         while True:
-            request = self._queue.get()
+            request = feed.get()
             if request is None:
                 return
             yield request
@@ -78,13 +103,29 @@ class Pipeline:
                 with self._cond:
                     self._ended = True
                 return
-            self._fail(ConnectionError("the server closed the session's pipeline stream"))
+            self._ended_by(ConnectionError("the server closed the session's pipeline stream"))
         except Exception as e:  # the stream is gone: every waiter must hear about it
             if not isinstance(e, GradserveError):
                 e = ConnectionError(f"the session's pipeline failed: {type(e).__name__}: {e}")
-            self._fail(e)
+            self._ended_by(e)
         else:
             self._deliver(response)
+
+    def _ended_by(self, error: GradserveError) -> None:
+        """The stream ended with `error`: resume a moved session on a new stream, else fail."""
+        if self._closing:
+            with self._cond:
+                self._ended = True
+            return
+        if not getattr(error, "answered", True):  # no gradserve server said why: ask one
+            error = self._on_break(error)
+        if isinstance(error, SessionMovedError) and self._restore is not None:
+            try:
+                self._resume(self._restore(error))
+                return
+            except GradserveError as e:
+                error = e
+        self._fail(error)
 
     def _fail(self, error: GradserveError) -> None:
         with self._cond:
@@ -97,6 +138,7 @@ class Pipeline:
                 self._calls.append(response.callback)
                 return
             seq = response.seq
+            self._unacked.pop(seq, None)
             ops = self._sent.pop(seq, ())
             err = _wire.error_value(response.error, ops) if response.HasField("error") else None
             if seq in self._waiting:
@@ -105,6 +147,26 @@ class Pipeline:
                 if err is not None:
                     self._deferred.append((seq, err))
                 self._unanswered -= 1
+
+    def _resume(self, info) -> None:
+        """Carry on, on a new stream, with the session the server behind `info` restored:
+        requests it already ran (seq <= its applied_seq) count as done; the rest are resent
+        in order, ahead of anything sent from now on."""
+        with self._cond:
+            for seq in sorted(s for s in self._unacked if s <= info.applied_seq):
+                self._unacked.pop(seq)
+                self._sent.pop(seq, None)
+                if seq in self._waiting:  # its reply was lost with the old server
+                    self._waiting[seq] = (None, ConnectionError(
+                        "the server ran this request, then moved the session before its "
+                        "reply arrived; its result is lost (the session lives on)"))
+                else:
+                    self._unanswered -= 1
+            old = self._queue
+            self._open()
+            for seq in sorted(self._unacked):
+                self._queue.put(self._unacked[seq])
+            old.put(None)
 
     @property
     def pending(self) -> bool:
@@ -127,7 +189,8 @@ class Pipeline:
                 self._waiting[seq] = self._PENDING
             else:
                 self._unanswered += 1
-        self._queue.put(request)
+            self._unacked[seq] = request
+            self._queue.put(request)  # under the lock: `_resume` may be swapping the queue
         return seq
 
     def wait(self, seq: int):
@@ -158,11 +221,23 @@ class Pipeline:
             raise err
         return response
 
+    def resume_after_move(self) -> None:
+        """Another call found the session moved: read this stream to its end (the old server
+        ends it once the session is written, after the replies to what it ran), then go on
+        with the restored session (or raise why it could not be)."""
+        with self._cond:
+            stream = self._streams
+            self._pump(lambda: self._streams != stream)
+            if self._broken is not None:
+                self.reported = True
+                raise self._broken
+
     def close(self) -> None:
         """End the stream after what was sent; its answers are read (for up to 5 s) so that
         the server runs all of it, then the call is cancelled if it has not ended."""
         self._closing = True
-        self._queue.put(None)
+        with self._cond:
+            self._queue.put(None)
         drain = threading.Thread(target=self._drain, name="gradserve-pipe-close", daemon=True)
         drain.start()
         drain.join(timeout=5)

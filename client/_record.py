@@ -26,7 +26,6 @@ from gradserve.engine._meta import (
     set_history,
 )
 
-from ._errors import SessionLostError
 from ._tensor import RemoteTensor
 
 
@@ -105,8 +104,7 @@ def _operands(inputs: tuple, session=None) -> tuple:
             converted[i] = _plain(x)
     if session is None:
         raise InvalidArgumentError("expected at least one RemoteTensor argument")
-    if session._closed:
-        raise SessionLostError(f"session {session.id} is closed")
+    session._check_open()
     return (inputs if converted is None else tuple(converted)), session
 
 

@@ -31,7 +31,7 @@ from gradserve.v1.codec import (
     pack_ops,
 )
 
-from . import _grads, _wire
+from . import _grads, _handoff, _wire
 from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
@@ -106,6 +106,8 @@ class Session(Factories):
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
+        self._seqs = itertools.count(1)  # request numbers, across the session's streams
+        self._instance = info.instance_id  # the server process holding it
         self._closed = False
         self._grad_epoch = 0  # bumped by backward: cached `.grad` proxies are stale
         self._server_devices = tuple(info.devices) or (self._device,)
@@ -163,8 +165,8 @@ class Session(Factories):
         if not self._disconnect():
             return
         try:
-            self._client._call("CloseSession", pb.SessionRef(session_id=self._id),
-                               session_id=self._id, timeout=CLOSE_TIMEOUT)
+            self._unary("CloseSession", pb.SessionRef(session_id=self._id),
+                        timeout=CLOSE_TIMEOUT)
         except SessionLostError:
             pass  # already gone (reclaimed, or closed by another client): the goal is met
 
@@ -194,18 +196,25 @@ class Session(Factories):
         pipe = self._pipe
         if self._ops or self._releases or (pipe is not None and pipe.pending):
             self.synchronize()  # describe what the user did, sent-ahead ops and releases too
-        msg = self._client._call("DescribeSession", pb.SessionRef(session_id=self._id),
-                                 session_id=self._id)
+        msg = self._unary("DescribeSession", pb.SessionRef(session_id=self._id))
         return {"session_id": msg.session_id, "device": msg.device, "owner": msg.owner,
                 "tensor_count": msg.tensor_count, "bytes": msg.bytes,
                 "bytes_by_device": dict(msg.bytes_by_device),
                 "device_memory_used": msg.device_memory_used,
                 "device_memory_pool": msg.device_memory_pool,
-                "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds}
+                "idle_seconds": msg.idle_seconds, "ttl_seconds": msg.ttl_seconds,
+                "instance_id": msg.instance_id}
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SessionLostError(f"session {self._id} is closed")
+            raise _handoff.closed_here(self)
+
+    def _unary(self, method: str, request, timeout: float | None = None):
+        """A unary call on this session, following it if it moved (`_handoff.following`).
+        `request` may be a function making it (an Upload's messages can be sent once)."""
+        return _handoff.following(self, lambda: self._client._call(
+            method, request() if callable(request) else request, session_id=self._id,
+            timeout=timeout))
 
     # -- proxies ----------------------------------------------------------------------------
     def _new_id(self) -> str:
@@ -310,7 +319,9 @@ class Session(Factories):
         if self._pipe is None or self._pipe.reported:
             # A stream that broke (a dropped connection) was reported to the caller once; the
             # session lives on the server, so carry on over a new stream.
-            self._pipe = Pipeline(self._client, self._id, self._serve_callback)
+            self._pipe = Pipeline(self._client, self._id, self._serve_callback, self._seqs,
+                                  on_break=lambda e: _handoff.explain_break(self, e),
+                                  restore=lambda e: _handoff.restore(self, e))
         try:
             seq = self._pipe.submit(request, (ops, sites) if ops else None, wait)
         except GradserveError:
@@ -330,7 +341,10 @@ class Session(Factories):
             seq = self._flush_locked(wait=True, **then)
             pipe = self._pipe
             self.stats.waits += 1
-        return pipe.wait(seq)
+        try:
+            return pipe.wait(seq)
+        except SessionLostError as e:
+            raise _handoff.explain(self, e) from None
 
     def _serve_callback(self, call) -> int:
         from ._callbacks import serve
@@ -399,12 +413,11 @@ class Session(Factories):
     def _fetch_stream(self, ids: list, grad: bool) -> dict:
         request = pb.FetchRequest(session_id=self._id, ids=ids, grad=grad,
                                   encoding=pb.ENCODING_RAW)
-        assembler = _wire.Assembler()
         with self._lock:
             self.stats.waits += 1
             self.stats.fetch_streams += 1
-        for chunk in self._client._call_stream("Fetch", request, session_id=self._id):
-            assembler.add(chunk)
+        assembler = _handoff.following(self, lambda: _wire.Assembler().add_all(
+            self._client._call_stream("Fetch", request, session_id=self._id)))
         self.stats.bytes_down += sum(a.nbytes for a in assembler.done.values() if a is not None)
         return assembler.done
 

@@ -26,6 +26,8 @@ _TRANSPORT_WORDS = ("Stream removed", "Socket closed", "Connection reset", "RST_
 # -- errors ------------------------------------------------------------------------------------
 def error_from_rpc(e: grpc.RpcError, pinned: str | None = None) -> GradserveError:
     """The typed exception for a failed call, using the server's Error trailer when sent.
+    `answered` on it says whether a gradserve server made the error (False: the transport
+    or a proxy did, so the server may be gone).
 
     `pinned` is the session id when the call went through a proxy that pins the session to
     one replica (it carried the proxy's route header): then a failure the server did not make
@@ -40,22 +42,27 @@ def error_from_rpc(e: grpc.RpcError, pinned: str | None = None) -> GradserveErro
             if key == ERROR_TRAILER:
                 trailer = pb.Error.FromString(value)
     if trailer is not None:
-        return error_from(trailer.code or number, trailer.message or details, trailer.kind,
-                          trailer.op, trailer.site, trailer.op_index if trailer.op else -1)
+        err = error_from(trailer.code or number, trailer.message or details, trailer.kind,
+                         trailer.op, trailer.site, trailer.op_index if trailer.op else -1,
+                         trailer.reason, trailer.instance_id)
+        err.answered = True
+        return err
     if pinned is not None and _replica_gone(e, number, details):
         err = SessionLostError(
             f"session {pinned} is lost: the replica holding it is gone (the proxy pinning the "
             f"session to it answered: {details}); start a new session, it will be placed on "
             "a live replica")
-        err.code, err.op, err.site = number, None, None
-        return err
-    if number == grpc.StatusCode.UNAVAILABLE.value[0]:
-        details = f"gradserve server unavailable: {details}"
-    elif number in (_UNKNOWN, _INTERNAL) and any(w in details for w in _TRANSPORT_WORDS):
-        # gRPC's own words for a connection that died mid-call (the server sends a trailer
-        # with every error it makes itself, so these come from the transport)
-        return ConnectionError(f"connection to the gradserve server lost: {details}")
-    return error_from(number, details)
+        err.code, err.op, err.site, err.reason = number, None, None, "replica_gone"
+    elif number == grpc.StatusCode.UNAVAILABLE.value[0] or (
+            number in (_UNKNOWN, _INTERNAL) and any(w in details for w in _TRANSPORT_WORDS)):
+        # No gradserve server answered (it sends a trailer with every error it makes): gRPC's
+        # own words for nothing listening, or a connection that died mid-call.
+        err = ConnectionError(f"gradserve server unreachable: {details}")
+        err.code, err.op, err.site, err.reason = number, None, None, "unreachable"
+    else:
+        err = error_from(number, details)
+    err.answered = False
+    return err
 
 
 def _replica_gone(e: grpc.RpcError, number: int, details: str) -> bool:
@@ -88,7 +95,10 @@ def error_value(err: pb.Error, sent: tuple) -> GradserveError:
         site = site or site_text(sites[index])
     else:
         index = -1
-    return error_from(err.code, err.message, err.kind, op, site, index)
+    out = error_from(err.code, err.message, err.kind, op, site, index, err.reason,
+                     err.instance_id)
+    out.answered = True
+    return out
 
 
 class Assembler:
@@ -97,6 +107,12 @@ class Assembler:
     def __init__(self) -> None:
         self.done: dict[str, np.ndarray | None] = {}
         self._open: dict[str, np.ndarray] = {}
+
+    def add_all(self, chunks) -> Assembler:
+        """Add every chunk of a Fetch stream; self."""
+        for chunk in chunks:
+            self.add(chunk)
+        return self
 
     def add(self, chunk: pb.FetchResponse) -> None:
         if chunk.none:

@@ -33,7 +33,8 @@ def _bool(attrs: dict, name: str, default: bool) -> bool:
     raise InvalidArgumentError(f"attr {name!r} must be true or false, got {value!r}")
 
 
-@defcommand("tensor", inputs=(0, 1), outputs=(1, 1), needs_device=True)
+@defcommand("tensor", inputs=(0, 1), outputs=(1, 1), needs_device=True,
+            attrs={"requires_grad": False})
 def _make_tensor(inputs, attrs):
     """A new leaf from a host array (moved to the device)."""
     if not inputs or not isinstance(inputs[0], np.ndarray):
@@ -45,7 +46,7 @@ def _make_tensor(inputs, attrs):
     return (t,)
 
 
-@defcommand("requires_grad_", inputs=(1, 1), outputs=(0, 1))
+@defcommand("requires_grad_", inputs=(1, 1), outputs=(0, 1), attrs={"requires_grad": True})
 def _requires_grad_(inputs, attrs):
     t = _tensor("requires_grad_", inputs, 0)
     return (t.requires_grad_(_bool(attrs, "requires_grad", True)),)
@@ -84,7 +85,7 @@ def _set_data(inputs, attrs):
     return ()
 
 
-@defcommand("manual_seed", inputs=(0, 0), outputs=(0, 0))
+@defcommand("manual_seed", inputs=(0, 0), outputs=(0, 0), attrs={"seed": ...})
 def _manual_seed(inputs, attrs):
     """Seed the current generator (a server session's own, or the engine's default)."""
     seed = attrs.get("seed")

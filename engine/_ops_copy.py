@@ -54,7 +54,8 @@ def _to(xp, a, dtype, device):
     return moved.copy() if moved is a else moved
 
 
-to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True)(_to)
+to = defop("to", infer=_to_meta, grad_name="ToCopyBackward0", needs_device=True,
+           attrs=("dtype", "device"))(_to)
 
 
 @to.def_backward

@@ -25,9 +25,13 @@ def _factory(fill):
     return forward
 
 
-defop("zeros", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
-defop("ones", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.ones(s, d)))
-defop("empty", infer=_factory_meta, needs_device=True)(_factory(lambda xp, s, d: xp.zeros(s, d)))
+_SHAPED = ("shape", "dtype", "device")  # factories take attrs only
+defop("zeros", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.zeros(s, d)))
+defop("ones", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.ones(s, d)))
+defop("empty", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.zeros(s, d)))
 
 
 def _full_meta(shape, value, dtype=None, device=None):
@@ -38,7 +42,7 @@ def _full_meta(shape, value, dtype=None, device=None):
     return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
 
 
-defop("full", infer=_full_meta, needs_device=True)(
+defop("full", infer=_full_meta, needs_device=True, attrs=("shape", "value", "dtype", "device"))(
     lambda xp, shape, value, dtype=None, device=None: xp.full(
         tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
 )
@@ -52,10 +56,10 @@ def _random_meta(shape, dtype, device=None):
     return m
 
 
-defop("randn", infer=_random_meta, needs_device=True, random=True)(
+defop("randn", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
     lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
 )
-defop("rand", infer=_random_meta, needs_device=True, random=True)(
+defop("rand", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
     lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
 )
 
@@ -75,7 +79,8 @@ def _arange_meta(start, end, step=1, dtype=None, device=None):
     return Meta((n,), as_dtype(dtype))
 
 
-defop("arange", infer=_arange_meta, needs_device=True)(
+defop("arange", infer=_arange_meta, needs_device=True,
+      attrs=("start", "end", "step", "dtype", "device"))(
     lambda xp, start, end, step=1, dtype=None, device=None: xp.arange(
         start, end, step).astype(_arange_meta(start, end, step, dtype).dtype.np)[
         :_arange_meta(start, end, step, dtype).shape[0]]
@@ -86,7 +91,7 @@ def _eye_meta(n, m=None, dtype=None, device=None):
     return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
 
 
-defop("eye", infer=_eye_meta, needs_device=True)(
+defop("eye", infer=_eye_meta, needs_device=True, attrs=("n", "m", "dtype", "device"))(
     lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
         dtype or default_float).np)
 )

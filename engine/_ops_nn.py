@@ -41,7 +41,8 @@ def _linear_name(x, w, b=None):
     return "ViewBackward0" if b is not None else "UnsafeViewBackward0"
 
 
-linear = defop("linear", infer=_linear_meta, grad_name=_linear_name, save=(0, 1))(_linear)
+linear = defop("linear", infer=_linear_meta, grad_name=_linear_name, save=(0, 1),
+               attrs=())(_linear)  # the bias is an optional input
 
 
 @linear.def_backward
@@ -250,4 +251,4 @@ def _dropout_mask(xp, x, p, gen):
     return (keep / (1 - p)).astype(x.dtype)
 
 
-defop("dropout_mask", infer=_dropout_meta, random=True)(_dropout_mask)
+defop("dropout_mask", infer=_dropout_meta, random=True, attrs=("p",))(_dropout_mask)

@@ -180,7 +180,7 @@ def _prod_others_meta(a, dim):
 
 # others[i] = prod_{k != i} a[k]: prod's gradient without dividing by a (which may be 0)
 prod_others = defop("prod_others", infer=_prod_others_meta, grad_name="ProdBackward1",
-                    save=(0,))(_others_product)
+                    save=(0,), attrs=("dim",))(_others_product)
 
 
 @prod_others.def_backward
@@ -278,7 +278,7 @@ def _scatter_dim(g, idx, shape, dim, keepdim):
 
 for _n, _a in (("max_dim", "argmax"), ("min_dim", "argmin")):
     _op = defop(_n, infer=_dim_extreme_meta, grad_name=_n[:3].capitalize() + "Backward0",
-                save=(0,))(_dim_extreme(_a))
+                save=(0,), attrs=("dim", "keepdim"))(_dim_extreme(_a))
     _op.def_backward(lambda ctx, g: (_indices_grad(ctx, g),))
 
 
@@ -342,9 +342,9 @@ def _log_softmax(xp, a, dim):
 
 
 softmax = defop("softmax", infer=_softmax_meta, grad_name="SoftmaxBackward0",
-                save_output=True)(_softmax)
+                save_output=True, attrs=("dim",))(_softmax)
 log_softmax = defop("log_softmax", infer=_softmax_meta, grad_name="LogSoftmaxBackward0",
-                    save_output=True)(_log_softmax)
+                    save_output=True, attrs=("dim",))(_log_softmax)
 
 
 @softmax.def_backward
@@ -386,7 +386,7 @@ def _sum_to(xp, a, shape):
     return out.reshape(shape)
 
 
-sum_to = defop("sum_to", infer=_sum_to_meta, grad_name="SumBackward1")(_sum_to)
+sum_to = defop("sum_to", infer=_sum_to_meta, grad_name="SumBackward1", attrs=("shape",))(_sum_to)
 
 
 @sum_to.def_backward

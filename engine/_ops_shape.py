@@ -35,7 +35,7 @@ def _reshape_name(meta):
 
 
 reshape = defop("reshape", infer=_reshape_meta, grad_name=_reshape_name, view=True,
-                name_from_meta=True)(
+                name_from_meta=True, attrs=("shape",))(
     lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
 )
 reshape.def_backward(_reshape_back)
@@ -51,7 +51,7 @@ def _view_meta(a, shape):
     return meta
 
 
-view = defop("view", infer=_view_meta, grad_name="ViewBackward0", view=True)(
+view = defop("view", infer=_view_meta, grad_name="ViewBackward0", view=True, attrs=("shape",))(
     lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
 )
 view.def_backward(_reshape_back)
@@ -113,7 +113,8 @@ def _permute_meta(a, dims):
     return Meta(tuple(a.shape[d] for d in dims), a.dtype, tuple(strides[d] for d in dims))
 
 
-permute = defop("permute", infer=_permute_meta, grad_name="PermuteBackward0", view=True)(
+permute = defop("permute", infer=_permute_meta, grad_name="PermuteBackward0", view=True,
+                attrs=("dims",))(
     lambda xp, a, dims: xp.transpose(a, _perm(dims, a.ndim))
 )
 
@@ -146,7 +147,7 @@ def _transpose_meta(a, dim0, dim1):
 
 
 transpose = defop("transpose", infer=_transpose_meta, grad_name="TransposeBackward0",
-                  view=True)(_transpose)
+                  view=True, attrs=("dim0", "dim1"))(_transpose)
 
 
 @transpose.def_backward
@@ -190,7 +191,7 @@ def _unsqueeze_meta(a, dim):
 
 
 unsqueeze = defop("unsqueeze", infer=_unsqueeze_meta,
-                  grad_name="UnsqueezeBackward0", view=True)(
+                  grad_name="UnsqueezeBackward0", view=True, attrs=("dim",))(
     lambda xp, a, dim: xp.reshape(a, _unsqueeze_shape(a.shape, dim))
 )
 unsqueeze.def_backward(_reshape_back)
@@ -235,7 +236,7 @@ def _expand_meta(a, shape):
 
 
 expand = defop("expand", infer=_expand_meta,
-               grad_name="ExpandBackward0", view=True)(
+               grad_name="ExpandBackward0", view=True, attrs=("shape",))(
     lambda xp, a, shape: xp.broadcast_to(a, _expand_shape(a.shape, shape))
 )
 
@@ -290,7 +291,8 @@ def _view_scatter(xp, base, src, steps):
 
 
 # base with the region that `steps` (view ops) select replaced by src
-view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySlices")(
+view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySlices",
+                     attrs=("steps",))(
     _view_scatter
 )
 

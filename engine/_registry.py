@@ -42,12 +42,13 @@ class OpDef:
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
-                 "arity", "name_from_meta", "multi_grad")
+                 "arity", "name_from_meta", "multi_grad", "attrs")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
         self.run = None  # a command's function over engine tensors (see defcommand)
         self.arity = None
+        self.attrs = None  # what the op declares its attrs are (see defop, defcommand)
         self.name_from_meta = False
         self.multi_grad = False
         self.name = name
@@ -104,7 +105,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           save: Sequence[int] | slice = (), save_output: bool | int = False, view: bool = False,
           random: bool = False, needs_device: bool = False, differentiable: bool = True,
           name_from_meta: bool = False,
-          multi_grad: bool = False) -> Callable[[Callable], OpDef]:
+          multi_grad: bool = False,
+          attrs: Sequence[str] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -117,6 +119,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
 
     An infer may leave a shape unknown (`Meta(None, dtype)`) when it depends on the data
     (`nonzero`, masks): the engine takes it from the result, a client asks the server.
+    attrs: which of infer's parameters are attrs (passed by keyword) rather than inputs; only
+      describes the op (ListOps). Omitted: those with a default value or keyword-only.
     """
 
     if view and (save or save_output):
@@ -128,20 +132,24 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
                       needs_device, differentiable and grad_name is not None)
         opdef.name_from_meta = name_from_meta
         opdef.multi_grad = multi_grad
+        opdef.attrs = None if attrs is None else tuple(attrs)
         return _add(opdef)
 
     return register
 
 
 def defcommand(name: str, *, inputs: tuple[int, int], outputs: tuple[int, int],
-               needs_device: bool = False) -> Callable[[Callable], OpDef]:
+               needs_device: bool = False,
+               attrs: dict[str, object] | None = None) -> Callable[[Callable], OpDef]:
     """Register `run(inputs, attrs) -> tuple of tensors` as the wire op `name`: a change to
     autograd state, run on engine tensors. `inputs` and `outputs` are inclusive count ranges;
-    a caller binds as many of the returned tensors as it names output ids."""
+    a caller binds as many of the returned tensors as it names output ids. `attrs`: the attrs
+    `run` reads and their defaults (`...`: required); only describes the command (ListOps)."""
 
     def register(run: Callable) -> OpDef:
         opdef = OpDef(name, None, None, None, (), False, False, False, needs_device, False)
         opdef.run, opdef.arity = run, (inputs, outputs)
+        opdef.attrs = dict(attrs or {})
         return _add(opdef)
 
     return register

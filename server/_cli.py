@@ -5,7 +5,8 @@ Every `serve` option can also come from an environment variable `GRADSERVE_<NAME
 (`--port` <- GRADSERVE_PORT, `--max-session-bytes` <- GRADSERVE_MAX_SESSION_BYTES); a flag
 on the command line wins. On start it prints one line, `gradserve listening on HOST:PORT
 (devices: ...)`; session events go to stderr as JSON lines. SIGTERM (or Ctrl-C) drains:
-health NOT_SERVING, new calls UNAVAILABLE, running calls finish, exit 0.
+health NOT_SERVING, new calls UNAVAILABLE, running calls finish, exit 0; with --state-dir the
+sessions are written there instead, for another server to restore (a rolling update).
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--tls-client-ca", None, str, "PEM CA bundle; clients must present a certificate")
     opt("--metrics-port", None, _optional_port, "serve Prometheus text on "
         "http://HOST:PORT/metrics")
-    opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM")
+    opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM (with "
+        "--state-dir: sessions get to reach a quiet point)")
+    opt("--state-dir", None, str, "directory the replicas share: on SIGTERM each session is "
+        "written there at a quiet point and restored by another server under the same id")
     opt("--cpu-workers", None, int, "CPU sessions computing at once (default: min(4, cores))")
     opt("--log-level", "info", str, "debug, info, warning or error")
     p.add_argument("-V", "--version", action="version", version=f"gradserve {_version()}")
@@ -133,7 +137,7 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
             max_sessions=args.max_sessions, max_session_bytes=args.max_session_bytes,
             token_file=args.token_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
             tls_client_ca=args.tls_client_ca, metrics_port=args.metrics_port,
-            metrics_host=host, cpu_workers=args.cpu_workers)
+            metrics_host=host, cpu_workers=args.cpu_workers, state_dir=args.state_dir)
     except Exception as e:  # a bad flag, a missing file, a port in use: say so, no traceback
         parser.exit(2, f"{prog}: error: {e}\n")
     _setup_logging(args.log_level)
@@ -154,7 +158,8 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     print(f"gradserve listening on {shown} (devices: {devices})", flush=True)
     log_event("server.started", address=shown, devices=list(server.runtime.devices),
               tls=bool(args.tls_cert), auth="tokens" if args.token_file else "anonymous",
-              metrics_port=server.metrics_port)
+              metrics_port=server.metrics_port, instance=server.runtime.instance,
+              state_dir=args.state_dir)
     while not stop.wait(3600):
         pass
     started = time.monotonic()

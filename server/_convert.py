@@ -30,6 +30,7 @@ from gradserve.v1.codec import (
     unpack_ops,
 )
 
+from ._opinfo import OpInfo
 from ._requests import (
     BackwardAction,
     FetchAction,
@@ -195,15 +196,25 @@ def array_from_upload(first: pb.UploadRequest, rest: Iterator,
     return array_from_raw(buf, dtype, shape)
 
 
-def session_info(session: Session, ttl: float | None,
-                 devices: tuple[str, ...] = ()) -> pb.SessionInfo:
+def session_info(session: Session, runtime) -> pb.SessionInfo:
     held = dict(session.bytes_by_device)
     used, pool = backend(session.device).memory() or (0, 0)
     return pb.SessionInfo(
         session_id=session.id, device=session.device, owner=session.owner,
         tensor_count=len(session.tensors), bytes=sum(held.values()), bytes_by_device=held,
-        idle_seconds=session.idle_seconds(), ttl_seconds=ttl or 0.0,
-        device_memory_used=used, device_memory_pool=pool, devices=devices,
+        idle_seconds=session.idle_seconds(), ttl_seconds=runtime.sessions.ttl or 0.0,
+        device_memory_used=used, device_memory_pool=pool, devices=runtime.devices,
+        instance_id=runtime.instance, applied_seq=session.applied_seq, epoch=session.epoch,
+    )
+
+
+def op_info(info: OpInfo) -> pb.OpInfo:
+    return pb.OpInfo(
+        name=info.name, kind=info.kind, min_inputs=info.min_inputs,
+        max_inputs=info.max_inputs, differentiable=info.differentiable,
+        max_outputs=info.max_outputs,
+        attrs=[pb.AttrInfo(name=a.name, required=a.required, default_json=a.default_json)
+               for a in info.attrs],
     )
 
 

@@ -18,7 +18,22 @@ class NotFoundError(ServerError):
 
 
 class SessionNotFoundError(NotFoundError):
-    """The session id is unknown: never created, closed, or reclaimed after its TTL."""
+    """The session id is unknown: never created, closed, reclaimed after its TTL, or lost.
+
+    `reason` says which, as `gradserve.v1.Error.reason` carries it: "closed", "reclaimed",
+    "lost" (a draining server could not write it to the state dir) or "unknown" (this server
+    process never held it)."""
+
+    def __init__(self, message: str, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SessionMovedError(ServerError):
+    """The session was written to the state dir by a draining server (or is being written):
+    restore it on a live server with RestoreSession. Maps to UNAVAILABLE."""
+
+    reason = "moved"
 
 
 class TensorNotFoundError(NotFoundError):
@@ -34,7 +49,12 @@ class UnauthenticatedError(ServerError):
 
 
 class ResourceExhaustedError(ServerError):
-    """A limit was hit: sessions per server or bytes per session."""
+    """A limit was hit: sessions per server or bytes per session. `limit` names it for the
+    metrics: "max_sessions", "max_session_bytes", "inline_fetch" or "memory"."""
+
+    def __init__(self, message: str, limit: str = "other") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class UnavailableError(ServerError):
@@ -58,9 +78,9 @@ class OpFailure(Exception):
     @staticmethod
     def where(index: int, op: str, site: str) -> str:
         """"op 3 (mul at train.py:7)": how a person reads which op failed."""
-        return f"op {index} ({_short(op)} at {site})" if site else f"op {index} ({_short(op)})"
+        return f"op {index} ({shorten(op)} at {site})" if site else f"op {index} ({shorten(op)})"
 
 
-def _short(text: str, limit: int = 80) -> str:
+def shorten(text: str, limit: int = 80) -> str:
     # Op names come from the wire; a garbage name must not flood the message.
     return text if len(text) <= limit else text[:limit] + "..."

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from gradserve import engine
@@ -34,8 +35,9 @@ from gradserve.engine._registry import OPS
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from ._callbacks import serving
-from ._errors import OpFailure, ResourceExhaustedError, TensorNotFoundError
+from ._errors import OpFailure, ResourceExhaustedError, TensorNotFoundError, shorten
 from ._limits import Budget, check_limit, meta_bytes, tensor_bytes
+from ._opinfo import suggest
 from ._requests import (
     Action,
     BackwardAction,
@@ -63,7 +65,7 @@ def user_error(exc: BaseException, op: str | None = None) -> BaseException:
     if isinstance(exc, (GradserveError, OpFailure)):
         return exc
     if isinstance(exc, MemoryError):
-        return ResourceExhaustedError(f"out of memory: {exc or type(exc).__name__}")
+        return ResourceExhaustedError(f"out of memory: {exc or type(exc).__name__}", "memory")
     log.debug("op rejected with a non-engine error", exc_info=exc)
     if isinstance(exc, TypeError) and op is not None:
         # "_binary_meta() got an unexpected keyword argument 'x'": name the op, not the helper
@@ -72,6 +74,8 @@ def user_error(exc: BaseException, op: str | None = None) -> BaseException:
 
 
 _HELPER_NAME = re.compile(r"^(<lambda>|[\w.]+)\(\)")
+_ACTION_KINDS = {BackwardAction: "backward", GradAction: "grad", FetchAction: "fetch",
+                 ListAction: "list"}
 
 
 def served(device, devices: Sequence[str]) -> str:
@@ -89,10 +93,13 @@ def served(device, devices: Sequence[str]) -> str:
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
-    def __init__(self, devices: Sequence[str], max_session_bytes: int | None = None) -> None:
+    def __init__(self, devices: Sequence[str], max_session_bytes: int | None = None,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.devices = tuple(devices)
         self.tensor_devices = self.devices + (() if "cpu" in self.devices else ("cpu",))
         self.max_session_bytes = max_session_bytes if max_session_bytes else None
+        # observe(kind, seconds) for each piece of work: "op_batch", "backward", ... (metrics)
+        self._observe = observe or (lambda kind, seconds: None)
 
     # -- requests -------------------------------------------------------------------------
     def step(self, session: Session, sources: Sequence[OpSource], release: Sequence[str] = (),
@@ -102,14 +109,17 @@ class Executor:
         Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
         with serving(session):  # a backward here may ask the client to run a hook
-            try:
-                out.outputs = self._run_ops(session, sources, describe)
-            except Exception as exc:
-                out.error = user_error(exc)
+            if sources:
+                started = time.perf_counter()
+                try:
+                    out.outputs = self._run_ops(session, sources, describe)
+                except Exception as exc:
+                    out.error = user_error(exc)
+                self._observe("op_batch", time.perf_counter() - started)
             self.release(session, release)
             if out.error is None and action is not None:
                 try:
-                    out.result = self._run_action(session, action)
+                    out.result = self._timed_action(session, action)
                 except Exception as exc:
                     out.error = user_error(exc)
         session.bytes_changed()
@@ -142,7 +152,7 @@ class Executor:
     def _call(self, session: Session, action: Action):
         try:
             with serving(session):
-                return self._run_action(session, action)
+                return self._timed_action(session, action)
         except Exception as exc:
             raise user_error(exc) from exc
         finally:
@@ -183,7 +193,7 @@ class Executor:
             if held + nbytes > limit:
                 raise ResourceExhaustedError(
                     f"session {session.id} holds {held} bytes; {nbytes} more would pass its "
-                    f"limit of {limit} bytes (max-session-bytes)"
+                    f"limit of {limit} bytes (max-session-bytes)", "max_session_bytes"
                 )
 
     # -- ops --------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class Executor:
                  attrs: dict, flags: int, budget: Budget | None) -> tuple:
         op = OPS.get(name)
         if op is None:
-            raise InvalidArgumentError(f"unknown op {name!r}")
+            raise InvalidArgumentError(f"unknown op {shorten(name)!r}{suggest(name)}")
         tensors = session.tensors
         try:
             inputs = tuple(tensors[x] if type(x) is str else x for x in inputs)
@@ -282,6 +292,13 @@ class Executor:
         return [self._tensor(session, tid) for tid in ids]
 
     # -- actions ----------------------------------------------------------------------------
+    def _timed_action(self, session: Session, action: Action):
+        started = time.perf_counter()
+        try:
+            return self._run_action(session, action)
+        finally:
+            self._observe(_ACTION_KINDS[type(action)], time.perf_counter() - started)
+
     def _run_action(self, session: Session, action: Action):
         with engine.using_generator(session.generator), np.errstate(all="ignore"):
             if isinstance(action, BackwardAction):

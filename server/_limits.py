@@ -51,7 +51,7 @@ class Budget:
             raise ResourceExhaustedError(
                 f"{what} would make {nbytes} bytes, more than the {max(self.left, 0)} left "
                 f"under session {self.session.id}'s limit of {self.limit} bytes "
-                "(max-session-bytes)"
+                "(max-session-bytes)", "max_session_bytes"
             )
         self.left -= nbytes
 
@@ -71,5 +71,5 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
             session.tensors[tid] = old
     raise ResourceExhaustedError(
         f"session {session.id} would hold {total} bytes, over its limit of {limit} bytes "
-        f"(max-session-bytes); the {len(previous)} id(s) this request bound were released"
-    )
+        f"(max-session-bytes); the {len(previous)} id(s) this request bound were released",
+        "max_session_bytes")

@@ -1,77 +1,134 @@
-"""Prometheus text metrics on `http://HOST:PORT/metrics` (the `--metrics-port` option).
+"""Prometheus metrics through `prometheus_client`, one registry per server (tests run several
+servers in one process), served on `http://HOST:PORT/metrics` with `--metrics-port`.
 
-A stdlib HTTP server in a daemon thread; it reads counters the runtime keeps anyway and
-never takes a session lock (sizes are the ones cached after each call).
+What the calls record as they run (`Metrics.observe`, `Metrics.error`): latency histograms
+of op batches, backward, grad and fetch work; errors by status code and kind; rejections by
+the limit that refused them. What is read when scraped (the collectors of `collectors`):
+sessions, tensors, bytes (in all and per device), each GPU's memory pool, session lifecycle
+counts, draining, the server's instance id, and the library's process, platform and
+garbage-collector collectors (RSS, CPU, open files). Scrapes never take a session lock:
+sizes are the ones cached after each call.
+
+To add metrics read at scrape time (a device's memory, ...), add a collector to
+`collectors`.
 """
 
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
 
 from ._device_metrics import device_memory
-from ._runtime import Runtime
+
+# Seconds; a CPU op batch of a small model takes ~0.1-1 ms, a large backward seconds.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                   0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def render(runtime: Runtime) -> str:
-    """The metrics page for `runtime`, in Prometheus text exposition format."""
-    sessions = runtime.sessions.sessions()
-    lines: list[str] = []
+class SessionCollector(Collector):
+    """Sessions, tensors and bytes (per device), lifecycle counts, draining, instance id."""
 
-    def metric(name: str, kind: str, help_text: str, samples) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lines.append(f"{name}{labels} {value}")
+    def __init__(self, runtime) -> None:
+        self._rt = runtime
 
-    metric("gradserve_sessions", "gauge", "Live sessions.", [("", len(sessions))])
-    metric("gradserve_tensors", "gauge", "Tensor ids bound in live sessions.",
-           [("", sum(len(s.tensors) for s in sessions))])
-    metric("gradserve_session_bytes", "gauge", "Bytes held by live sessions (tensors + grads).",
-           [("", sum(s.nbytes for s in sessions))])
-    counts = runtime.sessions.counts
-    for event in ("created", "closed", "reaped"):
-        metric(f"gradserve_sessions_{event}_total", "counter", f"Sessions {event}.",
-               [("", counts[event])])
-    metric("gradserve_errors_total", "counter", "Errors returned, by gradserve error kind.",
-           [(f'{{kind="{kind}"}}', n) for kind, n in sorted(runtime.errors.items())])
-    metric("gradserve_draining", "gauge", "1 while the server drains.",
-           [("", int(runtime.draining))])
-    for name, help_text, samples in device_memory(runtime):
-        metric(name, "gauge", help_text, [(f'{{device="{d}"}}', n) for d, n in samples])
-    return "\n".join(lines) + "\n"
+    def collect(self) -> Iterable:
+        rt = self._rt
+        sessions = rt.sessions.sessions()
+        yield GaugeMetricFamily("gradserve_sessions", "Live sessions.", value=len(sessions))
+        yield GaugeMetricFamily("gradserve_tensors", "Tensor ids bound in live sessions.",
+                                value=sum(len(s.tensors) for s in sessions))
+        yield GaugeMetricFamily("gradserve_session_bytes", "Bytes held by live sessions "
+                                "(tensors + grads).", value=sum(s.nbytes for s in sessions))
+        for event, n in rt.sessions.counts.items():
+            yield CounterMetricFamily(f"gradserve_sessions_{event}", f"Sessions {event}.",
+                                      value=n)
+        yield GaugeMetricFamily("gradserve_draining", "1 while the server drains.",
+                                value=int(rt.draining))
+        yield InfoMetricFamily("gradserve_instance", "This server process.",
+                               value={"instance": rt.instance})
+
+
+class DeviceCollector(Collector):
+    """Bytes sessions hold per device, and each GPU's memory pool (`_device_metrics`)."""
+
+    def __init__(self, runtime) -> None:
+        self._rt = runtime
+
+    def collect(self) -> Iterable:
+        for name, help_text, samples in device_memory(self._rt):
+            gauge = GaugeMetricFamily(name, help_text, labels=["device"])
+            for device, value in samples:
+                gauge.add_metric([device], value)
+            yield gauge
+
+
+def collectors(runtime, registry: CollectorRegistry) -> None:
+    """Register everything read at scrape time on `registry`."""
+    registry.register(SessionCollector(runtime))
+    registry.register(DeviceCollector(runtime))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+class Metrics:
+    """A server's metrics registry and what calls record into it."""
+
+    def __init__(self, runtime) -> None:
+        self.registry = CollectorRegistry()
+        self._latency = Histogram(
+            "gradserve_work_seconds", "Time a session's work took on its device worker, by "
+            "kind: op_batch (the ops of one request), backward, grad, fetch, list.",
+            ["kind"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._errors = Counter(
+            "gradserve_errors", "Errors returned (as a call's status or a Pipeline reply), by "
+            "gRPC status code and gradserve error kind.", ["code", "kind"],
+            registry=self.registry)
+        self._rejections = Counter(
+            "gradserve_rejections", "Requests refused by a limit, by limit: max_sessions, "
+            "max_session_bytes, inline_fetch, memory.", ["limit"], registry=self.registry)
+        collectors(runtime, self.registry)
+        self._observers = {kind: self._latency.labels(kind)
+                           for kind in ("op_batch", "backward", "grad", "fetch", "list")}
+
+    def observe(self, kind: str, seconds: float) -> None:
+        """One piece of work of `kind` took `seconds`."""
+        self._observers[kind].observe(seconds)
+
+    def error(self, code: str, kind: str, limit: str | None = None) -> None:
+        """An error went back to a caller; `limit` when a limit refused the request."""
+        self._errors.labels(code, kind).inc()
+        if limit is not None:
+            self._rejections.labels(limit).inc()
 
 
 class MetricsServer:
-    """Serves `render(runtime)` on GET /metrics."""
+    """Serves a registry's text exposition on GET /metrics (a daemon thread)."""
 
-    def __init__(self, host: str, port: int, runtime: Runtime) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path.split("?")[0] != "/metrics":
-                    self.send_error(404)
-                    return
-                body = render(runtime).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:  # scrapes are not session events
-                pass
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
+    def __init__(self, host: str, port: int, metrics: Metrics) -> None:
+        self._host, self._port, self._metrics = host, port, metrics
+        self._httpd = None
         self._thread: threading.Thread | None = None
+        self.port = port
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="gradserve-metrics")
-        self._thread.start()
+        self._httpd, self._thread = start_http_server(self._port, self._host,
+                                                      self._metrics.registry)
+        self.port = self._httpd.server_port
 
     def stop(self) -> None:
-        if self._thread is not None:
+        if self._httpd is not None:
             self._httpd.shutdown()
-        self._httpd.server_close()
+            self._httpd.server_close()

@@ -7,20 +7,29 @@
 
 The returned object is a `grpc.Server` that also starts and stops the session reaper, the
 device workers and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
-new calls get UNAVAILABLE, running calls finish, then it stops.
+new calls get UNAVAILABLE, running calls finish, then it stops. With a state dir, draining
+moves the sessions there instead (see `_handoff`).
+
+Every handler takes its request as the bytes that arrived and parses them itself, so a
+message that does not parse is INVALID_ARGUMENT from gradserve, never grpcio's INTERNAL
+"Exception deserializing request!" (whose error path also kept memory per bad request).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 
 import grpc
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from gradserve import engine
+from gradserve.engine import InvalidArgumentError
 from gradserve.engine._backend import (
     FAKE_CUDA_ENV,
     backend,
@@ -80,9 +89,56 @@ _RAW_REQUESTS = {"Upload"}
 _RAW_RESPONSES = {"Fetch"}
 
 
+def _parse(message_class, data: bytes):
+    try:
+        return message_class.FromString(data)
+    except DecodeError:
+        raise InvalidArgumentError(
+            f"malformed {message_class.__name__} message ({len(data)} bytes that do not "
+            "parse as one)") from None
+
+
+def _received(requests: Iterator[bytes], message_class=None) -> Iterator:
+    """A request stream's messages (parsed when `message_class` is given), ending when the
+    caller cancels the call.
+
+    grpc's iterator raises an RpcError then, and keeps it (in the call's state, which the
+    handler's frames reach through its context): with the error's traceback, which holds
+    those frames, that is a reference cycle per cancelled call, which only the cyclic
+    collector frees, and `gradserve serve` runs it rarely. Dropped here without its
+    traceback, the stream simply ends; whatever the handler answers goes nowhere."""
+    try:
+        for message in requests:
+            yield message if message_class is None else _parse(message_class, message)
+    except grpc.RpcError as e:
+        e.with_traceback(None)
+
+
+def _parsing(servicer: GradserveServicer, handler: Callable, message_class,
+             streaming: bool) -> Callable:
+    """`handler` taking the request bytes as they arrived: a unary request is parsed before
+    the handler runs (INVALID_ARGUMENT when it does not parse), a stream's messages as the
+    handler reads them (the InvalidArgumentError is raised where it reads); `message_class`
+    None: a stream's bytes are handed on as they are."""
+    if streaming:
+        def stream(requests: Iterator[bytes], context):
+            return handler(_received(requests, message_class), context)
+
+        return stream
+
+    def unary(request: bytes, context):
+        try:
+            message = _parse(message_class, request)
+        except InvalidArgumentError as e:
+            servicer.abort_malformed(context, e)
+        return handler(message, context)
+
+    return unary
+
+
 def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
     """The service's method handlers, made from the proto's service descriptor (what the
-    generated add_..._to_server does, but letting Upload take its requests unparsed)."""
+    generated add_..._to_server does, but every method takes its request bytes unparsed)."""
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
         # by descriptor, not by name in gradserve_pb2: DescribeGraph answers a well-known
@@ -90,9 +146,12 @@ def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
+        handler = getattr(servicer, method.name)
+        if method.client_streaming or method.name not in _RAW_REQUESTS:
+            handler = _parsing(servicer, handler, None if method.name in _RAW_REQUESTS
+                               else request, method.client_streaming)
         handlers[method.name] = make(
-            getattr(servicer, method.name),
-            request_deserializer=None if method.name in _RAW_REQUESTS else request.FromString,
+            handler, request_deserializer=None,
             response_serializer=None if method.name in _RAW_RESPONSES
             else response.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -151,9 +210,23 @@ class GradserveServer(grpc.Server):
 
     def drain(self, grace: float | None = 30.0) -> bool:
         """Health NOT_SERVING, refuse new calls (UNAVAILABLE), let running calls finish for up
-        to `grace` seconds, then stop. True when every running call finished in time."""
+        to `grace` seconds, then stop. True when every running call finished in time.
+
+        With a state dir: stop taking calls at once (clients' channels move on to another
+        address or replica), move every session to the state dir at a quiet point within
+        `grace` while the calls already open go on, then stop. True when all were moved."""
         self.health.enter_graceful_shutdown()
-        self.runtime.begin_drain()
+        grace = 30.0 if grace is None else grace
+        self.runtime.begin_drain(grace)
+        if self.runtime.handoff is not None:
+            # grpc's stop refuses new calls on every connection (a client retries them on
+            # another address) and lets open ones run; the margin covers move_sessions'
+            # own end of the grace.
+            self._server.stop(grace + 5.0)
+            finished = self.runtime.move_sessions()
+            self._server.stop(0).wait()
+            self._shutdown_runtime()
+            return finished
         finished = self.runtime.wait_idle(grace)
         # A short grace lets replies already produced reach the wire; idle Pipeline streams
         # (no request running) are cancelled by it.
@@ -168,6 +241,34 @@ class GradserveServer(grpc.Server):
         if self.metrics is not None:
             self.metrics.stop()
         self.runtime.shutdown()
+
+
+def check_port_free(address: str, flag: str = "--port") -> None:
+    """OSError naming the port when something already listens on `address` ("host:port",
+    "[::1]:port"); gRPC would only log a line of its own and fail. Port 0 is always free."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # gRPC says what is wrong with the host
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # as gRPC binds: SO_REUSEADDR, so a port in TIME_WAIT is not "in use"
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    err = OSError(f"port {port} on {host or '*'} is already in use (another "
+                                  f"gradserve server?); choose another with {flag}, or {flag} "
+                                  "0 for a free one")
+                    err.errno = errno.EADDRINUSE
+                    raise err from None
+                # another failure (no IPv6 here, ...): gRPC reports it if it matters
 
 
 def _read(path: str | os.PathLike | None) -> bytes | None:
@@ -188,6 +289,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
                   metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                   cpu_workers: int | None = None, rpc_threads: int = DEFAULT_RPC_THREADS,
                   max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                  state_dir: str | os.PathLike | None = None,
                   ) -> tuple[GradserveServer, int]:
     """A gradserve server bound to `address` (port 0 picks a free one), not yet started.
 
@@ -196,9 +298,15 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     token_file: bearer tokens that may call (see _auth); None lets everyone in as anonymous.
     tls_cert/tls_key: serve TLS; tls_client_ca also requires client certificates.
     metrics_port: serve Prometheus text on http://metrics_host:metrics_port/metrics.
+    state_dir: a directory servers share; draining writes sessions there for another server
+    to restore (docs/WIRE.md, "Draining").
     Returns the server and the port it is bound to.
     """
     devices = resolve_devices(devices)
+    check_port_free(address)
+    if metrics_port:
+        host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        check_port_free(f"{host}:{metrics_port}", "--metrics-port")
     gpus = [d for d in devices if d != "cpu"]
     if gpus and fake_cuda_devices():
         logging.getLogger("gradserve.server").warning(
@@ -207,7 +315,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     tokens = TokenTable.from_file(token_file) if token_file is not None else None
     runtime = Runtime(devices=devices, session_ttl=session_ttl, max_sessions=max_sessions,
                       max_session_bytes=max_session_bytes, tokens=tokens,
-                      cpu_workers=cpu_workers)
+                      cpu_workers=cpu_workers, state_dir=state_dir)
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -229,7 +337,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     if metrics_port is not None:
         from ._metrics import MetricsServer
 
-        metrics = MetricsServer(metrics_host, metrics_port, runtime)
+        metrics = MetricsServer(metrics_host, metrics_port, runtime.metrics)
     server = GradserveServer(grpc_server, runtime, health_servicer, metrics)
     try:
         if tls_cert or tls_key or tls_client_ca:

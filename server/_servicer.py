@@ -2,7 +2,10 @@
 
 Each method admits the call (UNAVAILABLE while draining), identifies the caller, holds the
 named session and runs the work on its device worker. Errors go through the one table in
-_status; Pipeline returns them as values and keeps the stream open.
+_status (and are counted in the metrics on their way out, in `_abort` and `_error_value`);
+Pipeline returns them as values and keeps the stream open, except when its session moved
+to the state dir: then the stream ends, UNAVAILABLE with the error kind SessionMovedError,
+after the reply to the last request that ran here.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
 from . import _convert as convert
-from . import _status
+from . import _opinfo, _status
 from ._callbacks import Channel, answer_results
-from ._errors import ResourceExhaustedError, UnavailableError
+from ._errors import OpFailure, ResourceExhaustedError, SessionMovedError, UnavailableError
 from ._executor import CALLBACK_COMMANDS
 from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
@@ -41,20 +44,37 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         self._rt = runtime
         self._ex = runtime.executor
         self._max_inline = max(0, max_message_bytes - _INLINE_MARGIN)
+        self._ops = pb.ListOpsResponse(ops=[convert.op_info(i) for i in _opinfo.describe_all()])
 
     def _unary(self, context: grpc.ServicerContext, body: Callable[[str], object]):
         try:
             with self._rt.admit():
                 return body(self._rt.identify(context.invocation_metadata()))
         except Exception as exc:
-            _status.abort(context, exc)
+            self._abort(context, exc)
+
+    def _error_value(self, exc: BaseException) -> pb.Error:
+        """`exc` as the Error a reply carries, counted in the metrics."""
+        err = _status.error_value(exc, self._rt.instance)
+        cause = exc.cause if isinstance(exc, OpFailure) else exc
+        self._rt.metrics.error(_status.status_code(exc).name, err.kind,
+                               getattr(cause, "limit", None))
+        return err
+
+    def _abort(self, context: grpc.ServicerContext, exc: BaseException):
+        """End the call with `exc` (see _status.abort), counted in the metrics."""
+        _status.abort(context, exc, err=self._error_value(exc))
+
+    def abort_malformed(self, context: grpc.ServicerContext, error: Exception):
+        """A request that could not be parsed (see _server): INVALID_ARGUMENT, counted."""
+        self._abort(context, error)
 
     # -- sessions ----------------------------------------------------------------------------
     def CreateSession(self, request, context):
         def body(owner):
             proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
             session = self._rt.create_session(owner, request.device, proposed)
-            return convert.session_info(session, self._rt.sessions.ttl, self._rt.devices)
+            return convert.session_info(session, self._rt)
 
         return self._unary(context, body)
 
@@ -63,9 +83,19 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             if not request.session_id:
                 raise InvalidArgumentError("session_id is empty")
             session = self._rt.sessions.get(request.session_id, owner)  # no touch: a look only
-            return convert.session_info(session, self._rt.sessions.ttl, self._rt.devices)
+            return convert.session_info(session, self._rt)
 
         return self._unary(context, body)
+
+    def RestoreSession(self, request, context):
+        def body(owner):
+            session = self._rt.restore_session(owner, request.session_id, request.epoch)
+            return convert.session_info(session, self._rt)
+
+        return self._unary(context, body)
+
+    def ListOps(self, request, context):
+        return self._unary(context, lambda owner: self._ops)
 
     def CloseSession(self, request, context):
         def body(owner):
@@ -149,7 +179,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                     for tid, array in fetched:
                         yield from convert.fetch_frames(tid, array, enc)
         except Exception as exc:
-            _status.abort(context, exc)
+            self._abort(context, exc)
 
     def Upload(self, request_iterator, context):
         def body(owner):
@@ -173,16 +203,25 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         try:
             owner = self._rt.identify(context.invocation_metadata())
         except Exception as exc:
-            _status.abort(context, exc)
+            self._abort(context, exc)
+        end = None
         requests = iter(request_iterator)
-        for request in requests:
-            if self._may_call_back(owner, request):
-                draining = yield from self._calling_back(owner, request, requests)
-            else:
-                response, draining = self._pipeline_step(owner, request)
-                yield response
-            if draining:  # answer this request, then end the stream so the client moves on
-                _status.abort(context, UnavailableError("the server is draining"))
+        try:
+            for request in requests:
+                if self._may_call_back(owner, request):
+                    response, end = yield from self._calling_back(owner, request, requests)
+                else:
+                    response, end = self._pipeline_step(owner, request)
+                if response is not None:
+                    yield response
+                if end is not None:  # draining, or the session moved: the client moves on
+                    break
+        except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
+            # without its traceback: that holds this frame, which would hold it (a cycle that
+            # only the cyclic collector frees, late in a server that runs it rarely)
+            end = exc.with_traceback(None)
+        if end is not None:
+            self._abort(context, end)
 
     def _may_call_back(self, owner: str, req: pb.PipelineRequest) -> bool:
         """A backward or grad of a session whose client registered hooks or Functions."""
@@ -199,7 +238,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
     def _calling_back(self, owner: str, req: pb.PipelineRequest, requests):
         """Run `req` on another thread while this generator yields what it sends: callbacks,
         the answers to requests the client sends meanwhile, then req's own answer (see
-        _callbacks). Returns whether the server drains."""
+        _callbacks). Returns what `_pipeline_step` does: req's answer and how the stream ends."""
         outbox: queue.SimpleQueue = queue.SimpleQueue()
         channel = Channel(requests, outbox, req.seq, self._nested)
 
@@ -208,16 +247,14 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                 outbox.put(("done", self._pipeline_step(owner, req, channel)))
             except BaseException as exc:  # noqa: BLE001  (the stream must get its answer)
                 response = pb.PipelineResponse(seq=req.seq)
-                response.error.CopyFrom(_status.error_value(exc))
-                outbox.put(("done", (response, False)))
+                response.error.CopyFrom(self._error_value(exc))
+                outbox.put(("done", (response, None)))
 
         threading.Thread(target=work, name="gradserve-calls-back", daemon=True).start()
         while True:
             item = outbox.get()
             if isinstance(item, tuple):
-                response, draining = item[1]
-                yield response
-                return draining
+                return item[1]
             yield item
 
     def _nested(self, session, req: pb.PipelineRequest):
@@ -231,18 +268,22 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             action = None if answer else self._then(req)
             result = self._ex.step(session, convert.op_sources(req), list(req.release), action,
                                    False)
+            session.applied_seq = max(session.applied_seq, req.seq)
             if result.error is None and answer:
                 results = answer_results(session, req.callback_result)
             if result.error is not None:
                 self._rt.note_error(session, result.error)
             self._fill(response, req, action, result)
         except Exception as exc:
-            response.error.CopyFrom(_status.error_value(exc))
+            response.error.CopyFrom(self._error_value(exc))
         return response, results
 
     def _pipeline_step(self, owner: str, req: pb.PipelineRequest,
-                       channel: Channel | None = None) -> tuple[pb.PipelineResponse, bool]:
+                       channel: Channel | None = None):
+        """(the reply, or None when the request did not run; the error to end the stream
+        with, or None)."""
         response = pb.PipelineResponse(seq=req.seq)
+        moved = None
         try:
             with self._rt.admit():
                 sources = convert.op_sources(req)
@@ -255,14 +296,18 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                                               action, False)
                     finally:
                         s.channel = None
+                    s.applied_seq = max(s.applied_seq, req.seq)
                     if result.error is not None:
                         self._rt.note_error(s, result.error)
                     # inside the lock: fetched arrays may be the session's live storage
                     self._fill(response, req, action, result)
+                    moved = self._rt.checkpoint(s)
+        except SessionMovedError as exc:  # it did not run here: no reply, the client resends
+            return None, exc
         except Exception as exc:
-            response.error.CopyFrom(_status.error_value(exc))
-            return response, isinstance(exc, UnavailableError)
-        return response, False
+            response.error.CopyFrom(self._error_value(exc))
+            return response, (exc if isinstance(exc, UnavailableError) else None)
+        return response, moved
 
     @staticmethod
     def _then(req: pb.PipelineRequest):
@@ -283,7 +328,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
     def _fill(self, response: pb.PipelineResponse, req: pb.PipelineRequest, action,
               result: StepResult) -> None:
         if result.error is not None:
-            response.error.CopyFrom(_status.error_value(result.error))
+            response.error.CopyFrom(self._error_value(result.error))
             return
         if isinstance(action, BackwardAction):
             response.backward.grads_defined.extend(result.result)
@@ -295,7 +340,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             if size > self._max_inline:
                 raise ResourceExhaustedError(
                     f"fetching {size} bytes inline passes the {self._max_inline}-byte reply "
-                    "limit of Pipeline; use Fetch, which streams in chunks"
+                    "limit of Pipeline; use Fetch, which streams in chunks", "inline_fetch"
                 )
             response.fetched.extend(convert.fetch_whole(t, a, enc) for t, a in result.result)
         elif isinstance(action, ListAction):

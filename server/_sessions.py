@@ -15,15 +15,22 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from gradserve import engine
 
-from ._errors import PermissionDeniedError, ResourceExhaustedError, SessionNotFoundError
+from ._errors import (
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    SessionMovedError,
+    SessionNotFoundError,
+)
 from ._limits import held_bytes
 
 # A caller-proposed session id: as unguessable as ours (22 chars of token_urlsafe(16)) or more.
 _PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+ENDED_KEPT = 4096  # ended sessions remembered, to say why an id is gone (closed, reclaimed, ...)
 
 log = logging.getLogger("gradserve.server")
 
@@ -54,6 +61,8 @@ class Session:
         self._clock = clock
         self.created = clock()
         self.last_used = self.created
+        self.applied_seq = 0  # the last PipelineRequest.seq run (what a restore resends after)
+        self.epoch = 0  # times written to a state dir and restored
 
     def bytes_changed(self) -> None:
         """A call may have changed what the session holds (recounted when next asked)."""
@@ -86,15 +95,26 @@ class SessionManager:
     """The live sessions of one server: create, look up with an owner check, close, reap."""
 
     def __init__(self, *, ttl: float | None, max_sessions: int | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, instance: str = "") -> None:
         self.ttl = ttl if ttl and ttl > 0 else None
         self.max_sessions = max_sessions if max_sessions and max_sessions > 0 else None
+        self.instance = instance
         self._clock = clock
+        self._started = clock()
         self._sessions: dict[str, Session] = {}
+        # id -> (why it ended, when, details) for the last ENDED_KEPT sessions
+        self._ended: OrderedDict[str, tuple[str, float, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
-        self.counts = {"created": 0, "closed": 0, "reaped": 0}
+        self.counts = {"created": 0, "closed": 0, "reaped": 0, "moved": 0, "lost": 0,
+                       "restored": 0}
+        # Asked about ids this process does not know (the state dir: moved, or lost there);
+        # returns the error to raise, or None.
+        self.elsewhere: Callable[[str], Exception | None] = lambda session_id: None
+        # Called by the reaper with the TTL: what sits in the state dir unclaimed that long
+        # is reclaimed like an idle session.
+        self.sweep: Callable[[float], None] = lambda ttl: None
 
     # -- lookup ----------------------------------------------------------------------------
     def create(self, owner: str, device: str, session_id: str | None = None) -> Session:
@@ -105,33 +125,63 @@ class SessionManager:
             raise engine.InvalidArgumentError(
                 f"proposed session id {session_id[:80]!r} must be 22 to 64 characters of "
                 "A-Z a-z 0-9 _ -")
+        session = Session(session_id or secrets.token_urlsafe(16), owner, device, self._clock)
+        self.add(session)
+        log_event("session.created", session=session.id, owner=owner, device=device)
+        return session
+
+    def add(self, session: Session) -> None:
+        """Hold `session` (new, or restored under its old id); ResourceExhaustedError past
+        max_sessions, InvalidArgumentError when the id is in use."""
         with self._lock:
             if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
                 raise ResourceExhaustedError(
                     f"this server already holds {len(self._sessions)} sessions, its limit "
-                    "(max-sessions); close one or retry later"
+                    "(max-sessions); close one or retry later", "max_sessions"
                 )
-            if session_id in self._sessions:
+            if session.id in self._sessions:
                 raise engine.InvalidArgumentError(
-                    f"proposed session id {session_id!r} is already in use")
-            session = Session(session_id or secrets.token_urlsafe(16), owner, device,
-                              self._clock)
+                    f"proposed session id {session.id!r} is already in use")
             self._sessions[session.id] = session
-            self.counts["created"] += 1
-        log_event("session.created", session=session.id, owner=owner, device=device)
-        return session
+            self._ended.pop(session.id, None)
+            self.counts["restored" if session.epoch else "created"] += 1
 
     def get(self, session_id: str, owner: str) -> Session:
         """The session `session_id` if `owner` may use it; NOT_FOUND / PERMISSION_DENIED else."""
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None or session.closed:
-            raise SessionNotFoundError(
-                f"session {session_id} not found (closed or reclaimed after its TTL)"
-            )
+            raise self.not_found(session_id)
         if session.owner != owner:
             raise PermissionDeniedError(f"session {session_id!r} belongs to another caller")
         return session
+
+    def not_found(self, session_id: str) -> Exception:
+        """Why `session_id` is not here: ended (closed, reclaimed, moved, lost), somewhere
+        else (the state dir), or never held by this process."""
+        with self._lock:
+            ended = self._ended.get(session_id)
+        sid = session_id[:80]
+        if ended is not None:
+            reason, when, details = ended
+            ago = f"{max(0.0, self._clock() - when):.0f} s ago"
+            if reason == "moved":
+                return SessionMovedError(
+                    f"session {sid} was moved off this draining server {ago} ({details}); "
+                    "restore it on a live server (RestoreSession)")
+            text = {"closed": f"it was closed {ago}",
+                    "reclaimed": f"it was reclaimed after its TTL (idle longer than "
+                                 f"{self.ttl or 0:g} s) {ago}",
+                    "lost": f"it was lost {ago}: {details}"}[reason]
+            return SessionNotFoundError(f"session {sid} not found: {text}", reason)
+        elsewhere = self.elsewhere(session_id)
+        if elsewhere is not None:
+            return elsewhere
+        up = self._clock() - self._started
+        return SessionNotFoundError(
+            f"session {sid} not found: this server process (instance {self.instance}, up "
+            f"{up:.0f} s) never held it; if it existed, the server that held it has "
+            "restarted, or it lives on another replica")
 
     def sessions(self) -> list[Session]:
         with self._lock:
@@ -141,18 +191,25 @@ class SessionManager:
         return len(self._sessions)
 
     # -- ending sessions ---------------------------------------------------------------------
-    def close(self, session: Session, reason: str = "closed") -> int:
-        """Forget `session` and drop its tensors; the caller holds `session.lock`."""
+    def close(self, session: Session, reason: str = "closed", details: str = "") -> int:
+        """Forget `session` and drop its tensors; the caller holds `session.lock`. `reason`:
+        closed, reaped, moved (written to the state dir) or lost; later calls naming it are
+        told so."""
         with self._lock:
             self._sessions.pop(session.id, None)
             self.counts[reason] += 1
+            self._ended[session.id] = ("reclaimed" if reason == "reaped" else reason,
+                                       self._clock(), details)
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
         session.closed = True
         freed = len(session.tensors)
         session.tensors.clear()
         session._held, session._bytes_stale = {}, False
         log_event(f"session.{reason}", session=session.id, owner=session.owner,
                   device=session.device, freed_tensors=freed,
-                  idle_seconds=round(session.idle_seconds(), 3))
+                  idle_seconds=round(session.idle_seconds(), 3),
+                  **({"details": details} if details else {}))
         return freed
 
     def reap_idle(self) -> list[str]:
@@ -183,6 +240,7 @@ class SessionManager:
             while not self._stop.wait(interval):
                 try:
                     self.reap_idle()
+                    self.sweep(self.ttl)
                 except Exception:  # pragma: no cover - the reaper must survive anything
                     log.exception("session reaper failed")
 

@@ -26,6 +26,7 @@ from ._errors import (
     OpFailure,
     PermissionDeniedError,
     ResourceExhaustedError,
+    SessionMovedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -41,6 +42,7 @@ STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    SessionMovedError: grpc.StatusCode.UNAVAILABLE,
 }
 
 log = logging.getLogger("gradserve.server")
@@ -56,9 +58,10 @@ def status_code(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def error_value(exc: BaseException) -> pb.Error:
+def error_value(exc: BaseException, instance: str = "") -> pb.Error:
     """`exc` as a gradserve.v1.Error message: the message names what went wrong, the op's
-    position, name and site (when an op failed) travel in fields of their own."""
+    position, name and site (when an op failed) travel in fields of their own; `instance`
+    is the answering server process, and a session that is not here says why (`reason`)."""
     code = status_code(exc)
     cause = exc.cause if isinstance(exc, OpFailure) else exc
     if code is grpc.StatusCode.INTERNAL:
@@ -66,16 +69,19 @@ def error_value(exc: BaseException) -> pb.Error:
         message = f"internal server error ({type(cause).__name__}); see the server log"
     else:
         message = str(cause)
-    err = pb.Error(code=code.value[0], message=message, kind=type(cause).__name__, op_index=-1)
+    err = pb.Error(code=code.value[0], message=message, kind=type(cause).__name__, op_index=-1,
+                   instance_id=instance, reason=getattr(cause, "reason", ""))
     if isinstance(exc, OpFailure):
         err.op_index, err.op, err.site = exc.index, exc.op, exc.site
     return err
 
 
-def abort(context: grpc.ServicerContext, exc: BaseException):
-    """End the call with `exc`'s status, message and error detail (raises, as context.abort).
-    The status text, which grpcurl shows, also says which op failed."""
-    err = error_value(exc)
+def abort(context: grpc.ServicerContext, exc: BaseException, instance: str = "",
+          err: pb.Error | None = None):
+    """End the call with `exc`'s status, message and error detail (`err` when already made
+    by `error_value`; raises, as context.abort). The status text, which grpcurl shows, also
+    says which op failed."""
+    err = err if err is not None else error_value(exc, instance)
     context.set_trailing_metadata(((ERROR_TRAILER, err.SerializeToString()),))
     details = err.message
     if isinstance(exc, OpFailure):

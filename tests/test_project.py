@@ -103,6 +103,12 @@ def test_readme_lists_every_serve_option():
     assert listed == options
 
 
+def test_the_op_table_in_wire_md_is_generated_from_the_registry():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_op_table.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_cuda_extras_bring_cupy_and_nothing_else_needs_it():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

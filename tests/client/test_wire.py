@@ -350,17 +350,26 @@ class _FakeRpcError(grpc.RpcError):
 
 
 def test_rpc_errors_use_the_error_trailer():
-    trailer = pb.Error(code=5, message="session s1 was reclaimed", kind="SessionLostError")
-    with pytest.raises(gs.SessionLostError, match="reclaimed"):
+    trailer = pb.Error(code=5, message="session s1 was reclaimed", kind="SessionNotFoundError",
+                       reason="reclaimed", instance_id="abc")
+    with pytest.raises(gs.SessionLostError, match="reclaimed") as lost:
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.NOT_FOUND, "not found", trailer)
-    with pytest.raises(gs.ConnectionError, match="unavailable"):
+    assert lost.value.reason == "reclaimed" and lost.value.instance == "abc"
+    assert lost.value.answered
+    with pytest.raises(gs.ConnectionError, match="unreachable: connection refused") as info:
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused")
+    assert info.value.reason == "unreachable" and not info.value.answered
+    draining = pb.Error(code=14, message="the server is draining", kind="UnavailableError")
+    with pytest.raises(gs.ConnectionError, match="draining") as info:
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.UNAVAILABLE, "draining", draining)
+    assert info.value.reason == "draining"
     with pytest.raises(gs.PermissionError):
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, "missing token")
-    with pytest.raises(gs.ConnectionError, match="lost"):
+    with pytest.raises(gs.ConnectionError, match="unreachable: Stream removed"):
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.UNKNOWN, "Stream removed")
     with pytest.raises(gs.GradserveError, match="Exception calling application") as info:
@@ -420,5 +429,5 @@ def test_a_broken_stream_is_reported_once_then_replaced(s, client):
     with pytest.raises(gs.ConnectionError, match="connection reset"):
         x.tolist()
     client.handler = client.ok
-    s.synchronize()  # a fresh stream
-    assert [r.seq for r in client.requests] == [1, 1]
+    s.synchronize()  # a fresh stream; request numbers are the session's, across streams
+    assert [r.seq for r in client.requests] == [1, 2]

@@ -61,11 +61,12 @@ def helpers():
 
 
 class Replica:
-    """A `gradserve serve --port 0` process; its JSON log lines (stderr) are collected."""
+    """A `gradserve serve --port 0 [args]` process; its JSON log lines (stderr) are
+    collected."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [tool("gradserve"), "serve", "--port", "0", "--log-level", "info"],
+            [tool("gradserve"), "serve", "--port", "0", "--log-level", "info", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.events: list[dict] = []
@@ -98,14 +99,15 @@ class Replica:
 
 @pytest.fixture
 def replicas():
-    """start(n) -> n new Replica processes; all are killed at the end of the test."""
+    """start(n, *args) -> n new Replica processes (`gradserve serve` args); all are killed
+    at the end of the test."""
     started: list[Replica] = []
 
-    def start(n: int) -> list[Replica]:
+    def start(n: int, *args: str) -> list[Replica]:
         new = []
         try:
             for _ in range(n):
-                new.append(Replica())
+                new.append(Replica(*args))
         finally:
             started.extend(new)
         return new

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 
 import gradserve as gs
@@ -193,3 +194,26 @@ def test_ring_hash_fallback_pins_sessions_by_their_id(replicas, envoy):
             (holder,) = holders(servers, s.id)
             assert s.id in next(r for r in servers if r.address == holder).created()
         assert sum(1 for r in servers if r.created()) >= 2  # spread by the hash
+
+
+def test_a_rolling_update_behind_envoy_moves_the_session(replicas, envoy, tmp_path):
+    """Replicas sharing a --state-dir: SIGTERM to the replica a session is pinned to; the
+    session goes on, on the other replica, through the same Envoy, bit for bit."""
+    servers = replicas(2, "--state-dir", str(tmp_path))
+    proxy = envoy("envoy.yaml", [r.address for r in servers])
+    with gs.connect(proxy.address) as client, client.session() as s:
+        model = Regression(s)
+        for _ in range(5):
+            model.step()
+        s.synchronize()
+        (victim,) = [r for r in servers if r.address == replica_of(client, s)]
+        (other,) = [r for r in servers if r is not victim]
+        victim.proc.send_signal(signal.SIGTERM)
+        assert victim.proc.wait(timeout=30) == 0
+        proxy.set_replicas([other.address])  # as Kubernetes drops the terminated pod
+        for _ in range(5):
+            model.step()
+        model.check()
+        assert replica_of(client, s) == other.address
+        assert any(e["event"] == "session.restored" and e["session"] == s.id
+                   for e in other.events)

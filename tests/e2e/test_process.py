@@ -3,12 +3,8 @@ an in-process server that requires bearer tokens."""
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
 import subprocess
-import sys
-import threading
 
 import gradserve as gs
 import pytest
@@ -16,30 +12,11 @@ import pytest
 create_server = pytest.importorskip("gradserve.server").create_server
 
 
-def _first_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        proc.kill()
-        raise AssertionError("the server printed no address line") from None
-
-
 @pytest.fixture
-def server_process(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gradserve.server", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env)
-    try:
-        line = _first_line(proc)
-        assert line.startswith("gradserve listening on "), line
-        yield proc, line.split()[3]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+def server_process(serve):
+    """(the process, its address): `python -m gradserve.server --port 0` (conftest)."""
+    served = serve()
+    return served.proc, served.address
 
 
 def test_seed_example_against_a_server_process(server_process):

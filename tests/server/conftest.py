@@ -148,6 +148,17 @@ def expect_error(fn, code: grpc.StatusCode, *fragments: str) -> grpc.RpcError:
     return err
 
 
+def pipe(stub):
+    """A Pipeline stream fed one request at a time: (send, replies)."""
+    requests: queue.Queue = queue.Queue()
+
+    def feed():
+        while (request := requests.get()) is not None:
+            yield request
+
+    return requests.put, stub.Pipeline(feed())
+
+
 def connect(address: str, credentials=None):
     channel = (grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
                if credentials is not None
@@ -160,7 +171,8 @@ def wire():
     """The helpers above, for test modules."""
     return SimpleNamespace(op=op, tensor_op=tensor_op, seed_ops=seed_ops, fetch=fetch,
                            run_seed=run_seed, error_detail=error_detail,
-                           expect_error=expect_error, connect=connect, pb=pb, MiB=MiB)
+                           expect_error=expect_error, connect=connect, pipe=pipe, pb=pb,
+                           MiB=MiB)
 
 
 # -- servers --------------------------------------------------------------------------------

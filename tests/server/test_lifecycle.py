@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import queue
 import shutil
 import signal
 import subprocess
@@ -311,19 +310,43 @@ def test_tls(make_server, wire, tmp_path):
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+def _samples(text: str) -> dict:
+    """Prometheus text -> {(sample name, ((label, value), ...)): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def test_metrics_and_reflection(make_server, wire):
-    server, address = make_server(metrics_port=0)
+    server, address = make_server(metrics_port=0, max_sessions=2)
     channel, stub = wire.connect(address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
         wire.run_seed(stub, sid)
         wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(
             session_id=sid, ops=[wire.op("nope")])), grpc.StatusCode.INVALID_ARGUMENT)
+        stub.CreateSession(pb.CreateSessionRequest())
+        wire.expect_error(lambda: stub.CreateSession(pb.CreateSessionRequest()),
+                          grpc.StatusCode.RESOURCE_EXHAUSTED, "max-sessions")
         url = f"http://127.0.0.1:{server.metrics_port}/metrics"
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-    assert "gradserve_sessions 1" in text and "gradserve_sessions_created_total 1" in text
-    assert 'gradserve_errors_total{kind="InvalidArgumentError"} 1' in text
-    assert "gradserve_session_bytes 68" in text
+        got = _samples(urllib.request.urlopen(url, timeout=5).read().decode())
+    assert got["gradserve_sessions", ()] == 2
+    assert got["gradserve_sessions_created_total", ()] == 2
+    assert got["gradserve_session_bytes", ()] == 68
+    assert got["gradserve_device_session_bytes", (("device", "cpu"),)] == 68
+    assert got["gradserve_errors_total", (("code", "INVALID_ARGUMENT"),
+                                          ("kind", "InvalidArgumentError"))] == 1
+    assert got["gradserve_errors_total", (("code", "RESOURCE_EXHAUSTED"),
+                                          ("kind", "ResourceExhaustedError"))] == 1
+    assert got["gradserve_rejections_total", (("limit", "max_sessions"),)] == 1
+    # run_seed: one op batch (RunOps), one backward, two fetches
+    assert got["gradserve_work_seconds_count", (("kind", "op_batch"),)] == 2  # + the "nope"
+    assert got["gradserve_work_seconds_count", (("kind", "backward"),)] == 1
+    assert got["gradserve_work_seconds_count", (("kind", "fetch"),)] == 2
+    assert got["gradserve_instance_info", (("instance", server.runtime.instance),)] == 1
+    assert got["process_resident_memory_bytes", ()] > 0  # the library's process collector
+    assert got["gradserve_draining", ()] == 0
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     with grpc.insecure_channel(address) as ch:
@@ -334,23 +357,12 @@ def test_metrics_and_reflection(make_server, wire):
     assert {SERVICE, "grpc.health.v1.Health"} <= names
 
 
-def _pipe(stub):
-    """A Pipeline stream fed one request at a time: (send, replies)."""
-    requests: queue.Queue = queue.Queue()
-
-    def feed():
-        while (request := requests.get()) is not None:
-            yield request
-
-    return requests.put, stub.Pipeline(feed())
-
-
 def test_drain_ends_pipeline_streams(make_server, wire):
     server, address = make_server()
     channel, stub = wire.connect(address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
-        send, replies = _pipe(stub)
+        send, replies = wire.pipe(stub)
         send(pb.PipelineRequest(session_id=sid, seq=1, ops=wire.seed_ops()))
         assert next(replies).seq == 1
         # a request arriving while draining is answered with the error, then the stream ends
@@ -368,7 +380,7 @@ def test_drain_cancels_idle_pipelines(make_server, wire):
     channel, stub = wire.connect(address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
-        send, replies = _pipe(stub)
+        send, replies = wire.pipe(stub)
         send(pb.PipelineRequest(session_id=sid, seq=1))
         assert next(replies).seq == 1
         assert server.drain(grace=5) is True  # an idle stream is not a running call

@@ -36,8 +36,12 @@ def test_session_info_describe_close(stub, wire):
     assert described.tensor_count == 6
     assert described.bytes == 4 * 4 * 3 + 4 * 5  # input, l1, l2; w1, w2, loss, 2 grads
     assert stub.CloseSession(pb.SessionRef(session_id=info.session_id)).freed_tensors == 6
-    wire.expect_error(lambda: stub.DescribeSession(pb.SessionRef(session_id=info.session_id)),
-                      grpc.StatusCode.NOT_FOUND, "not found (closed or reclaimed after its TTL)")
+    err = wire.expect_error(
+        lambda: stub.DescribeSession(pb.SessionRef(session_id=info.session_id)),
+        grpc.StatusCode.NOT_FOUND, f"session {info.session_id} not found: it was closed ")
+    detail = wire.error_detail(err)
+    assert detail.reason == "closed" and detail.instance_id == info.instance_id
+    assert len(info.instance_id) == 12
 
 
 def test_session_ids_are_unguessable(stub):
@@ -270,3 +274,42 @@ def test_struct_nulls_and_nested_values(stub, sid, wire):
         wire.tensor_op("x", [1, 2], shape=(2,)), call]))
     assert out.outputs[-1].id == "y"
     assert wire.fetch(stub, sid, ["y"])["y"].tolist() == [1.5, 2]
+
+
+def test_list_ops_describes_the_registry(stub):
+    from gradserve.engine import OPS
+
+    ops = {o.name: o for o in stub.ListOps(pb.ListOpsRequest()).ops}
+    assert set(ops) == set(OPS)
+    mul, max_dim, cat, linear = ops["mul"], ops["max_dim"], ops["cat"], ops["linear"]
+    assert (mul.kind, mul.min_inputs, mul.max_inputs, mul.differentiable) == ("op", 2, 2, True)
+    assert [(a.name, a.required, a.default_json) for a in max_dim.attrs] == [
+        ("dim", True, ""), ("keepdim", False, "false")]
+    assert (cat.min_inputs, cat.max_inputs, [a.name for a in cat.attrs]) == (0, -1, ["dim"])
+    assert (linear.min_inputs, linear.max_inputs) == (2, 3)  # the bias is optional
+    assert not ops["eq"].differentiable
+    zeros = {a.name: a for a in ops["zeros"].attrs}
+    assert ops["zeros"].max_inputs == 0 and not zeros["device"].required
+    tensor = ops["tensor"]
+    assert (tensor.kind, tensor.max_inputs, tensor.max_outputs) == ("command", 1, 1)
+    assert [(a.name, a.default_json) for a in ops["requires_grad_"].attrs] == [
+        ("requires_grad", "true")]
+    assert [(a.name, a.required) for a in ops["manual_seed"].attrs] == [("seed", True)]
+
+
+def test_request_bytes_that_do_not_parse_are_invalid_argument(address, wire):
+    """Every method, from the service descriptor, so methods added later are covered."""
+    channel, _ = wire.connect(address)
+    garbage = b"\xff\xff\xff\xff\x0f"  # a varint too long: no message parses it
+    with channel:
+        for m in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
+            path = f"/gradserve.v1.GradserveService/{m.name}"
+            kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
+                    (True, False): channel.stream_unary,
+                    (True, True): channel.stream_stream}[m.client_streaming, m.server_streaming]
+            call = kind(path)
+            request = iter([garbage]) if m.client_streaming else garbage
+            err = wire.expect_error(lambda call=call, request=request, m=m: (
+                list(call(request)) if m.server_streaming else call(request)),
+                grpc.StatusCode.INVALID_ARGUMENT, "malformed", m.input_type.name)
+            assert wire.error_detail(err).kind == "InvalidArgumentError"

@@ -32,6 +32,7 @@ FLOATS_ATTR = "__floats__"  # Struct attrs whose integral values must stay float
 NO_GRAD, INPLACE = 1, 2  # op_batch flags
 DATA_OP = "tensor"  # the one op that takes tensor data (OpCall.data, op_data)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_DIMS = 64  # numpy's limit on an array's dims
 
 
 # -- op batches ---------------------------------------------------------------------------------
@@ -96,6 +97,11 @@ def _batch_input(name: str, x, i: int, data):
     raise InvalidArgumentError(
         f"input {i} must be a tensor id, a number, a bool or {{\"d\": k}} naming op_data[k]"
     )
+
+
+def attrs_from_json(attrs: dict) -> dict:
+    """Attrs read from JSON as the server takes them: lists become tuples (recursively)."""
+    return _tuples(attrs)
 
 
 def _tuples(attrs: dict) -> dict:
@@ -187,6 +193,12 @@ def tensor_header(data: pb.TensorData) -> tuple[DType, tuple[int, ...], int]:
     shape = tuple(int(n) for n in data.shape)
     if any(n < 0 for n in shape):
         raise InvalidArgumentError(f"shape {list(shape)} has a negative dimension")
+    # numpy's own limits, refused here rather than failing later: its dims, and every dim
+    # (even beside a zero one) multiplied out in bytes within int64
+    if len(shape) > MAX_DIMS or math.prod(n for n in shape if n) * dtype.itemsize > INT64_MAX:
+        raise InvalidArgumentError(
+            f"shape {list(shape)[:MAX_DIMS + 1]} is too large for a {dtype.name} tensor "
+            f"(at most {MAX_DIMS} dims of at most {INT64_MAX} bytes in all)")
     return dtype, shape, math.prod(shape) * dtype.itemsize
 
 

@@ -30,7 +30,7 @@ class SessionRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "bytes_by_device", "device_memory_used", "device_memory_pool", "devices")
+    __slots__ = ("session_id", "device", "owner", "tensor_count", "bytes", "idle_seconds", "ttl_seconds", "bytes_by_device", "device_memory_used", "device_memory_pool", "devices", "instance_id", "applied_seq", "epoch")
     class BytesByDeviceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,9 @@ class SessionInfo(_message.Message):
     DEVICE_MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_MEMORY_POOL_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     device: str
     owner: str
@@ -60,7 +63,10 @@ class SessionInfo(_message.Message):
     device_memory_used: int
     device_memory_pool: int
     devices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., bytes_by_device: _Optional[_Mapping[str, int]] = ..., device_memory_used: _Optional[int] = ..., device_memory_pool: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
+    instance_id: str
+    applied_seq: int
+    epoch: int
+    def __init__(self, session_id: _Optional[str] = ..., device: _Optional[str] = ..., owner: _Optional[str] = ..., tensor_count: _Optional[int] = ..., bytes: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., bytes_by_device: _Optional[_Mapping[str, int]] = ..., device_memory_used: _Optional[int] = ..., device_memory_pool: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., instance_id: _Optional[str] = ..., applied_seq: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CloseSessionResponse(_message.Message):
     __slots__ = ("freed_tensors",)
@@ -267,20 +273,24 @@ class ListTensorsResponse(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "kind", "op_index", "op", "site")
+    __slots__ = ("code", "message", "kind", "op_index", "op", "site", "instance_id", "reason")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OP_INDEX_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     kind: str
     op_index: int
     op: str
     site: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ..., op_index: _Optional[int] = ..., op: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
+    instance_id: str
+    reason: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ..., op_index: _Optional[int] = ..., op: _Optional[str] = ..., site: _Optional[str] = ..., instance_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PipelineRequest(_message.Message):
     __slots__ = ("session_id", "seq", "ops", "release", "op_batch", "op_data", "backward", "grad", "fetch", "list", "callback_result")
@@ -370,3 +380,49 @@ class PipelineResponse(_message.Message):
     tensors: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     callback: Callback
     def __init__(self, seq: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., backward: _Optional[_Union[BackwardResponse, _Mapping]] = ..., grad: _Optional[_Union[GradResponse, _Mapping]] = ..., fetched: _Optional[_Iterable[_Union[FetchResponse, _Mapping]]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ...) -> None: ...
+
+class ListOpsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListOpsResponse(_message.Message):
+    __slots__ = ("ops",)
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[OpInfo]
+    def __init__(self, ops: _Optional[_Iterable[_Union[OpInfo, _Mapping]]] = ...) -> None: ...
+
+class OpInfo(_message.Message):
+    __slots__ = ("name", "kind", "min_inputs", "max_inputs", "attrs", "differentiable", "max_outputs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MIN_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    ATTRS_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENTIABLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    min_inputs: int
+    max_inputs: int
+    attrs: _containers.RepeatedCompositeFieldContainer[AttrInfo]
+    differentiable: bool
+    max_outputs: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., min_inputs: _Optional[int] = ..., max_inputs: _Optional[int] = ..., attrs: _Optional[_Iterable[_Union[AttrInfo, _Mapping]]] = ..., differentiable: _Optional[bool] = ..., max_outputs: _Optional[int] = ...) -> None: ...
+
+class AttrInfo(_message.Message):
+    __slots__ = ("name", "required", "default_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    required: bool
+    default_json: str
+    def __init__(self, name: _Optional[str] = ..., required: _Optional[bool] = ..., default_json: _Optional[str] = ...) -> None: ...
+
+class RestoreSessionRequest(_message.Message):
+    __slots__ = ("session_id", "epoch")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    epoch: int
+    def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...

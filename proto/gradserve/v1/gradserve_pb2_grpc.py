@@ -90,6 +90,16 @@ class GradserveServiceStub:
                 request_serializer=gradserve_dot_v1_dot_gradserve__pb2.PipelineRequest.SerializeToString,
                 response_deserializer=gradserve_dot_v1_dot_gradserve__pb2.PipelineResponse.FromString,
                 _registered_method=True)
+        self.ListOps = channel.unary_unary(
+                '/gradserve.v1.GradserveService/ListOps',
+                request_serializer=gradserve_dot_v1_dot_gradserve__pb2.ListOpsRequest.SerializeToString,
+                response_deserializer=gradserve_dot_v1_dot_gradserve__pb2.ListOpsResponse.FromString,
+                _registered_method=True)
+        self.RestoreSession = channel.unary_unary(
+                '/gradserve.v1.GradserveService/RestoreSession',
+                request_serializer=gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.SerializeToString,
+                response_deserializer=gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.FromString,
+                _registered_method=True)
         self.DescribeGraph = channel.unary_unary(
                 '/gradserve.v1.GradserveService/DescribeGraph',
                 request_serializer=gradserve_dot_v1_dot_gradserve__pb2.DescribeGraphRequest.SerializeToString,
@@ -178,6 +188,22 @@ class GradserveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOps(self, request, context):
+        """Every op name a request may use (compute ops and commands), with its inputs, attrs and
+        whether it is differentiable: the registry, for callers without the SDK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSession(self, request, context):
+        """Bring a session that a draining server wrote to the shared --state-dir back to life on
+        this server, under the same id. The SDK calls it itself when a call answers "moved".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DescribeGraph(self, request, context):
         """The backward graph of a tensor as JSON: {"nodes": [{"id", "name", "kind" ("node" for a
         grad_fn, "leaf" for a tensor that accumulates a gradient), "shape", "dtype", "saved":
@@ -245,6 +271,16 @@ def add_GradserveServiceServicer_to_server(servicer, server):
                     servicer.Pipeline,
                     request_deserializer=gradserve_dot_v1_dot_gradserve__pb2.PipelineRequest.FromString,
                     response_serializer=gradserve_dot_v1_dot_gradserve__pb2.PipelineResponse.SerializeToString,
+            ),
+            'ListOps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOps,
+                    request_deserializer=gradserve_dot_v1_dot_gradserve__pb2.ListOpsRequest.FromString,
+                    response_serializer=gradserve_dot_v1_dot_gradserve__pb2.ListOpsResponse.SerializeToString,
+            ),
+            'RestoreSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSession,
+                    request_deserializer=gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.FromString,
+                    response_serializer=gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.SerializeToString,
             ),
             'DescribeGraph': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeGraph,
@@ -549,6 +585,60 @@ class GradserveService:
             '/gradserve.v1.GradserveService/Pipeline',
             gradserve_dot_v1_dot_gradserve__pb2.PipelineRequest.SerializeToString,
             gradserve_dot_v1_dot_gradserve__pb2.PipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gradserve.v1.GradserveService/ListOps',
+            gradserve_dot_v1_dot_gradserve__pb2.ListOpsRequest.SerializeToString,
+            gradserve_dot_v1_dot_gradserve__pb2.ListOpsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gradserve.v1.GradserveService/RestoreSession',
+            gradserve_dot_v1_dot_gradserve__pb2.RestoreSessionRequest.SerializeToString,
+            gradserve_dot_v1_dot_gradserve__pb2.SessionInfo.FromString,
             options,
             channel_credentials,
             insecure,
