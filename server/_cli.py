@@ -117,9 +117,33 @@ def _tune_process() -> None:
     live until backward: the cyclic collector's default pace (a pass every 700 allocations,
     each walking the live graph) cost ~20% of a remote op in measurements here, and the
     engine makes no reference cycles of its own to collect. Objects from startup are frozen
-    out of every pass."""
+    out of every pass.
+
+    glibc's malloc returns a large freed array's pages to the kernel and the next one
+    faults them back in, one minor fault per 4 KiB: a conv net's step paid ~425 faults on
+    the server (13% of its time). Keeping freed memory for reuse (what the environment
+    variables MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ ask for; those win when set)
+    took that to ~2. Freed memory is reused by later arrays rather than handed back."""
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    _keep_freed_memory()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def _keep_freed_memory() -> None:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
 def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
