@@ -1,5 +1,5 @@
-"""Shared helpers for the nn/optim tests: a numerical gradient checker and a stand-in for
-remote tensors that only offers the public tensor API."""
+"""Shared helpers for the nn/optim tests: a numerical gradient checker, a stand-in for
+remote tensors that only offers the public tensor API, and a session on a real server."""
 
 from __future__ import annotations
 
@@ -187,3 +187,18 @@ class FakeSession:
 @pytest.fixture
 def fake_session():
     return FakeSession()
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A session on a real server in this process, shared by a test module."""
+    import gradserve as gs
+
+    create_server = pytest.importorskip("gradserve.server").create_server
+    server, port = create_server("127.0.0.1:0")
+    server.start()
+    try:
+        with gs.connect(f"127.0.0.1:{port}") as client, client.session() as s:
+            yield s
+    finally:
+        server.stop(None)

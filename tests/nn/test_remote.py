@@ -5,28 +5,12 @@ sends its updates without waiting for the server, and state_dict/load_state_dict
 Skipped when the client or server package is not importable.
 """
 
-import gradserve as gs
 import gradserve.nn as nn
 import gradserve.nn.functional as F
 import gradserve.optim as optim
 import numpy as np
 import pytest
 from gradserve import engine
-
-server_mod = pytest.importorskip("gradserve.server")
-if not hasattr(gs, "connect") or not hasattr(server_mod, "create_server"):
-    pytest.skip("the client or the server is not available", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def session():
-    server, port = server_mod.create_server("127.0.0.1:0")
-    server.start()
-    try:
-        with gs.connect(f"127.0.0.1:{port}") as client, client.session() as s:
-            yield s
-    finally:
-        server.stop(None)
 
 
 def _model(s, seed):

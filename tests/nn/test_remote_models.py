@@ -4,26 +4,11 @@ clipping) that never waits for the server."""
 
 from __future__ import annotations
 
-import gradserve as gs
 import gradserve.nn as nn
 import gradserve.optim as optim
 import numpy as np
 import pytest
 from gradserve import engine
-
-server_mod = pytest.importorskip("gradserve.server")
-
-
-@pytest.fixture(scope="module")
-def session():
-    server, port = server_mod.create_server("127.0.0.1:0")
-    server.start()
-    try:
-        with gs.connect(f"127.0.0.1:{port}") as client, client.session() as s:
-            yield s
-    finally:
-        server.stop(None)
-
 
 R = np.random.default_rng(11)
 
