@@ -30,6 +30,37 @@ def test_every_python_folder_is_a_declared_package():
             assert init.parent.resolve() in declared, f"{init.parent} is not a declared package"
 
 
+def _project_table():
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _floor(requirements, name):
+    found = [r.split(">=", 1)[1] for r in requirements if re.fullmatch(rf"{name}>=[\w.]+", r)]
+    assert len(found) == 1, f"expected one '{name}>=X' requirement, got {found}"
+    return found[0]
+
+
+def test_stub_generator_pin_and_runtime_floors_match_the_committed_stamps():
+    """The stubs stamp the grpcio-tools (and its protoc) that made them, and refuse to import
+    under an older runtime: the test extra pins that exact generator, and the runtime floors
+    are the stamps, so neither a new grpcio-tools release nor an old grpcio breaks a clone."""
+    project = _project_table()
+    pins = [r for r in project["optional-dependencies"]["test"] if r.startswith("grpcio-tools")]
+    assert len(pins) == 1 and "==" in pins[0], f"grpcio-tools must be pinned exactly: {pins}"
+    tools = pins[0].split("==", 1)[1]
+    stubs = ROOT / "proto" / "gradserve" / "v1"
+    grpc_stamp = re.search(r"GRPC_GENERATED_VERSION = '([\w.]+)'",
+                           (stubs / "gradserve_pb2_grpc.py").read_text()).group(1)
+    protobuf_stamp = re.search(r"# Protobuf Python Version: ([\w.]+)",
+                               (stubs / "gradserve_pb2.py").read_text()).group(1)
+    deps = project["dependencies"]
+    assert grpc_stamp == tools
+    for name in ("grpcio", "grpcio-health-checking", "grpcio-reflection"):
+        assert _floor(deps, name) == grpc_stamp, name
+    assert _floor(deps, "protobuf") == protobuf_stamp
+
+
 def test_generated_stubs_are_fresh(tmp_path):
     pytest.importorskip("grpc_tools")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--out",
