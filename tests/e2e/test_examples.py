@@ -10,11 +10,9 @@ import re
 import subprocess
 import sys
 
-import pytest
-
-pytest.importorskip("sklearn")
-pytest.importorskip("matplotlib")
-pytest.importorskip("tqdm")
+import matplotlib  # noqa: F401  (in the test extra)
+import sklearn  # noqa: F401  (in the test extra)
+import tqdm  # noqa: F401  (in the test extra)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,7 @@ import subprocess
 
 import gradserve as gs
 import pytest
-
-create_server = pytest.importorskip("gradserve.server").create_server
+from gradserve.server import create_server
 
 
 @pytest.fixture

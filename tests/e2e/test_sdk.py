@@ -393,8 +393,7 @@ def test_sessions_have_their_own_random_streams(client):
 
 
 def test_remote_training_with_nn_and_optim(s):
-    nn = pytest.importorskip("gradserve.nn")
-    optim = pytest.importorskip("gradserve.optim")
+    from gradserve import nn, optim
     s.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 8, session=s), nn.Tanh(), nn.Linear(8, 1, session=s))
     opt = optim.SGD(model.parameters(), lr=0.1)

@@ -193,8 +193,7 @@ def fake_session():
 def session():
     """A session on a real server in this process, shared by a test module."""
     import gradserve as gs
-
-    create_server = pytest.importorskip("gradserve.server").create_server
+    from gradserve.server import create_server
     server, port = create_server("127.0.0.1:0")
     server.start()
     try:

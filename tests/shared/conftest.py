@@ -49,7 +49,7 @@ def remote_namespace(session) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def remote_client():
-    create_server = pytest.importorskip("gradserve.server").create_server
+    from gradserve.server import create_server
     gpus = [f"cuda:{i}" for i in range(engine.cuda_device_count())]
     server, port = create_server("127.0.0.1:0", devices=["cpu", *gpus])  # sessions on cpu
     server.start()
