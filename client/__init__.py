@@ -110,6 +110,7 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     >>> client = gs.connect("127.0.0.1:50051", token=None, timeout=5.0)
     >>> s = client.session()
     """
+    # grpc loads on the first connect, so `import gradserve` stays light (engine use only)
     from ._client import connect as _connect
 
     return _connect(target, token=token, tls=tls, timeout=timeout, options=options,

@@ -20,10 +20,11 @@ import itertools
 import queue
 from collections.abc import Callable, Iterator
 
-from gradserve.engine import AutogradError, InvalidArgumentError
+from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
 from gradserve.engine.core.callbacks import install
 from gradserve.v1 import gradserve_pb2 as pb
 
+from ._convert import tensor_info
 from ._requests import tensor_meta
 
 _serving: contextvars.ContextVar = contextvars.ContextVar("gradserve_serving", default=None)
@@ -87,15 +88,11 @@ class Channel:
 
 
 def _info(meta):
-    from ._convert import tensor_info
-
     return tensor_info(meta)
 
 
 def call_client(key: str, kind: str, tensors: list) -> list:
     """engine.core.callbacks' caller on a server: ask the client of the session being served."""
-    from gradserve.engine import is_grad_enabled
-
     session = _serving.get()
     channel = getattr(session, "channel", None)
     if channel is None:

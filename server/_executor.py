@@ -30,8 +30,8 @@ from gradserve.engine import (
 )
 from gradserve.engine.core import grad_mode
 from gradserve.engine.core.backend import backend, canonical_device
-from gradserve.engine.core.dispatch import apply, apply_inplace
 from gradserve.engine.core.registry import OPS
+from gradserve.engine.surface.tensor import apply, apply_inplace
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from ._callbacks import serving
