@@ -141,7 +141,7 @@ def test_every_function_level_import_says_why():
 
 def test_client_and_server_use_the_engine_through_its_seam():
     """client/, server/ and the codec import `gradserve.engine` (torch's surface) and
-    `gradserve.engine.seam`, nothing deeper (docs/ARCHITECTURE.md, "The engine's seam")."""
+    `gradserve.engine.seam`, nothing deeper (docs/ARCHITECTURE.md, "Layers")."""
     allowed = {"gradserve.engine", "gradserve.engine.seam"}
     deeper = []
     for path in _sources("client", "server", "proto/gradserve/v1"):
@@ -167,3 +167,10 @@ def test_client_and_server_use_the_engine_through_its_seam():
             deeper += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
                        if n not in allowed]
     assert not deeper, "imports below the engine's seam: " + ", ".join(deeper)
+
+
+def test_the_architecture_page_lists_every_module():
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    missing = [str(p.relative_to(ROOT)) for p in _sources(*PRODUCT)
+               if f"`{p.relative_to(ROOT)}`" not in page]
+    assert not missing, "docs/ARCHITECTURE.md, 'Every module', lacks " + ", ".join(missing)
