@@ -87,11 +87,19 @@ class SavedTensor:
 
 
 class Node:
-    """One recorded op in the graph; what `tensor.grad_fn` returns."""
+    """One recorded op in the graph; what `tensor.grad_fn` returns.
+
+    Its class is named as torch's (`type(y.grad_fn).__name__ == "MulBackward0"`): a subclass
+    per grad_fn name, made on first use, adds nothing but the name."""
 
     __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
                  "_saved", "_saved_output", "_freed", "_retained", "_needs", "_hooks",
                  "__weakref__")
+
+    def __new__(cls, op, name, *args):
+        if cls is Node:
+            cls = _NAMED.get(name) or _named(name)
+        return object.__new__(cls)
 
     def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
         self.op = op  # None for a node known only by name (described by a server)
@@ -154,6 +162,14 @@ class Node:
         if self._retained is None:
             self._retained = {}
         self._retained[tensor._output_nr] = weakref.ref(tensor)
+
+
+_NAMED: dict[str, type] = {}
+
+
+def _named(name: str) -> type:
+    cls = _NAMED[name] = type(name, (Node,), {"__slots__": (), "__module__": Node.__module__})
+    return cls
 
 
 class AccumulateGrad:
@@ -242,7 +258,7 @@ def plan_backward(roots: Sequence, inputs: Sequence | None = None):
         for c in children[node]:
             if c in deps:
                 deps[c] += 1
-        if type(node) is Node:
+        if type(node) is not AccumulateGrad:
             node.check_saved()
     return edges, targets, deps
 
@@ -261,7 +277,7 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
     `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
     edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
     dry = grads is None
-    if dry and any(type(n) is Node and n.op is None for n in deps):
+    if dry and any(type(n) is not AccumulateGrad and n.op is None for n in deps):
         free_graph(deps, retain_graph)  # the server's walk frees them: its image follows
         return None, None
     captured = None if inputs is None else [None] * len(inputs)
@@ -276,7 +292,7 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
         while ready:
             node = ready.pop()
             out_grads = buffers.pop(node, None)
-            if not dry and out_grads and (node._hooks if type(node) is Node
+            if not dry and out_grads and (node._hooks if type(node) is not AccumulateGrad
                                           else node.variable._hooks):
                 _run_hooks(node, out_grads)
             if targets is not None and node in targets:
@@ -324,7 +340,7 @@ def free_graph(deps, retain_graph: bool) -> None:
     """Free the saved tensors of the nodes a backward ran (unless retain_graph)."""
     if not retain_graph:
         for node in deps:
-            if type(node) is Node:
+            if type(node) is not AccumulateGrad:
                 node.free()
 
 
