@@ -114,22 +114,32 @@ class RemoteKind:
 
     def outputs(self, op, inputs, attrs, device, meta, check):
         session = self.session
-        metas = (meta,) if type(meta) is Meta else meta
         out_device = attrs["device"] if op.needs_device else device
+        if type(meta) is Meta:  # one output: the common case, kept short
+            out = RemoteTensor(session, session._new_id(), meta.shape, meta.dtype, out_device,
+                               strides=meta.strides)
+            if meta.shape is not None:  # how much work the buffer holds
+                session._elements += math.prod(meta.shape)
+            return (out,), meta
         outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
-                                     strides=m.strides) for m in metas)
-        if all(m.shape is not None for m in metas):  # how much work the buffer holds
-            session._elements += sum(math.prod(m.shape) for m in metas)
+                                     strides=m.strides) for m in meta)
+        if all(m.shape is not None for m in meta):
+            session._elements += sum(math.prod(m.shape) for m in meta)
         return outputs, meta
 
     def emit(self, op, inputs, outputs, attrs, metas) -> None:
         session = self.session
         session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
+        for m in metas:
+            if m.shape is None:  # a shape that depends on the data (nonzero, masks)
+                break
+        else:
+            return
+        # ask the server once for the shapes of every such output
         unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
-        if unknown:  # a shape that depends on the data (nonzero, masks): ask the server once
-            found = {info.id: info for info in session._list([o._id for o in unknown])}
-            for o in unknown:
-                o._shape = tuple(found[o._id].shape)
+        found = {info.id: info for info in session._list([o._id for o in unknown])}
+        for o in unknown:
+            o._shape = tuple(found[o._id].shape)
 
     def write(self, op, target, others, attrs, device, recorded) -> None:
         self.session._send(op.name, (target, *others), (), attrs, inplace=True)
