@@ -79,7 +79,7 @@ def explain_break(session, error: GradserveError) -> GradserveError:
             out = ConnectionError(f"no gradserve server answers at {session._client.target} "
                                   f"(the session's stream ended: {error}; asking again: {e})")
         out.code, out.op, out.site = e.code, None, None
-        out.reason = "draining" if e.reason == "draining" else "unreachable"
+        out.reason = e.reason if e.reason in ("draining", "unresponsive") else "unreachable"
         return out
     except GradserveError as e:
         return explain(session, e)
