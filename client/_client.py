@@ -348,13 +348,19 @@ class Client:
 
     def _probe(self, deadline: float) -> bool:
         """Whether the server answers anything within `deadline` seconds."""
+        return self._probe_code(deadline) != grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def _probe_code(self, deadline: float):
+        """The status a health probe ends with: OK or the server's error (it answers),
+        DEADLINE_EXCEEDED (nobody answers), UNAVAILABLE (nobody accepts the connection, or
+        it is draining); None when the channel is closed."""
         try:
             self._health(b"", timeout=deadline, metadata=self._auth)
         except grpc.RpcError as e:
-            return e.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+            return e.code()
         except Exception:  # noqa: BLE001 (a closed channel: the call fails by itself)
-            return True
-        return True
+            return None
+        return grpc.StatusCode.OK
 
     def _call_stream(self, method: str, request, *, session_id: str | None = None):
         """A server- or bidi-streaming RPC as an iterator; failures become exceptions.

@@ -79,7 +79,7 @@ def explain_break(session, error: GradserveError) -> GradserveError:
             out = ConnectionError(f"no gradserve server answers at {session._client.target} "
                                   f"(the session's stream ended: {error}; asking again: {e})")
         out.code, out.op, out.site = e.code, None, None
-        out.reason = e.reason if e.reason in ("draining", "unresponsive") else "unreachable"
+        out.reason = "draining" if e.reason == "draining" else _silent_why(session._client, e)
         return out
     except GradserveError as e:
         return explain(session, e)
@@ -89,6 +89,18 @@ def explain_break(session, error: GradserveError) -> GradserveError:
     out.code, out.op, out.site, out.reason = getattr(error, "code", None), None, None, \
         "unreachable"
     return out
+
+
+def _silent_why(client, error: ConnectionError) -> str:
+    """"unresponsive" when a server holds the connection but answers nothing; else (the
+    connection is refused: the wait above waited through gRPC's reconnect attempts)
+    "unreachable"."""
+    if error.reason != "unresponsive":
+        return "unreachable"
+    from grpc import StatusCode
+
+    code = client._probe_code(PROBE_TIMEOUT)
+    return "unresponsive" if code == StatusCode.DEADLINE_EXCEEDED else "unreachable"
 
 
 def following(session, call):
