@@ -326,13 +326,13 @@ class Client:
             with rpc_errors(pinned=self._pinned(session_id)):
                 rpc = call.future(request, metadata=self._metadata(session_id),
                                   timeout=timeout, wait_for_ready=wait_for_ready)
-                response = self._await(rpc, method)
+                response = self._await(rpc, method, session_id)
         finally:
             if method == "CloseSession":  # closed or gone: its route is of no more use
                 self._routes.pop(session_id, None)
         return response, dict(rpc.initial_metadata() or ())
 
-    def _await(self, future, method: str):
+    def _await(self, future, method: str, session_id: str | None = None):
         """The future's result; while it is slow, ask whether the server lives (`_watch`)."""
         limit = self._timeout
         if limit is None:
@@ -342,20 +342,21 @@ class Client:
                 return future.result(timeout=_watch.SILENT * limit)
             except grpc.FutureTimeoutError:
                 pass
-            if not future.done() and not self._probe(_watch.PROBE * limit):
+            if not future.done() and not self._probe(_watch.PROBE * limit, session_id):
                 future.cancel()
                 raise _watch.unresponsive(self._target, limit, method)
 
-    def _probe(self, deadline: float) -> bool:
-        """Whether the server answers anything within `deadline` seconds."""
-        return self._probe_code(deadline) != grpc.StatusCode.DEADLINE_EXCEEDED
+    def _probe(self, deadline: float, session_id: str | None = None) -> bool:
+        """Whether the server answers anything within `deadline` seconds; with the session's
+        metadata, so that a proxy pinning the session asks the replica that holds it."""
+        return self._probe_code(deadline, session_id) != grpc.StatusCode.DEADLINE_EXCEEDED
 
-    def _probe_code(self, deadline: float):
+    def _probe_code(self, deadline: float, session_id: str | None = None):
         """The status a health probe ends with: OK or the server's error (it answers),
         DEADLINE_EXCEEDED (nobody answers), UNAVAILABLE (nobody accepts the connection, or
         it is draining); None when the channel is closed."""
         try:
-            self._health(b"", timeout=deadline, metadata=self._auth)
+            self._health(b"", timeout=deadline, metadata=self._metadata(session_id))
         except grpc.RpcError as e:
             return e.code()
         except Exception:  # noqa: BLE001 (a closed channel: the call fails by itself)
@@ -370,20 +371,21 @@ class Client:
         if self._closed:
             raise ConnectionError("this gradserve client is closed")
         call = getattr(self._stub, method)(request, metadata=self._metadata(session_id))
-        return _TranslatedStream(call, self, self._pinned(session_id))
+        return _TranslatedStream(call, self, session_id)
 
 
 class _TranslatedStream:
     """Iterates a streaming call's responses, turning gRPC failures into typed exceptions;
     a read that outlives the server raises ConnectionError "unresponsive" (`_watch`)."""
 
-    def __init__(self, call, client, pinned: str | None = None) -> None:
+    def __init__(self, call, client, session_id: str | None = None) -> None:
         self._call = call
         self._client = client
-        self._pinned = pinned
+        self._session_id = session_id
+        self._pinned = client._pinned(session_id)
 
     def __iter__(self):
-        w = _watch.watch(self._client, lambda error: self._call.cancel())
+        w = _watch.watch(self._client, lambda error: self._call.cancel(), self._session_id)
         responses = iter(self._call)
         try:
             while True:

@@ -45,10 +45,11 @@ class Watch:
     """One call's reads. `reading()` / `heard()` bracket each blocking read; `on_dead(error)`
     runs (on the watchdog thread) when a read outlives the server."""
 
-    __slots__ = ("client", "on_dead", "since", "reads", "error", "__weakref__")
+    __slots__ = ("client", "session_id", "on_dead", "since", "reads", "error", "__weakref__")
 
-    def __init__(self, client, on_dead) -> None:
+    def __init__(self, client, on_dead, session_id: str | None = None) -> None:
         self.client = client
+        self.session_id = session_id
         self.on_dead = on_dead
         self.since: float | None = None  # when the read in progress began
         self.reads = 0
@@ -62,11 +63,12 @@ class Watch:
         self.since = None
 
 
-def watch(client, on_dead) -> Watch | None:
-    """A registered Watch for a call of `client` (None when the client never gives up)."""
+def watch(client, on_dead, session_id: str | None = None) -> Watch | None:
+    """A registered Watch for a call of `client` on `session_id` (None: the client never
+    gives up)."""
     if client._timeout is None:
         return None
-    w = Watch(client, on_dead)
+    w = Watch(client, on_dead, session_id)
     global _thread
     with _lock:
         _watches.add(w)
@@ -93,15 +95,15 @@ def _run() -> None:
             continue
         now = time.monotonic()
         tick = 0.5
-        silent: dict = {}  # client -> its watches whose read is silent for SILENT * timeout
+        silent: dict = {}  # (client, session) -> its watches silent for SILENT * timeout
         for w in watches:
             timeout = w.client._timeout
             tick = min(tick, max(timeout / 10, 0.02))
             since = w.since
             if since is not None and w.error is None and now - since >= SILENT * timeout:
-                silent.setdefault(w.client, []).append((w, w.reads))
-        for client, stuck in silent.items():
-            alive = client._probe(PROBE * client._timeout)
+                silent.setdefault((w.client, w.session_id), []).append((w, w.reads))
+        for (client, session_id), stuck in silent.items():
+            alive = client._probe(PROBE * client._timeout, session_id)
             for w, reads in stuck:
                 if w.reads != reads or w.since is None:
                     continue  # that read ended while we asked
