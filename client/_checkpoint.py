@@ -53,7 +53,7 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, **_torch_options) -> 
     if pickle_module is not None:
         raise TypeError("gs.save writes safetensors, never pickle: pickle_module is not taken")
     tensors: dict[str, object] = {}
-    tree = _encode(obj, "", tensors, 0)
+    tree = _encode(obj, "", tensors, 0, {})
     values = values_of(tensors.values()) if tensors else []
     # copy(order="C"), not ascontiguousarray: that one turns 0-d arrays into 1-d ones
     arrays = {k: v if v.flags.c_contiguous else v.copy(order="C")
@@ -153,17 +153,20 @@ def _crc(dtype: str, shape, array: np.ndarray) -> int:
 
 
 # -- the tree: JSON with tensors replaced by references -----------------------------------------
-def _encode(obj, path: str, tensors: dict, depth: int):
+def _encode(obj, path: str, tensors: dict, depth: int, seen: dict):
+    """`obj` as JSON, its tensors and arrays moved to `tensors` (one entry per object:
+    `seen` maps id() to the entry, so tied weights stay one tensor, as torch keeps them)."""
     if depth > MAX_DEPTH:
         raise ValueError(f"gs.save: the object nests deeper than {MAX_DEPTH} levels")
     if isinstance(obj, (TensorAPI, np.ndarray, np.generic)):
-        key = path or "tensor"
-        while key in tensors:
-            key += "_"
         if isinstance(obj, np.generic):
+            key = _key_for(path, tensors)
             tensors[key] = np.asarray(obj)
             return {"__npscalar__": key}
-        tensors[key] = obj
+        key = seen.get(id(obj))
+        if key is None:
+            key = seen[id(obj)] = _key_for(path, tensors)
+            tensors[key] = obj
         if isinstance(obj, np.ndarray):
             return {"__ndarray__": key}
         node = {"__tensor__": key, "device": str(obj.device)}
@@ -176,17 +179,26 @@ def _encode(obj, path: str, tensors: dict, depth: int):
                 raise TypeError(f"gs.save: dict keys must be strings or numbers, not "
                                 f"{type(k).__name__}")
         kind = "__odict__" if isinstance(obj, collections.OrderedDict) else "__dict__"
-        return {kind: [[k, _encode(v, f"{path}.{k}" if path else str(k), tensors, depth + 1)]
+        return {kind: [[k, _encode(v, f"{path}.{k}" if path else str(k), tensors, depth + 1,
+                                   seen)]
                        for k, v in obj.items()]}
     if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{path}.{i}", tensors, depth + 1)
+        return {"__tuple__": [_encode(v, f"{path}.{i}", tensors, depth + 1, seen)
                               for i, v in enumerate(obj)]}
     if isinstance(obj, list):
-        return [_encode(v, f"{path}.{i}", tensors, depth + 1) for i, v in enumerate(obj)]
+        return [_encode(v, f"{path}.{i}", tensors, depth + 1, seen)
+                for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"gs.save can't store a {type(obj).__name__} (tensors, numpy arrays, "
                     "dicts, lists, tuples, numbers, strings and None only; no pickle)")
+
+
+def _key_for(path: str, tensors: dict) -> str:
+    key = path or "tensor"
+    while key in tensors:
+        key += "_"
+    return key
 
 
 class _Maker:
@@ -197,7 +209,9 @@ class _Maker:
         self.made: dict = {}
 
     def array(self, key: str) -> np.ndarray:
-        return np.array(self.arrays[key])  # a copy: the file's bytes are not kept alive
+        if key not in self.made:  # a copy: the file's bytes are not kept alive
+            self.made[key] = np.array(self.arrays[key])
+        return self.made[key]
 
     def tensor(self, key: str, device: str | None, requires_grad: bool):
         if key in self.made:
@@ -237,7 +251,7 @@ def _decode(node, made: _Maker, v1: bool, depth: int):
     if "__ndarray__" in node:
         return made.array(node["__ndarray__"])
     if "__npscalar__" in node:
-        return made.array(node["__npscalar__"])[()]
+        return np.array(made.arrays[node["__npscalar__"]])[()]
     if "__tuple__" in node:
         return tuple(_decode(v, made, v1, depth + 1) for v in node["__tuple__"])
     for kind, cls in (("__dict__", collections.OrderedDict if v1 else dict),

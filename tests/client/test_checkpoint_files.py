@@ -83,6 +83,21 @@ def test_round_trips_as_torch_does(tmp_path, how):
     _same(ours, theirs)
 
 
+def test_a_tensor_saved_twice_loads_as_one_as_in_torch():
+    def both(lib, w):
+        buf = io.BytesIO()
+        (torch.save if lib is torch else gs.save)({"enc": w, "dec": w, "other": w * 1}, buf)
+        buf.seek(0)
+        return (torch.load(buf) if lib is torch else gs.load(buf, session=engine))
+
+    theirs = both(torch, torch.ones(3))
+    ours = both(engine, engine.ones(3))
+    assert (ours["enc"] is ours["dec"]) == (theirs["enc"] is theirs["dec"]) is True
+    assert ours["other"] is not ours["enc"]
+    ours["enc"].add_(1)  # one tensor, as torch's tied weights
+    assert ours["dec"].tolist() == [2.0, 2.0, 2.0]
+
+
 def test_map_location_forms_are_taken(tmp_path):
     gs.save({"w": engine.ones(2)}, tmp_path / "m.pt")
     for where in ("cpu", {"cpu": "cpu"}, lambda storage, loc: storage):

@@ -108,3 +108,13 @@ def test_demo_with_a_bad_target_prints_one_line(capsys):
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
         assert err.startswith("gradserve demo: ConnectionError: ") and "Traceback" not in err
+
+
+def test_the_documented_default_timeout_is_the_one_used():
+    import inspect
+
+    from gradserve import _client
+
+    assert inspect.signature(gs.connect).parameters["timeout"].default == 10.0
+    assert _client.DEFAULT_TIMEOUT == 10.0
+    assert inspect.signature(_client.connect).parameters["timeout"].default == 10.0
