@@ -346,6 +346,22 @@ class Client:
                 future.cancel()
                 raise _watch.unresponsive(self._target, limit, method)
 
+    def _connectivity(self):
+        """The channel's state now (a grpc.ChannelConnectivity), or None if it says nothing."""
+        states: list = []
+        told = threading.Event()
+
+        def seen(state) -> None:
+            states.append(state)
+            told.set()
+
+        self._channel.subscribe(seen, try_to_connect=False)
+        try:
+            told.wait(0.25)
+        finally:
+            self._channel.unsubscribe(seen)
+        return states[-1] if states else None
+
     def _probe(self, deadline: float, session_id: str | None = None) -> bool:
         """Whether the server answers anything within `deadline` seconds; with the session's
         metadata, so that a proxy pinning the session asks the replica that holds it."""

@@ -12,6 +12,7 @@ import sys
 import time
 
 import gradserve as gs
+import numpy as np
 import pytest
 
 TIMEOUT = 2.0
@@ -45,12 +46,15 @@ def test_a_stopped_server_gives_unresponsive_within_the_timeout(serve):
     other = client.session()
     x = s.tensor([1.0, 2.0], requires_grad=True)
     y = (x * 3).sum()
-    assert y.item() == 9.0
+    big = other.ones(1 << 20)  # 4 MB: fetched over a Fetch stream
+    assert y.item() == 9.0 and big.sum().item() == 1 << 20
     os.kill(served.proc.pid, signal.SIGSTOP)
     try:
         _unresponsive(lambda: (x * 2).sum().item())  # a Pipeline read
         _unresponsive(client.session)  # a unary call
         _unresponsive(other.info)
+        _unresponsive(big.numpy)  # a server stream
+        _unresponsive(lambda: other.tensor(np.ones(1 << 20, np.float32)))  # an Upload
         _unresponsive(lambda: other.ones(3).numpy())
         _unresponsive(lambda: gs.connect(served.address, timeout=TIMEOUT))
         started = time.monotonic()
