@@ -16,6 +16,7 @@ op, and the built-in op alone (x**3) for scale.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
         proc.wait()
     lines = [
         f"`python benchmarks/remote_function.py --rounds {args.rounds} --calls {args.calls}` "
-        f"on {platform.machine()}, Python {platform.python_version()}; medians of "
+        f"on {platform.machine()} ({os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}; medians of "
         f"{args.rounds} rounds of {args.calls} iterations (`y = F(x * 1.0); "
         "y.sum().backward()`).",
         "",

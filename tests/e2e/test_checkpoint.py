@@ -128,3 +128,20 @@ def test_damaged_files_are_clear_errors(tmp_path):
 def test_what_cannot_be_saved_is_refused_without_pickle(tmp_path):
     with pytest.raises(TypeError, match="no pickle"):
         gs.save({"f": object()}, tmp_path / "x.safetensors")
+
+
+def test_a_nested_object_of_remote_tensors_round_trips_through_bytesio(s):
+    import io
+
+    w = s.tensor([[1.0, -2.0]], requires_grad=True)
+    obj = {"w": w, "tied": w, "steps": (3, [np.arange(4)]), "name": "run-1",
+           "np": np.float32(0.5)}
+    buf = io.BytesIO()
+    gs.save(obj, buf)
+    buf.seek(0)
+    back = gs.load(buf, session=s, weights_only=True, map_location="cpu")
+    assert back["w"].session is s and back["w"].requires_grad and back["w"].is_leaf
+    assert back["tied"] is back["w"] and back["w"].tolist() == [[1.0, -2.0]]
+    assert type(back["steps"]) is tuple and type(back["steps"][1][0]) is np.ndarray
+    assert back["steps"][1][0].tolist() == [0, 1, 2, 3] and back["name"] == "run-1"
+    assert type(back["np"]) is np.float32 and back["np"] == 0.5
