@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             target = args.target or stack.enter_context(_embedded_server())
-            print(f"gradserve demo against {target}" + ("" if args.target else " (embedded)"))
             client = stack.enter_context(gs.connect(target, token=args.token))
+            print(f"gradserve demo against {target}" + ("" if args.target else " (embedded)"))
             for requires in (False, True):
                 run_seed(client, requires)
     except gs.GradserveError as e:  # a bad target, no server, a refused token: one line

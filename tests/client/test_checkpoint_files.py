@@ -214,3 +214,22 @@ def test_every_malformed_file_is_a_checkpoint_error(tmp_path, case):
 def test_the_untampered_file_loads():
     out = gs.load(io.BytesIO(_good()), session=engine)
     assert out["n"].tolist() == [0, 1, 2, 3] and out["meta"] == {"epoch": 3}
+
+
+def test_files_of_the_first_format_still_load(tmp_path):
+    import zlib
+
+    from safetensors.numpy import save_file
+
+    w = np.arange(4, dtype=np.float32)
+    tree = {"__dict__": [["w", {"__tensor__": "w"}], ["epoch", 2]]}
+    meta = {"format": "gradserve.checkpoint/1", "tree": json.dumps(tree),
+            "crc32": json.dumps({"w": zlib.crc32(w.view(np.uint8))})}
+    save_file({"w": w}, str(tmp_path / "v1.safetensors"), metadata=meta)
+    out = gs.load(tmp_path / "v1.safetensors", session=engine)
+    assert type(out) is collections.OrderedDict  # what the first format gave
+    assert out["w"].tolist() == [0.0, 1.0, 2.0, 3.0] and out["epoch"] == 2
+    data = (tmp_path / "v1.safetensors").read_bytes()
+    (tmp_path / "bad.safetensors").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(gs.CheckpointError, match="corrupt"):
+        gs.load(tmp_path / "bad.safetensors", session=engine)

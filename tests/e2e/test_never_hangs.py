@@ -109,8 +109,8 @@ def test_demo_with_a_bad_target_prints_one_line(capsys):
 
     for target in ("bad", f"127.0.0.1:{_free_port()}"):
         assert main(["demo", "--target", target]) == 1
-        err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1, err
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1, (out, err)
         assert err.startswith("gradserve demo: ConnectionError: ") and "Traceback" not in err
 
 
