@@ -71,7 +71,8 @@ def load(f, map_location=None, pickle_module=None, *, session=None, weights_only
          mmap=None, strict: bool = True, **_torch_options):
     """Read what `save` wrote from `f` (a path or a binary file object); tensors are made on
     `session` (None: the default, see gradserve._default), everything else comes back as it
-    was saved. `map_location` moves the tensors as torch's does: a device ("cpu", "cuda:0"),
+    was saved; `mmap=True` maps the file rather than reading it into memory first.
+    `map_location` moves the tensors as torch's does: a device ("cpu", "cuda:0"),
     a dict from the device a tensor was saved from to another, or a function
     `(tensor, saved_device) -> tensor`. `weights_only` is accepted: nothing here can run
     code, whatever it says. `strict=False` also loads safetensors files without gradserve
@@ -82,7 +83,7 @@ def load(f, map_location=None, pickle_module=None, *, session=None, weights_only
     """
     if pickle_module is not None:
         raise TypeError("gs.load reads safetensors, never pickle: pickle_module is not taken")
-    name, data = _read_bytes(f)
+    name, data = _read_bytes(f, bool(mmap))
     try:
         arrays, meta = _safetensors.read(data)
     except _safetensors.FormatError as e:
@@ -112,7 +113,9 @@ def load(f, map_location=None, pickle_module=None, *, session=None, weights_only
                               f"({type(e).__name__}: {e})") from None
 
 
-def _read_bytes(f) -> tuple[str, bytes]:
+def _read_bytes(f, mapped: bool = False) -> tuple[str, bytes]:
+    """The name and the whole contents of `f`; `mapped` (torch's `mmap=True`) maps a path
+    instead of reading it, so a large file is not held in memory twice while loading."""
     if hasattr(f, "read"):
         data = f.read()
         if not isinstance(data, (bytes, bytearray)):
@@ -122,6 +125,10 @@ def _read_bytes(f) -> tuple[str, bytes]:
     path = os.fspath(f)
     try:
         with open(path, "rb") as handle:
+            if mapped and os.fstat(handle.fileno()).st_size:
+                import mmap
+
+                return path, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             return path, handle.read()
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint file at {path}") from None

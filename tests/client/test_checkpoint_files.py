@@ -60,7 +60,7 @@ def _same(ours, theirs, where="obj"):
         assert ours == theirs, where
 
 
-@pytest.mark.parametrize("how", ["path", "open file", "BytesIO"])
+@pytest.mark.parametrize("how", ["path", "mmap", "open file", "BytesIO"])
 def test_round_trips_as_torch_does(tmp_path, how):
     theirs_buf = io.BytesIO()
     torch.save(_objects(torch), theirs_buf)
@@ -70,6 +70,9 @@ def test_round_trips_as_torch_does(tmp_path, how):
     if how == "path":
         gs.save(_objects(engine), path)
         ours = gs.load(path, session=engine)
+    elif how == "mmap":
+        gs.save(_objects(engine), path)
+        ours = gs.load(path, mmap=True, session=engine)
     elif how == "open file":
         with open(path, "wb") as f:
             gs.save(_objects(engine), f)
