@@ -8,10 +8,10 @@ kept in the file's metadata as JSON with each tensor replaced by a reference to 
 each comes back with its type: a numpy array as a numpy array, a tuple as a tuple, a tensor
 that required grad requiring grad. Anything else is refused: loading never runs code.
 
-Every entry carries a CRC-32 of its dtype, shape and bytes, so a flipped bit, an edited dtype
-or shape, a truncated file or a malformed header is a `gs.CheckpointError`, never wrong
-values. A safetensors file from another program (no gradserve metadata) is refused unless
-`strict=False`, which loads its entries as a flat dict.
+Every entry carries a CRC-32 of its dtype, shape and bytes, and the JSON a CRC-32 of its own,
+so a flipped bit, an edited dtype, shape or value, a truncated file or a malformed header is
+a `gs.CheckpointError`, never wrong values. A safetensors file from another program (no
+gradserve metadata) is refused unless `strict=False`, which loads its entries as a flat dict.
 
     >>> import gradserve as gs, gradserve.nn as nn
     >>> model = nn.Linear(2, 1)
@@ -60,6 +60,7 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, **_torch_options) -> 
               for k, v in zip(tensors, values, strict=True)}
     crc = {k: _crc(_safetensors.dtype_name(v), v.shape, v) for k, v in arrays.items()}
     meta = {"format": _FORMAT, "tree": json.dumps(tree), "crc32": json.dumps(crc)}
+    meta["meta_crc32"] = str(_meta_crc(meta))
     if hasattr(f, "write"):
         _safetensors.write(f, arrays, meta)
         return
@@ -136,7 +137,15 @@ def _read_bytes(f, mapped: bool = False) -> tuple[str, bytes]:
         raise CheckpointError(f"{path} cannot be read: {e}") from None
 
 
+def _meta_crc(meta: dict) -> int:
+    return zlib.crc32(meta["tree"].encode(), zlib.crc32(meta["crc32"].encode()))
+
+
 def _check_crc(name: str, arrays: dict, meta: dict, form: str) -> None:
+    if form == _FORMAT and (not isinstance(meta.get("tree"), str) or not isinstance(
+            meta.get("crc32"), str) or meta.get("meta_crc32") != str(_meta_crc(meta))):
+        raise CheckpointError(f"{name}: the checkpoint's structure is damaged (its "
+                              "description does not match its checksum)")
     try:
         crc = json.loads(meta["crc32"])
         if not isinstance(crc, dict):
