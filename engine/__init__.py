@@ -32,6 +32,7 @@ from .core.dtype import (
     result_type,
     uint8,
 )
+from .core.dtype import can_cast as _can_cast
 from .core.errors import (
     AutogradError,
     DeviceUnavailableError,
@@ -51,7 +52,6 @@ from .core.grad_mode import (
 from .core.meta import AutogradMeta
 from .core.random import Generator, manual_seed, using_generator
 from .core.registry import OPS, Meta, get_op
-from .core.tensor import Tensor
 from .ops import commands as _commands  # noqa: F401  (registers its ops)
 from .ops import factories as _factories  # noqa: F401  (registers its ops)
 from .ops import optim as _optim  # noqa: F401  (registers its ops)
@@ -74,12 +74,13 @@ from .ops.reductions import stats as _stats  # noqa: F401  (registers its ops)
 from .ops.shape import rearrange as _rearrange  # noqa: F401  (registers its ops)
 from .ops.shape import views as _views  # noqa: F401  (registers its ops)
 from .surface import return_types as _return_types
-from .surface.factories import ENGINE as _ENGINE
 from .surface.factories import factory_names as _factory_names
 from .surface.functional import functional as _functional
 from .surface.functions import FUNCTIONS as _FUNCTIONS
 from .surface.grad_api import backward as _backward
 from .surface.grad_api import grad as _grad
+from .surface.tensor import ENGINE as _ENGINE
+from .surface.tensor import Tensor
 from .surface.tensor_api import TensorAPI, cat, matmul, stack, where
 
 bool = bool_  # noqa: A001  (torch spells it torch.bool)
@@ -99,8 +100,6 @@ def promote_types(type1, type2) -> DType:
 
 def can_cast(from_, to) -> bool:  # noqa: A002
     """torch.can_cast: whether an in-place op may write a `from_` result into `to`."""
-    from .core.dtype import can_cast as _can_cast
-
     return _can_cast(as_dtype(from_), as_dtype(to))
 
 

@@ -26,8 +26,8 @@ from .core.backend import backend
 from .core.dtype import float64
 from .core.errors import GradserveError
 from .core.grad_mode import enable_grad, no_grad
-from .core.tensor import Tensor
 from .surface.grad_api import grad as autograd_grad
+from .surface.tensor import Tensor
 
 __all__ = ["GradcheckError", "check_grads", "numerical_jacobian", "analytical_jacobian"]
 

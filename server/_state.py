@@ -2,7 +2,7 @@
 restore under the same id. Files, per session id:
 
   <id>.moving        JSON: a draining server (instance, deadline) will write this session
-  <id>.safetensors   the session (`_snapshot`), its description and epoch in the metadata
+  <id>.safetensors   the session (`seam.pack`), its description and epoch in the metadata
   <id>.lost          JSON: the draining server could not write it (why, instance), or its
                      state file was found damaged
   <id>.damaged       a state file that failed its checks, moved aside for a person to see
@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
+from gradserve.engine import seam
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from . import _snapshot
 from ._errors import SessionNotFoundError
 from ._sessions import Session
 
@@ -122,9 +122,9 @@ class StateDir:
                              {"instance": self.instance, "deadline": deadline})
 
     def save(self, session: Session) -> tuple[int, int]:
-        """Write `session` (quiet: `_snapshot.NotQuiet` otherwise) with the next epoch; the
+        """Write `session` (quiet: `seam.NotQuiet` otherwise) with the next epoch; the
         caller holds its lock. Returns (epoch, bytes written)."""
-        arrays, meta = _snapshot.pack(session.tensors, session.device, session.generator)
+        arrays, meta = seam.pack(session.tensors, session.device, session.generator)
         epoch = session.epoch + 1
         meta.update(session=session.id, owner=session.owner, epoch=epoch,
                     applied_seq=session.applied_seq, instance=self.instance,
@@ -134,7 +134,7 @@ class StateDir:
                     lambda tmp: save_file(arrays, str(tmp), metadata={
                         _META_KEY: text, _META_CRC: str(zlib.crc32(text.encode()))}))
         self._file(session.id, ".moving").unlink(missing_ok=True)
-        return epoch, _snapshot.array_bytes(arrays.values())
+        return epoch, seam.array_bytes(arrays.values())
 
     def mark_lost(self, session_id: str, why: str) -> None:
         """Record that `session_id` could not be written, and why."""

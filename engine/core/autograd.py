@@ -40,7 +40,7 @@ class SavedTensor:
     garbage collector frees); unpack rebuilds it, wired to the node that asks.
     """
 
-    __slots__ = ("tensor", "data", "vc", "version", "output_nr", "shape", "dtype")
+    __slots__ = ("tensor", "data", "kind", "vc", "version", "output_nr", "shape", "dtype")
 
     def __init__(self, tensor, output_nr: int | None = None):
         self.vc = tensor._vc
@@ -50,17 +50,15 @@ class SavedTensor:
             self.tensor, self.data = tensor, None
         else:
             self.tensor, self.data = None, tensor._saved_data()
-            self.shape, self.dtype = tensor.shape, tensor.dtype
+            self.kind, self.shape, self.dtype = type(tensor), tensor.shape, tensor.dtype
 
     def unpack(self, owner: Node):
-        from .tensor import Tensor
-
         t = self.tensor
         if self.vc.value != self.version:
             self._raise_modified(owner)
         if t is not None:
             return t
-        out = Tensor(self.data, owner.device, dtype=self.dtype)
+        out = self.kind._from_saved(self.data, owner.device, self.dtype)
         out._vc = self.vc
         if _grad_mode.is_grad_enabled() and self.dtype.is_floating_point:
             # create_graph: the output keeps its history
@@ -249,23 +247,37 @@ def plan_backward(roots: Sequence, inputs: Sequence | None = None):
     return edges, targets, deps
 
 
-def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create_graph: bool,
-                 inputs: Sequence | None = None, accumulate: bool = True):
+def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
+                 create_graph: bool, inputs: Sequence | None = None, accumulate: bool = True,
+                 plan=None):
     """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
-    when `accumulate`; returns the gradients that reached `inputs` (None where none did)."""
-    edges, targets, deps = plan_backward(roots, inputs)
+    when `accumulate`; returns the gradients that reached `inputs` (None where none did).
+
+    With `grads` None the walk runs without data, over a graph of tensors that have none (the
+    client's image of its server's graph): every edge carries a gradient, nothing is computed,
+    the nodes are freed as the real walk frees them, and it returns (the tensors whose .grad
+    it writes, each with whether it adds into the existing one in place; per input whether a
+    gradient reaches it), or (None, None) when the graph holds nodes known by name only.
+    `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
+    edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
+    dry = grads is None
+    if dry and any(type(n) is Node and n.op is None for n in deps):
+        free_graph(deps, retain_graph)  # the server's walk frees them: its image follows
+        return None, None
     captured = None if inputs is None else [None] * len(inputs)
+    written = [] if dry else None
     buffers: dict = {}
-    for (node, nr), g in zip(edges, grads, strict=True):
+    for (node, nr), g in zip(edges, [True] * len(edges) if dry else grads, strict=True):
         _add(buffers, node, nr, g)
 
-    seen_owners = {_owner(g) for g in grads}  # arrays a leaf must not alias
+    seen_owners = set() if dry else {_owner(g) for g in grads}  # arrays a leaf must not alias
     ready = [n for n in dict.fromkeys(e[0] for e in edges) if deps.get(n, 0) == 0]
     with _grad_mode.set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
             out_grads = buffers.pop(node, None)
-            if out_grads and (node._hooks if type(node) is Node else node.variable._hooks):
+            if not dry and out_grads and (node._hooks if type(node) is Node
+                                          else node.variable._hooks):
                 _run_hooks(node, out_grads)
             if targets is not None and node in targets:
                 for nr, k in targets[node]:
@@ -274,14 +286,20 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
                         captured[k] = g if captured[k] is None else captured[k] + g
             if isinstance(node, AccumulateGrad):
                 if accumulate and out_grads and (targets is None or node in targets):
-                    _accumulate(node.variable, out_grads[0], create_graph, seen_owners)
+                    _accumulate(node.variable, out_grads[0], create_graph, seen_owners,
+                                written)
                 continue
             if node._retained and out_grads:
                 for nr, ref in node._retained.items():
                     t = ref()
                     if t is not None and nr in out_grads and (targets is None or accumulate):
-                        _accumulate(t, out_grads[nr], create_graph, seen_owners)
-            in_grads = _call(node, out_grads) if out_grads else ()
+                        _accumulate(t, out_grads[nr], create_graph, seen_owners, written)
+            if not out_grads:
+                in_grads = ()
+            elif dry:  # every input with a node gets a gradient
+                in_grads = (True,) * len(node.next_functions)
+            else:
+                in_grads = _call(node, out_grads)
             if not retain_graph:
                 node.free()
             for i, (nxt, nr) in enumerate(node.next_functions):
@@ -296,8 +314,18 @@ def run_backward(roots: Sequence, grads: Sequence, *, retain_graph: bool, create
         if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
             for t, g in zip(inputs, captured, strict=True):
                 if g is not None and t.grad_fn is not None and not t._retains_grad:
-                    _accumulate(t, g, create_graph, seen_owners)
+                    _accumulate(t, g, create_graph, seen_owners, written)
+    if dry:
+        return written, (None if inputs is None else [g is not None for g in captured])
     return captured
+
+
+def free_graph(deps, retain_graph: bool) -> None:
+    """Free the saved tensors of the nodes a backward ran (unless retain_graph)."""
+    if not retain_graph:
+        for node in deps:
+            if type(node) is Node:
+                node.free()
 
 
 def _add(buffers, node, nr, g):
@@ -364,10 +392,8 @@ def _validate(node: Node, i: int, g):
         return None
     shape, dtype = node.in_shapes[i], node.in_dtypes[i]
     if g._data.shape != shape:
-        from ..ops.reductions.reduce import sum_to_shape
-
         try:
-            g = sum_to_shape(g, shape)
+            g = g._op("sum_to", g, shape=tuple(shape))  # the generic reduction
         except AutogradError:
             raise AutogradError(
                 f"Function {node.name()} returned an invalid gradient at index {i} - got "
@@ -378,7 +404,14 @@ def _validate(node: Node, i: int, g):
     return g
 
 
-def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
+def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None) -> None:
+    """AccumulateGrad: t.grad becomes g, or the sum with the grad t has (added in place when
+    that grad is outside the graph and writable, as torch keeps .grad's identity). Without
+    data (`written` a list) it only notes t and whether that add would be in place."""
+    in_place = not create_graph and t._grad_accepts_add()
+    if written is not None:
+        written.append((t, in_place))
+        return
     if create_graph:
         t._grad = g if t._grad is None else t._grad + g
         return
@@ -387,13 +420,13 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set) -> None:
     current = t._grad
     if current is None:
         t._grad = _owned(g, seen_owners)
-    elif current.requires_grad or not _writable(current._data):
-        t._grad = current + g
-    else:  # in place, as torch: .grad keeps its identity across backward calls
+    elif in_place:  # as torch: .grad keeps its identity across backward calls
         current._inplace("add", g)
+    else:
+        t._grad = current + g
 
 
-def _writable(a) -> bool:
+def addable(a) -> bool:
     """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
     return writable(a) and all(st != 0 or n <= 1
                                for st, n in zip(a.strides, a.shape, strict=True))
@@ -403,7 +436,7 @@ def _owned(g, seen_owners: set):
     """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
     backward may hand one array to several leaves) and not a broadcast view."""
     owner = _owner(g)
-    if owner in seen_owners or not _writable(g._data):
+    if owner in seen_owners or not addable(g._data):
         g = g.clone()
         owner = _owner(g)
     seen_owners.add(owner)

@@ -13,8 +13,8 @@ on. What differs between the libraries is written here, once:
 - memory: `memory()` reads the device's memory pool.
 
 cupy is imported only when a CUDA device is first used, so CPU-only installs never need it.
-With `GRADSERVE_FAKE_CUDA=n` in the environment (tests only) CUDA devices are the numpy test
-double `_fakecupy` instead: see its docstring for what that proves and what it does not.
+(The test suite puts a numpy stand-in named `cupy` first on the path when the machine has no
+GPU: tests/fakecuda/cupy; this module does not know.)
 
     >>> be = backend("cpu")
     >>> be.xp.__name__, be.to_host(be.from_host(np.arange(3)))
@@ -24,14 +24,12 @@ double `_fakecupy` instead: see its docstring for what that proves and what it d
 from __future__ import annotations
 
 import functools
-import os
 import re
 
 import numpy as np
 
 from .errors import DeviceUnavailableError, InvalidArgumentError
 
-FAKE_CUDA_ENV = "GRADSERVE_FAKE_CUDA"
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -57,19 +55,10 @@ def canonical_device(device) -> str:
     return f"cuda:{int(index or 0)}"
 
 
-def fake_cuda_devices() -> int:
-    """How many fake GPUs GRADSERVE_FAKE_CUDA asks for (tests only; 0: none, use cupy)."""
-    return int(os.environ.get(FAKE_CUDA_ENV) or 0)
-
-
 def cuda_module():
-    """cupy, or the test double when GRADSERVE_FAKE_CUDA is set; raises without either."""
-    if fake_cuda_devices():
-        from .. import _fakecupy as _fakecupy
-
-        return _fakecupy
+    """cupy; raises DeviceUnavailableError without it."""
     try:
-        import cupy
+        import cupy  # optional dependency (the cuda12/cuda13 extras): GPUs only
     except ImportError as e:
         raise DeviceUnavailableError(
             "CUDA devices need cupy, which is not installed (pip install 'gradserve[cuda12]' "
@@ -201,6 +190,7 @@ def _quiet_scope():
     that. numpy's internals may move, so fall back to errstate when they are not there.
     """
     try:
+        # numpy internals that may be absent (the fallback below): import when tried
         from numpy._core import _ufunc_config
 
         var = _ufunc_config._extobj_contextvar

@@ -15,6 +15,7 @@ string comparison keeps working; `t.device` returns one.
 from __future__ import annotations
 
 from .backend import _DEVICE_RE
+from .errors import InvalidArgumentError
 
 
 class device(str):  # noqa: N801  (torch spells it torch.device)
@@ -30,8 +31,6 @@ class device(str):  # noqa: N801  (torch spells it torch.device)
         text = str(type_or_spec).strip()
         m = _DEVICE_RE.match(text)
         if m is None:
-            from .errors import InvalidArgumentError
-
             raise InvalidArgumentError(
                 f"Expected one of cpu, cuda device type at start of device string: {text}")
         if index is not None:

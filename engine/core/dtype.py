@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InvalidArgumentError, KernelNotImplementedError
+
 
 class DType:
     """One tensor element type; `gradserve.float32` etc. are the instances.
@@ -71,8 +73,6 @@ def is_dtype_name(name: str) -> bool:
 
 
 def _unknown(value) -> Exception:
-    from .errors import InvalidArgumentError
-
     return InvalidArgumentError(f"unknown dtype {value!r}; expected one of "
                                 f"{', '.join([*DTYPES, *ALIASES])}")
 
@@ -188,3 +188,10 @@ TORCH_C_TYPE_NAMES = {"float16": "c10::Half", "float32": "float", "float64": "do
 TORCH_SCALAR_NAMES = {"float16": "Half", "float32": "Float", "float64": "Double",
                       "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
                       "int64": "Long", "bool": "Bool"}
+
+
+def no_kernel(op: str, dtype) -> KernelNotImplementedError:
+    """torch's message for an op called on a dtype it has no kernel for."""
+    return KernelNotImplementedError(
+        f'"{op}_cpu" not implemented for \'{TORCH_SCALAR_NAMES[dtype.name]}\''
+    )

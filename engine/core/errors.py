@@ -34,12 +34,3 @@ class DeviceUnavailableError(AutogradError):
 
 class KernelNotImplementedError(InvalidArgumentError, NotImplementedError):
     """An op has no kernel for this dtype: torch raises NotImplementedError there."""
-
-
-def no_kernel(op: str, dtype) -> KernelNotImplementedError:
-    """torch's message for an op called on a dtype it has no kernel for."""
-    from .dtype import TORCH_SCALAR_NAMES
-
-    return KernelNotImplementedError(
-        f'"{op}_cpu" not implemented for \'{TORCH_SCALAR_NAMES[dtype.name]}\''
-    )

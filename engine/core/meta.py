@@ -14,16 +14,18 @@ names and errors agree by construction.
 
 from __future__ import annotations
 
+import re
 import weakref
 
-from ..surface.tensor_api import TensorAPI
 from . import grad_mode as _grad_mode
 from .autograd import AccumulateGrad, Node, SavedTensor
 from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from .errors import AutogradError, InvalidArgumentError
-from .layout import contiguous
+from .hooks import add_tensor_hook
+from .layout import contiguous, is_contiguous
 from .registry import Meta, OpDef, get_op
+from .shape import normalize_dim
 from .warn import warn_user
 
 NON_LEAF_GRAD = (
@@ -55,10 +57,11 @@ class Version:
         self.value = value
 
 
-class AutogradMeta(TensorAPI):
-    """A tensor's autograd state and rules, without data. Subclasses provide `shape`,
-    `_saved_data()` (what a node keeps of its own output), `_snapshot(copy)` and the hooks
-    `_set_leaf_requires_grad` / `_start_retaining_grad`."""
+class AutogradMeta:
+    """A tensor's autograd state and rules, without data. A tensor kind combines it with
+    torch's methods (`TensorAPI`) and provides `shape`, `_saved_data()` (what a node keeps of
+    its own output), `_snapshot(copy)`, `_home()` and the hooks `_set_leaf_requires_grad` /
+    `_start_retaining_grad`."""
 
     __slots__ = ("dtype", "_device", "_strides", "_rg", "_grad_fn", "_output_nr", "_vc",
                  "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "_hooks",
@@ -112,13 +115,9 @@ class AutogradMeta(TensorAPI):
         strides = self._layout()
         if dim is None:
             return strides
-        from .shape import normalize_dim
-
         return strides[normalize_dim(dim, len(strides))]
 
     def is_contiguous(self) -> bool:
-        from .layout import is_contiguous
-
         return is_contiguous(self.shape, self._layout())
 
     # -- autograd state --------------------------------------------------------------------
@@ -186,8 +185,6 @@ class AutogradMeta(TensorAPI):
         >>> (x * x).backward()
         tensor(6.)
         """
-        from .hooks import add_tensor_hook
-
         return add_tensor_hook(self, hook)
 
     def requires_grad_(self, requires_grad: bool = True):
@@ -446,8 +443,6 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
         if self._view_steps is None:
             raise AutogradError(_NO_GRAD_VIEW)
         if any(get_op(name).multi_grad for name, _, _ in self._view_steps):
-            import re
-
             fn = re.sub(r"Backward\d*$", "", self.grad_fn.name())
             raise AutogradError(
                 f"Output {self._output_nr} of {fn} is a view and is being modified inplace. "

@@ -12,6 +12,8 @@ import contextvars
 
 import numpy as np
 
+from .registry import get_op
+
 
 class Generator:
     """A seedable random stream (torch.Generator's role)."""
@@ -42,8 +44,6 @@ def current_generator() -> np.random.Generator:
 
 def manual_seed(seed: int) -> Generator:
     """Seed the current generator: the engine's default one in-process (torch.manual_seed)."""
-    from .registry import get_op
-
     get_op("manual_seed").run((), {"seed": seed})
     return current_generator_object()
 

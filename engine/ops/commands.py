@@ -11,10 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.backend import backend
+from ..core.callbacks import CLIENT_FUNCTION, ClientHook
 from ..core.errors import AutogradError, InvalidArgumentError
+from ..core.function import function_node
 from ..core.random import current_generator_object
 from ..core.registry import defcommand
-from ..core.tensor import Tensor
+from ..surface.grad_api import backward
+from ..surface.tensor import Tensor
 
 
 def _tensor(name: str, inputs: tuple, i: int) -> Tensor:
@@ -99,8 +102,6 @@ def _manual_seed(inputs, attrs):
 def _backward(inputs, attrs):
     """torch.autograd.backward as an op among ops: the roots, then `grads` gradients (none or
     one per root), then `inputs` tensors to accumulate into (none: every leaf)."""
-    from ..surface.grad_api import backward
-
     n_grads, n_inputs = attrs.get("grads", 0), attrs.get("inputs", 0)
     if not all(type(n) is int and n >= 0 for n in (n_grads, n_inputs)):
         raise InvalidArgumentError("attrs 'grads' and 'inputs' must be counts")
@@ -129,16 +130,12 @@ def _key(attrs: dict, name: str) -> str:
 @defcommand("register_hook", inputs=(1, 1), outputs=(0, 0))
 def _register_hook(inputs, attrs):
     """A hook on inputs[0] that asks the client to run its callback `key`."""
-    from ..core.callbacks import ClientHook
-
     _tensor("register_hook", inputs, 0).register_hook(ClientHook(_key(attrs, "register_hook")))
     return ()
 
 
 @defcommand("remove_hook", inputs=(1, 1), outputs=(0, 0))
 def _remove_hook(inputs, attrs):
-    from ..core.callbacks import ClientHook
-
     t, key = _tensor("remove_hook", inputs, 0), _key(attrs, "remove_hook")
     lists = [t._hooks or []] + list((t.grad_fn._hooks or {}).values() if t.grad_fn else [])
     for hooks in lists:
@@ -150,9 +147,6 @@ def _remove_hook(inputs, attrs):
 def _function_node(inputs, attrs):
     """A custom Function's node: its inputs are inputs[:n], its outputs the rest; backward
     asks the client to run its callback `key`."""
-    from ..core.callbacks import CLIENT_FUNCTION
-    from ..core.function import function_node
-
     n = attrs.get("inputs")
     if not isinstance(n, int) or not 0 < n <= len(inputs):
         raise InvalidArgumentError("'function_node' needs an int attr 'inputs' (how many of "

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ..core.dtype import as_dtype, default_float, int64
+from ..core.dtype import as_dtype, default_float, int64, scalar_dtype
 from ..core.errors import InvalidArgumentError
 from ..core.registry import Meta, defop
 from ..core.shape import check_shape
@@ -37,8 +37,6 @@ defop("empty", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
 def _full_meta(shape, value, dtype=None, device=None):
     if not isinstance(value, numbers.Real):
         raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
-    from ..core.dtype import scalar_dtype
-
     return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
 
 

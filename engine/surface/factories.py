@@ -3,7 +3,7 @@
 `FactoryAPI` is the surface (`tensor`, `zeros`, `randint`, `linspace`, `*_like`, ...) with
 torch's arguments plus `requires_grad=` on every factory and `device=`; it rests on three
 primitives a subclass provides: `_make` (run a factory op), `_leaf` (a new leaf from a host
-array) and `_default_device`. The in-process engine (`EngineFactories`, whose bound methods
+array) and `_default_device`. The in-process engine (`EngineFactories` in tensor.py, whose methods
 are `engine.zeros` etc.), a remote `Session` and the `gradserve.*` factories (which pick the
 current session) all share it, so the same call means the same thing on each.
 
@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.backend import canonical_device
 from ..core.dtype import as_dtype, default_float, from_numpy_dtype, int64
 from ..core.errors import AutogradError, InvalidArgumentError
+from ..core.grad_mode import no_grad
+from ..core.meta import AutogradMeta
+from ..core.registry import get_op
 from ..core.shape import parse_size
 from ..core.warn import warn_user
 
@@ -70,8 +74,6 @@ class FactoryAPI:
         raise NotImplementedError
 
     def _place(self, device) -> str:
-        from ..core.backend import canonical_device
-
         return self._default_device() if device is None else canonical_device(device)
 
     def _factory(self, name: str, requires_grad: bool, device, **attrs):
@@ -82,8 +84,6 @@ class FactoryAPI:
 
     @staticmethod
     def _make_dtype(name: str, attrs: dict):
-        from ..core.registry import get_op
-
         return get_op(name).infer(**attrs).dtype
 
     # -- from data -----------------------------------------------------------------------------
@@ -93,13 +93,9 @@ class FactoryAPI:
         >>> engine.tensor([[1., 2.], [3., 4.]], requires_grad=True).shape
         (2, 2)
         """
-        from ..core.meta import AutogradMeta
-
         if isinstance(data, AutogradMeta):
             warn_user(_COPY_WARNING)
             if data._home() is self:
-                from ..core.grad_mode import no_grad
-
                 with no_grad():
                     out = data.detach().clone().to(dtype=dtype, device=self._place(
                         device if device is not None else data.device))
@@ -117,8 +113,6 @@ class FactoryAPI:
         >>> engine.as_tensor(t) is t
         True
         """
-        from ..core.meta import AutogradMeta
-
         if isinstance(data, AutogradMeta) and data._home() is self:
             return data.to(dtype=dtype, device=device)
         return self.tensor(data, dtype=dtype, device=device)
@@ -328,42 +322,6 @@ class FactoryAPI:
                             requires_grad=requires_grad)
 
 
-class EngineFactories(FactoryAPI):
-    """The in-process engine's factories: `engine.tensor`, `engine.zeros`, ..."""
-
-    def _default_device(self) -> str:
-        return "cpu"
-
-    def _make(self, name: str, requires_grad: bool, attrs: dict):
-        from ..core.dispatch import apply
-        from ..core.registry import get_op
-
-        out = apply(get_op(name), (), attrs)
-        return out.requires_grad_(True) if requires_grad else out
-
-    def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool):
-        from ..core.registry import get_op
-
-        return get_op("tensor").run((arr,), {"device": device,
-                                             "requires_grad": requires_grad})[0]
-
-    def _shared_leaf(self, array: np.ndarray, requires_grad: bool):
-        from ..core.tensor import Tensor
-
-        return Tensor(array, "cpu", requires_grad=requires_grad)
-
-    def manual_seed(self, seed: int):
-        """Seed the engine's default generator (torch.manual_seed).
-
-        >>> _ = engine.manual_seed(0); a = engine.randn(3).tolist()
-        >>> _ = engine.manual_seed(0); engine.randn(3).tolist() == a
-        True
-        """
-        from ..core.random import manual_seed
-
-        return manual_seed(seed)
-
-
 def host_values(t) -> np.ndarray:
     """A host copy of any tensor's values (a remote one is fetched)."""
     host = getattr(t, "_host", None)
@@ -373,8 +331,6 @@ def host_values(t) -> np.ndarray:
 def host_array(data, dtype=None) -> np.ndarray:
     """`data` as a new numpy array of a gradserve dtype: `dtype`, else numpy input keeps its
     own (as torch.tensor) and Python numbers get the defaults (float32, int64, bool)."""
-    from ..core.meta import AutogradMeta
-
     if isinstance(data, AutogradMeta):
         data = host_values(data)
     if dtype is not None:
@@ -405,12 +361,10 @@ def _default_cast(arr: np.ndarray) -> np.ndarray:
     raise TypeError(f"can't build a tensor from values of numpy type {arr.dtype}")
 
 
-ENGINE = EngineFactories()
-
 
 def factory_names() -> tuple[str, ...]:
     """The public factories of `FactoryAPI` (what `engine` and `gradserve` export)."""
     return tuple(n for n in vars(FactoryAPI) if not n.startswith("_")) + ("manual_seed",)
 
 
-__all__ = ["ENGINE", "EngineFactories", "FactoryAPI", "host_array", "int64"]
+__all__ = ["FactoryAPI", "host_array", "int64"]

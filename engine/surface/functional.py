@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from ..core.errors import AutogradError
 from ..core.grad_mode import enable_grad
 from .grad_api import grad
+from .tensor_api import stack
 
 
 def _as_tuple(x) -> tuple[tuple, bool]:
@@ -113,8 +114,6 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
             for k, x in enumerate(xs):
                 home = x._home()
                 if rows:
-                    from .tensor_api import stack
-
                     jac = stack([r[k] for r in rows]).reshape(tuple(o.shape) + tuple(x.shape))
                 else:
                     jac = home.zeros(tuple(o.shape) + tuple(x.shape), dtype=x.dtype,

@@ -1,4 +1,9 @@
-"""torch.autograd.backward / grad over engine tensors, and the root checks both kinds share."""
+"""torch.autograd.backward / grad, and the root checks both tensor kinds share.
+
+`backward` and `grad` hand the call to the tensors' home (`_home()`: the engine's factories,
+or a remote session), which runs it its own way; `engine_backward` and `engine_grad` are the
+engine's: the core's backward walk over engine tensors.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from ..core.autograd import run_backward
 from ..core.backend import backend
 from ..core.errors import AutogradError
 from ..core.meta import AutogradMeta
-from ..core.tensor import Tensor
 
 
 def torch_size(shape) -> str:
@@ -48,35 +52,45 @@ def as_list(x):
 
 def _root_grads(tensors, grads) -> list:
     grads = as_list(grads) or [None] * len(tensors)
-    out = [g if g is None or isinstance(g, Tensor) else _beside(t, g)
+    out = [g if g is None or isinstance(g, AutogradMeta) else _beside(t, g)
            for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
     check_roots(tensors, out)
     return [_beside(t) if g is None else g for t, g in zip(tensors, out, strict=True)]
 
 
-def _beside(t, values=None) -> Tensor:
-    """`values` (ones like t when None) as a tensor of t's dtype on t's device."""
+def _beside(t, values=None):
+    """`values` (ones like t when None) as an engine tensor of t's dtype on t's device."""
     with backend(t._device).activate() as be:
         a = t._data
         data = be.xp.ones_like(a) if values is None else be.xp.asarray(values, dtype=a.dtype)
-    return Tensor(data, t._device)
+    return type(t)(data, t._device)
 
 
-def _remote_home(tensors):
-    """The session of remote tensors (they carry their own autograd calls), else None."""
+def _home(tensors):
+    """Where the tensors' autograd calls run: the first tensor's home (the engine's
+    factories for engine tensors, or a remote session)."""
     for t in as_list(tensors) or ():
         if isinstance(t, AutogradMeta):
-            home = t._home()  # the engine's factories run no backward of their own
-            return home if hasattr(home, "_backward") else None
-    return None
+            return t._home()
+    raise AutogradError("expected at least one Tensor")
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves
-    (engine tensors here; a remote session's on its server)."""
-    home = _remote_home(tensors)
-    if home is not None:
-        return home._backward(tensors, grad_tensors, retain_graph, create_graph, inputs)
+    """torch.autograd.backward: accumulate gradients of `tensors` into the graph's leaves."""
+    return _home(tensors)._backward(tensors, grad_tensors, retain_graph, create_graph, inputs)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching
+    .grad."""
+    return _home(outputs)._autograd_grad(outputs, inputs, grad_outputs, retain_graph,
+                                         create_graph, allow_unused)
+
+
+def engine_backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
+                    inputs=None):
+    """`backward` for engine tensors."""
     tensors = as_list(tensors)
     grads = _root_grads(tensors, grad_tensors)
     if retain_graph is None:
@@ -88,16 +102,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                  inputs=inputs)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
-    """torch.autograd.grad: the gradients of `outputs` w.r.t. `inputs`, without touching .grad
-    (engine tensors here; a remote session's on its server)."""
-    home = _remote_home(outputs)
-    if home is not None:
-        return home._autograd_grad(outputs, inputs, grad_outputs, retain_graph, create_graph,
-                                   allow_unused)
+def engine_grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+                allow_unused=False):
+    """`grad` for engine tensors."""
     outputs = as_list(outputs)
-    single = isinstance(inputs, Tensor)
+    single = isinstance(inputs, AutogradMeta)
     inputs = as_list(inputs)
     grads = _root_grads(outputs, grad_outputs)
     if retain_graph is None:

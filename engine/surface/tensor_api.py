@@ -8,7 +8,11 @@ Both therefore accept exactly the same calls and agree on argument handling.
 
 from __future__ import annotations
 
+from ..core.backend import canonical_device
+from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
+from ..core.indexing import encode_key
+from ..core.shape import normalize_dim
 from .tensor_math import TensorMath
 from .tensor_shape import TensorShape
 
@@ -217,8 +221,6 @@ class TensorAPI(TensorMath, TensorShape):
     def size(self, dim=None):
         if dim is None:
             return self.shape
-        from ..core.shape import normalize_dim
-
         return self.shape[normalize_dim(dim, len(self.shape))]
 
     def numel(self) -> int:
@@ -274,8 +276,6 @@ class TensorAPI(TensorMath, TensorShape):
         return self.expand(other.shape)
 
     def __getitem__(self, key):
-        from ..ops.indexing.keys import encode_key
-
         spec, tensors = encode_key(key)
         if any(s[0] in _ADVANCED for s in spec):
             # advanced: a copy (with a mask its length is data: a remote session asks)
@@ -286,8 +286,6 @@ class TensorAPI(TensorMath, TensorShape):
         """x[key] = value: for basic keys (ints, slices, None, ...) an in-place copy into the
         view x[key]; with index tensors, lists or masks torch's index_put_. Either is
         recorded like any in-place op."""
-        from ..ops.indexing.keys import encode_key
-
         spec, tensors = encode_key(key)
         if any(s[0] in _ADVANCED for s in spec):
             self._inplace("index_put", value, *tensors, key=spec)
@@ -317,9 +315,6 @@ class TensorAPI(TensorMath, TensorShape):
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
         """A tensor with another dtype and/or device: to("cuda"), to(gs.float64),
         to("cuda", gs.float64), to(other_tensor); self when nothing changes (unless copy)."""
-        from ..core.backend import canonical_device
-        from ..core.dtype import DType, as_dtype, is_dtype_name
-
         for a in args:
             if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):
                 dtype = a

@@ -10,6 +10,7 @@ this one (`new_zeros`, ...) and cast (a mixin of `TensorAPI`, over `_op`/`_inpla
 from __future__ import annotations
 
 from ..core.errors import InvalidArgumentError
+from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
 
 
@@ -163,15 +164,11 @@ class TensorShape:
         return self._op("masked_select", self, mask)
 
     def index_put(self, indices, values, accumulate=False):
-        from ..ops.indexing.keys import encode_key
-
         spec, tensors = encode_key(tuple(indices))
         return self._op("index_put", self, values, *tensors, key=spec,
                         accumulate=bool(accumulate))
 
     def index_put_(self, indices, values, accumulate=False):
-        from ..ops.indexing.keys import encode_key
-
         spec, tensors = encode_key(tuple(indices))
         return self._inplace("index_put", values, *tensors, key=spec,
                              accumulate=bool(accumulate))

@@ -11,8 +11,8 @@ maximum, minimum, lerp; the logical and bitwise families (never differentiable).
 
 from __future__ import annotations
 
-from ...core.dtype import TORCH_SCALAR_NAMES, bool_
-from ...core.errors import AutogradError, InvalidArgumentError, no_kernel
+from ...core.dtype import TORCH_SCALAR_NAMES, bool_, no_kernel
+from ...core.errors import AutogradError, InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from .arithmetic import _shape_dtype, binary_float_meta, binary_meta

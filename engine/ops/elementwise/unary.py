@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import math
 
-from ...core.dtype import bool_
-from ...core.errors import no_kernel
-from ...core.registry import defop
+from ...core.dtype import bool_, no_kernel
+from ...core.registry import Meta, defop
 from ...surface.tensor_api import where
 from .arithmetic import float_meta, same_meta
 
@@ -116,8 +115,6 @@ defop("frac", infer=_frac_meta, grad_name="FracBackward0")(
 
 
 def _bool_meta(a):
-    from ...core.registry import Meta
-
     return Meta(a.shape, bool_)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from ...core.backend import scatter_add
 from ...core.errors import InvalidArgumentError
+from ...core.indexing import basic_strides, check_masks, gather, has_mask, plan, resolve_masks
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
-from .keys import basic_strides, check_masks, gather, has_mask, plan, resolve_masks
+from ..elementwise.arithmetic import operand
 
 
 # -- indexing ---------------------------------------------------------------------------------
@@ -93,8 +94,6 @@ def _(ctx, g):
 
 # -- x[key] = value: index_put ---------------------------------------------------------------
 def _index_put_meta(a, value, *tensors, key, accumulate=False):
-    from ...ops.elementwise.arithmetic import operand
-
     operand(value)
     if has_mask(key):
         check_masks(a.shape, key, [t.shape for t in tensors])

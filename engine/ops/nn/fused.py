@@ -7,6 +7,7 @@ import numpy as np
 from ...core.dtype import as_dtype, int64
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
+from ...core.shape import broadcast_shapes
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -65,8 +66,6 @@ def _check_reduction(reduction):
 
 def _mse_meta(a, b, reduction="mean"):
     _check_reduction(reduction)
-    from ...core.shape import broadcast_shapes
-
     shape = broadcast_shapes(a.shape, b.shape)
     return Meta(shape if reduction == "none" else (), a.dtype)
 

@@ -395,8 +395,3 @@ def _(ctx, g):
     dims, lead = _sum_to_dims(shape, ctx.attrs["shape"])
     return (g.reshape((1,) * lead + tuple(ctx.attrs["shape"])).expand(shape),)
 
-
-def sum_to_shape(g, shape):
-    """Sum a broadcast gradient back to `shape` (the engine's generic reduction)."""
-    return g._op("sum_to", g, shape=tuple(shape))
-

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
+from ...core.dtype import result_type
 from ...core.errors import InvalidArgumentError
 from ...core.layout import unsqueezed, view_strides
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, get_op
 from ...core.shape import infer_reshape, normalize_dim, normalize_dims
 
 
@@ -258,8 +259,6 @@ data = defop("data", infer=_alias_meta)(lambda xp, a: a.view())
 
 # -- in-place through a view: torch's CopySlices -------------------------------------------
 def _replay_meta(meta, steps):
-    from ...core.registry import get_op
-
     for name, attrs, nr in steps:
         meta = get_op(name).infer(meta, **attrs)
         if type(meta) is not Meta:
@@ -278,8 +277,6 @@ def _view_scatter_meta(base, src, steps):
 
 
 def _view_scatter(xp, base, src, steps):
-    from ...core.registry import get_op
-
     out = base.copy()
     region = out
     for name, attrs, nr in steps:  # view ops: region stays a view into out
@@ -311,8 +308,6 @@ def _(ctx, g):
 
 # -- cat / stack ------------------------------------------------------------------------------
 def _cat_meta(*tensors, dim):
-    from ...core.dtype import result_type
-
     shapes = [tuple(t.shape) for t in tensors]
     ref = next((s for s in shapes if s != (0,)), shapes[0])
     if not ref:
@@ -367,8 +362,6 @@ def _(ctx, g):
 
 
 def _stack_meta(*tensors, dim):
-    from ...core.dtype import result_type
-
     ref = tuple(tensors[0].shape)
     for i, t in enumerate(tensors):
         if tuple(t.shape) != ref:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numbers
 
-from ...core.dtype import DType, bool_, uint8
-from ...core.errors import InvalidArgumentError, TensorIndexError
-from ...core.shape import broadcast_shapes
+from .dtype import DType, bool_, uint8
+from .errors import InvalidArgumentError, TensorIndexError
+from .shape import broadcast_shapes
 
 
 def _is_tensor(x) -> bool:

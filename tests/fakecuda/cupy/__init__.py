@@ -1,15 +1,17 @@
 """A stand-in for cupy, for tests only: numpy arrays behind a distinct device-array type.
 
-This is a test double for the engine's seam (`engine/core/backend.py`), not a claim about cupy. It
+This is a test double for the engine's seam (`engine/core/backend.py`), not a claim about
+cupy. It
 exists so that CI, which has no GPU, runs the engine and the server on "cuda" devices and
 fails wherever code skips the seam: touches device data with numpy, lets a host array meet a
 device array, or computes on one GPU with another's data. Whether cupy has a function, or
 computes it the same way, is not checked here; `benchmarks/gpu_check.sh` runs the same
 suites on a real GPU for that.
 
-It is active only when the environment sets `GRADSERVE_FAKE_CUDA=n` (n fake devices,
-"cuda:0".."cuda:n-1"); the test suite sets it when no real GPU is present, and a server
-started with it says so on stderr. Production never sets it.
+It is the package `cupy` of the folder tests/fakecuda, which tests/conftest.py puts first
+on the path (and on PYTHONPATH, for the servers the tests start) when no real GPU is present;
+`GRADSERVE_FAKE_CUDA=n` gives it n devices, "cuda:0".."cuda:n-1". A server started with it
+says so on stderr. The product never imports it: to gradserve it is cupy.
 
 The rules, few on purpose (each is cupy's unless marked *stricter*):
 
@@ -41,6 +43,7 @@ tests/engine/test_devices.py shows each rule at work.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import types
 import weakref
@@ -50,6 +53,11 @@ import numpy as _np
 
 def _device_count() -> int:
     return int(os.environ.get("GRADSERVE_FAKE_CUDA") or 0)  # read per call: tests change it
+
+
+if "pytest" not in sys.modules:  # a process the tests started (a server): say what it runs on
+    sys.stderr.write(f"cupy is the numpy test double of tests/fakecuda ({_device_count()} fake "
+                     "devices), not a GPU\n")
 
 
 # -- devices ------------------------------------------------------------------------------------
