@@ -101,10 +101,15 @@ __all__ = [
 
 
 def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=None,
-            timeout: float | None = 5.0, options: list | None = None,
+            timeout: float | None = 10.0, options: list | None = None,
             route_header: str | None = "x-gradserve-route"):
     """Open a connection to a gradserve server; raises gs.ConnectionError if none answers.
 
+    `target`: "host:port" or a gRPC name ("dns:///host:port", "unix:/path"); anything else
+    raises at once (reason "bad_target"). `timeout` bounds every wait on the server: a call
+    during which it says nothing for that long and answers no health probe raises
+    gs.ConnectionError (reason "unresponsive"); a refused connection raises at once
+    (reason "unreachable"); None waits forever.
     `route_header`: the header a session-pinning proxy (deploy/envoy) names replicas in.
 
     >>> client = gs.connect("127.0.0.1:50051", token=None, timeout=5.0)

@@ -5,35 +5,59 @@ from __future__ import annotations
 import atexit
 import secrets
 import threading
+import time
 import weakref
 
 import grpc
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc
 
-from . import _handoff
+from . import _handoff, _watch
 from ._errors import ConnectionError, GradserveError, SessionMovedError
 from ._session import Session
-from ._wire import rpc_errors
+from ._wire import error_from_rpc, rpc_errors
 
 _MAX_MESSAGE = 64 << 20
+# Keepalive pings find a dead connection that nobody waits on. gRPC servers count pings
+# closer than 5 minutes apart as abuse unless they allow more (`grpc.http2.
+# min_recv_ping_interval_without_data_ms`) and then close the connection, so the client keeps
+# to that pace; calls that wait are watched faster by `_watch`, whatever the server allows.
+KEEPALIVE_S = 300
+DEFAULT_TIMEOUT = 10.0  # seconds a server may stay silent (see `connect`)
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", KEEPALIVE_S * 1000),
+    ("grpc.http2.max_pings_without_data", 0),  # an idle session's stream is pinged too
 ]
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 # The header deploy/envoy/envoy.yaml's stateful-session filter reads and writes.
 ROUTE_HEADER = "x-gradserve-route"
+_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+TARGET_FORMS = ('"host:port" (e.g. "127.0.0.1:50051", "[::1]:50051", "gradserve.example:443"), '
+                '"dns:///host:port" or "unix:/path/to/socket"')
 
 
 def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=None,
-            timeout: float | None = 5.0, options: list | None = None,
+            timeout: float | None = DEFAULT_TIMEOUT, options: list | None = None,
             route_header: str | None = ROUTE_HEADER) -> Client:
-    """Open a connection to a gradserve server and wait (up to `timeout` s) until it is up.
+    """Open a connection to a gradserve server and wait until it answers.
+
+    `target` is "host:port" ("127.0.0.1:50051", "[::1]:50051"), or a gRPC name with its
+    scheme ("dns:///host:port", "unix:/path"); anything else (a URL such as
+    "http://host:port", a host without a port) raises `gs.ConnectionError` with
+    reason "bad_target", saying what a target looks like.
 
     `token` is sent as `authorization: Bearer <token>`; `tls=True` uses the system's root
-    certificates, or pass `grpc.ssl_channel_credentials(...)`. Raises `gs.ConnectionError`
-    when nothing answers in time (`timeout=None` skips the check).
+    certificates, or pass `grpc.ssl_channel_credentials(...)`.
+
+    `timeout` (default 10 s) bounds every wait on the server: connecting, and any call during
+    which the server says nothing for that long and does not answer a health probe either
+    (a busy server answers the probe: a long backward is not cut short). Such a call raises
+    `gs.ConnectionError` with reason "unresponsive"; a connection that is refused raises at
+    once, reason "unreachable". `timeout=None` waits forever and skips the connect check.
+    Keepalive pings (every 5 minutes, what gRPC servers allow by default) find dead
+    connections that nothing waits on; `options` adds or overrides gRPC channel options.
 
     Behind a proxy that pins sessions to replicas (deploy/envoy), the proxy answers
     CreateSession with a `route_header` naming the replica; the client sends it back on every
@@ -45,22 +69,90 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     ...     print(s.tensor([1., 2.]).sum().item())
     3.0
     """
-    opts = _CHANNEL_OPTIONS + list(options or [])
+    _check_target(target)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"gs.connect: timeout must be a positive number of seconds or None, "
+                         f"not {timeout!r}")
+    opts = _channel_options(timeout, options)
     if tls:
         creds = grpc.ssl_channel_credentials() if tls is True else tls
         channel = grpc.secure_channel(target, creds, options=opts)
     else:
         channel = grpc.insecure_channel(target, options=opts)
+    client = Client(channel, target, token, route_header, timeout)
     if timeout is not None:
         try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            channel.close()
-            raise ConnectionError(
-                f"could not reach a gradserve server at {target} within {timeout:g} s"
-                + (" (is it serving TLS?)" if tls else "")
-            ) from None
-    return Client(channel, target, token, route_header)
+            started = time.monotonic()
+            _wait_ready(channel, target, timeout, tls)
+            # A connection this process already holds (gRPC shares them between channels)
+            # is READY at once, whether or not the server still answers: ask it.
+            if not client._probe(max(timeout - (time.monotonic() - started), 0.001)):
+                raise _watch.unresponsive(target, timeout, "connecting")
+        except ConnectionError:
+            client.close()
+            raise
+    return client
+
+
+def _check_target(target) -> None:
+    """Refuse what gRPC would take for another name or wait on in vain (it reads
+    "http://h:p" as a DNS name and "host" as "host:443")."""
+    ok = isinstance(target, str) and target.strip() == target and target != ""
+    if ok and not target.startswith(_SCHEMES):
+        host, sep, port = target.rpartition(":")
+        ok = (bool(sep and host) and "/" not in target and port.isdigit()
+              and 0 < int(port) < 65536
+              and (host.startswith("[") and host.endswith("]") or ":" not in host))
+    if not ok:
+        err = ConnectionError(f"{target!r} is not a gradserve target: a target looks like "
+                              f"{TARGET_FORMS}")
+        err.code, err.op, err.site, err.reason = 3, None, None, "bad_target"
+        raise err
+
+
+def _channel_options(timeout: float | None, options: list | None) -> list:
+    ours = _CHANNEL_OPTIONS + [
+        ("grpc.keepalive_timeout_ms", int(1000 * (timeout or 20.0)))]
+    theirs = list(options or [])
+    given = {name for name, _ in theirs}
+    return [o for o in ours if o[0] not in given] + theirs
+
+
+def _wait_ready(channel, target: str, timeout: float, tls) -> None:
+    """Return when the channel is connected; raise at once when the connection is refused
+    (gRPC would keep retrying it), or after `timeout` when nothing answers."""
+    states: list = []
+    settled = threading.Event()
+    final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+             grpc.ChannelConnectivity.SHUTDOWN)
+
+    def seen(state) -> None:
+        states.append(state)
+        if state in final:
+            settled.set()
+
+    channel.subscribe(seen, try_to_connect=True)
+    try:
+        settled.wait(timeout)
+    finally:
+        channel.unsubscribe(seen)
+    last = states[-1] if states else None
+    if last == grpc.ChannelConnectivity.READY:
+        return
+    if last in final:
+        err = ConnectionError(
+            f"could not reach a gradserve server at {target}: the connection was refused "
+            "or failed (is the server running, on that port?"
+            + (" is it serving TLS?)" if tls else ")"))
+        err.reason = "unreachable"
+    else:
+        err = ConnectionError(
+            f"no gradserve server answered at {target} within {timeout:g} s (the connection "
+            "is not refused, but nothing completes it: a stopped or hung server, a host that "
+            "drops packets" + (", or a server that does not serve TLS)" if tls else ")"))
+        err.reason = "unresponsive"
+    err.code, err.op, err.site = 14, None, None
+    raise err
 
 
 def _as_is(message: bytes) -> bytes:
@@ -77,14 +169,21 @@ class Client:
     """
 
     def __init__(self, channel, target: str, token: str | None = None,
-                 route_header: str | None = ROUTE_HEADER) -> None:
+                 route_header: str | None = ROUTE_HEADER,
+                 timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self._channel = channel
+        self._timeout = timeout  # how long the server may stay silent (`_watch`)
         self._stub = gradserve_pb2_grpc.GradserveServiceStub(channel)
         # Upload's messages arrive serialized (_wire.upload_requests frames the big chunks
         # itself, to copy the tensor once), so this call sends them as they are.
         self._raw_upload = channel.stream_unary(
             "/gradserve.v1.GradserveService/Upload", request_serializer=_as_is,
             response_deserializer=pb.UploadResponse.FromString)
+        # Asked whether the server lives; any answer at all says it does, so the bytes are
+        # not even parsed (an empty HealthCheckRequest is b"").
+        self._health = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                           request_serializer=_as_is,
+                                           response_deserializer=_as_is)
         self._target = target
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
         self._route_header = route_header.lower() if route_header else None
@@ -184,7 +283,9 @@ class Client:
         errors = []
         for s in sessions:
             try:
-                if s._owned:
+                # a server that stopped answering is not asked again for each session
+                if s._owned and not any(getattr(e, "reason", None) == "unresponsive"
+                                        for e in errors):
                     s.close()
                 else:
                     s._disconnect()
@@ -223,12 +324,60 @@ class Client:
         call = self._raw_upload if method == "Upload" else getattr(self._stub, method)
         try:
             with rpc_errors(pinned=self._pinned(session_id)):
-                response, rpc = call.with_call(request, metadata=self._metadata(session_id),
-                                               timeout=timeout, wait_for_ready=wait_for_ready)
+                rpc = call.future(request, metadata=self._metadata(session_id),
+                                  timeout=timeout, wait_for_ready=wait_for_ready)
+                response = self._await(rpc, method, session_id)
         finally:
             if method == "CloseSession":  # closed or gone: its route is of no more use
                 self._routes.pop(session_id, None)
         return response, dict(rpc.initial_metadata() or ())
+
+    def _await(self, future, method: str, session_id: str | None = None):
+        """The future's result; while it is slow, ask whether the server lives (`_watch`)."""
+        limit = self._timeout
+        if limit is None:
+            return future.result()
+        while True:
+            try:
+                return future.result(timeout=_watch.SILENT * limit)
+            except grpc.FutureTimeoutError:
+                pass
+            if not future.done() and not self._probe(_watch.PROBE * limit, session_id):
+                future.cancel()
+                raise _watch.unresponsive(self._target, limit, method)
+
+    def _connectivity(self):
+        """The channel's state now (a grpc.ChannelConnectivity), or None if it says nothing."""
+        states: list = []
+        told = threading.Event()
+
+        def seen(state) -> None:
+            states.append(state)
+            told.set()
+
+        self._channel.subscribe(seen, try_to_connect=False)
+        try:
+            told.wait(0.25)
+        finally:
+            self._channel.unsubscribe(seen)
+        return states[-1] if states else None
+
+    def _probe(self, deadline: float, session_id: str | None = None) -> bool:
+        """Whether the server answers anything within `deadline` seconds; with the session's
+        metadata, so that a proxy pinning the session asks the replica that holds it."""
+        return self._probe_code(deadline, session_id) != grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def _probe_code(self, deadline: float, session_id: str | None = None):
+        """The status a health probe ends with: OK or the server's error (it answers),
+        DEADLINE_EXCEEDED (nobody answers), UNAVAILABLE (nobody accepts the connection, or
+        it is draining); None when the channel is closed."""
+        try:
+            self._health(b"", timeout=deadline, metadata=self._metadata(session_id))
+        except grpc.RpcError as e:
+            return e.code()
+        except Exception:  # noqa: BLE001 (a closed channel: the call fails by itself)
+            return None
+        return grpc.StatusCode.OK
 
     def _call_stream(self, method: str, request, *, session_id: str | None = None):
         """A server- or bidi-streaming RPC as an iterator; failures become exceptions.
@@ -238,19 +387,40 @@ class Client:
         if self._closed:
             raise ConnectionError("this gradserve client is closed")
         call = getattr(self._stub, method)(request, metadata=self._metadata(session_id))
-        return _TranslatedStream(call, self._pinned(session_id))
+        return _TranslatedStream(call, self, session_id)
 
 
 class _TranslatedStream:
-    """Iterates a streaming call's responses, turning gRPC failures into typed exceptions."""
+    """Iterates a streaming call's responses, turning gRPC failures into typed exceptions;
+    a read that outlives the server raises ConnectionError "unresponsive" (`_watch`)."""
 
-    def __init__(self, call, pinned: str | None = None) -> None:
+    def __init__(self, call, client, session_id: str | None = None) -> None:
         self._call = call
-        self._pinned = pinned
+        self._client = client
+        self._session_id = session_id
+        self._pinned = client._pinned(session_id)
 
     def __iter__(self):
-        with rpc_errors(pinned=self._pinned):
-            yield from self._call
+        w = _watch.watch(self._client, lambda error: self._call.cancel(), self._session_id)
+        responses = iter(self._call)
+        try:
+            while True:
+                if w is not None:
+                    w.reading()
+                try:
+                    response = next(responses)
+                except StopIteration:
+                    return
+                except grpc.RpcError as e:
+                    if w is not None and w.error is not None:
+                        raise w.error from None
+                    raise error_from_rpc(e, self._pinned) from None
+                finally:
+                    if w is not None:
+                        w.heard()
+                yield response
+        finally:
+            _watch.unwatch(w)
 
     def cancel(self) -> None:
         self._call.cancel()

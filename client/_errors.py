@@ -42,8 +42,11 @@ class ConnectionError(GradserveError, builtins.ConnectionError):  # noqa: A001
     """The server cannot be reached (nothing listens, it went away, or it is draining).
 
     `reason`: "draining" (the server is shutting down and takes no new calls),
-    "unreachable" (no server answers at the target, or the connection dropped), or
-    "unavailable" (the server answered UNAVAILABLE for another reason)."""
+    "unreachable" (nothing accepts connections at the target, or the connection dropped),
+    "unresponsive" (the server accepted the connection but answered nothing, not even a
+    health probe, within `gs.connect(timeout=)`: stopped, hung, or cut off), "bad_target"
+    (the target is not "host:port" or a gRPC name), or "unavailable" (the server answered
+    UNAVAILABLE for another reason)."""
 
     reason = "unavailable"
 

@@ -65,8 +65,8 @@ def explain_break(session, error: GradserveError) -> GradserveError:
         # wait_for_ready: a channel in its reconnect backoff (the server just restarted, or
         # a proxy moves to another address) is not yet a server that is gone
         session._client._call("DescribeSession", pb.SessionRef(session_id=session.id),
-                              session_id=session.id, timeout=PROBE_TIMEOUT,
-                              wait_for_ready=True)
+                              session_id=session.id,
+                              timeout=_probe_timeout(session._client), wait_for_ready=True)
     except SessionMovedError as moved:
         return moved
     except SessionLostError as e:
@@ -79,7 +79,7 @@ def explain_break(session, error: GradserveError) -> GradserveError:
             out = ConnectionError(f"no gradserve server answers at {session._client.target} "
                                   f"(the session's stream ended: {error}; asking again: {e})")
         out.code, out.op, out.site = e.code, None, None
-        out.reason = "draining" if e.reason == "draining" else "unreachable"
+        out.reason = "draining" if e.reason == "draining" else _silent_why(session._client, e)
         return out
     except GradserveError as e:
         return explain(session, e)
@@ -89,6 +89,24 @@ def explain_break(session, error: GradserveError) -> GradserveError:
     out.code, out.op, out.site, out.reason = getattr(error, "code", None), None, None, \
         "unreachable"
     return out
+
+
+def _probe_timeout(client) -> float:
+    """How long to ask: PROBE_TIMEOUT, or less when the client gives the server less."""
+    limit = getattr(client, "_timeout", None)
+    return PROBE_TIMEOUT if limit is None else min(PROBE_TIMEOUT, limit)
+
+
+def _silent_why(client, error: ConnectionError) -> str:
+    """"unresponsive" when a server holds the connection but answers nothing; else (the
+    connection is refused: the wait above waited through gRPC's reconnect attempts)
+    "unreachable"."""
+    if error.reason != "unresponsive":
+        return "unreachable"
+    from grpc import ChannelConnectivity
+
+    failing = client._connectivity() == ChannelConnectivity.TRANSIENT_FAILURE
+    return "unreachable" if failing else "unresponsive"
 
 
 def following(session, call):

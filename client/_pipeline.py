@@ -117,7 +117,9 @@ class Pipeline:
             with self._cond:
                 self._ended = True
             return
-        if not getattr(error, "answered", True):  # no gradserve server said why: ask one
+        if getattr(error, "reason", None) == "unresponsive":  # already asked: nobody is there
+            pass
+        elif not getattr(error, "answered", True):  # no gradserve server said why: ask one
             error = self._on_break(error)
         if isinstance(error, SessionMovedError) and self._restore is not None:
             try:
@@ -240,7 +242,8 @@ class Pipeline:
             self._queue.put(None)
         drain = threading.Thread(target=self._drain, name="gradserve-pipe-close", daemon=True)
         drain.start()
-        drain.join(timeout=5)
+        limit = getattr(self._client, "_timeout", None)
+        drain.join(timeout=5 if limit is None else min(5, limit))
         if drain.is_alive():
             self._stream.cancel()
 

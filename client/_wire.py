@@ -59,6 +59,10 @@ def error_from_rpc(e: grpc.RpcError, pinned: str | None = None) -> GradserveErro
         # own words for nothing listening, or a connection that died mid-call.
         err = ConnectionError(f"gradserve server unreachable: {details}")
         err.code, err.op, err.site, err.reason = number, None, None, "unreachable"
+    elif number == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]:
+        # the call's own deadline passed with no word from a server
+        err = ConnectionError(f"no answer from the gradserve server in time: {details}")
+        err.code, err.op, err.site, err.reason = number, None, None, "unresponsive"
     else:
         err = error_from(number, details)
     err.answered = False

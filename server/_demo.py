@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import warnings
 
 
@@ -77,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train:
         return _train(args)
-    with contextlib.ExitStack() as stack:
-        target = args.target or stack.enter_context(_embedded_server())
-        print(f"gradserve demo against {target}" + ("" if args.target else " (embedded)"))
-        client = stack.enter_context(gs.connect(target, token=args.token))
-        for requires in (False, True):
-            run_seed(client, requires)
+    try:
+        with contextlib.ExitStack() as stack:
+            target = args.target or stack.enter_context(_embedded_server())
+            client = stack.enter_context(gs.connect(target, token=args.token))
+            print(f"gradserve demo against {target}" + ("" if args.target else " (embedded)"))
+            for requires in (False, True):
+                run_seed(client, requires)
+    except gs.GradserveError as e:  # a bad target, no server, a refused token: one line
+        text = " ".join(str(e).split())
+        print(f"gradserve demo: {type(e).__name__}: {text}", file=sys.stderr)
+        return 1
     return 0

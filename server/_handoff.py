@@ -17,7 +17,7 @@ from gradserve.engine import InvalidArgumentError, seam
 
 from ._errors import PermissionDeniedError, SessionMovedError, SessionNotFoundError
 from ._sessions import Session, SessionManager, log, log_event
-from ._state import StateDir, Stored
+from ._state import Damaged, StateDir, Stored
 
 POLL = 0.01  # seconds between looks at sessions that were not quiet yet
 
@@ -140,8 +140,11 @@ class Handoff:
                     f"session {session_id} lives on {meta['device']}, which this server does "
                     f"not serve (devices: {', '.join(self.devices)})")
             session = Session(session_id, meta["owner"], meta["device"], time.monotonic)
-            session.tensors, session.generator = seam.unpack(arrays, meta,
-                                                                  meta["device"])
+            try:
+                session.tensors, session.generator = seam.unpack(arrays, meta, meta["device"])
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+                raise Damaged(f"its description does not fit its tensors "
+                              f"({type(e).__name__}: {e})") from None
             session.epoch, session.applied_seq = meta["epoch"], meta["applied_seq"]
             session.bytes_changed()
             self.sessions.add(session)

@@ -3,7 +3,14 @@ restore under the same id. Files, per session id:
 
   <id>.moving        JSON: a draining server (instance, deadline) will write this session
   <id>.safetensors   the session (`seam.pack`), its description and epoch in the metadata
-  <id>.lost          JSON: the draining server could not write it (why, instance)
+  <id>.lost          JSON: the draining server could not write it (why, instance), or its
+                     state file was found damaged
+  <id>.damaged       a state file that failed its checks, moved aside for a person to see
+
+Each state file carries a CRC-32 per entry (over its dtype, shape and bytes) and one of its
+description, as gs.save's files do. A file that fails them (a flipped bit, an edited dtype,
+truncation, a malformed header) is never restored: it is moved aside, the session is
+recorded as lost with the reason, and calls naming it hear that (NOT_FOUND, reason "lost").
 
 Every file appears by an atomic rename, so a reader never sees half of one; a restoring
 server claims the state by renaming it first, so two servers never restore the same session.
@@ -19,17 +26,21 @@ import pathlib
 import re
 import secrets
 import time
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 from gradserve.engine import seam
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from ._errors import SessionNotFoundError
 from ._sessions import Session
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _META_KEY = "gradserve"
+_META_CRC = "gradserve_crc32"  # of the description's JSON text
 STALE_AFTER = 10.0  # seconds past a .moving marker's deadline before its writer counts as gone
 
 
@@ -40,6 +51,43 @@ class Stored(NamedTuple):
     epoch: int = 0
     details: str = ""
     owner: str = ""
+
+
+class Damaged(Exception):
+    """A state file that failed its checks; the message says how."""
+
+
+def _entry_crc(array: np.ndarray) -> int:
+    head = f"{array.dtype.str}{list(array.shape)}".encode()
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8),
+                      zlib.crc32(head))
+
+
+def _checked_meta(metadata: dict | None) -> dict:
+    """The description in a state file's metadata, its own CRC checked."""
+    if not metadata or _META_KEY not in metadata or _META_CRC not in metadata:
+        raise Damaged("its gradserve metadata or their checksum are missing")
+    text = metadata[_META_KEY]
+    if str(zlib.crc32(text.encode())) != metadata[_META_CRC]:
+        raise Damaged("its description does not match its checksum")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise Damaged(f"its description is not JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("crc32"), dict):
+        raise Damaged("its description holds no entry checksums")
+    return meta
+
+
+def check_arrays(arrays: dict, meta: dict) -> None:
+    """Raise Damaged unless `arrays` are exactly the entries `meta`'s checksums name."""
+    crc = meta["crc32"]
+    if set(crc) != set(arrays):
+        raise Damaged("its entries do not match its checksums")
+    for key, array in arrays.items():
+        if _entry_crc(array) != crc[key]:
+            raise Damaged(f"entry {key!r} does not match its checksum (dtype, shape or "
+                          "bytes changed)")
 
 
 class StateDir:
@@ -80,10 +128,11 @@ class StateDir:
         epoch = session.epoch + 1
         meta.update(session=session.id, owner=session.owner, epoch=epoch,
                     applied_seq=session.applied_seq, instance=self.instance,
-                    written=time.time())
+                    written=time.time(), crc32={k: _entry_crc(a) for k, a in arrays.items()})
+        text = json.dumps(meta)
         self._write(self._file(session.id, ".safetensors"),
-                    lambda tmp: save_file(arrays, str(tmp),
-                                          metadata={_META_KEY: json.dumps(meta)}))
+                    lambda tmp: save_file(arrays, str(tmp), metadata={
+                        _META_KEY: text, _META_CRC: str(zlib.crc32(text.encode()))}))
         self._file(session.id, ".moving").unlink(missing_ok=True)
         return epoch, seam.array_bytes(arrays.values())
 
@@ -100,12 +149,13 @@ class StateDir:
             return None
         path = self._file(session_id, ".safetensors")
         try:
-            with safe_open(str(path), "np") as f:
-                meta = json.loads(f.metadata()[_META_KEY])
+            meta = self._read_meta(path)
             return Stored("moved", meta["epoch"], f"written by instance {meta['instance']}",
                           meta["owner"])
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             pass
+        except Damaged as e:
+            return Stored("lost", 0, self.set_aside(session_id, path, e))
         lost = self._read_json(self._file(session_id, ".lost"))
         if lost is not None:
             return Stored("lost", 0, f"server instance {lost.get('instance')} drained without "
@@ -124,7 +174,8 @@ class StateDir:
         nobody restored within its TTL, an old lost marker, a stale moving one); the names."""
         now, removed = time.time(), []
         for path in self.path.iterdir():
-            if path.suffix not in (".safetensors", ".lost", ".moving") or path.name[0] == ".":
+            if path.suffix not in (".safetensors", ".lost", ".moving", ".damaged") or \
+                    path.name[0] == ".":
                 continue
             try:
                 if now - path.stat().st_mtime > older_than + STALE_AFTER:
@@ -133,6 +184,33 @@ class StateDir:
             except FileNotFoundError:  # another server swept or claimed it
                 pass
         return removed
+
+    @staticmethod
+    def _read_meta(path: pathlib.Path) -> dict:
+        """The checked description of a state file; Damaged when it fails a check."""
+        try:
+            with safe_open(str(path), "np") as f:
+                meta = _checked_meta(f.metadata())
+        except FileNotFoundError:
+            raise
+        except Damaged:
+            raise
+        except Exception as e:  # the safetensors reader's errors: truncated, bad header
+            raise Damaged(f"it is not a readable safetensors file ({e})") from None
+        for key, kind in (("epoch", int), ("instance", str), ("owner", str),
+                          ("device", str), ("applied_seq", int)):
+            if not isinstance(meta.get(key), kind):
+                raise Damaged(f"its description has no valid {key!r}")
+        return meta
+
+    def set_aside(self, session_id: str, path: pathlib.Path, why: Exception) -> str:
+        """Move a damaged state file out of the way, record the session as lost; the why."""
+        text = (f"its state file failed its checks ({why}); it was moved aside to "
+                f"{self._file(session_id, '.damaged')} and not restored")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, self._file(session_id, ".damaged"))
+        self.mark_lost(session_id, text)
+        return f"server instance {self.instance} found that {text}"
 
     @staticmethod
     def _read_json(path: pathlib.Path) -> dict | None:
@@ -153,9 +231,19 @@ class StateDir:
             yield None
             return
         try:
-            with safe_open(str(claimed), "np") as f:
-                meta = json.loads(f.metadata()[_META_KEY])
-            yield load_file(str(claimed)), meta
+            try:
+                meta = self._read_meta(claimed)
+                arrays = load_file(str(claimed))
+                check_arrays(arrays, meta)
+            except Damaged:
+                raise
+            except Exception as e:  # noqa: BLE001 (whatever the reader raised: not restorable)
+                raise Damaged(f"it is not a readable safetensors file ({e})") from None
+            yield arrays, meta
+        except Damaged as e:  # never back into the dir: it would fail every later call
+            why = self.set_aside(session_id, claimed, e)
+            raise SessionNotFoundError(f"session {session_id} not found: it was lost: {why}",
+                                       "lost") from None
         except BaseException:
             os.replace(claimed, path)
             raise

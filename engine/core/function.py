@@ -24,6 +24,8 @@ session's node calls back to the client for the backward: see `core/callbacks`).
 
 from __future__ import annotations
 
+import weakref
+
 from . import grad_mode as _grad_mode
 from .autograd import Node, SavedTensor
 from .errors import AutogradError
@@ -39,7 +41,7 @@ class FunctionCtx:
         self.dirty: tuple = ()
         self.non_differentiable: tuple = ()
         self.materialize_grads = True
-        self._node: Node | None = None
+        self._node: weakref.ref[Node] | None = None
 
     def save_for_backward(self, *tensors) -> None:
         """Keep tensors for backward; they are checked for in-place changes on use."""
@@ -49,7 +51,12 @@ class FunctionCtx:
     def saved_tensors(self) -> tuple:
         if self._node is None:
             return tuple(self.to_save)
-        return self._node.saved
+        node = self._node()
+        if node is None:
+            raise AutogradError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed).")
+        return node.saved
 
     def mark_dirty(self, *tensors) -> None:
         """Inputs that forward modified in place (and returns)."""
@@ -110,12 +117,26 @@ def function_node(op, name: str, inputs, outputs, saved=(), dirty=(), non_diff=(
             raise AutogradError(
                 "a leaf Variable that requires grad has been used in an in-place operation.")
     edges = tuple(edge(x) for x in inputs)
+    own = [nr for nr, o in enumerate(outputs)
+           if o.dtype.is_floating_point and not any(o is n for n in non_diff)]
     node = Node(op, name, edges, [x.shape for x in inputs], [x.dtype for x in inputs],
-                tuple(SavedTensor(t) for t in saved), attrs or {}, inputs[0]._device)
-    for nr, o in enumerate(outputs):
-        if o.dtype.is_floating_point and not any(o is n for n in non_diff):
-            o._grad_fn, o._output_nr = node, nr
+                tuple(_saved(t, outputs, own) for t in saved), attrs or {}, inputs[0]._device)
+    for nr in own:
+        outputs[nr]._grad_fn, outputs[nr]._output_nr = node, nr
     return node
+
+
+def _saved(t, outputs, own: list) -> SavedTensor:
+    """An output of the node itself is kept without a link back to the node, as built-in ops
+    keep theirs: output -> node -> output would be a cycle that only the cyclic garbage
+    collector frees (and until then a remote tensor's id stays bound on its server)."""
+    for nr in own:
+        if outputs[nr] is t:
+            if t._saved_data() is not None:
+                return SavedTensor(t, nr)
+            with _grad_mode.no_grad():  # a remote output: an alias without its history
+                return SavedTensor(t.detach())
+    return SavedTensor(t)
 
 
 class _FunctionMeta(type):
@@ -168,6 +189,8 @@ class Function(metaclass=_FunctionMeta):
                  "outputs": [(o.shape, o.dtype, o._device) for o in made]}
         node = function_node(cls._op, f"{cls.__name__}Backward", tensors, made,
                              ctx.to_save, ctx.dirty, ctx.non_differentiable, attrs)
-        ctx._node = node
+        # The node holds ctx (its attrs) and now its saved tensors: ctx -> node too would be
+        # a cycle that keeps them all (and remote tensors' server ids) until the cyclic GC.
+        ctx._node, ctx.to_save = weakref.ref(node), ()
         tensors[0]._record_function(node, tensors, made)
         return outs[0] if single else outs

@@ -84,7 +84,9 @@ def test_model_and_optimizer_checkpoint_resume_across_engine_and_server(s, tmp_p
 
 def test_loading_onto_a_session_makes_remote_tensors(s, tmp_path):
     local = _model(engine)
-    gs.save(local.state_dict(), tmp_path / "m.safetensors")
+    # tensors, not the state dict's numpy copies: a saved numpy array loads as one (§7)
+    gs.save({k: engine.tensor(v) for k, v in local.state_dict().items()},
+            tmp_path / "m.safetensors")
     remote = _model(s)
     state = gs.load(tmp_path / "m.safetensors", session=s)
     assert all(t.session is s for t in state.values())
@@ -93,11 +95,13 @@ def test_loading_onto_a_session_makes_remote_tensors(s, tmp_path):
         assert _bits(a) == _bits(b)
 
 
-def test_plain_safetensors_files_load_as_flat_dicts(tmp_path):
+def test_plain_safetensors_files_load_as_flat_dicts_when_asked(tmp_path):
     from safetensors.numpy import save_file
 
     save_file({"w": np.ones((2, 2), np.float32)}, str(tmp_path / "plain.safetensors"))
-    out = gs.load(tmp_path / "plain.safetensors")
+    with pytest.raises(gs.CheckpointError, match="without gradserve checkpoint metadata"):
+        gs.load(tmp_path / "plain.safetensors")
+    out = gs.load(tmp_path / "plain.safetensors", strict=False)
     assert list(out) == ["w"] and out["w"].tolist() == [[1.0, 1.0], [1.0, 1.0]]
 
 
@@ -124,3 +128,20 @@ def test_damaged_files_are_clear_errors(tmp_path):
 def test_what_cannot_be_saved_is_refused_without_pickle(tmp_path):
     with pytest.raises(TypeError, match="no pickle"):
         gs.save({"f": object()}, tmp_path / "x.safetensors")
+
+
+def test_a_nested_object_of_remote_tensors_round_trips_through_bytesio(s):
+    import io
+
+    w = s.tensor([[1.0, -2.0]], requires_grad=True)
+    obj = {"w": w, "tied": w, "steps": (3, [np.arange(4)]), "name": "run-1",
+           "np": np.float32(0.5)}
+    buf = io.BytesIO()
+    gs.save(obj, buf)
+    buf.seek(0)
+    back = gs.load(buf, session=s, weights_only=True, map_location="cpu")
+    assert back["w"].session is s and back["w"].requires_grad and back["w"].is_leaf
+    assert back["tied"] is back["w"] and back["w"].tolist() == [[1.0, -2.0]]
+    assert type(back["steps"]) is tuple and type(back["steps"][1][0]) is np.ndarray
+    assert back["steps"][1][0].tolist() == [0, 1, 2, 3] and back["name"] == "run-1"
+    assert type(back["np"]) is np.float32 and back["np"] == 0.5
