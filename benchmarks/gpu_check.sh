@@ -37,7 +37,7 @@ fi
 
 python - <<'PY'
 import sys
-from gradserve.engine._backend import cuda_device_count, cuda_module
+from gradserve.engine.core.backend import cuda_device_count, cuda_module
 try:
     cuda_module()
 except Exception as e:

@@ -78,9 +78,9 @@ from .engine import (
 from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
-from .engine._autograd_functional import functional as _functional
-from .engine._function import FunctionCtx as _FunctionCtx
-from .engine._functions import FUNCTIONS as _FUNCTIONS
+from .engine.core.function import FunctionCtx as _FunctionCtx
+from .engine.surface.functional import functional as _functional
+from .engine.surface.functions import FUNCTIONS as _FUNCTIONS
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
                            functional=_functional,

@@ -3,7 +3,7 @@
 `t.register_hook(fn)` and `MyFunction.apply(...)` on proxies record what the engine records
 (the same `_hooks` entries and Function node, in the client's image of the graph) and send a
 command (`register_hook`, `function_node`) that gives the server's graph a stand-in under a
-key (`engine._callbacks`). The Python stays here, in the session's table of callbacks.
+key (`engine.core.callbacks`). The Python stays here, in the session's table of callbacks.
 
 A backward whose graph holds one waits for the server (`roundtrip`): when the server's
 backward reaches a stand-in it sends the gradient in a `callback` message; the waiting
@@ -24,7 +24,7 @@ from __future__ import annotations
 import weakref
 
 from gradserve.engine import AutogradError, set_grad_enabled
-from gradserve.engine._hooks import add_tensor_hook
+from gradserve.engine.core.hooks import add_tensor_hook
 from gradserve.v1 import gradserve_pb2 as pb
 
 from ._tensor import RemoteTensor, from_info

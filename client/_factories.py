@@ -1,5 +1,5 @@
 """A remote session's factories (`s.tensor`, `s.zeros`, `s.randn`, ...): the engine's one
-factory surface (`engine._factories.FactoryAPI`, torch's arguments plus `requires_grad=` and
+factory surface (`engine.surface.factories.FactoryAPI`, torch's arguments plus `requires_grad=` and
 `device=`), over the session's primitives.
 
 Small data rides inline in the op buffer; a tensor of INLINE_UPLOAD_BYTES or more streams
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 from gradserve.engine import get_op
-from gradserve.engine._dtype import from_numpy_dtype
-from gradserve.engine._factories import FactoryAPI
+from gradserve.engine.core.dtype import from_numpy_dtype
+from gradserve.engine.surface.factories import FactoryAPI
 from gradserve.v1.codec import CHUNK_BYTES, tensor_data
 
 from ._record import apply

@@ -11,9 +11,9 @@ client guessing; then the call waits for the server's answer.
 from __future__ import annotations
 
 from gradserve.engine import AutogradError, GradserveError
-from gradserve.engine._autograd import AccumulateGrad, Node, plan_backward
-from gradserve.engine._grad_api import as_list, check_roots, check_unused
-from gradserve.engine._hooks import hooks_in
+from gradserve.engine.core.autograd import AccumulateGrad, Node, plan_backward
+from gradserve.engine.core.hooks import hooks_in
+from gradserve.engine.surface.grad_api import as_list, check_roots, check_unused
 from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _callbacks

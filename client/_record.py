@@ -1,8 +1,8 @@
 """Recording ops on proxies: the engine's bookkeeping, then the op goes into the buffer.
 
 `apply` and `apply_inplace` are the client's halves of each op, beside the engine's in
-`gradserve.engine._dispatch`: the same placement, shape rule, view and graph bookkeeping
-(`gradserve.engine._meta`), with the computation left to the server. An error a torch user
+`gradserve.engine.core.dispatch`: the same placement, shape rule, view and graph bookkeeping
+(`gradserve.engine.core.meta`), with the computation left to the server. An error a torch user
 expects at the offending line (shapes, dtypes, devices, in-place rules) is raised here.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
-from gradserve.engine._meta import (
+from gradserve.engine.core.meta import (
     check_inplace,
     commit_inplace,
     inplace_node,

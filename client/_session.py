@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass
 
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine import _grad_mode as grad_mode
+from gradserve.engine.core import grad_mode
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import (
     INPLACE,

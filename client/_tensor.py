@@ -20,8 +20,8 @@ from gradserve.engine import (
     as_dtype,
     get_op,
 )
-from gradserve.engine._autograd import Node
-from gradserve.engine._meta import Shadow
+from gradserve.engine.core.autograd import Node
+from gradserve.engine.core.meta import Shadow
 
 
 class RemoteTensor(AutogradMeta):
@@ -190,7 +190,7 @@ class RemoteTensor(AutogradMeta):
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        from gradserve.engine._format import format_tensor
+        from gradserve.engine.surface.format import format_tensor
 
         if self._session.closed:
             return f"<RemoteTensor {self._id!r} of closed session {self._session.id!r}>"

@@ -1,6 +1,6 @@
 """A stand-in for cupy, for tests only: numpy arrays behind a distinct device-array type.
 
-This is a test double for the engine's seam (`engine/_backend.py`), not a claim about cupy. It
+This is a test double for the engine's seam (`engine/core/backend.py`), not a claim about cupy. It
 exists so that CI, which has no GPU, runs the engine and the server on "cuda" devices and
 fails wherever code skips the seam: touches device data with numpy, lets a host array meet a
 device array, or computes on one GPU with another's data. Whether cupy has a function, or
@@ -393,8 +393,9 @@ class _Namespace(types.ModuleType):
 
     def __getattr__(self, name: str):
         if name == "random":
-            raise AttributeError("the fake cupy has no random module: random ops draw from "
-                                 "the session's generator (engine/_random.py, through the seam)")
+            raise AttributeError("the fake cupy has no random module: random ops draw "
+                                 "from the session's generator (engine/core/random.py, "
+                                 "through the seam)")
         value = getattr(self._module, name)
         if name == "ndarray":
             value = ndarray

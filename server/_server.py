@@ -30,7 +30,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from gradserve import engine
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._backend import (
+from gradserve.engine.core.backend import (
     FAKE_CUDA_ENV,
     backend,
     canonical_device,

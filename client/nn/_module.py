@@ -280,7 +280,7 @@ class Module:
         gradserve.float64
         """
         from gradserve.engine import DType, as_dtype, canonical_device
-        from gradserve.engine._dtype import is_dtype_name
+        from gradserve.engine.core.dtype import is_dtype_name
 
         for a in args:
             if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):

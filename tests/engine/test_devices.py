@@ -1,4 +1,4 @@
-"""The device seam (engine/_backend.py) and its test double (engine/_fakecupy.py).
+"""The device seam (engine/core/backend.py) and its test double (engine/_fakecupy.py).
 
 The first half holds the fake to the rules its docstring lists: if a rule stopped holding,
 the CUDA runs of the gradcheck and semantics suites would stop catching what it is for. The
@@ -18,15 +18,15 @@ import threading
 import numpy as np
 import pytest
 from gradserve import engine as E
-from gradserve.engine import _backend
-from gradserve.engine._backend import backend, scatter_add
+from gradserve.engine.core import backend as _backend
+from gradserve.engine.core.backend import backend, scatter_add
 
 
 @pytest.fixture
 def xp(monkeypatch):
     """The fake module with two devices, whatever the machine has."""
     monkeypatch.setenv("GRADSERVE_FAKE_CUDA", "2")
-    from gradserve.engine import _fakecupy
+    from gradserve.engine import _fakecupy as _fakecupy
 
     return _fakecupy
 
@@ -211,7 +211,7 @@ def test_freed_graphs_return_memory_to_the_pool():
 
 
 def test_ops_never_ask_which_array_module_they_run_on():
-    # What differs between numpy and cupy lives in engine/_backend.py; an op that branches on
+    # What differs between numpy and cupy lives in engine/core/backend.py; an op that branches on
     # the module, or reaches for cupy's own API, works on the fake and breaks on a GPU (or
     # the reverse). New ops get `xp` and the seam's helpers (scatter_add, to_device, ...).
     asks = re.compile(r"\bxp is (not )?np\b|\bnp is (not )?xp\b|\bimport cupyx?\b|"
