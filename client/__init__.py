@@ -81,6 +81,7 @@ from .engine import int as int  # noqa: A001, PLC0414
 from .engine.core.function import FunctionCtx as _FunctionCtx
 from .engine.surface.functional import functional as _functional
 from .engine.surface.functions import FUNCTIONS as _FUNCTIONS
+from .engine.surface.random import Generator
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
                            functional=_functional,
@@ -88,7 +89,7 @@ autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Fun
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
-    "DeviceUnavailableError", "Function", "GradserveError", "InvalidArgumentError",
+    "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
     "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",

@@ -33,8 +33,9 @@ class Factories(FactoryAPI):
     def _default_device(self) -> str:
         return self._device
 
-    def _make(self, name: str, requires_grad: bool, attrs: dict) -> RemoteTensor:
-        out = apply(get_op(name), (), attrs, session=self)
+    def _make(self, name: str, requires_grad: bool, attrs: dict,
+              inputs: tuple = ()) -> RemoteTensor:
+        out = apply(get_op(name), inputs, attrs, session=self)
         return out.requires_grad_(True) if requires_grad else out
 
     def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool) -> RemoteTensor:
@@ -69,3 +70,6 @@ class Factories(FactoryAPI):
         True
         """
         self._send("manual_seed", (), (), {"seed": int(seed)})
+
+    def _set_rng_state(self, state: RemoteTensor) -> None:
+        self._send("set_rng_state", (self._own(state),), (), {})

@@ -22,7 +22,7 @@ from .meta import (
     records,
     set_history,
 )
-from .random import current_generator
+from .random import current_generator, state_generator
 from .registry import Meta, OpDef
 from .tensor import Tensor
 
@@ -69,6 +69,8 @@ def _args(inputs) -> list:
 
 
 def _run(op: OpDef, be, args, attrs: dict):
+    if op.random and attrs.get("generator"):
+        return _run_on_state(op, be, args, attrs)
     kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
     try:
         return op.forward(be.xp, *args, **kw)
@@ -76,6 +78,19 @@ def _run(op: OpDef, be, args, attrs: dict):
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
         raise TensorIndexError(f"{op.name}: {e}") from None
+
+
+def _run_on_state(op: OpDef, be, args, attrs: dict):
+    """A random op given `generator=`: its last input is the generator's state bytes, read
+    before the op draws and written back after."""
+    *args, state = args
+    host = be.to_host(state)
+    with state_generator(host) as gen:
+        kw = {k: v for k, v in attrs.items() if k != "generator"}
+        out = op.forward(be.xp, *args, **kw, gen=be.draws(gen))
+    if host is not state:
+        state[...] = be.from_host(host)
+    return out
 
 
 def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):

@@ -9,6 +9,7 @@ Both therefore accept exactly the same calls and agree on argument handling.
 from __future__ import annotations
 
 from ..core.errors import InvalidArgumentError
+from .random import TensorRandom
 from .tensor_math import TensorMath
 from .tensor_shape import TensorShape
 
@@ -27,7 +28,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape):
+class TensorAPI(TensorMath, TensorShape, TensorRandom):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()

@@ -10,7 +10,7 @@ torch's kernels are serial and draw a fixed number of words per element, so n el
 n (or 2n) words from one `random_raw` call, transformed as arrays. Results are host arrays
 (numpy) of the requested numpy dtype, in row-major order.
 
-    >>> from gradserve.engine._mt19937 import CPUGenerator
+    >>> from gradserve.engine.core.mt19937 import CPUGenerator
     >>> normal(CPUGenerator(0), 3, np.float32).round(4).tolist()
     [1.541, -0.2934, -2.1788]
 """
@@ -21,8 +21,8 @@ import platform
 
 import numpy as np
 
-from . import _normal_avx2
-from ._mt19937 import CPUGenerator
+from . import normal_avx2 as _normal_avx2
+from .mt19937 import CPUGenerator
 
 _F32_DIV = np.float32(1.0 / (1 << 24))
 _F64_DIV = 1.0 / (1 << 53)

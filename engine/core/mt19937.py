@@ -107,8 +107,9 @@ class CPUGenerator:
         self.next_double_normal = dn if dn_valid else None
         self.next_float_normal = fn if fn_valid else None
 
-    def clone(self) -> CPUGenerator:
-        other = CPUGenerator.__new__(CPUGenerator)
-        other._bits = np.random.MT19937(0)
-        other.set_state(self.get_state())
-        return other
+    @classmethod
+    def from_state(cls, data: bytes) -> CPUGenerator:
+        gen = cls.__new__(cls)
+        gen._bits = np.random.MT19937(0)
+        gen.set_state(data)
+        return gen
