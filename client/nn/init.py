@@ -3,6 +3,8 @@
 Each function works under no_grad on any gradserve tensor and draws its random numbers
 where the tensor lives (a remote session's own generator, so `s.manual_seed` makes it
 reproducible); on a remote session an initialisation is a few buffered ops, no round trip.
+The draws are torch's in-place samplers (`uniform_`, `normal_`), so after the same seed the
+values are torch's (`trunc_normal_` excepted: see its docstring).
 
     >>> import gradserve.nn as nn
     >>> w = engine.empty(3, 4)
@@ -69,24 +71,24 @@ def _fan(tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor, a: float = 0.0, b: float = 1.0):
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
     """Fill with U(a, b).
 
     >>> float(nn.init.uniform_(engine.empty(100), -1, 1).abs().max()) <= 1
     True
     """
     with no_grad():
-        return tensor.copy_(new_like(tensor, "rand", *tensor.shape) * (b - a) + a)
+        return tensor.uniform_(a, b, generator=generator)
 
 
-def normal_(tensor, mean: float = 0.0, std: float = 1.0):
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std^2).
 
     >>> nn.init.normal_(engine.empty(2, 2), std=0.02).shape
     (2, 2)
     """
     with no_grad():
-        return tensor.copy_(new_like(tensor, "randn", *tensor.shape) * std + mean)
+        return tensor.normal_(mean, std, generator=generator)
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
@@ -135,29 +137,30 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
-def xavier_uniform_(tensor, gain: float = 1.0):
+def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
     """Glorot uniform: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_uniform_(engine.empty(3, 5)).shape
     (3, 5)
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    bound = math.sqrt(3.0) * std  # torch computes the bound this way (the same rounding)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain: float = 1.0):
+def xavier_normal_(tensor, gain: float = 1.0, generator=None):
     """Glorot normal: N(0, gain^2 * 2 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_normal_(engine.empty(3, 5)).shape
     (3, 5)
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
 def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in",
-                     nonlinearity: str = "leaky_relu"):
+                     nonlinearity: str = "leaky_relu", generator=None):
     """He uniform: U(-b, b), b = gain * sqrt(3 / fan) (gain from nonlinearity and a).
 
     >>> nn.init.kaiming_uniform_(engine.empty(4, 3), a=math.sqrt(5)).shape
@@ -167,12 +170,13 @@ def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in",
     if fan == 0:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
-    return uniform_(tensor, -bound, bound)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    bound = math.sqrt(3.0) * std  # torch computes the bound this way (the same rounding)
+    return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in",
-                    nonlinearity: str = "leaky_relu"):
+                    nonlinearity: str = "leaky_relu", generator=None):
     """He normal: N(0, gain^2 / fan).
 
     >>> nn.init.kaiming_normal_(engine.empty(4, 3), nonlinearity="relu").shape
@@ -182,4 +186,4 @@ def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in",
     if fan == 0:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
-    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)

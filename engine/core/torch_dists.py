@@ -51,15 +51,23 @@ def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
 
 
 def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
-    """`uniform_(low, high)`/`rand`: x * (high - low) + low in T's accumulate type."""
+    """`uniform_(low, high)`/`rand`: x * (high - low) + low in T's accumulate type, the
+    multiply-add fused as torch's x86 build fuses it (float products are exact in double,
+    so the float32 case rounds once)."""
     dtype = np.dtype(dtype)
-    acc = np.float64 if dtype == np.float64 else np.float32
     x = unit(gen, n, dtype)
+    if dtype == np.float64:
+        lo, hi = np.float64(low), np.float64(high)
+        if lo == 0 and hi == 1:
+            return x
+        # fused in double: extended precision rounds the product far below a double's ulp
+        wide = np.longdouble
+        return (x.astype(wide) * wide(hi - lo) + wide(lo)).astype(np.float64)
     if dtype == np.float16:  # from/to are halves, the arithmetic float (dist_acctype<Half>)
         low, high = float(np.float16(low)), float(np.float16(high))
-    lo, hi = acc(low), acc(high)
+    lo, hi = np.float32(low), np.float32(high)
     if not (lo == 0 and hi == 1):
-        x = x * acc(hi - lo) + lo
+        x = (x.astype(np.float64) * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
     return x.astype(dtype, copy=False)
 
 
