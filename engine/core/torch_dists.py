@@ -11,7 +11,7 @@ n (or 2n) words from one `random_raw` call, transformed as arrays. Results are h
 (numpy) of the requested numpy dtype, in row-major order.
 
     >>> from gradserve.engine.core.mt19937 import CPUGenerator
-    >>> normal(CPUGenerator(0), 3, np.float32).round(4).tolist()
+    >>> [round(float(v), 4) for v in normal(CPUGenerator(0), 3, np.float32)]
     [1.541, -0.2934, -2.1788]
 """
 

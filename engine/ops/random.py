@@ -143,25 +143,18 @@ def _check_args(kernel: str, dtype, kw: dict) -> None:
         raise InvalidArgumentError(f"bernoulli_ expects p to be in [0, 1], but got p={kw['p']}")
 
 
-def _zero_grad(op):
-    # torch's in-place samplers pass back a zero gradient to what they overwrote
-    op.def_backward(lambda ctx, g: (g * 0.0 if ctx.needs[0] else None,)
-                    + (None,) * (len(ctx.needs) - 1))
-    return op
-
-
-for _name, _kernel, _float, _attrs, _grad in (
-        ("uniform_", "uniform", "uniform_kernel_cpu", ("low", "high"), "UniformBackward0"),
-        ("normal_", "normal", "normal_kernel_cpu", ("mean", "std"), "NormalBackward0"),
-        ("exponential_", "exponential", "exponential_cpu", ("lambd",), "ExponentialBackward0"),
-        ("geometric_", "geometric", None, ("p",), "GeometricBackward0"),
-        ("cauchy_", "cauchy", "cauchy_cpu", ("median", "sigma"), "CauchyBackward0"),
-        ("log_normal_", "log_normal", "log_normal_cpu", ("mean", "std"), "LogNormalBackward0"),
-        ("bernoulli_p_", "bernoulli_scalar", None, ("p",), "BernoulliBackward0"),
+# samplers carry no gradient (torch records a zero one for a non-leaf it overwrites)
+for _name, _kernel, _float, _attrs in (
+        ("uniform_", "uniform", "uniform_kernel_cpu", ("low", "high")),
+        ("normal_", "normal", "normal_kernel_cpu", ("mean", "std")),
+        ("exponential_", "exponential", "exponential_cpu", ("lambd",)),
+        ("geometric_", "geometric", None, ("p",)),
+        ("cauchy_", "cauchy", "cauchy_cpu", ("median", "sigma")),
+        ("log_normal_", "log_normal", "log_normal_cpu", ("mean", "std")),
+        ("bernoulli_p_", "bernoulli_scalar", None, ("p",)),
 ):
     _infer, _forward = _fill(_kernel, _float)
-    _zero_grad(defop(_name, infer=_infer, grad_name=_grad, random=True,
-                     attrs=(*_attrs, "generator"))(_forward))
+    defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"))(_forward)
 
 
 def _random_meta(a, *_state, low=0, high=None, full=False, generator=False):
@@ -190,8 +183,8 @@ def _random_forward(xp, a, *_s, low=0, high=None, full=False, gen):
     return gen.to_device(_in_memory_order(a, values, gen))
 
 
-_zero_grad(defop("random_", infer=_random_meta, grad_name="RandomBackward0", random=True,
-                 attrs=("low", "high", "full", "generator"))(_random_forward))
+defop("random_", infer=_random_meta, random=True,
+      attrs=("low", "high", "full", "generator"))(_random_forward)
 
 
 # -- samplers ----------------------------------------------------------------------------------
@@ -207,16 +200,13 @@ def _bernoulli_meta(a, p, *_state, generator=False):
     return Meta(a.shape, a.dtype)
 
 
-@defop("bernoulli_", infer=_bernoulli_meta, grad_name="BernoulliBackward1", random=True,
-       attrs=("generator",))
+@defop("bernoulli_", infer=_bernoulli_meta, random=True, attrs=("generator",))
 def _bernoulli_tensor(xp, a, p, *_s, gen):
     """bernoulli_(p tensor): one u < p per element of the target (p broadcast to it)."""
     p = np.broadcast_to(gen.host(p), a.shape)
     hits = _dists().bernoulli_tensor(gen.gen, _memory_view(a, p))
     return gen.to_device(_in_memory_order(a, hits.reshape(-1).astype(a.dtype), gen))
 
-
-_zero_grad(_bernoulli_tensor)
 
 
 def _memory_view(a, p: np.ndarray) -> np.ndarray:
@@ -251,8 +241,7 @@ def _poisson_meta(rates, *_state, generator=False):
     return Meta(rates.shape, rates.dtype)
 
 
-@defop("poisson", infer=_poisson_meta, grad_name="PoissonBackward0", random=True,
-       attrs=("generator",))
+@defop("poisson", infer=_poisson_meta, random=True, attrs=("generator",))
 def _poisson(xp, rates, *_s, gen):
     """Poisson counts drawn by numpy's sampler from a 64-bit seed taken from the stream:
     reproducible under manual_seed, but not torch's values (torch's rejection sampler
@@ -264,5 +253,3 @@ def _poisson(xp, rates, *_s, gen):
     counts = np.random.Generator(np.random.PCG64(seed)).poisson(lam.astype(np.float64))
     return gen.to_device(counts.astype(lam.dtype))
 
-
-_zero_grad(_poisson)

@@ -13,7 +13,7 @@ binary search of each 53-bit uniform in the normalised cumulative sum.
 
     >>> from gradserve.engine.core.mt19937 import CPUGenerator
     >>> randperm_values(CPUGenerator(0), 5).tolist()
-    [2, 0, 1, 3, 4]
+    [4, 0, 1, 3, 2]
 """
 
 from __future__ import annotations
