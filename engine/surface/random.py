@@ -91,9 +91,12 @@ def _host(t) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(t)).reshape(-1)
 
 
-def _with(generator, home, others: tuple, attrs: dict) -> tuple[tuple, dict]:
+def _with(generator, where, others: tuple, attrs: dict) -> tuple[tuple, dict]:
+    """(inputs, attrs) of a random op given `generator=`: its state tensor appended on the
+    home of `where` (a tensor, or a factory surface) and the attr that says so."""
     if generator is None:
         return others, attrs
+    home = where._home() if hasattr(where, "_home") else where
     if not isinstance(generator, Generator):
         raise TypeError(f"generator must be a gradserve.Generator, not "
                         f"{type(generator).__name__}")
@@ -106,7 +109,7 @@ class TensorRandom:
     __slots__ = ()
 
     def _sample_(self, name: str, generator, *others, **attrs):
-        others, attrs = _with(generator, self._home(), others, attrs)
+        others, attrs = _with(generator, self, others, attrs)
         return self._inplace(name, *others, **attrs)
 
     def uniform_(self, from_=0.0, to=1.0, *, generator=None, **kw):
@@ -160,7 +163,7 @@ class TensorRandom:
             return out.bernoulli_(self if p is None else p, generator=generator)
 
     def multinomial(self, num_samples, replacement=False, *, generator=None):
-        others, attrs = _with(generator, self._home(), (),
+        others, attrs = _with(generator, self, (),
                               {"num_samples": int(num_samples), "replacement": bool(replacement)})
         return self._op("multinomial", self, *others, **attrs)
 
@@ -216,7 +219,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 def poisson(input, generator=None):
     """torch.poisson: counts with rates `input` (gradserve's own sampler; see the README)."""
-    others, attrs = _with(generator, input._home(), (), {})
+    others, attrs = _with(generator, input, (), {})
     return input._op("poisson", input, *others, **attrs)
 
 
