@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 
 from gradserve import engine
+from gradserve.engine.surface import random as _random
 from gradserve.engine.surface.factories import FactoryAPI, factory_names
 
 from ._current import current_session
@@ -37,6 +38,21 @@ def _factory(name: str):
 
 # the *_like factories follow their input (engine.zeros_like etc.), not the current session
 FACTORIES = {name: _factory(name) for name in factory_names() if not name.endswith("_like")}
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, session=None, **kwargs):
+    """torch.normal: tensor means and/or stds, or float ones with a `size` (then made on
+    `session=`, else the current session, else in-process).
+
+    >>> gs.normal(0.0, 1.0, size=(2, 3)).shape
+    (2, 3)
+    """
+    if not (hasattr(mean, "shape") or hasattr(std, "shape")):
+        kwargs["home"] = default_session(session)
+    return _random.normal(mean, std, size, generator=generator, **kwargs)
+
+
+FACTORIES["normal"] = normal
 
 
 def _is_available() -> bool:

@@ -184,10 +184,10 @@ def bernoulli_tensor(gen: CPUGenerator, p: np.ndarray) -> np.ndarray:
     return hit.reshape(p.shape)
 
 
-def bernoulli_scalar(gen: CPUGenerator, n: int, p: float) -> np.ndarray:
+def bernoulli_scalar(gen: CPUGenerator, n: int, dtype, p: float) -> np.ndarray:
     """`bernoulli_(p)` with a float p, as torch's default kernel (53-bit u < p). torch's
     x86 builds take MKL's generator instead on Intel CPUs (see the README)."""
-    return unit(gen, n, np.float64) < float(p)
+    return (unit(gen, n, np.float64) < float(p)).astype(dtype)
 
 
 def exponential(gen: CPUGenerator, n: int, dtype, lambd: float = 1.0) -> np.ndarray:

@@ -145,13 +145,13 @@ def _check_args(kernel: str, dtype, kw: dict) -> None:
 
 # samplers carry no gradient (torch records a zero one for a non-leaf it overwrites)
 for _name, _kernel, _float, _attrs in (
-        ("uniform_", "uniform", "uniform_kernel_cpu", ("low", "high")),
-        ("normal_", "normal", "normal_kernel_cpu", ("mean", "std")),
-        ("exponential_", "exponential", "exponential_cpu", ("lambd",)),
-        ("geometric_", "geometric", None, ("p",)),
-        ("cauchy_", "cauchy", "cauchy_cpu", ("median", "sigma")),
-        ("log_normal_", "log_normal", "log_normal_cpu", ("mean", "std")),
-        ("bernoulli_p_", "bernoulli_scalar", None, ("p",)),
+        ("uniform", "uniform", "uniform_kernel_cpu", ("low", "high")),
+        ("normal", "normal", "normal_kernel_cpu", ("mean", "std")),
+        ("exponential", "exponential", "exponential_cpu", ("lambd",)),
+        ("geometric", "geometric", None, ("p",)),
+        ("cauchy", "cauchy", "cauchy_cpu", ("median", "sigma")),
+        ("log_normal", "log_normal", "log_normal_cpu", ("mean", "std")),
+        ("bernoulli_p", "bernoulli_scalar", None, ("p",)),
 ):
     _infer, _forward = _fill(_kernel, _float)
     defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"))(_forward)
@@ -183,7 +183,7 @@ def _random_forward(xp, a, *_s, low=0, high=None, full=False, gen):
     return gen.to_device(_in_memory_order(a, values, gen))
 
 
-defop("random_", infer=_random_meta, random=True,
+defop("random", infer=_random_meta, random=True,
       attrs=("low", "high", "full", "generator"))(_random_forward)
 
 
@@ -200,7 +200,7 @@ def _bernoulli_meta(a, p, *_state, generator=False):
     return Meta(a.shape, a.dtype)
 
 
-@defop("bernoulli_", infer=_bernoulli_meta, random=True, attrs=("generator",))
+@defop("bernoulli", infer=_bernoulli_meta, random=True, attrs=("generator",))
 def _bernoulli_tensor(xp, a, p, *_s, gen):
     """bernoulli_(p tensor): one u < p per element of the target (p broadcast to it)."""
     p = np.broadcast_to(gen.host(p), a.shape)

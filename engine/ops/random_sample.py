@@ -67,6 +67,8 @@ def _swap_shuffle(gen: CPUGenerator, n: int) -> np.ndarray:
     steps = idx[:-1]
     j = steps + (gen.random32(n - 1) % (n - steps).astype(np.uint64)).astype(np.int64)
     moved = j != steps
+    if not moved.any():
+        return idx
     # last (largest) step k < t with j_k == t, k != t: it made place t hold c(k)
     last_into = np.full(n, -1, np.int64)
     tgt, src = j[moved], steps[moved]

@@ -56,7 +56,7 @@ class Generator:
             from .factories import ENGINE
 
             return ENGINE.tensor(np.frombuffer(self._bytes, np.uint8).copy())
-        return self._state.clone()
+        return self._state.cpu().clone()
 
     def set_state(self, new_state) -> Generator:
         data = _host(new_state)
@@ -75,7 +75,7 @@ class Generator:
         if self._state is not None and self._where is home:
             return self._state
         data = np.frombuffer(self._host_bytes(), np.uint8).copy()
-        self._state = home.tensor(data, device="cpu")
+        self._state = home.tensor(data)  # on the home's device, beside what it draws for
         self._where, self._bytes = home, None
         return self._state
 
@@ -87,7 +87,7 @@ def _host(t) -> np.ndarray:
     from .factories import host_values
 
     if hasattr(t, "_home"):
-        return np.ascontiguousarray(host_values(t)).reshape(-1)
+        return np.ascontiguousarray(host_values(t.cpu())).reshape(-1)
     return np.ascontiguousarray(np.asarray(t)).reshape(-1)
 
 
@@ -115,22 +115,22 @@ class TensorRandom:
     def uniform_(self, from_=0.0, to=1.0, *, generator=None, **kw):
         """Fill with U(from, to) (torch's `from`, a keyword here as `from_` or `from`)."""
         from_ = kw.pop("from", from_)
-        return self._sample_("uniform_", generator, low=float(from_), high=float(to), **kw)
+        return self._sample_("uniform", generator, low=float(from_), high=float(to), **kw)
 
     def normal_(self, mean=0.0, std=1.0, *, generator=None):
-        return self._sample_("normal_", generator, mean=float(mean), std=float(std))
+        return self._sample_("normal", generator, mean=float(mean), std=float(std))
 
     def exponential_(self, lambd=1.0, *, generator=None):
-        return self._sample_("exponential_", generator, lambd=float(lambd))
+        return self._sample_("exponential", generator, lambd=float(lambd))
 
     def geometric_(self, p, *, generator=None):
-        return self._sample_("geometric_", generator, p=float(p))
+        return self._sample_("geometric", generator, p=float(p))
 
     def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
-        return self._sample_("cauchy_", generator, median=float(median), sigma=float(sigma))
+        return self._sample_("cauchy", generator, median=float(median), sigma=float(sigma))
 
     def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
-        return self._sample_("log_normal_", generator, mean=float(mean), std=float(std))
+        return self._sample_("log_normal", generator, mean=float(mean), std=float(std))
 
     def random_(self, *args, generator=None, **kw):
         """random_(), random_(to), random_(from, to) (from/to also as keywords)."""
@@ -144,15 +144,15 @@ class TensorRandom:
         elif len(args) == 2:
             low, high = args
         if high is None and int(low) == 0:  # [0, the dtype's max]: torch's default kernel
-            return self._sample_("random_", generator)
+            return self._sample_("random", generator)
         full = high is None and int(low) == -(1 << 63)
-        return self._sample_("random_", generator, low=int(low),
+        return self._sample_("random", generator, low=int(low),
                              high=None if high is None else int(high), full=full)
 
     def bernoulli_(self, p=0.5, *, generator=None):
         if hasattr(p, "shape"):
-            return self._sample_("bernoulli_", generator, p)
-        return self._sample_("bernoulli_p_", generator, p=float(p))
+            return self._sample_("bernoulli", generator, p)
+        return self._sample_("bernoulli_p", generator, p=float(p))
 
     def bernoulli(self, p=None, *, generator=None):
         """A 0/1 tensor like self: each element 1 with probability self (or `p`)."""
@@ -169,15 +169,16 @@ class TensorRandom:
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None,
-           requires_grad=False, out=None):
-    """torch.normal: tensor means and/or stds (broadcast), or floats with a `size`."""
+           requires_grad=False, home=None):
+    """torch.normal: tensor means and/or stds (broadcast), or floats with a `size` (made on
+    `home`, a factory surface: in-process by default)."""
     from ..core.grad_mode import no_grad
 
     mean_t, std_t = hasattr(mean, "shape"), hasattr(std, "shape")
     if not (mean_t or std_t):
         if size is None:
             raise TypeError("normal() missing the size for float mean and std")
-        home = _home_of(None)
+        home = home if home is not None else _home_of(None)
         t = home.empty(*_size(size), dtype=dtype, device=device)
         with no_grad():
             t.normal_(mean, std, generator=generator)

@@ -31,7 +31,7 @@ def test_parameters_are_created_on_the_session(fake_session):
         assert isinstance(p, s.tensor_type) and p.session is s
         assert p.is_leaf and p.requires_grad
     # drawn there in place (torch's uniform_): no upload, no fetch
-    assert s.ops == ["empty", "uniform__", "empty", "uniform__"]  # the op uniform_, in place
+    assert s.ops == ["empty", "uniform_", "empty", "uniform_"]
     assert s.uploads == 0 and s.fetches == 0
 
 

@@ -249,8 +249,8 @@ def _dropout_mask(xp, x, p, gen):
     (and no draw at all for p == 1)."""
     if p == 1:
         return xp.zeros_like(x)
-    keep = gen("bernoulli_scalar", x.shape, 1 - p)
-    return keep.astype(x.dtype) / x.dtype.type(1 - p)
+    keep = gen("bernoulli_scalar", x.shape, x.dtype, 1 - p)
+    return keep / x.dtype.type(1 - p)
 
 
 defop("dropout_mask", infer=_dropout_meta, random=True, attrs=("p",))(_dropout_mask)
