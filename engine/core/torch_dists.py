@@ -27,7 +27,7 @@ from .mt19937 import CPUGenerator
 _F32_DIV = np.float32(1.0 / (1 << 24))
 _F64_DIV = 1.0 / (1 << 53)
 _TWO_PI = 2.0 * np.pi
-_M24, _M53, _M11 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1), np.uint64((1 << 11) - 1)
+_M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 # torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
 # normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
@@ -41,12 +41,10 @@ def _is64(dtype) -> bool:
 # -- uniform ---------------------------------------------------------------------------------
 def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
     """n draws of `uniform_real_distribution<T>(0, 1)`: [0, 1) on T's mantissa grid
-    (float64: 53 bits of a 64-bit draw; float32: 24 bits of a word; float16: 11 bits)."""
+    (float64: 53 bits of a 64-bit draw; otherwise 24 bits of a word, as float32)."""
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return (gen.random64(n) & _M53).astype(np.float64) * _F64_DIV
-    if dtype == np.float16:
-        return ((gen.random32(n) & _M11).astype(np.float32) * np.float32(1 / 2048))
     return (gen.random32(n) & _M24).astype(np.float32) * _F32_DIV
 
 
@@ -55,7 +53,7 @@ def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.
     multiply-add fused as torch's x86 build fuses it (float products are exact in double,
     so the float32 case rounds once)."""
     dtype = np.dtype(dtype)
-    x = unit(gen, n, dtype)
+    x = unit(gen, n, dtype)  # float16: a float drawn, then rounded to half, as torch does
     if dtype == np.float64:
         lo, hi = np.float64(low), np.float64(high)
         if lo == 0 and hi == 1:
@@ -63,8 +61,6 @@ def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.
         # fused in double: extended precision rounds the product far below a double's ulp
         wide = np.longdouble
         return (x.astype(wide) * wide(hi - lo) + wide(lo)).astype(np.float64)
-    if dtype == np.float16:  # from/to are halves, the arithmetic float (dist_acctype<Half>)
-        low, high = float(np.float16(low)), float(np.float16(high))
     lo, hi = np.float32(low), np.float32(high)
     if not (lo == 0 and hi == 1):
         x = (x.astype(np.float64) * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
@@ -134,15 +130,17 @@ def scalar_normal(gen: CPUGenerator, n: int, mean: float = 0.0, std: float = 1.0
 
 
 # -- integers --------------------------------------------------------------------------------
-_WIDE = {np.dtype(np.int64), np.dtype(np.float64), np.dtype(np.float32)}
+# torch 2.13 draws 64 bits for a range of 2^28 or more (any dtype), which keeps the modulo
+# bias small; measured against torch, the older sources say 2^32
+_WIDE_RANGE = 1 << 28
 
 
 def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.ndarray:
     """`random_(low, high)`/`randint`: (word % range) + low, from a 64-bit draw when the
-    range needs one (and the dtype can hold it), else from a 32-bit word."""
+    range is 2^28 or more, else from a 32-bit word."""
     dtype = np.dtype(dtype)
     span = int(high) - int(low)
-    wide = span >= 1 << 32 and dtype in _WIDE
+    wide = span >= _WIDE_RANGE
     words = gen.random64(n) if wide else gen.random32(n)
     return _offset(words % np.uint64(span), low).astype(dtype)
 
