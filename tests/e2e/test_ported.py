@@ -61,7 +61,6 @@ def test_a_torch_script_runs_with_one_word_changed(name, client):
 
 @pytest.mark.parametrize("name", SEEDED)
 def test_a_seeded_script_prints_torchs_text(name, client):
-    import torch
 
     source = (SCRIPTS / f"{name}.py").read_text()
     assert "manual_seed" in source
