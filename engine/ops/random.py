@@ -10,6 +10,8 @@ target takes normal_'s scalar path, as torch's does.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from ..core.dtype import as_dtype, int64
@@ -102,8 +104,9 @@ def _in_memory_order(a, values: np.ndarray, gen) -> np.ndarray:
     return out
 
 
-def _fill(kernel: str, floating: str | None = None):
-    """An in-place fill op forward: `kernel` drawn for every element of the target."""
+def _fill(kernel: str, floating: str | None, attrs: tuple[str, ...]):
+    """An in-place fill op (shape rule, forward): `kernel` drawn for every element of the
+    target, with `attrs` (keyword-only, described so by ListOps)."""
 
     def forward(xp, a, *_s, gen, **kw):
         kw.pop("generator", None)
@@ -119,6 +122,10 @@ def _fill(kernel: str, floating: str | None = None):
         _check_args(kernel, a.dtype, kw)
         return Meta(a.shape, a.dtype)
 
+    P = inspect.Parameter
+    infer.__signature__ = inspect.Signature(
+        [P("a", P.POSITIONAL_OR_KEYWORD), P("_state", P.VAR_POSITIONAL)]
+        + [P(n, P.KEYWORD_ONLY) for n in attrs] + [P("generator", P.KEYWORD_ONLY, default=False)])
     return infer, forward
 
 
@@ -153,7 +160,7 @@ for _name, _kernel, _float, _attrs in (
         ("log_normal", "log_normal", "log_normal_cpu", ("mean", "std")),
         ("bernoulli_p", "bernoulli_scalar", None, ("p",)),
 ):
-    _infer, _forward = _fill(_kernel, _float)
+    _infer, _forward = _fill(_kernel, _float, _attrs)
     defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"))(_forward)
 
 
