@@ -18,7 +18,7 @@ from ..core.dtype import as_dtype, int64
 from ..core.errors import InvalidArgumentError
 from ..core.registry import Meta, defop
 from ..core.shape import check_shape
-from .random_sample import multinomial_indices, randperm_values
+from .random_sample import multinomial_indices, randperm_values, trunc_normal_values
 
 _TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
                 "uint8": "Byte", "bool": "Bool", "float16": "Half", "float32": "Float",
@@ -162,6 +162,22 @@ for _name, _kernel, _float, _attrs in (
 ):
     _infer, _forward = _fill(_kernel, _float, _attrs)
     defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"))(_forward)
+
+
+def _trunc_normal_meta(a, *_state, mean, std, low, high, generator=False):
+    _floating("normal_kernel_cpu", a.dtype)
+    if not std > 0:
+        raise InvalidArgumentError(f"trunc_normal_ expects std > 0.0, but found std {std}")
+    return Meta(a.shape, a.dtype)
+
+
+@defop("trunc_normal", infer=_trunc_normal_meta, random=True,
+       attrs=("mean", "std", "low", "high", "generator"))
+def _trunc_normal(xp, a, *_s, mean, std, low, high, gen):
+    """nn.init.trunc_normal_ as torch 2.13 draws it (ops/random_sample.py)."""
+    values = trunc_normal_values(gen.gen, int(a.size), a.dtype, bool(a.flags.c_contiguous),
+                                 float(mean), float(std), float(low), float(high))
+    return gen.to_device(_in_memory_order(a, values, gen))
 
 
 def _random_meta(a, *_state, low=0, high=None, full=False, generator=False):

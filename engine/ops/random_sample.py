@@ -18,6 +18,8 @@ binary search of each 53-bit uniform in the normalised cumulative sum.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.errors import InvalidArgumentError
@@ -143,3 +145,44 @@ def multinomial_indices(gen: CPUGenerator, p: np.ndarray, num_samples: int,
                     for c, row in zip(cum, u, strict=True)]) if rows.shape[0] else \
         np.zeros((0, num_samples), np.int64)
     return out.astype(np.int64).reshape(*p.shape[:-1], num_samples)
+
+
+def trunc_normal_values(gen: CPUGenerator, n: int, dtype, contiguous: bool, mean: float,
+                        std: float, a: float, b: float) -> np.ndarray:
+    """torch 2.13's `nn.init.trunc_normal_`: when [a, b] holds more than 0.3 of the mass,
+    normals redrawn (a whole tensor's worth each round) where they fall outside; else
+    uniform candidates on [a, b] accepted by log(u) > the log density below its peak. The
+    rounds run here, on the data, so a remote session waits for none of them."""
+    from ..core.torch_dists import normal, uniform
+
+    dtype = np.dtype(dtype)
+    cast = dtype.type
+
+    def cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    if cdf((b - mean) / std) - cdf((a - mean) / std) > 0.3:
+        lo, hi = cast(a), cast(b)
+        result = normal(gen, n, dtype, mean, std, contiguous)
+        while True:
+            outside = (result < lo) | (result > hi)
+            if not outside.any():
+                return result
+            result = np.where(outside, normal(gen, n, dtype, mean, std, contiguous), result)
+    mode = max(a, min(mean, b))
+    log_peak = -0.5 * ((mode - mean) / std) ** 2
+
+    def log_density(x):  # torch's in-place float steps, scalars cast to the dtype
+        x = (x - cast(mean)) / cast(std)
+        return (x * x) * cast(-0.5) - cast(log_peak)
+
+    result = uniform(gen, n, dtype, a, b)
+    candidates = log_density(result)
+    with np.errstate(divide="ignore"):
+        pending = np.log(uniform(gen, n, dtype)) > candidates
+        while pending.any():
+            fresh = uniform(gen, n, dtype, a, b)
+            result = np.where(pending, fresh, result)
+            candidates = log_density(fresh)
+            pending = np.where(pending, np.log(uniform(gen, n, dtype)) > candidates, pending)
+    return result

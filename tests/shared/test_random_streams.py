@@ -255,7 +255,10 @@ def test_default_initialisations_and_nn_init(ns):
     for name, kw in (("uniform_", {"a": -0.2, "b": 0.7}), ("normal_", {"std": 0.02}),
                      ("xavier_uniform_", {}), ("xavier_normal_", {"gain": 2.0}),
                      ("kaiming_uniform_", {"a": math.sqrt(5)}),
-                     ("kaiming_normal_", {"nonlinearity": "relu"})):
+                     ("kaiming_normal_", {"nonlinearity": "relu"}),
+                     ("trunc_normal_", {"std": 0.02}),
+                     ("trunc_normal_", {"std": 1.0, "a": -1.0, "b": 1.0}),
+                     ("trunc_normal_", {"mean": 0.5, "std": 1.0, "a": 0.6, "b": 0.9})):
         same(getattr(gnn.init, name)(h.empty(20, 30), **kw),
              getattr(torch.nn.init, name)(torch.empty(20, 30), **kw))
 
