@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 
-
 def calculate_gain(nonlinearity: str, param=None) -> float:
     """torch's recommended gain for a nonlinearity (relu: sqrt(2), tanh: 5/3, ...).
 
