@@ -24,7 +24,7 @@ import secrets
 
 import numpy as np
 
-from .mt19937 import DEFAULT_SEED, STATE_BYTES, CPUGenerator
+from .mt19937 import STATE_BYTES, CPUGenerator
 
 
 class Generator:
@@ -34,7 +34,9 @@ class Generator:
     __slots__ = ("cpu",)
 
     def __init__(self, seed: int | None = None) -> None:
-        self.cpu = CPUGenerator(DEFAULT_SEED if seed is None else seed)
+        # unseeded, a stream starts from the OS's entropy, as torch's default generator does
+        # (a fresh torch.Generator() object starts from a fixed seed: gradserve.Generator)
+        self.cpu = CPUGenerator(secrets.randbits(64) if seed is None else seed)
 
     def manual_seed(self, seed: int) -> Generator:
         self.cpu.manual_seed(seed)
