@@ -80,6 +80,7 @@ from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
 from .engine.seam import FUNCTIONS as _FUNCTIONS
 from .engine.seam import FunctionCtx as _FunctionCtx
+from .engine.seam import Generator
 from .engine.seam import functional as _functional
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
@@ -88,7 +89,7 @@ autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Fun
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
-    "DeviceUnavailableError", "Function", "GradserveError", "InvalidArgumentError",
+    "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
     "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",

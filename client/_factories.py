@@ -31,8 +31,9 @@ class Factories(FactoryAPI):
     def _default_device(self) -> str:
         return self._device
 
-    def _make(self, name: str, requires_grad: bool, attrs: dict) -> RemoteTensor:
-        out = self._kind.apply(get_op(name), (), attrs)
+    def _make(self, name: str, requires_grad: bool, attrs: dict,
+              inputs: tuple = ()) -> RemoteTensor:
+        out = self._kind.apply(get_op(name), inputs, attrs)
         return out.requires_grad_(True) if requires_grad else out
 
     def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool) -> RemoteTensor:
@@ -65,3 +66,6 @@ class Factories(FactoryAPI):
         True
         """
         self._send("manual_seed", (), (), {"seed": int(seed)})
+
+    def _set_rng_state(self, state: RemoteTensor) -> None:
+        self._send("set_rng_state", (self._own(state),), (), {})

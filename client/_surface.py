@@ -18,6 +18,7 @@ import functools
 
 from gradserve import engine
 from gradserve.engine.seam import FactoryAPI, factory_names
+from gradserve.engine.seam import random as _random
 
 from ._current import current_session
 from ._default import default_session
@@ -37,6 +38,21 @@ def _factory(name: str):
 
 # the *_like factories follow their input (engine.zeros_like etc.), not the current session
 FACTORIES = {name: _factory(name) for name in factory_names() if not name.endswith("_like")}
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, session=None, **kwargs):
+    """torch.normal: tensor means and/or stds, or float ones with a `size` (then made on
+    `session=`, else the current session, else in-process).
+
+    >>> gs.normal(0.0, 1.0, size=(2, 3)).shape
+    (2, 3)
+    """
+    if not (hasattr(mean, "shape") or hasattr(std, "shape")):
+        kwargs["home"] = default_session(session)
+    return _random.normal(mean, std, size, generator=generator, **kwargs)
+
+
+FACTORIES["normal"] = normal
 
 
 def _is_available() -> bool:

@@ -55,6 +55,7 @@ from .core.registry import OPS, Meta, get_op
 from .ops import commands as _commands  # noqa: F401  (registers its ops)
 from .ops import factories as _factories  # noqa: F401  (registers its ops)
 from .ops import optim as _optim  # noqa: F401  (registers its ops)
+from .ops import random as _random_ops  # noqa: F401  (registers its ops)
 from .ops.elementwise import activations as _activations  # noqa: F401  (registers its ops)
 from .ops.elementwise import arithmetic as _arithmetic  # noqa: F401  (registers its ops)
 from .ops.elementwise import binary as _binary  # noqa: F401  (registers its ops)

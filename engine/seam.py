@@ -11,7 +11,10 @@ Both tensor kinds
     `AccumulateGrad` (the graph), `Shadow` (a data-free stand-in an in-place op saves),
     `FactoryAPI` and `factory_names` (torch's factories over three primitives),
     `format_tensor` (torch's repr), `add_tensor_hook`; `FUNCTIONS`, `functional` and
-    `FunctionCtx` (the module functions and autograd namespaces the SDK re-exports).
+    `FunctionCtx` (the module functions and autograd namespaces the SDK re-exports);
+    `Generator` (torch's `Generator`, its state where it is used) and `random` (the
+    generator-taking factories and samplers; `generator_inputs`: a random op's inputs
+    and attrs given `generator=`).
 The client's backward
     `plan_backward` (torch's checks first), `run_backward` (with `grads=None`: the walk
     without data, which says which tensors get a `.grad`), `free_graph`, `hooks_in`,
@@ -43,20 +46,23 @@ from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
 from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
+from .surface import random
 from .surface.factories import FactoryAPI, factory_names
 from .surface.format import format_tensor
 from .surface.functional import functional
 from .surface.functions import FUNCTIONS
 from .surface.grad_api import as_list, check_roots, check_unused
+from .surface.random import Generator
+from .surface.random import _with as generator_inputs
 from .surface.snapshot import NotQuiet, array_bytes, pack, unpack, why_not_quiet
 from .surface.tensor import apply, apply_inplace
 
 __all__ = [
-    "FUNCTIONS", "OPS", "AccumulateGrad", "AutogradMeta", "FactoryAPI", "FunctionCtx", "Node",
-    "NotQuiet", "OpDef", "Shadow", "TensorKind", "add_tensor_hook", "apply", "apply_inplace",
-    "array_bytes", "as_list", "backend", "canonical_device", "check_roots", "check_unused",
-    "client_calls", "describe_graph", "factory_names", "format_tensor", "free_graph",
-    "from_numpy_dtype", "functional", "grad_mode", "hooks_in", "is_dtype_name", "pack",
-    "plan_backward", "run_backward", "run_inplace", "run_op", "to_dot", "unpack",
-    "why_not_quiet",
+    "FUNCTIONS", "OPS", "AccumulateGrad", "AutogradMeta", "FactoryAPI", "FunctionCtx",
+    "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind", "add_tensor_hook", "apply",
+    "apply_inplace", "array_bytes", "as_list", "backend", "canonical_device", "check_roots",
+    "check_unused", "client_calls", "describe_graph", "factory_names", "format_tensor",
+    "free_graph", "from_numpy_dtype", "functional", "generator_inputs", "grad_mode", "hooks_in",
+    "is_dtype_name", "pack", "plan_backward", "random", "run_backward", "run_inplace", "run_op",
+    "to_dot", "unpack", "why_not_quiet",
 ]

@@ -11,6 +11,7 @@ from gradserve.engine import no_grad
 
 from .._default import default_session
 from . import functional as F
+from . import init
 from ._module import Module
 
 
@@ -64,19 +65,24 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def _uniform(self, *shape, dtype):
-        # torch: kaiming_uniform_(a=sqrt(5)) for the weight and U(-b, b) for the bias both
-        # come to b = 1/sqrt(fan_in). Drawn and scaled in place where the parameter lives.
-        bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
-        with no_grad():
-            t = self.session.rand(*shape, dtype=dtype)
-            t.mul_(2.0 * bound).sub_(bound)
+        t = self.session.empty(*shape, dtype=dtype)
+        self._init(t)
         return t.requires_grad_()
+
+    def _init(self, t) -> None:
+        # torch: kaiming_uniform_(a=sqrt(5)) for the weight, U(-b, b) with b = 1/sqrt(fan_in)
+        # for the bias, drawn in that order in place (so the values are torch's)
+        if t.dim() == 2:
+            init.kaiming_uniform_(t, a=math.sqrt(5))
+        else:
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            init.uniform_(t, -bound, bound)
 
     def reset_parameters(self) -> None:
         """Draw fresh initial values, in place. >>> fc.reset_parameters()"""
         with no_grad():
             for p in self.parameters():
-                p.copy_(self._uniform(*p.shape, dtype=p.dtype).detach())
+                self._init(p)
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)

@@ -53,22 +53,25 @@ class MultiheadAttention(Module):
         self.batch_first = batch_first
         self.session = s = default_session(session)
         if self._qkv_same_embed_dim:
-            self.in_proj_weight = new_parameter(s, 3 * embed_dim, embed_dim, dtype=dtype,
-                                                init=init.xavier_uniform_)
+            self.in_proj_weight = new_parameter(s, 3 * embed_dim, embed_dim, dtype=dtype)
             for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
                 self.register_parameter(name, None)
         else:
             self.register_parameter("in_proj_weight", None)
             for name, cols in (("q_proj_weight", embed_dim), ("k_proj_weight", self.kdim),
                                ("v_proj_weight", self.vdim)):
-                setattr(self, name, new_parameter(s, embed_dim, cols, dtype=dtype,
-                                                  init=init.xavier_uniform_))
+                setattr(self, name, new_parameter(s, embed_dim, cols, dtype=dtype))
         if bias:
             self.in_proj_bias = new_parameter(s, 3 * embed_dim, dtype=dtype, init=init.zeros_)
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias,
                                                         session=s, dtype=dtype)
+        # torch draws out_proj's default init first, then the projections' (same values)
+        for w in (self.in_proj_weight, self.q_proj_weight, self.k_proj_weight,
+                  self.v_proj_weight):
+            if w is not None:
+                init.xavier_uniform_(w)
         if bias:
             init.zeros_(self.out_proj.bias)
         if device is not None:

@@ -3,6 +3,8 @@
 Each function works under no_grad on any gradserve tensor and draws its random numbers
 where the tensor lives (a remote session's own generator, so `s.manual_seed` makes it
 reproducible); on a remote session an initialisation is a few buffered ops, no round trip.
+The draws are torch's in-place samplers (`uniform_`, `normal_`), so after the same seed the
+values are torch's.
 
     >>> import gradserve.nn as nn
     >>> w = engine.empty(3, 4)
@@ -16,15 +18,12 @@ import math
 import warnings
 
 from gradserve.engine import no_grad
-
-from .._default import new_like
+from gradserve.engine.seam import generator_inputs
 
 __all__ = [
     "calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
     "trunc_normal_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
 ]
-
-_TRUNC_ROUNDS = 12  # resampling rounds: an element stays outside [a, b] with p <= 0.32^12
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -69,33 +68,33 @@ def _fan(tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor, a: float = 0.0, b: float = 1.0):
+def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
     """Fill with U(a, b).
 
     >>> float(nn.init.uniform_(engine.empty(100), -1, 1).abs().max()) <= 1
     True
     """
     with no_grad():
-        return tensor.copy_(new_like(tensor, "rand", *tensor.shape) * (b - a) + a)
+        return tensor.uniform_(a, b, generator=generator)
 
 
-def normal_(tensor, mean: float = 0.0, std: float = 1.0):
+def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std^2).
 
     >>> nn.init.normal_(engine.empty(2, 2), std=0.02).shape
     (2, 2)
     """
     with no_grad():
-        return tensor.copy_(new_like(tensor, "randn", *tensor.shape) * std + mean)
+        return tensor.normal_(mean, std, generator=generator)
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
-                  b: float = 2.0):
+                  b: float = 2.0, generator=None):
     """Fill with N(mean, std^2) restricted to [a, b] (bounds in absolute terms, as torch).
 
-    Samples outside [a, b] are redrawn (a fixed number of rounds, all buffered ops), so the
-    values follow the truncated normal exactly, bar a final clamp that a stray element
-    reaches with probability below 1e-6 even for bounds one std wide.
+    torch 2.13's sampler, drawn where the tensor lives: normals redrawn outside [a, b] when
+    that interval holds most of the mass, else uniform candidates accepted by the density;
+    the rounds run beside the data (no round trip on a remote session).
 
     >>> x = nn.init.trunc_normal_(engine.empty(1000), std=1.0, a=-1.0, b=1.0)
     >>> float(x.abs().max()) <= 1.0
@@ -104,13 +103,10 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
     if mean < a - 2 * std or mean > b + 2 * std:
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. The "
                       "distribution of values may be incorrect.", stacklevel=2)
+    others, attrs = generator_inputs(generator, tensor, (), {"mean": float(mean), "std": float(std),
+                                                  "low": float(a), "high": float(b)})
     with no_grad():
-        x = new_like(tensor, "randn", *tensor.shape) * std + mean
-        for _ in range(_TRUNC_ROUNDS):
-            redraw = new_like(tensor, "randn", *tensor.shape) * std + mean
-            x = x._op("where", (x < a), redraw, x)
-            x = x._op("where", (x > b), redraw, x)
-        return tensor.copy_(x.clamp(a, b))
+        return tensor._inplace("trunc_normal", *others, **attrs)
 
 
 def constant_(tensor, val: float):
@@ -135,29 +131,30 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
-def xavier_uniform_(tensor, gain: float = 1.0):
+def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
     """Glorot uniform: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_uniform_(engine.empty(3, 5)).shape
     (3, 5)
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    bound = math.sqrt(3.0) * std  # torch computes the bound this way (the same rounding)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain: float = 1.0):
+def xavier_normal_(tensor, gain: float = 1.0, generator=None):
     """Glorot normal: N(0, gain^2 * 2 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_normal_(engine.empty(3, 5)).shape
     (3, 5)
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
 
 
 def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in",
-                     nonlinearity: str = "leaky_relu"):
+                     nonlinearity: str = "leaky_relu", generator=None):
     """He uniform: U(-b, b), b = gain * sqrt(3 / fan) (gain from nonlinearity and a).
 
     >>> nn.init.kaiming_uniform_(engine.empty(4, 3), a=math.sqrt(5)).shape
@@ -167,12 +164,13 @@ def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in",
     if fan == 0:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
-    return uniform_(tensor, -bound, bound)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    bound = math.sqrt(3.0) * std  # torch computes the bound this way (the same rounding)
+    return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in",
-                    nonlinearity: str = "leaky_relu"):
+                    nonlinearity: str = "leaky_relu", generator=None):
     """He normal: N(0, gain^2 / fan).
 
     >>> nn.init.kaiming_normal_(engine.empty(4, 3), nonlinearity="relu").shape
@@ -182,4 +180,4 @@ def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in",
     if fan == 0:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
         return tensor
-    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)

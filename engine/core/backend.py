@@ -6,8 +6,9 @@ on. What differs between the libraries is written here, once:
 - where work runs: `Backend.enter()`/`exit()` (and `activate()`) make a GPU current for an
   op, its result and anything else that touches its arrays;
 - crossing between host and device: `to_host`, `from_host`, `to_device` (the `to` op);
-- random draws: `draws(rng)` gives the session's numpy generator with its results on the
-  device, so a seeded stream is the same on CPU and GPU (drawn on the host, then copied);
+- random draws: `draws(gen)` runs torch's kernels on the session's generator with their
+  results on the device, so a seeded stream is the same on CPU and GPU (drawn on the host,
+  then copied);
 - scatter-add (`scatter_add`), whose CUDA atomics exist for a few dtypes only;
 - what numpy arrays have and device arrays lack (`writable`);
 - memory: `memory()` reads the device's memory pool.
@@ -102,9 +103,10 @@ class Backend:
         """`array` on this device (itself on the host)."""
         return array
 
-    def draws(self, rng: np.random.Generator) -> Draws:
-        """The numpy generator `rng`, drawing arrays onto this device."""
-        return Draws(rng, self)
+    def draws(self, gen) -> Draws:
+        """torch's kernels on the generator `gen` (a CPUGenerator), drawing onto this
+        device."""
+        return Draws(gen, self)
 
     def synchronize(self) -> None:
         """Wait for the device's queued work (nothing to wait for on the host)."""
@@ -212,41 +214,37 @@ _CPU = Backend()
 
 # -- what differs between the array libraries ------------------------------------------------
 class Draws:
-    """A numpy Generator whose array results land on a backend's device.
+    """torch's CPU random kernels (core/torch_dists.py) on a generator, with their results
+    on a backend's device.
 
     Draws are made on the host and copied, so a seeded session draws the same numbers on CPU
-    and GPU (at the cost of the copy). numpy draws floats in float32 and float64 only; a
-    float16 draw is made in float32 and rounded, as torch's half sampling is.
+    and GPU (at the cost of the copy). `d(kernel, shape, *args)` runs kernel `kernel` for
+    `prod(shape)` elements and gives them in `shape`; `d.host(a)` is an operand on the host.
 
-        >>> d = backend("cpu").draws(np.random.default_rng(0))
-        >>> d.standard_normal((2,), dtype=np.float16).dtype
+        >>> from gradserve.engine.core.mt19937 import CPUGenerator
+        >>> d = backend("cpu").draws(CPUGenerator(0))
+        >>> d("uniform", (2,), np.float16).dtype
         dtype('float16')
     """
 
-    __slots__ = ("_rng", "_be")
+    __slots__ = ("gen", "_be")
 
-    def __init__(self, rng: np.random.Generator, be: Backend) -> None:
-        self._rng, self._be = rng, be
+    def __init__(self, gen, be: Backend) -> None:
+        self.gen, self._be = gen, be
 
-    def random(self, size=None, dtype=np.float64):
-        return self._float_draw(self._rng.random, size, dtype)
+    def __call__(self, kernel: str, shape, *args, **kwargs):
+        from . import torch_dists
 
-    def standard_normal(self, size=None, dtype=np.float64):
-        return self._float_draw(self._rng.standard_normal, size, dtype)
+        shape = tuple(shape)
+        n = int(np.prod(shape, dtype=np.int64))
+        out = getattr(torch_dists, kernel)(self.gen, n, *args, **kwargs)
+        return self._be.from_host(np.asarray(out).reshape(shape))
 
-    def _float_draw(self, draw, size, dtype):
-        if np.dtype(dtype) == np.float16:
-            return self._be.from_host(draw(size, dtype=np.float32).astype(np.float16))
-        return self._be.from_host(draw(size, dtype=dtype))
+    def host(self, array) -> np.ndarray:
+        return self._be.to_host(array)
 
-    def __getattr__(self, name: str):  # integers, permutation, normal, ...: moved the same way
-        method = getattr(self._rng, name)
-
-        def draw(*args, **kwargs):
-            out = method(*args, **kwargs)
-            return self._be.from_host(out) if isinstance(out, np.ndarray) else out
-
-        return draw
+    def to_device(self, array: np.ndarray):
+        return self._be.from_host(array)
 
 
 # CUDA's atomicAdd, which cupy's scatter-add uses, exists for these dtypes only.

@@ -1,30 +1,63 @@
-"""Random streams. Each server session owns a Generator; the engine has a default one.
+"""Random streams: torch's CPU generator, one per server session and one for the process.
 
-The server makes a session's generator current while it runs that session's ops, so
-sessions never share a stream. Draws are made on the host (numpy's PCG64) and moved to the
-device, which keeps a seeded stream identical on CPU and GPU.
+Each `Generator` is torch's CPUGeneratorImpl (core/mt19937.py: mt19937 words, torch's seeding
+and state bytes) and random ops draw through torch's kernels (core/torch_dists.py), so after
+`manual_seed(s)` a stream gives the numbers torch gives for the same seed and call order. The
+server makes a session's generator current while it runs that session's ops, so sessions
+never share a stream. Draws are made on the host and moved to the device (core/backend.py),
+so a GPU session draws the numbers a CPU one draws (torch's CUDA streams are not reproduced).
+
+A `generator=` argument names a stream of its own: its state rides as a uint8 tensor
+(torch's 5056 state bytes) that the op reads and writes back, so it lives wherever the
+tensor lives (a remote session's server) and costs no round trip.
+
+    >>> g = Generator().manual_seed(0)
+    >>> int(g.cpu.random32(1)[0])
+    2357136044
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import secrets
 
 import numpy as np
 
+from .mt19937 import STATE_BYTES, CPUGenerator
 from .registry import get_op
 
 
 class Generator:
-    """A seedable random stream (torch.Generator's role)."""
+    """A seedable random stream with torch.Generator("cpu")'s engine (the engine's own
+    stream objects; `gradserve.Generator` is the user-facing one)."""
 
-    __slots__ = ("rng",)
+    __slots__ = ("cpu",)
 
     def __init__(self, seed: int | None = None) -> None:
-        self.rng = np.random.Generator(np.random.PCG64(seed))
+        # unseeded, a stream starts from the OS's entropy, as torch's default generator does
+        # (a fresh torch.Generator() object starts from a fixed seed: gradserve.Generator)
+        self.cpu = CPUGenerator(secrets.randbits(64) if seed is None else seed)
 
     def manual_seed(self, seed: int) -> Generator:
-        self.rng = np.random.Generator(np.random.PCG64(int(seed)))
+        self.cpu.manual_seed(seed)
+        return self
+
+    def seed(self) -> int:
+        """Seed from the OS's entropy (torch.Generator.seed); returns the seed."""
+        s = secrets.randbits(64)
+        self.cpu.manual_seed(s)
+        return s
+
+    def initial_seed(self) -> int:
+        return self.cpu.initial_seed()
+
+    def get_state(self) -> np.ndarray:
+        """torch's state bytes as a uint8 array."""
+        return np.frombuffer(self.cpu.get_state(), np.uint8).copy()
+
+    def set_state(self, state) -> Generator:
+        self.cpu.set_state(np.asarray(state, np.uint8).tobytes())
         return self
 
 
@@ -38,8 +71,8 @@ def current_generator_object() -> Generator:
     return _current.get() or default_generator
 
 
-def current_generator() -> np.random.Generator:
-    return current_generator_object().rng
+def current_generator() -> CPUGenerator:
+    return current_generator_object().cpu
 
 
 def manual_seed(seed: int) -> Generator:
@@ -56,3 +89,14 @@ def using_generator(gen: Generator):
         yield gen
     finally:
         _current.reset(token)
+
+
+@contextlib.contextmanager
+def state_generator(state: np.ndarray):
+    """A generator loaded from a `generator=` state array (host uint8, 5056 bytes), whose
+    state is written back into the array when the op has drawn."""
+    if state.dtype != np.uint8 or state.size != STATE_BYTES:
+        raise RuntimeError("generator= takes a gradserve.Generator")
+    gen = CPUGenerator.from_state(state.tobytes())
+    yield gen
+    state.reshape(-1)[...] = np.frombuffer(gen.get_state(), np.uint8)

@@ -98,6 +98,20 @@ def _manual_seed(inputs, attrs):
     return ()
 
 
+@defcommand("set_rng_state", inputs=(1, 1), outputs=(0, 0))
+def _set_rng_state(inputs, attrs):
+    """Load torch's state bytes (a uint8 tensor of 5056) into the current generator."""
+    state = _tensor("set_rng_state", inputs, 0)
+    data = np.ascontiguousarray(backend(state.device).to_host(state._data)).reshape(-1)
+    if data.dtype != np.uint8:
+        raise InvalidArgumentError(f"set_rng_state expects a uint8 tensor, got {state.dtype}")
+    try:
+        current_generator_object().cpu.set_state(data.tobytes())
+    except RuntimeError as e:
+        raise InvalidArgumentError(str(e)) from None
+    return ()
+
+
 @defcommand("backward", inputs=(1, 1 << 20), outputs=(0, 0))
 def _backward(inputs, attrs):
     """torch.autograd.backward as an op among ops: the roots, then `grads` gradients (none or

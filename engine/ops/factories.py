@@ -1,4 +1,5 @@
-"""Factories: ops with no tensor inputs (zeros, ones, full, randn, arange, eye, ...)."""
+"""Factories: ops with no tensor inputs (zeros, ones, full, arange, eye, ...); the random
+ones are in ops/random.py."""
 
 from __future__ import annotations
 
@@ -46,22 +47,6 @@ defop("full", infer=_full_meta, needs_device=True, attrs=("shape", "value", "dty
 )
 
 
-def _random_meta(shape, dtype, device=None):
-    m = _factory_meta(shape, dtype)
-    if not m.dtype.is_floating_point:
-        raise InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
-                                   f"'{m.dtype.name.capitalize()}'")
-    return m
-
-
-defop("randn", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
-    lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
-)
-defop("rand", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
-    lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
-)
-
-
 def _arange_meta(start, end, step=1, dtype=None, device=None):
     for v in (start, end, step):
         if not isinstance(v, numbers.Real) or isinstance(v, bool):
@@ -95,20 +80,6 @@ defop("eye", infer=_eye_meta, needs_device=True, attrs=("n", "m", "dtype", "devi
 )
 
 
-def _randint_meta(low, high, shape, dtype="int64", device=None):
-    if high <= low:
-        raise InvalidArgumentError(
-            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
-        )
-    return _factory_meta(shape, dtype)
-
-
-@defop("randint", infer=_randint_meta, needs_device=True, random=True)
-def _randint(xp, low, high, shape, dtype="int64", device=None, gen=None):
-    # drawn as int64 on the host (the session's stream), on the device, then cast
-    return gen.integers(low, high, tuple(shape), dtype=np.int64).astype(as_dtype(dtype).np)
-
-
 def _linspace_meta(start, end, steps, dtype=None, device=None):
     if steps < 0:
         raise InvalidArgumentError("number of steps must be non-negative")
@@ -123,12 +94,3 @@ def _linspace(xp, start, end, steps, dtype=None, device=None):
     step = (end - start) / (steps - 1) if steps > 1 else 0.0
     out = xp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
     return out.astype(as_dtype(dtype or default_float).np)
-
-
-def _randperm_meta(n, dtype="int64", device=None):
-    return Meta(check_shape((n,)), as_dtype(dtype))
-
-
-@defop("randperm", infer=_randperm_meta, needs_device=True, random=True)
-def _randperm(xp, n, dtype="int64", device=None, gen=None):
-    return gen.permutation(int(n)).astype(as_dtype(dtype).np)

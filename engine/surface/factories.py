@@ -64,7 +64,7 @@ def check_requires_grad(dtype, requires_grad: bool) -> None:
 class FactoryAPI:
     """torch's factories over `_make`, `_leaf` and `_default_device` (see the module doc)."""
 
-    def _make(self, name: str, requires_grad: bool, attrs: dict):
+    def _make(self, name: str, requires_grad: bool, attrs: dict, inputs: tuple = ()):
         raise NotImplementedError
 
     def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool):
@@ -76,11 +76,16 @@ class FactoryAPI:
     def _place(self, device) -> str:
         return self._default_device() if device is None else canonical_device(device)
 
-    def _factory(self, name: str, requires_grad: bool, device, **attrs):
+    def _factory(self, name: str, requires_grad: bool, device, generator=None, **attrs):
         attrs["device"] = self._place(device)
         if requires_grad:
             check_requires_grad(self._make_dtype(name, attrs), requires_grad)
-        return self._make(name, bool(requires_grad), attrs)
+        if generator is None:
+            return self._make(name, bool(requires_grad), attrs)
+        from .random import _with
+
+        inputs, attrs = _with(generator, self, (), attrs)
+        return self._make(name, bool(requires_grad), attrs, inputs)
 
     @staticmethod
     def _make_dtype(name: str, attrs: dict):
@@ -174,25 +179,30 @@ class FactoryAPI:
                              value=fill_value, dtype=_name(dtype))
 
     # -- random ----------------------------------------------------------------------------
-    def randn(self, *size, dtype=None, device=None, requires_grad: bool = False, **kw):
+    def randn(self, *size, generator=None, dtype=None, device=None,
+              requires_grad: bool = False, **kw):
         """Standard normal samples from the current generator.
 
         >>> engine.randn(2, 2).shape
         (2, 2)
         """
-        return self._factory("randn", requires_grad, device, shape=_sizes("randn", size, kw),
+        return self._factory("randn", requires_grad, device, generator,
+                             shape=_sizes("randn", size, kw),
                              dtype=_float(dtype).name)
 
-    def rand(self, *size, dtype=None, device=None, requires_grad: bool = False, **kw):
+    def rand(self, *size, generator=None, dtype=None, device=None,
+              requires_grad: bool = False, **kw):
         """Uniform samples in [0, 1).
 
         >>> engine.rand(3).shape
         (3,)
         """
-        return self._factory("rand", requires_grad, device, shape=_sizes("rand", size, kw),
+        return self._factory("rand", requires_grad, device, generator,
+                             shape=_sizes("rand", size, kw),
                              dtype=_float(dtype).name)
 
-    def randint(self, *args, size=None, dtype=None, device=None, requires_grad: bool = False):
+    def randint(self, *args, size=None, generator=None, dtype=None, device=None,
+                requires_grad: bool = False):
         """Integers drawn uniformly from [low, high): `randint(high, size)` or
         `randint(low, high, size)`, int64 unless `dtype`.
 
@@ -206,17 +216,58 @@ class FactoryAPI:
         if len(args) != 3:
             raise TypeError("randint() takes (high, size) or (low, high, size)")
         low, high, shape = args
-        return self._factory("randint", requires_grad, device, low=int(low), high=int(high),
+        return self._factory("randint", requires_grad, device, generator, low=int(low),
+                             high=int(high),
                              shape=parse_size((shape,)), dtype=(_name(dtype) or "int64"))
 
-    def randperm(self, n: int, dtype=None, device=None, requires_grad: bool = False):
+    def randperm(self, n: int, *, generator=None, dtype=None, device=None,
+                 requires_grad: bool = False):
         """A random permutation of 0 .. n-1 (int64 unless `dtype`).
 
         >>> sorted(engine.randperm(4).tolist())
         [0, 1, 2, 3]
         """
-        return self._factory("randperm", requires_grad, device, n=int(n),
+        return self._factory("randperm", requires_grad, device, generator, n=int(n),
                              dtype=_name(dtype) or "int64")
+
+    # -- the generator's state ---------------------------------------------------------------
+    def get_rng_state(self):
+        """The current generator's state: torch's 5056 bytes, a uint8 tensor (a remote
+        session's comes from its server; `torch.set_rng_state` accepts it too).
+
+        >>> engine.get_rng_state().shape
+        (5056,)
+        """
+        return self._make("rng_state", False, {"device": "cpu"})
+
+    def set_rng_state(self, new_state) -> None:
+        """Load a `get_rng_state()` state (gradserve's or torch's bytes) into the current
+        generator.
+
+        >>> s0 = engine.get_rng_state(); a = engine.rand(2).tolist()
+        >>> engine.set_rng_state(s0); engine.rand(2).tolist() == a
+        True
+        """
+        if not (hasattr(new_state, "_home") and new_state._home() is self):
+            new_state = self.tensor(np.asarray(host_values(new_state) if hasattr(
+                new_state, "_home") else new_state, np.uint8).reshape(-1), device="cpu")
+        self._set_rng_state(new_state)
+
+    def _set_rng_state(self, state) -> None:
+        raise NotImplementedError
+
+    def seed(self) -> int:
+        """Seed the current generator from the OS's entropy; returns the seed (torch.seed)."""
+        import secrets
+
+        s = secrets.randbits(63)
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self) -> int:
+        """The seed the current generator was last seeded with (one wait on a session)."""
+        return int.from_bytes(np.asarray(host_values(self.get_rng_state()),
+                                         np.uint8)[:8].tobytes(), "little")
 
     # -- ranges ----------------------------------------------------------------------------
     def arange(self, start, end=None, step=1, dtype=None, device=None,

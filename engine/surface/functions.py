@@ -12,6 +12,7 @@ module and `gradserve` export the same function objects.
 from __future__ import annotations
 
 from .einsum import einsum
+from .random import FUNCTIONS as _RANDOM
 from .tensor_api import TensorAPI
 
 # torch.<name>(input, *args) is input.<name>(*args) for each of these
@@ -85,3 +86,4 @@ LIKE = {name: _like(name) for name in ("zeros_like", "ones_like", "empty_like", 
                                        "rand_like", "randn_like", "randint_like")}
 FUNCTIONS.update(LIKE, repeat_interleave=repeat_interleave, is_tensor=is_tensor,
                  numel=numel, einsum=einsum)
+FUNCTIONS.update(_RANDOM)

@@ -264,7 +264,7 @@ def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple
     meta = {"format": FORMAT, "device": device, "bound": bound, "objects": packer.objects,
             "nodes": packer.nodes, "versions": packer.versions,
             "buffers": {k: [str(a.dtype), list(a.shape)] for k, a in packer.arrays.items()},
-            "generator": generator.rng.bit_generator.state}
+            "generator": generator.cpu.get_state().hex()}  # torch's state bytes
     return packer.arrays, meta
 
 
@@ -308,7 +308,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
             node.retain(tensors[i])  # keyed by the tensor's output number, as recorded
     bound = {tid: tensors[i] for tid, i in meta["bound"]}
     generator = Generator()
-    generator.rng.bit_generator.state = meta["generator"]
+    generator.cpu.set_state(bytes.fromhex(meta["generator"]))
     return bound, generator
 
 

@@ -16,7 +16,7 @@ from ..core.dtype import DType, from_numpy_dtype
 from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ..core.layout import of_array
 from ..core.meta import AutogradMeta
-from ..core.random import current_generator, manual_seed
+from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
 from .factories import FactoryAPI
 from .format import format_tensor
@@ -194,6 +194,8 @@ def _args(inputs) -> list:
 
 
 def _run(op: OpDef, be, args, attrs: dict):
+    if op.random and attrs.get("generator"):
+        return _run_on_state(op, be, args, attrs)
     kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
     try:
         return op.forward(be.xp, *args, **kw)
@@ -201,6 +203,19 @@ def _run(op: OpDef, be, args, attrs: dict):
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
         raise TensorIndexError(f"{op.name}: {e}") from None
+
+
+def _run_on_state(op: OpDef, be, args, attrs: dict):
+    """A random op given `generator=`: its last input is the generator's state bytes, read
+    before the op draws and written back after."""
+    *args, state = args
+    host = be.to_host(state)
+    with state_generator(host) as gen:
+        kw = {k: v for k, v in attrs.items() if k != "generator"}
+        out = op.forward(be.xp, *args, **kw, gen=be.draws(gen))
+    if host is not state:
+        state[...] = be.from_host(host)
+    return out
 
 
 class EngineKind:
@@ -278,8 +293,8 @@ class EngineFactories(FactoryAPI):
     def _default_device(self) -> str:
         return "cpu"
 
-    def _make(self, name: str, requires_grad: bool, attrs: dict):
-        out = apply(get_op(name), (), attrs)
+    def _make(self, name: str, requires_grad: bool, attrs: dict, inputs: tuple = ()):
+        out = apply(get_op(name), inputs, attrs)
         return out.requires_grad_(True) if requires_grad else out
 
     def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool):
@@ -297,6 +312,9 @@ class EngineFactories(FactoryAPI):
         True
         """
         return manual_seed(seed)
+
+    def _set_rng_state(self, state) -> None:
+        get_op("set_rng_state").run((state,), {})
 
     _backward = staticmethod(engine_backward)
     _autograd_grad = staticmethod(engine_grad)

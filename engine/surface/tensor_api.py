@@ -13,6 +13,7 @@ from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
 from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
+from .random import TensorRandom
 from .tensor_math import TensorMath
 from .tensor_shape import TensorShape
 
@@ -31,7 +32,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape):
+class TensorAPI(TensorMath, TensorShape, TensorRandom):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()

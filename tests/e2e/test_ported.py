@@ -2,7 +2,8 @@
 `gradserve`: in-process, and inside a session of a real server (the script is run inside
 `with client.session():`, nothing else changed). Both print what torch prints (with torch's
 name replaced too), numbers equal to 4 significant digits; when torch is not installed the
-two gradserve runs are compared with each other.
+two gradserve runs are compared with each other. A seeded script (its data, initial weights
+and shuffles from torch's generator) prints exactly torch's text (API.md §8).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import gradserve as gs
 import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "pytorch"
-NAMES = ["heat", "fit_sgd", "conv_net", "lstm"]
+NAMES = ["heat", "fit_sgd", "conv_net", "lstm", "seeded_fit"]
+SEEDED = ["seeded_fit"]  # draw from torch's generator: the same numbers, digit for digit
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:e[-+]?\d+)?")
 
 
@@ -55,6 +57,17 @@ def test_a_torch_script_runs_with_one_word_changed(name, client):
         return
     torch.set_num_threads(1)  # small tensors: torch's thread pool only adds overhead here
     same_output(in_process, run(source, name).replace("torch", "gradserve"))
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_a_seeded_script_prints_torchs_text(name, client):
+
+    source = (SCRIPTS / f"{name}.py").read_text()
+    assert "manual_seed" in source
+    theirs = run(source, name).replace("torch", "gradserve")
+    assert run(ported(source), name) == theirs
+    with client.session():
+        assert run(ported(source), name) == theirs
 
 
 def test_ported_tensors_are_remote_inside_a_session(client):

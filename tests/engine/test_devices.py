@@ -164,7 +164,9 @@ def test_a_seeded_stream_is_the_same_on_cpu_and_gpu():
     for a, b in zip(draws["cpu"], draws[device], strict=True):
         assert b.device == device
         np.testing.assert_array_equal(a.numpy(), b.cpu().numpy())
-    half = backend(device).draws(np.random.default_rng(0)).standard_normal((3,), np.float16)
+    from gradserve.engine.core.mt19937 import CPUGenerator
+
+    half = backend(device).draws(CPUGenerator(0))("normal", (3,), np.float16)
     assert half.dtype == np.float16 and not isinstance(half, np.ndarray)
 
 

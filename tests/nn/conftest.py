@@ -174,6 +174,9 @@ class FakeSession:
     def ones(self, *shape, dtype=None, requires_grad=False):
         return self._make("ones", *shape, dtype=dtype, requires_grad=requires_grad)
 
+    def empty(self, *shape, dtype=None, requires_grad=False):
+        return self._make("empty", *shape, dtype=dtype, requires_grad=requires_grad)
+
     def rand(self, *shape, dtype=None, requires_grad=False):
         return self._make("rand", *shape, dtype=dtype, requires_grad=requires_grad)
 

@@ -244,10 +244,12 @@ def _dropout_meta(x, p):
 
 
 def _dropout_mask(xp, x, p, gen):
+    """torch's CPU dropout noise: empty_like(x).bernoulli_(1 - p).div_(1 - p), in x's dtype
+    (and no draw at all for p == 1)."""
     if p == 1:
         return xp.zeros_like(x)
-    keep = gen.random(x.shape) >= p
-    return (keep / (1 - p)).astype(x.dtype)
+    keep = gen("bernoulli_scalar", x.shape, x.dtype, 1 - p)
+    return keep / x.dtype.type(1 - p)
 
 
 defop("dropout_mask", infer=_dropout_meta, random=True, attrs=("p",))(_dropout_mask)

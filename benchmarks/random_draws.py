@@ -1,0 +1,85 @@
+"""randn and rand of 1e6 float32: gradserve (torch's stream in numpy) against numpy, torch,
+and the draws gradserve made before it reproduced torch's stream, in one run.
+
+    python benchmarks/random_draws.py --rounds 15 --out benchmarks/results/random_draws.md
+
+Rows: `gradserve` is `engine.randn/rand(n)` end to end (the op, torch's mt19937 words from
+numpy's MT19937, torch's Box-Muller in numpy); `before` is what engine/_random.py drew
+until API.md §8 (numpy's PCG64 Generator: ziggurat normals, float32 uniforms; the engine's
+per-op overhead, a few microseconds, is not in it); `numpy` is numpy's legacy MT19937
+RandomState in float64 (the other way to get Mersenne Twister numbers from numpy); `torch` is
+torch.randn/rand on one thread. The sides alternate within each round (the machine is shared
+and drifts); the table gives the median and the best round in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from engine_mlp import machine_info  # benchmarks/ is the script's folder: on sys.path
+from gradserve import engine
+
+
+def _sides(n: int) -> dict:
+    pcg = np.random.Generator(np.random.PCG64(0))
+    legacy = np.random.RandomState(0)
+    sides = {
+        ("randn", "gradserve"): lambda: engine.randn(n),
+        ("randn", "before"): lambda: pcg.standard_normal(n, dtype=np.float32),
+        ("randn", "numpy"): lambda: legacy.standard_normal(n),
+        ("rand", "gradserve"): lambda: engine.rand(n),
+        ("rand", "before"): lambda: pcg.random(n, dtype=np.float32),
+        ("rand", "numpy"): lambda: legacy.random_sample(n),
+    }
+    try:
+        import torch
+    except ImportError:
+        return sides
+    torch.set_num_threads(1)
+    sides[("randn", "torch")] = lambda: torch.randn(n)
+    sides[("rand", "torch")] = lambda: torch.rand(n)
+    return sides
+
+
+def measure(n: int, rounds: int, reps: int) -> dict:
+    engine.manual_seed(0)
+    sides = _sides(n)
+    times = {k: [] for k in sides}
+    for fn in sides.values():
+        fn()  # warm up
+    for _ in range(rounds):
+        for key, fn in sides.items():
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            times[key].append((time.perf_counter() - start) / reps * 1e3)
+    return times
+
+
+def table(times: dict, n: int) -> str:
+    lines = [f"| {n:.0e} float32 | side | median ms | best ms |", "|---|---|---|---|"]
+    for (fn, side), ts in times.items():
+        lines.append(f"| {fn} | {side} | {statistics.median(ts):.2f} | {min(ts):.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    text = table(measure(args.n, args.rounds, args.reps), args.n)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"# random_draws\n\n`python benchmarks/random_draws.py --rounds "
+                    f"{args.rounds}`\n\n" + "\n".join(machine_info()) + f"\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""torch's CPU distribution kernels over `CPUGenerator` words, vectorised with numpy.
+
+Each function draws exactly the words torch's kernel draws, in the same order, and applies
+the same transformation (aten/src/ATen/core/TransformationHelper.h, DistributionsHelper.h,
+native/cpu/DistributionTemplates.h), so a seeded stream gives torch's values: integers
+exactly, floats to within a rounding or two (torch's float kernels round at different
+points, and its vectorised normal uses its own log/sincos approximations).
+
+torch's kernels are serial and draw a fixed number of words per element, so n elements are
+n (or 2n) words from one `random_raw` call, transformed as arrays. Results are host arrays
+(numpy) of the requested numpy dtype, in row-major order.
+
+    >>> from gradserve.engine.core.mt19937 import CPUGenerator
+    >>> [round(float(v), 4) for v in normal(CPUGenerator(0), 3, np.float32)]
+    [1.541, -0.2934, -2.1788]
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+
+from . import normal_avx2 as _normal_avx2
+from .mt19937 import CPUGenerator
+
+_F32_DIV = np.float32(1.0 / (1 << 24))
+_F64_DIV = 1.0 / (1 << 53)
+_TWO_PI = 2.0 * np.pi
+_M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
+_VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
+# torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
+# normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
+_AVX2 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def _is64(dtype) -> bool:
+    return np.dtype(dtype) == np.float64
+
+
+# -- uniform ---------------------------------------------------------------------------------
+def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
+    """n draws of `uniform_real_distribution<T>(0, 1)`: [0, 1) on T's mantissa grid
+    (float64: 53 bits of a 64-bit draw; otherwise 24 bits of a word, as float32)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return (gen.random64(n) & _M53).astype(np.float64) * _F64_DIV
+    return (gen.random32(n) & _M24).astype(np.float32) * _F32_DIV
+
+
+def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """`uniform_(low, high)`/`rand`: x * (high - low) + low in T's accumulate type, the
+    multiply-add fused as torch's x86 build fuses it (float products are exact in double,
+    so the float32 case rounds once)."""
+    dtype = np.dtype(dtype)
+    x = unit(gen, n, dtype)  # float16: a float drawn, then rounded to half, as torch does
+    if dtype == np.float64:
+        lo, hi = np.float64(low), np.float64(high)
+        if lo == 0 and hi == 1:
+            return x
+        # fused in double: extended precision rounds the product far below a double's ulp
+        wide = np.longdouble
+        return (x.astype(wide) * wide(hi - lo) + wide(lo)).astype(np.float64)
+    lo, hi = np.float32(low), np.float32(high)
+    if not (lo == 0 and hi == 1):
+        x = (x.astype(np.float64) * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
+    return x.astype(dtype, copy=False)
+
+
+# -- normal ----------------------------------------------------------------------------------
+def normal(gen: CPUGenerator, n: int, dtype, mean: float = 0.0, std: float = 1.0,
+           contiguous: bool = True) -> np.ndarray:
+    """`normal_(mean, std)`/`randn`: torch's vectorised Box-Muller fill for 16+ contiguous
+    elements, else its scalar Box-Muller over doubles (which caches the second value)."""
+    dtype = np.dtype(dtype)
+    if n >= _VEC_MIN and contiguous:
+        return _normal_fill(gen, n, dtype, mean, std)
+    return scalar_normal(gen, n, mean, std).astype(dtype)
+
+
+def _normal_fill(gen, n, dtype, mean, std):
+    """normal_fill: n uniforms, transformed 16 at a time (the first 8 give the radii, the
+    next 8 the angles); a ragged tail redraws 16 fresh uniforms for the last 16 places."""
+    u = unit(gen, n, dtype)
+    tail = unit(gen, 16, dtype) if n % 16 else None
+    out = np.empty(n, dtype)
+    full = n // 16 * 16
+    out[:full] = _fill16(u[:full].reshape(-1, 16), dtype, mean, std).reshape(-1)
+    if tail is not None:
+        out[n - 16:] = _fill16(tail.reshape(1, 16), dtype, mean, std).reshape(-1)
+    return out
+
+
+def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
+    """normal_fill_16 over rows of 16 uniforms: float32 on x86 as torch's AVX2 kernel, bit
+    for bit; otherwise the scalar template (log, cos and sin of the rounded operands, in
+    double, rounded as torch rounds them: a value may differ from torch's by a rounding)."""
+    if dtype == np.float32 and _AVX2:
+        return _normal_avx2.fill16(block, mean, std)
+    b = block.astype(np.float64)
+    radius = np.sqrt(-2.0 * np.log(1.0 - b[:, :8]))
+    theta = (_TWO_PI * b[:, 8:]).astype(dtype).astype(np.float64)
+    if dtype != np.float64:
+        radius = radius.astype(dtype).astype(np.float64)
+    m, s = float(dtype.type(mean)), float(dtype.type(std))
+    return np.concatenate([radius * np.cos(theta) * s + m, radius * np.sin(theta) * s + m],
+                          axis=1).astype(dtype)
+
+
+def scalar_normal(gen: CPUGenerator, n: int, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
+    """n draws of `normal_distribution<double>` (float64): Box-Muller over two 53-bit
+    uniforms per pair, r cos(theta) now and r sin(theta) cached in the generator for the
+    next draw, from this call or a later one."""
+    out = np.empty(n, np.float64)
+    if n == 0:
+        return out
+    start = 0
+    if gen.next_double_normal is not None:
+        out[0], gen.next_double_normal, start = gen.next_double_normal, None, 1
+    pairs = (n - start + 1) // 2
+    if pairs:
+        u = unit(gen, 2 * pairs, np.float64).reshape(-1, 2)
+        r = np.sqrt(-2.0 * np.log1p(-u[:, 1]))
+        theta = _TWO_PI * u[:, 0]
+        both = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).reshape(-1)
+        out[start:] = both[:n - start]
+        if (n - start) % 2:
+            gen.next_double_normal = float(both[-1])
+    return out * std + mean
+
+
+# -- integers --------------------------------------------------------------------------------
+# torch 2.13 draws 64 bits for a range of 2^28 or more (any dtype), which keeps the modulo
+# bias small; measured against torch, the older sources say 2^32
+_WIDE_RANGE = 1 << 28
+
+
+def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.ndarray:
+    """`random_(low, high)`/`randint`: (word % range) + low, from a 64-bit draw when the
+    range is 2^28 or more, else from a 32-bit word."""
+    dtype = np.dtype(dtype)
+    span = int(high) - int(low)
+    wide = span >= _WIDE_RANGE
+    words = gen.random64(n) if wide else gen.random32(n)
+    return _offset(words % np.uint64(span), low).astype(dtype)
+
+
+def random_full_range(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
+    """`random_(int64 min, None)`: a whole 64-bit draw as an int64."""
+    return gen.random64(n).view(np.int64).astype(dtype)
+
+
+def random_default(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
+    """`random_()`: [0, max] for integer dtypes, [0, 2^mantissa] for floats, bits for bool."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return (gen.random32(n) & np.uint64(1)).astype(np.bool_)
+    if dtype.kind == "f":
+        digits = {8: 53, 4: 24, 2: 11}[dtype.itemsize]
+        words = gen.random64(n) if dtype == np.float64 else gen.random32(n)
+        return (words % np.uint64((1 << digits) + 1)).astype(dtype)
+    top = int(np.iinfo(dtype).max) + 1
+    words = gen.random64(n) if dtype == np.int64 else gen.random32(n)
+    return (words % np.uint64(top)).astype(dtype)
+
+
+def _offset(words: np.ndarray, base: int) -> np.ndarray:
+    # (uint64 + int64) wraps in C, then reads as int64: add in uint64 and reinterpret
+    return (words + np.uint64(int(base) % (1 << 64))).view(np.int64)
+
+
+# -- other distributions ---------------------------------------------------------------------
+def bernoulli_tensor(gen: CPUGenerator, p: np.ndarray) -> np.ndarray:
+    """`bernoulli(p)` with a probability tensor: u < p per element, u a 53-bit double when
+    p is float64 and a 24-bit float otherwise (float64 result; the caller casts)."""
+    p = np.ascontiguousarray(p)
+    flat = p.reshape(-1)
+    if p.dtype == np.float64:
+        hit = unit(gen, flat.size, np.float64) < flat
+    else:
+        hit = unit(gen, flat.size, np.float32) < flat.astype(np.float32)
+    return hit.reshape(p.shape)
+
+
+def bernoulli_scalar(gen: CPUGenerator, n: int, dtype, p: float) -> np.ndarray:
+    """`bernoulli_(p)` with a float p, as torch's default kernel (53-bit u < p). torch's
+    x86 builds take MKL's generator instead on Intel CPUs (see the README)."""
+    return (unit(gen, n, np.float64) < float(p)).astype(dtype)
+
+
+def exponential(gen: CPUGenerator, n: int, dtype, lambd: float = 1.0) -> np.ndarray:
+    """`exponential_(lambd)`: -1/lambd * log(1 - u) over 53-bit doubles."""
+    u = unit(gen, n, np.float64)
+    return (-1.0 / lambd * np.log1p(-u)).astype(dtype)
+
+
+def geometric(gen: CPUGenerator, n: int, dtype, p: float) -> np.ndarray:
+    """`geometric_(p)`: ceil(log(u) / log(1 - p)) over 53-bit doubles."""
+    u = unit(gen, n, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.ceil(np.log(u) / np.log(1.0 - p)).astype(dtype)
+
+
+def cauchy(gen: CPUGenerator, n: int, dtype, median: float = 0.0,
+           sigma: float = 1.0) -> np.ndarray:
+    """`cauchy_(median, sigma)`: median + sigma * tan(pi * (u - 0.5))."""
+    u = unit(gen, n, np.float64)
+    return (median + sigma * np.tan(np.pi * (u - 0.5))).astype(dtype)
+
+
+def log_normal(gen: CPUGenerator, n: int, dtype, mean: float = 1.0,
+               std: float = 2.0) -> np.ndarray:
+    """`log_normal_(mean, std)`: exp of the scalar normal (which shares its cache)."""
+    return np.exp(scalar_normal(gen, n, mean, std)).astype(dtype)
