@@ -22,6 +22,7 @@ from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import ERROR_TRAILER
 
 from ._errors import (
+    DeadlineExceededError,
     NotFoundError,
     OpFailure,
     PermissionDeniedError,
@@ -42,6 +43,7 @@ STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     SessionMovedError: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -74,6 +76,24 @@ def error_value(exc: BaseException, instance: str = "") -> pb.Error:
     if isinstance(exc, OpFailure):
         err.op_index, err.op, err.site = exc.index, exc.op, exc.site
     return err
+
+
+def abort_parts(exc: BaseException, err: pb.Error) -> tuple[grpc.StatusCode, str, tuple]:
+    """(status code, status text, trailing metadata) that end a call with `exc`."""
+    details = err.message
+    if isinstance(exc, OpFailure):
+        details = f"{OpFailure.where(exc.index, exc.op, exc.site)}: {details}"
+    return status_code(exc), details, ((ERROR_TRAILER, err.SerializeToString()),)
+
+
+def end_call(context, exc: BaseException, err: pb.Error) -> None:
+    """For a grpc.aio call: end it with `exc`'s status, text and error detail once the
+    handler returns (what `abort` does without raising: an AbortError would hold the
+    handler's frames in a reference cycle)."""
+    code, details, trailers = abort_parts(exc, err)
+    context.set_trailing_metadata(trailers)
+    context.set_code(code)
+    context.set_details(details)
 
 
 def abort(context: grpc.ServicerContext, exc: BaseException, instance: str = "",
