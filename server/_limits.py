@@ -228,10 +228,11 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
 # -- work ------------------------------------------------------------------------------------
 def check_elements(name: str, inputs, metas, limit: int | None) -> None:
     """ResourceExhaustedError when op `name` would touch more than `limit` elements (its
-    inputs', views such as a broadcast counted at their full size, or its outputs')."""
+    inputs', views such as a broadcast counted at their full size, or its outputs'; making
+    a view touches nothing)."""
     if limit is None:
         return
-    touched = max(sum(math.prod(m.shape) for m in metas),
+    touched = max(sum(math.prod(m.shape) for m in metas if m.strides is None),  # not views
                   max((math.prod(x.shape) for x in inputs if hasattr(x, "_data")), default=0))
     if touched > limit:
         raise ResourceExhaustedError(

@@ -107,6 +107,11 @@ class Scheduler:
     def slots(self, device: str) -> int:
         return self._devices[device].slots
 
+    def busy(self) -> int:
+        """Items computing now, or waiting on their client."""
+        with self._cond:
+            return sum(d.slots - d.free + d.resuming for d in self._devices.values())
+
     @property
     def threads(self) -> int:
         return self._threads.count
