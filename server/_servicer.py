@@ -40,6 +40,7 @@ from ._requests import BackwardAction, FetchAction, GradAction, ListAction, Step
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
+_PARSE_ON_LOOP = 256 << 10  # bytes: a larger message is parsed off the event loop
 SESSION_ID_HEADER = "x-session-id"  # what session-affinity proxies hash on (docs/WIRE.md)
 
 
@@ -55,6 +56,14 @@ def parse(message_class, data: bytes):
         raise InvalidArgumentError(f"{message_class.__name__} nests too deeply") from None
 
 
+async def parse_off_loop(message_class, data: bytes):
+    """`parse`, on a worker thread when the message is large (a 64 MiB RunOps of OpCalls
+    takes the parser a while, and the event loop serves everyone)."""
+    if len(data) < _PARSE_ON_LOOP:
+        return parse(message_class, data)
+    return await asyncio.to_thread(parse, message_class, data)
+
+
 class _Reader:
     """A stream's requests, read one at a time; a read the server started for a callback
     (see `_calling_back`) and nobody took is the next request the stream's loop gets."""
@@ -67,7 +76,7 @@ class _Reader:
         data = await self._context.read()
         if data is grpc.aio.EOF:
             return None
-        return parse(self._class, data)
+        return await parse_off_loop(self._class, data)
 
     def start(self) -> asyncio.Future:
         if self.pending is None:
@@ -123,7 +132,7 @@ class GradserveServicer:
                 data = await context.read()
                 if data is grpc.aio.EOF:
                     raise InvalidArgumentError(f"{method.name} got no request message")
-                request = parse(request_class, data)
+                request = await parse_off_loop(request_class, data)
                 with self._rt.admit():
                     return await body(owner, request, context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
