@@ -119,8 +119,6 @@ class GradserveServicer:
                 try:
                     owner = self._rt.identify(context.invocation_metadata())
                     return await body(owner, context)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    raise
                 except Exception as exc:
                     self._abort(context, exc)
 
@@ -135,8 +133,6 @@ class GradserveServicer:
                 request = await parse_off_loop(request_class, data)
                 with self._rt.admit():
                     return await body(owner, request, context)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
             except Exception as exc:
                 self._abort(context, exc)
 
@@ -284,6 +280,8 @@ class GradserveServicer:
             session = self._rt.sessions.get(first.session_id, owner)  # fail before the bytes
             # the bytes are received on the event loop: a slow upload holds no slot
             assembly = convert.UploadAssembly(first, lambda n: self._ex.check_room(session, n))
+            if not assembly.values:  # the bytes being received count while they arrive
+                session.account.track(assembly.buf, "cpu")
             while (data := await context.read()) is not grpc.aio.EOF:
                 assembly.add(convert.chunk_bytes(data))
             array = assembly.finish()

@@ -87,23 +87,11 @@ def abort_parts(exc: BaseException, err: pb.Error) -> tuple[grpc.StatusCode, str
 
 
 def end_call(context, exc: BaseException, err: pb.Error) -> None:
-    """For a grpc.aio call: end it with `exc`'s status, text and error detail once the
-    handler returns (what `abort` does without raising: an AbortError would hold the
-    handler's frames in a reference cycle)."""
+    """End a grpc.aio call with `exc`'s status, text and error detail once the handler
+    returns (context.abort would raise an AbortError, whose traceback holds the handler's
+    frames in a reference cycle). The status text, which grpcurl shows, also says which op
+    failed."""
     code, details, trailers = abort_parts(exc, err)
     context.set_trailing_metadata(trailers)
     context.set_code(code)
     context.set_details(details)
-
-
-def abort(context: grpc.ServicerContext, exc: BaseException, instance: str = "",
-          err: pb.Error | None = None):
-    """End the call with `exc`'s status, message and error detail (`err` when already made
-    by `error_value`; raises, as context.abort). The status text, which grpcurl shows, also
-    says which op failed."""
-    err = err if err is not None else error_value(exc, instance)
-    context.set_trailing_metadata(((ERROR_TRAILER, err.SerializeToString()),))
-    details = err.message
-    if isinstance(exc, OpFailure):
-        details = f"{OpFailure.where(exc.index, exc.op, exc.site)}: {details}"
-    context.abort(status_code(exc), details)

@@ -255,3 +255,26 @@ def test_describe_session_counts_grads_and_frees(make_server, wire):
         assert after == 4096 + 4 + 4096  # the graph is gone with y; w's grad counts
         stub.Release(pb.ReleaseRequest(session_id=sid, ids=["w", "s"]))
         assert stub.DescribeSession(pb.SessionRef(session_id=sid)).bytes == 0
+
+
+def test_sessions_take_turns_one_item_each():
+    """One slot, session a queues 5 items, then b queues 1: b's runs after at most one
+    more of a's (round-robin at item granularity), and each session's items keep their
+    order."""
+    from gradserve.server._scheduler import Scheduler
+
+    scheduler = Scheduler(["cpu"], cpu_slots=1)
+    gate, ran = threading.Event(), []
+
+    def item(name: str) -> None:
+        if name == "a0":
+            gate.wait(10)
+        ran.append(name)
+
+    futures = [scheduler.submit("cpu", "a", item, f"a{i}") for i in range(5)]
+    futures.append(scheduler.submit("cpu", "b", item, "b0"))
+    gate.set()
+    for future in futures:
+        future.result(10)
+    assert ran[:3] == ["a0", "b0", "a1"] and ran[3:] == ["a2", "a3", "a4"]
+    scheduler.close()
