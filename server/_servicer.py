@@ -379,18 +379,20 @@ class GradserveServicer:
         channel = Channel(ask, send, req.seq, self._nested, self._rt.callback_timeout,
                           self._sched.client_wait)
         work = asyncio.ensure_future(self._step(owner, req, context, channel))
+        getter = None
         try:
             while not work.done():
                 getter = asyncio.ensure_future(outbox.get())
                 await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
                     await handle(getter.result())
-                else:
-                    getter.cancel()
+                getter.cancel()
             while not outbox.empty():  # what it sent before it finished, in order
                 await handle(outbox.get_nowait())
             return work.result()
         finally:
+            if getter is not None:
+                getter.cancel()
             for wanted in asked:  # the stream ended under a waiting callback: end its wait
                 if not wanted.done() and wanted.set_running_or_notify_cancel():
                     wanted.set_result(None)
