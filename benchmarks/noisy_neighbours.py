@@ -317,14 +317,23 @@ def byte_limits(args) -> dict:
         server.stop()
 
 
-def report(args, cap: dict, noisy: dict, byte: dict) -> str:
-    h, f = cap["health"], cap["new_session_first_step"]
-    ms = 1000
-    return "\n".join([
-        "# Noisy neighbours (issue 14)", "",
-        f"`python benchmarks/noisy_neighbours.py {' '.join(sys.argv[1:])}` on "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
-        "", "## Capacity", "",
+def report(args, cap: dict | None, noisy: dict | None, byte: dict | None) -> str:
+    head = ["# Noisy neighbours (issue 14)", "",
+            f"`python benchmarks/noisy_neighbours.py {' '.join(sys.argv[1:])}` on "
+            f"{platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}.", ""]
+    return "\n".join(head + (_capacity_lines(cap) if cap else [])
+                     + (_neighbour_lines(noisy) if noisy else [])
+                     + (_byte_lines(byte) if byte else []))
+
+
+MS = 1000
+
+
+def _capacity_lines(cap: dict) -> list[str]:
+    h, f, ms = cap["health"], cap["new_session_first_step"], MS
+    return [
+        "## Capacity", "",
         f"{cap['sessions']} open SDK sessions + {cap['streams']} raw streams that never send.",
         "", "| measure | result | target |", "| --- | --- | --- |",
         f"| Health/Check p50 / p99 | {h['p50'] * ms:.1f} / {h['p99'] * ms:.1f} ms | p99 < 50 ms |",
@@ -333,7 +342,13 @@ def report(args, cap: dict, noisy: dict, byte: dict) -> str:
         f"| server RSS per idle SDK session | {cap['rss_per_session'] / 1024:.1f} KB | < 64 KB |",
         f"| RSS: base / with sessions / with streams | {cap['rss_base'] / MiB:.0f} / "
         f"{cap['rss_with_sessions'] / MiB:.0f} / {cap['rss_with_streams'] / MiB:.0f} MiB | |",
-        "", "## Noisy neighbours", "",
+        ""]
+
+
+def _neighbour_lines(noisy: dict) -> list[str]:
+    ms = MS
+    return [
+        "## Noisy neighbours", "",
         "Tiny MLP step (batch 32, 64-64-10) alone, then with 2 hung-hook clients, 1 at the work "
         "limit, 64 idle streams and 1 garbage sender.", "",
         "| | p50 | p99 |", "| --- | --- | --- |",
@@ -344,11 +359,16 @@ def report(args, cap: dict, noisy: dict, byte: dict) -> str:
         f"{noisy['p99_ratio']:.2f} |", "",
         f"Wrong results: {noisy['wrong']}; INTERNAL: {noisy['internal']:.0f}; ops at the work "
         f"limit meanwhile: {noisy['work_limit_ops']}; garbage answered: "
-        f"{noisy['garbage_codes']}.", "", "## Bytes (sin chain)", "",
+        f"{noisy['garbage_codes']}.", ""]
+
+
+def _byte_lines(byte: dict) -> list[str]:
+    return [
+        "## Bytes (sin chain)", "",
         f"Refused after {byte['steps']} steps: {byte['refused']}. Peak RSS "
         f"{byte['peak_rss'] / MiB:.0f} MiB (cap + 15 %: {byte['cap_plus_15'] / MiB:.0f} MiB). "
         f"DescribeSession bytes {byte['reported_bytes']} for a chain holding "
-        f"{byte['chain_bytes']}.", ""])
+        f"{byte['chain_bytes']}.", ""]
 
 
 def main() -> int:
@@ -358,6 +378,9 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--short", action="store_true", help="200 sessions, 200 streams, 50 steps")
+    p.add_argument("--parts", type=lambda t: t.split(","),
+                   default=["capacity", "neighbours", "bytes"],
+                   help="which parts to run: capacity,neighbours,bytes")
     p.add_argument("--out", help="write the markdown report here")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--noise", metavar="ADDRESS", help=argparse.SUPPRESS)  # part 2's neighbours
@@ -367,15 +390,13 @@ def main() -> int:
         return noise(args.noise, args.limit)
     if args.short:
         args.sessions, args.streams, args.steps = 200, 200, 50
-    cap = capacity(args)
-    noisy = neighbours(args)
-    byte = byte_limits(args)
-    text = report(args, cap, noisy, byte)
+    parts = {"capacity": capacity, "neighbours": neighbours, "bytes": byte_limits}
+    results = {name: parts[name](args) if name in args.parts else None for name in parts}
+    text = report(args, *results.values())
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
-    print(json.dumps({"capacity": cap, "neighbours": noisy, "bytes": byte}, indent=1)
-          if args.json else text)
+    print(json.dumps(results, indent=1) if args.json else text)
     return 0
 
 

@@ -131,7 +131,6 @@ class Executor:
                     out.result = self._timed_action(session, action)
                 except Exception as exc:
                     out.error = detach(user_error(exc))
-        session.bytes_changed()
         return out
 
     def run_ops(self, session: Session, sources: Sequence[OpSource],
@@ -164,8 +163,6 @@ class Executor:
                 return self._timed_action(session, action)
         except Exception as exc:
             raise user_error(exc) from exc
-        finally:
-            session.bytes_changed()
 
     def bind_host_array(self, session: Session, tid: str, array: np.ndarray,
                         requires_grad: bool) -> TensorMeta:
@@ -180,10 +177,7 @@ class Executor:
         previous = {tid: session.tensors.get(tid)}
         session.tensors[tid] = t
         session.account.track_tensor(t)
-        try:
-            check_limit(session, self.max_session_bytes, previous)
-        finally:
-            session.bytes_changed()
+        check_limit(session, self.max_session_bytes, previous)
         return tensor_meta(tid, t)
 
     def release(self, session: Session, ids: Sequence[str]) -> int:
@@ -305,6 +299,8 @@ class Executor:
         try:
             return self._run_action(session, action)
         finally:
+            if type(action) is BackwardAction:  # the engine made grads: count them
+                session.bytes_changed()
             self._observe(_ACTION_KINDS[type(action)], time.perf_counter() - started)
 
     def _run_action(self, session: Session, action: Action):

@@ -65,8 +65,8 @@ class Session:
         self.epoch = 0  # times written to a state dir and restored
 
     def bytes_changed(self) -> None:
-        """A call may have changed what the session holds: count its grads (made by the
-        engine's backward, not by an op of the session)."""
+        """A backward ran: count the grads it made (the engine's backward makes them, not an
+        op of the session, so they are not counted where ops' outputs are)."""
         track = self.account.track
         for t in self.tensors.values():
             if t._grad is not None:
