@@ -5,14 +5,18 @@
     >>> ...                      # talk to 127.0.0.1:{port}
     >>> server.drain(grace=10)   # or server.stop(grace)
 
-The returned object is a `grpc.Server` that also starts and stops the session reaper, the
-device workers and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
-new calls get UNAVAILABLE, running calls finish, then it stops. With a state dir, draining
-moves the sessions there instead (see `_handoff`).
+The returned object has a `grpc.Server`'s interface over a grpc.aio server that runs on an
+event loop thread of its own (so tests and `gradserve serve` drive it from plain code): an
+open call holds no thread, only memory. It also starts and stops the session reaper, the
+compute slots and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
+new calls get UNAVAILABLE, running calls finish within the grace (work still computing after
+it is abandoned), then it stops. With a state dir, draining moves the sessions there instead
+(see `_handoff`).
 
-Every handler takes its request as the bytes that arrived and parses them itself, so a
-message that does not parse is INVALID_ARGUMENT from gradserve, never grpcio's INTERNAL
-"Exception deserializing request!" (whose error path also kept memory per bad request).
+Every handler reads its request as the bytes that arrived and parses them itself, after the
+caller is identified from the call's metadata, so a message that does not parse is
+INVALID_ARGUMENT from gradserve, never grpcio's INTERNAL "Exception deserializing request!",
+and a caller without a valid token is refused before its message is read.
 """
 
 from __future__ import annotations
@@ -195,6 +199,8 @@ class GradserveServer:
         """grpc.Server.stop: refuse new calls, cancel open ones after `grace` seconds (at once
         for None); then the reaper, compute slots and metrics endpoint stop too. Returns an
         Event set once all of it stopped."""
+        if self._stopped.is_set():  # drained or stopped already
+            return self._terminated
         self.health.enter_graceful_shutdown()
         done = self._loop.spawn(self._server.stop(grace))
 
