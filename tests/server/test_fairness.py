@@ -278,3 +278,31 @@ def test_sessions_take_turns_one_item_each():
         future.result(10)
     assert ran[:3] == ["a0", "b0", "a1"] and ran[3:] == ["a2", "a3", "a4"]
     scheduler.close()
+
+
+def test_every_serve_option_has_one_default_and_a_readme_row(capsys):
+    """`gradserve serve --help` states each option's default once, the README's option table
+    lists every option, and `gradserve health --help` states --service's default (issue 16);
+    'auto' budgets come out as None (the machine-derived default)."""
+    import pathlib
+    import re
+
+    from gradserve.server import _cli
+
+    parser = _cli._serve_parser("gradserve serve")
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for action in parser._actions:
+        flag = next((f for f in action.option_strings if f.startswith("--")), None)
+        if flag in (None, "--help", "--version"):
+            continue
+        assert len(re.findall("default", action.help)) == 1, action.help
+        assert any(f"`{flag}`" in line for line in table), flag
+    args = parser.parse_args([])
+    assert args.max_server_bytes is None and args.max_session_bytes is None
+    assert args.cpu_workers is None and args.max_op_elements is None
+    assert parser.parse_args(["--max-server-bytes", "2GiB"]).max_server_bytes == 2 << 30
+    with pytest.raises(SystemExit):
+        _cli.health(["--help"])
+    assert "(default: gradserve.v1.GradserveService)" in " ".join(
+        capsys.readouterr().out.split())
