@@ -240,6 +240,11 @@ class GradserveServicer:
                 by_object.get(id(leaf), ""), by_object.get(id(leaf), "")))
             reply = struct_pb2.Struct()
             reply.update(graph)
+            if reply.ByteSize() > self._max_inline:
+                raise ResourceExhaustedError(
+                    f"this graph's description takes {reply.ByteSize()} bytes, more than a "
+                    f"reply may ({self._max_inline}); describe a tensor nearer its leaves",
+                    "max_graph_nodes")
             return reply
 
         return await self._compute(owner, request.session_id, describe, request.id,
