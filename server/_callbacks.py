@@ -1,13 +1,13 @@
 """The server's half of hooks and custom Functions whose Python lives in the client.
 
-The engine's stand-ins (`engine._callbacks`: a `ClientHook`, nodes of `ClientFunction`)
-call `call_client`, which lands here. While the executor runs a request it marks the session
-as the one being served (`serving`); while the servicer runs a request that may call back it
-gives the session a `Channel` to the Pipeline stream: a call sends a `callback` message,
-then asks the stream for the client's next requests and runs them in place (the session's
-lock is already held, and this is its item on a compute slot), until the one whose `then` is
-the `callback_result` for its key; the results go back to the engine's backward. Waiting for
-the client holds no compute slot and ends after --callback-timeout.
+The engine's stand-ins (`engine.core.callbacks`: a `ClientHook`, nodes of `ClientFunction`)
+call the caller the server passes in: while the executor runs a request (`serving`) that is
+`call_client` for the session being served. While the servicer runs a request that may call
+back it gives the session a `Channel` to the Pipeline stream: a call sends a `callback`
+message, then asks the stream for the client's next requests and runs them in place (the
+session's lock is already held, and this is its item on a compute slot), until the one whose
+`then` is the `callback_result` for its key; the results go back to the engine's backward.
+Waiting for the client holds no compute slot and ends after --callback-timeout.
 
 Nothing here imports grpc: the messages are plain protobuf.
 """
@@ -15,18 +15,18 @@ Nothing here imports grpc: the messages are plain protobuf.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator
 
-from gradserve.engine import AutogradError, InvalidArgumentError
-from gradserve.engine._callbacks import install
+from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
+from gradserve.engine.seam import client_calls
 from gradserve.v1 import gradserve_pb2 as pb
 
+from ._convert import tensor_info
 from ._requests import tensor_meta
 
-_serving: contextvars.ContextVar = contextvars.ContextVar("gradserve_serving", default=None)
 _ids = itertools.count(1)
 
 
@@ -36,12 +36,9 @@ class CallbackError(AutogradError):
 
 @contextlib.contextmanager
 def serving(session) -> Iterator[None]:
-    """Mark `session` as the one whose request runs in this thread (for `call_client`)."""
-    token = _serving.set(session)
-    try:
+    """Run `session`'s request in the block: callbacks reach its client (`call_client`)."""
+    with client_calls(functools.partial(call_client, session)):
         yield
-    finally:
-        _serving.reset(token)
 
 
 class Channel:
@@ -69,7 +66,7 @@ class Channel:
                 continue
             tid = f"~g{next(_ids)}"  # the server's ids: the client's never start with "~"
             session.tensors[tid] = t
-            infos.append(_info(tensor_meta(tid, t)))
+            infos.append(tensor_info(tensor_meta(tid, t)))
         self.send(pb.PipelineResponse(seq=self.seq, callback=pb.Callback(
             key=key, kind=kind, grads=infos, create_graph=create_graph)))
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -103,16 +100,11 @@ class Channel:
 
 
 def _info(meta):
-    from ._convert import tensor_info
-
     return tensor_info(meta)
 
 
-def call_client(key: str, kind: str, tensors: list) -> list:
-    """engine._callbacks' caller on a server: ask the client of the session being served."""
-    from gradserve.engine import is_grad_enabled
-
-    session = _serving.get()
+def call_client(session, key: str, kind: str, tensors: list) -> list:
+    """The engine's caller on a server (see `serving`): ask the session's client."""
     channel = getattr(session, "channel", None)
     if channel is None:
         raise CallbackError(
@@ -134,5 +126,3 @@ def answer_results(session, answer: pb.CallbackResult) -> list:
             raise InvalidArgumentError(f"callback result {rid!r} is not a tensor of this session")
     return out
 
-
-install(call_client)

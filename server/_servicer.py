@@ -21,7 +21,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._graph import describe_graph
+from gradserve.engine.seam import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _convert as convert
