@@ -19,7 +19,6 @@ import concurrent.futures
 
 import grpc
 from google.protobuf import struct_pb2
-from google.protobuf.message import DecodeError
 from gradserve.engine import InvalidArgumentError
 from gradserve.engine.seam import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
@@ -36,60 +35,12 @@ from ._errors import (
 )
 from ._executor import CALLBACK_COMMANDS
 from ._limits import count_nodes
+from ._reading import Reader, parse_off_loop
 from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
-_PARSE_ON_LOOP = 256 << 10  # bytes: a larger message is parsed off the event loop
 SESSION_ID_HEADER = "x-session-id"  # what session-affinity proxies hash on (docs/WIRE.md)
-
-
-def parse(message_class, data: bytes):
-    """`data` as a `message_class`; InvalidArgumentError when it does not parse."""
-    try:
-        return message_class.FromString(data)
-    except DecodeError:
-        raise InvalidArgumentError(
-            f"malformed {message_class.__name__} message ({len(data)} bytes that do not "
-            "parse as one)") from None
-    except RecursionError:  # pragma: no cover - protobuf's own depth limit comes first
-        raise InvalidArgumentError(f"{message_class.__name__} nests too deeply") from None
-
-
-async def parse_off_loop(message_class, data: bytes):
-    """`parse`, on a worker thread when the message is large (a 64 MiB RunOps of OpCalls
-    takes the parser a while, and the event loop serves everyone)."""
-    if len(data) < _PARSE_ON_LOOP:
-        return parse(message_class, data)
-    return await asyncio.to_thread(parse, message_class, data)
-
-
-class _Reader:
-    """A stream's requests, read one at a time; a read the server started for a callback
-    (see `_calling_back`) and nobody took is the next request the stream's loop gets."""
-
-    def __init__(self, context, message_class) -> None:
-        self._context, self._class = context, message_class
-        self.pending: asyncio.Future | None = None
-
-    async def _read(self):
-        data = await self._context.read()
-        if data is grpc.aio.EOF:
-            return None
-        return await parse_off_loop(self._class, data)
-
-    def start(self) -> asyncio.Future:
-        if self.pending is None:
-            self.pending = asyncio.ensure_future(self._read())
-        return self.pending
-
-    async def next(self):
-        task = self.start()
-        try:
-            return await task
-        finally:
-            if self.pending is task and task.done():
-                self.pending = None
 
 
 class GradserveServicer:
@@ -295,7 +246,7 @@ class GradserveServicer:
             return pb.UploadResponse(info=convert.tensor_info(meta))
 
     async def Pipeline(self, owner, context):
-        reader = _Reader(context, pb.PipelineRequest)
+        reader = Reader(context, pb.PipelineRequest)
         end = None
         try:
             while True:
@@ -341,7 +292,7 @@ class GradserveServicer:
         except Exception:
             return False  # the ordinary path reports it
 
-    async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: _Reader,
+    async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
                             context):
         """Run `req` while writing what it sends: callbacks, the answers to requests the
         client sends meanwhile (read here when the work asks for them), then req's own
