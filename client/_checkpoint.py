@@ -127,7 +127,7 @@ def _read_bytes(f, mapped: bool = False) -> tuple[str, bytes]:
     try:
         with open(path, "rb") as handle:
             if mapped and os.fstat(handle.fileno()).st_size:
-                import mmap
+                import mmap  # only for gs.load(mmap=True)
 
                 return path, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             return path, handle.read()

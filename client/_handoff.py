@@ -103,7 +103,7 @@ def _silent_why(client, error: ConnectionError) -> str:
     "unreachable"."""
     if error.reason != "unresponsive":
         return "unreachable"
-    from grpc import ChannelConnectivity
+    from grpc import ChannelConnectivity  # only once a wait has failed
 
     failing = client._connectivity() == ChannelConnectivity.TRANSIENT_FAILURE
     return "unreachable" if failing else "unresponsive"

@@ -179,6 +179,7 @@ def _keep_freed_memory() -> None:
 def _session_bytes(args) -> int:
     if args.max_session_bytes is not None:
         return args.max_session_bytes
+    # the CLI imports the server only for the command that runs it (--help stays fast)
     from gradserve.server._limits import Limits
 
     server = (Limits.default_server_bytes() if args.max_server_bytes is None

@@ -29,6 +29,7 @@ import re
 
 import numpy as np
 
+from . import torch_dists
 from .errors import DeviceUnavailableError, InvalidArgumentError
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
@@ -233,8 +234,6 @@ class Draws:
         self.gen, self._be = gen, be
 
     def __call__(self, kernel: str, shape, *args, **kwargs):
-        from . import torch_dists
-
         shape = tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
         out = getattr(torch_dists, kernel)(self.gen, n, *args, **kwargs)

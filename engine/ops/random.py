@@ -14,10 +14,11 @@ import inspect
 
 import numpy as np
 
-from ..core.dtype import as_dtype, int64
+from ..core import torch_dists
+from ..core.dtype import as_dtype, int64, uint8
 from ..core.errors import InvalidArgumentError
 from ..core.registry import Meta, defop
-from ..core.shape import check_shape
+from ..core.shape import broadcast_shapes, check_shape
 from .random_sample import multinomial_indices, randperm_values, trunc_normal_values
 
 _TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
@@ -80,8 +81,6 @@ def _randperm(xp, *_s, n, dtype="int64", device=None, gen=None):
 
 
 def _rng_state_meta(*_state, device=None, generator=False):
-    from ..core.dtype import uint8
-
     return Meta((5056,), uint8)
 
 
@@ -130,8 +129,6 @@ def _fill(kernel: str, floating: str | None, attrs: tuple[str, ...]):
 
 
 def _dists():
-    from ..core import torch_dists
-
     return torch_dists
 
 
@@ -215,8 +212,6 @@ def _bernoulli_meta(a, p, *_state, generator=False):
     if not hasattr(p, "shape"):
         raise InvalidArgumentError("bernoulli_ takes a probability tensor or a float")
     _floating("bernoulli_tensor_cpu_p_", p.dtype)
-    from ..core.shape import broadcast_shapes
-
     if broadcast_shapes(a.shape, p.shape) != tuple(a.shape):
         raise InvalidArgumentError(f"output with shape {list(a.shape)} doesn't match the "
                                    f"broadcast shape {list(broadcast_shapes(a.shape, p.shape))}")

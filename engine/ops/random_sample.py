@@ -24,7 +24,7 @@ import numpy as np
 
 from ..core.errors import InvalidArgumentError
 from ..core.mt19937 import CPUGenerator
-from ..core.torch_dists import exponential, unit
+from ..core.torch_dists import exponential, normal, uniform, unit
 
 SMALL_RANDPERM = (1 << 32) // 20  # torch: n < numeric_limits<uint32_t>::max() / 20
 
@@ -153,8 +153,6 @@ def trunc_normal_values(gen: CPUGenerator, n: int, dtype, contiguous: bool, mean
     normals redrawn (a whole tensor's worth each round) where they fall outside; else
     uniform candidates on [a, b] accepted by log(u) > the log density below its peak. The
     rounds run here, on the data, so a remote session waits for none of them."""
-    from ..core.torch_dists import normal, uniform
-
     dtype = np.dtype(dtype)
     cast = dtype.type
 

@@ -16,6 +16,8 @@ current session) all share it, so the same call means the same thing on each.
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 from ..core.backend import canonical_device
@@ -82,6 +84,7 @@ class FactoryAPI:
             check_requires_grad(self._make_dtype(name, attrs), requires_grad)
         if generator is None:
             return self._make(name, bool(requires_grad), attrs)
+        # random.py builds on this module (host_values): imported when a generator is given
         from .random import _with
 
         inputs, attrs = _with(generator, self, (), attrs)
@@ -258,8 +261,6 @@ class FactoryAPI:
 
     def seed(self) -> int:
         """Seed the current generator from the OS's entropy; returns the seed (torch.seed)."""
-        import secrets
-
         s = secrets.randbits(63)
         self.manual_seed(s)
         return s

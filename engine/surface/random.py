@@ -22,7 +22,10 @@ import numpy as np
 
 from ..core.device import device as _device
 from ..core.errors import InvalidArgumentError
+from ..core.grad_mode import no_grad
 from ..core.mt19937 import DEFAULT_SEED, CPUGenerator
+from ..core.shape import broadcast_shapes
+from .factories import host_values
 
 
 class Generator:
@@ -53,7 +56,8 @@ class Generator:
     def get_state(self):
         """torch's state bytes, a uint8 tensor (in-process, or on the generator's session)."""
         if self._state is None:
-            from .factories import ENGINE
+            # the engine's factories (surface/tensor.py) build on this module
+            from .tensor import ENGINE
 
             return ENGINE.tensor(np.frombuffer(self._bytes, np.uint8).copy())
         return self._state.cpu().clone()
@@ -84,8 +88,6 @@ class Generator:
 
 
 def _host(t) -> np.ndarray:
-    from .factories import host_values
-
     if hasattr(t, "_home"):
         return np.ascontiguousarray(host_values(t.cpu())).reshape(-1)
     return np.ascontiguousarray(np.asarray(t)).reshape(-1)
@@ -156,8 +158,6 @@ class TensorRandom:
 
     def bernoulli(self, p=None, *, generator=None):
         """A 0/1 tensor like self: each element 1 with probability self (or `p`)."""
-        from ..core.grad_mode import no_grad
-
         with no_grad():
             out = self._home().empty_like(self)
             return out.bernoulli_(self if p is None else p, generator=generator)
@@ -172,8 +172,6 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
            requires_grad=False, home=None):
     """torch.normal: tensor means and/or stds (broadcast), or floats with a `size` (made on
     `home`, a factory surface: in-process by default)."""
-    from ..core.grad_mode import no_grad
-
     mean_t, std_t = hasattr(mean, "shape"), hasattr(std, "shape")
     if not (mean_t or std_t):
         if size is None:
@@ -185,8 +183,6 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
         return t.requires_grad_(True) if requires_grad else t
     ref = mean if mean_t else std
     home = ref._home()
-    from ..core.shape import broadcast_shapes
-
     shape = broadcast_shapes(tuple(mean.shape) if mean_t else (),
                              tuple(std.shape) if std_t else ())
     with no_grad():
@@ -203,7 +199,8 @@ def _size(size):
 def _home_of(t):
     if t is not None:
         return t._home()
-    from .factories import ENGINE
+    # the engine's factories (surface/tensor.py) build on this module
+    from .tensor import ENGINE
 
     return ENGINE
 
