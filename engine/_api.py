@@ -62,7 +62,10 @@ class TensorAPI(TensorMath, TensorShape):
         return self._op("div", self, other)
 
     def __rtruediv__(self, other):
-        return self._op("div", other, self)
+        if isinstance(other, TensorAPI):
+            return self._op("div", other, self)
+        # torch's `number / t` is reciprocal(t) * number: it keeps 1/t, not t
+        return self._op("mul", self._op("reciprocal", self), other)
 
     def __pow__(self, other):
         return self._op("pow", self, other)

@@ -367,8 +367,12 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             dtypes.append(None)
             edges.append(_NO_EDGE)
     which = op.saved_indices(len(inputs))
-    saved = tuple([SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta) else inputs[i]
-                   for i in which]) if which else ()
+    saved = ()
+    if which:
+        kept = op.kept(tuple(e[0] is not None for e in edges))
+        keep = range(len(inputs)) if kept is None else kept[0]
+        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
+                        else inputs[i]) if i in keep else None for i in which])
     # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
     # per op for the cyclic collector to walk
     return Node(op, op.node_name(inputs, attrs, meta), tuple(edges), shapes, dtypes, saved,
@@ -386,6 +390,8 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             if o.dtype.is_floating_point:
                 o._grad_fn, o._output_nr = node, nr
     saved = op.save_output
+    if saved and op.grad_uses is not None:
+        saved = op.kept(node.needs)[1] and saved
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)
@@ -464,8 +470,14 @@ def inplace_node(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict,
     value (a copy when backward reads it). None when the result is not floating point."""
     if not self.dtype.is_floating_point:
         return None
-    source = self._snapshot(copy=0 in op.saved_indices(1 + len(others)))
-    return record(op, (source, *others), attrs, self._device, meta)
+    node = record(op, (self._snapshot(copy=False), *others), attrs, self._device, meta)
+    which = op.saved_indices(1 + len(others))
+    if 0 in which and node._saved[k := list(which).index(0)] is not None:
+        # backward reads self's old value, which the write is about to overwrite
+        saved = list(node._saved)
+        saved[k] = SavedTensor(self._snapshot(copy=True))
+        node._saved = tuple(saved)
+    return node
 
 
 def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
@@ -490,5 +502,5 @@ def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
         self._grad_fn, self._output_nr = node, 0
         if self._retains_grad:
             node.retain(self)
-    if op.save_output:
+    if op.save_output and (op.grad_uses is None or op.kept(node.needs)[1]):
         node._saved_output = SavedTensor(self, output_nr=0)

@@ -140,7 +140,7 @@ SCALAR_FORMS = [
     ("sub", lambda x: 1.5 - x, N, "rsub"),
     ("mul", lambda x: x * 1.5, N, "tensor*scalar"),
     ("div", lambda x: x / 4.0, N, "tensor/scalar"),
-    ("div", lambda x: 3.0 / x, G, "rdiv"),
+    ("reciprocal", lambda x: 3.0 / x, G, "rdiv"),  # torch: reciprocal(x) * 3.0
     ("pow", lambda x: x ** 2, N, "square"),
     ("pow", lambda x: x ** 3, N, "cube"),
     ("pow", lambda x: x ** 0.5, P, "sqrt"),
