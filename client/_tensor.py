@@ -39,6 +39,7 @@ class RemoteTensor(AutogradMeta):
 
     __slots__ = ("_session", "_id", "_shape", "_has_grad", "_grad_graph", "_grad_owned",
                  "_grad_cache", "_owned")
+    _kind = "remote"
 
     def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
                  strides: tuple | None = None, owned: bool = True) -> None:
@@ -190,12 +191,13 @@ class RemoteTensor(AutogradMeta):
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        from gradserve.engine._format import format_tensor
+        from gradserve.engine._format import format_tensor, shown
 
         if self._session.closed:
             return f"<RemoteTensor {self._id!r} of closed session {self._session.id!r}>"
-        values = self._session._fetch([self])[0]
-        return format_tensor(values, self.dtype, self._device, self._repr_suffix())
+        part, cut = shown(self)  # only the elements shown cross the wire
+        values = self._session._fetch([part])[0]
+        return format_tensor(values, self.dtype, self._device, self._repr_suffix(), cut)
 
     def __reduce__(self):
         raise TypeError("a RemoteTensor cannot be pickled; fetch its values with .numpy()")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._api_math import TensorMath
 from ._api_shape import TensorShape
 from ._errors import InvalidArgumentError
+from ._numpy_operands import array_result, ndarray
 
 _CLAMP_NONE = "torch.clamp: At least one of 'min' or 'max' must not be None"
 
@@ -32,6 +33,8 @@ class TensorAPI(TensorMath, TensorShape):
 
     __slots__ = ()
     __hash__ = object.__hash__  # comparisons are elementwise, so hash by identity as torch
+    # numpy defers `array + t` to t.__radd__ (a tensor, as torch's), not an array
+    __array_priority__ = 1000
 
     def _op(self, name: str, *inputs, **attrs):
         raise NotImplementedError
@@ -41,42 +44,64 @@ class TensorAPI(TensorMath, TensorShape):
 
     # -- arithmetic ------------------------------------------------------------------------
     def __add__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "add")
         return self._op("add", self, other)
 
     def __radd__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("add", other, self)
 
     def __sub__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "sub")
         return self._op("sub", self, other)
 
     def __rsub__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("sub", other, self)
 
     def __mul__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "mul")
         return self._op("mul", self, other)
 
     def __rmul__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("mul", other, self)
 
     def __truediv__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "div")
         return self._op("div", self, other)
 
     def __rtruediv__(self, other):
         if isinstance(other, TensorAPI):
             return self._op("div", other, self)
         # torch's `number / t` is reciprocal(t) * number: it keeps 1/t, not t
-        return self._op("mul", self._op("reciprocal", self), other)
+        return self._op("reciprocal", self) * other
 
     def __pow__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "pow")
         return self._op("pow", self, other)
 
     def __rpow__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("pow", other, self)
 
     def __matmul__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "matmul")
         return self._op("matmul", self, other)
 
     def __rmatmul__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("matmul", other, self)
 
     def __neg__(self):
@@ -89,21 +114,33 @@ class TensorAPI(TensorMath, TensorShape):
         return self._op("abs", self)
 
     def __lt__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("lt", self, other)
 
     def __le__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("le", self, other)
 
     def __gt__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("gt", self, other)
 
     def __ge__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("ge", self, other)
 
     def __eq__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "eq")
         return self._op("eq", self, other)
 
     def __ne__(self, other):
+        if type(other) is ndarray:  # torch's too: Python's identity fallback
+            return NotImplemented
         return self._op("ne", self, other)
 
     def __iadd__(self, other):

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._backend import backend, writable
-from ._errors import AutogradError, InvalidArgumentError, TensorIndexError
+from ._errors import MIXED_KINDS, AutogradError, InvalidArgumentError, TensorIndexError
 from ._meta import (
+    AutogradMeta,
     check_inplace,
     commit_inplace,
     inplace_node,
@@ -65,7 +66,13 @@ def known_shape(meta, out):
 
 
 def _args(inputs) -> list:
-    return [x._data if isinstance(x, Tensor) else x for x in inputs]
+    return [x._data if isinstance(x, Tensor) else _not_remote(x) for x in inputs]
+
+
+def _not_remote(x):
+    if isinstance(x, AutogradMeta):
+        raise InvalidArgumentError(MIXED_KINDS)
+    return x
 
 
 def _run(op: OpDef, be, args, attrs: dict):

@@ -43,3 +43,10 @@ def no_kernel(op: str, dtype) -> KernelNotImplementedError:
     return KernelNotImplementedError(
         f'"{op}_cpu" not implemented for \'{TORCH_SCALAR_NAMES[dtype.name]}\''
     )
+
+
+# both tensor kinds raise this, whichever operand comes first (never a silent download)
+MIXED_KINDS = (
+    "a RemoteTensor can't be combined with an in-process Tensor; create it on the session "
+    "(s.tensor(...)) or fetch the remote one (.numpy())"
+)

@@ -21,7 +21,7 @@ from ._api import TensorAPI
 from ._autograd import AccumulateGrad, Node, SavedTensor
 from ._device import device
 from ._dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
-from ._errors import AutogradError, InvalidArgumentError
+from ._errors import MIXED_KINDS, AutogradError, InvalidArgumentError
 from ._layout import contiguous
 from ._registry import Meta, OpDef, get_op
 from ._warn import warn_user
@@ -63,6 +63,7 @@ class AutogradMeta(TensorAPI):
     __slots__ = ("dtype", "_device", "_strides", "_rg", "_grad_fn", "_output_nr", "_vc",
                  "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "_hooks",
                  "__weakref__")
+    _kind = "meta"  # which tensor kind: tensors of two kinds never meet in one op
 
     def _init_meta(self, dtype: DType, device: str, strides: tuple | None = None) -> None:
         # a plain attribute, not a property: shape rules read it on every op
@@ -298,13 +299,15 @@ def _copy_history(src: AutogradMeta, dst: AutogradMeta) -> None:
 def placement(inputs, default: str) -> tuple[str, bool]:
     """The device the tensor inputs share (`default` when there are none) and whether any of
     them requires grad; raises torch's error when devices differ."""
-    device = None
+    device = kind = None
     any_grad = False
     for x in inputs:
         if isinstance(x, AutogradMeta):
             if device is None:
-                device = x._device
-            elif x._device != device:
+                device, kind = x._device, x._kind
+            elif x._device != device or x._kind is not kind:
+                if x._kind is not kind:  # never a silent download, whichever comes first
+                    raise InvalidArgumentError(MIXED_KINDS)
                 raise InvalidArgumentError(
                     "Expected all tensors to be on the same device, but found at least two "
                     f"devices, {device} and {x._device}!"

@@ -91,7 +91,9 @@ def _num_meta(a, b) -> Meta:
 add = defop("add", infer=binary_meta, grad_name="AddBackward0")(lambda xp, a, b: xp.add(a, b))
 
 
-add.def_forward_into(lambda xp, a, b: xp.add(a, b, out=a))
+# the result dtype is torch's, already checked to cast to a's (check_inplace); numpy's own
+# promotion may differ (uint8 - int8 0-dim is int16 to numpy, uint8 to torch)
+add.def_forward_into(lambda xp, a, b: xp.add(a, b, out=a, casting="unsafe"))
 
 
 @add.def_backward
@@ -102,7 +104,7 @@ def _(ctx, g):
 sub = defop("sub", infer=_num_meta, grad_name=_sub_name)(lambda xp, a, b: xp.subtract(a, b))
 
 
-sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a))
+sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a, casting="unsafe"))
 
 
 @sub.def_backward
@@ -115,7 +117,7 @@ mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", grad_uses=((1,),
 )
 
 
-mul.def_forward_into(lambda xp, a, b: xp.multiply(a, b, out=a))
+mul.def_forward_into(lambda xp, a, b: xp.multiply(a, b, out=a, casting="unsafe"))
 
 
 @mul.def_backward
@@ -130,7 +132,7 @@ div = defop("div", infer=binary_float_meta, grad_name="DivBackward0",
 )
 
 
-div.def_forward_into(lambda xp, a, b: xp.true_divide(a, b, out=a))
+div.def_forward_into(lambda xp, a, b: xp.true_divide(a, b, out=a, casting="unsafe"))
 
 
 @div.def_backward

@@ -15,6 +15,7 @@ class Tensor(AutogradMeta):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
     __slots__ = ("_data", "_grad")
+    _kind = "engine"
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
                  dtype: DType | None = None) -> None:
@@ -104,9 +105,10 @@ class Tensor(AutogradMeta):
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        from ._format import format_tensor
+        from ._format import format_tensor, shown
 
-        return format_tensor(self._host(), self.dtype, self._device, self._repr_suffix())
+        part, cut = shown(self)
+        return format_tensor(part._host(), self.dtype, self._device, self._repr_suffix(), cut)
 
     # -- autograd --------------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
