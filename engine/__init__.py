@@ -25,12 +25,14 @@ from . import (  # noqa: F401  (register the ops)
     _ops_factory,
     _ops_gather,
     _ops_index,
+    _ops_linalg,
     _ops_loss,
     _ops_math,
     _ops_nn,
     _ops_norm,
     _ops_optim,
     _ops_pool,
+    _ops_products,
     _ops_reduce,
     _ops_shape,
     _ops_sort,
@@ -39,6 +41,7 @@ from . import (  # noqa: F401  (register the ops)
     _ops_view,
     _return_types,
 )
+from . import _linalg as linalg
 from ._api import TensorAPI, cat, matmul, stack, where
 from ._autograd_functional import functional as _functional
 from ._backend import canonical_device, cuda_device_count
@@ -80,6 +83,7 @@ from ._grad_mode import (
     set_grad_enabled,
 )
 from ._meta import AutogradMeta
+from ._products import cdist, tensordot
 from ._random import Generator, manual_seed, using_generator
 from ._registry import OPS, Meta, get_op
 from ._tensor import Tensor
@@ -115,6 +119,7 @@ cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
                        device_count=cuda_device_count)
 
 __all__ = [
+    "cdist", "linalg", "tensordot",
     "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Function",
     "Generator",
     "GradserveError", "InvalidArgumentError", "Meta", "Tensor", "TensorAPI",

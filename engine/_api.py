@@ -8,6 +8,7 @@ Both therefore accept exactly the same calls and agree on argument handling.
 
 from __future__ import annotations
 
+from ._api_linalg import TensorLinalg
 from ._api_math import TensorMath
 from ._api_shape import TensorShape
 from ._errors import InvalidArgumentError
@@ -28,7 +29,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape):
+class TensorAPI(TensorMath, TensorShape, TensorLinalg):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()

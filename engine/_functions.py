@@ -32,6 +32,9 @@ METHODS = (
     "index_select", "index_add", "masked_fill", "masked_select", "index_put", "nonzero",
     "argwhere", "unique", "tril", "triu", "diagonal", "unflatten", "movedim", "moveaxis",
     "swapaxes", "swapdims", "is_floating_point", "is_complex",
+    # linear algebra (_api_linalg)
+    "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "addmm", "addmv", "addbmm", "baddbmm",
+    "trace", "matrix_power", "kron", "cross",
 )
 
 

@@ -727,6 +727,57 @@ for _l, _fn, _s in [
          order2=True)
 
 
+# -- linear algebra (API.md section 7) ---------------------------------------------------------
+def SPD(n, batch=()):
+    """A symmetric positive-definite matrix (cholesky, eigh): A A^T + n I."""
+    def make(rng):
+        a = rng.standard_normal((*batch, n, n))
+        return _leaf(a @ np.swapaxes(a, -1, -2) + n * np.eye(n))
+    return make
+
+
+def WELL(n, batch=()):
+    """A well-conditioned square matrix (inv, det, solve): I*n plus noise."""
+    return lambda rng: _leaf(rng.standard_normal((*batch, n, n)) + n * np.eye(n))
+
+
+def _sym(x):
+    return (x + x.mT) * 0.5  # eigh reads one triangle: the checked function is symmetric
+
+
+for _l, _fn, _ins in [
+    ("mm", lambda a, b: a.mm(b), (N(2, 3), N(3, 4))),
+    ("bmm", lambda a, b: a.bmm(b), (N(2, 2, 3), N(2, 3, 4))),
+    ("mv", lambda a, v: a.mv(v), (N(2, 3), N(3))),
+    ("dot", lambda a, b: a.dot(b), (N(3), N(3))),
+    ("vdot", lambda a, b: E.vdot(a, b), (N(3), N(3))),
+    ("addmm", lambda i, a, b: E.addmm(i, a, b, beta=0.5, alpha=2.0), (N(3), N(2, 3), N(3, 3))),
+    ("addmv", lambda i, a, v: E.addmv(i, a, v, alpha=-1.5), (N(2), N(2, 3), N(3))),
+    ("baddbmm", lambda i, a, b: E.baddbmm(i, a, b, beta=2.0), (N(2, 2, 4), N(2, 2, 3),
+                                                               N(2, 3, 4))),
+    ("addbmm", lambda i, a, b: E.addbmm(i, a, b), (N(2, 4), N(3, 2, 3), N(3, 3, 4))),
+    ("trace", lambda a: a.trace(), (N(3, 4),)),
+    ("linalg_cross", lambda a, b: E.linalg.cross(a, b), (N(2, 3), N(2, 3))),
+    ("linalg_cross", lambda a, b: E.cross(a, b, dim=0), (N(3, 2), N(3, 1))),
+    ("linalg_inv", lambda a: E.linalg.inv(a), (WELL(3),)),
+    ("linalg_inv", lambda a: E.linalg.inv(a), (WELL(2, (2,)),)),
+    ("linalg_det", lambda a: E.linalg.det(a), (WELL(3),)),
+    ("linalg_det", lambda a: E.linalg.det(a), (WELL(2, (3,)),)),
+    ("linalg_slogdet", lambda a: E.linalg.slogdet(a).logabsdet, (WELL(3),)),
+    ("linalg_slogdet", lambda a: E.linalg.slogdet(-a).logabsdet, (WELL(3, (2,)),)),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3), N(3, 2))),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3, (2,)), N(2, 3))),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b, left=False), (WELL(3), N(2, 3))),
+    ("linalg_cholesky", lambda a: E.linalg.cholesky(_sym(a)), (SPD(3),)),
+    ("linalg_cholesky", lambda a: E.linalg.cholesky(_sym(a), upper=True), (SPD(3, (2,)),)),
+    ("linalg_eigh", lambda a: E.linalg.eigvalsh(_sym(a)), (SPD(3),)),
+    ("linalg_eigh", lambda a: E.linalg.eigh(_sym(a)).eigenvectors.abs(), (SPD(3),)),
+    ("linalg_eigh", lambda a: E.linalg.svdvals(a), (N(2, 3),)),
+    ("linalg_eigh", lambda a: E.linalg.matrix_norm(a, "nuc"), (N(3, 3),)),
+]:
+    case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
+
+
 # -- the tests --------------------------------------------------------------------------------
 def _ops_in_graph(outputs) -> set[str]:
     seen, names = set(), set()

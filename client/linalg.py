@@ -1,0 +1,28 @@
+"""gradserve.linalg: torch.linalg for both tensor kinds (the engine's functions; each runs
+where its operand lives: in process, or as ops on its session).
+
+    >>> import gradserve as gs
+    >>> gs.linalg.det(gs.tensor([[2., 1.], [1., 3.]]))
+    tensor(5.)
+"""
+
+from gradserve.engine._linalg import (  # noqa: F401  (the public names)
+    cholesky,
+    cross,
+    det,
+    eigh,
+    eigvalsh,
+    inv,
+    matrix_norm,
+    matrix_power,
+    matrix_rank,
+    norm,
+    slogdet,
+    solve,
+    svdvals,
+    vector_norm,
+)
+
+__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "matrix_norm",
+           "matrix_power", "matrix_rank", "norm", "slogdet", "solve", "svdvals",
+           "vector_norm"]
