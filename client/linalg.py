@@ -13,16 +13,19 @@ from gradserve.engine._linalg import (  # noqa: F401  (the public names)
     eigh,
     eigvalsh,
     inv,
+    lstsq,
     matrix_norm,
     matrix_power,
     matrix_rank,
     norm,
+    pinv,
     slogdet,
     solve,
+    svd,
     svdvals,
     vector_norm,
 )
 
-__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "matrix_norm",
-           "matrix_power", "matrix_rank", "norm", "slogdet", "solve", "svdvals",
+__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
+           "matrix_power", "matrix_rank", "norm", "pinv", "slogdet", "solve", "svd", "svdvals",
            "vector_norm"]

@@ -30,9 +30,11 @@ def _result(name: str, fields: tuple):
 
 _slogdet = _result("slogdet", ("sign", "logabsdet"))
 _eigh = _result("eigh", ("eigenvalues", "eigenvectors"))
+_svd = _result("svd", ("U", "S", "Vh"))
+_lstsq = _result("lstsq", ("solution", "residuals", "rank", "singular_values"))
 
-__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "matrix_norm",
-           "matrix_power", "matrix_rank", "norm", "slogdet", "solve", "svdvals",
+__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
+           "matrix_power", "matrix_rank", "norm", "pinv", "slogdet", "solve", "svd", "svdvals",
            "vector_norm"]
 
 
@@ -127,19 +129,53 @@ def eigvalsh(a, UPLO="L"):
     return a._op("linalg_eigh", a, UPLO=UPLO)[0]
 
 
-def svdvals(a):
-    """The singular values: the square roots of eigvalsh(A^T A) would lose precision, so
-    they come from the symmetric eigenproblem of [[0, A], [A^T, 0]]'s top half."""
-    m, n = a.shape[-2], a.shape[-1]
-    k = min(m, n)
-    # the eigenvalues of [[0, A], [A^T, 0]] are +-s (and zeros): the k largest are s
-    top = a.new_zeros(*a.shape[:-2], m, m)
-    bottom = a.new_zeros(*a.shape[:-2], n, n)
-    from ._api import cat
+def svd(a, full_matrices=True):
+    return _svd(*a._op("linalg_svd", a, full_matrices=bool(full_matrices)))
 
-    big = cat([cat([top, a], -1), cat([_mT(a), bottom], -1)], -2)
-    values = eigvalsh(big)
-    return values.narrow(-1, m + n - k, k).flip(-1)
+
+def svdvals(a):
+    return a._op("linalg_svd", a, full_matrices=False)[1]
+
+
+def pinv(a, *, atol=None, rtol=None, hermitian=False):
+    """torch.linalg.pinv: V diag(1/s) U^T over the singular values above the tolerance
+    (rtol defaults to eps * max(m, n), relative to the largest)."""
+    if a.ndim < 2 or not a.dtype.is_floating_point:
+        raise InvalidArgumentError(
+            f"linalg.pinv({_type_text(a)}): expected a tensor with 2 or more dimensions of "
+            "float, double, cfloat or cdouble types")
+    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
+    if rtol is None:
+        import numpy as np
+
+        rtol = 0.0 if atol is not None and atol > 0 else \
+            float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
+    top = s.amax(-1, keepdim=True) if s.shape[-1] else s.sum(-1, keepdim=True)
+    tol = (top * rtol).clamp(min=atol or 0.0)
+    keep = s > tol
+    s_inv = (1 / s.masked_fill(~keep, 1.0)).masked_fill(~keep, 0.0)
+    return (_mT(vh) * s_inv.unsqueeze(-2)) @ _mT(u)
+
+
+def _type_text(a) -> str:
+    from ._dtype import TORCH_SCALAR_NAMES
+
+    return f"{TORCH_SCALAR_NAMES[a.dtype.name]}{{{list(a.shape)}}}".replace(" ", "")
+
+
+def lstsq(a, b, rcond=None, *, driver=None):
+    """torch.linalg.lstsq with its CPU default driver (gelsy): the minimum-norm solution,
+    the rank; residuals and singular values empty, as that driver gives them."""
+    if a.ndim < 2 or b.ndim < 1:
+        raise InvalidArgumentError("torch.linalg.lstsq: input must have at least 2 dimensions.")
+    vector = b.ndim == a.ndim - 1
+    if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
+        raise InvalidArgumentError(
+            "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
+    x = pinv(a, rtol=rcond) @ (b.unsqueeze(-1) if vector else b)
+    empty = a.new_zeros(0)
+    return _lstsq(x.squeeze(-1) if vector else x, empty, matrix_rank(a.detach(), rtol=rcond),
+                  empty)
 
 
 def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):

@@ -302,3 +302,63 @@ def _rank(xp, a, atol=None, rtol=None, hermitian=False):
 
 
 defop("linalg_matrix_rank", infer=_rank_meta)(_rank)
+
+
+# -- svd --------------------------------------------------------------------------------------
+def _svd_meta(a, full_matrices=True):
+    _floating("linalg.svd", a)
+    if len(a.shape) < 2:
+        raise InvalidArgumentError(
+            "linalg.svd: The input tensor A must have at least 2 dimensions.")
+    *batch, m, n = a.shape
+    k = min(m, n)
+    u, vh = (m, m) if full_matrices else (m, k), (n, n) if full_matrices else (k, n)
+    return (Meta((*batch, *u), a.dtype), Meta((*batch, k), a.dtype),
+            Meta((*batch, *vh), a.dtype))
+
+
+# like eigh, backward recomputes the (deterministic) factors from the saved input
+svd = defop("linalg_svd", infer=_svd_meta, grad_name="LinalgSvdBackward0", save=(0,),
+            multi_grad=True)(
+    lambda xp, a, full_matrices=True: tuple(xp.linalg.svd(a, full_matrices=full_matrices)))
+
+
+@svd.def_backward
+def _(ctx, grads):
+    (a,) = ctx.saved
+    gu, gs, gvh = grads.get(0), grads.get(1), grads.get(2)
+    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
+    m, n = a.shape[-2], a.shape[-1]
+    k = min(m, n)
+    if gu is None and gvh is None:
+        return ((u * gs.unsqueeze(-2)) @ vh,)
+    # torch's svd_backward (real case); the columns past k of full U/Vh get no gradient
+    if gu is not None and gu.shape[-1] != k:
+        gu = gu.narrow(-1, 0, k)
+    if gvh is not None and gvh.shape[-2] != k:
+        gvh = gvh.narrow(-2, 0, k)
+    s2 = s * s
+    eye = _eye_like(s.unsqueeze(-1) * s.unsqueeze(-2))
+    e = s2.unsqueeze(-2) - s2.unsqueeze(-1) + eye
+    inner = None
+    if gu is not None:
+        x = _mT(u) @ gu
+        inner = (x - _mT(x)) * s.unsqueeze(-2)
+    if gvh is not None:
+        y = vh @ _mT(gvh)
+        term = s.unsqueeze(-1) * (y - _mT(y))
+        inner = term if inner is None else inner + term
+    inner = inner / e
+    if gs is not None:
+        inner = inner + eye * gs.unsqueeze(-2)
+    if m > k and gu is not None:
+        ga = u @ inner
+        gu_s = gu / s.unsqueeze(-2)
+        ga = (ga + gu_s - u @ (_mT(u) @ gu_s)) @ vh
+    elif n > k and gvh is not None:
+        ga = inner @ vh
+        s_gvh = gvh / s.unsqueeze(-1)
+        ga = u @ (ga + s_gvh - (s_gvh @ _mT(vh)) @ vh)
+    else:
+        ga = u @ inner @ vh
+    return (ga,)

@@ -772,8 +772,15 @@ for _l, _fn, _ins in [
     ("linalg_cholesky", lambda a: E.linalg.cholesky(_sym(a), upper=True), (SPD(3, (2,)),)),
     ("linalg_eigh", lambda a: E.linalg.eigvalsh(_sym(a)), (SPD(3),)),
     ("linalg_eigh", lambda a: E.linalg.eigh(_sym(a)).eigenvectors.abs(), (SPD(3),)),
-    ("linalg_eigh", lambda a: E.linalg.svdvals(a), (N(2, 3),)),
-    ("linalg_eigh", lambda a: E.linalg.matrix_norm(a, "nuc"), (N(3, 3),)),
+    ("linalg_svd", lambda a: E.linalg.svdvals(a), (N(2, 3),)),
+    ("linalg_svd", lambda a: E.linalg.matrix_norm(a, "nuc"), (N(3, 3),)),
+    ("linalg_svd", lambda a: tuple(x.abs() for x in E.linalg.svd(a, full_matrices=False)),
+     (N(4, 3),)),
+    ("linalg_svd", lambda a: tuple(x.abs() for x in E.linalg.svd(a, full_matrices=False)),
+     (N(2, 2, 3),)),
+    ("linalg_svd", lambda a: E.linalg.svd(a).U.abs(), (N(3, 3),)),
+    ("linalg_svd", lambda a: E.linalg.pinv(a), (N(3, 2),)),
+    ("linalg_svd", lambda a, b: E.linalg.lstsq(a, b).solution, (N(4, 3), N(4, 2))),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 

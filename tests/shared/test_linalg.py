@@ -59,10 +59,16 @@ CASES = {
     "eigh_vectors": lambda L, t: L.linalg.eigh(t(S)).eigenvectors.abs(),
     "eigvalsh": lambda L, t: L.linalg.eigvalsh(t(S)),
     "svdvals": lambda L, t: L.linalg.svdvals(t(R23)),
+    "svd_tall": lambda L, t: L.linalg.svd(t(R23.T), full_matrices=False).U.abs(),
+    "svd_wide": lambda L, t: L.linalg.svd(t(R23)).Vh[:2].abs(),
+    "svd_s": lambda L, t: L.linalg.svd(t(T)).S,
+    "pinv": lambda L, t: L.linalg.pinv(t(R23)),
+    "lstsq": lambda L, t: L.linalg.lstsq(t(np.vstack([A, R23])), t(R23.T[:, :2].repeat(
+        5, 0)[:5])).solution,
 }
 # compositions whose last node torch names otherwise (values and gradients still compared)
 OTHER_NAMES = {"kron", "cdist", "cdist1", "matrix_norm1", "matrix_norm_inf", "solve_right",
-               "svdvals", "matrix_power-2"}
+               "matrix_power-2", "svd_tall", "svd_wide", "pinv", "lstsq"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -129,6 +135,9 @@ ERRORS = [
     lambda L: L.matrix_power(L.ones(2, 3), 2),
     lambda L: L.linalg.matrix_norm(L.ones(3)),
     lambda L: L.linalg.vector_norm(L.ones(2, dtype=L.int64)),
+    lambda L: L.linalg.svd(L.ones(3)),
+    lambda L: L.linalg.pinv(L.ones(3)),
+    lambda L: L.linalg.lstsq(L.ones(3, 3), L.ones(4, 2)),
 ]
 
 
