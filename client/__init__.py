@@ -81,7 +81,7 @@ from .engine import int as int  # noqa: A001, PLC0414
 from .engine._autograd_functional import functional as _functional
 from .engine._function import FunctionCtx as _FunctionCtx
 from .engine._functions import FUNCTIONS as _FUNCTIONS
-from .engine._products import cdist, tensordot
+from .engine._products import cdist
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
                            functional=_functional,
@@ -98,7 +98,7 @@ __all__ = [
     "is_inference_mode_enabled", "load", "long", "matmul", "nn", "no_grad", "optim",
     "promote_types", "result_type", "return_types", "save", "set_grad_enabled", "short",
     "stack", "uint8", "use", "viz", "where", *_FACTORIES, *_FUNCTIONS,
-    "cdist", "linalg", "tensordot",
+    "cdist", "linalg",
 ]
 
 

@@ -83,7 +83,7 @@ from ._grad_mode import (
     set_grad_enabled,
 )
 from ._meta import AutogradMeta
-from ._products import cdist, tensordot
+from ._products import cdist
 from ._random import Generator, manual_seed, using_generator
 from ._registry import OPS, Meta, get_op
 from ._tensor import Tensor
@@ -119,7 +119,7 @@ cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
                        device_count=cuda_device_count)
 
 __all__ = [
-    "cdist", "linalg", "tensordot",
+    "cdist", "linalg",
     "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Function",
     "Generator",
     "GradserveError", "InvalidArgumentError", "Meta", "Tensor", "TensorAPI",

@@ -88,3 +88,17 @@ LIKE = {name: _like(name) for name in ("zeros_like", "ones_like", "empty_like", 
                                        "rand_like", "randn_like", "randint_like")}
 FUNCTIONS.update(LIKE, repeat_interleave=repeat_interleave, is_tensor=is_tensor,
                  numel=numel, einsum=einsum)
+
+
+def _with_out_functions() -> None:
+    """torch's out= on the functions that take it (see _out)."""
+    from ._api import cat, matmul, stack, where
+    from ._out import OUT_FUNCTIONS, with_out
+    from ._products import tensordot
+
+    FUNCTIONS.update(cat=cat, stack=stack, matmul=matmul, where=where, tensordot=tensordot)
+    for name in OUT_FUNCTIONS:
+        FUNCTIONS[name] = with_out(FUNCTIONS[name])
+
+
+_with_out_functions()
