@@ -78,10 +78,10 @@ from .engine import (
 from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
-from .engine._autograd_functional import functional as _functional
-from .engine._function import FunctionCtx as _FunctionCtx
-from .engine._functions import FUNCTIONS as _FUNCTIONS
-from .engine._products import cdist
+from .engine.core.function import FunctionCtx as _FunctionCtx
+from .engine.surface.functional import functional as _functional
+from .engine.surface.functions import FUNCTIONS as _FUNCTIONS
+from .engine.surface.products import cdist
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
                            functional=_functional,
@@ -112,6 +112,7 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     >>> client = gs.connect("127.0.0.1:50051", token=None, timeout=5.0)
     >>> s = client.session()
     """
+    # grpc loads on the first connect, so `import gradserve` stays light (engine use only)
     from ._client import connect as _connect
 
     return _connect(target, token=token, tls=tls, timeout=timeout, options=options,

@@ -6,7 +6,7 @@ where its operand lives: in process, or as ops on its session).
     tensor(5.)
 """
 
-from gradserve.engine._linalg import (  # noqa: F401  (the public names)
+from gradserve.engine.surface.linalg import (  # noqa: F401  (the public names)
     cholesky,
     cross,
     det,

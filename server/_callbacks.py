@@ -1,6 +1,6 @@
 """The server's half of hooks and custom Functions whose Python lives in the client.
 
-The engine's stand-ins (`engine._callbacks`: a `ClientHook`, nodes of `ClientFunction`)
+The engine's stand-ins (`engine.core.callbacks`: a `ClientHook`, nodes of `ClientFunction`)
 call `call_client`, which lands here. While the executor runs a request it marks the session
 as the one being served (`serving`); while the servicer runs a request that may call back it
 gives the session a `Channel`: the Pipeline stream's own request iterator, and a queue of
@@ -20,10 +20,11 @@ import itertools
 import queue
 from collections.abc import Callable, Iterator
 
-from gradserve.engine import AutogradError, InvalidArgumentError
-from gradserve.engine._callbacks import install
+from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
+from gradserve.engine.core.callbacks import install
 from gradserve.v1 import gradserve_pb2 as pb
 
+from ._convert import tensor_info
 from ._requests import tensor_meta
 
 _serving: contextvars.ContextVar = contextvars.ContextVar("gradserve_serving", default=None)
@@ -87,15 +88,11 @@ class Channel:
 
 
 def _info(meta):
-    from ._convert import tensor_info
-
     return tensor_info(meta)
 
 
 def call_client(key: str, kind: str, tensors: list) -> list:
-    """engine._callbacks' caller on a server: ask the client of the session being served."""
-    from gradserve.engine import is_grad_enabled
-
+    """engine.core.callbacks' caller on a server: ask the client of the session being served."""
     session = _serving.get()
     channel = getattr(session, "channel", None)
     if channel is None:

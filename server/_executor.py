@@ -28,10 +28,10 @@ from gradserve.engine import (
     Meta,
     Tensor,
 )
-from gradserve.engine import _grad_mode as grad_mode
-from gradserve.engine._backend import backend, canonical_device
-from gradserve.engine._dispatch import apply, apply_inplace
-from gradserve.engine._registry import OPS
+from gradserve.engine.core import grad_mode
+from gradserve.engine.core.backend import backend, canonical_device
+from gradserve.engine.core.registry import OPS
+from gradserve.engine.surface.tensor import apply, apply_inplace
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from ._callbacks import serving

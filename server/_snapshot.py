@@ -23,12 +23,12 @@ from collections.abc import Iterable
 
 import numpy as np
 from gradserve.engine import Tensor
-from gradserve.engine._autograd import AccumulateGrad, Node
-from gradserve.engine._backend import backend
-from gradserve.engine._dtype import as_dtype
-from gradserve.engine._meta import Version
-from gradserve.engine._random import Generator
-from gradserve.engine._registry import OPS
+from gradserve.engine.core.autograd import AccumulateGrad, Node
+from gradserve.engine.core.backend import backend
+from gradserve.engine.core.dtype import as_dtype
+from gradserve.engine.core.meta import Version
+from gradserve.engine.core.random import Generator
+from gradserve.engine.core.registry import OPS
 from gradserve.v1.codec import attrs_from_json
 
 FORMAT = 1  # bumped when the description below changes incompatibly

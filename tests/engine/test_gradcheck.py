@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+import gradserve.nn.functional as _F
 import numpy as np
 import pytest
 from gradserve import engine as E
@@ -781,6 +782,11 @@ for _l, _fn, _ins in [
     ("linalg_svd", lambda a: E.linalg.svd(a).U.abs(), (N(3, 3),)),
     ("linalg_svd", lambda a: E.linalg.pinv(a), (N(3, 2),)),
     ("linalg_svd", lambda a, b: E.linalg.lstsq(a, b).solution, (N(4, 3), N(4, 2))),
+    ("conv_transpose", lambda x, w: _F.conv_transpose2d(x, w, stride=2, padding=1,
+                                                        output_padding=1), (N(1, 2, 3, 3),
+                                                                            N(2, 3, 2, 2))),
+    ("conv_transpose", lambda x, w, b: _F.conv_transpose1d(x, w, b, groups=2, dilation=2),
+     (N(2, 4, 3), N(4, 1, 2), N(2))),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 
