@@ -143,3 +143,17 @@ def test_a_node_that_kept_nothing_runs_twice(M):
         y.sum().backward()
         y.sum().backward()
         assert a.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_graph_descriptions_list_what_was_kept(M):
+    """gs.viz.graph's `saved` lists (DescribeGraph remotely) follow the same selection."""
+    a = M.ones(3, requires_grad=True)
+    v = a * 1.0
+
+    def saved_of(t):
+        nodes = M.viz.graph(t).to_dict()["nodes"]
+        return [len(n.get("saved", [])) for n in nodes if n["name"] == "MulBackward0"][0]
+
+    assert saved_of(v * 2.0) == 0  # 2.0 is a number; v is not needed
+    assert saved_of(v * M.ones(3)) == 1  # the constant only
+    assert saved_of(v * (a * 3.0)) == 2
