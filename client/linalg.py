@@ -19,6 +19,7 @@ from gradserve.engine.surface.linalg import (  # noqa: F401  (the public names)
     matrix_rank,
     norm,
     pinv,
+    qr,
     slogdet,
     solve,
     svd,
@@ -27,5 +28,5 @@ from gradserve.engine.surface.linalg import (  # noqa: F401  (the public names)
 )
 
 __all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
-           "matrix_power", "matrix_rank", "norm", "pinv", "slogdet", "solve", "svd", "svdvals",
-           "vector_norm"]
+           "matrix_power", "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd",
+           "svdvals", "vector_norm"]

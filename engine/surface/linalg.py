@@ -34,11 +34,12 @@ def _result(name: str, fields: tuple):
 _slogdet = _result("slogdet", ("sign", "logabsdet"))
 _eigh = _result("eigh", ("eigenvalues", "eigenvectors"))
 _svd = _result("svd", ("U", "S", "Vh"))
+_qr = _result("qr", ("Q", "R"))
 _lstsq = _result("lstsq", ("solution", "residuals", "rank", "singular_values"))
 
 __all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
-           "matrix_power", "matrix_rank", "norm", "pinv", "slogdet", "solve", "svd", "svdvals",
-           "vector_norm"]
+           "matrix_power", "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd",
+           "svdvals", "vector_norm"]
 
 
 def _mT(x):
@@ -134,6 +135,10 @@ def eigvalsh(a, UPLO="L"):
 
 def svd(a, full_matrices=True):
     return _svd(*a._op("linalg_svd", a, full_matrices=bool(full_matrices)))
+
+
+def qr(a, mode="reduced"):
+    return _qr(*a._op("linalg_qr", a, mode=mode))
 
 
 def svdvals(a):

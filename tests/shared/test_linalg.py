@@ -62,6 +62,9 @@ CASES = {
     "svd_tall": lambda L, t: L.linalg.svd(t(R23.T), full_matrices=False).U.abs(),
     "svd_wide": lambda L, t: L.linalg.svd(t(R23)).Vh[:2].abs(),
     "svd_s": lambda L, t: L.linalg.svd(t(T)).S,
+    "qr_tall": lambda L, t: L.linalg.qr(t(R23.T)).Q,
+    "qr_wide": lambda L, t: L.linalg.qr(t(R23)).R,
+    "qr_square": lambda L, t: L.linalg.qr(t(A)).Q @ L.linalg.qr(t(B)).R,
     "pinv": lambda L, t: L.linalg.pinv(t(R23)),
     "lstsq": lambda L, t: L.linalg.lstsq(t(np.vstack([A, R23])), t(R23.T[:, :2].repeat(
         5, 0)[:5])).solution,
@@ -138,6 +141,10 @@ ERRORS = [
     lambda L: L.linalg.svd(L.ones(3)),
     lambda L: L.linalg.pinv(L.ones(3)),
     lambda L: L.linalg.lstsq(L.ones(3, 3), L.ones(4, 2)),
+    lambda L: L.linalg.qr(L.ones(3)),
+    lambda L: L.linalg.qr(L.ones(3, 3), mode="x"),
+    lambda L: L.linalg.qr(L.ones(3, 2, requires_grad=True), mode="r").R.sum().backward(),
+    lambda L: L.linalg.qr(L.ones(3, 2, requires_grad=True), mode="complete").Q.sum().backward(),
 ]
 
 
