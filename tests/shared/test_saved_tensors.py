@@ -52,6 +52,17 @@ SCALAR = {  # one tensor operand and a number
     "sigmoid": lambda L, a: a.sigmoid(),
     "sqrt": lambda L, a: a.sqrt(),
     "log": lambda L, a: a.log(),
+    "max_dim": lambda L, a: a.max(0).values,
+    "min_dim": lambda L, a: a.min(0).values,
+    "gather": lambda L, a: a.gather(0, L.tensor([2, 0])),
+    "index_select": lambda L, a: a.index_select(0, L.tensor([2, 0])),
+    "softmax": lambda L, a: a.softmax(0),
+    "relu": lambda L, a: a.relu(),
+    "gelu": lambda L, a: L.nn.functional.gelu(a),
+    "sort": lambda L, a: a.sort().values,
+    "mse": lambda L, a: L.nn.functional.mse_loss(a, L.ones(3)),
+    "layer_norm": lambda L, a: L.nn.functional.layer_norm(a, (3,)),
+    "masked_fill": lambda L, a: a.masked_fill(L.tensor([True, False, True]), 0.0),
 }
 
 
