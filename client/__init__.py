@@ -49,6 +49,7 @@ from .engine import (
     Function,
     can_cast,
     cat,
+    cdist,
     device,
     double,
     enable_grad,
@@ -78,10 +79,9 @@ from .engine import (
 from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
-from .engine.core.function import FunctionCtx as _FunctionCtx
-from .engine.surface.functional import functional as _functional
-from .engine.surface.functions import FUNCTIONS as _FUNCTIONS
-from .engine.surface.products import cdist
+from .engine.seam import FUNCTIONS as _FUNCTIONS
+from .engine.seam import FunctionCtx as _FunctionCtx
+from .engine.seam import functional as _functional
 
 autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
                            functional=_functional,

@@ -25,7 +25,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from gradserve.engine import AutogradError, AutogradMeta, set_grad_enabled
-from gradserve.engine.core.hooks import add_tensor_hook
+from gradserve.engine.seam import add_tensor_hook
 
 if TYPE_CHECKING:  # the proxies import this module
     from ._tensor import RemoteTensor

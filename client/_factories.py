@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from gradserve.engine import get_op, no_grad
-from gradserve.engine.core.dtype import from_numpy_dtype
-from gradserve.engine.surface.factories import FactoryAPI
+from gradserve.engine.seam import FactoryAPI, from_numpy_dtype
 from gradserve.v1.codec import CHUNK_BYTES, tensor_data
 
 from ._tensor import RemoteTensor

@@ -13,14 +13,16 @@ waits for the server's answer.
 from __future__ import annotations
 
 from gradserve.engine import AutogradError, GradserveError
-from gradserve.engine.core.autograd import (
+from gradserve.engine.seam import (
     AccumulateGrad,
+    as_list,
+    check_roots,
+    check_unused,
     free_graph,
+    hooks_in,
     plan_backward,
     run_backward,
 )
-from gradserve.engine.core.hooks import hooks_in
-from gradserve.engine.surface.grad_api import as_list, check_roots, check_unused
 from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _callbacks

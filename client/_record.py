@@ -17,8 +17,7 @@ import sys
 import gradserve.engine
 import numpy as np
 from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
-from gradserve.engine.core import dispatch
-from gradserve.engine.core.errors import MIXED_KINDS
+from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
 
 from ._tensor import RemoteTensor
 
@@ -136,10 +135,10 @@ class RemoteKind:
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         inputs, session = _operands(inputs, self.session)
-        return dispatch.apply(session._kind, op, inputs, attrs)
+        return run_op(session._kind, op, inputs, attrs)
 
     def apply_inplace(self, op, target: RemoteTensor, others: tuple, attrs: dict):
         """Record `target.op_(*others)`: the engine's checks and history rewrite, with the
         write left to the server."""
         others, session = _operands(others, self.session)
-        return dispatch.apply_inplace(session._kind, op, target, others, attrs)
+        return run_inplace(session._kind, op, target, others, attrs)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from gradserve.engine import DType, InvalidArgumentError, TensorAPI
-from gradserve.engine.core import grad_mode
+from gradserve.engine.seam import grad_mode
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import (
     INPLACE,

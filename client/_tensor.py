@@ -22,9 +22,7 @@ from gradserve.engine import (
     get_op,
     no_grad,
 )
-from gradserve.engine.core.autograd import Node
-from gradserve.engine.core.meta import Shadow
-from gradserve.engine.surface.format import format_tensor, shown
+from gradserve.engine.seam import Node, Shadow, format_tensor, shown
 
 from . import _callbacks
 

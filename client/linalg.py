@@ -6,27 +6,12 @@ where its operand lives: in process, or as ops on its session).
     tensor(5.)
 """
 
-from gradserve.engine.surface.linalg import (  # noqa: F401  (the public names)
-    cholesky,
-    cross,
-    det,
-    eigh,
-    eigvalsh,
-    inv,
-    lstsq,
-    matrix_norm,
-    matrix_power,
-    matrix_rank,
-    norm,
-    pinv,
-    qr,
-    slogdet,
-    solve,
-    svd,
-    svdvals,
-    vector_norm,
-)
+from gradserve.engine import linalg as _linalg
 
 __all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
            "matrix_power", "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd",
            "svdvals", "vector_norm"]
+
+(cholesky, cross, det, eigh, eigvalsh, inv, lstsq, matrix_norm, matrix_power, matrix_rank,
+ norm, pinv, qr, slogdet, solve, svd, svdvals, vector_norm) = (getattr(_linalg, name)
+                                                              for name in __all__)

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 
 from gradserve.engine import GradserveError, Tensor
-from gradserve.engine.core.graph import describe_graph, to_dot
+from gradserve.engine.seam import describe_graph, to_dot
 
 __all__ = ["Graph", "RenderError", "graph"]
 

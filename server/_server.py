@@ -29,7 +29,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from gradserve import engine
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine.core.backend import backend, canonical_device
+from gradserve.engine.seam import backend, canonical_device
 from gradserve.v1 import gradserve_pb2 as pb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection

@@ -137,3 +137,33 @@ def test_every_function_level_import_says_why():
                                                                                       node):
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not missing, "function-level imports without a reason: " + ", ".join(missing)
+
+
+def test_client_and_server_use_the_engine_through_its_seam():
+    """client/, server/ and the codec import `gradserve.engine` (torch's surface) and
+    `gradserve.engine.seam`, nothing deeper (docs/ARCHITECTURE.md, "The engine's seam")."""
+    allowed = {"gradserve.engine", "gradserve.engine.seam"}
+    deeper = []
+    for path in _sources("client", "server", "proto/gradserve/v1"):
+        package = "gradserve" if path.parts[len(ROOT.parts)] == "client" else None
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level and package is not None:
+                    # client/ is the package gradserve: `.engine...` names gradserve.engine
+                    depth = len(path.relative_to(ROOT / "client").parts) - 1
+                    if node.level != depth + 1:
+                        continue
+                    module = f"{package}.{module}"
+                if not module.startswith("gradserve.engine"):
+                    continue
+                names = [module] if module != "gradserve.engine" else [
+                    f"{module}.{a.name}" for a in node.names if a.name.startswith("_")
+                    or a.name == "seam"]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("gradserve.engine")]
+            else:
+                continue
+            deeper += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                       if n not in allowed]
+    assert not deeper, "imports below the engine's seam: " + ", ".join(deeper)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import warnings
 
+from gradserve.engine.seam import write_out
+
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     """input / max(||input||_p over dim, eps).
@@ -17,8 +19,6 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     denom = input.norm(p, dim, keepdim=True).clamp(min=eps).expand_as(input)
     result = input / denom
     if out is not None:
-        from gradserve.engine.surface.out import write_out  # (out= is rare: imported on use)
-
         return write_out(out, result, "normalize")
     return result
 

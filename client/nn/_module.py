@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from gradserve.engine import DType, TensorAPI, as_dtype, canonical_device, no_grad
-from gradserve.engine.core.dtype import is_dtype_name
+from gradserve.engine.seam import is_dtype_name
 
 from .._default import session_of, values_of
 

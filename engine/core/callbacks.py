@@ -3,10 +3,11 @@
 A remote session's tensors are engine tensors on the server, but `t.register_hook(fn)` and
 `MyFunction.apply(...)` were called in the client, where `fn` and `MyFunction.backward` are.
 So the server's graph holds stand-ins: a `ClientHook` (a tensor hook) and nodes whose op is
-a `ClientFunction`. When backward reaches one, it asks the client through `call_client`,
-which a server installs (`install`): the gradient goes to the client, the client runs the
-Python and answers with the result, backward continues. Without a server (or outside a
-request whose client waits), calling one is an error.
+a `ClientFunction`. When backward reaches one, it asks the client through the caller the
+server passes in for the request it runs (`client_calls(caller)`, a context): the gradient
+goes to the client, the client runs the Python and answers with the result, backward
+continues. Outside such a request (in-process, or a request whose client does not wait),
+calling one is an error.
 
 The wire commands that make them (`register_hook`, `remove_hook`, `function_node`) are in
 `ops/commands`.
@@ -14,24 +15,33 @@ The wire commands that make them (`register_hook`, `remove_hook`, `function_node
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 
 from .errors import AutogradError
 
-_caller: Callable | None = None
+_caller: contextvars.ContextVar = contextvars.ContextVar("gradserve_client_caller",
+                                                         default=None)
 
 
-def install(caller: Callable | None) -> None:
-    """Set how stand-ins reach their client: `caller(key, kind, tensors) -> results`."""
-    global _caller
-    _caller = caller
+@contextlib.contextmanager
+def client_calls(caller: Callable) -> Iterator[None]:
+    """Within the block (one request a server runs), stand-ins reach their client through
+    `caller(key, kind, tensors) -> results`."""
+    token = _caller.set(caller)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
 
 
 def call_client(key: str, kind: str, tensors: list) -> list:
     """Run the client's callback `key` ("hook" or "function") on `tensors`; its results."""
-    if _caller is None:
+    caller = _caller.get()
+    if caller is None:
         raise AutogradError(f"a {kind} of a remote client ({key}) can only run on its server")
-    return _caller(key, kind, tensors)
+    return caller(key, kind, tensors)
 
 
 class ClientHook:

@@ -1,5 +1,8 @@
 """A session's tensors as plain arrays plus a JSON description, and back: what a draining
-server writes to the state dir (`_state`) and another one restores.
+server writes to its state dir (server/_state.py) and another one restores. It lives in the
+engine because it writes and reads everything autograd keeps beside the data (the graph as
+core/graph.py describes it, version counters, views' histories), which only the engine may
+touch; the server sees `pack`, `unpack` and `why_not_quiet` through the seam.
 
 Only a session at a quiet point can be written (`why_not_quiet`): no graph its tensors lead
 to holds saved tensors that backward could still use. Graph nodes that never saved anything
@@ -22,14 +25,14 @@ import json
 from collections.abc import Iterable
 
 import numpy as np
-from gradserve.engine import Tensor
-from gradserve.engine.core.autograd import AccumulateGrad, Node
-from gradserve.engine.core.backend import backend
-from gradserve.engine.core.dtype import as_dtype
-from gradserve.engine.core.meta import Version
-from gradserve.engine.core.random import Generator
-from gradserve.engine.core.registry import OPS
-from gradserve.v1.codec import attrs_from_json
+
+from ..core.autograd import AccumulateGrad, Node
+from ..core.backend import backend
+from ..core.dtype import as_dtype
+from ..core.meta import Version
+from ..core.random import Generator
+from ..core.registry import OPS
+from .tensor import Tensor
 
 FORMAT = 1  # bumped when the description below changes incompatibly
 
@@ -230,6 +233,16 @@ def _steps(steps) -> list:
     return _json([[name, attrs, nr] for name, attrs, nr in steps], "a view's history")
 
 
+def _tuples(attrs: dict) -> dict:
+    """Attrs read back as the wire gives them to the server (gradserve.v1.codec): lists in
+    its values become tuples."""
+    return {k: _tuple(v) if type(v) is list else v for k, v in attrs.items()}
+
+
+def _tuple(value: list) -> tuple:
+    return tuple(_tuple(v) if type(v) is list else v for v in value)
+
+
 def _json(value, what: str):
     """`value` when JSON can hold it: attrs came from the wire, so they are JSON values
     (lists read back as tuples, as the wire's do)."""
@@ -268,7 +281,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
         node = Node(OPS[n["op"]], n["name"], (),
                     [None if s is None else tuple(s) for s in n["in_shapes"]],
                     [None if d is None else as_dtype(d) for d in n["in_dtypes"]], (),
-                    attrs_from_json(n["attrs"]), n["device"])
+                    _tuples(n["attrs"]), n["device"])
         node._freed = n["freed"]  # a graph backward consumed before the move stays so
         nodes.append(node)
     objects = [_array(o, buffers, device) for o in meta["objects"]]
@@ -285,7 +298,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
         t._grad = None if o["grad"] is None else tensors[o["grad"]]
         t._base = None if o["base"] is None else tensors[o["base"]]
         t._view_steps = None if o["view_steps"] is None else tuple(
-            (name, attrs_from_json(attrs), nr) for name, attrs, nr in o["view_steps"])
+            (name, _tuples(attrs), nr) for name, attrs, nr in o["view_steps"])
     for node, n in zip(nodes, meta["nodes"], strict=True):
         node.next_functions = tuple(
             (None, 0) if e is None else
