@@ -1,14 +1,14 @@
-"""Per-op overhead of issue 7's ops in the engine against torch, on tiny tensors.
+"""Per-op overhead of issue 7's and 16's ops in the engine against torch, on tiny tensors.
 
     python benchmarks/surface_ops.py [--rounds 15] [--out benchmarks/results/surface_ops.md]
     python benchmarks/surface_ops.py --chain-only   # the add/mul chain alone (any gradserve)
 
-For each op, a chain of CALLS calls on 2x3 float32 tensors (each result feeding the next, so
-nothing is cached) is timed three ways: without grad, recording the graph, and recording plus
-one backward through it; the median over rounds, per call, in microseconds, for the engine
-and for torch (one thread: at this size torch's thread pool only adds cost), and their
-ratio. Target: the engine within 3x of torch, as for the existing ops
-(benchmarks/engine_mlp.py).
+For each op, a chain of CALLS calls on 2x3 float32 tensors (3x3 float64 matrices for the
+linear-algebra ones; each result feeding the next, so nothing is cached) is timed three
+ways: without grad, recording the graph, and recording plus one backward through it; the
+median over rounds, per call, in microseconds, for the engine and for torch (one thread:
+at this size torch's thread pool only adds cost), and their ratio. Target: the engine within
+3x of torch, as for the existing ops (benchmarks/engine_mlp.py).
 
 `--chain-only` times engine_mlp's add/mul chain (1,000 ops on 2-element tensors) and prints
 it as JSON: run it once with this tree and once with another on PYTHONPATH to see whether a
@@ -43,19 +43,57 @@ OPS = [
     ("flip", lambda L, x, a: x.flip(1)),
     ("tril", lambda L, x, a: x.tril(1)),
     ("sort", lambda L, x, a: x.sort(1).values),
+    # issue 16 (API.md section 7)
+    ("mm", lambda L, x, a: x.mm(a["sq"])),
+    ("addmm", lambda L, x, a: L.addmm(x, x, a["sq"])),
+    ("bmm (+ 2 views)", lambda L, x, a: x.unsqueeze(0).bmm(a["sq"].unsqueeze(0)).squeeze(0)),
+    ("linalg.cross", lambda L, x, a: L.linalg.cross(x, a["y"])),
+    ("F.normalize", lambda L, x, a: _F(L).normalize(x, dim=1)),
+    ("conv_transpose2d 1x1", lambda L, x, a: _F(L).conv_transpose2d(
+        x.reshape(1, 1, 2, 3), a["k11"]).reshape(2, 3)),
+    ("interpolate nearest", lambda L, x, a: _F(L).interpolate(
+        x.unsqueeze(0), size=3).squeeze(0)),
+    ("interpolate linear", lambda L, x, a: _F(L).interpolate(
+        x.unsqueeze(0), size=3, mode="linear").squeeze(0)),
+    ("pixel_shuffle r=1", lambda L, x, a: _F(L).pixel_shuffle(x.reshape(1, 1, 2, 3),
+                                                              1).reshape(2, 3)),
+]
+# on a well-conditioned 3x3 float64 matrix
+MATRIX_OPS = [
+    ("matmul (existing)", lambda L, x, a: x @ a["orth"]),
+    ("linalg.inv", lambda L, x, a: L.linalg.inv(x)),
+    ("linalg.solve", lambda L, x, a: L.linalg.solve(a["well"], x) + a["eye"]),
+    ("linalg.det (x * det)", lambda L, x, a: x * L.linalg.det(x)),
+    ("linalg.eigh vectors", lambda L, x, a: L.linalg.eigh(x + x.mT).eigenvectors + a["well"]),
+    ("linalg.svd U", lambda L, x, a: L.linalg.svd(x).U + a["well"]),
+    ("matrix_power 3", lambda L, x, a: L.matrix_power(x, 3) * 0.01 + a["well"]),
 ]
 
 
+def _F(L):
+    if L.__name__ == "torch":
+        import torch.nn.functional as F
+    else:
+        import gradserve.nn.functional as F
+    return F
+
+
 def _aux(L):
+    well = np.array([[3.0, 0.5, 0.2], [0.1, 2.5, 0.4], [0.3, 0.2, 2.0]])
+    orth = np.linalg.qr(well)[0]
     return {"y": L.tensor(np.full((2, 3), 0.5, np.float32)),
+            "sq": L.tensor(np.eye(3, dtype=np.float32) * 0.9 + 0.01),
+            "k11": L.tensor(np.ones((1, 1, 1, 1), np.float32)),
+            "well": L.tensor(well), "orth": L.tensor(orth), "eye": L.tensor(np.eye(3)),
             "mask": L.tensor(np.array([[True, False, True], [False, True, False]])),
             "idx": L.tensor(np.array([[2, 0, 1], [1, 2, 0]])),
             "perm": L.tensor(np.array([2, 0, 1]))}
 
 
-def _chain(L, fn, mode: str):
-    x0 = L.tensor(np.linspace(0.1, 0.6, 6, dtype=np.float32).reshape(2, 3),
-                  requires_grad=mode != "no grad")
+def _chain(L, fn, mode: str, matrix: bool = False):
+    start = (np.array([[3.0, 0.5, 0.2], [0.1, 2.5, 0.4], [0.3, 0.2, 2.0]]) if matrix
+             else np.linspace(0.1, 0.6, 6, dtype=np.float32).reshape(2, 3))
+    x0 = L.tensor(start, requires_grad=mode != "no grad")
     aux = _aux(L)
 
     def run():
@@ -89,8 +127,9 @@ def bench_ops(rounds: int) -> dict:
     except ImportError:
         pass
     out = {}
-    for name, fn in OPS:
-        runs = {(lib, mode): _chain(mod, fn, mode) for lib, mod in libs.items()
+    for name, fn, matrix in [(n, f, False) for n, f in OPS] + [(n, f, True)
+                                                                 for n, f in MATRIX_OPS]:
+        runs = {(lib, mode): _chain(mod, fn, mode, matrix) for lib, mod in libs.items()
                 for mode in MODES}
         for run in runs.values():
             run()  # warm up (and check it runs)
@@ -127,11 +166,12 @@ def bench_chain(rounds: int) -> dict:
 
 
 def report(ops: dict, rounds: int, command: str) -> str:
-    lines = ["# Per-op overhead of issue 7's ops: engine vs torch", "",
+    lines = ["# Per-op overhead of issue 7's and issue 16's ops: engine vs torch", "",
              f"Command: `{command}`", "",
              f"Machine: {platform.machine()}, Python {platform.python_version()}, "
              f"numpy {np.__version__}" + _torch_version() + f"; {rounds} rounds, median.", "",
-             f"A chain of {CALLS} calls of one op on 2x3 float32 tensors, each call's result "
+             f"A chain of {CALLS} calls of one op on 2x3 float32 tensors (3x3 float64 "
+             "matrices for linalg), each call's result "
              "the next one's input; microseconds per call (the backward mode: the chain plus one "
              "backward through it, per op). Target: engine <= 3x torch, as for the existing "
              "ops (`add`, and benchmarks/results/engine_mlp.md).", "",

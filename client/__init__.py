@@ -49,6 +49,7 @@ from .engine import (
     Function,
     can_cast,
     cat,
+    cdist,
     device,
     double,
     enable_grad,
@@ -98,6 +99,7 @@ __all__ = [
     "is_inference_mode_enabled", "load", "long", "matmul", "nn", "no_grad", "optim",
     "promote_types", "result_type", "return_types", "save", "set_grad_enabled", "short",
     "stack", "uint8", "use", "viz", "where", *_FACTORIES, *_FUNCTIONS,
+    "cdist", "linalg",
 ]
 
 
@@ -135,7 +137,7 @@ def _version() -> str:
 
 
 _LAZY = {"Client": "._client", "Session": "._session"}
-_SUBMODULES = ("engine", "nn", "optim", "viz")
+_SUBMODULES = ("engine", "linalg", "nn", "optim", "viz")
 
 
 def __getattr__(name: str):

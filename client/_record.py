@@ -17,7 +17,7 @@ import sys
 import gradserve.engine
 import numpy as np
 from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
-from gradserve.engine.seam import run_inplace, run_op
+from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
 
 from ._tensor import RemoteTensor
 
@@ -68,10 +68,7 @@ def _plain(x):
     if isinstance(x, numbers.Real) and not isinstance(x, np.ndarray):
         return x
     if isinstance(x, TensorAPI):
-        raise InvalidArgumentError(
-            f"a RemoteTensor can't be combined with an in-process {type(x).__name__}; create "
-            "it on the session (s.tensor(...)) or fetch the remote one (.numpy())"
-        )
+        raise InvalidArgumentError(MIXED_KINDS)
     raise InvalidArgumentError(
         f"expected a Tensor or a number as operand, but got {type(x).__name__}"
     )

@@ -22,7 +22,7 @@ from gradserve.engine import (
     get_op,
     no_grad,
 )
-from gradserve.engine.seam import Node, Shadow, format_tensor
+from gradserve.engine.seam import Node, Shadow, format_tensor, shown
 
 from . import _callbacks
 
@@ -42,6 +42,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
 
     __slots__ = ("_session", "_id", "_shape", "_has_grad", "_grad_graph", "_grad_owned",
                  "_grad_cache", "_owned")
+    _kind = "remote"
 
     def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
                  strides: tuple | None = None, owned: bool = True) -> None:
@@ -202,8 +203,9 @@ class RemoteTensor(AutogradMeta, TensorAPI):
     def __repr__(self) -> str:
         if self._session.closed:
             return f"<RemoteTensor {self._id!r} of closed session {self._session.id!r}>"
-        values = self._session._fetch([self])[0]
-        return format_tensor(values, self.dtype, self._device, self._repr_suffix())
+        part, cut = shown(self)  # only the elements shown cross the wire
+        values = self._session._fetch([part])[0]
+        return format_tensor(values, self.dtype, self._device, self._repr_suffix(), cut)
 
     def __reduce__(self):
         raise TypeError("a RemoteTensor cannot be pickled; fetch its values with .numpy()")

@@ -63,7 +63,11 @@ from .ops.elementwise import copies as _copies  # noqa: F401  (registers its ops
 from .ops.elementwise import unary as _unary  # noqa: F401  (registers its ops)
 from .ops.indexing import gather as _gather  # noqa: F401  (registers its ops)
 from .ops.indexing import getitem as _getitem  # noqa: F401  (registers its ops)
+from .ops.linalg import decompositions as _decompositions  # noqa: F401  (registers its ops)
+from .ops.linalg import products as _products  # noqa: F401  (registers its ops)
+from .ops.linalg import qr as _qr  # noqa: F401  (registers its ops)
 from .ops.nn import conv as _conv  # noqa: F401  (registers its ops)
+from .ops.nn import conv_transpose as _conv_transpose  # noqa: F401  (registers its ops)
 from .ops.nn import embedding as _embedding  # noqa: F401  (registers its ops)
 from .ops.nn import fused as _fused  # noqa: F401  (registers its ops)
 from .ops.nn import losses as _losses  # noqa: F401  (registers its ops)
@@ -74,12 +78,14 @@ from .ops.reductions import sort as _sort  # noqa: F401  (registers its ops)
 from .ops.reductions import stats as _stats  # noqa: F401  (registers its ops)
 from .ops.shape import rearrange as _rearrange  # noqa: F401  (registers its ops)
 from .ops.shape import views as _views  # noqa: F401  (registers its ops)
+from .surface import linalg
 from .surface import return_types as _return_types
 from .surface.factories import factory_names as _factory_names
 from .surface.functional import functional as _functional
 from .surface.functions import FUNCTIONS as _FUNCTIONS
 from .surface.grad_api import backward as _backward
 from .surface.grad_api import grad as _grad
+from .surface.products import cdist
 from .surface.tensor import ENGINE as _ENGINE
 from .surface.tensor import Tensor
 from .surface.tensor_api import TensorAPI, cat, matmul, stack, where
@@ -113,6 +119,7 @@ cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
                        device_count=cuda_device_count)
 
 __all__ = [
+    "cdist", "linalg",
     "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Function",
     "Generator",
     "GradserveError", "InvalidArgumentError", "Meta", "Tensor", "TensorAPI",

@@ -10,7 +10,9 @@ Both tensor kinds
     `run_inplace` (the one op sequence: a kind supplies outputs and the write), `Node` and
     `AccumulateGrad` (the graph), `Shadow` (a data-free stand-in an in-place op saves),
     `FactoryAPI` and `factory_names` (torch's factories over three primitives),
-    `format_tensor` (torch's repr), `add_tensor_hook`; `FUNCTIONS`, `functional` and
+    `format_tensor` and `shown` (torch's repr, and the part of a tensor it shows),
+    `MIXED_KINDS` (the error when the two kinds meet), `write_out` (torch's out=),
+    `add_tensor_hook`; `FUNCTIONS`, `functional` and
     `FunctionCtx` (the module functions and autograd namespaces the SDK re-exports);
     `Generator` (torch's `Generator`, its state where it is used) and `random` (the
     generator-taking factories and samplers; `generator_inputs`: a random op's inputs
@@ -41,6 +43,7 @@ from .core.dispatch import TensorKind
 from .core.dispatch import apply as run_op
 from .core.dispatch import apply_inplace as run_inplace
 from .core.dtype import from_numpy_dtype, is_dtype_name
+from .core.errors import MIXED_KINDS
 from .core.function import FunctionCtx
 from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
@@ -48,10 +51,11 @@ from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
 from .surface import random
 from .surface.factories import FactoryAPI, factory_names
-from .surface.format import format_tensor
+from .surface.format import format_tensor, shown
 from .surface.functional import functional
 from .surface.functions import FUNCTIONS
 from .surface.grad_api import as_list, check_roots, check_unused
+from .surface.out import write_out
 from .surface.random import Generator
 from .surface.random import _with as generator_inputs
 from .surface.snapshot import NotQuiet, array_bytes, pack, unpack, why_not_quiet
@@ -65,4 +69,5 @@ __all__ = [
     "free_graph", "from_numpy_dtype", "functional", "generator_inputs", "grad_mode", "hooks_in",
     "is_dtype_name", "pack", "plan_backward", "random", "run_backward", "run_inplace", "run_op",
     "to_dot", "unpack", "why_not_quiet",
+    "MIXED_KINDS", "shown", "write_out",
 ]

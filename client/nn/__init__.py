@@ -40,6 +40,20 @@ from ._loss import (
 from ._module import Module, Parameter
 from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
 from ._rnn import GRU, LSTM
+from ._spatial import (
+    AdaptiveMaxPool2d,
+    Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    CosineSimilarity,
+    Dropout2d,
+    Fold,
+    PairwiseDistance,
+    PixelShuffle,
+    PixelUnshuffle,
+    Unfold,
+    Upsample,
+)
 from ._transformer import MultiheadAttention, TransformerEncoderLayer
 
 __all__ = [
@@ -50,4 +64,7 @@ __all__ = [
     "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
     "functional", "init", "utils",
+    "AdaptiveMaxPool2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "CosineSimilarity",
+    "Dropout2d", "Fold", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "Unfold",
+    "Upsample",
 ]

@@ -41,6 +41,19 @@ from ._f_loss import (
     smooth_l1_loss,
 )
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
+from ._f_similarity import cosine_similarity, dropout2d, normalize, pairwise_distance
+from ._f_spatial import (
+    adaptive_max_pool2d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    fold,
+    interpolate,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unfold,
+)
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
@@ -49,6 +62,9 @@ __all__ = [
     "leaky_relu", "linear", "log_softmax", "max_pool1d", "max_pool2d", "mse_loss", "nll_loss",
     "one_hot", "pad", "relu", "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss",
     "softmax", "softplus", "tanh",
+    "adaptive_max_pool2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "cosine_similarity", "dropout2d", "fold", "interpolate", "normalize", "pairwise_distance",
+    "pixel_shuffle", "pixel_unshuffle", "unfold",
 ]
 
 

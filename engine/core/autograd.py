@@ -153,7 +153,8 @@ class Node:
             self._saved_output.check(self)
 
     def free(self) -> None:
-        if self._saved or self._saved_output is not None:
+        # a node that kept nothing (its gradients read no input) can run again, as torch's
+        if any(s is not None for s in self._saved) or self._saved_output is not None:
             self._saved = ()
             self._saved_output = None
             self._freed = True

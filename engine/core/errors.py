@@ -34,3 +34,10 @@ class DeviceUnavailableError(AutogradError):
 
 class KernelNotImplementedError(InvalidArgumentError, NotImplementedError):
     """An op has no kernel for this dtype: torch raises NotImplementedError there."""
+
+
+# both tensor kinds raise this, whichever operand comes first (never a silent download)
+MIXED_KINDS = (
+    "a RemoteTensor can't be combined with an in-process Tensor; create it on the session "
+    "(s.tensor(...)) or fetch the remote one (.numpy())"
+)

@@ -21,7 +21,7 @@ from . import grad_mode as _grad_mode
 from .autograd import AccumulateGrad, Node, SavedTensor
 from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
-from .errors import AutogradError, InvalidArgumentError
+from .errors import MIXED_KINDS, AutogradError, InvalidArgumentError
 from .hooks import add_tensor_hook
 from .layout import contiguous, is_contiguous
 from .registry import Meta, OpDef, get_op
@@ -66,6 +66,7 @@ class AutogradMeta:
     __slots__ = ("dtype", "_device", "_strides", "_rg", "_grad_fn", "_output_nr", "_vc",
                  "_base", "_view_steps", "_view_version", "_retains_grad", "_acc", "_hooks",
                  "__weakref__")
+    _kind = "meta"  # which tensor kind: tensors of two kinds never meet in one op
 
     def _init_meta(self, dtype: DType, device: str, strides: tuple | None = None) -> None:
         # a plain attribute, not a property: shape rules read it on every op
@@ -295,13 +296,15 @@ def _copy_history(src: AutogradMeta, dst: AutogradMeta) -> None:
 def placement(inputs, default: str) -> tuple[str, bool]:
     """The device the tensor inputs share (`default` when there are none) and whether any of
     them requires grad; raises torch's error when devices differ."""
-    device = None
+    device = kind = None
     any_grad = False
     for x in inputs:
         if isinstance(x, AutogradMeta):
             if device is None:
-                device = x._device
-            elif x._device != device:
+                device, kind = x._device, x._kind
+            elif x._device != device or x._kind is not kind:
+                if x._kind is not kind:  # never a silent download, whichever comes first
+                    raise InvalidArgumentError(MIXED_KINDS)
                 raise InvalidArgumentError(
                     "Expected all tensors to be on the same device, but found at least two "
                     f"devices, {device} and {x._device}!"
@@ -364,8 +367,12 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             dtypes.append(None)
             edges.append(_NO_EDGE)
     which = op.saved_indices(len(inputs))
-    saved = tuple([SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta) else inputs[i]
-                   for i in which]) if which else ()
+    saved = ()
+    if which:
+        kept = op.kept(tuple(e[0] is not None for e in edges))
+        keep = range(len(inputs)) if kept is None else kept[0]
+        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
+                        else inputs[i]) if i in keep else None for i in which])
     # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
     # per op for the cyclic collector to walk
     return Node(op, op.node_name(inputs, attrs, meta), tuple(edges), shapes, dtypes, saved,
@@ -382,7 +389,7 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             o = outputs[nr]
             if o.dtype.is_floating_point:
                 o._grad_fn, o._output_nr = node, nr
-    saved = op.save_output
+    saved = op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)
@@ -459,8 +466,12 @@ def inplace_node(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict,
     value (a copy when backward reads it). None when the result is not floating point."""
     if not self.dtype.is_floating_point:
         return None
-    source = self._snapshot(copy=0 in op.saved_indices(1 + len(others)))
-    return record(op, (source, *others), attrs, self._device, meta)
+    node = record(op, (self._snapshot(copy=False), *others), attrs, self._device, meta)
+    k = op.saved_slot(0, 1 + len(others))
+    if k is not None and node._saved[k] is not None:  # backward reads self's old value
+        node._saved = (*node._saved[:k], SavedTensor(self._snapshot(copy=True)),
+                       *node._saved[k + 1:])
+    return node
 
 
 def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
@@ -485,5 +496,5 @@ def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
         self._grad_fn, self._output_nr = node, 0
         if self._retains_grad:
             node.retain(self)
-    if op.save_output:
+    if op.output_kept(node.needs):
         node._saved_output = SavedTensor(self, output_nr=0)

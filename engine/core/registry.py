@@ -8,6 +8,10 @@ An op is data with a name (the name the wire uses). Each op declares:
   backward(ctx, grad) -> tuple[Tensor | None, ...]     written in engine ops, so that
                                                         create_graph gives higher derivatives
 `save` names the inputs (and `save_output` the output) backward reads; nothing else is kept.
+`grad_uses` narrows that per call, as torch does: one entry per input, the inputs (and
+"out", the saved output) that input's gradient reads. A call keeps only what the gradients
+of the inputs that need one read, so `v * 2.0` keeps nothing of `v` and an in-place change
+to `v` afterwards is no error; backward finds None in the places it does not read.
 
 A few wire ops change a tensor's autograd state rather than compute (`requires_grad_`,
 `retain_grad`, `grad`, ...): `defcommand` registers them in the same table, so every op name
@@ -42,7 +46,7 @@ class OpDef:
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
-                 "arity", "name_from_meta", "multi_grad", "attrs")
+                 "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -63,6 +67,36 @@ class OpDef:
         self.random = random
         self.needs_device = needs_device
         self.differentiable = differentiable
+        self.grad_uses = None
+        self._kept = {}
+
+    def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
+        """Which inputs (by index) and whether the output a call keeps, given which inputs
+        need a gradient; None: everything `save` and `save_output` name."""
+        uses = self.grad_uses
+        if uses is None:
+            return None
+        hit = self._kept.get(needs)
+        if hit is None:
+            wanted = set()
+            for i, need in enumerate(needs):
+                if need and i < len(uses):
+                    wanted.update(uses[i])
+            out = "out" in wanted
+            wanted.discard("out")
+            hit = self._kept[needs] = (frozenset(wanted), out)
+        return hit
+
+    def output_kept(self, needs: tuple[bool, ...]):
+        """save_output (which output backward reads), or False when this call keeps none."""
+        if self.grad_uses is None or not self.save_output:
+            return self.save_output
+        return self.save_output if self.kept(needs)[1] else False
+
+    def saved_slot(self, i: int, n_inputs: int) -> int | None:
+        """Where input i sits among the saved tensors (None: not saved)."""
+        which = list(self.saved_indices(n_inputs))
+        return which.index(i) if i in which else None
 
     def def_backward(self, fn: Callable) -> Callable:
         self.backward = fn
@@ -106,7 +140,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           random: bool = False, needs_device: bool = False, differentiable: bool = True,
           name_from_meta: bool = False,
           multi_grad: bool = False,
-          attrs: Sequence[str] | None = None) -> Callable[[Callable], OpDef]:
+          attrs: Sequence[str] | None = None,
+          grad_uses: Sequence[Sequence[int | str]] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -121,7 +156,13 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     (`nonzero`, masks): the engine takes it from the result, a client asks the server.
     attrs: which of infer's parameters are attrs (passed by keyword) rather than inputs; only
       describes the op (ListOps). Omitted: those with a default value or keyword-only.
+    grad_uses: per input, the inputs ("out": the saved output) its gradient reads; `save`
+      defaults to all of them. Omitted: every call keeps all of `save` (and the output).
     """
+    if grad_uses is not None:
+        grad_uses = tuple(tuple(u) for u in grad_uses)
+        if not save:
+            save = tuple(sorted({i for u in grad_uses for i in u if i != "out"}))
 
     if view and (save or save_output):
         # a view's history is replayed on shapes alone (see core/meta.replay_view)
@@ -133,6 +174,7 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.name_from_meta = name_from_meta
         opdef.multi_grad = multi_grad
         opdef.attrs = None if attrs is None else tuple(attrs)
+        opdef.grad_uses = grad_uses
         return _add(opdef)
 
     return register

@@ -3,6 +3,10 @@
 A port of torch/_tensor_str.py with its default print options (precision 4, threshold 1000,
 edgeitems 3, linewidth 80): one formatter per tensor picks integer, fixed or scientific
 notation from the nonzero finite values and pads every element to the same width.
+
+A tensor of more than 1000 elements shows only its edge items (3 at each end of every long
+dim): `shown` cuts them out as views and joins them with tensor ops of the tensor's own
+kind, so printing costs what is printed (a remote tensor fetches those elements only).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 import numpy as np
 
 from ..core.dtype import DType
+from ..core.grad_mode import no_grad
 
 PRECISION = 4
 THRESHOLD = 1000
@@ -64,21 +69,32 @@ class _Formatter:
         return (self.max_width - len(text)) * " " + text
 
 
-def _summarized(values: np.ndarray) -> np.ndarray:
-    """The elements a summarized repr shows (edge items of every dim), for the formatter."""
-    if values.ndim == 0:
-        return values
-    if values.shape[0] > 2 * EDGEITEMS:
-        values = np.concatenate([values[:EDGEITEMS], values[-EDGEITEMS:]])
-    if values.ndim == 1:
-        return values
-    return np.stack([_summarized(v) for v in values])
+def shown(t):
+    """(the elements t's repr shows, as a tensor of t's kind; per dim, whether it was cut to
+    its edge items). Narrow views of t joined by `cat`: only the shown elements are copied."""
+    shape = tuple(t.shape)
+    if math.prod(shape) <= THRESHOLD:
+        return t, (False,) * len(shape)
+    cut = tuple(n > 2 * EDGEITEMS for n in shape)
+    with no_grad():
+        return _edges(t, 0, cut), cut
+
+
+def _edges(x, d: int, cut: tuple):
+    while d < len(cut) and not cut[d]:
+        d += 1
+    if d == len(cut):
+        return x
+    n = x.shape[d]
+    head = _edges(x.narrow(d, 0, EDGEITEMS), d + 1, cut)
+    tail = _edges(x.narrow(d, n - EDGEITEMS, EDGEITEMS), d + 1, cut)
+    return x._op("cat", head, tail, dim=d)
 
 
 def _vector(values: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -> str:
     per_line = max(1, (LINEWIDTH - indent) // (fmt.max_width + 2))
     items = values.tolist()
-    if summarize and len(items) > 2 * EDGEITEMS:
+    if summarize:
         data = ([fmt.format(v) for v in items[:EDGEITEMS]] + [" ..."]
                 + [fmt.format(v) for v in items[-EDGEITEMS:]])
     else:
@@ -87,23 +103,26 @@ def _vector(values: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -
     return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
 
 
-def _body(values: np.ndarray, indent: int, summarize: bool, fmt: _Formatter) -> str:
+def _body(values: np.ndarray, indent: int, cut: tuple, fmt: _Formatter) -> str:
+    """values: the shown elements; cut[d]: dim d holds its first and last EDGEITEMS only."""
     if values.ndim == 0:
         return fmt.format(values.item())
     if values.ndim == 1:
-        return _vector(values, indent, summarize, fmt)
-    n = values.shape[0]
-    if summarize and n > 2 * EDGEITEMS:
-        rows = ([_body(values[i], indent + 1, summarize, fmt) for i in range(EDGEITEMS)]
+        return _vector(values, indent, cut[0], fmt)
+    n, rest = values.shape[0], cut[1:]
+    if cut[0]:
+        rows = ([_body(values[i], indent + 1, rest, fmt) for i in range(EDGEITEMS)]
                 + ["..."]
-                + [_body(values[i], indent + 1, summarize, fmt) for i in range(n - EDGEITEMS, n)])
+                + [_body(values[i], indent + 1, rest, fmt) for i in range(n - EDGEITEMS, n)])
     else:
-        rows = [_body(values[i], indent + 1, summarize, fmt) for i in range(n)]
+        rows = [_body(values[i], indent + 1, rest, fmt) for i in range(n)]
     return "[" + ("," + "\n" * (values.ndim - 1) + " " * (indent + 1)).join(rows) + "]"
 
 
-def format_tensor(values: np.ndarray, dtype: DType, device: str, suffix: str) -> str:
-    """The repr of a tensor holding `values` (on the host); suffix is its autograd note."""
+def format_tensor(values: np.ndarray, dtype: DType, device: str, suffix: str,
+                  cut: tuple | None = None) -> str:
+    """The repr of a tensor whose shown elements (see `shown`; all of them when cut is None)
+    are `values`, on the host; suffix is its autograd note."""
     prefix = "tensor("
     indent = len(prefix)
     suffixes = []
@@ -116,9 +135,10 @@ def format_tensor(values: np.ndarray, dtype: DType, device: str, suffix: str) ->
         if dtype.name != "float32":  # nothing to infer the dtype from
             suffixes.append(f"dtype={dtype!r}")
     else:
-        summarize = values.size > THRESHOLD
-        fmt = _Formatter(_summarized(values) if summarize else values, dtype.is_floating_point)
-        body = _body(values, indent, summarize, fmt)
+        if cut is None:
+            cut = (False,) * values.ndim
+        fmt = _Formatter(values, dtype.is_floating_point)
+        body = _body(values, indent, cut, fmt)
         if dtype.name not in _DEFAULT_SHOWN:
             suffixes.append(f"dtype={dtype!r}")
     if suffix:

@@ -12,8 +12,10 @@ module and `gradserve` export the same function objects.
 from __future__ import annotations
 
 from .einsum import einsum
+from .out import OUT_FUNCTIONS, with_out
+from .products import tensordot
 from .random import FUNCTIONS as _RANDOM
-from .tensor_api import TensorAPI
+from .tensor_api import TensorAPI, cat, matmul, stack, where
 
 # torch.<name>(input, *args) is input.<name>(*args) for each of these
 METHODS = (
@@ -33,6 +35,9 @@ METHODS = (
     "index_select", "index_add", "masked_fill", "masked_select", "index_put", "nonzero",
     "argwhere", "unique", "tril", "triu", "diagonal", "unflatten", "movedim", "moveaxis",
     "swapaxes", "swapdims", "is_floating_point", "is_complex",
+    # linear algebra (_api_linalg)
+    "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "addmm", "addmv", "addbmm", "baddbmm",
+    "trace", "matrix_power", "kron", "cross",
 )
 
 
@@ -87,3 +92,14 @@ LIKE = {name: _like(name) for name in ("zeros_like", "ones_like", "empty_like", 
 FUNCTIONS.update(LIKE, repeat_interleave=repeat_interleave, is_tensor=is_tensor,
                  numel=numel, einsum=einsum)
 FUNCTIONS.update(_RANDOM)
+
+
+def _with_out_functions() -> None:
+    """torch's out= on the functions that take it (see _out)."""
+
+    FUNCTIONS.update(cat=cat, stack=stack, matmul=matmul, where=where, tensordot=tensordot)
+    for name in OUT_FUNCTIONS:
+        FUNCTIONS[name] = with_out(FUNCTIONS[name])
+
+
+_with_out_functions()

@@ -19,7 +19,7 @@ from ..core.meta import AutogradMeta
 from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
 from .factories import FactoryAPI
-from .format import format_tensor
+from .format import format_tensor, shown
 from .grad_api import engine_backward, engine_grad
 from .tensor_api import TensorAPI
 
@@ -28,6 +28,7 @@ class Tensor(AutogradMeta, TensorAPI):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
     __slots__ = ("_data", "_grad")
+    _kind = "engine"
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
                  dtype: DType | None = None) -> None:
@@ -131,7 +132,8 @@ class Tensor(AutogradMeta, TensorAPI):
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        return format_tensor(self._host(), self.dtype, self._device, self._repr_suffix())
+        part, cut = shown(self)
+        return format_tensor(part._host(), self.dtype, self._device, self._repr_suffix(), cut)
 
     # -- autograd --------------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):

@@ -13,7 +13,9 @@ from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
 from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
+from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
+from .tensor_linalg import TensorLinalg
 from .tensor_math import TensorMath
 from .tensor_shape import TensorShape
 
@@ -32,11 +34,13 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape, TensorRandom):
+class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()
     __hash__ = object.__hash__  # comparisons are elementwise, so hash by identity as torch
+    # numpy defers `array + t` to t.__radd__ (a tensor, as torch's), not an array
+    __array_priority__ = 1000
 
     def _op(self, name: str, *inputs, **attrs):
         raise NotImplementedError
@@ -46,39 +50,64 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom):
 
     # -- arithmetic ------------------------------------------------------------------------
     def __add__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "add")
         return self._op("add", self, other)
 
     def __radd__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("add", other, self)
 
     def __sub__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "sub")
         return self._op("sub", self, other)
 
     def __rsub__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("sub", other, self)
 
     def __mul__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "mul")
         return self._op("mul", self, other)
 
     def __rmul__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("mul", other, self)
 
     def __truediv__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "div")
         return self._op("div", self, other)
 
     def __rtruediv__(self, other):
-        return self._op("div", other, self)
+        if isinstance(other, TensorAPI):
+            return self._op("div", other, self)
+        # torch's `number / t` is reciprocal(t) * number: it keeps 1/t, not t
+        return self._op("reciprocal", self) * other
 
     def __pow__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "pow")
         return self._op("pow", self, other)
 
     def __rpow__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("pow", other, self)
 
     def __matmul__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "matmul")
         return self._op("matmul", self, other)
 
     def __rmatmul__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("matmul", other, self)
 
     def __neg__(self):
@@ -91,21 +120,33 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom):
         return self._op("abs", self)
 
     def __lt__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("lt", self, other)
 
     def __le__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("le", self, other)
 
     def __gt__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("gt", self, other)
 
     def __ge__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("ge", self, other)
 
     def __eq__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "eq")
         return self._op("eq", self, other)
 
     def __ne__(self, other):
+        if type(other) is ndarray:  # torch's too: Python's identity fallback
+            return NotImplemented
         return self._op("ne", self, other)
 
     def __iadd__(self, other):

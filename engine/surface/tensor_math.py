@@ -13,6 +13,7 @@ import numbers
 
 from ..core.errors import InvalidArgumentError
 from . import return_types as rt
+from .numpy_operands import array_result, ndarray
 
 
 def _dims(dim):
@@ -123,12 +124,18 @@ class TensorMath:
     __xor__ = bitwise_xor
 
     def __rand__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("bitwise_and", other, self)
 
     def __ror__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("bitwise_or", other, self)
 
     def __rxor__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("bitwise_xor", other, self)
 
     def __iand__(self, other):
@@ -157,15 +164,23 @@ class TensorMath:
         return self._op("floor_divide", self, other)
 
     def __mod__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "remainder")
         return self._op("remainder", self, other)
 
     def __rmod__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("remainder", other, self)
 
     def __floordiv__(self, other):
+        if type(other) is ndarray:
+            return array_result(self, other, "floor_divide")
         return self._op("floor_divide", self, other)
 
     def __rfloordiv__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
         return self._op("floor_divide", other, self)
 
     def atan2(self, other):

@@ -17,7 +17,7 @@ import gradserve as gs
 import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "pytorch"
-NAMES = ["heat", "fit_sgd", "conv_net", "lstm", "seeded_fit"]
+NAMES = ["heat", "fit_sgd", "conv_net", "lstm", "seeded_fit", "decoder_linalg"]
 SEEDED = ["seeded_fit"]  # draw from torch's generator: the same numbers, digit for digit
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:e[-+]?\d+)?")
 

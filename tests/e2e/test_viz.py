@@ -18,7 +18,7 @@ SEED_GRAPH = {
         {"id": "1", "name": "AddBackward0", "kind": "node", "shape": [2, 2],
          "dtype": "float32", "saved": []},
         {"id": "2", "name": "MulBackward0", "kind": "node", "shape": [2, 2],
-         "dtype": "float32", "saved": [{"version": 0}, {"version": 0}]},
+         "dtype": "float32", "saved": [{"version": 0}]},  # the input only, as torch
         {"id": "3", "name": "w2", "kind": "leaf", "shape": [], "dtype": "float32",
          "saved": []},
         {"id": "4", "name": "w1", "kind": "leaf", "shape": [], "dtype": "float32",
@@ -31,7 +31,7 @@ SEED_DOT = """digraph backward {
   node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];
   "0" [label="MeanBackward0", fillcolor="#b2df8a"];
   "1" [label="AddBackward0", fillcolor="#d9d9d9"];
-  "2" [label="MulBackward0\\nsaved: v0, v0", fillcolor="#d9d9d9"];
+  "2" [label="MulBackward0\\nsaved: v0", fillcolor="#d9d9d9"];
   "3" [label="w2\\n()\\nfloat32", fillcolor="#a6cee3"];
   "4" [label="w1\\n()\\nfloat32", fillcolor="#a6cee3"];
   "1" -> "0";

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+import gradserve.nn.functional as _F
 import numpy as np
 import pytest
 from gradserve import engine as E
@@ -140,7 +141,7 @@ SCALAR_FORMS = [
     ("sub", lambda x: 1.5 - x, N, "rsub"),
     ("mul", lambda x: x * 1.5, N, "tensor*scalar"),
     ("div", lambda x: x / 4.0, N, "tensor/scalar"),
-    ("div", lambda x: 3.0 / x, G, "rdiv"),
+    ("reciprocal", lambda x: 3.0 / x, G, "rdiv"),  # torch: reciprocal(x) * 3.0
     ("pow", lambda x: x ** 2, N, "square"),
     ("pow", lambda x: x ** 3, N, "cube"),
     ("pow", lambda x: x ** 0.5, P, "sqrt"),
@@ -725,6 +726,74 @@ for _l, _fn, _s in [
 ]:
     case(_l, _fn, N(*_s), label=f"{_shape_label(_s)}-{_fn.__code__.co_firstlineno}",
          order2=True)
+
+
+# -- linear algebra (API.md section 7) ---------------------------------------------------------
+def SPD(n, batch=()):
+    """A symmetric positive-definite matrix (cholesky, eigh): A A^T + n I."""
+    def make(rng):
+        a = rng.standard_normal((*batch, n, n))
+        return _leaf(a @ np.swapaxes(a, -1, -2) + n * np.eye(n))
+    return make
+
+
+def WELL(n, batch=()):
+    """A well-conditioned square matrix (inv, det, solve): I*n plus noise."""
+    return lambda rng: _leaf(rng.standard_normal((*batch, n, n)) + n * np.eye(n))
+
+
+def _sym(x):
+    return (x + x.mT) * 0.5  # eigh reads one triangle: the checked function is symmetric
+
+
+for _l, _fn, _ins in [
+    ("mm", lambda a, b: a.mm(b), (N(2, 3), N(3, 4))),
+    ("bmm", lambda a, b: a.bmm(b), (N(2, 2, 3), N(2, 3, 4))),
+    ("mv", lambda a, v: a.mv(v), (N(2, 3), N(3))),
+    ("dot", lambda a, b: a.dot(b), (N(3), N(3))),
+    ("vdot", lambda a, b: E.vdot(a, b), (N(3), N(3))),
+    ("addmm", lambda i, a, b: E.addmm(i, a, b, beta=0.5, alpha=2.0), (N(3), N(2, 3), N(3, 3))),
+    ("addmv", lambda i, a, v: E.addmv(i, a, v, alpha=-1.5), (N(2), N(2, 3), N(3))),
+    ("baddbmm", lambda i, a, b: E.baddbmm(i, a, b, beta=2.0), (N(2, 2, 4), N(2, 2, 3),
+                                                               N(2, 3, 4))),
+    ("addbmm", lambda i, a, b: E.addbmm(i, a, b), (N(2, 4), N(3, 2, 3), N(3, 3, 4))),
+    ("trace", lambda a: a.trace(), (N(3, 4),)),
+    ("linalg_cross", lambda a, b: E.linalg.cross(a, b), (N(2, 3), N(2, 3))),
+    ("linalg_cross", lambda a, b: E.cross(a, b, dim=0), (N(3, 2), N(3, 1))),
+    ("linalg_inv", lambda a: E.linalg.inv(a), (WELL(3),)),
+    ("linalg_inv", lambda a: E.linalg.inv(a), (WELL(2, (2,)),)),
+    ("linalg_det", lambda a: E.linalg.det(a), (WELL(3),)),
+    ("linalg_det", lambda a: E.linalg.det(a), (WELL(2, (3,)),)),
+    ("linalg_slogdet", lambda a: E.linalg.slogdet(a).logabsdet, (WELL(3),)),
+    ("linalg_slogdet", lambda a: E.linalg.slogdet(-a).logabsdet, (WELL(3, (2,)),)),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3), N(3, 2))),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3, (2,)), N(2, 3))),
+    ("linalg_solve", lambda a, b: E.linalg.solve(a, b, left=False), (WELL(3), N(2, 3))),
+    ("linalg_cholesky", lambda a: E.linalg.cholesky(_sym(a)), (SPD(3),)),
+    ("linalg_cholesky", lambda a: E.linalg.cholesky(_sym(a), upper=True), (SPD(3, (2,)),)),
+    ("linalg_eigh", lambda a: E.linalg.eigvalsh(_sym(a)), (SPD(3),)),
+    ("linalg_eigh", lambda a: E.linalg.eigh(_sym(a)).eigenvectors.abs(), (SPD(3),)),
+    ("linalg_svd", lambda a: E.linalg.svdvals(a), (N(2, 3),)),
+    ("linalg_svd", lambda a: E.linalg.matrix_norm(a, "nuc"), (N(3, 3),)),
+    ("linalg_svd", lambda a: tuple(x.abs() for x in E.linalg.svd(a, full_matrices=False)),
+     (N(4, 3),)),
+    ("linalg_svd", lambda a: tuple(x.abs() for x in E.linalg.svd(a, full_matrices=False)),
+     (N(2, 2, 3),)),
+    ("linalg_svd", lambda a: E.linalg.svd(a).U.abs(), (N(3, 3),)),
+    ("linalg_svd", lambda a: E.linalg.pinv(a), (N(3, 2),)),
+    ("linalg_svd", lambda a, b: E.linalg.lstsq(a, b).solution, (N(4, 3), N(4, 2))),
+    ("linalg_qr", lambda a: tuple(E.linalg.qr(a)), (N(4, 3),)),
+    ("linalg_qr", lambda a: tuple(E.linalg.qr(a)), (N(2, 3, 3),)),
+    ("linalg_qr", lambda a: tuple(E.linalg.qr(a)), (N(2, 4),)),
+    ("linalg_qr", lambda a: E.linalg.qr(a).R, (N(3, 5),)),
+    ("linalg_qr", lambda a: E.linalg.qr(a, mode="complete").Q, (N(2, 3),)),
+    ("conv_transpose", lambda x, w: _F.conv_transpose2d(x, w, stride=2, padding=1,
+                                                        output_padding=1), (N(1, 2, 3, 3),
+                                                                            N(2, 3, 2, 2))),
+    ("conv_transpose", lambda x, w, b: _F.conv_transpose1d(x, w, b, groups=2, dilation=2),
+     (N(2, 4, 3), N(4, 1, 2), N(2))),
+]:
+    case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 
 
 # -- the tests --------------------------------------------------------------------------------

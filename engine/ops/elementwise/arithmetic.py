@@ -91,7 +91,9 @@ def _num_meta(a, b) -> Meta:
 add = defop("add", infer=binary_meta, grad_name="AddBackward0")(lambda xp, a, b: xp.add(a, b))
 
 
-add.def_forward_into(lambda xp, a, b: xp.add(a, b, out=a))
+# the result dtype is torch's, already checked to cast to a's (check_inplace); numpy's own
+# promotion may differ (uint8 - int8 0-dim is int16 to numpy, uint8 to torch)
+add.def_forward_into(lambda xp, a, b: xp.add(a, b, out=a, casting="unsafe"))
 
 
 @add.def_backward
@@ -102,7 +104,7 @@ def _(ctx, g):
 sub = defop("sub", infer=_num_meta, grad_name=_sub_name)(lambda xp, a, b: xp.subtract(a, b))
 
 
-sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a))
+sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a, casting="unsafe"))
 
 
 @sub.def_backward
@@ -110,12 +112,12 @@ def _(ctx, g):
     return g, -g if ctx.needs[1] else None
 
 
-mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", save=(0, 1))(
+mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", grad_uses=((1,), (0,)))(
     lambda xp, a, b: xp.multiply(a, b)
 )
 
 
-mul.def_forward_into(lambda xp, a, b: xp.multiply(a, b, out=a))
+mul.def_forward_into(lambda xp, a, b: xp.multiply(a, b, out=a, casting="unsafe"))
 
 
 @mul.def_backward
@@ -124,12 +126,13 @@ def _(ctx, g):
     return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
 
 
-div = defop("div", infer=binary_float_meta, grad_name="DivBackward0", save=(0, 1))(
+div = defop("div", infer=binary_float_meta, grad_name="DivBackward0",
+            grad_uses=((1,), (0, 1)))(
     lambda xp, a, b: xp.true_divide(a, b)
 )
 
 
-div.def_forward_into(lambda xp, a, b: xp.true_divide(a, b, out=a))
+div.def_forward_into(lambda xp, a, b: xp.true_divide(a, b, out=a, casting="unsafe"))
 
 
 @div.def_backward
@@ -147,7 +150,8 @@ def _pow_meta(a, b) -> Meta:
     return m
 
 
-pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save=(0, 1), save_output=True)(
+pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save_output=True,
+             grad_uses=((0, 1), (0, 1, "out")))(
     lambda xp, a, b: xp.power(a, b)
 )
 
@@ -412,29 +416,30 @@ def _matmul_name(a, b):
     return "UnsafeViewBackward0"
 
 
-matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, save=(0, 1))(
+matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, grad_uses=((1,), (0,)))(
     lambda xp, a, b: xp.matmul(a, b)
 )
 
 
 @matmul.def_backward
 def _(ctx, g):
-    a, b = ctx.saved
-    if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
+    a, b = ctx.saved  # each only when the other's gradient is needed
+    na, nb = len(ctx.in_shapes[0]), len(ctx.in_shapes[1])
+    if na == 1 and nb == 1:  # dot product: g is a scalar
         return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
     # 1-D operands act as a row (left) or a column (right) matrix; the engine sums the
     # broadcast batch dims of each gradient back to its input's shape
-    a2 = a.unsqueeze(0) if a.ndim == 1 else a
-    b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-    g2 = g.unsqueeze(-2) if a.ndim == 1 else g
-    g2 = g2.unsqueeze(-1) if b.ndim == 1 else g2
+    g2 = g.unsqueeze(-2) if na == 1 else g
+    g2 = g2.unsqueeze(-1) if nb == 1 else g2
     ga = gb = None
     if ctx.needs[0]:
+        b2 = b.unsqueeze(-1) if nb == 1 else b
         ga = g2 @ b2.transpose(-1, -2)
-        if a.ndim == 1:
+        if na == 1:
             ga = ga.squeeze(-2)
     if ctx.needs[1]:
+        a2 = a.unsqueeze(0) if na == 1 else a
         gb = a2.transpose(-1, -2) @ g2
-        if b.ndim == 1:
+        if nb == 1:
             gb = gb.squeeze(-1)
     return ga, gb

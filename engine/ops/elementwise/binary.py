@@ -58,8 +58,8 @@ def _by_operands(name: str):
 
 def _rounded_quotient(method: str):
     def backward(ctx, g):
-        a, b = ctx.saved
-        if not _is_tensor(a):
+        a, b = ctx.saved  # only when b's gradient is needed
+        if ctx.in_shapes[0] is None:  # a number on the left
             raise AutogradError(f"the derivative for '{ctx.op.name}' is not implemented.")
         gb = -g * getattr(a / b, method)() if ctx.needs[1] else None
         return g, gb
@@ -68,9 +68,9 @@ def _rounded_quotient(method: str):
 
 
 remainder = defop("remainder", infer=binary_meta, grad_name=_by_operands("Remainder"),
-                  save=(0, 1))(lambda xp, a, b: xp.remainder(a, b))
+                  grad_uses=((), (0, 1)))(lambda xp, a, b: xp.remainder(a, b))
 remainder.def_backward(_rounded_quotient("floor"))
-fmod = defop("fmod", infer=binary_meta, grad_name=_by_operands("Fmod"), save=(0, 1))(
+fmod = defop("fmod", infer=binary_meta, grad_name=_by_operands("Fmod"), grad_uses=((), (0, 1)))(
     lambda xp, a, b: xp.fmod(a, b))
 fmod.def_backward(_rounded_quotient("trunc"))
 
@@ -143,7 +143,7 @@ def _lerp_meta(a, end, weight) -> Meta:
     return Meta(shape, a.dtype)
 
 
-lerp = defop("lerp", infer=_lerp_meta, save=(0, 1, 2),
+lerp = defop("lerp", infer=_lerp_meta, grad_uses=((2,), (2,), (0, 1, 2)),
              grad_name=lambda a, e, w: "LerpBackward1" if _is_tensor(w) else "LerpBackward0")(
     lambda xp, a, end, weight: a + weight * (end - a))
 

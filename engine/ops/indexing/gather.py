@@ -87,12 +87,13 @@ def _gather(xp, x, idx, dim):
         raise
 
 
-gather = defop("gather", infer=_gather_meta, grad_name="GatherBackward0", save=(1,))(_gather)
+# torch keeps self too (its gather_backward reads it), so an in-place change to it raises
+gather = defop("gather", infer=_gather_meta, grad_name="GatherBackward0", save=(0, 1))(_gather)
 
 
 @gather.def_backward
 def _(ctx, g):
-    (idx,) = ctx.saved
+    _, idx = ctx.saved
     zeros = g._op("zeros", shape=tuple(ctx.in_shapes[0]), dtype=g.dtype.name, device=g.device)
     return zeros._op("scatter_add", zeros, idx, g, dim=ctx.attrs["dim"]), None
 

@@ -42,8 +42,8 @@ def _linear_name(x, w, b=None):
     return "ViewBackward0" if b is not None else "UnsafeViewBackward0"
 
 
-linear = defop("linear", infer=_linear_meta, grad_name=_linear_name, save=(0, 1),
-               attrs=())(_linear)  # the bias is an optional input
+linear = defop("linear", infer=_linear_meta, grad_name=_linear_name,
+               grad_uses=((1,), (0,), ()), attrs=())(_linear)  # the bias is an optional input
 
 
 @linear.def_backward

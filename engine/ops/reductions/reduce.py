@@ -278,15 +278,14 @@ def _scatter_dim(g, idx, shape, dim, keepdim):
 
 for _n, _a in (("max_dim", "argmax"), ("min_dim", "argmin")):
     _op = defop(_n, infer=_dim_extreme_meta, grad_name=_n[:3].capitalize() + "Backward0",
-                save=(0,), attrs=("dim", "keepdim"))(_dim_extreme(_a))
+                save_output=1, attrs=("dim", "keepdim"))(_dim_extreme(_a))
     _op.def_backward(lambda ctx, g: (_indices_grad(ctx, g),))
 
 
 def _indices_grad(ctx, g):
-    (a,) = ctx.saved
+    # torch keeps the indices it returned, not the input (which may change in place after)
     dim, keepdim = ctx.attrs["dim"], ctx.attrs.get("keepdim", False)
-    arg = "argmax" if ctx.op.name == "max_dim" else "argmin"
-    idx = a.detach()._op(arg, a.detach(), dim=dim, keepdim=keepdim)
+    idx = ctx.output
     return _scatter_dim(g, idx, ctx.in_shapes[0], dim, keepdim)
 
 

@@ -238,7 +238,9 @@ def _wrap(x, known: dict):
     if isinstance(x, _np.generic):
         return _own(_np.asarray(x))
     if isinstance(x, (tuple, list)) and any(isinstance(v, (_np.ndarray, _np.generic)) for v in x):
-        return type(x)(_wrap(v, known) for v in x)
+        values = [_wrap(v, known) for v in x]
+        # numpy.linalg's results (eigh, slogdet, svd) are named tuples
+        return type(x)(*values) if hasattr(x, "_fields") else type(x)(values)
     return x
 
 

@@ -1,0 +1,194 @@
+"""torch.linalg for both tensor kinds: `gradserve.linalg` and `engine.linalg` are this module.
+
+Decompositions and solvers are ops (see _ops_linalg); norms are compositions of the norm,
+abs, sum and amax ops with torch's results and gradients.
+
+    >>> from gradserve import engine
+    >>> engine.linalg.vector_norm(engine.tensor([3., 4.]))
+    tensor(5.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from ..core.dtype import TORCH_SCALAR_NAMES
+from ..core.errors import InvalidArgumentError
+from ..ops.linalg.decompositions import _floating
+
+
+def _result(name: str, fields: tuple):
+    base = namedtuple(name, fields)
+
+    def __repr__(self) -> str:
+        body = ",\n".join(f"{f}={v!r}" for f, v in zip(fields, self, strict=True))
+        return f"gradserve.return_types.linalg_{name}(\n{body})"
+
+    return type(f"linalg_{name}", (base,), {"__slots__": (), "__repr__": __repr__,
+                                           "__module__": "gradserve.return_types"})
+
+
+_slogdet = _result("slogdet", ("sign", "logabsdet"))
+_eigh = _result("eigh", ("eigenvalues", "eigenvectors"))
+_svd = _result("svd", ("U", "S", "Vh"))
+_qr = _result("qr", ("Q", "R"))
+_lstsq = _result("lstsq", ("solution", "residuals", "rank", "singular_values"))
+
+__all__ = ["cholesky", "cross", "det", "eigh", "eigvalsh", "inv", "lstsq", "matrix_norm",
+           "matrix_power", "matrix_rank", "norm", "pinv", "qr", "slogdet", "solve", "svd",
+           "svdvals", "vector_norm"]
+
+
+def _mT(x):
+    return x.transpose(-1, -2)
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    _floating("linalg.vector_norm", x)
+    if dtype is not None:
+        x = x.to(dtype)
+    if isinstance(dim, int):
+        dim = (dim,)
+    if ord == 0:
+        nz = (x != 0).to(x.dtype)
+        return nz.sum() if dim is None else nz.sum(dim, keepdim=keepdim)
+    if dim is None and not keepdim:
+        x = x.reshape(-1)
+        dim = (0,)
+    return x.norm(ord, dim=dim, keepdim=keepdim)
+
+
+def matrix_norm(a, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
+    _floating("linalg.matrix_norm", a)
+    if a.ndim < 2:
+        raise InvalidArgumentError(
+            "linalg.matrix_norm: The input tensor A must have at least 2 dimensions.")
+    if dtype is not None:
+        a = a.to(dtype)
+    d0, d1 = (d % a.ndim for d in dim)
+    if ord == "fro":
+        return a.norm(2, dim=(d0, d1), keepdim=keepdim)
+    if ord in ("nuc", 2, -2):
+        moved = a.movedim((d0, d1), (-2, -1))
+        s = svdvals(moved)
+        out = s.sum(-1) if ord == "nuc" else (s.amax(-1) if ord == 2 else s.amin(-1))
+        if keepdim:
+            out = out.unsqueeze(min(d0, d1)).unsqueeze(max(d0, d1))
+        return out
+    if ord in (1, -1, math.inf, -math.inf):
+        # 1: the largest column sum of |a|; inf: the largest row sum
+        summed, other = (d0, d1) if ord in (1, -1) else (d1, d0)
+        sums = a.abs().sum(summed, keepdim=keepdim)
+        if not keepdim and summed < other:
+            other -= 1
+        return sums.amax(other, keepdim=keepdim) if ord > 0 else \
+            sums.amin(other, keepdim=keepdim)
+    raise InvalidArgumentError(f"linalg.matrix_norm: Order {ord} not supported.")
+
+
+def norm(a, ord=None, dim=None, keepdim=False, *, dtype=None):
+    if isinstance(dim, int):
+        dim = (dim,)
+    if ord is None:
+        return vector_norm(a, 2, dim, keepdim, dtype=dtype)
+    if (dim is not None and len(dim) == 2) or (dim is None and a.ndim == 2):
+        return matrix_norm(a, ord, dim if dim is not None else (-2, -1), keepdim, dtype=dtype)
+    if isinstance(ord, str) or (dim is None and a.ndim != 1):
+        raise InvalidArgumentError(
+            "linalg.norm: If dim is not specified but ord is, the input must be 1D or 2D. "
+            f"Got {a.ndim}D.")
+    return vector_norm(a, ord, dim, keepdim, dtype=dtype)
+
+
+def inv(a):
+    return a._op("linalg_inv", a)
+
+
+def det(a):
+    return a._op("linalg_det", a)
+
+
+def slogdet(a):
+    return _slogdet(*a._op("linalg_slogdet", a))
+
+
+def solve(a, b, *, left=True):
+    if left:
+        return a._op("linalg_solve", a, b)
+    return _mT(a._op("linalg_solve", _mT(a), _mT(b)))  # XA = B is A^T X^T = B^T
+
+
+def cholesky(a, *, upper=False):
+    return a._op("linalg_cholesky", a, upper=bool(upper))
+
+
+def eigh(a, UPLO="L"):
+    return _eigh(*a._op("linalg_eigh", a, UPLO=UPLO))
+
+
+def eigvalsh(a, UPLO="L"):
+    return a._op("linalg_eigh", a, UPLO=UPLO)[0]
+
+
+def svd(a, full_matrices=True):
+    return _svd(*a._op("linalg_svd", a, full_matrices=bool(full_matrices)))
+
+
+def qr(a, mode="reduced"):
+    return _qr(*a._op("linalg_qr", a, mode=mode))
+
+
+def svdvals(a):
+    return a._op("linalg_svd", a, full_matrices=False)[1]
+
+
+def pinv(a, *, atol=None, rtol=None, hermitian=False):
+    """torch.linalg.pinv: V diag(1/s) U^T over the singular values above the tolerance
+    (rtol defaults to eps * max(m, n), relative to the largest)."""
+    if a.ndim < 2 or not a.dtype.is_floating_point:
+        raise InvalidArgumentError(
+            f"linalg.pinv({_type_text(a)}): expected a tensor with 2 or more dimensions of "
+            "float, double, cfloat or cdouble types")
+    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
+    if rtol is None:
+        rtol = 0.0 if atol is not None and atol > 0 else \
+            float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
+    top = s.amax(-1, keepdim=True) if s.shape[-1] else s.sum(-1, keepdim=True)
+    tol = (top * rtol).clamp(min=atol or 0.0)
+    keep = s > tol
+    s_inv = (1 / s.masked_fill(~keep, 1.0)).masked_fill(~keep, 0.0)
+    return (_mT(vh) * s_inv.unsqueeze(-2)) @ _mT(u)
+
+
+def _type_text(a) -> str:
+    return f"{TORCH_SCALAR_NAMES[a.dtype.name]}{{{list(a.shape)}}}".replace(" ", "")
+
+
+def lstsq(a, b, rcond=None, *, driver=None):
+    """torch.linalg.lstsq with its CPU default driver (gelsy): the minimum-norm solution,
+    the rank; residuals and singular values empty, as that driver gives them."""
+    if a.ndim < 2 or b.ndim < 1:
+        raise InvalidArgumentError("torch.linalg.lstsq: input must have at least 2 dimensions.")
+    vector = b.ndim == a.ndim - 1
+    if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
+        raise InvalidArgumentError(
+            "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
+    x = pinv(a, rtol=rcond) @ (b.unsqueeze(-1) if vector else b)
+    empty = a.new_zeros(0)
+    return _lstsq(x.squeeze(-1) if vector else x, empty, matrix_rank(a.detach(), rtol=rcond),
+                  empty)
+
+
+def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):
+    return a._op("linalg_matrix_rank", a, atol=atol, rtol=rtol, hermitian=bool(hermitian))
+
+
+def cross(a, b, *, dim=-1):
+    return a._op("linalg_cross", a, b, dim=int(dim))
+
+
+def matrix_power(a, n):
+    return a.matrix_power(n)

@@ -1,0 +1,55 @@
+"""torch.tensordot and torch.cdist for both tensor kinds: compositions of existing ops
+(permute, reshape, mm; subtraction and the norm op) with torch's results and gradients."""
+
+from __future__ import annotations
+
+import math
+
+from ..core.errors import InvalidArgumentError
+
+
+def tensordot(a, b, dims=2):
+    """torch.tensordot: contract `dims` trailing dims of a with leading dims of b, or the
+    dims the two lists name."""
+    if isinstance(dims, int):
+        if dims < 0:
+            raise InvalidArgumentError(
+                f"tensordot expects dims >= 0, but got dims={dims}")
+        da, db = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    else:
+        da, db = dims
+        da = [da] if isinstance(da, int) else list(da)
+        db = [db] if isinstance(db, int) else list(db)
+        if len(da) != len(db):
+            raise InvalidArgumentError("both dimension lists should have same length")
+    da = [d % a.ndim for d in da]
+    db = [d % b.ndim for d in db]
+    for x, y in zip(da, db, strict=True):
+        if a.shape[x] != b.shape[y]:
+            raise InvalidArgumentError(
+                f"contracted dimensions need to match, but first has size {a.shape[x]} in dim "
+                f"{x} and second has size {b.shape[y]} in dim {y}")
+    free_a = [d for d in range(a.ndim) if d not in da]
+    free_b = [d for d in range(b.ndim) if d not in db]
+    k = math.prod(a.shape[d] for d in da)
+    left = a.permute(*free_a, *da).reshape(-1, k)
+    right = b.permute(*db, *free_b).reshape(k, -1)
+    return left.mm(right).reshape([a.shape[d] for d in free_a] + [b.shape[d] for d in free_b])
+
+
+def cdist(x1, x2, p=2.0, compute_mode=None):
+    """torch.cdist: the p-norm distance between each row of x1 and each row of x2."""
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise InvalidArgumentError(
+            f"cdist only supports at least 2D tensors, X{1 if x1.ndim < 2 else 2} got: "
+            f"{min(x1.ndim, x2.ndim)}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise InvalidArgumentError(
+            f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: "
+            f"{x2.shape[-1]}")
+    if p < 0:
+        raise InvalidArgumentError("cdist only supports non-negative p values")
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    if p == 0:
+        return (diff != 0).to(x1.dtype).sum(-1)
+    return diff.norm(p, dim=-1)
