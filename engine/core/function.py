@@ -27,7 +27,7 @@ from __future__ import annotations
 import weakref
 
 from . import grad_mode as _grad_mode
-from .autograd import Node, SavedTensor
+from .autograd import Node, SavedTensor, node_class
 from .errors import AutogradError
 from .meta import AutogradMeta, edge
 
@@ -119,8 +119,10 @@ def function_node(op, name: str, inputs, outputs, saved=(), dirty=(), non_diff=(
     edges = tuple(edge(x) for x in inputs)
     own = [nr for nr, o in enumerate(outputs)
            if o.dtype.is_floating_point and not any(o is n for n in non_diff)]
-    node = Node(op, name, edges, [x.shape for x in inputs], [x.dtype for x in inputs],
-                tuple(_saved(t, outputs, own) for t in saved), attrs or {}, inputs[0]._device)
+    node = node_class(name)(op, name, edges, [x.shape for x in inputs],
+                            [x.dtype for x in inputs],
+                            tuple(_saved(t, outputs, own) for t in saved), attrs or {},
+                            inputs[0]._device)
     for nr in own:
         outputs[nr]._grad_fn, outputs[nr]._output_nr = node, nr
     return node
