@@ -25,6 +25,7 @@ from gradserve.engine._meta import (
     records,
     set_history,
 )
+from gradserve.engine._size import Size
 
 from ._tensor import RemoteTensor
 
@@ -131,7 +132,7 @@ def apply(op, inputs: tuple, attrs: dict, session=None):
         unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
         found = {info.id: info for info in session._list([o._id for o in unknown])}
         for o in unknown:
-            o._shape = tuple(found[o._id].shape)
+            o._shape = Size(found[o._id].shape)
     return outputs[0] if type(meta) is Meta else outputs
 
 

@@ -42,6 +42,12 @@ from . import (  # noqa: F401  (register the ops)
 from ._api import TensorAPI, cat, matmul, stack, where
 from ._autograd_functional import functional as _functional
 from ._backend import canonical_device, cuda_device_count
+from ._defaults import (
+    get_default_device,
+    get_default_dtype,
+    set_default_device,
+    set_default_dtype,
+)
 from ._device import device
 from ._dtype import (
     DType,
@@ -82,6 +88,7 @@ from ._grad_mode import (
 from ._meta import AutogradMeta
 from ._random import Generator, manual_seed, using_generator
 from ._registry import OPS, Meta, get_op
+from ._size import Size
 from ._tensor import Tensor
 
 bool = bool_  # noqa: A001  (torch spells it torch.bool)
@@ -124,4 +131,6 @@ __all__ = [
     "int64", "is_grad_enabled", "is_inference_mode_enabled", "long", "manual_seed", "matmul",
     "no_grad", "promote_types", "result_type", "return_types", "set_grad_enabled", "short",
     "stack", "uint8", "using_generator", "where", *_factory_names(), *_FUNCTIONS,
+    "Size", "get_default_device", "get_default_dtype", "set_default_device",
+    "set_default_dtype",
 ]

@@ -9,16 +9,19 @@ current session) all share it, so the same call means the same thing on each.
 
     >>> from gradserve import engine
     >>> engine.zeros(2, 3, dtype=engine.float64).shape
-    (2, 3)
+    gradserve.Size([2, 3])
     >>> engine.linspace(0, 1, 5)
     tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000])
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from ._dtype import as_dtype, default_float, from_numpy_dtype, int64
+from . import _dtype
+from ._dtype import as_dtype, from_numpy_dtype, int64, scalar_dtype
 from ._errors import AutogradError, InvalidArgumentError
 from ._shape import parse_size
 from ._warn import warn_user
@@ -43,7 +46,8 @@ def _sizes(name: str, size: tuple, kw: dict) -> tuple[int, ...]:
 
 
 def _float(dtype):
-    return as_dtype(dtype) if dtype is not None else default_float
+    # read at call time: gs.set_default_dtype changes it
+    return as_dtype(dtype) if dtype is not None else _dtype.default_float
 
 
 def _name(dtype):
@@ -55,6 +59,11 @@ def check_requires_grad(dtype, requires_grad: bool) -> None:
         raise AutogradError(
             "Only Tensors of floating point and complex dtype can require gradients"
         )
+
+
+# set by set_default_device (engine/_defaults.py): where factories put tensors when no
+# device= is given; None: each maker's own (the engine's cpu, a session's device)
+default_device: list = [None]
 
 
 class FactoryAPI:
@@ -72,7 +81,11 @@ class FactoryAPI:
     def _place(self, device) -> str:
         from ._backend import canonical_device
 
-        return self._default_device() if device is None else canonical_device(device)
+        if device is None:
+            device = default_device[0]  # gs.set_default_device's, else this maker's own
+            if device is None:
+                return self._default_device()
+        return canonical_device(device)
 
     def _factory(self, name: str, requires_grad: bool, device, **attrs):
         attrs["device"] = self._place(device)
@@ -91,7 +104,7 @@ class FactoryAPI:
         """A new leaf holding a copy of `data` (numbers, nested lists, numpy arrays, tensors).
 
         >>> engine.tensor([[1., 2.], [3., 4.]], requires_grad=True).shape
-        (2, 2)
+        gradserve.Size([2, 2])
         """
         from ._meta import AutogradMeta
 
@@ -147,7 +160,7 @@ class FactoryAPI:
         """A tensor of zeros (float32 unless `dtype`).
 
         >>> engine.zeros(2, 3).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._factory("zeros", requires_grad, device, shape=_sizes("zeros", size, kw),
                              dtype=_float(dtype).name)
@@ -165,7 +178,7 @@ class FactoryAPI:
         """An uninitialised tensor (zeros here).
 
         >>> engine.empty(4).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._factory("empty", requires_grad, device, shape=_sizes("empty", size, kw),
                              dtype=_float(dtype).name)
@@ -176,6 +189,8 @@ class FactoryAPI:
         >>> engine.full((2,), 7).dtype
         gradserve.int64
         """
+        if dtype is None:  # resolved here, so a session's server makes what we expect
+            dtype = scalar_dtype(fill_value)
         return self._factory("full", requires_grad, device, shape=parse_size((size,)),
                              value=fill_value, dtype=_name(dtype))
 
@@ -184,7 +199,7 @@ class FactoryAPI:
         """Standard normal samples from the current generator.
 
         >>> engine.randn(2, 2).shape
-        (2, 2)
+        gradserve.Size([2, 2])
         """
         return self._factory("randn", requires_grad, device, shape=_sizes("randn", size, kw),
                              dtype=_float(dtype).name)
@@ -193,7 +208,7 @@ class FactoryAPI:
         """Uniform samples in [0, 1).
 
         >>> engine.rand(3).shape
-        (3,)
+        gradserve.Size([3])
         """
         return self._factory("rand", requires_grad, device, shape=_sizes("rand", size, kw),
                              dtype=_float(dtype).name)
@@ -234,6 +249,8 @@ class FactoryAPI:
         """
         if end is None:
             start, end = 0, start
+        if dtype is None and not all(isinstance(v, numbers.Integral) for v in (start, end, step)):
+            dtype = _dtype.default_float
         return self._factory("arange", requires_grad, device, start=start, end=end, step=step,
                              dtype=_name(dtype))
 
@@ -266,7 +283,7 @@ class FactoryAPI:
         """Zeros with `input`'s shape, dtype and device.
 
         >>> engine.zeros_like(engine.ones(2, 3)).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._like(self.zeros, input, dtype, device, requires_grad, input.shape)
 
@@ -282,7 +299,7 @@ class FactoryAPI:
         """An uninitialised tensor like `input`.
 
         >>> engine.empty_like(engine.ones(4)).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._like(self.empty, input, dtype, device, requires_grad, input.shape)
 
@@ -300,7 +317,7 @@ class FactoryAPI:
         """Normal samples with `input`'s shape, dtype and device.
 
         >>> engine.randn_like(engine.ones(2, 3)).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._like(self.randn, input, dtype, device, requires_grad, input.shape)
 
@@ -308,7 +325,7 @@ class FactoryAPI:
         """Uniform samples with `input`'s shape, dtype and device.
 
         >>> engine.rand_like(engine.ones(4)).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._like(self.rand, input, dtype, device, requires_grad, input.shape)
 
@@ -318,7 +335,7 @@ class FactoryAPI:
         `randint_like(t, low, high)`.
 
         >>> engine.randint_like(engine.ones(3), 5).shape
-        (3,)
+        gradserve.Size([3])
         """
         if high is None:
             low, high = 0, low
@@ -395,7 +412,7 @@ def host_array(data, dtype=None) -> np.ndarray:
 def _default_cast(arr: np.ndarray) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f":
-        return arr.astype(np.float32, copy=False)  # torch.tensor's default float
+        return arr.astype(_dtype.default_float.np, copy=False)  # torch.tensor's default float
     if kind in "iu":
         return arr.astype(np.int64, copy=False)
     if kind == "b":

@@ -9,17 +9,19 @@ from ._dtype import DType, from_numpy_dtype
 from ._errors import InvalidArgumentError
 from ._layout import of_array
 from ._meta import AutogradMeta
+from ._size import Size
 
 
 class Tensor(AutogradMeta):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
-    __slots__ = ("_data", "_grad")
+    __slots__ = ("_data", "_grad", "_shape")
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
                  dtype: DType | None = None) -> None:
         self._init_meta(dtype or from_numpy_dtype(data.dtype), device, of_array(data))
         self._data = data
+        self._shape = Size(data.shape)
         self._grad = None
         if requires_grad:
             self.requires_grad = True
@@ -30,13 +32,14 @@ class Tensor(AutogradMeta):
         t = cls.__new__(cls)
         t._init_meta(dtype, device, strides)
         t._data = data
+        t._shape = Size(data.shape)
         t._grad = None
         return t
 
     # -- metadata --------------------------------------------------------------------------
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+    def shape(self) -> Size:
+        return self._shape
 
     def _saved_data(self):
         return self._data
@@ -80,6 +83,7 @@ class Tensor(AutogradMeta):
         if value.device != self.device:
             raise InvalidArgumentError("data set to a tensor that requires gradients must match")
         self._data, self.dtype, self._strides = value._data, value.dtype, value._strides
+        self._shape = value._shape
 
     # -- values ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:

@@ -10,10 +10,10 @@ model code trains either way.
     >>> loss = nn.CrossEntropyLoss()(model(engine.randn(4, 2)), engine.tensor([0, 1, 2, 0]))
     >>> loss.backward()
     >>> model[0].weight.grad.shape
-    (8, 2)
+    gradserve.Size([8, 2])
 """
 
-from . import functional, init, utils
+from . import functional, init, parameter, utils
 from ._activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
 from ._containers import ModuleDict, ModuleList
 from ._conv import (
@@ -37,10 +37,11 @@ from ._loss import (
     NLLLoss,
     SmoothL1Loss,
 )
-from ._module import Module, Parameter
+from ._module import Module
 from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
 from ._rnn import GRU, LSTM
 from ._transformer import MultiheadAttention, TransformerEncoderLayer
+from .parameter import Parameter
 
 __all__ = [
     "GRU", "LSTM", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss",
@@ -49,5 +50,5 @@ __all__ = [
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool1d", "MaxPool2d", "Module",
     "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
-    "functional", "init", "utils",
+    "functional", "init", "parameter", "utils",
 ]

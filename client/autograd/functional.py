@@ -1,0 +1,13 @@
+"""gradserve.autograd.functional: jacobian, hessian, vjp and jvp (torch.autograd.functional).
+
+    >>> from gradserve.autograd.functional import jacobian
+    >>> jacobian(lambda x: x * x, gs.tensor([1., 2.]))
+    tensor([[2., 0.],
+            [0., 4.]])
+"""
+
+from __future__ import annotations
+
+from gradserve.engine._autograd_functional import hessian, jacobian, jvp, vjp
+
+__all__ = ["hessian", "jacobian", "jvp", "vjp"]
