@@ -100,7 +100,7 @@ def test_tensor_dataset_batches_are_made_on_the_server(M):
     ds = gdata.TensorDataset(x, y)
     if session is not None:
         session.synchronize()
-        waits, ops = session.stats.waits, session.stats.ops
+        waits = session.stats.waits
     M.manual_seed(0)
     seen = []
     for xb, yb in gdata.DataLoader(ds, batch_size=8, shuffle=True):
