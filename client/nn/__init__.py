@@ -15,6 +15,18 @@ model code trains either way.
 
 from . import functional, init, parameter, utils
 from ._activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
+from ._activation_more import (
+    ELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    Mish,
+    PReLU,
+    ReLU6,
+    Softmin,
+    Softplus,
+)
 from ._containers import ModuleDict, ModuleList
 from ._conv import (
     AdaptiveAvgPool2d,
@@ -37,10 +49,26 @@ from ._loss import (
     NLLLoss,
     SmoothL1Loss,
 )
+from ._loss_more import (
+    CosineEmbeddingLoss,
+    GaussianNLLLoss,
+    MarginRankingLoss,
+    MultiLabelSoftMarginLoss,
+    PoissonNLLLoss,
+    TripletMarginLoss,
+)
 from ._module import Module
 from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
+from ._params import Bilinear, ParameterDict, ParameterList
 from ._rnn import GRU, LSTM
+from ._rnn_cells import RNN, GRUCell, LSTMCell, RNNCell
 from ._transformer import MultiheadAttention, TransformerEncoderLayer
+from ._transformer_stack import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+)
 from .parameter import Parameter
 
 __all__ = [
@@ -51,4 +79,9 @@ __all__ = [
     "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
     "functional", "init", "parameter", "utils",
+    "ELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU", "ReLU6",
+    "Softmin", "Softplus", "CosineEmbeddingLoss", "GaussianNLLLoss", "MarginRankingLoss",
+    "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "TripletMarginLoss", "Bilinear",
+    "ParameterDict", "ParameterList", "RNN", "GRUCell", "LSTMCell", "RNNCell", "Transformer",
+    "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
 ]

@@ -29,6 +29,17 @@ from ._f_conv import (
     max_pool2d,
     pad,
 )
+from ._f_extra import (
+    bilinear,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    logsigmoid,
+    mish,
+    prelu,
+    relu6,
+    softmin,
+)
 from ._f_loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -40,6 +51,14 @@ from ._f_loss import (
     nll_loss,
     smooth_l1_loss,
 )
+from ._f_loss_more import (
+    cosine_embedding_loss,
+    gaussian_nll_loss,
+    margin_ranking_loss,
+    multilabel_soft_margin_loss,
+    poisson_nll_loss,
+    triplet_margin_loss,
+)
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
 
 __all__ = [
@@ -49,6 +68,9 @@ __all__ = [
     "leaky_relu", "linear", "log_softmax", "max_pool1d", "max_pool2d", "mse_loss", "nll_loss",
     "one_hot", "pad", "relu", "scaled_dot_product_attention", "sigmoid", "silu", "smooth_l1_loss",
     "softmax", "softplus", "tanh",
+    "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
+    "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
+    "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
 ]
 
 
