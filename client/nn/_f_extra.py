@@ -95,7 +95,12 @@ def bilinear(input1, input2, weight, bias=None):
     >>> F.bilinear(engine.ones(1, 2), engine.ones(1, 3), engine.ones(4, 2, 3)).shape
     gradserve.Size([1, 4])
     """
-    from gradserve.engine import einsum
-
-    out = einsum("...i,kij,...j->...k", input1, weight, input2)
+    out_features, in1, in2 = weight.shape
+    lead = input1.shape[:-1]
+    a = input1.reshape(-1, in1)
+    b = input2.reshape(-1, in2)
+    # (N, in1) @ (in1, K * in2), then contract in2 with x2 per row
+    t = (a @ weight.permute(1, 0, 2).reshape(in1, out_features * in2)).reshape(
+        -1, out_features, in2)
+    out = (t * b.unsqueeze(1)).sum(-1).reshape(*lead, out_features)
     return out if bias is None else out + bias

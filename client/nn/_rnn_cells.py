@@ -56,10 +56,6 @@ class RNN(_RNNBase):
         h_n = stack(finals)
         return out, (h_n.squeeze(1) if unbatched else h_n)
 
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s if self.nonlinearity == "tanh" else s + f", nonlinearity={self.nonlinearity}"
-
 
 class _CellBase(Module):
     _gates = 1
