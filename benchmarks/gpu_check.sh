@@ -29,6 +29,8 @@ out=benchmarks/results/gpu_check.md
 mlp_args=(--sizes small,large)
 if [ "$fake" = 1 ]; then
   export GRADSERVE_FAKE_CUDA=2
+  # the test double is the package `cupy` of tests/fakecuda (see tests/conftest.py)
+  export PYTHONPATH="$PWD/tests/fakecuda${PYTHONPATH:+:$PYTHONPATH}"
   out=${GPU_CHECK_OUT:-$(mktemp -d)/gpu_check.md}
   mlp_args=(--sizes tiny --rounds 2 --steps 1 --torch-device cpu)
 else
@@ -37,7 +39,7 @@ fi
 
 python - <<'PY'
 import sys
-from gradserve.engine._backend import cuda_device_count, cuda_module
+from gradserve.engine.core.backend import cuda_device_count, cuda_module
 try:
     cuda_module()
 except Exception as e:

@@ -33,7 +33,7 @@ import time
 import gradserve as gs
 import numpy as np
 from gradserve import engine
-from gradserve.engine._backend import backend
+from gradserve.engine.core.backend import backend
 
 F = gs.nn.functional
 SIZES = {"tiny": (8, (16, 16, 16, 10)), "small": (256, (2048, 2048, 2048, 10)),
@@ -169,7 +169,7 @@ def machine_info(args, torch) -> list[str]:
         gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     except Exception:  # the fake has no properties
         gpu = f"{xp.__name__} (no device properties)"
-    fake = engine._backend.fake_cuda_devices()
+    fake = os.environ.get("GRADSERVE_FAKE_CUDA", "0") not in ("", "0")  # tests/fakecuda
     cupy_version = "none: the fake" if fake else getattr(xp, "__version__", "?")
     lines = [f"- GPU {args.device}: {gpu}; cupy {cupy_version}; numpy {np.__version__}; "
              f"Python {platform.python_version()}; {os.cpu_count()} CPUs",

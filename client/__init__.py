@@ -93,7 +93,7 @@ from .engine import (
 from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
-from .engine._functions import FUNCTIONS as _FUNCTIONS
+from .engine.seam import FUNCTIONS as _FUNCTIONS
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
@@ -123,6 +123,7 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     >>> client = gs.connect("127.0.0.1:50051", token=None, timeout=5.0)
     >>> s = client.session()
     """
+    # grpc loads on the first connect, so `import gradserve` stays light (engine use only)
     from ._client import connect as _connect
 
     return _connect(target, token=token, tls=tls, timeout=timeout, options=options,

@@ -1,7 +1,7 @@
 """gs.autograd: torch.autograd.grad/backward for engine tensors and remote tensors alike.
 
 The engine's `autograd.grad`/`backward` already hand remote tensors to their session (see
-`engine/_grad_api.py`); these are the same functions, documented for the SDK.
+`engine/surface/grad_api.py`); these are the same functions, documented for the SDK.
 """
 
 from __future__ import annotations

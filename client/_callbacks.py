@@ -3,7 +3,7 @@
 `t.register_hook(fn)` and `MyFunction.apply(...)` on proxies record what the engine records
 (the same `_hooks` entries and Function node, in the client's image of the graph) and send a
 command (`register_hook`, `function_node`) that gives the server's graph a stand-in under a
-key (`engine._callbacks`). The Python stays here, in the session's table of callbacks.
+key (`engine.core.callbacks`). The Python stays here, in the session's table of callbacks.
 
 A backward whose graph holds one waits for the server (`roundtrip`): when the server's
 backward reaches a stand-in it sends the gradient in a `callback` message; the waiting
@@ -22,12 +22,14 @@ backward fails cleanly and the session stays usable.
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 
-from gradserve.engine import AutogradError, set_grad_enabled
-from gradserve.engine._hooks import add_tensor_hook
-from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.engine import AutogradError, AutogradMeta, set_grad_enabled
+from gradserve.engine.seam import add_tensor_hook
 
-from ._tensor import RemoteTensor, from_info
+if TYPE_CHECKING:  # the proxies import this module
+    from ._tensor import RemoteTensor
+
 
 
 def _add(session, run) -> str:
@@ -100,9 +102,9 @@ def record_function(node, inputs, outputs) -> None:
                      if any(t is d for d in ctx.non_differentiable)]})
 
 
-def serve(session, call) -> int:
-    """Run one callback the server asked for and send the answer; the answer's seq."""
-    grads = [from_info(session, info, owned=True) if info.id else None for info in call.grads]
+def serve(session, call, grads: list) -> int:
+    """Run one callback the server asked for (`grads`: proxies for the gradients it sent)
+    and send the answer; the answer's seq."""
     with session._lock:
         session.stats.waits += 1  # the server waited for this client: one round trip
     run = session._callbacks.get(call.key)
@@ -115,6 +117,9 @@ def serve(session, call) -> int:
         results = [_result_id(session, r) for r in out]
     except BaseException as e:  # noqa: BLE001  (any failure must still answer the server)
         error = e
+    # the proxies import this module and `import gradserve` loads no protobuf (sessions do)
+    from gradserve.v1 import gradserve_pb2 as pb
+
     answer = pb.CallbackResult(key=call.key, results=results,
                                error="" if error is None else f"{type(error).__name__}: "
                                f"{error}")
@@ -130,7 +135,7 @@ def serve(session, call) -> int:
 def _result_id(session, r) -> str:
     if r is None:
         return ""
-    if not isinstance(r, RemoteTensor) or r._session is not session:
+    if not isinstance(r, AutogradMeta) or getattr(r, "_session", None) is not session:
         raise TypeError(f"a hook or backward on session {session.id} must return its "
                         f"RemoteTensors or None, not {type(r).__name__}")
     return r._id

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 from gradserve.engine import GradserveError, TensorAPI
@@ -39,7 +40,7 @@ def save(obj, f) -> None:
 
     >>> gs.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}, "ck.st")
     """
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save_file  # loaded on first save: keeps imports light
 
     tensors: dict[str, object] = {}
     tree = _encode(obj, "", tensors)
@@ -58,7 +59,7 @@ def load(f, session=None):
     >>> state = gs.load("ck.st", session=s)
     >>> model.load_state_dict(state["model"])
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError, safe_open  # loaded on first load (light imports)
 
     path = os.fspath(f)
     if not os.path.exists(path):
@@ -134,8 +135,6 @@ def _decode(node, made: dict):
         if "__tuple__" in node:
             return tuple(_decode(v, made) for v in node["__tuple__"])
         if "__dict__" in node:
-            from collections import OrderedDict
-
-            return OrderedDict((k, _decode(v, made)) for k, v in node["__dict__"])
+                    return OrderedDict((k, _decode(v, made)) for k, v in node["__dict__"])
         raise ValueError(f"unknown node {sorted(node)}")
     return node

@@ -9,6 +9,11 @@ tensors next to it).
 
 from __future__ import annotations
 
+import numpy as np
+from gradserve import engine
+
+from ._current import current_session
+
 
 def default_session(session=None):
     """`session` itself, or, for None, the current session, or with none current the
@@ -19,12 +24,8 @@ def default_session(session=None):
     'gradserve.engine'
     """
     if session is None:
-        from ._current import current_session
-
         session = current_session()
         if session is None:
-            from gradserve import engine
-
             return engine
     return session
 
@@ -36,8 +37,6 @@ def session_of(tensor):
     >>> session_of(engine.ones(1)).__name__
     'gradserve.engine'
     """
-    from gradserve import engine
-
     if isinstance(tensor, engine.Tensor):
         return engine
     for name in ("session", "_session"):
@@ -55,8 +54,6 @@ def new_like(tensor, factory: str, *args, dtype=None):
     >>> new_like(engine.ones(2, dtype=engine.float64), "zeros", 3)
     tensor([0., 0., 0.], dtype=gradserve.float64)
     """
-    from gradserve import engine
-
     session = session_of(tensor)
     kw = {"dtype": tensor.dtype if dtype is None else dtype}
     if session is engine:  # a remote session's factories make tensors on its own device
@@ -72,9 +69,6 @@ def values_of(tensors) -> list:
     >>> values_of([engine.ones(2), engine.zeros(1)])
     [array([1., 1.], dtype=float32), array([0.], dtype=float32)]
     """
-    import numpy as np
-    from gradserve import engine
-
     tensors = list(tensors)
     out: list = [None] * len(tensors)
     remote: dict = {}

@@ -1,5 +1,5 @@
 """A remote session's factories (`s.tensor`, `s.zeros`, `s.randn`, ...): the engine's one
-factory surface (`engine._factories.FactoryAPI`, torch's arguments plus `requires_grad=` and
+factory surface (`engine.surface.factories.FactoryAPI`, torch's arguments plus `requires_grad=` and
 `device=`), over the session's primitives.
 
 Small data rides inline in the op buffer; a tensor of INLINE_UPLOAD_BYTES or more streams
@@ -10,12 +10,10 @@ op, so making a tensor costs no round trip.
 from __future__ import annotations
 
 import numpy as np
-from gradserve.engine import get_op
-from gradserve.engine._dtype import from_numpy_dtype
-from gradserve.engine._factories import FactoryAPI
+from gradserve.engine import get_op, no_grad
+from gradserve.engine.seam import FactoryAPI, from_numpy_dtype
 from gradserve.v1.codec import CHUNK_BYTES, tensor_data
 
-from ._record import apply
 from ._tensor import RemoteTensor
 from ._wire import upload_requests
 
@@ -34,13 +32,11 @@ class Factories(FactoryAPI):
         return self._device
 
     def _make(self, name: str, requires_grad: bool, attrs: dict) -> RemoteTensor:
-        out = apply(get_op(name), (), attrs, session=self)
+        out = self._kind.apply(get_op(name), (), attrs)
         return out.requires_grad_(True) if requires_grad else out
 
     def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool) -> RemoteTensor:
         if device != self._device:  # the data lands on the session's device, then moves
-            from gradserve.engine import no_grad
-
             with no_grad():
                 out = self._leaf(arr, self._device, False).to(device=device)
             return out.requires_grad_(True) if requires_grad else out

@@ -2,18 +2,27 @@
 
 The client holds an image of the server's graph: the same nodes the engine records, made by
 the same bookkeeping, without data. So it runs torch's checks here (roots, a graph already
-freed, a saved tensor changed in place), knows which tensors the call gives a `.grad`, frees
-its image of the graph as the server frees the real one, and sends the call without waiting.
-Only a graph with nodes the server described by name (attached or rebuilt tensors) leaves the
-client guessing; then the call waits for the server's answer.
+freed, a saved tensor changed in place) and the engine's backward walk without data
+(`run_backward` with no gradients), which says which tensors the call gives a `.grad` (and
+whether it adds into the old one in place) and frees the image of the graph as the server
+frees the real one; the call is sent without waiting. Only a graph with nodes the server
+described by name (attached or rebuilt tensors) leaves the client guessing; then the call
+waits for the server's answer.
 """
 
 from __future__ import annotations
 
 from gradserve.engine import AutogradError, GradserveError
-from gradserve.engine._autograd import AccumulateGrad, Node, plan_backward
-from gradserve.engine._grad_api import as_list, check_roots, check_unused
-from gradserve.engine._hooks import hooks_in
+from gradserve.engine.seam import (
+    AccumulateGrad,
+    as_list,
+    check_roots,
+    check_unused,
+    free_graph,
+    hooks_in,
+    plan_backward,
+    run_backward,
+)
 from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _callbacks
@@ -33,7 +42,9 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
         retain_graph = create_graph
     plan = plan_backward(tensors, inputs)
     calls = hooks_in(plan[2])  # hooks or custom Functions: the server will ask us
-    written = None if calls else _run_locally(plan, inputs, retain_graph, accumulate=True)[0]
+    written = None if calls else run_backward(tensors, None, retain_graph=retain_graph,
+                                              create_graph=create_graph, inputs=inputs,
+                                              plan=plan)[0]
     if written is None:  # part of the graph is only known to the server, or calls back
         request = pb.BackwardRequest(
             session_id=session.id, tensors=[t._id for t in tensors], grad_tensors=grads,
@@ -48,15 +59,16 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
         for tid in ids:
             proxy = session._proxy(tid)
             if proxy is not None:
-                _guess_written(proxy, session._grad_epoch, create_graph)
+                _mark_grad(proxy, session._grad_epoch, create_graph, surely=False)
     else:
         # an op among ops: the optimizer's ops recorded next can ride in the same request
         session._send("backward", (*tensors, *keep, *(inputs or ())), (),
                       {"grads": len(keep), "inputs": len(inputs or ()),
                        "retain_graph": bool(retain_graph), "create_graph": bool(create_graph)})
         session._send_work()
-        for proxy in written:
-            _written(proxy, session._grad_epoch, create_graph)
+        for proxy, in_place in written:
+            _mark_grad(proxy, session._grad_epoch, create_graph, surely=True,
+                       in_place=in_place)
     del keep  # gradients uploaded for the call stay bound until it was sent
 
 
@@ -75,7 +87,9 @@ def grad(session, outputs, inputs, grad_outputs, retain_graph, create_graph,
                              results=results, retain_graph=bool(retain_graph))
     plan = plan_backward(outputs, inputs)
     calls = hooks_in(plan[2])
-    defined = None if calls else _run_locally(plan, inputs, retain_graph, accumulate=False)[1]
+    defined = None if calls else run_backward(
+        outputs, None, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs,
+        accumulate=False, plan=plan)[1]
     if defined is not None:
         check_unused([True if d else None for d in defined], allow_unused)
     if defined is None or create_graph:
@@ -125,7 +139,7 @@ def _calling_back(session, plan, retain_graph: bool, **then):
     except BaseException:
         _refresh_grads(session, deps)
         raise
-    _free(deps, retain_graph)
+    free_graph(deps, retain_graph)
     return response
 
 
@@ -141,66 +155,25 @@ def _refresh_grads(session, deps) -> None:
             t._has_grad, t._grad_cache = bool(infos[t._id].has_grad), None
 
 
-def _free(deps, retain_graph: bool) -> None:
-    if not retain_graph:
-        for node in deps:
-            if type(node) is Node:
-                node.free()
-
-
-def _run_locally(plan, inputs, retain_graph: bool, accumulate: bool):
-    """Walk the local image of the graph as the engine will (`plan`: what `plan_backward`
-    found, with torch's checks made): free what it frees. Returns (the proxies whose .grad
-    the call writes, per input whether a gradient reaches it); (None, None) when the graph
-    holds nodes only the server knows."""
-    _, targets, deps = plan
-    known = not any(type(n) is Node and n.op is None for n in deps)
-    _free(deps, retain_graph)
-    if not known:
-        return None, None
-    written = []
-    for node in deps:
-        if type(node) is AccumulateGrad:
-            if accumulate and (targets is None or node in targets):
-                written.append(node.variable)
-        elif node._retained and (targets is None or accumulate):
-            written.extend(t for t in (ref() for ref in node._retained.values())
-                           if t is not None)
-    if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
-        written.extend(t for t in inputs if t.grad_fn is not None and not t._retains_grad)
-    defined = None if inputs is None else [t.grad_fn in deps if t.grad_fn is not None
-                                           else t._acc is not None and t._acc() in deps
-                                           for t in inputs]
-    return written, defined
-
-
-def _written(proxy: RemoteTensor, epoch: int, create_graph: bool) -> None:
-    """What the engine's AccumulateGrad does to proxy's .grad: a grad made by an earlier
-    backward without create_graph is added into in place, so the proxy the user holds stays
-    `.grad`, one version up; any other grad is a new tensor, bound on next use."""
+def _mark_grad(proxy: RemoteTensor, epoch: int, create_graph: bool, *, surely: bool,
+               in_place: bool | None = None) -> None:
+    """What the call did to proxy's .grad, applied to the proxy: a grad added into in place
+    (the engine's decision, `run_backward`) keeps the proxy the user holds, one version up;
+    any other grad is a new tensor, bound on next use. Not `surely`: the server says proxy has
+    a .grad after a call whose reach is not known here, so it may be untouched."""
+    if in_place is None:
+        in_place = not create_graph and proxy._grad_accepts_add()
     had, proxy._has_grad = proxy._has_grad, True
     cached = proxy._grad_cache
-    if had and not create_graph and proxy._grad_owned and (
-            cached is None or not cached[1].requires_grad):
+    if in_place:
         if cached is not None:
-            cached[1]._vc.value += 1
+            if surely:
+                cached[1]._vc.value += 1
             proxy._grad_cache = (epoch, cached[1])
         return
     proxy._grad_cache = None  # let go of the id bound to the old grad now
-    proxy._grad_owned = not create_graph
-    proxy._grad_graph = bool(create_graph)
-
-
-def _guess_written(proxy: RemoteTensor, epoch: int, create_graph: bool) -> None:
-    """The server says proxy has a .grad, after a call whose reach is not known here: a grad
-    it may have added into in place keeps its proxy (its version is not known)."""
-    had, proxy._has_grad = proxy._has_grad, True
-    cached = proxy._grad_cache
-    if had and not create_graph and proxy._grad_owned and (
-            cached is None or not cached[1].requires_grad):
-        if cached is not None:
-            proxy._grad_cache = (epoch, cached[1])
-        return
-    proxy._grad_cache = None
-    proxy._grad_owned = (proxy._grad_owned or not had) and not create_graph
-    proxy._grad_graph = (proxy._grad_graph and had) or bool(create_graph)
+    if surely:
+        proxy._grad_owned, proxy._grad_graph = not create_graph, bool(create_graph)
+    else:  # as far as the client knows, either grad
+        proxy._grad_owned = (proxy._grad_owned or not had) and not create_graph
+        proxy._grad_graph = (proxy._grad_graph and had) or bool(create_graph)

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import numbers
 
-from gradserve.engine import AutogradMeta, Size, get_default_dtype
-from gradserve.engine._dtype import TORCH_C_TYPE_NAMES, as_dtype
+from gradserve.engine import AutogradMeta, Size, TensorAPI, as_dtype, get_default_dtype
 
 from ._default import default_session
 
+# the C++ names torch's TensorOptions print
+_C_NAMES = {"float16": "c10::Half", "float32": "float", "float64": "double",
+            "uint8": "unsigned char", "int8": "signed char", "int16": "short int",
+            "int32": "int", "int64": "long int", "bool": "bool"}
+
 
 def _options(dtype) -> str:
-    return (f"TensorOptions(dtype={TORCH_C_TYPE_NAMES[dtype.name]}, device=cpu, "
+    return (f"TensorOptions(dtype={_C_NAMES[dtype.name]}, device=cpu, "
             "layout=Strided, requires_grad=false (default), pinned_memory=false (default), "
             "memory_format=(nullopt))")
 
@@ -83,7 +87,7 @@ class _TensorType(type):
         return type.__subclasscheck__(cls, sub)
 
 
-class Tensor(AutogradMeta, metaclass=_TensorType):
+class Tensor(AutogradMeta, TensorAPI, metaclass=_TensorType):
     """The tensor type (`isinstance(t, gs.Tensor)`); `gs.Tensor(data | *sizes)` builds a
     tensor of the default dtype, as torch's legacy constructor."""
 

@@ -1,9 +1,10 @@
-"""Recording ops on proxies: the engine's bookkeeping, then the op goes into the buffer.
+"""Recording ops on proxies: the core's op sequence, then the op goes into the buffer.
 
-`apply` and `apply_inplace` are the client's halves of each op, beside the engine's in
-`gradserve.engine._dispatch`: the same placement, shape rule, view and graph bookkeeping
-(`gradserve.engine._meta`), with the computation left to the server. An error a torch user
-expects at the offending line (shapes, dtypes, devices, in-place rules) is raised here.
+A proxy's op runs the engine's one sequence (`gradserve.engine.core.dispatch`: placement,
+shape rule, views, graph node, in-place checks), so an error a torch user expects at the
+offending line (shapes, dtypes, devices, in-place rules) is raised here. `RemoteKind` is all
+the client adds: the outputs are proxies with ids picked here, and the op is queued for the
+server instead of computed.
 """
 
 from __future__ import annotations
@@ -13,27 +14,16 @@ import numbers
 import os
 import sys
 
+import gradserve.engine
 import numpy as np
-from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
-from gradserve.engine._meta import (
-    check_inplace,
-    commit_inplace,
-    inplace_node,
-    mark_views,
-    placement,
-    record,
-    records,
-    set_history,
-)
-from gradserve.engine._size import Size
+from gradserve.engine import InvalidArgumentError, Meta, Size, TensorAPI
+from gradserve.engine.seam import run_inplace, run_op
 
 from ._tensor import RemoteTensor
 
 
 # -- where the user's code called us ----------------------------------------------------------
 def _package_dirs() -> tuple[str, ...]:
-    import gradserve.engine
-
     here = os.path.dirname(os.path.abspath(__file__))
     engine = os.path.dirname(os.path.abspath(gradserve.engine.__file__))
     return tuple(d + os.sep for d in (here, engine))
@@ -109,40 +99,49 @@ def _operands(inputs: tuple, session=None) -> tuple:
     return (inputs if converted is None else tuple(converted)), session
 
 
-# -- recording --------------------------------------------------------------------------------
-def apply(op, inputs: tuple, attrs: dict, session=None):
-    """Record `op(*inputs, **attrs)` on the session and return proxies for its outputs."""
-    inputs, session = _operands(inputs, session)
-    device, any_grad = placement(inputs, session.device)
-    meta = op.infer(*inputs, **attrs)
-    metas = (meta,) if type(meta) is Meta else meta
-    out_device = attrs["device"] if op.needs_device else device
-    outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
-                                 strides=m.strides) for m in metas)
-    dynamic = meta.shape is None if type(meta) is Meta else any(m.shape is None for m in metas)
-    if not dynamic:
-        session._elements += math.prod(meta.shape) if type(meta) is Meta else sum(
-        math.prod(m.shape) for m in metas)
-    if op.view:
-        mark_views(op, inputs[0], outputs, metas, attrs)
-    if records(op, any_grad, meta):
-        set_history(outputs, record(op, inputs, attrs, device, meta), op)
-    session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
-    if dynamic:  # a shape that depends on the data (nonzero, masks): ask the server once
+# -- recording: the client's tensor kind -----------------------------------------------------
+class RemoteKind:
+    """The client's half of each op for the core's one op sequence (`engine/core/dispatch.py`):
+    outputs are proxies with ids picked here, and the op is queued for the server."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def default_device(self, attrs: dict) -> str:
+        return self.session.device
+
+    def outputs(self, op, inputs, attrs, device, meta, check):
+        session = self.session
+        metas = (meta,) if type(meta) is Meta else meta
+        out_device = attrs["device"] if op.needs_device else device
+        outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
+                                     strides=m.strides) for m in metas)
+        if all(m.shape is not None for m in metas):  # how much work the buffer holds
+            session._elements += sum(math.prod(m.shape) for m in metas)
+        return outputs, meta
+
+    def emit(self, op, inputs, outputs, attrs, metas) -> None:
+        session = self.session
+        session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
         unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
-        found = {info.id: info for info in session._list([o._id for o in unknown])}
-        for o in unknown:
-            o._shape = Size(found[o._id].shape)
-    return outputs[0] if type(meta) is Meta else outputs
+        if unknown:  # a shape that depends on the data (nonzero, masks): ask the server once
+            found = {info.id: info for info in session._list([o._id for o in unknown])}
+            for o in unknown:
+                o._shape = Size(found[o._id].shape)
+
+    def write(self, op, target, others, attrs, device, recorded) -> None:
+        self.session._send(op.name, (target, *others), (), attrs, inplace=True)
 
 
-def apply_inplace(op, self: RemoteTensor, others: tuple, attrs: dict) -> RemoteTensor:
-    """Record `self.op_(*others)`: the engine's in-place checks and history rewrite (through
-    a view, the base takes a CopySlices node), with the write left to the server."""
-    others, session = _operands(others, self._session)
-    recorded = check_inplace(op, self, others, attrs)  # the result's meta, if recorded
-    placement((self, *others), self._device)
-    node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
-    session._send(op.name, (self, *others), (), attrs, inplace=True)
-    commit_inplace(op, self, node)
-    return self
+    def apply(self, op, inputs: tuple, attrs: dict):
+        """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
+        inputs, session = _operands(inputs, self.session)
+        return run_op(session._kind, op, inputs, attrs)
+
+    def apply_inplace(self, op, target: RemoteTensor, others: tuple, attrs: dict):
+        """Record `target.op_(*others)`: the engine's checks and history rewrite, with the
+        write left to the server."""
+        others, session = _operands(others, self.session)
+        return run_inplace(session._kind, op, target, others, attrs)

@@ -18,8 +18,9 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from gradserve.engine import InvalidArgumentError
-from gradserve.engine import _grad_mode as grad_mode
+import numpy as np
+from gradserve.engine import DType, InvalidArgumentError, TensorAPI
+from gradserve.engine.seam import grad_mode
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import (
     INPLACE,
@@ -31,11 +32,12 @@ from gradserve.v1.codec import (
     pack_ops,
 )
 
-from . import _grads, _handoff, _wire
+from . import _callbacks, _grads, _handoff, _wire
+from ._current import pop, push
 from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
-from ._record import caller_site
+from ._record import RemoteKind, caller_site
 from ._tensor import RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
@@ -103,6 +105,7 @@ class Session(Factories):
         self._op_bytes = 0
         self._first_at = 0.0  # when the oldest buffered op was recorded
         self._elements = 0  # elements the buffered ops make (how much work they are)
+        self._kind = RemoteKind(self)  # how its proxies' ops are recorded
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
@@ -141,14 +144,10 @@ class Session(Factories):
         return self._server_devices
 
     def __enter__(self) -> Session:
-        from ._current import push
-
         push(self)  # the current session of this thread until the block ends
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        from ._current import pop
-
         pop(self)
         try:
             self.close()
@@ -347,9 +346,8 @@ class Session(Factories):
             raise _handoff.explain(self, e) from None
 
     def _serve_callback(self, call) -> int:
-        from ._callbacks import serve
-
-        return serve(self, call)
+        grads = [from_info(self, info, owned=True) if info.id else None for info in call.grads]
+        return _callbacks.serve(self, call, grads)
 
     def synchronize(self) -> None:
         """Wait until the server ran everything sent so far; raise any error it met.
@@ -479,8 +477,6 @@ class Session(Factories):
 
 def _check_attr(value) -> None:
     """Op attrs travel as JSON: numbers, strings, bools, None, dtypes and lists of them."""
-    from gradserve.engine import DType, TensorAPI
-
     if isinstance(value, (tuple, list)):
         for v in value:
             if type(v) not in _SCALARS:
@@ -488,8 +484,6 @@ def _check_attr(value) -> None:
     elif isinstance(value, TensorAPI):
         raise InvalidArgumentError("tensor-valued op attributes cannot be sent to the server")
     elif not isinstance(value, (DType, int, float)):
-        import numpy as np
-
         if not isinstance(value, np.generic):
             raise InvalidArgumentError(
                 f"op attribute of type {type(value).__name__} cannot be sent to the server"

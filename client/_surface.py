@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 
 from gradserve import engine
-from gradserve.engine._factories import FactoryAPI, factory_names
+from gradserve.engine.seam import FactoryAPI, factory_names
 
 from ._current import current_session
 from ._default import default_session

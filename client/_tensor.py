@@ -17,15 +17,18 @@ from gradserve.engine import (
     AutogradMeta,
     DType,
     InvalidArgumentError,
+    Size,
+    TensorAPI,
     as_dtype,
     get_op,
+    no_grad,
 )
-from gradserve.engine._autograd import Node
-from gradserve.engine._meta import Shadow
-from gradserve.engine._size import Size
+from gradserve.engine.seam import Node, Shadow, format_tensor
+
+from . import _callbacks
 
 
-class RemoteTensor(AutogradMeta):
+class RemoteTensor(AutogradMeta, TensorAPI):
     """A tensor held by a server session, used exactly like `torch.Tensor`.
 
     Operators, methods and autograd attributes are computed locally where they can be and
@@ -106,6 +109,13 @@ class RemoteTensor(AutogradMeta):
         proxy = session._bind_grad(self)
         self._grad_cache = (session._grad_epoch, proxy)
         return proxy
+
+    def _grad_accepts_add(self) -> bool:
+        """Whether backward may add into .grad in place (see the engine's `_accumulate`):
+        it was made by a backward without create_graph, and is outside the graph."""
+        cached = self._grad_cache
+        return self._has_grad and self._grad_owned and (
+            cached is None or not cached[1].requires_grad)
 
     @grad.setter
     def grad(self, value: RemoteTensor | None) -> None:
@@ -191,8 +201,6 @@ class RemoteTensor(AutogradMeta):
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        from gradserve.engine._format import format_tensor
-
         if self._session.closed:
             return f"<RemoteTensor {self._id!r} of closed session {self._session.id!r}>"
         values = self._session._fetch([self])[0]
@@ -209,8 +217,6 @@ class RemoteTensor(AutogradMeta):
                 "Only Tensors created explicitly by the user (graph leaves) support the "
                 "deepcopy protocol at the moment."
             )
-        from gradserve.engine import no_grad
-
         with no_grad():
             out = self.clone()
         if self._rg:
@@ -234,21 +240,17 @@ class RemoteTensor(AutogradMeta):
         if not self.requires_grad:
             raise AutogradError(
                 "cannot register a hook on a tensor that doesn't require gradient")
-        from ._callbacks import register_hook
-
-        return register_hook(self, hook)
+        return _callbacks.register_hook(self, hook)
 
     def _record_function(self, node, inputs, outputs) -> None:
-        from ._callbacks import record_function
-
-        record_function(node, inputs, outputs)
+        _callbacks.record_function(node, inputs, outputs)
 
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
-        return apply(get_op(name), inputs, attrs, self._session)
+        return self._session._kind.apply(get_op(name), inputs, attrs)
 
     def _inplace(self, name, *others, **attrs):
-        return apply_inplace(get_op(name), self, others, attrs)
+        return self._session._kind.apply_inplace(get_op(name), self, others, attrs)
 
 
 def from_info(session, info, owned: bool = False) -> RemoteTensor:
@@ -265,5 +267,3 @@ def from_info(session, info, owned: bool = False) -> RemoteTensor:
     t._has_grad = bool(info.has_grad)
     return t
 
-
-from ._record import apply, apply_inplace  # noqa: E402  (recording builds RemoteTensors)

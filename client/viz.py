@@ -23,7 +23,7 @@ import shutil
 import subprocess
 
 from gradserve.engine import GradserveError, Tensor
-from gradserve.engine._graph import describe_graph, to_dot
+from gradserve.engine.seam import describe_graph, to_dot
 
 __all__ = ["Graph", "RenderError", "graph"]
 
@@ -106,6 +106,7 @@ def graph(tensor, params: dict | None = None) -> Graph:
 
 
 def _remote_description(tensor, params: dict) -> dict:
+    # protobuf only for a remote graph: drawing an engine graph needs no wire modules
     from google.protobuf import json_format
     from gradserve.v1 import gradserve_pb2 as pb
 

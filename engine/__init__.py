@@ -7,7 +7,7 @@
     >>> w.grad
     tensor(2.5000)
 
-Every op is registered once (see _registry.py) with its forward, backward and shape rule;
+Every op is registered once (see core/registry.py) with its forward, backward and shape rule;
 the gradserve server hosts this engine and the client reuses its shape rules. The module
 functions (`engine.exp`, `engine.zeros`, ...) are torch's, and `gradserve` exports the same
 objects (its factories pick the current session instead).
@@ -15,41 +15,9 @@ objects (its factories pick the current session instead).
 
 from types import SimpleNamespace
 
-from . import (  # noqa: F401  (register the ops)
-    _commands,
-    _ops_act,
-    _ops_binary,
-    _ops_conv,
-    _ops_copy,
-    _ops_embed,
-    _ops_factory,
-    _ops_gather,
-    _ops_index,
-    _ops_loss,
-    _ops_math,
-    _ops_nn,
-    _ops_norm,
-    _ops_optim,
-    _ops_pool,
-    _ops_reduce,
-    _ops_shape,
-    _ops_sort,
-    _ops_stats,
-    _ops_unary,
-    _ops_view,
-    _return_types,
-)
-from ._api import TensorAPI, cat, matmul, stack, where
-from ._autograd_functional import functional as _functional
-from ._backend import canonical_device, cuda_device_count
-from ._defaults import (
-    get_default_device,
-    get_default_dtype,
-    set_default_device,
-    set_default_dtype,
-)
-from ._device import device
-from ._dtype import (
+from .core.backend import canonical_device, cuda_device_count
+from .core.device import device
+from .core.dtype import (
     DType,
     as_dtype,
     bool_,
@@ -64,20 +32,16 @@ from ._dtype import (
     result_type,
     uint8,
 )
-from ._errors import (
+from .core.dtype import can_cast as _can_cast
+from .core.errors import (
     AutogradError,
     DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
     TensorIndexError,
 )
-from ._factories import ENGINE as _ENGINE
-from ._factories import factory_names as _factory_names
-from ._function import Function, FunctionCtx
-from ._functions import FUNCTIONS as _FUNCTIONS
-from ._grad_api import backward as _backward
-from ._grad_api import grad as _grad
-from ._grad_mode import (
+from .core.function import Function, FunctionCtx
+from .core.grad_mode import (
     enable_grad,
     inference_mode,
     is_grad_enabled,
@@ -85,11 +49,46 @@ from ._grad_mode import (
     no_grad,
     set_grad_enabled,
 )
-from ._meta import AutogradMeta
-from ._random import Generator, manual_seed, using_generator
-from ._registry import OPS, Meta, get_op
-from ._size import Size
-from ._tensor import Tensor
+from .core.meta import AutogradMeta
+from .core.random import Generator, manual_seed, using_generator
+from .core.registry import OPS, Meta, get_op
+from .core.size import Size
+from .ops import commands as _commands  # noqa: F401  (registers its ops)
+from .ops import factories as _factories  # noqa: F401  (registers its ops)
+from .ops import optim as _optim  # noqa: F401  (registers its ops)
+from .ops.elementwise import activations as _activations  # noqa: F401  (registers its ops)
+from .ops.elementwise import arithmetic as _arithmetic  # noqa: F401  (registers its ops)
+from .ops.elementwise import binary as _binary  # noqa: F401  (registers its ops)
+from .ops.elementwise import copies as _copies  # noqa: F401  (registers its ops)
+from .ops.elementwise import unary as _unary  # noqa: F401  (registers its ops)
+from .ops.indexing import gather as _gather  # noqa: F401  (registers its ops)
+from .ops.indexing import getitem as _getitem  # noqa: F401  (registers its ops)
+from .ops.nn import conv as _conv  # noqa: F401  (registers its ops)
+from .ops.nn import embedding as _embedding  # noqa: F401  (registers its ops)
+from .ops.nn import fused as _fused  # noqa: F401  (registers its ops)
+from .ops.nn import losses as _losses  # noqa: F401  (registers its ops)
+from .ops.nn import norm as _norm  # noqa: F401  (registers its ops)
+from .ops.nn import pool as _pool  # noqa: F401  (registers its ops)
+from .ops.reductions import reduce as _reduce  # noqa: F401  (registers its ops)
+from .ops.reductions import sort as _sort  # noqa: F401  (registers its ops)
+from .ops.reductions import stats as _stats  # noqa: F401  (registers its ops)
+from .ops.shape import rearrange as _rearrange  # noqa: F401  (registers its ops)
+from .ops.shape import views as _views  # noqa: F401  (registers its ops)
+from .surface import return_types as _return_types
+from .surface.defaults import (
+    get_default_device,
+    get_default_dtype,
+    set_default_device,
+    set_default_dtype,
+)
+from .surface.factories import factory_names as _factory_names
+from .surface.functional import functional as _functional
+from .surface.functions import FUNCTIONS as _FUNCTIONS
+from .surface.grad_api import backward as _backward
+from .surface.grad_api import grad as _grad
+from .surface.tensor import ENGINE as _ENGINE
+from .surface.tensor import Tensor
+from .surface.tensor_api import TensorAPI, cat, matmul, stack, where
 
 bool = bool_  # noqa: A001  (torch spells it torch.bool)
 # torch's other names for the dtypes
@@ -108,8 +107,6 @@ def promote_types(type1, type2) -> DType:
 
 def can_cast(from_, to) -> bool:  # noqa: A002
     """torch.can_cast: whether an in-place op may write a `from_` result into `to`."""
-    from ._dtype import can_cast as _can_cast
-
     return _can_cast(as_dtype(from_), as_dtype(to))
 
 

@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._backend import backend
-from ._dtype import float64
-from ._errors import GradserveError
-from ._grad_api import grad as autograd_grad
-from ._grad_mode import enable_grad, no_grad
-from ._tensor import Tensor
+from .core.backend import backend
+from .core.dtype import float64
+from .core.errors import GradserveError
+from .core.grad_mode import enable_grad, no_grad
+from .surface.grad_api import grad as autograd_grad
+from .surface.tensor import Tensor
 
 __all__ = ["GradcheckError", "check_grads", "numerical_jacobian", "analytical_jacobian"]
 

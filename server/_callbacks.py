@@ -1,9 +1,9 @@
 """The server's half of hooks and custom Functions whose Python lives in the client.
 
-The engine's stand-ins (`engine._callbacks`: a `ClientHook`, nodes of `ClientFunction`)
-call `call_client`, which lands here. While the executor runs a request it marks the session
-as the one being served (`serving`); while the servicer runs a request that may call back it
-gives the session a `Channel`: the Pipeline stream's own request iterator, and a queue of
+The engine's stand-ins (`engine.core.callbacks`: a `ClientHook`, nodes of `ClientFunction`)
+call the caller the server passes in: while the executor runs a request (`serving`) that is
+`call_client` for the session being served. While the servicer runs a request that may call
+back it gives the session a `Channel`: the Pipeline stream's own request iterator, and a queue of
 responses that the stream's generator yields. A call sends a `callback` message, then reads
 the client's next requests itself and runs them in place (the session's lock is already
 held, and it is the session's worker thread), until the one whose `then` is the
@@ -15,18 +15,18 @@ Nothing here imports grpc: the messages are plain protobuf.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import functools
 import itertools
 import queue
 from collections.abc import Callable, Iterator
 
-from gradserve.engine import AutogradError, InvalidArgumentError
-from gradserve.engine._callbacks import install
+from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
+from gradserve.engine.seam import client_calls
 from gradserve.v1 import gradserve_pb2 as pb
 
+from ._convert import tensor_info
 from ._requests import tensor_meta
 
-_serving: contextvars.ContextVar = contextvars.ContextVar("gradserve_serving", default=None)
 _ids = itertools.count(1)
 
 
@@ -36,12 +36,9 @@ class CallbackError(AutogradError):
 
 @contextlib.contextmanager
 def serving(session) -> Iterator[None]:
-    """Mark `session` as the one whose request runs in this thread (for `call_client`)."""
-    token = _serving.set(session)
-    try:
+    """Run `session`'s request in the block: callbacks reach its client (`call_client`)."""
+    with client_calls(functools.partial(call_client, session)):
         yield
-    finally:
-        _serving.reset(token)
 
 
 class Channel:
@@ -87,16 +84,11 @@ class Channel:
 
 
 def _info(meta):
-    from ._convert import tensor_info
-
     return tensor_info(meta)
 
 
-def call_client(key: str, kind: str, tensors: list) -> list:
-    """engine._callbacks' caller on a server: ask the client of the session being served."""
-    from gradserve.engine import is_grad_enabled
-
-    session = _serving.get()
+def call_client(session, key: str, kind: str, tensors: list) -> list:
+    """The engine's caller on a server (see `serving`): ask the session's client."""
     channel = getattr(session, "channel", None)
     if channel is None:
         raise CallbackError(
@@ -118,5 +110,3 @@ def answer_results(session, answer: pb.CallbackResult) -> list:
             raise InvalidArgumentError(f"callback result {rid!r} is not a tensor of this session")
     return out
 
-
-install(call_client)

@@ -79,7 +79,7 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    import gradserve
+    import gradserve  # the client package, only for --version
 
     return gradserve.__version__
 
@@ -136,7 +136,7 @@ def _keep_freed_memory() -> None:
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return
     try:
-        import ctypes
+        import ctypes  # glibc tuning, only when the server starts
 
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
@@ -150,6 +150,7 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     """Run a server until SIGTERM/SIGINT, then drain and return 0."""
     parser = _serve_parser(prog)
     args = parser.parse_args(argv)
+    # the server's modules (grpc, the engine) load only for `serve`, not for --help or health
     from gradserve.server._server import create_server
     from gradserve.server._sessions import log_event
 
@@ -204,6 +205,7 @@ def health(argv: list[str] | None = None) -> int:
                    help="service to ask about; '' for the server as a whole")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     args = p.parse_args(argv)
+    # grpc's health stubs load only for the health subcommand
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"gradserve: error: unknown command {argv[0]!r}\n")
         return 2
     if argv[0] == "demo":
-        from . import _demo
+        from . import _demo  # the demo (and the SDK it drives) only for `gradserve demo`
 
         return _demo.main(argv[1:]) or 0
     if argv[0] == "health":

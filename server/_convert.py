@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from google.protobuf.message import DecodeError
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._backend import backend
-from gradserve.engine._dtype import from_numpy_dtype
+from gradserve.engine.seam import backend, from_numpy_dtype
 from gradserve.v1 import framing
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import (

@@ -38,7 +38,7 @@ def run_seed(client, input_requires_grad: bool, out=print) -> dict:
 
 def _train(args) -> int:
     try:
-        from gradserve.examples import train_digits
+        from gradserve.examples import train_digits  # optional: the examples extra
     except ImportError as e:  # pragma: no cover - depends on the install
         raise SystemExit(f"gradserve demo --train needs the examples: {e}") from None
     try:
@@ -54,7 +54,7 @@ def _train(args) -> int:
 
 @contextlib.contextmanager
 def _embedded_server():
-    from ._server import create_server
+    from ._server import create_server  # an embedded server only when no --target
 
     server, port = create_server("127.0.0.1:0")
     server.start()
@@ -65,7 +65,7 @@ def _embedded_server():
 
 
 def main(argv: list[str] | None = None) -> int:
-    import gradserve as gs
+    import gradserve as gs  # the SDK, loaded when the demo runs (not by `gradserve --help`)
 
     parser = argparse.ArgumentParser(prog="gradserve demo", description=__doc__.splitlines()[0])
     parser.add_argument("--target", help="host:port of a running server (default: embedded)")

@@ -9,7 +9,7 @@ the counts sessions keep after each call (no session lock is taken).
 
 from __future__ import annotations
 
-from gradserve.engine._backend import backend
+from gradserve.engine.seam import backend
 
 
 def device_memory(runtime) -> list[tuple[str, str, list[tuple[str, int]]]]:

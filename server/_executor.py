@@ -28,10 +28,7 @@ from gradserve.engine import (
     Meta,
     Tensor,
 )
-from gradserve.engine import _grad_mode as grad_mode
-from gradserve.engine._backend import backend, canonical_device
-from gradserve.engine._dispatch import apply, apply_inplace
-from gradserve.engine._registry import OPS
+from gradserve.engine.seam import OPS, apply, apply_inplace, backend, canonical_device, grad_mode
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from ._callbacks import serving

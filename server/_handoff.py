@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import time
 
-from gradserve.engine import InvalidArgumentError
+from gradserve.engine import InvalidArgumentError, seam
 
-from . import _snapshot
 from ._errors import PermissionDeniedError, SessionMovedError, SessionNotFoundError
 from ._sessions import Session, SessionManager, log, log_event
 from ._state import StateDir, Stored
@@ -46,12 +45,12 @@ class Handoff:
         and the session is quiet, write it and retire it; the error its calls now end with."""
         if not self.active or session.closed:
             return None
-        if _snapshot.why_not_quiet(session.tensors) is not None:
+        if seam.why_not_quiet(session.tensors) is not None:
             return None
         started = time.monotonic()
         try:
             epoch, nbytes = self.state.save(session)
-        except _snapshot.NotQuiet:
+        except seam.NotQuiet:
             return None
         except Exception as e:  # a full disk: try again at its next quiet point, until the grace
             if session.id not in self._failed:
@@ -88,7 +87,7 @@ class Handoff:
     def _lose(self, session: Session) -> None:
         held = session.lock.acquire(blocking=False)
         try:
-            why = None if not held else _snapshot.why_not_quiet(session.tensors)
+            why = None if not held else seam.why_not_quiet(session.tensors)
             if why is None and session.id in self._failed:
                 why = f"it could not be written to the state dir ({self._failed[session.id]})"
             else:
@@ -141,7 +140,7 @@ class Handoff:
                     f"session {session_id} lives on {meta['device']}, which this server does "
                     f"not serve (devices: {', '.join(self.devices)})")
             session = Session(session_id, meta["owner"], meta["device"], time.monotonic)
-            session.tensors, session.generator = _snapshot.unpack(arrays, meta,
+            session.tensors, session.generator = seam.unpack(arrays, meta,
                                                                   meta["device"])
             session.epoch, session.applied_seq = meta["epoch"], meta["applied_seq"]
             session.bytes_changed()

@@ -16,7 +16,7 @@ import inspect
 import json
 from typing import NamedTuple
 
-from gradserve.engine._registry import OPS, OpDef
+from gradserve.engine.seam import OPS, OpDef
 
 
 class AttrInfo(NamedTuple):

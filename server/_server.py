@@ -18,7 +18,6 @@ message that does not parse is INVALID_ARGUMENT from gradserve, never grpcio's I
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 import threading
@@ -30,12 +29,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from gradserve import engine
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._backend import (
-    FAKE_CUDA_ENV,
-    backend,
-    canonical_device,
-    fake_cuda_devices,
-)
+from gradserve.engine.seam import backend, canonical_device
 from gradserve.v1 import gradserve_pb2 as pb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -307,11 +301,6 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     if metrics_port:
         host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
         check_port_free(f"{host}:{metrics_port}", "--metrics-port")
-    gpus = [d for d in devices if d != "cpu"]
-    if gpus and fake_cuda_devices():
-        logging.getLogger("gradserve.server").warning(
-            "%s=%s: %s are the numpy test double of engine/_fakecupy.py, not GPUs (tests only)",
-            FAKE_CUDA_ENV, fake_cuda_devices(), ", ".join(gpus))
     tokens = TokenTable.from_file(token_file) if token_file is not None else None
     runtime = Runtime(devices=devices, session_ttl=session_ttl, max_sessions=max_sessions,
                       max_session_bytes=max_session_bytes, tokens=tokens,
@@ -335,7 +324,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
 
     metrics = None
     if metrics_port is not None:
-        from ._metrics import MetricsServer
+        from ._metrics import MetricsServer  # prometheus, only when a metrics port is set
 
         metrics = MetricsServer(metrics_host, metrics_port, runtime.metrics)
     server = GradserveServer(grpc_server, runtime, health_servicer, metrics)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import grpc
 from google.protobuf import struct_pb2
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine._graph import describe_graph
+from gradserve.engine.seam import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 

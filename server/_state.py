@@ -2,7 +2,7 @@
 restore under the same id. Files, per session id:
 
   <id>.moving        JSON: a draining server (instance, deadline) will write this session
-  <id>.safetensors   the session (`_snapshot`), its description and epoch in the metadata
+  <id>.safetensors   the session (`seam.pack`), its description and epoch in the metadata
   <id>.lost          JSON: the draining server could not write it (why, instance)
 
 Every file appears by an atomic rename, so a reader never sees half of one; a restoring
@@ -22,10 +22,10 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from gradserve.engine import seam
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from . import _snapshot
 from ._sessions import Session
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -74,9 +74,9 @@ class StateDir:
                              {"instance": self.instance, "deadline": deadline})
 
     def save(self, session: Session) -> tuple[int, int]:
-        """Write `session` (quiet: `_snapshot.NotQuiet` otherwise) with the next epoch; the
+        """Write `session` (quiet: `seam.NotQuiet` otherwise) with the next epoch; the
         caller holds its lock. Returns (epoch, bytes written)."""
-        arrays, meta = _snapshot.pack(session.tensors, session.device, session.generator)
+        arrays, meta = seam.pack(session.tensors, session.device, session.generator)
         epoch = session.epoch + 1
         meta.update(session=session.id, owner=session.owner, epoch=epoch,
                     applied_seq=session.applied_seq, instance=self.instance,
@@ -85,7 +85,7 @@ class StateDir:
                     lambda tmp: save_file(arrays, str(tmp),
                                           metadata={_META_KEY: json.dumps(meta)}))
         self._file(session.id, ".moving").unlink(missing_ok=True)
-        return epoch, _snapshot.array_bytes(arrays.values())
+        return epoch, seam.array_bytes(arrays.values())
 
     def mark_lost(self, session_id: str, why: str) -> None:
         """Record that `session_id` could not be written, and why."""

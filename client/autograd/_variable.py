@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from gradserve.engine import AutogradMeta
 
+from .._default import default_session
+
 
 class _VariableMeta(type):
     def __instancecheck__(cls, other) -> bool:
@@ -24,8 +26,6 @@ class Variable(metaclass=_VariableMeta):
 
     def __new__(cls, data=None, requires_grad: bool = False, volatile: bool = False):
         if data is None:
-            from gradserve._default import default_session
-
             out = default_session(None).empty(0)
         elif isinstance(data, AutogradMeta):
             out = data.detach()

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from gradserve.engine import Function
-from gradserve.engine._function import FunctionCtx
+from gradserve.engine import Function, FunctionCtx
 
 __all__ = ["Function", "FunctionCtx"]

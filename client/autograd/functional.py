@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
-from gradserve.engine._autograd_functional import hessian, jacobian, jvp, vjp
+from gradserve.engine.seam import functional as _functional
+
+hessian, jacobian, jvp, vjp = (_functional.hessian, _functional.jacobian, _functional.jvp,
+                               _functional.vjp)
 
 __all__ = ["hessian", "jacobian", "jvp", "vjp"]

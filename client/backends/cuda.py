@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from types import SimpleNamespace
 
 matmul = SimpleNamespace(allow_tf32=False, allow_fp16_reduced_precision_reduction=True,
@@ -11,6 +12,4 @@ matmul = SimpleNamespace(allow_tf32=False, allow_fp16_reduced_precision_reductio
 
 def is_built() -> bool:
     """Whether gradserve can use CUDA here (cupy installed)."""
-    import importlib.util
-
     return importlib.util.find_spec("cupy") is not None

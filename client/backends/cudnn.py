@@ -4,6 +4,7 @@ call cuDNN, so they change nothing)."""
 from __future__ import annotations
 
 import contextlib
+import sys
 
 enabled = True
 benchmark = False
@@ -23,8 +24,6 @@ def version() -> None:
 @contextlib.contextmanager
 def flags(enabled=False, benchmark=False, deterministic=False, allow_tf32=True):
     """Set the switches for a `with` block, restoring them after (torch's)."""
-    import sys
-
     module = sys.modules[__name__]
     names = ("enabled", "benchmark", "deterministic", "allow_tf32")
     before = {name: getattr(module, name) for name in names}

@@ -3,6 +3,8 @@ Hardsigmoid, Hardswish, LogSigmoid, Softmin; torch's arguments, reprs and parame
 
 from __future__ import annotations
 
+from gradserve.engine import no_grad
+
 from . import functional as F
 from ._f_extra import (
     hardsigmoid,
@@ -72,8 +74,6 @@ class PReLU(Module):
 
     def reset_parameters(self) -> None:
         """Every slope back to `init`. >>> prelu.reset_parameters()"""
-        from gradserve.engine import no_grad
-
         with no_grad():
             self.weight.fill_(self.init)
 

@@ -9,7 +9,7 @@ from gradserve.engine import InvalidArgumentError
 from .._default import default_session
 from . import functional as F
 from . import init
-from ._f_conv import _tuple
+from ._f_conv import _tuple, conv_padding
 from ._layers import new_parameter
 from ._module import Module
 
@@ -78,8 +78,6 @@ class _ConvNd(Module):
         return conv(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def _explicit_padding(self) -> tuple[int, ...]:
-        from ._f_conv import conv_padding
-
         pairs = conv_padding(self.padding, self.kernel_size, self.dilation, self.stride)
         return tuple(v for lo, hi in reversed(pairs) for v in (lo, hi))
 

@@ -45,6 +45,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     >>> F.scaled_dot_product_attention(q, q, engine.tensor([[[1.] * 4, [3.] * 4]])).shape
     gradserve.Size([1, 2, 4])
     """
+    # functional imports this module (it re-exports this function): bound on first call
     from . import functional as F
 
     if is_causal and attn_mask is not None:

@@ -45,7 +45,7 @@ def mish(input, inplace: bool = False):
     """x * tanh(softplus(x)). >>> F.mish(engine.tensor([1.]))
     tensor([0.8651])
     """
-    from .functional import softplus
+    from .functional import softplus  # functional imports this module
 
     out = input * softplus(input).tanh()
     return input.copy_(out) if inplace else out
@@ -64,7 +64,7 @@ def softmin(input, dim: int | None = None, _stacklevel: int = 3, dtype=None):
     """softmax(-x) along `dim`. >>> F.softmin(engine.tensor([1., 2.]), dim=0)
     tensor([0.7311, 0.2689])
     """
-    from .functional import softmax
+    from .functional import softmax  # functional imports this module
 
     x = -input if dtype is None else -input.to(dtype)
     return softmax(x, dim)

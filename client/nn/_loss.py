@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from . import functional as F
+from ._f_loss import _reduction
 from ._module import Module
 
 
 class _Loss(Module):
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean") -> None:
         super().__init__()
-        from ._f_loss import _reduction
-
         self.reduction = _reduction(size_average, reduce, reduction) \
             if reduction != "batchmean" else reduction
 

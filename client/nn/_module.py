@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
-from gradserve.engine import TensorAPI, no_grad
+from gradserve.engine import DType, TensorAPI, as_dtype, canonical_device, no_grad
+from gradserve.engine.seam import is_dtype_name
 
 from .._default import session_of, values_of
 from .parameter import Parameter, mark_parameter
@@ -272,9 +273,6 @@ class Module:
         >>> nn.Linear(2, 2).to(engine.float64).weight.dtype
         gradserve.float64
         """
-        from gradserve.engine import DType, as_dtype, canonical_device
-        from gradserve.engine._dtype import is_dtype_name
-
         for a in args:
             if isinstance(a, DType) or (isinstance(a, str) and is_dtype_name(a)):
                 dtype = a

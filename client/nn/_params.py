@@ -13,6 +13,11 @@ from ._layers import new_parameter
 from ._module import Module
 from .parameter import Parameter
 
+# torch's legacy type names, which ParameterDict prints
+_LEGACY_NAMES = {"float16": "HalfTensor", "float32": "FloatTensor", "float64": "DoubleTensor",
+                 "uint8": "ByteTensor", "int8": "CharTensor", "int16": "ShortTensor",
+                 "int32": "IntTensor", "int64": "LongTensor", "bool": "BoolTensor"}
+
 
 def _as_parameter(value):
     """A tensor becomes a Parameter (as torch's containers do); anything else is kept."""
@@ -147,12 +152,10 @@ class ParameterDict(Module):
             self[key] = value
 
     def extra_repr(self) -> str:
-        from gradserve.engine._dtype import TORCH_TYPE_NAMES
-
         lines = []
         for key, p in self.items():
             if isinstance(p, TensorAPI):
-                name = f"gradserve.{TORCH_TYPE_NAMES[p.dtype.name]}"
+                name = f"gradserve.{_LEGACY_NAMES[p.dtype.name]}"
                 lines.append(f"  ({key}): {_describe(p, name)}")
             else:
                 lines.append(f"  ({key}): Object of type: {type(p).__name__}")

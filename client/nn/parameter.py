@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from gradserve.engine import no_grad
 
+from .._default import default_session
+
 _CLASSES: dict[type, type] = {}  # a tensor class -> its Parameter subclass
 
 
@@ -48,8 +50,6 @@ def mark_parameter(t):
 class _ParameterType(type):
     def __call__(cls, data=None, requires_grad: bool = True):
         if data is None:
-            from gradserve._default import default_session
-
             data = default_session(None).empty(0)
         with no_grad():
             out = data.detach().requires_grad_(requires_grad)

@@ -19,6 +19,8 @@ import math
 
 from gradserve.engine import TensorAPI, no_grad, stack
 
+from .._default import default_session
+
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
 
@@ -38,8 +40,6 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     grads = _grads(parameters)
     norm_type = float(norm_type)
     if not grads:
-        from .._default import default_session
-
         return default_session(None).tensor(0.0)
     with no_grad():
         if math.isinf(norm_type):

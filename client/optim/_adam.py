@@ -67,7 +67,7 @@ class Adam(Optimizer):
             else:
                 g = g + p * decay
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        # fused in-place ops (engine/_ops_optim.py): three ops per parameter, not a dozen
+        # fused in-place ops (engine/ops/optim.py): three ops per parameter, not a dozen
         m._inplace("optim_ema", g, beta=beta1)  # torch's lerp_ toward g
         v._inplace("optim_ema_sq", g, beta=beta2)
         if amsgrad:

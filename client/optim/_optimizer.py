@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from gradserve.engine import TensorAPI, no_grad
+from gradserve.engine import TensorAPI, enable_grad, no_grad
 
 from .._default import session_of
 from ..nn._module import _zero_grads
@@ -170,8 +170,6 @@ def _state_value(p, key: str, value):
 def _evaluate(closure):
     if closure is None:
         return None
-    from gradserve.engine import enable_grad
-
     with enable_grad():
         return closure()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from .lr_scheduler import LRScheduler, ReduceLROnPlateau
+from ._lr_base import LRScheduler, ReduceLROnPlateau
 
 
 class _Initial(LRScheduler):

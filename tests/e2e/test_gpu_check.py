@@ -37,7 +37,17 @@ def test_gpu_check_runs_every_stage_on_the_fake(tmp_path):
     assert "the numpy test double" in text
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
+def _real_cupy() -> bool:
+    """Whether a cupy other than the test double of tests/fakecuda is installed."""
+    spec = importlib.util.find_spec("cupy")
+    return spec is not None and (ROOT / "tests" / "fakecuda") not in pathlib.Path(
+        spec.origin).parents
+
+
+@pytest.mark.skipif(_real_cupy(), reason="cupy is installed")
 def test_gpu_check_refuses_to_run_without_cupy():
-    done = _run(env={"GRADSERVE_FAKE_CUDA": ""})
+    # without the test double on the path (tests/conftest.py puts it there)
+    path = os.pathsep.join(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                           if p and "fakecuda" not in p)
+    done = _run(env={"GRADSERVE_FAKE_CUDA": "", "PYTHONPATH": path})
     assert done.returncode == 1 and "need cupy" in done.stderr

@@ -1,4 +1,4 @@
-"""The device seam (engine/_backend.py) and its test double (engine/_fakecupy.py).
+"""The device seam (engine/core/backend.py) and its test double (tests/fakecuda/cupy).
 
 The first half holds the fake to the rules its docstring lists: if a rule stopped holding,
 the CUDA runs of the gradcheck and semantics suites would stop catching what it is for. The
@@ -13,22 +13,38 @@ import gc
 import importlib.util
 import pathlib
 import re
+import sys
 import threading
 
 import numpy as np
 import pytest
 from gradserve import engine as E
-from gradserve.engine import _backend
-from gradserve.engine._backend import backend, scatter_add
+from gradserve.engine.core import backend as _backend
+from gradserve.engine.core.backend import backend, scatter_add
+
+FAKE_CUDA = pathlib.Path(__file__).resolve().parents[1] / "fakecuda"  # see tests/conftest.py
 
 
 @pytest.fixture
 def xp(monkeypatch):
     """The fake module with two devices, whatever the machine has."""
     monkeypatch.setenv("GRADSERVE_FAKE_CUDA", "2")
-    from gradserve.engine import _fakecupy
+    return _fake_module()
 
-    return _fakecupy
+
+def _fake_module():
+    """The test double: the `cupy` the seam uses when the fake is on, else loaded from its
+    file under another name (a machine with a real GPU)."""
+    loaded = sys.modules.get("cupy")
+    if loaded is not None and pathlib.Path(loaded.__file__).parent.parent == FAKE_CUDA:
+        return loaded
+    if "gradserve_fakecupy" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gradserve_fakecupy",
+                                                      FAKE_CUDA / "cupy" / "__init__.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["gradserve_fakecupy"]
 
 
 # -- the fake's rules ---------------------------------------------------------------------------
@@ -171,11 +187,10 @@ def test_an_absent_gpu_is_device_unavailable(monkeypatch):
     with pytest.raises(E.DeviceUnavailableError, match="invalid device ordinal"):
         E.zeros(2, device=f"cuda:{count + 5}")
     assert issubclass(E.DeviceUnavailableError, RuntimeError)
-    if importlib.util.find_spec("cupy") is None:
-        monkeypatch.setenv("GRADSERVE_FAKE_CUDA", "0")
-        with pytest.raises(E.DeviceUnavailableError, match=r"gradserve\[cuda12\]"):
-            _backend.cuda_module()
-        assert _backend.cuda_device_count() == 0
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if cupy were not installed
+    with pytest.raises(E.DeviceUnavailableError, match=r"gradserve\[cuda12\]"):
+        _backend.cuda_module()
+    assert _backend.cuda_device_count() == 0
 
 
 def test_freed_graphs_return_memory_to_the_pool():
@@ -211,7 +226,7 @@ def test_freed_graphs_return_memory_to_the_pool():
 
 
 def test_ops_never_ask_which_array_module_they_run_on():
-    # What differs between numpy and cupy lives in engine/_backend.py; an op that branches on
+    # What differs between numpy and cupy lives in engine/core/backend.py; an op that branches on
     # the module, or reaches for cupy's own API, works on the fake and breaks on a GPU (or
     # the reverse). New ops get `xp` and the seam's helpers (scatter_add, to_device, ...).
     asks = re.compile(r"\bxp is (not )?np\b|\bnp is (not )?xp\b|\bimport cupyx?\b|"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 MODULES = ["gradserve.engine"] + [
-    f"gradserve.engine.{m.name}" for m in pkgutil.iter_modules(gradserve.engine.__path__)
+    m.name for m in pkgutil.walk_packages(gradserve.engine.__path__, "gradserve.engine.")
 ]
 
 

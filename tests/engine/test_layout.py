@@ -1,4 +1,4 @@
-"""Strides without data (`engine._layout` and the view ops' shape rules) against numpy's
+"""Strides without data (`engine/core/layout.py` and the view ops' shape rules) against numpy's
 actual views and, when installed, torch's: the client decides from them alone whether an op
 aliases its input, so they must be exact."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gradserve import engine as E
 from gradserve.engine import OPS, Meta
-from gradserve.engine._layout import contiguous, is_contiguous, view_strides
+from gradserve.engine.core.layout import contiguous, is_contiguous, view_strides
 
 
 def _factorizations(rng: random.Random, total: int, count: int = 12) -> set[tuple[int, ...]]:

@@ -1,10 +1,10 @@
-"""erf (engine/_special.py) against Python's correctly rounded math.erf."""
+"""erf (engine/ops/elementwise/special.py) against Python's correctly rounded math.erf."""
 
 import math
 
 import numpy as np
 import pytest
-from gradserve.engine._special import erf
+from gradserve.engine.ops.elementwise.special import erf
 
 
 def test_erf_matches_math_erf_in_float64():

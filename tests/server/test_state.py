@@ -1,5 +1,6 @@
-"""The state dir's session files (server/_state.py, _snapshot.py): a quiet session written and
-read back keeps everything autograd keeps, and a session that is not quiet is refused."""
+"""The state dir's session files (server/_state.py; the snapshot, engine/surface/snapshot.py):
+a quiet session written and read back keeps everything autograd keeps, and a session that is
+not quiet is refused."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 from gradserve import engine
 from gradserve.engine import AutogradError
+from gradserve.engine.seam import NotQuiet, unpack, why_not_quiet
 from gradserve.server._sessions import Session
-from gradserve.server._snapshot import NotQuiet, why_not_quiet
 from gradserve.server._state import StateDir
 
 
@@ -21,8 +22,6 @@ def _round_trip(tmp_path, session: Session) -> Session:
     assert epoch == session.epoch + 1 and nbytes > 0
     assert reader.status(session.id).state == "moved"
     with reader.claim(session.id) as (arrays, meta):
-        from gradserve.server._snapshot import unpack
-
         out = Session(session.id, meta["owner"], meta["device"], time.monotonic)
         out.tensors, out.generator = unpack(arrays, meta, meta["device"])
         out.epoch, out.applied_seq = meta["epoch"], meta["applied_seq"]

@@ -9,6 +9,9 @@ import copy
 import re
 
 import numpy as np
+from gradserve.engine import AutogradMeta, stack
+
+from ..._default import default_session
 
 _STR_OR_OBJECT = re.compile(r"[SaUO]")
 _ERR = ("default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
@@ -16,8 +19,6 @@ _ERR = ("default_collate: batch must contain tensors, numpy arrays, numbers, dic
 
 
 def _home():
-    from gradserve._default import default_session
-
     return default_session(None)
 
 
@@ -35,8 +36,6 @@ def default_collate(batch):
     >>> default_collate([(1, 2.0), (3, 4.0)])
     [tensor([1, 3]), tensor([2., 4.], dtype=gradserve.float64)]
     """
-    from gradserve.engine import AutogradMeta, stack
-
     elem = batch[0]
     elem_type = type(elem)
     if isinstance(elem, AutogradMeta):
@@ -90,8 +89,6 @@ def default_convert(data):
     >>> default_convert({"x": np.zeros(2)})
     {'x': tensor([0., 0.], dtype=gradserve.float64)}
     """
-    from gradserve.engine import AutogradMeta
-
     if isinstance(data, AutogradMeta):
         return data
     if _is_numpy(data):

@@ -10,6 +10,7 @@ item (`dataset[i]`, or `__getitems__`) and collated by `collate_fn` (torch's
 
 from __future__ import annotations
 
+from ..._default import session_of
 from ._collate import default_collate, default_convert
 from .dataset import IterableDataset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
@@ -130,8 +131,6 @@ class DataLoader:
                 and type(self.batch_sampler) is BatchSampler
                 and type(self.sampler) in (SequentialSampler, RandomSampler)):
             return None
-        from gradserve._default import session_of
-
         tensors = self.dataset.tensors
         home = session_of(tensors[0])
         if any(session_of(t) is not home for t in tensors[1:]):

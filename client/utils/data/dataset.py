@@ -8,6 +8,8 @@ import itertools
 import math
 import warnings
 
+from ..._default import default_session
+
 
 class Dataset:
     """A map-style dataset: `__getitem__(index)` and (for samplers) `__len__`.
@@ -141,8 +143,6 @@ def random_split(dataset, lengths, generator=None) -> list[Subset]:
     >>> len(a), len(b)
     (7, 3)
     """
-    from gradserve._default import default_session
-
     lengths = _lengths(len(dataset), lengths)
     kw = {} if generator is None else {"generator": generator}
     indices = default_session(None).randperm(sum(lengths), **kw).tolist()

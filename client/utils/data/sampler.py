@@ -8,10 +8,10 @@ batching of a TensorDataset; iterating yields Python ints (one fetch per epoch r
 
 from __future__ import annotations
 
+from ..._default import default_session
+
 
 def _home(home):
-    from gradserve._default import default_session
-
     return default_session(None) if home is None else home
 
 

@@ -1,0 +1,443 @@
+"""Graph nodes and the backward pass.
+
+A Node is one recorded op: its edges to the nodes that produced its inputs (`next_functions`),
+the tensors its backward needs (saved with their versions) and its attrs. `run_backward` walks
+the graph iteratively in topological order using dependency counts, so graphs of any depth
+work, accumulates into leaves (through AccumulateGrad nodes, as torch shows them) and frees
+each node's saved tensors once it has run unless retain_graph.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Sequence
+
+from . import grad_mode as _grad_mode
+from .backend import writable
+from .dtype import TORCH_TYPE_NAMES
+from .errors import AutogradError
+
+_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward."
+)
+
+
+def _describe(shape, dtype) -> str:
+    return f"[gradserve.{TORCH_TYPE_NAMES[dtype.name]} [{', '.join(map(str, shape))}]]"
+
+
+class SavedTensor:
+    """A tensor kept for backward, with the version it had when saved.
+
+    An op's own output is kept as its data and version counter only (`_saved_data()`: the
+    array in the engine, nothing in the client's image of the graph), not as the tensor nor
+    with a link to the node (either would be a Node -> ... -> Node cycle that only the cyclic
+    garbage collector frees); unpack rebuilds it, wired to the node that asks.
+    """
+
+    __slots__ = ("tensor", "data", "kind", "vc", "version", "output_nr", "shape", "dtype")
+
+    def __init__(self, tensor, output_nr: int | None = None):
+        self.vc = tensor._vc
+        self.version = tensor._vc.value
+        self.output_nr = output_nr  # None: an input of the node; else which of its outputs
+        if output_nr is None:
+            self.tensor, self.data = tensor, None
+        else:
+            self.tensor, self.data = None, tensor._saved_data()
+            self.kind, self.shape, self.dtype = type(tensor), tensor.shape, tensor.dtype
+
+    def unpack(self, owner: Node):
+        t = self.tensor
+        if self.vc.value != self.version:
+            self._raise_modified(owner)
+        if t is not None:
+            return t
+        out = self.kind._from_saved(self.data, owner.device, self.dtype)
+        out._vc = self.vc
+        if _grad_mode.is_grad_enabled() and self.dtype.is_floating_point:
+            # create_graph: the output keeps its history
+            out.grad_fn, out._output_nr = owner, self.output_nr
+        return out
+
+    def check(self, owner: Node) -> None:
+        if self.vc.value != self.version:
+            self._raise_modified(owner)
+
+    def _raise_modified(self, owner: Node):
+        t = self.tensor
+        if t is not None:
+            shape, dtype, producer, nr = t.shape, t.dtype, t.grad_fn, t._output_nr
+        else:
+            shape, dtype, producer, nr = self.shape, self.dtype, owner, self.output_nr
+        where = ""
+        if producer is not None:  # torch names the function without "Backward0"
+            fn = re.sub(r"Backward\d*$", "", producer.name())
+            where = f", which is output {nr} of {fn},"
+        raise AutogradError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: {_describe(shape, dtype)}{where} is at version "
+            f"{self.vc.value}; expected version {self.version} instead."
+        )
+
+
+class Node:
+    """One recorded op in the graph; what `tensor.grad_fn` returns."""
+
+    __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
+                 "_saved", "_saved_output", "_freed", "_retained", "_needs", "_hooks",
+                 "__weakref__")
+
+    def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
+        self.op = op  # None for a node known only by name (described by a server)
+        self._name = name
+        self.next_functions = edges
+        self.in_shapes = in_shapes
+        self.in_dtypes = in_dtypes
+        self._saved = saved
+        self.attrs = attrs
+        self.device = device
+        self._saved_output = None
+        self._freed = False
+        self._retained = None
+        self._needs = None
+        self._hooks = None  # {output_nr: [fn, ...]}: hooks of the non-leaf tensors it made
+
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def needs(self) -> tuple[bool, ...]:
+        """Which inputs need a gradient (computed when backward asks, not per op)."""
+        if self._needs is None:
+            self._needs = tuple(e[0] is not None for e in self.next_functions)
+        return self._needs
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
+
+    # -- what op backward functions read --------------------------------------------------
+    @property
+    def saved(self) -> tuple:
+        if self._freed:
+            raise AutogradError(_FREED)
+        return tuple(s.unpack(self) if isinstance(s, SavedTensor) else s for s in self._saved)
+
+    @property
+    def output(self):
+        if self._freed:
+            raise AutogradError(_FREED)
+        return self._saved_output.unpack(self)
+
+    def check_saved(self) -> None:
+        """Raise what unpacking the saved tensors would: freed, or modified in place."""
+        if self._freed:
+            raise AutogradError(_FREED)
+        for s in self._saved:
+            if isinstance(s, SavedTensor):
+                s.check(self)
+        if self._saved_output is not None:
+            self._saved_output.check(self)
+
+    def free(self) -> None:
+        if self._saved or self._saved_output is not None:
+            self._saved = ()
+            self._saved_output = None
+            self._freed = True
+
+    def retain(self, tensor) -> None:
+        if self._retained is None:
+            self._retained = {}
+        self._retained[tensor._output_nr] = weakref.ref(tensor)
+
+
+class AccumulateGrad:
+    """The node through which gradients reach a leaf; shown in next_functions like torch."""
+
+    __slots__ = ("variable", "__weakref__")
+    next_functions: tuple = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def _owner(t):
+    a = t._data
+    return id(a.base if a.base is not None else a)
+
+
+def _root_edge(t):
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t._rg:
+        return (t._accumulator(), 0)
+    return None
+
+
+def backward_graph(roots, targets=None) -> tuple[dict, dict]:
+    """The graph below the nodes `roots` (node -> the nodes it feeds gradients to) and the
+    nodes a backward runs, roots first: all of them, or with `targets` only those that lead
+    to one. The client's image of the server's graph is walked by it too, so both agree on
+    what runs (and check it in the same order)."""
+    children = {}
+    order = []  # post-order: a node after everything it feeds
+    stack = [(n, False) for n in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in children:
+            continue
+        children[node] = [e[0] for e in node.next_functions if e[0] is not None]
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(children[node]) if c not in children)
+    if targets is None:
+        return children, dict.fromkeys(reversed(order))
+    needed = set()
+    for node in order:
+        # a node known by name only (op None: the client's image of one the server made)
+        # may lead anywhere
+        if node in targets or getattr(node, "op", 0) is None or any(
+                c in needed for c in children[node]):
+            needed.add(node)
+    return children, {n: None for n in reversed(order) if n in needed}
+
+
+def plan_backward(roots: Sequence, inputs: Sequence | None = None):
+    """What a backward from the tensors `roots` will do, with torch's checks raised first:
+    the root edges, the `inputs` as target nodes ({node: [(output_nr, k)]}) and the dependency
+    counts of the nodes it runs (roots first). A node whose saved tensors were freed or
+    changed in place raises here, before anything ran."""
+    edges = []
+    for i, t in enumerate(roots):
+        e = _root_edge(t)
+        if e is None:
+            raise AutogradError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
+        edges.append(e)
+    targets = None
+    if inputs is not None:
+        targets = {}
+        for k, t in enumerate(inputs):
+            e = _root_edge(t)
+            if e is None:
+                raise AutogradError("One of the differentiated Tensors does not require grad")
+            targets.setdefault(e[0], []).append((e[1], k))
+    children, needed = backward_graph(list(dict.fromkeys(e[0] for e in edges)), targets)
+    deps = dict.fromkeys(needed, 0)
+    for node in needed:
+        for c in children[node]:
+            if c in deps:
+                deps[c] += 1
+        if type(node) is Node:
+            node.check_saved()
+    return edges, targets, deps
+
+
+def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
+                 create_graph: bool, inputs: Sequence | None = None, accumulate: bool = True,
+                 plan=None):
+    """Backpropagate `grads` from `roots`. Accumulates into leaves (or only into `inputs`)
+    when `accumulate`; returns the gradients that reached `inputs` (None where none did).
+
+    With `grads` None the walk runs without data, over a graph of tensors that have none (the
+    client's image of its server's graph): every edge carries a gradient, nothing is computed,
+    the nodes are freed as the real walk frees them, and it returns (the tensors whose .grad
+    it writes, each with whether it adds into the existing one in place; per input whether a
+    gradient reaches it), or (None, None) when the graph holds nodes known by name only.
+    `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
+    edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
+    dry = grads is None
+    if dry and any(type(n) is Node and n.op is None for n in deps):
+        free_graph(deps, retain_graph)  # the server's walk frees them: its image follows
+        return None, None
+    captured = None if inputs is None else [None] * len(inputs)
+    written = [] if dry else None
+    buffers: dict = {}
+    for (node, nr), g in zip(edges, [True] * len(edges) if dry else grads, strict=True):
+        _add(buffers, node, nr, g)
+
+    seen_owners = set() if dry else {_owner(g) for g in grads}  # arrays a leaf must not alias
+    ready = [n for n in dict.fromkeys(e[0] for e in edges) if deps.get(n, 0) == 0]
+    with _grad_mode.set_grad_enabled(create_graph):
+        while ready:
+            node = ready.pop()
+            out_grads = buffers.pop(node, None)
+            if not dry and out_grads and (node._hooks if type(node) is Node
+                                          else node.variable._hooks):
+                _run_hooks(node, out_grads)
+            if targets is not None and node in targets:
+                for nr, k in targets[node]:
+                    g = out_grads.get(nr) if out_grads else None
+                    if g is not None:
+                        captured[k] = g if captured[k] is None else captured[k] + g
+            if isinstance(node, AccumulateGrad):
+                if accumulate and out_grads and (targets is None or node in targets):
+                    _accumulate(node.variable, out_grads[0], create_graph, seen_owners,
+                                written)
+                continue
+            if node._retained and out_grads:
+                for nr, ref in node._retained.items():
+                    t = ref()
+                    if t is not None and nr in out_grads and (targets is None or accumulate):
+                        _accumulate(t, out_grads[nr], create_graph, seen_owners, written)
+            if not out_grads:
+                in_grads = ()
+            elif dry:  # every input with a node gets a gradient
+                in_grads = (True,) * len(node.next_functions)
+            else:
+                in_grads = _call(node, out_grads)
+            if not retain_graph:
+                node.free()
+            for i, (nxt, nr) in enumerate(node.next_functions):
+                if nxt is None or nxt not in deps:
+                    continue
+                g = in_grads[i] if i < len(in_grads) else None
+                if g is not None:
+                    _add(buffers, nxt, nr, g)
+                deps[nxt] -= 1
+                if deps[nxt] == 0:
+                    ready.append(nxt)
+        if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
+            for t, g in zip(inputs, captured, strict=True):
+                if g is not None and t.grad_fn is not None and not t._retains_grad:
+                    _accumulate(t, g, create_graph, seen_owners, written)
+    if dry:
+        return written, (None if inputs is None else [g is not None for g in captured])
+    return captured
+
+
+def free_graph(deps, retain_graph: bool) -> None:
+    """Free the saved tensors of the nodes a backward ran (unless retain_graph)."""
+    if not retain_graph:
+        for node in deps:
+            if type(node) is Node:
+                node.free()
+
+
+def _add(buffers, node, nr, g):
+    slot = buffers.setdefault(node, {})
+    prev = slot.get(nr)
+    slot[nr] = g if prev is None else prev + g
+
+
+def _run_hooks(node, out_grads: dict) -> None:
+    """Tensor hooks see the gradient of their tensor before anything else does (capture,
+    retain_grad, the node's backward) and may replace it."""
+    if type(node) is AccumulateGrad:
+        hooks = node.variable._hooks
+        if hooks and 0 in out_grads:
+            out_grads[0] = call_hooks(hooks, out_grads[0])
+    elif node._hooks:
+        for nr, hooks in node._hooks.items():
+            if hooks and nr in out_grads:
+                out_grads[nr] = call_hooks(hooks, out_grads[nr])
+
+
+def call_hooks(hooks: list, g):
+    """Run tensor hooks in order; each may return a replacement (same shape and dtype)."""
+    for hook in list(hooks):
+        out = hook(g)
+        if out is None:
+            continue
+        name = getattr(hook, "__name__", type(hook).__name__)
+        if not hasattr(out, "shape") or not hasattr(out, "_vc"):
+            raise AutogradError(f"hook '{name}' returned a {type(out).__name__}, expected a "
+                                "Tensor or None")
+        if tuple(out.shape) != tuple(g.shape):
+            raise AutogradError(f"hook '{name}' has changed the size of value")
+        if out.dtype is not g.dtype:
+            raise AutogradError(
+                f"hook '{name}' has changed the type of value (was {g.dtype!r} got "
+                f"{out.dtype!r})")
+        g = out
+    return g
+
+
+def _call(node: Node, out_grads: dict):
+    op = node.op
+    if op.multi_grad:  # backward takes every output's gradient
+        result = op.backward(node, out_grads)
+    else:
+        g = out_grads.get(0)
+        if g is None:
+            return ()
+        result = op.backward(node, g)
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) != len(node.next_functions):
+        raise AutogradError(
+            f"function {node.name()} returned an incorrect number of gradients "
+            f"(expected {len(node.next_functions)}, got {len(result)})"
+        )
+    return tuple(_validate(node, i, gi) for i, gi in enumerate(result))
+
+
+def _validate(node: Node, i: int, g):
+    """Reduce a broadcast gradient to its input's shape and cast it to its dtype."""
+    if g is None or node.next_functions[i][0] is None:
+        return None
+    shape, dtype = node.in_shapes[i], node.in_dtypes[i]
+    if g._data.shape != shape:
+        try:
+            g = g._op("sum_to", g, shape=tuple(shape))  # the generic reduction
+        except AutogradError:
+            raise AutogradError(
+                f"Function {node.name()} returned an invalid gradient at index {i} - got "
+                f"{list(g.shape)} but expected shape compatible with {list(shape)}"
+            ) from None
+    if g.dtype is not dtype:
+        g = g.to(dtype=dtype)
+    return g
+
+
+def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None) -> None:
+    """AccumulateGrad: t.grad becomes g, or the sum with the grad t has (added in place when
+    that grad is outside the graph and writable, as torch keeps .grad's identity). Without
+    data (`written` a list) it only notes t and whether that add would be in place."""
+    in_place = not create_graph and t._grad_accepts_add()
+    if written is not None:
+        written.append((t, in_place))
+        return
+    if create_graph:
+        t._grad = g if t._grad is None else t._grad + g
+        return
+    if g.grad_fn is not None:
+        g = g.detach()
+    current = t._grad
+    if current is None:
+        t._grad = _owned(g, seen_owners)
+    elif in_place:  # as torch: .grad keeps its identity across backward calls
+        current._inplace("add", g)
+    else:
+        t._grad = current + g
+
+
+def addable(a) -> bool:
+    """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
+    return writable(a) and all(st != 0 or n <= 1
+                               for st, n in zip(a.strides, a.shape, strict=True))
+
+
+def _owned(g, seen_owners: set):
+    """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
+    backward may hand one array to several leaves) and not a broadcast view."""
+    owner = _owner(g)
+    if owner in seen_owners or not addable(g._data):
+        g = g.clone()
+        owner = _owner(g)
+    seen_owners.add(owner)
+    return g

@@ -1,0 +1,2 @@
+"""Elementwise ops: arithmetic and matmul, the unary and binary families, activations,
+copies and casts."""

@@ -1,0 +1,134 @@
+"""Factories: ops with no tensor inputs (zeros, ones, full, randn, arange, eye, ...)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..core.dtype import as_dtype, default_float, int64, scalar_dtype
+from ..core.errors import InvalidArgumentError
+from ..core.registry import Meta, defop
+from ..core.shape import check_shape
+
+
+# -- factories: ops with no tensor inputs, run on the device named in attrs -------------------
+def _factory_meta(shape, dtype, device=None, **_):
+    return Meta(check_shape(shape), as_dtype(dtype))
+
+
+def _factory(fill):
+    def forward(xp, shape, dtype, device, **kw):
+        return fill(xp, tuple(shape), as_dtype(dtype).np, **kw)
+
+    return forward
+
+
+_SHAPED = ("shape", "dtype", "device")  # factories take attrs only
+defop("zeros", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.zeros(s, d)))
+defop("ones", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.ones(s, d)))
+defop("empty", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
+    _factory(lambda xp, s, d: xp.zeros(s, d)))
+
+
+def _full_meta(shape, value, dtype=None, device=None):
+    if not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
+    return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
+
+
+defop("full", infer=_full_meta, needs_device=True, attrs=("shape", "value", "dtype", "device"))(
+    lambda xp, shape, value, dtype=None, device=None: xp.full(
+        tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
+)
+
+
+def _random_meta(shape, dtype, device=None):
+    m = _factory_meta(shape, dtype)
+    if not m.dtype.is_floating_point:
+        raise InvalidArgumentError(f'"normal_kernel_cpu" not implemented for '
+                                   f"'{m.dtype.name.capitalize()}'")
+    return m
+
+
+defop("randn", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
+    lambda xp, shape, dtype, device, gen: gen.standard_normal(tuple(shape), as_dtype(dtype).np)
+)
+defop("rand", infer=_random_meta, needs_device=True, random=True, attrs=_SHAPED)(
+    lambda xp, shape, dtype, device, gen: gen.random(tuple(shape), as_dtype(dtype).np)
+)
+
+
+def _arange_meta(start, end, step=1, dtype=None, device=None):
+    for v in (start, end, step):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise InvalidArgumentError("arange() bounds must be numbers")
+    if step == 0:
+        raise InvalidArgumentError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise InvalidArgumentError("upper bound and larger bound inconsistent with step sign")
+    n = max(0, math.ceil((end - start) / step))
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = int64 if is_int else default_float
+    return Meta((n,), as_dtype(dtype))
+
+
+defop("arange", infer=_arange_meta, needs_device=True,
+      attrs=("start", "end", "step", "dtype", "device"))(
+    lambda xp, start, end, step=1, dtype=None, device=None: xp.arange(
+        start, end, step).astype(_arange_meta(start, end, step, dtype).dtype.np)[
+        :_arange_meta(start, end, step, dtype).shape[0]]
+)
+
+
+def _eye_meta(n, m=None, dtype=None, device=None):
+    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
+
+
+defop("eye", infer=_eye_meta, needs_device=True, attrs=("n", "m", "dtype", "device"))(
+    lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
+        dtype or default_float).np)
+)
+
+
+def _randint_meta(low, high, shape, dtype="int64", device=None):
+    if high <= low:
+        raise InvalidArgumentError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
+    return _factory_meta(shape, dtype)
+
+
+@defop("randint", infer=_randint_meta, needs_device=True, random=True)
+def _randint(xp, low, high, shape, dtype="int64", device=None, gen=None):
+    # drawn as int64 on the host (the session's stream), on the device, then cast
+    return gen.integers(low, high, tuple(shape), dtype=np.int64).astype(as_dtype(dtype).np)
+
+
+def _linspace_meta(start, end, steps, dtype=None, device=None):
+    if steps < 0:
+        raise InvalidArgumentError("number of steps must be non-negative")
+    return Meta((int(steps),), as_dtype(dtype or default_float))
+
+
+@defop("linspace", infer=_linspace_meta, needs_device=True)
+def _linspace(xp, start, end, steps, dtype=None, device=None):
+    # torch fills the first half forwards from start and the second half backwards from end,
+    # so both ends are exact; in float64, then cast
+    i = xp.arange(steps, dtype=np.float64)
+    step = (end - start) / (steps - 1) if steps > 1 else 0.0
+    out = xp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
+    return out.astype(as_dtype(dtype or default_float).np)
+
+
+def _randperm_meta(n, dtype="int64", device=None):
+    return Meta(check_shape((n,)), as_dtype(dtype))
+
+
+@defop("randperm", infer=_randperm_meta, needs_device=True, random=True)
+def _randperm(xp, n, dtype="int64", device=None, gen=None):
+    return gen.permutation(int(n)).astype(as_dtype(dtype).np)

@@ -1,0 +1,1 @@
+"""Indexing: keys as data, getitem and index (with their scatters), gather and scatter."""

@@ -1,0 +1,253 @@
+"""Fused neural-network ops: linear, the losses and dropout's mask."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...core.dtype import as_dtype, int64
+from ...core.errors import InvalidArgumentError
+from ...core.registry import Meta, defop
+from ...core.shape import broadcast_shapes
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _linear_meta(x, w, b=None):
+    if len(w.shape) != 2:
+        raise InvalidArgumentError(f"linear: weight must be 2-D, got {len(w.shape)}-D")
+    if not x.shape or x.shape[-1] != w.shape[1]:
+        rows = int(np.prod(x.shape[:-1])) if x.shape else 1
+        raise InvalidArgumentError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1] if x.shape else 1}"
+            f" and {w.shape[1]}x{w.shape[0]})"
+        )
+    if b is not None and tuple(b.shape) not in ((w.shape[0],), ()):
+        raise InvalidArgumentError(f"linear: bias of shape {list(b.shape)} does not match "
+                                   f"{w.shape[0]} output features")
+    if x.dtype is not w.dtype or (b is not None and b.dtype is not w.dtype):
+        raise InvalidArgumentError("linear: input, weight and bias must have the same dtype")
+    return Meta(tuple(x.shape[:-1]) + (w.shape[0],), w.dtype)
+
+
+def _linear(xp, x, w, b=None):
+    out = x @ w.T
+    if b is not None:
+        out += b  # in place: the product is a fresh array
+    return out
+
+
+def _linear_name(x, w, b=None):
+    if len(x.shape) == 2:
+        return "AddmmBackward0" if b is not None else "MmBackward0"
+    return "ViewBackward0" if b is not None else "UnsafeViewBackward0"
+
+
+linear = defop("linear", infer=_linear_meta, grad_name=_linear_name, save=(0, 1),
+               attrs=())(_linear)  # the bias is an optional input
+
+
+@linear.def_backward
+def _(ctx, g):
+    x, w = ctx.saved
+    gx = g @ w if ctx.needs[0] else None
+    gw = gb = None
+    g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])  # a batch of rows either way
+    if ctx.needs[1]:
+        gw = g2.t() @ (x if x.ndim == 2 else x.reshape(-1, x.shape[-1]))
+    if len(ctx.needs) > 2 and ctx.needs[2]:
+        gb = g2.sum(0)
+    return (gx, gw, gb)[: len(ctx.needs)]
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise InvalidArgumentError(f"{reduction} is not a valid value for reduction")
+
+
+def _mse_meta(a, b, reduction="mean"):
+    _check_reduction(reduction)
+    shape = broadcast_shapes(a.shape, b.shape)
+    return Meta(shape if reduction == "none" else (), a.dtype)
+
+
+def _mse(xp, a, b, reduction="mean"):
+    d = a - b
+    sq = d * d
+    if reduction == "none":
+        return sq
+    return sq.mean() if reduction == "mean" else sq.sum()
+
+
+mse_loss = defop("mse_loss", infer=_mse_meta, grad_name="MseLossBackward0", save=(0, 1))(_mse)
+
+
+@mse_loss.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    d = a - b
+    scale = 2.0 / d.numel() if ctx.attrs.get("reduction", "mean") == "mean" else 2.0
+    gd = g * d * scale
+    return (gd if ctx.needs[0] else None, -gd if ctx.needs[1] else None)
+
+
+def _class_meta(logits, target, reduction="mean", ignore_index=-100):
+    _check_reduction(reduction)
+    if not logits.dtype.is_floating_point:
+        raise InvalidArgumentError("expected a floating point input")
+    if target.dtype is not int64:
+        raise InvalidArgumentError(
+            f"expected scalar type Long but found {as_dtype(target.dtype).name}"
+        )
+    if len(logits.shape) not in (1, 2):
+        raise InvalidArgumentError(
+            f"input must be 1-D (C) or 2-D (N, C), got {len(logits.shape)}-D"
+        )
+    batch = tuple(logits.shape[:-1])
+    if tuple(target.shape) != batch:
+        raise InvalidArgumentError(
+            f"Expected input batch_size ({batch[0] if batch else 1}) to match target batch_size "
+            f"({target.shape[0] if target.shape else 1})."
+        )
+    return Meta(batch if reduction == "none" else (), logits.dtype)
+
+
+def _pick(xp, logp, target, ignore_index):
+    """-logp[i, target_i] with ignored rows at 0; also the count of rows kept."""
+    logp2 = logp.reshape(-1, logp.shape[-1])
+    t = target.reshape(-1)
+    keep = t != ignore_index
+    safe = xp.where(keep, t, 0)
+    if xp.any((safe < 0) | (safe >= logp2.shape[1])):
+        raise IndexError(f"Target {int(safe[(safe < 0) | (safe >= logp2.shape[1])][0])} is out "
+                         f"of bounds.")
+    picked = -xp.take_along_axis(logp2, safe[:, None], axis=1)[:, 0] * keep
+    return picked.reshape(target.shape), keep.reshape(target.shape)
+
+
+def _reduce_loss(xp, losses, keep, reduction):
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / keep.sum()
+
+
+def _log_softmax_rows(xp, logits):
+    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
+    losses, keep = _pick(xp, _log_softmax_rows(xp, logits), target, ignore_index)
+    return _reduce_loss(xp, losses, keep, reduction)
+
+
+def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
+    losses, keep = _pick(xp, logp, target, ignore_index)
+    return _reduce_loss(xp, losses, keep, reduction)
+
+
+cross_entropy = defop("cross_entropy", infer=_class_meta, grad_name="NllLossBackward0",
+                      save=(0, 1))(_cross_entropy)
+nll_loss = defop("nll_loss", infer=_class_meta, grad_name="NllLossBackward0",
+                 save=(0, 1))(_nll)
+
+
+def _onehot_scaled(ctx, g, target, like):
+    """(one-hot of target, masked) * g / count: the shared part of both losses' gradients."""
+    reduction = ctx.attrs.get("reduction", "mean")
+    ignore = ctx.attrs.get("ignore_index", -100)
+    classes = like.shape[-1]
+    keep = target != ignore
+    positions = like._op("arange", start=0, end=classes, step=1, dtype="int64",
+                         device=like.device)
+    onehot = (target.unsqueeze(-1) == positions) * keep.unsqueeze(-1)
+    if reduction == "none":
+        scale = g.unsqueeze(-1)
+    elif reduction == "sum":
+        scale = g
+    else:
+        scale = g / keep.sum()
+    return onehot, keep, scale
+
+
+@cross_entropy.def_backward
+def _(ctx, g):
+    logits, target = ctx.saved
+    return (logits._op("cross_entropy_grad", logits, target, g, **ctx.attrs), None)
+
+
+def _ce_grad_meta(logits, target, g, reduction="mean", ignore_index=-100):
+    _class_meta(logits, target, reduction, ignore_index)
+    return Meta(tuple(logits.shape), logits.dtype)
+
+
+def _ce_grad(xp, logits, target, g, reduction="mean", ignore_index=-100):
+    """d loss / d logits in one pass: (softmax - onehot) * g / count over the kept rows."""
+    p = xp.exp(logits - xp.max(logits, axis=-1, keepdims=True))
+    p /= xp.sum(p, axis=-1, keepdims=True)
+    flat = p.reshape(-1, p.shape[-1])
+    t = target.reshape(-1)
+    keep = t != ignore_index
+    rows = xp.nonzero(keep)[0]
+    if rows.size != t.size:
+        flat *= keep[:, None]
+    flat[rows, t[rows]] -= 1
+    if reduction == "none":
+        flat *= g.reshape(-1, 1)
+    elif reduction == "sum":
+        flat *= g
+    else:
+        flat *= g / rows.size
+    return p
+
+
+# The gradient of cross_entropy as one op (the step's backward runs it once instead of a
+# dozen small ops); its own backward, for double backward, is written in engine ops.
+cross_entropy_grad = defop("cross_entropy_grad", infer=_ce_grad_meta,
+                           grad_name="NllLossBackwardBackward0", save=(0, 1, 2))(_ce_grad)
+
+
+@cross_entropy_grad.def_backward
+def _(ctx, h):
+    logits, target, g = ctx.saved
+    onehot, keep, scale = _onehot_scaled(ctx, g, target, logits)
+    p = logits.softmax(-1)
+    kept = keep.unsqueeze(-1)
+    gl = gg = None
+    if ctx.needs[0]:  # softmax's Jacobian applied to the scaled upstream gradient
+        hs = h * scale * kept
+        gl = p * (hs - (hs * p).sum(-1, keepdim=True))
+    if ctx.needs[2]:
+        d = (p * kept - onehot) * h
+        reduction = ctx.attrs.get("reduction", "mean")
+        if reduction == "none":
+            gg = d.sum(-1)
+        elif reduction == "sum":
+            gg = d.sum()
+        else:
+            gg = d.sum() / keep.sum()
+    return gl, None, gg
+
+
+@nll_loss.def_backward
+def _(ctx, g):
+    logp, target = ctx.saved
+    onehot, _, scale = _onehot_scaled(ctx, g, target, logp)
+    return (-(onehot * scale), None)
+
+
+def _dropout_meta(x, p):
+    if not 0 <= p <= 1:
+        raise InvalidArgumentError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return Meta(x.shape, x.dtype)
+
+
+def _dropout_mask(xp, x, p, gen):
+    if p == 1:
+        return xp.zeros_like(x)
+    keep = gen.random(x.shape) >= p
+    return (keep / (1 - p)).astype(x.dtype)
+
+
+defop("dropout_mask", infer=_dropout_meta, random=True, attrs=("p",))(_dropout_mask)

@@ -1,0 +1,84 @@
+"""Fused optimizer updates: in-place ops that gradserve.optim sends instead of a dozen
+small ones per parameter (on a remote session every op costs dispatch on both sides).
+
+Each op writes only into its first input (`x._inplace(name, ...)`), has no gradient, and
+computes in the order the unfused tensor expressions did, so results are bit-identical:
+
+    optim_ema     x += (g - x) * (1 - beta)                 Adam's first moment (torch's lerp_)
+    optim_ema_sq  x = x * beta + g * g * (1 - beta)         Adam's second moment
+    optim_max     x = max(x, y)                             AMSGrad's running maximum
+    optim_adam    p -= m / (sqrt(v) / bias2_sqrt + eps) * step_size
+    optim_sgd     p -= g * lr                               SGD's update
+    optim_momentum  b = b * momentum + g * scale            SGD's momentum buffer
+
+    >>> from gradserve import engine
+    >>> m = engine.zeros(2)
+    >>> m._inplace("optim_ema", engine.tensor([1., 2.]), beta=0.9)
+    tensor([0.1000, 0.2000])
+"""
+
+from __future__ import annotations
+
+from ..core.registry import Meta, defop
+
+
+def _like_first(x, *others, **_) -> Meta:
+    return Meta(tuple(x.shape), x.dtype)
+
+
+def _ema(xp, x, g, *, beta):
+    return x + (g - x) * (1 - beta)
+
+
+def _ema_into(xp, x, g, *, beta):
+    x += (g - x) * (1 - beta)
+
+
+def _ema_sq(xp, x, g, *, beta):
+    return x * beta + g * g * (1 - beta)
+
+
+def _ema_sq_into(xp, x, g, *, beta):
+    x *= beta
+    x += g * g * (1 - beta)
+
+
+def _adam(xp, p, m, v, *, step_size, bias2_sqrt, eps):
+    return p - m / (xp.sqrt(v) / bias2_sqrt + eps) * step_size
+
+
+def _adam_into(xp, p, m, v, *, step_size, bias2_sqrt, eps):
+    denom = xp.sqrt(v)
+    denom /= bias2_sqrt
+    denom += eps
+    update = m / denom
+    update *= step_size
+    p -= update
+
+
+defop("optim_ema", infer=_like_first)(_ema).def_forward_into(_ema_into)
+defop("optim_ema_sq", infer=_like_first)(_ema_sq).def_forward_into(_ema_sq_into)
+defop("optim_max", infer=_like_first)(lambda xp, x, y: xp.maximum(x, y)).def_forward_into(
+    lambda xp, x, y: xp.maximum(x, y, out=x))
+defop("optim_adam", infer=_like_first)(_adam).def_forward_into(_adam_into)
+
+
+def _sgd(xp, p, g, *, lr):
+    return p - g * lr
+
+
+def _sgd_into(xp, p, g, *, lr):
+    p -= g * lr
+
+
+def _momentum(xp, b, g, *, momentum, scale):
+    return b * momentum + (g if scale == 1 else g * scale)
+
+
+def _momentum_into(xp, b, g, *, momentum, scale):
+    b *= momentum
+    b += g if scale == 1 else g * scale
+
+
+defop("optim_sgd", infer=_like_first)(_sgd).def_forward_into(_sgd_into)
+defop("optim_momentum", infer=_like_first)(_momentum).def_forward_into(_momentum_into)

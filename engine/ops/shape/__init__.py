@@ -1,0 +1,2 @@
+"""Shape ops: views (reshape, permute, expand, ...) and rearrangements (split, flip, roll,
+repeat, ...)."""

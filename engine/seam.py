@@ -1,0 +1,62 @@
+"""What the SDK (client/) and the server (server/) use of the engine beyond its torch API.
+
+`gradserve.engine` is torch's surface; this module is the rest of the contract between the
+engine and the two packages built on it, in one place, so that everything else in the engine
+stays free to change. (A test holds client/ and server/ to `gradserve.engine` and this
+module.) By who needs it:
+
+Both tensor kinds
+    `AutogradMeta` (the bookkeeping a proxy shares), `TensorKind` with `run_op` and
+    `run_inplace` (the one op sequence: a kind supplies outputs and the write), `Node` and
+    `AccumulateGrad` (the graph), `Shadow` (a data-free stand-in an in-place op saves),
+    `FactoryAPI` and `factory_names` (torch's factories over three primitives),
+    `format_tensor` (torch's repr), `add_tensor_hook`; `FUNCTIONS`, `functional` and
+    `FunctionCtx` (the module functions and autograd namespaces the SDK re-exports).
+The client's backward
+    `plan_backward` (torch's checks first), `run_backward` (with `grads=None`: the walk
+    without data, which says which tensors get a `.grad`), `free_graph`, `hooks_in`,
+    `as_list`, `check_roots`, `check_unused`; `describe_graph`/`to_dot` for `gs.viz`.
+The server
+    `apply`/`apply_inplace` (run an op on engine tensors), `OPS`/`OpDef` (the registry the
+    wire names), `backend`, `canonical_device`, `from_numpy_dtype`, `is_dtype_name`,
+    `grad_mode`, `client_calls` (how a request's hooks and custom Functions reach the client:
+    passed in per request), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
+    `NotQuiet`, `array_bytes`.
+
+    >>> from gradserve.engine import seam, tensor
+    >>> seam.apply(seam.OPS["mul"], (tensor([1., 2.]), 3.0), {}).tolist()
+    [3.0, 6.0]
+"""
+
+from __future__ import annotations
+
+from .core import grad_mode
+from .core.autograd import AccumulateGrad, Node, free_graph, plan_backward, run_backward
+from .core.backend import backend, canonical_device
+from .core.callbacks import client_calls
+from .core.dispatch import TensorKind
+from .core.dispatch import apply as run_op
+from .core.dispatch import apply_inplace as run_inplace
+from .core.dtype import from_numpy_dtype, is_dtype_name
+from .core.function import FunctionCtx
+from .core.graph import describe_graph, to_dot
+from .core.hooks import add_tensor_hook, hooks_in
+from .core.meta import AutogradMeta, Shadow
+from .core.registry import OPS, OpDef
+from .surface.factories import FactoryAPI, factory_names
+from .surface.format import format_tensor
+from .surface.functional import functional
+from .surface.functions import FUNCTIONS
+from .surface.grad_api import as_list, check_roots, check_unused
+from .surface.snapshot import NotQuiet, array_bytes, pack, unpack, why_not_quiet
+from .surface.tensor import apply, apply_inplace
+
+__all__ = [
+    "FUNCTIONS", "OPS", "AccumulateGrad", "AutogradMeta", "FactoryAPI", "FunctionCtx", "Node",
+    "NotQuiet", "OpDef", "Shadow", "TensorKind", "add_tensor_hook", "apply", "apply_inplace",
+    "array_bytes", "as_list", "backend", "canonical_device", "check_roots", "check_unused",
+    "client_calls", "describe_graph", "factory_names", "format_tensor", "free_graph",
+    "from_numpy_dtype", "functional", "grad_mode", "hooks_in", "is_dtype_name", "pack",
+    "plan_backward", "run_backward", "run_inplace", "run_op", "to_dot", "unpack",
+    "why_not_quiet",
+]

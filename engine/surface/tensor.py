@@ -1,0 +1,309 @@
+"""The engine's Tensor (the autograd bookkeeping of `AutogradMeta`, torch's methods of
+`TensorAPI`, and an array) and the engine's tensor kind: how an op's outputs are computed on
+the device for the core's one op sequence (`core/dispatch.py`), and the engine's factories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..core import dispatch
+from ..core.autograd import addable
+from ..core.backend import backend, writable
+from ..core.dtype import DType, from_numpy_dtype
+from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
+from ..core.layout import of_array
+from ..core.meta import AutogradMeta
+from ..core.random import current_generator, manual_seed
+from ..core.registry import Meta, OpDef, get_op
+from ..core.size import Size
+from .factories import FactoryAPI
+from .format import format_tensor
+from .grad_api import engine_backward, engine_grad
+from .tensor_api import TensorAPI
+
+
+class Tensor(AutogradMeta, TensorAPI):
+    """An n-dimensional array that records the ops applied to it for autograd."""
+
+    __slots__ = ("_data", "_grad", "_shape")
+
+    def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
+                 dtype: DType | None = None) -> None:
+        self._init_meta(dtype or from_numpy_dtype(data.dtype), device, of_array(data))
+        self._data = data
+        self._shape = Size(data.shape)
+        self._grad = None
+        if requires_grad:
+            self.requires_grad = True
+
+    @classmethod
+    def _result(cls, data, device: str, dtype: DType, strides) -> Tensor:
+        """An op's output, whose layout its shape rule already gave (None: contiguous)."""
+        t = cls.__new__(cls)
+        t._init_meta(dtype, device, strides)
+        t._data = data
+        t._shape = Size(data.shape)
+        t._grad = None
+        return t
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return self._shape  # made once with the tensor (see core/size.py)
+
+    def _saved_data(self):
+        return self._data
+
+    @classmethod
+    def _from_saved(cls, data, device: str, dtype: DType) -> Tensor:
+        """A node's saved output, rebuilt when backward unpacks it."""
+        return cls(data, device, dtype=dtype)
+
+    def _snapshot(self, copy: bool) -> Tensor:
+        """A stand-in for self in the graph: its history, with its data (copied when backward
+        will read the old value, which an in-place write is about to overwrite)."""
+        data = self._data
+        if copy:
+            with backend(self._device).activate():  # the copy is made on the tensor's device
+                data = data.copy()
+        out = Tensor(data, self._device, dtype=self.dtype)
+        out._rg, out._grad_fn, out._output_nr, out._acc = (self._rg, self.grad_fn,
+                                                          self._output_nr, self._acc)
+        return out
+
+    # -- .grad -----------------------------------------------------------------------------
+    @property
+    def grad(self):
+        self._warn_if_non_leaf_grad(self._grad is not None)
+        return self._grad
+
+    def _grad_accepts_add(self) -> bool:
+        """Whether backward may add into .grad in place (see core/autograd._accumulate)."""
+        g = self._grad
+        return g is not None and not g.requires_grad and addable(g._data)
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
+            self._check_assigned_grad(value)
+        self._grad = value
+
+    # -- aliasing --------------------------------------------------------------------------
+    def detach(self) -> Tensor:
+        """A tensor with the same storage and version counter, outside the graph."""
+        return self._op("detach", self)
+
+    @property
+    def data(self) -> Tensor:
+        """Same storage, a fresh version counter: in-place changes through it go unnoticed."""
+        return self._op("data", self)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise InvalidArgumentError("data must be set to a Tensor")
+        if value.device != self.device:
+            raise InvalidArgumentError("data set to a tensor that requires gradients must match")
+        self._data, self.dtype, self._strides = value._data, value.dtype, value._strides
+        self._shape = value._shape
+
+    # -- values ----------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        self._check_numpy()
+        return self._data
+
+    def _host(self) -> np.ndarray:
+        return backend(self._device).to_host(self._data)
+
+    def item(self):
+        if self._data.size != 1:
+            raise InvalidArgumentError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        return self._host().reshape(()).item()
+
+    def tolist(self):
+        return self._host().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._host()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        return format_tensor(self._host(), self.dtype, self._device, self._repr_suffix())
+
+    # -- autograd --------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad (or only into `inputs`)."""
+        engine_backward([self], None if gradient is None else [gradient], retain_graph,
+                 create_graph, inputs)
+
+    def __getitem__(self, key):
+        return super().__getitem__(_scalar_indices_as_ints(key))
+
+    def _record_function(self, node, inputs, outputs) -> None:
+        """A custom Function's node was made (see core/function): nothing more to do here."""
+
+    def _home(self):
+        return ENGINE
+
+    # -- the two primitives of TensorAPI -----------------------------------------------------
+    def _op(self, name, *inputs, **attrs):
+        return dispatch.apply(KIND, get_op(name), inputs, attrs)
+
+    def _inplace(self, name, *others, **attrs):
+        return dispatch.apply_inplace(KIND, get_op(name), self, others, attrs)
+
+
+def _scalar_indices_as_ints(key):
+    """x[t] with 0-dim integer tensors alone indexes like x[int(t)] (a view), as in torch."""
+    parts = key if isinstance(key, tuple) else (key,)
+    advanced = [k for k in parts if isinstance(k, (Tensor, list))]
+    if advanced and all(isinstance(k, Tensor) and k.ndim == 0 and k.dtype.kind == 1
+                        for k in advanced):
+        return tuple(k.item() if isinstance(k, Tensor) else k for k in parts)
+    return key
+
+
+# -- the engine's tensor kind: outputs computed on the device ---------------------------------
+def _finish(xp, arr, meta: Meta, op: OpDef):
+    if not isinstance(arr, xp.ndarray):
+        arr = xp.asarray(arr)
+    want = meta.dtype.np
+    if arr.dtype is not want and arr.dtype != want:  # builtin numpy dtypes are singletons
+        arr = arr.astype(want)
+    if arr.shape != meta.shape:
+        raise AutogradError(
+            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
+        )
+    if meta.strides is None and not arr.flags.c_contiguous:
+        # a fresh result is contiguous, as its shape rule (and so the client) assumes
+        arr = xp.ascontiguousarray(arr)
+    return arr
+
+
+def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
+    # a view keeps the strides its shape rule gave (as the client's proxy does); anything
+    # else was made contiguous by _finish
+    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides)
+
+
+def _args(inputs) -> list:
+    return [x._data if isinstance(x, Tensor) else x for x in inputs]
+
+
+def _run(op: OpDef, be, args, attrs: dict):
+    kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
+    try:
+        return op.forward(be.xp, *args, **kw)
+    except TensorIndexError:
+        raise
+    except IndexError as e:  # other data-dependent checks (loss targets) surface here
+        raise TensorIndexError(f"{op.name}: {e}") from None
+
+
+class EngineKind:
+    """The engine's half of each op (see `core/dispatch.py`): compute on the device."""
+
+    @staticmethod
+    def default_device(attrs: dict) -> str:
+        return attrs.get("device", "cpu")
+
+    @staticmethod
+    def outputs(op: OpDef, inputs: tuple, attrs: dict, device: str, meta, check):
+        dynamic = meta.shape is None if type(meta) is Meta else dispatch.unknown_shape(meta)
+        if check is not None and not dynamic:
+            check(meta)
+        be = backend(device)
+        token = be.enter()  # the op's device is current while its arrays are made and finished
+        try:
+            out = _run(op, be, _args(inputs), attrs)
+            if dynamic:  # the shape depends on the data (nonzero, masks): now it is known
+                meta = dispatch.known_shape(meta, out)
+                if check is not None:
+                    check(meta)
+            out_device = attrs["device"] if op.needs_device else device
+            xp = be.xp if out_device == device else backend(out_device).xp
+            if type(meta) is Meta:
+                return (_output(xp, out, meta, op, out_device),), meta
+            return tuple(_output(xp, a, m, op, out_device)
+                         for a, m in zip(out, meta, strict=True)), meta
+        finally:
+            be.exit(token)
+
+    @staticmethod
+    def emit(op, inputs, outputs, attrs, metas) -> None:
+        pass  # computed already: nothing goes anywhere
+
+    @staticmethod
+    def write(op: OpDef, target: Tensor, others: tuple, attrs: dict, device: str,
+              recorded: bool) -> None:
+        data = target._data
+        if not writable(data):
+            raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
+        be = backend(device)
+        token = be.enter()
+        try:
+            if not recorded and op.forward_into is not None:
+                # nothing to record: write straight into storage (an optimizer step)
+                op.forward_into(be.xp, data, *_args(others), **attrs)
+            else:
+                data[...] = _run(op, be, [data, *_args(others)], attrs)
+        finally:
+            be.exit(token)
+
+
+KIND = EngineKind()
+
+
+def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
+    """Run `op` on engine tensors and Python scalars, recorded for autograd.
+
+    `check(meta)`, when given, sees the inferred outputs before anything is allocated (the
+    server checks byte limits and output counts there)."""
+    return dispatch.apply(KIND, op, inputs, attrs, check)
+
+
+def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
+    """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
+    return dispatch.apply_inplace(KIND, op, self, others, attrs)
+
+
+# -- the engine's factories -------------------------------------------------------------------
+class EngineFactories(FactoryAPI):
+    """The in-process engine's factories (`engine.tensor`, `engine.zeros`, ...) and its
+    autograd calls (what `backward` and `autograd.grad` run for engine tensors)."""
+
+    def _default_device(self) -> str:
+        return "cpu"
+
+    def _make(self, name: str, requires_grad: bool, attrs: dict):
+        out = apply(get_op(name), (), attrs)
+        return out.requires_grad_(True) if requires_grad else out
+
+    def _leaf(self, arr: np.ndarray, device: str, requires_grad: bool):
+        return get_op("tensor").run((arr,), {"device": device,
+                                             "requires_grad": requires_grad})[0]
+
+    def _shared_leaf(self, array: np.ndarray, requires_grad: bool):
+        return Tensor(array, "cpu", requires_grad=requires_grad)
+
+    def manual_seed(self, seed: int):
+        """Seed the engine's default generator (torch.manual_seed).
+
+        >>> _ = engine.manual_seed(0); a = engine.randn(3).tolist()
+        >>> _ = engine.manual_seed(0); engine.randn(3).tolist() == a
+        True
+        """
+        return manual_seed(seed)
+
+    _backward = staticmethod(engine_backward)
+    _autograd_grad = staticmethod(engine_grad)
+
+
+ENGINE = EngineFactories()
