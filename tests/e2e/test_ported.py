@@ -16,7 +16,7 @@ import gradserve as gs
 import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "pytorch"
-NAMES = ["heat", "fit_sgd", "conv_net", "lstm"]
+NAMES = ["heat", "fit_sgd", "conv_net", "lstm", "loader_regression", "lbfgs_fit", "cell_loop"]
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:e[-+]?\d+)?")
 
 

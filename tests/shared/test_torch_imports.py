@@ -203,3 +203,9 @@ def test_cuda_module(M):
     M.cuda.manual_seed_all(0)
     M.cuda.synchronize()
     M.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 7, 10])
+def test_linspace_matches_torch_for_any_number_of_steps(M, steps):
+    np.testing.assert_allclose(M.linspace(-0.5, 0.5, steps).tolist(),
+                               torch.linspace(-0.5, 0.5, steps).tolist(), rtol=1e-6, atol=1e-7)
