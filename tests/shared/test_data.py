@@ -208,3 +208,25 @@ def test_collate_errors_are_torch_s():
 def test_default_convert_matches_torch(M):
     sample = {"a": np.zeros(2), "b": (1, np.float32(2)), "c": "s"}
     assert plain(gdata.default_convert(sample)) == plain(tdata.default_convert(sample))
+
+
+def test_a_random_split_of_a_tensor_dataset_is_batched_on_the_server(M):
+    session = M.current_session()
+    x = M.arange(40.0).reshape(20, 2)
+    y = M.arange(20)
+    train, held = gdata.random_split(gdata.TensorDataset(x, y), [15, 5])
+    if session is not None:
+        session.synchronize()
+        waits = session.stats.waits
+    for shuffle in (False, True):
+        batches = list(gdata.DataLoader(train, batch_size=4, shuffle=shuffle))
+        if session is not None:
+            assert session.stats.waits == waits  # the subset's rows go up, nothing comes back
+        rows = gs.cat([b[1] for b in batches]).tolist()
+        if session is not None:
+            waits = session.stats.waits
+        expected = [int(i) for i in train.indices]
+        assert (rows == expected) if not shuffle else (sorted(rows) == sorted(expected))
+        assert [len(b[1]) for b in batches] == [4, 4, 4, 3]
+    assert plain(list(gdata.DataLoader(held, batch_size=5))[0]) == plain(
+        gdata.default_collate([held[i] for i in range(5)]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..._default import session_of
 from ._collate import default_collate, default_convert
-from .dataset import IterableDataset, TensorDataset
+from .dataset import IterableDataset, Subset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 
@@ -125,19 +125,25 @@ class DataLoader:
             yield self.collate_fn(batch)
 
     def _server_batches(self):
-        """TensorDataset batches as index ops where its tensors live, or None when this
-        loader's batches cannot be made so (another dataset, collate_fn or sampler)."""
-        if not (type(self.dataset) is TensorDataset and self._default_collate
+        """TensorDataset batches (also of a Subset of one, as random_split makes) as index
+        ops where its tensors live, or None when this loader's batches cannot be made so
+        (another dataset, collate_fn or sampler)."""
+        dataset, rows = self.dataset, None
+        if type(dataset) is Subset and type(dataset.dataset) is TensorDataset:
+            dataset, rows = dataset.dataset, dataset.indices
+        if not (type(dataset) is TensorDataset and self._default_collate
                 and type(self.batch_sampler) is BatchSampler
                 and type(self.sampler) in (SequentialSampler, RandomSampler)):
             return None
-        tensors = self.dataset.tensors
+        tensors = dataset.tensors
         home = session_of(tensors[0])
         if any(session_of(t) is not home for t in tensors[1:]):
             return None
         order = self.sampler._order(home)
         if order is None:
             return None
+        if rows is not None:  # the subset's rows, sent once per epoch, in the sampler's order
+            order = home.tensor([int(i) for i in rows], dtype="int64")[order]
         return self._slices(order, tensors)
 
     def _slices(self, order, tensors):
