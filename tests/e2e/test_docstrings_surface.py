@@ -15,7 +15,8 @@ MODULES = ["gradserve.autograd", "gradserve.autograd.functional", "gradserve.aut
            "gradserve.autograd._variable", "gradserve.utils.data",
            "gradserve.utils.data.dataset", "gradserve.utils.data.sampler",
            "gradserve.utils.data._collate", "gradserve.utils.data.dataloader",
-           "gradserve.backends", "gradserve.cuda", "gradserve._legacy", "gradserve.nn.parameter"]
+           "gradserve.backends", "gradserve.cuda", "gradserve._legacy", "gradserve.nn.parameter",
+           "gradserve.nn.utils", "gradserve.nn.utils.rnn", "gradserve.nn.utils._convert"]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
@@ -26,6 +27,6 @@ def test_examples_run_in_a_session(server, monkeypatch, name):
                         lambda target=None, **kw: real_connect(server.address, **kw))
     module = importlib.import_module(name)
     with gs.connect(server.address) as client, client.session() as s:
-        globs = {"gs": gs, "np": np, "client": client, "s": s, "nn": gs.nn}
+        globs = {"gs": gs, "np": np, "client": client, "s": s, "nn": gs.nn, "engine": gs.engine}
         result = doctest.testmod(module, extraglobs=globs, optionflags=FLAGS, report=True)
     assert result.failed == 0, f"{result.failed} example(s) of {name} failed"

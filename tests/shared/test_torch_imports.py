@@ -13,6 +13,7 @@ import pytest
 import torch
 
 MODULES = ["autograd", "autograd.functional", "autograd.function", "utils", "utils.data",
+           "nn.utils.rnn",
            "nn", "nn.functional", "nn.init", "nn.utils", "nn.parameter", "optim",
            "optim.lr_scheduler", "optim.optimizer", "backends", "backends.cudnn",
            "backends.mps", "backends.cuda", "cuda"]
@@ -209,3 +210,35 @@ def test_cuda_module(M):
 def test_linspace_matches_torch_for_any_number_of_steps(M, steps):
     np.testing.assert_allclose(M.linspace(-0.5, 0.5, steps).tolist(),
                                torch.linspace(-0.5, 0.5, steps).tolist(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_sequence_matches_torch(M, batch_first, side):
+    from gradserve.nn.utils.rnn import pad_sequence
+
+    arrays = [np.arange(6.0).reshape(3, 2), np.ones((1, 2)), np.full((2, 2), 7.0)]
+    ours = [M.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in arrays]
+    out = pad_sequence(ours, batch_first=batch_first, padding_value=-1.0, padding_side=side)
+    tout = torch.nn.utils.rnn.pad_sequence(theirs, batch_first=batch_first, padding_value=-1.0,
+                                           padding_side=side)
+    assert out.shape == tuple(tout.shape) and out.tolist() == tout.tolist()
+    w = np.arange(np.prod(tout.shape), dtype=np.float32).reshape(tuple(tout.shape))
+    (out * M.tensor(w)).sum().backward()
+    (tout * torch.tensor(w)).sum().backward()
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.grad.tolist() == b.grad.tolist()
+
+
+def test_parameters_to_vector_and_back(M):
+    from gradserve.nn.utils import parameters_to_vector, vector_to_parameters
+
+    lin, tlin = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    lin.load_state_dict({k: v.detach().numpy() for k, v in tlin.state_dict().items()})
+    vec = parameters_to_vector(lin.parameters())
+    np.testing.assert_allclose(vec.tolist(), torch.nn.utils.parameters_to_vector(
+        tlin.parameters()).tolist(), rtol=1e-6)
+    vector_to_parameters(vec * 0 + 1, lin.parameters())
+    assert lin.weight.tolist() == [[1.0] * 3] * 2 and lin.bias.tolist() == [1.0, 1.0]
+    assert lin.weight.is_leaf and lin.weight.requires_grad
