@@ -25,9 +25,8 @@ in-process when there is none.
 from __future__ import annotations
 
 import importlib
-from types import SimpleNamespace
 
-from . import _autograd
+from . import autograd, backends, cuda, utils
 from ._checkpoint import CheckpointError, load, save
 from ._current import current_session, use
 from ._errors import (
@@ -41,12 +40,24 @@ from ._errors import (
     SessionLostError,
     TensorIndexError,
 )
+from ._legacy import (
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+    Tensor,
+)
 from ._surface import FACTORIES as _FACTORIES
-from ._surface import Tensor, cuda
 from ._tensor import RemoteTensor
 from .engine import (
     DType,
     Function,
+    Size,
     can_cast,
     cat,
     cdist,
@@ -56,6 +67,8 @@ from .engine import (
     float16,
     float32,
     float64,
+    get_default_device,
+    get_default_dtype,
     half,
     inference_mode,
     int8,
@@ -70,6 +83,8 @@ from .engine import (
     promote_types,
     result_type,
     return_types,
+    set_default_device,
+    set_default_dtype,
     set_grad_enabled,
     short,
     stack,
@@ -80,25 +95,23 @@ from .engine import bool_ as bool  # noqa: A001  (torch spells it torch.bool)
 from .engine import float as float  # noqa: A001, PLC0414
 from .engine import int as int  # noqa: A001, PLC0414
 from .engine.seam import FUNCTIONS as _FUNCTIONS
-from .engine.seam import FunctionCtx as _FunctionCtx
 from .engine.seam import Generator
-from .engine.seam import functional as _functional
-
-autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Function=Function,
-                           functional=_functional,
-                           function=SimpleNamespace(FunctionCtx=_FunctionCtx))
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
     "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
-    "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",
+    "autograd", "backends", "bool", "can_cast", "cat", "connect", "cuda", "current_session",
+    "device",
     "double", "enable_grad", "engine", "float", "float16", "float32", "float64", "half",
     "inference_mode", "int", "int8", "int16", "int32", "int64", "is_grad_enabled",
     "is_inference_mode_enabled", "load", "long", "matmul", "nn", "no_grad", "optim",
     "promote_types", "result_type", "return_types", "save", "set_grad_enabled", "short",
-    "stack", "uint8", "use", "viz", "where", *_FACTORIES, *_FUNCTIONS,
+    "stack", "uint8", "use", "utils", "viz", "where", *_FACTORIES, *_FUNCTIONS,
+    "BoolTensor", "ByteTensor", "CharTensor", "DoubleTensor", "FloatTensor", "HalfTensor",
+    "IntTensor", "LongTensor", "ShortTensor", "Size", "get_default_device",
+    "get_default_dtype", "set_default_device", "set_default_dtype",
     "cdist", "linalg",
 ]
 

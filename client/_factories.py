@@ -25,7 +25,7 @@ class Factories(FactoryAPI):
 
     >>> x = s.tensor([[1., 2.], [3., 4.]], requires_grad=True)
     >>> x.shape, x.dtype, s.arange(3).tolist()
-    ((2, 2), gradserve.float32, [0, 1, 2])
+    (gradserve.Size([2, 2]), gradserve.float32, [0, 1, 2])
     """
 
     def _default_device(self) -> str:

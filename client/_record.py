@@ -16,7 +16,7 @@ import sys
 
 import gradserve.engine
 import numpy as np
-from gradserve.engine import InvalidArgumentError, Meta, TensorAPI
+from gradserve.engine import InvalidArgumentError, Meta, Size, TensorAPI
 from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
 
 from ._tensor import RemoteTensor
@@ -136,7 +136,7 @@ class RemoteKind:
         unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
         found = {info.id: info for info in session._list([o._id for o in unknown])}
         for o in unknown:
-            o._shape = tuple(found[o._id].shape)
+            o._shape = Size(found[o._id].shape)
 
     def write(self, op, target, others, attrs, device, recorded) -> None:
         self.session._send(op.name, (target, *others), (), attrs, inplace=True)

@@ -1,5 +1,5 @@
 """The torch-shaped module surface of `gradserve`: factories that use the current session,
-the module functions, dtypes, devices, `gs.Tensor`, `gs.cuda`.
+the module functions, dtypes, devices.
 
 The factories (`gs.tensor`, `gs.zeros`, ..., `gs.manual_seed`) call the same method on
 `default_session(session)`: the `session=` given, else the current session, else the
@@ -67,12 +67,3 @@ def _device_count() -> int:
     return sum(1 for d in session.server_devices if d.startswith("cuda"))
 
 
-class _Cuda:
-    """`gs.cuda`: is_available() and device_count() (see _device_count)."""
-
-    is_available = staticmethod(_is_available)
-    device_count = staticmethod(_device_count)
-
-
-cuda = _Cuda()
-Tensor = engine.AutogradMeta  # what both tensor kinds are (isinstance(t, gs.Tensor))

@@ -17,6 +17,7 @@ from gradserve.engine import (
     AutogradMeta,
     DType,
     InvalidArgumentError,
+    Size,
     TensorAPI,
     as_dtype,
     get_op,
@@ -49,7 +50,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id
-        self._shape = shape
+        self._shape = shape if shape is None else Size(shape)  # None: known after a fetch
         self._has_grad = False  # whether the server's tensor has a .grad, as far as we know
         self._grad_graph = False  # whether that grad was made with create_graph=True
         # whether that grad was made by a backward without create_graph (so it is writable and
@@ -78,7 +79,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         return self._session
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> Size:
         return self._shape
 
     def _saved_data(self):

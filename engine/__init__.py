@@ -52,6 +52,7 @@ from .core.grad_mode import (
 from .core.meta import AutogradMeta
 from .core.random import Generator, manual_seed, using_generator
 from .core.registry import OPS, Meta, get_op
+from .core.size import Size
 from .ops import commands as _commands  # noqa: F401  (registers its ops)
 from .ops import factories as _factories  # noqa: F401  (registers its ops)
 from .ops import optim as _optim  # noqa: F401  (registers its ops)
@@ -80,6 +81,12 @@ from .ops.shape import rearrange as _rearrange  # noqa: F401  (registers its ops
 from .ops.shape import views as _views  # noqa: F401  (registers its ops)
 from .surface import linalg
 from .surface import return_types as _return_types
+from .surface.defaults import (
+    get_default_device,
+    get_default_dtype,
+    set_default_device,
+    set_default_dtype,
+)
 from .surface.factories import factory_names as _factory_names
 from .surface.functional import functional as _functional
 from .surface.functions import FUNCTIONS as _FUNCTIONS
@@ -129,4 +136,6 @@ __all__ = [
     "int64", "is_grad_enabled", "is_inference_mode_enabled", "long", "manual_seed", "matmul",
     "no_grad", "promote_types", "result_type", "return_types", "set_grad_enabled", "short",
     "stack", "uint8", "using_generator", "where", *_factory_names(), *_FUNCTIONS,
+    "Size", "get_default_device", "get_default_dtype", "set_default_device",
+    "set_default_dtype",
 ]

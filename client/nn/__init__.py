@@ -10,11 +10,23 @@ model code trains either way.
     >>> loss = nn.CrossEntropyLoss()(model(engine.randn(4, 2)), engine.tensor([0, 1, 2, 0]))
     >>> loss.backward()
     >>> model[0].weight.grad.shape
-    (8, 2)
+    gradserve.Size([8, 2])
 """
 
-from . import functional, init, utils
+from . import functional, init, parameter, utils
 from ._activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
+from ._activation_more import (
+    ELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LogSigmoid,
+    Mish,
+    PReLU,
+    ReLU6,
+    Softmin,
+    Softplus,
+)
 from ._containers import ModuleDict, ModuleList
 from ._conv import (
     AdaptiveAvgPool2d,
@@ -37,9 +49,19 @@ from ._loss import (
     NLLLoss,
     SmoothL1Loss,
 )
-from ._module import Module, Parameter
+from ._loss_more import (
+    CosineEmbeddingLoss,
+    GaussianNLLLoss,
+    MarginRankingLoss,
+    MultiLabelSoftMarginLoss,
+    PoissonNLLLoss,
+    TripletMarginLoss,
+)
+from ._module import Module
 from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
+from ._params import Bilinear, ParameterDict, ParameterList
 from ._rnn import GRU, LSTM
+from ._rnn_cells import RNN, GRUCell, LSTMCell, RNNCell
 from ._spatial import (
     AdaptiveMaxPool2d,
     Conv3d,
@@ -55,6 +77,13 @@ from ._spatial import (
     Upsample,
 )
 from ._transformer import MultiheadAttention, TransformerEncoderLayer
+from ._transformer_stack import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+)
+from .parameter import Parameter
 
 __all__ = [
     "GRU", "LSTM", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BCELoss", "BCEWithLogitsLoss",
@@ -63,7 +92,12 @@ __all__ = [
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool1d", "MaxPool2d", "Module",
     "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
-    "functional", "init", "utils",
+    "functional", "init", "parameter", "utils",
+    "ELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU", "ReLU6",
+    "Softmin", "Softplus", "CosineEmbeddingLoss", "GaussianNLLLoss", "MarginRankingLoss",
+    "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "TripletMarginLoss", "Bilinear",
+    "ParameterDict", "ParameterList", "RNN", "GRUCell", "LSTMCell", "RNNCell", "Transformer",
+    "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
     "AdaptiveMaxPool2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "CosineSimilarity",
     "Dropout2d", "Fold", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "Unfold",
     "Upsample",

@@ -116,7 +116,7 @@ class Conv2d(_ConvNd):
 
     >>> conv = nn.Conv2d(1, 8, 3, padding=1)
     >>> conv(engine.randn(2, 1, 8, 8)).shape
-    (2, 8, 8, 8)
+    gradserve.Size([2, 8, 8, 8])
     """
 
     _nd = 2
@@ -207,7 +207,7 @@ class AdaptiveAvgPool2d(Module):
     """Mean over windows sized so the output is `output_size`.
 
     >>> nn.AdaptiveAvgPool2d((1, 1))(engine.ones(2, 3, 5, 5)).shape
-    (2, 3, 1, 1)
+    gradserve.Size([2, 3, 1, 1])
     """
 
     def __init__(self, output_size) -> None:

@@ -43,7 +43,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
 
     >>> q = engine.ones(1, 2, 4)
     >>> F.scaled_dot_product_attention(q, q, engine.tensor([[[1.] * 4, [3.] * 4]])).shape
-    (1, 2, 4)
+    gradserve.Size([1, 2, 4])
     """
     # functional imports this module (it re-exports this function): bound on first call
     from . import functional as F

@@ -75,7 +75,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     int, a pair, "valid" or "same".
 
     >>> F.conv2d(engine.ones(1, 1, 3, 3), engine.ones(1, 1, 2, 2), padding="same").shape
-    (1, 1, 3, 3)
+    gradserve.Size([1, 1, 3, 3])
     """
     return _conv(2, input, weight, bias, stride, padding, dilation, groups)
 
@@ -148,7 +148,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     """Mean over sliding windows of (N, C, H, W).
 
     >>> F.avg_pool2d(engine.ones(1, 1, 4, 4), 2).shape
-    (1, 1, 2, 2)
+    gradserve.Size([1, 1, 2, 2])
     """
     return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                      divisor_override)

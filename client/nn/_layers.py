@@ -21,7 +21,7 @@ def new_parameter(session, *shape, dtype=None, init: Callable | None = None):
 
     >>> w = new_parameter(None, 3, 2, init=nn.init.zeros_)
     >>> w.requires_grad, w.is_leaf, w.shape
-    (True, True, (3, 2))
+    (True, True, gradserve.Size([3, 2]))
     """
     t = default_session(session).empty(*shape, dtype=dtype)
     if init is not None:
@@ -49,7 +49,7 @@ class Linear(Module):
     >>> fc = nn.Linear(784, 10)                # in-process
     >>> fc_remote = nn.Linear(784, 10, session=s)
     >>> fc(engine.randn(64, 784)).shape
-    (64, 10)
+    gradserve.Size([64, 10])
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, session=None,
@@ -165,7 +165,7 @@ class Flatten(Module):
     """Flattens dims start_dim..end_dim (by default all but the batch dim).
 
     >>> nn.Flatten()(engine.ones(2, 3, 4)).shape
-    (2, 12)
+    gradserve.Size([2, 12])
     """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:

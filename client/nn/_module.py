@@ -1,8 +1,8 @@
 """Module: the container that owns parameters and submodules (torch.nn.Module's role).
 
-A parameter is a plain leaf tensor that requires grad; there is no Parameter subclass, so
-an engine tensor and a remote tensor can both be one. Assigning such a tensor to a module
-attribute registers it, as assigning an nn.Parameter does in torch.
+A parameter is a leaf tensor of either kind that requires grad (or an `nn.Parameter`).
+Assigning one to a module attribute registers it, as assigning an nn.Parameter does in
+torch, and marks it a Parameter (see `parameter`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gradserve.engine import DType, TensorAPI, as_dtype, canonical_device, no_gr
 from gradserve.engine.seam import is_dtype_name
 
 from .._default import session_of, values_of
+from .parameter import Parameter, mark_parameter
 
 
 class _IncompatibleKeys(NamedTuple):
@@ -34,20 +35,8 @@ def _is_tensor(value) -> bool:
 
 
 def _is_parameter(value) -> bool:
-    return _is_tensor(value) and value.requires_grad and value.is_leaf
-
-
-def Parameter(data, requires_grad: bool = True):  # noqa: N802  (torch spells it so)
-    """A leaf sharing `data`'s storage, ready to be a module parameter (torch.nn.Parameter).
-
-    >>> w = nn.Parameter(engine.randn(3, 2))
-    >>> w.requires_grad, w.is_leaf
-    (True, True)
-    """
-    with no_grad():
-        return data.detach().requires_grad_(requires_grad)
-
-
+    return _is_tensor(value) and (isinstance(value, Parameter)
+                                  or (value.requires_grad and value.is_leaf))
 
 
 class Module:
@@ -77,7 +66,7 @@ class Module:
         """The computation; subclasses override it and callers use `module(x)`.
 
         >>> nn.Linear(2, 1)(engine.ones(3, 2)).shape
-        (3, 1)
+        gradserve.Size([3, 1])
         """
         raise NotImplementedError(
             f'Module [{type(self).__name__}] is missing the required "forward" function'
@@ -95,12 +84,15 @@ class Module:
             self.__dict__.pop(name, None)
             for table in (params, buffers, modules):
                 table.pop(name, None)
-            (modules if isinstance(value, Module) else params)[name] = value
+            if isinstance(value, Module):
+                modules[name] = value
+            else:
+                params[name] = mark_parameter(value)
         elif name in params:
             if value is not None and not _is_tensor(value):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
                                 "(a tensor or None expected)")
-            params[name] = value
+            params[name] = mark_parameter(value)
         elif name in buffers:
             if value is not None and not _is_tensor(value):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
@@ -139,7 +131,7 @@ class Module:
             raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter "
                             f"'{name}' (a tensor or None required)")
         self.__dict__.pop(name, None)
-        self._parameters[name] = param
+        self._parameters[name] = mark_parameter(param)
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
         """Register a tensor that is state but not a parameter (saved in state_dict).
@@ -238,8 +230,9 @@ class Module:
 
         >>> model.apply(lambda m: print(type(m).__name__))
         """
-        for m in reversed(list(self.modules())):
-            fn(m)
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
     # -- modes and gradients ----------------------------------------------------------------
@@ -290,10 +283,12 @@ class Module:
         dtype = None if dtype is None else as_dtype(dtype)
         device = None if device is None else canonical_device(device)
         for module in self.modules():
-            for table in (module._parameters, module._buffers):
-                for name, t in table.items():
-                    if t is not None:
-                        table[name] = _converted(t, dtype, device)
+            for name, t in module._parameters.items():
+                if t is not None:
+                    module._parameters[name] = mark_parameter(_converted(t, dtype, device))
+            for name, t in module._buffers.items():
+                if t is not None:
+                    module._buffers[name] = _converted(t, dtype, device)
         return self
 
     def float(self) -> Module:

@@ -91,7 +91,7 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, C, H, W), per channel.
 
     >>> nn.BatchNorm2d(8)(engine.randn(4, 8, 5, 5)).shape
-    (4, 8, 5, 5)
+    gradserve.Size([4, 8, 5, 5])
     """
 
     _dims = (4,)
@@ -176,7 +176,7 @@ class Embedding(Module):
 
     >>> emb = nn.Embedding(10, 3, padding_idx=0)
     >>> emb(engine.tensor([[1, 0]])).shape
-    (1, 2, 3)
+    gradserve.Size([1, 2, 3])
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,

@@ -129,7 +129,7 @@ class LSTM(_RNNBase):
     >>> lstm = nn.LSTM(4, 8, num_layers=2, batch_first=True)
     >>> out, (h, c) = lstm(engine.randn(3, 5, 4))
     >>> out.shape, h.shape, c.shape
-    ((3, 5, 8), (2, 3, 8), (2, 3, 8))
+    (gradserve.Size([3, 5, 8]), gradserve.Size([2, 3, 8]), gradserve.Size([2, 3, 8]))
     """
 
     _gates = 4
@@ -164,7 +164,7 @@ class GRU(_RNNBase):
     >>> gru = nn.GRU(4, 8)
     >>> out, h = gru(engine.randn(5, 3, 4))
     >>> out.shape, h.shape
-    ((5, 3, 8), (1, 3, 8))
+    (gradserve.Size([5, 3, 8]), gradserve.Size([1, 3, 8]))
     """
 
     _gates = 3

@@ -31,7 +31,7 @@ class MultiheadAttention(Module):
     >>> x = engine.randn(3, 5, 8)
     >>> out, weights = mha(x, x, x)
     >>> out.shape, weights.shape
-    ((3, 5, 8), (3, 5, 5))
+    (gradserve.Size([3, 5, 8]), gradserve.Size([3, 5, 5]))
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -143,7 +143,7 @@ class TransformerEncoderLayer(Module):
     >>> layer = nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32,
     ...                                    batch_first=True)
     >>> layer(engine.randn(2, 7, 16)).shape
-    (2, 7, 16)
+    gradserve.Size([2, 7, 16])
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,

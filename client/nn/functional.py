@@ -29,6 +29,17 @@ from ._f_conv import (
     max_pool2d,
     pad,
 )
+from ._f_extra import (
+    bilinear,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    logsigmoid,
+    mish,
+    prelu,
+    relu6,
+    softmin,
+)
 from ._f_loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -39,6 +50,14 @@ from ._f_loss import (
     mse_loss,
     nll_loss,
     smooth_l1_loss,
+)
+from ._f_loss_more import (
+    cosine_embedding_loss,
+    gaussian_nll_loss,
+    margin_ranking_loss,
+    multilabel_soft_margin_loss,
+    poisson_nll_loss,
+    triplet_margin_loss,
 )
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
 from ._f_similarity import cosine_similarity, dropout2d, normalize, pairwise_distance
@@ -65,6 +84,9 @@ __all__ = [
     "adaptive_max_pool2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "cosine_similarity", "dropout2d", "fold", "interpolate", "normalize", "pairwise_distance",
     "pixel_shuffle", "pixel_unshuffle", "unfold",
+    "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
+    "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
+    "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
 ]
 
 

@@ -9,7 +9,7 @@ values are torch's.
     >>> import gradserve.nn as nn
     >>> w = engine.empty(3, 4)
     >>> nn.init.xavier_uniform_(w).shape
-    (3, 4)
+    gradserve.Size([3, 4])
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std^2).
 
     >>> nn.init.normal_(engine.empty(2, 2), std=0.02).shape
-    (2, 2)
+    gradserve.Size([2, 2])
     """
     with no_grad():
         return tensor.normal_(mean, std, generator=generator)
@@ -135,7 +135,7 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
     """Glorot uniform: U(-b, b) with b = gain * sqrt(6 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_uniform_(engine.empty(3, 5)).shape
-    (3, 5)
+    gradserve.Size([3, 5])
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -147,7 +147,7 @@ def xavier_normal_(tensor, gain: float = 1.0, generator=None):
     """Glorot normal: N(0, gain^2 * 2 / (fan_in + fan_out)).
 
     >>> nn.init.xavier_normal_(engine.empty(3, 5)).shape
-    (3, 5)
+    gradserve.Size([3, 5])
     """
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)), generator)
@@ -158,7 +158,7 @@ def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in",
     """He uniform: U(-b, b), b = gain * sqrt(3 / fan) (gain from nonlinearity and a).
 
     >>> nn.init.kaiming_uniform_(engine.empty(4, 3), a=math.sqrt(5)).shape
-    (4, 3)
+    gradserve.Size([4, 3])
     """
     fan = _fan(tensor, mode)
     if fan == 0:
@@ -174,7 +174,7 @@ def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in",
     """He normal: N(0, gain^2 / fan).
 
     >>> nn.init.kaiming_normal_(engine.empty(4, 3), nonlinearity="relu").shape
-    (4, 3)
+    gradserve.Size([4, 3])
     """
     fan = _fan(tensor, mode)
     if fan == 0:

@@ -9,11 +9,13 @@ live (engine or server). On a remote session a step is buffered ops only: no rou
     >>> loss.backward(); opt.step(); sched.step(); opt.zero_grad()
 """
 
-from . import lr_scheduler
+from . import lr_scheduler, optimizer
 from ._adam import Adam, AdamW
+from ._adaptive import Adadelta, Adamax, NAdam, RAdam
+from ._lbfgs import LBFGS
 from ._optimizer import Optimizer, zeros_like
 from ._rmsprop import Adagrad, RMSprop
 from ._sgd import SGD
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler",
-           "zeros_like"]
+__all__ = ["LBFGS", "SGD", "NAdam", "RAdam", "Adadelta", "Adagrad", "Adam", "Adamax", "AdamW",
+           "Optimizer", "RMSprop", "lr_scheduler", "optimizer", "zeros_like"]

@@ -92,5 +92,7 @@ def _linspace(xp, start, end, steps, dtype=None, device=None):
     # so both ends are exact; in float64, then cast
     i = xp.arange(steps, dtype=np.float64)
     step = (end - start) / (steps - 1) if steps > 1 else 0.0
-    out = xp.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i))
+    # one step is `start` (torch special-cases it; the backward half would give `end`)
+    half = max(steps // 2, 1)
+    out = xp.where(i < half, start + step * i, end - step * (steps - 1 - i))
     return out.astype(as_dtype(dtype or default_float).np)

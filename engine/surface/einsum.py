@@ -6,7 +6,7 @@ torch's is (a view or a permute of the last product, a sum for a trace).
     >>> from gradserve import engine
     >>> a, b = engine.ones(2, 3), engine.ones(3, 4)
     >>> engine.einsum("ij,jk->ik", a, b).shape
-    (2, 4)
+    gradserve.Size([2, 4])
     >>> engine.einsum("ii", engine.eye(3)).item()
     3.0
 """

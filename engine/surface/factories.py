@@ -9,19 +9,21 @@ current session) all share it, so the same call means the same thing on each.
 
     >>> from gradserve import engine
     >>> engine.zeros(2, 3, dtype=engine.float64).shape
-    (2, 3)
+    gradserve.Size([2, 3])
     >>> engine.linspace(0, 1, 5)
     tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000])
 """
 
 from __future__ import annotations
 
+import numbers
 import secrets
 
 import numpy as np
 
+from ..core import dtype as _dtype
 from ..core.backend import canonical_device
-from ..core.dtype import as_dtype, default_float, from_numpy_dtype, int64
+from ..core.dtype import as_dtype, from_numpy_dtype, int64, scalar_dtype
 from ..core.errors import AutogradError, InvalidArgumentError
 from ..core.grad_mode import no_grad
 from ..core.meta import AutogradMeta
@@ -49,7 +51,8 @@ def _sizes(name: str, size: tuple, kw: dict) -> tuple[int, ...]:
 
 
 def _float(dtype):
-    return as_dtype(dtype) if dtype is not None else default_float
+    # read at call time: set_default_dtype changes it
+    return as_dtype(dtype) if dtype is not None else _dtype.default_float
 
 
 def _name(dtype):
@@ -61,6 +64,11 @@ def check_requires_grad(dtype, requires_grad: bool) -> None:
         raise AutogradError(
             "Only Tensors of floating point and complex dtype can require gradients"
         )
+
+
+# set by set_default_device (surface/defaults.py): where factories put tensors when no
+# device= is given; None: each maker's own (the engine's cpu, a session's device)
+default_device: list = [None]
 
 
 class FactoryAPI:
@@ -76,7 +84,11 @@ class FactoryAPI:
         raise NotImplementedError
 
     def _place(self, device) -> str:
-        return self._default_device() if device is None else canonical_device(device)
+        if device is None:
+            device = default_device[0]  # set_default_device's, else this maker's own
+            if device is None:
+                return self._default_device()
+        return canonical_device(device)
 
     def _factory(self, name: str, requires_grad: bool, device, generator=None, **attrs):
         attrs["device"] = self._place(device)
@@ -99,7 +111,7 @@ class FactoryAPI:
         """A new leaf holding a copy of `data` (numbers, nested lists, numpy arrays, tensors).
 
         >>> engine.tensor([[1., 2.], [3., 4.]], requires_grad=True).shape
-        (2, 2)
+        gradserve.Size([2, 2])
         """
         if isinstance(data, AutogradMeta):
             warn_user(_COPY_WARNING)
@@ -149,7 +161,7 @@ class FactoryAPI:
         """A tensor of zeros (float32 unless `dtype`).
 
         >>> engine.zeros(2, 3).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._factory("zeros", requires_grad, device, shape=_sizes("zeros", size, kw),
                              dtype=_float(dtype).name)
@@ -167,7 +179,7 @@ class FactoryAPI:
         """An uninitialised tensor (zeros here).
 
         >>> engine.empty(4).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._factory("empty", requires_grad, device, shape=_sizes("empty", size, kw),
                              dtype=_float(dtype).name)
@@ -178,6 +190,8 @@ class FactoryAPI:
         >>> engine.full((2,), 7).dtype
         gradserve.int64
         """
+        if dtype is None:  # resolved here, so a session's server makes what we expect
+            dtype = scalar_dtype(fill_value)
         return self._factory("full", requires_grad, device, shape=parse_size((size,)),
                              value=fill_value, dtype=_name(dtype))
 
@@ -187,7 +201,7 @@ class FactoryAPI:
         """Standard normal samples from the current generator.
 
         >>> engine.randn(2, 2).shape
-        (2, 2)
+        gradserve.Size([2, 2])
         """
         return self._factory("randn", requires_grad, device, generator,
                              shape=_sizes("randn", size, kw),
@@ -198,7 +212,7 @@ class FactoryAPI:
         """Uniform samples in [0, 1).
 
         >>> engine.rand(3).shape
-        (3,)
+        gradserve.Size([3])
         """
         return self._factory("rand", requires_grad, device, generator,
                              shape=_sizes("rand", size, kw),
@@ -280,6 +294,8 @@ class FactoryAPI:
         """
         if end is None:
             start, end = 0, start
+        if dtype is None and not all(isinstance(v, numbers.Integral) for v in (start, end, step)):
+            dtype = _dtype.default_float
         return self._factory("arange", requires_grad, device, start=start, end=end, step=step,
                              dtype=_name(dtype))
 
@@ -312,7 +328,7 @@ class FactoryAPI:
         """Zeros with `input`'s shape, dtype and device.
 
         >>> engine.zeros_like(engine.ones(2, 3)).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._like(self.zeros, input, dtype, device, requires_grad, input.shape)
 
@@ -328,7 +344,7 @@ class FactoryAPI:
         """An uninitialised tensor like `input`.
 
         >>> engine.empty_like(engine.ones(4)).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._like(self.empty, input, dtype, device, requires_grad, input.shape)
 
@@ -346,7 +362,7 @@ class FactoryAPI:
         """Normal samples with `input`'s shape, dtype and device.
 
         >>> engine.randn_like(engine.ones(2, 3)).shape
-        (2, 3)
+        gradserve.Size([2, 3])
         """
         return self._like(self.randn, input, dtype, device, requires_grad, input.shape)
 
@@ -354,7 +370,7 @@ class FactoryAPI:
         """Uniform samples with `input`'s shape, dtype and device.
 
         >>> engine.rand_like(engine.ones(4)).shape
-        (4,)
+        gradserve.Size([4])
         """
         return self._like(self.rand, input, dtype, device, requires_grad, input.shape)
 
@@ -364,7 +380,7 @@ class FactoryAPI:
         `randint_like(t, low, high)`.
 
         >>> engine.randint_like(engine.ones(3), 5).shape
-        (3,)
+        gradserve.Size([3])
         """
         if high is None:
             low, high = 0, low
@@ -403,7 +419,7 @@ def host_array(data, dtype=None) -> np.ndarray:
 def _default_cast(arr: np.ndarray) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f":
-        return arr.astype(np.float32, copy=False)  # torch.tensor's default float
+        return arr.astype(_dtype.default_float.np, copy=False)  # torch.tensor's default
     if kind in "iu":
         return arr.astype(np.int64, copy=False)
     if kind == "b":

@@ -18,6 +18,7 @@ from ..core.layout import of_array
 from ..core.meta import AutogradMeta
 from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
+from ..core.size import Size
 from .factories import FactoryAPI
 from .format import format_tensor, shown
 from .grad_api import engine_backward, engine_grad
@@ -27,13 +28,14 @@ from .tensor_api import TensorAPI
 class Tensor(AutogradMeta, TensorAPI):
     """An n-dimensional array that records the ops applied to it for autograd."""
 
-    __slots__ = ("_data", "_grad")
+    __slots__ = ("_data", "_grad", "_shape")
     _kind = "engine"
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False,
                  dtype: DType | None = None) -> None:
         self._init_meta(dtype or from_numpy_dtype(data.dtype), device, of_array(data))
         self._data = data
+        self._shape = Size(data.shape)
         self._grad = None
         if requires_grad:
             self.requires_grad = True
@@ -44,13 +46,14 @@ class Tensor(AutogradMeta, TensorAPI):
         t = cls.__new__(cls)
         t._init_meta(dtype, device, strides)
         t._data = data
+        t._shape = Size(data.shape)
         t._grad = None
         return t
 
     # -- metadata --------------------------------------------------------------------------
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
+    def shape(self) -> Size:
+        return self._shape  # made once with the tensor (see core/size.py)
 
     def _saved_data(self):
         return self._data
@@ -108,6 +111,7 @@ class Tensor(AutogradMeta, TensorAPI):
         if value.device != self.device:
             raise InvalidArgumentError("data set to a tensor that requires gradients must match")
         self._data, self.dtype, self._strides = value._data, value.dtype, value._strides
+        self._shape = value._shape
 
     # -- values ----------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:

@@ -1,17 +1,4 @@
-"""gradserve.nn.utils: gradient clipping, in place and without a round trip.
-
-On a remote session the norm, the clip coefficient and the scaling are all buffered ops:
-`clip_grad_norm_` returns the total norm as a tensor and never waits (unless
-error_if_nonfinite, which must read it).
-
-    >>> import gradserve.nn as nn
-    >>> w = engine.tensor([3., 4.], requires_grad=True)
-    >>> (w * w).sum().backward()                  # grad (6, 8), norm 10
-    >>> nn.utils.clip_grad_norm_([w], max_norm=1.0)
-    tensor(10.)
-    >>> w.grad
-    tensor([0.6000, 0.8000])
-"""
+"""Gradient clipping (see the package doc)."""
 
 from __future__ import annotations
 
@@ -19,7 +6,7 @@ import math
 
 from gradserve.engine import TensorAPI, no_grad, stack
 
-from .._default import default_session
+from ..._default import default_session
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 

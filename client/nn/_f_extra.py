@@ -1,0 +1,106 @@
+"""More of torch.nn.functional, composed from existing tensor ops (so their gradients,
+double backward included, come from those ops): hardtanh relu6 hardsigmoid hardswish mish
+logsigmoid softmin prelu bilinear."""
+
+from __future__ import annotations
+
+from gradserve.engine import InvalidArgumentError, where
+
+
+def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+    """x clamped to [min_val, max_val].
+
+    >>> F.hardtanh(engine.tensor([-2., 0.5, 3.]))
+    tensor([-1.0000,  0.5000,  1.0000])
+    """
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return input.clamp_(min_val, max_val) if inplace else input.clamp(min_val, max_val)
+
+
+def relu6(input, inplace: bool = False):
+    """min(max(x, 0), 6). >>> F.relu6(engine.tensor([-1., 7.]))
+    tensor([0., 6.])
+    """
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardsigmoid(input, inplace: bool = False):
+    """relu6(x + 3) / 6. >>> F.hardsigmoid(engine.tensor([0.]))
+    tensor([0.5000])
+    """
+    out = (input + 3.0).clamp(0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
+
+
+def hardswish(input, inplace: bool = False):
+    """x * relu6(x + 3) / 6. >>> F.hardswish(engine.tensor([-4., 1.]))
+    tensor([-0.0000,  0.6667])
+    """
+    out = input * (input + 3.0).clamp(0.0, 6.0) / 6.0
+    return input.copy_(out) if inplace else out
+
+
+def mish(input, inplace: bool = False):
+    """x * tanh(softplus(x)). >>> F.mish(engine.tensor([1.]))
+    tensor([0.8651])
+    """
+    from .functional import softplus  # functional imports this module
+
+    out = input * softplus(input).tanh()
+    return input.copy_(out) if inplace else out
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)), computed as min(x, 0) - log1p(exp(-|x|)) (torch's stable form).
+
+    >>> F.logsigmoid(engine.tensor([0.]))
+    tensor([-0.6931])
+    """
+    return input.clamp(max=0.0) - (-input.abs()).exp().log1p()
+
+
+def softmin(input, dim: int | None = None, _stacklevel: int = 3, dtype=None):
+    """softmax(-x) along `dim`. >>> F.softmin(engine.tensor([1., 2.]), dim=0)
+    tensor([0.7311, 0.2689])
+    """
+    from .functional import softmax  # functional imports this module
+
+    x = -input if dtype is None else -input.to(dtype)
+    return softmax(x, dim)
+
+
+def prelu(input, weight):
+    """x where x > 0, weight * x elsewhere; weight has one value or one per channel (dim 1).
+
+    >>> F.prelu(engine.tensor([-2., 3.]), engine.tensor([0.25]))
+    tensor([-0.5000,  3.0000])
+    """
+    if weight.numel() != 1:
+        if input.dim() == 0:
+            raise InvalidArgumentError("Not allow zero-dim input tensor.")
+        channels = input.shape[1] if input.dim() >= 2 else input.shape[0]
+        if weight.numel() != channels:
+            raise InvalidArgumentError(
+                f"Mismatch of parameter numbers and input channel size. Found parameter "
+                f"numbers = {weight.numel()} and channel size = {channels}.")
+        if input.dim() >= 2:
+            weight = weight.reshape(channels, *([1] * (input.dim() - 2)))
+    return where(input > 0, input, weight * input)
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """y_k = x1 . W_k . x2 + b_k over the last dims (weight: (out, in1, in2)).
+
+    >>> F.bilinear(engine.ones(1, 2), engine.ones(1, 3), engine.ones(4, 2, 3)).shape
+    gradserve.Size([1, 4])
+    """
+    out_features, in1, in2 = weight.shape
+    lead = input1.shape[:-1]
+    a = input1.reshape(-1, in1)
+    b = input2.reshape(-1, in2)
+    # (N, in1) @ (in1, K * in2), then contract in2 with x2 per row
+    t = (a @ weight.permute(1, 0, 2).reshape(in1, out_features * in2)).reshape(
+        -1, out_features, in2)
+    out = (t * b.unsqueeze(1)).sum(-1).reshape(*lead, out_features)
+    return out if bias is None else out + bias

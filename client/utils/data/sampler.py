@@ -1,0 +1,154 @@
+"""Samplers as torch.utils.data's: the order a DataLoader reads a map-style dataset in.
+
+Random orders are drawn through the generator API (`randperm(n, generator=)`), so a seeded
+run draws what torch's does from the same stream. `_order(home)` gives a sampler's whole
+order as a tensor on `home` (a session or the engine) for the DataLoader's server-side
+batching of a TensorDataset; iterating yields Python ints (one fetch per epoch remotely).
+"""
+
+from __future__ import annotations
+
+from ..._default import default_session
+
+
+def _home(home):
+    return default_session(None) if home is None else home
+
+
+def _randperm(home, n: int, generator):
+    kw = {} if generator is None else {"generator": generator}
+    return _home(home).randperm(n, **kw)
+
+
+class Sampler:
+    """Base class: `__iter__` yields dataset indices."""
+
+    def __init__(self, data_source=None) -> None:
+        pass
+
+    def __iter__(self):
+        raise NotImplementedError
+
+
+class SequentialSampler(Sampler):
+    """0, 1, ..., len(data_source) - 1.
+
+    >>> list(SequentialSampler(range(3)))
+    [0, 1, 2]
+    """
+
+    def __init__(self, data_source) -> None:
+        self.data_source = data_source
+
+    def __iter__(self):
+        return iter(range(len(self.data_source)))
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+    def _order(self, home):
+        return _home(home).arange(len(self.data_source))
+
+
+class RandomSampler(Sampler):
+    """A random permutation of the indices (or `num_samples` drawn with `replacement`).
+
+    >>> sorted(RandomSampler(range(4)))
+    [0, 1, 2, 3]
+    """
+
+    def __init__(self, data_source, replacement: bool = False, num_samples: int | None = None,
+                 generator=None) -> None:
+        self.data_source = data_source
+        self.replacement = replacement
+        self._num_samples = num_samples
+        self.generator = generator
+        if not isinstance(self.replacement, bool):
+            raise TypeError("replacement should be a boolean value, but got replacement="
+                            f"{self.replacement}")
+        if not isinstance(self.num_samples, int) or self.num_samples <= 0:
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={self.num_samples}")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else self._num_samples
+
+    def __iter__(self):
+        n = len(self.data_source)
+        if self.replacement:
+            kw = {} if self.generator is None else {"generator": self.generator}
+            home = _home(None)
+            for _ in range(self.num_samples // 32):
+                yield from home.randint(0, n, (32,), **kw).tolist()
+            rest = self.num_samples % 32
+            if rest:
+                yield from home.randint(0, n, (rest,), **kw).tolist()
+            return
+        for _ in range(self.num_samples // n):
+            yield from _randperm(None, n, self.generator).tolist()
+        rest = self.num_samples % n
+        if rest:
+            yield from _randperm(None, n, self.generator).tolist()[:rest]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _order(self, home):
+        if self.replacement or self.num_samples != len(self.data_source):
+            return None
+        return _randperm(home, len(self.data_source), self.generator)
+
+
+class SubsetRandomSampler(Sampler):
+    """The given indices in a random order.
+
+    >>> sorted(SubsetRandomSampler([5, 7]))
+    [5, 7]
+    """
+
+    def __init__(self, indices, generator=None) -> None:
+        self.indices = indices
+        self.generator = generator
+
+    def __iter__(self):
+        for i in _randperm(None, len(self.indices), self.generator).tolist():
+            yield self.indices[i]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class BatchSampler(Sampler):
+    """Lists of `batch_size` indices from `sampler` (the last one shorter unless dropped).
+
+    >>> list(BatchSampler(SequentialSampler(range(5)), batch_size=2, drop_last=False))
+    [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool) -> None:
+        if (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                or batch_size <= 0):
+            raise ValueError("batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size}")
+        if not isinstance(drop_last, bool):
+            raise ValueError(f"drop_last should be a boolean value, but got drop_last="
+                             f"{drop_last}")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self):
+        batch = []
+        for idx in self.sampler:
+            batch.append(idx)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
+        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
