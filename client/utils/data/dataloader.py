@@ -3,9 +3,14 @@
 With the default collation, a `TensorDataset` whose tensors live on one session (or all
 in-process) is batched where they live: the sampler's order becomes one tensor there (an
 `arange`, or a `randperm` when shuffling) and each batch is `t[order[i:j]]` for each tensor,
-so a remote epoch uploads nothing and waits for nothing. Any other dataset is read item by
+so a remote epoch uploads no data. Any other dataset is read item by
 item (`dataset[i]`, or `__getitems__`) and collated by `collate_fn` (torch's
 `default_collate` unless given).
+
+Each epoch makes torch's draws in torch's order (a base seed as the epoch starts, then the
+sampler's), so a seeded shuffled epoch is torch's and so is every draw after it. Waits per
+epoch on a session: none for the base seed (never fetched); a shuffle without `generator=`
+fetches the sampler's seed (one wait); with `generator=`, none.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from ..._default import session_of
 from ._collate import default_collate, default_convert
 from .dataset import IterableDataset, Subset, TensorDataset
-from .sampler import BatchSampler, RandomSampler, SequentialSampler
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, draw_seed
 
 
 class DataLoader:
@@ -46,6 +51,7 @@ class DataLoader:
         self.prefetch_factor = prefetch_factor
         self.persistent_workers = persistent_workers
         self.generator = generator
+        self._seeded = False
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
             for name, value in (("shuffle", shuffle), ("sampler", sampler),
@@ -92,9 +98,14 @@ class DataLoader:
         return len(self._index_sampler)
 
     def __iter__(self):
-        batches = self._server_batches()
-        if batches is not None:
-            return batches
+        plan = self._server_plan()
+        # torch's iterator draws a base seed (for workers) from the loader's generator or
+        # the global stream as it starts; a persistent workers' iterator only once
+        if not (self.persistent_workers and self.num_workers > 0 and self._seeded):
+            draw_seed(None if plan is None else plan[0], self.generator)
+            self._seeded = True
+        if plan is not None:
+            return self._server_batches(*plan)
         if self._iterable:
             return self._iterable_batches()
         return self._map_batches()
@@ -124,27 +135,32 @@ class DataLoader:
         if batch and not self.drop_last:
             yield self.collate_fn(batch)
 
-    def _server_batches(self):
-        """TensorDataset batches (also of a Subset of one, as random_split makes) as index
-        ops where its tensors live, or None when this loader's batches cannot be made so
-        (another dataset, collate_fn or sampler)."""
+    def _server_plan(self):
+        """(home, tensors, rows) when this loader's batches are index ops where a
+        TensorDataset's tensors live (also of a Subset of one, as random_split makes), else
+        None (another dataset, collate_fn or sampler). Draws nothing."""
         dataset, rows = self.dataset, None
         if type(dataset) is Subset and type(dataset.dataset) is TensorDataset:
             dataset, rows = dataset.dataset, dataset.indices
+        sampler = self.sampler
         if not (type(dataset) is TensorDataset and self._default_collate
                 and type(self.batch_sampler) is BatchSampler
-                and type(self.sampler) in (SequentialSampler, RandomSampler)):
+                and (type(sampler) is SequentialSampler
+                     or (type(sampler) is RandomSampler and not sampler.replacement
+                         and sampler.num_samples == len(sampler.data_source)))):
             return None
         tensors = dataset.tensors
         home = session_of(tensors[0])
         if any(session_of(t) is not home for t in tensors[1:]):
             return None
+        return home, tensors, rows
+
+    def _server_batches(self, home, tensors, rows):
+        # a generator, so the sampler draws at the first batch, as torch's does
         order = self.sampler._order(home)
-        if order is None:
-            return None
         if rows is not None:  # the subset's rows, sent once per epoch, in the sampler's order
             order = home.tensor([int(i) for i in rows], dtype="int64")[order]
-        return self._slices(order, tensors)
+        yield from self._slices(order, tensors)
 
     def _slices(self, order, tensors):
         n, size = order.shape[0], self.batch_size

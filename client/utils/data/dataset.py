@@ -8,7 +8,7 @@ import itertools
 import math
 import warnings
 
-from ..._default import default_session
+from .sampler import _gen_home
 
 
 class Dataset:
@@ -145,6 +145,6 @@ def random_split(dataset, lengths, generator=None) -> list[Subset]:
     """
     lengths = _lengths(len(dataset), lengths)
     kw = {} if generator is None else {"generator": generator}
-    indices = default_session(None).randperm(sum(lengths), **kw).tolist()
+    indices = _gen_home(generator).randperm(sum(lengths), **kw).tolist()
     return [Subset(dataset, indices[end - length:end])
             for end, length in zip(itertools.accumulate(lengths), lengths, strict=True)]

@@ -1,23 +1,56 @@
 """Samplers as torch.utils.data's: the order a DataLoader reads a map-style dataset in.
 
-Random orders are drawn through the generator API (`randperm(n, generator=)`), so a seeded
-run draws what torch's does from the same stream. `_order(home)` gives a sampler's whole
-order as a tensor on `home` (a session or the engine) for the DataLoader's server-side
-batching of a TensorDataset; iterating yields Python ints (one fetch per epoch remotely).
+Random orders make torch's draws in torch's order from the same streams, so after
+`gs.manual_seed(s)` a shuffled epoch is torch's and leaves the generator where torch's is.
+A RandomSampler without a generator draws a 64-bit seed from the global stream (the current
+session's, or the data's) and shuffles with a fresh generator seeded by it: that seed is
+fetched (one wait on a session), the shuffle itself then runs in-process for iteration.
+`_order(home)` gives a sampler's whole order as a tensor on `home` (a session or the engine)
+for the DataLoader's server-side batching of a TensorDataset; iterating yields Python ints.
 """
 
 from __future__ import annotations
 
+from gradserve import engine
+
 from ..._default import default_session
+from ...engine.seam import Generator
 
 
 def _home(home):
     return default_session(None) if home is None else home
 
 
+def _gen_home(generator, home=None):
+    """Where draws from `generator` run: given `home`, else where its state already lives
+    (so it never moves), else in-process (a generator not yet used costs nothing there)."""
+    if home is not None:
+        return home
+    if generator is not None and generator._where is not None:
+        return generator._where
+    return engine if generator is not None else default_session(None)
+
+
 def _randperm(home, n: int, generator):
     kw = {} if generator is None else {"generator": generator}
     return _home(home).randperm(n, **kw)
+
+
+def draw_seed(home, generator=None):
+    """torch's `torch.empty((), dtype=torch.int64).random_(generator=...)`, left where it is
+    drawn (torch's DataLoader discards its base seed: nothing to fetch)."""
+    home = _gen_home(generator, home)
+    kw = {} if generator is None else {"generator": generator}
+    return home.empty((), dtype=engine.int64).random_(**kw)
+
+
+def _own_generator(generator, home=None):
+    """torch's RandomSampler: the given generator, else a fresh one seeded from the global
+    stream of `home` (the seed comes back: one wait on a session)."""
+    if generator is not None:
+        return generator
+    seed = int(draw_seed(_home(home)).item())
+    return Generator().manual_seed(seed)
 
 
 class Sampler:
@@ -76,28 +109,36 @@ class RandomSampler(Sampler):
 
     def __iter__(self):
         n = len(self.data_source)
+        generator = _own_generator(self.generator)
+        home = _gen_home(generator)
         if self.replacement:
-            kw = {} if self.generator is None else {"generator": self.generator}
-            home = _home(None)
             for _ in range(self.num_samples // 32):
-                yield from home.randint(0, n, (32,), **kw).tolist()
-            rest = self.num_samples % 32
-            if rest:
-                yield from home.randint(0, n, (rest,), **kw).tolist()
+                yield from home.randint(0, n, (32,), generator=generator).tolist()
+            yield from home.randint(0, n, (self.num_samples % 32,),
+                                    generator=generator).tolist()
             return
         for _ in range(self.num_samples // n):
-            yield from _randperm(None, n, self.generator).tolist()
+            yield from home.randperm(n, generator=generator).tolist()
         rest = self.num_samples % n
         if rest:
-            yield from _randperm(None, n, self.generator).tolist()[:rest]
+            yield from home.randperm(n, generator=generator).tolist()[:rest]
+        elif self.generator is not None:  # torch draws it and keeps none of it (not fetched)
+            home.randperm(n, generator=generator)
 
     def __len__(self) -> int:
         return self.num_samples
 
     def _order(self, home):
-        if self.replacement or self.num_samples != len(self.data_source):
+        """The epoch's order on `home` (the data's session): with our own generator, one
+        wait for its seed and its 5 KB state sent up; with a given one, no wait at all."""
+        n = len(self.data_source)
+        if self.replacement or self.num_samples != n:
             return None
-        return _randperm(home, len(self.data_source), self.generator)
+        generator = _own_generator(self.generator, home)
+        order = home.randperm(n, generator=generator)
+        if self.generator is not None:
+            home.randperm(n, generator=generator)  # torch's discarded last permutation
+        return order
 
 
 class SubsetRandomSampler(Sampler):
@@ -112,7 +153,8 @@ class SubsetRandomSampler(Sampler):
         self.generator = generator
 
     def __iter__(self):
-        for i in _randperm(None, len(self.indices), self.generator).tolist():
+        home = _gen_home(self.generator)
+        for i in _randperm(home, len(self.indices), self.generator).tolist():
             yield self.indices[i]
 
     def __len__(self) -> int:
