@@ -17,6 +17,7 @@ import numpy as np
 from ..core import torch_dists
 from ..core.dtype import as_dtype, int64, uint8
 from ..core.errors import InvalidArgumentError
+from ..core.mt19937 import CPUGenerator
 from ..core.registry import Meta, defop
 from ..core.shape import broadcast_shapes, check_shape
 from .random_sample import multinomial_indices, randperm_values, trunc_normal_values
@@ -89,6 +90,22 @@ def _rng_state_meta(*_state, device=None, generator=False):
 def _rng_state(xp, *_s, device=None, gen=None):
     """The current generator's state bytes (torch.get_rng_state)."""
     return gen.to_device(np.frombuffer(gen.gen.get_state(), np.uint8).copy())
+
+
+def _seeded_rng_state_meta(seed):
+    if seed.dtype != int64 or tuple(seed.shape) != ():
+        raise InvalidArgumentError("seeded_rng_state expects an int64 scalar seed, got "
+                                   f"{seed.dtype} of shape {tuple(seed.shape)}")
+    return Meta((5056,), uint8)
+
+
+@defop("seeded_rng_state", infer=_seeded_rng_state_meta, differentiable=False)
+def _seeded_rng_state(xp, seed):
+    """The state bytes of a CPU generator seeded with `seed` (a drawn tensor), made where the
+    seed lives: torch's `Generator().manual_seed(seed.item())` without fetching the seed."""
+    value = int((np.asarray(seed) if xp is np else xp.asnumpy(seed)).reshape(()))
+    state = np.frombuffer(CPUGenerator(value).get_state(), np.uint8)
+    return xp.asarray(state.copy())
 
 
 # -- in-place fills ----------------------------------------------------------------------------

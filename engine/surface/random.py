@@ -83,6 +83,15 @@ class Generator:
         self._where, self._bytes = home, None
         return self._state
 
+    @classmethod
+    def _seeded_by(cls, seed) -> Generator:
+        """A generator seeded with `seed`, a drawn int64 scalar tensor, its state made where
+        the seed lives (torch's `Generator().manual_seed(seed.item())`, with no fetch)."""
+        gen = cls()
+        gen._state = seed._op("seeded_rng_state", seed)
+        gen._where, gen._bytes = seed._home(), None
+        return gen
+
     def __repr__(self) -> str:
         return f"<gradserve.Generator object at {id(self):#x}>"
 

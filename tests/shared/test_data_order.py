@@ -182,21 +182,38 @@ def test_persistent_workers_draw_the_base_seed_once(M):
     _close(ours_after, theirs_after)
 
 
-def test_waits_per_shuffled_epoch_on_a_session(M):
-    """A TensorDataset on a session: one wait per epoch for the sampler's seed drawn from
-    the global stream, none with `generator=`; never an upload of the data."""
+def test_a_shuffled_epoch_on_a_session_waits_for_nothing(M):
+    """A TensorDataset on a session: no wait per shuffled epoch, with or without
+    `generator=` (our own generator is seeded on the server from the seed drawn there), and
+    no upload of the data; the iterated samplers fetch their order (one wait an epoch)."""
     session = M.current_session()
     if session is None:
         pytest.skip("waits are a session's")
     ds = gdata.TensorDataset(M.randn(500, 4), M.arange(500))
     g = gs.Generator().manual_seed(0)
-    for generator, waits_per_epoch in ((None, 1), (g, 0)):
+    for generator in (None, g):
         loader = gdata.DataLoader(ds, batch_size=64, shuffle=True, generator=generator)
-        list(loader)  # the generator's state moves to the session once
+        list(loader)  # a given generator's state moves to the session once
         session.synchronize()
         waits, up = session.stats.waits, session.stats.bytes_up
         for _ in range(2):
             batches = list(loader)
-        assert session.stats.waits - waits == 2 * waits_per_epoch
-        assert session.stats.bytes_up - up < 2 * 6_000  # at most a generator state an epoch
+        assert session.stats.waits == waits
+        assert session.stats.bytes_up - up < 1_000
         assert len(batches) == 8 and all(b[0].session is session for b in batches)
+    sampler = gdata.RandomSampler(range(100))
+    waits = session.stats.waits
+    assert sorted(sampler) == list(range(100))
+    assert session.stats.waits == waits + 1  # the seed, fetched as torch's .item() does
+
+
+def test_the_seeding_op_is_torchs(M):
+    for seed in (0, 5, -3, 2**63 - 1, 2**40 + 7):
+        drawn = M.tensor(seed).reshape(())
+        g = gs.Generator._seeded_by(drawn)
+        ours = M.randperm(20, generator=g).tolist() + [M.rand(2, generator=g).tolist()]
+        tg = torch.Generator().manual_seed(seed)
+        theirs = torch.randperm(20, generator=tg).tolist() + [torch.rand(2, generator=tg)
+                                                               .tolist()]
+        assert ours[:-1] == theirs[:-1]
+        assert ours[-1] == pytest.approx(theirs[-1], rel=1e-6, abs=0)

@@ -4,9 +4,10 @@ Random orders make torch's draws in torch's order from the same streams, so afte
 `gs.manual_seed(s)` a shuffled epoch is torch's and leaves the generator where torch's is.
 A RandomSampler without a generator draws a 64-bit seed from the global stream (the current
 session's, or the data's) and shuffles with a fresh generator seeded by it: that seed is
-fetched (one wait on a session), the shuffle itself then runs in-process for iteration.
-`_order(home)` gives a sampler's whole order as a tensor on `home` (a session or the engine)
-for the DataLoader's server-side batching of a TensorDataset; iterating yields Python ints.
+fetched (one wait on a session) and the shuffle runs in-process, as iteration yields Python
+ints. `_order(home)` gives a sampler's whole order as a tensor on `home` (a session or the
+engine) for the DataLoader's server-side batching of a TensorDataset: there the generator is
+seeded where the seed is drawn, so an epoch waits for nothing.
 """
 
 from __future__ import annotations
@@ -129,12 +130,14 @@ class RandomSampler(Sampler):
         return self.num_samples
 
     def _order(self, home):
-        """The epoch's order on `home` (the data's session): with our own generator, one
-        wait for its seed and its 5 KB state sent up; with a given one, no wait at all."""
+        """The epoch's order on `home` (the data's session), with no wait: our own
+        generator is seeded there from the seed drawn there."""
         n = len(self.data_source)
         if self.replacement or self.num_samples != n:
             return None
-        generator = _own_generator(self.generator, home)
+        generator = self.generator
+        if generator is None:
+            generator = Generator._seeded_by(draw_seed(home))
         order = home.randperm(n, generator=generator)
         if self.generator is not None:
             home.randperm(n, generator=generator)  # torch's discarded last permutation
