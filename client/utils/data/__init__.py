@@ -2,8 +2,8 @@
 
 A `TensorDataset` of a session's tensors is batched on the server: the order (a randperm
 when shuffling) is made there and each batch is an index op, so no batch is uploaded again
-and an epoch costs no round trip but, when shuffling without `generator=`, the fetch of the
-sampler's seed (torch's `.item()`); shuffled orders are torch's after the same seed. Other
+and an epoch costs no round trip (a shuffle seeds its generator on the server from the seed
+drawn there); shuffled orders are torch's after the same seed. Other
 datasets are read item by item and collated as torch's `default_collate` does (tensors
 stacked; numbers, numpy arrays, tuples and dicts as torch), the new tensors made on the
 current session.

@@ -3,14 +3,15 @@
 With the default collation, a `TensorDataset` whose tensors live on one session (or all
 in-process) is batched where they live: the sampler's order becomes one tensor there (an
 `arange`, or a `randperm` when shuffling) and each batch is `t[order[i:j]]` for each tensor,
-so a remote epoch uploads no data. Any other dataset is read item by
-item (`dataset[i]`, or `__getitems__`) and collated by `collate_fn` (torch's
-`default_collate` unless given).
+so a remote epoch uploads no data. Any other dataset is read item by item (`dataset[i]`,
+or `__getitems__`) and collated by `collate_fn` (torch's `default_collate` unless given).
 
 Each epoch makes torch's draws in torch's order (a base seed as the epoch starts, then the
 sampler's), so a seeded shuffled epoch is torch's and so is every draw after it. Waits per
-epoch on a session: none for the base seed (never fetched); a shuffle without `generator=`
-fetches the sampler's seed (one wait); with `generator=`, none.
+epoch on a session: none when batching a TensorDataset there (the base seed is never
+fetched; a shuffle's own generator is seeded on the server from the seed drawn there); one
+when iterating a RandomSampler without `generator=` (its seed, torch's `.item()`), which
+then shuffles in-process.
 """
 
 from __future__ import annotations
