@@ -114,9 +114,7 @@ class AutogradMeta:
     def stride(self, dim: int | None = None):
         """Element strides, as torch's `stride()`: a tuple, or one dim's stride."""
         strides = self._layout()
-        if dim is None:
-            return strides
-        return strides[normalize_dim(dim, len(strides))]
+        return strides if dim is None else strides[normalize_dim(dim, len(strides))]
 
     def is_contiguous(self) -> bool:
         return is_contiguous(self.shape, self._layout())
