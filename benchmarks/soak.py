@@ -9,8 +9,11 @@ with its own session, train a small MLP (SGD; cross-entropy) for `--seconds`; ev
 client fetches the gradients and compares them, bit for bit, with the same step computed by
 the in-process engine. Meanwhile one thread kills a random client every `--churn` seconds
 (its channel closed mid-flight, its session abandoned to the TTL) and the client comes back
-on a new connection and session, and another sends random bytes to random methods. Phase 2:
-one session runs `--single-steps` steps of the same loop.
+on a new connection and session, and another sends random bytes to random methods; hostile
+clients are mixed in (issue 14): 2 whose hooks never answer (the server's --callback-timeout
+of 2 s fails those backwards), 1 that runs ops at the work limit (--max-op-elements) and 16
+raw streams that never send. Phase 2: one session runs `--single-steps` steps of the same
+loop.
 
 Reported: steps/s, p50/p99 step latency, client errors by kind, garbage answers by code,
 server errors by status code (its metrics), server RSS over time (process collector).
@@ -47,6 +50,7 @@ METHODS = ["CreateSession", "DescribeSession", "CloseSession", "RunOps", "Backwa
            "Fetch", "Upload", "Release", "ListTensors", "Pipeline", "ListOps",
            "RestoreSession"]
 STREAMING = {"Fetch": "unary_stream", "Upload": "stream_unary", "Pipeline": "stream_stream"}
+HOOK_TIMEOUT, WORK_LIMIT = 2.0, 1 << 22  # the server's --callback-timeout, --max-op-elements
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -56,7 +60,8 @@ class Server:
     def __init__(self, ttl: float) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gradserve.server", "--port", "0", "--metrics-port", "0",
-             "--session-ttl", str(ttl)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             "--session-ttl", str(ttl), "--callback-timeout", str(HOOK_TIMEOUT),
+             "--max-op-elements", str(WORK_LIMIT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         self.address = self.proc.stdout.readline().split()[3]
         started: queue.Queue = queue.Queue()
@@ -207,9 +212,38 @@ def many_clients(server: Server, clients: int, seconds: float, churn: float) -> 
                 except grpc.RpcError as e:
                     garbage_codes[e.code().name] += 1
 
+    hostile = {"hung_hook_errors": collections.Counter(), "work_limit_ops": 0}
+    release = threading.Event()
+
+    def hung_hook() -> None:  # a hook that never answers, until the soak ends
+        try:
+            with gs.connect(server.address) as client:
+                x = client.session().tensor(np.ones(8, np.float32), requires_grad=True)
+                x.register_hook(lambda g: (release.wait(), g)[1])
+                (x * 2).sum().backward()
+        except gs.GradserveError as e:  # the server gave up on it: expected
+            hostile["hung_hook_errors"][type(e).__name__] += 1
+
+    def at_work_limit() -> None:
+        side = int(WORK_LIMIT ** 0.5)
+        with gs.connect(server.address) as client:
+            one = client.session().tensor(np.ones((1, 1), np.float32))
+            while not stop.is_set():
+                one.expand(side, side).sum().item()
+                hostile["work_limit_ops"] += 1
+
+    def never():
+        release.wait()
+        yield b""
+
+    idle_channel = grpc.insecure_channel(server.address)
+    idle = [idle_channel.stream_stream(f"/{SERVICE}/Pipeline")(never()) for _ in range(16)]
+
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(clients)]
     threads += [threading.Thread(target=churner, daemon=True),
-                threading.Thread(target=garbage, daemon=True)]
+                threading.Thread(target=garbage, daemon=True),
+                threading.Thread(target=at_work_limit, daemon=True)]
+    threads += [threading.Thread(target=hung_hook, daemon=True) for _ in range(2)]
     start = time.monotonic()
     rss = [(0.0, server.rss())]
     for t in threads:
@@ -218,8 +252,12 @@ def many_clients(server: Server, clients: int, seconds: float, churn: float) -> 
         time.sleep(min(2.0, seconds / 20))
         rss.append((time.monotonic() - start, server.rss()))
     stop.set()
+    release.set()
     for t in threads:
         t.join(timeout=60)
+    for call in idle:
+        call.cancel()
+    idle_channel.close()
     total = time.monotonic() - start
     metrics = server.metrics()
     warm = next(v for t, v in rss if t >= seconds / 5)
@@ -231,6 +269,8 @@ def many_clients(server: Server, clients: int, seconds: float, churn: float) -> 
         "p99_ms": round(1000 * lat[int(0.99 * (len(lat) - 1))], 2) if lat else None,
         "wrong_gradients": wrong[0], "client_errors": dict(client_errors),
         "garbage_requests": sum(garbage_codes.values()), "garbage_codes": dict(garbage_codes),
+        "hung_hook_errors": dict(hostile["hung_hook_errors"]),
+        "work_limit_ops": hostile["work_limit_ops"],
         "server_errors_by_code": _by_label(metrics, "gradserve_errors_total", "code"),
         "sessions_reaped": metrics.get(("gradserve_sessions_reaped_total", ()), 0),
         "rss_start_mb": round(rss[0][1] / 2**20, 1), "rss_warm_mb": round(warm / 2**20, 1),

@@ -3,11 +3,11 @@
 The engine's stand-ins (`engine.core.callbacks`: a `ClientHook`, nodes of `ClientFunction`)
 call the caller the server passes in: while the executor runs a request (`serving`) that is
 `call_client` for the session being served. While the servicer runs a request that may call
-back it gives the session a `Channel`: the Pipeline stream's own request iterator, and a queue of
-responses that the stream's generator yields. A call sends a `callback` message, then reads
-the client's next requests itself and runs them in place (the session's lock is already
-held, and it is the session's worker thread), until the one whose `then` is the
-`callback_result` for its key; the results go back to the engine's backward.
+back it gives the session a `Channel` to the Pipeline stream: a call sends a `callback`
+message, then asks the stream for the client's next requests and runs them in place (the
+session's lock is already held, and this is its item on a compute slot), until the one whose
+`then` is the `callback_result` for its key; the results go back to the engine's backward.
+Waiting for the client holds no compute slot and ends after --callback-timeout.
 
 Nothing here imports grpc: the messages are plain protobuf.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import queue
+import time
 from collections.abc import Callable, Iterator
 
 from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
@@ -44,12 +44,19 @@ def serving(session) -> Iterator[None]:
 class Channel:
     """One Pipeline stream while a request that may call back runs (see the module doc).
 
-    `nested(session, request) -> (response, results)` runs a request in place: its ops, its
-    release, its action; `results` are the tensors a callback_result names."""
+    `ask(seconds)` waits up to `seconds` for the client's next request on the stream: the
+    request, None when the stream ended, or TimeoutError; `send(response)` queues a reply on
+    it. `nested(session, request) -> (response, results)` runs a request in place: its ops,
+    its release, its action; `results` are the tensors a callback_result names. While it
+    waits for the client it gives its compute slot back (`client_wait`), and it waits at most
+    `timeout` seconds (--callback-timeout) for each callback's answer."""
 
-    def __init__(self, requests: Iterator, outbox: queue.SimpleQueue, seq: int,
-                 nested: Callable) -> None:
-        self.requests, self.outbox, self.seq, self.nested = requests, outbox, seq, nested
+    def __init__(self, ask: Callable, send: Callable, seq: int, nested: Callable,
+                 timeout: float | None = None,
+                 client_wait: Callable = contextlib.nullcontext) -> None:
+        self.ask, self.send, self.seq, self.nested = ask, send, seq, nested
+        self.timeout = timeout if timeout and timeout > 0 else None
+        self.client_wait = client_wait
 
     def call(self, session, key: str, kind: str, tensors: list, create_graph: bool) -> list:
         infos = []
@@ -59,17 +66,26 @@ class Channel:
                 continue
             tid = f"~g{next(_ids)}"  # the server's ids: the client's never start with "~"
             session.tensors[tid] = t
-            infos.append(_info(tensor_meta(tid, t)))
-        self.outbox.put(pb.PipelineResponse(seq=self.seq, callback=pb.Callback(
+            infos.append(tensor_info(tensor_meta(tid, t)))
+        self.send(pb.PipelineResponse(seq=self.seq, callback=pb.Callback(
             key=key, kind=kind, grads=infos, create_graph=create_graph)))
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            req = next(self.requests, None)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                with self.client_wait():
+                    req = self.ask(left)
+            except TimeoutError:
+                raise CallbackError(
+                    f"the client did not answer the server's call of its {kind} {key} within "
+                    f"{self.timeout:g} s (--callback-timeout); this backward failed, the "
+                    "session is usable") from None
             if req is None:
                 raise CallbackError(f"the client closed its stream while the server waited for "
                                     f"its {kind} {key}")
             answer = req.callback_result if req.WhichOneof("then") == "callback_result" else None
             response, results = self.nested(session, req)
-            self.outbox.put(response)
+            self.send(response)
             if answer is None:
                 continue
             if answer.key != key:

@@ -38,6 +38,15 @@ def _optional_port(text: str) -> int | None:
     return None if str(text).strip() in ("", "off", "none") else int(text)
 
 
+def _auto(parse):
+    """`parse`, or None for 'auto' (the option's machine-derived default)."""
+    def read(text):
+        return None if str(text).strip().lower() == "auto" else parse(text)
+
+    read.__name__ = getattr(parse, "__name__", "value")
+    return read
+
+
 def _env(name: str, default):
     return os.environ.get("GRADSERVE_" + name.upper().replace("-", "_"), default)
 
@@ -59,8 +68,27 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--session-ttl", 900.0, float, "seconds of idleness before a session is reclaimed; "
         "0 = never")
     opt("--max-sessions", 1024, int, "most live sessions; 0 = no limit")
-    opt("--max-session-bytes", "0", parse_bytes, "most bytes one session may hold "
-        "(tensors + grads), e.g. 8GiB; 0 = no limit")
+    opt("--max-server-bytes", "auto", _auto(parse_bytes), "most bytes all sessions together "
+        "may keep alive, e.g. 48GiB; auto = 80%% of the machine's memory (or its cgroup "
+        "limit); 0 = no limit")
+    opt("--max-session-bytes", "auto", _auto(parse_bytes), "most bytes one session may keep "
+        "alive (tensors, grads, saved tensors of recorded graphs, optimizer state), e.g. "
+        "8GiB; auto = a quarter of --max-server-bytes; 0 = no limit")
+    opt("--max-sessions-per-caller", "auto", _auto(int), "most live sessions of one caller "
+        "(a token's name); auto = a quarter of --max-sessions with --token-file, else no "
+        "limit (without tokens every caller is 'anonymous'); 0 = no limit")
+    opt("--max-op-elements", "auto", _auto(int), "most elements one op may touch (its "
+        "inputs, broadcasts at full size, or its outputs); auto = 2**31, fewer when "
+        "--max-server-bytes holds fewer float32s; 0 = no limit")
+    opt("--max-request-seconds", 300.0, float, "compute budget of one request: past it the "
+        "request ends DEADLINE_EXCEEDED between two ops and the session stays usable; "
+        "0 = no limit")
+    opt("--callback-timeout", 60.0, float, "seconds a backward waits for the client to "
+        "answer a hook or custom Function; then that backward fails naming the hook and the "
+        "session stays usable; 0 = no limit")
+    opt("--max-batch-ops", 100_000, int, "most ops in one request; 0 = no limit")
+    opt("--max-graph-nodes", 200_000, int, "most nodes DescribeGraph describes; 0 = no "
+        "limit")
     opt("--token-file", None, str, "file of bearer tokens that may call ('name:token' or "
         "'token' per line); none = open to all")
     opt("--tls-cert", None, str, "PEM certificate chain; serves TLS with --tls-key")
@@ -69,10 +97,12 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--metrics-port", None, _optional_port, "serve Prometheus text on "
         "http://HOST:PORT/metrics")
     opt("--drain-grace", 30.0, float, "seconds running calls get to finish on SIGTERM (with "
-        "--state-dir: sessions get to reach a quiet point)")
+        "--state-dir: sessions get to reach a quiet point); then the process exits, "
+        "abandoning work still running")
     opt("--state-dir", None, str, "directory the replicas share: on SIGTERM each session is "
         "written there at a quiet point and restored by another server under the same id")
-    opt("--cpu-workers", None, int, "CPU sessions computing at once (default: min(4, cores))")
+    opt("--cpu-workers", "auto", _auto(int), "compute slots for CPU sessions (sessions "
+        "computing at once); auto = one per usable core")
     opt("--log-level", "info", str, "debug, info, warning or error")
     p.add_argument("-V", "--version", action="version", version=f"gradserve {_version()}")
     return p
@@ -146,6 +176,22 @@ def _keep_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
+def _session_bytes(args) -> int:
+    if args.max_session_bytes is not None:
+        return args.max_session_bytes
+    from gradserve.server._limits import Limits
+
+    server = (Limits.default_server_bytes() if args.max_server_bytes is None
+              else args.max_server_bytes)
+    return Limits.default_session_bytes(server) or 0
+
+
+def _per_caller(args) -> int:
+    if args.max_sessions_per_caller is not None:
+        return args.max_sessions_per_caller
+    return max(1, args.max_sessions // 4) if args.token_file and args.max_sessions > 0 else 0
+
+
 def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     """Run a server until SIGTERM/SIGINT, then drain and return 0."""
     parser = _serve_parser(prog)
@@ -159,10 +205,15 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     try:
         server, port = create_server(
             address, devices=args.devices, session_ttl=args.session_ttl,
-            max_sessions=args.max_sessions, max_session_bytes=args.max_session_bytes,
+            max_sessions=args.max_sessions, max_session_bytes=_session_bytes(args),
             token_file=args.token_file, tls_cert=args.tls_cert, tls_key=args.tls_key,
             tls_client_ca=args.tls_client_ca, metrics_port=args.metrics_port,
-            metrics_host=host, cpu_workers=args.cpu_workers, state_dir=args.state_dir)
+            metrics_host=host, cpu_workers=args.cpu_workers, state_dir=args.state_dir,
+            max_server_bytes=args.max_server_bytes, max_op_elements=args.max_op_elements,
+            max_request_seconds=args.max_request_seconds,
+            callback_timeout=args.callback_timeout, max_batch_ops=args.max_batch_ops,
+            max_graph_nodes=args.max_graph_nodes,
+            max_sessions_per_caller=_per_caller(args))
     except Exception as e:  # a bad flag, a missing file, a port in use: say so, no traceback
         parser.exit(2, f"{prog}: error: {e}\n")
     _setup_logging(args.log_level)
@@ -190,7 +241,13 @@ def serve(argv: list[str] | None = None, prog: str = "gradserve serve") -> int:
     started = time.monotonic()
     log_event("server.signal", signal=signal.Signals(received[0]).name)
     finished = server.drain(args.drain_grace)
-    log_event("server.stopped", drained=finished, seconds=round(time.monotonic() - started, 3))
+    busy = server.runtime.scheduler.busy()
+    log_event("server.stopped", drained=finished, seconds=round(time.monotonic() - started, 3),
+              **({"abandoned": busy} if busy else {}))
+    if busy:  # work still computing after the grace: exit under it, as the grace promised
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -202,7 +259,8 @@ def health(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default=f"127.0.0.1:{_env('port', 50051)}",
                    help="HOST:PORT (default: 127.0.0.1 and GRADSERVE_PORT, else 50051)")
     p.add_argument("--service", default="gradserve.v1.GradserveService",
-                   help="service to ask about; '' for the server as a whole")
+                   help="service to ask about; '' for the server as a whole (default: "
+                        "gradserve.v1.GradserveService)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds (default: 3)")
     args = p.parse_args(argv)
     # grpc's health stubs load only for the health subcommand

@@ -7,7 +7,8 @@ are built without copying large arrays more than once (a chunk is copied into it
 
 from __future__ import annotations
 
-import itertools
+import json
+import re
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -26,9 +27,10 @@ from gradserve.v1.codec import (
     attrs_from_struct,
     batch_op,
     tensor_header,
-    unpack_ops,
 )
 
+from ._errors import ResourceExhaustedError
+from ._limits import Limits
 from ._opinfo import OpInfo
 from ._requests import (
     BackwardAction,
@@ -76,9 +78,10 @@ def _operand(operand: pb.Operand, index: int):
     raise InvalidArgumentError(f"input {index} is empty: set one of tensor, float, int, bool")
 
 
-def batch_source(req: pb.PipelineRequest) -> OpSource:
-    """A PipelineRequest's op_batch (the SDK's ops); `op_data` arrays are made when an op
-    that names them runs."""
+def batch_source(req: pb.PipelineRequest, limits: Limits | None = None) -> OpSource:
+    """A PipelineRequest's op_batch (the SDK's ops), read one entry at a time as the ops run
+    (an op that fails stops the reading: a huge batch whose first op fails is never parsed
+    whole); `op_data` arrays are made when an op that names them runs."""
     data = req.op_data
     arrays: dict[int, np.ndarray] = {}
 
@@ -89,8 +92,78 @@ def batch_source(req: pb.PipelineRequest) -> OpSource:
             arrays[k] = array_from_tensor_data(data[k])
         return arrays[k]
 
-    return OpSource(unpack_ops(req.op_batch), lambda entry: batch_op(entry, array),
-                    _where_entry)
+    limits = limits or Limits()
+    if limits.max_batch_bytes and len(req.op_batch) > limits.max_batch_bytes:
+        raise ResourceExhaustedError(
+            f"op_batch of {len(req.op_batch)} bytes passes this server's limit of "
+            f"{limits.max_batch_bytes} (max-batch-bytes); send the ops in smaller batches",
+            "max_batch_bytes")
+    return OpSource(iter_batch(req.op_batch, limits.max_batch_ops, limits.max_batch_depth),
+                    lambda entry: batch_op(entry, array), _where_entry)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def iter_batch(raw: bytes, max_ops: int | None, max_depth: int) -> Iterator:
+    """The entries of an op_batch (a JSON array), parsed one at a time; each nests at most
+    `max_depth` deep (INVALID_ARGUMENT) and there are at most `max_ops` (RESOURCE_EXHAUSTED).
+    Each entry is checked when its turn comes (`batch_op`)."""
+    try:
+        text = bytes(raw).decode()
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(f"op_batch is not a JSON array of ops: {e}") from None
+    pos = _SPACE.match(text).end()
+    if text[pos:pos + 1] != "[":
+        raise InvalidArgumentError("op_batch must be a JSON array of ops")
+    return _entries(text, _SPACE.match(text, pos + 1).end(), max_ops, max_depth)
+
+
+def _entries(text: str, pos: int, max_ops: int | None, max_depth: int) -> Iterator:
+    count = 0
+    while text[pos:pos + 1] != "]" or count:
+        count += 1
+        if max_ops and count > max_ops:
+            raise ResourceExhaustedError(
+                f"op_batch has more than {max_ops} ops, this server's limit per request "
+                "(max-batch-ops); send them in smaller batches", "max_batch_ops")
+        try:
+            entry, pos = _DECODER.raw_decode(text, pos)
+        except RecursionError:
+            raise InvalidArgumentError(
+                f"op_batch entry {count - 1} nests deeper than {max_depth} levels") from None
+        except ValueError as e:
+            raise InvalidArgumentError(f"op_batch is not a JSON array of ops: {e}") from None
+        if _depth(entry, max_depth) > max_depth:
+            raise InvalidArgumentError(
+                f"op_batch entry {count - 1} nests deeper than {max_depth} levels")
+        yield entry
+        pos = _SPACE.match(text, pos).end()
+        sep = text[pos:pos + 1]
+        if sep == "]":
+            break
+        if sep != ",":
+            raise InvalidArgumentError(
+                f"op_batch is not a JSON array of ops: expected ',' or ']' at char {pos}")
+        pos = _SPACE.match(text, pos + 1).end()
+    if _SPACE.match(text, pos + 1).end() != len(text):
+        raise InvalidArgumentError("op_batch is not a JSON array of ops: extra data after it")
+
+
+def _depth(value, limit: int) -> int:
+    """How deep `value` nests (1 for a scalar), looking no deeper than `limit` + 1."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        if isinstance(item, list):
+            todo.extend((x, depth + 1) for x in item)
+        elif isinstance(item, dict):
+            todo.extend((x, depth + 1) for x in item.values())
+    return deepest
 
 
 def _where_entry(entry) -> tuple[str, str]:
@@ -98,11 +171,16 @@ def _where_entry(entry) -> tuple[str, str]:
     return (name if isinstance(name, str) else "?"), ""
 
 
-def op_sources(req) -> list[OpSource]:
+def op_sources(req, limits: Limits | None = None) -> list[OpSource]:
     """Every op of a RunOps or Pipeline request, in the order they run."""
+    max_ops = (limits or Limits()).max_batch_ops
+    if max_ops and len(req.ops) > max_ops:
+        raise ResourceExhaustedError(
+            f"the request has {len(req.ops)} ops, more than this server's limit of {max_ops} "
+            "per request (max-batch-ops); send them in smaller batches", "max_batch_ops")
     sources = [call_source(req.ops)] if req.ops else []
     if getattr(req, "op_batch", b""):
-        sources.append(batch_source(req))
+        sources.append(batch_source(req, limits))
     return sources
 
 
@@ -143,56 +221,77 @@ def encoding(req: pb.FetchRequest) -> int:
 # -- tensor data in -------------------------------------------------------------------------
 def upload_messages(received: Iterator[bytes]):
     """An Upload stream as it arrives (serialized messages) -> (the first message parsed, or
-    None when there is none; the later messages' chunk bytes).
-
-    A later message that holds only its chunk (what the SDK sends) is read in place, a view
-    into the received bytes; a protobuf parse would copy its megabyte twice (into the message,
-    then out of it). Any other message is parsed in full, so every valid encoding is taken.
-    """
+    None when there is none; the later messages' chunk bytes)."""
     first = next(received, None)
-    return (None if first is None else _parse_upload(first)), (
-        _chunk_bytes(message) for message in received)
+    return (None if first is None else parse_upload(first)), (
+        chunk_bytes(message) for message in received)
 
 
-def _parse_upload(message: bytes) -> pb.UploadRequest:
+def parse_upload(message: bytes) -> pb.UploadRequest:
     try:
         return pb.UploadRequest.FromString(message)
     except DecodeError:
         raise InvalidArgumentError("malformed UploadRequest message") from None
 
 
-def _chunk_bytes(message: bytes):
+def chunk_bytes(message: bytes):
+    """A later Upload message's chunk. One that holds only its chunk (what the SDK sends) is
+    read in place, a view into the received bytes; a protobuf parse would copy its megabyte
+    twice (into the message, then out of it). Any other message is parsed in full, so every
+    valid encoding is taken."""
     view = framing.sole_field(message, framing.UPLOAD_CHUNK)
-    return view if view is not None else _parse_upload(message).chunk
+    return view if view is not None else parse_upload(message).chunk
+
+
+class UploadAssembly:
+    """The tensor an Upload stream carries, put together as its messages arrive: `first` has
+    the header (and maybe values or the first bytes in tensor.raw or chunk), `add` takes the
+    later messages' chunk bytes. The bytes land in one preallocated buffer (allocated only
+    after `check_room(nbytes)` passed) that becomes the array, and must add up to exactly its
+    size."""
+
+    def __init__(self, first: pb.UploadRequest, check_room: Callable[[int], None]) -> None:
+        self.first = first
+        self.dtype, self.shape, self.nbytes = tensor_header(first.tensor)
+        self.values = len(first.tensor.values) > 0
+        self.received = 0
+        if self.values:
+            if len(first.chunk):
+                raise InvalidArgumentError("an upload with values takes no chunks")
+            return
+        check_room(self.nbytes)
+        self.buf = np.empty(self.nbytes, dtype=np.uint8)
+        self.add(first.tensor.raw)
+        self.add(first.chunk)
+
+    def add(self, piece) -> None:
+        if self.values:
+            raise InvalidArgumentError("an upload with values takes no chunks")
+        if self.received + len(piece) > self.nbytes:
+            raise InvalidArgumentError(
+                f"upload of {self.first.id!r} sent more than the {self.nbytes} bytes that "
+                f"shape {list(self.shape)} of {self.dtype.name} holds")
+        self.buf[self.received:self.received + len(piece)] = np.frombuffer(piece,
+                                                                           dtype=np.uint8)
+        self.received += len(piece)
+
+    def finish(self) -> np.ndarray:
+        if self.values:
+            return array_from_tensor_data(self.first.tensor)
+        if self.received != self.nbytes:
+            raise InvalidArgumentError(
+                f"upload of {self.first.id!r} truncated: got {self.received} of "
+                f"{self.nbytes} bytes")
+        return array_from_raw(self.buf, self.dtype, self.shape)
 
 
 def array_from_upload(first: pb.UploadRequest, rest: Iterator,
                       check_room: Callable[[int], None]) -> np.ndarray:
-    """The tensor an Upload stream carries: `first` has the header (and maybe values or the
-    first bytes in tensor.raw or chunk), `rest` the later messages' chunk bytes. The bytes land
-    in one preallocated buffer that becomes the array, and must add up to exactly its size."""
-    dtype, shape, nbytes = tensor_header(first.tensor)
-    if len(first.tensor.values):
-        if len(first.chunk) or next(rest, None) is not None:
-            raise InvalidArgumentError("an upload with values takes no chunks")
-        return array_from_tensor_data(first.tensor)
-    check_room(nbytes)
-    buf = np.empty(nbytes, dtype=np.uint8)
-    received = 0
-    pieces = itertools.chain((first.tensor.raw, first.chunk), rest)
-    for piece in pieces:
-        if received + len(piece) > nbytes:
-            raise InvalidArgumentError(
-                f"upload of {first.id!r} sent more than the {nbytes} bytes that shape "
-                f"{list(shape)} of {dtype.name} holds"
-            )
-        buf[received:received + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
-        received += len(piece)
-    if received != nbytes:
-        raise InvalidArgumentError(
-            f"upload of {first.id!r} truncated: got {received} of {nbytes} bytes"
-        )
-    return array_from_raw(buf, dtype, shape)
+    """The tensor of an Upload stream already received (see UploadAssembly)."""
+    assembly = UploadAssembly(first, check_room)
+    for piece in rest:
+        assembly.add(piece)
+    return assembly.finish()
 
 
 def session_info(session: Session, runtime) -> pb.SessionInfo:

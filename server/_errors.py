@@ -57,6 +57,11 @@ class ResourceExhaustedError(ServerError):
         self.limit = limit
 
 
+class DeadlineExceededError(ServerError):
+    """A request ran past its compute budget (--max-request-seconds) or the caller's deadline;
+    what it did up to then stays done, and the session stays usable."""
+
+
 class UnavailableError(ServerError):
     """The server is draining and takes no new calls."""
 
@@ -84,3 +89,23 @@ class OpFailure(Exception):
 def shorten(text: str, limit: int = 80) -> str:
     # Op names come from the wire; a garbage name must not flood the message.
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def detach(exc: BaseException, always: bool = False) -> BaseException:
+    """`exc` without the tracebacks of it and its causes, when it is an error the caller
+    made or a limit it hit (no one reads those tracebacks; kept, they hold the frames of the
+    failed request, and the arrays those held, until the cyclic collector runs). Other
+    errors keep theirs, for the log of an INTERNAL error, unless `always` (logged already)."""
+    top = exc.cause if isinstance(exc, OpFailure) else exc
+    if not always and not isinstance(top, GradserveError):
+        return exc
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return exc

@@ -33,8 +33,14 @@ from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from . import _replay as replay
 from ._callbacks import serving
-from ._errors import OpFailure, ResourceExhaustedError, TensorNotFoundError, shorten
-from ._limits import Budget, check_limit, meta_bytes, tensor_bytes
+from ._errors import (
+    OpFailure,
+    ResourceExhaustedError,
+    TensorNotFoundError,
+    detach,
+    shorten,
+)
+from ._limits import Budget, Limits, check_elements, check_limit, meta_bytes
 from ._opinfo import suggest
 from ._requests import (
     Action,
@@ -47,6 +53,7 @@ from ._requests import (
     TensorMeta,
     tensor_meta,
 )
+from ._scheduler import check_deadline
 from ._sessions import Session
 
 log = logging.getLogger("gradserve.server")
@@ -91,11 +98,13 @@ def served(device, devices: Sequence[str]) -> str:
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
-    def __init__(self, devices: Sequence[str], max_session_bytes: int | None = None,
+    def __init__(self, devices: Sequence[str], limits: Limits | None = None,
                  observe: Callable[[str, float], None] | None = None) -> None:
         self.devices = tuple(devices)
         self.tensor_devices = self.devices + (() if "cpu" in self.devices else ("cpu",))
-        self.max_session_bytes = max_session_bytes if max_session_bytes else None
+        self.limits = limits if limits is not None else Limits()
+        self.max_session_bytes = self.limits.max_session_bytes or None
+        self.max_op_elements = self.limits.max_op_elements or None
         # observe(kind, seconds) for each piece of work: "op_batch", "backward", ... (metrics)
         self._observe = observe or (lambda kind, seconds: None)
 
@@ -113,15 +122,14 @@ class Executor:
                 try:
                     out.outputs = self._run_ops(session, sources, describe)
                 except Exception as exc:
-                    out.error = user_error(exc)
+                    out.error = detach(user_error(exc))
                 self._observe("op_batch", time.perf_counter() - started)
             self.release(session, release)
             if out.error is None and action is not None:
                 try:
                     out.result = self._timed_action(session, action)
                 except Exception as exc:
-                    out.error = user_error(exc)
-        session.bytes_changed()
+                    out.error = detach(user_error(exc))
         return out
 
     def run_ops(self, session: Session, sources: Sequence[OpSource],
@@ -154,8 +162,6 @@ class Executor:
                 return self._timed_action(session, action)
         except Exception as exc:
             raise user_error(exc) from exc
-        finally:
-            session.bytes_changed()
 
     def bind_host_array(self, session: Session, tid: str, array: np.ndarray,
                         requires_grad: bool) -> TensorMeta:
@@ -169,10 +175,8 @@ class Executor:
             raise user_error(exc) from exc
         previous = {tid: session.tensors.get(tid)}
         session.tensors[tid] = t
-        try:
-            check_limit(session, self.max_session_bytes, previous)
-        finally:
-            session.bytes_changed()
+        session.account.track_tensor(t)
+        check_limit(session, self.max_session_bytes, previous)
         return tensor_meta(tid, t)
 
     def release(self, session: Session, ids: Sequence[str]) -> int:
@@ -186,14 +190,7 @@ class Executor:
 
     def check_room(self, session: Session, nbytes: int) -> None:
         """ResourceExhaustedError when `nbytes` more would not fit the session's limit."""
-        limit = self.max_session_bytes
-        if limit is not None:
-            held = tensor_bytes(session.tensors.values())
-            if held + nbytes > limit:
-                raise ResourceExhaustedError(
-                    f"session {session.id} holds {held} bytes; {nbytes} more would pass its "
-                    f"limit of {limit} bytes (max-session-bytes)", "max_session_bytes"
-                )
+        Budget(session, self.max_session_bytes).take(nbytes, f"an upload of {nbytes} bytes")
 
     # -- ops --------------------------------------------------------------------------------
     def _run_ops(self, session: Session, sources: Sequence[OpSource],
@@ -202,7 +199,8 @@ class Executor:
         limit = self.max_session_bytes
         previous: dict[str, Tensor | None] = {}  # id -> what it was bound to before this batch
         bound: list[str] = []
-        budget = None if limit is None else Budget(session, limit)
+        budget = Budget(session, limit)
+        track = session.account.track
         index = 0
         state = grad_mode._state
         # The session's generator and quiet floating point for the whole batch; grad mode is
@@ -213,6 +211,7 @@ class Executor:
                 read = source.read
                 for entry in source.entries:
                     try:
+                        check_deadline(f"op {index}'s request")
                         name, inputs, outputs, attrs, flags = read(entry)
                         state.enabled = not flags & NO_GRAD
                         results = self._run_one(session, name, inputs, outputs, attrs, flags,
@@ -221,9 +220,11 @@ class Executor:
                         name, site = source.where(entry)
                         raise OpFailure(user_error(exc, name), index, name, site) from exc
                     for tid, t in zip(outputs, results, strict=True):
-                        if limit is not None and tid not in previous:
+                        if tid not in previous:
                             previous[tid] = tensors.get(tid)
                         tensors[tid] = t
+                        if type(t) is Tensor:
+                            track(t._data, t._device)
                         if describe:
                             bound.append(tid)
                     index += 1
@@ -231,7 +232,7 @@ class Executor:
         return [tensor_meta(tid, tensors[tid]) for tid in bound]
 
     def _run_one(self, session: Session, name: str, inputs: tuple, outputs: tuple,
-                 attrs: dict, flags: int, budget: Budget | None) -> tuple:
+                 attrs: dict, flags: int, budget: Budget) -> tuple:
         op = OPS.get(name)
         if op is None:
             raise InvalidArgumentError(f"unknown op {shorten(name)!r}{suggest(name)}")
@@ -250,7 +251,7 @@ class Executor:
             if flags & INPLACE:
                 raise InvalidArgumentError(f"'{name}' has no in-place form")
             op.check_arity(len(inputs), len(outputs))
-            if budget is not None and inputs and isinstance(inputs[0], np.ndarray):
+            if inputs and isinstance(inputs[0], np.ndarray):
                 budget.take(inputs[0].nbytes, name)
             if name in CALLBACK_COMMANDS:  # its backwards may ask the client (_callbacks)
                 session.calls_back = True
@@ -263,6 +264,7 @@ class Executor:
                 )
             if not inputs or not isinstance(inputs[0], Tensor):
                 raise InvalidArgumentError(f"in-place {name} needs a tensor as input 0")
+            check_elements(name, inputs, (), self.max_op_elements)
             apply_inplace(op, inputs[0], inputs[1:], attrs)
             return ()
 
@@ -273,8 +275,8 @@ class Executor:
                     f"{name} returns {len(metas)} tensor(s) but {len(outputs)} output id(s) "
                     "were given"
                 )
-            if budget is not None:
-                budget.take(meta_bytes(m for m in metas if m.strides is None), name)
+            check_elements(name, inputs, metas, self.max_op_elements)
+            budget.take(meta_bytes(m for m in metas if m.strides is None), name)
 
         out = apply(op, inputs, attrs, check)
         return (out,) if isinstance(out, Tensor) else out
@@ -296,6 +298,8 @@ class Executor:
         try:
             return self._run_action(session, action)
         finally:
+            if type(action) is BackwardAction:  # the engine made grads: count them
+                session.bytes_changed()
             self._observe(_ACTION_KINDS[type(action)], time.perf_counter() - started)
 
     def _run_action(self, session: Session, action: Action):
@@ -350,6 +354,7 @@ class Executor:
             previous[tid] = session.tensors.pop(tid, None)
             if g is not None:  # allow_unused: the id must not point at something stale
                 session.tensors[tid] = g
+                session.account.track_tensor(g)
         check_limit(session, self.max_session_bytes, previous)
         return [g is not None for g in results]
 

@@ -1,75 +1,262 @@
-"""Bytes held by a session, and the limit (`--max-session-bytes`) every call must keep.
+"""Budgets: the bytes a session and the server keep alive, the work one op or request may do,
+and the sizes a request may have before it is parsed.
 
-An op is checked against the limit before it allocates, from its inferred output shapes; the
-exact check runs after the request, and a request that ends over the limit has its new
-bindings undone, so the session stays usable.
+Bytes are counted where arrays are made: every array an op, an upload or a backward binds is
+tracked (by a weak reference to the storage it owns) in its session's `Account` until it is
+freed, wherever it is kept alive from: an id the client holds, a saved tensor of a recorded
+graph, a grad, optimizer state. A request is checked before an op allocates, from the op's
+inferred output shapes, against both the session's limit (--max-session-bytes) and the
+server's (--max-server-bytes); the exact check runs after the request, and a request that
+ends over a limit has its new bindings undone, so the session stays usable.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
 
 from ._errors import ResourceExhaustedError
 
-
-def held_bytes(tensors) -> dict[str, int]:
-    """Bytes held by `tensors` and their grads, per device ("cpu", "cuda:0", ...), counting
-    storage shared by views once. GPU bytes count as host bytes do."""
-    seen: set[int] = set()
-    held: dict[str, int] = {}
-    for t in tensors:
-        for x in (t, t._grad):
-            if x is None:
-                continue
-            root = x._data
-            while getattr(root, "base", None) is not None and hasattr(root.base, "nbytes"):
-                root = root.base
-            if id(root) not in seen:
-                seen.add(id(root))
-                held[x._device] = held.get(x._device, 0) + int(root.nbytes)
-    return held
+MiB = 1 << 20
 
 
-def tensor_bytes(tensors) -> int:
-    """Bytes held by `tensors` and their grads on every device together."""
-    return sum(held_bytes(tensors).values())
+def machine_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or the cgroup's limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Limits:
+    """Every budget of one server; None or 0 means no limit. `defaults()` derives the
+    machine-dependent ones (documented in `gradserve serve --help`)."""
+
+    max_session_bytes: int | None = None
+    max_server_bytes: int | None = None
+    max_op_elements: int | None = None
+    max_request_seconds: float | None = None
+    callback_timeout: float | None = 60.0
+    max_batch_bytes: int | None = 64 * MiB
+    max_batch_ops: int | None = 100_000
+    max_batch_depth: int = 32
+    max_graph_nodes: int | None = 200_000
+    max_sessions_per_caller: int | None = None
+
+    @staticmethod
+    def default_server_bytes() -> int:
+        """80 % of the machine's memory (or the cgroup's limit)."""
+        return machine_memory() * 4 // 5
+
+    @staticmethod
+    def default_session_bytes(server_bytes: int | None) -> int | None:
+        """A quarter of the server's cap: four sessions at their limit fill the server."""
+        return None if not server_bytes else server_bytes // 4
+
+    @staticmethod
+    def default_op_elements(server_bytes: int | None) -> int:
+        """2**31 elements (a few seconds of one core's work), fewer when the server's cap
+        holds fewer float32 elements."""
+        return min(1 << 31, (server_bytes or 1 << 40) // 4)
+
+
+# -- bytes ---------------------------------------------------------------------------------
+class Ledger:
+    """The bytes every session's tracked arrays hold, together, and the server's limit."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit if limit and limit > 0 else None
+        self.total = 0
+        self.lock = threading.RLock()  # a free may run inside a track (a dropped ref)
+
+
+class _Ref(weakref.ref):
+    __slots__ = ("nbytes", "account", "device", "key")
+
+
+def _gone(ref: _Ref) -> None:
+    account = ref.account
+    with account.ledger.lock:
+        if account.refs.pop(ref.key, None) is ref:
+            account.bytes -= ref.nbytes
+            account.by_device[ref.device] -= ref.nbytes
+            account.ledger.total -= ref.nbytes
+
+
+class Account:
+    """What one session's arrays hold, per device; counted once per owned storage."""
+
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.bytes = 0
+        self.by_device: dict[str, int] = {}
+        self.refs: dict[int, _Ref] = {}
+
+    def track(self, data, device: str) -> None:
+        """Count `data`'s storage (the array that owns it) until it is freed."""
+        root = data
+        while getattr(root, "base", None) is not None and hasattr(root.base, "nbytes"):
+            root = root.base
+        key = id(root)
+        if key in self.refs:
+            return
+        try:
+            ref = _Ref(root, _gone)
+        except TypeError:  # not weak-referenceable (a numpy scalar): nothing large
+            return
+        ref.nbytes, ref.account, ref.device, ref.key = int(root.nbytes), self, device, key
+        with self.ledger.lock:
+            self.refs[key] = ref
+            self.bytes += ref.nbytes
+            self.by_device[device] = self.by_device.get(device, 0) + ref.nbytes
+            self.ledger.total += ref.nbytes
+
+    def track_tensor(self, t) -> None:
+        """A tensor's storage and its grad's."""
+        self.track(t._data, t._device)
+        if t._grad is not None:
+            self.track(t._grad._data, t._grad._device)
+
+    def held(self) -> dict[str, int]:
+        with self.ledger.lock:
+            return {d: n for d, n in self.by_device.items() if n}
 
 
 def meta_bytes(metas) -> int:
     return sum(math.prod(m.shape) * m.dtype.itemsize for m in metas)
 
 
-class Budget:
-    """The bytes one request may still allocate under its session's limit."""
+_last_collect = [0.0]
 
-    def __init__(self, session, limit: int) -> None:
+
+def reclaim() -> bool:
+    """Collect reference cycles (an error's traceback that holds the frames that held
+    arrays), at most once a second; True when it ran. Asked before a byte limit refuses."""
+    now = time.monotonic()
+    if now - _last_collect[0] < 1.0:
+        return False
+    _last_collect[0] = now
+    gc.collect()
+    return True
+
+
+class Budget:
+    """The bytes one request may still allocate under its session's and the server's limit."""
+
+    def __init__(self, session, limit: int | None) -> None:
         self.session, self.limit = session, limit
-        self.left = limit - tensor_bytes(session.tensors.values())
+        self.account = session.account
+        self.server_limit = self.account.ledger.limit
+
+    def _left(self) -> tuple[float, float]:
+        account = self.account
+        left = math.inf if self.limit is None else self.limit - account.bytes
+        server_left = (math.inf if self.server_limit is None
+                       else self.server_limit - account.ledger.total)
+        return left, server_left
 
     def take(self, nbytes: int, what: str) -> None:
-        if nbytes > self.left:
+        left, server_left = self._left()
+        if (nbytes > left or nbytes > server_left) and reclaim():
+            left, server_left = self._left()
+        if nbytes > left:
             raise ResourceExhaustedError(
-                f"{what} would make {nbytes} bytes, more than the {max(self.left, 0)} left "
+                f"{what} would make {nbytes} bytes, more than the {max(left, 0)} left "
                 f"under session {self.session.id}'s limit of {self.limit} bytes "
-                "(max-session-bytes)", "max_session_bytes"
-            )
-        self.left -= nbytes
+                "(max-session-bytes; saved tensors of recorded graphs count)",
+                "max_session_bytes")
+        if nbytes > server_left:
+            raise ResourceExhaustedError(
+                f"{what} would make {nbytes} bytes, more than the {max(server_left, 0)} "
+                f"this server has left under its limit of {self.server_limit} bytes "
+                "(max-server-bytes); retry later, or on another replica", "max_server_bytes")
 
 
 def check_limit(session, limit: int | None, previous: dict) -> None:
-    """After a call bound `previous`'s ids: over the byte limit, restore what they were
-    bound to (so the session stays usable) and raise ResourceExhaustedError."""
-    if limit is None or not previous:
+    """After a call bound `previous`'s ids: over the session's or the server's byte limit,
+    restore what they were bound to (so the session stays usable) and raise
+    ResourceExhaustedError."""
+    account = session.account
+    server_limit = account.ledger.limit
+    def over() -> tuple[bool, bool]:
+        return (limit is not None and account.bytes > limit,
+                server_limit is not None and account.ledger.total > server_limit)
+
+    over_session, over_server = over()
+    if not previous or not (over_session or over_server):
         return
-    total = tensor_bytes(session.tensors.values())
-    if total <= limit:
-        return
+    if reclaim():
+        over_session, over_server = over()
+        if not (over_session or over_server):
+            return
+    total = account.bytes
     for tid, old in previous.items():
         if old is None:
             session.tensors.pop(tid, None)
         else:
             session.tensors[tid] = old
+    if over_session:
+        raise ResourceExhaustedError(
+            f"session {session.id} would hold {total} bytes, over its limit of {limit} bytes "
+            f"(max-session-bytes); the {len(previous)} id(s) this request bound were released",
+            "max_session_bytes")
     raise ResourceExhaustedError(
-        f"session {session.id} would hold {total} bytes, over its limit of {limit} bytes "
-        f"(max-session-bytes); the {len(previous)} id(s) this request bound were released",
-        "max_session_bytes")
+        f"this server would hold more than its limit of {server_limit} bytes "
+        f"(max-server-bytes); the {len(previous)} id(s) this request bound were released",
+        "max_server_bytes")
+
+
+# -- work ------------------------------------------------------------------------------------
+def check_elements(name: str, inputs, metas, limit: int | None) -> None:
+    """ResourceExhaustedError when op `name` would touch more than `limit` elements (its
+    inputs', views such as a broadcast counted at their full size, or its outputs'; making
+    a view touches nothing)."""
+    if limit is None:
+        return
+    touched = max(sum(math.prod(m.shape) for m in metas if m.strides is None),  # not views
+                  max((math.prod(x.shape) for x in inputs if hasattr(x, "_data")), default=0))
+    if touched > limit:
+        raise ResourceExhaustedError(
+            f"{name} would touch {touched} elements, more than this server's limit of "
+            f"{limit} per op (max-op-elements); split it into smaller ops",
+            "max_op_elements")
+
+
+def count_nodes(root, limit: int) -> int:
+    """The nodes of `root`'s backward graph; ResourceExhaustedError past `limit`."""
+    start = root.grad_fn
+    if start is None:
+        return 0
+    seen = {start}
+    todo = [start]
+    while todo:
+        fn = todo.pop()
+        for child, _ in getattr(fn, "next_functions", ()):
+            if child is not None and child not in seen:
+                seen.add(child)
+                if len(seen) > limit:
+                    raise ResourceExhaustedError(
+                        f"this graph has more than {limit} nodes, the most DescribeGraph "
+                        "describes (max-graph-nodes); describe a tensor nearer its leaves",
+                        "max_graph_nodes")
+                todo.append(child)
+    return len(seen)

@@ -98,7 +98,9 @@ class Metrics:
             registry=self.registry)
         self._rejections = Counter(
             "gradserve_rejections", "Requests refused by a limit, by limit: max_sessions, "
-            "max_session_bytes, inline_fetch, memory.", ["limit"], registry=self.registry)
+            "max_session_bytes, max_server_bytes, max_sessions_per_caller, max_op_elements, "
+            "max_batch_ops, max_batch_bytes, max_graph_nodes, inline_fetch, memory.", ["limit"],
+            registry=self.registry)
         collectors(runtime, self.registry)
         self._observers = {kind: self._latency.labels(kind)
                            for kind in ("op_batch", "backward", "grad", "fetch", "list")}

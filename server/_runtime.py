@@ -1,8 +1,9 @@
 """One server's state and the rules every call follows, without grpc.
 
 The servicer asks the runtime to admit a call (refused while draining), to identify the
-caller, and to hold a session: look it up with an owner check, take its lock so its calls run
-one at a time, and run work on its device's worker. Draining waits for admitted calls; with a
+caller, and to hold a session: look it up with an owner check and take its lock; the work
+itself runs as an item of the session's queue on a compute slot (`scheduler`), so a
+session's calls run one at a time and in order. Draining waits for admitted calls; with a
 state dir it moves sessions out instead (`_handoff`), and their calls go on until then.
 """
 
@@ -21,10 +22,11 @@ from ._auth import TokenTable, identify
 from ._errors import OpFailure, SessionMovedError, SessionNotFoundError, UnavailableError
 from ._executor import Executor, served
 from ._handoff import Handoff
+from ._limits import Ledger, Limits, usable_cores
 from ._metrics import Metrics
+from ._scheduler import Scheduler
 from ._sessions import Session, SessionManager, log_event
 from ._state import StateDir
-from ._workers import DeviceWorkers
 
 
 class Runtime:
@@ -33,15 +35,23 @@ class Runtime:
     def __init__(self, *, devices: Sequence[str] = ("cpu",), session_ttl: float | None = None,
                  max_sessions: int | None = None, max_session_bytes: int | None = None,
                  tokens: TokenTable | None = None, cpu_workers: int | None = None,
-                 state_dir: str | os.PathLike | None = None) -> None:
+                 state_dir: str | os.PathLike | None = None,
+                 limits: Limits | None = None) -> None:
         self.devices = tuple(devices)
         # A new id per process: a client that sees another one knows the server restarted.
         self.instance = secrets.token_hex(6)
+        self.limits = limits if limits is not None else Limits()
+        if max_session_bytes is not None:
+            self.limits.max_session_bytes = max_session_bytes
+        self.ledger = Ledger(self.limits.max_server_bytes)
         self.sessions = SessionManager(ttl=session_ttl, max_sessions=max_sessions,
-                                       instance=self.instance)
+                                       instance=self.instance, ledger=self.ledger,
+                                       max_per_caller=self.limits.max_sessions_per_caller)
         self.metrics = Metrics(self)
-        self.executor = Executor(self.devices, max_session_bytes, self.metrics.observe)
-        self.workers = DeviceWorkers(self.devices, cpu_workers)
+        self.executor = Executor(self.devices, self.limits, self.metrics.observe)
+        self.cpu_workers = cpu_workers if cpu_workers and cpu_workers > 0 else usable_cores()
+        self.scheduler = Scheduler(self.devices, self.cpu_workers,
+                                   self.limits.max_request_seconds)
         self.tokens = tokens
         self.handoff = None
         if state_dir is not None:
@@ -106,9 +116,13 @@ class Runtime:
                 self._cond.wait(left)
         return True
 
+    @property
+    def callback_timeout(self) -> float | None:
+        return self.limits.callback_timeout
+
     def shutdown(self) -> None:
         self.sessions.stop_reaper()
-        self.workers.shutdown()
+        self.scheduler.close()
 
     # -- calls --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -159,8 +173,8 @@ class Runtime:
                 session.touch()
 
     def run(self, session: Session, fn: Callable, *args):
-        """`fn(session, *args)` on the session's device worker."""
-        return self.workers.run(session.device, fn, session, *args)
+        """`fn(session, *args)`; the caller is the session's item on a compute slot."""
+        return fn(session, *args)
 
     def close_session(self, owner: str, session_id: str) -> int:
         """Close a session; how many tensor ids it held."""

@@ -5,36 +5,41 @@
     >>> ...                      # talk to 127.0.0.1:{port}
     >>> server.drain(grace=10)   # or server.stop(grace)
 
-The returned object is a `grpc.Server` that also starts and stops the session reaper, the
-device workers and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
-new calls get UNAVAILABLE, running calls finish, then it stops. With a state dir, draining
-moves the sessions there instead (see `_handoff`).
+The returned object has a `grpc.Server`'s interface over a grpc.aio server that runs on an
+event loop thread of its own (so tests and `gradserve serve` drive it from plain code): an
+open call holds no thread, only memory. It also starts and stops the session reaper, the
+compute slots and the optional metrics endpoint, and can drain: health goes NOT_SERVING,
+new calls get UNAVAILABLE, running calls finish within the grace (work still computing after
+it is abandoned), then it stops. With a state dir, draining moves the sessions there instead
+(see `_handoff`).
 
-Every handler takes its request as the bytes that arrived and parses them itself, so a
-message that does not parse is INVALID_ARGUMENT from gradserve, never grpcio's INTERNAL
-"Exception deserializing request!" (whose error path also kept memory per bad request).
+Every handler reads its request as the bytes that arrived and parses them itself, after the
+caller is identified from the call's metadata, so a message that does not parse is
+INVALID_ARGUMENT from gradserve, never grpcio's INTERNAL "Exception deserializing request!",
+and a caller without a valid token is refused before its message is read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
+from collections.abc import Sequence
 
 import grpc
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
 from gradserve import engine
-from gradserve.engine import InvalidArgumentError
 from gradserve.engine.seam import backend, canonical_device
 from gradserve.v1 import gradserve_pb2 as pb
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ._auth import TokenTable
+from ._limits import Limits
 from ._runtime import Runtime
 from ._servicer import GradserveServicer
 
@@ -42,7 +47,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GradserveService"].full_name
 DEFAULT_SESSION_TTL = 900.0
 DEFAULT_MAX_SESSIONS = 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
-DEFAULT_RPC_THREADS = 128
+DEFAULT_MAX_REQUEST_SECONDS = 300.0
+DEFAULT_CALLBACK_TIMEOUT = 60.0
+DEFAULT_MAX_BATCH_OPS = 100_000
+DEFAULT_MAX_GRAPH_NODES = 200_000
 
 
 def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
@@ -69,142 +77,142 @@ def resolve_devices(devices: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-_METHOD_KINDS = {  # (client streams, server streams) -> grpc's handler factory
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
+_METHOD_KINDS = {  # server streams -> grpc's handler factory (every request side streams)
+    False: grpc.stream_unary_rpc_method_handler,
+    True: grpc.stream_stream_rpc_method_handler,
 }
-# Methods whose handlers take the received bytes as they are, not parsed messages (Upload
-# reads its chunks in place: convert.upload_messages), or return bytes already serialized
-# (Fetch frames its chunks by hand: convert.fetch_frames); a parse or a message would copy
-# each megabyte chunk twice more.
-_RAW_REQUESTS = {"Upload"}
+# Methods whose replies are bytes already serialized (Fetch frames its chunks by hand:
+# convert.fetch_frames); a message would copy each megabyte chunk twice more.
 _RAW_RESPONSES = {"Fetch"}
-
-
-def _parse(message_class, data: bytes):
-    try:
-        return message_class.FromString(data)
-    except DecodeError:
-        raise InvalidArgumentError(
-            f"malformed {message_class.__name__} message ({len(data)} bytes that do not "
-            "parse as one)") from None
-
-
-def _received(requests: Iterator[bytes], message_class=None) -> Iterator:
-    """A request stream's messages (parsed when `message_class` is given), ending when the
-    caller cancels the call.
-
-    grpc's iterator raises an RpcError then, and keeps it (in the call's state, which the
-    handler's frames reach through its context): with the error's traceback, which holds
-    those frames, that is a reference cycle per cancelled call, which only the cyclic
-    collector frees, and `gradserve serve` runs it rarely. Dropped here without its
-    traceback, the stream simply ends; whatever the handler answers goes nowhere."""
-    try:
-        for message in requests:
-            yield message if message_class is None else _parse(message_class, message)
-    except grpc.RpcError as e:
-        e.with_traceback(None)
-
-
-def _parsing(servicer: GradserveServicer, handler: Callable, message_class,
-             streaming: bool) -> Callable:
-    """`handler` taking the request bytes as they arrived: a unary request is parsed before
-    the handler runs (INVALID_ARGUMENT when it does not parse), a stream's messages as the
-    handler reads them (the InvalidArgumentError is raised where it reads); `message_class`
-    None: a stream's bytes are handed on as they are."""
-    if streaming:
-        def stream(requests: Iterator[bytes], context):
-            return handler(_received(requests, message_class), context)
-
-        return stream
-
-    def unary(request: bytes, context):
-        try:
-            message = _parse(message_class, request)
-        except InvalidArgumentError as e:
-            servicer.abort_malformed(context, e)
-        return handler(message, context)
-
-    return unary
 
 
 def _service_handler(servicer: GradserveServicer) -> grpc.GenericRpcHandler:
     """The service's method handlers, made from the proto's service descriptor (what the
-    generated add_..._to_server does, but every method takes its request bytes unparsed)."""
+    generated add_..._to_server does, but every method reads its request bytes itself, after
+    the caller is identified: see GradserveServicer.entry)."""
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["GradserveService"].methods:
         # by descriptor, not by name in gradserve_pb2: DescribeGraph answers a well-known
         # google.protobuf.Struct
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
-        make = _METHOD_KINDS[method.client_streaming, method.server_streaming]
-        handler = getattr(servicer, method.name)
-        if method.client_streaming or method.name not in _RAW_REQUESTS:
-            handler = _parsing(servicer, handler, None if method.name in _RAW_REQUESTS
-                               else request, method.client_streaming)
-        handlers[method.name] = make(
-            handler, request_deserializer=None,
+        handlers[method.name] = _METHOD_KINDS[method.server_streaming](
+            servicer.entry(method, request), request_deserializer=None,
             response_serializer=None if method.name in _RAW_RESPONSES
             else response.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-class GradserveServer(grpc.Server):
-    """A grpc.Server running gradserve; adds `drain`, `runtime`, `port`, `metrics_port`."""
+class _Loop:
+    """An asyncio event loop on a daemon thread, for an aio server driven from sync code."""
 
-    def __init__(self, server: grpc.Server, runtime: Runtime,
-                 health_servicer: health.HealthServicer, metrics=None) -> None:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="gradserve-aio", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro, timeout: float | None = None):
+        """Run `coro` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, fn, *args):
+        """`fn(*args)` on the loop's thread (grpc.aio's objects belong to it)."""
+        async def call():
+            return fn(*args)
+
+        return self.call(call())
+
+    def spawn(self, coro) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+class Health:
+    """The aio health servicer, driven from any thread: `set`, `enter_graceful_shutdown`."""
+
+    def __init__(self, servicer: health_aio.HealthServicer, loop: _Loop) -> None:
+        self.servicer, self._loop = servicer, loop
+
+    def set(self, service: str, status) -> None:
+        self._loop.call(self.servicer.set(service, status), 5)
+
+    def enter_graceful_shutdown(self) -> None:
+        if not self._loop.loop.is_closed() and self._loop.loop.is_running():
+            self._loop.call(self.servicer.enter_graceful_shutdown(), 5)
+
+
+class GradserveServer:
+    """A grpc.aio server running gradserve on its own event loop thread, with the interface
+    of a grpc.Server (start, stop, wait_for_termination, add_*_port) plus `drain`,
+    `runtime`, `health`, `port`, `metrics_port`."""
+
+    def __init__(self, server: grpc.aio.Server, loop: _Loop, runtime: Runtime,
+                 health_servicer: Health, metrics=None) -> None:
         self._server = server
+        self._loop = loop
         self.runtime = runtime
         self.health = health_servicer
         self.metrics = metrics
         self.port = 0
         self._stopped = threading.Event()
+        self._terminated = threading.Event()
 
     @property
     def metrics_port(self) -> int | None:
         return None if self.metrics is None else self.metrics.port
 
-    # grpc.Server's interface, delegated
     def add_generic_rpc_handlers(self, generic_rpc_handlers):
         return self._server.add_generic_rpc_handlers(generic_rpc_handlers)
 
-    def add_registered_method_handlers(self, service_name, method_handlers):
-        return self._server.add_registered_method_handlers(service_name, method_handlers)
-
     def add_insecure_port(self, address: str) -> int:
-        return self._server.add_insecure_port(address)
+        return self._loop.run(self._server.add_insecure_port, address)
 
     def add_secure_port(self, address: str, server_credentials) -> int:
-        return self._server.add_secure_port(address, server_credentials)
+        return self._loop.run(self._server.add_secure_port, address, server_credentials)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return self._server.wait_for_termination(timeout)
+        """As grpc.Server's: wait until the server stopped; True when `timeout` passed
+        first."""
+        return not self._terminated.wait(timeout)
 
     def start(self) -> None:
         """Start serving, the session reaper and the metrics endpoint."""
         self.runtime.start()
-        self._server.start()
+        self._loop.call(self._server.start())
         if self.metrics is not None:
             self.metrics.start()
 
     def stop(self, grace: float | None) -> threading.Event:
-        """grpc.Server.stop, then the reaper, workers and metrics endpoint stop too."""
+        """grpc.Server.stop: refuse new calls, cancel open ones after `grace` seconds (at once
+        for None); then the reaper, compute slots and metrics endpoint stop too. Returns an
+        Event set once all of it stopped."""
+        if self._stopped.is_set():  # drained or stopped already
+            return self._terminated
         self.health.enter_graceful_shutdown()
-        done = self._server.stop(grace)
+        done = self._loop.spawn(self._server.stop(grace))
 
         def finish() -> None:
-            done.wait()
+            try:
+                done.result()
+            except Exception:  # pragma: no cover - the loop went away under it
+                pass
             self._shutdown_runtime()
 
         threading.Thread(target=finish, name="gradserve-stop", daemon=True).start()
-        return done
+        return self._terminated
 
     def drain(self, grace: float | None = 30.0) -> bool:
         """Health NOT_SERVING, refuse new calls (UNAVAILABLE), let running calls finish for up
-        to `grace` seconds, then stop. True when every running call finished in time.
+        to `grace` seconds, then stop. True when every running call finished in time. It
+        returns within the grace (and a second) however busy the compute slots are: work
+        still running is abandoned (`gradserve serve` then exits under it).
 
         With a state dir: stop taking calls at once (clients' channels move on to another
         address or replica), move every session to the state dir at a quiet point within
@@ -216,15 +224,16 @@ class GradserveServer(grpc.Server):
             # grpc's stop refuses new calls on every connection (a client retries them on
             # another address) and lets open ones run; the margin covers move_sessions'
             # own end of the grace.
-            self._server.stop(grace + 5.0)
+            stopping = self._loop.spawn(self._server.stop(grace + 5.0))
             finished = self.runtime.move_sessions()
-            self._server.stop(0).wait()
+            self._loop.call(self._server.stop(0))
+            stopping.result(5)
             self._shutdown_runtime()
             return finished
         finished = self.runtime.wait_idle(grace)
         # A short grace lets replies already produced reach the wire; idle Pipeline streams
         # (no request running) are cancelled by it.
-        self._server.stop(1.0).wait()
+        self._loop.call(self._server.stop(1.0))
         self._shutdown_runtime()
         return finished
 
@@ -235,6 +244,8 @@ class GradserveServer(grpc.Server):
         if self.metrics is not None:
             self.metrics.stop()
         self.runtime.shutdown()
+        self._loop.close()
+        self._terminated.set()
 
 
 def check_port_free(address: str, flag: str = "--port") -> None:
@@ -281,17 +292,31 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
                   tls_key: str | os.PathLike | None = None,
                   tls_client_ca: str | os.PathLike | None = None,
                   metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
-                  cpu_workers: int | None = None, rpc_threads: int = DEFAULT_RPC_THREADS,
+                  cpu_workers: int | None = None,
                   max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                   state_dir: str | os.PathLike | None = None,
+                  max_server_bytes: int | None = None,
+                  max_op_elements: int | None = None,
+                  max_request_seconds: float | None = DEFAULT_MAX_REQUEST_SECONDS,
+                  callback_timeout: float | None = DEFAULT_CALLBACK_TIMEOUT,
+                  max_batch_ops: int | None = DEFAULT_MAX_BATCH_OPS,
+                  max_graph_nodes: int | None = DEFAULT_MAX_GRAPH_NODES,
+                  max_sessions_per_caller: int | None = None,
                   ) -> tuple[GradserveServer, int]:
     """A gradserve server bound to `address` (port 0 picks a free one), not yet started.
 
     session_ttl: seconds of idleness before a session is reclaimed (None/0: never).
-    max_sessions / max_session_bytes: limits (None/0: none), RESOURCE_EXHAUSTED past them.
+    max_sessions / max_session_bytes / max_server_bytes / max_sessions_per_caller: limits,
+    RESOURCE_EXHAUSTED past them (0: none; None: no limit for sessions per caller and
+    session bytes, 80 % of the machine's memory for the server's bytes).
+    max_op_elements: elements one op may touch (None: see Limits.default_op_elements).
+    max_request_seconds: compute budget of one request, DEADLINE_EXCEEDED past it.
+    callback_timeout: seconds a backward waits for the client's hook or Function.
+    max_batch_ops / max_graph_nodes: ops per request, nodes DescribeGraph describes.
     token_file: bearer tokens that may call (see _auth); None lets everyone in as anonymous.
     tls_cert/tls_key: serve TLS; tls_client_ca also requires client certificates.
     metrics_port: serve Prometheus text on http://metrics_host:metrics_port/metrics.
+    cpu_workers: compute slots for CPU sessions (None: one per usable core).
     state_dir: a directory servers share; draining writes sessions there for another server
     to restore (docs/WIRE.md, "Draining").
     Returns the server and the port it is bound to.
@@ -302,32 +327,47 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
         host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
         check_port_free(f"{host}:{metrics_port}", "--metrics-port")
     tokens = TokenTable.from_file(token_file) if token_file is not None else None
+    if max_server_bytes is None:
+        max_server_bytes = Limits.default_server_bytes()
+    limits = Limits(
+        max_session_bytes=max_session_bytes or None, max_server_bytes=max_server_bytes or None,
+        max_op_elements=(Limits.default_op_elements(max_server_bytes)
+                         if max_op_elements is None else max_op_elements or None),
+        max_request_seconds=max_request_seconds or None,
+        callback_timeout=callback_timeout or None, max_batch_ops=max_batch_ops or None,
+        max_batch_bytes=max_message_bytes, max_graph_nodes=max_graph_nodes or None,
+        max_sessions_per_caller=max_sessions_per_caller or None)
     runtime = Runtime(devices=devices, session_ttl=session_ttl, max_sessions=max_sessions,
-                      max_session_bytes=max_session_bytes, tokens=tokens,
-                      cpu_workers=cpu_workers, state_dir=state_dir)
+                      tokens=tokens, cpu_workers=cpu_workers, state_dir=state_dir,
+                      limits=limits)
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),  # a port in use is an error, not a silent second listener
     ]
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=rpc_threads,
-                                                         thread_name_prefix="gradserve-rpc"),
-                              options=options)
-    grpc_server.add_generic_rpc_handlers((_service_handler(
-        GradserveServicer(runtime, max_message_bytes)),))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server)
+    loop = _Loop()
+
+    async def build():
+        grpc_server = grpc.aio.server(options=options)
+        grpc_server.add_generic_rpc_handlers((_service_handler(
+            GradserveServicer(runtime, max_message_bytes, limits.max_graph_nodes)),))
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server)
+        return grpc_server, health_servicer
+
+    grpc_server, health_servicer = loop.call(build())
 
     metrics = None
     if metrics_port is not None:
         from ._metrics import MetricsServer  # prometheus, only when a metrics port is set
 
         metrics = MetricsServer(metrics_host, metrics_port, runtime.metrics)
-    server = GradserveServer(grpc_server, runtime, health_servicer, metrics)
+    server = GradserveServer(grpc_server, loop, runtime, Health(health_servicer, loop),
+                             metrics)
     try:
         if tls_cert or tls_key or tls_client_ca:
             if not (tls_cert and tls_key):
@@ -347,6 +387,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
         if metrics is not None:
             metrics.stop()
         runtime.shutdown()
+        loop.close()
         raise OSError(f"could not listen on {address}: {error or 'address in use?'}")
     server.port = port
     return server, port

@@ -1,31 +1,41 @@
-"""The gRPC servicer: converts messages (via _convert), asks the runtime, maps errors.
+"""The gRPC servicer (grpc.aio): converts messages (via _convert), asks the runtime, maps errors.
 
-Each method admits the call (UNAVAILABLE while draining), identifies the caller, holds the
-named session and runs the work on its device worker. Errors go through the one table in
-_status (and are counted in the metrics on their way out, in `_abort` and `_error_value`);
-Pipeline returns them as values and keeps the stream open, except when its session moved
-to the state dir: then the stream ends, UNAVAILABLE with the error kind SessionMovedError,
-after the reply to the last request that ran here.
+Every call is authenticated from its metadata before any message is read (each method is
+served as a stream, so the handler runs when the call opens, not when its message has
+arrived): a call without a valid token costs nothing. Work on a session runs as an item of
+its queue on a compute slot (`_scheduler`); the event loop only reads, parses, admits and
+writes, so an idle stream, or a call whose message never comes, holds no thread.
+
+Errors go through the one table in _status (and are counted in the metrics on their way out,
+in `_abort` and `_error_value`); Pipeline returns them as values and keeps the stream open,
+except when its session moved to the state dir: then the stream ends, UNAVAILABLE with the
+error kind SessionMovedError, after the reply to the last request that ran here.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable
+import asyncio
+import concurrent.futures
 
 import grpc
 from google.protobuf import struct_pb2
 from gradserve.engine import InvalidArgumentError
 from gradserve.engine.seam import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
-from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
 from . import _convert as convert
 from . import _opinfo, _status
 from ._callbacks import Channel, answer_results
-from ._errors import OpFailure, ResourceExhaustedError, SessionMovedError, UnavailableError
+from ._errors import (
+    OpFailure,
+    ResourceExhaustedError,
+    SessionMovedError,
+    UnavailableError,
+    detach,
+)
 from ._executor import CALLBACK_COMMANDS
+from ._limits import count_nodes
+from ._reading import Reader, parse_off_loop
 from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
 from ._runtime import Runtime
 
@@ -33,25 +43,51 @@ _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inli
 SESSION_ID_HEADER = "x-session-id"  # what session-affinity proxies hash on (docs/WIRE.md)
 
 
-class GradserveServicer(pb_grpc.GradserveServiceServicer):
+class GradserveServicer:
     """gradserve.v1.GradserveService over a Runtime.
 
     Each public method is the RPC of the same name; gradserve.proto documents what it does
-    and docs/WIRE.md the rules it follows.
+    and docs/WIRE.md the rules it follows. `entry(method)` is what the server registers.
     """
 
-    def __init__(self, runtime: Runtime, max_message_bytes: int) -> None:
+    def __init__(self, runtime: Runtime, max_message_bytes: int,
+                 max_graph_nodes: int | None = None) -> None:
         self._rt = runtime
         self._ex = runtime.executor
+        self._sched = runtime.scheduler
         self._max_inline = max(0, max_message_bytes - _INLINE_MARGIN)
+        self._max_graph_nodes = max_graph_nodes if max_graph_nodes and max_graph_nodes > 0 \
+            else None
         self._ops = pb.ListOpsResponse(ops=[convert.op_info(i) for i in _opinfo.describe_all()])
 
-    def _unary(self, context: grpc.ServicerContext, body: Callable[[str], object]):
-        try:
-            with self._rt.admit():
-                return body(self._rt.identify(context.invocation_metadata()))
-        except Exception as exc:
-            self._abort(context, exc)
+    # -- entry points ----------------------------------------------------------------------
+    def entry(self, method, request_class):
+        """The aio handler of `method` (a proto MethodDescriptor): every one is served as a
+        client stream, so the caller is identified from metadata before a message is read."""
+        body = getattr(self, method.name)
+        if method.client_streaming:
+            async def stream(request_iterator, context):
+                try:
+                    owner = self._rt.identify(context.invocation_metadata())
+                    return await body(owner, context)
+                except Exception as exc:
+                    self._abort(context, exc)
+
+            return stream
+
+        async def unary(request_iterator, context):
+            try:
+                owner = self._rt.identify(context.invocation_metadata())
+                data = await context.read()
+                if data is grpc.aio.EOF:
+                    raise InvalidArgumentError(f"{method.name} got no request message")
+                request = await parse_off_loop(request_class, data)
+                with self._rt.admit():
+                    return await body(owner, request, context)
+            except Exception as exc:
+                self._abort(context, exc)
+
+        return unary
 
     def _error_value(self, exc: BaseException) -> pb.Error:
         """`exc` as the Error a reply carries, counted in the metrics."""
@@ -61,167 +97,188 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
                                getattr(cause, "limit", None))
         return err
 
-    def _abort(self, context: grpc.ServicerContext, exc: BaseException):
-        """End the call with `exc` (see _status.abort), counted in the metrics."""
-        _status.abort(context, exc, err=self._error_value(exc))
+    def _abort(self, context, exc: BaseException) -> None:
+        """End the call with `exc` when the handler returns (see _status.end_call), counted
+        in the metrics."""
+        err = self._error_value(exc)  # logs an INTERNAL error's traceback
+        # then no traceback: one holds this call's frames, which hold it (a cycle that only
+        # the cyclic collector frees, late in a server that runs it rarely)
+        _status.end_call(context, detach(exc, always=True), err)
 
-    def abort_malformed(self, context: grpc.ServicerContext, error: Exception):
-        """A request that could not be parsed (see _server): INVALID_ARGUMENT, counted."""
-        self._abort(context, error)
+    def _submit(self, session, fn, *args, context=None, hold: bool = False):
+        """`fn(*args)` as the next item of `session`'s queue; its concurrent future."""
+        timeout = None if context is None else context.time_remaining()
+        return self._sched.submit(session.device, session.id, fn, *args, timeout=timeout,
+                                  hold=hold)
+
+    async def _compute(self, owner: str, session_id: str, fn, *args, context=None):
+        """`fn(session, *args)` on a compute slot, the session held (owner checked, locked)."""
+        if not session_id:
+            raise InvalidArgumentError("session_id is empty")
+        session = self._rt.sessions.get(session_id, owner)
+
+        def work():
+            with self._rt.session(owner, session_id) as s:
+                return fn(s, *args)
+
+        return await asyncio.wrap_future(self._submit(session, work, context=context))
 
     # -- sessions ----------------------------------------------------------------------------
-    def CreateSession(self, request, context):
-        def body(owner):
-            proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
-            session = self._rt.create_session(owner, request.device, proposed)
-            return convert.session_info(session, self._rt)
+    async def CreateSession(self, owner, request, context):
+        proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
+        session = self._rt.create_session(owner, request.device, proposed)
+        return convert.session_info(session, self._rt)
 
-        return self._unary(context, body)
+    async def DescribeSession(self, owner, request, context):
+        if not request.session_id:
+            raise InvalidArgumentError("session_id is empty")
+        session = self._rt.sessions.get(request.session_id, owner)  # no touch: a look only
+        return convert.session_info(session, self._rt)
 
-    def DescribeSession(self, request, context):
-        def body(owner):
-            if not request.session_id:
-                raise InvalidArgumentError("session_id is empty")
-            session = self._rt.sessions.get(request.session_id, owner)  # no touch: a look only
-            return convert.session_info(session, self._rt)
+    async def RestoreSession(self, owner, request, context):
+        # reads the state dir: off the event loop
+        session = await asyncio.to_thread(self._rt.restore_session, owner, request.session_id,
+                                          request.epoch)
+        return convert.session_info(session, self._rt)
 
-        return self._unary(context, body)
+    async def ListOps(self, owner, request, context):
+        return self._ops
 
-    def RestoreSession(self, request, context):
-        def body(owner):
-            session = self._rt.restore_session(owner, request.session_id, request.epoch)
-            return convert.session_info(session, self._rt)
-
-        return self._unary(context, body)
-
-    def ListOps(self, request, context):
-        return self._unary(context, lambda owner: self._ops)
-
-    def CloseSession(self, request, context):
-        def body(owner):
-            freed = self._rt.close_session(owner, request.session_id)
-            return pb.CloseSessionResponse(freed_tensors=freed)
-
-        return self._unary(context, body)
+    async def CloseSession(self, owner, request, context):
+        freed = await self._compute(owner, request.session_id,
+                                    lambda s: self._rt.sessions.close(s))
+        return pb.CloseSessionResponse(freed_tensors=freed)
 
     # -- ops and autograd ----------------------------------------------------------------------
-    def RunOps(self, request, context):
-        def body(owner):
-            sources = convert.op_sources(request)
-            with self._rt.session(owner, request.session_id) as s:
-                outputs = self._rt.run(s, self._ex.run_ops, sources, list(request.release))
-            return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in outputs])
+    async def RunOps(self, owner, request, context):
+        def work(s):
+            return self._ex.run_ops(s, convert.op_sources(request, self._rt.limits),
+                                    list(request.release))
 
-        return self._unary(context, body)
+        outputs = await self._compute(owner, request.session_id, work, context=context)
+        return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in outputs])
 
-    def Backward(self, request, context):
-        def body(owner):
-            action = convert.backward_action(request)
-            with self._rt.session(owner, request.session_id) as s:
-                ids = self._rt.run(s, self._ex.backward, action)
-            return pb.BackwardResponse(grads_defined=ids)
+    async def Backward(self, owner, request, context):
+        action = convert.backward_action(request)
+        ids = await self._compute(owner, request.session_id, self._ex.backward, action,
+                                  context=context)
+        return pb.BackwardResponse(grads_defined=ids)
 
-        return self._unary(context, body)
+    async def Grad(self, owner, request, context):
+        action = convert.grad_action(request)
+        defined = await self._compute(owner, request.session_id, self._ex.grad, action,
+                                      context=context)
+        return pb.GradResponse(defined=defined)
 
-    def Grad(self, request, context):
-        def body(owner):
-            action = convert.grad_action(request)
-            with self._rt.session(owner, request.session_id) as s:
-                defined = self._rt.run(s, self._ex.grad, action)
-            return pb.GradResponse(defined=defined)
+    async def Release(self, owner, request, context):
+        released = await self._compute(owner, request.session_id, self._ex.release,
+                                       list(request.ids))
+        return pb.ReleaseResponse(released=released)
 
-        return self._unary(context, body)
+    async def ListTensors(self, owner, request, context):
+        metas = await self._compute(owner, request.session_id, self._ex.list_tensors, ())
+        return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in metas])
 
-    def Release(self, request, context):
-        def body(owner):
-            with self._rt.session(owner, request.session_id) as s:
-                released = self._rt.run(s, self._ex.release, list(request.ids))
-            return pb.ReleaseResponse(released=released)
+    async def DescribeGraph(self, owner, request, context):
+        names = dict(request.names)
 
-        return self._unary(context, body)
-
-    def ListTensors(self, request, context):
-        def body(owner):
-            with self._rt.session(owner, request.session_id) as s:
-                metas = self._rt.run(s, self._ex.list_tensors, ())
-            return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in metas])
-
-        return self._unary(context, body)
-
-    def DescribeGraph(self, request, context):
-        def body(owner):
-            names = dict(request.names)
-
-            def describe(session, tid):
-                root = self._ex._tensor(session, tid)
-                by_object = {id(t): i for i, t in session.tensors.items()}
-                return describe_graph(root, lambda leaf: names.get(
-                    by_object.get(id(leaf), ""), by_object.get(id(leaf), "")))
-
-            with self._rt.session(owner, request.session_id) as s:
-                graph = self._rt.run(s, describe, request.id)
+        def describe(session, tid):
+            root = self._ex._tensor(session, tid)
+            if self._max_graph_nodes is not None:
+                count_nodes(root, self._max_graph_nodes)
+            by_object = {id(t): i for i, t in session.tensors.items()}
+            graph = describe_graph(root, lambda leaf: names.get(
+                by_object.get(id(leaf), ""), by_object.get(id(leaf), "")))
             reply = struct_pb2.Struct()
             reply.update(graph)
+            if reply.ByteSize() > self._max_inline:
+                raise ResourceExhaustedError(
+                    f"this graph's description takes {reply.ByteSize()} bytes, more than a "
+                    f"reply may ({self._max_inline}); describe a tensor nearer its leaves",
+                    "max_graph_nodes")
             return reply
 
-        return self._unary(context, body)
+        return await self._compute(owner, request.session_id, describe, request.id,
+                                   context=context)
 
     # -- streams -------------------------------------------------------------------------------
-    def Fetch(self, request, context):
-        # The session stays locked while its chunks stream, so later calls see the values
-        # only after this fetch read them; a cancelled stream releases it when it is closed.
-        try:
-            with self._rt.admit():
-                owner = self._rt.identify(context.invocation_metadata())
-                enc = convert.encoding(request)
-                with self._rt.session(owner, request.session_id) as s:
-                    fetched = self._rt.run(s, self._ex.fetch, convert.fetch_action(request))
-                    for tid, array in fetched:
-                        yield from convert.fetch_frames(tid, array, enc)
-        except Exception as exc:
-            self._abort(context, exc)
+    async def Fetch(self, owner, request, context):
+        # The session stays busy while its chunks stream (its next item waits), so later
+        # calls see the values only after this fetch read them; no slot is held meanwhile.
+        enc = convert.encoding(request)
+        action = convert.fetch_action(request)
+        if not request.session_id:
+            raise InvalidArgumentError("session_id is empty")
+        session = self._rt.sessions.get(request.session_id, owner)
 
-    def Upload(self, request_iterator, context):
-        def body(owner):
-            first, chunks = convert.upload_messages(request_iterator)
-            if first is None:
+        def work():
+            with self._rt.session(owner, request.session_id) as s:
+                return self._ex.fetch(s, action)
+
+        future = self._submit(session, work, context=context, hold=True)
+        try:
+            fetched = await asyncio.wrap_future(future)
+            for tid, array in fetched:
+                for frame in convert.fetch_frames(tid, array, enc):
+                    await context.write(frame)
+        finally:
+            self._sched.release_after(future, session.device, session.id)
+
+    async def Upload(self, owner, context):
+        with self._rt.admit():
+            data = await context.read()
+            if data is grpc.aio.EOF:
                 raise InvalidArgumentError("empty upload: the first message needs session_id, "
                                            "id and tensor")
+            first = convert.parse_upload(data)
             if not first.session_id:
                 raise InvalidArgumentError("session_id is empty")
             session = self._rt.sessions.get(first.session_id, owner)  # fail before the bytes
-            array = convert.array_from_upload(
-                first, chunks, lambda n: self._ex.check_room(session, n))
-            with self._rt.session(owner, first.session_id) as s:
-                meta = self._rt.run(s, self._ex.bind_host_array, first.id, array,
-                                    first.requires_grad)
+            # the bytes are received on the event loop: a slow upload holds no slot
+            assembly = convert.UploadAssembly(first, lambda n: self._ex.check_room(session, n))
+            if not assembly.values:  # the bytes being received count while they arrive
+                session.account.track(assembly.buf, "cpu")
+            while (data := await context.read()) is not grpc.aio.EOF:
+                assembly.add(convert.chunk_bytes(data))
+            array = assembly.finish()
+            meta = await self._compute(owner, first.session_id, self._ex.bind_host_array,
+                                       first.id, array, first.requires_grad)
             return pb.UploadResponse(info=convert.tensor_info(meta))
 
-        return self._unary(context, body)
-
-    def Pipeline(self, request_iterator, context):
-        try:
-            owner = self._rt.identify(context.invocation_metadata())
-        except Exception as exc:
-            self._abort(context, exc)
+    async def Pipeline(self, owner, context):
+        reader = Reader(context, pb.PipelineRequest)
         end = None
-        requests = iter(request_iterator)
         try:
-            for request in requests:
+            while True:
+                request = await reader.next()
+                if request is None:
+                    break
                 if self._may_call_back(owner, request):
-                    response, end = yield from self._calling_back(owner, request, requests)
+                    response, end = await self._calling_back(owner, request, reader, context)
                 else:
-                    response, end = self._pipeline_step(owner, request)
+                    response, end = await self._step(owner, request, context)
                 if response is not None:
-                    yield response
+                    await context.write(response)
                 if end is not None:  # draining, or the session moved: the client moves on
                     break
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
-            # without its traceback: that holds this frame, which would hold it (a cycle that
-            # only the cyclic collector frees, late in a server that runs it rarely)
-            end = exc.with_traceback(None)
+            end = exc
+        finally:
+            if reader.pending is not None:
+                reader.pending.cancel()
         if end is not None:
             self._abort(context, end)
+
+    async def _step(self, owner: str, req: pb.PipelineRequest, context, channel=None):
+        """One Pipeline request on its session's queue: `_pipeline_step`'s answer."""
+        try:
+            session = self._rt.sessions.get(req.session_id, owner) if req.session_id else None
+        except Exception:
+            session = None
+        if session is None:  # fails at once (no session): no need for a slot
+            return self._pipeline_step(owner, req, channel)
+        return await asyncio.wrap_future(self._submit(
+            session, self._pipeline_step, owner, req, channel, context=context))
 
     def _may_call_back(self, owner: str, req: pb.PipelineRequest) -> bool:
         """A backward or grad of a session whose client registered hooks or Functions."""
@@ -229,33 +286,72 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
             return False
         if any(name.encode() in req.op_batch for name in CALLBACK_COMMANDS) or any(
                 call.op in CALLBACK_COMMANDS for call in req.ops):
-            return True  # registered by this very request (a false match costs a thread)
+            return True  # registered by this very request (a false match costs little)
         try:
             return self._rt.sessions.get(req.session_id, owner).calls_back
         except Exception:
             return False  # the ordinary path reports it
 
-    def _calling_back(self, owner: str, req: pb.PipelineRequest, requests):
-        """Run `req` on another thread while this generator yields what it sends: callbacks,
-        the answers to requests the client sends meanwhile, then req's own answer (see
-        _callbacks). Returns what `_pipeline_step` does: req's answer and how the stream ends."""
-        outbox: queue.SimpleQueue = queue.SimpleQueue()
-        channel = Channel(requests, outbox, req.seq, self._nested)
+    async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
+                            context):
+        """Run `req` while writing what it sends: callbacks, the answers to requests the
+        client sends meanwhile (read here when the work asks for them), then req's own
+        answer (see _callbacks). Returns what `_pipeline_step` does."""
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue = asyncio.Queue()
+        asked: list[concurrent.futures.Future] = []
 
-        def work() -> None:
+        def ask(timeout):  # on the compute thread
+            wanted: concurrent.futures.Future = concurrent.futures.Future()
+            loop.call_soon_threadsafe(outbox.put_nowait, wanted)
             try:
-                outbox.put(("done", self._pipeline_step(owner, req, channel)))
-            except BaseException as exc:  # noqa: BLE001  (the stream must get its answer)
-                response = pb.PipelineResponse(seq=req.seq)
-                response.error.CopyFrom(self._error_value(exc))
-                outbox.put(("done", (response, None)))
+                return wanted.result(timeout)
+            except concurrent.futures.TimeoutError:
+                if wanted.cancel():
+                    raise TimeoutError from None
+                return wanted.result()
 
-        threading.Thread(target=work, name="gradserve-calls-back", daemon=True).start()
-        while True:
-            item = outbox.get()
-            if isinstance(item, tuple):
-                return item[1]
-            yield item
+        def send(response):  # on the compute thread
+            loop.call_soon_threadsafe(outbox.put_nowait, response)
+
+        def hand_over(wanted, task):
+            if task.cancelled() or wanted.done() or not wanted.set_running_or_notify_cancel():
+                return  # nobody waits any more: the request stays for the stream's loop
+            reader.pending = None
+            exc = task.exception()
+            if exc is None:
+                wanted.set_result(task.result())
+            else:
+                wanted.set_exception(exc)
+
+        async def handle(item) -> None:
+            if isinstance(item, concurrent.futures.Future):
+                asked.append(item)
+                task = reader.start()
+                task.add_done_callback(lambda t, w=item: hand_over(w, t))
+            else:
+                await context.write(item)
+
+        channel = Channel(ask, send, req.seq, self._nested, self._rt.callback_timeout,
+                          self._sched.client_wait)
+        work = asyncio.ensure_future(self._step(owner, req, context, channel))
+        getter = None
+        try:
+            while not work.done():
+                getter = asyncio.ensure_future(outbox.get())
+                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    await handle(getter.result())
+                getter.cancel()
+            while not outbox.empty():  # what it sent before it finished, in order
+                await handle(outbox.get_nowait())
+            return work.result()
+        finally:
+            if getter is not None:
+                getter.cancel()
+            for wanted in asked:  # the stream ended under a waiting callback: end its wait
+                if not wanted.done() and wanted.set_running_or_notify_cancel():
+                    wanted.set_result(None)
 
     def _nested(self, session, req: pb.PipelineRequest):
         """A request that arrived while a backward waits for a callback: run it in place (the
@@ -266,8 +362,8 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         try:
             answer = req.WhichOneof("then") == "callback_result"
             action = None if answer else self._then(req)
-            result = self._ex.step(session, convert.op_sources(req), list(req.release), action,
-                                   False)
+            result = self._ex.step(session, convert.op_sources(req, self._rt.limits),
+                                   list(req.release), action, False)
             session.applied_seq = max(session.applied_seq, req.seq)
             if result.error is None and answer:
                 results = answer_results(session, req.callback_result)
@@ -286,7 +382,7 @@ class GradserveServicer(pb_grpc.GradserveServiceServicer):
         moved = None
         try:
             with self._rt.admit():
-                sources = convert.op_sources(req)
+                sources = convert.op_sources(req, self._rt.limits)
                 action = self._then(req)
                 with self._rt.session(owner, req.session_id) as s:
                     # outputs are not echoed (the client knows them): describe=False

@@ -26,7 +26,7 @@ from ._errors import (
     SessionMovedError,
     SessionNotFoundError,
 )
-from ._limits import held_bytes
+from ._limits import Account, Ledger
 
 # A caller-proposed session id: as unguessable as ours (22 chars of token_urlsafe(16)) or more.
 _PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
@@ -56,8 +56,8 @@ class Session:
         # and while a request runs that may, `channel` reaches its stream (_callbacks)
         self.calls_back = False
         self.channel = None
-        self._held: dict[str, int] = {}
-        self._bytes_stale = False
+        # every array the session keeps alive, wherever from (its ids, graphs, grads)
+        self.account = Account()
         self._clock = clock
         self.created = clock()
         self.last_used = self.created
@@ -65,24 +65,23 @@ class Session:
         self.epoch = 0  # times written to a state dir and restored
 
     def bytes_changed(self) -> None:
-        """A call may have changed what the session holds (recounted when next asked)."""
-        self._bytes_stale = True
+        """A backward ran: count the grads it made (the engine's backward makes them, not an
+        op of the session, so they are not counted where ops' outputs are)."""
+        track = self.account.track
+        for t in self.tensors.values():
+            if t._grad is not None:
+                track(t._grad._data, t._grad._device)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of tensors and grads held; a busy session answers its last count."""
-        return sum(self.bytes_by_device.values())
+        """Bytes of every array the session keeps alive (tensors, grads, saved tensors of
+        recorded graphs, optimizer state)."""
+        return self.account.bytes
 
     @property
     def bytes_by_device(self) -> dict[str, int]:
-        """`nbytes` per device the session's tensors live on (its last count when busy)."""
-        if self._bytes_stale and self.lock.acquire(blocking=False):
-            try:
-                self._held = held_bytes(self.tensors.values())
-                self._bytes_stale = False
-            finally:
-                self.lock.release()
-        return self._held
+        """`nbytes` per device."""
+        return self.account.held()
 
     def touch(self) -> None:
         self.last_used = self._clock()
@@ -95,9 +94,13 @@ class SessionManager:
     """The live sessions of one server: create, look up with an owner check, close, reap."""
 
     def __init__(self, *, ttl: float | None, max_sessions: int | None,
-                 clock: Callable[[], float] = time.monotonic, instance: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, instance: str = "",
+                 max_per_caller: int | None = None, ledger: Ledger | None = None) -> None:
         self.ttl = ttl if ttl and ttl > 0 else None
         self.max_sessions = max_sessions if max_sessions and max_sessions > 0 else None
+        self.max_per_caller = max_per_caller if max_per_caller and max_per_caller > 0 else None
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._per_caller: dict[str, int] = {}
         self.instance = instance
         self._clock = clock
         self._started = clock()
@@ -139,12 +142,23 @@ class SessionManager:
                     f"this server already holds {len(self._sessions)} sessions, its limit "
                     "(max-sessions); close one or retry later", "max_sessions"
                 )
+            held = self._per_caller.get(session.owner, 0)
+            if self.max_per_caller is not None and held >= self.max_per_caller:
+                raise ResourceExhaustedError(
+                    f"caller {session.owner!r} already holds {held} sessions, the most one "
+                    "caller may hold here (max-sessions-per-caller); close one first",
+                    "max_sessions_per_caller")
             if session.id in self._sessions:
                 raise engine.InvalidArgumentError(
                     f"proposed session id {session.id!r} is already in use")
             self._sessions[session.id] = session
+            self._per_caller[session.owner] = held + 1
             self._ended.pop(session.id, None)
             self.counts["restored" if session.epoch else "created"] += 1
+        if session.account.ledger is not self.ledger:  # restored: count what it holds here
+            session.account = Account(self.ledger)
+            for t in session.tensors.values():
+                session.account.track_tensor(t)
 
     def get(self, session_id: str, owner: str) -> Session:
         """The session `session_id` if `owner` may use it; NOT_FOUND / PERMISSION_DENIED else."""
@@ -196,7 +210,12 @@ class SessionManager:
         closed, reaped, moved (written to the state dir) or lost; later calls naming it are
         told so."""
         with self._lock:
-            self._sessions.pop(session.id, None)
+            if self._sessions.pop(session.id, None) is not None:
+                left = self._per_caller.get(session.owner, 1) - 1
+                if left > 0:
+                    self._per_caller[session.owner] = left
+                else:
+                    self._per_caller.pop(session.owner, None)
             self.counts[reason] += 1
             self._ended[session.id] = ("reclaimed" if reason == "reaped" else reason,
                                        self._clock(), details)
@@ -205,7 +224,6 @@ class SessionManager:
         session.closed = True
         freed = len(session.tensors)
         session.tensors.clear()
-        session._held, session._bytes_stale = {}, False
         log_event(f"session.{reason}", session=session.id, owner=session.owner,
                   device=session.device, freed_tensors=freed,
                   idle_seconds=round(session.idle_seconds(), 3),

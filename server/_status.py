@@ -22,6 +22,7 @@ from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import ERROR_TRAILER
 
 from ._errors import (
+    DeadlineExceededError,
     NotFoundError,
     OpFailure,
     PermissionDeniedError,
@@ -42,6 +43,7 @@ STATUS_CODES: dict[type[BaseException], grpc.StatusCode] = {
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     SessionMovedError: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -76,14 +78,20 @@ def error_value(exc: BaseException, instance: str = "") -> pb.Error:
     return err
 
 
-def abort(context: grpc.ServicerContext, exc: BaseException, instance: str = "",
-          err: pb.Error | None = None):
-    """End the call with `exc`'s status, message and error detail (`err` when already made
-    by `error_value`; raises, as context.abort). The status text, which grpcurl shows, also
-    says which op failed."""
-    err = err if err is not None else error_value(exc, instance)
-    context.set_trailing_metadata(((ERROR_TRAILER, err.SerializeToString()),))
+def abort_parts(exc: BaseException, err: pb.Error) -> tuple[grpc.StatusCode, str, tuple]:
+    """(status code, status text, trailing metadata) that end a call with `exc`."""
     details = err.message
     if isinstance(exc, OpFailure):
         details = f"{OpFailure.where(exc.index, exc.op, exc.site)}: {details}"
-    context.abort(status_code(exc), details)
+    return status_code(exc), details, ((ERROR_TRAILER, err.SerializeToString()),)
+
+
+def end_call(context, exc: BaseException, err: pb.Error) -> None:
+    """End a grpc.aio call with `exc`'s status, text and error detail once the handler
+    returns (context.abort would raise an AbortError, whose traceback holds the handler's
+    frames in a reference cycle). The status text, which grpcurl shows, also says which op
+    failed."""
+    code, details, trailers = abort_parts(exc, err)
+    context.set_trailing_metadata(trailers)
+    context.set_code(code)
+    context.set_details(details)

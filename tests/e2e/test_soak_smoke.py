@@ -1,5 +1,7 @@
-"""benchmarks/soak.py in miniature, in CI: clients training while one is killed now and then
-and garbage arrives; every gradient exact, nothing INTERNAL, only the killed clients fail.
+"""benchmarks/soak.py in miniature, in CI: clients training while one is killed now and then,
+garbage arrives and hostile clients (hooks that never answer, ops at the work limit, idle
+streams) share the server; every gradient exact, nothing INTERNAL, only the killed and the
+hostile clients fail.
 (Its performance and memory targets are measured by the full run, benchmarks/results.)"""
 
 from __future__ import annotations
@@ -28,3 +30,7 @@ def test_soak_smoke():
     assert "INTERNAL" not in many["server_errors_by_code"]
     assert set(many["garbage_codes"]) == {"INVALID_ARGUMENT"}
     assert all(kind.endswith("(killed)") for kind in many["client_errors"]), many
+    # the hostile clients: hooks that never answered were failed by the server's
+    # --callback-timeout, and ops at the work limit ran alongside
+    assert many["hung_hook_errors"] == {"AutogradError": 2}, many
+    assert many["work_limit_ops"] > 0

@@ -1,0 +1,60 @@
+"""Reading requests on a grpc.aio call: parsed off the event loop when large, and a stream's
+next request read on demand (by the stream's own loop, or for a callback that waits)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from google.protobuf.message import DecodeError
+from gradserve.engine import InvalidArgumentError
+
+_PARSE_ON_LOOP = 256 << 10  # bytes: a larger message is parsed off the event loop
+
+
+def parse(message_class, data: bytes):
+    """`data` as a `message_class`; InvalidArgumentError when it does not parse."""
+    try:
+        return message_class.FromString(data)
+    except DecodeError:
+        raise InvalidArgumentError(
+            f"malformed {message_class.__name__} message ({len(data)} bytes that do not "
+            "parse as one)") from None
+    except RecursionError:  # pragma: no cover - protobuf's own depth limit comes first
+        raise InvalidArgumentError(f"{message_class.__name__} nests too deeply") from None
+
+
+async def parse_off_loop(message_class, data: bytes):
+    """`parse`, on a worker thread when the message is large (a 64 MiB RunOps of OpCalls
+    takes the parser a while, and the event loop serves everyone)."""
+    if len(data) < _PARSE_ON_LOOP:
+        return parse(message_class, data)
+    return await asyncio.to_thread(parse, message_class, data)
+
+
+class Reader:
+    """A stream's requests, read one at a time; a read the server started for a callback
+    (see `_calling_back`) and nobody took is the next request the stream's loop gets."""
+
+    def __init__(self, context, message_class) -> None:
+        self._context, self._class = context, message_class
+        self.pending: asyncio.Future | None = None
+
+    async def _read(self):
+        data = await self._context.read()
+        if data is grpc.aio.EOF:
+            return None
+        return await parse_off_loop(self._class, data)
+
+    def start(self) -> asyncio.Future:
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self._read())
+        return self.pending
+
+    async def next(self):
+        task = self.start()
+        try:
+            return await task
+        finally:
+            if self.pending is task and task.done():
+                self.pending = None
