@@ -179,7 +179,7 @@ def _keep_freed_memory() -> None:
 def _session_bytes(args) -> int:
     if args.max_session_bytes is not None:
         return args.max_session_bytes
-    from gradserve.server._limits import Limits
+    from gradserve.server._limits import Limits  # the server modules load only for serve
 
     server = (Limits.default_server_bytes() if args.max_server_bytes is None
               else args.max_server_bytes)
