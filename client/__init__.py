@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 from . import _autograd
 from ._checkpoint import CheckpointError, load, save
+from ._compile import compile  # noqa: A004  (torch.compile's name)
 from ._current import current_session, use
 from ._errors import (
     AutogradError,
@@ -91,6 +92,7 @@ __all__ = [
     "DeviceUnavailableError", "Function", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
+    "compile",
     "autograd", "bool", "can_cast", "cat", "connect", "cuda", "current_session", "device",
     "double", "enable_grad", "engine", "float", "float16", "float32", "float64", "half",
     "inference_mode", "int", "int8", "int16", "int32", "int64", "is_grad_enabled",

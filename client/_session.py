@@ -272,7 +272,8 @@ class Session(Factories):
             ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()):
+                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()
+                    and not _replay.in_whole_batches()):
                 self._flush_locked()
 
     def _idle(self) -> bool:

@@ -268,3 +268,64 @@ def test_the_server_expands_a_replay_into_the_eager_entries():
     with pytest.raises(InvalidArgumentError, match="beyond the 1 ids"):
         list(server_replay.expand(session, [OpSource([["@replay", 0, ["x"], []]], None,
                                                      None)])[0].entries)
+
+
+def test_compile_returns_a_module_like_torch_compile(client):
+    with client.session() as s:
+        lin = nn.Linear(3, 2, session=s)
+        model = gs.compile(lin)
+        assert type(model).__name__ == "OptimizedModule" and model._orig_mod is lin
+        assert list(model.state_dict()) == ["_orig_mod.weight", "_orig_mod.bias"]
+        assert model.in_features == 3 and model.weight is lin.weight
+        x = s.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+        np.testing.assert_array_equal(model(x).detach().numpy(), lin(x).detach().numpy())
+        assert gs.compile(lin, disable=True) is lin
+        with pytest.raises(RuntimeError, match="expects a function or an nn.Module"):
+            gs.compile(3)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_compiled_step_replays_where_the_clock_would_cut_it(client, monkeypatch, compiled):
+    import types
+
+    from gradserve import _session
+
+    # A clock that moves by a random amount per op: MAX_BATCH_DELAY then passes at a
+    # different op of each step (what a busy machine does), cutting eager batches anywhere
+    clock = {"now": 0.0, "rng": np.random.default_rng(0)}
+
+    def monotonic():
+        clock["now"] += clock["rng"].integers(0, 4) * 1e-3
+        return clock["now"]
+
+    monkeypatch.setattr(_session, "time", types.SimpleNamespace(monotonic=monotonic))
+    make, make_opt, shape = PROGRAMS["mlp"]
+    engine.manual_seed(3)
+    start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
+    local = _train(make, make_opt, shape, engine, state=start)
+    with client.session() as s:
+        model = make(s)
+        model.load_state_dict(start)
+        opt = make_opt(model.parameters())
+        rng = np.random.default_rng(5)
+
+        def step(x, y):
+            x, y = s.tensor(x), s.tensor(y)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = gs.compile(step) if compiled else step
+        before = s.stats.requests
+        losses = [step(rng.standard_normal(shape).astype(np.float32),
+                       rng.integers(0, 5, shape[0])).item() for _ in range(STEPS)]
+        if compiled:  # each step one message, from the third on a replay
+            assert s.stats.requests - before == STEPS
+            assert s._plans.replays >= STEPS - 3
+        else:  # the clock cut steps in two
+            assert s.stats.requests - before > STEPS
+        np.testing.assert_array_equal(np.array(losses), local[0])
+        for k, v in model.state_dict().items():
+            np.testing.assert_array_equal(np.asarray(v), local[1][k], err_msg=k)
