@@ -22,7 +22,7 @@ from gradserve.engine import (
     get_op,
     no_grad,
 )
-from gradserve.engine.seam import Node, Shadow, format_tensor
+from gradserve.engine.seam import Shadow, format_tensor, node_class
 
 from . import _callbacks
 
@@ -261,7 +261,7 @@ def from_info(session, info, owned: bool = False) -> RemoteTensor:
     if info.is_leaf or not info.grad_fn:
         t._rg = bool(info.requires_grad)
     else:
-        t._grad_fn = Node(None, info.grad_fn, (), [], [], (), {}, t._device)
+        t._grad_fn = node_class(info.grad_fn)(None, info.grad_fn, (), [], [], (), {}, t._device)
     t._vc.value = int(info.version)
     t._has_grad = bool(info.has_grad)
     return t

@@ -8,7 +8,8 @@ module.) By who needs it:
 Both tensor kinds
     `AutogradMeta` (the bookkeeping a proxy shares), `TensorKind` with `run_op` and
     `run_inplace` (the one op sequence: a kind supplies outputs and the write), `Node` and
-    `AccumulateGrad` (the graph), `Shadow` (a data-free stand-in an in-place op saves),
+    `AccumulateGrad` (the graph; `node_class(name)` makes a node's class, named as torch's
+    grad_fn), `Shadow` (a data-free stand-in an in-place op saves),
     `FactoryAPI` and `factory_names` (torch's factories over three primitives),
     `format_tensor` (torch's repr), `add_tensor_hook`; `FUNCTIONS`, `functional` and
     `FunctionCtx` (the module functions and autograd namespaces the SDK re-exports).
@@ -31,7 +32,14 @@ The server
 from __future__ import annotations
 
 from .core import grad_mode
-from .core.autograd import AccumulateGrad, Node, free_graph, plan_backward, run_backward
+from .core.autograd import (
+    AccumulateGrad,
+    Node,
+    free_graph,
+    node_class,
+    plan_backward,
+    run_backward,
+)
 from .core.backend import backend, canonical_device
 from .core.callbacks import client_calls
 from .core.dispatch import TensorKind
@@ -56,7 +64,7 @@ __all__ = [
     "NotQuiet", "OpDef", "Shadow", "TensorKind", "add_tensor_hook", "apply", "apply_inplace",
     "array_bytes", "as_list", "backend", "canonical_device", "check_roots", "check_unused",
     "client_calls", "describe_graph", "factory_names", "format_tensor", "free_graph",
-    "from_numpy_dtype", "functional", "grad_mode", "hooks_in", "is_dtype_name", "pack",
-    "plan_backward", "run_backward", "run_inplace", "run_op", "to_dot", "unpack",
+    "from_numpy_dtype", "functional", "grad_mode", "hooks_in", "is_dtype_name", "node_class",
+    "pack", "plan_backward", "run_backward", "run_inplace", "run_op", "to_dot", "unpack",
     "why_not_quiet",
 ]

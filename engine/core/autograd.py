@@ -89,17 +89,12 @@ class SavedTensor:
 class Node:
     """One recorded op in the graph; what `tensor.grad_fn` returns.
 
-    Its class is named as torch's (`type(y.grad_fn).__name__ == "MulBackward0"`): a subclass
-    per grad_fn name, made on first use, adds nothing but the name."""
+    Its class is named as torch's (`type(y.grad_fn).__name__ == "MulBackward0"`): nodes are
+    made as `node_class(name)(...)`, a subclass per grad_fn name that adds only the name."""
 
     __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
                  "_saved", "_saved_output", "_freed", "_retained", "_needs", "_hooks",
                  "__weakref__")
-
-    def __new__(cls, op, name, *args):
-        if cls is Node:
-            cls = _NAMED.get(name) or _named(name)
-        return object.__new__(cls)
 
     def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
         self.op = op  # None for a node known only by name (described by a server)
@@ -164,11 +159,15 @@ class Node:
         self._retained[tensor._output_nr] = weakref.ref(tensor)
 
 
-_NAMED: dict[str, type] = {}
+NODE_CLASSES: dict[str, type] = {}  # grad_fn name -> its Node subclass
 
 
-def _named(name: str) -> type:
-    cls = _NAMED[name] = type(name, (Node,), {"__slots__": (), "__module__": Node.__module__})
+def node_class(name: str) -> type:
+    """The Node subclass named `name` (made on first use)."""
+    cls = NODE_CLASSES.get(name)
+    if cls is None:
+        cls = NODE_CLASSES[name] = type(name, (Node,), {"__slots__": (),
+                                                        "__module__": Node.__module__})
     return cls
 
 

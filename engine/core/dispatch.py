@@ -67,7 +67,9 @@ def known_shape(meta, out):
 def apply(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict,
           check: Callable | None = None):
     """Run or record `op(*inputs, **attrs)` on tensors of `kind`; one output, or a tuple."""
-    device, any_grad = placement(inputs, kind.default_device(attrs))
+    device, any_grad = placement(inputs, None)
+    if device is None:  # no tensor inputs: a factory
+        device = kind.default_device(attrs)
     meta = op.infer(*inputs, **attrs)
     outputs, meta = kind.outputs(op, inputs, attrs, device, meta, check)
     single = type(meta) is Meta

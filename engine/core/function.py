@@ -25,7 +25,7 @@ session's node calls back to the client for the backward: see `core/callbacks`).
 from __future__ import annotations
 
 from . import grad_mode as _grad_mode
-from .autograd import Node, SavedTensor
+from .autograd import Node, SavedTensor, node_class
 from .errors import AutogradError
 from .meta import AutogradMeta, edge
 
@@ -110,7 +110,7 @@ def function_node(op, name: str, inputs, outputs, saved=(), dirty=(), non_diff=(
             raise AutogradError(
                 "a leaf Variable that requires grad has been used in an in-place operation.")
     edges = tuple(edge(x) for x in inputs)
-    node = Node(op, name, edges, [x.shape for x in inputs], [x.dtype for x in inputs],
+    node = node_class(name)(op, name, edges, [x.shape for x in inputs], [x.dtype for x in inputs],
                 tuple(SavedTensor(t) for t in saved), attrs or {}, inputs[0]._device)
     for nr, o in enumerate(outputs):
         if o.dtype.is_floating_point and not any(o is n for n in non_diff):

@@ -18,7 +18,7 @@ import re
 import weakref
 
 from . import grad_mode as _grad_mode
-from .autograd import AccumulateGrad, Node, SavedTensor
+from .autograd import NODE_CLASSES, AccumulateGrad, Node, SavedTensor, node_class
 from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from .errors import AutogradError, InvalidArgumentError
@@ -368,8 +368,9 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
                    for i in which]) if which else ()
     # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
     # per op for the cyclic collector to walk
-    return Node(op, op.node_name(inputs, attrs, meta), tuple(edges), shapes, dtypes, saved,
-                attrs, device)
+    name = op.node_name(inputs, attrs, meta)
+    cls = NODE_CLASSES.get(name) or node_class(name)  # inline: this runs on every op
+    return cls(op, name, tuple(edges), shapes, dtypes, saved, attrs, device)
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:
@@ -399,8 +400,8 @@ def replay_view(base: AutogradMeta, steps) -> tuple[Node | None, int]:
     for name, attrs, nr in steps:
         op = get_op(name)
         out = op.infer(cur, **attrs)
-        node = Node(op, op.node_name((cur,), attrs, out), (e,), [cur.shape], [cur.dtype], (),
-                    attrs, device)
+        name = op.node_name((cur,), attrs, out)
+        node = node_class(name)(op, name, (e,), [cur.shape], [cur.dtype], (), attrs, device)
         cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
     return node, e[1]
 
@@ -477,9 +478,10 @@ def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
     base = self._base
     if base is not None:
         scatter = get_op("view_scatter")
-        base._grad_fn = Node(scatter, scatter.grad_name, (edge(base), (node, 0)),
-                             [base.shape, self.shape], [base.dtype, self.dtype], (),
-                             {"steps": self._view_steps}, base._device)
+        name = scatter.grad_name
+        base._grad_fn = node_class(name)(scatter, name, (edge(base), (node, 0)),
+                                         [base.shape, self.shape], [base.dtype, self.dtype], (),
+                                         {"steps": self._view_steps}, base._device)
         base._output_nr = 0
     else:
         self._grad_fn, self._output_nr = node, 0

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..core.autograd import AccumulateGrad, Node
+from ..core.autograd import AccumulateGrad, Node, node_class
 from ..core.backend import backend
 from ..core.dtype import as_dtype
 from ..core.meta import Version
@@ -278,7 +278,7 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
     versions = [Version(v) for v in meta["versions"]]
     nodes = []
     for n in meta["nodes"]:
-        node = Node(OPS[n["op"]], n["name"], (),
+        node = node_class(n["name"])(OPS[n["op"]], n["name"], (),
                     [None if s is None else tuple(s) for s in n["in_shapes"]],
                     [None if d is None else as_dtype(d) for d in n["in_dtypes"]], (),
                     _tuples(n["attrs"]), n["device"])
