@@ -13,9 +13,11 @@ state dict keys prefixed so); so does this.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 
-from . import _replay
+_WHOLE = threading.local()  # depth of gs.compile'd calls running on this thread
 
 
 def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="gradserve",
@@ -44,7 +46,22 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="grads
 
     @functools.wraps(model)
     def compiled(*args, **kwargs):
-        with _replay.whole_batches():
+        with whole_batches():
             return model(*args, **kwargs)
 
     return compiled
+
+
+@contextlib.contextmanager
+def whole_batches():
+    """Within the block (a gs.compile'd call), batches end only where the step waits, sends
+    its backward or fills a batch: never by the clock, so they end alike every step."""
+    _WHOLE.depth = getattr(_WHOLE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _WHOLE.depth -= 1
+
+
+def in_whole_batches() -> bool:
+    return getattr(_WHOLE, "depth", 0) > 0

@@ -18,9 +18,7 @@ entries.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
-import threading
 
 from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY, pack_ops
 
@@ -28,7 +26,6 @@ from . import _handoff
 
 MAX_SEEN = 256  # templates seen once, remembered to capture on their second sighting
 MIN_OPS = 4  # shorter batches are sent as they are: a replay would save nothing
-_WHOLE = threading.local()  # depth of gs.compile'd calls running on this thread
 _REPLAY_HEAD = b'[["' + REPLAY.encode() + b'"'
 
 
@@ -149,17 +146,3 @@ def resend(session, request):
         request.op_batch = session._plans.eager(request.op_batch)
     return request
 
-
-@contextlib.contextmanager
-def whole_batches():
-    """Within the block (a gs.compile'd call), batches end only where the step waits, sends
-    its backward or fills a batch: never by the clock, so they end alike every step."""
-    _WHOLE.depth = getattr(_WHOLE, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _WHOLE.depth -= 1
-
-
-def in_whole_batches() -> bool:
-    return getattr(_WHOLE, "depth", 0) > 0

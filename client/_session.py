@@ -32,6 +32,7 @@ from gradserve.v1.codec import (
 )
 
 from . import _callbacks, _grads, _handoff, _replay, _wire
+from ._compile import in_whole_batches
 from ._current import pop, push
 from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
@@ -273,7 +274,7 @@ class Session(Factories):
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()
-                    and not _replay.in_whole_batches()):
+                    and not in_whole_batches()):
                 self._flush_locked()
 
     def _idle(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import _replay
+from .._compile import whole_batches
 from ._module import Module
 
 
@@ -16,7 +16,7 @@ class OptimizedModule(Module):
         self._orig_mod = mod
 
     def forward(self, *args, **kwargs):
-        with _replay.whole_batches():
+        with whole_batches():
             return self._orig_mod(*args, **kwargs)
 
     def __getattr__(self, name: str):
