@@ -17,7 +17,8 @@ STEPS = 50
 
 @pytest.fixture(scope="module")
 def client():
-    server, port = create_server("127.0.0.1:0")
+    # cuda:0 is the seam's test double where there is no GPU (tests/fakecuda)
+    server, port = create_server("127.0.0.1:0", devices=("cpu", "cuda:0"))
     server.start()
     try:
         with gs.connect(f"127.0.0.1:{port}") as c:
@@ -110,6 +111,22 @@ def test_replayed_training_is_bit_identical_to_eager(client, name, monkeypatch):
     for k in eager_state:
         np.testing.assert_array_equal(replay_state[k], eager_state[k], err_msg=k)
         np.testing.assert_array_equal(replay_state[k], local[1][k], err_msg=k)
+
+
+def test_a_gpu_session_replays_as_eager_too(client):
+    # No CUDA Graphs: the server runs a replay's eager entries, on whatever device they name
+    make, make_opt, shape = PROGRAMS["mlp"]
+    engine.manual_seed(3)
+    start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
+    runs = []
+    for replay in (False, True):
+        with client.session(device="cuda:0") as s:
+            s._plans.enabled = replay
+            runs.append(_train(make, make_opt, shape, s, steps=12, state=start))
+            assert (s._plans.replays > 0) == replay
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    for k, v in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][k], v, err_msg=k)
 
 
 def _replaying_session(client):
