@@ -115,7 +115,8 @@ class Executor:
         run `action` unless something failed. Errors are returned in the result, not raised.
         Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
-        sources = replay.expand(session, sources)  # captured steps, as their eager entries
+        # captured steps, as their eager entries (a template holds no more than a batch may)
+        sources = replay.expand(session, sources, self.limits.max_batch_ops)
         with serving(session):  # a backward here may ask the client to run a hook
             if sources:
                 started = time.perf_counter()

@@ -17,16 +17,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from gradserve.engine import InvalidArgumentError
 from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY
 
+from ._errors import ResourceExhaustedError
 from ._requests import OpSource
 
 # session -> {handle: template entries}; a closed session's plans go with it
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def expand(session, sources: Sequence[OpSource]) -> list[OpSource]:
+def expand(session, sources: Sequence[OpSource], max_ops: int | None = None
+           ) -> list[OpSource]:
     """`sources` with every capture or replay entry expanded, lazily: an entry that cannot
-    be expanded fails when its turn comes, after the ops before it ran, as any bad entry."""
-    return [OpSource(_entries(session, s.entries), s.read, s.where) for s in sources]
+    be expanded fails when its turn comes, after the ops before it ran, as any bad entry.
+    A captured template holds at most `max_ops` entries (the server's limit per batch)."""
+    return [OpSource(_entries(session, s.entries, max_ops), s.read, s.where) for s in sources]
 
 
 def plan_count(session) -> int:
@@ -34,15 +37,15 @@ def plan_count(session) -> int:
     return len(_PLANS.get(session, ()))
 
 
-def _entries(session, entries: Iterable) -> Iterator:
+def _entries(session, entries: Iterable, max_ops: int | None) -> Iterator:
     for entry in entries:
         if type(entry) is list and entry and type(entry[0]) is str and entry[0][:1] == "@":
-            yield from _expand(session, entry)
+            yield from _expand(session, entry, max_ops)
         else:
             yield entry
 
 
-def _expand(session, entry: list) -> Iterator[list]:
+def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
     kind = entry[0]
     if kind == CAPTURE and len(entry) == 5:
         _, handle, ids, values, template = entry
@@ -50,6 +53,10 @@ def _expand(session, entry: list) -> Iterator[list]:
         if type(template) is not list or not 0 < len(template) <= MAX_PLAN_OPS:
             raise InvalidArgumentError(
                 f"a {CAPTURE} template is an array of 1 to {MAX_PLAN_OPS} entries")
+        if max_ops and len(template) > max_ops:
+            raise ResourceExhaustedError(
+                f"a {CAPTURE} template of {len(template)} ops is more than this server's limit "
+                f"of {max_ops} per request (max-batch-ops)", "max_batch_ops")
         plans = _PLANS.get(session)
         if plans is None:
             plans = _PLANS[session] = {}

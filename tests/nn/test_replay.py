@@ -27,6 +27,16 @@ def client():
         server.stop(None)
 
 
+@pytest.fixture(autouse=True)
+def whole_batches(monkeypatch):
+    """Batches end where a step waits or sends its backward, never because a loaded machine
+    let MAX_BATCH_DELAY pass (which cuts a step at a different op each time: no replay, so
+    counts of replays would depend on the machine's load). The clock's test sets its own."""
+    from gradserve import _session
+
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
+
+
 class _Last(nn.Module):
     def __init__(self, rnn):
         super().__init__()
@@ -85,12 +95,7 @@ def _train(make, make_opt, shape, where, steps=STEPS, state=None):
 
 
 @pytest.mark.parametrize("name", list(PROGRAMS))
-def test_replayed_training_is_bit_identical_to_eager(client, name, monkeypatch):
-    from gradserve import _session
-
-    # batches end where the step waits or sends its backward, never because a slow machine
-    # let MAX_BATCH_DELAY pass (which cuts a step at a different op each time: no replay)
-    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))
+def test_replayed_training_is_bit_identical_to_eager(client, name):
     make, make_opt, shape = PROGRAMS[name]
     engine.manual_seed(3)
     start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
@@ -282,6 +287,12 @@ def test_the_server_expands_a_replay_into_the_eager_entries():
     with pytest.raises(InvalidArgumentError, match="has not captured"):
         list(server_replay.expand(Session(), [OpSource([["@replay", 0, ["x"], []]], None,
                                                        None)])[0].entries)
+    too_long = json.loads(plans.pack(_ops(40)))  # a replay; as a capture it has 4 entries
+    capture = [["@capture", 1, too_long[0][2], [], _ops(0)]]
+    from gradserve.server._errors import ResourceExhaustedError
+
+    with pytest.raises(ResourceExhaustedError, match="limit of 3 per request"):
+        list(server_replay.expand(session, [OpSource(capture, None, None)], 3)[0].entries)
     with pytest.raises(InvalidArgumentError, match="beyond the 1 ids"):
         list(server_replay.expand(session, [OpSource([["@replay", 0, ["x"], []]], None,
                                                      None)])[0].entries)
@@ -316,6 +327,7 @@ def test_a_compiled_step_replays_where_the_clock_would_cut_it(client, monkeypatc
         return clock["now"]
 
     monkeypatch.setattr(_session, "time", types.SimpleNamespace(monotonic=monotonic))
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", 0.002)
     make, make_opt, shape = PROGRAMS["mlp"]
     engine.manual_seed(3)
     start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
