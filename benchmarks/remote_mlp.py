@@ -266,28 +266,34 @@ def _chain(a, b):
 
 
 def bench_per_op(client, server: ServerProcess, rounds: int) -> dict:
+    """Per op of the chain: the engine's time, and the client's and server's CPU on a session
+    that replays its batches (the chain's 64-op batches repeat: replayed from the third) and
+    on one that sends every batch as its entries, rounds alternating."""
     ea, eb = engine.tensor([1.0, 2.0], requires_grad=True), engine.tensor([0.5, 0.25])
-    engine_times, client_cpu, server_cpu = [], [], []
-    with client.session() as s:
-        ra, rb = s.tensor([1.0, 2.0], requires_grad=True), s.tensor([0.5, 0.25])
+    times = {k: [] for k in ("engine", "client", "server", "client_eager", "server_eager")}
+    with client.session() as s, client.session() as e:
+        e._plans.enabled = False
+        sides = [(sess, sess.tensor([1.0, 2.0], requires_grad=True), sess.tensor([0.5, 0.25]),
+                  suffix) for sess, suffix in ((s, ""), (e, "_eager"))]
         for r in range(rounds + 2):
             t0 = time.perf_counter()
             h = _chain(ea, eb)
             engine_time = time.perf_counter() - t0
             del h
-            s.synchronize()
-            sc0, cc0 = server.cpu_seconds(), time.thread_time()
-            h = _chain(ra, rb)
-            record = time.thread_time() - cc0
-            s.synchronize()
-            serve = server.cpu_seconds() - sc0
-            del h
             if r >= 2:
-                engine_times.append(engine_time)
-                client_cpu.append(record)
-                server_cpu.append(serve)
-    us = {"engine": engine_times, "client": client_cpu, "server": server_cpu}
-    return {k: 1e6 * statistics.median(v) / CHAIN for k, v in us.items()}
+                times["engine"].append(engine_time)
+            for sess, ra, rb, suffix in sides:
+                sess.synchronize()
+                sc0, cc0 = server.cpu_seconds(), time.thread_time()
+                h = _chain(ra, rb)
+                record = time.thread_time() - cc0
+                sess.synchronize()
+                serve = server.cpu_seconds() - sc0
+                del h
+                if r >= 2:
+                    times["client" + suffix].append(record)
+                    times["server" + suffix].append(serve)
+    return {k: 1e6 * statistics.median(v) / CHAIN for k, v in times.items()}
 
 
 # -- 3. waits for a big graph ---------------------------------------------------------------------
@@ -414,10 +420,10 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: fl
          f"autograd, DistributedOptimizer, item() each step; a server process on loopback): "
          f"{1e3 * rpc:.2f} ms; gradserve / rpc: **{tiny['remote'] / rpc:.2f}x** (target <= "
          f"0.5x: {_verdict(tiny['remote'] <= 0.5 * rpc)})" if rpc else
-         "- torch.distributed.rpc: not measured (torch is not installed)"),
+         "- torch.distributed.rpc: not measured (--no-rpc, or torch is not installed)"),
         "",
         f"Per op, a {CHAIN}-op chain recording a graph (medians over {args.rounds} runs), "
-        "microseconds:", "",
+        "microseconds; its 64-op batches repeat, so the default session replays them:", "",
         "| measure | us/op | target |", "| --- | ---: | --- |",
         f"| in-process engine, whole op | {per_op['engine']:.2f} | |",
         f"| client CPU per recorded op | **{per_op['client']:.2f}** | <= 15: "
@@ -425,6 +431,9 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: fl
         f"| server CPU per op | {per_op['server']:.2f} | |",
         f"| server overhead per op (server CPU - engine) | **{overhead:.2f}** | <= 10: "
         f"{_verdict(overhead <= 10)} |",
+        f"| replay off: client CPU per op | {per_op['client_eager']:.2f} | |",
+        f"| replay off: server overhead per op | "
+        f"{per_op['server_eager'] - per_op['engine']:.2f} | |",
         "",
         "| other | result | target |", "| --- | --- | --- |",
         f"| {waits['ops']}-op graph + backward + fetch 10 grads | **{waits['waits']} waits** "
