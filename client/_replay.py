@@ -30,18 +30,20 @@ _REPLAY_HEAD = b'[["' + REPLAY.encode() + b'"'
 
 
 class Plans:
-    """One session's captured templates, used under the session's lock. A handle names one
-    template for as long as the session stays on its server (the stream's requests may still
-    be resent after a move, and are rewritten from it): when MAX_PLANS are held, new
-    templates are sent as they are."""
+    """One session proxy's captured templates, used under the session's lock. Handles start
+    with the proxy's id prefix, so two clients attached to one session never name each
+    other's plans. A handle names one template for as long as the session stays on its
+    server (the stream's requests may still be resent after a move, and are rewritten from
+    it): when MAX_PLANS are held, new templates are sent as they are."""
 
-    __slots__ = ("_plans", "_templates", "_before_move", "_seen", "captures", "replays",
-                 "enabled")
+    __slots__ = ("_prefix", "_plans", "_templates", "_before_move", "_seen", "captures",
+                 "replays", "enabled")
 
-    def __init__(self) -> None:
-        self._plans: dict[bytes, int] = {}
-        self._templates: list[bytes] = []  # by handle
-        self._before_move: list[bytes] = []
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._plans: dict[bytes, str] = {}
+        self._templates: dict[str, bytes] = {}  # handle -> template
+        self._before_move: dict[str, bytes] = {}
         self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self.captures = 0
         self.replays = 0
@@ -51,7 +53,7 @@ class Plans:
         """The session now lives in a server that holds no plans: capture anew (requests sent
         before the move are rewritten by `eager`)."""
         self._before_move = self._templates
-        self._plans, self._templates = {}, []
+        self._plans, self._templates = {}, {}
         self._seen.clear()
 
     def pack(self, ops: list) -> bytes:
@@ -72,8 +74,8 @@ class Plans:
         if len(self._templates) >= MAX_PLANS:
             return pack_ops(ops)
         del seen[template]
-        handle = self._plans[template] = len(self._templates)
-        self._templates.append(template)
+        handle = self._plans[template] = f"{self._prefix}{len(self._templates)}"
+        self._templates[handle] = template
         self.captures += 1
         return capture_bytes(handle, ids, values, template)
 
@@ -86,7 +88,7 @@ class Plans:
         return capture_bytes(handle, ids, values, self._before_move[handle])
 
 
-def capture_bytes(handle: int, ids: list, values: list, template: bytes) -> bytes:
+def capture_bytes(handle: str, ids: list, values: list, template: bytes) -> bytes:
     """`[["@capture", handle, ids, values, template]]`, the template spliced in as packed."""
     head = pack_ops([CAPTURE, handle, ids, values])
     return b"[" + head[:-1] + b"," + template + b"]]"

@@ -106,7 +106,7 @@ class Session(Factories):
         self._first_at = 0.0  # when the oldest buffered op was recorded
         self._elements = 0  # elements the buffered ops make (how much work they are)
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
-        self._plans = _replay.Plans()  # batches sent before, as handles (_replay)
+        self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None

@@ -20,6 +20,10 @@ from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY
 from ._errors import ResourceExhaustedError
 from ._requests import OpSource
 
+MAX_HANDLE = 64
+# One SDK session proxy captures at most MAX_PLANS; a session shared by many clients keeps
+# the newest MAX_SESSION_PLANS (a client that captured before all of those replays in vain)
+MAX_SESSION_PLANS = 16 * MAX_PLANS
 # session -> {handle: template entries}; a closed session's plans go with it
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -60,7 +64,10 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
         plans = _PLANS.get(session)
         if plans is None:
             plans = _PLANS[session] = {}
+        plans.pop(handle, None)  # the newest last: the oldest goes first when there are many
         plans[handle] = template
+        if len(plans) > MAX_SESSION_PLANS:
+            del plans[next(iter(plans))]
     elif kind == REPLAY and len(entry) == 4:
         _, handle, ids, values = entry
         _check_handle(handle)
@@ -83,8 +90,8 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
 
 
 def _check_handle(handle) -> None:
-    if type(handle) is not int or not 0 <= handle < MAX_PLANS:
-        raise InvalidArgumentError(f"plan handles are integers 0 to {MAX_PLANS - 1}")
+    if type(handle) is not str or not 0 < len(handle) <= MAX_HANDLE:
+        raise InvalidArgumentError(f"plan handles are strings of 1 to {MAX_HANDLE} characters")
 
 
 def _fill(t, ids: list, values: list) -> list:

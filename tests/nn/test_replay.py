@@ -134,6 +134,25 @@ def test_a_gpu_session_replays_as_eager_too(client):
         np.testing.assert_array_equal(runs[1][1][k], v, err_msg=k)
 
 
+def test_two_clients_on_one_session_keep_their_own_plans(client):
+    with client.session() as s:
+        other = client.attach(s.id)
+        w = s.tensor(np.ones(3, np.float32))
+        s.synchronize()
+        w2 = other.get(w.id)
+        results = {}
+        for _ in range(5):  # each captures its own step under its own handle
+            for name, sess, ww in (("s", s, w), ("other", other, w2)):
+                x = sess.tensor(np.arange(3, dtype=np.float32))
+                out = ((x * ww + 1) * 2).exp() if name == "s" else ((x - ww) * 3).tanh().sum()
+                results.setdefault(name, []).append(np.asarray(out.numpy()))
+        assert s._plans.replays >= 2 and other._plans.replays >= 2
+        for got in results["s"]:
+            np.testing.assert_allclose(got, np.exp((np.arange(3) + 1) * 2), rtol=1e-6)
+        for got in results["other"]:
+            assert got == pytest.approx(np.tanh((np.arange(3) - 1) * 3).sum(), rel=1e-6)
+
+
 def _replaying_session(client):
     """A session whose step `y = tanh(x @ w).sum(); backward` is captured and replaying."""
     s = client.session()
@@ -235,13 +254,13 @@ def test_plans_capture_on_the_second_sighting_and_rewrite_after_a_move():
     from gradserve._replay import Plans
     from gradserve.v1.codec import pack_ops
 
-    plans = Plans()
+    plans = Plans("p.")
     assert plans.pack(_ops(10)) == pack_ops(_ops(10))  # first sighting: as it is
     capture = json.loads(plans.pack(_ops(20)))
-    assert capture[0][:4] == ["@capture", 0, ["a.20", "a.1", "a.21", "a.22", "a.23"], []]
+    assert capture[0][:4] == ["@capture", "p.0", ["a.20", "a.1", "a.21", "a.22", "a.23"], []]
     assert capture[0][4][1] == ["mul", [[1], [0]], [2], None, 0]
     replay = plans.pack(_ops(30))
-    assert json.loads(replay) == [["@replay", 0, ["a.30", "a.1", "a.31", "a.32", "a.33"], []]]
+    assert json.loads(replay) == [["@replay", "p.0", ["a.30", "a.1", "a.31", "a.32", "a.33"], []]]
     lr = _ops(35)
     lr[3][3] = {"alpha": 0.5}  # a float attr is a value of the step, not of its template
     plans.pack(lr)
@@ -253,7 +272,7 @@ def test_plans_capture_on_the_second_sighting_and_rewrite_after_a_move():
     other[2][3] = {"dim": [1]}  # a different attr is a different template
     assert plans.pack(other) == pack_ops(other)
     plans.moved()  # resent to a server that holds no plans: the replay carries its template
-    assert json.loads(plans.eager(replay))[0][:2] == ["@capture", 0]
+    assert json.loads(plans.eager(replay))[0][:2] == ["@capture", "p.0"]
     assert plans.eager(pack_ops(other)) == pack_ops(other)
     assert plans.pack(_ops(50)) == pack_ops(_ops(50))  # captured anew from here
 
@@ -269,7 +288,7 @@ def test_the_server_expands_a_replay_into_the_eager_entries():
     class Session:  # what the plans are kept for
         pass
 
-    plans, session = Plans(), Session()
+    plans, session = Plans("p."), Session()
     plans.pack(_ops(10))
 
     def run(ops):
@@ -285,16 +304,16 @@ def test_the_server_expands_a_replay_into_the_eager_entries():
         assert run(lr) == lr
     assert server_replay.plan_count(session) == 2
     with pytest.raises(InvalidArgumentError, match="has not captured"):
-        list(server_replay.expand(Session(), [OpSource([["@replay", 0, ["x"], []]], None,
+        list(server_replay.expand(Session(), [OpSource([["@replay", "p.0", ["x"], []]], None,
                                                        None)])[0].entries)
     too_long = json.loads(plans.pack(_ops(40)))  # a replay; as a capture it has 4 entries
-    capture = [["@capture", 1, too_long[0][2], [], _ops(0)]]
+    capture = [["@capture", "p.1", too_long[0][2], [], _ops(0)]]
     from gradserve.server._errors import ResourceExhaustedError
 
     with pytest.raises(ResourceExhaustedError, match="limit of 3 per request"):
         list(server_replay.expand(session, [OpSource(capture, None, None)], 3)[0].entries)
     with pytest.raises(InvalidArgumentError, match="beyond the 1 ids"):
-        list(server_replay.expand(session, [OpSource([["@replay", 0, ["x"], []]], None,
+        list(server_replay.expand(session, [OpSource([["@replay", "p.0", ["x"], []]], None,
                                                      None)])[0].entries)
 
 

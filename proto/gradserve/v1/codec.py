@@ -32,7 +32,7 @@ FLOATS_ATTR = "__floats__"  # Struct attrs whose integral values must stay float
 NO_GRAD, INPLACE = 1, 2  # op_batch flags
 # op_batch entries that name a captured step instead of an op (docs/WIRE.md, "Captured steps")
 CAPTURE, REPLAY = "@capture", "@replay"
-MAX_PLANS = 64  # captured steps a session keeps (handles 0 .. MAX_PLANS - 1)
+MAX_PLANS = 64  # captured steps one SDK session proxy keeps
 MAX_PLAN_OPS = 4096  # entries in one captured step
 DATA_OP = "tensor"  # the one op that takes tensor data (OpCall.data, op_data)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
