@@ -85,7 +85,10 @@ class Plans:
         if not raw.startswith(_REPLAY_HEAD):
             return raw
         ((_, handle, ids, values),) = json.loads(raw)
-        return capture_bytes(handle, ids, values, self._before_move[handle])
+        template = self._before_move.get(handle)
+        if template is None:  # not one of ours before the move: the server will say so
+            return raw
+        return capture_bytes(handle, ids, values, template)
 
 
 def capture_bytes(handle: str, ids: list, values: list, template: bytes) -> bytes:
