@@ -24,6 +24,7 @@ MAX_HANDLE = 64
 # One SDK session proxy captures at most MAX_PLANS; a session shared by many clients keeps
 # the newest MAX_SESSION_PLANS (a client that captured before all of those replays in vain)
 MAX_SESSION_PLANS = 16 * MAX_PLANS
+MAX_ENTRIES = 1 << 16  # template entries a session keeps in all (memory the byte limit misses)
 # session -> {handle: template entries}; a closed session's plans go with it
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -66,7 +67,7 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
             plans = _PLANS[session] = {}
         plans.pop(handle, None)  # the newest last: the oldest goes first when there are many
         plans[handle] = template
-        if len(plans) > MAX_SESSION_PLANS:
+        while len(plans) > MAX_SESSION_PLANS or sum(map(len, plans.values())) > MAX_ENTRIES:
             del plans[next(iter(plans))]
     elif kind == REPLAY and len(entry) == 4:
         _, handle, ids, values = entry

@@ -377,3 +377,28 @@ def test_a_compiled_step_replays_where_the_clock_would_cut_it(client, monkeypatc
         np.testing.assert_array_equal(np.array(losses), local[0])
         for k, v in model.state_dict().items():
             np.testing.assert_array_equal(np.asarray(v), local[1][k], err_msg=k)
+
+
+def test_a_session_keeps_its_newest_plans_within_its_entry_budget(monkeypatch):
+    from gradserve.engine import InvalidArgumentError
+    from gradserve.server import _replay as server_replay
+    from gradserve.server._requests import OpSource
+
+    monkeypatch.setattr(server_replay, "MAX_ENTRIES", 10)
+
+    class Session:
+        pass
+
+    session = Session()
+    template = [["neg", [[0]], [1], None, 0]] * 4
+
+    def run(kind, handle):
+        entry = [kind, handle, ["a", "b"], []] + ([template] if kind == "@capture" else [])
+        return list(server_replay.expand(session, [OpSource([entry], None, None)])[0].entries)
+
+    for handle in ("h.0", "h.1", "h.2"):  # 12 entries: the oldest plan goes
+        assert run("@capture", handle) == [["neg", ["a"], ["b"], None, 0]] * 4
+    assert server_replay.plan_count(session) == 2
+    assert len(run("@replay", "h.2")) == len(run("@replay", "h.1")) == 4
+    with pytest.raises(InvalidArgumentError, match="has not captured"):
+        run("@replay", "h.0")
