@@ -97,34 +97,28 @@ def capture_bytes(handle: str, ids: list, values: list, template: bytes) -> byte
     return b"[" + head[:-1] + b"," + template + b"]]"
 
 
+class _Slots(dict):
+    """A slot per id, numbered as first seen."""
+
+    __slots__ = ()
+
+    def __missing__(self, tid: str) -> int:
+        slot = self[tid] = len(self)
+        return slot
+
+
 def split(ops: list) -> tuple[bytes, list, list]:
     """(the template of `ops` as op_batch bytes, the ids slot by slot, the float attrs). In
     the template an input id is `[slot]` (a one-element array, which no eager input is), an
     output id is its slot number, and a float attr is `{"@": k}` for `values[k]` (no eager
     attr is an object): an optimizer's step size or a schedule's rate changes every step
     while the step stays the same."""
-    slots: dict = {}
-    ids: list = []
+    slots = _Slots()  # id -> slot, in the order first named (so `list(slots)` is the ids)
     values: list = []
     entries = []
     for name, args, outputs, attrs, flags in ops:
-        targs = []
-        for x in args:
-            if type(x) is str:
-                k = slots.get(x)
-                if k is None:
-                    k = slots[x] = len(ids)
-                    ids.append(x)
-                targs.append([k])
-            else:
-                targs.append(x)
-        touts = []
-        for x in outputs:
-            k = slots.get(x)
-            if k is None:
-                k = slots[x] = len(ids)
-                ids.append(x)
-            touts.append(k)
+        targs = [[slots[x]] if type(x) is str else x for x in args]
+        touts = [slots[x] for x in outputs]
         if attrs:
             copied = None
             for key, v in attrs.items():
@@ -136,7 +130,7 @@ def split(ops: list) -> tuple[bytes, list, list]:
             if copied is not None:
                 attrs = copied
         entries.append([name, targs, touts, attrs, flags])
-    return pack_ops(entries), ids, values
+    return pack_ops(entries), list(slots), values
 
 def restore(session, moved):
     """Restore a moved session (its SessionInfo); the server that did holds no plans."""
