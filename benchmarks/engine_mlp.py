@@ -13,15 +13,15 @@ drift):
    own afterwards (its OpenMP workers spin after a step and would slow the next side). Each
    step is split into forward / zero_grad / backward / optimizer, and the minor page faults
    it takes are counted (fresh large arrays cost page faults, expensive in a VM). This runs
-   in a child process whose glibc malloc keeps freed memory (MALLOC_MMAP_THRESHOLD_,
-   MALLOC_TRIM_THRESHOLD_), so that neither side pays page faults for fresh arrays and the
-   comparison is of the computation (issue 6's target is stated so).
+   in a child process with the machine's malloc settings, as a user's program starts:
+   importing gradserve.engine keeps freed memory for reuse (engine/core/memory.py), so
+   neither side pays page faults for fresh arrays and the comparison is of the computation.
 2. Per-op overhead on tiny tensors: a chain of 1,000 ops alternating add and mul on
    2-element float32 tensors, for engine and torch, without grad, recording the graph, and
    recording plus backward. Per op in microseconds.
-3. A diagnostic rerun of (1) in this process, with the machine's allocator settings
-   untouched, to show what page faults on fresh arrays cost each side. --no-allocator-check
-   skips it.
+3. A diagnostic rerun of (1) in a child with GRADSERVE_KEEP_FREED_MEMORY=0 (glibc's
+   defaults), to show what page faults on fresh arrays cost each side.
+   --no-allocator-check skips it.
 
 Targets: engine step <= 1.3x the numpy floor; engine per-op overhead <= 3x torch's.
 """
@@ -43,6 +43,7 @@ import gradserve.nn.functional as F
 import gradserve.optim as optim
 import numpy as np
 from gradserve import engine
+from gradserve.engine.core.memory import keep_freed_memory as kept_freed_memory
 
 SIZES = (784, 512, 512, 10)
 BATCH = 64
@@ -50,7 +51,7 @@ LR = 0.01
 CHAIN = 1000
 ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
             "MKL_NUM_THREADS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
-MALLOC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+UNTUNED = {"GRADSERVE_KEEP_FREED_MEMORY": "0"}  # the diagnostic: glibc's own defaults
 
 
 def _try_torch():
@@ -226,7 +227,7 @@ def bench_step(rounds: int, per_round: int, with_torch: bool) -> dict:
     if "torch" in steps:
         for _ in range(rounds):
             run("torch")
-    out = {"max_weight_diff": max_diff, "steps": {}}
+    out = {"max_weight_diff": max_diff, "steps": {}, "kept_freed_memory": kept_freed_memory()}
     for name in steps:
         parts = list(zip(*splits[name], strict=True)) if splits[name] else []  # torch: none
         out["steps"][name] = {
@@ -376,10 +377,11 @@ def render(args, step: dict, per_op: dict, diag: dict | None, profiles: dict,
            f"- 1-minute load average: {load[0]:.2f} at the start, {load[1]:.2f} at the end "
            "(other processes share these CPUs; sides are interleaved so they share the noise)",
            "",
-           "The step, in a child process whose malloc keeps freed memory ("
-           + ", ".join(f"{k}={v}" for k, v in MALLOC_KEEP.items()) + "), so neither side "
-           f"pays page faults: medians over {args.rounds} rounds of {args.per_round} steps "
-           "each (engine and floor alternate; torch ran in a block of its own afterwards). "
+           "The step, in a child process with the machine's malloc settings (importing "
+           f"gradserve.engine kept freed memory for reuse: {step['kept_freed_memory']}), "
+           f"so neither side pays page faults: medians over {args.rounds} rounds of "
+           f"{args.per_round} steps each (engine and floor alternate; torch ran in a block "
+           "of its own afterwards). "
            f"All sides compute the same step (largest weight difference to numpy after one "
            f"step: {step['max_weight_diff']:.1e}). Split columns are ms medians of the phases.",
            "", *_step_table(step), "",
@@ -404,8 +406,9 @@ def render(args, step: dict, per_op: dict, diag: dict | None, profiles: dict,
         out += ["", f"**Engine / torch per op, worst mode: {worst:.2f}x** (target <= 3x: "
                 f"{'met' if worst <= 3 else 'MISSED'})"]
     if diag is not None:
-        out += ["", "Diagnostic (not the headline): the same step with the machine's malloc "
-                "settings, where fresh large arrays cost page faults:", "",
+        out += ["", "Diagnostic (not the headline): the same step with glibc's defaults "
+                "(GRADSERVE_KEEP_FREED_MEMORY=0), where fresh large arrays cost page faults:",
+                "",
                 *_step_table(diag), "",
                 f"Engine step / numpy floor with the default allocator: "
                 f"{diag['steps'][eng_name]['ms'] / diag['steps']['numpy floor']['ms']:.2f}x"]
@@ -416,6 +419,15 @@ def render(args, step: dict, per_op: dict, diag: dict | None, profiles: dict,
         out += [f"| `{w}` | {n} | {per:.2f} | {own:.0f} | {cum:.0f} |"
                 for w, n, per, own, cum in rows]
     return "\n".join(out)
+
+
+def _child_step(args, with_torch: bool, env: dict) -> dict:
+    """The step benchmark in a fresh process (its allocator state is its own)."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--json-step-only", "--rounds", str(args.rounds),
+         "--per-round", str(args.per_round)] + (["--no-torch"] if not with_torch else []),
+        env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return json.loads(child.stdout)
 
 
 def main() -> None:
@@ -430,20 +442,14 @@ def main() -> None:
     args = parser.parse_args()
     with_torch = not args.no_torch
 
-    if args.json_step_only:  # the step benchmark's child process, with malloc keeping pages
+    if args.json_step_only:  # the step benchmark's child process
         print(json.dumps(bench_step(args.rounds, args.per_round, with_torch)))
         return
 
     load_start = os.getloadavg()[0]
-    child = subprocess.run(
-        [sys.executable, __file__, "--json-step-only", "--rounds", str(args.rounds),
-         "--per-round", str(args.per_round)] + (["--no-torch"] if not with_torch else []),
-        env={**os.environ, **MALLOC_KEEP}, capture_output=True, text=True, check=True)
-    step = json.loads(child.stdout)
+    step = _child_step(args, with_torch, {})
     per_op = bench_per_op(args.rounds, with_torch)
-    diag = None
-    if not args.no_allocator_check:
-        diag = bench_step(args.rounds, args.per_round, with_torch=False)
+    diag = None if args.no_allocator_check else _child_step(args, False, UNTUNED)
     profiles = {}
     if not args.no_profile:
         x, y = make_data()

@@ -52,6 +52,7 @@ from concurrent import futures  # noqa: E402
 import gradserve as gs  # noqa: E402
 import numpy as np  # noqa: E402
 from gradserve import engine  # noqa: E402
+from gradserve.engine.core.memory import keep_freed_memory as kept_freed_memory  # noqa: E402
 
 nn, F, optim = gs.nn, gs.nn.functional, gs.optim
 SHAPES = {"medium": (64, (784, 512, 512, 10)), "tiny": (32, (64, 64, 10))}
@@ -113,11 +114,28 @@ def train_step(model, opt, x, y) -> float:
     return loss.item()
 
 
+def bench_roundtrip(client, n: int = 500) -> float:
+    """Seconds for a bare Pipeline round trip: an empty request and its answer (the floor a
+    remote step that waits once cannot go under: what is left is the transport)."""
+    with client.session() as s:
+        for _ in range(50):
+            s.synchronize()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.synchronize()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def bench_step(client, server: ServerProcess, shape: str, rounds: int, steps: int) -> dict:
+    """The step in-process, remote (captured steps replayed: the default) and remote with
+    replay turned off (every batch sent as its entries), sides alternating round by round;
+    the server's CPU and faults and the client's CPU are those of the replaying side."""
     batch, sizes = SHAPES[shape]
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((batch, sizes[0])).astype(np.float32)
@@ -126,37 +144,49 @@ def bench_step(client, server: ServerProcess, shape: str, rounds: int, steps: in
     local = build(engine, sizes)
     lopt = optim.SGD(local.parameters(), lr=0.01)
     lx, ly = engine.tensor(xs), engine.tensor(ys)
-    out = {"local": [], "remote": [], "local_faults": [], "server_faults": [], "server_cpu": [],
-           "client_cpu": [], "waits": [], "ops": [], "requests": []}
-    with client.session() as s:
-        remote = build(s, sizes)
-        remote.load_state_dict(local.state_dict())
-        ropt = optim.SGD(remote.parameters(), lr=0.01)
-        rx, ry = s.tensor(xs), s.tensor(ys)
+    out = {"local": [], "remote": [], "remote_eager": [], "local_faults": [],
+           "server_faults": [], "server_cpu": [], "client_cpu": [], "waits": [], "ops": [],
+           "requests": [], "replays": []}
+    with client.session() as s, client.session() as e:
+        e._plans.enabled = False
+        sides = {}
+        for name, sess in (("remote", s), ("remote_eager", e)):
+            model = build(sess, sizes)
+            model.load_state_dict(local.state_dict())
+            sides[name] = (model, optim.SGD(model.parameters(), lr=0.01), sess.tensor(xs),
+                           sess.tensor(ys))
         for _ in range(3):  # warm caches, allocators and the stream
             train_step(local, lopt, lx, ly)
-            train_step(remote, ropt, rx, ry)
-        for _ in range(rounds):  # alternate, so noise from other processes hits both
+            for side in sides.values():
+                train_step(*side)
+        for _ in range(rounds):  # alternate, so noise from other processes hits every side
             for _ in range(steps):
                 f0, t0 = _faults(), time.perf_counter()
                 train_step(local, lopt, lx, ly)
                 out["local"].append(time.perf_counter() - t0)
                 out["local_faults"].append(_faults() - f0)
-            stats0 = (s.stats.waits, s.stats.ops, s.stats.requests)
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                train_step(*sides["remote_eager"])
+                out["remote_eager"].append(time.perf_counter() - t0)
+            stats0 = (s.stats.waits, s.stats.ops, s.stats.requests, s._plans.replays)
             sf0, sc0, cc0 = server.minor_faults(), server.cpu_seconds(), time.thread_time()
             for _ in range(steps):
                 t0 = time.perf_counter()
-                train_step(remote, ropt, rx, ry)
+                train_step(*sides["remote"])
                 out["remote"].append(time.perf_counter() - t0)
             out["client_cpu"].append((time.thread_time() - cc0) / steps)
             out["server_cpu"].append((server.cpu_seconds() - sc0) / steps)
             out["server_faults"].append((server.minor_faults() - sf0) / steps)
-            for key, before, now in zip(("waits", "ops", "requests"), stats0, (
-                    s.stats.waits, s.stats.ops, s.stats.requests), strict=True):
+            for key, before, now in zip(("waits", "ops", "requests", "replays"), stats0, (
+                    s.stats.waits, s.stats.ops, s.stats.requests, s._plans.replays),
+                    strict=True):
                 out[key].append((now - before) / steps)
-        got = s.fetch(*remote.parameters())
-    for a, b in zip(got, local.parameters(), strict=True):  # the same steps, the same weights
-        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-3, atol=1e-5)
+        got = [sess.fetch(*sides[name][0].parameters()) for name, sess in
+               (("remote", s), ("remote_eager", e))]
+    for side in got:  # the same steps, the same weights
+        for a, b in zip(side, local.parameters(), strict=True):
+            np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-3, atol=1e-5)
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -236,28 +266,34 @@ def _chain(a, b):
 
 
 def bench_per_op(client, server: ServerProcess, rounds: int) -> dict:
+    """Per op of the chain: the engine's time, and the client's and server's CPU on a session
+    that replays its batches (the chain's 64-op batches repeat: replayed from the third) and
+    on one that sends every batch as its entries, rounds alternating."""
     ea, eb = engine.tensor([1.0, 2.0], requires_grad=True), engine.tensor([0.5, 0.25])
-    engine_times, client_cpu, server_cpu = [], [], []
-    with client.session() as s:
-        ra, rb = s.tensor([1.0, 2.0], requires_grad=True), s.tensor([0.5, 0.25])
+    times = {k: [] for k in ("engine", "client", "server", "client_eager", "server_eager")}
+    with client.session() as s, client.session() as e:
+        e._plans.enabled = False
+        sides = [(sess, sess.tensor([1.0, 2.0], requires_grad=True), sess.tensor([0.5, 0.25]),
+                  suffix) for sess, suffix in ((s, ""), (e, "_eager"))]
         for r in range(rounds + 2):
             t0 = time.perf_counter()
             h = _chain(ea, eb)
             engine_time = time.perf_counter() - t0
             del h
-            s.synchronize()
-            sc0, cc0 = server.cpu_seconds(), time.thread_time()
-            h = _chain(ra, rb)
-            record = time.thread_time() - cc0
-            s.synchronize()
-            serve = server.cpu_seconds() - sc0
-            del h
             if r >= 2:
-                engine_times.append(engine_time)
-                client_cpu.append(record)
-                server_cpu.append(serve)
-    us = {"engine": engine_times, "client": client_cpu, "server": server_cpu}
-    return {k: 1e6 * statistics.median(v) / CHAIN for k, v in us.items()}
+                times["engine"].append(engine_time)
+            for sess, ra, rb, suffix in sides:
+                sess.synchronize()
+                sc0, cc0 = server.cpu_seconds(), time.thread_time()
+                h = _chain(ra, rb)
+                record = time.thread_time() - cc0
+                sess.synchronize()
+                serve = server.cpu_seconds() - sc0
+                del h
+                if r >= 2:
+                    times["client" + suffix].append(record)
+                    times["server" + suffix].append(serve)
+    return {k: 1e6 * statistics.median(v) / CHAIN for k, v in times.items()}
 
 
 # -- 3. waits for a big graph ---------------------------------------------------------------------
@@ -341,23 +377,31 @@ def _verdict(ok: bool) -> str:
 
 
 def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: float | None,
-           load: tuple[float, float]) -> str:
+           load: tuple[float, float], roundtrip: float) -> str:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, numpy {np.__version__}, BLAS threads "
         f"{os.environ.get('OPENBLAS_NUM_THREADS')} per process; 1-minute load average "
         f"{load[0]:.2f} at the start, {load[1]:.2f} at the end.", "",
         f"Training step as a user writes it (medians over {args.rounds} rounds of "
-        f"{args.steps} steps per side, sides alternating):", "",
-        "| step | in-process ms | remote ms | remote / in-process | waits | ops | requests "
-        "| client CPU ms | server CPU ms | faults in-process | faults server |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        f"{args.steps} steps per side, sides alternating). Allocators: the in-process side "
+        f"keeps freed memory because importing gradserve.engine asks glibc to "
+        f"({'applied' if kept_freed_memory() else 'NOT applied here'}: engine/core/memory.py), "
+        "the server because `gradserve serve` tunes its own malloc; the page-fault columns "
+        "show both sides warm. 'remote' replays captured steps (the default); 'replay off' "
+        "sends every batch as its entries:", "",
+        "| step | in-process ms | remote ms | remote / in-process | remote, replay off ms "
+        "| replays | waits | ops | requests | client CPU ms | server CPU ms "
+        "| faults in-process | faults server |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |"]
     for name, r in steps.items():
         batch, sizes = SHAPES[name]
         lines.append(
             f"| {name}: batch {batch}, {'-'.join(map(str, sizes))} | {1e3 * r['local']:.2f} | "
             f"{1e3 * r['remote']:.2f} | **{r['remote'] / r['local']:.2f}x** | "
-            f"{r['waits']:.0f} | {r['ops']:.0f} | {r['requests']:.0f} | "
+            f"{1e3 * r['remote_eager']:.2f} | {r['replays']:.0f} | {r['waits']:.0f} | "
+            f"{r['ops']:.0f} | {r['requests']:.0f} | "
             f"{1e3 * r['client_cpu']:.2f} | {1e3 * r['server_cpu']:.2f} | "
             f"{r['local_faults']:.0f} | {r['server_faults']:.0f} |")
     medium, tiny = steps["medium"], steps["tiny"]
@@ -368,15 +412,18 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: fl
         f"- medium step remote / in-process: **{ratio:.2f}x** (target <= 1.3x: "
         f"{_verdict(ratio <= 1.3)})",
         f"- tiny step remote: **{1e3 * tiny['remote']:.2f} ms** (target <= 1.2 ms: "
-        f"{_verdict(tiny['remote'] <= 1.2e-3)})",
+        f"{_verdict(tiny['remote'] <= 1.2e-3)}); a bare Pipeline round trip (an empty "
+        f"request and its answer, median of 500): {1e3 * roundtrip:.3f} ms, so the tiny "
+        f"step is {1e3 * (tiny['remote'] - roundtrip):.2f} ms above the transport's floor "
+        f"and {tiny['remote'] / tiny['local']:.2f}x the in-process step",
         (f"- the same tiny step through torch.distributed.rpc (RemoteModule, distributed "
          f"autograd, DistributedOptimizer, item() each step; a server process on loopback): "
          f"{1e3 * rpc:.2f} ms; gradserve / rpc: **{tiny['remote'] / rpc:.2f}x** (target <= "
          f"0.5x: {_verdict(tiny['remote'] <= 0.5 * rpc)})" if rpc else
-         "- torch.distributed.rpc: not measured (torch is not installed)"),
+         "- torch.distributed.rpc: not measured (--no-rpc, or torch is not installed)"),
         "",
         f"Per op, a {CHAIN}-op chain recording a graph (medians over {args.rounds} runs), "
-        "microseconds:", "",
+        "microseconds; its 64-op batches repeat, so the default session replays them:", "",
         "| measure | us/op | target |", "| --- | ---: | --- |",
         f"| in-process engine, whole op | {per_op['engine']:.2f} | |",
         f"| client CPU per recorded op | **{per_op['client']:.2f}** | <= 15: "
@@ -384,6 +431,9 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: fl
         f"| server CPU per op | {per_op['server']:.2f} | |",
         f"| server overhead per op (server CPU - engine) | **{overhead:.2f}** | <= 10: "
         f"{_verdict(overhead <= 10)} |",
+        f"| replay off: client CPU per op | {per_op['client_eager']:.2f} | |",
+        f"| replay off: server overhead per op | "
+        f"{per_op['server_eager'] - per_op['engine']:.2f} | |",
         "",
         "| other | result | target |", "| --- | --- | --- |",
         f"| {waits['ops']}-op graph + backward + fetch 10 grads | **{waits['waits']} waits** "
@@ -414,13 +464,15 @@ def main() -> None:
         with gs.connect(server.address) as client:
             steps = {name: bench_step(client, server, name, args.rounds, args.steps)
                      for name in SHAPES}
+            roundtrip = bench_roundtrip(client)
             per_op = bench_per_op(client, server, args.rounds)
             waits = bench_waits(client)
             transfer = bench_transfer(client, args.mb)
     finally:
         server.stop()
     rpc = None if args.no_rpc else bench_torch_rpc(args.rounds * args.steps)
-    text = render(args, steps, per_op, waits, transfer, rpc, (load_start, os.getloadavg()[0]))
+    text = render(args, steps, per_op, waits, transfer, rpc, (load_start, os.getloadavg()[0]),
+                  roundtrip)
     print(text)
     if args.out:
         command = "python " + " ".join([os.path.relpath(__file__), *sys.argv[1:]])

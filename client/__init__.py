@@ -28,6 +28,7 @@ import importlib
 
 from . import autograd, backends, cuda, utils
 from ._checkpoint import CheckpointError, load, save
+from ._compile import compile  # noqa: A004  (torch.compile's name)
 from ._current import current_session, use
 from ._errors import (
     AutogradError,
@@ -102,6 +103,7 @@ __all__ = [
     "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
+    "compile",
     "autograd", "backends", "bool", "can_cast", "cat", "connect", "cuda", "current_session",
     "device",
     "double", "enable_grad", "engine", "float", "float16", "float32", "float64", "half",

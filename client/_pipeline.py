@@ -31,13 +31,15 @@ class Pipeline:
 
     `seqs` numbers the requests (shared by the session's pipelines); `on_break(error)` is
     asked what a stream that ended without a gradserve answer means, and `restore(error)`
-    brings a moved session back and returns its SessionInfo (see `_handoff`)."""
+    brings a moved session back and returns its SessionInfo (see `_handoff`); `resend(request)`
+    is what of an unanswered request goes to the server that restored it."""
 
     _PENDING = object()
 
     def __init__(self, client, session_id: str, on_callback=None, seqs=None,
                  on_break: Callable[[GradserveError], GradserveError] | None = None,
-                 restore: Callable[[GradserveError], object] | None = None) -> None:
+                 restore: Callable[[GradserveError], object] | None = None,
+                 resend: Callable[[object], object] | None = None) -> None:
         # A server's backward that reached a hook or custom Function of this client sends a
         # `callback` message and waits: whoever waits here runs `on_callback(callback)` (the
         # Python, then its answer, sent as a new request), outside the stream's lock.
@@ -48,6 +50,7 @@ class Pipeline:
         self._seq = seqs if seqs is not None else itertools.count(1)
         self._on_break = on_break or (lambda error: error)
         self._restore = restore
+        self._resend = resend or (lambda request: request)
         self._cond = threading.Condition()
         self._sent: dict[int, tuple] = {}  # seq -> (op entries, sites), to name a failing op
         self._unacked: dict[int, object] = {}  # seq -> request whose reply was not read yet
@@ -167,7 +170,8 @@ class Pipeline:
             old = self._queue
             self._open()
             for seq in sorted(self._unacked):
-                self._queue.put(self._unacked[seq])
+                request = self._unacked[seq] = self._resend(self._unacked[seq])
+                self._queue.put(request)
             old.put(None)
 
     @property

@@ -29,10 +29,10 @@ from gradserve.v1.codec import (
     NO_GRAD,
     array_from_tensor_data,
     check_int,
-    pack_ops,
 )
 
-from . import _callbacks, _grads, _handoff, _wire
+from . import _callbacks, _grads, _handoff, _replay, _wire
+from ._compile import in_whole_batches
 from ._current import pop, push
 from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
@@ -106,6 +106,7 @@ class Session(Factories):
         self._first_at = 0.0  # when the oldest buffered op was recorded
         self._elements = 0  # elements the buffered ops make (how much work they are)
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
+        self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
         self._releases: collections.deque = collections.deque()
         self._proxies: dict[str, weakref.ref] = {}
         self._pipe: Pipeline | None = None
@@ -272,7 +273,8 @@ class Session(Factories):
             ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()):
+                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()
+                    and not in_whole_batches()):
                 self._flush_locked()
 
     def _idle(self) -> bool:
@@ -312,7 +314,7 @@ class Session(Factories):
         if ops:
             self._ops, self._sites, self._blobs, self._op_bytes = [], [], [], 0
             self._elements = 0
-            request.op_batch = pack_ops(ops)
+            request.op_batch = self._plans.pack(ops)  # a replay when captured (_replay)
             if blobs:
                 request.op_data.extend(blobs)
         if self._pipe is None or self._pipe.reported:
@@ -320,7 +322,8 @@ class Session(Factories):
             # session lives on the server, so carry on over a new stream.
             self._pipe = Pipeline(self._client, self._id, self._serve_callback, self._seqs,
                                   on_break=lambda e: _handoff.explain_break(self, e),
-                                  restore=lambda e: _handoff.restore(self, e))
+                                  restore=lambda e: _replay.restore(self, e),
+                                  resend=lambda r: _replay.resend(self, r))
         try:
             seq = self._pipe.submit(request, (ops, sites) if ops else None, wait)
         except GradserveError:

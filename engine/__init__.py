@@ -49,6 +49,7 @@ from .core.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from .core.memory import keep_freed_memory as _keep_freed_memory
 from .core.meta import AutogradMeta
 from .core.random import Generator, manual_seed, using_generator
 from .core.registry import OPS, Meta, get_op
@@ -121,6 +122,10 @@ def can_cast(from_, to) -> bool:  # noqa: A002
 for _name in _factory_names():
     globals()[_name] = getattr(_ENGINE, _name)
 globals().update(_FUNCTIONS)
+
+# arrays freed by one step are reused by the next instead of faulting pages back in
+# (core/memory.py says what is set and when it is left alone)
+_keep_freed_memory()
 
 cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
                        device_count=cuda_device_count)

@@ -31,6 +31,7 @@ from gradserve.engine import (
 from gradserve.engine.seam import OPS, apply, apply_inplace, backend, canonical_device, grad_mode
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
+from . import _replay as replay
 from ._callbacks import serving
 from ._errors import (
     OpFailure,
@@ -114,6 +115,8 @@ class Executor:
         run `action` unless something failed. Errors are returned in the result, not raised.
         Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
         out = StepResult()
+        # captured steps, as their eager entries (a template holds no more than a batch may)
+        sources = replay.expand(session, sources, self.limits.max_batch_ops)
         with serving(session):  # a backward here may ask the client to run a hook
             if sources:
                 started = time.perf_counter()

@@ -30,6 +30,10 @@ ERROR_TRAILER = "gradserve-error-bin"  # trailing metadata key of a call's `Erro
 CHUNK_BYTES = 1 << 20  # bulk tensor bytes per Upload or Fetch message
 FLOATS_ATTR = "__floats__"  # Struct attrs whose integral values must stay floats
 NO_GRAD, INPLACE = 1, 2  # op_batch flags
+# op_batch entries that name a captured step instead of an op (docs/WIRE.md, "Captured steps")
+CAPTURE, REPLAY = "@capture", "@replay"
+MAX_PLANS = 64  # captured steps one SDK session proxy keeps
+MAX_PLAN_OPS = 4096  # entries in one captured step
 DATA_OP = "tensor"  # the one op that takes tensor data (OpCall.data, op_data)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_DIMS = 64  # numpy's limit on an array's dims

@@ -1,0 +1,147 @@
+"""Capture and replay of recorded steps: a batch of ops the session sent before goes out as a
+handle plus the ids that changed.
+
+A training step records the same ops every time (same ops, shapes, dtypes, attrs, flags; the
+same tensors by position) and only its ids differ: fresh outputs, a new batch of inputs. So
+each batch is split into its template (the entries with every id replaced by its slot, the
+order in which the batch first names it) and its ids, slot by slot. The second time a
+template is seen it is captured (sent once, with a handle for the server to keep); from then
+on the batch is sent as `["@replay", handle, ids, values]` (`values`: its float attrs). The
+server expands a replay into exactly the entries eager recording would have sent
+(server/_replay.py) and runs them on the same path, so results, errors and the op index that
+names the user's line are eager's. Nothing here decides semantics: the client still records
+every op (shape rules, autograd bookkeeping, in-place checks), and any difference in a batch
+is a different template, sent as it is. docs/WIRE.md ("Captured steps") describes the
+entries.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY, pack_ops
+
+from . import _handoff
+
+MAX_SEEN = 256  # templates seen once, remembered to capture on their second sighting
+MIN_OPS = 4  # shorter batches are sent as they are: a replay would save nothing
+_REPLAY_HEAD = b'[["' + REPLAY.encode() + b'"'
+
+
+class Plans:
+    """One session proxy's captured templates, used under the session's lock. Handles start
+    with the proxy's id prefix, so two clients attached to one session never name each
+    other's plans. A handle names one template for as long as the session stays on its
+    server (the stream's requests may still be resent after a move, and are rewritten from
+    it): when MAX_PLANS are held, new templates are sent as they are."""
+
+    __slots__ = ("_prefix", "_plans", "_templates", "_before_move", "_seen", "captures",
+                 "replays", "enabled")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._plans: dict[bytes, str] = {}
+        self._templates: dict[str, bytes] = {}  # handle -> template
+        self._before_move: dict[str, bytes] = {}
+        self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self.captures = 0
+        self.replays = 0
+        self.enabled = True  # False: every batch goes as its entries (eager on the wire)
+
+    def moved(self) -> None:
+        """The session now lives in a server that holds no plans: capture anew (requests sent
+        before the move are rewritten by `eager`)."""
+        self._before_move = self._templates
+        self._plans, self._templates = {}, {}
+        self._seen.clear()
+
+    def pack(self, ops: list) -> bytes:
+        """The op_batch bytes for `ops`: a replay, a capture, or the entries themselves."""
+        if not self.enabled or not MIN_OPS <= len(ops) <= MAX_PLAN_OPS:
+            return pack_ops(ops)
+        template, ids, values = split(ops)
+        handle = self._plans.get(template)
+        if handle is not None:
+            self.replays += 1
+            return pack_ops([[REPLAY, handle, ids, values]])
+        seen = self._seen
+        if template not in seen:
+            seen[template] = None
+            if len(seen) > MAX_SEEN:
+                seen.popitem(last=False)
+            return pack_ops(ops)
+        if len(self._templates) >= MAX_PLANS:
+            return pack_ops(ops)
+        del seen[template]
+        handle = self._plans[template] = f"{self._prefix}{len(self._templates)}"
+        self._templates[handle] = template
+        self.captures += 1
+        return capture_bytes(handle, ids, values, template)
+
+    def eager(self, raw: bytes) -> bytes:
+        """A batch sent before the session moved, resent to the server that restored it
+        (which holds no plans): a replay becomes the capture of its template."""
+        if not raw.startswith(_REPLAY_HEAD):
+            return raw
+        ((_, handle, ids, values),) = json.loads(raw)
+        template = self._before_move.get(handle)
+        if template is None:  # not one of ours before the move: the server will say so
+            return raw
+        return capture_bytes(handle, ids, values, template)
+
+
+def capture_bytes(handle: str, ids: list, values: list, template: bytes) -> bytes:
+    """`[["@capture", handle, ids, values, template]]`, the template spliced in as packed."""
+    head = pack_ops([CAPTURE, handle, ids, values])
+    return b"[" + head[:-1] + b"," + template + b"]]"
+
+
+class _Slots(dict):
+    """A slot per id, numbered as first seen."""
+
+    __slots__ = ()
+
+    def __missing__(self, tid: str) -> int:
+        slot = self[tid] = len(self)
+        return slot
+
+
+def split(ops: list) -> tuple[bytes, list, list]:
+    """(the template of `ops` as op_batch bytes, the ids slot by slot, the float attrs). In
+    the template an input id is `[slot]` (a one-element array, which no eager input is), an
+    output id is its slot number, and a float attr is `{"@": k}` for `values[k]` (no eager
+    attr is an object): an optimizer's step size or a schedule's rate changes every step
+    while the step stays the same."""
+    slots = _Slots()  # id -> slot, in the order first named (so `list(slots)` is the ids)
+    values: list = []
+    entries = []
+    for name, args, outputs, attrs, flags in ops:
+        targs = [[slots[x]] if type(x) is str else x for x in args]
+        touts = [slots[x] for x in outputs]
+        if attrs:
+            copied = None
+            for key, v in attrs.items():
+                if type(v) is float:
+                    if copied is None:
+                        copied = dict(attrs)
+                    copied[key] = {"@": len(values)}
+                    values.append(v)
+            if copied is not None:
+                attrs = copied
+        entries.append([name, targs, touts, attrs, flags])
+    return pack_ops(entries), list(slots), values
+
+def restore(session, moved):
+    """Restore a moved session (its SessionInfo); the server that did holds no plans."""
+    info = _handoff.restore(session, moved)
+    session._plans.moved()
+    return info
+
+
+def resend(session, request):
+    """An unanswered request as the server that restored the session gets it."""
+    if request.op_batch:
+        request.op_batch = session._plans.eager(request.op_batch)
+    return request
+
