@@ -81,6 +81,8 @@ def normal(gen: CPUGenerator, n: int, dtype, mean: float = 0.0, std: float = 1.0
 def _normal_fill(gen, n, dtype, mean, std):
     """normal_fill: n uniforms, transformed 16 at a time (the first 8 give the radii, the
     next 8 the angles); a ragged tail redraws 16 fresh uniforms for the last 16 places."""
+    if dtype == np.float32 and _AVX2:
+        return _normal_fill_avx2(gen, n, mean, std)
     u = unit(gen, n, dtype)
     tail = unit(gen, 16, dtype) if n % 16 else None
     out = np.empty(n, dtype)
@@ -91,12 +93,24 @@ def _normal_fill(gen, n, dtype, mean, std):
     return out
 
 
+def _normal_fill_avx2(gen, n, mean, std):
+    """The float32 fill on x86, torch's AVX2 kernel bit for bit (normal_avx2.py), drawing
+    the words in blocks as it goes: a uniform is one word's low 24 bits."""
+    rows = n // 16
+    out = np.empty(n, np.float32)
+    _normal_avx2.fill_rows(gen.random64, rows, mean, std, out[:rows * 16].reshape(rows, 16))
+    rest = n - rows * 16
+    if rest:
+        gen.random64(rest // 2)  # the ragged chunk's uniforms: drawn, then overwritten
+        gen.random32(rest % 2)
+        out[n - 16:] = _normal_avx2.fill_rows(gen.random64, 1, mean, std).reshape(-1)
+    return out
+
+
 def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
-    """normal_fill_16 over rows of 16 uniforms: float32 on x86 as torch's AVX2 kernel, bit
-    for bit; otherwise the scalar template (log, cos and sin of the rounded operands, in
-    double, rounded as torch rounds them: a value may differ from torch's by a rounding)."""
-    if dtype == np.float32 and _AVX2:
-        return _normal_avx2.fill16(block, mean, std)
+    """normal_fill_16 over rows of 16 uniforms, the scalar template (log, cos and sin of the
+    rounded operands, in double, rounded as torch rounds them: a value may differ from
+    torch's by a rounding)."""
     b = block.astype(np.float64)
     radius = np.sqrt(-2.0 * np.log(1.0 - b[:, :8]))
     theta = (_TWO_PI * b[:, 8:]).astype(dtype).astype(np.float64)
