@@ -28,6 +28,7 @@ _F32_DIV = np.float32(1.0 / (1 << 24))
 _F64_DIV = 1.0 / (1 << 53)
 _TWO_PI = 2.0 * np.pi
 _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
+_M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 # torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
 # normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
@@ -45,7 +46,17 @@ def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return (gen.random64(n) & _M53).astype(np.float64) * _F64_DIV
-    return (gen.random32(n) & _M24).astype(np.float32) * _F32_DIV
+    # words two at a time as 64-bit draws (one numpy call, no per-word uint64 array):
+    # byteswapped, each half reads as its word in big-endian order, first word first
+    pairs = gen.random64(n // 2)
+    pairs.byteswap(inplace=True)
+    pairs &= _M24_PAIR_BE
+    out = np.empty(n, np.float32)
+    np.copyto(out[:n - n % 2], pairs.view(">i4"), casting="unsafe")
+    if n % 2:
+        out[-1] = gen.random32(1)[0] & _M24
+    out *= _F32_DIV
+    return out
 
 
 def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
