@@ -43,11 +43,16 @@ class CPUGenerator:
     state bytes. Not thread-safe by itself (torch locks a mutex; gradserve runs one
     session's ops at a time)."""
 
-    __slots__ = ("_bits", "_seed", "_fresh", "next_double_normal", "next_float_normal")
+    __slots__ = ("_bits", "_draws", "_seed", "_fresh", "next_double_normal", "next_float_normal")
 
     def __init__(self, seed: int = DEFAULT_SEED) -> None:
-        self._bits = np.random.MT19937(0)
+        self._attach(np.random.MT19937(0))
         self.manual_seed(seed)
+
+    def _attach(self, bits: np.random.MT19937) -> None:
+        # numpy's Generator over the same engine: `integers` over the full uint64 range
+        # returns mt19937_next64 (two words, the first high), torch's random64, in one C loop
+        self._bits, self._draws = bits, np.random.Generator(bits)
 
     # -- seeding ------------------------------------------------------------------------
     def manual_seed(self, seed: int) -> CPUGenerator:
@@ -74,8 +79,10 @@ class CPUGenerator:
 
     def random64(self, n: int) -> np.ndarray:
         """n successive `random64()` values: two words each, the first the high half."""
-        w = self.random32(2 * n).reshape(-1, 2)
-        return (w[:, 0] << np.uint64(32)) | w[:, 1]
+        if n <= 0:
+            return np.zeros(0, np.uint64)
+        self._fresh = False
+        return self._draws.integers(0, 1 << 64, int(n), dtype=np.uint64)
 
     # -- state --------------------------------------------------------------------------
     def get_state(self) -> bytes:
@@ -110,6 +117,6 @@ class CPUGenerator:
     @classmethod
     def from_state(cls, data: bytes) -> CPUGenerator:
         gen = cls.__new__(cls)
-        gen._bits = np.random.MT19937(0)
+        gen._attach(np.random.MT19937(0))
         gen.set_state(data)
         return gen

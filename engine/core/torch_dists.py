@@ -28,6 +28,7 @@ _F32_DIV = np.float32(1.0 / (1 << 24))
 _F64_DIV = 1.0 / (1 << 53)
 _TWO_PI = 2.0 * np.pi
 _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
+_M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 # torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
 # normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
@@ -45,7 +46,17 @@ def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         return (gen.random64(n) & _M53).astype(np.float64) * _F64_DIV
-    return (gen.random32(n) & _M24).astype(np.float32) * _F32_DIV
+    # words two at a time as 64-bit draws (one numpy call, no per-word uint64 array):
+    # byteswapped, each half reads as its word in big-endian order, first word first
+    pairs = gen.random64(n // 2)
+    pairs.byteswap(inplace=True)
+    pairs &= _M24_PAIR_BE
+    out = np.empty(n, np.float32)
+    np.copyto(out[:n - n % 2], pairs.view(">i4"), casting="unsafe")
+    if n % 2:
+        out[-1] = gen.random32(1)[0] & _M24
+    out *= _F32_DIV
+    return out
 
 
 def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
@@ -81,6 +92,8 @@ def normal(gen: CPUGenerator, n: int, dtype, mean: float = 0.0, std: float = 1.0
 def _normal_fill(gen, n, dtype, mean, std):
     """normal_fill: n uniforms, transformed 16 at a time (the first 8 give the radii, the
     next 8 the angles); a ragged tail redraws 16 fresh uniforms for the last 16 places."""
+    if dtype == np.float32 and _AVX2:
+        return _normal_fill_avx2(gen, n, mean, std)
     u = unit(gen, n, dtype)
     tail = unit(gen, 16, dtype) if n % 16 else None
     out = np.empty(n, dtype)
@@ -91,12 +104,24 @@ def _normal_fill(gen, n, dtype, mean, std):
     return out
 
 
+def _normal_fill_avx2(gen, n, mean, std):
+    """The float32 fill on x86, torch's AVX2 kernel bit for bit (normal_avx2.py), drawing
+    the words in blocks as it goes: a uniform is one word's low 24 bits."""
+    rows = n // 16
+    out = np.empty(n, np.float32)
+    _normal_avx2.fill_rows(gen.random64, rows, mean, std, out[:rows * 16].reshape(rows, 16))
+    rest = n - rows * 16
+    if rest:
+        gen.random64(rest // 2)  # the ragged chunk's uniforms: drawn, then overwritten
+        gen.random32(rest % 2)
+        out[n - 16:] = _normal_avx2.fill_rows(gen.random64, 1, mean, std).reshape(-1)
+    return out
+
+
 def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
-    """normal_fill_16 over rows of 16 uniforms: float32 on x86 as torch's AVX2 kernel, bit
-    for bit; otherwise the scalar template (log, cos and sin of the rounded operands, in
-    double, rounded as torch rounds them: a value may differ from torch's by a rounding)."""
-    if dtype == np.float32 and _AVX2:
-        return _normal_avx2.fill16(block, mean, std)
+    """normal_fill_16 over rows of 16 uniforms, the scalar template (log, cos and sin of the
+    rounded operands, in double, rounded as torch rounds them: a value may differ from
+    torch's by a rounding)."""
     b = block.astype(np.float64)
     radius = np.sqrt(-2.0 * np.log(1.0 - b[:, :8]))
     theta = (_TWO_PI * b[:, 8:]).astype(dtype).astype(np.float64)

@@ -111,3 +111,56 @@ def test_uniform_bounds_and_half():
         else:
             np.testing.assert_allclose(ours, theirs, rtol=1e-12 if dtype == np.float64 else 0,
                                        atol=0)
+
+
+def _untemper(y):
+    """Inverse of mt19937's tempering: the state word that draws as y."""
+    y = y ^ (y >> np.uint32(18))
+    y = y ^ ((y << np.uint32(15)) & np.uint32(0xEFC60000))
+    x = y.copy()
+    for _ in range(5):
+        x = y ^ ((x << np.uint32(7)) & np.uint32(0x9D2C5680))
+    y, x = x, x.copy()
+    for _ in range(3):
+        x = y ^ (x >> np.uint32(11))
+    return x
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="torch's AVX2 normal kernel is x86's")
+def test_float32_normal_fill_over_a_grid_of_uniforms_is_torchs():
+    """torch fed chosen words: a state with left_=624, next_=1 draws state[1..623] as they
+    are (tempered, no twist), so a crafted state makes torch's own kernel transform a
+    chosen grid of uniforms: every 37th 24-bit value in the radius and the angle places
+    (both ends included), with random high bytes that the kernel must drop."""
+    from gradserve.engine.core import normal_avx2
+
+    rng = np.random.default_rng(0)
+    grid = np.unique(np.r_[np.arange(0, 1 << 24, 37), 1, (1 << 24) - 1]).astype(np.uint32)
+    grid = grid[:grid.size // 8 * 8]
+    rows = np.concatenate([grid.reshape(-1, 8), rng.permutation(grid).reshape(-1, 8)], axis=1)
+    words = rows | (rng.integers(0, 256, rows.shape, dtype=np.uint32) << np.uint32(24))
+    flat = words.reshape(-1)
+    per = 38 * 16  # rows of 16 that fit in 623 controlled draws
+    t = torch.Generator()
+    state = np.frombuffer(bytes(t.get_state().numpy()), np.uint8).copy()
+    state[:24] = np.frombuffer(np.array([(0, 624, 1, 1)], "<u8,<i4,<i4,<u8").tobytes(), np.uint8)
+    state[24 + 8 * 624:] = 0  # no cached normals
+    keys = state[24:24 + 8 * 624].view("<u8")
+    theirs = np.empty(flat.size, np.float32)
+    for lo in range(0, flat.size, per):
+        chunk = _untemper(flat[lo:lo + per])
+        keys[1:1 + chunk.size] = chunk
+        t.set_state(torch.from_numpy(state.copy()))
+        theirs[lo:lo + chunk.size] = torch.empty(chunk.size).normal_(generator=t).numpy()
+    w64 = words.astype(np.uint64).reshape(-1, 2)
+    pairs = list((w64[:, 0] << np.uint64(32)) | w64[:, 1])
+    drawn = []
+
+    def draw(k):  # random64's contract: the next k pairs, in order
+        drawn.append(k)
+        return np.array(pairs[sum(drawn) - k:sum(drawn)], np.uint64)
+
+    ours = normal_avx2.fill_rows(draw, len(words), 0.0, 1.0).reshape(-1)
+    assert sum(drawn) == len(pairs)
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
