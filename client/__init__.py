@@ -33,6 +33,7 @@ from ._current import current_session, use
 from ._errors import (
     AutogradError,
     ConnectionError,
+    DeadlineExceededError,
     DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
@@ -89,6 +90,7 @@ autograd = SimpleNamespace(grad=_autograd.grad, backward=_autograd.backward, Fun
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
+    "DeadlineExceededError",
     "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",
