@@ -67,7 +67,6 @@ from ._scheduler import check_deadline
 from ._sessions import Session
 
 log = logging.getLogger("gradserve.server")
-CALLBACK_COMMANDS = ("register_hook", "function_node")
 
 
 def user_error(exc: BaseException, op: str | None = None) -> BaseException:
@@ -238,8 +237,6 @@ class Executor:
             op.check_arity(len(inputs), len(outputs))
             if inputs and isinstance(inputs[0], np.ndarray):
                 budget.take(inputs[0].nbytes, name)
-            if name in CALLBACK_COMMANDS:  # its backwards may ask the client (_callbacks)
-                session.calls_back = True
             return op.run(inputs, attrs)[:len(outputs)]
         if flags & INPLACE:
             if outputs:

@@ -253,6 +253,8 @@ class GradserveServicer:
                 request = await reader.next()
                 if request is None:
                     break
+                # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
+                # which do is known once they run, so each gets a way to call back
                 if request.WhichOneof("then") in ("backward", "grad"):
                     response, end = await self._calling_back(owner, request, reader, context)
                 else:

@@ -49,9 +49,8 @@ class Session:
         self.generator = engine.Generator()
         self.lock = threading.Lock()
         self.closed = False
-        # hooks or custom Functions of the client were registered: a backward may call back,
-        # and while a request runs that may, `channel` reaches its stream (_callbacks)
-        self.calls_back = False
+        # while a Pipeline request whose backward may call the client runs (its `then` is a
+        # backward or grad), `channel` reaches its stream (_callbacks)
         self.channel = None
         # every array the session keeps alive, wherever from (its ids, graphs, grads)
         self.account = Account()
