@@ -3,7 +3,8 @@
 Every request is lowered here to one `Request` (`_requests`): the OpCalls of RunOps and of a
 Pipeline request (attrs in a Struct, for grpcurl) and a Pipeline's `op_batch` (the SDK's JSON
 entries) become `OpSource`s of the same ops; the Backward, Grad, Fetch, ListTensors and
-DescribeGraph calls and a Pipeline's `then` become the same actions; Release and a request's
+DescribeGraph calls and a Pipeline's `then` become the same actions (and an Upload, once
+its bytes arrived, one too); Release and a request's
 `release` the same ids. The servicer then asks `Executor.run` and turns its `StepResult`
 back into the method's reply.
 
@@ -49,6 +50,7 @@ from ._requests import (
     OpSource,
     Request,
     TensorMeta,
+    UploadAction,
 )
 from ._sessions import Session
 
@@ -205,6 +207,11 @@ def action_request(action) -> Request:
 
 def release_request(req: pb.ReleaseRequest) -> Request:
     return Request(release=list(req.ids))
+
+
+def upload_request(first: pb.UploadRequest, array: np.ndarray) -> Request:
+    """An Upload whose bytes arrived as `array` (see UploadAssembly)."""
+    return Request(then=UploadAction(first.id, array, first.requires_grad))
 
 
 def graph_action(req: pb.DescribeGraphRequest) -> GraphAction:

@@ -2,15 +2,9 @@
 
 Everything here is plain Python over the engine (no grpc, no protobuf): the servicer hands in
 a `Request` (`_requests`: every wire form lowered to ops, release and an action) and converts
-what comes back. `run` is the one way to run one; Upload's `bind_host_array` binds data
-that arrived in chunks. Each runs on the session's item on a compute slot while the caller
-holds the session's lock, so a session's requests run one at a time and in order.
-
-Every op name is a key of the engine's registry: compute ops run through `engine.apply`
-(their shapes inferred once, checked against the byte limit before anything is allocated),
-commands (`requires_grad_`, `grad`, ...) through their `run`. Grad mode is set for every op
-(it is thread-local and workers are shared), and random ops draw from the session's own
-generator.
+what comes back. `run` is the one way to run one: it runs on the session's item on a compute
+slot while the caller holds the session's lock, so a session's requests run one at a time and
+in order.
 """
 
 from __future__ import annotations
@@ -61,6 +55,7 @@ from ._requests import (
     Request,
     StepResult,
     TensorMeta,
+    UploadAction,
     tensor_meta,
 )
 from ._scheduler import check_deadline
@@ -128,7 +123,7 @@ class Executor:
         GradAction, per input whether a gradient was bound to its result id; FetchAction,
         (id, host array or None) pairs, C-contiguous and little-endian; ListAction, the
         TensorMeta of its ids (every bound id when empty); GraphAction, the graph's
-        description (`describe_graph`)."""
+        description (`describe_graph`); UploadAction, the new leaf's TensorMeta."""
         out = StepResult()
         with serving(session):  # a backward here may ask the client to run a hook
             if request.ops:
@@ -145,22 +140,6 @@ class Executor:
                 except Exception as exc:
                     out.error = detach(user_error(exc))
         return out
-
-    def bind_host_array(self, session: Session, tid: str, array: np.ndarray,
-                        requires_grad: bool) -> TensorMeta:
-        """Upload: a new leaf `tid` from a host array (moved to the session's device)."""
-        if not tid:
-            raise InvalidArgumentError("tensor ids must be non-empty strings")
-        try:
-            (t,) = OPS["tensor"].run((array,), {"device": session.device,
-                                                "requires_grad": requires_grad})
-        except Exception as exc:
-            raise user_error(exc) from exc
-        previous = {tid: session.tensors.get(tid)}
-        session.tensors[tid] = t
-        session.account.track_tensor(t)
-        check_limit(session, self.max_session_bytes, previous)
-        return tensor_meta(tid, t)
 
     @staticmethod
     def _release(session: Session, ids: Sequence[str]) -> int:
@@ -299,6 +278,8 @@ class Executor:
                 return [tensor_meta(tid, self._tensor(session, tid)) for tid in ids]
             if isinstance(action, GraphAction):
                 return self._graph(session, action)
+            if isinstance(action, UploadAction):
+                return self._bind(session, action)
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover
 
     def _backward(self, session: Session, a: BackwardAction) -> list[str]:
@@ -346,6 +327,19 @@ class Executor:
                 session.account.track_tensor(g)
         check_limit(session, self.max_session_bytes, previous)
         return [g is not None for g in results]
+
+    def _bind(self, session: Session, a: UploadAction) -> TensorMeta:
+        """A new leaf from a host array (moved to the session's device), as the `tensor`
+        command makes one."""
+        if not a.id:
+            raise InvalidArgumentError("tensor ids must be non-empty strings")
+        (t,) = OPS["tensor"].run((a.array,), {"device": session.device,
+                                              "requires_grad": a.requires_grad})
+        previous = {a.id: session.tensors.get(a.id)}
+        session.tensors[a.id] = t
+        session.account.track_tensor(t)
+        check_limit(session, self.max_session_bytes, previous)
+        return tensor_meta(a.id, t)
 
     def _graph(self, session: Session, a: GraphAction) -> dict:
         root = self._tensor(session, a.id)

@@ -2,8 +2,9 @@
 
 Every form the wire accepts is lowered at the edge (`_convert`) to one `Request`: ops, then
 ids to release, then at most one action. RunOps is ops and release; Backward, Grad, Fetch,
-ListTensors and DescribeGraph are an action alone; Release is a release alone; a Pipeline
-request is all three. `Executor.run` is the one way to run any of them.
+ListTensors, DescribeGraph and Upload (once its bytes arrived) are an action alone; Release
+is a release alone; a Pipeline request is all three. `Executor.run` is the one way to run
+any of them.
 
 Ops arrive as `OpSource`s: the entries of one request field and how to read one. An entry is
 read only when its turn comes, so an op that cannot even be read fails in its place and the
@@ -85,7 +86,16 @@ class GraphAction:
     names: dict[str, str] = field(default_factory=dict)
 
 
-Action = BackwardAction | GradAction | FetchAction | ListAction | GraphAction
+@dataclass
+class UploadAction:
+    """Upload, once its bytes arrived: bind `id` to a new leaf made from the host `array`."""
+
+    id: str
+    array: Any
+    requires_grad: bool = False
+
+
+Action = BackwardAction | GradAction | FetchAction | ListAction | GraphAction | UploadAction
 
 
 @dataclass

@@ -241,9 +241,9 @@ class GradserveServicer:
             while (data := await context.read()) is not grpc.aio.EOF:
                 assembly.add(convert.chunk_bytes(data))
             array = assembly.finish()
-            meta = await self._compute(owner, first.session_id, self._ex.bind_host_array,
-                                       first.id, array, first.requires_grad)
-            return pb.UploadResponse(info=convert.tensor_info(meta))
+            result = await self._run(owner, first.session_id,
+                                     convert.upload_request(first, array))
+            return pb.UploadResponse(info=convert.tensor_info(result.result))
 
     async def Pipeline(self, owner, context):
         reader = Reader(context, pb.PipelineRequest)
