@@ -33,6 +33,7 @@ from ._current import current_session, use
 from ._errors import (
     AutogradError,
     ConnectionError,
+    DeadlineExceededError,
     DeviceUnavailableError,
     GradserveError,
     InvalidArgumentError,
@@ -100,6 +101,7 @@ from .engine.seam import Generator
 
 __all__ = [
     "__version__", "AutogradError", "CheckpointError", "Client", "ConnectionError", "DType",
+    "DeadlineExceededError",
     "DeviceUnavailableError", "Function", "Generator", "GradserveError", "InvalidArgumentError",
     "PermissionError", "RemoteTensor", "ResourceExhaustedError", "Session", "SessionLostError",
     "Tensor", "TensorIndexError",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import secrets
 import threading
 import time
 import weakref
@@ -11,13 +10,13 @@ import weakref
 import grpc
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc
+from gradserve.v1.codec import MAX_MESSAGE_BYTES, SESSION_ID_HEADER, new_session_id
 
 from . import _handoff, _watch
 from ._errors import ConnectionError, GradserveError, SessionMovedError
 from ._session import Session
 from ._wire import error_from_rpc, rpc_errors
 
-_MAX_MESSAGE = 64 << 20
 # Keepalive pings find a dead connection that nobody waits on. gRPC servers count pings
 # closer than 5 minutes apart as abuse unless they allow more (`grpc.http2.
 # min_recv_ping_interval_without_data_ms`) and then close the connection, so the client keeps
@@ -25,8 +24,8 @@ _MAX_MESSAGE = 64 << 20
 KEEPALIVE_S = 300
 DEFAULT_TIMEOUT = 10.0  # seconds a server may stay silent (see `connect`)
 _CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", KEEPALIVE_S * 1000),
     ("grpc.http2.max_pings_without_data", 0),  # an idle session's stream is pinged too
 ]
@@ -216,7 +215,7 @@ class Client:
         """
         # The id is proposed here so that even CreateSession carries `x-session-id`: a proxy
         # that hashes that header then places the session where its later calls will go.
-        proposed = secrets.token_urlsafe(16)
+        proposed = new_session_id()
         info, headers = self._call_with_headers(
             "CreateSession", pb.CreateSessionRequest(device=device or "cpu"),
             session_id=proposed)
@@ -303,7 +302,7 @@ class Client:
             return self._auth
         route = self._routes.get(session_id)
         pinned = ((self._route_header, route),) if route else ()
-        return (("x-session-id", session_id), *pinned, *self._auth)
+        return ((SESSION_ID_HEADER, session_id), *pinned, *self._auth)
 
     def _pinned(self, session_id: str | None) -> str | None:
         """`session_id` when its calls go through a proxy that pins it to one replica."""

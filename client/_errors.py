@@ -19,7 +19,8 @@ from gradserve.engine import (
 )
 
 __all__ = [
-    "AutogradError", "ConnectionError", "DeviceUnavailableError", "GradserveError",
+    "AutogradError", "ConnectionError", "DeadlineExceededError", "DeviceUnavailableError",
+    "GradserveError",
     "InvalidArgumentError",
     "PermissionError", "ResourceExhaustedError", "SessionLostError", "TensorIndexError",
     "error_from",
@@ -66,6 +67,14 @@ class ResourceExhaustedError(GradserveError):
     """A server limit was hit: too many sessions, or a session holds too many bytes."""
 
 
+class DeadlineExceededError(GradserveError):
+    """The server stopped a request that ran past its compute budget (`--max-request-seconds`).
+
+    It is checked between ops: the request's earlier ops ran, the later ones did not, and the
+    session goes on (unlike `ConnectionError` "unresponsive", which is a server that answers
+    nothing). Split the work into smaller requests, or ask for a larger budget."""
+
+
 # google.rpc.Code numbers, so this module needs no grpc import.
 OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 2, 3, 4, 5
 PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED = 7, 8, 9, 10
@@ -80,7 +89,7 @@ _BY_CODE: dict[int, type[GradserveError]] = {
     UNAUTHENTICATED: PermissionError,
     PERMISSION_DENIED: PermissionError,
     UNAVAILABLE: ConnectionError,
-    DEADLINE_EXCEEDED: ConnectionError,
+    DEADLINE_EXCEEDED: DeadlineExceededError,
     CANCELLED: ConnectionError,
     ABORTED: SessionLostError,
 }
@@ -91,7 +100,7 @@ _BY_KIND: dict[str, type[GradserveError]] = {
     **{cls.__name__: cls
        for cls in (AutogradError, InvalidArgumentError, TensorIndexError, SessionLostError,
                    ResourceExhaustedError, PermissionError, ConnectionError,
-                   DeviceUnavailableError)},
+                   DeviceUnavailableError, DeadlineExceededError)},
     # the server's own class names (gradserve.server._errors)
     "SessionNotFoundError": SessionLostError,
     "SessionMovedError": SessionMovedError,

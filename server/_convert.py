@@ -1,5 +1,13 @@
 """Wire messages <-> the executor's plain Python, and nothing else.
 
+Every request is lowered here to one `Request` (`_requests`): the OpCalls of RunOps and of a
+Pipeline request (attrs in a Struct, for grpcurl) and a Pipeline's `op_batch` (the SDK's JSON
+entries) become `OpSource`s of the same ops; the Backward, Grad, Fetch, ListTensors and
+DescribeGraph calls and a Pipeline's `then` become the same actions (and an Upload, once
+its bytes arrived, one too); Release and a request's
+`release` the same ids. The servicer then asks `Executor.run` and turns its `StepResult`
+back into the method's reply.
+
 Inputs are validated here as far as the message alone allows (shapes, dtypes, byte counts,
 attr types); anything wrong raises InvalidArgumentError, never a bare Python error. Outputs
 are built without copying large arrays more than once (a chunk is copied into its message).
@@ -36,10 +44,13 @@ from ._requests import (
     BackwardAction,
     FetchAction,
     GradAction,
+    GraphAction,
     ListAction,
     Op,
     OpSource,
+    Request,
     TensorMeta,
+    UploadAction,
 )
 from ._sessions import Session
 
@@ -182,6 +193,54 @@ def op_sources(req, limits: Limits | None = None) -> list[OpSource]:
     if getattr(req, "op_batch", b""):
         sources.append(batch_source(req, limits))
     return sources
+
+
+# -- requests --------------------------------------------------------------------------------
+def run_ops_request(req: pb.RunOpsRequest, limits: Limits | None = None) -> Request:
+    return Request(op_sources(req, limits), list(req.release))
+
+
+def action_request(action) -> Request:
+    """A call that is one action (Backward, Grad, Fetch, ListTensors, DescribeGraph)."""
+    return Request(then=action)
+
+
+def release_request(req: pb.ReleaseRequest) -> Request:
+    return Request(release=list(req.ids))
+
+
+def upload_request(first: pb.UploadRequest, array: np.ndarray) -> Request:
+    """An Upload whose bytes arrived as `array` (see UploadAssembly)."""
+    return Request(then=UploadAction(first.id, array, first.requires_grad))
+
+
+def graph_action(req: pb.DescribeGraphRequest) -> GraphAction:
+    return GraphAction(req.id, dict(req.names))
+
+
+def pipeline_request(req: pb.PipelineRequest, limits: Limits | None = None,
+                     answering: bool = False) -> Request:
+    """A Pipeline request; `answering`: it arrived while a backward waits for a callback, so
+    a `callback_result` may answer it (the servicer hands its results to the backward)."""
+    return Request(op_sources(req, limits), list(req.release), then_action(req, answering))
+
+
+def then_action(req: pb.PipelineRequest, answering: bool = False):
+    """The action of a Pipeline request's `then` (None for none, and for a callback_result,
+    which only a request that is `answering` may carry)."""
+    kind = req.WhichOneof("then")
+    if kind == "backward":
+        return backward_action(req.backward)
+    if kind == "grad":
+        return grad_action(req.grad)
+    if kind == "fetch":
+        return fetch_action(req.fetch)
+    if kind == "list":
+        return list_action(req.list)
+    if kind == "callback_result" and not answering:
+        raise InvalidArgumentError("callback_result answers a callback, and no backward of "
+                                   "this session waits for one")
+    return None
 
 
 def backward_action(req: pb.BackwardRequest) -> BackwardAction:

@@ -1,15 +1,10 @@
 """Running requests against a session: ops, backward, grad, fetch, upload.
 
 Everything here is plain Python over the engine (no grpc, no protobuf): the servicer hands in
-`OpSource`s and actions (`_requests`) and converts what comes back. Each public method runs on
-the session's device worker while the caller holds the session's lock, so a session's
-requests run one at a time and in order.
-
-Every op name is a key of the engine's registry: compute ops run through `engine.apply`
-(their shapes inferred once, checked against the byte limit before anything is allocated),
-commands (`requires_grad_`, `grad`, ...) through their `run`. Grad mode is set for every op
-(it is thread-local and workers are shared), and random ops draw from the session's own
-generator.
+a `Request` (`_requests`: every wire form lowered to ops, release and an action) and converts
+what comes back. `run` is the one way to run one: it runs on the session's item on a compute
+slot while the caller holds the session's lock, so a session's requests run one at a time and
+in order.
 """
 
 from __future__ import annotations
@@ -28,7 +23,15 @@ from gradserve.engine import (
     Meta,
     Tensor,
 )
-from gradserve.engine.seam import OPS, apply, apply_inplace, backend, canonical_device, grad_mode
+from gradserve.engine.seam import (
+    OPS,
+    apply,
+    apply_inplace,
+    backend,
+    canonical_device,
+    describe_graph,
+    grad_mode,
+)
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from . import _replay as replay
@@ -40,24 +43,26 @@ from ._errors import (
     detach,
     shorten,
 )
-from ._limits import Budget, Limits, check_elements, check_limit, meta_bytes
+from ._limits import Budget, Limits, check_elements, check_limit, count_nodes, meta_bytes
 from ._opinfo import suggest
 from ._requests import (
     Action,
     BackwardAction,
     FetchAction,
     GradAction,
+    GraphAction,
     ListAction,
     OpSource,
+    Request,
     StepResult,
     TensorMeta,
+    UploadAction,
     tensor_meta,
 )
 from ._scheduler import check_deadline
 from ._sessions import Session
 
 log = logging.getLogger("gradserve.server")
-CALLBACK_COMMANDS = ("register_hook", "function_node")
 
 
 def user_error(exc: BaseException, op: str | None = None) -> BaseException:
@@ -109,78 +114,38 @@ class Executor:
         self._observe = observe or (lambda kind, seconds: None)
 
     # -- requests -------------------------------------------------------------------------
-    def step(self, session: Session, sources: Sequence[OpSource], release: Sequence[str] = (),
-             action: Action | None = None, describe: bool = True) -> StepResult:
-        """Run the ops of `sources` in order up to the first failure, drop `release`, then
-        run `action` unless something failed. Errors are returned in the result, not raised.
-        Without `describe`, `outputs` stays empty (the Pipeline does not echo them)."""
+    def run(self, session: Session, request: Request, describe: bool = True) -> StepResult:
+        """Run `request`'s ops in order up to the first failure, drop its `release`, then run
+        its action unless something failed. Errors are returned in the result, not raised
+        (`StepResult.value` raises them). Without `describe`, `outputs` stays empty (the
+        Pipeline does not echo them).
+
+        The action's result: BackwardAction, the ids whose .grad is defined afterwards;
+        GradAction, per input whether a gradient was bound to its result id; FetchAction,
+        (id, host array or None) pairs, C-contiguous and little-endian; ListAction, the
+        TensorMeta of its ids (every bound id when empty); GraphAction, the graph's
+        description (`describe_graph`); UploadAction, the new leaf's TensorMeta."""
         out = StepResult()
         # captured steps, as their eager entries (a template holds no more than a batch may)
-        sources = replay.expand(session, sources, self.limits.max_batch_ops)
+        ops = replay.expand(session, request.ops, self.limits.max_batch_ops)
         with serving(session):  # a backward here may ask the client to run a hook
-            if sources:
+            if ops:
                 started = time.perf_counter()
                 try:
-                    out.outputs = self._run_ops(session, sources, describe)
+                    out.outputs = self._run_ops(session, ops, describe)
                 except Exception as exc:
                     out.error = detach(user_error(exc))
                 self._observe("op_batch", time.perf_counter() - started)
-            self.release(session, release)
-            if out.error is None and action is not None:
+            out.released = self._release(session, request.release)
+            if out.error is None and request.then is not None:
                 try:
-                    out.result = self._timed_action(session, action)
+                    out.result = self._timed_action(session, request.then)
                 except Exception as exc:
                     out.error = detach(user_error(exc))
         return out
 
-    def run_ops(self, session: Session, sources: Sequence[OpSource],
-                release: Sequence[str] = ()) -> list[TensorMeta]:
-        """RunOps: like `step` without an action, raising the first error."""
-        result = self.step(session, sources, release)
-        if result.error is not None:
-            raise result.error
-        return result.outputs
-
-    def backward(self, session: Session, action: BackwardAction) -> list[str]:
-        """tensor.backward(); the ids whose .grad is defined afterwards."""
-        return self._call(session, action)
-
-    def grad(self, session: Session, action: GradAction) -> list[bool]:
-        """autograd.grad(); binds each gradient to its result id; per input, whether defined."""
-        return self._call(session, action)
-
-    def fetch(self, session: Session, action: FetchAction) -> list[tuple[str, np.ndarray | None]]:
-        """Host copies (or views) of tensors or their grads, C-contiguous and little-endian."""
-        return self._call(session, action)
-
-    def list_tensors(self, session: Session, ids: Sequence[str] = ()) -> list[TensorMeta]:
-        """TensorMeta of `ids`, or of every bound tensor when `ids` is empty."""
-        return self._call(session, ListAction(list(ids)))
-
-    def _call(self, session: Session, action: Action):
-        try:
-            with serving(session):
-                return self._timed_action(session, action)
-        except Exception as exc:
-            raise user_error(exc) from exc
-
-    def bind_host_array(self, session: Session, tid: str, array: np.ndarray,
-                        requires_grad: bool) -> TensorMeta:
-        """Upload: a new leaf `tid` from a host array (moved to the session's device)."""
-        if not tid:
-            raise InvalidArgumentError("tensor ids must be non-empty strings")
-        try:
-            (t,) = OPS["tensor"].run((array,), {"device": session.device,
-                                                "requires_grad": requires_grad})
-        except Exception as exc:
-            raise user_error(exc) from exc
-        previous = {tid: session.tensors.get(tid)}
-        session.tensors[tid] = t
-        session.account.track_tensor(t)
-        check_limit(session, self.max_session_bytes, previous)
-        return tensor_meta(tid, t)
-
-    def release(self, session: Session, ids: Sequence[str]) -> int:
+    @staticmethod
+    def _release(session: Session, ids: Sequence[str]) -> int:
         """Drop ids (unknown ones are skipped); how many were bound."""
         tensors = session.tensors
         dropped = 0
@@ -254,8 +219,6 @@ class Executor:
             op.check_arity(len(inputs), len(outputs))
             if inputs and isinstance(inputs[0], np.ndarray):
                 budget.take(inputs[0].nbytes, name)
-            if name in CALLBACK_COMMANDS:  # its backwards may ask the client (_callbacks)
-                session.calls_back = True
             return op.run(inputs, attrs)[:len(outputs)]
         if flags & INPLACE:
             if outputs:
@@ -301,7 +264,9 @@ class Executor:
         finally:
             if type(action) is BackwardAction:  # the engine made grads: count them
                 session.bytes_changed()
-            self._observe(_ACTION_KINDS[type(action)], time.perf_counter() - started)
+            kind = _ACTION_KINDS.get(type(action))
+            if kind is not None:
+                self._observe(kind, time.perf_counter() - started)
 
     def _run_action(self, session: Session, action: Action):
         with engine.using_generator(session.generator), np.errstate(all="ignore"):
@@ -314,6 +279,10 @@ class Executor:
             if isinstance(action, ListAction):
                 ids = action.ids or list(session.tensors)
                 return [tensor_meta(tid, self._tensor(session, tid)) for tid in ids]
+            if isinstance(action, GraphAction):
+                return self._graph(session, action)
+            if isinstance(action, UploadAction):
+                return self._bind(session, action)
         raise TypeError(f"unknown action {action!r}")  # pragma: no cover
 
     def _backward(self, session: Session, a: BackwardAction) -> list[str]:
@@ -325,9 +294,12 @@ class Executor:
             raise InvalidArgumentError(
                 f"backward got {len(grads)} grad_tensors for {len(roots)} tensors"
             )
-        inputs = self._tensors(session, a.inputs) or None
+        inputs = self._tensors(session, a.inputs)
+        # the registry's `backward` command, the one an op_batch entry runs: one backward
         with engine.set_grad_enabled(True):
-            engine.autograd.backward(roots, grads, a.retain_graph, a.create_graph, inputs)
+            OPS["backward"].run((*roots, *(grads or ()), *inputs), {
+                "grads": len(grads or ()), "inputs": len(inputs),
+                "retain_graph": a.retain_graph, "create_graph": a.create_graph})
         return [tid for tid, t in session.tensors.items() if t._grad is not None]
 
     def _grad(self, session: Session, a: GradAction) -> list[bool]:
@@ -358,6 +330,32 @@ class Executor:
                 session.account.track_tensor(g)
         check_limit(session, self.max_session_bytes, previous)
         return [g is not None for g in results]
+
+    def _bind(self, session: Session, a: UploadAction) -> TensorMeta:
+        """A new leaf from a host array (moved to the session's device), as the `tensor`
+        command makes one."""
+        if not a.id:
+            raise InvalidArgumentError("tensor ids must be non-empty strings")
+        (t,) = OPS["tensor"].run((a.array,), {"device": session.device,
+                                              "requires_grad": a.requires_grad})
+        previous = {a.id: session.tensors.get(a.id)}
+        session.tensors[a.id] = t
+        session.account.track_tensor(t)
+        check_limit(session, self.max_session_bytes, previous)
+        return tensor_meta(a.id, t)
+
+    def _graph(self, session: Session, a: GraphAction) -> dict:
+        root = self._tensor(session, a.id)
+        limit = self.limits.max_graph_nodes
+        if limit is not None and limit > 0:
+            count_nodes(root, limit)
+        by_object = {id(t): i for i, t in session.tensors.items()}
+
+        def name(leaf) -> str:
+            tid = by_object.get(id(leaf), "")
+            return a.names.get(tid, tid)
+
+        return describe_graph(root, name)
 
     def _fetch(self, session: Session, a: FetchAction) -> list[tuple[str, np.ndarray | None]]:
         out = []

@@ -20,6 +20,8 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from gradserve.v1.codec import MAX_MESSAGE_BYTES
+
 from ._errors import ResourceExhaustedError
 
 MiB = 1 << 20
@@ -56,7 +58,7 @@ class Limits:
     max_op_elements: int | None = None
     max_request_seconds: float | None = None
     callback_timeout: float | None = 60.0
-    max_batch_bytes: int | None = 64 * MiB
+    max_batch_bytes: int | None = MAX_MESSAGE_BYTES
     max_batch_ops: int | None = 100_000
     max_batch_depth: int = 32
     max_graph_nodes: int | None = 200_000

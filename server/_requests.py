@@ -1,5 +1,11 @@
 """What the servicer hands the executor and gets back: plain Python, no protobuf.
 
+Every form the wire accepts is lowered at the edge (`_convert`) to one `Request`: ops, then
+ids to release, then at most one action. RunOps is ops and release; Backward, Grad, Fetch,
+ListTensors, DescribeGraph and Upload (once its bytes arrived) are an action alone; Release
+is a release alone; a Pipeline request is all three. `Executor.run` is the one way to run
+any of them.
+
 Ops arrive as `OpSource`s: the entries of one request field and how to read one. An entry is
 read only when its turn comes, so an op that cannot even be read fails in its place and the
 ops before it keep their effect, as ops that fail while running do.
@@ -72,17 +78,51 @@ class ListAction:
     ids: list[str] = field(default_factory=list)
 
 
-Action = BackwardAction | GradAction | FetchAction | ListAction
+@dataclass
+class GraphAction:
+    """DescribeGraph: the backward graph of `id`, leaves named by `names` (tensor id -> name)."""
+
+    id: str
+    names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class UploadAction:
+    """Upload, once its bytes arrived: bind `id` to a new leaf made from the host `array`."""
+
+    id: str
+    array: Any
+    requires_grad: bool = False
+
+
+Action = BackwardAction | GradAction | FetchAction | ListAction | GraphAction | UploadAction
+
+
+@dataclass
+class Request:
+    """One request of any RPC, lowered: `ops` run in order up to the first failure, then the
+    ids in `release` are dropped, then `then` runs unless something failed."""
+
+    ops: Sequence[OpSource] = ()
+    release: Sequence[str] = ()
+    then: Action | None = None
 
 
 @dataclass
 class StepResult:
-    """What `Executor.step` did: the bound outputs, the action's result, and the first error
-    (an OpFailure, or the action's own error) if any."""
+    """What `Executor.run` did: the bound outputs, how many released ids were bound, the
+    action's result, and the first error (an OpFailure, or the action's own error) if any."""
 
     outputs: list[TensorMeta] = field(default_factory=list)
+    released: int = 0
     result: Any = None
     error: Exception | None = None
+
+    def value(self):
+        """The action's result; the error raised when there is one (a unary call's way)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def tensor_meta(tid: str, t) -> TensorMeta:

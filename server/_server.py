@@ -34,6 +34,7 @@ from google.protobuf import message_factory
 from gradserve import engine
 from gradserve.engine.seam import backend, canonical_device
 from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1.codec import MAX_MESSAGE_BYTES
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -46,7 +47,7 @@ from ._servicer import GradserveServicer
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GradserveService"].full_name
 DEFAULT_SESSION_TTL = 900.0
 DEFAULT_MAX_SESSIONS = 1024
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 DEFAULT_MAX_REQUEST_SECONDS = 300.0
 DEFAULT_CALLBACK_TIMEOUT = 60.0
 DEFAULT_MAX_BATCH_OPS = 100_000
@@ -350,7 +351,7 @@ def create_server(address: str = "127.0.0.1:0", *, devices: str | Sequence[str] 
     async def build():
         grpc_server = grpc.aio.server(options=options)
         grpc_server.add_generic_rpc_handlers((_service_handler(
-            GradserveServicer(runtime, max_message_bytes, limits.max_graph_nodes)),))
+            GradserveServicer(runtime, max_message_bytes)),))
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
         for name in ("", SERVICE_NAME):

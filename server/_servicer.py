@@ -1,5 +1,9 @@
 """The gRPC servicer (grpc.aio): converts messages (via _convert), asks the runtime, maps errors.
 
+Every method that works on a session lowers its message to a `Request` (`_convert`) and runs
+it with `Executor.run`, the one way requests run; nothing here looks inside a request's ops
+or the executor.
+
 Every call is authenticated from its metadata before any message is read (each method is
 served as a stream, so the handler runs when the call opens, not when its message has
 arrived): a call without a valid token costs nothing. Work on a session runs as an item of
@@ -20,8 +24,8 @@ import concurrent.futures
 import grpc
 from google.protobuf import struct_pb2
 from gradserve.engine import InvalidArgumentError
-from gradserve.engine.seam import describe_graph
 from gradserve.v1 import gradserve_pb2 as pb
+from gradserve.v1.codec import SESSION_ID_HEADER
 
 from . import _convert as convert
 from . import _opinfo, _status
@@ -33,14 +37,18 @@ from ._errors import (
     UnavailableError,
     detach,
 )
-from ._executor import CALLBACK_COMMANDS
-from ._limits import count_nodes
 from ._reading import Reader, parse_off_loop
-from ._requests import BackwardAction, FetchAction, GradAction, ListAction, StepResult
+from ._requests import (
+    BackwardAction,
+    FetchAction,
+    GradAction,
+    ListAction,
+    Request,
+    StepResult,
+)
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
-SESSION_ID_HEADER = "x-session-id"  # what session-affinity proxies hash on (docs/WIRE.md)
 
 
 class GradserveServicer:
@@ -50,14 +58,11 @@ class GradserveServicer:
     and docs/WIRE.md the rules it follows. `entry(method)` is what the server registers.
     """
 
-    def __init__(self, runtime: Runtime, max_message_bytes: int,
-                 max_graph_nodes: int | None = None) -> None:
+    def __init__(self, runtime: Runtime, max_message_bytes: int) -> None:
         self._rt = runtime
         self._ex = runtime.executor
         self._sched = runtime.scheduler
         self._max_inline = max(0, max_message_bytes - _INLINE_MARGIN)
-        self._max_graph_nodes = max_graph_nodes if max_graph_nodes and max_graph_nodes > 0 \
-            else None
         self._ops = pb.ListOpsResponse(ops=[convert.op_info(i) for i in _opinfo.describe_all()])
 
     # -- entry points ----------------------------------------------------------------------
@@ -123,6 +128,13 @@ class GradserveServicer:
 
         return await asyncio.wrap_future(self._submit(session, work, context=context))
 
+    async def _run(self, owner: str, session_id: str, request: Request,
+                   context=None) -> StepResult:
+        """`request` on its session's queue; its result, or its error raised."""
+        result = await self._compute(owner, session_id, self._ex.run, request, context=context)
+        result.value()
+        return result
+
     # -- sessions ----------------------------------------------------------------------------
     async def CreateSession(self, owner, request, context):
         proposed = dict(context.invocation_metadata()).get(SESSION_ID_HEADER)
@@ -151,46 +163,35 @@ class GradserveServicer:
 
     # -- ops and autograd ----------------------------------------------------------------------
     async def RunOps(self, owner, request, context):
-        def work(s):
-            return self._ex.run_ops(s, convert.op_sources(request, self._rt.limits),
-                                    list(request.release))
-
-        outputs = await self._compute(owner, request.session_id, work, context=context)
-        return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in outputs])
+        req = convert.run_ops_request(request, self._rt.limits)
+        result = await self._run(owner, request.session_id, req, context)
+        return pb.RunOpsResponse(outputs=[convert.tensor_info(m) for m in result.outputs])
 
     async def Backward(self, owner, request, context):
-        action = convert.backward_action(request)
-        ids = await self._compute(owner, request.session_id, self._ex.backward, action,
-                                  context=context)
-        return pb.BackwardResponse(grads_defined=ids)
+        req = convert.action_request(convert.backward_action(request))
+        result = await self._run(owner, request.session_id, req, context)
+        return pb.BackwardResponse(grads_defined=result.result)
 
     async def Grad(self, owner, request, context):
-        action = convert.grad_action(request)
-        defined = await self._compute(owner, request.session_id, self._ex.grad, action,
-                                      context=context)
-        return pb.GradResponse(defined=defined)
+        req = convert.action_request(convert.grad_action(request))
+        result = await self._run(owner, request.session_id, req, context)
+        return pb.GradResponse(defined=result.result)
 
     async def Release(self, owner, request, context):
-        released = await self._compute(owner, request.session_id, self._ex.release,
-                                       list(request.ids))
-        return pb.ReleaseResponse(released=released)
+        result = await self._run(owner, request.session_id, convert.release_request(request))
+        return pb.ReleaseResponse(released=result.released)
 
     async def ListTensors(self, owner, request, context):
-        metas = await self._compute(owner, request.session_id, self._ex.list_tensors, ())
-        return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in metas])
+        req = convert.action_request(ListAction([]))
+        result = await self._run(owner, request.session_id, req)
+        return pb.ListTensorsResponse(tensors=[convert.tensor_info(m) for m in result.result])
 
     async def DescribeGraph(self, owner, request, context):
-        names = dict(request.names)
+        req = convert.action_request(convert.graph_action(request))
 
-        def describe(session, tid):
-            root = self._ex._tensor(session, tid)
-            if self._max_graph_nodes is not None:
-                count_nodes(root, self._max_graph_nodes)
-            by_object = {id(t): i for i, t in session.tensors.items()}
-            graph = describe_graph(root, lambda leaf: names.get(
-                by_object.get(id(leaf), ""), by_object.get(id(leaf), "")))
+        def describe(session):
             reply = struct_pb2.Struct()
-            reply.update(graph)
+            reply.update(self._ex.run(session, req).value())
             if reply.ByteSize() > self._max_inline:
                 raise ResourceExhaustedError(
                     f"this graph's description takes {reply.ByteSize()} bytes, more than a "
@@ -198,22 +199,21 @@ class GradserveServicer:
                     "max_graph_nodes")
             return reply
 
-        return await self._compute(owner, request.session_id, describe, request.id,
-                                   context=context)
+        return await self._compute(owner, request.session_id, describe, context=context)
 
     # -- streams -------------------------------------------------------------------------------
     async def Fetch(self, owner, request, context):
         # The session stays busy while its chunks stream (its next item waits), so later
         # calls see the values only after this fetch read them; no slot is held meanwhile.
         enc = convert.encoding(request)
-        action = convert.fetch_action(request)
+        req = convert.action_request(convert.fetch_action(request))
         if not request.session_id:
             raise InvalidArgumentError("session_id is empty")
         session = self._rt.sessions.get(request.session_id, owner)
 
         def work():
             with self._rt.session(owner, request.session_id) as s:
-                return self._ex.fetch(s, action)
+                return self._ex.run(s, req).value()
 
         future = self._submit(session, work, context=context, hold=True)
         try:
@@ -241,9 +241,9 @@ class GradserveServicer:
             while (data := await context.read()) is not grpc.aio.EOF:
                 assembly.add(convert.chunk_bytes(data))
             array = assembly.finish()
-            meta = await self._compute(owner, first.session_id, self._ex.bind_host_array,
-                                       first.id, array, first.requires_grad)
-            return pb.UploadResponse(info=convert.tensor_info(meta))
+            result = await self._run(owner, first.session_id,
+                                     convert.upload_request(first, array))
+            return pb.UploadResponse(info=convert.tensor_info(result.result))
 
     async def Pipeline(self, owner, context):
         reader = Reader(context, pb.PipelineRequest)
@@ -253,7 +253,9 @@ class GradserveServicer:
                 request = await reader.next()
                 if request is None:
                     break
-                if self._may_call_back(owner, request):
+                # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
+                # which do is known once they run, so each gets a way to call back
+                if request.WhichOneof("then") in ("backward", "grad"):
                     response, end = await self._calling_back(owner, request, reader, context)
                 else:
                     response, end = await self._step(owner, request, context)
@@ -279,18 +281,6 @@ class GradserveServicer:
             return self._pipeline_step(owner, req, channel)
         return await asyncio.wrap_future(self._submit(
             session, self._pipeline_step, owner, req, channel, context=context))
-
-    def _may_call_back(self, owner: str, req: pb.PipelineRequest) -> bool:
-        """A backward or grad of a session whose client registered hooks or Functions."""
-        if req.WhichOneof("then") not in ("backward", "grad"):
-            return False
-        if any(name.encode() in req.op_batch for name in CALLBACK_COMMANDS) or any(
-                call.op in CALLBACK_COMMANDS for call in req.ops):
-            return True  # registered by this very request (a false match costs little)
-        try:
-            return self._rt.sessions.get(req.session_id, owner).calls_back
-        except Exception:
-            return False  # the ordinary path reports it
 
     async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
                             context):
@@ -357,69 +347,50 @@ class GradserveServicer:
         """A request that arrived while a backward waits for a callback: run it in place (the
         session's lock is held and this is its worker). Its response, and the tensors its
         callback_result names."""
-        response = pb.PipelineResponse(seq=req.seq)
-        results = []
         try:
-            answer = req.WhichOneof("then") == "callback_result"
-            action = None if answer else self._then(req)
-            result = self._ex.step(session, convert.op_sources(req, self._rt.limits),
-                                   list(req.release), action, False)
-            session.applied_seq = max(session.applied_seq, req.seq)
-            if result.error is None and answer:
-                results = answer_results(session, req.callback_result)
-            if result.error is not None:
-                self._rt.note_error(session, result.error)
-            self._fill(response, req, action, result)
+            return self._answer(session, req, convert.pipeline_request(
+                req, self._rt.limits, answering=True))
         except Exception as exc:
+            response = pb.PipelineResponse(seq=req.seq)
             response.error.CopyFrom(self._error_value(exc))
-        return response, results
+            return response, []
 
     def _pipeline_step(self, owner: str, req: pb.PipelineRequest,
                        channel: Channel | None = None):
         """(the reply, or None when the request did not run; the error to end the stream
         with, or None)."""
-        response = pb.PipelineResponse(seq=req.seq)
-        moved = None
         try:
             with self._rt.admit():
-                sources = convert.op_sources(req, self._rt.limits)
-                action = self._then(req)
+                request = convert.pipeline_request(req, self._rt.limits)
                 with self._rt.session(owner, req.session_id) as s:
-                    # outputs are not echoed (the client knows them): describe=False
                     s.channel = channel
                     try:
-                        result = self._rt.run(s, self._ex.step, sources, list(req.release),
-                                              action, False)
+                        response, _ = self._answer(s, req, request)
                     finally:
                         s.channel = None
-                    s.applied_seq = max(s.applied_seq, req.seq)
-                    if result.error is not None:
-                        self._rt.note_error(s, result.error)
-                    # inside the lock: fetched arrays may be the session's live storage
-                    self._fill(response, req, action, result)
-                    moved = self._rt.checkpoint(s)
+                    return response, self._rt.checkpoint(s)
         except SessionMovedError as exc:  # it did not run here: no reply, the client resends
             return None, exc
         except Exception as exc:
+            response = pb.PipelineResponse(seq=req.seq)
             response.error.CopyFrom(self._error_value(exc))
             return response, (exc if isinstance(exc, UnavailableError) else None)
-        return response, moved
 
-    @staticmethod
-    def _then(req: pb.PipelineRequest):
-        kind = req.WhichOneof("then")
-        if kind == "backward":
-            return convert.backward_action(req.backward)
-        if kind == "grad":
-            return convert.grad_action(req.grad)
-        if kind == "fetch":
-            return convert.fetch_action(req.fetch)
-        if kind == "list":
-            return convert.list_action(req.list)
-        if kind == "callback_result":
-            raise InvalidArgumentError("callback_result answers a callback, and no backward of "
-                                       "this session waits for one")
-        return None
+    def _answer(self, session, req: pb.PipelineRequest, request: Request):
+        """Run one Pipeline request, lowered to `request`, on `session` (held): its reply,
+        and the tensors its callback_result names (when it answers a callback)."""
+        # outputs are not echoed (the client knows them): describe=False
+        result = self._ex.run(session, request, describe=False)
+        session.applied_seq = max(session.applied_seq, req.seq)
+        results = []
+        if result.error is not None:
+            self._rt.note_error(session, result.error)
+        elif req.WhichOneof("then") == "callback_result":
+            results = answer_results(session, req.callback_result)
+        response = pb.PipelineResponse(seq=req.seq)
+        # inside the lock: fetched arrays may be the session's live storage
+        self._fill(response, req, request.then, result)
+        return response, results
 
     def _fill(self, response: pb.PipelineResponse, req: pb.PipelineRequest, action,
               result: StepResult) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from gradserve import engine
+from gradserve.v1.codec import SESSION_ID, new_session_id
 
 from ._errors import (
     PermissionDeniedError,
@@ -28,8 +27,6 @@ from ._errors import (
 )
 from ._limits import Account, Ledger
 
-# A caller-proposed session id: as unguessable as ours (22 chars of token_urlsafe(16)) or more.
-_PROPOSED_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 ENDED_KEPT = 4096  # ended sessions remembered, to say why an id is gone (closed, reclaimed, ...)
 
 log = logging.getLogger("gradserve.server")
@@ -52,9 +49,8 @@ class Session:
         self.generator = engine.Generator()
         self.lock = threading.Lock()
         self.closed = False
-        # hooks or custom Functions of the client were registered: a backward may call back,
-        # and while a request runs that may, `channel` reaches its stream (_callbacks)
-        self.calls_back = False
+        # while a Pipeline request whose backward may call the client runs (its `then` is a
+        # backward or grad), `channel` reaches its stream (_callbacks)
         self.channel = None
         # every array the session keeps alive, wherever from (its ids, graphs, grads)
         self.account = Account()
@@ -124,11 +120,11 @@ class SessionManager:
         """A new session for `owner`, named `session_id` when the caller proposed one (so a
         proxy hashing the id routes later calls here); ResourceExhaustedError past
         max_sessions."""
-        if session_id is not None and not _PROPOSED_ID.match(session_id):
+        if session_id is not None and not SESSION_ID.fullmatch(session_id):
             raise engine.InvalidArgumentError(
                 f"proposed session id {session_id[:80]!r} must be 22 to 64 characters of "
                 "A-Z a-z 0-9 _ -")
-        session = Session(session_id or secrets.token_urlsafe(16), owner, device, self._clock)
+        session = Session(session_id or new_session_id(), owner, device, self._clock)
         self.add(session)
         log_event("session.created", session=session.id, owner=owner, device=device)
         return session

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import pathlib
-import re
 import secrets
 import time
 import zlib
@@ -32,13 +31,13 @@ from typing import NamedTuple
 
 import numpy as np
 from gradserve.engine import seam
+from gradserve.v1.codec import SESSION_ID
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from ._errors import SessionNotFoundError
 from ._sessions import Session
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _META_KEY = "gradserve"
 _META_CRC = "gradserve_crc32"  # of the description's JSON text
 STALE_AFTER = 10.0  # seconds past a .moving marker's deadline before its writer counts as gone
@@ -145,7 +144,7 @@ class StateDir:
     # -- a restoring server ------------------------------------------------------------------
     def status(self, session_id: str) -> Stored | None:
         """What the state dir holds for `session_id`; None: nothing."""
-        if not SESSION_ID.match(session_id):
+        if not SESSION_ID.fullmatch(session_id):
             return None
         path = self._file(session_id, ".safetensors")
         try:

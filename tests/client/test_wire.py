@@ -300,7 +300,10 @@ def test_closed_session(s, client):
     (16, "", "no token", gs.PermissionError),
     (7, "", "not yours", gs.PermissionError),
     (14, "", "draining", gs.ConnectionError),
-    (4, "", "deadline", gs.ConnectionError),
+    # the server stopped the request at its compute budget; the session goes on (the
+    # transport's own DEADLINE_EXCEEDED, with no trailer, is ConnectionError: _wire)
+    (4, "", "deadline", gs.DeadlineExceededError),
+    (4, "DeadlineExceededError", "past --max-request-seconds", gs.DeadlineExceededError),
     (13, "", "boom", gs.GradserveError),
     (3, "SessionLostError", "a kind never contradicts the code", gs.InvalidArgumentError),
     # the server's own class names
@@ -328,8 +331,10 @@ def test_error_classes_are_builtin_friendly():
     assert issubclass(gs.TensorIndexError, IndexError)
     assert issubclass(gs.ConnectionError, ConnectionError)
     assert issubclass(gs.PermissionError, PermissionError)
-    for cls in (gs.SessionLostError, gs.ResourceExhaustedError, gs.ConnectionError):
+    for cls in (gs.SessionLostError, gs.ResourceExhaustedError, gs.ConnectionError,
+                gs.DeadlineExceededError):
         assert issubclass(cls, gs.GradserveError)
+    assert not issubclass(gs.DeadlineExceededError, ConnectionError)
     assert gs.AutogradError is gs.engine.AutogradError
 
 
@@ -376,6 +381,20 @@ def test_rpc_errors_use_the_error_trailer():
         with _wire.rpc_errors():
             raise _FakeRpcError(grpc.StatusCode.UNKNOWN, "Exception calling application: x")
     assert type(info.value) is gs.GradserveError
+
+
+def test_a_deadline_is_the_servers_budget_only_with_its_trailer():
+    budget = pb.Error(code=4, message="the request ran past its budget (--max-request-seconds)",
+                      kind="DeadlineExceededError", op_index=-1)
+    with pytest.raises(gs.DeadlineExceededError, match="max-request-seconds") as info:
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "x", budget)
+    assert info.value.answered and not isinstance(info.value, gs.ConnectionError)
+    # no trailer: the call's own deadline passed with no word from any server
+    with pytest.raises(gs.ConnectionError, match="no answer") as info:
+        with _wire.rpc_errors():
+            raise _FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    assert info.value.reason == "unresponsive" and not info.value.answered
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 20000])

@@ -20,7 +20,7 @@ from gradserve.server._errors import (
     UnauthenticatedError,
 )
 from gradserve.server._executor import Executor
-from gradserve.server._requests import OpSource
+from gradserve.server._requests import OpSource, Request
 from gradserve.server._sessions import SessionManager
 from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
@@ -147,26 +147,66 @@ def test_executor_and_byte_accounting():
     session = manager.create(ANONYMOUS, "cpu")
     ex = Executor(("cpu",))
     data = np.arange(6, dtype=np.float32)
-    out = ex.run_ops(session, _ops(
+
+    def run_ops(*ops):
+        result = ex.run(session, Request(_ops(*ops)))
+        assert result.error is None, result.error
+        return result.outputs
+
+    out = run_ops(
         ("tensor", (data,), ("x",), {"requires_grad": True}, 0),
         ("reshape", ("x",), ("v",), {"shape": (2, 3)}, 0),
         ("sum", ("v",), ("s",), {}, 0),
-    ))
+    )
     assert [m.id for m in out] == ["x", "v", "s"] and out[1].shape == (2, 3)
     assert out[1].strides == (3, 1)
     assert session.nbytes == 24 + 4  # the view shares x's storage
-    assert ex.backward(session, convert.backward_action(pb.BackwardRequest(tensors=["s"]))) == [
-        "x"]
+    backward = convert.action_request(convert.backward_action(pb.BackwardRequest(tensors=["s"])))
+    assert ex.run(session, backward).value() == ["x"]
     assert session.nbytes == 24 + 4 + 24
     with engine.no_grad():  # the executor sets grad mode itself, whatever the thread has
-        out = ex.run_ops(session, _ops(("mul", ("x", 2.0), ("y",), {}, 0)))
+        out = run_ops(("mul", ("x", 2.0), ("y",), {}, 0))
     assert out[0].requires_grad
-    out = ex.run_ops(session, _ops(("mul", ("x", 2.0), ("z",), {}, codec.NO_GRAD)))
+    out = run_ops(("mul", ("x", 2.0), ("z",), {}, codec.NO_GRAD))
     assert not out[0].requires_grad
-    result = ex.step(session, _ops(("neg", ("x",), ("n",), {}, 0), ("nope", (), (), {}, 0)),
-                     ["y"])
+    result = ex.run(session, Request(
+        _ops(("neg", ("x",), ("n",), {}, 0), ("nope", (), (), {}, 0)), ["y", "never"]))
     assert isinstance(result.error, OpFailure) and result.error.index == 1
     assert "n" in session.tensors and "y" not in session.tensors
+    assert result.released == 1
+    with pytest.raises(OpFailure):
+        result.value()
+
+
+def test_every_wire_form_lowers_to_the_same_request():
+    """OpCalls with Struct attrs (grpcurl) and op_batch entries (the SDK) read as the same
+    ops; the Backward call and a Pipeline's then.backward as the same action."""
+    calls = [pb.OpCall(op="mul", inputs=[pb.Operand(tensor="x"), pb.Operand(float=2.0)],
+                       outputs=["y"], no_grad=True),
+             pb.OpCall(op="sum", inputs=[pb.Operand(tensor="y")], outputs=["s"])]
+    calls[1].attrs.update({"dim": [0], "keepdim": False})
+    batch = codec.pack_ops([["mul", ["x", 2.0], ["y"], None, codec.NO_GRAD],
+                            ["sum", ["y"], ["s"], {"dim": [0], "keepdim": False}, 0]])
+    by_calls = convert.run_ops_request(pb.RunOpsRequest(ops=calls, release=["t"]))
+    by_batch = convert.pipeline_request(pb.PipelineRequest(op_batch=batch, release=["t"]))
+
+    def ops(request):
+        return [source.read(e) for source in request.ops for e in source.entries]
+
+    assert ops(by_calls) == ops(by_batch) == [("mul", ("x", 2.0), ("y",), {}, codec.NO_GRAD),
+                                              ("sum", ("y",), ("s",),
+                                               {"dim": (0,), "keepdim": False}, 0)]
+    assert by_calls.release == by_batch.release == ["t"]
+    backward = pb.BackwardRequest(tensors=["s"], retain_graph=True)
+    unary = convert.action_request(convert.backward_action(backward))
+    piped = convert.pipeline_request(pb.PipelineRequest(backward=backward))
+    assert unary.then == piped.then == convert.backward_action(backward)
+    assert not unary.ops and not piped.ops and not unary.release and not piped.release
+    with pytest.raises(InvalidArgumentError, match="no backward of this session waits"):
+        convert.pipeline_request(pb.PipelineRequest(callback_result=pb.CallbackResult(key="k")))
+    answer = convert.pipeline_request(
+        pb.PipelineRequest(callback_result=pb.CallbackResult(key="k")), answering=True)
+    assert answer.then is None
 
 
 def test_op_batches_read_like_op_calls():

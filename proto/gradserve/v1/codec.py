@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 
 import numpy as np
 from google.protobuf import struct_pb2
@@ -27,6 +29,11 @@ from gradserve.engine import DType, InvalidArgumentError, as_dtype
 from . import gradserve_pb2 as pb
 
 ERROR_TRAILER = "gradserve-error-bin"  # trailing metadata key of a call's `Error`
+MAX_MESSAGE_BYTES = 64 << 20  # each way, per message: what client and server channels allow
+SESSION_ID_HEADER = "x-session-id"  # on every call: what session-affinity proxies hash on
+# A session id, made by either end (`new_session_id`) and checked wherever one is taken (a
+# proposed id, a state-dir file name): 22 characters of token_urlsafe(16), or more.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
 CHUNK_BYTES = 1 << 20  # bulk tensor bytes per Upload or Fetch message
 FLOATS_ATTR = "__floats__"  # Struct attrs whose integral values must stay floats
 NO_GRAD, INPLACE = 1, 2  # op_batch flags
@@ -37,6 +44,11 @@ MAX_PLAN_OPS = 4096  # entries in one captured step
 DATA_OP = "tensor"  # the one op that takes tensor data (OpCall.data, op_data)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_DIMS = 64  # numpy's limit on an array's dims
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id that `SESSION_ID` accepts."""
+    return secrets.token_urlsafe(16)
 
 
 # -- op batches ---------------------------------------------------------------------------------
