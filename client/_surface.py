@@ -45,7 +45,7 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, session=None, **kwar
     `session=`, else the current session, else in-process).
 
     >>> gs.normal(0.0, 1.0, size=(2, 3)).shape
-    (2, 3)
+    gradserve.Size([2, 3])
     """
     if not (hasattr(mean, "shape") or hasattr(std, "shape")):
         kwargs["home"] = default_session(session)

@@ -253,7 +253,7 @@ class FactoryAPI:
         session's comes from its server; `torch.set_rng_state` accepts it too).
 
         >>> engine.get_rng_state().shape
-        (5056,)
+        gradserve.Size([5056])
         """
         return self._make("rng_state", False, {"device": "cpu"})
 
