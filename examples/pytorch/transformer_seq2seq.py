@@ -13,7 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.manual_seed(0)
-torch.set_default_dtype(torch.float64)
 VOCAB, BOS, PAD, LENGTH, D = 12, 10, 11, 6, 32
 
 
@@ -31,7 +30,7 @@ class Seq2Seq(nn.Module):
         return self.tokens(x) * D ** 0.5 + self.positions(torch.arange(x.shape[1]))
 
     def forward(self, src, tgt):
-        mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+        mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1], dtype=torch.float64)
         out = self.transformer(self.embed(src), self.embed(tgt), tgt_mask=mask,
                                src_key_padding_mask=src == PAD,
                                memory_key_padding_mask=src == PAD)
@@ -46,7 +45,7 @@ def batch(n):
     return src, torch.cat([torch.full((n, 1), BOS), tgt], 1)
 
 
-model = Seq2Seq()
+model = Seq2Seq().double()
 opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 for step in range(30):
     src, tgt = batch(16)
