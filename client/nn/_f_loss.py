@@ -228,8 +228,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
     if target.dtype.is_floating_point and tuple(target.shape) == tuple(input.shape):
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing, classes)
     if weight is None and label_smoothing == 0.0 and input.dim() <= 2:
-        return input._op("cross_entropy", input, target, reduction=reduction,
-                         ignore_index=ignore_index)
+        # torch's graph: nll_loss over log_softmax, which keeps its output, not the logits
+        # (an in-place change to the logits afterwards is no error), next_functions as torch's
+        logp = input.log_softmax(input.dim() - 1)
+        return logp._op("nll_loss", logp, target, reduction=reduction,
+                        ignore_index=ignore_index)
     logp = input.log_softmax(1 if input.dim() > 1 else 0)
     rows, flat_target, out_shape = _flat_classes(logp, target)
     nll = _nll_rows(rows, flat_target, weight, ignore_index, reduction, out_shape)

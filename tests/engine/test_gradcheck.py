@@ -411,6 +411,11 @@ for _red in ("mean", "sum", "none"):
     case("cross_entropy_grad", lambda x, t, g, r=_red: x._op(
         "cross_entropy_grad", x, t, g, reduction=r, ignore_index=0),
          N(3, 4), K(E.tensor([1, 0, 3])), P(*_g), label=f"ignore-{_red}", order2=True)
+    for _ign in (-100, 0):  # linear in g; logp gives only the shape
+        case("nll_loss_grad", lambda x, t, g, r=_red, i=_ign: x._op(
+            "nll_loss_grad", x, t, g, reduction=r, ignore_index=i),
+             K(E.zeros(3, 4, dtype=E.float64)), K(E.tensor([1, 0, 3])), P(*_g),
+             label=f"ignore{_ign}-{_red}", order2=True)
 case("threshold_backward", lambda g, o: g._op("threshold_backward", g, o), N(2, 3), K(
     E.tensor([[1.0, -1.0, 2.0], [-0.5, 0.5, 3.0]], dtype=E.float64)), label="2x3", order2=True)
 

@@ -168,3 +168,33 @@ def test_graph_descriptions_list_what_was_kept(M):
     assert saved_of(v * 2.0) == 0  # 2.0 is a number; v is not needed
     assert saved_of(v * M.ones(3)) == 1  # the constant only
     assert saved_of(v * (a * 3.0)) == 2
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_keeps_the_log_softmax_not_its_input(M, reduction):
+    """torch's cross_entropy is log_softmax then nll_loss: it keeps the log-probabilities, so
+    changing the logits in place afterwards is no error (nll_loss keeps its input: changing
+    that raises)."""
+    def scenario(L, loss, modify):
+        a = L.tensor(MA, requires_grad=True)
+        logits = a * 1.0
+        target = L.tensor([2, -100 if reduction == "mean" else 0])
+        out = loss(L, logits, target)
+        if modify:
+            logits.add_(1.0)
+        try:
+            out.sum().backward()
+        except RuntimeError as e:
+            return str(e).split(" Hint")[0].replace("torch.", "gradserve.")
+        names = [type(out.grad_fn).__name__,
+                 type(out.grad_fn.next_functions[0][0]).__name__]
+        return names, [[round(g, 6) for g in row] for row in a.grad.tolist()]
+
+    def ce(L, x, t):
+        return L.nn.functional.cross_entropy(x, t, reduction=reduction)
+
+    def nll(L, x, t):
+        return L.nn.functional.nll_loss(x, t, reduction=reduction)
+
+    for loss, modify in itertools.product((ce, nll), (False, True)):
+        assert scenario(M, loss, modify) == scenario(torch, loss, modify)

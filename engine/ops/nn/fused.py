@@ -162,6 +162,8 @@ def _onehot_scaled(ctx, g, target, like):
     positions = like._op("arange", start=0, end=classes, step=1, dtype="int64",
                          device=like.device)
     onehot = (target.unsqueeze(-1) == positions) * keep.unsqueeze(-1)
+    if g is None:
+        return onehot, keep, None
     if reduction == "none":
         scale = g.unsqueeze(-1)
     elif reduction == "sum":
@@ -233,8 +235,47 @@ def _(ctx, h):
 @nll_loss.def_backward
 def _(ctx, g):
     logp, target = ctx.saved
-    onehot, _, scale = _onehot_scaled(ctx, g, target, logp)
-    return (-(onehot * scale), None)
+    return (logp._op("nll_loss_grad", logp, target, g, **ctx.attrs), None)
+
+
+def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
+    """d loss / d logp in one pass: -onehot * g / count over the kept rows (logp gives only
+    the shape and dtype: the loss is linear in it)."""
+    out = xp.zeros(logp.shape, dtype=logp.dtype)
+    flat = out.reshape(-1, out.shape[-1])
+    t = target.reshape(-1)
+    rows = xp.nonzero(t != ignore_index)[0]
+    flat[rows, t[rows]] = -1
+    if reduction == "none":
+        flat *= g.reshape(-1, 1)
+    elif reduction == "sum":
+        flat *= g
+    else:
+        flat *= g / rows.size
+    return out
+
+
+# cross_entropy is nll_loss over log_softmax (torch's graph, and what it saves): this keeps
+# that backward one op, as cross_entropy_grad is for the fused form.
+nll_loss_grad = defop("nll_loss_grad", infer=_ce_grad_meta,
+                      grad_name="NllLossBackwardBackward0", save=(1,))(_nll_grad)
+
+
+@nll_loss_grad.def_backward
+def _(ctx, h):
+    target, = (s for s in ctx.saved if s is not None)
+    gg = None
+    if ctx.needs[2]:
+        onehot, keep, _ = _onehot_scaled(ctx, None, target, h)
+        d = -(onehot * h)
+        reduction = ctx.attrs.get("reduction", "mean")
+        if reduction == "none":
+            gg = d.sum(-1)
+        elif reduction == "sum":
+            gg = d.sum()
+        else:
+            gg = d.sum() / keep.sum()
+    return None, None, gg
 
 
 def _dropout_meta(x, p):
