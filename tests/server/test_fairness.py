@@ -155,7 +155,9 @@ def test_wire_bounds_come_before_parsing(make_server, wire):
         send, replies = wire.pipe(stub)
         deep = b"[" * 100_000 + b"]" * 100_000
         good = codec.pack_ops([["rand", [], ["a"], {"shape": [2], "dtype": "float32"}, 0]])
-        nope = b'[["nope", [], ["b"], null, 0],' + b"{" * 50_000  # broken after op 0
+        # broken after op 0, and larger than what is parsed in one go: read entry by entry,
+        # op 0's error comes first (a small batch is parsed whole: see the next test)
+        nope = b'[["nope", [], ["b"], null, 0],' + b"{" * 300_000
         for seq, batch, code, text in (
                 (1, deep, grpc.StatusCode.INVALID_ARGUMENT, "nests deeper than"),
                 (2, nope, grpc.StatusCode.INVALID_ARGUMENT, "unknown op 'nope'"),
@@ -171,6 +173,24 @@ def test_wire_bounds_come_before_parsing(make_server, wire):
         wire.expect_error(lambda: stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=[
             wire.op("neg", ["a"], [f"n{i}"]) for i in range(11)])), RESOURCE_EXHAUSTED,
             "max-batch-ops")
+
+
+def test_a_small_broken_batch_runs_none_of_its_ops(make_server, wire):
+    """An ordinary-sized op_batch is parsed whole before any op runs: malformed JSON after a
+    good op is INVALID_ARGUMENT and the good op did not run."""
+    _, address = make_server()
+    channel, stub = wire.connect(address)
+    with channel:
+        sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
+        send, replies = wire.pipe(stub)
+        broken = b'[["rand", [], ["a"], {"shape": [2], "dtype": "float32"}, 0], {'
+        send(pb.PipelineRequest(session_id=sid, seq=1, op_batch=broken))
+        reply = next(replies)
+        send(None)
+        assert reply.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "not a JSON array of ops" in reply.error.message
+        listed = stub.ListTensors(pb.SessionRef(session_id=sid))
+        assert [t.id for t in listed.tensors] == []
 
 
 def test_work_limits_refuse_and_the_session_goes_on(make_server, wire):
