@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gradserve.engine import no_grad
-
-from ._optimizer import Optimizer, _check_nonnegative, _evaluate, zeros_like
+from ._optimizer import Optimizer, _check_betas, _check_nonnegative, zeros_like
 
 
 class Adam(Optimizer):
@@ -32,29 +30,13 @@ class Adam(Optimizer):
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=_check_betas(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
 
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure's loss if given.
-
-        >>> opt.step()
-        """
-        loss = _evaluate(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for p, g in self._params_with_grad(group):
-                    self._update(group, p, -g if group["maximize"] else g)
-        return loss
-
-    def _update(self, group, p, g) -> None:
+    def _update(self, group, p, g, state) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
         eps, decay, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
-        state = self.state.setdefault(p, {})
         if not state:
             state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
             if amsgrad:

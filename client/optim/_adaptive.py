@@ -7,40 +7,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from gradserve.engine import get_default_dtype, no_grad
+from gradserve.engine import get_default_dtype
 
-from ._optimizer import Optimizer, _check_nonnegative, _evaluate, zeros_like
-
-
-def _check_betas(betas) -> tuple[float, float]:
-    for i, beta in enumerate(betas):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
-    return tuple(betas)
+from ._optimizer import Optimizer, _check_betas, _check_nonnegative, zeros_like
 
 
-class _Stepper(Optimizer):
-    """The shared loop: every parameter with a .grad, under no_grad, gradient negated when
-    maximizing; subclasses give `_update(group, p, g, state)`."""
-
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure's loss if given.
-
-        >>> opt.step()
-        """
-        loss = _evaluate(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for p, g in self._params_with_grad(group):
-                    g = -g if group["maximize"] else g
-                    self._update(group, p, g, self.state.setdefault(p, {}))
-        return loss
-
-    def _update(self, group, p, g, state) -> None:
-        raise NotImplementedError
-
-
-class Adadelta(_Stepper):
+class Adadelta(Optimizer):
     """torch.optim.Adadelta:
 
         g += weight_decay * p
@@ -77,7 +49,7 @@ class Adadelta(_Stepper):
         p.sub_(delta * lr)
 
 
-class Adamax(_Stepper):
+class Adamax(Optimizer):
     """torch.optim.Adamax (Adam with the infinity norm), t counting from 1:
 
         g += weight_decay * p
@@ -116,7 +88,7 @@ def _scalar(value: float) -> float:
     return float(np.asarray(value, dtype=get_default_dtype().np))
 
 
-class NAdam(_Stepper):
+class NAdam(Optimizer):
     """torch.optim.NAdam (Adam with Nesterov momentum and momentum decay), t from 1:
 
         mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay)); prod *= mu_t
@@ -167,7 +139,7 @@ class NAdam(_Stepper):
         p.sub_(m / denom * (lr * mu_next / (1.0 - prod * mu_next)))
 
 
-class RAdam(_Stepper):
+class RAdam(Optimizer):
     """torch.optim.RAdam (Adam with the variance rectified), t from 1:
 
         m = lerp(m, g, 1 - beta1); v = beta2 * v + (1 - beta2) * g * g

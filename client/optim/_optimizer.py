@@ -82,7 +82,21 @@ class Optimizer:
         _zero_grads((p for g in self.param_groups for p in g["params"]), set_to_none)
 
     def step(self, closure=None):
-        """Update every parameter from its .grad once. >>> opt.step()"""
+        """One update of every parameter that has a .grad (negated when maximizing), under
+        no_grad; returns closure's loss if given. Optimizers that update parameter by
+        parameter give `_update(group, p, g, state)`.
+
+        >>> opt.step()
+        """
+        loss = _evaluate(closure)
+        with no_grad():
+            for group in self.param_groups:
+                for p, g in self._params_with_grad(group):
+                    g = -g if group.get("maximize") else g
+                    self._update(group, p, g, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, group: dict[str, Any], p, g, state: dict) -> None:
         raise NotImplementedError
 
     def _params_with_grad(self, group: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
@@ -177,3 +191,10 @@ def _evaluate(closure):
 def _check_nonnegative(name: str, value: float) -> None:
     if not value >= 0.0:  # also rejects nan
         raise ValueError(f"Invalid {name}: {value}")
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+    return tuple(betas)

@@ -195,13 +195,19 @@ def _ce_grad(xp, logits, target, g, reduction="mean", ignore_index=-100):
     if rows.size != t.size:
         flat *= keep[:, None]
     flat[rows, t[rows]] -= 1
+    _scale_rows(flat, g, rows, reduction)
+    return p
+
+
+def _scale_rows(flat, g, rows, reduction: str) -> None:
+    """Multiply the per-row gradients by the upstream `g` as `reduction` spread the loss:
+    row by row ("none"), whole ("sum"), or over the kept rows ("mean")."""
     if reduction == "none":
         flat *= g.reshape(-1, 1)
     elif reduction == "sum":
         flat *= g
     else:
         flat *= g / rows.size
-    return p
 
 
 # The gradient of cross_entropy as one op (the step's backward runs it once instead of a
@@ -246,12 +252,7 @@ def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
     t = target.reshape(-1)
     rows = xp.nonzero(t != ignore_index)[0]
     flat[rows, t[rows]] = -1
-    if reduction == "none":
-        flat *= g.reshape(-1, 1)
-    elif reduction == "sum":
-        flat *= g
-    else:
-        flat *= g / rows.size
+    _scale_rows(flat, g, rows, reduction)
     return out
 
 
