@@ -103,6 +103,15 @@ class _RNNBase(Module):
         out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         return out, finals, unbatched
 
+    def forward(self, input, hx=None):
+        """The one-state recurrences (GRU, RNN): (output, h_n); LSTM overrides it for (h, c)."""
+        unbatched = input.dim() == 2
+        batch = 1 if unbatched else input.shape[0 if self.batch_first else 1]
+        h0 = self._zeros_state(input, batch) if hx is None else _initial(hx, unbatched)
+        out, finals, unbatched = self._run(input, lambda k: h0[k])
+        h_n = stack(finals)
+        return out, (h_n.squeeze(1) if unbatched else h_n)
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
@@ -177,10 +186,3 @@ class GRU(_RNNBase):
         new = (gi[:, 2 * n:] + r * gh[:, 2 * n:]).tanh()
         return (1 - z) * new + z * h
 
-    def forward(self, input, hx=None):
-        unbatched = input.dim() == 2
-        batch = 1 if unbatched else input.shape[0 if self.batch_first else 1]
-        h0 = self._zeros_state(input, batch) if hx is None else _initial(hx, unbatched)
-        out, finals, unbatched = self._run(input, lambda k: h0[k])
-        h_n = stack(finals)
-        return out, (h_n.squeeze(1) if unbatched else h_n)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import math
 
-from gradserve.engine import InvalidArgumentError, stack
+from gradserve.engine import InvalidArgumentError
 
 from .._default import default_session, new_like
 from . import functional as F
 from . import init
 from ._layers import new_parameter
 from ._module import Module
-from ._rnn import GRU, LSTM, _initial, _RNNBase
+from ._rnn import GRU, LSTM, _RNNBase
 
 
 def _nonlinearity(name: str):
@@ -47,14 +47,6 @@ class RNN(_RNNBase):
 
     def _cell(self, gi, h, w_hh, b_hh):
         return self._act(gi + F.linear(h, w_hh, b_hh))
-
-    def forward(self, input, hx=None):
-        unbatched = input.dim() == 2
-        batch = 1 if unbatched else input.shape[0 if self.batch_first else 1]
-        h0 = self._zeros_state(input, batch) if hx is None else _initial(hx, unbatched)
-        out, finals, unbatched = self._run(input, lambda k: h0[k])
-        h_n = stack(finals)
-        return out, (h_n.squeeze(1) if unbatched else h_n)
 
 
 class _CellBase(Module):
