@@ -218,9 +218,10 @@ class GradserveServer:
         With a state dir: stop taking calls at once (clients' channels move on to another
         address or replica), move every session to the state dir at a quiet point within
         `grace` while the calls already open go on, then stop. True when all were moved."""
-        self.health.enter_graceful_shutdown()
         grace = 30.0 if grace is None else grace
+        # refuse new calls before saying so: a caller that sees NOT_SERVING must not get a call in
         self.runtime.begin_drain(grace)
+        self.health.enter_graceful_shutdown()
         if self.runtime.handoff is not None:
             # grpc's stop refuses new calls on every connection (a client retries them on
             # another address) and lets open ones run; the margin covers move_sessions'
