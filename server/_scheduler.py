@@ -13,12 +13,21 @@ takes one again before it goes on, ahead of sessions that have not started. The 
 runs on stays with it (its Python stack is the backward's), so threads = busy slots + items
 waiting on a client; an idle session or an idle stream holds none.
 
+The hand-off costs as little as it can, because every request pays it: a thread that ends an
+item takes the next one itself (no second thread is woken while it is awake), an idle thread
+is woken last-in first-out (its caches are warm), and the caller on an event loop is told
+with one `call_soon_threadsafe`, after the slot's bookkeeping, so the loop wakes to a thread
+that is about to sleep instead of fighting it for the GIL. A request that is known to be
+tiny before it runs (see the servicer) may run on the caller's own thread instead
+(`try_inline`): it takes a slot like any item, only without the hand-off.
+
 Each item runs with a deadline (`check_deadline` raises past it): the server's compute budget
 per request, or the caller's own gRPC deadline when that is sooner. Nothing here imports grpc.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import contextlib
@@ -30,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from ._errors import DeadlineExceededError, UnavailableError, detach
 
 _local = threading.local()
+_QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 
 
 def check_deadline(what: str = "this request") -> None:
@@ -42,7 +52,8 @@ def check_deadline(what: str = "this request") -> None:
 
 
 class _Device:
-    def __init__(self, slots: int) -> None:
+    def __init__(self, name: str, slots: int) -> None:
+        self.name = name
         self.slots = max(1, slots)
         self.free = self.slots
         self.resuming = 0  # items back from a client wait, ahead of the line
@@ -52,41 +63,77 @@ class _Device:
 
 
 class _Item:
-    __slots__ = ("fn", "args", "future", "budget", "why", "hold")
+    __slots__ = ("fn", "args", "budget", "why", "hold", "future", "loop", "state",
+                 "release_at_end")
 
-    def __init__(self, fn, args, budget, why, hold) -> None:
+    def __init__(self, fn, args, budget, why, hold, future, loop) -> None:
         self.fn, self.args, self.budget, self.why, self.hold = fn, args, budget, why, hold
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future, self.loop = future, loop
+        self.state = _QUEUED
+        self.release_at_end = False
+
+    def cancelled(self) -> bool:
+        # read across threads: a loop's future is only ever cancelled, never un-cancelled
+        return self.state == _DROPPED or self.future.cancelled()
+
+    def settle(self, result, error: BaseException | None) -> None:
+        if self.loop is None:
+            if error is None:
+                self.future.set_result(result)
+            else:
+                self.future.set_exception(error)
+            return
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        except RuntimeError:  # the loop closed under it: nobody waits any more
+            pass
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+class _LoopFuture(asyncio.Future):
+    """An event loop's future for an item; knows its item (for `release_after`)."""
+
+    item: _Item
 
 
 class _Threads:
-    """Threads that run items: an idle one takes the next, else a new one starts."""
+    """Threads that run items: the most recently idle one takes the next, else a new one
+    starts."""
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle = 0
+        self._idle: list[queue.SimpleQueue] = []
         self._count = 0
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[[], None]) -> None:
         with self._lock:
             if self._idle:
-                self._idle -= 1
+                inbox = self._idle.pop()
             else:
+                inbox = queue.SimpleQueue()
                 self._count += 1
-                threading.Thread(target=self._loop, name=f"{self._name}-{self._count}",
-                                 daemon=True).start()
-        self._queue.put(fn)
+                threading.Thread(target=self._loop, args=(inbox,), daemon=True,
+                                 name=f"{self._name}-{self._count}").start()
+        inbox.put(fn)
 
-    def _loop(self) -> None:
+    def _loop(self, inbox: queue.SimpleQueue) -> None:
         while True:
-            fn = self._queue.get()
+            fn = inbox.get()
             if fn is None:
                 return
-            fn()
+            last = fn()
             with self._lock:
-                self._idle += 1
+                self._idle.append(inbox)
+            if last is not None:  # once idle: the work it answers may bring this thread more
+                last()
 
     @property
     def count(self) -> int:
@@ -99,7 +146,7 @@ class Scheduler:
     def __init__(self, devices: Sequence[str], cpu_slots: int,
                  budget: float | None = None) -> None:
         self.budget = budget if budget and budget > 0 else None
-        self._devices = {d: _Device(cpu_slots if d == "cpu" else 1) for d in devices}
+        self._devices = {d: _Device(d, cpu_slots if d == "cpu" else 1) for d in devices}
         self._cond = threading.Condition()
         self._threads = _Threads("gradserve-compute")
         self._closed = False
@@ -118,15 +165,22 @@ class Scheduler:
 
     def submit(self, device: str, key: str, fn: Callable, *args,
                timeout: float | None = None, why: str = "--max-request-seconds",
-               hold: bool = False) -> concurrent.futures.Future:
-        """Queue `fn(*args)` as the next item of session `key` on `device`; its future.
-        `timeout`: the caller's own deadline in seconds (the sooner one wins). `hold`: the
-        session stays busy after the item until `release(device, key)` (a reply that reads
-        the session's storage while it streams)."""
-        budget, why_text = self.budget, f"{why}"
+               hold: bool = False, loop: asyncio.AbstractEventLoop | None = None):
+        """Queue `fn(*args)` as the next item of session `key` on `device`; its future: a
+        concurrent.futures.Future, or with `loop` an asyncio future of that loop (call this
+        on the loop's thread). `timeout`: the caller's own deadline in seconds (the sooner
+        one wins). `hold`: the session stays busy after the item until `release(device,
+        key)` (a reply that reads the session's storage while it streams)."""
+        budget, why_text = self.budget, why
         if timeout is not None and (budget is None or timeout < budget):
             budget, why_text = max(0.0, timeout), "the call's deadline"
-        item = _Item(fn, args, budget, why_text, hold)
+        if loop is None:
+            future = concurrent.futures.Future()
+        else:
+            future = _LoopFuture(loop=loop)
+        item = _Item(fn, args, budget, why_text, hold, future, loop)
+        if loop is not None:
+            future.item = item
         with self._cond:
             if self._closed:
                 raise UnavailableError("the server is stopping and runs no more work")
@@ -138,23 +192,57 @@ class Scheduler:
                     dev.line.append(key)
             fifo.append(item)
             self._dispatch(dev)
-        return item.future
+        return future
+
+    def try_inline(self, device: str, key: str) -> bool:
+        """Take a slot for session `key` to run a tiny item on the calling thread, when one
+        is free and the session has nothing queued or running (so order and turns are as if
+        it were queued); then `end_inline`. False: submit it instead."""
+        with self._cond:
+            dev = self._devices[device]
+            if (self._closed or dev.free <= dev.resuming or key in dev.running
+                    or key in dev.queues):
+                return False
+            dev.free -= 1
+            dev.running.add(key)
+            return True
+
+    def end_inline(self, device: str, key: str) -> None:
+        with self._cond:
+            dev = self._devices[device]
+            dev.free += 1
+            dev.running.discard(key)
+            self._dispatch(dev)
+            if dev.resuming:
+                self._cond.notify_all()
 
     def release(self, device: str, key: str) -> None:
         """End the hold of a `hold=True` item: the session's next item may run."""
         with self._cond:
-            dev = self._devices[device]
-            dev.running.discard(key)
-            if dev.queues.get(key):
-                dev.line.append(key)
-            self._dispatch(dev)
+            self._release(self._devices[device], key)
 
-    def release_after(self, future: concurrent.futures.Future, device: str, key: str) -> None:
-        """`release` once the `hold=True` item of `future` ended (at once if it has; never
-        if it was cancelled before it ran)."""
-        if not future.cancelled():
-            future.add_done_callback(lambda f: None if f.cancelled()
-                                     else self.release(device, key))
+    def _release(self, dev: _Device, key: str) -> None:
+        dev.running.discard(key)
+        if dev.queues.get(key) and key not in dev.line:
+            dev.line.append(key)
+        self._dispatch(dev)
+
+    def release_after(self, future, device: str, key: str) -> None:
+        """`release` once the `hold=True` item of `future` ended (at once if it has); a
+        queued one is dropped instead (it never runs, nothing to release)."""
+        item = getattr(future, "item", None)
+        if item is None:  # a concurrent future: its callback runs when it ends
+            if not future.cancelled():
+                future.add_done_callback(lambda f: None if f.cancelled()
+                                         else self.release(device, key))
+            return
+        with self._cond:
+            if item.state == _QUEUED:
+                item.state = _DROPPED
+            elif item.state == _RUNNING:
+                item.release_at_end = True
+            elif item.state == _DONE:
+                self._release(self._devices[device], key)
 
     @contextlib.contextmanager
     def client_wait(self) -> Iterator[None]:
@@ -167,6 +255,8 @@ class Scheduler:
         with self._cond:
             dev.free += 1
             self._dispatch(dev)
+            if dev.resuming:
+                self._cond.notify_all()
         try:
             yield
         finally:
@@ -185,50 +275,75 @@ class Scheduler:
             for dev in self._devices.values():
                 for fifo in dev.queues.values():
                     for item in fifo:
-                        if item.future.set_running_or_notify_cancel():
-                            item.future.set_exception(UnavailableError(
-                                "the server stopped before this request ran"))
+                        if item.cancelled() or (item.loop is None and not
+                                                item.future.set_running_or_notify_cancel()):
+                            continue
+                        item.state = _DONE
+                        item.settle(None, UnavailableError(
+                            "the server stopped before this request ran"))
                 dev.queues.clear()
                 dev.line.clear()
 
     # -- inside --------------------------------------------------------------------------
-    def _dispatch(self, dev: _Device) -> None:
-        """Start queued items while slots are free (lock held)."""
+    def _take(self, dev: _Device):
+        """The next item to run on a free slot, the slot taken (lock held); None when no slot
+        is free or nothing waits."""
         while dev.free > dev.resuming and dev.line:
             key = dev.line.popleft()
             fifo = dev.queues.get(key)
             item = None
             while fifo:
                 candidate = fifo.popleft()
-                if candidate.future.set_running_or_notify_cancel():  # else: cancelled, skip
-                    item = candidate
-                    break
+                if candidate.cancelled():
+                    candidate.state = _DROPPED
+                    continue
+                if candidate.loop is None and not candidate.future.set_running_or_notify_cancel():
+                    continue
+                item = candidate
+                break
             if not fifo:
                 dev.queues.pop(key, None)
             if item is None:
                 continue
             dev.free -= 1
             dev.running.add(key)
-            self._threads.submit(lambda d=dev, k=key, i=item: self._run(d, k, i))
+            item.state = _RUNNING
+            return key, item
+        return None
 
-    def _run(self, dev: _Device, key: str, item: _Item) -> None:
-        device = next(name for name, d in self._devices.items() if d is dev)
-        _local.device = device
-        _local.deadline = (None if item.budget is None else
-                           (time.monotonic() + item.budget, item.budget, item.why))
-        try:
-            result = item.fn(*item.args)
-        except BaseException as exc:  # noqa: BLE001  (the caller gets it)
-            item.future.set_exception(detach(exc))
-        else:
-            item.future.set_result(result)
-        finally:
-            _local.device = _local.deadline = None
+    def _dispatch(self, dev: _Device) -> None:
+        """Start queued items on threads while slots are free (lock held)."""
+        while (taken := self._take(dev)) is not None:
+            self._threads.submit(lambda d=dev, t=taken: self._run(d, *t))
+
+    def _run(self, dev: _Device, key: str, item: _Item) -> Callable[[], None]:
+        """Run `item`, then the next items this thread can take, one after another; what
+        answers the last one (for `_Threads` to call once the thread is idle)."""
+        _local.device = dev.name
+        while True:
+            _local.deadline = (None if item.budget is None else
+                               (time.monotonic() + item.budget, item.budget, item.why))
+            result = error = None
+            try:
+                result = item.fn(*item.args)
+            except BaseException as exc:  # noqa: BLE001  (the caller gets it)
+                error = detach(exc)
+            _local.deadline = None
             with self._cond:
                 dev.free += 1
-                if not item.hold:
+                item.state = _DONE
+                if not item.hold or item.release_at_end:
                     dev.running.discard(key)
                     if dev.queues.get(key) and key not in dev.line:
                         dev.line.append(key)
+                taken = self._take(dev)  # this thread runs the next one itself
                 self._dispatch(dev)
-                self._cond.notify_all()
+                if dev.resuming:
+                    self._cond.notify_all()
+            if taken is None:
+                _local.device = None
+                # last, once the thread is idle: the woken caller finds the GIL about free,
+                # and its next item comes back to this thread
+                return lambda: item.settle(result, error)
+            item.settle(result, error)
+            key, item = taken
