@@ -21,8 +21,9 @@ that is about to sleep instead of fighting it for the GIL. A request that is kno
 tiny before it runs (see the servicer) may run on the caller's own thread instead
 (`try_inline`): it takes a slot like any item, only without the hand-off.
 
-Each item runs with a deadline (`check_deadline` raises past it): the server's compute budget
-per request, or the caller's own gRPC deadline when that is sooner. Nothing here imports grpc.
+Each item runs with a deadline (`check_deadline` raises past it, between the ops of a batch
+and between the nodes of a backward): the server's compute budget per request, or the
+caller's own gRPC deadline when that is sooner. Nothing here imports grpc.
 """
 
 from __future__ import annotations
@@ -36,19 +37,31 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from gradserve.engine import seam
+
 from ._errors import DeadlineExceededError, UnavailableError, detach
 
 _local = threading.local()
 _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
+_CALL_DEADLINE = "the call's deadline"
 
 
-def check_deadline(what: str = "this request") -> None:
+def check_deadline(what: str = "this request",
+                   done: str = "the ops before this point ran, the rest did not") -> None:
     """DeadlineExceededError when the item running on this thread passed its deadline."""
     deadline = getattr(_local, "deadline", None)
     if deadline is not None and time.monotonic() > deadline[0]:
         raise DeadlineExceededError(
             f"{what} ran longer than its compute budget of {deadline[1]:g} s "
-            f"({deadline[2]}); the ops before this point ran, the rest did not")
+            f"({deadline[2]}); {done}")
+
+
+def _check_backward() -> None:
+    """Between two nodes of a backward (engine's node check): stop it past the deadline."""
+    if getattr(_local, "deadline", None) is not None:
+        check_deadline("this request's backward", "it stopped between two nodes of the graph: "
+                       "the nodes before ran (leaves they reached may hold part of their "
+                       "gradient), the rest did not")
 
 
 class _Device:
@@ -150,6 +163,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._threads = _Threads("gradserve-compute")
         self._closed = False
+        seam.set_node_check(_check_backward)  # a long backward stops at the budget too
 
     def slots(self, device: str) -> int:
         return self._devices[device].slots
@@ -173,7 +187,7 @@ class Scheduler:
         key)` (a reply that reads the session's storage while it streams)."""
         budget, why_text = self.budget, why
         if timeout is not None and (budget is None or timeout < budget):
-            budget, why_text = max(0.0, timeout), "the call's deadline"
+            budget, why_text = max(0.0, timeout), _CALL_DEADLINE
         if loop is None:
             future = concurrent.futures.Future()
         else:
@@ -257,6 +271,7 @@ class Scheduler:
             self._dispatch(dev)
             if dev.resuming:
                 self._cond.notify_all()
+        started = time.monotonic()
         try:
             yield
         finally:
@@ -266,6 +281,11 @@ class Scheduler:
                     self._cond.wait()
                 dev.free -= 1
                 dev.resuming -= 1
+            deadline = _local.deadline
+            if deadline is not None and deadline[2] != _CALL_DEADLINE:
+                # the server's budget is of compute: the wait does not count (a caller's own
+                # deadline is of the clock)
+                _local.deadline = (deadline[0] + time.monotonic() - started, *deadline[1:])
 
     def close(self) -> None:
         """Refuse new items and fail the queued ones (UnavailableError); running ones go
