@@ -228,14 +228,28 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
 
 
 # -- work ------------------------------------------------------------------------------------
+_work = threading.local()  # the most elements one op of the running item touched
+
+
+def item_work(reset: bool = False) -> int:
+    """The most elements one op touched on this thread since the last reset (the scheduler's
+    estimate of how heavy a session's requests are)."""
+    heaviest = getattr(_work, "heaviest", 0)
+    if reset:
+        _work.heaviest = 0
+    return heaviest
+
+
 def check_elements(name: str, inputs, metas, limit: int | None) -> None:
     """ResourceExhaustedError when op `name` would touch more than `limit` elements (its
     inputs', views such as a broadcast counted at their full size, or its outputs'; making
-    a view touches nothing)."""
-    if limit is None:
-        return
+    a view touches nothing). Notes the count for `item_work`."""
     touched = max(sum(math.prod(m.shape) for m in metas if m.strides is None),  # not views
                   max((math.prod(x.shape) for x in inputs if hasattr(x, "_data")), default=0))
+    if touched > getattr(_work, "heaviest", 0):
+        _work.heaviest = touched
+    if limit is None:
+        return
     if touched > limit:
         raise ResourceExhaustedError(
             f"{name} would touch {touched} elements, more than this server's limit of "

@@ -7,6 +7,13 @@ batch, one backward, ...), then puts the session back at the end of the line if 
 So a session never runs on two slots at once, its items run in the order they came, and a
 busy session delays another by at most one item.
 
+Sessions whose work is heavy run at a lower OS priority: when an item had an op touching
+`HEAVY_ELEMENTS` or more (the estimate `--max-op-elements` is checked against), the
+session's next item runs on a thread of a second pool, niced `BACKGROUND_NICE` below the
+rest (a thread's own priority, Linux); a light item brings it back. Turns and slots are the
+same for both; only the CPU, when it is contended, goes first to the light sessions' threads,
+so a neighbour at the work limit costs a small-step client little latency.
+
 A slot is held only while computing. Work that must wait for its client (a backward waiting
 for a hook's answer, see `_callbacks`) gives its slot back for the wait (`client_wait`) and
 takes one again before it goes on, ahead of sessions that have not started. The thread it
@@ -32,6 +39,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -40,10 +48,16 @@ from collections.abc import Callable, Iterator, Sequence
 from gradserve.engine import seam
 
 from ._errors import DeadlineExceededError, UnavailableError, detach
+from ._limits import item_work
 
 _local = threading.local()
 _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 _CALL_DEADLINE = "the call's deadline"
+# A session whose last item had an op touching this many elements (a millisecond or more of a
+# core's work) is heavy: its next item runs on a thread of lower OS priority.
+HEAVY_ELEMENTS = 1 << 20
+BACKGROUND_NICE = 10
+_HEAVY_KEPT = 1 << 16  # sessions remembered as heavy (the least recent forgotten first)
 
 
 def check_deadline(what: str = "this request",
@@ -120,8 +134,8 @@ class _Threads:
     """Threads that run items: the most recently idle one takes the next, else a new one
     starts."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    def __init__(self, name: str, nice: int = 0) -> None:
+        self._name, self._nice = name, nice
         self._idle: list[queue.SimpleQueue] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -138,6 +152,13 @@ class _Threads:
         inbox.put(fn)
 
     def _loop(self, inbox: queue.SimpleQueue) -> None:
+        if self._nice:
+            try:  # this thread only (Linux: a thread is a task of its own), below the rest
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid,
+                               min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._nice))
+            except (AttributeError, OSError):  # pragma: no cover - not Linux: one priority
+                pass
         while True:
             fn = inbox.get()
             if fn is None:
@@ -162,6 +183,8 @@ class Scheduler:
         self._devices = {d: _Device(d, cpu_slots if d == "cpu" else 1) for d in devices}
         self._cond = threading.Condition()
         self._threads = _Threads("gradserve-compute")
+        self._background = _Threads("gradserve-background", BACKGROUND_NICE)
+        self._heavy: collections.OrderedDict = collections.OrderedDict()  # session keys
         self._closed = False
         seam.set_node_check(_check_backward)  # a long backward stops at the budget too
 
@@ -175,7 +198,11 @@ class Scheduler:
 
     @property
     def threads(self) -> int:
-        return self._threads.count
+        return self._threads.count + self._background.count
+
+    def heavy(self, key: str) -> bool:
+        """Whether session `key`'s next item runs at background priority."""
+        return key in self._heavy
 
     def submit(self, device: str, key: str, fn: Callable, *args,
                timeout: float | None = None, why: str = "--max-request-seconds",
@@ -334,29 +361,52 @@ class Scheduler:
     def _dispatch(self, dev: _Device) -> None:
         """Start queued items on threads while slots are free (lock held)."""
         while (taken := self._take(dev)) is not None:
-            self._threads.submit(lambda d=dev, t=taken: self._run(d, *t))
+            self._start(dev, taken)
 
-    def _run(self, dev: _Device, key: str, item: _Item) -> Callable[[], None]:
-        """Run `item`, then the next items this thread can take, one after another; what
-        answers the last one (for `_Threads` to call once the thread is idle)."""
+    def _start(self, dev: _Device, taken: tuple) -> None:
+        background = taken[0] in self._heavy
+        threads = self._background if background else self._threads
+        threads.submit(lambda: self._run(dev, *taken, background))
+
+    def _note(self, key: str, heavy: bool) -> None:
+        """Remember whether session `key`'s last item was heavy (lock held)."""
+        if heavy:
+            self._heavy[key] = None
+            self._heavy.move_to_end(key)
+            if len(self._heavy) > _HEAVY_KEPT:
+                self._heavy.popitem(last=False)
+        elif self._heavy:
+            self._heavy.pop(key, None)
+
+    def _run(self, dev: _Device, key: str, item: _Item,
+             background: bool) -> Callable[[], None]:
+        """Run `item`, then the next items of its priority this thread can take, one after
+        another; what answers the last one (for `_Threads` to call once the thread is
+        idle)."""
         _local.device = dev.name
         while True:
             _local.deadline = (None if item.budget is None else
                                (time.monotonic() + item.budget, item.budget, item.why))
             result = error = None
+            item_work(reset=True)
             try:
                 result = item.fn(*item.args)
             except BaseException as exc:  # noqa: BLE001  (the caller gets it)
                 error = detach(exc)
             _local.deadline = None
+            heavy = item_work(reset=True) >= HEAVY_ELEMENTS
             with self._cond:
                 dev.free += 1
                 item.state = _DONE
+                self._note(key, heavy)
                 if not item.hold or item.release_at_end:
                     dev.running.discard(key)
                     if dev.queues.get(key) and key not in dev.line:
                         dev.line.append(key)
-                taken = self._take(dev)  # this thread runs the next one itself
+                taken = self._take(dev)  # this thread runs the next one itself, if it may
+                if taken is not None and (taken[0] in self._heavy) != background:
+                    self._start(dev, taken)
+                    taken = None
                 self._dispatch(dev)
                 if dev.resuming:
                     self._cond.notify_all()

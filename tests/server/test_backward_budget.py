@@ -50,3 +50,4 @@ def test_a_short_backward_under_the_budget_is_untouched(tight):
             h = h * 1.5
         h.sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1.5 ** 50))
+
