@@ -1,6 +1,7 @@
-"""Sessions whose requests are heavy (an op at a million elements or more) run their next
-request on a compute thread of lower OS priority, so light sessions keep their latency when
-the CPU is contended; a light request brings the session back."""
+"""How compute slots favour latency: sessions whose requests are heavy (an op at a million
+elements or more) run their next request on a compute thread of lower OS priority, so light
+sessions keep their latency when the CPU is contended (a light request brings the session
+back); a tiny request may run on the caller's thread, on a slot taken as an item's would be."""
 
 from __future__ import annotations
 
@@ -34,4 +35,29 @@ def test_a_session_with_heavy_ops_runs_its_next_item_at_background_priority():
         assert not scheduler.heavy("heavy")
         assert run("heavy") == base and run("light") == base
     finally:
+        scheduler.close()
+
+
+def test_a_tiny_request_runs_inline_only_on_a_free_slot_of_an_idle_session():
+    """`try_inline` takes a slot as an item would: never while the session has work queued or
+    running, nor when no slot is free; `end_inline` gives it back to whoever waits."""
+    from gradserve.server._scheduler import Scheduler
+
+    scheduler = Scheduler(["cpu"], cpu_slots=1)
+    gate = threading.Event()
+    try:
+        assert scheduler.try_inline("cpu", "a")
+        blocked = scheduler.submit("cpu", "b", lambda: "b ran")  # waits for the slot
+        assert not scheduler.try_inline("cpu", "a")  # a is running (inline)
+        assert not scheduler.try_inline("cpu", "c")  # no slot free
+        scheduler.end_inline("cpu", "a")
+        assert blocked.result(10) == "b ran"
+        busy = scheduler.submit("cpu", "a", gate.wait, 10)
+        assert not scheduler.try_inline("cpu", "a")  # its own item runs: order first
+        gate.set()
+        assert busy.result(10) is True
+        assert scheduler.try_inline("cpu", "a")
+        scheduler.end_inline("cpu", "a")
+    finally:
+        gate.set()
         scheduler.close()
