@@ -305,7 +305,12 @@ class GradserveServicer:
             return False
         tensors, size = session.tensors, 0
         for tid in req.fetch.ids:
-            size += getattr(getattr(tensors.get(tid), "_data", None), "nbytes", 0)
+            t = tensors.get(tid)
+            if t is None:
+                continue  # fails at once: not found
+            if getattr(t, "_device", None) != "cpu":  # a GPU copy waits for queued kernels
+                return False
+            size += getattr(getattr(t, "_data", None), "nbytes", 1 << 62)
         return size <= _TINY_FETCH_BYTES
 
     async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
