@@ -26,7 +26,8 @@ The server
     `apply`/`apply_inplace` (run an op on engine tensors), `OPS`/`OpDef` (the registry the
     wire names), `backend`, `canonical_device`, `from_numpy_dtype`, `is_dtype_name`,
     `grad_mode`, `client_calls` (how a request's hooks and custom Functions reach the client:
-    passed in per request), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
+    passed in per request), `set_node_check` (a check run between the nodes of a backward:
+    the compute budget), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
     `NotQuiet`, `array_bytes`.
 
     >>> from gradserve.engine import seam, tensor
@@ -44,6 +45,7 @@ from .core.autograd import (
     node_class,
     plan_backward,
     run_backward,
+    set_node_check,
 )
 from .core.backend import backend, canonical_device
 from .core.callbacks import client_calls
@@ -76,6 +78,6 @@ __all__ = [
     "canonical_device", "check_roots", "check_unused", "client_calls", "describe_graph",
     "factory_names", "format_tensor", "free_graph", "from_numpy_dtype", "functional",
     "generator_inputs", "grad_mode", "hooks_in", "is_dtype_name", "node_class", "pack",
-    "plan_backward", "random", "run_backward", "run_inplace", "run_op", "shown", "to_dot",
-    "unpack", "why_not_quiet", "write_out",
+    "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
+    "shown", "to_dot", "unpack", "why_not_quiet", "write_out",
 ]

@@ -81,8 +81,8 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
         "inputs, broadcasts at full size, or its outputs); auto = 2**31, fewer when "
         "--max-server-bytes holds fewer float32s; 0 = no limit")
     opt("--max-request-seconds", 300.0, float, "compute budget of one request: past it the "
-        "request ends DEADLINE_EXCEEDED between two ops and the session stays usable; "
-        "0 = no limit")
+        "request ends DEADLINE_EXCEEDED between two ops or two nodes of a backward (waiting "
+        "on a client's hook does not count) and the session stays usable; 0 = no limit")
     opt("--callback-timeout", 60.0, float, "seconds a backward waits for the client to "
         "answer a hook or custom Function; then that backward fails naming the hook and the "
         "session stays usable; 0 = no limit")
@@ -102,7 +102,8 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     opt("--state-dir", None, str, "directory the replicas share: on SIGTERM each session is "
         "written there at a quiet point and restored by another server under the same id")
     opt("--cpu-workers", "auto", _auto(int), "compute slots for CPU sessions (sessions "
-        "computing at once); auto = one per usable core")
+        "computing at once; a session whose last request had an op of 2**20 elements or more "
+        "runs its next at nice +10); auto = one per usable core")
     opt("--log-level", "info", str, "debug, info, warning or error")
     p.add_argument("-V", "--version", action="version", version=f"gradserve {_version()}")
     return p

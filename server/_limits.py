@@ -96,12 +96,13 @@ class _Ref(weakref.ref):
 
 
 def _gone(ref: _Ref) -> None:
-    account = ref.account
-    with account.ledger.lock:
+    account, n = ref.account, ref.nbytes
+    ledger = account.ledger
+    with ledger.lock:
         if account.refs.pop(ref.key, None) is ref:
-            account.bytes -= ref.nbytes
-            account.by_device[ref.device] -= ref.nbytes
-            account.ledger.total -= ref.nbytes
+            account.bytes -= n
+            account.by_device[ref.device] -= n
+            ledger.total -= n
 
 
 class Account:
@@ -116,21 +117,27 @@ class Account:
     def track(self, data, device: str) -> None:
         """Count `data`'s storage (the array that owns it) until it is freed."""
         root = data
-        while getattr(root, "base", None) is not None and hasattr(root.base, "nbytes"):
-            root = root.base
+        base = getattr(root, "base", None)
+        while base is not None and hasattr(base, "nbytes"):
+            root = base
+            base = getattr(root, "base", None)
         key = id(root)
-        if key in self.refs:
+        refs = self.refs
+        if key in refs:
             return
         try:
             ref = _Ref(root, _gone)
         except TypeError:  # not weak-referenceable (a numpy scalar): nothing large
             return
-        ref.nbytes, ref.account, ref.device, ref.key = int(root.nbytes), self, device, key
-        with self.ledger.lock:
-            self.refs[key] = ref
-            self.bytes += ref.nbytes
-            self.by_device[device] = self.by_device.get(device, 0) + ref.nbytes
-            self.ledger.total += ref.nbytes
+        n = ref.nbytes = int(root.nbytes)
+        ref.account, ref.device, ref.key = self, device, key
+        ledger = self.ledger
+        with ledger.lock:
+            refs[key] = ref
+            self.bytes += n
+            by_device = self.by_device
+            by_device[device] = by_device.get(device, 0) + n
+            ledger.total += n
 
     def track_tensor(self, t) -> None:
         """A tensor's storage and its grad's."""
@@ -144,7 +151,10 @@ class Account:
 
 
 def meta_bytes(metas) -> int:
-    return sum(math.prod(m.shape) * m.dtype.itemsize for m in metas)
+    total = 0
+    for m in metas:
+        total += math.prod(m.shape) * m.dtype.itemsize
+    return total
 
 
 _last_collect = [0.0]
@@ -228,14 +238,37 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
 
 
 # -- work ------------------------------------------------------------------------------------
+_work = threading.local()  # the most elements one op of the running item touched
+
+
+def item_work(reset: bool = False) -> int:
+    """The most elements one op touched on this thread since the last reset (the scheduler's
+    estimate of how heavy a session's requests are)."""
+    heaviest = getattr(_work, "heaviest", 0)
+    if reset:
+        _work.heaviest = 0
+    return heaviest
+
+
 def check_elements(name: str, inputs, metas, limit: int | None) -> None:
     """ResourceExhaustedError when op `name` would touch more than `limit` elements (its
     inputs', views such as a broadcast counted at their full size, or its outputs'; making
-    a view touches nothing)."""
+    a view touches nothing). Notes the count for `item_work`."""
+    touched = made = 0
+    for m in metas:
+        if m.strides is None:  # not a view
+            made += math.prod(m.shape)
+    for x in inputs:
+        if hasattr(x, "_data"):
+            n = math.prod(x.shape)
+            if n > touched:
+                touched = n
+    if made > touched:
+        touched = made
+    if touched > getattr(_work, "heaviest", 0):
+        _work.heaviest = touched
     if limit is None:
         return
-    touched = max(sum(math.prod(m.shape) for m in metas if m.strides is None),  # not views
-                  max((math.prod(x.shape) for x in inputs if hasattr(x, "_data")), default=0))
     if touched > limit:
         raise ResourceExhaustedError(
             f"{name} would touch {touched} elements, more than this server's limit of "

@@ -49,6 +49,9 @@ from ._requests import (
 from ._runtime import Runtime
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
+# a fetch this small runs on the event loop's thread (see _tiny): a copy of at most this much
+_TINY_FETCH_BYTES = 64 << 10
+_TINY_FETCH_IDS = 16
 
 
 class GradserveServicer:
@@ -111,10 +114,10 @@ class GradserveServicer:
         _status.end_call(context, detach(exc, always=True), err)
 
     def _submit(self, session, fn, *args, context=None, hold: bool = False):
-        """`fn(*args)` as the next item of `session`'s queue; its concurrent future."""
+        """`fn(*args)` as the next item of `session`'s queue; its future (of this loop)."""
         timeout = None if context is None else context.time_remaining()
         return self._sched.submit(session.device, session.id, fn, *args, timeout=timeout,
-                                  hold=hold)
+                                  hold=hold, loop=asyncio.get_running_loop())
 
     async def _compute(self, owner: str, session_id: str, fn, *args, context=None):
         """`fn(session, *args)` on a compute slot, the session held (owner checked, locked)."""
@@ -126,7 +129,7 @@ class GradserveServicer:
             with self._rt.session(owner, session_id) as s:
                 return fn(s, *args)
 
-        return await asyncio.wrap_future(self._submit(session, work, context=context))
+        return await self._submit(session, work, context=context)
 
     async def _run(self, owner: str, session_id: str, request: Request,
                    context=None) -> StepResult:
@@ -217,7 +220,7 @@ class GradserveServicer:
 
         future = self._submit(session, work, context=context, hold=True)
         try:
-            fetched = await asyncio.wrap_future(future)
+            fetched = await future
             for tid, array in fetched:
                 for frame in convert.fetch_frames(tid, array, enc):
                     await context.write(frame)
@@ -279,8 +282,36 @@ class GradserveServicer:
             session = None
         if session is None:  # fails at once (no session): no need for a slot
             return self._pipeline_step(owner, req, channel)
-        return await asyncio.wrap_future(self._submit(
-            session, self._pipeline_step, owner, req, channel, context=context))
+        if channel is None and self._tiny(session, req) and self._sched.try_inline(
+                session.device, session.id):
+            try:  # as an item would, without the hand-off to a slot's thread and back
+                return self._pipeline_step(owner, req, None)
+            finally:
+                self._sched.end_inline(session.device, session.id)
+        return await self._submit(session, self._pipeline_step, owner, req, channel,
+                                  context=context)
+
+    def _tiny(self, session, req: pb.PipelineRequest) -> bool:
+        """Whether `req` is known to be tiny before it runs, so it may run on the event loop's
+        thread (on a slot taken for it): no ops, nothing to release (a released tensor may
+        free a whole graph), and nothing or a few small CPU values to fetch. Anything else,
+        however short it will turn out to be, goes to a slot's thread."""
+        if req.ops or req.op_batch or req.release or self._rt.draining:
+            return False
+        kind = req.WhichOneof("then")
+        if kind is None:
+            return True
+        if kind != "fetch" or session.device != "cpu" or len(req.fetch.ids) > _TINY_FETCH_IDS:
+            return False
+        tensors, size = session.tensors, 0
+        for tid in req.fetch.ids:
+            t = tensors.get(tid)
+            if t is None:
+                continue  # fails at once: not found
+            if getattr(t, "_device", None) != "cpu":  # a GPU copy waits for queued kernels
+                return False
+            size += getattr(getattr(t, "_data", None), "nbytes", 1 << 62)
+        return size <= _TINY_FETCH_BYTES
 
     async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
                             context):

@@ -263,6 +263,18 @@ def plan_backward(roots: Sequence, inputs: Sequence | None = None):
     return edges, targets, deps
 
 
+# Called before each node of a backward with data, when set (`set_node_check`): a server's
+# compute budget per request raises from it, so a long backward stops between two nodes.
+_node_check = None
+
+
+def set_node_check(check) -> None:
+    """Run `check()` (None: nothing) before each node of every backward with data; what it
+    raises ends that backward."""
+    global _node_check
+    _node_check = check
+
+
 def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
                  create_graph: bool, inputs: Sequence | None = None, accumulate: bool = True,
                  plan=None):
@@ -288,8 +300,11 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
 
     seen_owners = set() if dry else {_owner(g) for g in grads}  # arrays a leaf must not alias
     ready = [n for n in dict.fromkeys(e[0] for e in edges) if deps.get(n, 0) == 0]
+    check = None if dry else _node_check
     with _grad_mode.set_grad_enabled(create_graph):
         while ready:
+            if check is not None:
+                check()
             node = ready.pop()
             out_grads = buffers.pop(node, None)
             if not dry and out_grads and (node._hooks if type(node) is not AccumulateGrad
