@@ -1,12 +1,15 @@
-"""Captured steps: op_batch entries that name a template instead of an op.
+"""Captured steps: op_batch entries that name a template instead of an op, run as exactly the
+entries eager recording sends (their prepared plan: `_plan.py`).
 
 The SDK sends a batch it sent before as `["@replay", handle, ids, values]` after capturing
 its template once as `["@capture", handle, ids, values, template]` (client/_replay.py;
-docs/WIRE.md, "Captured steps"). Both are expanded here into exactly the entries eager
-recording sends, with each slot's id and each float attr put back, and those run on the
-executor's one path: the same checks, the same errors, the same op index for the client to
-name the user's line. Plans are per session and live with this server process; a session
-restored elsewhere holds none (the SDK resends captures then).
+docs/WIRE.md, "Captured steps"). Both resolve here to the template kept under the handle
+(`resolve`); its entries are exactly those eager recording sends, with each slot's id and
+each float attr put back (`fill`). The executor runs a template through its prepared plan
+(`_plan.py`), or as those entries on its one path until a plan is made and from any entry a
+run does not fit it: the same results, the same errors, the same op index for the client to
+name the user's line. Templates and plans are per session and live with this server
+process; a session restored elsewhere holds none (the SDK resends captures then).
 """
 
 from __future__ import annotations
