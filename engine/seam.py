@@ -29,7 +29,8 @@ The server
     passed in per request), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
     `NotQuiet`, `array_bytes`; a captured step's prepared ops (server/_plan.py):
     `known_meta`/`inplace_meta` and `signature`/`inplace_signature` (what a run is checked
-    against), `apply_known`/`apply_inplace_known` (the op sequence with those known).
+    against), `apply_known`/`apply_inplace_known` (the op sequence with those known),
+    `watch_backward`/`BackwardPlan` (a backward's kernels, watched once and run again).
 
     >>> from gradserve.engine import seam, tensor
     >>> seam.apply(seam.OPS["mul"], (tensor([1., 2.]), 3.0), {}).tolist()
@@ -74,13 +75,15 @@ from .surface.prepared import (
     known_meta,
     signature,
 )
+from .surface.prepared_backward import BackwardPlan, watch_backward
 from .surface.random import Generator
 from .surface.random import _with as generator_inputs
 from .surface.snapshot import NotQuiet, array_bytes, pack, unpack, why_not_quiet
 from .surface.tensor import apply, apply_inplace
 
 __all__ = [
-    "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "FactoryAPI",
+    "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
+    "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
     "add_tensor_hook", "apply", "apply_inplace", "apply_inplace_known", "apply_known",
     "array_bytes", "as_list", "backend",
@@ -90,5 +93,5 @@ __all__ = [
     "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "shown", "signature",
     "to_dot",
-    "unpack", "why_not_quiet", "write_out",
+    "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

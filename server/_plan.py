@@ -34,6 +34,7 @@ from __future__ import annotations
 from gradserve.engine import Meta
 from gradserve.engine.seam import (
     OPS,
+    BackwardPlan,
     apply_inplace_known,
     apply_known,
     grad_mode,
@@ -41,6 +42,7 @@ from gradserve.engine.seam import (
     inplace_signature,
     known_meta,
     signature,
+    watch_backward,
 )
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
@@ -55,7 +57,7 @@ class Step:
     """One template entry, prepared (or not: EAGER)."""
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "flags",
-                 "meta", "nbytes", "guards")
+                 "meta", "nbytes", "guards", "backward")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -68,6 +70,7 @@ class Step:
         self.flags = 0
         self.nbytes = 0
         self.guards: tuple = ()  # (input position, signature it must have)
+        self.backward: BackwardPlan | None = None  # a `backward` command's, when planned
 
 
 class Fallback(Exception):
@@ -131,7 +134,12 @@ class Plan:
                     for key, k in step.floats:
                         attrs[key] = values[k]
                 state.enabled = not step.flags & NO_GRAD
-                results = _run_step(step, batch, inputs, attrs)
+                if step.backward is not None and step.backward.run(
+                        [tensors.get(x) if t is None else t
+                         for x, t in zip(ids, vals, strict=True)]):
+                    results = ()
+                else:
+                    results = _run_step(step, batch, inputs, attrs)
             except Fallback:
                 self.fallbacks += 1
                 self._eager_from(j, batch, ids, values, read, where)
@@ -180,7 +188,13 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
             step = _prepare(batch, t, entry, read, trusted)
         except Exception:  # the eager run below raises it where eager raises it
             step = Step(EAGER, str(entry[0]))
-        batch.eager(entry, read, where)
+        if _plannable_backward(step):
+            tensors = batch.session.tensors
+            step.backward = watch_backward(
+                step.reads[0][1], [tensors.get(x) for x in ids],
+                lambda entry=entry: batch.eager(entry, read, where))
+        else:
+            batch.eager(entry, read, where)
         step.outs = tuple(t[2])
         steps.append(step)
     slots = [k + 1 for t in template for k in t[2]] + [
@@ -188,6 +202,16 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
     floats = [v["@"] + 1 for t in template if type(t[3]) is dict
               for v in t[3].values() if type(v) is dict]
     return Plan(steps, template, max(slots, default=0), max(floats, default=0))
+
+
+def _plannable_backward(step: Step) -> bool:
+    """Whether a step is a `backward` from one root, without gradients, inputs,
+    retain_graph or create_graph: what `watch_backward` plans."""
+    attrs = step.attrs
+    return (step.kind is COMMAND and step.name == "backward" and len(step.args) == 1
+            and len(step.reads) == 1 and attrs.get("grads", 0) == 0
+            and attrs.get("inputs", 0) == 0 and attrs.get("retain_graph") in (None, False)
+            and attrs.get("create_graph", False) is False)
 
 
 def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Sequence
 
 from . import grad_mode as _grad_mode
+from . import tape as _tape
 from .backend import writable
 from .dtype import TORCH_TYPE_NAMES
 from .errors import AutogradError
@@ -277,6 +278,9 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
     `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
     edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
     dry = grads is None
+    log = _tape.log()
+    if log is not None and not dry:  # watched: where the gradients start (core/tape.py)
+        log.append(("roots", tuple(grads)))
     if dry and any(type(n) is not AccumulateGrad and n.op is None for n in deps):
         free_graph(deps, retain_graph)  # the server's walk frees them: its image follows
         return None, None
