@@ -119,7 +119,8 @@ def test_replayed_training_is_bit_identical_to_eager(client, name):
 
 
 def test_a_gpu_session_replays_as_eager_too(client):
-    # No CUDA Graphs: the server runs a replay's eager entries, on whatever device they name
+    # No CUDA Graphs: the server's plan runs the same kernels one by one, on the device the
+    # tensors are on
     make, make_opt, shape = PROGRAMS["mlp"]
     engine.manual_seed(3)
     start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
@@ -177,8 +178,9 @@ def _oracle(x, w):
 
 
 def test_a_changed_shape_is_computed_as_eager_computes_it(client):
-    # the server's plan holds no shapes (it expands to the eager entries, whose shapes the
-    # data carries), so a replay with another batch size is exactly eager's step too
+    # the server's plan holds the shapes it watched; a replay with another batch size does
+    # not fit it and runs the eager entries from the first op that reads the new batch, so
+    # it is exactly eager's step too
     s, w, step = _replaying_session(client)
     with s:
         for rows in (5, 1, 4, 7):
