@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..core import grad_mode as _grad_mode
 from ..core.autograd import AccumulateGrad, Node, _accumulate, _owner
+from ..core.dtype import DType
 from ..core.tape import watching
 from .grad_api import _root_grads
 from .prepared import apply_known
@@ -90,6 +91,14 @@ class BackwardPlan:
         return values
 
 
+def _constant(value) -> bool:
+    """Whether an attr is a value a plan may keep: numbers, strings, dtypes and tuples of
+    them (never a tensor or an array, whose data would be the watched run's)."""
+    if type(value) in _CONSTANTS or type(value) is DType:
+        return True
+    return type(value) is tuple and all(_constant(v) for v in value)
+
+
 def _grad_fn(t):
     return None if t is None else t.grad_fn
 
@@ -141,8 +150,7 @@ def watch_backward(root: int, slots: list, run) -> BackwardPlan | None:
             else:
                 return None
             refs.append(ref)
-        if not all(type(v) in _CONSTANTS or type(v) is tuple and all(
-                type(y) in _CONSTANTS for y in v) for v in attrs.values()):
+        if not all(_constant(v) for v in attrs.values()):
             return None
         for nr, o in enumerate(outputs):
             by_object[id(o)] = ("v", len(ops), nr)
