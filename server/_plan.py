@@ -146,10 +146,7 @@ class Plan:
                 return False
             except Exception as exc:
                 batch.fail(exc, index, fill(self.template[j], ids, values), where)
-            outs = step.outs
-            batch.bind([ids[k] for k in outs], results)
-            for k, t in zip(outs, results, strict=True):
-                vals[k] = t
+            batch.bind_slots(step.outs, ids, results, vals)
         self.runs += 1
         return True
 
