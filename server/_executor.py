@@ -248,8 +248,13 @@ class Executor:
         plan = captured.plan
         if plan is None:
             captured.plan = record(batch, captured.template, ids, values, read, where)
-        elif not plan.run(batch, ids, values, read, where):
-            captured.plan = None  # it did not fit this run: watch the next one
+            return
+        fallbacks = plan.fallbacks
+        try:
+            plan.run(batch, ids, values, read, where)
+        finally:
+            if plan.fallbacks != fallbacks:  # it did not fit this run: watch the next one
+                captured.plan = None
 
     def _run_one(self, session: Session, name: str, inputs: tuple, outputs: tuple,
                  attrs: dict, flags: int, budget: Budget) -> tuple:

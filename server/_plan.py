@@ -93,9 +93,11 @@ class Plan:
 
     def run(self, batch, ids: list, values: list, read, where) -> bool:
         """Run the step on `batch` (the executor's request state); False when the plan no
-        longer fits (it ran the eager way from the step that did not fit)."""
+        longer fits (it counted a fallback and ran the eager way from the step that did not
+        fit, which may raise what eager raises)."""
         if len(ids) < self.slots or len(values) < self.values:
             # a malformed replay: the eager expansion says what is wrong, where it is
+            self.fallbacks += 1
             self._eager_from(0, batch, ids, values, read, where)
             return False
         tensors = batch.session.tensors

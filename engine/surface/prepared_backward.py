@@ -94,7 +94,7 @@ class BackwardPlan:
 def _constant(value) -> bool:
     """Whether an attr is a value a plan may keep: numbers, strings, dtypes and tuples of
     them (never a tensor or an array, whose data would be the watched run's)."""
-    if type(value) in _CONSTANTS or type(value) is DType:
+    if type(value) in _CONSTANTS or isinstance(value, (str, DType)):  # gs.device is a str
         return True
     return type(value) is tuple and all(_constant(v) for v in value)
 
