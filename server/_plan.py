@@ -57,7 +57,7 @@ class Step:
     """One template entry, prepared (or not: EAGER)."""
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "flags",
-                 "meta", "nbytes", "guards", "backward")
+                 "meta", "nbytes", "guards", "backward", "watched")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -71,6 +71,9 @@ class Step:
         self.nbytes = 0
         self.guards: tuple = ()  # (input position, signature it must have)
         self.backward: BackwardPlan | None = None  # a `backward` command's, when planned
+        # (k, value): the float values the steps before a planned backward had when it was
+        # watched (a node's attrs, which its backward's kernels were watched with)
+        self.watched: tuple = ()
 
 
 class Fallback(Exception):
@@ -136,7 +139,8 @@ class Plan:
                     for key, k in step.floats:
                         attrs[key] = values[k]
                 state.enabled = not step.flags & NO_GRAD
-                if step.backward is not None and step.backward.run(
+                if step.backward is not None and all(
+                        values[k] == v for k, v in step.watched) and step.backward.run(
                         [tensors.get(x) if t is None else t
                          for x, t in zip(ids, vals, strict=True)]):
                     results = ()
@@ -182,6 +186,10 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
     plan. Raises what the eager run raises (and then nothing is kept)."""
     steps = []
     trusted: set[int] = set()  # slots whose signature follows from the plan's own ops
+    # slots whose grad_fn a prepared op of the step made, untouched since by anything else:
+    # the same op, attrs (but float values: `watched`) and shapes every run, unlike a node
+    # made before the step or by an eager entry (whose shapes may depend on the data)
+    made: set[int] = set()
     for t in template:
         entry = fill(t, ids, values)
         try:
@@ -192,10 +200,16 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
             tensors = batch.session.tensors
             step.backward = watch_backward(
                 step.reads[0][1], [tensors.get(x) for x in ids],
-                lambda entry=entry: batch.eager(entry, read, where))
+                lambda entry=entry: batch.eager(entry, read, where), made)
+            step.watched = tuple(sorted({(k, values[k]) for s in steps for _, k in s.floats}))
         else:
             batch.eager(entry, read, where)
         step.outs = tuple(t[2])
+        if step.kind is OP:
+            made.update(step.outs)
+        else:
+            made.difference_update(x[0] for x in t[1] if type(x) is list)
+            made.difference_update(step.outs)
         steps.append(step)
     slots = [k + 1 for t in template for k in t[2]] + [
         x[0] + 1 for t in template for x in t[1] if type(x) is list and len(x) == 1]

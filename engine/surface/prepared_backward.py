@@ -114,12 +114,13 @@ def _value(ref, values: list, slots: list, grads: list):
     return ref[1]
 
 
-def watch_backward(root: int, slots: list, run) -> BackwardPlan | None:
+def watch_backward(root: int, slots: list, run, made) -> BackwardPlan | None:
     """Run `run()` (the eager backward from slot `root`'s tensor, without inputs, retain_graph
     or create_graph) on a tape; its plan, or None when it cannot be planned. Whatever `run`
-    raises is raised."""
+    raises is raised. `made`: the slots whose grad_fns the step itself made, with the same
+    op, attrs and shapes every run; a graph that reaches any other node is not planned."""
     t = slots[root]
-    graph = _graph(t, slots) if isinstance(t, Tensor) else None
+    graph = _graph(t, slots, made) if isinstance(t, Tensor) else None
     with watching() as tape:
         run()
     if graph is None or not tape or tape[0] is None or tape[0][0] != "roots":
@@ -168,16 +169,16 @@ def watch_backward(root: int, slots: list, run) -> BackwardPlan | None:
     return BackwardPlan(root, t._output_nr, start, edges, ops, acc, tuple(leaves))
 
 
-def _graph(root: Tensor, slots: list):
+def _graph(root: Tensor, slots: list, made):
     """The graph below `root` as refs between slots: the slot of root's grad_fn, {slot: its
     grad_fn's edges} and the leaf slots it accumulates into; None when it reaches anything
-    else (a node no slot of the step holds, a hook, a retained grad, a leaf that has a grad
-    already)."""
+    else (a node the step did not make (`made`), a hook, a retained grad, a leaf that has a
+    grad already)."""
     by_node, by_leaf = {}, {}
     for k, s in enumerate(slots):
         if isinstance(s, Tensor):
             fn = s.grad_fn
-            if fn is not None:
+            if fn is not None and k in made:
                 by_node.setdefault(id(fn), k)
             by_leaf.setdefault(id(s), k)
     start = root.grad_fn
