@@ -196,6 +196,8 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
             step = _prepare(batch, t, entry, read, trusted)
         except Exception:  # the eager run below raises it where eager raises it
             step = Step(EAGER, str(entry[0]))
+            trusted.difference_update(x[0] for x in t[1] if type(x) is list)
+            trusted.difference_update(t[2])
         if _plannable_backward(step):
             tensors = batch.session.tensors
             step.backward = watch_backward(
