@@ -28,7 +28,10 @@ The server
     `grad_mode`, `client_calls` (how a request's hooks and custom Functions reach the client:
     passed in per request), `set_node_check` (a check run between the nodes of a backward:
     the compute budget), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
-    `NotQuiet`, `array_bytes`.
+    `NotQuiet`, `array_bytes`; a captured step's prepared ops (server/_plan.py):
+    `known_meta`/`inplace_meta` and `signature`/`inplace_signature` (what a run is checked
+    against), `apply_known`/`apply_inplace_known` (the op sequence with those known),
+    `watch_backward`/`BackwardPlan` (a backward's kernels, watched once and run again).
 
     >>> from gradserve.engine import seam, tensor
     >>> seam.apply(seam.OPS["mul"], (tensor([1., 2.]), 3.0), {}).tolist()
@@ -66,18 +69,31 @@ from .surface.functional import functional
 from .surface.functions import FUNCTIONS
 from .surface.grad_api import as_list, check_roots, check_unused
 from .surface.out import write_out
+from .surface.prepared import (
+    apply_inplace_known,
+    apply_known,
+    inplace_meta,
+    inplace_signature,
+    known_meta,
+    signature,
+)
+from .surface.prepared_backward import BackwardPlan, watch_backward
 from .surface.random import Generator
 from .surface.random import _with as generator_inputs
 from .surface.snapshot import NotQuiet, array_bytes, pack, unpack, why_not_quiet
 from .surface.tensor import apply, apply_inplace
 
 __all__ = [
-    "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "FactoryAPI",
+    "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
+    "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
-    "add_tensor_hook", "apply", "apply_inplace", "array_bytes", "as_list", "backend",
+    "add_tensor_hook", "apply", "apply_inplace", "apply_inplace_known", "apply_known",
+    "array_bytes", "as_list", "backend",
     "canonical_device", "check_roots", "check_unused", "client_calls", "describe_graph",
     "factory_names", "format_tensor", "free_graph", "from_numpy_dtype", "functional",
-    "generator_inputs", "grad_mode", "hooks_in", "is_dtype_name", "node_class", "pack",
+    "generator_inputs", "grad_mode", "hooks_in", "inplace_meta", "inplace_signature",
+    "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
-    "shown", "to_dot", "unpack", "why_not_quiet", "write_out",
+    "shown", "signature", "to_dot",
+    "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

@@ -45,6 +45,7 @@ from ._errors import (
 )
 from ._limits import Budget, Limits, check_elements, check_limit, count_nodes, meta_bytes
 from ._opinfo import suggest
+from ._plan import record
 from ._requests import (
     Action,
     BackwardAction,
@@ -100,6 +101,71 @@ def served(device, devices: Sequence[str]) -> str:
     return name
 
 
+class Batch:
+    """One request's ops as they run: what they bound (and what those ids were bound to
+    before), the byte budget, the op index. A captured step's plan runs on it too."""
+
+    __slots__ = ("session", "tensors", "previous", "bound", "budget", "track", "describe",
+                 "index", "_run_one")
+
+    def __init__(self, executor: Executor, session: Session, describe: bool) -> None:
+        self.session, self.tensors, self.describe = session, session.tensors, describe
+        self.previous: dict[str, Tensor | None] = {}  # id -> its binding before this batch
+        self.bound: list[str] = []
+        self.budget = Budget(session, executor.max_session_bytes)
+        self.track = session.account.track
+        self.index = 0
+        self._run_one = executor._run_one
+
+    def eager(self, entry, read, where) -> tuple:
+        """Read and run one entry the eager way, and bind its outputs."""
+        index = self.index
+        try:
+            check_deadline(f"op {index}'s request")
+            name, inputs, outputs, attrs, flags = read(entry)
+            grad_mode._state.enabled = not flags & NO_GRAD
+            results = self._run_one(self.session, name, inputs, outputs, attrs, flags,
+                                    self.budget)
+        except Exception as exc:
+            self.fail(exc, index, entry, where)
+        self.bind(outputs, results)
+        return results
+
+    @staticmethod
+    def fail(exc: Exception, index: int, entry, where) -> None:
+        """Raise what op `index` (`entry`) failing with `exc` means for the caller."""
+        name, site = where(entry)
+        raise OpFailure(user_error(exc, name), index, name, site) from exc
+
+    def bind_slots(self, slots: Sequence[int], ids: Sequence[str], results: tuple,
+                   vals: list) -> None:
+        """`bind` for a plan's step: its outputs are `ids[k]` for its output slots, and
+        `vals[k]` keeps each output for the plan's later steps."""
+        tensors, previous = self.tensors, self.previous
+        for k, t in zip(slots, results, strict=True):
+            tid = ids[k]
+            if tid not in previous:
+                previous[tid] = tensors.get(tid)
+            tensors[tid] = vals[k] = t
+            if type(t) is Tensor:
+                self.track(t._data, t._device)
+            if self.describe:
+                self.bound.append(tid)
+        self.index += 1
+
+    def bind(self, outputs: Sequence[str], results: tuple) -> None:
+        tensors, previous = self.tensors, self.previous
+        for tid, t in zip(outputs, results, strict=True):
+            if tid not in previous:
+                previous[tid] = tensors.get(tid)
+            tensors[tid] = t
+            if type(t) is Tensor:
+                self.track(t._data, t._device)
+            if self.describe:
+                self.bound.append(tid)
+        self.index += 1
+
+
 class Executor:
     """Runs requests on sessions; `devices` are the devices this server serves."""
 
@@ -126,13 +192,11 @@ class Executor:
         TensorMeta of its ids (every bound id when empty); GraphAction, the graph's
         description (`describe_graph`); UploadAction, the new leaf's TensorMeta."""
         out = StepResult()
-        # captured steps, as their eager entries (a template holds no more than a batch may)
-        ops = replay.expand(session, request.ops, self.limits.max_batch_ops)
         with serving(session):  # a backward here may ask the client to run a hook
-            if ops:
+            if request.ops:
                 started = time.perf_counter()
                 try:
-                    out.outputs = self._run_ops(session, ops, describe)
+                    out.outputs = self._run_ops(session, request.ops, describe)
                 except Exception as exc:
                     out.error = detach(user_error(exc))
                 self._observe("op_batch", time.perf_counter() - started)
@@ -161,41 +225,36 @@ class Executor:
     # -- ops --------------------------------------------------------------------------------
     def _run_ops(self, session: Session, sources: Sequence[OpSource],
                  describe: bool) -> list[TensorMeta]:
-        tensors = session.tensors
-        limit = self.max_session_bytes
-        previous: dict[str, Tensor | None] = {}  # id -> what it was bound to before this batch
-        bound: list[str] = []
-        budget = Budget(session, limit)
-        track = session.account.track
-        index = 0
-        state = grad_mode._state
+        batch = Batch(self, session, describe)
         # The session's generator and quiet floating point for the whole batch; grad mode is
         # set for each op (it is thread-local) and restored when the batch ends.
-        with engine.set_grad_enabled(state.enabled), \
+        with engine.set_grad_enabled(grad_mode._state.enabled), \
                 engine.using_generator(session.generator), np.errstate(all="ignore"):
             for source in sources:
-                read = source.read
+                read, where = source.read, source.where
                 for entry in source.entries:
-                    try:
-                        check_deadline(f"op {index}'s request")
-                        name, inputs, outputs, attrs, flags = read(entry)
-                        state.enabled = not flags & NO_GRAD
-                        results = self._run_one(session, name, inputs, outputs, attrs, flags,
-                                                budget)
-                    except Exception as exc:
-                        name, site = source.where(entry)
-                        raise OpFailure(user_error(exc, name), index, name, site) from exc
-                    for tid, t in zip(outputs, results, strict=True):
-                        if tid not in previous:
-                            previous[tid] = tensors.get(tid)
-                        tensors[tid] = t
-                        if type(t) is Tensor:
-                            track(t._data, t._device)
-                        if describe:
-                            bound.append(tid)
-                    index += 1
-        check_limit(session, limit, previous)
-        return [tensor_meta(tid, tensors[tid]) for tid in bound]
+                    if replay.is_step(entry):
+                        self._run_captured(batch, entry, read, where)
+                    else:
+                        batch.eager(entry, read, where)
+        check_limit(session, self.max_session_bytes, batch.previous)
+        tensors = session.tensors
+        return [tensor_meta(tid, tensors[tid]) for tid in batch.bound]
+
+    def _run_captured(self, batch: Batch, entry: list, read, where) -> None:
+        """A captured step (`@capture`/`@replay`): its plan when one fits, else its entries
+        the eager way, watched to make one (server/_plan.py)."""
+        captured, ids, values = replay.resolve(batch.session, entry, self.limits.max_batch_ops)
+        plan = captured.plan
+        if plan is None:
+            captured.plan = record(batch, captured.template, ids, values, read, where)
+            return
+        fallbacks = plan.fallbacks
+        try:
+            plan.run(batch, ids, values, read, where)
+        finally:
+            if plan.fallbacks != fallbacks:  # it did not fit this run: watch the next one
+                captured.plan = None
 
     def _run_one(self, session: Session, name: str, inputs: tuple, outputs: tuple,
                  attrs: dict, flags: int, budget: Budget) -> tuple:

@@ -1,12 +1,15 @@
-"""Captured steps: op_batch entries that name a template instead of an op.
+"""Captured steps: op_batch entries that name a template instead of an op, run as exactly the
+entries eager recording sends (their prepared plan: `_plan.py`).
 
 The SDK sends a batch it sent before as `["@replay", handle, ids, values]` after capturing
 its template once as `["@capture", handle, ids, values, template]` (client/_replay.py;
-docs/WIRE.md, "Captured steps"). Both are expanded here into exactly the entries eager
-recording sends, with each slot's id and each float attr put back, and those run on the
-executor's one path: the same checks, the same errors, the same op index for the client to
-name the user's line. Plans are per session and live with this server process; a session
-restored elsewhere holds none (the SDK resends captures then).
+docs/WIRE.md, "Captured steps"). Both resolve here to the template kept under the handle
+(`resolve`); its entries are exactly those eager recording sends, with each slot's id and
+each float attr put back (`fill`). The executor runs a template through its prepared plan
+(`_plan.py`), or as those entries on its one path until a plan is made and from any entry a
+run does not fit it: the same results, the same errors, the same op index for the client to
+name the user's line. Templates and plans are per session and live with this server
+process; a session restored elsewhere holds none (the SDK resends captures then).
 """
 
 from __future__ import annotations
@@ -44,13 +47,41 @@ def plan_count(session) -> int:
 
 def _entries(session, entries: Iterable, max_ops: int | None) -> Iterator:
     for entry in entries:
-        if type(entry) is list and entry and type(entry[0]) is str and entry[0][:1] == "@":
+        if is_step(entry):
             yield from _expand(session, entry, max_ops)
         else:
             yield entry
 
 
 def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
+    captured, ids, values = resolve(session, entry, max_ops)
+    for t in captured.template:
+        yield fill(t, ids, values)
+
+
+class Captured:
+    """One captured template and, once a run of it has been watched, its plan (server/_plan:
+    the ops prepared to run again; None until then, and again after a run it did not fit)."""
+
+    __slots__ = ("template", "plan")
+
+    def __init__(self, template: list) -> None:
+        self.template = template
+        self.plan = None
+
+    def __len__(self) -> int:
+        return len(self.template)
+
+
+def is_step(entry) -> bool:
+    """Whether an op_batch entry names a captured step (its first item starts with '@')."""
+    return type(entry) is list and bool(entry) and type(entry[0]) is str and entry[0][:1] == "@"
+
+
+def resolve(session, entry: list, max_ops: int | None) -> tuple[Captured, list, list]:
+    """A capture or replay entry as (its captured template, ids, values); a capture keeps
+    its template first. Raises InvalidArgumentError (ResourceExhaustedError for a template
+    past the server's batch limit) for an entry that names no step it may run."""
     kind = entry[0]
     if kind == CAPTURE and len(entry) == 5:
         _, handle, ids, values, template = entry
@@ -66,14 +97,14 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
         if plans is None:
             plans = _PLANS[session] = {}
         plans.pop(handle, None)  # the newest last: the oldest goes first when there are many
-        plans[handle] = template
+        captured = plans[handle] = Captured(template)
         while len(plans) > MAX_SESSION_PLANS or sum(map(len, plans.values())) > MAX_ENTRIES:
             del plans[next(iter(plans))]
     elif kind == REPLAY and len(entry) == 4:
         _, handle, ids, values = entry
         _check_handle(handle)
-        template = _PLANS.get(session, {}).get(handle)
-        if template is None:
+        captured = _PLANS.get(session, {}).get(handle)
+        if captured is None:
             raise InvalidArgumentError(
                 f"{REPLAY} of plan {handle}, which this session has not captured here (plans "
                 "live with the server process that captured them)")
@@ -86,8 +117,7 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
         raise InvalidArgumentError(f"{kind}'s ids must be an array of non-empty strings")
     if type(values) is not list or not all(type(v) is float for v in values):
         raise InvalidArgumentError(f"{kind}'s values must be an array of numbers")
-    for t in template:
-        yield _fill(t, ids, values)
+    return captured, ids, values
 
 
 def _check_handle(handle) -> None:
@@ -95,7 +125,7 @@ def _check_handle(handle) -> None:
         raise InvalidArgumentError(f"plan handles are strings of 1 to {MAX_HANDLE} characters")
 
 
-def _fill(t, ids: list, values: list) -> list:
+def fill(t, ids: list, values: list) -> list:
     """One template entry as the eager entry: `[k]` inputs and output slots become ids,
     `{"@": k}` attrs their float values."""
     if type(t) is not list or len(t) != 5 or type(t[1]) is not list or type(t[2]) is not list:

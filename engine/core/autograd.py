@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Sequence
 
 from . import grad_mode as _grad_mode
+from . import tape as _tape
 from .backend import writable
 from .dtype import TORCH_TYPE_NAMES
 from .errors import AutogradError
@@ -275,6 +276,11 @@ def set_node_check(check) -> None:
     _node_check = check
 
 
+def node_check():
+    """The check `set_node_check` set (None: none): a planned backward runs it too."""
+    return _node_check
+
+
 def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
                  create_graph: bool, inputs: Sequence | None = None, accumulate: bool = True,
                  plan=None):
@@ -289,6 +295,9 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
     `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
     edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
     dry = grads is None
+    log = _tape.log()
+    if log is not None and not dry:  # watched: where the gradients start (core/tape.py)
+        log.append(("roots", tuple(grads)))
     if dry and any(type(n) is not AccumulateGrad and n.op is None for n in deps):
         free_graph(deps, retain_graph)  # the server's walk frees them: its image follows
         return None, None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..core import dispatch
+from ..core import dispatch, tape
 from ..core.autograd import addable
 from ..core.backend import backend, writable
 from ..core.dtype import DType, from_numpy_dtype
@@ -247,11 +247,16 @@ class EngineKind:
             out_device = attrs["device"] if op.needs_device else device
             xp = be.xp if out_device == device else backend(out_device).xp
             if type(meta) is Meta:
-                return (_output(xp, out, meta, op, out_device),), meta
-            return tuple(_output(xp, a, m, op, out_device)
-                         for a, m in zip(out, meta, strict=True)), meta
+                outputs = (_output(xp, out, meta, op, out_device),)
+            else:
+                outputs = tuple(_output(xp, a, m, op, out_device)
+                                for a, m in zip(out, meta, strict=True))
         finally:
             be.exit(token)
+        log = tape.log()
+        if log is not None:  # watched (core/tape.py)
+            log.append(None if dynamic else (op, inputs, attrs, device, meta, outputs))
+        return outputs, meta
 
     @staticmethod
     def emit(op, inputs, outputs, attrs, metas) -> None:
@@ -261,6 +266,9 @@ class EngineKind:
     def write(op: OpDef, target: Tensor, others: tuple, attrs: dict, device: str,
               recorded: bool) -> None:
         data = target._data
+        log = tape.log()
+        if log is not None:  # an in-place write: no tape stands for it (core/tape.py)
+            log.append(None)
         if not writable(data):
             raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
         be = backend(device)

@@ -108,6 +108,10 @@ def test_replayed_training_is_bit_identical_to_eager(client, name):
             if replay:  # the step was captured once and then ran by handle
                 assert s._plans.captures >= 1
                 assert s._plans.replays >= STEPS // 2
+                # and the server ran its prepared plan (its backward too, where the whole
+                # graph is the step's: not the LSTM's, whose forward spans two batches)
+                planned_runs, backward = _planned(s)
+                assert planned_runs >= STEPS // 2 and backward == (name != "lstm")
             else:
                 assert s._plans.replays == 0
     (eager_losses, eager_state), (replay_losses, replay_state) = runs
@@ -118,8 +122,22 @@ def test_replayed_training_is_bit_identical_to_eager(client, name):
         np.testing.assert_array_equal(replay_state[k], local[1][k], err_msg=k)
 
 
+def _planned(s) -> tuple[int, bool]:
+    """How many runs the server's plans of session `s` made, and whether one of them plans
+    a backward (the server runs in this process)."""
+    from gradserve.server import _replay as server_replay
+
+    for session, captured in list(server_replay._PLANS.items()):
+        if session.id == s.id:
+            plans = [c.plan for c in captured.values() if c.plan is not None]
+            return sum(p.runs for p in plans), any(
+                st.backward is not None for p in plans for st in p.steps)
+    return 0, False
+
+
 def test_a_gpu_session_replays_as_eager_too(client):
-    # No CUDA Graphs: the server runs a replay's eager entries, on whatever device they name
+    # No CUDA Graphs: the server's plan runs the same kernels one by one, on the device the
+    # tensors are on
     make, make_opt, shape = PROGRAMS["mlp"]
     engine.manual_seed(3)
     start = {k: np.array(v) for k, v in make(engine).state_dict().items()}
@@ -177,8 +195,9 @@ def _oracle(x, w):
 
 
 def test_a_changed_shape_is_computed_as_eager_computes_it(client):
-    # the server's plan holds no shapes (it expands to the eager entries, whose shapes the
-    # data carries), so a replay with another batch size is exactly eager's step too
+    # the server's plan holds the shapes it watched; a replay with another batch size does
+    # not fit it and runs the eager entries from the first op that reads the new batch, so
+    # it is exactly eager's step too
     s, w, step = _replaying_session(client)
     with s:
         for rows in (5, 1, 4, 7):

@@ -1,0 +1,232 @@
+"""A backward planned from one watched eager backward: the node order, the kernels each
+node's backward ran and where each leaf's gradient comes from, known.
+
+A captured step's backward (server/_plan.py) builds the same graph every run: the nodes are
+the grad_fns of the step's tensors (its slots), with the same edges. `watch_backward` runs
+the eager backward once on a tape (core/tape.py) and keeps, in the order eager ran them,
+every op the walk computed (its backward rules, the reductions of broadcast gradients, the
+sums of gradients that meet), each input named by where it came from: the root's gradient,
+a slot's tensor (or its data: a saved output), or an earlier op's output. `BackwardPlan.run`
+checks that the graph is the watched one (the same nodes in the same places, no hooks, no
+retained grads, nothing freed or changed in place), then runs those ops with their shape
+rules' results known (`apply_known`: the same kernels in the same order, so the same bits),
+accumulates each leaf's gradient as eager does (`_accumulate`) and frees the nodes. When the
+graph differs it does nothing and says so: the caller runs the eager backward, which gives
+eager's result or error.
+"""
+
+from __future__ import annotations
+
+from ..core import grad_mode as _grad_mode
+from ..core.autograd import AccumulateGrad, Node, _accumulate, _owner, node_check
+from ..core.dtype import DType
+from ..core.tape import watching
+from .grad_api import _root_grads
+from .prepared import apply_known
+from .tensor import Tensor
+
+_CONSTANTS = (int, float, bool, str, type(None))
+
+
+class BackwardPlan:
+    """The watched backward from slot `root`'s tensor (see the module doc)."""
+
+    __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves")
+
+    def __init__(self, root: int, root_nr: int, start: int, edges: dict, ops: list,
+                 acc: list, leaves: tuple) -> None:
+        self.root, self.root_nr = root, root_nr
+        self.start = start  # the slot whose grad_fn the root's is (the first that holds it)
+        self.edges = edges  # slot k -> the edges of slot k's grad_fn, as refs
+        self.ops = ops  # (op, input refs, attrs, meta)
+        self.acc = acc  # (leaf slot, ref of its gradient)
+        self.leaves = leaves
+
+    def run(self, slots: list) -> bool:
+        """The backward on this run's slot tensors; False (having changed nothing) when its
+        graph is not the watched one or anything fails: run the eager backward then."""
+        nodes = {k: _grad_fn(slots[k]) for k in self.edges}
+        root = slots[self.root]
+        if _grad_fn(root) is not nodes[self.start] or nodes[self.start] is None \
+                or root._output_nr != self.root_nr:
+            return False
+        for k, refs in self.edges.items():
+            node = nodes[k]
+            if type(node) is AccumulateGrad or node is None or node._hooks is not None \
+                    or node._retained or len(node.next_functions) != len(refs):
+                return False
+            for (nxt, nr), ref in zip(node.next_functions, refs, strict=True):
+                if ref is None:
+                    if nxt is not None:
+                        return False
+                elif ref[0] == "n":
+                    if nxt is not nodes[ref[1]] or nr != ref[2]:
+                        return False
+                elif type(nxt) is not AccumulateGrad or nxt.variable is not slots[ref[1]]:
+                    return False
+        for k in self.leaves:
+            t = slots[k]
+            if t._hooks is not None or t._grad is not None:
+                return False
+        try:
+            for node in nodes.values():
+                node.check_saved()
+            grads = _root_grads([root], None)
+            values = self._values(slots, grads)
+        except _Stopped as stopped:  # the budget ends this backward as it ends eager's
+            raise stopped.error from None
+        except Exception:  # nothing changed yet: the eager backward says what is wrong
+            return False
+        seen = {_owner(g) for g in grads}
+        for k, ref in self.acc:
+            _accumulate(slots[k], _value(ref, values, slots, grads), False, seen, None)
+        for node in nodes.values():
+            node.free()
+        return True
+
+    def _values(self, slots: list, grads: list) -> list:
+        values = []
+        check = node_check()  # the server's compute budget holds here as in eager's walk
+        with _grad_mode.set_grad_enabled(False):  # as the walk runs without create_graph
+            for op, refs, attrs, meta in self.ops:
+                if check is not None:
+                    try:
+                        check()
+                    except Exception as e:
+                        raise _Stopped(e) from None
+                inputs = tuple(_value(ref, values, slots, grads) for ref in refs)
+                values.append(apply_known(op, inputs, attrs, meta))
+        return values
+
+
+class _Stopped(Exception):
+    """What the node check raised, kept apart from a kernel's failure (which means: let
+    the eager backward run and say what is wrong)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _constant(value) -> bool:
+    """Whether an attr is a value a plan may keep: numbers, strings, dtypes and tuples of
+    them (never a tensor or an array, whose data would be the watched run's)."""
+    if type(value) in _CONSTANTS or isinstance(value, (str, DType)):  # gs.device is a str
+        return True
+    return type(value) is tuple and all(_constant(v) for v in value)
+
+
+def _grad_fn(t):
+    return None if t is None else t.grad_fn
+
+
+def _value(ref, values: list, slots: list, grads: list):
+    kind = ref[0]
+    if kind == "v":
+        return values[ref[1]][ref[2]]
+    if kind == "s":
+        return slots[ref[1]]
+    if kind == "r":
+        return grads[ref[1]]
+    return ref[1]
+
+
+def watch_backward(root: int, slots: list, run, made) -> BackwardPlan | None:
+    """Run `run()` (the eager backward from slot `root`'s tensor, without inputs, retain_graph
+    or create_graph) on a tape; its plan, or None when it cannot be planned. Whatever `run`
+    raises is raised. `made`: the slots whose grad_fns the step itself made, with the same
+    op, attrs and shapes every run; a graph that reaches any other node is not planned."""
+    t = slots[root]
+    graph = _graph(t, slots, made) if isinstance(t, Tensor) else None
+    with watching() as tape:
+        run()
+    if graph is None or not tape or tape[0] is None or tape[0][0] != "roots":
+        return None
+    start, edges, leaves = graph
+    grads = tape[0][1]
+    if len(grads) != 1:
+        return None
+    by_object = {id(g): ("r", i) for i, g in enumerate(grads)}
+    by_data = {}
+    for k, s in enumerate(slots):
+        if isinstance(s, Tensor):
+            by_object.setdefault(id(s), ("s", k))
+            by_data.setdefault(id(s._data), ("s", k))
+    ops = []
+    for entry in tape[1:]:
+        if entry is None or entry[0] == "roots":  # an in-place write, data-dependent shapes
+            return None
+        op, inputs, attrs, _, meta, outputs = entry
+        refs = []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                ref = by_object.get(id(x)) or by_data.get(id(x._data))
+                if ref is None:  # made outside the tape: nothing to make it again from
+                    return None
+            elif type(x) in _CONSTANTS:
+                ref = ("c", x)
+            else:
+                return None
+            refs.append(ref)
+        if not all(_constant(v) for v in attrs.values()):
+            return None
+        for nr, o in enumerate(outputs):
+            by_object[id(o)] = ("v", len(ops), nr)
+        ops.append((op, tuple(refs), attrs, meta))
+    acc, owners = [], {_owner(g) for g in grads}
+    for k in leaves:
+        g = slots[k]._grad
+        if g is None:
+            continue
+        ref = by_object.get(id(g))
+        if ref is None or ref[0] != "v" or _owner(g) in owners:
+            return None  # a gradient that is not one op's own output: eager decides each time
+        owners.add(_owner(g))
+        acc.append((k, ref))
+    return BackwardPlan(root, t._output_nr, start, edges, ops, acc, tuple(leaves))
+
+
+def _graph(root: Tensor, slots: list, made):
+    """The graph below `root` as refs between slots: the slot of root's grad_fn, {slot: its
+    grad_fn's edges} and the leaf slots it accumulates into; None when it reaches anything
+    else (a node the step did not make (`made`), a hook, a retained grad, a leaf that has a
+    grad already)."""
+    by_node, by_leaf = {}, {}
+    for k, s in enumerate(slots):
+        if isinstance(s, Tensor):
+            fn = s.grad_fn
+            if fn is not None and k in made:
+                by_node.setdefault(id(fn), k)
+            by_leaf.setdefault(id(s), k)
+    start = root.grad_fn
+    if start is None or id(start) not in by_node:
+        return None
+    edges, leaves, todo = {}, [], [start]
+    while todo:
+        node = todo.pop()
+        k = by_node[id(node)]
+        if k in edges:
+            continue
+        if not isinstance(node, Node) or node.op is None or node.op.backward is None \
+                or node._hooks is not None or node._retained:
+            return None
+        refs = []
+        for nxt, nr in node.next_functions:
+            if nxt is None:
+                refs.append(None)
+            elif type(nxt) is AccumulateGrad:
+                leaf = by_leaf.get(id(nxt.variable))
+                v = nxt.variable
+                if leaf is None or v._hooks is not None or v._grad is not None:
+                    return None
+                if leaf not in leaves:
+                    leaves.append(leaf)
+                refs.append(("a", leaf))
+            else:
+                j = by_node.get(id(nxt))
+                if j is None:
+                    return None
+                refs.append(("n", j, nr))
+                todo.append(nxt)
+        edges[k] = tuple(refs)
+    return by_node[id(start)], edges, leaves

@@ -1,0 +1,287 @@
+"""Prepared plans of captured steps: a template's ops resolved once, run again without
+being read, looked up or shape-checked.
+
+A captured step (server/_replay.py) runs its template's entries the eager way until one run
+of it has been watched: `record` runs the entries exactly as the executor runs any entry and
+notes, per entry, what it resolved (the op, its attrs as read, the slots of its inputs and
+outputs) and what the op's shape rule gave for the inputs it saw, with what that result
+assumed of them (`prepared.signature`: device, dtype, shape, layout). From then on `Plan.run`
+runs the prepared steps:
+
+- an op: the rest of the engine's op sequence with the kept result (`prepared.apply_known`:
+  the same kernel, the same outputs, views, graph node and saved tensors as eager);
+- an in-place op: the write and its history (`prepared.apply_inplace_known`), torch's checks
+  having passed for inputs of the same signature (`prepared.inplace_signature`);
+- a command (`set_grad`, `grad`, `backward`, ...): its function, as the executor calls it.
+
+Checks are made where inputs can differ from the watched run: a tensor a step reads is held
+to the signature it had then unless an earlier prepared op of this run made it (whose
+signature follows from its own inputs'); a step with float attrs (`{"@": k}`: a learning
+rate) asks its shape rule (or torch's in-place checks) again. Anything else is as the
+watched run was by construction. Entries that cannot be prepared (data uploads, factories
+that name a device, shapes that depend on the data, in-place writes through views) stay
+eager steps of the plan, run through the executor's one path.
+
+When a check fails, that entry and the rest of the step run the eager way (the state the
+prepared steps before it left is eager's, so eager's result and errors follow), and the plan
+is dropped: the next run is watched again. An op that fails while it runs fails as the
+eager op does (the same exception, the same op index). CUDA Graphs are not used: a GPU
+session's plan runs the same cupy kernels one by one.
+"""
+
+from __future__ import annotations
+
+from gradserve.engine import Meta
+from gradserve.engine.seam import (
+    OPS,
+    BackwardPlan,
+    apply_inplace_known,
+    apply_known,
+    grad_mode,
+    inplace_meta,
+    inplace_signature,
+    known_meta,
+    signature,
+    watch_backward,
+)
+from gradserve.v1.codec import INPLACE, NO_GRAD
+
+from ._limits import meta_bytes
+from ._replay import fill
+from ._scheduler import check_deadline
+
+OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
+
+
+class Step:
+    """One template entry, prepared (or not: EAGER)."""
+
+    __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "flags",
+                 "meta", "nbytes", "guards", "backward", "watched")
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        self.op = self.meta = None
+        self.args: tuple = ()
+        self.reads: tuple = ()  # (input position, slot) of the tensor inputs
+        self.outs: tuple = ()  # output slots
+        self.attrs: dict = {}
+        self.floats: tuple = ()  # (attr key, k): the attr is values[k]
+        self.flags = 0
+        self.nbytes = 0
+        self.guards: tuple = ()  # (input position, signature it must have)
+        self.backward: BackwardPlan | None = None  # a `backward` command's, when planned
+        # (k, value): the float values the steps before a planned backward had when it was
+        # watched (a node's attrs, which its backward's kernels were watched with)
+        self.watched: tuple = ()
+
+
+class Fallback(Exception):
+    """A prepared step's inputs differ from the watched run's: run the rest eagerly."""
+
+
+class Plan:
+    """A captured template's prepared steps; `runs` and `fallbacks` count how they went."""
+
+    __slots__ = ("steps", "template", "slots", "values", "runs", "fallbacks")
+
+    def __init__(self, steps: list[Step], template: list, slots: int, values: int) -> None:
+        self.steps, self.template = steps, template
+        self.slots, self.values = slots, values  # how many ids and values a run needs
+        self.runs = self.fallbacks = 0
+
+    def prepared(self) -> int:
+        """How many of its steps run without the eager path."""
+        return sum(s.kind is not EAGER for s in self.steps)
+
+    def run(self, batch, ids: list, values: list, read, where) -> bool:
+        """Run the step on `batch` (the executor's request state); False when the plan no
+        longer fits (it counted a fallback and ran the eager way from the step that did not
+        fit, which may raise what eager raises)."""
+        if len(ids) < self.slots or len(values) < self.values:
+            # a malformed replay: the eager expansion says what is wrong, where it is
+            self.fallbacks += 1
+            self._eager_from(0, batch, ids, values, read, where)
+            return False
+        tensors = batch.session.tensors
+        vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
+        state = grad_mode._state
+        for j, step in enumerate(self.steps):
+            kind = step.kind
+            if kind is EAGER:
+                results = batch.eager(fill(self.template[j], ids, values), read, where)
+                for k, t in zip(step.outs, results, strict=True):
+                    vals[k] = t
+                continue
+            index = batch.index
+            try:
+                check_deadline(f"op {index}'s request")
+                inputs = list(step.args)
+                for pos, k in step.reads:
+                    t = vals[k]
+                    if t is None:
+                        t = tensors.get(ids[k])
+                        if t is None:  # not bound: the eager entry says so, in its place
+                            raise Fallback
+                        vals[k] = t
+                    inputs[pos] = t
+                if kind is INPLACE_OP:
+                    for pos, sig in step.guards:
+                        if inplace_signature(inputs[pos]) != sig:
+                            raise Fallback
+                else:
+                    for pos, sig in step.guards:
+                        if signature(inputs[pos]) != sig:
+                            raise Fallback
+                attrs = step.attrs
+                if step.floats:
+                    attrs = dict(attrs)
+                    for key, k in step.floats:
+                        attrs[key] = values[k]
+                state.enabled = not step.flags & NO_GRAD
+                if step.backward is not None and all(
+                        values[k] == v for k, v in step.watched) and step.backward.run(
+                        [tensors.get(x) if t is None else t
+                         for x, t in zip(ids, vals, strict=True)]):
+                    results = ()
+                else:
+                    results = _run_step(step, batch, inputs, attrs)
+            except Fallback:
+                self.fallbacks += 1
+                self._eager_from(j, batch, ids, values, read, where)
+                return False
+            except Exception as exc:
+                batch.fail(exc, index, fill(self.template[j], ids, values), where)
+            batch.bind_slots(step.outs, ids, results, vals)
+        self.runs += 1
+        return True
+
+    def _eager_from(self, j: int, batch, ids, values, read, where) -> None:
+        for t in self.template[j:]:
+            batch.eager(fill(t, ids, values), read, where)
+
+
+def _run_step(step: Step, batch, inputs: list, attrs: dict) -> tuple:
+    op = step.op
+    kind = step.kind
+    if kind is OP:
+        meta = step.meta
+        if step.floats and known_meta(op, inputs, attrs) != meta:
+            raise Fallback  # a float attr that changes a shape (arange's end)
+        # the byte check eager makes once the shape rule ran: nothing before it can fail
+        # for inputs of the watched signatures (placement is theirs)
+        batch.budget.take(step.nbytes, step.name)
+        return apply_known(op, tuple(inputs), attrs, meta)
+    if kind is INPLACE_OP:
+        recorded = step.meta
+        if step.floats:
+            recorded = inplace_meta(op, inputs[0], tuple(inputs[1:]), attrs)
+        apply_inplace_known(op, inputs[0], tuple(inputs[1:]), attrs, recorded)
+        return ()
+    return op.run(tuple(inputs), attrs)[:len(step.outs)]
+
+
+def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
+    """Run `template` the eager way on `batch`, watching what each entry resolves to; its
+    plan. Raises what the eager run raises (and then nothing is kept)."""
+    steps = []
+    trusted: set[int] = set()  # slots whose signature follows from the plan's own ops
+    # slots whose grad_fn a prepared op of the step made, untouched since by anything else:
+    # the same op, attrs (but float values: `watched`) and shapes every run, unlike a node
+    # made before the step or by an eager entry (whose shapes may depend on the data)
+    made: set[int] = set()
+    for t in template:
+        entry = fill(t, ids, values)
+        try:
+            step = _prepare(batch, t, entry, read, trusted)
+        except Exception:  # the eager run below raises it where eager raises it
+            step = Step(EAGER, str(entry[0]))
+            trusted.difference_update(x[0] for x in t[1] if type(x) is list)
+            trusted.difference_update(t[2])
+        if _plannable_backward(step):
+            tensors = batch.session.tensors
+            step.backward = watch_backward(
+                step.reads[0][1], [tensors.get(x) for x in ids],
+                lambda entry=entry: batch.eager(entry, read, where), made)
+            step.watched = tuple(sorted({(k, values[k]) for s in steps for _, k in s.floats}))
+        else:
+            batch.eager(entry, read, where)
+        step.outs = tuple(t[2])
+        if step.kind is OP:
+            made.update(step.outs)
+        else:
+            made.difference_update(x[0] for x in t[1] if type(x) is list)
+            made.difference_update(step.outs)
+        steps.append(step)
+    slots = [k + 1 for t in template for k in t[2]] + [
+        x[0] + 1 for t in template for x in t[1] if type(x) is list and len(x) == 1]
+    floats = [v["@"] + 1 for t in template if type(t[3]) is dict
+              for v in t[3].values() if type(v) is dict]
+    return Plan(steps, template, max(slots, default=0), max(floats, default=0))
+
+
+def _plannable_backward(step: Step) -> bool:
+    """Whether a step is a `backward` from one root, without gradients, inputs,
+    retain_graph or create_graph: what `watch_backward` plans."""
+    attrs = step.attrs
+    return (step.kind is COMMAND and step.name == "backward" and len(step.args) == 1
+            and len(step.reads) == 1 and attrs.get("grads", 0) == 0
+            and attrs.get("inputs", 0) == 0 and attrs.get("retain_graph") in (None, False)
+            and attrs.get("create_graph", False) is False)
+
+
+def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
+    """The step of template entry `t` (`entry`, filled), from the inputs it is about to run
+    on; updates `trusted` for what it leaves."""
+    name, inputs, outputs, attrs, flags = read(entry)
+    op = OPS.get(name)
+    step = Step(EAGER, name)
+    slot_of = {pos: x[0] for pos, x in enumerate(t[1]) if type(x) is list and len(x) == 1}
+    out_slots = set(t[2])
+    tensors = batch.session.tensors
+    live = list(inputs)
+    for pos in slot_of:
+        live[pos] = tensors.get(inputs[pos])
+        if signature(live[pos]) is None:  # unbound, or not a tensor: eager says what
+            op = None
+    if op is None or op.needs_device or any(
+            pos not in slot_of and not isinstance(x, (int, float, bool)) for pos, x in
+            enumerate(inputs)):  # data uploads and anything unusual stay eager
+        trusted.difference_update(slot_of.values())
+        trusted.difference_update(out_slots)
+        return step
+    step.op, step.flags = op, flags
+    step.args = tuple(None if pos in slot_of else x for pos, x in enumerate(inputs))
+    step.reads = tuple(slot_of.items())
+    step.attrs = attrs
+    if type(t[3]) is dict:
+        step.floats = tuple((key, v["@"]) for key, v in t[3].items() if type(v) is dict)
+    grad_mode._state.enabled = not flags & NO_GRAD  # as the executor sets it for the entry
+    if op.run is not None:
+        if not flags & INPLACE:
+            op.check_arity(len(inputs), len(outputs))
+            step.kind = COMMAND
+        # a command may change anything of its tensors (set_data: the shape)
+        trusted.difference_update(slot_of.values())
+        trusted.difference_update(out_slots)
+        return step
+    if flags & INPLACE:
+        if outputs or not slot_of or 0 not in slot_of or live[0]._base is not None:
+            return step
+        step.meta = inplace_meta(op, live[0], tuple(live[1:]), attrs)
+        step.guards = tuple((pos, inplace_signature(live[pos])) for pos in slot_of)
+        step.kind = INPLACE_OP
+        return step
+    meta = known_meta(op, tuple(live), attrs)
+    metas = () if meta is None else ((meta,) if type(meta) is Meta else meta)
+    if meta is None or len(metas) != len(outputs):
+        trusted.difference_update(out_slots)
+        return step
+    step.meta = meta
+    step.nbytes = meta_bytes(m for m in metas if m.strides is None)
+    step.guards = tuple((pos, signature(live[pos])) for pos, k in slot_of.items()
+                        if k not in trusted)
+    step.kind = OP
+    trusted.update(out_slots)
+    return step
+

@@ -1,0 +1,149 @@
+"""Captured steps on the executor, from raw op_batch entries (server/_plan.py): a replay whose
+inputs differ from the watched run's, or that is malformed, gives exactly what the same
+entries sent eagerly give (the same error, at the same op index, the same state after)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradserve.server import _convert as convert
+from gradserve.server import _replay as server_replay
+from gradserve.server._auth import ANONYMOUS
+from gradserve.server._executor import Executor
+from gradserve.server._sessions import SessionManager
+from gradserve.v1 import codec
+from gradserve.v1 import gradserve_pb2 as pb
+
+TEMPLATE = [  # x * w, gathered, summed, scaled by a learning-rate-like float, backward
+    ["mul", [[0], [1]], [2], None, 0],
+    ["gather", [[2], [3]], [4], {"dim": 0}, 0],
+    ["sum", [[4]], [5], None, 0],
+    ["mul", [[5], 3.0], [6], None, 0],
+    ["backward", [[6]], [], {"grads": 0, "inputs": 0, "retain_graph": False,
+                             "create_graph": False}, 0],
+    ["grad", [[1]], [7], None, 1],
+    ["set_grad", [[1]], [], None, 0],
+]
+
+
+def _session_with(x, w, index):
+    manager = SessionManager(ttl=None, max_sessions=None)
+    session = manager.create(ANONYMOUS, "cpu")
+    ex = Executor(("cpu",))
+    setup = codec.pack_ops([["tensor", [{"d": 0}], ["x"], None, 0],
+                            ["tensor", [{"d": 1}], ["w"], {"requires_grad": True}, 0],
+                            ["tensor", [{"d": 2}], ["i"], None, 0]])
+    data = [codec_data(x), codec_data(w), codec_data(index)]
+    assert ex.run(session, convert.pipeline_request(
+        pb.PipelineRequest(op_batch=setup, op_data=data))).error is None
+    return ex, session
+
+
+def codec_data(a: np.ndarray) -> pb.TensorData:
+    from gradserve.engine.seam import from_numpy_dtype
+
+    return pb.TensorData(shape=a.shape, dtype=from_numpy_dtype(a.dtype).name,
+                         raw=a.astype(a.dtype.newbyteorder("<")).tobytes())
+
+
+def _ids(n: int) -> list:
+    return ["x", "w", f"h{n}", "i", f"g{n}", f"s{n}", f"l{n}", f"d{n}"]
+
+
+def _send(ex, session, entries):
+    return ex.run(session, convert.pipeline_request(
+        pb.PipelineRequest(op_batch=codec.pack_ops(entries))))
+
+
+def _eager(ids):
+    return [server_replay.fill(t, ids, []) for t in TEMPLATE]
+
+
+def _state(session) -> dict:
+    return {tid: (t.shape, str(t.dtype), t._version, t.grad_fn is not None,
+                  None if t._grad is None else t._grad.numpy().tolist(),
+                  t.detach().numpy().tolist()) for tid, t in session.tensors.items()}
+
+
+def _run_both(steps):
+    """Run `steps` (a list of (ids, edit)) on two sessions: one as captures and replays (its
+    plan), one as the entries; each result's error and the states after."""
+    x = np.arange(6, dtype=np.float32)
+    w = np.linspace(-1, 1, 6, dtype=np.float32)
+    index = np.array([0, 2, 4])
+    (pex, planned), (eex, eager) = _session_with(x, w, index), _session_with(x, w, index)
+    results = []
+    for n, (ids, edit) in enumerate(steps):
+        entry = ["@capture" if n == 0 else "@replay", "t.0", ids, []]
+        if n == 0:
+            entry.append(TEMPLATE)
+        if edit is not None:
+            edit(pex, planned)
+            edit(eex, eager)
+        got = _send(pex, planned, [entry])
+        want = _send(eex, eager, _eager(ids))
+        results.append((got.error, want.error))
+        assert _state(planned) == _state(eager)
+    return planned, results
+
+
+def _plan(session):
+    (captured,) = server_replay._PLANS[session].values()
+    return captured.plan  # None while there is none
+
+
+def test_replays_run_the_plan_and_match_eager():
+    planned, results = _run_both([(_ids(n), None) for n in range(4)])
+    assert all(got is None and want is None for got, want in results)
+    plan = _plan(planned)
+    assert plan.runs == 3 and plan.prepared() == len(TEMPLATE)
+    assert [st.backward is not None for st in plan.steps if st.name == "backward"] == [True]
+
+
+def _rebind(name, array):
+    def edit(ex, session):
+        raw = codec.pack_ops([["tensor", [{"d": 0}], [name], None, 0]])
+        assert ex.run(session, convert.pipeline_request(
+            pb.PipelineRequest(op_batch=raw, op_data=[codec_data(array)]))).error is None
+    return edit
+
+
+@pytest.mark.parametrize("edit, index", [
+    # another shape: the first op that reads x goes eager (and so does the rest)
+    (_rebind("x", np.arange(4, dtype=np.float32)), 0),
+    # an index out of range (the same shape: the plan fits): the prepared gather fails as
+    # eager's does, at op 1, and the plan stays
+    (_rebind("i", np.array([0, 9, 2])), 1),
+    # another dtype
+    (_rebind("x", np.arange(6, dtype=np.float64)), None),
+])
+def test_a_replay_that_does_not_fit_is_eagers(edit, index):
+    steps = [(_ids(n), None) for n in range(3)] + [(_ids(3), edit), (_ids(4), None)]
+    planned, results = _run_both(steps)
+    got, want = results[3]
+    plan = _plan(planned)
+    if index == 1:  # an op that failed while its plan fitted: the plan stays
+        assert plan.runs == 2 and plan.fallbacks == 0
+    elif index == 0:  # dropped, and the next run (failing again) made none
+        assert plan is None
+    else:  # dropped, and made again from the next run
+        assert plan.runs == 0 and plan.fallbacks == 0
+    if index is None:
+        assert got is None and want is None
+    else:
+        assert got is not None and type(got) is type(want)
+        assert (got.index, got.op, str(got)) == (want.index, want.op, str(want))
+        assert type(got.cause) is type(want.cause)
+        assert got.index == index
+
+
+def test_an_unbound_tensor_or_too_few_ids_is_eagers_error():
+    def release_w(ex, session):
+        ex.run(session, convert.pipeline_request(pb.PipelineRequest(release=["w"])))
+
+    planned, results = _run_both([(_ids(n), None) for n in range(3)] + [(_ids(3), release_w)])
+    got, want = results[3]
+    assert got is not None and (got.index, str(got)) == (want.index, str(want))
+    assert "not found" in str(got)
+    result = _send(Executor(("cpu",)), planned, [["@replay", "t.0", ["x", "w"], []]])
+    assert "beyond the 2 ids" in str(result.error)  # eager's expansion says what is wrong
