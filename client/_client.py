@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 import weakref
 
 import grpc
@@ -81,12 +80,7 @@ def connect(target: str = "127.0.0.1:50051", *, token: str | None = None, tls=No
     client = Client(channel, target, token, route_header, timeout)
     if timeout is not None:
         try:
-            started = time.monotonic()
-            _wait_ready(channel, target, timeout, tls)
-            # A connection this process already holds (gRPC shares them between channels)
-            # is READY at once, whether or not the server still answers: ask it.
-            if not client._probe(max(timeout - (time.monotonic() - started), 0.001)):
-                raise _watch.unresponsive(target, timeout, "connecting")
+            _wait_ready(client, target, timeout, tls)
         except ConnectionError:
             client.close()
             raise
@@ -117,28 +111,17 @@ def _channel_options(timeout: float | None, options: list | None) -> list:
     return [o for o in ours if o[0] not in given] + theirs
 
 
-def _wait_ready(channel, target: str, timeout: float, tls) -> None:
-    """Return when the channel is connected; raise at once when the connection is refused
-    (gRPC would keep retrying it), or after `timeout` when nothing answers."""
-    states: list = []
-    settled = threading.Event()
-    final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-             grpc.ChannelConnectivity.SHUTDOWN)
+def _wait_ready(client: Client, target: str, timeout: float, tls) -> None:
+    """Return when the server answers a health probe; raise at once when the connection is
+    refused (a call that does not wait for readiness fails with gRPC's first failed attempt),
+    or after `timeout` when nothing answers.
 
-    def seen(state) -> None:
-        states.append(state)
-        if state in final:
-            settled.set()
-
-    channel.subscribe(seen, try_to_connect=True)
-    try:
-        settled.wait(timeout)
-    finally:
-        channel.unsubscribe(seen)
-    last = states[-1] if states else None
-    if last == grpc.ChannelConnectivity.READY:
-        return
-    if last in final:
+    A probe, not `channel.subscribe`: subscribing starts gRPC's connectivity-polling thread,
+    which `channel.close()` then waits up to 0.2 s for, on every client's exit."""
+    code = client._probe_code(timeout)
+    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
+        return  # it answered: OK, or a status of its own (auth, no health service)
+    if code != grpc.StatusCode.DEADLINE_EXCEEDED:
         err = ConnectionError(
             f"could not reach a gradserve server at {target}: the connection was refused "
             "or failed (is the server running, on that port?"
