@@ -264,7 +264,9 @@ def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple
     meta = {"format": FORMAT, "device": device, "bound": bound, "objects": packer.objects,
             "nodes": packer.nodes, "versions": packer.versions,
             "buffers": {k: [str(a.dtype), list(a.shape)] for k, a in packer.arrays.items()},
-            "generator": generator.cpu.get_state().hex()}  # torch's state bytes
+            "generator": generator.cpu.get_state().hex(),  # torch's state bytes
+            "default_dtype": None if generator.default_dtype is None
+            else generator.default_dtype.name}
     return packer.arrays, meta
 
 
@@ -309,6 +311,8 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
     bound = {tid: tensors[i] for tid, i in meta["bound"]}
     generator = Generator()
     generator.cpu.set_state(bytes.fromhex(meta["generator"]))
+    if meta.get("default_dtype"):  # the session's set_default_dtype goes along
+        generator.default_dtype = as_dtype(meta["default_dtype"])
     return bound, generator
 
 
