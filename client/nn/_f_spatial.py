@@ -82,8 +82,12 @@ def _adaptive_max(input, output_size, dims, return_indices, name):
     if nd not in (dims + 1, dims + 2):
         raise InvalidArgumentError(f"{name}(): Expected {dims + 1}D or {dims + 2}D tensor, but "
                                    f"got: {list(input.shape)}")
-    size = _tuple(output_size, dims, "output_size")
-    size = tuple(input.shape[-dims + i] if o is None else int(o) for i, o in enumerate(size))
+    size = tuple(output_size) if isinstance(output_size, (tuple, list)) else \
+        (output_size,) * dims
+    if len(size) != dims:
+        raise InvalidArgumentError(f"{name}(): internal error: output_size.size() must be "
+                                   f"{dims}")
+    size = tuple(input.shape[i - dims] if o is None else int(o) for i, o in enumerate(size))
     indices = input._op("adaptive_max_pool_indices", input, output_size=size)
     out = input._op("adaptive_max_pool", input, indices, dims=dims)
     return (out, indices) if return_indices else out

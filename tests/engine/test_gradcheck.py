@@ -822,8 +822,9 @@ for _l, _fn, _ins in [
     ("cdist", lambda a, b: E.cdist(a, b, p=1), (N(2, 3, 2), N(2, 2))),
     ("cdist", lambda a, b: E.cdist(a, b, p=3), (N(3, 2), N(4, 2))),
     ("cdist", lambda a, b: E.cdist(a, b, p=float("inf")), (D(3, 2), D(2, 2))),
-    ("cdist", lambda a, b: E.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
+    ("euclidean_dist", lambda a, b: E.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
      (N(3, 2), N(2, 2))),
+    ("euclidean_dist", lambda a, b: E.cdist(a, b), (N(2, 26, 2), N(2, 3, 2))),
     ("_unsafe_view", lambda a, b: E.kron(a, b), (N(2, 3), N(2, 2))),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)

@@ -1,18 +1,15 @@
-"""`cdist`: p-norm distances between the rows of two batches of matrices, as torch's one
-kernel (`CdistBackward0`, an edge to each input).
-
-The forward follows torch's choice of method: for p = 2 on more than 25 rows (either side)
-torch computes through a matrix product (|a|^2 + |b|^2 - 2 a.b, clamped at 0, then the square
-root) unless `compute_mode` says otherwise, and directly otherwise, so values agree with
-torch's to rounding. The backward is torch's `_cdist_backward` written in engine ops over
-the pairwise differences, so it is differentiable again.
+"""`cdist`: p-norm distances between the rows of two batches of matrices, as torch's
+kernels: `cdist` (`CdistBackward0`, an edge to each input), and for p = 2 on more than 25
+rows (or when `compute_mode` asks) `euclidean_dist` (`EuclideanDistBackward0`), which goes
+through a matrix product (|a|^2 + |b|^2 - 2 a.b, clamped at 0, then the square root) as
+torch's does, so values agree with torch's to rounding. Both backwards are torch's, written
+in engine ops, so they are differentiable again.
 
     >>> from gradserve import engine
     >>> a = engine.tensor([[0., 0.], [3., 4.]], requires_grad=True)
     >>> d = a._op("cdist", a, a, p=2.0)
-    >>> d, type(d.grad_fn).__name__
-    (tensor([[0., 5.],
-            [5., 0.]], grad_fn=<CdistBackward0>), 'CdistBackward0')
+    >>> d.tolist(), type(d.grad_fn).__name__
+    ([[0.0, 5.0], [5.0, 0.0]], 'CdistBackward0')
 """
 
 from __future__ import annotations
@@ -48,7 +45,8 @@ def _meta(x1, x2, *, p, compute_mode=None):
     return Meta(tuple(batch) + (x1.shape[-2], x2.shape[-2]), promote(x1.dtype, x2.dtype))
 
 
-def _use_mm(p, r1, r2, compute_mode) -> bool:
+def use_mm(p, r1: int, r2: int, compute_mode) -> bool:
+    """Whether torch computes this cdist through euclidean_dist (a matrix product)."""
     if p != 2 or compute_mode == "donot_use_mm_for_euclid_dist":
         return False
     return compute_mode == "use_mm_for_euclid_dist" or r1 > 25 or r2 > 25
@@ -57,11 +55,6 @@ def _use_mm(p, r1, r2, compute_mode) -> bool:
 def _cdist(xp, x1, x2, *, p, compute_mode=None):
     dtype = xp.result_type(x1, x2)
     x1, x2 = x1.astype(dtype, copy=False), x2.astype(dtype, copy=False)
-    if _use_mm(p, x1.shape[-2], x2.shape[-2], compute_mode):
-        n1 = (x1 * x1).sum(-1)[..., :, None]
-        n2 = (x2 * x2).sum(-1)[..., None, :]
-        sq = n1 + n2 - 2 * xp.matmul(x1, xp.swapaxes(x2, -1, -2))
-        return xp.sqrt(xp.maximum(sq, 0))
     diff = xp.abs(x1[..., :, None, :] - x2[..., None, :, :])
     if p == 0:
         return (diff != 0).sum(-1).astype(dtype)
@@ -100,4 +93,31 @@ def _(ctx, g):
         grad = (gd * scaled).masked_fill(zero, 0.0)
     g1 = grad.sum(-2) if ctx.needs[0] else None
     g2 = -grad.sum(-3) if ctx.needs[1] else None
+    return g1, g2
+
+
+def _euclid_meta(x1, x2):
+    return _meta(x1, x2, p=2.0)
+
+
+def _euclid(xp, x1, x2):
+    dtype = xp.result_type(x1, x2)
+    x1, x2 = x1.astype(dtype, copy=False), x2.astype(dtype, copy=False)
+    n1 = (x1 * x1).sum(-1)[..., :, None]
+    n2 = (x2 * x2).sum(-1)[..., None, :]
+    sq = n1 + n2 - 2 * xp.matmul(x1, xp.swapaxes(x2, -1, -2))
+    return xp.sqrt(xp.maximum(sq, 0))
+
+
+euclidean_dist = defop("euclidean_dist", infer=_euclid_meta, grad_name="EuclideanDistBackward0",
+                       save=(0, 1), save_output=True)(_euclid)
+
+
+@euclidean_dist.def_backward
+def _(ctx, g):
+    x1, x2 = ctx.saved
+    dist = ctx.output
+    ratio = (g / dist.masked_fill(dist == 0, 1.0)).masked_fill(dist == 0, 0.0)
+    g1 = x1 * ratio.sum(-1, keepdim=True) - ratio.matmul(x2) if ctx.needs[0] else None
+    g2 = x2 * ratio.sum(-2).unsqueeze(-1) - ratio.mT.matmul(x1) if ctx.needs[1] else None
     return g1, g2
