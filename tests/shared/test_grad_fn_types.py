@@ -35,6 +35,7 @@ SAME_GRAPH = {
     "where_number": lambda M, x, w: M.where(x > 0, x, 0.0),
     "pow_number": lambda M, x, w: x ** 2 / (w + 3),
     "rpow": lambda M, x, w: 2.0 ** x,
+    "pow_number_base": lambda M, x, w: M.pow(2.0, x) * M.pow(w, 3),
     "rsub_radd_rmul": lambda M, x, w: (2 - x) + (3 + w) * (2 * x),
     "square": lambda M, x, w: x.square(),
     "gather": lambda M, x, w: x.gather(1, M.tensor([[0, 1], [2, 0]])),
