@@ -105,3 +105,21 @@ def test_the_server_refuses_a_non_floating_default(serve):
         s._send("set_default_dtype", (), (), {"dtype": "int64"})
         with pytest.raises(gs.InvalidArgumentError, match="floating dtype"):
             s.synchronize()
+
+
+def test_the_setting_moves_with_the_session_in_a_handoff():
+    """A session written at drain (`--state-dir`) and restored keeps its default dtype and
+    keeps using it: the setting lives with the session's generator."""
+    from gradserve import engine
+    from gradserve.engine import seam
+
+    gen = engine.Generator(seed=1)
+    with engine.using_generator(gen):
+        engine.get_op("set_default_dtype").run((), {"dtype": "float64"})
+        assert engine.get_default_dtype() is engine.float64
+    assert engine.get_default_dtype() is engine.float32  # the process's is untouched
+    arrays, meta = seam.pack({"a": engine.arange(3)}, "cpu", gen)
+    bound, restored = seam.unpack(arrays, meta, "cpu")
+    assert restored.default_dtype is engine.float64
+    with engine.using_generator(restored):
+        assert (bound["a"] * 0.5).dtype is engine.float64
