@@ -62,6 +62,7 @@ from .ops.elementwise import activations as _activations  # noqa: F401  (registe
 from .ops.elementwise import arithmetic as _arithmetic  # noqa: F401  (registers its ops)
 from .ops.elementwise import binary as _binary  # noqa: F401  (registers its ops)
 from .ops.elementwise import copies as _copies  # noqa: F401  (registers its ops)
+from .ops.elementwise import hard as _hard  # noqa: F401  (registers its ops)
 from .ops.elementwise import unary as _unary  # noqa: F401  (registers its ops)
 from .ops.indexing import gather as _gather  # noqa: F401  (registers its ops)
 from .ops.indexing import getitem as _getitem  # noqa: F401  (registers its ops)

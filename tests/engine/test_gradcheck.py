@@ -826,6 +826,10 @@ for _l, _fn, _ins in [
      (N(3, 2), N(2, 2))),
     ("euclidean_dist", lambda a, b: E.cdist(a, b), (N(2, 26, 2), N(2, 3, 2))),
     ("_unsafe_view", lambda a, b: E.kron(a, b), (N(2, 3), N(2, 2))),
+    ("hardtanh", lambda x: _F.hardtanh(x, -0.5, 0.7), (G(2, 4),)),
+    ("hardtanh", lambda x: _F.relu6(x * 4), (G(3, 3),)),
+    ("hardswish", lambda x: _F.hardswish(x * 3), (G(2, 4),)),
+    ("hardsigmoid", lambda x: _F.hardsigmoid(x * 3), (G(2, 4),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 

@@ -91,6 +91,8 @@ SAME_GRAPH = {
         M.cat([x, w]).reshape(1, 1, 4, 3), (2, 1)),
     "adaptive_max_pool1d": lambda M, x, w: M.nn.functional.adaptive_max_pool1d(
         x.reshape(1, 2, 3), 2),
+    "hard_activations": lambda M, x, w: M.nn.functional.hardtanh(x) * M.nn.functional.relu6(w)
+    + M.nn.functional.hardswish(x) - M.nn.functional.hardsigmoid(w),
     "max_pool1d": lambda M, x, w: M.nn.functional.max_pool1d(M.cat([x, w]).reshape(1, 2, 6),
                                                              2, 1),
     "avg_pool1d": lambda M, x, w: M.nn.functional.avg_pool1d(M.cat([x, w]).reshape(1, 2, 6), 3),
