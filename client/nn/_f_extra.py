@@ -46,9 +46,7 @@ def mish(input, inplace: bool = False):
     """x * tanh(softplus(x)). >>> F.mish(engine.tensor([1.]))
     tensor([0.8651])
     """
-    from .functional import softplus  # functional imports this module
-
-    out = input * softplus(input).tanh()
+    out = input._op("mish", input)
     return input.copy_(out) if inplace else out
 
 
@@ -58,7 +56,7 @@ def logsigmoid(input):
     >>> F.logsigmoid(engine.tensor([0.]))
     tensor([-0.6931])
     """
-    return input.clamp(max=0.0) - (-input.abs()).exp().log1p()
+    return input._op("log_sigmoid", input)
 
 
 def softmin(input, dim: int | None = None, _stacklevel: int = 3, dtype=None):

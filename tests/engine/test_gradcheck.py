@@ -830,6 +830,8 @@ for _l, _fn, _ins in [
     ("hardtanh", lambda x: _F.relu6(x * 4), (G(3, 3),)),
     ("hardswish", lambda x: _F.hardswish(x * 3), (G(2, 4),)),
     ("hardsigmoid", lambda x: _F.hardsigmoid(x * 3), (G(2, 4),)),
+    ("log_sigmoid", lambda x: _F.logsigmoid(x * 3), (N(2, 4),)),
+    ("mish", lambda x: _F.mish(x * 2), (N(2, 4),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 

@@ -93,6 +93,7 @@ SAME_GRAPH = {
         x.reshape(1, 2, 3), 2),
     "hard_activations": lambda M, x, w: M.nn.functional.hardtanh(x) * M.nn.functional.relu6(w)
     + M.nn.functional.hardswish(x) - M.nn.functional.hardsigmoid(w),
+    "mish_logsigmoid": lambda M, x, w: M.nn.functional.mish(x) * M.nn.functional.logsigmoid(w),
     "max_pool1d": lambda M, x, w: M.nn.functional.max_pool1d(M.cat([x, w]).reshape(1, 2, 6),
                                                              2, 1),
     "avg_pool1d": lambda M, x, w: M.nn.functional.avg_pool1d(M.cat([x, w]).reshape(1, 2, 6), 3),

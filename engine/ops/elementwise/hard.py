@@ -1,5 +1,6 @@
-"""The piecewise-linear activations torch computes as one kernel each: hardtanh (and relu6),
-hardsigmoid and hardswish, with torch's grad_fn names and torch's gradients at the kinks
+"""Activations torch computes as one kernel each, with its grad_fn names: log_sigmoid and
+mish, and the piecewise-linear hardtanh (and relu6), hardsigmoid and hardswish with torch's
+gradients at the kinks
 (hardtanh's is 0 at either bound, where clamp's passes the gradient; hardswish's is 0 at -3
 and 1 at 3; hardsigmoid's is 1/6 strictly inside (-3, 3), that constant in float32 as torch's
 kernel has it). The backwards are written with `where`, so hardtanh's and hardswish's
@@ -64,3 +65,28 @@ hardswish = defop("hardswish", infer=_meta("hardswish"), grad_name="HardswishBac
 def _(ctx, g):
     (x,) = ctx.saved
     return (where(x <= -3.0, 0.0, where(x < 3.0, g * (x / 3.0 + 0.5), g)),)
+
+
+# -- log_sigmoid and mish: one kernel each in torch, composed of several ops before ----------
+log_sigmoid = defop("log_sigmoid", infer=_meta("log_sigmoid_forward"),
+                    grad_name="LogSigmoidBackward0", save=(0,))(
+    lambda xp, x: (xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False))
+
+
+@log_sigmoid.def_backward
+def _(ctx, g):
+    (x,) = ctx.saved  # torch's form: sigmoid(-x) from z = exp(-|x|), stable for either sign
+    z = (-x.abs()).exp()
+    s = z / (z + 1.0)
+    return (g * where(x < 0, 1.0 - s, s),)
+
+
+mish = defop("mish", infer=_meta("mish"), grad_name="MishBackward0", save=(0,))(
+    lambda xp, x: (x * xp.tanh(xp.log1p(xp.exp(x)))).astype(x.dtype, copy=False))
+
+
+@mish.def_backward
+def _(ctx, g):
+    (x,) = ctx.saved  # torch's: tanh(softplus x) + x sigmoid(x) (1 - tanh(softplus x)^2)
+    t = x.exp().log1p().tanh()
+    return (g * (t + x * x.sigmoid() * (1.0 - t * t)),)
