@@ -57,6 +57,18 @@ OPS = [
         x.unsqueeze(0), size=3, mode="linear").squeeze(0)),
     ("pixel_shuffle r=1", lambda L, x, a: _F(L).pixel_shuffle(x.reshape(1, 1, 2, 3),
                                                               1).reshape(2, 3)),
+    # issue 16's one-kernel forms (torch's grad_fn and edges)
+    ("F.linear (+bias)", lambda L, x, a: _F(L).linear(x, a["sq"], a["b3"])),
+    ("where", lambda L, x, a: L.where(a["mask"], x, a["y"])),
+    ("pow 1.0", lambda L, x, a: x.pow(1.0)),
+    ("kron (x, 1x1)", lambda L, x, a: L.kron(x, a["one11"])),
+    ("cdist (2x3, 3x3)", lambda L, x, a: L.cdist(x, a["sq"])),
+    ("interpolate bilinear", lambda L, x, a: _F(L).interpolate(
+        x.reshape(1, 1, 2, 3), size=(2, 3), mode="bilinear").reshape(2, 3)),
+    ("unfold 1x1", lambda L, x, a: _F(L).unfold(x.reshape(1, 1, 2, 3), 1).reshape(2, 3)),
+    ("fold 1x1", lambda L, x, a: _F(L).fold(x.reshape(1, 6, 1), (1, 1), 1).reshape(2, 3)),
+    ("adaptive_max_pool2d", lambda L, x, a: _F(L).adaptive_max_pool2d(
+        x.reshape(1, 1, 2, 3), (2, 3)).reshape(2, 3)),
 ]
 # on a well-conditioned 3x3 float64 matrix
 MATRIX_OPS = [
@@ -84,6 +96,8 @@ def _aux(L):
     return {"y": L.tensor(np.full((2, 3), 0.5, np.float32)),
             "sq": L.tensor(np.eye(3, dtype=np.float32) * 0.9 + 0.01),
             "k11": L.tensor(np.ones((1, 1, 1, 1), np.float32)),
+            "b3": L.tensor(np.full(3, 0.01, np.float32)),
+            "one11": L.tensor(np.ones((1, 1), np.float32)),
             "well": L.tensor(well), "orth": L.tensor(orth), "eye": L.tensor(np.eye(3)),
             "mask": L.tensor(np.array([[True, False, True], [False, True, False]])),
             "idx": L.tensor(np.array([[2, 0, 1], [1, 2, 0]])),

@@ -19,7 +19,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from gradserve.engine import DType, InvalidArgumentError, TensorAPI
+from gradserve.engine import DType, InvalidArgumentError, TensorAPI, float32, get_default_dtype
 from gradserve.engine.seam import grad_mode
 from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1.codec import (
@@ -118,6 +118,7 @@ class Session(Factories):
         self._callbacks: dict = {}  # key -> the Python of a hook or Function (_callbacks)
         self._callback_keys = itertools.count(1)
         self._callback_errors: list = []
+        self._default_float = float32  # the default dtype the server has for this session
         self.stats = Stats()
 
     # -- identity and lifetime ---------------------------------------------------------------
@@ -270,6 +271,11 @@ class Session(Factories):
             now = time.monotonic()
             if not ops:
                 self._first_at = now
+            if get_default_dtype() is not self._default_float:
+                # per process: the server learns it (a session setting) before the next op
+                self._default_float = get_default_dtype()
+                ops.append(["set_default_dtype", [], (), {"dtype": self._default_float.name}, 0])
+                self._sites.append(site)
             ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
             self._sites.append(site)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (

@@ -124,10 +124,13 @@ def sample(model: CharTransformer, vocab: dict, session, prompt: str = "Beautifu
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),  # the first paragraph
+        epilog="With no --target it starts `python -m gradserve.server` on a free loopback "
+               "port for the run (and says which), then stops it.")
     parser.add_argument("--target", help="host:port of a gradserve server (default: start one)")
     parser.add_argument("--in-process", action="store_true", help="no server: engine tensors")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
     parser.add_argument("--fast", action="store_true", help="60 steps (the test suite's run)")
     args = parser.parse_args(argv)
     steps, goal = (60, FAST_TARGET_LOSS) if args.fast else (args.steps, TARGET_LOSS)
@@ -135,9 +138,14 @@ def main(argv: list[str] | None = None) -> dict:
     with contextlib.ExitStack() as stack:
         if args.in_process:
             session = gs.engine
+            print("training in-process (gradserve.engine)")
         else:
-            target = args.target or stack.enter_context(local_server())
+            target = args.target
+            if target is None:
+                target = stack.enter_context(local_server())
+                print(f"started a gradserve server on {target} for this run")
             session = stack.enter_context(stack.enter_context(gs.connect(target)).session())
+            print(f"training on gradserve server {target}")
         start = time.perf_counter()
         model, vocab, losses = train(session, text, steps)
         seconds = time.perf_counter() - start

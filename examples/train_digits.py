@@ -148,6 +148,10 @@ def _save_graph(loss, model, out: str) -> None:
         f.write(str(graph) + "\n")
     if shutil.which("dot"):
         graph.render(base + ".svg")
+        print(f"wrote {base}.svg (the CNN's backward graph; DOT text in {base}.dot)")
+    else:
+        print(f"wrote {base}.dot (the CNN's backward graph); no .svg: Graphviz's `dot` is not "
+              "on PATH (install graphviz to render it)")
 
 
 def plot(histories: dict, path: str) -> None:

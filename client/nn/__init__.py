@@ -63,6 +63,7 @@ from ._params import Bilinear, ParameterDict, ParameterList
 from ._rnn import GRU, LSTM
 from ._rnn_cells import RNN, GRUCell, LSTMCell, RNNCell
 from ._spatial import (
+    AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
     Conv3d,
     ConvTranspose1d,
@@ -98,6 +99,7 @@ __all__ = [
     "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "TripletMarginLoss", "Bilinear",
     "ParameterDict", "ParameterList", "RNN", "GRUCell", "LSTMCell", "RNNCell", "Transformer",
     "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
+    "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "CosineSimilarity",
     "Dropout2d", "Fold", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "Unfold",
     "Upsample",

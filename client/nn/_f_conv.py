@@ -105,8 +105,13 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     >>> F.max_pool1d(engine.tensor([[[1., 3., 2., 0.]]]), 2)
     tensor([[[3., 2.]]])
     """
-    return _max_pool(1, input, kernel_size, stride, padding, dilation, ceil_mode,
-                     return_indices)
+    _batched(input, 1, "max_pool1d")  # torch's error for other shapes
+    # torch's composition: a 2-d pool over a height of 1 (its grad_fn and indices)
+    kernel, stride, padding, dilation = _pool_args(1, kernel_size, stride, padding, dilation)
+    out = _max_pool(2, input.unsqueeze(-2), (1,) + kernel, (1,) + stride, (0,) + padding,
+                    (1,) + dilation, ceil_mode, True)
+    values, indices = out[0].squeeze(-2), out[1].squeeze(-2)
+    return (values, indices) if return_indices else values
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -139,8 +144,11 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     >>> F.avg_pool1d(engine.tensor([[[1., 3., 2., 0.]]]), 2)
     tensor([[[2., 1.]]])
     """
-    return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     None)
+    _batched(input, 1, "avg_pool1d")  # torch's error for other shapes
+    kernel, stride, padding, _ = _pool_args(1, kernel_size, stride, padding, 1)
+    # torch's composition: a 2-d pool over a height of 1
+    return _avg_pool(2, input.unsqueeze(-2), (1,) + kernel, (1,) + stride, (0,) + padding,
+                     ceil_mode, count_include_pad, None).squeeze(-2)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,

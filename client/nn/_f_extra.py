@@ -15,7 +15,8 @@ def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool =
     """
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
-    return input.clamp_(min_val, max_val) if inplace else input.clamp(min_val, max_val)
+    out = input._op("hardtanh", input, min_val=float(min_val), max_val=float(max_val))
+    return input.copy_(out) if inplace else out
 
 
 def relu6(input, inplace: bool = False):
@@ -29,7 +30,7 @@ def hardsigmoid(input, inplace: bool = False):
     """relu6(x + 3) / 6. >>> F.hardsigmoid(engine.tensor([0.]))
     tensor([0.5000])
     """
-    out = (input + 3.0).clamp(0.0, 6.0) / 6.0
+    out = input._op("hardsigmoid", input)
     return input.copy_(out) if inplace else out
 
 
@@ -37,7 +38,7 @@ def hardswish(input, inplace: bool = False):
     """x * relu6(x + 3) / 6. >>> F.hardswish(engine.tensor([-4., 1.]))
     tensor([-0.0000,  0.6667])
     """
-    out = input * (input + 3.0).clamp(0.0, 6.0) / 6.0
+    out = input._op("hardswish", input)
     return input.copy_(out) if inplace else out
 
 
@@ -45,9 +46,7 @@ def mish(input, inplace: bool = False):
     """x * tanh(softplus(x)). >>> F.mish(engine.tensor([1.]))
     tensor([0.8651])
     """
-    from .functional import softplus  # functional imports this module
-
-    out = input * softplus(input).tanh()
+    out = input._op("mish", input)
     return input.copy_(out) if inplace else out
 
 
@@ -57,7 +56,7 @@ def logsigmoid(input):
     >>> F.logsigmoid(engine.tensor([0.]))
     tensor([-0.6931])
     """
-    return input.clamp(max=0.0) - (-input.abs()).exp().log1p()
+    return input._op("log_sigmoid", input)
 
 
 def softmin(input, dim: int | None = None, _stacklevel: int = 3, dtype=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from gradserve.engine import InvalidArgumentError
+from gradserve.engine import AutogradError, InvalidArgumentError, is_grad_enabled
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -99,6 +99,14 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weigh
     return input._op("huber_loss", input, target, reduction=reduction, delta=float(delta))
 
 
+def _no_grad_argument(fn: str, **args) -> None:
+    """torch's refusal of a weight that requires grad (its kernel has no derivative for it)."""
+    for name, t in args.items():
+        if t is not None and getattr(t, "requires_grad", False) and is_grad_enabled():
+            raise AutogradError(f"The function '{fn}' is not differentiable with respect to "
+                                f"argument '{name}'. This input cannot have requires_grad True.")
+
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction: str = "mean"):
     """-w (y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1] (logs floored at -100).
@@ -111,6 +119,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         raise ValueError(f"Using a target size ({_size(target.shape)}) that is different to "
                          f"the input size ({_size(input.shape)}) is deprecated. Please ensure "
                          "they have the same size.")
+    _no_grad_argument("binary_cross_entropy", weight=weight)
     return input._op("binary_cross_entropy", input, target, 1.0 if weight is None else weight,
                      reduction=reduction)
 
@@ -127,6 +136,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"Target size ({_size(target.shape)}) must be the same as input size "
                          f"({_size(input.shape)})")
+    _no_grad_argument("binary_cross_entropy_with_logits", weight=weight, pos_weight=pos_weight)
     return input._op("binary_cross_entropy_with_logits", input, target,
                      1.0 if weight is None else weight,
                      1.0 if pos_weight is None else pos_weight, reduction=reduction)

@@ -128,6 +128,17 @@ class AdaptiveMaxPool2d(Module):
         return f"output_size={self.output_size}"
 
 
+class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
+    """Max over windows of the last dim sized so its length is `output_size`.
+
+    >>> nn.AdaptiveMaxPool1d(2)(engine.ones(2, 3, 5)).shape
+    (2, 3, 2)
+    """
+
+    def forward(self, input):
+        return FX.adaptive_max_pool1d(input, self.output_size, self.return_indices)
+
+
 class Upsample(Module):
     """F.interpolate as a layer.
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import warnings
 
+from gradserve.engine import InvalidArgumentError
+
 from ._f_attention import scaled_dot_product_attention
 from ._f_conv import (
     adaptive_avg_pool2d,
@@ -62,6 +64,7 @@ from ._f_loss_more import (
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
 from ._f_similarity import cosine_similarity, dropout2d, normalize, pairwise_distance
 from ._f_spatial import (
+    adaptive_max_pool1d,
     adaptive_max_pool2d,
     conv3d,
     conv_transpose1d,
@@ -83,7 +86,7 @@ __all__ = [
     "softmax", "softplus", "tanh",
     "adaptive_max_pool2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "cosine_similarity", "dropout2d", "fold", "interpolate", "normalize", "pairwise_distance",
-    "pixel_shuffle", "pixel_unshuffle", "unfold",
+    "pixel_shuffle", "pixel_unshuffle", "unfold", "adaptive_max_pool1d",
     "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
     "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
     "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
@@ -195,14 +198,29 @@ def log_softmax(input, dim: int | None = None):
 
 
 def linear(input, weight, bias=None):
-    """input @ weight.T + bias, as one fused op.
+    """input @ weight.T + bias, recorded as torch records it: `addmm(bias, x, weight.t())`
+    (or `mm`) on a matrix, through views of the input otherwise, so grad_fn and
+    next_functions are torch's (AddmmBackward0 over TBackward0, ...).
 
     >>> F.linear(engine.ones(1, 2), engine.ones(3, 2), engine.zeros(3))
     tensor([[2., 2., 2.]])
     """
-    if bias is None:
-        return input._op("linear", input, weight)
-    return input._op("linear", input, weight, bias)
+    wt = weight.t()
+    if input.dim() == 2:
+        return input.mm(wt) if bias is None else bias.addmm(input, wt)
+    if input.dim() == 0:
+        raise InvalidArgumentError("both arguments to linear need to be at least 1D, but they "
+                                   f"are {input.dim()}D and {weight.dim()}D")
+    lead, k = tuple(input.shape[:-1]), input.shape[-1]
+    if bias is not None and input.is_contiguous():  # torch folds the batch into addmm
+        return bias.addmm(input.view(-1, k), wt).view(*lead, wt.shape[-1])
+    if bias is None and input.dim() == 1:
+        return input.unsqueeze(0).mm(wt).squeeze(0)
+    if bias is None and input.is_contiguous():  # torch's matmul: view, mm, _unsafe_view
+        out = input.view(-1, k).mm(wt)
+        return out._op("_unsafe_view", out, shape=lead + (wt.shape[-1],))
+    out = input.matmul(wt)
+    return out if bias is None else out + bias
 
 
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):

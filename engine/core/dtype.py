@@ -10,6 +10,8 @@ dtypes of one kind the wider wins, and uint8 meets a signed int8 in int16
 
 from __future__ import annotations
 
+import contextvars
+
 import numpy as np
 
 from .errors import InvalidArgumentError, KernelNotImplementedError
@@ -65,7 +67,17 @@ ALIASES = {"half": float16, "float": float32, "double": float64, "short": int16,
            "int": int32, "long": int64, "byte": uint8, "char": int8}
 _FROM_NP: dict[np.dtype, DType] = {d.np: d for d in DTYPES.values()}
 
-default_float = float32
+default_float = float32  # the process's default (set_default_dtype)
+# A server session's default, current while its ops run (core/random.using_generator): its
+# client's set_default_dtype, which the client sends as a session setting.
+session_float: contextvars.ContextVar[DType | None] = contextvars.ContextVar(
+    "gradserve_default_dtype", default=None)
+
+
+def default_float_dtype() -> DType:
+    """The default floating dtype here: the current session's, else the process's."""
+    d = session_float.get()
+    return default_float if d is None else d
 
 
 def is_dtype_name(name: str) -> bool:
@@ -88,7 +100,7 @@ def as_dtype(value) -> DType:
             raise _unknown(value)
         return found
     if value is float:
-        return default_float
+        return default_float_dtype()
     if value is int:
         return int64
     if value is bool:
@@ -134,7 +146,7 @@ def scalar_dtype(value) -> DType:
         return bool_
     if isinstance(value, (int, np.integer)):
         return int64
-    return default_float
+    return default_float_dtype()
 
 
 def _combine(higher: DType | None, lower: DType | None) -> DType | None:
@@ -164,7 +176,7 @@ def result_type(*operands) -> DType:
             s = scalar_dtype(x)
             wrapped = s if wrapped is None else promote(wrapped, s)
     out = _combine(dim, _combine(zero, wrapped))
-    return out if out is not None else default_float
+    return out if out is not None else default_float_dtype()
 
 
 def can_cast(src: DType, dst: DType) -> bool:
@@ -175,7 +187,7 @@ def can_cast(src: DType, dst: DType) -> bool:
 
 def float_result(dtype: DType) -> DType:
     """The dtype of a floating function (exp, mean, ...) applied to `dtype`."""
-    return dtype if dtype.is_floating_point else default_float
+    return dtype if dtype.is_floating_point else default_float_dtype()
 
 
 TORCH_TYPE_NAMES = {"float16": "HalfTensor", "float32": "FloatTensor",

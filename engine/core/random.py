@@ -24,6 +24,7 @@ import secrets
 
 import numpy as np
 
+from .dtype import session_float
 from .mt19937 import STATE_BYTES, CPUGenerator
 from .registry import get_op
 
@@ -32,12 +33,15 @@ class Generator:
     """A seedable random stream with torch.Generator("cpu")'s engine (the engine's own
     stream objects; `gradserve.Generator` is the user-facing one)."""
 
-    __slots__ = ("cpu",)
+    __slots__ = ("cpu", "default_dtype")
 
     def __init__(self, seed: int | None = None) -> None:
         # unseeded, a stream starts from the OS's entropy, as torch's default generator does
         # (a fresh torch.Generator() object starts from a fixed seed: gradserve.Generator)
         self.cpu = CPUGenerator(secrets.randbits(64) if seed is None else seed)
+        # A server session's other setting, current with its stream (using_generator): the
+        # default float dtype its client set (None: the process's, float32 on a server).
+        self.default_dtype = None
 
     def manual_seed(self, seed: int) -> Generator:
         self.cpu.manual_seed(seed)
@@ -71,6 +75,11 @@ def current_generator_object() -> Generator:
     return _current.get() or default_generator
 
 
+def session_generator() -> Generator | None:
+    """The generator a server session made current (using_generator); None in-process."""
+    return _current.get()
+
+
 def current_generator() -> CPUGenerator:
     return current_generator_object().cpu
 
@@ -83,11 +92,14 @@ def manual_seed(seed: int) -> Generator:
 
 @contextlib.contextmanager
 def using_generator(gen: Generator):
-    """Make `gen` the stream random ops draw from in this context (thread or task)."""
+    """Make `gen` the stream random ops draw from in this context (thread or task), and its
+    session's default dtype the one promotion and factories use."""
     token = _current.set(gen)
+    dtype_token = session_float.set(gen.default_dtype)
     try:
         yield gen
     finally:
+        session_float.reset(dtype_token)
         _current.reset(token)
 
 

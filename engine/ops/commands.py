@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import dtype as _dtype
 from ..core.backend import backend
 from ..core.callbacks import CLIENT_FUNCTION, ClientHook
 from ..core.errors import AutogradError, InvalidArgumentError
 from ..core.function import function_node
-from ..core.random import current_generator_object
+from ..core.random import current_generator_object, session_generator
 from ..core.registry import defcommand
 from ..surface.grad_api import backward
 from ..surface.tensor import Tensor
@@ -95,6 +96,26 @@ def _manual_seed(inputs, attrs):
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArgumentError(f"manual_seed needs an integer attr 'seed', got {seed!r}")
     current_generator_object().manual_seed(seed % (1 << 64))  # torch takes negative seeds too
+    return ()
+
+
+@defcommand("set_default_dtype", inputs=(0, 0), outputs=(0, 0), attrs={"dtype": ...})
+def _set_default_dtype(inputs, attrs):
+    """The default floating dtype (torch.set_default_dtype) of a server session, for its ops
+    from here on: the client sends its own when it changes, so an integer tensor times a
+    Python float, `tensor([1.5])` and the factories give there what they give the client.
+    Outside a session (the in-process engine), the process's default."""
+    name = attrs.get("dtype")
+    d = _dtype.DTYPES.get(name) if isinstance(name, str) else None
+    if d is None or not d.is_floating_point:
+        raise InvalidArgumentError(f"set_default_dtype needs a floating dtype name as attr "
+                                   f"'dtype', got {name!r}")
+    gen = session_generator()
+    if gen is None:
+        _dtype.default_float = d
+    else:  # the session keeps it; the rest of this batch sees it at once
+        gen.default_dtype = d
+        _dtype.session_float.set(d)
     return ()
 
 

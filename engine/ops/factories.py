@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from ..core.dtype import as_dtype, default_float, int64, scalar_dtype
+from ..core.dtype import as_dtype, default_float_dtype, int64, scalar_dtype
 from ..core.errors import InvalidArgumentError
 from ..core.registry import Meta, defop
 from ..core.shape import check_shape
@@ -58,7 +58,7 @@ def _arange_meta(start, end, step=1, dtype=None, device=None):
     n = max(0, math.ceil((end - start) / step))
     if dtype is None:
         is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
-        dtype = int64 if is_int else default_float
+        dtype = int64 if is_int else default_float_dtype()
     return Meta((n,), as_dtype(dtype))
 
 
@@ -71,19 +71,19 @@ defop("arange", infer=_arange_meta, needs_device=True,
 
 
 def _eye_meta(n, m=None, dtype=None, device=None):
-    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float))
+    return Meta(check_shape((n, n if m is None else m)), as_dtype(dtype or default_float_dtype()))
 
 
 defop("eye", infer=_eye_meta, needs_device=True, attrs=("n", "m", "dtype", "device"))(
     lambda xp, n, m=None, dtype=None, device=None: xp.eye(n, m, dtype=as_dtype(
-        dtype or default_float).np)
+        dtype or default_float_dtype()).np)
 )
 
 
 def _linspace_meta(start, end, steps, dtype=None, device=None):
     if steps < 0:
         raise InvalidArgumentError("number of steps must be non-negative")
-    return Meta((int(steps),), as_dtype(dtype or default_float))
+    return Meta((int(steps),), as_dtype(dtype or default_float_dtype()))
 
 
 @defop("linspace", infer=_linspace_meta, needs_device=True)
@@ -95,4 +95,4 @@ def _linspace(xp, start, end, steps, dtype=None, device=None):
     # one step is `start` (torch special-cases it; the backward half would give `end`)
     half = max(steps // 2, 1)
     out = xp.where(i < half, start + step * i, end - step * (steps - 1 - i))
-    return out.astype(as_dtype(dtype or default_float).np)
+    return out.astype(as_dtype(dtype or default_float_dtype()).np)

@@ -29,8 +29,9 @@ def set_default_dtype(d) -> None:
 
 
 def get_default_dtype() -> DType:
-    """The dtype of new floating tensors (see set_default_dtype)."""
-    return _dtype.default_float
+    """The dtype of new floating tensors (see set_default_dtype): a server session's own
+    while its ops run (its client's, sent as a session setting), else the process's."""
+    return _dtype.default_float_dtype()
 
 
 def set_default_device(device) -> None:

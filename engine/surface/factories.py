@@ -52,7 +52,7 @@ def _sizes(name: str, size: tuple, kw: dict) -> tuple[int, ...]:
 
 def _float(dtype):
     # read at call time: set_default_dtype changes it
-    return as_dtype(dtype) if dtype is not None else _dtype.default_float
+    return as_dtype(dtype) if dtype is not None else _dtype.default_float_dtype()
 
 
 def _name(dtype):
@@ -295,7 +295,7 @@ class FactoryAPI:
         if end is None:
             start, end = 0, start
         if dtype is None and not all(isinstance(v, numbers.Integral) for v in (start, end, step)):
-            dtype = _dtype.default_float
+            dtype = _dtype.default_float_dtype()
         return self._factory("arange", requires_grad, device, start=start, end=end, step=step,
                              dtype=_name(dtype))
 
@@ -419,7 +419,7 @@ def host_array(data, dtype=None) -> np.ndarray:
 def _default_cast(arr: np.ndarray) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "f":
-        return arr.astype(_dtype.default_float.np, copy=False)  # torch.tensor's default
+        return arr.astype(_dtype.default_float_dtype().np, copy=False)  # torch.tensor's default
     if kind in "iu":
         return arr.astype(np.int64, copy=False)
     if kind == "b":

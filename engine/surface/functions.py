@@ -56,6 +56,20 @@ def _method_function(name: str):
 FUNCTIONS = {name: _method_function(name) for name in METHODS}
 
 
+def pow(input, exponent):  # noqa: A001  (torch's name)
+    """torch.pow(input, exponent), also with a Python number as the base (`PowBackward2`).
+
+    >>> pow(2.0, engine.tensor([1.0, 3.0]))
+    tensor([2., 8.])
+    """
+    if not isinstance(input, TensorAPI) and isinstance(exponent, TensorAPI):
+        return exponent.__rpow__(input)
+    return _tensor_pow(input, exponent)
+
+
+_tensor_pow, FUNCTIONS["pow"] = FUNCTIONS["pow"], pow
+
+
 def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     """torch.repeat_interleave(input, repeats, dim); with one integer tensor, the index that
     repeats each position as often as that tensor says.

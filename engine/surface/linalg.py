@@ -55,9 +55,8 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     if ord == 0:
         nz = (x != 0).to(x.dtype)
         return nz.sum() if dim is None else nz.sum(dim, keepdim=keepdim)
-    if dim is None and not keepdim:
-        x = x.reshape(-1)
-        dim = (0,)
+    if dim is None and not keepdim:  # every dim at once: one node on x, as torch's
+        dim = tuple(range(x.ndim)) or None
     return x.norm(ord, dim=dim, keepdim=keepdim)
 
 

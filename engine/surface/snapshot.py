@@ -134,22 +134,27 @@ class _Packer:
 
     def _device_storage(self, data) -> dict:
         """A device array, written whole. Tensors that alias all of one buffer (`detach()`,
-        `.data`) share it again; a view of part of a buffer another tensor also uses is not
-        written (device arrays give no offsets to rebuild it from)."""
+        `.data`, a transpose such as `weight.t()`) share it again; a view of part of a buffer
+        another tensor also uses is not written (device arrays give no offsets to rebuild it
+        from)."""
         root = data
         while getattr(root, "base", None) is not None:
             root = root.base
-        whole = data.shape == root.shape and data.strides == root.strides
+        perm = _permutation(data, root)  # data == root.transpose(perm), or None
         entry = self._buffers.get(id(root))
         if entry is None:
             key = f"b{len(self.arrays)}"
-            self._buffers[id(root)] = entry = (key, root, whole)
-            self.arrays[key] = np.ascontiguousarray(backend(self.device).to_host(data))
-        elif not (whole and entry[2]):
+            self._buffers[id(root)] = entry = (key, root, perm is not None)
+            self.arrays[key] = np.ascontiguousarray(
+                backend(self.device).to_host(root if perm is not None else data))
+        elif not (perm is not None and entry[2]):
             raise NotQuiet("a GPU tensor views part of another's storage; only CPU sessions "
                            "are written with such views")
-        return {"buffer": entry[0], "offset": 0, "shape": list(data.shape), "strides": None,
-                "writeable": True}
+        out = {"buffer": entry[0], "offset": 0, "shape": list(data.shape), "strides": None,
+               "writeable": True}
+        if perm is not None and list(perm) != sorted(perm):
+            out["perm"] = list(perm)
+        return out
 
     def nodes_left(self) -> None:
         """Describe every numbered node, numbering the ones they lead to."""
@@ -264,7 +269,9 @@ def pack(tensors: dict[str, Tensor], device: str, generator: Generator) -> tuple
     meta = {"format": FORMAT, "device": device, "bound": bound, "objects": packer.objects,
             "nodes": packer.nodes, "versions": packer.versions,
             "buffers": {k: [str(a.dtype), list(a.shape)] for k, a in packer.arrays.items()},
-            "generator": generator.cpu.get_state().hex()}  # torch's state bytes
+            "generator": generator.cpu.get_state().hex(),  # torch's state bytes
+            "default_dtype": None if generator.default_dtype is None
+            else generator.default_dtype.name}
     return packer.arrays, meta
 
 
@@ -309,13 +316,42 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
     bound = {tid: tensors[i] for tid, i in meta["bound"]}
     generator = Generator()
     generator.cpu.set_state(bytes.fromhex(meta["generator"]))
+    if meta.get("default_dtype"):  # the session's set_default_dtype goes along
+        generator.default_dtype = as_dtype(meta["default_dtype"])
     return bound, generator
+
+
+def _permutation(data, root) -> tuple[int, ...] | None:
+    """p such that data is root.transpose(p) (all of its elements, dims reordered), or None.
+    Same size and its strides a reordering of root's: the view starts where root does."""
+    if data.ndim != root.ndim or data.size != root.size or data.dtype.itemsize != \
+            root.dtype.itemsize:
+        return None
+    free = list(range(root.ndim))
+    perm = [None] * data.ndim
+    for i, (n, st) in enumerate(zip(data.shape, data.strides, strict=True)):
+        if n != 1:  # a size-1 dim's stride says nothing: matched by size below
+            j = next((j for j in free if root.shape[j] == n and root.strides[j] == st), None)
+            if j is None:
+                return None
+            perm[i] = j
+            free.remove(j)
+    for i, n in enumerate(data.shape):
+        if n == 1:
+            j = next((j for j in free if root.shape[j] == 1), None)
+            if j is None:
+                return None
+            perm[i] = j
+            free.remove(j)
+    return tuple(perm)
 
 
 def _array(o: dict, buffers: dict, device: str):
     buf = buffers[o["buffer"]]
     dtype = as_dtype(o["dtype"]).np
     if device != "cpu":  # the buffer itself: tensors that shared it share it again
+        if o.get("perm"):
+            buf = buf.transpose(o["perm"])
         return buf if buf.dtype == dtype else buf.view(dtype).reshape(o["shape"])
     a = np.ndarray(tuple(o["shape"]), dtype=dtype, buffer=buf, offset=o["offset"],
                    strides=tuple(o["strides"]))

@@ -57,7 +57,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
     def __radd__(self, other):
         if type(other) is ndarray:
             return NotImplemented
-        return self._op("add", other, self)
+        return self._op("add", self, other)  # torch's order: self.add(other)
 
     def __sub__(self, other):
         if type(other) is ndarray:
@@ -77,7 +77,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
     def __rmul__(self, other):
         if type(other) is ndarray:
             return NotImplemented
-        return self._op("mul", other, self)
+        return self._op("mul", self, other)  # torch's order: self.mul(other)
 
     def __truediv__(self, other):
         if type(other) is ndarray:

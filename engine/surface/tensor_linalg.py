@@ -79,10 +79,13 @@ class TensorLinalg:
         nd = max(self.ndim, other.ndim)
         sa = (1,) * (nd - self.ndim) + tuple(self.shape)
         sb = (1,) * (nd - other.ndim) + tuple(other.shape)
-        # a[..., i, None] * b[None, ..., j]: interleave the dims, then merge each pair
-        a = self.reshape([s for n in sa for s in (n, 1)])
-        b = other.reshape([s for n in sb for s in (1, n)])
-        return (a * b).reshape([x * y for x, y in zip(sa, sb, strict=True)])
+        # a[..., i, None] * b[None, ..., j]: interleave the dims, then merge each pair, each
+        # reshape an _unsafe_view as in torch's kron
+        a = self._op("_unsafe_view", self, shape=tuple(s for n in sa for s in (n, 1)))
+        b = other._op("_unsafe_view", other, shape=tuple(s for n in sb for s in (1, n)))
+        prod = a * b
+        return prod._op("_unsafe_view", prod, shape=tuple(x * y for x, y in zip(sa, sb,
+                                                                                strict=True)))
 
     def cross(self, other, dim=None):
         if dim is None:  # torch.cross's old default: the first dim of size 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,12 @@ def test_gradserve_demo_train_trains_the_mlp_and_cnn_through_a_server(tmp_path):
     assert float(found["cnn"]) >= 0.95, run.stdout
     assert (tmp_path / "digits_training.png").read_bytes()[:4] == b"\x89PNG"
     dot = (tmp_path / "digits_cnn_graph.dot").read_text()
+    # it says what it wrote, and when Graphviz's `dot` is missing, that it is
+    written = [line for line in run.stdout.splitlines() if "digits_cnn_graph" in line]
+    assert len(written) == 1, run.stdout
+    assert ("digits_cnn_graph.svg" in written[0]) == bool(shutil.which("dot")), written
+    if not shutil.which("dot"):
+        assert "Graphviz's `dot` is not on PATH" in written[0]
     assert dot.startswith("digraph backward {") and "ConvolutionBackward0" in dot
     assert "NativeBatchNormBackward0" in dot and "MaxPool2DWithIndicesBackward0" in dot
 
@@ -47,3 +54,13 @@ def test_char_transformer_loss_falls_below_its_fast_target():
     assert m, run.stdout
     assert float(m.group(1)) < float(m.group(3)) <= 2.5
     assert "sample:\n" in run.stdout and len(run.stdout.split("sample:\n")[1]) > 100
+
+
+def test_char_transformer_help_describes_it_and_starts_nothing():
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "char_transformer.py"),
+                          "--help"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    text = " ".join(run.stdout.split())
+    assert "trained on The Zen of Python, on a gradserve server." in text  # not cut off
+    assert "--target TARGET" in text and "(default: 600)" in text
+    assert "started a gradserve server" not in run.stdout and run.stderr == ""

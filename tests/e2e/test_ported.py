@@ -18,7 +18,8 @@ import pytest
 
 SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "examples" / "pytorch"
 NAMES = ["heat", "fit_sgd", "conv_net", "lstm", "seeded_fit", "decoder_linalg",
-         "loader_regression", "lbfgs_fit", "cell_loop", "transformer_seq2seq"]
+         "loader_regression", "lbfgs_fit", "cell_loop", "transformer_seq2seq",
+         "conv_autoencoder"]
 SEEDED = ["seeded_fit"]  # draw from torch's generator: the same numbers, digit for digit
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:e[-+]?\d+)?")
 

@@ -508,14 +508,17 @@ def U(*shape):
     return lambda rng: _leaf(rng.uniform(0.1, 0.9, shape))
 
 
+# torch refuses a weight (or pos_weight) that requires grad: constants here
+_BCE_W = K(E.tensor([0.5, 1.2, 0.8], dtype=E.float64))
+_BCE_PW = K(E.tensor([1.5, 0.7, 1.1], dtype=E.float64))
 for _red in ("mean", "sum", "none"):
     case("binary_cross_entropy",
          lambda p, y, w, r=_red: p._op("binary_cross_entropy", p, y, w, reduction=r),
-         U(2, 3), U(2, 3), P(3), label=_red, order2=True)
+         U(2, 3), U(2, 3), _BCE_W, label=_red, order2=True)
     case("binary_cross_entropy_with_logits",
          lambda x, y, w, pw, r=_red: x._op("binary_cross_entropy_with_logits", x, y, w, pw,
                                            reduction=r),
-         N(2, 3), U(2, 3), P(3), P(3), label=_red, order2=True)
+         N(2, 3), U(2, 3), _BCE_W, _BCE_PW, label=_red, order2=True)
     case("binary_cross_entropy_with_logits",
          lambda x, y, r=_red: x._op("binary_cross_entropy_with_logits", x, y, 1.0, 1.0,
                                     reduction=r),
@@ -797,6 +800,38 @@ for _l, _fn, _ins in [
                                                                             N(2, 3, 2, 2))),
     ("conv_transpose", lambda x, w, b: _F.conv_transpose1d(x, w, b, groups=2, dilation=2),
      (N(2, 4, 3), N(4, 1, 2), N(2))),
+    # the one-kernel forms torch records as one node (engine/ops/nn/resample.py, ...)
+    ("upsample", lambda x: _F.interpolate(x, size=(5, 3)), (N(1, 2, 3, 2),)),
+    ("upsample", lambda x: _F.interpolate(x, scale_factor=1.5, mode="linear"), (N(2, 1, 4),)),
+    ("upsample", lambda x: _F.interpolate(x, size=(4, 5), mode="bilinear"), (N(1, 2, 3, 3),)),
+    ("upsample", lambda x: _F.interpolate(x, size=(2, 5), mode="bilinear", align_corners=True),
+     (N(1, 1, 3, 3),)),
+    ("upsample_grad", lambda g: g._op("upsample_grad", g, input_size=(3, 2), mode="linear",
+                                      size=(6, 4), scales=(2.0, 2.0), align_corners=False),
+     (N(1, 1, 6, 4),)),
+    ("im2col", lambda x: _F.unfold(x, (2, 2), padding=1, stride=(2, 1)), (N(1, 2, 3, 4),)),
+    ("im2col", lambda x: _F.unfold(x, 2, dilation=2), (N(2, 5, 4),)),
+    ("col2im", lambda x: _F.fold(x, (3, 4), (2, 2), padding=1, stride=(2, 1)),
+     (N(1, 8, 10),)),
+    ("col2im", lambda x: _F.fold(x, (4, 3), (2, 1)), (N(2, 9),)),
+    ("pixel_shuffle", lambda x: _F.pixel_shuffle(x, 2), (N(1, 8, 2, 3),)),
+    ("pixel_unshuffle", lambda x: _F.pixel_unshuffle(x, 2), (N(2, 4, 2),)),
+    ("adaptive_max_pool", lambda x: _F.adaptive_max_pool2d(x, (2, 3)), (D(1, 2, 5, 4),)),
+    ("adaptive_max_pool", lambda x: _F.adaptive_max_pool1d(x, 3), (D(2, 7),)),
+    ("cdist", lambda a, b: E.cdist(a, b), (N(3, 4), N(2, 4))),
+    ("cdist", lambda a, b: E.cdist(a, b, p=1), (N(2, 3, 2), N(2, 2))),
+    ("cdist", lambda a, b: E.cdist(a, b, p=3), (N(3, 2), N(4, 2))),
+    ("cdist", lambda a, b: E.cdist(a, b, p=float("inf")), (D(3, 2), D(2, 2))),
+    ("euclidean_dist", lambda a, b: E.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
+     (N(3, 2), N(2, 2))),
+    ("euclidean_dist", lambda a, b: E.cdist(a, b), (N(2, 26, 2), N(2, 3, 2))),
+    ("_unsafe_view", lambda a, b: E.kron(a, b), (N(2, 3), N(2, 2))),
+    ("hardtanh", lambda x: _F.hardtanh(x, -0.5, 0.7), (G(2, 4),)),
+    ("hardtanh", lambda x: _F.relu6(x * 4), (G(3, 3),)),
+    ("hardswish", lambda x: _F.hardswish(x * 3), (G(2, 4),)),
+    ("hardsigmoid", lambda x: _F.hardsigmoid(x * 3), (G(2, 4),)),
+    ("log_sigmoid", lambda x: _F.logsigmoid(x * 3), (N(2, 4),)),
+    ("mish", lambda x: _F.mish(x * 2), (N(2, 4),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 

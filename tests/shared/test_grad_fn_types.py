@@ -30,13 +30,79 @@ SAME_GRAPH = {
     "max_dim": lambda M, x, w: (x * w).max(1)[0],
     "mse": lambda M, x, w: M.nn.functional.mse_loss(x, w),
     "transpose_expand": lambda M, x, w: x.transpose(0, 1).unsqueeze(0).expand(2, 3, 2).sum(0),
-}
-# graphs whose nodes' names agree but whose edges differ from torch's (gradserve keeps an
-# edge per input, a non-tensor one as None; linear is one fused node)
-SAME_NAME = {
+    # a number or an index has no edge in torch's node; where's condition neither
     "where": lambda M, x, w: M.where(x > 0, x, w),
-    "pow_div": lambda M, x, w: x ** 2 / (w + 3),
+    "where_number": lambda M, x, w: M.where(x > 0, x, 0.0),
+    "pow_number": lambda M, x, w: x ** 2 / (w + 3),
+    "rpow": lambda M, x, w: 2.0 ** x,
+    "pow_number_base": lambda M, x, w: M.pow(2.0, x) * M.pow(w, 3),
+    "rsub_radd_rmul": lambda M, x, w: (2 - x) + (3 + w) * (2 * x),
+    "square": lambda M, x, w: x.square(),
+    "gather": lambda M, x, w: x.gather(1, M.tensor([[0, 1], [2, 0]])),
+    "scatter": lambda M, x, w: x.scatter(1, M.tensor([[0], [2]]), w[:, :1]),
+    "scatter_value": lambda M, x, w: x.scatter(1, M.tensor([[0], [2]]), 1.5),
+    "scatter_add": lambda M, x, w: x.scatter_add(1, M.tensor([[0], [2]]), w[:, :1]),
+    "index_select": lambda M, x, w: x.index_select(1, M.tensor([0, 2])),
+    "index_add": lambda M, x, w: x.index_add(0, M.tensor([1, 0]), w),
+    "masked_fill": lambda M, x, w: x.masked_fill(w > 0, 1.0),
+    "masked_select": lambda M, x, w: x.masked_select(w > 0),
+    "index_mask": lambda M, x, w: x[w > 0],
+    "index_tensor": lambda M, x, w: x[M.tensor([1, 0])],
+    "index_put": lambda M, x, w: x.clone().index_put_((M.tensor([0]),), w[:1]),
+    "lerp": lambda M, x, w: M.lerp(x, w, 0.3),
+    "fmod_remainder": lambda M, x, w: M.fmod(x, 1.5) + M.remainder(w, 1.5),
+    "nll": lambda M, x, w: M.nn.functional.nll_loss(x, M.tensor([0, 2])),
+    "cross_entropy": lambda M, x, w: M.nn.functional.cross_entropy(x, M.tensor([0, 2])),
+    "bce": lambda M, x, w: M.nn.functional.binary_cross_entropy(x.sigmoid(), w.sigmoid()),
+    "bce_logits": lambda M, x, w: M.nn.functional.binary_cross_entropy_with_logits(
+        x, w.sigmoid(), M.tensor([1.0, 2.0, 0.5]), pos_weight=M.tensor([0.5, 1.0, 2.0])),
+    "embedding": lambda M, x, w: M.nn.functional.embedding(M.tensor([0, 1, 1]), w),
+    # torch's composite forms and one-kernel forms
     "linear": lambda M, x, w: M.nn.functional.linear(x, w),
+    "linear_bias": lambda M, x, w: M.nn.functional.linear(x, w, w.reshape(6)[:2]),
+    "linear_3d": lambda M, x, w: M.nn.functional.linear(x.reshape(2, 1, 3), w),
+    "linear_3d_bias": lambda M, x, w: M.nn.functional.linear(x.reshape(2, 1, 3), w,
+                                                             w.reshape(6)[2:4]),
+    "linear_1d_bias": lambda M, x, w: M.nn.functional.linear(x.reshape(6)[:3], w,
+                                                             w.reshape(6)[:2]),
+    "kron": lambda M, x, w: M.kron(x, w),
+    "cdist": lambda M, x, w: M.cdist(x, w),
+    "cdist_p1_batched": lambda M, x, w: M.cdist(x.reshape(1, 2, 3), w, p=1),
+    "cdist_mm": lambda M, x, w: M.cdist(x.repeat(14, 1), w),
+    "interpolate_nearest": lambda M, x, w: M.nn.functional.interpolate(
+        x.reshape(1, 2, 3), scale_factor=2),
+    "interpolate_linear": lambda M, x, w: M.nn.functional.interpolate(
+        x.reshape(1, 2, 3), size=5, mode="linear"),
+    "interpolate_bilinear": lambda M, x, w: M.nn.functional.interpolate(
+        x.reshape(1, 1, 2, 3), scale_factor=2, mode="bilinear", align_corners=True),
+    "interpolate_nearest2d": lambda M, x, w: M.nn.functional.interpolate(
+        x.reshape(1, 1, 2, 3), size=(3, 5)),
+    "upsample_module": lambda M, x, w: M.nn.Upsample(scale_factor=2)(x.reshape(1, 1, 2, 3)),
+    "unfold": lambda M, x, w: M.nn.functional.unfold(x.reshape(1, 1, 2, 3), 2),
+    "unfold_unbatched": lambda M, x, w: M.nn.functional.unfold(x.reshape(1, 2, 3), 2),
+    "fold": lambda M, x, w: M.nn.functional.fold(x.reshape(1, 6, 1)[:, :4], (2, 2), 2),
+    "pixel_shuffle": lambda M, x, w: M.nn.functional.pixel_shuffle(
+        M.cat([x, w, x, w]).reshape(1, 4, 2, 3), 2),
+    "pixel_unshuffle": lambda M, x, w: M.nn.functional.pixel_unshuffle(
+        M.cat([x, w]).reshape(1, 1, 4, 3)[..., :2], 2),
+    "adaptive_max_pool2d": lambda M, x, w: M.nn.functional.adaptive_max_pool2d(
+        M.cat([x, w]).reshape(1, 1, 4, 3), (3, 2)),
+    "adaptive_max_pool2d_even": lambda M, x, w: M.nn.functional.adaptive_max_pool2d(
+        M.cat([x, w]).reshape(1, 1, 4, 3), (2, 1)),
+    "adaptive_max_pool1d": lambda M, x, w: M.nn.functional.adaptive_max_pool1d(
+        x.reshape(1, 2, 3), 2),
+    "hard_activations": lambda M, x, w: M.nn.functional.hardtanh(x) * M.nn.functional.relu6(w)
+    + M.nn.functional.hardswish(x) - M.nn.functional.hardsigmoid(w),
+    "mish_logsigmoid": lambda M, x, w: M.nn.functional.mish(x) * M.nn.functional.logsigmoid(w),
+    "max_pool1d": lambda M, x, w: M.nn.functional.max_pool1d(M.cat([x, w]).reshape(1, 2, 6),
+                                                             2, 1),
+    "avg_pool1d": lambda M, x, w: M.nn.functional.avg_pool1d(M.cat([x, w]).reshape(1, 2, 6), 3),
+    "max_pool2d": lambda M, x, w: M.nn.functional.max_pool2d(M.cat([x, w]).reshape(1, 1, 4, 3),
+                                                             2, 1),
+}
+# graphs whose nodes' names agree but whose edges differ from torch's
+SAME_NAME = {
+    "matmul_3d": lambda M, x, w: M.matmul(x.reshape(2, 1, 3), w.t()),
 }
 
 

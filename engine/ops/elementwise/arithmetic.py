@@ -18,6 +18,7 @@ from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
+from ..edges import edges_of, input_needs, to_edges
 
 
 def _shape_dtype(x):
@@ -67,14 +68,19 @@ def float_meta(a, **_) -> Meta:
     return Meta(a.shape, float_result(a.dtype))
 
 
+# torch's nodes for a Python number operand: no edge for the number
+_RSUB = edges_of("RsubBackward1", (1,))
+_POW_SCALAR_EXP, _POW_SCALAR_BASE = edges_of("PowBackward0", (0,)), edges_of("PowBackward2", (1,))
+
+
 def _sub_name(a, b):
-    return "RsubBackward1" if not hasattr(a, "shape") else "SubBackward0"
+    return _RSUB if not hasattr(a, "shape") else "SubBackward0"
 
 
 def _pow_name(a, b):
     if not hasattr(a, "shape"):
-        return "PowBackward2"
-    return "PowBackward1" if hasattr(b, "shape") else "PowBackward0"
+        return _POW_SCALAR_BASE
+    return "PowBackward1" if hasattr(b, "shape") else _POW_SCALAR_EXP
 
 
 def _num_meta(a, b) -> Meta:
@@ -109,7 +115,7 @@ sub.def_forward_into(lambda xp, a, b: xp.subtract(a, b, out=a, casting="unsafe")
 
 @sub.def_backward
 def _(ctx, g):
-    return g, -g if ctx.needs[1] else None
+    return to_edges(ctx, (g, -g if input_needs(ctx, 2)[1] else None))
 
 
 mul = defop("mul", infer=binary_meta, grad_name="MulBackward0", grad_uses=((1,), (0,)))(
@@ -160,12 +166,13 @@ pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save_output=True,
 def _(ctx, g):
     a, b = ctx.saved
     ga = gb = None
-    if ctx.needs[0]:  # b a^(b-1), and 0 where b == 0 (even at a == 0), as torch
+    needs = input_needs(ctx, 2)
+    if needs[0]:  # b a^(b-1), and 0 where b == 0 (even at a == 0), as torch
         if not hasattr(b, "shape"):
             ga = g * 0.0 if b == 0 else g * b * a ** (b - 1)
         else:
             ga = where(b == 0, 0.0, g * b * a ** (b - 1))
-    if ctx.needs[1]:
+    if needs[1]:
         out = ctx.output
         # d(a^b)/db = a^b log a; torch defines it as 0 where a == 0 and b >= 0
         if hasattr(a, "shape"):
@@ -173,7 +180,7 @@ def _(ctx, g):
             gb = where((a == 0) * (b >= 0), 0.0, g * out * safe.log())
         else:
             gb = g * out * float(np.log(a)) if a != 0 else g * 0.0
-    return ga, gb
+    return to_edges(ctx, (ga, gb))
 
 
 def _neg_meta(a) -> Meta:

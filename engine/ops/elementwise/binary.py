@@ -15,6 +15,7 @@ from ...core.dtype import TORCH_SCALAR_NAMES, bool_, no_kernel
 from ...core.errors import AutogradError, InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
+from ..edges import edges_of, to_edges
 from .arithmetic import _shape_dtype, binary_float_meta, binary_meta
 
 NOT_IMPLEMENTED = "torch::autograd::NotImplemented"
@@ -51,8 +52,9 @@ def _by_operands(name: str):
     def grad_name(a, b):
         if not _is_tensor(a):
             return NOT_IMPLEMENTED
-        return f"{name}Backward1" if _is_tensor(b) else f"{name}Backward0"
+        return f"{name}Backward1" if _is_tensor(b) else scalar
 
+    scalar = edges_of(f"{name}Backward0", (0,))  # the number has no edge
     return grad_name
 
 
@@ -61,8 +63,8 @@ def _rounded_quotient(method: str):
         a, b = ctx.saved  # only when b's gradient is needed
         if ctx.in_shapes[0] is None:  # a number on the left
             raise AutogradError(f"the derivative for '{ctx.op.name}' is not implemented.")
-        gb = -g * getattr(a / b, method)() if ctx.needs[1] else None
-        return g, gb
+        gb = -g * getattr(a / b, method)() if len(ctx.needs) > 1 and ctx.needs[1] else None
+        return to_edges(ctx, (g, gb))
 
     return backward
 
@@ -143,16 +145,18 @@ def _lerp_meta(a, end, weight) -> Meta:
     return Meta(shape, a.dtype)
 
 
+_LERP_SCALAR = edges_of("LerpBackward0", (0, 1))  # a number weight has no edge
 lerp = defop("lerp", infer=_lerp_meta, grad_uses=((2,), (2,), (0, 1, 2)),
-             grad_name=lambda a, e, w: "LerpBackward1" if _is_tensor(w) else "LerpBackward0")(
+             grad_name=lambda a, e, w: "LerpBackward1" if _is_tensor(w) else _LERP_SCALAR)(
     lambda xp, a, end, weight: a + weight * (end - a))
 
 
 @lerp.def_backward
 def _(ctx, g):
     a, end, w = ctx.saved
-    return (g * (1 - w) if ctx.needs[0] else None, g * w if ctx.needs[1] else None,
-            g * (end - a) if len(ctx.needs) > 2 and ctx.needs[2] else None)
+    return to_edges(ctx, (g * (1 - w) if ctx.needs[0] else None,
+                          g * w if ctx.needs[1] else None,
+                          g * (end - a) if len(ctx.needs) > 2 and ctx.needs[2] else None))
 
 
 # -- logical and bitwise (no gradients) ------------------------------------------------------

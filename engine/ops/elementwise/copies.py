@@ -12,6 +12,7 @@ from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
+from ..edges import edges_of
 from .arithmetic import _shape, operand, same_meta
 
 
@@ -23,7 +24,9 @@ def _where_meta(c, a, b) -> Meta:
     return Meta(broadcast_shapes(c.shape, _shape(a), _shape(b)), result_type(a, b))
 
 
-where_op = defop("where", infer=_where_meta, grad_name="WhereBackward0", save=(0,))(
+# the condition has no edge in torch's node
+where_op = defop("where", infer=_where_meta, grad_name=edges_of("WhereBackward0", (1, 2)),
+                 save=(0,))(
     lambda xp, c, a, b: xp.where(c, a, b)
 )
 
@@ -31,7 +34,7 @@ where_op = defop("where", infer=_where_meta, grad_name="WhereBackward0", save=(0
 @where_op.def_backward
 def _(ctx, g):
     (c,) = ctx.saved
-    return (None, where(c, g, 0.0) if ctx.needs[1] else None,
+    return (where(c, g, 0.0) if ctx.needs[1] else None,
             where(c, 0.0, g) if ctx.needs[2] else None)
 
 

@@ -22,6 +22,7 @@ from ...core.errors import InvalidArgumentError, TensorIndexError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes, normalize_dim
 from ...ops.elementwise.binary import no_derivative
+from ..edges import edges_of, input_needs, to_edges
 
 
 def _int_index(name: str, idx) -> None:
@@ -88,14 +89,16 @@ def _gather(xp, x, idx, dim):
 
 
 # torch keeps self too (its gather_backward reads it), so an in-place change to it raises
-gather = defop("gather", infer=_gather_meta, grad_name="GatherBackward0", save=(0, 1))(_gather)
+# (index tensors, masks and a Python number operand have no edge in torch's nodes)
+gather = defop("gather", infer=_gather_meta, grad_name=edges_of("GatherBackward0", (0,)),
+               save=(0, 1))(_gather)
 
 
 @gather.def_backward
 def _(ctx, g):
     _, idx = ctx.saved
     zeros = g._op("zeros", shape=tuple(ctx.in_shapes[0]), dtype=g.dtype.name, device=g.device)
-    return zeros._op("scatter_add", zeros, idx, g, dim=ctx.attrs["dim"]), None
+    return (zeros._op("scatter_add", zeros, idx, g, dim=ctx.attrs["dim"]),)
 
 
 def _scatter_meta(x, idx, src, dim):
@@ -126,8 +129,9 @@ def _scatter(add: bool):
     return forward
 
 
+_SCATTER = edges_of("ScatterBackward0", (0, 2)), edges_of("ScatterBackward1", (0,))
 scatter = defop("scatter", infer=_scatter_meta, save=(1,), grad_name=lambda x, i, src, dim:
-                "ScatterBackward0" if hasattr(src, "shape") else "ScatterBackward1")(
+                _SCATTER[0] if hasattr(src, "shape") else _SCATTER[1])(
     _scatter(False))
 
 
@@ -135,12 +139,14 @@ scatter = defop("scatter", infer=_scatter_meta, save=(1,), grad_name=lambda x, i
 def _(ctx, g):
     (idx,) = ctx.saved
     dim = ctx.attrs["dim"]
-    gx = g._op("scatter", g, idx, 0.0, dim=dim) if ctx.needs[0] else None
-    gs = g._op("gather", g, idx, dim=dim) if len(ctx.needs) > 2 and ctx.needs[2] else None
-    return gx, None, gs
+    needs = input_needs(ctx, 3)
+    gx = g._op("scatter", g, idx, 0.0, dim=dim) if needs[0] else None
+    gs = g._op("gather", g, idx, dim=dim) if needs[2] else None
+    return to_edges(ctx, (gx, None, gs))
 
 
-scatter_add = defop("scatter_add", infer=_scatter_meta, grad_name="ScatterAddBackward0",
+scatter_add = defop("scatter_add", infer=_scatter_meta,
+                    grad_name=edges_of("ScatterAddBackward0", (0, 2)),
                     save=(1,))(_scatter(True))
 
 
@@ -148,7 +154,7 @@ scatter_add = defop("scatter_add", infer=_scatter_meta, grad_name="ScatterAddBac
 def _(ctx, g):
     (idx,) = ctx.saved
     gs = g._op("gather", g, idx, dim=ctx.attrs["dim"]) if ctx.needs[2] else None
-    return g, None, gs
+    return g, gs
 
 
 # -- index_select / index_add --------------------------------------------------------------
@@ -180,7 +186,8 @@ def _index_select(xp, x, idx, dim):
         raise TensorIndexError("index out of range in self") from None
 
 
-index_select = defop("index_select", infer=_index_select_meta, grad_name="IndexSelectBackward0",
+index_select = defop("index_select", infer=_index_select_meta,
+                     grad_name=edges_of("IndexSelectBackward0", (0,)),
                      save=(1,))(_index_select)
 
 
@@ -188,7 +195,7 @@ index_select = defop("index_select", infer=_index_select_meta, grad_name="IndexS
 def _(ctx, g):
     (idx,) = ctx.saved
     zeros = g._op("zeros", shape=tuple(ctx.in_shapes[0]), dtype=g.dtype.name, device=g.device)
-    return zeros._op("index_add", zeros, idx, g, dim=ctx.attrs["dim"]), None
+    return (zeros._op("index_add", zeros, idx, g, dim=ctx.attrs["dim"]),)
 
 
 def _index_add_meta(x, idx, src, dim, alpha=1):
@@ -218,7 +225,8 @@ def _index_add(xp, x, idx, src, dim, alpha=1):
     return out
 
 
-index_add = defop("index_add", infer=_index_add_meta, grad_name="IndexAddBackward0",
+index_add = defop("index_add", infer=_index_add_meta,
+                  grad_name=edges_of("IndexAddBackward0", (0, 2)),
                   save=(1,))(_index_add)
 
 
@@ -230,7 +238,7 @@ def _(ctx, g):
     if ctx.needs[2]:
         gs = g._op("index_select", g, idx, dim=ctx.attrs["dim"])
         gs = gs * alpha if alpha != 1 else gs
-    return g, None, gs
+    return g, gs
 
 
 # -- masks -----------------------------------------------------------------------------------
@@ -250,20 +258,22 @@ def _masked_fill_meta(x, mask, value):
     return Meta(broadcast_shapes(x.shape, mask.shape), x.dtype)
 
 
+_MASKED_FILL = edges_of("MaskedFillBackward1", (0, 2)), edges_of("MaskedFillBackward0", (0,))
 masked_fill = defop("masked_fill", infer=_masked_fill_meta, save=(1,),
-                    grad_name=lambda x, m, v: "MaskedFillBackward1" if hasattr(v, "shape")
-                    else "MaskedFillBackward0")(
+                    grad_name=lambda x, m, v: _MASKED_FILL[0] if hasattr(v, "shape")
+                    else _MASKED_FILL[1])(
     lambda xp, x, mask, value: xp.where(mask, value, x).astype(x.dtype, copy=False))
 
 
 @masked_fill.def_backward
 def _(ctx, g):
     (mask,) = ctx.saved
-    gx = g._op("masked_fill", g, mask, 0.0) if ctx.needs[0] else None
+    needs = input_needs(ctx, 3)
+    gx = g._op("masked_fill", g, mask, 0.0) if needs[0] else None
     gv = None
-    if ctx.needs[2]:
+    if needs[2]:
         gv = (g - g._op("masked_fill", g, mask, 0.0)).sum()
-    return gx, None, gv
+    return to_edges(ctx, (gx, None, gv))
 
 
 def _masked_select_meta(x, mask):
@@ -278,16 +288,17 @@ def _masked_select(xp, x, mask):
 
 
 masked_select = defop("masked_select", infer=_masked_select_meta,
-                      grad_name="MaskedSelectBackward0", save=(1,))(_masked_select)
+                      grad_name=edges_of("MaskedSelectBackward0", (0,)),
+                      save=(1,))(_masked_select)
 
 
 @masked_select.def_backward
 def _(ctx, g):
     (mask,) = ctx.saved
-    shape = broadcast_shapes(ctx.in_shapes[0], ctx.in_shapes[1])
+    shape = broadcast_shapes(ctx.in_shapes[0], tuple(mask.shape))
     zeros = g._op("zeros", shape=shape, dtype=g.dtype.name, device=g.device)
     mask = mask.expand(shape) if tuple(mask.shape) != shape else mask
-    return zeros._op("index_put", zeros, g, mask, key=(("mask", 0, len(shape)),)), None
+    return (zeros._op("index_put", zeros, g, mask, key=(("mask", 0, len(shape)),)),)
 
 
 defop("nonzero", infer=lambda a: Meta(None, int64))(lambda xp, a: xp.argwhere(a))

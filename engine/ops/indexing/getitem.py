@@ -8,6 +8,7 @@ from ...core.errors import InvalidArgumentError
 from ...core.indexing import basic_strides, check_masks, gather, has_mask, plan, resolve_masks
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
+from ..edges import edges_of, to_edges
 from ..elementwise.arithmetic import operand
 
 
@@ -29,9 +30,13 @@ def _index(xp, a, *indices, key):
     return out
 
 
+_INDEX = edges_of("IndexBackward0", (0,))  # index tensors have no edge in torch's node
+_INDEX_PUT = edges_of("IndexPutBackward0", (0, 1))
+
+
 def _index_name(a, *tensors, key):
     if has_mask(key):
-        return "IndexBackward0"
+        return _INDEX
     if len(key) == 1 and key[0][0] == "slice":
         return "SliceBackward0"  # x[a:b] alone is always a slice in torch, even x[:]
     return plan(a.shape, key, [t.shape for t in tensors])[3]
@@ -54,7 +59,7 @@ def _index_backward(ctx, g):
     indices = ctx.saved
     grad = g._op("index_put_zeros", g, *indices, key=ctx.attrs["key"],
                  shape=tuple(ctx.in_shapes[0]))
-    return (grad,) + (None,) * len(indices)
+    return to_edges(ctx, (grad,) + (None,) * len(indices))
 
 
 getitem.def_backward(_index_backward)
@@ -89,7 +94,7 @@ def _(ctx, g):
     indices = ctx.saved
     key = ctx.attrs["key"]
     name = "index" if any(s[0] in ("tensor", "list", "mask") for s in key) else "getitem"
-    return (g._op(name, g, *indices, key=key),) + (None,) * len(indices)
+    return to_edges(ctx, (g._op(name, g, *indices, key=key),) + (None,) * len(indices))
 
 
 # -- x[key] = value: index_put ---------------------------------------------------------------
@@ -148,4 +153,4 @@ def _(ctx, g):
     if ctx.needs[0]:
         gx = g if ctx.attrs.get("accumulate") else g._op("index_put", g, 0.0, *indices, key=key)
     gv = g._op("index", g, *indices, key=key) if ctx.needs[1] else None
-    return (gx, gv) + (None,) * len(indices)
+    return to_edges(ctx, (gx, gv) + (None,) * len(indices))

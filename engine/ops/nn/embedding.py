@@ -21,6 +21,7 @@ import numpy as np
 from ...core.dtype import int64
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
+from ..edges import edges_of
 
 _NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -46,7 +47,8 @@ def _embedding(xp, weight, indices, *, padding_idx=None):
     return weight[indices]
 
 
-embedding = defop("embedding", infer=_embedding_meta, grad_name="EmbeddingBackward0",
+embedding = defop("embedding", infer=_embedding_meta,
+                  grad_name=edges_of("EmbeddingBackward0", (0,)),  # none for the indices
                   save=(1,))(_embedding)
 
 
@@ -54,7 +56,7 @@ embedding = defop("embedding", infer=_embedding_meta, grad_name="EmbeddingBackwa
 def _(ctx, g):
     (indices,) = ctx.saved
     return (g._op("embedding_grad", g, indices, num_weights=ctx.in_shapes[0][0],
-                  padding_idx=ctx.attrs.get("padding_idx")), None)
+                  padding_idx=ctx.attrs.get("padding_idx")),)
 
 
 def _embedding_grad_meta(g, indices, *, num_weights, padding_idx=None):

@@ -8,6 +8,7 @@ from ...core.dtype import as_dtype, int64
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
+from ..edges import edges_of
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -147,9 +148,10 @@ def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
     return _reduce_loss(xp, losses, keep, reduction)
 
 
-cross_entropy = defop("cross_entropy", infer=_class_meta, grad_name="NllLossBackward0",
+_NLL = edges_of("NllLossBackward0", (0,))  # the target has no edge in torch's node
+cross_entropy = defop("cross_entropy", infer=_class_meta, grad_name=_NLL,
                       save=(0, 1))(_cross_entropy)
-nll_loss = defop("nll_loss", infer=_class_meta, grad_name="NllLossBackward0",
+nll_loss = defop("nll_loss", infer=_class_meta, grad_name=_NLL,
                  save=(0, 1))(_nll)
 
 
@@ -176,7 +178,7 @@ def _onehot_scaled(ctx, g, target, like):
 @cross_entropy.def_backward
 def _(ctx, g):
     logits, target = ctx.saved
-    return (logits._op("cross_entropy_grad", logits, target, g, **ctx.attrs), None)
+    return (logits._op("cross_entropy_grad", logits, target, g, **ctx.attrs),)
 
 
 def _ce_grad_meta(logits, target, g, reduction="mean", ignore_index=-100):
@@ -241,7 +243,7 @@ def _(ctx, h):
 @nll_loss.def_backward
 def _(ctx, g):
     logp, target = ctx.saved
-    return (logp._op("nll_loss_grad", logp, target, g, **ctx.attrs), None)
+    return (logp._op("nll_loss_grad", logp, target, g, **ctx.attrs),)
 
 
 def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):

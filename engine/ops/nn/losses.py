@@ -15,6 +15,7 @@ from __future__ import annotations
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes, shape_of
+from ..edges import edges_of, to_edges
 from .fused import _check_reduction
 
 _LOG_FLOOR = -100.0  # torch clamps log(p) and log(1 - p) here, so p in {0, 1} stays finite
@@ -69,8 +70,9 @@ def _bce(xp, p, y, w, reduction="mean"):
     return _reduce(losses, reduction)
 
 
-bce = defop("binary_cross_entropy", infer=_loss_meta, grad_name="BinaryCrossEntropyBackward0",
-            save=(0, 1, 2))(_bce)
+# torch's nodes have edges to the input and the target only (a weight takes no gradient)
+bce = defop("binary_cross_entropy", infer=_loss_meta,
+            grad_name=edges_of("BinaryCrossEntropyBackward0", (0, 1)), save=(0, 1, 2))(_bce)
 
 
 @bce.def_backward
@@ -85,7 +87,7 @@ def _(ctx, g):
     if _needs(ctx, 2):
         gw = -g * (y * p.log().clamp(min=_LOG_FLOOR) + (1 - y) * (1 - p).log().clamp(
             min=_LOG_FLOOR))
-    return gp, gy, gw
+    return to_edges(ctx, (gp, gy, gw))
 
 
 # -- binary cross-entropy on logits -----------------------------------------------------------
@@ -101,7 +103,7 @@ def _bce_logits(xp, x, y, w, pos_weight, reduction="mean"):
 
 
 bce_logits = defop("binary_cross_entropy_with_logits", infer=_loss_meta,
-                   grad_name="BinaryCrossEntropyWithLogitsBackward0",
+                   grad_name=edges_of("BinaryCrossEntropyWithLogitsBackward0", (0, 1)),
                    save=(0, 1, 2, 3))(_bce_logits)
 
 
@@ -124,7 +126,7 @@ def _(ctx, g):
         gw = g * ((1 - y) * x + log_weight * _softplus_neg_t(x))
     if _needs(ctx, 3):
         gpw = g * w * y * _softplus_neg_t(x)
-    return gx, gy, gw, gpw
+    return to_edges(ctx, (gx, gy, gw, gpw))
 
 
 # -- smooth L1 and Huber ----------------------------------------------------------------------

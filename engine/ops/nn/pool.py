@@ -27,6 +27,7 @@ import numpy as np
 from ...core.dtype import int64
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
+from ..edges import edges_of
 from .conv import pad_zeros, windows
 
 
@@ -115,8 +116,12 @@ def _gather(xp, x, indices):
     return xp.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
 
 
+# the indices have no edge in torch's node
+_MAX_POOL = {nd: edges_of(f"MaxPool{nd}DWithIndicesBackward0", (0,)) for nd in (1, 2, 3)}
+
+
 def _pool_name(x, indices):
-    return f"MaxPool{len(x.shape) - 2}DWithIndicesBackward0"
+    return _MAX_POOL[len(x.shape) - 2]
 
 
 max_pool = defop("max_pool", infer=_gather_meta, grad_name=_pool_name, save=(1,))(_gather)
@@ -125,7 +130,7 @@ max_pool = defop("max_pool", infer=_gather_meta, grad_name=_pool_name, save=(1,)
 @max_pool.def_backward
 def _(ctx, g):
     (indices,) = ctx.saved
-    return (g._op("max_pool_grad", g, indices, input_shape=tuple(ctx.in_shapes[0])), None)
+    return (g._op("max_pool_grad", g, indices, input_shape=tuple(ctx.in_shapes[0])),)
 
 
 def _scatter_meta(g, indices, *, input_shape):

@@ -42,6 +42,19 @@ reshape = defop("reshape", infer=_reshape_meta, grad_name=_reshape_name, view=Tr
 reshape.def_backward(_reshape_back)
 
 
+def _unsafe_view_meta(a, shape):
+    return Meta(infer_reshape(a.shape, shape), a.dtype)
+
+
+# torch's _unsafe_view: a reshape whose result autograd treats as a new tensor (no version
+# counter shared): what torch's composite ops (kron, matmul) end in
+unsafe_view = defop("_unsafe_view", infer=_unsafe_view_meta, grad_name="UnsafeViewBackward0",
+                    attrs=("shape",))(
+    lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
+)
+unsafe_view.def_backward(_reshape_back)
+
+
 def _view_meta(a, shape):
     meta = _reshape_meta(a, shape)
     if meta.strides is None:
