@@ -177,6 +177,7 @@ class Session(Factories):
                 return False
             self._closed = True
             self._ops, self._sites, self._blobs = [], [], []
+            self._plans.reset()
             self._releases.clear()
             pipe, self._pipe = self._pipe, None
         if pipe is not None:
@@ -270,8 +271,12 @@ class Session(Factories):
             now = time.monotonic()
             if not ops:
                 self._first_at = now
-            ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
+            attrs = attrs or None
+            ops.append([op, args, outputs, attrs, flags])  # JSON writes tuples too
             self._sites.append(site)
+            plans = self._plans
+            if plans.enabled:  # the batch's template, built as it goes (_replay)
+                plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):
