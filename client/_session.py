@@ -249,33 +249,38 @@ class Session(Factories):
     def _send(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, *,
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
-        args = [x._id if isinstance(x, RemoteTensor) else
-                x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
-                for x in inputs]
+        # An entry and its parts are tuples of strings and numbers where they can be: the
+        # cyclic collector stops tracking those, and a buffer of recorded ops is most of what
+        # it would otherwise walk while a graph is built.
+        args = tuple([x._id if isinstance(x, RemoteTensor) else
+                      x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
+                      for x in inputs])
         if attrs:
             for value in attrs.values():
                 if type(value) not in _SCALARS:
                     _check_attr(value)
+        else:
+            attrs = None
         flags = (0 if grad_mode._state.enabled else NO_GRAD) | (INPLACE if inplace else 0)
         site = caller_site()
-        size = len(data.raw) if data is not None else 0
         with self._lock:
-            self._check_open()
-            if size and self._op_bytes + size > MAX_BATCH_BYTES:
-                self._flush_locked()
+            if self._closed:
+                raise _handoff.closed_here(self)
             if data is not None:
-                args = [{"d": len(self._blobs)}]
+                size = len(data.raw)
+                if self._op_bytes + size > MAX_BATCH_BYTES:
+                    self._flush_locked()
+                args = ({"d": len(self._blobs)},)
                 self._blobs.append(data)
                 self._op_bytes += size
             ops = self._ops
             now = time.monotonic()
             if not ops:
                 self._first_at = now
-            attrs = attrs or None
-            ops.append([op, args, outputs, attrs, flags])  # JSON writes tuples too
+            ops.append((op, args, outputs, attrs, flags))  # JSON writes tuples as arrays
             self._sites.append(site)
             plans = self._plans
-            if plans.enabled:  # the batch's template, built as it goes (_replay)
+            if plans.enabled:  # the batch's running key (_replay)
                 plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()

@@ -50,7 +50,8 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id
-        self._shape = shape if shape is None else Size(shape)  # None: known after a fetch
+        # None: known after a fetch; a shape rule's Size (an input's) is shared, not copied
+        self._shape = shape if shape is None or type(shape) is Size else Size(shape)
         self._has_grad = False  # whether the server's tensor has a .grad, as far as we know
         self._grad_graph = False  # whether that grad was made with create_graph=True
         # whether that grad was made by a backward without create_graph (so it is writable and

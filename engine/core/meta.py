@@ -364,18 +364,25 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             shapes.append(None)
             dtypes.append(None)
             edges.append(_NO_EDGE)
-    which = op.saved_indices(len(inputs))
+    edges = tuple(edges)
+    save = op.save
+    which = save if type(save) is tuple else op.saved_indices(len(inputs))
     saved = ()
     if which:
-        kept = op.kept(tuple(e[0] is not None for e in edges))
+        kept = op.kept(tuple([e[0] is not None for e in edges]))
         keep = range(len(inputs)) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
     # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
     # per op for the cyclic collector to walk
+    cls = op.node_cls
+    if cls is not None:  # a fixed grad_fn name: its class was found once
+        return cls(op, op.grad_name, edges, shapes, dtypes, saved, attrs, device)
     name = op.node_name(inputs, attrs, meta)
-    cls = NODE_CLASSES.get(name) or node_class(name)  # inline: this runs on every op
-    return cls(op, name, tuple(edges), shapes, dtypes, saved, attrs, device)
+    cls = NODE_CLASSES.get(name) or node_class(name)
+    if type(op.grad_name) is str:
+        op.node_cls = cls
+    return cls(op, name, edges, shapes, dtypes, saved, attrs, device)
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:
@@ -388,7 +395,7 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             o = outputs[nr]
             if o.dtype.is_floating_point:
                 o._grad_fn, o._output_nr = node, nr
-    saved = op.output_kept(node.needs)
+    saved = op.save_output and op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)

@@ -41,12 +41,13 @@ class Tensor(AutogradMeta, TensorAPI):
             self.requires_grad = True
 
     @classmethod
-    def _result(cls, data, device: str, dtype: DType, strides) -> Tensor:
-        """An op's output, whose layout its shape rule already gave (None: contiguous)."""
+    def _result(cls, data, device: str, dtype: DType, strides, shape=None) -> Tensor:
+        """An op's output, whose layout its shape rule already gave (None: contiguous);
+        `shape`: a Size equal to data's (an input's, which the shape rule passed on)."""
         t = cls.__new__(cls)
         t._init_meta(dtype, device, strides)
         t._data = data
-        t._shape = Size(data.shape)
+        t._shape = shape if shape is not None else Size(data.shape)
         t._grad = None
         return t
 
@@ -191,8 +192,10 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
 
 def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
     # a view keeps the strides its shape rule gave (as the client's proxy does); anything
-    # else was made contiguous by _finish
-    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides)
+    # else was made contiguous by _finish, which also held the shape to the rule's
+    shape = meta.shape
+    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides,
+                          shape if type(shape) is Size else None)
 
 
 def _args(inputs) -> list:
