@@ -37,8 +37,13 @@ _UNSEEN = object()
 
 def caller_site() -> tuple[str, int] | None:
     """(file name, line) of the innermost stack frame outside the gradserve package; kept
-    beside each recorded op and only turned into text (`site_text`) when the op fails."""
-    frame = sys._getframe(1)
+    beside each recorded op and only turned into text (`site_text`) when the op fails.
+    Called by Session._send, whose callers are the package's own: the walk starts above
+    them (each frame looked at costs a frame object)."""
+    try:
+        frame = sys._getframe(3)
+    except ValueError:  # a shallower stack than that
+        frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         name = _NAMES.get(filename, _UNSEEN)
