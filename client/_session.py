@@ -249,9 +249,6 @@ class Session(Factories):
     def _send(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, *,
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
-        # An entry and its parts are tuples of strings and numbers where they can be: the
-        # cyclic collector stops tracking those, and a buffer of recorded ops is most of what
-        # it would otherwise walk while a graph is built.
         args = tuple([x._id if isinstance(x, RemoteTensor) else
                       x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
                       for x in inputs])
@@ -277,11 +274,11 @@ class Session(Factories):
             now = time.monotonic()
             if not ops:
                 self._first_at = now
-            ops.append((op, args, outputs, attrs, flags))  # JSON writes tuples as arrays
+            # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
+            ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            plans = self._plans
-            if plans.enabled:  # the batch's running key (_replay)
-                plans.note(op, args, outputs, attrs, flags)
+            if self._plans.enabled:  # the batch's running key (_replay)
+                self._plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):

@@ -316,9 +316,8 @@ def placement(inputs, default: str) -> tuple[str, bool]:
 def records(op: OpDef, any_grad: bool, meta) -> bool:
     """Whether an op's outputs get a grad_fn: an input needs grad, the op is differentiable,
     grad mode is on and the (first) output is floating point."""
-    if not (any_grad and op.differentiable and _grad_mode._state.enabled):
-        return False
-    return (meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
+    return bool(any_grad and op.differentiable and _grad_mode._state.enabled) and (
+        meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
 
 
 def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> None:
@@ -356,26 +355,20 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
     edges, shapes, dtypes = [], [], []
     for x in inputs:
-        if isinstance(x, AutogradMeta):
-            shapes.append(x.shape)
-            dtypes.append(x.dtype)
-            edges.append(edge(x))
-        else:
-            shapes.append(None)
-            dtypes.append(None)
-            edges.append(_NO_EDGE)
+        tensor = isinstance(x, AutogradMeta)
+        shapes.append(x.shape if tensor else None)
+        dtypes.append(x.dtype if tensor else None)
+        edges.append(edge(x) if tensor else _NO_EDGE)
     edges = tuple(edges)
-    save = op.save
-    which = save if type(save) is tuple else op.saved_indices(len(inputs))
+    which = op.save if type(op.save) is tuple else op.saved_indices(len(inputs))
     saved = ()
     if which:
-        kept = op.kept(tuple([e[0] is not None for e in edges]))
+        kept = None if op.grad_uses is None else op.kept(
+            tuple([e[0] is not None for e in edges]))
         keep = range(len(inputs)) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
-    # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
-    # per op for the cyclic collector to walk
-    cls = op.node_cls
+    cls = op.node_cls  # shapes and dtypes stay lists: a tuple would be one more object per op
     if cls is not None:  # a fixed grad_fn name: its class was found once
         return cls(op, op.grad_name, edges, shapes, dtypes, saved, attrs, device)
     name = op.node_name(inputs, attrs, meta)

@@ -203,11 +203,12 @@ def _args(inputs) -> list:
 
 
 def _run(op: OpDef, be, args, attrs: dict):
-    if op.random and attrs.get("generator"):
-        return _run_on_state(op, be, args, attrs)
-    kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
+    if op.random:
+        if attrs.get("generator"):
+            return _run_on_state(op, be, args, attrs)
+        attrs = {**attrs, "gen": be.draws(current_generator())}
     try:
-        return op.forward(be.xp, *args, **kw)
+        return op.forward(be.xp, *args, **attrs)
     except TensorIndexError:
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
@@ -236,20 +237,22 @@ class EngineKind:
 
     @staticmethod
     def outputs(op: OpDef, inputs: tuple, attrs: dict, device: str, meta, check):
-        dynamic = meta.shape is None if type(meta) is Meta else dispatch.unknown_shape(meta)
+        single = type(meta) is Meta
+        dynamic = meta.shape is None if single else dispatch.unknown_shape(meta)
         if check is not None and not dynamic:
             check(meta)
         be = backend(device)
         token = be.enter()  # the op's device is current while its arrays are made and finished
         try:
-            out = _run(op, be, _args(inputs), attrs)
+            out = _run(op, be, [x._data if isinstance(x, Tensor) else x for x in inputs],
+                       attrs)
             if dynamic:  # the shape depends on the data (nonzero, masks): now it is known
                 meta = dispatch.known_shape(meta, out)
                 if check is not None:
                     check(meta)
             out_device = attrs["device"] if op.needs_device else device
             xp = be.xp if out_device == device else backend(out_device).xp
-            if type(meta) is Meta:
+            if single:
                 return (_output(xp, out, meta, op, out_device),), meta
             return tuple(_output(xp, a, m, op, out_device)
                          for a, m in zip(out, meta, strict=True)), meta
