@@ -11,6 +11,8 @@ This module imports neither grpc nor protobuf.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from gradserve.engine import (
     AutogradError,
@@ -59,7 +61,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._grad_owned = False
         self._grad_cache = None  # (grad epoch, proxy bound to the grad)
         self._owned = owned  # released on the server when this proxy is collected
-        session._track(self)
+        session._proxies[tensor_id] = weakref.ref(self)  # the session's _track, inline
 
     def __del__(self) -> None:
         # Cheap and non-blocking: the id rides along with the session's next request.

@@ -46,6 +46,7 @@ _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a single "
     "memory location. Please clone() the tensor before performing the operation."
 )
+_new = object.__new__
 
 
 class Version:
@@ -77,7 +78,8 @@ class AutogradMeta:
         self._rg = False
         self._grad_fn = None
         self._output_nr = 0
-        self._vc = Version()
+        self._vc = vc = _new(Version)  # Version(), without a Python call: one per tensor
+        vc.value = 0
         # A view made by view ops: its root tensor, the ((op, attrs, output_nr), ...) that
         # made it from the root (None when made under no_grad) and the version its recorded
         # history belongs to.
@@ -348,7 +350,7 @@ def edge(x) -> tuple:
     return _NO_EDGE
 
 
-_NO_EDGE = (None, 0)
+_NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
@@ -435,10 +437,8 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
     strides = self.stride()
     if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
         raise InvalidArgumentError(_OVERLAP)
-    record = grad_on and op.differentiable and (
-        self.requires_grad
-        or any(isinstance(o, AutogradMeta) and o.requires_grad for o in others)
-    )
+    record = grad_on and op.differentiable and (self.requires_grad or any(
+        isinstance(o, AutogradMeta) and o.requires_grad for o in others))
     base = self._base
     if record and base is not None:
         if base._rg and base.grad_fn is None:
