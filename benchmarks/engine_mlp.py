@@ -23,7 +23,8 @@ drift):
    defaults), to show what page faults on fresh arrays cost each side.
    --no-allocator-check skips it.
 
-Targets: engine step <= 1.3x the numpy floor; engine per-op overhead <= 3x torch's.
+Targets: engine step <= 1.2x the numpy floor (issue 18; issue 6 asked 1.3x); engine per-op
+overhead <= 3x torch's.
 """
 
 from __future__ import annotations
@@ -385,8 +386,8 @@ def render(args, step: dict, per_op: dict, diag: dict | None, profiles: dict,
            f"All sides compute the same step (largest weight difference to numpy after one "
            f"step: {step['max_weight_diff']:.1e}). Split columns are ms medians of the phases.",
            "", *_step_table(step), "",
-           f"**Engine step / numpy floor: {ratio:.2f}x** (target <= 1.3x: "
-           f"{'met' if ratio <= 1.3 else 'MISSED'})"]
+           f"**Engine step / numpy floor: {ratio:.2f}x** (target <= 1.2x: "
+           f"{'met' if ratio <= 1.2 else 'MISSED'})"]
     if "torch" in step["steps"]:
         t_ratio = step["steps"][eng_name]["ms"] / step["steps"]["torch"]["ms"]
         out.append(f"(engine / torch step: {t_ratio:.2f}x, for context)")

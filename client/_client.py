@@ -161,6 +161,11 @@ class Client:
         self._raw_upload = channel.stream_unary(
             "/gradserve.v1.GradserveService/Upload", request_serializer=_as_is,
             response_deserializer=pb.UploadResponse.FromString)
+        # Fetch's messages are taken as they arrive: _wire.split_fetch reads a chunk's bytes
+        # in place, so they are copied once, into the tensor.
+        self._raw_fetch = channel.unary_stream(
+            "/gradserve.v1.GradserveService/Fetch",
+            request_serializer=pb.FetchRequest.SerializeToString, response_deserializer=_as_is)
         # Asked whether the server lives; any answer at all says it does, so the bytes are
         # not even parsed (an empty HealthCheckRequest is b"").
         self._health = channel.unary_unary("/grpc.health.v1.Health/Check",
@@ -363,12 +368,14 @@ class Client:
 
     def _call_stream(self, method: str, request, *, session_id: str | None = None):
         """A server- or bidi-streaming RPC as an iterator; failures become exceptions.
+        Fetch's responses come as their bytes (see `_wire.split_fetch`).
 
         Returns the call object (so its owner can cancel it) wrapped to translate errors.
         """
         if self._closed:
             raise ConnectionError("this gradserve client is closed")
-        call = getattr(self._stub, method)(request, metadata=self._metadata(session_id))
+        rpc = self._raw_fetch if method == "Fetch" else getattr(self._stub, method)
+        call = rpc(request, metadata=self._metadata(session_id))
         return _TranslatedStream(call, self, session_id)
 
 

@@ -28,6 +28,10 @@ class Factories(FactoryAPI):
     (gradserve.Size([2, 2]), gradserve.float32, [0, 1, 2])
     """
 
+    # `_leaf` sends the bytes before it returns (inline, or an Upload it waits for): the
+    # caller's array is read in place, never kept
+    _leaf_keeps_array = False
+
     def _default_device(self) -> str:
         return self._device
 

@@ -19,6 +19,7 @@ import numpy as np
 from gradserve.engine import InvalidArgumentError, Meta, Size, TensorAPI
 from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
 
+from . import _handoff
 from ._tensor import RemoteTensor
 
 
@@ -36,8 +37,13 @@ _UNSEEN = object()
 
 def caller_site() -> tuple[str, int] | None:
     """(file name, line) of the innermost stack frame outside the gradserve package; kept
-    beside each recorded op and only turned into text (`site_text`) when the op fails."""
-    frame = sys._getframe(1)
+    beside each recorded op and only turned into text (`site_text`) when the op fails.
+    Called by Session._send, whose callers are the package's own: the walk starts above
+    them (each frame looked at costs a frame object)."""
+    try:
+        frame = sys._getframe(3)
+    except ValueError:  # a shallower stack than that
+        frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         name = _NAMES.get(filename, _UNSEEN)
@@ -113,10 +119,11 @@ class RemoteKind:
         session = self.session
         out_device = attrs["device"] if op.needs_device else device
         if type(meta) is Meta:  # one output: the common case, kept short
-            out = RemoteTensor(session, session._new_id(), meta.shape, meta.dtype, out_device,
+            shape = meta.shape
+            out = RemoteTensor(session, session._new_id(), shape, meta.dtype, out_device,
                                strides=meta.strides)
-            if meta.shape is not None:  # how much work the buffer holds
-                session._elements += math.prod(meta.shape)
+            if shape is not None:  # how much work the buffer holds
+                session._elements += math.prod(shape)
             return (out,), meta
         outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
                                      strides=m.strides) for m in meta)
@@ -126,12 +133,17 @@ class RemoteKind:
 
     def emit(self, op, inputs, outputs, attrs, metas) -> None:
         session = self.session
-        session._send(op.name, inputs, tuple(o._id for o in outputs), attrs)
-        for m in metas:
-            if m.shape is None:  # a shape that depends on the data (nonzero, masks)
-                break
+        if len(outputs) == 1:
+            session._send(op.name, inputs, (outputs[0]._id,), attrs)
+            if metas[0].shape is not None:
+                return
         else:
-            return
+            session._send(op.name, inputs, tuple([o._id for o in outputs]), attrs)
+            for m in metas:
+                if m.shape is None:  # a shape that depends on the data (nonzero, masks)
+                    break
+            else:
+                return
         # ask the server once for the shapes of every such output
         unknown = [o for o, m in zip(outputs, metas, strict=True) if m.shape is None]
         found = {info.id: info for info in session._list([o._id for o in unknown])}
@@ -144,7 +156,18 @@ class RemoteKind:
 
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
-        inputs, session = _operands(inputs, self.session)
+        session = self.session
+        for x in inputs:  # the common case: proxies of this session and Python numbers
+            if type(x) is RemoteTensor:
+                if x._session is not session:
+                    break
+            elif type(x) not in _PLAIN:
+                break
+        else:
+            if session._closed:
+                raise _handoff.closed_here(session)
+            return run_op(self, op, inputs, attrs)
+        inputs, session = _operands(inputs, session)
         return run_op(session._kind, op, inputs, attrs)
 
     def apply_inplace(self, op, target: RemoteTensor, others: tuple, attrs: dict):

@@ -7,9 +7,10 @@ each batch is split into its template (the entries with every id replaced by its
 order in which the batch first names it) and its ids, slot by slot. The second time a
 template is seen it is captured (sent once, with a handle for the server to keep); from then
 on the batch is sent as `["@replay", handle, ids, values]` (`values`: its float attrs). The
-server expands a replay into exactly the entries eager recording would have sent
-(server/_replay.py) and runs them on the same path, so results, errors and the op index that
-names the user's line are eager's. Nothing here decides semantics: the client still records
+server runs a replay from the plan it prepared by watching the template's first run, or,
+where a run does not fit that plan, as exactly the entries eager recording would have sent
+(server/_replay.py, server/_plan.py), so results, errors and the op index that names the
+user's line are eager's. Nothing here decides semantics: the client still records
 every op (shape rules, autograd bookkeeping, in-place checks), and any difference in a batch
 is a different template, sent as it is. docs/WIRE.md ("Captured steps") describes the
 entries.
@@ -34,20 +35,64 @@ class Plans:
     with the proxy's id prefix, so two clients attached to one session never name each
     other's plans. A handle names one template for as long as the session stays on its
     server (the stream's requests may still be resent after a move, and are rewritten from
-    it): when MAX_PLANS are held, new templates are sent as they are."""
+    it): when MAX_PLANS are held, new templates are sent as they are.
+
+    Templates are found by a running key: as the session buffers each op it `note`s it, which
+    appends the op's name, slots, attrs and flags to a flat list of atoms (strings and ints:
+    nothing the cyclic collector tracks) and collects the batch's ids and float values. Two
+    batches have equal keys exactly when they have equal templates, so the template bytes
+    are only made when a batch is captured."""
 
     __slots__ = ("_prefix", "_plans", "_templates", "_before_move", "_seen", "captures",
-                 "replays", "enabled")
+                 "replays", "enabled", "_key", "_slots", "_values", "_noted")
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        self._plans: dict[bytes, str] = {}
+        self._plans: dict[tuple, str] = {}  # key -> handle
         self._templates: dict[str, bytes] = {}  # handle -> template
         self._before_move: dict[str, bytes] = {}
-        self._seen: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._seen: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.captures = 0
         self.replays = 0
         self.enabled = True  # False: every batch goes as its entries (eager on the wire)
+        # the buffered batch's running key, ids (slot by slot) and float attrs (`note`)
+        self._key: list = []
+        self._slots: dict = {}
+        self._values: list = []
+        self._noted = 0  # how many ops the key holds
+
+    def note(self, name: str, args: list, outputs, attrs, flags: int) -> None:
+        """Append one op, as the session buffers it, to the batch's running key: its name,
+        its inputs (an id's slot, an int; any other input as its type and repr, a string),
+        -1, its outputs' slots, its attrs as the template writes them (JSON bytes, float
+        values as `{"@": k}`) or None, and its flags. Only the name and a non-id input are
+        strings, the attrs bytes, and each has a fixed place, so two keys are equal exactly
+        when the batches' templates are. New ids take the next slot and float attrs go to
+        `values`, as in the template (`template_entry`)."""
+        key, slots = self._key, self._slots
+        self._noted += 1
+        key.append(name)
+        for x in args:
+            if type(x) is str:
+                slot = slots.get(x)
+                if slot is None:
+                    slot = slots[x] = len(slots)
+                key.append(slot)
+            else:
+                key.append(f"{type(x).__name__}:{x!r}")
+        key.append(-1)
+        for x in outputs:
+            slot = slots.get(x)
+            if slot is None:
+                slot = slots[x] = len(slots)
+            key.append(slot)
+        key.append(pack_ops(_float_slots(attrs, self._values)) if attrs else None)
+        key.append(flags)
+
+    def reset(self) -> None:
+        """Start the next batch's key (the last was packed, or dropped with a closed
+        session)."""
+        self._key, self._slots, self._values, self._noted = [], {}, [], 0
 
     def moved(self) -> None:
         """The session now lives in a server that holds no plans: capture anew (requests sent
@@ -57,24 +102,33 @@ class Plans:
         self._seen.clear()
 
     def pack(self, ops: list) -> bytes:
-        """The op_batch bytes for `ops`: a replay, a capture, or the entries themselves."""
+        """The op_batch bytes for `ops`: a replay, a capture, or the entries themselves.
+        `ops` are the entries noted since the last pack (when none were, they are noted
+        here)."""
         if not self.enabled or not MIN_OPS <= len(ops) <= MAX_PLAN_OPS:
+            self.reset()
             return pack_ops(ops)
-        template, ids, values = split(ops)
-        handle = self._plans.get(template)
+        if self._noted != len(ops):  # not noted as buffered (replay was turned on meanwhile)
+            self.reset()
+            for op in ops:
+                self.note(*op)
+        key, slots, values = tuple(self._key), self._slots, self._values
+        self.reset()
+        handle = self._plans.get(key)
         if handle is not None:
             self.replays += 1
-            return pack_ops([[REPLAY, handle, ids, values]])
+            return pack_ops([[REPLAY, handle, list(slots), values]])
         seen = self._seen
-        if template not in seen:
-            seen[template] = None
+        if key not in seen:
+            seen[key] = None
             if len(seen) > MAX_SEEN:
                 seen.popitem(last=False)
             return pack_ops(ops)
         if len(self._templates) >= MAX_PLANS:
             return pack_ops(ops)
-        del seen[template]
-        handle = self._plans[template] = f"{self._prefix}{len(self._templates)}"
+        del seen[key]
+        template, ids, values = split(ops)
+        handle = self._plans[key] = f"{self._prefix}{len(self._templates)}"
         self._templates[handle] = template
         self.captures += 1
         return capture_bytes(handle, ids, values, template)
@@ -91,45 +145,42 @@ class Plans:
         return capture_bytes(handle, ids, values, template)
 
 
+def _float_slots(attrs: dict, values: list) -> dict:
+    """attrs with each float replaced by `{"@": k}`, its value appended to `values`."""
+    copied = None
+    for key, v in attrs.items():
+        if type(v) is float:
+            if copied is None:
+                copied = dict(attrs)
+            copied[key] = {"@": len(values)}
+            values.append(v)
+    return attrs if copied is None else copied
+
+
 def capture_bytes(handle: str, ids: list, values: list, template: bytes) -> bytes:
     """`[["@capture", handle, ids, values, template]]`, the template spliced in as packed."""
     head = pack_ops([CAPTURE, handle, ids, values])
     return b"[" + head[:-1] + b"," + template + b"]]"
 
 
-class _Slots(dict):
-    """A slot per id, numbered as first seen."""
-
-    __slots__ = ()
-
-    def __missing__(self, tid: str) -> int:
-        slot = self[tid] = len(self)
-        return slot
+def template_entry(slots: dict, values: list, name: str, args: list, outputs, attrs,
+                   flags: int) -> list:
+    """One entry of a template. `slots` maps each id to its slot, in the order first named
+    (so `list(slots)` is the ids); `values` collects the float attrs. In the template an
+    input id is `[slot]` (a one-element array, which no eager input is), an output id is its
+    slot number, and a float attr is `{"@": k}` for `values[k]` (no eager attr is an object):
+    an optimizer's step size or a schedule's rate changes every step while the step stays
+    the same."""
+    targs = [[slots.setdefault(x, len(slots))] if type(x) is str else x for x in args]
+    touts = [slots.setdefault(x, len(slots)) for x in outputs]
+    return [name, targs, touts, _float_slots(attrs, values) if attrs else attrs, flags]
 
 
 def split(ops: list) -> tuple[bytes, list, list]:
-    """(the template of `ops` as op_batch bytes, the ids slot by slot, the float attrs). In
-    the template an input id is `[slot]` (a one-element array, which no eager input is), an
-    output id is its slot number, and a float attr is `{"@": k}` for `values[k]` (no eager
-    attr is an object): an optimizer's step size or a schedule's rate changes every step
-    while the step stays the same."""
-    slots = _Slots()  # id -> slot, in the order first named (so `list(slots)` is the ids)
+    """(the template of `ops` as op_batch bytes, the ids slot by slot, the float attrs)."""
+    slots: dict = {}
     values: list = []
-    entries = []
-    for name, args, outputs, attrs, flags in ops:
-        targs = [[slots[x]] if type(x) is str else x for x in args]
-        touts = [slots[x] for x in outputs]
-        if attrs:
-            copied = None
-            for key, v in attrs.items():
-                if type(v) is float:
-                    if copied is None:
-                        copied = dict(attrs)
-                    copied[key] = {"@": len(values)}
-                    values.append(v)
-            if copied is not None:
-                attrs = copied
-        entries.append([name, targs, touts, attrs, flags])
+    entries = [template_entry(slots, values, *op) for op in ops]
     return pack_ops(entries), list(slots), values
 
 def restore(session, moved):

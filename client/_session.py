@@ -178,6 +178,7 @@ class Session(Factories):
                 return False
             self._closed = True
             self._ops, self._sites, self._blobs = [], [], []
+            self._plans.reset()
             self._releases.clear()
             pipe, self._pipe = self._pipe, None
         if pipe is not None:
@@ -249,22 +250,25 @@ class Session(Factories):
     def _send(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, *,
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
-        args = [x._id if isinstance(x, RemoteTensor) else
-                x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
-                for x in inputs]
+        args = tuple([x._id if isinstance(x, RemoteTensor) else
+                      x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
+                      for x in inputs])
         if attrs:
             for value in attrs.values():
                 if type(value) not in _SCALARS:
                     _check_attr(value)
+        else:
+            attrs = None
         flags = (0 if grad_mode._state.enabled else NO_GRAD) | (INPLACE if inplace else 0)
         site = caller_site()
-        size = len(data.raw) if data is not None else 0
         with self._lock:
-            self._check_open()
-            if size and self._op_bytes + size > MAX_BATCH_BYTES:
-                self._flush_locked()
+            if self._closed:
+                raise _handoff.closed_here(self)
             if data is not None:
-                args = [{"d": len(self._blobs)}]
+                size = len(data.raw)
+                if self._op_bytes + size > MAX_BATCH_BYTES:
+                    self._flush_locked()
+                args = ({"d": len(self._blobs)},)
                 self._blobs.append(data)
                 self._op_bytes += size
             ops = self._ops
@@ -274,10 +278,16 @@ class Session(Factories):
             if get_default_dtype() is not self._default_float:
                 # per process: the server learns it (a session setting) before the next op
                 self._default_float = get_default_dtype()
-                ops.append(["set_default_dtype", [], (), {"dtype": self._default_float.name}, 0])
+                setting = ("set_default_dtype", [], (), {"dtype": self._default_float.name}, 0)
+                ops.append(setting)
                 self._sites.append(site)
-            ops.append([op, args, outputs, attrs or None, flags])  # JSON writes tuples too
+                if self._plans.enabled:  # part of the batch, so part of its key
+                    self._plans.note(*setting)
+            # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
+            ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
+            if self._plans.enabled:  # the batch's running key (_replay)
+                self._plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):

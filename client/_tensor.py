@@ -11,6 +11,8 @@ This module imports neither grpc nor protobuf.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from gradserve.engine import (
     AutogradError,
@@ -50,7 +52,8 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id
-        self._shape = shape if shape is None else Size(shape)  # None: known after a fetch
+        # None: known after a fetch; a shape rule's Size (an input's) is shared, not copied
+        self._shape = shape if shape is None or type(shape) is Size else Size(shape)
         self._has_grad = False  # whether the server's tensor has a .grad, as far as we know
         self._grad_graph = False  # whether that grad was made with create_graph=True
         # whether that grad was made by a backward without create_graph (so it is writable and
@@ -58,7 +61,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._grad_owned = False
         self._grad_cache = None  # (grad epoch, proxy bound to the grad)
         self._owned = owned  # released on the server when this proxy is collected
-        session._track(self)
+        session._proxies[tensor_id] = weakref.ref(self)  # the session's _track, inline
 
     def __del__(self) -> None:
         # Cheap and non-blocking: the id rides along with the session's next request.

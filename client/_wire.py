@@ -112,13 +112,14 @@ class Assembler:
         self.done: dict[str, np.ndarray | None] = {}
         self._open: dict[str, np.ndarray] = {}
 
-    def add_all(self, chunks) -> Assembler:
-        """Add every chunk of a Fetch stream; self."""
-        for chunk in chunks:
-            self.add(chunk)
+    def add_all(self, frames) -> Assembler:
+        """Add every message of a Fetch stream, as its serialized bytes; self."""
+        for frame in frames:
+            self.add(*split_fetch(frame))
         return self
 
-    def add(self, chunk: pb.FetchResponse) -> None:
+    def add(self, chunk: pb.FetchResponse, raw=None) -> None:
+        """Add one chunk; `raw`: its bytes when they were kept out of `chunk` (a view)."""
         if chunk.none:
             self.done[chunk.id] = None
             return
@@ -127,7 +128,8 @@ class Assembler:
         if out is None:
             dtype = as_dtype(td.dtype or "float32")
             out = self._open[chunk.id] = np.empty(tuple(td.shape), dtype=dtype.np)
-        raw = td.raw  # each read of a bytes field makes a new copy: read it once
+        if raw is None:
+            raw = td.raw  # each read of a bytes field makes a new copy: read it once
         if raw:
             buf = out.reshape(-1).view(np.uint8)
             buf[chunk.offset:chunk.offset + len(raw)] = np.frombuffer(raw, np.uint8)
@@ -139,6 +141,73 @@ class Assembler:
             if sys.byteorder == "big" and out.dtype.itemsize > 1:
                 out = out.byteswap()
             self.done[chunk.id] = out
+
+
+_TENSOR_FIELD = pb.FetchResponse.DESCRIPTOR.fields_by_name["tensor"].number
+
+
+def split_fetch(frame: bytes) -> tuple[pb.FetchResponse, memoryview | None]:
+    """A Fetch stream message as (the FetchResponse, its raw tensor bytes). When the raw
+    bytes come as the server frames them (proto/gradserve/v1/framing.py: a last `tensor`
+    field holding only `raw`), they are returned as a view of the frame and kept out of
+    the parse, so they are copied once, into the tensor, instead of three times (into the
+    message, out of it, into the tensor). Any other encoding is parsed as it is (None)."""
+    view = memoryview(frame)
+    try:
+        found = _raw_field(view, len(frame))
+    except ValueError:  # not protobuf as the server writes it: the parser will say how
+        found = None
+    if found is not None:
+        start, raw = found
+        return pb.FetchResponse.FromString(bytes(view[:start])), raw
+    return pb.FetchResponse.FromString(frame), None
+
+
+def _raw_field(view: memoryview, n: int) -> tuple[int, memoryview] | None:
+    """(where the last field starts, its raw bytes) when the last field of a message is a
+    `tensor` holding only `raw`."""
+    pos = 0
+    while pos < n:
+        start = pos
+        key, pos = _varint(view, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(view, pos)
+        elif wire == 2:
+            length, pos = _varint(view, pos)
+            end = pos + length
+            if key >> 3 == _TENSOR_FIELD and end == n:
+                raw = _sole_raw(view[pos:end])
+                return None if raw is None else (start, raw)
+            pos = end
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            return None
+    return None
+
+
+def _sole_raw(payload: memoryview) -> memoryview | None:
+    """The bytes of a TensorData that is exactly one `raw` field, else None."""
+    key = framing.TENSOR_RAW
+    if bytes(payload[:len(key)]) != key:
+        return None
+    length, pos = _varint(payload, len(key))
+    return payload[pos:] if pos + length == len(payload) else None
+
+
+def _varint(view: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(view):
+        byte = view[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("a truncated varint in a Fetch message")
 
 
 def upload_requests(session_id: str, tensor_id: str, arr: np.ndarray, dtype: DType,

@@ -70,7 +70,7 @@ def apply(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict,
     device, any_grad = placement(inputs, None)
     if device is None:  # no tensor inputs: a factory
         device = kind.default_device(attrs)
-    meta = op.infer(*inputs, **attrs)
+    meta = op.infer(*inputs, **attrs) if attrs else op.infer(*inputs)
     outputs, meta = kind.outputs(op, inputs, attrs, device, meta, check)
     single = type(meta) is Meta
     metas = (meta,) if single else meta

@@ -46,6 +46,7 @@ _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a single "
     "memory location. Please clone() the tensor before performing the operation."
 )
+_new = object.__new__
 
 
 class Version:
@@ -77,7 +78,8 @@ class AutogradMeta:
         self._rg = False
         self._grad_fn = None
         self._output_nr = 0
-        self._vc = Version()
+        self._vc = vc = _new(Version)  # Version(), without a Python call: one per tensor
+        vc.value = 0
         # A view made by view ops: its root tensor, the ((op, attrs, output_nr), ...) that
         # made it from the root (None when made under no_grad) and the version its recorded
         # history belongs to.
@@ -316,9 +318,8 @@ def placement(inputs, default: str) -> tuple[str, bool]:
 def records(op: OpDef, any_grad: bool, meta) -> bool:
     """Whether an op's outputs get a grad_fn: an input needs grad, the op is differentiable,
     grad mode is on and the (first) output is floating point."""
-    if not (any_grad and op.differentiable and _grad_mode._state.enabled):
-        return False
-    return (meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
+    return bool(any_grad and op.differentiable and _grad_mode._state.enabled) and (
+        meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
 
 
 def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> None:
@@ -349,33 +350,34 @@ def edge(x) -> tuple:
     return _NO_EDGE
 
 
-_NO_EDGE = (None, 0)
+_NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
     edges, shapes, dtypes = [], [], []
     for x in inputs:
-        if isinstance(x, AutogradMeta):
-            shapes.append(x.shape)
-            dtypes.append(x.dtype)
-            edges.append(edge(x))
-        else:
-            shapes.append(None)
-            dtypes.append(None)
-            edges.append(_NO_EDGE)
-    which = op.saved_indices(len(inputs))
+        tensor = isinstance(x, AutogradMeta)
+        shapes.append(x.shape if tensor else None)
+        dtypes.append(x.dtype if tensor else None)
+        edges.append(edge(x) if tensor else _NO_EDGE)
+    edges = tuple(edges)
+    which = op.save if type(op.save) is tuple else op.saved_indices(len(inputs))
     saved = ()
     if which:
-        kept = op.kept(tuple(e[0] is not None for e in edges))
+        kept = None if op.grad_uses is None else op.kept(
+            tuple([e[0] is not None for e in edges]))
         keep = range(len(inputs)) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
-    # shapes and dtypes stay lists: only backward reads them, and a tuple is one more object
-    # per op for the cyclic collector to walk
+    cls = op.node_cls  # shapes and dtypes stay lists: a tuple would be one more object per op
+    if cls is not None:  # a fixed grad_fn name: its class was found once
+        return cls(op, op.grad_name, edges, shapes, dtypes, saved, attrs, device)
     name = op.node_name(inputs, attrs, meta)
-    cls = NODE_CLASSES.get(name) or node_class(name)  # inline: this runs on every op
-    return cls(op, name, tuple(edges), shapes, dtypes, saved, attrs, device)
+    cls = NODE_CLASSES.get(name) or node_class(name)
+    if type(op.grad_name) is str:
+        op.node_cls = cls
+    return cls(op, name, edges, shapes, dtypes, saved, attrs, device)
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:
@@ -388,7 +390,7 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             o = outputs[nr]
             if o.dtype.is_floating_point:
                 o._grad_fn, o._output_nr = node, nr
-    saved = op.output_kept(node.needs)
+    saved = op.save_output and op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)
@@ -435,10 +437,8 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
     strides = self.stride()
     if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
         raise InvalidArgumentError(_OVERLAP)
-    record = grad_on and op.differentiable and (
-        self.requires_grad
-        or any(isinstance(o, AutogradMeta) and o.requires_grad for o in others)
-    )
+    record = grad_on and op.differentiable and (self.requires_grad or any(
+        isinstance(o, AutogradMeta) and o.requires_grad for o in others))
     base = self._base
     if record and base is not None:
         if base._rg and base.grad_fn is None:

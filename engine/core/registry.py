@@ -46,7 +46,8 @@ class OpDef:
 
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
-                 "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept")
+                 "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
+                 "node_cls")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -69,6 +70,8 @@ class OpDef:
         self.differentiable = differentiable
         self.grad_uses = None
         self._kept = {}
+        # the Node subclass of a fixed grad_fn name, found once (see core/meta.record)
+        self.node_cls = None
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -132,7 +135,16 @@ class OpDef:
         return f"<op {self.name}>"
 
 
-OPS: dict[str, OpDef] = {}
+class _Registry(dict):
+    """name -> OpDef; a missing name is the caller's error, raised as such."""
+
+    __slots__ = ()
+
+    def __missing__(self, name: str):
+        raise InvalidArgumentError(f"unknown op {name!r}")
+
+
+OPS: dict[str, OpDef] = _Registry()
 
 
 def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None,
@@ -204,8 +216,6 @@ def _add(opdef: OpDef) -> OpDef:
     return opdef
 
 
-def get_op(name: str) -> OpDef:
-    try:
-        return OPS[name]
-    except KeyError:
-        raise InvalidArgumentError(f"unknown op {name!r}") from None
+# The op of a name (InvalidArgumentError when there is none): the registry's own lookup, so
+# a hit costs no Python call (this runs on every op).
+get_op = OPS.__getitem__

@@ -74,6 +74,10 @@ default_device: list = [None]
 class FactoryAPI:
     """torch's factories over `_make`, `_leaf` and `_default_device` (see the module doc)."""
 
+    # Whether `_leaf` keeps the array it is given (the engine's tensors hold it), so that
+    # `tensor(data)` must copy; a maker that only sends the bytes on reads them in place.
+    _leaf_keeps_array = True
+
     def _make(self, name: str, requires_grad: bool, attrs: dict, inputs: tuple = ()):
         raise NotImplementedError
 
@@ -121,7 +125,7 @@ class FactoryAPI:
                         device if device is not None else data.device))
                 return out.requires_grad_(True) if requires_grad else out
             data = host_values(data)
-        arr = host_array(data, dtype)
+        arr = host_array(data, dtype, copy=self._leaf_keeps_array)
         check_requires_grad(from_numpy_dtype(arr.dtype), requires_grad)
         return self._leaf(arr, self._place(device), bool(requires_grad))
 
@@ -396,9 +400,10 @@ def host_values(t) -> np.ndarray:
     return host() if host is not None else np.asarray(t.detach().numpy())
 
 
-def host_array(data, dtype=None) -> np.ndarray:
+def host_array(data, dtype=None, copy: bool = True) -> np.ndarray:
     """`data` as a new numpy array of a gradserve dtype: `dtype`, else numpy input keeps its
-    own (as torch.tensor) and Python numbers get the defaults (float32, int64, bool)."""
+    own (as torch.tensor) and Python numbers get the defaults (float32, int64, bool).
+    copy=False: numpy input of that dtype is returned as it is (read, never kept)."""
     if isinstance(data, AutogradMeta):
         data = host_values(data)
     if dtype is not None:
@@ -406,7 +411,7 @@ def host_array(data, dtype=None) -> np.ndarray:
     elif isinstance(data, (np.ndarray, np.generic)):
         from_numpy_dtype(data.dtype)  # a dtype gradserve does not have: TypeError naming it
     try:
-        arr = np.array(data, dtype=None if dtype is None else dtype.np)
+        arr = (np.array if copy else np.asarray)(data, dtype=None if dtype is None else dtype.np)
     except (ValueError, TypeError) as e:
         raise InvalidArgumentError(
             f"could not build a tensor from {type(data).__name__}: {e}"

@@ -41,12 +41,13 @@ class Tensor(AutogradMeta, TensorAPI):
             self.requires_grad = True
 
     @classmethod
-    def _result(cls, data, device: str, dtype: DType, strides) -> Tensor:
-        """An op's output, whose layout its shape rule already gave (None: contiguous)."""
+    def _result(cls, data, device: str, dtype: DType, strides, shape=None) -> Tensor:
+        """An op's output, whose layout its shape rule already gave (None: contiguous);
+        `shape`: a Size equal to data's (an input's, which the shape rule passed on)."""
         t = cls.__new__(cls)
         t._init_meta(dtype, device, strides)
         t._data = data
-        t._shape = Size(data.shape)
+        t._shape = shape if shape is not None else Size(data.shape)
         t._grad = None
         return t
 
@@ -191,8 +192,10 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
 
 def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
     # a view keeps the strides its shape rule gave (as the client's proxy does); anything
-    # else was made contiguous by _finish
-    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides)
+    # else was made contiguous by _finish, which also held the shape to the rule's
+    shape = meta.shape
+    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides,
+                          shape if type(shape) is Size else None)
 
 
 def _args(inputs) -> list:
@@ -200,11 +203,12 @@ def _args(inputs) -> list:
 
 
 def _run(op: OpDef, be, args, attrs: dict):
-    if op.random and attrs.get("generator"):
-        return _run_on_state(op, be, args, attrs)
-    kw = {**attrs, "gen": be.draws(current_generator())} if op.random else attrs
+    if op.random:
+        if attrs.get("generator"):
+            return _run_on_state(op, be, args, attrs)
+        attrs = {**attrs, "gen": be.draws(current_generator())}
     try:
-        return op.forward(be.xp, *args, **kw)
+        return op.forward(be.xp, *args, **attrs)
     except TensorIndexError:
         raise
     except IndexError as e:  # other data-dependent checks (loss targets) surface here
@@ -233,20 +237,22 @@ class EngineKind:
 
     @staticmethod
     def outputs(op: OpDef, inputs: tuple, attrs: dict, device: str, meta, check):
-        dynamic = meta.shape is None if type(meta) is Meta else dispatch.unknown_shape(meta)
+        single = type(meta) is Meta
+        dynamic = meta.shape is None if single else dispatch.unknown_shape(meta)
         if check is not None and not dynamic:
             check(meta)
         be = backend(device)
         token = be.enter()  # the op's device is current while its arrays are made and finished
         try:
-            out = _run(op, be, _args(inputs), attrs)
+            out = _run(op, be, [x._data if isinstance(x, Tensor) else x for x in inputs],
+                       attrs)
             if dynamic:  # the shape depends on the data (nonzero, masks): now it is known
                 meta = dispatch.known_shape(meta, out)
                 if check is not None:
                     check(meta)
             out_device = attrs["device"] if op.needs_device else device
             xp = be.xp if out_device == device else backend(out_device).xp
-            if type(meta) is Meta:
+            if single:
                 outputs = (_output(xp, out, meta, op, out_device),)
             else:
                 outputs = tuple(_output(xp, a, m, op, out_device)

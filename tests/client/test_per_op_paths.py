@@ -1,0 +1,100 @@
+"""The client's cheap paths agree with the plain ones: a captured step found by its running
+key (client/_replay.py), Fetch chunks read in place (client/_wire.py), s.tensor reading the
+caller's array without keeping it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from gradserve import _replay, _wire
+from gradserve.server import _convert as convert
+from gradserve.v1 import gradserve_pb2 as pb
+
+
+def _key(ops):
+    plans = _replay.Plans("p.")
+    for op in ops:
+        plans.note(*op)
+    return tuple(plans._key), list(plans._slots), plans._values
+
+
+def _variants():
+    """Small batches that differ in one way each: slot pattern, scalar types, attrs, flags."""
+    base = [("mul", ("a.1", "a.2"), ("a.3",), None, 0),
+            ("add", ("a.3", 2.0), ("a.4",), None, 0),
+            ("sum", ("a.4",), ("a.5",), {"dim": [0]}, 0)]
+    out = [base]
+    out.append([base[0], ("add", ("a.3", 2), ("a.4",), None, 0), base[2]])  # int, not float
+    out.append([base[0], ("add", ("a.3", True), ("a.4",), None, 0), base[2]])  # bool
+    out.append([base[0], ("add", ("a.3", "a.1"), ("a.4",), None, 0), base[2]])  # a tensor
+    out.append([base[0], ("add", ("a.1", 2.0), ("a.4",), None, 0), base[2]])  # another slot
+    out.append([("mul", ("a.1", "a.1"), ("a.3",), None, 0), *base[1:]])  # one input twice
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [1]}, 0)])  # another attr
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0]}, 1)])  # another flag
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": 0}, 0)])  # a list vs a number
+    out.append([*base[:2], ("mean", ("a.4",), ("a.5",), {"dim": [0]}, 0)])  # another op
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5", "a.6"), {"dim": [0]}, 0)])  # outputs
+    out.append([*base[:2], ("sum", ("a.4", "a.5"), (), {"dim": [0]}, 0)])  # inputs/outputs
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.5}, 0)])
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.25}, 0)])  # value
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 1}, 0)])  # an int
+    renamed = [(n, tuple(x.replace("a.", "b.") if isinstance(x, str) else x for x in args),
+                tuple(o.replace("a.", "b.") for o in outs), attrs, flags)
+               for n, args, outs, attrs, flags in base]
+    out.append(renamed)  # other ids, the same template
+    return out
+
+
+def test_running_keys_are_equal_exactly_when_templates_are():
+    batches = _variants()
+    for a, b in itertools.product(batches, repeat=2):
+        key_a, ids_a, values_a = _key(a)
+        key_b, _, _ = _key(b)
+        template_a, split_ids, split_values = _replay.split(a)
+        template_b, _, _ = _replay.split(b)
+        assert (key_a == key_b) == (template_a == template_b), (a, b)
+        assert ids_a == split_ids and values_a == split_values  # the replay's ids and values
+
+
+def test_a_batch_noted_only_in_part_is_keyed_from_its_entries():
+    plans = _replay.Plans("p.")
+    ops = [["mul", ["a.1", "a.2"], ["a.3"], None, 0]] * 4
+    plans.note(*ops[0])  # replay turned on with the batch half recorded
+    assert plans.pack(ops) == _replay.pack_ops(ops)
+    assert plans.pack(ops).startswith(b'[["@capture"')  # the second sighting: captured
+    assert plans.pack(ops).startswith(b'[["@replay"')
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_fetch_frames_are_read_in_place_as_the_parsed_chunks(dtype):
+    arr = (np.arange(3 * 1000) % 7).astype(dtype).reshape(3, 1000)
+    frames = list(convert.fetch_frames("x", arr, pb.ENCODING_RAW))
+    assert all(_wire.split_fetch(f)[1] is not None for f in frames)  # the bytes in place
+    got = _wire.Assembler().add_all(frames).done["x"]
+    assert got.dtype == arr.dtype and np.array_equal(got, arr)
+    # anything else is parsed as it is: values, a missing tensor, chunks built by protobuf
+    values = [m.SerializeToString() for m in convert.fetch_chunks("v", arr, pb.ENCODING_VALUES)]
+    none = [m.SerializeToString() for m in convert.fetch_chunks("n", None, pb.ENCODING_RAW)]
+    plain = [m.SerializeToString() for m in convert.fetch_chunks("p", arr, pb.ENCODING_RAW,
+                                                                   chunk_bytes=1000)]
+    done = _wire.Assembler().add_all(values + none + plain).done
+    assert np.array_equal(done["v"], arr) and done["n"] is None
+    assert np.array_equal(done["p"], arr)
+
+
+def test_a_fetch_message_that_is_not_protobuf_fails_to_parse():
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(DecodeError):
+        _wire.split_fetch(b"\x12\xff")
+
+
+def test_s_tensor_reads_the_array_without_keeping_it(s, ops):
+    arr = np.arange(4, dtype=np.float32)
+    t = s.tensor(arr)
+    arr[:] = -1  # the caller's array changes after the call: the sent bytes do not
+    (op,) = ops.of(s)
+    assert np.frombuffer(op.data.raw, "<f4").tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert t.shape == (4,)
