@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 from gradserve.engine import DType, InvalidArgumentError, TensorAPI, float32, get_default_dtype
@@ -51,30 +50,6 @@ INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline r
 INLINE_FETCH_TOTAL = 3 << 20  # ... as long as one response stays below this
 CLOSE_TIMEOUT = 10.0  # seconds CloseSession may take (it also runs at interpreter exit)
 _SCALARS = (int, float, bool, str, type(None))
-
-
-@dataclass
-class Stats:
-    """What a session cost on the wire; `waits` counts the calls that blocked on the server.
-
-    >>> before = s.stats.waits
-    >>> y = (s.ones(3) * 2).sum()  # buffered
-    >>> s.stats.waits - before
-    0
-    >>> y.item()
-    6.0
-    >>> s.stats.waits - before
-    1
-    """
-
-    waits: int = 0
-    requests: int = 0
-    ops: int = 0
-    releases: int = 0
-    uploads: int = 0
-    fetch_streams: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
 
 
 class Session(Factories):
@@ -119,7 +94,7 @@ class Session(Factories):
         self._callback_keys = itertools.count(1)
         self._callback_errors: list = []
         self._default_float = float32  # the default dtype the server has for this session
-        self.stats = Stats()
+        self.stats = _wire.Stats()
 
     # -- identity and lifetime ---------------------------------------------------------------
     @property

@@ -1,12 +1,13 @@
 """The SDK's side of the wire beyond `gradserve.v1.codec`: gRPC failures become the typed
-exceptions of `_errors` (in `rpc_errors` and nowhere else), fetched chunks become arrays, and
-large uploads are framed by hand.
+exceptions of `_errors` (in `rpc_errors` and nowhere else), fetched chunks become arrays,
+large uploads are framed by hand, and a session's `Stats` count what it cost on the wire.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -226,3 +227,27 @@ def upload_requests(session_id: str, tensor_id: str, arr: np.ndarray, dtype: DTy
     for start in range(0, len(data), chunk_bytes):
         piece = data[start:start + chunk_bytes]
         yield b"".join((framing.header(framing.UPLOAD_CHUNK, len(piece)), piece))
+
+
+@dataclass
+class Stats:
+    """What a session cost on the wire; `waits` counts the calls that blocked on the server.
+
+    >>> before = s.stats.waits
+    >>> y = (s.ones(3) * 2).sum()  # buffered
+    >>> s.stats.waits - before
+    0
+    >>> y.item()
+    6.0
+    >>> s.stats.waits - before
+    1
+    """
+
+    waits: int = 0
+    requests: int = 0
+    ops: int = 0
+    releases: int = 0
+    uploads: int = 0
+    fetch_streams: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0

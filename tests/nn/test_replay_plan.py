@@ -308,6 +308,7 @@ def test_a_planned_backward_runs_only_on_the_graph_it_watched():
 def test_a_planned_backward_runs_the_servers_node_check():
     """The compute budget (`set_node_check`) stops a planned backward as it stops eager's:
     the check runs between the plan's kernels and what it raises ends the backward."""
+    from gradserve.engine.core.autograd import node_check
     from gradserve.engine.seam import set_node_check, watch_backward
 
     rng = np.random.default_rng(1)
@@ -327,12 +328,13 @@ def test_a_planned_backward_runs_the_servers_node_check():
         if len(calls) == 2:
             raise TimeoutError("over the budget")
 
+    servers = node_check()  # a server made in this process set its own: put it back after
     set_node_check(over_budget)
     try:
         with pytest.raises(TimeoutError, match="over the budget"):
             plan.run(fresh())
     finally:
-        set_node_check(None)
+        set_node_check(servers)
     assert len(calls) == 2
 
 
