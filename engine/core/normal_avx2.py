@@ -19,9 +19,12 @@ the fused steps are merged into one exact double computation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
+
+from .mt19937 import draw_blocks
 
 _f, _d, _i = np.float32, np.float64, np.int32
 _BLOCK_ROWS = 2048  # 32768 normals a block: a dozen float64 buffers of 128 KiB stay in L2/L3
@@ -49,25 +52,40 @@ _BE = np.dtype(">i4")
 # its word in big-endian order, and this mask keeps the low 24 bits of both
 _MASK_BE = np.uint64(0xFFFFFF00FFFFFF00)
 _SIGN = np.int32(-2**31)
+_FLIP_OFFSET = np.array([[2 << 13], [0]], _i)  # rows: cos, sin
 
 
 class _Kernel:
     """Buffers for one block of h Box-Muller pairs, so each step is one pass with no
-    allocation."""
+    allocation; the radius and the angle words run side by side as (2, h) arrays where a
+    step is the same for both."""
 
     def __init__(self, h: int) -> None:
         self.h = h
-        self.kr, self.ka, self.ki, self.j, self.n = (np.empty(h, _i) for _ in range(5))
-        self.a, self.e, self.x, self.z = (np.empty(h, _f) for _ in range(4))
+        self.k, self.flip = np.empty((2, h), _i), np.empty((2, h), _i)
+        self.u, self.cs = np.empty((2, h), _f), np.empty((2, h), _f)
+        self.ki, self.jq, self.n = (np.empty(h, _i) for _ in range(3))
+        self.e, self.y, self.z = (np.empty(h, _f) for _ in range(3))
         self.m64, self.y64, self.t64 = (np.empty(h, _d) for _ in range(3))
-        self.cs = np.empty((2, h), _f)
         self.cs64, self.t2, self.zx = (np.empty((2, h), _d) for _ in range(3))
 
-    def radius(self, kbe: np.ndarray) -> np.ndarray:
-        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from big-endian 24-bit words."""
-        a, e, ix = self.a, self.e, self.a.view(_i)
-        y, z, m64, y64, t = self.x, self.z, self.m64, self.y64, self.t64
-        np.copyto(a, kbe, casting="unsafe")
+    def fill(self, v: np.ndarray, out: np.ndarray) -> None:
+        """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
+        v.byteswap(inplace=True)
+        v &= _MASK_BE
+        # each row's 8 draws: 4 (8 words) for the radii, then 4 for the angles
+        np.copyto(self.k.view(_V32), v.view(_V32).reshape(-1, 2).T)
+        np.copyto(self.u, self.k.view(_BE), casting="unsafe")
+        r = self.radius(self.u[0])
+        cs = self.sincos(self.u[1], self.k[1])
+        np.multiply(cs, r, out=cs)
+        cs.view(_i)[...] ^= self.flip
+        np.copyto(out.view(_V32).T, cs.view(_V32))
+
+    def radius(self, a: np.ndarray) -> np.ndarray:
+        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from k as floats (overwritten)."""
+        e, ix = self.e, a.view(_i)
+        y, z, m64, y64, t = self.y, self.z, self.m64, self.y64, self.t64
         np.subtract(_f(1 << 24), a, out=a)  # 2^24 (1 - u): exact
         # frexp and Cephes' "x < sqrt(1/2): e -= 1, x += x" in one: subtracting sqrt(1/2)'s
         # bits borrows from the exponent exactly when the mantissa is below it (the 2^-24
@@ -106,23 +124,25 @@ class _Kernel:
         m *= _f(-2)
         return np.sqrt(m, out=m)
 
-    def sincos(self, kbe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """sincos256_ps of 2pi k/2^24 from big-endian 24-bit words, before the octant's
-        signs (`signs` gives them): (sin, cos) views of self.cs."""
-        x, z, j, n, t = self.x, self.z, self.j, self.n, self.t64
+    def sincos(self, x: np.ndarray, kw: np.ndarray) -> np.ndarray:
+        """sincos256_ps of 2pi k/2^24 from k as floats (`x`, overwritten) and the
+        byteswapped words (`kw`): (cos, sin) as rows of self.cs, their signs in self.flip."""
+        jq, n, t = self.jq, self.n, self.t64
         cs, cs64, t2, zx = self.cs, self.cs64, self.t2, self.zx
-        np.copyto(x, kbe, casting="unsafe")
         x *= _ANGLE
-        np.multiply(x, _FOPI, out=z)
-        np.copyto(j, z, casting="unsafe")
-        j += 1
-        j &= ~1
-        np.copyto(t, j)
-        t *= _DP_SUM
+        # Cephes' octant j = (int(x * 4/pi) + 1) & ~1 is ((k >> 21) + 1) & ~1 for every k
+        # (checked for all 2^24); k's top bits sit at bits 13..15 of the byteswapped word,
+        # so jq = j << 13
+        np.bitwise_and(kw, 0xE000, out=jq)
+        jq += 0x2000
+        jq &= 0x1C000
+        np.copyto(t, jq)
+        t *= _DP_SUM * 2.0 ** -13
         np.copyto(zx[1], x)
         t += zx[1]
         np.copyto(x, t, casting="same_kind")
         np.copyto(zx[1], x)
+        z = self.z
         np.multiply(x, x, out=z)
         z64 = zx[0]
         np.copyto(z64, z)
@@ -140,29 +160,20 @@ class _Kernel:
         t2[0] -= t
         t2[1] += zx[1]
         np.copyto(cs, t2, casting="same_kind")
-        c, s = cs
-        c += _f(1)
+        cs[0] += _f(1)
         # odd octant pairs (j & 2) swap the polynomials: a bitwise select
-        ci, si = c.view(_i), s.view(_i)
-        np.left_shift(j, 30, out=n)
+        ci = cs.view(_i)
+        np.left_shift(jq, 17, out=n)
         n >>= 31
         d = self.ki
-        np.bitwise_xor(ci, si, out=d)
+        np.bitwise_xor(ci[0], ci[1], out=d)
         d &= n
         ci ^= d
-        si ^= d
-        return s, c
-
-    def signs(self, rc: np.ndarray, rs: np.ndarray) -> None:
-        """Flip r*sin for j in {4, 6} (j & 4) and r*cos for j in {2, 4} ((j + 2) & 4)."""
-        j, n = self.j, self.n
-        np.left_shift(j, 29, out=n)
-        n &= _SIGN
-        rs.view(_i)[...] ^= n
-        j += 2
-        np.left_shift(j, 29, out=n)
-        n &= _SIGN
-        rc.view(_i)[...] ^= n
+        # sign bits: r*cos flips for j in {2, 4} ((j + 2) & 4), r*sin for j in {4, 6} (j & 4)
+        np.add(jq, _FLIP_OFFSET, out=self.flip)
+        self.flip <<= 16
+        self.flip &= _SIGN
+        return cs
 
 
 def _affine(flat: np.ndarray, mean: float, std: float) -> None:
@@ -173,34 +184,36 @@ def _affine(flat: np.ndarray, mean: float, std: float) -> None:
     np.copyto(flat, t, casting="same_kind")
 
 
+_local = threading.local()
+
+
+def _kernel(h: int) -> _Kernel:
+    """This thread's buffers for blocks of h pairs (blocks run on several threads)."""
+    kern = getattr(_local, "kernel", None)
+    if kern is None or kern.h != h:
+        kern = _local.kernel = _Kernel(h)
+    return kern
+
+
+def _fill_block(v: np.ndarray, o: np.ndarray, mean: float, std: float) -> None:
+    """Rows `o` (r, 16) from their 8r drawn 64-bit values `v` (consumed)."""
+    _kernel(v.size).fill(v, o)
+    if not (_f(mean) == 0 and _f(std) == 1):
+        _affine(o.reshape(-1), mean, std)
+
+
 def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: float,
               out: np.ndarray | None = None) -> np.ndarray:
     """`rows` rows of 16 float32 normals, torch's normal_fill_16_AVX2 of 16 uniforms each
     (the first 8 give the radii, the next 8 the angles). `words(k)` draws k 64-bit values
     of two words each, the first word high (`CPUGenerator.random64`); they are drawn in
-    blocks, in order, as the rows are filled."""
+    blocks, in order, and the blocks are transformed on several threads (`draw_blocks`)."""
     out = np.empty((rows, 16), _f) if out is None else out
-    affine = not (_f(mean) == 0 and _f(std) == 1)
-    kern = None
-    for lo in range(0, rows, _BLOCK_ROWS):
-        nr = min(rows - lo, _BLOCK_ROWS)
-        v = words(nr * 8)
-        v.byteswap(inplace=True)
-        v &= _MASK_BE
-        halves = v.view(_V32)
-        if kern is None or kern.h != nr * 8:
-            kern = _Kernel(nr * 8)
-        np.copyto(kern.kr.view(_V32), halves[0::2])
-        np.copyto(kern.ka.view(_V32), halves[1::2])
-        r = kern.radius(kern.kr.view(_BE))
-        sin, cos = kern.sincos(kern.ka.view(_BE))
-        rc, rs = kern.z, kern.x
-        np.multiply(r, cos, out=rc)
-        np.multiply(r, sin, out=rs)
-        kern.signs(rc, rs)
-        o = out[lo:lo + nr]
-        np.copyto(o.view(_V32)[:, 0], rc.view(_V32))
-        np.copyto(o.view(_V32)[:, 1], rs.view(_V32))
-        if affine:
-            _affine(o.reshape(-1), mean, std)
+    starts = range(0, rows, _BLOCK_ROWS)
+    sizes = [min(rows - lo, _BLOCK_ROWS) * 8 for lo in starts]
+
+    def work(i: int, v: np.ndarray) -> None:
+        _fill_block(v, out[starts[i]:starts[i] + v.size // 8], mean, std)
+
+    draw_blocks(words, sizes, work)
     return out
