@@ -24,10 +24,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import mt19937
 from .mt19937 import draw_blocks
 
 _f, _d, _i = np.float32, np.float64, np.int32
-_BLOCK_ROWS = 2048  # 32768 normals a block: a dozen float64 buffers of 128 KiB stay in L2/L3
+# rows of 16 normals a block: on one thread 4096 (the buffers, ~120 bytes a pair, stay in
+# L2/L3); on several, up to 8192 and no fewer than 2048 (see block_rows)
+_BLOCK_ROWS, _THREADED_ROWS, _MIN_ROWS = 4096, 8192, 2048
 _LOG_P = tuple(float(_f(c)) for c in (
     7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
@@ -60,14 +63,24 @@ class _Kernel:
     allocation; the radius and the angle words run side by side as (2, h) arrays where a
     step is the same for both."""
 
-    def __init__(self, h: int) -> None:
+    # (rows, dtype) of each buffer, in the order __init__ assigns them
+    _LAYOUT = ((2, _i), (2, _i), (2, _f), (2, _f), (1, _i), (1, _i), (1, _i), (1, _f), (1, _f),
+               (1, _f), (1, _d), (1, _d), (1, _d), (2, _d), (2, _d), (2, _d))
+    _BYTES = sum(r * np.dtype(t).itemsize for r, t in _LAYOUT)  # per pair
+
+    def __init__(self, h: int, arena: np.ndarray | None = None) -> None:
+        """Buffers for h pairs, carved from `arena` (bytes, at least h * _BYTES) when given:
+        blocks of different sizes then reuse one allocation (no fresh pages to fault in)."""
         self.h = h
-        self.k, self.flip = np.empty((2, h), _i), np.empty((2, h), _i)
-        self.u, self.cs = np.empty((2, h), _f), np.empty((2, h), _f)
-        self.ki, self.jq, self.n = (np.empty(h, _i) for _ in range(3))
-        self.e, self.y, self.z = (np.empty(h, _f) for _ in range(3))
-        self.m64, self.y64, self.t64 = (np.empty(h, _d) for _ in range(3))
-        self.cs64, self.t2, self.zx = (np.empty((2, h), _d) for _ in range(3))
+        arena = np.empty(h * self._BYTES, np.uint8) if arena is None else arena
+        views, at = [], 0
+        for rows, t in self._LAYOUT:
+            size = rows * h * np.dtype(t).itemsize
+            a = arena[at:at + size].view(t)
+            views.append(a.reshape(rows, h) if rows == 2 else a)
+            at += size
+        (self.k, self.flip, self.u, self.cs, self.ki, self.jq, self.n, self.e, self.y, self.z,
+         self.m64, self.y64, self.t64, self.cs64, self.t2, self.zx) = views
 
     def fill(self, v: np.ndarray, out: np.ndarray) -> None:
         """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
@@ -188,11 +201,27 @@ _local = threading.local()
 
 
 def _kernel(h: int) -> _Kernel:
-    """This thread's buffers for blocks of h pairs (blocks run on several threads)."""
-    kern = getattr(_local, "kernel", None)
-    if kern is None or kern.h != h:
-        kern = _local.kernel = _Kernel(h)
-    return kern
+    """This thread's buffers for a block of h pairs (blocks run on several threads), in one
+    allocation that grows to the largest block seen."""
+    arena = getattr(_local, "arena", None)
+    if arena is None or arena.size < h * _Kernel._BYTES:
+        arena = _local.arena = np.empty(h * _Kernel._BYTES, np.uint8)
+    return _Kernel(h, arena)
+
+
+def block_rows(rows: int, threads: int) -> list[int]:
+    """Rows per block. One thread: blocks of _BLOCK_ROWS (cache-sized). Several: blocks of
+    up to _THREADED_ROWS (longer numpy loops, so threads contend less for the GIL between
+    them), each the remaining rows over twice the threads ("guided" scheduling), so the
+    last blocks are small and the threads finish together."""
+    if threads <= 1:
+        return [min(_BLOCK_ROWS, rows - lo) for lo in range(0, rows, _BLOCK_ROWS)]
+    sizes, left = [], rows
+    while left:
+        size = min(left, max(_MIN_ROWS, min(_THREADED_ROWS, -(-left // (2 * threads)))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def _fill_block(v: np.ndarray, o: np.ndarray, mean: float, std: float) -> None:
@@ -209,11 +238,12 @@ def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: f
     of two words each, the first word high (`CPUGenerator.random64`); they are drawn in
     blocks, in order, and the blocks are transformed on several threads (`draw_blocks`)."""
     out = np.empty((rows, 16), _f) if out is None else out
-    starts = range(0, rows, _BLOCK_ROWS)
-    sizes = [min(rows - lo, _BLOCK_ROWS) * 8 for lo in starts]
+    threaded = rows >= 2 * _THREADED_ROWS  # smaller fills: threads would mostly wait
+    sizes = block_rows(rows, 1 + mt19937.DRAW_HELPERS if threaded else 1)
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
 
     def work(i: int, v: np.ndarray) -> None:
-        _fill_block(v, out[starts[i]:starts[i] + v.size // 8], mean, std)
+        _fill_block(v, out[starts[i]:starts[i] + sizes[i]], mean, std)
 
-    draw_blocks(words, sizes, work)
+    draw_blocks(words, [8 * r for r in sizes], work)
     return out
