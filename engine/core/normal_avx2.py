@@ -19,6 +19,7 @@ the fused steps are merged into one exact double computation.
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 
@@ -34,7 +35,9 @@ _BLOCK_ROWS, _THREADED_ROWS, _MIN_ROWS = 4096, 8192, 2048
 _LOG_P = tuple(float(_f(c)) for c in (
     7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
+_LOG_P32 = tuple(_f(c) for c in _LOG_P)
 _LOG_Q1, _LOG_Q2 = _f(-2.12194440e-4), _f(0.693359375)
+_CHEAP_STEPS = 6  # of Horner's 8 in log256_ps, done unfused (see _Kernel.radius)
 _SQRTHF_BITS = int(np.array(0.707106781186547524, _f).view(_i))
 # Cody-Waite pi/4 in three floats. With j in {0, 2, 4, 6, 8}, j*DP1 and j*DP2 are exact
 # floats and x + j*DP1 + j*DP2 is an exact float, so torch's three fused steps round only
@@ -55,6 +58,43 @@ _BE = np.dtype(">i4")
 # its word in big-endian order, and this mask keeps the low 24 bits of both
 _MASK_BE = np.uint64(0xFFFFFF00FFFFFF00)
 _SIGN = np.int32(-2**31)
+# the k (24 bits) whose radius the unfused steps leave one ulp off, as k << 1 | (1 if one
+# ulp low): `python -m gradserve.engine.core.normal_avx2` lists them anew; a test checks all k
+_LOG_FIXES = np.frombuffer(base64.b64decode(
+    "GGJIAOErSwAZWlEAE4JVANJsVgBlplgAvHpaAP8+WwDVD14AfaVkAFurZAAkv2QAF29nAK8zaQCURWoActJqAGYn"
+    "bABPem4Aq9JvADhXcQDlbXEAhthxAC7/dgDOQHcAop13ACPodwBO+XcAStF4AD7gewAwg3wAtrt8AF8xfQBAn30A"
+    "Wg1+AJ0ffgC3Ln4Axtd+AKYKgAB0YIAAsXCAAIt9gABsh4EAXoiBAHJNggBuqoMAdFuEACH3hABNFoUAyauFAFfq"
+    "hQBTFIYAdCOGAF8thgBryoYAsx2HAMNShwBkAYgA+yqIAP9hiQD2cooA8ZyKAFuxigATt4oAucaLAE32iwCT+4sA"
+    "zgWMAB+ajQDLz40AK9uOAEL9jgAuPo8A43eQAHqgkAAakJEAjd+RAClDkwCdSZMA7FCTADmpkwCUzpMAIduTAJrv"
+    "kwDv+5MA3YiUAAuOlACwpJQApLSUAJHmlACH65QAFhOVAG8nlQBeO5UAGniVAG+NlQD7nJUAZLKVAKTplQDZDpYA"
+    "bDCWADo3lgBHgJYAOaqWAGHAlgBGxZYA1cmWAJrYlgC22ZYAbPCWAOv3lgBEEJcAShKXAEg1lwDcOJcAcDyXAGNA"
+    "lwBKQ5cAm0+XAP+BlwCii5cAd42XAJyNlwD8lJcAIpWXAFDFlwB9yJcAGN6XAL33lwAIDJgA6hSYAK00mAD/WJgA"
+    "MHOYAHSEmAATjZgAho6YADqcmAChqJgACbiYAJ+5mAD7v5gAI+2YAOssmQA9P5kANWeZADhvmQDCgJkA84OZACyS"
+    "mQA5nZkA/aKZAKawmQA3tJkAY8KZADTEmQC2yZkAgtiZAMf1mQC3+ZkAbEKaAH1KmgDLT5oAt3qaAOd6mgCFhJoA"
+    "usmaAEDKmgCj1JoAKdWaAPvZmgAY45oAauuaAGv1mgD7EZsA4BabABEcmwDWKZsAeyybAENKmwAXW5sA7nCbALqO"
+    "mwAaj5sAEr6bAJ0CnAD9ApwAAQWcAC8InAC9JJwAXDCcAH06nAC/P5wAYVqcAC55nADBj5wA2aacACTGnABY0ZwA"
+    "GdacAJ8BnQDoA50AhyKdAJo0nQD8OJ0ABlKdAMdcnQAsYJ0AMW2dAPF+nQClf50A7oedAGWZnQDsr50AkcqdAPrh"
+    "nQD35Z0ASheeAGU5ngBmO54AM0CeAAVKngC8lp4A3aeeALgLnwAcGZ8AfSyfACZwnwC1rJ8A6bWfAOrQnwCp158A"
+    "1NufALEHoAAkDaAAiRGgAEcToAB3S6AAZWmgABOLoADLi6AAhY2gAJmdoAD1nqAAVbGgAIC4oAC6u6AAAM6gAGzv"
+    "oAAJDqEA8xGhAH42oQA3P6EABkmhAF1doQDuaqEAipKhAB/DoQAMyaEAo9+hAEsJogAQGqIAKjuiAKZLogBsXqIA"
+    "ZWGiAGBjogCAcaIAmXaiAHKXogC4q6IAmq+iAPy1ogA65qIAHeyiAO8TowDtKqMAPjWjABdTowAAmaMAEbKjAJjB"
+    "owBKOqQAjU2kAEFTpACtWaQAgGakALp2pABkoqQAiRKlAHggpQCiOKUAYlulAMVzpQAjdaUAZI+lACKcpQBanKUA"
+    "pa6lAJa/pQD7JqYAYiemAOE4pgBIWKYAKGOmAHd5pgD08aYAYPumAKMLpwAgHKcABianAFkppwBsLKcAN1ynAN+K"
+    "pwDy7KcAN/unAE81qAA4O6gAMU6oAK1bqADfgqgA9IeoADrmqADRMakA8UypANJ4qQDWz6kASNepAKcmqgCcOaoA"
+    "D2CqAHxxqgC1hKoA27SqACguqwCyPqsAf1WrAKLPqwAJ6asAivmrADcArAD6DawAtRGsAPh0rAABp6wAFyOtAAJt"
+    "rQC8ga0AA5mtADSxrQCMsa0AArOtAA0PrgC5G64An0+uAENirgC3dK4AwdeuANfurgB3LK8Alz+vACezrwDvNLAA"
+    "1nqwAATCsAC3jrEAedSxAI/zsQA+nLIATxezAPBFswAqULMAqCe0ALdEtABWYLQA44u0ABDvtAArRrUA7HS1AIsF"
+    "tgAyW7YA2HC2ACfutgBvO7cAABW8AA8OvQCU3L0AB5K+AJA4wQCZQMIAt5TCADAUxgB4UMcAqHrIAC5m0ABxZOEA"
+    "BFszAQOlNAFHfzcB5f85ARpkPQE6mz0BJiI/AT4ZQQFkk0UBErVFAVo5RgFzO0YBpbFGAQdsRwHmeEcBxPlJAThI"
+    "SwHrZEsBEH5LAcuxSwHeuksBe8lLAX7KSwGU1UsB0dtLAbtZTQErRk4BdblOAZ2/TwH41k8Bu+pPAcn9TwF9bFAB"
+    "HYlQARU9UQH2yFEB2kpSAY2BUgHVglIBE4dSAcG8VQEiClYBCJpWAShBVwGAjVcBMr1XAWtiWQF9vFkBAPxZAY4Y"
+    "WwHL4VsB11xgAdJTmwEYD6MBDPSkAW8CpQH9UaUBIImlARWcpQEIv6UB9d+lAXgspgGIX6YB3jqnAS3TpwFe8KcB"
+    "0VOoAdibqAFI/agBup2pAcT9qgETL6wBdh6tAU0irQEuE64BmqnMAfvt0QE2ydIBjXbTAQOT0wEBo9MBV4vUAWDb"
+    "1AHY5tUBFWzpAfyf6QFv8OkB/s/0AeYS9QG9ePUBYQv6AX87/QE="), "<i4")
+_LOG_FIX_K = (_LOG_FIXES >> 1).astype(_i)
+_LOG_FIX_STEP = np.where(_LOG_FIXES & 1, 1, -1).astype(_i)
+_LOG_FILTER = np.zeros(1 << 16, np.bool_)  # bool: numpy finds the set places of a bool
+_LOG_FILTER[_LOG_FIX_K & 0xFFFF] = True    # array several times faster than of a uint8 one
 _FLIP_OFFSET = np.array([[2 << 13], [0]], _i)  # rows: cos, sin
 
 
@@ -65,7 +105,8 @@ class _Kernel:
 
     # (rows, dtype) of each buffer, in the order __init__ assigns them
     _LAYOUT = ((2, _i), (2, _i), (2, _f), (2, _f), (1, _i), (1, _i), (1, _i), (1, _f), (1, _f),
-               (1, _f), (1, _d), (1, _d), (1, _d), (2, _d), (2, _d), (2, _d))
+               (1, _f), (1, _d), (1, _d), (1, _d), (2, _d), (2, _d), (2, _d), (1, np.intp),
+               (1, np.bool_))
     _BYTES = sum(r * np.dtype(t).itemsize for r, t in _LAYOUT)  # per pair
 
     def __init__(self, h: int, arena: np.ndarray | None = None) -> None:
@@ -80,7 +121,7 @@ class _Kernel:
             views.append(a.reshape(rows, h) if rows == 2 else a)
             at += size
         (self.k, self.flip, self.u, self.cs, self.ki, self.jq, self.n, self.e, self.y, self.z,
-         self.m64, self.y64, self.t64, self.cs64, self.t2, self.zx) = views
+         self.m64, self.y64, self.t64, self.cs64, self.t2, self.zx, self.idx, self.hit) = views
 
     def fill(self, v: np.ndarray, out: np.ndarray) -> None:
         """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
@@ -95,10 +136,17 @@ class _Kernel:
         cs.view(_i)[...] ^= self.flip
         np.copyto(out.view(_V32).T, cs.view(_V32))
 
-    def radius(self, a: np.ndarray) -> np.ndarray:
-        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from k as floats (overwritten)."""
+    def radius(self, a: np.ndarray, fix: bool = True) -> np.ndarray:
+        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from k as floats (overwritten); `fix`
+        False leaves the k of _LOG_FIXES as the unfused steps leave them."""
         e, ix = self.e, a.view(_i)
         y, z, m64, y64, t = self.y, self.z, self.m64, self.y64, self.t64
+        # the places whose k may be one of _LOG_FIXES, by k's low 16 bits
+        np.copyto(self.idx, a, casting="unsafe")
+        self.idx &= 0xFFFF
+        np.take(_LOG_FILTER, self.idx, out=self.hit, mode="clip")
+        at = np.flatnonzero(self.hit) if fix else self.idx[:0]
+        ks = a[at].astype(_i)
         np.subtract(_f(1 << 24), a, out=a)  # 2^24 (1 - u): exact
         # frexp and Cephes' "x < sqrt(1/2): e -= 1, x += x" in one: subtracting sqrt(1/2)'s
         # bits borrows from the exponent exactly when the mantissa is below it (the 2^-24
@@ -112,10 +160,15 @@ class _Kernel:
         m -= _f(1)
         np.multiply(m, m, out=z)
         np.copyto(m64, m)
-        np.multiply(m64, _LOG_P[0], out=t)
-        t += _LOG_P[1]
-        np.copyto(y, t, casting="same_kind")
-        for p in _LOG_P[2:]:
+        # Horner's first six steps unfused in float32, four times cheaper than a fused step
+        # (a double product, a double sum and two conversions): that changes the radius of
+        # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after
+        np.multiply(m, _LOG_P32[0], out=y)
+        y += _LOG_P32[1]
+        for p in _LOG_P32[2:_CHEAP_STEPS + 1]:
+            y *= m
+            y += p
+        for p in _LOG_P[_CHEAP_STEPS + 1:]:
             np.copyto(y64, y)
             np.multiply(y64, m64, out=t)
             t += p
@@ -135,7 +188,12 @@ class _Kernel:
         e *= _LOG_Q2
         m += e
         m *= _f(-2)
-        return np.sqrt(m, out=m)
+        r = np.sqrt(m, out=m)
+        if at.size:
+            where = np.minimum(np.searchsorted(_LOG_FIX_K, ks), _LOG_FIX_K.size - 1)
+            fix = _LOG_FIX_K[where] == ks
+            r.view(_i)[at[fix]] += _LOG_FIX_STEP[where[fix]]
+        return r
 
     def sincos(self, x: np.ndarray, kw: np.ndarray) -> np.ndarray:
         """sincos256_ps of 2pi k/2^24 from k as floats (`x`, overwritten) and the
@@ -247,3 +305,41 @@ def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: f
 
     draw_blocks(words, [8 * r for r in sizes], work)
     return out
+
+
+def radius_reference(k: np.ndarray) -> np.ndarray:
+    """The radius sqrt(-2 log(1 - k/2^24)) of 24-bit k (int32) as torch's log256_ps gives it,
+    every multiply-add fused, written plainly: what _Kernel.radius must equal for every k."""
+    a = (_f(1 << 24) - k.astype(_f)).view(_i) - (_SQRTHF_BITS + (24 << 23))
+    e = (a >> 23).astype(_f)
+    m = ((a & 0x7FFFFF) + _SQRTHF_BITS).view(_f) - _f(1)
+    z = m * m
+
+    def fma(x, y, c):
+        return (x.astype(_d) * y.astype(_d) + np.asarray(c, _d)).astype(_f)
+
+    y = fma(m, _f(_LOG_P[0]), _LOG_P[1])
+    for p in _LOG_P[2:]:
+        y = fma(y, m, p)
+    y = fma(y * m, z, e * _LOG_Q1) - z * _f(0.5)
+    return np.sqrt((m + y + e * _LOG_Q2) * _f(-2))
+
+
+def _log_fixes() -> np.ndarray:
+    """The k where the kernel's radius, without fixes, is off, and which way (_LOG_FIXES)."""
+    step, fixes = 1 << 20, []
+    kern = _Kernel(step)
+    for lo in range(0, 1 << 24, step):
+        k = np.arange(lo, lo + step, dtype=_i)
+        np.copyto(kern.u[0], k, casting="unsafe")
+        ours, ref = kern.radius(kern.u[0], fix=False).view(_i), radius_reference(k).view(_i)
+        off = np.flatnonzero(ours != ref)
+        if off.size and np.abs(ours[off] - ref[off]).max() > 1:
+            raise AssertionError("an unfused step moved a radius by more than an ulp")
+        fixes.append(k[off] << 1 | (ours[off] < ref[off]))
+    return np.concatenate(fixes).astype("<i4")
+
+
+if __name__ == "__main__":  # prints _LOG_FIXES for the source
+    text = base64.b64encode(_log_fixes().tobytes()).decode()
+    print("\n".join(f'    "{text[i:i + 88]}"' for i in range(0, len(text), 88)))
