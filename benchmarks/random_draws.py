@@ -6,12 +6,13 @@ and the draws gradserve made before it reproduced torch's stream, in one run.
 Rows: `gradserve` is `engine.randn/rand(n)` end to end (the op, torch's mt19937 words from
 numpy's MT19937, torch's Box-Muller in numpy, the blocks of words transformed on the calling
 thread and on helper threads); `gradserve 1 thread` is the same with the helpers off
-(`mt19937.DRAW_HELPERS = 0`; by default one less than the CPUs); `before` is what
-engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat normals, float32
-uniforms; the engine's per-op overhead, a few microseconds, is not in it); `numpy` is numpy's
-legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister numbers from
-numpy); `torch` is torch.randn/rand on one thread. The sides alternate within each round (the
-machine is shared and drifts); the table gives the median and the best round in milliseconds.
+(`mt19937.DRAW_HELPERS = 0`; by default one less than the CPUs, or GRADSERVE_DRAW_HELPERS);
+`before` is what engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat
+normals, float32 uniforms; the engine's per-op overhead, a few microseconds, is not in it);
+`numpy` is numpy's legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister
+numbers from numpy); `torch` is torch.randn/rand on one thread. The sides alternate within each
+round (the machine is shared and drifts); the table gives the median and the best round in
+milliseconds.
 """
 
 from __future__ import annotations

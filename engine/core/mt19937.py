@@ -133,6 +133,11 @@ class CPUGenerator:
 
 # -- blocks of words transformed on several threads ------------------------------------------
 def _helper_count() -> int:
+    """GRADSERVE_DRAW_HELPERS if set (0: draws stay on the calling thread), else one less
+    than the CPUs this process may use, at most 3."""
+    env = os.environ.get("GRADSERVE_DRAW_HELPERS", "").strip()
+    if env:
+        return max(0, int(env))
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
