@@ -148,6 +148,21 @@ def _helper_count() -> int:
 
 
 DRAW_HELPERS = _helper_count()  # helper threads `draw_blocks` may use (0: the caller only)
+# Take only the CPUs the machine's load leaves free: a helper that must wait for a core makes
+# a draw slower than the caller alone (the two then hand the GIL back and forth)
+ADAPT_TO_LOAD = True
+
+
+def helpers_now() -> int:
+    """How many helpers a draw made now should use: DRAW_HELPERS, less the CPUs that the
+    1-minute load average (this process's running thread included) says are busy."""
+    if not ADAPT_TO_LOAD or DRAW_HELPERS == 0:
+        return DRAW_HELPERS
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average here
+        return DRAW_HELPERS
+    return max(0, min(DRAW_HELPERS, int(DRAW_HELPERS + 1.5 - load)))
 
 
 class _Job:
@@ -211,13 +226,14 @@ if hasattr(os, "register_at_fork"):  # a child has none of the parent's threads
 
 
 def draw_blocks(draw: Callable[[int], np.ndarray], sizes: Sequence[int],
-                work: Callable[[int, np.ndarray], None]) -> None:
+                work: Callable[[int, np.ndarray], None], helpers: int | None = None) -> None:
     """`work(i, draw(sizes[i]))` for every block i: the draws in order on this thread (the
     stream, and so the generator's state, is as if drawn at once), the work on this thread
     and on up to DRAW_HELPERS helpers, so `work` must touch only block i's output and
     buffers of its own thread. Returns when every block is done; re-raises the first error.
-    A helper busy with another call's blocks leaves this call's to this thread."""
-    helpers = min(DRAW_HELPERS, len(sizes) - 1)
+    A helper busy with another call's blocks leaves this call's to this thread. `helpers`:
+    at most that many (default `helpers_now()`)."""
+    helpers = min(helpers_now() if helpers is None else helpers, len(sizes) - 1)
     if helpers <= 0:
         for i, size in enumerate(sizes):
             work(i, draw(size))

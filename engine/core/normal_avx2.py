@@ -296,14 +296,15 @@ def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: f
     of two words each, the first word high (`CPUGenerator.random64`); they are drawn in
     blocks, in order, and the blocks are transformed on several threads (`draw_blocks`)."""
     out = np.empty((rows, 16), _f) if out is None else out
-    threaded = rows >= 2 * _THREADED_ROWS  # smaller fills: threads would mostly wait
-    sizes = block_rows(rows, 1 + mt19937.DRAW_HELPERS if threaded else 1)
+    # smaller fills: threads would mostly wait for each other
+    helpers = mt19937.helpers_now() if rows >= 2 * _THREADED_ROWS else 0
+    sizes = block_rows(rows, 1 + helpers)
     starts = np.cumsum([0, *sizes[:-1]]).tolist()
 
     def work(i: int, v: np.ndarray) -> None:
         _fill_block(v, out[starts[i]:starts[i] + sizes[i]], mean, std)
 
-    draw_blocks(words, [8 * r for r in sizes], work)
+    draw_blocks(words, [8 * r for r in sizes], work, helpers)
     return out
 
 

@@ -22,6 +22,7 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 @pytest.fixture(params=[0, 1, 3], ids=lambda n: f"{n}-helpers")
 def helpers(request, monkeypatch):
     monkeypatch.setattr(mt19937, "DRAW_HELPERS", request.param)
+    monkeypatch.setattr(mt19937, "ADAPT_TO_LOAD", False)  # whatever else the machine runs
     return request.param
 
 
@@ -75,6 +76,15 @@ def test_a_failing_draw_leaves_no_helper_waiting(helpers):
     done = []  # the helpers took their stop signal: a later call runs to the end
     draw_blocks(lambda n: np.zeros(n), [1] * 9, lambda i, v: done.append(i))
     assert sorted(done) == list(range(9))
+
+
+def test_helpers_leave_the_cpus_that_the_load_takes(monkeypatch):
+    monkeypatch.setattr(mt19937, "DRAW_HELPERS", 3)  # four CPUs
+    for load, helpers in ((0.2, 3), (1.0, 3), (1.7, 2), (3.2, 1), (4.0, 0), (9.0, 0)):
+        monkeypatch.setattr(mt19937.os, "getloadavg", lambda load=load: (load, load, load))
+        assert mt19937.helpers_now() == helpers, load
+    monkeypatch.setattr(mt19937, "ADAPT_TO_LOAD", False)
+    assert mt19937.helpers_now() == 3
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])
