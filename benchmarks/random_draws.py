@@ -4,12 +4,15 @@ and the draws gradserve made before it reproduced torch's stream, in one run.
     python benchmarks/random_draws.py --rounds 15 --out benchmarks/results/random_draws.md
 
 Rows: `gradserve` is `engine.randn/rand(n)` end to end (the op, torch's mt19937 words from
-numpy's MT19937, torch's Box-Muller in numpy); `before` is what engine/_random.py drew
-until API.md §8 (numpy's PCG64 Generator: ziggurat normals, float32 uniforms; the engine's
-per-op overhead, a few microseconds, is not in it); `numpy` is numpy's legacy MT19937
-RandomState in float64 (the other way to get Mersenne Twister numbers from numpy); `torch` is
-torch.randn/rand on one thread. The sides alternate within each round (the machine is shared
-and drifts); the table gives the median and the best round in milliseconds.
+numpy's MT19937, torch's Box-Muller in numpy, the blocks of words transformed on the calling
+thread and on helper threads); `gradserve 1 thread` is the same with the helpers off
+(`mt19937.DRAW_HELPERS = 0`; by default one less than the CPUs, or GRADSERVE_DRAW_HELPERS);
+`before` is what engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat
+normals, float32 uniforms; the engine's per-op overhead, a few microseconds, is not in it);
+`numpy` is numpy's legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister
+numbers from numpy); `torch` is torch.randn/rand on one thread. The sides alternate within each
+round (the machine is shared and drifts); the table gives the median and the best round in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ import time
 import numpy as np
 from engine_mlp import machine_info  # benchmarks/ is the script's folder: on sys.path
 from gradserve import engine
+from gradserve.engine.core import mt19937
+
+
+def _one_thread(fn):
+    def run():
+        helpers, mt19937.DRAW_HELPERS = mt19937.DRAW_HELPERS, 0
+        try:
+            return fn()
+        finally:
+            mt19937.DRAW_HELPERS = helpers
+
+    return run
 
 
 def _sides(n: int) -> dict:
@@ -28,9 +43,11 @@ def _sides(n: int) -> dict:
     legacy = np.random.RandomState(0)
     sides = {
         ("randn", "gradserve"): lambda: engine.randn(n),
+        ("randn", "gradserve 1 thread"): _one_thread(lambda: engine.randn(n)),
         ("randn", "before"): lambda: pcg.standard_normal(n, dtype=np.float32),
         ("randn", "numpy"): lambda: legacy.standard_normal(n),
         ("rand", "gradserve"): lambda: engine.rand(n),
+        ("rand", "gradserve 1 thread"): _one_thread(lambda: engine.rand(n)),
         ("rand", "before"): lambda: pcg.random(n, dtype=np.float32),
         ("rand", "numpy"): lambda: legacy.random_sample(n),
     }
@@ -74,6 +91,7 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     text = table(measure(args.n, args.rounds, args.reps), args.n)
+    text = f"gradserve's draw helper threads: {mt19937.DRAW_HELPERS}\n\n{text}"
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -11,6 +11,11 @@ State: torch's `left_` counts down to the next twist where numpy's `pos` counts 
 `get_state()` gives the bytes `torch.get_rng_state()` gives (5056 of them, the same layout),
 so a state saved here loads in torch and the other way round.
 
+Words come out of one sequential engine, but what torch computes from them (a float per word,
+a normal per pair of words) is independent per block of words; `draw_blocks` draws blocks in
+order on the calling thread and transforms them on it and on helper threads at once (numpy
+releases the GIL inside its loops, and while it draws).
+
     >>> g = CPUGenerator(0)
     >>> int(g.random32(1)[0])
     2357136044
@@ -18,7 +23,11 @@ so a state saved here loads in torch and the other way round.
 
 from __future__ import annotations
 
+import os
+import queue
 import struct
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -120,3 +129,127 @@ class CPUGenerator:
         gen._attach(np.random.MT19937(0))
         gen.set_state(data)
         return gen
+
+
+# -- blocks of words transformed on several threads ------------------------------------------
+def _helper_count() -> int:
+    """GRADSERVE_DRAW_HELPERS if set (0: draws stay on the calling thread), else one less
+    than the CPUs this process may use, at most 3."""
+    env = os.environ.get("GRADSERVE_DRAW_HELPERS", "").strip()
+    if env:
+        return max(0, int(env))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        cpus = os.cpu_count() or 1
+    # beyond a few threads the Python overhead between numpy calls, which holds the GIL,
+    # makes more threads wait rather than work
+    return max(0, min(cpus, 4) - 1)
+
+
+DRAW_HELPERS = _helper_count()  # helper threads `draw_blocks` may use (0: the caller only)
+# Take only the CPUs the machine's load leaves free: a helper that must wait for a core makes
+# a draw slower than the caller alone (the two then hand the GIL back and forth)
+ADAPT_TO_LOAD = True
+
+
+def helpers_now() -> int:
+    """How many helpers a draw made now should use: DRAW_HELPERS, less the CPUs that the
+    1-minute load average (this process's running thread included) says are busy."""
+    if not ADAPT_TO_LOAD or DRAW_HELPERS == 0:
+        return DRAW_HELPERS
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average here
+        return DRAW_HELPERS
+    return max(0, min(DRAW_HELPERS, int(DRAW_HELPERS + 1.5 - load)))
+
+
+class _Job:
+    """One `draw_blocks` call: drawn blocks waiting for a thread, and a count of the ones
+    not yet transformed."""
+
+    __slots__ = ("tasks", "work", "left", "lock", "done", "error")
+
+    def __init__(self, work: Callable[[int, np.ndarray], None], total: int) -> None:
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.work, self.left, self.error = work, total, None
+        self.lock, self.done = threading.Lock(), threading.Event()
+
+    def run(self, task: tuple[int, np.ndarray]) -> None:
+        try:
+            self.work(*task)
+        except BaseException as exc:  # re-raised on the calling thread
+            self.error = self.error or exc
+        with self.lock:
+            self.left -= 1
+            if not self.left:
+                self.done.set()
+
+    def help(self) -> None:
+        """A helper's share: blocks until the caller says there are no more (None)."""
+        while (task := self.tasks.get()) is not None:
+            self.run(task)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            self.run(task)
+
+
+class _Helpers:
+    """Daemon threads that take `_Job`s; started on first use, again in a forked child."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+
+    def start(self, n: int) -> None:
+        with self.lock:
+            while len(self.threads) < n:
+                t = threading.Thread(target=self._serve, name="gradserve-draws", daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _serve(self) -> None:
+        while True:
+            self.jobs.get().help()
+
+
+_helpers = _Helpers()
+if hasattr(os, "register_at_fork"):  # a child has none of the parent's threads
+    os.register_at_fork(after_in_child=lambda: globals().update(_helpers=_Helpers()))
+
+
+def draw_blocks(draw: Callable[[int], np.ndarray], sizes: Sequence[int],
+                work: Callable[[int, np.ndarray], None], helpers: int | None = None) -> None:
+    """`work(i, draw(sizes[i]))` for every block i: the draws in order on this thread (the
+    stream, and so the generator's state, is as if drawn at once), the work on this thread
+    and on up to DRAW_HELPERS helpers, so `work` must touch only block i's output and
+    buffers of its own thread. Returns when every block is done; re-raises the first error.
+    A helper busy with another call's blocks leaves this call's to this thread. `helpers`:
+    at most that many (default `helpers_now()`)."""
+    helpers = min(helpers_now() if helpers is None else helpers, len(sizes) - 1)
+    if helpers <= 0:
+        for i, size in enumerate(sizes):
+            work(i, draw(size))
+        return
+    job, pool, asked = _Job(work, len(sizes)), _helpers, 0
+    pool.start(helpers)
+    try:
+        for i, size in enumerate(sizes):
+            job.tasks.put((i, draw(size)))
+            for _ in range(helpers - asked):  # once the first block is there to take
+                pool.jobs.put(job)
+                asked += 1
+        job.drain()
+    finally:  # every helper that was asked stops, even when a draw failed
+        for _ in range(asked):
+            job.tasks.put(None)
+    job.done.wait()
+    if job.error is not None:
+        raise job.error

@@ -19,16 +19,25 @@ the fused steps are merged into one exact double computation.
 
 from __future__ import annotations
 
+import base64
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
+from . import mt19937
+from .mt19937 import draw_blocks
+
 _f, _d, _i = np.float32, np.float64, np.int32
-_BLOCK_ROWS = 2048  # 32768 normals a block: a dozen float64 buffers of 128 KiB stay in L2/L3
+# rows of 16 normals a block: on one thread 4096 (the buffers, ~120 bytes a pair, stay in
+# L2/L3); on several, up to 8192 and no fewer than 2048 (see block_rows)
+_BLOCK_ROWS, _THREADED_ROWS, _MIN_ROWS = 4096, 8192, 2048
 _LOG_P = tuple(float(_f(c)) for c in (
     7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
+_LOG_P32 = tuple(_f(c) for c in _LOG_P)
 _LOG_Q1, _LOG_Q2 = _f(-2.12194440e-4), _f(0.693359375)
+_CHEAP_STEPS = 6  # of Horner's 8 in log256_ps, done unfused (see _Kernel.radius)
 _SQRTHF_BITS = int(np.array(0.707106781186547524, _f).view(_i))
 # Cody-Waite pi/4 in three floats. With j in {0, 2, 4, 6, 8}, j*DP1 and j*DP2 are exact
 # floats and x + j*DP1 + j*DP2 is an exact float, so torch's three fused steps round only
@@ -49,25 +58,95 @@ _BE = np.dtype(">i4")
 # its word in big-endian order, and this mask keeps the low 24 bits of both
 _MASK_BE = np.uint64(0xFFFFFF00FFFFFF00)
 _SIGN = np.int32(-2**31)
+# the k (24 bits) whose radius the unfused steps leave one ulp off, as k << 1 | (1 if one
+# ulp low): `python -m gradserve.engine.core.normal_avx2` lists them anew; a test checks all k
+_LOG_FIXES = np.frombuffer(base64.b64decode(
+    "GGJIAOErSwAZWlEAE4JVANJsVgBlplgAvHpaAP8+WwDVD14AfaVkAFurZAAkv2QAF29nAK8zaQCURWoActJqAGYn"
+    "bABPem4Aq9JvADhXcQDlbXEAhthxAC7/dgDOQHcAop13ACPodwBO+XcAStF4AD7gewAwg3wAtrt8AF8xfQBAn30A"
+    "Wg1+AJ0ffgC3Ln4Axtd+AKYKgAB0YIAAsXCAAIt9gABsh4EAXoiBAHJNggBuqoMAdFuEACH3hABNFoUAyauFAFfq"
+    "hQBTFIYAdCOGAF8thgBryoYAsx2HAMNShwBkAYgA+yqIAP9hiQD2cooA8ZyKAFuxigATt4oAucaLAE32iwCT+4sA"
+    "zgWMAB+ajQDLz40AK9uOAEL9jgAuPo8A43eQAHqgkAAakJEAjd+RAClDkwCdSZMA7FCTADmpkwCUzpMAIduTAJrv"
+    "kwDv+5MA3YiUAAuOlACwpJQApLSUAJHmlACH65QAFhOVAG8nlQBeO5UAGniVAG+NlQD7nJUAZLKVAKTplQDZDpYA"
+    "bDCWADo3lgBHgJYAOaqWAGHAlgBGxZYA1cmWAJrYlgC22ZYAbPCWAOv3lgBEEJcAShKXAEg1lwDcOJcAcDyXAGNA"
+    "lwBKQ5cAm0+XAP+BlwCii5cAd42XAJyNlwD8lJcAIpWXAFDFlwB9yJcAGN6XAL33lwAIDJgA6hSYAK00mAD/WJgA"
+    "MHOYAHSEmAATjZgAho6YADqcmAChqJgACbiYAJ+5mAD7v5gAI+2YAOssmQA9P5kANWeZADhvmQDCgJkA84OZACyS"
+    "mQA5nZkA/aKZAKawmQA3tJkAY8KZADTEmQC2yZkAgtiZAMf1mQC3+ZkAbEKaAH1KmgDLT5oAt3qaAOd6mgCFhJoA"
+    "usmaAEDKmgCj1JoAKdWaAPvZmgAY45oAauuaAGv1mgD7EZsA4BabABEcmwDWKZsAeyybAENKmwAXW5sA7nCbALqO"
+    "mwAaj5sAEr6bAJ0CnAD9ApwAAQWcAC8InAC9JJwAXDCcAH06nAC/P5wAYVqcAC55nADBj5wA2aacACTGnABY0ZwA"
+    "GdacAJ8BnQDoA50AhyKdAJo0nQD8OJ0ABlKdAMdcnQAsYJ0AMW2dAPF+nQClf50A7oedAGWZnQDsr50AkcqdAPrh"
+    "nQD35Z0ASheeAGU5ngBmO54AM0CeAAVKngC8lp4A3aeeALgLnwAcGZ8AfSyfACZwnwC1rJ8A6bWfAOrQnwCp158A"
+    "1NufALEHoAAkDaAAiRGgAEcToAB3S6AAZWmgABOLoADLi6AAhY2gAJmdoAD1nqAAVbGgAIC4oAC6u6AAAM6gAGzv"
+    "oAAJDqEA8xGhAH42oQA3P6EABkmhAF1doQDuaqEAipKhAB/DoQAMyaEAo9+hAEsJogAQGqIAKjuiAKZLogBsXqIA"
+    "ZWGiAGBjogCAcaIAmXaiAHKXogC4q6IAmq+iAPy1ogA65qIAHeyiAO8TowDtKqMAPjWjABdTowAAmaMAEbKjAJjB"
+    "owBKOqQAjU2kAEFTpACtWaQAgGakALp2pABkoqQAiRKlAHggpQCiOKUAYlulAMVzpQAjdaUAZI+lACKcpQBanKUA"
+    "pa6lAJa/pQD7JqYAYiemAOE4pgBIWKYAKGOmAHd5pgD08aYAYPumAKMLpwAgHKcABianAFkppwBsLKcAN1ynAN+K"
+    "pwDy7KcAN/unAE81qAA4O6gAMU6oAK1bqADfgqgA9IeoADrmqADRMakA8UypANJ4qQDWz6kASNepAKcmqgCcOaoA"
+    "D2CqAHxxqgC1hKoA27SqACguqwCyPqsAf1WrAKLPqwAJ6asAivmrADcArAD6DawAtRGsAPh0rAABp6wAFyOtAAJt"
+    "rQC8ga0AA5mtADSxrQCMsa0AArOtAA0PrgC5G64An0+uAENirgC3dK4AwdeuANfurgB3LK8Alz+vACezrwDvNLAA"
+    "1nqwAATCsAC3jrEAedSxAI/zsQA+nLIATxezAPBFswAqULMAqCe0ALdEtABWYLQA44u0ABDvtAArRrUA7HS1AIsF"
+    "tgAyW7YA2HC2ACfutgBvO7cAABW8AA8OvQCU3L0AB5K+AJA4wQCZQMIAt5TCADAUxgB4UMcAqHrIAC5m0ABxZOEA"
+    "BFszAQOlNAFHfzcB5f85ARpkPQE6mz0BJiI/AT4ZQQFkk0UBErVFAVo5RgFzO0YBpbFGAQdsRwHmeEcBxPlJAThI"
+    "SwHrZEsBEH5LAcuxSwHeuksBe8lLAX7KSwGU1UsB0dtLAbtZTQErRk4BdblOAZ2/TwH41k8Bu+pPAcn9TwF9bFAB"
+    "HYlQARU9UQH2yFEB2kpSAY2BUgHVglIBE4dSAcG8VQEiClYBCJpWAShBVwGAjVcBMr1XAWtiWQF9vFkBAPxZAY4Y"
+    "WwHL4VsB11xgAdJTmwEYD6MBDPSkAW8CpQH9UaUBIImlARWcpQEIv6UB9d+lAXgspgGIX6YB3jqnAS3TpwFe8KcB"
+    "0VOoAdibqAFI/agBup2pAcT9qgETL6wBdh6tAU0irQEuE64BmqnMAfvt0QE2ydIBjXbTAQOT0wEBo9MBV4vUAWDb"
+    "1AHY5tUBFWzpAfyf6QFv8OkB/s/0AeYS9QG9ePUBYQv6AX87/QE="), "<i4")
+_LOG_FIX_K = (_LOG_FIXES >> 1).astype(_i)
+_LOG_FIX_STEP = np.where(_LOG_FIXES & 1, 1, -1).astype(_i)
+_LOG_FILTER = np.zeros(1 << 16, np.bool_)  # bool: numpy finds the set places of a bool
+_LOG_FILTER[_LOG_FIX_K & 0xFFFF] = True    # array several times faster than of a uint8 one
+_FLIP_OFFSET = np.array([[2 << 13], [0]], _i)  # rows: cos, sin
 
 
 class _Kernel:
     """Buffers for one block of h Box-Muller pairs, so each step is one pass with no
-    allocation."""
+    allocation; the radius and the angle words run side by side as (2, h) arrays where a
+    step is the same for both."""
 
-    def __init__(self, h: int) -> None:
+    # (rows, dtype) of each buffer, in the order __init__ assigns them
+    _LAYOUT = ((2, _i), (2, _i), (2, _f), (2, _f), (1, _i), (1, _i), (1, _i), (1, _f), (1, _f),
+               (1, _f), (1, _d), (1, _d), (1, _d), (2, _d), (2, _d), (2, _d), (1, np.intp),
+               (1, np.bool_))
+    _BYTES = sum(r * np.dtype(t).itemsize for r, t in _LAYOUT)  # per pair
+
+    def __init__(self, h: int, arena: np.ndarray | None = None) -> None:
+        """Buffers for h pairs, carved from `arena` (bytes, at least h * _BYTES) when given:
+        blocks of different sizes then reuse one allocation (no fresh pages to fault in)."""
         self.h = h
-        self.kr, self.ka, self.ki, self.j, self.n = (np.empty(h, _i) for _ in range(5))
-        self.a, self.e, self.x, self.z = (np.empty(h, _f) for _ in range(4))
-        self.m64, self.y64, self.t64 = (np.empty(h, _d) for _ in range(3))
-        self.cs = np.empty((2, h), _f)
-        self.cs64, self.t2, self.zx = (np.empty((2, h), _d) for _ in range(3))
+        arena = np.empty(h * self._BYTES, np.uint8) if arena is None else arena
+        views, at = [], 0
+        for rows, t in self._LAYOUT:
+            size = rows * h * np.dtype(t).itemsize
+            a = arena[at:at + size].view(t)
+            views.append(a.reshape(rows, h) if rows == 2 else a)
+            at += size
+        (self.k, self.flip, self.u, self.cs, self.ki, self.jq, self.n, self.e, self.y, self.z,
+         self.m64, self.y64, self.t64, self.cs64, self.t2, self.zx, self.idx, self.hit) = views
 
-    def radius(self, kbe: np.ndarray) -> np.ndarray:
-        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from big-endian 24-bit words."""
-        a, e, ix = self.a, self.e, self.a.view(_i)
-        y, z, m64, y64, t = self.x, self.z, self.m64, self.y64, self.t64
-        np.copyto(a, kbe, casting="unsafe")
+    def fill(self, v: np.ndarray, out: np.ndarray) -> None:
+        """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
+        v.byteswap(inplace=True)
+        v &= _MASK_BE
+        # each row's 8 draws: 4 (8 words) for the radii, then 4 for the angles
+        np.copyto(self.k.view(_V32), v.view(_V32).reshape(-1, 2).T)
+        np.copyto(self.u, self.k.view(_BE), casting="unsafe")
+        r = self.radius(self.u[0])
+        cs = self.sincos(self.u[1], self.k[1])
+        np.multiply(cs, r, out=cs)
+        cs.view(_i)[...] ^= self.flip
+        np.copyto(out.view(_V32).T, cs.view(_V32))
+
+    def radius(self, a: np.ndarray, fix: bool = True) -> np.ndarray:
+        """sqrt(-2 log(1 - k/2^24)) with log256_ps, from k as floats (overwritten); `fix`
+        False leaves the k of _LOG_FIXES as the unfused steps leave them."""
+        e, ix = self.e, a.view(_i)
+        y, z, m64, y64, t = self.y, self.z, self.m64, self.y64, self.t64
+        # the places whose k may be one of _LOG_FIXES, by k's low 16 bits
+        np.copyto(self.idx, a, casting="unsafe")
+        self.idx &= 0xFFFF
+        np.take(_LOG_FILTER, self.idx, out=self.hit, mode="clip")
+        at = np.flatnonzero(self.hit) if fix else self.idx[:0]
+        ks = a[at].astype(_i)
         np.subtract(_f(1 << 24), a, out=a)  # 2^24 (1 - u): exact
         # frexp and Cephes' "x < sqrt(1/2): e -= 1, x += x" in one: subtracting sqrt(1/2)'s
         # bits borrows from the exponent exactly when the mantissa is below it (the 2^-24
@@ -81,10 +160,15 @@ class _Kernel:
         m -= _f(1)
         np.multiply(m, m, out=z)
         np.copyto(m64, m)
-        np.multiply(m64, _LOG_P[0], out=t)
-        t += _LOG_P[1]
-        np.copyto(y, t, casting="same_kind")
-        for p in _LOG_P[2:]:
+        # Horner's first six steps unfused in float32, four times cheaper than a fused step
+        # (a double product, a double sum and two conversions): that changes the radius of
+        # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after
+        np.multiply(m, _LOG_P32[0], out=y)
+        y += _LOG_P32[1]
+        for p in _LOG_P32[2:_CHEAP_STEPS + 1]:
+            y *= m
+            y += p
+        for p in _LOG_P[_CHEAP_STEPS + 1:]:
             np.copyto(y64, y)
             np.multiply(y64, m64, out=t)
             t += p
@@ -104,25 +188,32 @@ class _Kernel:
         e *= _LOG_Q2
         m += e
         m *= _f(-2)
-        return np.sqrt(m, out=m)
+        r = np.sqrt(m, out=m)
+        if at.size:
+            where = np.minimum(np.searchsorted(_LOG_FIX_K, ks), _LOG_FIX_K.size - 1)
+            fix = _LOG_FIX_K[where] == ks
+            r.view(_i)[at[fix]] += _LOG_FIX_STEP[where[fix]]
+        return r
 
-    def sincos(self, kbe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """sincos256_ps of 2pi k/2^24 from big-endian 24-bit words, before the octant's
-        signs (`signs` gives them): (sin, cos) views of self.cs."""
-        x, z, j, n, t = self.x, self.z, self.j, self.n, self.t64
+    def sincos(self, x: np.ndarray, kw: np.ndarray) -> np.ndarray:
+        """sincos256_ps of 2pi k/2^24 from k as floats (`x`, overwritten) and the
+        byteswapped words (`kw`): (cos, sin) as rows of self.cs, their signs in self.flip."""
+        jq, n, t = self.jq, self.n, self.t64
         cs, cs64, t2, zx = self.cs, self.cs64, self.t2, self.zx
-        np.copyto(x, kbe, casting="unsafe")
         x *= _ANGLE
-        np.multiply(x, _FOPI, out=z)
-        np.copyto(j, z, casting="unsafe")
-        j += 1
-        j &= ~1
-        np.copyto(t, j)
-        t *= _DP_SUM
+        # Cephes' octant j = (int(x * 4/pi) + 1) & ~1 is ((k >> 21) + 1) & ~1 for every k
+        # (checked for all 2^24); k's top bits sit at bits 13..15 of the byteswapped word,
+        # so jq = j << 13
+        np.bitwise_and(kw, 0xE000, out=jq)
+        jq += 0x2000
+        jq &= 0x1C000
+        np.copyto(t, jq)
+        t *= _DP_SUM * 2.0 ** -13
         np.copyto(zx[1], x)
         t += zx[1]
         np.copyto(x, t, casting="same_kind")
         np.copyto(zx[1], x)
+        z = self.z
         np.multiply(x, x, out=z)
         z64 = zx[0]
         np.copyto(z64, z)
@@ -140,29 +231,20 @@ class _Kernel:
         t2[0] -= t
         t2[1] += zx[1]
         np.copyto(cs, t2, casting="same_kind")
-        c, s = cs
-        c += _f(1)
+        cs[0] += _f(1)
         # odd octant pairs (j & 2) swap the polynomials: a bitwise select
-        ci, si = c.view(_i), s.view(_i)
-        np.left_shift(j, 30, out=n)
+        ci = cs.view(_i)
+        np.left_shift(jq, 17, out=n)
         n >>= 31
         d = self.ki
-        np.bitwise_xor(ci, si, out=d)
+        np.bitwise_xor(ci[0], ci[1], out=d)
         d &= n
         ci ^= d
-        si ^= d
-        return s, c
-
-    def signs(self, rc: np.ndarray, rs: np.ndarray) -> None:
-        """Flip r*sin for j in {4, 6} (j & 4) and r*cos for j in {2, 4} ((j + 2) & 4)."""
-        j, n = self.j, self.n
-        np.left_shift(j, 29, out=n)
-        n &= _SIGN
-        rs.view(_i)[...] ^= n
-        j += 2
-        np.left_shift(j, 29, out=n)
-        n &= _SIGN
-        rc.view(_i)[...] ^= n
+        # sign bits: r*cos flips for j in {2, 4} ((j + 2) & 4), r*sin for j in {4, 6} (j & 4)
+        np.add(jq, _FLIP_OFFSET, out=self.flip)
+        self.flip <<= 16
+        self.flip &= _SIGN
+        return cs
 
 
 def _affine(flat: np.ndarray, mean: float, std: float) -> None:
@@ -173,34 +255,92 @@ def _affine(flat: np.ndarray, mean: float, std: float) -> None:
     np.copyto(flat, t, casting="same_kind")
 
 
+_local = threading.local()
+
+
+def _kernel(h: int) -> _Kernel:
+    """This thread's buffers for a block of h pairs (blocks run on several threads), in one
+    allocation that grows to the largest block seen."""
+    arena = getattr(_local, "arena", None)
+    if arena is None or arena.size < h * _Kernel._BYTES:
+        arena = _local.arena = np.empty(h * _Kernel._BYTES, np.uint8)
+    return _Kernel(h, arena)
+
+
+def block_rows(rows: int, threads: int) -> list[int]:
+    """Rows per block. One thread: blocks of _BLOCK_ROWS (cache-sized). Several: blocks of
+    up to _THREADED_ROWS (longer numpy loops, so threads contend less for the GIL between
+    them), each the remaining rows over twice the threads ("guided" scheduling), so the
+    last blocks are small and the threads finish together."""
+    if threads <= 1:
+        return [min(_BLOCK_ROWS, rows - lo) for lo in range(0, rows, _BLOCK_ROWS)]
+    sizes, left = [], rows
+    while left:
+        size = min(left, max(_MIN_ROWS, min(_THREADED_ROWS, -(-left // (2 * threads)))))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def _fill_block(v: np.ndarray, o: np.ndarray, mean: float, std: float) -> None:
+    """Rows `o` (r, 16) from their 8r drawn 64-bit values `v` (consumed)."""
+    _kernel(v.size).fill(v, o)
+    if not (_f(mean) == 0 and _f(std) == 1):
+        _affine(o.reshape(-1), mean, std)
+
+
 def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: float,
               out: np.ndarray | None = None) -> np.ndarray:
     """`rows` rows of 16 float32 normals, torch's normal_fill_16_AVX2 of 16 uniforms each
     (the first 8 give the radii, the next 8 the angles). `words(k)` draws k 64-bit values
     of two words each, the first word high (`CPUGenerator.random64`); they are drawn in
-    blocks, in order, as the rows are filled."""
+    blocks, in order, and the blocks are transformed on several threads (`draw_blocks`)."""
     out = np.empty((rows, 16), _f) if out is None else out
-    affine = not (_f(mean) == 0 and _f(std) == 1)
-    kern = None
-    for lo in range(0, rows, _BLOCK_ROWS):
-        nr = min(rows - lo, _BLOCK_ROWS)
-        v = words(nr * 8)
-        v.byteswap(inplace=True)
-        v &= _MASK_BE
-        halves = v.view(_V32)
-        if kern is None or kern.h != nr * 8:
-            kern = _Kernel(nr * 8)
-        np.copyto(kern.kr.view(_V32), halves[0::2])
-        np.copyto(kern.ka.view(_V32), halves[1::2])
-        r = kern.radius(kern.kr.view(_BE))
-        sin, cos = kern.sincos(kern.ka.view(_BE))
-        rc, rs = kern.z, kern.x
-        np.multiply(r, cos, out=rc)
-        np.multiply(r, sin, out=rs)
-        kern.signs(rc, rs)
-        o = out[lo:lo + nr]
-        np.copyto(o.view(_V32)[:, 0], rc.view(_V32))
-        np.copyto(o.view(_V32)[:, 1], rs.view(_V32))
-        if affine:
-            _affine(o.reshape(-1), mean, std)
+    # smaller fills: threads would mostly wait for each other
+    helpers = mt19937.helpers_now() if rows >= 2 * _THREADED_ROWS else 0
+    sizes = block_rows(rows, 1 + helpers)
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+
+    def work(i: int, v: np.ndarray) -> None:
+        _fill_block(v, out[starts[i]:starts[i] + sizes[i]], mean, std)
+
+    draw_blocks(words, [8 * r for r in sizes], work, helpers)
     return out
+
+
+def radius_reference(k: np.ndarray) -> np.ndarray:
+    """The radius sqrt(-2 log(1 - k/2^24)) of 24-bit k (int32) as torch's log256_ps gives it,
+    every multiply-add fused, written plainly: what _Kernel.radius must equal for every k."""
+    a = (_f(1 << 24) - k.astype(_f)).view(_i) - (_SQRTHF_BITS + (24 << 23))
+    e = (a >> 23).astype(_f)
+    m = ((a & 0x7FFFFF) + _SQRTHF_BITS).view(_f) - _f(1)
+    z = m * m
+
+    def fma(x, y, c):
+        return (x.astype(_d) * y.astype(_d) + np.asarray(c, _d)).astype(_f)
+
+    y = fma(m, _f(_LOG_P[0]), _LOG_P[1])
+    for p in _LOG_P[2:]:
+        y = fma(y, m, p)
+    y = fma(y * m, z, e * _LOG_Q1) - z * _f(0.5)
+    return np.sqrt((m + y + e * _LOG_Q2) * _f(-2))
+
+
+def _log_fixes() -> np.ndarray:
+    """The k where the kernel's radius, without fixes, is off, and which way (_LOG_FIXES)."""
+    step, fixes = 1 << 20, []
+    kern = _Kernel(step)
+    for lo in range(0, 1 << 24, step):
+        k = np.arange(lo, lo + step, dtype=_i)
+        np.copyto(kern.u[0], k, casting="unsafe")
+        ours, ref = kern.radius(kern.u[0], fix=False).view(_i), radius_reference(k).view(_i)
+        off = np.flatnonzero(ours != ref)
+        if off.size and np.abs(ours[off] - ref[off]).max() > 1:
+            raise AssertionError("an unfused step moved a radius by more than an ulp")
+        fixes.append(k[off] << 1 | (ours[off] < ref[off]))
+    return np.concatenate(fixes).astype("<i4")
+
+
+if __name__ == "__main__":  # prints _LOG_FIXES for the source
+    text = base64.b64encode(_log_fixes().tobytes()).decode()
+    print("\n".join(f'    "{text[i:i + 88]}"' for i in range(0, len(text), 88)))

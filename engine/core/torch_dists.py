@@ -22,13 +22,14 @@ import platform
 import numpy as np
 
 from . import normal_avx2 as _normal_avx2
-from .mt19937 import CPUGenerator
+from .mt19937 import CPUGenerator, draw_blocks
 
 _F32_DIV = np.float32(1.0 / (1 << 24))
 _F64_DIV = 1.0 / (1 << 53)
 _TWO_PI = 2.0 * np.pi
 _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
 _M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
+_UNIT_BLOCK = 1 << 15  # 64-bit draws a block: 256 KiB, converted while still in cache
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 # torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
 # normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
@@ -43,20 +44,36 @@ def _is64(dtype) -> bool:
 def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
     """n draws of `uniform_real_distribution<T>(0, 1)`: [0, 1) on T's mantissa grid
     (float64: 53 bits of a 64-bit draw; otherwise 24 bits of a word, as float32)."""
-    dtype = np.dtype(dtype)
-    if dtype == np.float64:
-        return (gen.random64(n) & _M53).astype(np.float64) * _F64_DIV
-    # words two at a time as 64-bit draws (one numpy call, no per-word uint64 array):
-    # byteswapped, each half reads as its word in big-endian order, first word first
-    pairs = gen.random64(n // 2)
-    pairs.byteswap(inplace=True)
-    pairs &= _M24_PAIR_BE
+    if np.dtype(dtype) == np.float64:
+        out = np.empty(n, np.float64)
+
+        def wide(i: int, v: np.ndarray) -> None:
+            v &= _M53
+            o = out[i * _UNIT_BLOCK:i * _UNIT_BLOCK + v.size]
+            np.copyto(o, v.view(np.int64), casting="unsafe")  # < 2^53: exact, and faster
+            o *= _F64_DIV                                      # than from uint64
+
+        draw_blocks(gen.random64, _block_sizes(n, _UNIT_BLOCK), wide)
+        return out
+    # words two at a time as 64-bit draws (one numpy call per block): byteswapped, each
+    # half reads as its word in big-endian order, first word first
     out = np.empty(n, np.float32)
-    np.copyto(out[:n - n % 2], pairs.view(">i4"), casting="unsafe")
+
+    def narrow(i: int, v: np.ndarray) -> None:
+        v.byteswap(inplace=True)
+        v &= _M24_PAIR_BE
+        o = out[2 * i * _UNIT_BLOCK:2 * (i * _UNIT_BLOCK + v.size)]
+        np.copyto(o, v.view(">i4"), casting="unsafe")
+        o *= _F32_DIV
+
+    draw_blocks(gen.random64, _block_sizes(n // 2, _UNIT_BLOCK), narrow)
     if n % 2:
-        out[-1] = gen.random32(1)[0] & _M24
-    out *= _F32_DIV
+        out[-1] = np.float32(gen.random32(1)[0] & _M24) * _F32_DIV
     return out
+
+
+def _block_sizes(n: int, block: int) -> list[int]:
+    return [min(block, n - lo) for lo in range(0, n, block)]
 
 
 def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:

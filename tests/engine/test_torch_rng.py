@@ -164,3 +164,19 @@ def test_float32_normal_fill_over_a_grid_of_uniforms_is_torchs():
     ours = normal_avx2.fill_rows(draw, len(words), 0.0, 1.0).reshape(-1)
     assert sum(drawn) == len(pairs)
     assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
+def test_float32_radius_equals_the_fused_reference_for_every_uniform():
+    """normal_avx2's radius does six of log256_ps's eight Horner steps unfused (cheaper) and
+    puts right the few k that this moves by an ulp (_LOG_FIXES); for every 24-bit k it must
+    equal radius_reference, which does every step fused as torch's build does (the grid test
+    above holds the whole kernel against torch itself)."""
+    from gradserve.engine.core import normal_avx2
+
+    step = 1 << 20
+    kern = normal_avx2._Kernel(step)
+    for lo in range(0, 1 << 24, step):
+        k = np.arange(lo, lo + step, dtype=np.int32)
+        np.copyto(kern.u[0], k, casting="unsafe")
+        ours = kern.radius(kern.u[0]).view(np.int32)
+        assert np.array_equal(ours, normal_avx2.radius_reference(k).view(np.int32)), lo
