@@ -19,7 +19,7 @@ STEPS, SIGTERM_AFTER = 30, 10
 
 
 def _instance(served) -> str:
-    return next(e["instance"] for e in served.events() if e["event"] == "server.started")
+    return served.event("server.started")["instance"]  # logged after the address line
 
 
 def _train(client, on_step=None, device: str = "cpu"
@@ -68,11 +68,15 @@ def test_a_rolling_update_moves_the_session_bit_for_bit(serve, tmp_path, caplog,
         if step == SIGTERM_AFTER:
             sent["at"] = time.time()
             a.proc.send_signal(signal.SIGTERM)
+            # the session then moves at its next quiet point, within the next step: without
+            # this wait a slow start of the drain (a loaded machine) could let the remaining
+            # steps finish on A, and the move would miss the run
+            a.event("server.draining")
 
     with caplog.at_level(logging.WARNING, logger="gradserve"), \
             gs.connect(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}") as client:
         got, got_losses, ends = _train(client, on_step, device)
-    assert a.proc.wait(timeout=30) == 0
+    assert a.wait(timeout=30) == 0
     assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
     assert got_losses == want_losses
     written = [e for e in a.events() if e["event"] == "session.written"]
@@ -94,7 +98,7 @@ def test_a_graph_held_across_the_drain_is_lost_not_corrupted(serve, tmp_path):
         loss.backward(retain_graph=True)  # the graph stays usable: it cannot be written
         assert w.grad.tolist() == [2.0, 4.0]
         a.proc.send_signal(signal.SIGTERM)
-        assert a.proc.wait(timeout=30) == 0
+        assert a.wait(timeout=30) == 0
         with pytest.raises(gs.SessionLostError, match="never reached a quiet point within the "
                            r"drain grace \(tensor .* leads to a recorded graph \(MulBackward0\) "
                            "whose saved tensors backward can still use") as info:
@@ -116,7 +120,7 @@ def test_a_session_with_a_client_hook_is_lost_not_restored_without_it(serve, tmp
         (w * w).sum().backward()
         assert w.grad.tolist() == [20.0, 40.0]
         a.proc.send_signal(signal.SIGTERM)
-        assert a.proc.wait(timeout=30) == 0
+        assert a.wait(timeout=30) == 0
         with pytest.raises(gs.SessionLostError, match="has a hook of the client") as info:
             w.grad.tolist()
         assert info.value.reason == "lost"
