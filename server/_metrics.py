@@ -56,6 +56,9 @@ class SessionCollector(Collector):
                                       value=n)
         yield GaugeMetricFamily("gradserve_draining", "1 while the server drains.",
                                 value=int(rt.draining))
+        yield GaugeMetricFamily("gradserve_compute_busy", "Requests holding a compute slot "
+                                "now, or waiting on their client (a hook's answer).",
+                                value=rt.scheduler.busy())
         yield InfoMetricFamily("gradserve_instance", "This server process.",
                                value={"instance": rt.instance})
 

@@ -11,12 +11,14 @@ import queue
 import signal
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
 from gradserve.v1 import codec
 from gradserve.v1 import gradserve_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 MiB = 1 << 20
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -242,7 +244,14 @@ def test_sigterm_ends_within_the_grace_under_a_busy_op(server_process, wire):
     """An op that would run for minutes (no work limits): SIGTERM still exits soon after
     --drain-grace, abandoning it."""
     proc = server_process("--port", "0", "--drain-grace", "1", "--max-op-elements", "0",
-                          "--max-request-seconds", "0")
+                          "--max-request-seconds", "0", "--metrics-port", "0")
+    deadline = time.monotonic() + 20  # the event is logged just after the address line
+    while not any('"server.started"' in line for line in proc.stderr_lines) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = next(json.loads(line) for line in proc.stderr_lines
+                   if '"server.started"' in line)
+    metrics = f"http://127.0.0.1:{started['metrics_port']}/metrics"
     channel, stub = wire.connect(proc.address)
     with channel:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
@@ -250,13 +259,23 @@ def test_sigterm_ends_within_the_grace_under_a_busy_op(server_process, wire):
         busy = stub.RunOps.future(pb.RunOpsRequest(session_id=sid, ops=[
             wire.op("expand", ["one"], ["e"], attrs={"shape": [1 << 20, 1 << 20]}),
             wire.op("sum", ["e"], ["s"])]))
-        time.sleep(0.5)  # let it start
+        # SIGTERM only once the op holds its slot (else the drain would be clean)
+        deadline = time.monotonic() + 20
+        while _compute_busy(metrics) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _compute_busy(metrics) >= 1
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         busy.cancel()
     stopped = [json.loads(line) for line in proc.stderr_lines
                if '"server.stopped"' in line]
     assert stopped and stopped[0]["drained"] is False and stopped[0]["abandoned"] >= 1
+
+
+def _compute_busy(url: str) -> float:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return next(s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == "gradserve_compute_busy")
 
 
 def test_describe_session_counts_grads_and_frees(make_server, wire):
