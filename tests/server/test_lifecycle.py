@@ -153,15 +153,18 @@ def test_cli_reads_env(monkeypatch):
 
 # -- limits ---------------------------------------------------------------------------------
 def test_ttl_reaping(make_server, wire):
-    server, address = make_server(session_ttl=0.5)
+    # a TTL 40 calls long, so a stalled machine does not reap the session kept in use
+    server, address = make_server(session_ttl=2.0)
     channel, stub = wire.connect(address)
     with channel:
         idle = stub.CreateSession(pb.CreateSessionRequest()).session_id
         busy = stub.CreateSession(pb.CreateSessionRequest()).session_id
-        assert stub.DescribeSession(pb.SessionRef(session_id=idle)).ttl_seconds == 0.5
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:  # keep one session in use
+        assert stub.DescribeSession(pb.SessionRef(session_id=idle)).ttl_seconds == 2.0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # keep one session in use until the other goes
             stub.ListTensors(pb.SessionRef(session_id=busy))
+            if server.runtime.sessions.counts["reaped"]:
+                break
             time.sleep(0.05)
         wire.expect_error(lambda: stub.DescribeSession(pb.SessionRef(session_id=idle)),
                           grpc.StatusCode.NOT_FOUND, "reclaimed after its TTL")
