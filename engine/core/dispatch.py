@@ -71,22 +71,36 @@ def apply(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict,
     if device is None:  # no tensor inputs: a factory
         device = kind.default_device(attrs)
     meta = op.infer(*inputs, **attrs) if attrs else op.infer(*inputs)
+    outputs, meta = apply_known(kind, op, inputs, attrs, device, any_grad, meta, check)
+    return outputs[0] if type(meta) is Meta else outputs
+
+
+def apply_known(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict, device: str,
+                any_grad: bool, meta, check: Callable | None = None) -> tuple:
+    """The rest of `apply` once the shape rule's result `meta` is known (a captured step's
+    prepared run knows it already): the outputs as a tuple, and their meta(s)."""
     outputs, meta = kind.outputs(op, inputs, attrs, device, meta, check)
-    single = type(meta) is Meta
-    metas = (meta,) if single else meta
+    metas = (meta,) if type(meta) is Meta else meta
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
     if records(op, any_grad, meta):
         set_history(outputs, record(op, inputs, attrs, device, meta), op)
     kind.emit(op, inputs, outputs, attrs, metas)
-    return outputs[0] if single else outputs
+    return outputs, meta
 
 
 def apply_inplace(kind: TensorKind, op: OpDef, self, others: tuple, attrs: dict):
     """`self.op_(*others)`, as torch's in-place ops: checks, the write, the new history."""
     recorded = check_inplace(op, self, others, attrs)  # the result's meta, if recorded
+    write_checked(kind, op, self, others, attrs, recorded)
+    return self
+
+
+def write_checked(kind: TensorKind, op: OpDef, self, others: tuple, attrs: dict,
+                  recorded) -> None:
+    """The rest of `apply_inplace` once torch's checks passed with the outcome `recorded`
+    (the result's meta when autograd records the op, else None)."""
     device, _ = placement((self, *others), self._device)
     node = None if recorded is None else inplace_node(op, self, others, attrs, recorded)
     kind.write(op, self, others, attrs, device, recorded is not None)
     commit_inplace(op, self, node)
-    return self

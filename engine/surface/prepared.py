@@ -14,16 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..core.meta import (
-    check_inplace,
-    commit_inplace,
-    inplace_node,
-    mark_views,
-    placement,
-    record,
-    records,
-    set_history,
-)
+from ..core import dispatch
+from ..core.meta import check_inplace, placement
 from ..core.registry import Meta, OpDef
 from .tensor import KIND, Tensor
 
@@ -70,18 +62,10 @@ def apply_known(op: OpDef, inputs: tuple, attrs: dict, meta,
                 check: Callable | None = None) -> tuple:
     """`dispatch.apply` with the shape rule's result `meta` known; the outputs as a tuple."""
     device, any_grad = placement(inputs, None)
-    outputs, meta = KIND.outputs(op, inputs, attrs, device, meta, check)
-    if op.view:
-        mark_views(op, inputs[0], outputs, (meta,) if type(meta) is Meta else meta, attrs)
-    if records(op, any_grad, meta):
-        set_history(outputs, record(op, inputs, attrs, device, meta), op)
-    return outputs
+    return dispatch.apply_known(KIND, op, inputs, attrs, device, any_grad, meta, check)[0]
 
 
 def apply_inplace_known(op: OpDef, target, others: tuple, attrs: dict, recorded) -> None:
     """`dispatch.apply_inplace` with torch's checks passed and their outcome `recorded` (the
     result's meta when autograd records the op, else None) known."""
-    device, _ = placement((target, *others), target._device)
-    node = None if recorded is None else inplace_node(op, target, others, attrs, recorded)
-    KIND.write(op, target, others, attrs, device, recorded is not None)
-    commit_inplace(op, target, node)
+    dispatch.write_checked(KIND, op, target, others, attrs, recorded)
