@@ -832,6 +832,28 @@ for _l, _fn, _ins in [
     ("hardsigmoid", lambda x: _F.hardsigmoid(x * 3), (G(2, 4),)),
     ("log_sigmoid", lambda x: _F.logsigmoid(x * 3), (N(2, 4),)),
     ("mish", lambda x: _F.mish(x * 2), (N(2, 4),)),
+    # issue 16: torch's one-kernel ops (engine/ops/elementwise/extra.py, shrink.py)
+    ("exp2", lambda x: x.exp2(), (N(2, 3),)),
+    ("logit", lambda x: x.logit(), (V([[0.2, 0.7, 0.45], [0.9, 0.05, 0.6]]),)),
+    ("logit", lambda x: x.logit(eps=0.1), (V([0.05, 0.3, 0.8, 0.95]),)),
+    ("xlogy", lambda a, b: a.xlogy(b), (N(2, 3), P(3))),
+    ("xlogy", lambda a, b: E.xlogy(a, b), (V([0.0, 1.5, -0.5]), P(2, 3))),
+    ("hypot", lambda a, b: E.hypot(a, b), (P(2, 3), N(3))),
+    ("nan_to_num", lambda x: x.nan_to_num(), (N(2, 3),)),
+    ("addcmul", lambda a, b, c: E.addcmul(a, b, c, value=0.5), (N(2, 3), N(3), N(2, 1))),
+    ("addcdiv", lambda a, b, c: a.addcdiv(b, c, value=-2), (N(3), N(2, 3), P(2, 3))),
+    ("clamp_tensor", lambda x, lo, hi: x.clamp(lo, hi), (G(2, 3), V([-0.5, 0.0, -1.0]),
+                                                       V([[0.5], [1.0]]))),
+    ("clamp_tensor", lambda x, lo: x.clamp(min=lo), (G(2, 3), V([-0.5, 0.0, -1.0]))),
+    ("clamp_tensor", lambda x, hi: E.clamp(x, max=hi), (G(2, 3), V([[0.5], [0.1]]))),
+    ("scaled_elu", lambda x: _F.selu(x), (G(2, 4),)),
+    ("celu", lambda x: _F.celu(x, alpha=0.7), (G(2, 4),)),
+    ("glu", lambda x: _F.glu(x, 0), (N(4, 3),)),
+    ("softshrink", lambda x: _F.softshrink(x, 0.6), (G(2, 4),)),
+    ("hardshrink", lambda x: _F.hardshrink(x, 0.6), (G(2, 4),)),
+    ("threshold", lambda x: _F.threshold(x, 0.2, -3.0), (G(2, 4),)),
+    ("nansum", lambda x: x.nansum(), (N(2, 3),)),
+    ("nansum", lambda x: E.nansum(x, (0, 2), keepdim=True), (N(2, 3, 2),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 
