@@ -1,6 +1,6 @@
 """More torch.Tensor methods, for either tensor kind (a mixin of `TensorAPI`): select,
-addcmul/addcdiv, diag, diff, nan_to_num, logit, xlogy, hypot, exp2, nansum, tensor_split,
-std_mean/var_mean's halves. One-kernel ops in torch are one op here (engine/ops/elementwise/
+addcmul/addcdiv, diag, diff, nan_to_num, logit, xlogy, hypot, exp2, sinc, dist, nansum,
+sum_to_size, tensor_split. One-kernel ops in torch are one op here (engine/ops/elementwise/
 extra.py); the rest are torch's compositions.
 
     >>> from gradserve import engine
@@ -89,6 +89,30 @@ class TensorMore:
             return x.sum(dim, keepdim)
         return x._op("nansum", x, dim=dim if dim is None or isinstance(dim, int)
                      else tuple(int(d) for d in dim), keepdim=bool(keepdim))
+
+    def sinc(self):
+        return self._op("sinc", self)
+
+    def dist(self, other, p=2):
+        """The p-norm of self - other (torch's DistBackward0 node is a NormBackward1 here)."""
+        return (self - other).norm(p)
+
+    def sum_to_size(self, *size):
+        """Sum broadcast dims away so the result has `size` (the reverse of expand)."""
+        if len(size) == 1 and hasattr(size[0], "__iter__"):
+            size = tuple(size[0])
+        size = tuple(int(n) for n in size)
+        shape = tuple(self.shape)
+        lead = len(shape) - len(size)
+        if lead < 0 or any(s not in (1, n) for s, n in zip(size, shape[lead:], strict=True)):
+            raise InvalidArgumentError(
+                f"size {{{list(size)}}} is not expandable to size {{{list(shape)}}}.")
+        if size == shape:
+            return self
+        dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(size)
+                                          if s == 1 and shape[lead + i] != 1)
+        out = self.sum(dims, keepdim=True) if dims else self
+        return out.view(size) if lead else out
 
     def diag(self, diagonal=0):
         """1-D: a matrix with self on its `diagonal`; 2-D: that diagonal (a copy)."""

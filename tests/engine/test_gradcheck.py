@@ -853,9 +853,15 @@ for _l, _fn, _ins in [
     ("hardshrink", lambda x: _F.hardshrink(x, 0.6), (G(2, 4),)),
     ("threshold", lambda x: _F.threshold(x, 0.2, -3.0), (G(2, 4),)),
     ("nansum", lambda x: x.nansum(), (N(2, 3),)),
+    ("sinc", lambda x: x.sinc(), (N(2, 3),)),
     ("nansum", lambda x: E.nansum(x, (0, 2), keepdim=True), (N(2, 3, 2),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
+
+
+# at 0 torch's sinc derivative is set to 0, so its second derivative there is 0 too (torch's),
+# not the finite difference: first order only
+case("sinc", lambda x: E.sinc(x), V([0.0, 0.5, -1.5]), label="at-zero")
 
 
 # -- the tests --------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ def _F(M):
 
 # composed here where torch has one kernel, so their grad_fn names differ: diag (torch's
 # DiagEmbedBackward0 / DiagonalBackward0_copy; here IndexPutBackward0 / CloneBackward0) and
-# std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs)
-NAMED_APART = {"diag", "std_mean-var_mean"}
+# std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs),
+# dist (torch's DistBackward0; here the norm's NormBackward1)
+NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
 expr("select", lambda M, a: (a.select(0, 1), a.select(1, -1), M.select(a, 2, 0)), r(3, 4, 2))
@@ -81,6 +82,12 @@ expr("xlogy-int", lambda M, a, b: M.xlogy(a, b), ints(3, lo=0, hi=4), ints(3, lo
 expr("hypot-exp2", lambda M, a, b: (M.hypot(a, b), a.hypot(b[0]), a.exp2(), M.exp2(b)),
      r(2, 3), r(2, 3))
 expr("exp2-int", lambda M, a: M.exp2(a), ints(4), grad=False)
+expr("sinc-dist", lambda M, a, b: (a.sinc(), M.sinc(a * 0), M.dist(a, b), a.dist(b, 1),
+                                  a.dist(b, 3.5), M.dist(a, b[0], float("inf"))),
+     r(2, 3), r(2, 3))
+expr("sinc-int", lambda M, a: M.sinc(a), ints(5), grad=False)
+expr("sum_to_size", lambda M, a: (a.sum_to_size(3, 1), a.sum_to_size((1, 4)), a.sum_to_size(4),
+                                  a.sum_to_size(2, 3, 4), a.sum_to_size([1])), r(2, 3, 4))
 expr("nansum", lambda M, a: (a.nansum(), M.nansum(a, 1), a.nansum((0, 1), keepdim=True),
                              a.nansum(dtype=M.float64)), NANS[:, :2])
 expr("nansum-int", lambda M, a: (a.nansum(), M.nansum(a, 0)), ints(3, 2), grad=False)
@@ -151,6 +158,8 @@ ERRS = [
         "Integer division with addcdiv is no longer supported"),
     Err("clamp-mixed", lambda M, a: a.clamp(a, 0.5), (r(3),),
         "clamp() received an invalid combination of arguments - got (Tensor, float)"),
+    Err("sum_to_size", lambda M, a: a.sum_to_size(3, 2), (r(2, 3),),
+        "size {[3, 2]} is not expandable to size {[2, 3]}."),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]

@@ -1,6 +1,6 @@
 """Elementwise functions torch computes in one kernel each, so they get one node with torch's
-grad_fn name: exp2, logit, xlogy, hypot, nan_to_num, addcmul, addcdiv, and clamp with tensor
-bounds (ClampBackward0; number bounds are `clamp`, ClampBackward1).
+grad_fn name: exp2, logit, xlogy, hypot, sinc, nan_to_num, nansum, addcmul, addcdiv, and clamp
+with tensor bounds (ClampBackward0; number bounds are `clamp`, ClampBackward1).
 
     >>> from gradserve import engine
     >>> x = engine.tensor([0.25, 0.5], requires_grad=True)
@@ -200,3 +200,24 @@ def _(ctx, g):
     g = _expand_back(g, shape, _axis(len(shape), ctx.attrs.get("dim")),
                      ctx.attrs.get("keepdim", False))
     return (g * a.isnan().logical_not(),)
+
+
+def _sinc(xp, a):
+    if a.dtype.kind != "f":
+        a = a.astype(xp.float32)  # the engine casts to the meta's dtype
+    zero = a == 0
+    pa = xp.where(zero, xp.ones((), a.dtype), a * math.pi)  # no 0/0 warning at 0
+    return xp.where(zero, xp.ones((), a.dtype), xp.sin(pa) / pa).astype(a.dtype)
+
+
+sinc = defop("sinc", infer=float_meta, grad_name="SincBackward0", save=(0,))(_sinc)
+
+
+@sinc.def_backward
+def _(ctx, g):
+    (x,) = ctx.saved
+    zero = x == 0
+    xs = where(zero, 1.0, x)  # 0 / 0 kept out of both this derivative and the next one
+    px = xs * math.pi
+    d = (px * px.cos() - px.sin()) / (px * xs)
+    return (g * where(zero, 0.0, d),)
