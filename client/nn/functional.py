@@ -61,6 +61,12 @@ from ._f_loss_more import (
     poisson_nll_loss,
     triplet_margin_loss,
 )
+from ._f_misc import (
+    adaptive_avg_pool1d,
+    hinge_embedding_loss,
+    instance_norm,
+    soft_margin_loss,
+)
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
 from ._f_shrink import (
     celu,
@@ -100,6 +106,7 @@ __all__ = [
     "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
     "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
     "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
+    "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "soft_margin_loss",
     "celu", "glu", "hardshrink", "selu", "softshrink", "softsign", "tanhshrink", "threshold",
 ]
 

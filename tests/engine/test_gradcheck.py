@@ -859,6 +859,33 @@ for _l, _fn, _ins in [
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
 
 
+# issue 16's compositions, through the ops they record
+for _l, _fn, _ins in [
+    ("getitem", lambda x: x.select(1, -2), (N(3, 4),)),
+    ("index_put", lambda v: v.diag(1), (N(3),)),
+    ("diagonal", lambda x: E.diag(x, -1), (N(3, 4),)),
+    ("sub", lambda x, p: x.diff(n=2, dim=1, prepend=p), (N(3, 4), N(3, 1))),
+    ("expand", lambda a, b: E.meshgrid(a, b, indexing="xy"), (N(3), N(2))),
+    ("cat", lambda a, b: (E.hstack([a, b]), E.vstack([a, b]), E.dstack([a, b])),
+     (N(2, 3), N(2, 3))),
+    ("std", lambda x: E.std_mean(x, 1), (N(3, 4),)),
+    ("var", lambda x: E.var_mean(x, 0, correction=0), (N(3, 4),)),
+    ("getitem", lambda x: x.tensor_split(3, dim=1), (N(2, 5),)),
+    ("norm", lambda a, b: E.dist(a, b, 3), (N(2, 3), N(3))),
+    ("sum", lambda x: x.sum_to_size(3, 1), (N(2, 3, 4),)),
+    ("batch_norm", lambda x, w, b: _F.instance_norm(x, weight=w, bias=b), (N(2, 3, 5), P(3),
+                                                                         N(3))),
+    ("adaptive_avg_pool", lambda x: _F.adaptive_avg_pool1d(x, 3), (N(2, 3, 7),)),
+    ("where", lambda x: _F.hinge_embedding_loss(x, E.tensor([[1.0, -1.0, 1.0]],
+                                                            dtype=E.float64, device=x.device)),
+     (G(2, 3),)),
+    ("log1p", lambda x: _F.soft_margin_loss(x, x.detach().sign()), (N(2, 3),)),
+    ("div", lambda x: _F.softsign(x), (G(2, 3),)),
+    ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
+]:
+    case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")
+
+
 # at 0 torch's sinc derivative is set to 0, so its second derivative there is 0 too (torch's),
 # not the finite difference: first order only
 case("sinc", lambda x: E.sinc(x), V([0.0, 0.5, -1.5]), label="at-zero")

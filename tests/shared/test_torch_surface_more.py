@@ -29,8 +29,9 @@ def _F(M):
 # composed here where torch has one kernel, so their grad_fn names differ: diag (torch's
 # DiagEmbedBackward0 / DiagonalBackward0_copy; here IndexPutBackward0 / CloneBackward0) and
 # std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs),
-# dist (torch's DistBackward0; here the norm's NormBackward1)
-NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist"}
+# dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
+# SoftMarginLossBackward0; here the reduction's node)
+NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist", "F-hinge-soft-margin"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
 expr("select", lambda M, a: (a.select(0, 1), a.select(1, -1), M.select(a, 2, 0)), r(3, 4, 2))
@@ -100,6 +101,21 @@ expr("F-soft", lambda M, a: (_F(M).softsign(a), _F(M).tanhshrink(a), _F(M).glu(a
                              _F(M).glu(a, 0), _F(M).softshrink(a), _F(M).softshrink(a, 1.0),
                              _F(M).hardshrink(a), _F(M).hardshrink(a, 0.2),
                              _F(M).threshold(a, 0.1, 20.0)), r(4, 6) * 2)
+expr("F-instance_norm", lambda M, x, w, b: (_F(M).instance_norm(x), _F(M).instance_norm(
+    x, weight=w, bias=b, eps=1e-3), _F(M).instance_norm(x[:, :, :, 0])), r(2, 3, 4, 5), r(3),
+     r(3))
+expr("F-adaptive_avg_pool1d", lambda M, x: (_F(M).adaptive_avg_pool1d(x, 3),
+                                            _F(M).adaptive_avg_pool1d(x[0], (2,)),
+                                            _F(M).adaptive_avg_pool1d(x, 7)), r(2, 3, 7))
+def _margins(M, x, y):
+    y = y.detach()  # a target that needs a gradient is refused by soft_margin_loss (tested)
+    return (_F(M).hinge_embedding_loss(x, y),
+            _F(M).hinge_embedding_loss(x, y, 0.5, reduction="sum"),
+            _F(M).hinge_embedding_loss(x, y, reduction="none"), _F(M).soft_margin_loss(x, y),
+            _F(M).soft_margin_loss(x, y, reduction="none"))
+
+
+expr("F-hinge-soft-margin", _margins, r(3, 4), np.sign(r(3, 4)))
 expr("F-threshold-int", lambda M, a: _F(M).threshold(a, 1, 5), ints(5), grad=False)
 
 
@@ -160,6 +176,18 @@ ERRS = [
         "clamp() received an invalid combination of arguments - got (Tensor, float)"),
     Err("sum_to_size", lambda M, a: a.sum_to_size(3, 2), (r(2, 3),),
         "size {[3, 2]} is not expandable to size {[2, 3]}."),
+    Err("instance_norm-1", lambda M, a: _F(M).instance_norm(a), (r(2, 3, 1),),
+        "Expected more than 1 spatial element when training, got input size "
+        "torch.Size([2, 3, 1])"),
+    Err("instance_norm-stats", lambda M, a: _F(M).instance_norm(a, use_input_stats=False),
+        (r(2, 3, 4),), "Expected running_mean and running_var to be defined when "
+        "use_input_stats is false"),
+    Err("adaptive_avg_pool1d-4d", lambda M, a: _F(M).adaptive_avg_pool1d(a, 2),
+        (r(2, 3, 4, 5),), "Expected 2 to 3 dimensions, but got 4-dimensional tensor for "
+        "argument #1 'self' (while checking arguments for adaptive_avg_pool1d)"),
+    Err("soft_margin_loss-target", lambda M, a: _F(M).soft_margin_loss(a, a.requires_grad_()),
+        (r(3),), "The function 'soft_margin_loss' is not differentiable with respect to "
+        "argument 'target'. This input cannot have requires_grad True."),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]
