@@ -148,4 +148,5 @@ FUNCTIONS = {f.__name__: f for f in (
     std_mean, var_mean)}
 FUNCTIONS["row_stack"] = row_stack
 METHODS = ("select", "addcmul", "addcdiv", "exp2", "logit", "xlogy", "hypot", "nan_to_num",
-           "nansum", "diag", "diff", "tensor_split", "sinc", "dist")
+           "nansum", "diag", "diff", "tensor_split", "sinc", "dist",
+           "diag_embed")

@@ -121,11 +121,11 @@ class TensorMore:
             return self.diagonal(k).clone()
         if self.ndim != 1:
             raise InvalidArgumentError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
-        n = self.shape[0]
-        m = n + abs(k)
-        rows = self._home().arange(n, device=self.device) + max(-k, 0)
-        out = self.new_zeros((m, m))
-        return out.index_put((rows, rows + k), self)
+        return self.diag_embed(k)
+
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1):
+        """A tensor whose (dim1, dim2) diagonals at `offset` are self's last dim."""
+        return self._op("diag_embed", self, offset=int(offset), dim1=int(dim1), dim2=int(dim2))
 
     def diff(self, n=1, dim=-1, prepend=None, append=None):
         """The n-th forward difference along dim (after prepending/appending)."""

@@ -26,8 +26,8 @@ def _F(M):
     return torch.nn.functional if M is torch else gs.nn.functional
 
 
-# composed here where torch has one kernel, so their grad_fn names differ: diag (torch's
-# DiagEmbedBackward0 / DiagonalBackward0_copy; here IndexPutBackward0 / CloneBackward0) and
+# composed here where torch has one kernel, so their grad_fn names differ: diag of a matrix
+# (torch's DiagonalBackward0_copy; here CloneBackward0),
 # std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs),
 # dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
 # SoftMarginLossBackward0; here the reduction's node)
@@ -61,6 +61,11 @@ expr("meshgrid", lambda M, a, b, c: (M.meshgrid(a, b, indexing="ij"),
      r(3), r(2), r(4))
 expr("diag", lambda M, a, v: (M.diag(a), a.diag(1), a.diag(-2), M.diag(v), v.diag(2),
                               v.diag(-1)), r(3, 4), r(3))
+expr("diag-1d-diag_embed", lambda M, v, a: (M.diag(v), v.diag(2), v.diag(-1), M.diag_embed(a),
+                                           a.diag_embed(1), M.diag_embed(a, -2, 0, 2),
+                                           a.diag_embed(0, 2, 0), M.diag_embed(v)),
+     r(3), r(2, 3))
+expr("diag_embed-int", lambda M, a: M.diag_embed(a, 1), ints(2, 2), grad=False)
 expr("nan_to_num", lambda M, a: (a.nan_to_num(), M.nan_to_num(a, nan=2.0, posinf=9.0),
                                  a.nan_to_num(neginf=-7.0), M.nan_to_num(a.double())), NANS)
 expr("nan_to_num-int", lambda M, a: M.nan_to_num(a), ints(4), grad=False)
@@ -188,6 +193,10 @@ ERRS = [
     Err("soft_margin_loss-target", lambda M, a: _F(M).soft_margin_loss(a, a.requires_grad_()),
         (r(3),), "The function 'soft_margin_loss' is not differentiable with respect to "
         "argument 'target'. This input cannot have requires_grad True."),
+    Err("diag_embed-dims", lambda M, a: M.diag_embed(a, 0, 1, 1), (r(2, 3),),
+        "diagonal dimensions cannot be identical 1, 1"),
+    Err("diag_embed-range", lambda M, a: M.diag_embed(a, 0, 0, 5), (r(2, 3),),
+        "Dimension out of range (expected to be in range of [-3, 2], but got 5)"),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]

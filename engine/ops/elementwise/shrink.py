@@ -1,5 +1,6 @@
 """Activations torch computes in one kernel each, with torch's grad_fn names: the scaled elu
-(selu: EluBackward0), celu (CeluBackward0), softshrink, hardshrink, threshold, glu.
+(selu: EluBackward0), celu (CeluBackward0), softshrink, hardshrink, threshold, glu; and
+diag_embed (DiagEmbedBackward0), also one kernel.
 
 Backwards are written with tensor ops, so second derivatives work.
 
@@ -126,3 +127,39 @@ def _(ctx, g):
     ga = g * sig
     return (cat([ga, ga * first * (1 - sig)], d),)
 
+
+
+# -- diag_embed: not an activation, but like them one torch kernel --------------------------
+def _embed_dims(ndim: int, dim1: int, dim2: int) -> tuple[int, int]:
+    d1, d2 = normalize_dim(dim1, ndim + 1), normalize_dim(dim2, ndim + 1)
+    if d1 == d2:
+        raise InvalidArgumentError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    return d1, d2
+
+
+def _diag_embed_meta(a, offset=0, dim1=-2, dim2=-1) -> Meta:
+    if len(a.shape) == 0:
+        raise InvalidArgumentError("diag_embed(): input must be at least 1-dimensional")
+    d1, d2 = _embed_dims(len(a.shape), dim1, dim2)
+    m = a.shape[-1] + abs(offset)
+    shape = list(a.shape[:-1])
+    for d in sorted((d1, d2)):
+        shape.insert(d, m)
+    return Meta(tuple(shape), a.dtype)
+
+
+def _diag_embed(xp, a, offset=0, dim1=-2, dim2=-1):
+    d1, d2 = _embed_dims(a.ndim, dim1, dim2)
+    n = a.shape[-1]
+    m = n + abs(offset)
+    out = xp.zeros(a.shape[:-1] + (m, m), a.dtype)
+    idx = xp.arange(n)
+    out[..., idx + max(-offset, 0), idx + max(offset, 0)] = a
+    return xp.moveaxis(out, (-2, -1), (d1, d2))
+
+
+diag_embed = defop("diag_embed", infer=_diag_embed_meta, grad_name="DiagEmbedBackward0")(
+    _diag_embed)
+diag_embed.def_backward(lambda ctx, g: (g.diagonal(ctx.attrs.get("offset", 0),
+                                                   ctx.attrs.get("dim1", -2),
+                                                   ctx.attrs.get("dim2", -1)),))
