@@ -149,4 +149,4 @@ FUNCTIONS = {f.__name__: f for f in (
 FUNCTIONS["row_stack"] = row_stack
 METHODS = ("select", "addcmul", "addcdiv", "exp2", "logit", "xlogy", "hypot", "nan_to_num",
            "nansum", "diag", "diff", "tensor_split", "sinc", "dist",
-           "diag_embed")
+           "diag_embed", "logcumsumexp", "cummax", "cummin")

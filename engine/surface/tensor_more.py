@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..core.errors import InvalidArgumentError, TensorIndexError
 from ..core.shape import normalize_dim
+from . import return_types as rt
 
 
 def _sizes(t) -> str:
@@ -89,6 +90,15 @@ class TensorMore:
             return x.sum(dim, keepdim)
         return x._op("nansum", x, dim=dim if dim is None or isinstance(dim, int)
                      else tuple(int(d) for d in dim), keepdim=bool(keepdim))
+
+    def logcumsumexp(self, dim):
+        return self._op("logcumsumexp", self, dim=int(dim))
+
+    def cummax(self, dim):
+        return rt.cummax(*self._op("cummax", self, dim=int(dim)))
+
+    def cummin(self, dim):
+        return rt.cummin(*self._op("cummin", self, dim=int(dim)))
 
     def sinc(self):
         return self._op("sinc", self)

@@ -854,6 +854,8 @@ for _l, _fn, _ins in [
     ("threshold", lambda x: _F.threshold(x, 0.2, -3.0), (G(2, 4),)),
     ("nansum", lambda x: x.nansum(), (N(2, 3),)),
     ("sinc", lambda x: x.sinc(), (N(2, 3),)),
+    ("cummax", lambda x: x.cummax(1).values, (D(3, 4),)),
+    ("cummin", lambda x: E.cummin(x, 0).values, (D(3, 4),)),
     ("nansum", lambda x: E.nansum(x, (0, 2), keepdim=True), (N(2, 3, 2),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
@@ -886,6 +888,10 @@ for _l, _fn, _ins in [
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")
 
+
+# first order only: its backward takes log of the upstream gradient's positive/negative parts
+case("logcumsumexp", lambda x: x.logcumsumexp(1), N(3, 4), label="rows")
+case("logcumsumexp", lambda x: E.logcumsumexp(x * 3, 0), N(4, 2), label="columns-wide")
 
 # at 0 torch's sinc derivative is set to 0, so its second derivative there is 0 too (torch's),
 # not the finite difference: first order only

@@ -94,6 +94,14 @@ expr("sinc-dist", lambda M, a, b: (a.sinc(), M.sinc(a * 0), M.dist(a, b), a.dist
 expr("sinc-int", lambda M, a: M.sinc(a), ints(5), grad=False)
 expr("sum_to_size", lambda M, a: (a.sum_to_size(3, 1), a.sum_to_size((1, 4)), a.sum_to_size(4),
                                   a.sum_to_size(2, 3, 4), a.sum_to_size([1])), r(2, 3, 4))
+TIED = np.array([[1.0, 3.0, 3.0, 2.0, 5.0], [2.0, 2.0, -1.0, 2.0, 0.0]], np.float32)
+expr("cummax-cummin", lambda M, a: (a.cummax(1), M.cummin(a, 1), a.cummax(0), a.cummin(-1),
+                                    a[0, 0].cummax(0)), TIED)
+expr("cummax-nan", lambda M, a: (a.cummax(1), a.cummin(1)), NANS)
+expr("cummax-int", lambda M, a: (a.cummax(0), M.cummin(a, 1)), ints(3, 4), grad=False)
+expr("logcumsumexp", lambda M, a: (a.logcumsumexp(1), M.logcumsumexp(a * 30, 0),
+                                   a.double().logcumsumexp(-1), a[0, 0].logcumsumexp(0)),
+     r(3, 4))
 expr("nansum", lambda M, a: (a.nansum(), M.nansum(a, 1), a.nansum((0, 1), keepdim=True),
                              a.nansum(dtype=M.float64)), NANS[:, :2])
 expr("nansum-int", lambda M, a: (a.nansum(), M.nansum(a, 0)), ints(3, 2), grad=False)
@@ -197,6 +205,18 @@ ERRS = [
         "diagonal dimensions cannot be identical 1, 1"),
     Err("diag_embed-range", lambda M, a: M.diag_embed(a, 0, 0, 5), (r(2, 3),),
         "Dimension out of range (expected to be in range of [-3, 2], but got 5)"),
+    Err("logcumsumexp-int", lambda M, a: a.logcumsumexp(0), (ints(3),),
+        "\"logcumsumexp_out_cpu\" not implemented for 'Long'"),
+    Err("hardshrink-int", lambda M, a: _F(M).hardshrink(a), (ints(2),),
+        "\"hardshrink_cpu\" not implemented for 'Long'"),
+    Err("softshrink-int", lambda M, a: _F(M).softshrink(a), (ints(2),),
+        "\"softshrink_check\" not implemented for 'Long'"),
+    Err("glu-int", lambda M, a: _F(M).glu(a), (ints(2),),
+        "\"glu_cpu\" not implemented for 'Long'"),
+    Err("hypot-int-text", lambda M, a: M.hypot(a, a), (ints(2),),
+        "\"hypot_cpu\" not implemented for 'Long'"),
+    Err("selu-int", lambda M, a: _F(M).selu(a), (ints(2),),
+        "\"elu_cpu\" not implemented for 'Long'"),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]

@@ -77,7 +77,7 @@ def _hypot_meta(a, b) -> Meta:
     for x in (a, b):
         dt = _shape_dtype(x)[1]
         if dt is not None and not dt.is_floating_point:
-            raise no_kernel("hypot_cpu", result_type(a, b))
+            raise no_kernel("hypot", result_type(a, b))
     return m
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.dtype import TORCH_SCALAR_NAMES, no_kernel
-from ...core.errors import InvalidArgumentError
+from ...core.errors import InvalidArgumentError, KernelNotImplementedError
 from ...core.registry import Meta, defop
 from ...core.shape import normalize_dim
 from ...surface.tensor_api import cat, where
@@ -24,6 +24,10 @@ from ...surface.tensor_api import cat, where
 def _float_only(kernel: str):
     def infer(a, **_) -> Meta:
         if not a.dtype.is_floating_point:
+            if kernel == "softshrink":  # torch's check runs before its kernel
+                raise KernelNotImplementedError(
+                    f'"softshrink_check" not implemented for '
+                    f"'{TORCH_SCALAR_NAMES[a.dtype.name]}'")
             raise no_kernel(kernel, a.dtype)
         return Meta(a.shape, a.dtype)
 
@@ -69,14 +73,14 @@ def _lambd_meta(kernel: str):
     return infer
 
 
-softshrink = defop("softshrink", infer=_lambd_meta("softshrink_cpu"),
+softshrink = defop("softshrink", infer=_lambd_meta("softshrink"),
                    grad_name="SoftshrinkBackward0", save=(0,))(
     lambda xp, a, lambd=0.5: xp.where(a > lambd, a - lambd,
                                       xp.where(a < -lambd, a + lambd, 0)).astype(a.dtype))
 softshrink.def_backward(
     lambda ctx, g: (g * (ctx.saved[0].abs() > ctx.attrs.get("lambd", 0.5)),))
 
-hardshrink = defop("hardshrink", infer=_float_only("hardshrink_cpu"),
+hardshrink = defop("hardshrink", infer=_float_only("hardshrink"),
                    grad_name="HardshrinkBackward0", save=(0,))(
     lambda xp, a, lambd=0.5: xp.where(xp.abs(a) > lambd, a, 0).astype(a.dtype))
 hardshrink.def_backward(
@@ -104,7 +108,7 @@ def _glu_meta(a, dim=-1) -> Meta:
         raise InvalidArgumentError(
             f"Halving dimension must be even, but dimension {d} is size {n}")
     if not a.dtype.is_floating_point:
-        raise no_kernel("glu_cpu", a.dtype)
+        raise no_kernel("glu", a.dtype)
     return Meta(a.shape[:d] + (n // 2,) + a.shape[d + 1:], a.dtype)
 
 
