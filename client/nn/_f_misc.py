@@ -1,6 +1,7 @@
-"""torch.nn.functional's instance_norm, adaptive_avg_pool1d, hinge_embedding_loss and
-soft_margin_loss, composed as torch composes them (instance_norm: batch_norm over a
-(1, N*C, ...) view; adaptive_avg_pool1d: the 2-D pool between an unsqueeze and a squeeze).
+"""torch.nn.functional's instance_norm, adaptive_avg_pool1d, hinge_embedding_loss,
+soft_margin_loss and multi_margin_loss, composed as torch composes them (instance_norm:
+batch_norm over a (1, N*C, ...) view; adaptive_avg_pool1d: the 2-D pool between an unsqueeze
+and a squeeze); the two margin losses are compositions where torch has one kernel.
 
     >>> F.hinge_embedding_loss(engine.tensor([0.3, 2.0]), engine.tensor([1.0, -1.0]))
     tensor(0.1500)
@@ -73,3 +74,29 @@ def soft_margin_loss(input, target, size_average=None, reduce=None, reduction: s
     reduction = _reduction(size_average, reduce, reduction)
     _no_grad_argument("soft_margin_loss", target=target)
     return _reduce((-target * input).exp().log1p(), reduction)
+
+
+def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None,
+                      size_average=None, reduce=None, reduction: str = "mean"):
+    """Per sample, sum over the wrong classes i of max(0, margin - x[y] + x[i])^p (times
+    weight[y]), over the number of classes (torch's one MultiMarginLossBackward0 node is a
+    composition here)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    x = input if input.dim() > 1 else input.reshape(1, -1)
+    classes = x.shape[-1]
+    if weight is not None and (weight.dim() != 1 or weight.shape[0] != classes):
+        raise InvalidArgumentError(f"inconsistent weight size, expected {classes} but got "
+                                   f"{list(weight.shape)}")
+    y = target.reshape(-1, 1)
+    z = (x - x.gather(1, y) + margin).clamp(min=0)
+    if p == 2:
+        z = z * z
+    if weight is not None:
+        z = z * weight[y]
+    z = z.scatter(1, y, 0.0)  # the true class is not a margin
+    losses = z.sum(1) / classes
+    if input.dim() <= 1:
+        losses = losses.reshape(())
+    return _reduce(losses, reduction)

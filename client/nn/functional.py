@@ -65,6 +65,7 @@ from ._f_misc import (
     adaptive_avg_pool1d,
     hinge_embedding_loss,
     instance_norm,
+    multi_margin_loss,
     soft_margin_loss,
 )
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
@@ -106,7 +107,8 @@ __all__ = [
     "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
     "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
     "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
-    "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "soft_margin_loss",
+    "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "multi_margin_loss",
+    "soft_margin_loss",
     "celu", "glu", "hardshrink", "selu", "softshrink", "softsign", "tanhshrink", "threshold",
 ]
 

@@ -884,6 +884,9 @@ for _l, _fn, _ins in [
      (G(2, 3),)),
     ("log1p", lambda x: _F.soft_margin_loss(x, x.detach().sign()), (N(2, 3),)),
     ("div", lambda x: _F.softsign(x), (G(2, 3),)),
+    ("scatter", lambda x: _F.multi_margin_loss(x, E.tensor([0, 3, 1], device=x.device), p=2,
+                                               weight=x.new_tensor([0.5, 1.0, 2.0, 1.5])),
+     (N(3, 4),)),
     ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")

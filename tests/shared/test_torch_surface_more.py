@@ -30,8 +30,9 @@ def _F(M):
 # (torch's DiagonalBackward0_copy; here CloneBackward0),
 # std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs),
 # dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
-# SoftMarginLossBackward0; here the reduction's node)
-NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist", "F-hinge-soft-margin"}
+# SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
+NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist", "F-hinge-soft-margin",
+               "F-multi_margin_loss"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
 expr("select", lambda M, a: (a.select(0, 1), a.select(1, -1), M.select(a, 2, 0)), r(3, 4, 2))
@@ -129,6 +130,11 @@ def _margins(M, x, y):
 
 
 expr("F-hinge-soft-margin", _margins, r(3, 4), np.sign(r(3, 4)))
+expr("F-multi_margin_loss", lambda M, x, t, w: (
+    _F(M).multi_margin_loss(x, t), _F(M).multi_margin_loss(x, t, p=2, margin=0.5),
+    _F(M).multi_margin_loss(x, t, weight=w.detach(), reduction="none"),
+    _F(M).multi_margin_loss(x, t, reduction="sum"), _F(M).multi_margin_loss(x[0], t[0])),
+     r(3, 5), np.array([0, 4, 2]), pos(5))
 expr("F-threshold-int", lambda M, a: _F(M).threshold(a, 1, 5), ints(5), grad=False)
 
 
@@ -217,6 +223,11 @@ ERRS = [
         "\"hypot_cpu\" not implemented for 'Long'"),
     Err("selu-int", lambda M, a: _F(M).selu(a), (ints(2),),
         "\"elu_cpu\" not implemented for 'Long'"),
+    Err("multi_margin_loss-p", lambda M, a: _F(M).multi_margin_loss(a, M.tensor([0, 1]), p=3),
+        (r(2, 3),), "only p == 1 and p == 2 supported"),
+    Err("multi_margin_loss-weight", lambda M, a: _F(M).multi_margin_loss(
+        a, M.tensor([0, 1]), weight=M.ones(2)), (r(2, 3),),
+        "inconsistent weight size, expected 3 but got [2]"),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]
