@@ -91,6 +91,29 @@ class TensorMore:
         return x._op("nansum", x, dim=dim if dim is None or isinstance(dim, int)
                      else tuple(int(d) for d in dim), keepdim=bool(keepdim))
 
+    def exp2_(self):
+        return self._inplace("exp2")
+
+    def sinc_(self):
+        return self._inplace("sinc")
+
+    def logit_(self, eps=None):
+        return self._inplace("logit", **({} if eps is None else {"eps": float(eps)}))
+
+    def xlogy_(self, other):
+        return self._inplace("xlogy", other)
+
+    def hypot_(self, other):
+        return self._inplace("hypot", other)
+
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
+        attrs = {"nan": float(nan)}
+        if posinf is not None:
+            attrs["posinf"] = float(posinf)
+        if neginf is not None:
+            attrs["neginf"] = float(neginf)
+        return self._inplace("nan_to_num", **attrs)
+
     def logcumsumexp(self, dim):
         return self._op("logcumsumexp", self, dim=int(dim))
 

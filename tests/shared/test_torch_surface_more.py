@@ -103,6 +103,10 @@ expr("cummax-int", lambda M, a: (a.cummax(0), M.cummin(a, 1)), ints(3, 4), grad=
 expr("logcumsumexp", lambda M, a: (a.logcumsumexp(1), M.logcumsumexp(a * 30, 0),
                                    a.double().logcumsumexp(-1), a[0, 0].logcumsumexp(0)),
      r(3, 4))
+expr("in-place", lambda M, a, b: (a * 1).exp2_() + (a * 1).sinc_() + (a.sigmoid() * 1).logit_()
+     + (a * 1).logit_(0.3) + (a * 1).hypot_(b) + (b.abs() + 1).xlogy_(a.abs() + 0.5)
+     + (a * 1).nan_to_num_(posinf=3.0), r(2, 3), r(2, 3))
+expr("nan_to_num_", lambda M, a: (a * 1).nan_to_num_(nan=1.5, neginf=-2.0), NANS)
 expr("nansum", lambda M, a: (a.nansum(), M.nansum(a, 1), a.nansum((0, 1), keepdim=True),
                              a.nansum(dtype=M.float64)), NANS[:, :2])
 expr("nansum-int", lambda M, a: (a.nansum(), M.nansum(a, 0)), ints(3, 2), grad=False)
