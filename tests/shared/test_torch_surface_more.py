@@ -32,7 +32,7 @@ def _F(M):
 # dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
 # SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
 NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist", "F-hinge-soft-margin",
-               "F-multi_margin_loss"}
+               "F-multi_margin_loss", "nn-layers"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
 expr("select", lambda M, a: (a.select(0, 1), a.select(1, -1), M.select(a, 2, 0)), r(3, 4, 2))
@@ -139,6 +139,17 @@ expr("F-multi_margin_loss", lambda M, x, t, w: (
     _F(M).multi_margin_loss(x, t, weight=w.detach(), reduction="none"),
     _F(M).multi_margin_loss(x, t, reduction="sum"), _F(M).multi_margin_loss(x[0], t[0])),
      r(3, 5), np.array([0, 4, 2]), pos(5))
+def _layers(M, x, t):
+    nn, t = M.nn, t.detach()  # t: -1 or 1
+    acts = [nn.SELU(), nn.CELU(0.5), nn.Softsign(), nn.Tanhshrink(), nn.GLU(0),
+            nn.Softshrink(0.3), nn.Hardshrink(), nn.Threshold(0.1, -1.0)]
+    classes = (t[:, 0] + 1).long()  # 0 or 2
+    losses = (nn.HingeEmbeddingLoss(0.5)(x, t), nn.SoftMarginLoss(reduction="sum")(x, t),
+              nn.MultiMarginLoss(p=2, weight=M.ones(3))(x, classes))
+    return (*(m(x) for m in acts), *losses)
+
+
+expr("nn-layers", _layers, r(4, 3), np.where(r(4, 3) > 0, 1.0, -1.0).astype(np.float32))
 expr("F-threshold-int", lambda M, a: _F(M).threshold(a, 1, 5), ints(5), grad=False)
 
 
@@ -255,3 +266,12 @@ def test_meshgrid_without_indexing_warns_as_torch():
     with pytest.warns(UserWarning, match="required to pass the indexing argument"):
         grids = gs.meshgrid(a, a)
     assert [tuple(g.shape) for g in grids] == [(2, 2), (2, 2)]
+
+
+def test_layer_reprs_are_torchs():
+    for make in (lambda nn: nn.SELU(), lambda nn: nn.SELU(True), lambda nn: nn.CELU(0.5, True),
+                 lambda nn: nn.Softsign(), lambda nn: nn.GLU(), lambda nn: nn.Softshrink(),
+                 lambda nn: nn.Hardshrink(0.3), lambda nn: nn.Threshold(0.1, 2.0),
+                 lambda nn: nn.HingeEmbeddingLoss(), lambda nn: nn.SoftMarginLoss(),
+                 lambda nn: nn.MultiMarginLoss(p=2)):
+        assert repr(make(gs.nn)) == repr(make(torch.nn))
