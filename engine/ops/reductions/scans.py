@@ -29,14 +29,22 @@ def _logcumsumexp(xp, a, dim):
     if a.ndim == 0:
         return a.copy()
     d = normalize_dim(dim, a.ndim)
-    accumulate = getattr(xp.logaddexp, "accumulate", None)
-    if accumulate is not None:
-        return accumulate(a, axis=d).astype(a.dtype)
-    # an array module without ufunc.accumulate: shifted by the largest element (a prefix far
-    # below it underflows to -inf)
-    top = xp.max(a, axis=d, keepdims=True)
-    top = xp.where(xp.isfinite(top), top, 0)
-    return (xp.log(xp.cumsum(xp.exp(a - top), axis=d)) + top).astype(a.dtype)
+    return _inclusive_scan(xp, a, d, "logaddexp").astype(a.dtype)
+
+
+def _inclusive_scan(xp, a, d: int, ufunc: str):
+    """A prefix scan of an associative ufunc along d: numpy's accumulate; elsewhere (cupy
+    offers accumulate for few ufuncs) by doubling, log2(n) elementwise passes."""
+    fn = getattr(xp, ufunc)
+    if xp is np:
+        return fn.accumulate(a, axis=d)
+    out = xp.moveaxis(a, d, -1).copy()
+    shift, n = 1, out.shape[-1]
+    while shift < n:
+        step = out.copy()
+        step[..., shift:] = fn(out[..., shift:], out[..., :-shift])
+        out, shift = step, shift * 2
+    return xp.moveaxis(out, -1, d)
 
 
 logcumsumexp = defop("logcumsumexp", infer=_lcse_meta, grad_name="LogcumsumexpBackward0",
@@ -69,7 +77,7 @@ def _cum_extreme(ufunc: str):
         if a.ndim == 0:
             return a.copy(), xp.zeros((), np.int64)
         d = normalize_dim(dim, a.ndim)
-        values = getattr(xp, ufunc).accumulate(a, axis=d)
+        values = _inclusive_scan(xp, a, d, ufunc)
         shape = [1] * a.ndim
         shape[d] = a.shape[d]
         pos = xp.arange(a.shape[d], dtype=np.int64).reshape(shape)
@@ -77,7 +85,7 @@ def _cum_extreme(ufunc: str):
         hit = a == values
         if a.dtype.kind == "f":
             hit = hit | xp.isnan(a)
-        index = xp.maximum.accumulate(xp.where(hit, pos, -1), axis=d)
+        index = _inclusive_scan(xp, xp.where(hit, pos, -1), d, "maximum")
         return values, index.astype(np.int64)
 
     return forward
