@@ -1,6 +1,6 @@
 """More module functions of torch's: the stacking helpers (hstack, vstack, dstack,
-column_stack), meshgrid, std_mean/var_mean, atleast_1d/2d/3d. They take either tensor kind
-and are compositions, as torch's are (CatBackward0, ExpandBackward0, ...).
+column_stack), meshgrid, atleast_1d/2d/3d (compositions, as torch's: CatBackward0,
+ExpandBackward0, ...) and std_mean/var_mean (one op each). They take either tensor kind.
 
     >>> from gradserve import engine
     >>> a, b = engine.tensor([1, 2]), engine.tensor([3, 4])
@@ -120,16 +120,23 @@ def meshgrid(*tensors, indexing: str | None = None):
     return tuple(grids)
 
 
+def _moments(name, input, dim, unbiased, keepdim, correction):
+    if dim is not None and not isinstance(dim, int):
+        dim = tuple(int(d) for d in dim)
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return tuple(input._op(name, input, dim=dim, correction=int(correction),
+                           keepdim=bool(keepdim)))
+
+
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """(std, mean) over dim, as torch.std_mean."""
-    return (input.std(dim, unbiased, keepdim, correction=correction),
-            input.mean(dim, keepdim))
+    """(std, mean) over dim, one node for both (StdMeanBackward0), as torch.std_mean."""
+    return _moments("std_mean", input, dim, unbiased, keepdim, correction)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """(var, mean) over dim, as torch.var_mean."""
-    return (input.var(dim, unbiased, keepdim, correction=correction),
-            input.mean(dim, keepdim))
+    """(var, mean) over dim, one node for both (VarMeanBackward0), as torch.var_mean."""
+    return _moments("var_mean", input, dim, unbiased, keepdim, correction)
 
 
 def xlogy(input, other):

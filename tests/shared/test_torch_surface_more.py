@@ -28,10 +28,9 @@ def _F(M):
 
 # composed here where torch has one kernel, so their grad_fn names differ: diag of a matrix
 # (torch's DiagonalBackward0_copy; here CloneBackward0),
-# std_mean/var_mean (torch's one StdMeanBackward0 / VarMeanBackward0 node for both outputs),
 # dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
 # SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
-NAMED_APART = {"diag", "std_mean-var_mean", "sinc-dist", "F-hinge-soft-margin",
+NAMED_APART = {"diag", "sinc-dist", "F-hinge-soft-margin",
                "F-multi_margin_loss", "nn-layers"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
@@ -78,6 +77,8 @@ expr("diff-bool-int", lambda M, a: (a.diff(), (a > 0).diff(), a.diff(n=0)), ints
 expr("std_mean-var_mean", lambda M, a: (M.std_mean(a), M.var_mean(a, 1), M.std_mean(a, 0, True),
                                         M.var_mean(a, (0, 1), correction=0, keepdim=True)),
      r(3, 4))
+expr("std_mean-one-output", lambda M, a: (M.std_mean(a, 1)[0], M.var_mean(a, 0)[1],
+                                          M.var_mean(a, unbiased=False)), r(3, 4))
 expr("logit", lambda M, a: (a.logit(), M.logit(a, eps=0.2), a.double().logit(1e-3)),
      unit(3, 4) * 0.5 + 0.5)
 expr("xlogy", lambda M, a, b: (M.xlogy(a, b), a.xlogy(2.5), M.xlogy(a.abs(), b.abs()),
