@@ -127,8 +127,8 @@ class TensorMore:
         return self._op("sinc", self)
 
     def dist(self, other, p=2):
-        """The p-norm of self - other (torch's DistBackward0 node is a NormBackward1 here)."""
-        return (self - other).norm(p)
+        """The p-norm of self - other (broadcast), one op (DistBackward0)."""
+        return self._op("dist", self, other, p=float(p))
 
     def sum_to_size(self, *size):
         """Sum broadcast dims away so the result has `size` (the reverse of expand)."""

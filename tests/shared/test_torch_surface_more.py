@@ -27,10 +27,9 @@ def _F(M):
 
 
 # composed here where torch has one kernel, so their grad_fn names differ: diag of a matrix
-# (torch's DiagonalBackward0_copy; here CloneBackward0),
-# dist (torch's DistBackward0; here the norm's NormBackward1), soft_margin_loss (torch's
+# (torch's DiagonalBackward0_copy; here CloneBackward0), soft_margin_loss (torch's
 # SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
-NAMED_APART = {"diag", "sinc-dist", "F-hinge-soft-margin",
+NAMED_APART = {"diag", "F-hinge-soft-margin",
                "F-multi_margin_loss", "nn-layers"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 
@@ -91,8 +90,10 @@ expr("hypot-exp2", lambda M, a, b: (M.hypot(a, b), a.hypot(b[0]), a.exp2(), M.ex
      r(2, 3), r(2, 3))
 expr("exp2-int", lambda M, a: M.exp2(a), ints(4), grad=False)
 expr("sinc-dist", lambda M, a, b: (a.sinc(), M.sinc(a * 0), M.dist(a, b), a.dist(b, 1),
-                                  a.dist(b, 3.5), M.dist(a, b[0], float("inf"))),
+                                  a.dist(b, 3.5), M.dist(a, b[0], float("inf")),
+                                  a.dist(b, -float("inf"))),
      r(2, 3), r(2, 3))
+expr("dist-0", lambda M, a, b: M.dist(a, b, 0), r(2, 3), np.zeros(3, np.float32), grad=False)
 expr("sinc-int", lambda M, a: M.sinc(a), ints(5), grad=False)
 expr("sum_to_size", lambda M, a: (a.sum_to_size(3, 1), a.sum_to_size((1, 4)), a.sum_to_size(4),
                                   a.sum_to_size(2, 3, 4), a.sum_to_size([1])), r(2, 3, 4))
@@ -244,6 +245,8 @@ ERRS = [
     Err("multi_margin_loss-weight", lambda M, a: _F(M).multi_margin_loss(
         a, M.tensor([0, 1]), weight=M.ones(2)), (r(2, 3),),
         "inconsistent weight size, expected 3 but got [2]"),
+    Err("dist-int", lambda M, a: M.dist(a, a), (ints(3),),
+        "norm(): input dtype should be either floating point or complex. Got Long instead."),
     Err("clamp-none", lambda M, a: a.clamp(), (r(3),),
         "torch.clamp: At least one of 'min' or 'max' must not be None"),
 ]

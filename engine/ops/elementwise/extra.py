@@ -1,6 +1,6 @@
 """Elementwise functions torch computes in one kernel each, so they get one node with torch's
-grad_fn name: exp2, logit, xlogy, hypot, sinc, nan_to_num, nansum, addcmul, addcdiv, and clamp
-with tensor bounds (ClampBackward0; number bounds are `clamp`, ClampBackward1).
+grad_fn name: exp2, logit, xlogy, hypot, sinc, nan_to_num, nansum, dist, addcmul, addcdiv, and
+clamp with tensor bounds (ClampBackward0; number bounds are `clamp`, ClampBackward1).
 
     >>> from gradserve import engine
     >>> x = engine.tensor([0.25, 0.5], requires_grad=True)
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from ...core.dtype import float_result, no_kernel, result_type
+from ...core.dtype import TORCH_SCALAR_NAMES, float_result, no_kernel, result_type
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
@@ -221,3 +221,49 @@ def _(ctx, g):
     px = xs * math.pi
     d = (px * px.cos() - px.sin()) / (px * xs)
     return (g * where(zero, 0.0, d),)
+
+
+def _dist_meta(a, b, p=2.0) -> Meta:
+    m = binary_float_meta(a, b)
+    for x in (a, b):
+        if not x.dtype.is_floating_point:
+            raise InvalidArgumentError(
+                "norm(): input dtype should be either floating point or complex. Got "
+                f"{TORCH_SCALAR_NAMES[x.dtype.name]} instead.")
+    return Meta((), m.dtype)
+
+
+def _dist(xp, a, b, p=2.0):
+    d = xp.abs(a - b).ravel()
+    if p == math.inf:
+        return d.max(initial=0.0)
+    if p == -math.inf:
+        return d.min() if d.size else xp.asarray(math.inf, d.dtype)
+    if p == 0:
+        return xp.asarray((d != 0).sum(), d.dtype)
+    return (d ** p).sum() ** (1.0 / p)
+
+
+dist = defop("dist", infer=_dist_meta, grad_name="DistBackward0", save=(0, 1),
+             save_output=True)(_dist)
+
+
+@dist.def_backward
+def _(ctx, g):
+    a, b = ctx.saved
+    out = ctx.output
+    p = ctx.attrs.get("p", 2.0)
+    d = a - b
+    if p == 0:
+        grad = d * 0
+    elif p in (math.inf, -math.inf):
+        hit = d.abs() == out  # torch shares the gradient evenly among the extreme elements
+        grad = d.sign() * hit / hit.sum()
+    elif p == 1:
+        grad = d.sign()
+    else:
+        safe = where(out == 0, 1.0, out)
+        grad = d.sign() * d.abs() ** (p - 1) / safe ** (p - 1)
+        grad = where(out == 0, grad * 0, grad)
+    grad = g * grad
+    return (grad if ctx.needs[0] else None, -grad if ctx.needs[1] else None)
