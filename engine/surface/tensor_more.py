@@ -1,7 +1,8 @@
-"""More torch.Tensor methods, for either tensor kind (a mixin of `TensorAPI`): select,
-addcmul/addcdiv, diag, diff, nan_to_num, logit, xlogy, hypot, exp2, sinc, dist, nansum,
-sum_to_size, tensor_split. One-kernel ops in torch are one op here (engine/ops/elementwise/
-extra.py); the rest are torch's compositions.
+"""More torch.Tensor methods, for either tensor kind (a mixin of `TensorAPI`): select, clamp
+with tensor bounds, addcmul/addcdiv, diag, diag_embed, diff, nan_to_num, logit, xlogy, hypot,
+exp2, sinc, dist, nansum, sum_to_size, tensor_split, logcumsumexp, cummax, cummin (and the
+elementwise ones in place). What torch computes in one kernel is one op here (ops/elementwise/
+extra.py and shrink.py, ops/reductions/scans.py); the rest are torch's compositions.
 
     >>> from gradserve import engine
     >>> x = engine.tensor([[1., 2.], [3., 4.]])
