@@ -62,6 +62,19 @@ from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
 from ._params import Bilinear, ParameterDict, ParameterList
 from ._rnn import GRU, LSTM
 from ._rnn_cells import RNN, GRUCell, LSTMCell, RNNCell
+from ._shrink_layers import (
+    CELU,
+    GLU,
+    SELU,
+    Hardshrink,
+    HingeEmbeddingLoss,
+    MultiMarginLoss,
+    SoftMarginLoss,
+    Softshrink,
+    Softsign,
+    Tanhshrink,
+    Threshold,
+)
 from ._spatial import (
     AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
@@ -95,7 +108,9 @@ __all__ = [
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
     "functional", "init", "parameter", "utils",
     "ELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU", "ReLU6",
-    "Softmin", "Softplus", "CosineEmbeddingLoss", "GaussianNLLLoss", "MarginRankingLoss",
+    "Softmin", "Softplus", "CELU", "GLU", "SELU", "Hardshrink", "HingeEmbeddingLoss",
+    "MultiMarginLoss", "Softshrink", "SoftMarginLoss", "Softsign", "Tanhshrink", "Threshold",
+    "CosineEmbeddingLoss", "GaussianNLLLoss", "MarginRankingLoss",
     "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "TripletMarginLoss", "Bilinear",
     "ParameterDict", "ParameterList", "RNN", "GRUCell", "LSTMCell", "RNNCell", "Transformer",
     "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",

@@ -61,7 +61,24 @@ from ._f_loss_more import (
     poisson_nll_loss,
     triplet_margin_loss,
 )
+from ._f_misc import (
+    adaptive_avg_pool1d,
+    hinge_embedding_loss,
+    instance_norm,
+    multi_margin_loss,
+    soft_margin_loss,
+)
 from ._f_norm import batch_norm, embedding, group_norm, layer_norm, one_hot
+from ._f_shrink import (
+    celu,
+    glu,
+    hardshrink,
+    selu,
+    softshrink,
+    softsign,
+    tanhshrink,
+    threshold,
+)
 from ._f_similarity import cosine_similarity, dropout2d, normalize, pairwise_distance
 from ._f_spatial import (
     adaptive_max_pool1d,
@@ -90,6 +107,9 @@ __all__ = [
     "bilinear", "cosine_embedding_loss", "gaussian_nll_loss", "hardsigmoid", "hardswish",
     "hardtanh", "logsigmoid", "margin_ranking_loss", "mish", "multilabel_soft_margin_loss",
     "poisson_nll_loss", "prelu", "relu6", "softmin", "triplet_margin_loss",
+    "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "multi_margin_loss",
+    "soft_margin_loss",
+    "celu", "glu", "hardshrink", "selu", "softshrink", "softsign", "tanhshrink", "threshold",
 ]
 
 

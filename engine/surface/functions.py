@@ -11,6 +11,7 @@ module and `gradserve` export the same function objects.
 
 from __future__ import annotations
 
+from . import functions_more as _more
 from .einsum import einsum
 from .out import OUT_FUNCTIONS, with_out
 from .products import tensordot
@@ -53,7 +54,8 @@ def _method_function(name: str):
     return fn
 
 
-FUNCTIONS = {name: _method_function(name) for name in METHODS}
+FUNCTIONS = {name: _method_function(name) for name in METHODS + _more.METHODS}
+FUNCTIONS.update(_more.FUNCTIONS)
 
 
 def pow(input, exponent):  # noqa: A001  (torch's name)

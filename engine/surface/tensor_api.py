@@ -17,6 +17,7 @@ from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
 from .tensor_linalg import TensorLinalg
 from .tensor_math import TensorMath
+from .tensor_more import TensorMore
 from .tensor_shape import TensorShape
 
 _CLAMP_NONE = "torch.clamp: At least one of 'min' or 'max' must not be None"
@@ -34,7 +35,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
+class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()
@@ -216,6 +217,8 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
     def clamp(self, min=None, max=None):
         if min is None and max is None:
             raise InvalidArgumentError(_CLAMP_NONE)
+        if hasattr(min, "shape") or hasattr(max, "shape"):
+            return self._clamp_tensor(min, max)
         return self._op("clamp", self, min=min, max=max)
 
     clip = clamp
@@ -393,6 +396,8 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg):
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
             raise InvalidArgumentError(_CLAMP_NONE)
+        if hasattr(min, "shape") or hasattr(max, "shape"):
+            return self._clamp_tensor(min, max, inplace=True)
         return self._inplace("clamp", min=min, max=max)
 
     def relu_(self):

@@ -832,8 +832,78 @@ for _l, _fn, _ins in [
     ("hardsigmoid", lambda x: _F.hardsigmoid(x * 3), (G(2, 4),)),
     ("log_sigmoid", lambda x: _F.logsigmoid(x * 3), (N(2, 4),)),
     ("mish", lambda x: _F.mish(x * 2), (N(2, 4),)),
+    # issue 16: torch's one-kernel ops (engine/ops/elementwise/extra.py, shrink.py)
+    ("exp2", lambda x: x.exp2(), (N(2, 3),)),
+    ("logit", lambda x: x.logit(), (V([[0.2, 0.7, 0.45], [0.9, 0.05, 0.6]]),)),
+    ("logit", lambda x: x.logit(eps=0.1), (V([0.05, 0.3, 0.8, 0.95]),)),
+    ("xlogy", lambda a, b: a.xlogy(b), (N(2, 3), P(3))),
+    ("xlogy", lambda a, b: E.xlogy(a, b), (V([0.0, 1.5, -0.5]), P(2, 3))),
+    ("hypot", lambda a, b: E.hypot(a, b), (P(2, 3), N(3))),
+    ("nan_to_num", lambda x: x.nan_to_num(), (N(2, 3),)),
+    ("addcmul", lambda a, b, c: E.addcmul(a, b, c, value=0.5), (N(2, 3), N(3), N(2, 1))),
+    ("addcdiv", lambda a, b, c: a.addcdiv(b, c, value=-2), (N(3), N(2, 3), P(2, 3))),
+    ("clamp_tensor", lambda x, lo, hi: x.clamp(lo, hi), (G(2, 3), V([-0.5, 0.0, -1.0]),
+                                                       V([[0.5], [1.0]]))),
+    ("clamp_tensor", lambda x, lo: x.clamp(min=lo), (G(2, 3), V([-0.5, 0.0, -1.0]))),
+    ("clamp_tensor", lambda x, hi: E.clamp(x, max=hi), (G(2, 3), V([[0.5], [0.1]]))),
+    ("scaled_elu", lambda x: _F.selu(x), (G(2, 4),)),
+    ("celu", lambda x: _F.celu(x, alpha=0.7), (G(2, 4),)),
+    ("glu", lambda x: _F.glu(x, 0), (N(4, 3),)),
+    ("softshrink", lambda x: _F.softshrink(x, 0.6), (G(2, 4),)),
+    ("hardshrink", lambda x: _F.hardshrink(x, 0.6), (G(2, 4),)),
+    ("threshold", lambda x: _F.threshold(x, 0.2, -3.0), (G(2, 4),)),
+    ("nansum", lambda x: x.nansum(), (N(2, 3),)),
+    ("sinc", lambda x: x.sinc(), (N(2, 3),)),
+    ("cummax", lambda x: x.cummax(1).values, (D(3, 4),)),
+    ("cummin", lambda x: E.cummin(x, 0).values, (D(3, 4),)),
+    ("nansum", lambda x: E.nansum(x, (0, 2), keepdim=True), (N(2, 3, 2),)),
 ]:
     case(_l, _fn, *_ins, label=f"{_fn.__code__.co_firstlineno}-{len(CASES)}", order2=True)
+
+
+# issue 16's compositions, through the ops they record
+for _l, _fn, _ins in [
+    ("getitem", lambda x: x.select(1, -2), (N(3, 4),)),
+    ("diag_embed", lambda v: v.diag(1), (N(3),)),
+    ("diag_embed", lambda a: E.diag_embed(a, -1, 0, 2), (N(2, 3),)),
+    ("diagonal", lambda x: E.diag(x, -1), (N(3, 4),)),
+    ("sub", lambda x, p: x.diff(n=2, dim=1, prepend=p), (N(3, 4), N(3, 1))),
+    ("expand", lambda a, b: E.meshgrid(a, b, indexing="xy"), (N(3), N(2))),
+    ("cat", lambda a, b: (E.hstack([a, b]), E.vstack([a, b]), E.dstack([a, b])),
+     (N(2, 3), N(2, 3))),
+    ("std_mean", lambda x: E.std_mean(x, 1), (N(3, 4),)),
+    ("std_mean", lambda x: E.std_mean(x, (0, 1), keepdim=True)[0], (N(3, 4),)),
+    ("var_mean", lambda x: E.var_mean(x, 0, correction=0), (N(3, 4),)),
+    ("var_mean", lambda x: E.var_mean(x)[1], (N(3, 4),)),
+    ("getitem", lambda x: x.tensor_split(3, dim=1), (N(2, 5),)),
+    ("dist", lambda a, b: E.dist(a, b, 3), (N(2, 3), N(3))),
+    ("dist", lambda a, b: a.dist(b), (N(2, 3), N(2, 3))),
+    ("dist", lambda a, b: a.dist(b, 1), (G(4,), N(1))),
+    ("dist", lambda a, b: a.dist(b, float("inf")), (D(2, 3), V([0.01, 0.02, 0.03]))),
+    ("sum", lambda x: x.sum_to_size(3, 1), (N(2, 3, 4),)),
+    ("batch_norm", lambda x, w, b: _F.instance_norm(x, weight=w, bias=b), (N(2, 3, 5), P(3),
+                                                                         N(3))),
+    ("adaptive_avg_pool", lambda x: _F.adaptive_avg_pool1d(x, 3), (N(2, 3, 7),)),
+    ("where", lambda x: _F.hinge_embedding_loss(x, E.tensor([[1.0, -1.0, 1.0]],
+                                                            dtype=E.float64, device=x.device)),
+     (G(2, 3),)),
+    ("log1p", lambda x: _F.soft_margin_loss(x, x.detach().sign()), (N(2, 3),)),
+    ("div", lambda x: _F.softsign(x), (G(2, 3),)),
+    ("scatter", lambda x: _F.multi_margin_loss(x, E.tensor([0, 3, 1], device=x.device), p=2,
+                                               weight=x.new_tensor([0.5, 1.0, 2.0, 1.5])),
+     (N(3, 4),)),
+    ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
+]:
+    case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")
+
+
+# first order only: its backward takes log of the upstream gradient's positive/negative parts
+case("logcumsumexp", lambda x: x.logcumsumexp(1), N(3, 4), label="rows")
+case("logcumsumexp", lambda x: E.logcumsumexp(x * 3, 0), N(4, 2), label="columns-wide")
+
+# at 0 torch's sinc derivative is set to 0, so its second derivative there is 0 too (torch's),
+# not the finite difference: first order only
+case("sinc", lambda x: E.sinc(x), V([0.0, 0.5, -1.5]), label="at-zero")
 
 
 # -- the tests --------------------------------------------------------------------------------
