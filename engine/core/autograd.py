@@ -453,13 +453,15 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
         written.append((t, in_place))
         return
     if create_graph:
+        if t._grad is None and t._data.flags.c_contiguous and not g._data.flags.c_contiguous:
+            g = g.contiguous()  # the layout contract (`_owned`), as a differentiable copy
         t._grad = g if t._grad is None else t._grad + g
         return
     if g.grad_fn is not None:
         g = g.detach()
     current = t._grad
     if current is None:
-        t._grad = _owned(g, seen_owners)
+        t._grad = _owned(g, seen_owners, t)
     elif in_place:  # as torch: .grad keeps its identity across backward calls
         current._inplace("add", g)
     else:
@@ -472,11 +474,17 @@ def addable(a) -> bool:
                                for st, n in zip(a.strides, a.shape, strict=True))
 
 
-def _owned(g, seen_owners: set):
-    """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
-    backward may hand one array to several leaves) and not a broadcast view."""
+def _owned(g, seen_owners: set, t):
+    """g, or a copy of it, that may become t's .grad: writable, aliasing no other .grad (a
+    backward may hand one array to several leaves), not a broadcast view, and laid out as
+    torch's gradient layout contract says (a contiguous leaf gets a contiguous .grad: the
+    gradient of `x @ w.t()` reaches w transposed, and an optimizer stepping a contiguous
+    weight with a transposed gradient walks memory across its rows)."""
     owner = _owner(g)
-    if owner in seen_owners or not addable(g._data):
+    if t._data.flags.c_contiguous and not g._data.flags.c_contiguous:
+        g = g.contiguous()
+        owner = _owner(g)
+    elif owner in seen_owners or not addable(g._data):
         g = g.clone()
         owner = _owner(g)
     seen_owners.add(owner)
