@@ -95,7 +95,7 @@ class Node:
 
     __slots__ = ("op", "attrs", "next_functions", "in_shapes", "in_dtypes", "device", "_name",
                  "_saved", "_saved_output", "_freed", "_retained", "_needs", "_hooks",
-                 "__weakref__")
+                 "column_major", "__weakref__")
 
     def __init__(self, op, name, edges, in_shapes, in_dtypes, saved, attrs, device):
         self.op = op  # None for a node known only by name (described by a server)
@@ -111,6 +111,7 @@ class Node:
         self._retained = None
         self._needs = None
         self._hooks = None  # {output_nr: [fn, ...]}: hooks of the non-leaf tensors it made
+        self.column_major = None  # per `op.layouts` input, when the op declares any
 
     def name(self) -> str:
         return self._name
@@ -333,7 +334,8 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
                 for nr, ref in node._retained.items():
                     t = ref()
                     if t is not None and nr in out_grads and (targets is None or accumulate):
-                        _accumulate(t, out_grads[nr], create_graph, seen_owners, written)
+                        _accumulate(t, out_grads[nr], create_graph, seen_owners, written,
+                                    True)
             if not out_grads:
                 in_grads = ()
             elif dry:  # every input with a node gets a gradient
@@ -444,16 +446,19 @@ def _validate(node: Node, i: int, g):
     return g
 
 
-def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None) -> None:
+def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None,
+                retained: bool = False) -> None:
     """AccumulateGrad: t.grad becomes g, or the sum with the grad t has (added in place when
     that grad is outside the graph and writable, as torch keeps .grad's identity). Without
-    data (`written` a list) it only notes t and whether that add would be in place."""
+    data (`written` a list) it only notes t and whether that add would be in place.
+    `retained`: t is a non-leaf that retains its grad (torch keeps a contiguous copy)."""
     in_place = not create_graph and t._grad_accepts_add()
     if written is not None:
         written.append((t, in_place))
         return
     if create_graph:
-        if t._grad is None and t._data.flags.c_contiguous and not g._data.flags.c_contiguous:
+        if t._grad is None and (retained or t._data.flags.c_contiguous) \
+                and not g._data.flags.c_contiguous:
             g = g.contiguous()  # the layout contract (`_owned`), as a differentiable copy
         t._grad = g if t._grad is None else t._grad + g
         return
@@ -461,7 +466,7 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
         g = g.detach()
     current = t._grad
     if current is None:
-        t._grad = _owned(g, seen_owners, t)
+        t._grad = _owned(g, seen_owners, retained or t._data.flags.c_contiguous)
     elif in_place:  # as torch: .grad keeps its identity across backward calls
         current._inplace("add", g)
     else:
@@ -474,14 +479,13 @@ def addable(a) -> bool:
                                for st, n in zip(a.strides, a.shape, strict=True))
 
 
-def _owned(g, seen_owners: set, t):
-    """g, or a copy of it, that may become t's .grad: writable, aliasing no other .grad (a
-    backward may hand one array to several leaves), not a broadcast view, and laid out as
-    torch's gradient layout contract says (a contiguous leaf gets a contiguous .grad: the
-    gradient of `x @ w.t()` reaches w transposed, and an optimizer stepping a contiguous
-    weight with a transposed gradient walks memory across its rows)."""
+def _owned(g, seen_owners: set, contiguous: bool):
+    """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
+    backward may hand one array to several leaves), not a broadcast view, and contiguous
+    where torch's gradient layout contract says so (`contiguous`: for a contiguous leaf, and
+    for a retained grad)."""
     owner = _owner(g)
-    if t._data.flags.c_contiguous and not g._data.flags.c_contiguous:
+    if contiguous and not g._data.flags.c_contiguous:
         g = g.contiguous()
         owner = _owner(g)
     elif owner in seen_owners or not addable(g._data):

@@ -37,6 +37,19 @@ def is_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return True
 
 
+def column_major(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether a matrix is laid out column by column (strides (1, rows), as `w.t()` of a
+    contiguous `w`): torch's matrix products give such an input its gradient in that layout."""
+    return len(shape) == 2 and strides[0] == 1 and strides[1] == max(1, shape[0])
+
+
+def column_majors(inputs, which) -> tuple[bool, ...]:
+    """`column_major` of each of `inputs[i]` for i in `which` (False for a number)."""
+    return tuple([hasattr(inputs[i], "stride") and column_major(inputs[i].shape,
+                                                                 inputs[i].stride())
+                  for i in which])
+
+
 def view_strides(shape: Sequence[int], strides: Sequence[int],
                  new_shape: Sequence[int]) -> tuple[int, ...] | None:
     """Strides under which `new_shape` views the memory of (shape, strides); None when the

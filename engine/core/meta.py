@@ -23,7 +23,7 @@ from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from .errors import MIXED_KINDS, AutogradError, InvalidArgumentError
 from .hooks import add_tensor_hook
-from .layout import contiguous, is_contiguous
+from .layout import column_majors, contiguous, is_contiguous
 from .registry import Meta, OpDef, get_op
 from .shape import normalize_dim
 from .warn import warn_user
@@ -272,9 +272,8 @@ class AutogradMeta:
 
 
 class Shadow(AutogradMeta):
-    """A stand-in without data for a tensor in a recorded graph: its shape, dtype, strides
-    and history, under a version counter of its own (what an in-place op saves of its
-    input's old value when the data lives elsewhere)."""
+    """A stand-in without data for a tensor in a graph: its shape, dtype, strides and history,
+    under its own version counter (what an in-place op saves of an input kept elsewhere)."""
 
     __slots__ = ("shape",)
 
@@ -288,8 +287,7 @@ class Shadow(AutogradMeta):
 
 
 def _copy_history(src: AutogradMeta, dst: AutogradMeta) -> None:
-    dst._rg, dst._grad_fn, dst._output_nr, dst._acc = (src._rg, src.grad_fn, src._output_nr,
-                                                      src._acc)
+    dst._rg, dst._grad_fn, dst._output_nr, dst._acc = src._rg, src.grad_fn, src._output_nr, src._acc
 
 
 # -- per-op bookkeeping -----------------------------------------------------------------------
@@ -355,7 +353,7 @@ _NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
-    edges, shapes, dtypes = [], [], []
+    edges, shapes, dtypes = [], [], []  # lists kept: a tuple would be one more object per op
     for x in inputs:
         tensor = isinstance(x, AutogradMeta)
         shapes.append(x.shape if tensor else None)
@@ -370,14 +368,16 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
         keep = range(len(inputs)) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
-    cls = op.node_cls  # shapes and dtypes stay lists: a tuple would be one more object per op
-    if cls is not None:  # a fixed grad_fn name: its class was found once
-        return cls(op, op.grad_name, edges, shapes, dtypes, saved, attrs, device)
-    name = op.node_name(inputs, attrs, meta)
-    cls = NODE_CLASSES.get(name) or node_class(name)
-    if type(op.grad_name) is str:
-        op.node_cls = cls
-    return cls(op, name, edges, shapes, dtypes, saved, attrs, device)
+    cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
+    if cls is None:
+        name = op.node_name(inputs, attrs, meta)
+        cls = NODE_CLASSES.get(name) or node_class(name)
+        if type(op.grad_name) is str:
+            op.node_cls = cls
+    node = cls(op, name, edges, shapes, dtypes, saved, attrs, device)
+    if op.layouts:
+        node.column_major = column_majors(inputs, op.layouts)
+    return node
 
 
 def set_history(outputs, node: Node, op: OpDef) -> None:

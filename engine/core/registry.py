@@ -47,7 +47,7 @@ class OpDef:
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
                  "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
-                 "node_cls")
+                 "node_cls", "layouts")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -72,6 +72,7 @@ class OpDef:
         self._kept = {}
         # the Node subclass of a fixed grad_fn name, found once (see core/meta.record)
         self.node_cls = None
+        self.layouts = ()  # inputs whose column-majorness the backward reads (see defop)
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -153,7 +154,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           name_from_meta: bool = False,
           multi_grad: bool = False,
           attrs: Sequence[str] | None = None,
-          grad_uses: Sequence[Sequence[int | str]] | None = None) -> Callable[[Callable], OpDef]:
+          grad_uses: Sequence[Sequence[int | str]] | None = None,
+          layouts: Sequence[int] = ()) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -170,6 +172,9 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
       describes the op (ListOps). Omitted: those with a default value or keyword-only.
     grad_uses: per input, the inputs ("out": the saved output) its gradient reads; `save`
       defaults to all of them. Omitted: every call keeps all of `save` (and the output).
+    layouts: inputs whose layout the backward reads (`ctx.column_major[k]`, noted when the op
+      is recorded, whether or not the input is saved), as torch's matrix products give a
+      column-major input its gradient column-major.
     """
     if grad_uses is not None:
         grad_uses = tuple(tuple(u) for u in grad_uses)
@@ -187,6 +192,7 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.multi_grad = multi_grad
         opdef.attrs = None if attrs is None else tuple(attrs)
         opdef.grad_uses = grad_uses
+        opdef.layouts = tuple(layouts)
         return _add(opdef)
 
     return register

@@ -169,7 +169,8 @@ class _Packer:
                     edges=[self._edge(e) for e in node.next_functions],
                     in_shapes=[None if s is None else list(s) for s in node.in_shapes],
                     in_dtypes=[None if d is None else d.name for d in node.in_dtypes],
-                    attrs=_json(node.attrs, "a graph node's attrs"))
+                    attrs=_json(node.attrs, "a graph node's attrs"),
+                    column_major=None if node.column_major is None else list(node.column_major))
                 live.append((entry, node))
             self.nodes[index] = entry
         for entry, node in live:  # tensors that retain_grad() through it, once all are packed
@@ -290,6 +291,8 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
                     [None if d is None else as_dtype(d) for d in n["in_dtypes"]], (),
                     _tuples(n["attrs"]), n["device"])
         node._freed = n["freed"]  # a graph backward consumed before the move stays so
+        if n.get("column_major") is not None:  # so its gradients keep their layout too
+            node.column_major = tuple(n["column_major"])
         nodes.append(node)
     objects = [_array(o, buffers, device) for o in meta["objects"]]
     tensors = [Tensor(a, device, dtype=as_dtype(o["dtype"]))

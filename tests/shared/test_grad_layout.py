@@ -40,3 +40,22 @@ def test_an_optimizer_step_keeps_weight_and_grad_contiguous(M):
         layer(M.tensor(np.ones((2, 4), dtype=np.float32))).sum().backward()
         opt.step()
     assert layer.weight.is_contiguous() and layer.weight.grad.is_contiguous()
+
+
+@pytest.mark.parametrize("product", ["mm", "addmm"])
+def test_a_column_major_factor_gets_its_gradient_column_major_as_torchs(M, product):
+    # torch's matrix products lay out each factor's gradient as the factor: so `w.t()`'s
+    # gradient is column-major and w's own (through TBackward) contiguous with no copy
+    rng = np.random.default_rng(1)
+    x0, w0, b0 = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+    strides = []
+    for lib in (M, torch):
+        x = lib.tensor(x0, requires_grad=True).t().contiguous().t()  # column-major too
+        w = lib.tensor(w0, requires_grad=True)
+        wt = w.t()
+        wt.retain_grad()
+        x.retain_grad()
+        y = x.mm(wt) if product == "mm" else lib.addmm(lib.tensor(b0), x, wt)
+        (y ** 2).sum().backward()
+        strides.append((wt.grad.stride(), x.grad.stride(), w.grad.stride()))
+    assert strides[0] == strides[1]

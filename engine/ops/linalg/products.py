@@ -92,14 +92,26 @@ def _dot_meta(name: str):
     return infer
 
 
-mm = defop("mm", infer=_mm_meta, grad_name="MmBackward0", grad_uses=((1,), (0,)))(
-    lambda xp, a, b: xp.matmul(a, b))
+def _mm_grads(g, a, b, needs, column_major) -> tuple:
+    """Both factors' gradients, each laid out as torch lays it out: a column-major factor
+    (`w.t()` of a contiguous weight, as F.linear passes it) gets a column-major gradient, so
+    the weight's own gradient comes out contiguous (no copy, and an optimizer walks rows)."""
+    ga = gb = None
+    if needs[0]:
+        ga = b.mm(g.t()).t() if column_major[0] else g.mm(b.t())
+    if needs[1]:
+        gb = g.t().mm(a).t() if column_major[1] else a.t().mm(g)
+    return ga, gb
+
+
+mm = defop("mm", infer=_mm_meta, grad_name="MmBackward0", grad_uses=((1,), (0,)),
+           layouts=(0, 1))(lambda xp, a, b: xp.matmul(a, b))
 
 
 @mm.def_backward
 def _(ctx, g):
     a, b = ctx.saved
-    return (g.mm(b.t()) if ctx.needs[0] else None, a.t().mm(g) if ctx.needs[1] else None)
+    return _mm_grads(g, a, b, ctx.needs, ctx.column_major or (False, False))
 
 
 bmm = defop("bmm", infer=_bmm_meta, grad_name="BmmBackward0", grad_uses=((1,), (0,)))(
@@ -175,9 +187,9 @@ def _addbmm_shape(a, b):
     return _bmm_shape(a, b)[1:]
 
 
-def _add_product(name, grad_name, shape_rule, product, grads):
+def _add_product(name, grad_name, shape_rule, product, grads, layouts=()):
     op = defop(name, infer=_add_product_meta(shape_rule, "self and mat2"), grad_name=grad_name,
-               grad_uses=((), (2,), (1,)), attrs=("beta", "alpha"))(
+               grad_uses=((), (2,), (1,)), attrs=("beta", "alpha"), layouts=layouts)(
         lambda xp, input, a, b, beta=1, alpha=1: _scaled_sum(xp, input, product(xp, a, b),
                                                              beta, alpha))
 
@@ -186,28 +198,28 @@ def _add_product(name, grad_name, shape_rule, product, grads):
         a, b = ctx.saved  # save: inputs 1 and 2, each when the other needs a gradient
         beta, alpha = ctx.attrs.get("beta", 1), ctx.attrs.get("alpha", 1)
         gi = (g * beta if beta != 1 else g) if ctx.needs[0] else None
-        ga, gb = grads(g if alpha == 1 else g * alpha, a, b, ctx.needs)
+        ga, gb = grads(g if alpha == 1 else g * alpha, a, b, ctx.needs[1:],
+                       ctx.column_major or (False, False))  # None: a node made elsewhere
         return gi, ga, gb
 
     return op
 
 
 _add_product("addmm", "AddmmBackward0", _mm_shape, lambda xp, a, b: xp.matmul(a, b),
-             lambda g, a, b, n: (g.mm(b.t()) if n[1] else None,
-                                 a.t().mm(g) if n[2] else None))
+             _mm_grads, layouts=(1, 2))
 _add_product("addmv", "AddmvBackward0", _mv_shape, lambda xp, a, v: xp.matmul(a, v),
-             lambda g, a, v, n: (g.unsqueeze(1) * v if n[1] else None,
-                                 a.t().mv(g) if n[2] else None))
+             lambda g, a, v, n, _: (g.unsqueeze(1) * v if n[0] else None,
+                                    a.t().mv(g) if n[1] else None))
 _add_product("baddbmm", "BaddbmmBackward0", _bmm_shape, lambda xp, a, b: xp.matmul(a, b),
-             lambda g, a, b, n: (g.bmm(b.transpose(1, 2)) if n[1] else None,
-                                 a.transpose(1, 2).bmm(g) if n[2] else None))
+             lambda g, a, b, n, _: (g.bmm(b.transpose(1, 2)) if n[0] else None,
+                                    a.transpose(1, 2).bmm(g) if n[1] else None))
 _add_product("addbmm", "AddbmmBackward0", _addbmm_shape,
              lambda xp, a, b: xp.matmul(a, b).sum(0),
-             lambda g, a, b, n: (
+             lambda g, a, b, n, _: (
                  g.unsqueeze(0).expand(b.shape[0], *g.shape).bmm(b.transpose(1, 2))
-                 if n[1] else None,
+                 if n[0] else None,
                  a.transpose(1, 2).bmm(g.unsqueeze(0).expand(a.shape[0], *g.shape))
-                 if n[2] else None))
+                 if n[1] else None))
 
 
 def _trace_meta(a) -> Meta:
