@@ -259,6 +259,13 @@ def _engine_graph(x, w, b) -> list:
     return [x, w, b, mm, z, h, hh, hh.mean()]
 
 
+def _random_engine_graph(rng) -> list:
+    x = engine.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    w = engine.tensor(rng.standard_normal((3, 2)).astype(np.float32), requires_grad=True)
+    b = engine.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True)
+    return _engine_graph(x, w, b)
+
+
 def test_a_planned_backward_runs_only_on_the_graph_it_watched():
     """engine/surface/prepared_backward.py on engine tensors: a plan from one watched
     backward gives eager's bits on a new graph of the same shape, and declines (changing
@@ -269,10 +276,7 @@ def test_a_planned_backward_runs_only_on_the_graph_it_watched():
     rng = np.random.default_rng(0)
 
     def fresh():
-        x = engine.tensor(rng.standard_normal((4, 3)).astype(np.float32))
-        w = engine.tensor(rng.standard_normal((3, 2)).astype(np.float32), requires_grad=True)
-        b = engine.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True)
-        return _engine_graph(x, w, b)
+        return _random_engine_graph(rng)
 
     slots = fresh()
     plan = watch_backward(7, slots, lambda: slots[7].backward(), made=range(3, 8))
@@ -314,10 +318,7 @@ def test_a_planned_backward_runs_the_servers_node_check():
     rng = np.random.default_rng(1)
 
     def fresh():
-        x = engine.tensor(rng.standard_normal((4, 3)).astype(np.float32))
-        w = engine.tensor(rng.standard_normal((3, 2)).astype(np.float32), requires_grad=True)
-        b = engine.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True)
-        return _engine_graph(x, w, b)
+        return _random_engine_graph(rng)
 
     slots = fresh()
     plan = watch_backward(7, slots, lambda: slots[7].backward(), made=range(3, 8))
