@@ -43,11 +43,7 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = zeros_like(p)
         state["step"] += 1
         t = state["step"]
-        if decay != 0:
-            if self._decoupled:
-                p.mul_(1 - lr * decay)
-            else:
-                g = g + p * decay
+        g = self._decayed(p, g, lr, decay, self._decoupled)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         # fused in-place ops (engine/ops/optim.py): three ops per parameter, not a dozen
         m._inplace("optim_ema", g, beta=beta1)  # torch's lerp_ toward g

@@ -123,11 +123,7 @@ class NAdam(Optimizer):
                          exp_avg_sq=zeros_like(p))
         state["step"] += 1
         t = state["step"]
-        if decay != 0:
-            if group["decoupled_weight_decay"]:
-                p.mul_(1 - lr * decay)
-            else:
-                g = g + p * decay
+        g = self._decayed(p, g, lr, decay, group["decoupled_weight_decay"])
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
         state["mu_product"] = prod = _scalar(state["mu_product"] * _scalar(mu))
@@ -169,11 +165,7 @@ class RAdam(Optimizer):
             state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
         state["step"] += 1
         t = state["step"]
-        if decay != 0:
-            if group["decoupled_weight_decay"]:
-                p.mul_(1 - lr * decay)
-            else:
-                g = g + p * decay
+        g = self._decayed(p, g, lr, decay, group["decoupled_weight_decay"])
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m._inplace("optim_ema", g, beta=beta1)
         v.mul_(beta2).add_(g * g * (1 - beta2))

@@ -99,6 +99,17 @@ class Optimizer:
     def _update(self, group: dict[str, Any], p, g, state: dict) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    def _decayed(p, g, lr: float, decay: float, decoupled: bool):
+        """The gradient after weight decay: decoupled (AdamW's) shrinks the weight itself,
+        else the decay is added to the gradient."""
+        if decay == 0:
+            return g
+        if decoupled:
+            p.mul_(1 - lr * decay)
+            return g
+        return g + p * decay
+
     def _params_with_grad(self, group: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
         for p in group["params"]:
             g = p.grad

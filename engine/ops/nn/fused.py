@@ -125,12 +125,12 @@ def _pick(xp, logp, target, ignore_index):
     return picked.reshape(target.shape), keep.reshape(target.shape)
 
 
-def _reduce_loss(xp, losses, keep, reduction):
+def _reduce_loss(d, keep, reduction):
+    """Per-row values `d` (summed over a trailing class axis when they have one more axis
+    than `keep`) reduced as the loss was: kept as rows, summed, or averaged over kept rows."""
     if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    return losses.sum() / keep.sum()
+        return d.sum(-1) if d.ndim > keep.ndim else d
+    return d.sum() if reduction == "sum" else d.sum() / keep.sum()
 
 
 def _log_softmax_rows(xp, logits):
@@ -140,12 +140,12 @@ def _log_softmax_rows(xp, logits):
 
 def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
     losses, keep = _pick(xp, _log_softmax_rows(xp, logits), target, ignore_index)
-    return _reduce_loss(xp, losses, keep, reduction)
+    return _reduce_loss(losses, keep, reduction)
 
 
 def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
     losses, keep = _pick(xp, logp, target, ignore_index)
-    return _reduce_loss(xp, losses, keep, reduction)
+    return _reduce_loss(losses, keep, reduction)
 
 
 _NLL = edges_of("NllLossBackward0", (0,))  # the target has no edge in torch's node
@@ -230,13 +230,7 @@ def _(ctx, h):
         gl = p * (hs - (hs * p).sum(-1, keepdim=True))
     if ctx.needs[2]:
         d = (p * kept - onehot) * h
-        reduction = ctx.attrs.get("reduction", "mean")
-        if reduction == "none":
-            gg = d.sum(-1)
-        elif reduction == "sum":
-            gg = d.sum()
-        else:
-            gg = d.sum() / keep.sum()
+        gg = _reduce_loss(d, keep, ctx.attrs.get("reduction", "mean"))
     return gl, None, gg
 
 
@@ -271,13 +265,7 @@ def _(ctx, h):
     if ctx.needs[2]:
         onehot, keep, _ = _onehot_scaled(ctx, None, target, h)
         d = -(onehot * h)
-        reduction = ctx.attrs.get("reduction", "mean")
-        if reduction == "none":
-            gg = d.sum(-1)
-        elif reduction == "sum":
-            gg = d.sum()
-        else:
-            gg = d.sum() / keep.sum()
+        gg = _reduce_loss(d, keep, ctx.attrs.get("reduction", "mean"))
     return None, None, gg
 
 
