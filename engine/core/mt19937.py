@@ -233,8 +233,9 @@ def draw_blocks(draw: Callable[[int], np.ndarray], sizes: Sequence[int],
     buffers of its own thread. Returns when every block is done; re-raises the first error.
     A helper busy with another call's blocks leaves this call's to this thread. `helpers`:
     at most that many (default `helpers_now()`)."""
-    helpers = min(helpers_now() if helpers is None else helpers, len(sizes) - 1)
-    if helpers <= 0:
+    if len(sizes) > 1:  # one block has nothing to share (and skips the load's look-up)
+        helpers = min(helpers_now() if helpers is None else helpers, len(sizes) - 1)
+    if len(sizes) <= 1 or helpers <= 0:
         for i, size in enumerate(sizes):
             work(i, draw(size))
         return

@@ -20,6 +20,7 @@ the fused steps are merged into one exact double computation.
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -105,8 +106,7 @@ class _Kernel:
 
     # (rows, dtype) of each buffer, in the order __init__ assigns them
     _LAYOUT = ((2, _i), (2, _i), (2, _f), (2, _f), (1, _i), (1, _i), (1, _i), (1, _f), (1, _f),
-               (1, _f), (1, _d), (1, _d), (1, _d), (2, _d), (2, _d), (2, _d), (1, np.intp),
-               (1, np.bool_))
+               (1, _f), (1, _d), (1, _d), (2, _d), (2, _d), (1, np.intp), (1, np.bool_))
     _BYTES = sum(r * np.dtype(t).itemsize for r, t in _LAYOUT)  # per pair
 
     def __init__(self, h: int, arena: np.ndarray | None = None) -> None:
@@ -121,7 +121,7 @@ class _Kernel:
             views.append(a.reshape(rows, h) if rows == 2 else a)
             at += size
         (self.k, self.flip, self.u, self.cs, self.ki, self.jq, self.n, self.e, self.y, self.z,
-         self.m64, self.y64, self.t64, self.cs64, self.t2, self.zx, self.idx, self.hit) = views
+         self.m64, self.t64, self.t2, self.zx, self.idx, self.hit) = views
 
     def fill(self, v: np.ndarray, out: np.ndarray) -> None:
         """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
@@ -140,7 +140,7 @@ class _Kernel:
         """sqrt(-2 log(1 - k/2^24)) with log256_ps, from k as floats (overwritten); `fix`
         False leaves the k of _LOG_FIXES as the unfused steps leave them."""
         e, ix = self.e, a.view(_i)
-        y, z, m64, y64, t = self.y, self.z, self.m64, self.y64, self.t64
+        y, z, m64, t = self.y, self.z, self.m64, self.t64
         # the places whose k may be one of _LOG_FIXES, by k's low 16 bits
         np.copyto(self.idx, a, casting="unsafe")
         self.idx &= 0xFFFF
@@ -159,29 +159,24 @@ class _Kernel:
         m = a
         m -= _f(1)
         np.multiply(m, m, out=z)
-        np.copyto(m64, m)
         # Horner's first six steps unfused in float32, four times cheaper than a fused step
         # (a double product, a double sum and two conversions): that changes the radius of
-        # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after
+        # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after. A fused
+        # step is two passes: the float operands widen inside the multiply's loop and the
+        # double sum rounds to float on its way out of the add's
         np.multiply(m, _LOG_P32[0], out=y)
         y += _LOG_P32[1]
         for p in _LOG_P32[2:_CHEAP_STEPS + 1]:
             y *= m
             y += p
+        np.copyto(m64, m)
         for p in _LOG_P[_CHEAP_STEPS + 1:]:
-            np.copyto(y64, y)
-            np.multiply(y64, m64, out=t)
-            t += p
-            np.copyto(y, t, casting="same_kind")
+            np.multiply(y, m64, out=t)
+            np.add(t, p, out=y, casting="same_kind")
         y *= m
-        np.copyto(y64, y)
-        z64 = m64
-        np.copyto(z64, z)
-        np.multiply(y64, z64, out=t)
+        np.multiply(y, z, out=t, dtype=_d)
         np.multiply(e, _LOG_Q1, out=y)
-        np.copyto(y64, y)
-        t += y64
-        np.copyto(y, t, casting="same_kind")
+        np.add(t, y, out=y, casting="same_kind")
         z *= _f(0.5)
         y -= z
         m += y
@@ -199,7 +194,7 @@ class _Kernel:
         """sincos256_ps of 2pi k/2^24 from k as floats (`x`, overwritten) and the
         byteswapped words (`kw`): (cos, sin) as rows of self.cs, their signs in self.flip."""
         jq, n, t = self.jq, self.n, self.t64
-        cs, cs64, t2, zx = self.cs, self.cs64, self.t2, self.zx
+        cs, t2, zx = self.cs, self.t2, self.zx
         x *= _ANGLE
         # Cephes' octant j = (int(x * 4/pi) + 1) & ~1 is ((k >> 21) + 1) & ~1 for every k
         # (checked for all 2^24); k's top bits sit at bits 13..15 of the byteswapped word,
@@ -207,30 +202,24 @@ class _Kernel:
         np.bitwise_and(kw, 0xE000, out=jq)
         jq += 0x2000
         jq &= 0x1C000
-        np.copyto(t, jq)
-        t *= _DP_SUM * 2.0 ** -13
-        np.copyto(zx[1], x)
-        t += zx[1]
-        np.copyto(x, t, casting="same_kind")
+        # mixed float/double operands widen inside the ufunc's loop and a double result
+        # rounds to float on its way out: a fused step in one or two passes
+        np.multiply(jq, _DP_SUM * 2.0 ** -13, out=t)
+        np.add(t, x, out=x, casting="same_kind")
         np.copyto(zx[1], x)
         z = self.z
         np.multiply(x, x, out=z)
         z64 = zx[0]
         np.copyto(z64, z)
         np.multiply(z64, _K0, out=t2)
-        t2 += _K1
-        np.copyto(cs, t2, casting="same_kind")
-        np.copyto(cs64, cs)
-        np.multiply(cs64, z64, out=t2)
-        t2 += _K2
-        np.copyto(cs, t2, casting="same_kind")
+        np.add(t2, _K1, out=cs, casting="same_kind")
+        np.multiply(cs, z64, out=t2)
+        np.add(t2, _K2, out=cs, casting="same_kind")
         cs *= z
-        np.copyto(cs64, cs)
-        np.multiply(cs64, zx, out=t2)  # cos: c*z - z/2; sin: s*x + x
+        np.multiply(cs, zx, out=t2)  # cos: c*z - z/2; sin: s*x + x
         np.multiply(z64, 0.5, out=t)
-        t2[0] -= t
-        t2[1] += zx[1]
-        np.copyto(cs, t2, casting="same_kind")
+        np.subtract(t2[0], t, out=cs[0], casting="same_kind")
+        np.add(t2[1], zx[1], out=cs[1], casting="same_kind")
         cs[0] += _f(1)
         # odd octant pairs (j & 2) swap the polynomials: a bitwise select
         ci = cs.view(_i)
@@ -260,11 +249,19 @@ _local = threading.local()
 
 def _kernel(h: int) -> _Kernel:
     """This thread's buffers for a block of h pairs (blocks run on several threads), in one
-    allocation that grows to the largest block seen."""
+    allocation that grows to the largest block seen. The kernels over it are kept by size:
+    carving a kernel's views costs as much as a small draw's arithmetic."""
     arena = getattr(_local, "arena", None)
     if arena is None or arena.size < h * _Kernel._BYTES:
         arena = _local.arena = np.empty(h * _Kernel._BYTES, np.uint8)
-    return _Kernel(h, arena)
+        _local.kernels = {}
+    kernels = _local.kernels
+    kern = kernels.get(h)
+    if kern is None:
+        if len(kernels) >= 8:  # a block size and a last block's, per fill size in use
+            kernels.clear()
+        kern = kernels[h] = _Kernel(h, arena)
+    return kern
 
 
 def block_rows(rows: int, threads: int) -> list[int]:
@@ -299,7 +296,7 @@ def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: f
     # smaller fills: threads would mostly wait for each other
     helpers = mt19937.helpers_now() if rows >= 2 * _THREADED_ROWS else 0
     sizes = block_rows(rows, 1 + helpers)
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    starts = [0, *itertools.accumulate(sizes[:-1])]
 
     def work(i: int, v: np.ndarray) -> None:
         _fill_block(v, out[starts[i]:starts[i] + sizes[i]], mean, std)

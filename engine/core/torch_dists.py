@@ -124,15 +124,28 @@ def _normal_fill(gen, n, dtype, mean, std):
 def _normal_fill_avx2(gen, n, mean, std):
     """The float32 fill on x86, torch's AVX2 kernel bit for bit (normal_avx2.py), drawing
     the words in blocks as it goes: a uniform is one word's low 24 bits."""
-    rows = n // 16
+    rows, rest = divmod(n, 16)
     out = np.empty(n, np.float32)
+    if rest and rows < _normal_avx2._BLOCK_ROWS:
+        # one block: the rows and the redrawn last 16 go through the kernel together (a
+        # small draw's cost is the kernel's passes, not their length)
+        words = np.concatenate([gen.random64(8 * rows), _skip_then(gen, rest, 8)])
+        both = _normal_avx2.fill_rows(lambda _k: words, rows + 1, mean, std)
+        out[:rows * 16] = both[:rows].reshape(-1)
+        out[n - 16:] = both[rows]
+        return out
     _normal_avx2.fill_rows(gen.random64, rows, mean, std, out[:rows * 16].reshape(rows, 16))
-    rest = n - rows * 16
     if rest:
-        gen.random64(rest // 2)  # the ragged chunk's uniforms: drawn, then overwritten
-        gen.random32(rest % 2)
-        out[n - 16:] = _normal_avx2.fill_rows(gen.random64, 1, mean, std).reshape(-1)
+        out[n - 16:] = _normal_avx2.fill_rows(lambda k: _skip_then(gen, rest, k), 1, mean,
+                                              std).reshape(-1)
     return out
+
+
+def _skip_then(gen: CPUGenerator, rest: int, k: int) -> np.ndarray:
+    """The ragged chunk's `rest` uniforms drawn (torch overwrites them), then k 64-bit draws."""
+    gen.random64(rest // 2)
+    gen.random32(rest % 2)
+    return gen.random64(k)
 
 
 def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
