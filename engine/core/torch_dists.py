@@ -31,6 +31,8 @@ _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
 _M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
 _UNIT_BLOCK = 1 << 15  # 64-bit draws a block: 256 KiB, converted while still in cache
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
+_FILL16_ROWS = 2048  # rows of 16 a block of the scalar template: 512 KiB of buffers
+_V64 = np.dtype((np.void, 64))  # 8 doubles: half a row of 16
 # torch's x86 builds fill float32 normals with their AVX2 kernel (AVX-512 machines too: the
 # normal kernel is not dispatched to AVX-512); elsewhere with the scalar template
 _AVX2 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -151,15 +153,43 @@ def _skip_then(gen: CPUGenerator, rest: int, k: int) -> np.ndarray:
 def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
     """normal_fill_16 over rows of 16 uniforms, the scalar template (log, cos and sin of the
     rounded operands, in double, rounded as torch rounds them: a value may differ from
-    torch's by a rounding)."""
-    b = block.astype(np.float64)
-    radius = np.sqrt(-2.0 * np.log(1.0 - b[:, :8]))
-    theta = (_TWO_PI * b[:, 8:]).astype(dtype).astype(np.float64)
-    if dtype != np.float64:
-        radius = radius.astype(dtype).astype(np.float64)
+    torch's by a rounding). Blocks of rows go through preallocated double buffers, the
+    radii's and the angles' halves apart, so each pass is over contiguous, cached data."""
+    rows = block.shape[0]
+    out = np.empty((rows, 16), dtype)
     m, s = float(dtype.type(mean)), float(dtype.type(std))
-    return np.concatenate([radius * np.cos(theta) * s + m, radius * np.sin(theta) * s + m],
-                          axis=1).astype(dtype)
+    wide = dtype == np.float64
+    size = min(rows, _FILL16_ROWS) * 8
+    u, cs = np.empty((2, size)), np.empty((2, size))
+    narrow = None if wide else np.empty(size, dtype)
+    for lo in range(0, rows, _FILL16_ROWS):
+        k = min(_FILL16_ROWS, rows - lo)
+        src, dst, uu, cc = block[lo:lo + k], out[lo:lo + k], u[:, :8 * k], cs[:, :8 * k]
+        if wide:  # half-rows of 8 doubles move as single items
+            np.copyto(uu.view(_V64), src.view(_V64).T)
+        else:
+            np.copyto(uu.reshape(2, k, 8), src.reshape(k, 2, 8).transpose(1, 0, 2))
+        radius, theta = uu
+        np.subtract(1.0, radius, out=radius)
+        np.log(radius, out=radius)
+        radius *= -2.0
+        np.sqrt(radius, out=radius)
+        theta *= _TWO_PI
+        if not wide:  # torch's float operands: theta and the radius rounded to T
+            for a in (theta, radius):
+                np.copyto(narrow[:a.size], a, casting="same_kind")
+                np.copyto(a, narrow[:a.size])
+        np.cos(theta, out=cc[0])
+        np.sin(theta, out=cc[1])
+        cc *= radius
+        cc *= s
+        cc += m
+        if wide:
+            np.copyto(dst.view(_V64).T, cc.view(_V64))
+        else:
+            np.copyto(dst.reshape(k, 2, 8).transpose(1, 0, 2), cc.reshape(2, k, 8),
+                      casting="same_kind")
+    return out
 
 
 def scalar_normal(gen: CPUGenerator, n: int, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
