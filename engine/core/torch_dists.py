@@ -113,13 +113,22 @@ def _normal_fill(gen, n, dtype, mean, std):
     next 8 the angles); a ragged tail redraws 16 fresh uniforms for the last 16 places."""
     if dtype == np.float32 and _AVX2:
         return _normal_fill_avx2(gen, n, mean, std)
-    u = unit(gen, n, dtype)
-    tail = unit(gen, 16, dtype) if n % 16 else None
+    rows, rest = divmod(n, 16)
     out = np.empty(n, dtype)
-    full = n // 16 * 16
-    out[:full] = _fill16(u[:full].reshape(-1, 16), dtype, mean, std).reshape(-1)
-    if tail is not None:
-        out[n - 16:] = _fill16(tail.reshape(1, 16), dtype, mean, std).reshape(-1)
+    body = out[:rows * 16].reshape(rows, 16)
+    sizes = _block_sizes(rows, _FILL16_ROWS)
+
+    def work(i: int, u: np.ndarray) -> None:  # a block's uniforms, drawn in stream order
+        lo = i * _FILL16_ROWS
+        _fill16(u.reshape(-1, 16), dtype, mean, std, body[lo:lo + sizes[i]])
+
+    # the uniforms a block at a time, transformed while the next are drawn (the words of
+    # a split draw are the words of one draw)
+    draw_blocks(lambda r: unit(gen, 16 * r, dtype), sizes, work)
+    if rest:
+        unit(gen, rest, dtype)  # the ragged chunk's uniforms: drawn, then overwritten
+        out[n - 16:] = _fill16(unit(gen, 16, dtype).reshape(1, 16), dtype, mean,
+                               std).reshape(-1)
     return out
 
 
@@ -150,13 +159,13 @@ def _skip_then(gen: CPUGenerator, rest: int, k: int) -> np.ndarray:
     return gen.random64(k)
 
 
-def _fill16(block: np.ndarray, dtype, mean, std) -> np.ndarray:
+def _fill16(block: np.ndarray, dtype, mean, std, out: np.ndarray | None = None) -> np.ndarray:
     """normal_fill_16 over rows of 16 uniforms, the scalar template (log, cos and sin of the
     rounded operands, in double, rounded as torch rounds them: a value may differ from
     torch's by a rounding). Blocks of rows go through preallocated double buffers, the
     radii's and the angles' halves apart, so each pass is over contiguous, cached data."""
     rows = block.shape[0]
-    out = np.empty((rows, 16), dtype)
+    out = np.empty((rows, 16), dtype) if out is None else out
     m, s = float(dtype.type(mean)), float(dtype.type(std))
     wide = dtype == np.float64
     size = min(rows, _FILL16_ROWS) * 8
