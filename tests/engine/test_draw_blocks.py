@@ -31,6 +31,7 @@ def small_blocks(monkeypatch):
     """Blocks of a few words, so that small draws cross many block edges (and the threaded
     schedule of the normal kernel starts at 10 rows)."""
     monkeypatch.setattr(D, "_UNIT_BLOCK", 7)
+    monkeypatch.setattr(D, "_FILL16_ROWS", 3)
     monkeypatch.setattr(normal_avx2, "_BLOCK_ROWS", 3)
     monkeypatch.setattr(normal_avx2, "_THREADED_ROWS", 5)
     monkeypatch.setattr(normal_avx2, "_MIN_ROWS", 2)
@@ -133,6 +134,21 @@ def test_randn_across_block_edges_is_torchs_bit_for_bit(helpers, blocks, request
             theirs = torch.empty(n).normal_(mean, std, generator=t).numpy()
             assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)), (n, mean)
             assert g.get_state() == bytes(t.get_state().numpy())
-    ours = D.normal(g, 4001, np.float64)  # not on the blocked path: still the same stream
+    ours = D.normal(g, 4001, np.float64)  # the double template after: still the same stream
     np.testing.assert_allclose(ours, torch.randn(4001, dtype=torch.float64, generator=t),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_float64_randn_across_block_edges_is_torchs(helpers, blocks, request):
+    """The scalar template (float64) draws its uniforms a block of rows at a time."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    sizes = {16 * k * D._FILL16_ROWS + d for k in (1, 2, 3) for d in (-1, 0, 1, 17)}
+    g, t = CPUGenerator(5), _torch_gen(5)
+    for n in sorted(sizes | {16, 17}):
+        for mean, std in ((0.0, 1.0), (1.5, 0.25)):
+            ours = D.normal(g, n, np.float64, mean, std)
+            theirs = torch.empty(n, dtype=torch.float64).normal_(mean, std, generator=t)
+            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=1e-12)
+            assert g.get_state() == bytes(t.get_state().numpy())
