@@ -23,10 +23,12 @@ releases the GIL inside its loops, and while it draws).
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -153,16 +155,36 @@ DRAW_HELPERS = _helper_count()  # helper threads `draw_blocks` may use (0: the c
 ADAPT_TO_LOAD = True
 
 
+_LOAD_WINDOW = 60.0  # seconds: the time constant of the 1-minute load average
+_own = {"wall": time.monotonic(), "cpu": time.process_time(), "rate": 0.0}
+
+
+def own_load() -> float:
+    """This process's running threads, averaged as the 1-minute load average averages the
+    machine's: its CPU seconds per wall second, decayed over a minute. That part of the
+    load is this process's own drawing (its helpers included), which must not turn the
+    helpers off."""
+    wall, cpu = time.monotonic(), time.process_time()
+    dt = wall - _own["wall"]
+    if dt > 0:
+        keep = math.exp(-dt / _LOAD_WINDOW)
+        rate = (cpu - _own["cpu"]) / dt
+        _own.update(wall=wall, cpu=cpu, rate=keep * _own["rate"] + (1 - keep) * rate)
+    return _own["rate"]
+
+
 def helpers_now() -> int:
     """How many helpers a draw made now should use: DRAW_HELPERS, less the CPUs that the
-    1-minute load average (this process's running thread included) says are busy."""
+    1-minute load average says other work keeps busy (the load less this process's own,
+    and at least the calling thread's)."""
     if not ADAPT_TO_LOAD or DRAW_HELPERS == 0:
         return DRAW_HELPERS
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover - no load average here
         return DRAW_HELPERS
-    return max(0, min(DRAW_HELPERS, int(DRAW_HELPERS + 1.5 - load)))
+    others = max(0.0, load - max(1.0, own_load()))
+    return max(0, min(DRAW_HELPERS, int(DRAW_HELPERS + 0.5 - others)))
 
 
 class _Job:

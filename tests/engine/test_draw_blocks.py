@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -81,11 +82,33 @@ def test_a_failing_draw_leaves_no_helper_waiting(helpers):
 
 def test_helpers_leave_the_cpus_that_the_load_takes(monkeypatch):
     monkeypatch.setattr(mt19937, "DRAW_HELPERS", 3)  # four CPUs
+    monkeypatch.setattr(mt19937, "own_load", lambda: 0.3)  # counts as the calling thread's 1
     for load, helpers in ((0.2, 3), (1.0, 3), (1.7, 2), (3.2, 1), (4.0, 0), (9.0, 0)):
         monkeypatch.setattr(mt19937.os, "getloadavg", lambda load=load: (load, load, load))
         assert mt19937.helpers_now() == helpers, load
     monkeypatch.setattr(mt19937, "ADAPT_TO_LOAD", False)
     assert mt19937.helpers_now() == 3
+
+
+def test_this_process_own_drawing_does_not_take_its_helpers(monkeypatch):
+    """A draw-heavy loop raises the load by its own helpers' work: that part is the
+    process's (own_load), and the helpers stay."""
+    monkeypatch.setattr(mt19937, "DRAW_HELPERS", 1)  # two CPUs
+    monkeypatch.setattr(mt19937.os, "getloadavg", lambda: (1.9, 1.9, 1.9))
+    monkeypatch.setattr(mt19937, "own_load", lambda: 1.8)
+    assert mt19937.helpers_now() == 1
+    monkeypatch.setattr(mt19937, "own_load", lambda: 1.0)  # the 0.9 is another process's
+    assert mt19937.helpers_now() == 0
+
+
+def test_own_load_follows_this_process_cpu_time(monkeypatch):
+    start = time.monotonic()
+    monkeypatch.setattr(mt19937, "_own", {"wall": start, "cpu": time.process_time(),
+                                          "rate": 0.0})
+    while time.monotonic() - start < 0.3:  # busy: one running thread
+        pass
+    # 0.3 s of a minute's average: ~0.5% of the way from idle to one thread's rate
+    assert 0 < mt19937.own_load() < 0.01
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])
