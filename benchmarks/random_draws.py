@@ -1,5 +1,6 @@
-"""randn and rand of 1e6 float32: gradserve (torch's stream in numpy) against numpy, torch,
-and the draws gradserve made before it reproduced torch's stream, in one run.
+"""randn and rand of 1e6 float32 (or --dtype float64, --n 1000): gradserve (torch's stream in
+numpy) against numpy, torch, and the draws gradserve made before it reproduced torch's stream,
+in one run.
 
     python benchmarks/random_draws.py --rounds 15 --out benchmarks/results/random_draws.md
 
@@ -8,7 +9,7 @@ numpy's MT19937, torch's Box-Muller in numpy, the blocks of words transformed on
 thread and on helper threads); `gradserve 1 thread` is the same with the helpers off
 (`mt19937.DRAW_HELPERS = 0`; by default one less than the CPUs, or GRADSERVE_DRAW_HELPERS);
 `before` is what engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat
-normals, float32 uniforms; the engine's per-op overhead, a few microseconds, is not in it);
+normals and uniforms of the dtype; the engine's per-op overhead, a few microseconds, is not in it);
 `numpy` is numpy's legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister
 numbers from numpy); `torch` is torch.randn/rand on one thread. The sides alternate within each
 round (the machine is shared and drifts); the table gives the median and the best round in
@@ -18,6 +19,7 @@ milliseconds.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -38,17 +40,17 @@ def _one_thread(fn):
     return run
 
 
-def _sides(n: int) -> dict:
+def _sides(n: int, dtype: str) -> dict:
     pcg = np.random.Generator(np.random.PCG64(0))
     legacy = np.random.RandomState(0)
     sides = {
-        ("randn", "gradserve"): lambda: engine.randn(n),
-        ("randn", "gradserve 1 thread"): _one_thread(lambda: engine.randn(n)),
-        ("randn", "before"): lambda: pcg.standard_normal(n, dtype=np.float32),
+        ("randn", "gradserve"): lambda: engine.randn(n, dtype=dtype),
+        ("randn", "gradserve 1 thread"): _one_thread(lambda: engine.randn(n, dtype=dtype)),
+        ("randn", "before"): lambda: pcg.standard_normal(n, dtype=dtype),
         ("randn", "numpy"): lambda: legacy.standard_normal(n),
-        ("rand", "gradserve"): lambda: engine.rand(n),
-        ("rand", "gradserve 1 thread"): _one_thread(lambda: engine.rand(n)),
-        ("rand", "before"): lambda: pcg.random(n, dtype=np.float32),
+        ("rand", "gradserve"): lambda: engine.rand(n, dtype=dtype),
+        ("rand", "gradserve 1 thread"): _one_thread(lambda: engine.rand(n, dtype=dtype)),
+        ("rand", "before"): lambda: pcg.random(n, dtype=dtype),
         ("rand", "numpy"): lambda: legacy.random_sample(n),
     }
     try:
@@ -56,14 +58,15 @@ def _sides(n: int) -> dict:
     except ImportError:
         return sides
     torch.set_num_threads(1)
-    sides[("randn", "torch")] = lambda: torch.randn(n)
-    sides[("rand", "torch")] = lambda: torch.rand(n)
+    tdtype = getattr(torch, dtype)
+    sides[("randn", "torch")] = lambda: torch.randn(n, dtype=tdtype)
+    sides[("rand", "torch")] = lambda: torch.rand(n, dtype=tdtype)
     return sides
 
 
-def measure(n: int, rounds: int, reps: int) -> dict:
+def measure(n: int, rounds: int, reps: int, dtype: str = "float32") -> dict:
     engine.manual_seed(0)
-    sides = _sides(n)
+    sides = _sides(n, dtype)
     times = {k: [] for k in sides}
     for fn in sides.values():
         fn()  # warm up
@@ -76,8 +79,8 @@ def measure(n: int, rounds: int, reps: int) -> dict:
     return times
 
 
-def table(times: dict, n: int) -> str:
-    lines = [f"| {n:.0e} float32 | side | median ms | best ms |", "|---|---|---|---|"]
+def table(times: dict, n: int, dtype: str = "float32") -> str:
+    lines = [f"| {n:.0e} {dtype} | side | median ms | best ms |", "|---|---|---|---|"]
     for (fn, side), ts in times.items():
         lines.append(f"| {fn} | {side} | {statistics.median(ts):.2f} | {min(ts):.2f} |")
     return "\n".join(lines)
@@ -88,15 +91,21 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--out")
     args = ap.parse_args()
-    text = table(measure(args.n, args.rounds, args.reps), args.n)
-    text = f"gradserve's draw helper threads: {mt19937.DRAW_HELPERS}\n\n{text}"
+    text = table(measure(args.n, args.rounds, args.reps, args.dtype), args.n, args.dtype)
+    # helpers_now: how many the load left a draw at the end (0: the `gradserve` rows may
+    # have run on one thread)
+    text = (f"gradserve's draw helper threads: {mt19937.DRAW_HELPERS} (in use at the end: "
+            f"{mt19937.helpers_now()}; load {os.getloadavg()[0]:.2f})\n\n{text}")
     print(text)
     if args.out:
         with open(args.out, "w") as f:
-            f.write(f"# random_draws\n\n`python benchmarks/random_draws.py --rounds "
-                    f"{args.rounds}`\n\n" + "\n".join(machine_info()) + f"\n\n{text}\n")
+            flags = f"--rounds {args.rounds}" + ("" if args.n == 1_000_000 else f" --n {args.n}")
+            flags += "" if args.dtype == "float32" else f" --dtype {args.dtype}"
+            f.write(f"# random_draws\n\n`python benchmarks/random_draws.py {flags}`\n\n"
+                    + "\n".join(machine_info()) + f"\n\n{text}\n")
 
 
 if __name__ == "__main__":
