@@ -115,6 +115,13 @@ def _normal_fill(gen, n, dtype, mean, std):
         return _normal_fill_avx2(gen, n, mean, std)
     rows, rest = divmod(n, 16)
     out = np.empty(n, dtype)
+    if rest and rows < _FILL16_ROWS:  # one block: the redrawn last 16 go with the rows
+        u = unit(gen, n, dtype)  # the ragged chunk's uniforms too: drawn, then overwritten
+        u = np.concatenate([u[:16 * rows], unit(gen, 16, dtype)])
+        both = _fill16(u.reshape(-1, 16), dtype, mean, std)
+        out[:rows * 16] = both[:rows].reshape(-1)
+        out[n - 16:] = both[rows]
+        return out
     body = out[:rows * 16].reshape(rows, 16)
     sizes = _block_sizes(rows, _FILL16_ROWS)
 
@@ -126,10 +133,15 @@ def _normal_fill(gen, n, dtype, mean, std):
     # a split draw are the words of one draw)
     draw_blocks(lambda r: unit(gen, 16 * r, dtype), sizes, work)
     if rest:
-        unit(gen, rest, dtype)  # the ragged chunk's uniforms: drawn, then overwritten
-        out[n - 16:] = _fill16(unit(gen, 16, dtype).reshape(1, 16), dtype, mean,
+        out[n - 16:] = _fill16(_skip_unit(gen, rest, dtype).reshape(1, 16), dtype, mean,
                                std).reshape(-1)
     return out
+
+
+def _skip_unit(gen: CPUGenerator, rest: int, dtype) -> np.ndarray:
+    """The ragged chunk's `rest` uniforms drawn (torch overwrites them), then 16 more."""
+    unit(gen, rest, dtype)
+    return unit(gen, 16, dtype)
 
 
 def _normal_fill_avx2(gen, n, mean, std):
