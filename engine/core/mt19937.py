@@ -156,34 +156,38 @@ ADAPT_TO_LOAD = True
 
 
 _LOAD_WINDOW = 60.0  # seconds: the time constant of the 1-minute load average
-_own = {"wall": time.monotonic(), "cpu": time.process_time(), "rate": 0.0}
+# the helpers' CPU seconds (they add theirs after each block), and its rate per wall second
+_spent = {"cpu": 0.0, "seen": 0.0, "wall": time.monotonic(), "rate": 0.0}
+_spent_lock = threading.Lock()
 
 
-def own_load() -> float:
-    """This process's running threads, averaged as the 1-minute load average averages the
-    machine's: its CPU seconds per wall second, decayed over a minute. That part of the
-    load is this process's own drawing (its helpers included), which must not turn the
-    helpers off."""
-    wall, cpu = time.monotonic(), time.process_time()
-    dt = wall - _own["wall"]
-    if dt > 0:
-        keep = math.exp(-dt / _LOAD_WINDOW)
-        rate = (cpu - _own["cpu"]) / dt
-        _own.update(wall=wall, cpu=cpu, rate=keep * _own["rate"] + (1 - keep) * rate)
-    return _own["rate"]
+def helpers_load() -> float:
+    """The draw helpers' running threads, averaged as the 1-minute load average averages
+    the machine's: their CPU seconds per wall second, decayed over a minute. That part of
+    the load is the helpers' own, which must not turn them off (a draw-heavy loop would
+    otherwise count its own helpers as other work and stop using them)."""
+    with _spent_lock:
+        wall = time.monotonic()
+        dt = wall - _spent["wall"]
+        if dt > 0:
+            keep = math.exp(-dt / _LOAD_WINDOW)
+            rate = (_spent["cpu"] - _spent["seen"]) / dt
+            _spent.update(seen=_spent["cpu"], wall=wall,
+                          rate=keep * _spent["rate"] + (1 - keep) * rate)
+        return _spent["rate"]
 
 
 def helpers_now() -> int:
     """How many helpers a draw made now should use: DRAW_HELPERS, less the CPUs that the
-    1-minute load average says other work keeps busy (the load less this process's own,
-    and at least the calling thread's)."""
+    1-minute load average says other work keeps busy (the load less the calling thread
+    and the helpers' own)."""
     if not ADAPT_TO_LOAD or DRAW_HELPERS == 0:
         return DRAW_HELPERS
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover - no load average here
         return DRAW_HELPERS
-    others = max(0.0, load - max(1.0, own_load()))
+    others = max(0.0, load - 1.0 - helpers_load())
     return max(0, min(DRAW_HELPERS, int(DRAW_HELPERS + 0.5 - others)))
 
 
@@ -198,11 +202,16 @@ class _Job:
         self.work, self.left, self.error = work, total, None
         self.lock, self.done = threading.Lock(), threading.Event()
 
-    def run(self, task: tuple[int, np.ndarray]) -> None:
+    def run(self, task: tuple[int, np.ndarray], helper: bool = False) -> None:
+        start = time.thread_time() if helper else 0.0
         try:
             self.work(*task)
         except BaseException as exc:  # re-raised on the calling thread
             self.error = self.error or exc
+        if helper:  # before the block counts as done: a caller that returns has seen it
+            spent = time.thread_time() - start
+            with _spent_lock:
+                _spent["cpu"] += spent
         with self.lock:
             self.left -= 1
             if not self.left:
@@ -211,7 +220,7 @@ class _Job:
     def help(self) -> None:
         """A helper's share: blocks until the caller says there are no more (None)."""
         while (task := self.tasks.get()) is not None:
-            self.run(task)
+            self.run(task, helper=True)
 
     def drain(self) -> None:
         while True:

@@ -82,7 +82,7 @@ def test_a_failing_draw_leaves_no_helper_waiting(helpers):
 
 def test_helpers_leave_the_cpus_that_the_load_takes(monkeypatch):
     monkeypatch.setattr(mt19937, "DRAW_HELPERS", 3)  # four CPUs
-    monkeypatch.setattr(mt19937, "own_load", lambda: 0.3)  # counts as the calling thread's 1
+    monkeypatch.setattr(mt19937, "helpers_load", lambda: 0.0)
     for load, helpers in ((0.2, 3), (1.0, 3), (1.7, 2), (3.2, 1), (4.0, 0), (9.0, 0)):
         monkeypatch.setattr(mt19937.os, "getloadavg", lambda load=load: (load, load, load))
         assert mt19937.helpers_now() == helpers, load
@@ -90,25 +90,37 @@ def test_helpers_leave_the_cpus_that_the_load_takes(monkeypatch):
     assert mt19937.helpers_now() == 3
 
 
-def test_this_process_own_drawing_does_not_take_its_helpers(monkeypatch):
-    """A draw-heavy loop raises the load by its own helpers' work: that part is the
-    process's (own_load), and the helpers stay."""
+def test_the_helpers_own_work_does_not_turn_them_off(monkeypatch):
+    """A draw-heavy loop raises the load by its helpers' work: that part is theirs
+    (helpers_load), and they stay; the rest of the load is other work."""
     monkeypatch.setattr(mt19937, "DRAW_HELPERS", 1)  # two CPUs
     monkeypatch.setattr(mt19937.os, "getloadavg", lambda: (1.9, 1.9, 1.9))
-    monkeypatch.setattr(mt19937, "own_load", lambda: 1.8)
+    monkeypatch.setattr(mt19937, "helpers_load", lambda: 0.8)
     assert mt19937.helpers_now() == 1
-    monkeypatch.setattr(mt19937, "own_load", lambda: 1.0)  # the 0.9 is another process's
+    monkeypatch.setattr(mt19937, "helpers_load", lambda: 0.0)  # the 0.9 is other work
     assert mt19937.helpers_now() == 0
 
 
-def test_own_load_follows_this_process_cpu_time(monkeypatch):
+def test_helpers_load_counts_the_helpers_cpu_time(monkeypatch):
+    monkeypatch.setattr(mt19937, "DRAW_HELPERS", 1)
+    monkeypatch.setattr(mt19937, "ADAPT_TO_LOAD", False)
     start = time.monotonic()
-    monkeypatch.setattr(mt19937, "_own", {"wall": start, "cpu": time.process_time(),
-                                          "rate": 0.0})
-    while time.monotonic() - start < 0.3:  # busy: one running thread
-        pass
-    # 0.3 s of a minute's average: ~0.5% of the way from idle to one thread's rate
-    assert 0 < mt19937.own_load() < 0.01
+    monkeypatch.setattr(mt19937, "_spent", {"cpu": 0.0, "seen": 0.0, "wall": start,
+                                            "rate": 0.0})
+
+    ran_on = set()
+
+    def busy(i, v):
+        ran_on.add(threading.get_ident())
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:  # 50 ms of CPU a block
+            pass
+
+    draw_blocks(lambda n: np.zeros(n), [1] * 4, busy)
+    helped = bool(ran_on - {threading.get_ident()})  # (a loaded machine may not let it)
+    assert (mt19937._spent["cpu"] >= 0.04) == helped  # the caller's own blocks not counted
+    # a fraction of a second of a minute's average: a little above idle
+    assert (0 < mt19937.helpers_load() < 0.05) == helped
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])
