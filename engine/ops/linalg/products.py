@@ -182,6 +182,8 @@ for _name, _grad in (("dot", "DotBackward0"), ("vdot", "VdotBackward0")):
 def _expand_to(input, shape) -> None:
     """torch's check that addmm's input broadcasts to the product's shape."""
     s = tuple(input.shape) if hasattr(input, "shape") else ()
+    if s == tuple(shape)[len(shape) - len(s):]:  # a bias, or the product's own shape
+        return
     try:
         if broadcast_shapes(s, shape) == tuple(shape):
             return
@@ -213,8 +215,10 @@ def _add_product_meta(product_shape, names):
 def _scaled_sum(xp, input, product, beta, alpha):
     # beta == 0 ignores input entirely (its nan and inf too), as torch
     out = product if alpha == 1 else product * alpha
-    if beta != 0:
-        out = out + (input if beta == 1 else input * beta)
+    if beta == 1:  # into the fresh product (input has its dtype): the same sum, no new array
+        out += input
+    elif beta != 0:
+        out = out + input * beta
     return out
 
 

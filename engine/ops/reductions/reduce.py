@@ -336,8 +336,9 @@ def _log_softmax(xp, a, dim):
         return a.astype(np.result_type(a.dtype, np.float32))
     if a.ndim == 0:
         return xp.zeros_like(a, dtype=np.result_type(a.dtype, np.float32))
-    shifted = a - xp.max(a, axis=dim, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=dim, keepdims=True))
+    # the array methods: the reductions xp.max/xp.sum run, without their Python wrappers
+    shifted = a - a.max(axis=dim, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 softmax = defop("softmax", infer=_softmax_meta, grad_name="SoftmaxBackward0",
