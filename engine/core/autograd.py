@@ -120,7 +120,7 @@ class Node:
     def needs(self) -> tuple[bool, ...]:
         """Which inputs need a gradient (computed when backward asks, not per op)."""
         if self._needs is None:
-            self._needs = tuple(e[0] is not None for e in self.next_functions)
+            self._needs = tuple([e[0] is not None for e in self.next_functions])
         return self._needs
 
     def __repr__(self) -> str:
@@ -131,7 +131,7 @@ class Node:
     def saved(self) -> tuple:
         if self._freed:
             raise AutogradError(_FREED)
-        return tuple(s.unpack(self) if isinstance(s, SavedTensor) else s for s in self._saved)
+        return tuple([s.unpack(self) if type(s) is SavedTensor else s for s in self._saved])
 
     @property
     def output(self):
