@@ -120,7 +120,7 @@ class Node:
     def needs(self) -> tuple[bool, ...]:
         """Which inputs need a gradient (computed when backward asks, not per op)."""
         if self._needs is None:
-            self._needs = tuple(e[0] is not None for e in self.next_functions)
+            self._needs = tuple([e[0] is not None for e in self.next_functions])
         return self._needs
 
     def __repr__(self) -> str:
@@ -131,7 +131,7 @@ class Node:
     def saved(self) -> tuple:
         if self._freed:
             raise AutogradError(_FREED)
-        return tuple(s.unpack(self) if isinstance(s, SavedTensor) else s for s in self._saved)
+        return tuple([s.unpack(self) if type(s) is SavedTensor else s for s in self._saved])
 
     @property
     def output(self):
@@ -151,7 +151,7 @@ class Node:
 
     def free(self) -> None:
         # a node that kept nothing (its gradients read no input) can run again, as torch's
-        if any(s is not None for s in self._saved) or self._saved_output is not None:
+        if self._saved_output is not None or self._saved.count(None) != len(self._saved):
             self._saved = ()
             self._saved_output = None
             self._freed = True
@@ -218,9 +218,9 @@ def backward_graph(roots, targets=None) -> tuple[dict, dict]:
             continue
         if node in children:
             continue
-        children[node] = [e[0] for e in node.next_functions if e[0] is not None]
+        kids = children[node] = [e[0] for e in node.next_functions if e[0] is not None]
         stack.append((node, True))
-        stack.extend((c, False) for c in reversed(children[node]) if c not in children)
+        stack.extend([(c, False) for c in reversed(kids) if c not in children])
     if targets is None:
         return children, dict.fromkeys(reversed(order))
     needed = set()
@@ -420,19 +420,22 @@ def _call(node: Node, out_grads: dict):
         result = op.backward(node, g)
     if not isinstance(result, tuple):
         result = (result,)
-    if len(result) != len(node.next_functions):
+    edges = node.next_functions
+    if len(result) != len(edges):
         raise AutogradError(
             f"function {node.name()} returned an incorrect number of gradients "
-            f"(expected {len(node.next_functions)}, got {len(result)})"
+            f"(expected {len(edges)}, got {len(result)})"
         )
-    return tuple(_validate(node, i, gi) for i, gi in enumerate(result))
+    return [None if g is None or edges[i][0] is None else _validate(node, i, g)
+            for i, g in enumerate(result)]
 
 
 def _validate(node: Node, i: int, g):
-    """Reduce a broadcast gradient to its input's shape and cast it to its dtype."""
-    if g is None or node.next_functions[i][0] is None:
-        return None
+    """Reduce a broadcast gradient to its input's shape and cast it to its dtype (g is not
+    None and its input has an edge)."""
     shape, dtype = node.in_shapes[i], node.in_dtypes[i]
+    if g.dtype is dtype and g._data.shape == shape:  # the usual case: as it is
+        return g
     if g._data.shape != shape:
         try:
             g = g._op("sum_to", g, shape=tuple(shape))  # the generic reduction
@@ -475,8 +478,9 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
 
 def addable(a) -> bool:
     """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
-    return writable(a) and all(st != 0 or n <= 1
-                               for st, n in zip(a.strides, a.shape, strict=True))
+    strides = a.strides
+    return writable(a) and (0 not in strides or all(
+        st != 0 or n <= 1 for st, n in zip(strides, a.shape, strict=True)))
 
 
 def _owned(g, seen_owners: set, contiguous: bool):

@@ -62,7 +62,9 @@ def _beside(t, values=None):
     """`values` (ones like t when None) as an engine tensor of t's dtype on t's device."""
     with backend(t._device).activate() as be:
         a = t._data
-        data = be.xp.ones_like(a) if values is None else be.xp.asarray(values, dtype=a.dtype)
+        # ones(shape): what ones_like makes of a root (a fresh contiguous array), in C
+        data = be.xp.ones(a.shape, a.dtype) if values is None else be.xp.asarray(
+            values, dtype=a.dtype)
     return type(t)(data, t._device)
 
 

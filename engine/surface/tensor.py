@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core import dispatch, tape
 from ..core.autograd import addable
-from ..core.backend import backend, writable
+from ..core.backend import _CPU, backend, writable
 from ..core.dtype import DType, from_numpy_dtype
 from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ..core.layout import of_array
@@ -39,17 +39,6 @@ class Tensor(AutogradMeta, TensorAPI):
         self._grad = None
         if requires_grad:
             self.requires_grad = True
-
-    @classmethod
-    def _result(cls, data, device: str, dtype: DType, strides, shape=None) -> Tensor:
-        """An op's output, whose layout its shape rule already gave (None: contiguous);
-        `shape`: a Size equal to data's (an input's, which the shape rule passed on)."""
-        t = cls.__new__(cls)
-        t._init_meta(dtype, device, strides)
-        t._data = data
-        t._shape = shape if shape is not None else Size(data.shape)
-        t._grad = None
-        return t
 
     # -- metadata --------------------------------------------------------------------------
     @property
@@ -174,28 +163,35 @@ def _scalar_indices_as_ints(key):
 
 
 # -- the engine's tensor kind: outputs computed on the device ---------------------------------
-def _finish(xp, arr, meta: Meta, op: OpDef):
+def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
+    """An op's computed array as its output tensor, held to its shape rule's shape and dtype.
+
+    A view keeps the strides its shape rule gave (as the client's proxy does); anything else
+    is made contiguous, as its shape rule (and so the client) assumes. One function (and
+    no `__init__`) for what runs per output of every op."""
     if not isinstance(arr, xp.ndarray):
         arr = xp.asarray(arr)
     want = meta.dtype.np
     if arr.dtype is not want and arr.dtype != want:  # builtin numpy dtypes are singletons
         arr = arr.astype(want)
-    if arr.shape != meta.shape:
-        raise AutogradError(
-            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
-        )
-    if meta.strides is None and not arr.flags.c_contiguous:
-        # a fresh result is contiguous, as its shape rule (and so the client) assumes
-        arr = xp.ascontiguousarray(arr)
-    return arr
-
-
-def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
-    # a view keeps the strides its shape rule gave (as the client's proxy does); anything
-    # else was made contiguous by _finish, which also held the shape to the rule's
     shape = meta.shape
-    return Tensor._result(_finish(xp, arr, meta, op), device, meta.dtype, meta.strides,
-                          shape if type(shape) is Size else None)
+    if arr.shape != shape:
+        raise AutogradError(
+            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {shape}"
+        )
+    strides = meta.strides
+    if strides is None and not arr.flags.c_contiguous:
+        arr = xp.ascontiguousarray(arr)
+    t = _new(Tensor)
+    t._init_meta(meta.dtype, device, strides)
+    t._data = arr
+    t._shape = shape if type(shape) is Size else Size(arr.shape)
+    t._grad = None
+    return t
+
+
+_new = object.__new__
+_tape_local = tape._local  # read inline per op: `tape.log()` without its call
 
 
 def _args(inputs) -> list:
@@ -241,7 +237,7 @@ class EngineKind:
         dynamic = meta.shape is None if single else dispatch.unknown_shape(meta)
         if check is not None and not dynamic:
             check(meta)
-        be = backend(device)
+        be = _CPU if device == "cpu" else backend(device)
         token = be.enter()  # the op's device is current while its arrays are made and finished
         try:
             out = _run(op, be, [x._data if isinstance(x, Tensor) else x for x in inputs],
@@ -259,7 +255,7 @@ class EngineKind:
                                 for a, m in zip(out, meta, strict=True))
         finally:
             be.exit(token)
-        log = tape.log()
+        log = getattr(_tape_local, "log", None)
         if log is not None:  # watched (core/tape.py)
             log.append(None if dynamic else (op, inputs, attrs, device, meta, outputs))
         return outputs, meta

@@ -228,6 +228,11 @@ for _name in ("softmax", "log_softmax"):
         case(_name, lambda x, n=_name, d=_d: getattr(x, n)(d), N(*_s),
              label=f"{_shape_label(_s)}-dim{_d}", order2=True)
 
+for _s, _d in [((4,), 0), ((2, 3), 0), ((2, 3), -1), ((), 0), ((2, 3, 2), 1)]:
+    case("log_softmax_backward_data", lambda g, o, d=_d: g._op(
+        "log_softmax_backward_data", g, o, dim=d), N(*_s), N(*_s),
+         label=f"{_shape_label(_s)}-dim{_d}", order2=True)
+
 for _a, _b in [((2, 3), (3,)), ((2, 3), (1, 3)), ((2, 3), ()), ((2, 3), (2, 3)), ((0, 3), (3,))]:
     case("sum_to", lambda x, s=_b: x._op("sum_to", x, shape=s), N(*_a),
          label=_shape_label(_a, _b), order2=True)

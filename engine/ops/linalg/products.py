@@ -11,6 +11,7 @@ as torch's do, and their backwards are these same ops, so higher derivatives fol
 
 from __future__ import annotations
 
+from ...core import grad_mode as _grad_mode
 from ...core.dtype import TORCH_SCALAR_NAMES
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
@@ -95,13 +96,47 @@ def _dot_meta(name: str):
 def _mm_grads(g, a, b, needs, column_major) -> tuple:
     """Both factors' gradients, each laid out as torch lays it out: a column-major factor
     (`w.t()` of a contiguous weight, as F.linear passes it) gets a column-major gradient, so
-    the weight's own gradient comes out contiguous (no copy, and an optimizer walks rows)."""
+    the weight's own gradient comes out contiguous (no copy, and an optimizer walks rows).
+
+    Recording (create_graph), they are torch's graph of mm and t; otherwise each is one op
+    running the same matmul on the same operands (the same bits), not up to three."""
     ga = gb = None
+    if not _grad_mode._state.enabled:
+        if needs[0]:
+            ga = g._op("mm_mat1_grad", g, b, column_major=bool(column_major[0]))
+        if needs[1]:
+            gb = g._op("mm_mat2_grad", g, a, column_major=bool(column_major[1]))
+        return ga, gb
     if needs[0]:
         ga = b.mm(g.t()).t() if column_major[0] else g.mm(b.t())
     if needs[1]:
         gb = g.t().mm(a).t() if column_major[1] else a.t().mm(g)
     return ga, gb
+
+
+def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
+    """The shape rule of factor 1's gradient g @ b.T (x: b) or factor 2's a.T @ g (x: a),
+    with its strides when column-major (the transpose of a fresh C-ordered result)."""
+    gs, xs = tuple(g.shape), tuple(x.shape)
+    if len(gs) != 2 or len(xs) != 2 or (gs[1] != xs[1] if factor == 1 else gs[0] != xs[0]):
+        raise InvalidArgumentError(
+            f"mat1 and mat2 shapes cannot be multiplied ({'x'.join(map(str, gs))} and "
+            f"{'x'.join(map(str, xs))})")
+    shape = (gs[0], xs[0]) if factor == 1 else (xs[1], gs[1])
+    dtype = _same_dtype(g, x, "expected m1 and m2 to have the same dtype")
+    return Meta(shape, dtype, (1, max(shape[0], 1)) if column_major else None)
+
+
+# mm's factor gradients outside a recorded graph (torch's mm_mat1/mat2_backward): each is one
+# op, the matmul its graph of mm and t would run, on the same operands
+defop("mm_mat1_grad", differentiable=False, attrs=("column_major",),
+      infer=lambda g, b, column_major=False: _factor_grad_meta(g, b, 1, column_major))(
+    lambda xp, g, b, column_major=False: xp.matmul(b, g.T).T if column_major
+    else xp.matmul(g, b.T))
+defop("mm_mat2_grad", differentiable=False, attrs=("column_major",),
+      infer=lambda g, a, column_major=False: _factor_grad_meta(g, a, 2, column_major))(
+    lambda xp, g, a, column_major=False: xp.matmul(g.T, a).T if column_major
+    else xp.matmul(a.T, g))
 
 
 mm = defop("mm", infer=_mm_meta, grad_name="MmBackward0", grad_uses=((1,), (0,)),
@@ -147,6 +182,8 @@ for _name, _grad in (("dot", "DotBackward0"), ("vdot", "VdotBackward0")):
 def _expand_to(input, shape) -> None:
     """torch's check that addmm's input broadcasts to the product's shape."""
     s = tuple(input.shape) if hasattr(input, "shape") else ()
+    if s == tuple(shape)[len(shape) - len(s):]:  # a bias, or the product's own shape
+        return
     try:
         if broadcast_shapes(s, shape) == tuple(shape):
             return
@@ -178,8 +215,10 @@ def _add_product_meta(product_shape, names):
 def _scaled_sum(xp, input, product, beta, alpha):
     # beta == 0 ignores input entirely (its nan and inf too), as torch
     out = product if alpha == 1 else product * alpha
-    if beta != 0:
-        out = out + (input if beta == 1 else input * beta)
+    if beta == 1:  # into the fresh product (input has its dtype): the same sum, no new array
+        out += input
+    elif beta != 0:
+        out = out + input * beta
     return out
 
 

@@ -336,8 +336,9 @@ def _log_softmax(xp, a, dim):
         return a.astype(np.result_type(a.dtype, np.float32))
     if a.ndim == 0:
         return xp.zeros_like(a, dtype=np.result_type(a.dtype, np.float32))
-    shifted = a - xp.max(a, axis=dim, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=dim, keepdims=True))
+    # the array methods: the reductions xp.max/xp.sum run, without their Python wrappers
+    shifted = a - a.max(axis=dim, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 softmax = defop("softmax", infer=_softmax_meta, grad_name="SoftmaxBackward0",
@@ -356,8 +357,36 @@ def _(ctx, g):
 @log_softmax.def_backward
 def _(ctx, g):
     out = ctx.output
+    return (g._op("log_softmax_backward_data", g, out, dim=ctx.attrs["dim"]),)
+
+
+def _log_softmax_grad_meta(g, out, dim):
+    normalize_dim(dim, len(out.shape))
+    return Meta(out.shape, out.dtype)
+
+
+def _log_softmax_grad(xp, g, out, dim):
+    """g - exp(out) * sum(g over dim): the ufuncs the composed form ran, in its order, so
+    the gradient has the same bits, in one op instead of four."""
+    axis = _axis(out.ndim, dim if out.ndim else None)
+    return xp.subtract(g, xp.multiply(xp.exp(out), xp.sum(g, axis=axis, keepdims=True)))
+
+
+# torch's _log_softmax_backward_data: LogSoftmaxBackward0 runs it, and its node under
+# create_graph is torch's LogSoftmaxBackwardDataBackward0 with torch's formulas
+log_softmax_backward_data = defop(
+    "log_softmax_backward_data", infer=_log_softmax_grad_meta,
+    grad_name="LogSoftmaxBackwardDataBackward0", save=(0, 1), attrs=("dim",))(_log_softmax_grad)
+
+
+@log_softmax_backward_data.def_backward
+def _(ctx, h):
+    g, out = ctx.saved
     dim = ctx.attrs["dim"] if out.ndim else None
-    return (g - out.exp() * g.sum(dim, keepdim=True),)
+    e = out.exp()
+    gg = h - (h * e).sum(dim, keepdim=True) if ctx.needs[0] else None
+    go = -(g.sum(dim, keepdim=True) * e * h) if ctx.needs[1] else None
+    return gg, go
 
 
 # -- sum_to: the reduction autograd applies to broadcast gradients ----------------------------

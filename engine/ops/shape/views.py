@@ -98,7 +98,7 @@ def _t_meta(a):
     if len(a.shape) > 2:
         raise InvalidArgumentError(f"t() expects a tensor with <= 2 dimensions, but self is "
                                    f"{len(a.shape)}D")
-    return Meta(tuple(reversed(a.shape)), a.dtype, tuple(reversed(a.stride())))
+    return Meta(tuple(a.shape)[::-1], a.dtype, tuple(a.stride())[::-1])
 
 
 t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a.T)

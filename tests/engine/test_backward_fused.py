@@ -1,0 +1,93 @@
+"""Backward kernels that run as one op where no graph is recorded (mm's factor gradients,
+log_softmax's gradient): the same bits and layouts as the graph of small ops torch records
+under create_graph, and torch's node names there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gradserve import engine as E
+from gradserve.engine.core.errors import InvalidArgumentError
+from gradserve.nn import functional as F
+
+
+def _grads(make, create_graph: bool):
+    leaves, out = make()
+    out.backward(E.ones_like(out), create_graph=create_graph)
+    return [(t.grad.detach().numpy().copy(), t.grad.stride()) for t in leaves]
+
+
+def _linear(dtype):
+    rng = np.random.default_rng(0)
+    xa, wa, ba = rng.standard_normal((5, 7)), rng.standard_normal((3, 7)), rng.standard_normal(3)
+
+    def make():
+        x = E.tensor(xa, dtype=dtype, requires_grad=True)
+        w = E.tensor(wa, dtype=dtype, requires_grad=True)
+        b = E.tensor(ba, dtype=dtype, requires_grad=True)
+        return (x, w, b), F.linear(x, w, b).relu().log_softmax(1)
+
+    return make
+
+
+def _products():
+    rng = np.random.default_rng(1)
+    aa, ba, ca = rng.standard_normal((4, 6)), rng.standard_normal((4, 2)), rng.standard_normal(
+        (2, 3))
+
+    def make():
+        a = E.tensor(aa, requires_grad=True)  # a.t(): a column-major factor
+        b = E.tensor(ba, requires_grad=True)
+        c = E.tensor(ca, requires_grad=True)
+        return (a, b, c), a.t().mm(b).mm(c) * 3.0
+
+    return make
+
+
+@pytest.mark.parametrize("make", [_linear(E.float32), _linear(E.float64), _products()],
+                         ids=["linear-f32", "linear-f64", "mm-chain"])
+def test_one_op_gradients_have_the_bits_and_layouts_of_the_recorded_graph(make):
+    fused, recorded = _grads(make, False), _grads(make, True)
+    for (g1, s1), (g2, s2) in zip(fused, recorded, strict=True):
+        assert s1 == s2
+        assert g1.dtype == g2.dtype and g1.tobytes() == g2.tobytes()
+
+
+def test_gradient_layouts_follow_torch():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 6)), rng.standard_normal((4, 2))
+    strides = []
+    for lib in (E, torch):
+        x, y = lib.tensor(a, requires_grad=True), lib.tensor(b, requires_grad=True)
+        x.t().mm(y).sum().backward()
+        strides.append((x.grad.stride(), y.grad.stride()))
+    assert strides[0] == strides[1]
+
+
+def test_log_softmax_double_backward_is_torchs_node_and_values():
+    rng = np.random.default_rng(3)
+    xa, wa = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    names, values = [], []
+    for lib in (E, torch):
+        x = lib.tensor(xa, requires_grad=True)
+        y = (x * x).log_softmax(1)
+        g, = lib.autograd.grad((y * lib.tensor(wa)).sum(), x, create_graph=True)
+        node = g.grad_fn
+        while type(node).__name__ != "LogSoftmaxBackwardDataBackward0":
+            node = next(n for n, _ in node.next_functions if n is not None)
+        names.append(type(node).__name__)
+        (g * g).sum().backward()
+        values.append(x.grad.detach().numpy())
+    assert names[0] == names[1]
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-12, atol=1e-12)
+
+
+def test_factor_gradient_ops_check_their_shapes():
+    g, b = E.zeros(2, 3), E.zeros(4, 5)
+    with pytest.raises(InvalidArgumentError, match="cannot be multiplied"):
+        g._op("mm_mat1_grad", g, b)
+    with pytest.raises(InvalidArgumentError, match="cannot be multiplied"):
+        g._op("mm_mat2_grad", g, b, column_major=True)
+    out = g._op("mm_mat2_grad", g, E.ones(2, 4), column_major=True)
+    assert out.shape == (4, 3) and out.stride() == (1, 4) and not out.is_contiguous()
