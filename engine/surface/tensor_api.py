@@ -13,6 +13,7 @@ from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
 from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
+from .indexing import getitem
 from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
 from .tensor_linalg import TensorLinalg
@@ -321,11 +322,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return self.expand(other.shape)
 
     def __getitem__(self, key):
-        spec, tensors = encode_key(key)
-        if any(s[0] in _ADVANCED for s in spec):
-            # advanced: a copy (with a mask its length is data: a remote session asks)
-            return self._op("index", self, *tensors, key=spec)
-        return self._op("getitem", self, key=spec)  # basic: a view sharing the version
+        return getitem(self, key)  # torch's nodes: one view per item of a tuple key
 
     def __setitem__(self, key, value):
         """x[key] = value: for basic keys (ints, slices, None, ...) an in-place copy into the

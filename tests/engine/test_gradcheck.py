@@ -897,6 +897,42 @@ for _l, _fn, _ins in [
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")
 
 
+# issue 16: rrelu (engine/ops/nn/rrelu.py; training with a fixed draw of slopes) and packed
+# sequences (engine/ops/nn/packing.py), to second order
+def _slopes(x):
+    """Fixed training slopes (a draw would differ between the checker's calls): 1 where
+    x > 0, a different one in [0.1, 0.4) per element elsewhere."""
+    ramp = E.arange(x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)
+    return E.where(x.detach() > 0, 1.0, 0.1 + 0.3 * ramp / max(x.numel(), 1))
+
+
+def _rrelu_training(x):
+    return x._op("rrelu_with_noise", x, _slopes(x), lower=0.1, upper=0.4)
+
+
+def _rrelu_in_place(x, training):
+    y = x * 1.0
+    noise = (_slopes(x),) if training else ()
+    return y._inplace("rrelu_with_noise_", *noise, lower=0.1, upper=0.4)
+
+
+for _l, _fn, _ins in [
+    ("rrelu_with_noise", _rrelu_training, (G(3, 4),)),
+    ("rrelu_with_noise", lambda x: _F.rrelu(x, 0.1, 0.4), (G(3, 4),)),
+    ("rrelu_with_noise_", lambda x: _rrelu_in_place(x, True), (G(3, 4),)),
+    ("rrelu_with_noise_", lambda x: _rrelu_in_place(x, False), (G(3, 4),)),
+    ("pack_padded_sequence", lambda x: x._op("pack_padded_sequence", x, lengths=[4, 2, 1]),
+     (N(4, 3, 2),)),
+    ("pack_padded_sequence", lambda x: x._op("pack_padded_sequence", x, lengths=[3, 3, 1, 1],
+                                             batch_first=True), (N(4, 3, 2),)),
+    ("pack_padded_sequence_backward",
+     lambda g: g._op("pack_padded_sequence_backward", g, shape=(4, 3, 2), lengths=[4, 2, 1]),
+     (N(7, 2),)),
+]:
+    case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}",
+         order2=True)
+
+
 # first order only: its backward takes log of the upstream gradient's positive/negative parts
 case("logcumsumexp", lambda x: x.logcumsumexp(1), N(3, 4), label="rows")
 case("logcumsumexp", lambda x: E.logcumsumexp(x * 3, 0), N(4, 2), label="columns-wide")
