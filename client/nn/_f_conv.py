@@ -55,7 +55,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups):
     stride = _tuple(stride, nd, "stride")
     dilation = _tuple(dilation, nd, "dilation")
     pads = conv_padding(padding, kernel, dilation, stride)
-    operands = (x, weight) if bias is None else (x, weight, bias)
+    operands = (x, weight, 0 if bias is None else bias)  # 0: torch's None edge for no bias
     y = x._op("convolution", *operands, stride=stride, padding=pads, dilation=dilation,
               groups=int(groups))
     return y.squeeze(0) if added else y
