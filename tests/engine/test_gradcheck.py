@@ -878,7 +878,7 @@ for _l, _fn, _ins in [
     ("getitem", lambda x: x.select(1, -2), (N(3, 4),)),
     ("diag_embed", lambda v: v.diag(1), (N(3),)),
     ("diag_embed", lambda a: E.diag_embed(a, -1, 0, 2), (N(2, 3),)),
-    ("diagonal", lambda x: E.diag(x, -1), (N(3, 4),)),
+    ("diagonal_copy", lambda x: E.diag(x, -1), (N(3, 4),)),
     ("sub", lambda x, p: x.diff(n=2, dim=1, prepend=p), (N(3, 4), N(3, 1))),
     ("expand", lambda a, b: E.meshgrid(a, b, indexing="xy"), (N(3), N(2))),
     ("cat", lambda a, b: (E.hstack([a, b]), E.vstack([a, b]), E.dstack([a, b])),
