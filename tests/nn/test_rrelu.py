@@ -100,6 +100,14 @@ def test_errors_are_torchs(home):
         with pytest.raises(NotImplementedError) as theirs:
             TF.rrelu(torch.tensor([1, -2]), training=training)
         assert str(ours.value) == str(theirs.value) == f"\"{kernel}\" not implemented for 'Long'"
+    half = home.tensor([1.0, -2.0], dtype=engine.float16)
+    with pytest.raises(NotImplementedError, match="\"rrelu_with_noise_out_cpu\" not "
+                                                  "implemented for 'Half'"):
+        F.rrelu(half, training=True).numpy()
+    with pytest.raises(NotImplementedError, match="for 'Half'"):
+        TF.rrelu(torch.tensor([1.0, -2.0], dtype=torch.float16), training=True)
+    np.testing.assert_array_equal(  # eval is leaky_relu, which torch has for half
+        F.rrelu(half).numpy(), TF.rrelu(torch.tensor([1.0, -2.0], dtype=torch.float16)).numpy())
     with pytest.raises(RuntimeError, match="Lower bound should be less than or equal to the "
                                            "upper bound"):
         F.rrelu(home.ones(3), 0.5, 0.1)

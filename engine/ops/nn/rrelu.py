@@ -35,7 +35,7 @@ def _check_bounds(lower: float, upper: float) -> None:
 
 def _noise_meta(x, *, lower, upper):
     _check_bounds(lower, upper)
-    if not x.dtype.is_floating_point:
+    if not x.dtype.is_floating_point or x.dtype.name == "float16":  # torch's CPU kernel too
         raise no_kernel("rrelu_with_noise_out", x.dtype)
     return Meta(x.shape, x.dtype)
 
@@ -70,6 +70,8 @@ def _slope(lower: float, upper: float) -> float:
 def _apply_meta(x, *noise, lower, upper):
     """Inputs: x, and the noise when training (none in eval)."""
     _check_bounds(lower, upper)
+    if noise and x.dtype.name == "float16":
+        raise no_kernel("rrelu_with_noise_out", x.dtype)
     if not x.dtype.is_floating_point:
         raise (no_kernel("rrelu_with_noise_out", x.dtype) if noise
                else no_kernel("leaky_relu", x.dtype))
