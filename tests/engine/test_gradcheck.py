@@ -937,6 +937,10 @@ for _l, _fn, _ins in [
      (N(4, 3, 2),)),
     ("pack_padded_sequence", lambda x: x._op("pack_padded_sequence", x, lengths=[3, 3, 1, 1],
                                              batch_first=True), (N(4, 3, 2),)),
+    # unbatched pooling: one op each, as torch's kernels (engine/ops/nn/pool.py)
+    ("max_pool", lambda x: _F.max_pool2d(x, 2, 1), (D(2, 3, 4),)),
+    ("avg_pool", lambda x: _F.avg_pool2d(x, 2, 1, 1, count_include_pad=False), (N(2, 3, 4),)),
+    ("adaptive_avg_pool", lambda x: _F.adaptive_avg_pool2d(x, (2, 3)), (N(2, 3, 5),)),
     ("pack_padded_sequence_backward",
      lambda g: g._op("pack_padded_sequence_backward", g, shape=(4, 3, 2), lengths=[4, 2, 1]),
      (N(7, 2),)),

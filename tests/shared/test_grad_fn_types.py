@@ -124,6 +124,15 @@ SAME_GRAPH = {
     "diag_matrix": lambda M, x, w: M.diag(x, 1) * M.diag(w),
     "matrix_power_3": lambda M, x, w: M.linalg.matrix_power(x[:, :2], 3),
     "rrelu_eval": lambda M, x, w: M.nn.functional.rrelu(x * w),
+    "max_pool2d_unbatched": lambda M, x, w: M.nn.functional.max_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), 2, 1),
+    "avg_pool2d_unbatched": lambda M, x, w: M.nn.functional.avg_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), 2),
+    "pool1d_unbatched": lambda M, x, w: M.nn.functional.max_pool1d(x, 2)
+    + M.nn.functional.avg_pool1d(w, 2),
+    "adaptive_avg_pool_unbatched": lambda M, x, w: M.nn.functional.adaptive_avg_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), (2, 2)).sum() + M.nn.functional.adaptive_avg_pool1d(
+        x, 2).sum(),
     "pack_padded": lambda M, x, w: M.nn.utils.rnn.pack_padded_sequence(
         x.t(), [3, 1]).data,
 }
