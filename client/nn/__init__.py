@@ -13,7 +13,7 @@ model code trains either way.
     gradserve.Size([8, 2])
 """
 
-from . import functional, init, parameter, utils
+from . import functional, init, modules, parameter, utils
 from ._activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
 from ._activation_more import (
     ELU,
@@ -62,6 +62,7 @@ from ._norm import BatchNorm1d, BatchNorm2d, Embedding, GroupNorm, LayerNorm
 from ._params import Bilinear, ParameterDict, ParameterList
 from ._rnn import GRU, LSTM
 from ._rnn_cells import RNN, GRUCell, LSTMCell, RNNCell
+from ._rrelu import RReLU
 from ._shrink_layers import (
     CELU,
     GLU,
@@ -106,7 +107,7 @@ __all__ = [
     "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "MaxPool1d", "MaxPool2d", "Module",
     "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "TransformerEncoderLayer",
-    "functional", "init", "parameter", "utils",
+    "functional", "init", "modules", "parameter", "utils",
     "ELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LogSigmoid", "Mish", "PReLU", "ReLU6",
     "Softmin", "Softplus", "CELU", "GLU", "SELU", "Hardshrink", "HingeEmbeddingLoss",
     "MultiMarginLoss", "Softshrink", "SoftMarginLoss", "Softsign", "Tanhshrink", "Threshold",
@@ -117,5 +118,5 @@ __all__ = [
     "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "CosineSimilarity",
     "Dropout2d", "Fold", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "Unfold",
-    "Upsample",
+    "Upsample", "RReLU",
 ]

@@ -32,6 +32,15 @@ def _batched(input, nd: int, name: str):
     return input, False
 
 
+def _unbatched(input, nd: int, name: str) -> bool:
+    """Whether input is unbatched (C, *S); torch's error for neither form. Pooling ops take
+    either form as torch's kernels do (no unsqueeze/squeeze around them)."""
+    if input.dim() not in (nd + 1, nd + 2):
+        raise InvalidArgumentError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input "
+                                   f"to {name}, but got input of size: {list(input.shape)}")
+    return input.dim() == nd + 1
+
+
 def conv_padding(padding, kernel, dilation, stride) -> tuple[tuple[int, int], ...]:
     """torch's padding argument as (lo, hi) per dim; "same" pads the extra one on the right."""
     nd = len(kernel)
@@ -55,7 +64,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups):
     stride = _tuple(stride, nd, "stride")
     dilation = _tuple(dilation, nd, "dilation")
     pads = conv_padding(padding, kernel, dilation, stride)
-    operands = (x, weight) if bias is None else (x, weight, bias)
+    operands = (x, weight, 0 if bias is None else bias)  # 0: torch's None edge for no bias
     y = x._op("convolution", *operands, stride=stride, padding=pads, dilation=dilation,
               groups=int(groups))
     return y.squeeze(0) if added else y
@@ -88,13 +97,11 @@ def _pool_args(nd, kernel_size, stride, padding, dilation):
 
 
 def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    x, added = _batched(input, nd, f"max_pool{nd}d")
+    spatial = {"spatial": nd} if _unbatched(input, nd, f"max_pool{nd}d") else {}
     kernel, stride, padding, dilation = _pool_args(nd, kernel_size, stride, padding, dilation)
-    indices = x._op("max_pool_indices", x, kernel=kernel, stride=stride, padding=padding,
-                    dilation=dilation, ceil_mode=bool(ceil_mode))
-    out = x._op("max_pool", x, indices)
-    if added:
-        out, indices = out.squeeze(0), indices.squeeze(0)
+    indices = input._op("max_pool_indices", input, kernel=kernel, stride=stride,
+                        padding=padding, dilation=dilation, ceil_mode=bool(ceil_mode))
+    out = input._op("max_pool", input, indices, **spatial)
     return (out, indices) if return_indices else out
 
 
@@ -105,7 +112,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     >>> F.max_pool1d(engine.tensor([[[1., 3., 2., 0.]]]), 2)
     tensor([[[3., 2.]]])
     """
-    _batched(input, 1, "max_pool1d")  # torch's error for other shapes
+    _unbatched(input, 1, "max_pool1d")  # torch's error for other shapes
     # torch's composition: a 2-d pool over a height of 1 (its grad_fn and indices)
     kernel, stride, padding, dilation = _pool_args(1, kernel_size, stride, padding, dilation)
     out = _max_pool(2, input.unsqueeze(-2), (1,) + kernel, (1,) + stride, (0,) + padding,
@@ -129,12 +136,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
-    x, added = _batched(input, nd, f"avg_pool{nd}d")
+    _unbatched(input, nd, f"avg_pool{nd}d")
     kernel, stride, padding, _ = _pool_args(nd, kernel_size, stride, padding, 1)
-    out = x._op("avg_pool", x, kernel=kernel, stride=stride, padding=padding,
-                ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
-                divisor_override=None if divisor_override is None else int(divisor_override))
-    return out.squeeze(0) if added else out
+    return input._op("avg_pool", input, kernel=kernel, stride=stride, padding=padding,
+                     ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad),
+                     divisor_override=None if divisor_override is None
+                     else int(divisor_override))
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -144,7 +151,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     >>> F.avg_pool1d(engine.tensor([[[1., 3., 2., 0.]]]), 2)
     tensor([[[2., 1.]]])
     """
-    _batched(input, 1, "avg_pool1d")  # torch's error for other shapes
+    _unbatched(input, 1, "avg_pool1d")  # torch's error for other shapes
     kernel, stride, padding, _ = _pool_args(1, kernel_size, stride, padding, 1)
     # torch's composition: a 2-d pool over a height of 1
     return _avg_pool(2, input.unsqueeze(-2), (1,) + kernel, (1,) + stride, (0,) + padding,
@@ -170,16 +177,16 @@ def adaptive_avg_pool2d(input, output_size):
     >>> F.adaptive_avg_pool2d(engine.arange(16.).reshape(1, 1, 4, 4), 1)
     tensor([[[[7.5000]]]])
     """
-    x, added = _batched(input, 2, "adaptive_avg_pool2d")
+    _unbatched(input, 2, "adaptive_avg_pool2d")
+    x = input
     wanted = (output_size,) * 2 if isinstance(output_size, int) else tuple(output_size)
     if len(wanted) != 2:
         raise InvalidArgumentError(f"adaptive_avg_pool2d: output_size must be 2, got {wanted}")
-    size = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(wanted))
+    size = tuple(x.shape[x.dim() - 2 + i] if o is None else int(o)
+                 for i, o in enumerate(wanted))
     if size == (1, 1):
-        out = x.mean((-2, -1), keepdim=True)
-    else:
-        out = x._op("adaptive_avg_pool", x, output_size=size)
-    return out.squeeze(0) if added else out
+        return x.mean((-2, -1), keepdim=True)
+    return x._op("adaptive_avg_pool", x, output_size=size)
 
 
 def pad(input, pad, mode: str = "constant", value=None):

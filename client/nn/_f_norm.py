@@ -8,10 +8,10 @@ from .._default import new_like
 
 
 def _affine(weight, bias, like, n):
-    """(weight, bias) as the fused ops take them: both or neither; one alone gets its
-    neutral partner made next to `like`."""
+    """(weight, bias) as the fused ops take them: both; one alone gets its neutral partner
+    made next to `like`, neither is the numbers (1, 0)."""
     if weight is None and bias is None:
-        return ()
+        return (1.0, 0.0)  # the neutral numbers: torch's node has None edges for both
     if weight is None:
         weight = new_like(like, "ones", *n)
     if bias is None:
@@ -44,7 +44,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         return out
     shape = (1, channels) + (1,) * (input.dim() - 2)
     out = (input - running_mean.reshape(shape)) / (running_var.reshape(shape) + eps).sqrt()
-    if params:
+    if weight is not None or bias is not None:
         out = out * params[0].reshape(shape) + params[1].reshape(shape)
     return out
 

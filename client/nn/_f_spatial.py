@@ -42,7 +42,7 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
                                        f"{dilation[0]} dilation_width: {dilation[-1]}")
     size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in zip(
         x.shape[2:], stride, padding, dilation, kernel, output_padding, strict=True))
-    operands = (x, weight) if bias is None else (x, weight, bias)
+    operands = (x, weight, 0 if bias is None else bias)  # 0: torch's None edge for no bias
     y = x._op("conv_transpose", *operands, stride=stride, padding=tuple((p, p) for p in padding),
               dilation=dilation, groups=int(groups), output_size=size)
     return y.squeeze(0) if added else y

@@ -15,6 +15,8 @@ from . import functional as F
 from . import init
 from ._layers import new_parameter
 from ._module import Module
+from ._rnn_packed import run_packed
+from .utils.rnn import PackedSequence
 
 
 class _RNNBase(Module):
@@ -105,6 +107,8 @@ class _RNNBase(Module):
 
     def forward(self, input, hx=None):
         """The one-state recurrences (GRU, RNN): (output, h_n); LSTM overrides it for (h, c)."""
+        if isinstance(input, PackedSequence):
+            return run_packed(self, input, hx, lstm=False)
         unbatched = input.dim() == 2
         batch = 1 if unbatched else input.shape[0 if self.batch_first else 1]
         h0 = self._zeros_state(input, batch) if hx is None else _initial(hx, unbatched)
@@ -153,6 +157,8 @@ class LSTM(_RNNBase):
         return o * c.tanh(), c
 
     def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            return run_packed(self, input, hx, lstm=True)
         unbatched = input.dim() == 2
         batch = 1 if unbatched else input.shape[0 if self.batch_first else 1]
         if hx is None:

@@ -77,6 +77,16 @@ class MultiheadAttention(Module):
         if device is not None:
             self.to(device)
 
+    @staticmethod
+    def _linear(x, w, b):
+        """F.linear, but a non-contiguous input (batch_first's transpose) is one matmul op
+        rather than torch's fold (a copy, mm, view): fewer ops keep a training step's batch
+        whole on a session (attention's graph is gradserve's own, not torch's, anyway)."""
+        if x.dim() == 3 and not x.is_contiguous():
+            out = x._op("matmul", x, w.t())
+            return out if b is None else out + b
+        return F.linear(x, w, b)
+
     def _projections(self, query, key, value):
         e = self.embed_dim
         b = self.in_proj_bias
@@ -84,12 +94,13 @@ class MultiheadAttention(Module):
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
             if query is key and key is value:  # self-attention: one product, then split
-                qkv = F.linear(query, w, b)
+                qkv = self._linear(query, w, b)
                 return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
             wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
         else:
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        return (self._linear(query, wq, bq), self._linear(key, wk, bk),
+                self._linear(value, wv, bv))
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
                 attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
@@ -120,7 +131,8 @@ class MultiheadAttention(Module):
         weights = scores.softmax(-1)
         if self.dropout > 0.0:
             weights = F.dropout(weights, self.dropout, training=self.training)
-        out = (weights @ v).permute(2, 0, 1, 3).reshape(rows, batch, self.embed_dim)
+        out = (weights @ v).permute(2, 0, 1, 3)
+        out = out._op("reshape", out, shape=(rows, batch, self.embed_dim))  # one op: a copy
         out = self.out_proj(out)
         if unbatched:
             out = out.squeeze(1)

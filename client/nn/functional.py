@@ -93,6 +93,7 @@ from ._f_spatial import (
     pixel_unshuffle,
     unfold,
 )
+from ._rrelu import rrelu, rrelu_
 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
@@ -110,6 +111,7 @@ __all__ = [
     "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "multi_margin_loss",
     "soft_margin_loss",
     "celu", "glu", "hardshrink", "selu", "softshrink", "softsign", "tanhshrink", "threshold",
+    "rrelu", "rrelu_",
 ]
 
 

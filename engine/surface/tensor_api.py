@@ -13,6 +13,10 @@ from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
 from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
+from .compose import flatten as _flatten
+from .compose import matmul as _matmul
+from .compose import reshape as _reshape
+from .indexing import getitem
 from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
 from .tensor_linalg import TensorLinalg
@@ -104,12 +108,14 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
     def __matmul__(self, other):
         if type(other) is ndarray:
             return array_result(self, other, "matmul")
-        return self._op("matmul", self, other)
+        return _matmul(self, other) if isinstance(other, TensorAPI) else self._op(
+            "matmul", self, other)
 
     def __rmatmul__(self, other):
         if type(other) is ndarray:
             return NotImplemented
-        return self._op("matmul", other, self)
+        return _matmul(other, self) if isinstance(other, TensorAPI) else self._op(
+            "matmul", other, self)
 
     def __neg__(self):
         return self._op("neg", self)
@@ -178,7 +184,8 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return self._op("pow", self, exponent)
 
     def matmul(self, other):
-        return self._op("matmul", self, other)
+        return _matmul(self, other) if isinstance(other, TensorAPI) else self._op(
+            "matmul", self, other)
 
     # -- elementwise math ------------------------------------------------------------------
     def neg(self):
@@ -285,13 +292,13 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return iter(self.unbind(0))  # as torch: one node, the rows its outputs
 
     def reshape(self, *shape):
-        return self._op("reshape", self, shape=parse_size_allow_neg(shape))
+        return _reshape(self, parse_size_allow_neg(shape))
 
     def view(self, *shape):
         return self._op("view", self, shape=parse_size_allow_neg(shape))
 
     def flatten(self, start_dim=0, end_dim=-1):
-        return self._op("flatten", self, start_dim=int(start_dim), end_dim=int(end_dim))
+        return _flatten(self, start_dim, end_dim)
 
     def t(self):
         return self._op("t", self)
@@ -321,11 +328,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return self.expand(other.shape)
 
     def __getitem__(self, key):
-        spec, tensors = encode_key(key)
-        if any(s[0] in _ADVANCED for s in spec):
-            # advanced: a copy (with a mask its length is data: a remote session asks)
-            return self._op("index", self, *tensors, key=spec)
-        return self._op("getitem", self, key=spec)  # basic: a view sharing the version
+        return getitem(self, key)  # torch's nodes: one view per item of a tuple key
 
     def __setitem__(self, key, value):
         """x[key] = value: for basic keys (ints, slices, None, ...) an in-place copy into the
@@ -446,6 +449,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
 _ADVANCED = ("tensor", "list", "mask")
 
 
+
 def parse_size_allow_neg(args) -> tuple[int, ...]:
     """Sizes for reshape/view/expand, where -1 means 'infer' or 'keep'."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -486,5 +490,7 @@ def where(condition, input, other):
 
 def matmul(input, other):
     """Matrix product with torch's broadcasting rules (torch.matmul)."""
+    if isinstance(input, TensorAPI) and isinstance(other, TensorAPI):
+        return _matmul(input, other)
     return _first_tensor((input, other))._op("matmul", input, other)
 

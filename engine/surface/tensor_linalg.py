@@ -65,6 +65,8 @@ class TensorLinalg:
         n = abs(n)
         if n == 1:
             return a.clone()
+        if n == 3:  # torch's special case: (a @ a) @ a
+            return (a @ a) @ a
         result, z = None, a
         while n:  # binary powering, as torch's
             if n & 1:

@@ -152,7 +152,7 @@ class TensorMore:
         """1-D: a matrix with self on its `diagonal`; 2-D: that diagonal (a copy)."""
         k = int(diagonal)
         if self.ndim == 2:
-            return self.diagonal(k).clone()
+            return self._op("diagonal_copy", self, offset=k)
         if self.ndim != 1:
             raise InvalidArgumentError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
         return self.diag_embed(k)

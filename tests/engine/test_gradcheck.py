@@ -171,8 +171,20 @@ MATMUL_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
                  ((2, 2, 3), (3, 4)), ((2, 3), (2, 3, 4)), ((2, 1, 2, 3), (3, 3, 2)),
                  ((3,), (2, 3, 4)), ((2, 2, 3), (3,)), ((0, 3), (3, 2)), ((2, 0), (0, 3)),
                  ((2, 3), (3, 0))]
+
+
+def _matmul_kernel(a, b) -> str:
+    """The op a @ b of these shapes records last but for views (torch's composition,
+    engine/surface/compose.py: one matmul, or a fold into mm/mv, or mm then squeeze)."""
+    fn = (E.zeros(*a, requires_grad=True) @ E.zeros(*b, requires_grad=True)).grad_fn
+    while fn.op.name in ("_unsafe_view", "clone", "transpose"):
+        fn = fn.next_functions[0][0]
+    return fn.op.name
+
+
 for _a, _b in MATMUL_SHAPES:
-    case("matmul", lambda a, b: a @ b, N(*_a), N(*_b), label=_shape_label(_a, _b), order2=True)
+    case(_matmul_kernel(_a, _b), lambda a, b: a @ b, N(*_a), N(*_b),
+         label=_shape_label(_a, _b), order2=True)
 
 # -- reductions -------------------------------------------------------------------------------
 REDUCE = [((), {}), ((), dict(dim=0)), ((4,), {}), ((4,), dict(dim=0, keepdim=True)),
@@ -871,7 +883,7 @@ for _l, _fn, _ins in [
     ("getitem", lambda x: x.select(1, -2), (N(3, 4),)),
     ("diag_embed", lambda v: v.diag(1), (N(3),)),
     ("diag_embed", lambda a: E.diag_embed(a, -1, 0, 2), (N(2, 3),)),
-    ("diagonal", lambda x: E.diag(x, -1), (N(3, 4),)),
+    ("diagonal_copy", lambda x: E.diag(x, -1), (N(3, 4),)),
     ("sub", lambda x, p: x.diff(n=2, dim=1, prepend=p), (N(3, 4), N(3, 1))),
     ("expand", lambda a, b: E.meshgrid(a, b, indexing="xy"), (N(3), N(2))),
     ("cat", lambda a, b: (E.hstack([a, b]), E.vstack([a, b]), E.dstack([a, b])),
@@ -900,6 +912,46 @@ for _l, _fn, _ins in [
     ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")
+
+
+# issue 16: rrelu (engine/ops/nn/rrelu.py; training with a fixed draw of slopes) and packed
+# sequences (engine/ops/nn/packing.py), to second order
+def _slopes(x):
+    """Fixed training slopes (a draw would differ between the checker's calls): 1 where
+    x > 0, a different one in [0.1, 0.4) per element elsewhere."""
+    ramp = E.arange(x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)
+    return E.where(x.detach() > 0, 1.0, 0.1 + 0.3 * ramp / max(x.numel(), 1))
+
+
+def _rrelu_training(x):
+    return x._op("rrelu_with_noise", x, _slopes(x), lower=0.1, upper=0.4)
+
+
+def _rrelu_in_place(x, training):
+    y = x * 1.0
+    noise = (_slopes(x),) if training else ()
+    return y._inplace("rrelu_with_noise_", *noise, lower=0.1, upper=0.4)
+
+
+for _l, _fn, _ins in [
+    ("rrelu_with_noise", _rrelu_training, (G(3, 4),)),
+    ("rrelu_with_noise", lambda x: _F.rrelu(x, 0.1, 0.4), (G(3, 4),)),
+    ("rrelu_with_noise_", lambda x: _rrelu_in_place(x, True), (G(3, 4),)),
+    ("rrelu_with_noise_", lambda x: _rrelu_in_place(x, False), (G(3, 4),)),
+    ("pack_padded_sequence", lambda x: x._op("pack_padded_sequence", x, lengths=[4, 2, 1]),
+     (N(4, 3, 2),)),
+    ("pack_padded_sequence", lambda x: x._op("pack_padded_sequence", x, lengths=[3, 3, 1, 1],
+                                             batch_first=True), (N(4, 3, 2),)),
+    # unbatched pooling: one op each, as torch's kernels (engine/ops/nn/pool.py)
+    ("max_pool", lambda x: _F.max_pool2d(x, 2, 1), (D(2, 3, 4),)),
+    ("avg_pool", lambda x: _F.avg_pool2d(x, 2, 1, 1, count_include_pad=False), (N(2, 3, 4),)),
+    ("adaptive_avg_pool", lambda x: _F.adaptive_avg_pool2d(x, (2, 3)), (N(2, 3, 5),)),
+    ("pack_padded_sequence_backward",
+     lambda g: g._op("pack_padded_sequence_backward", g, shape=(4, 3, 2), lengths=[4, 2, 1]),
+     (N(7, 2),)),
+]:
+    case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}",
+         order2=True)
 
 
 # first order only: its backward takes log of the upstream gradient's positive/negative parts

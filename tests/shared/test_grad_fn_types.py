@@ -99,11 +99,45 @@ SAME_GRAPH = {
     "avg_pool1d": lambda M, x, w: M.nn.functional.avg_pool1d(M.cat([x, w]).reshape(1, 2, 6), 3),
     "max_pool2d": lambda M, x, w: M.nn.functional.max_pool2d(M.cat([x, w]).reshape(1, 1, 4, 3),
                                                              2, 1),
+    # issue 16: torch's None edges for a missing bias or affine, torch's indexing nodes,
+    # reshape's three forms, matmul's folds, one-kernel diag, rrelu, packing
+    "conv1d_no_bias": lambda M, x, w: M.nn.functional.conv1d(x.reshape(1, 2, 3),
+                                                            w.reshape(3, 2, 1)),
+    "conv2d_no_bias": lambda M, x, w: M.nn.functional.conv2d(x.reshape(1, 1, 2, 3),
+                                                            w[None, None, :, :2]),
+    "conv_transpose1d_no_bias": lambda M, x, w: M.nn.functional.conv_transpose1d(
+        x.reshape(1, 2, 3), w.reshape(2, 3, 1)),
+    "layer_norm_plain": lambda M, x, w: M.nn.functional.layer_norm(x * w, (3,)),
+    "group_norm_plain": lambda M, x, w: M.nn.functional.group_norm(x.reshape(1, 2, 3), 1),
+    "batch_norm_train_plain": lambda M, x, w: M.nn.functional.batch_norm(
+        x, None, None, training=True),
+    "index_mixed": lambda M, x, w: x[None, :, 0] + w[1, None, 1:][..., None, 0],
+    "index_advanced_after_basic": lambda M, x, w: x[1:, M.tensor([2, 0])] * w[0, [1, 2]],
+    "index_alias": lambda M, x, w: x[:, :] * w[...],
+    "reshape_alias_and_copy": lambda M, x, w: (x.t().reshape(3, 2) * w.t().reshape(2, 3).t()
+                                               ).sum() + x.t().reshape(6).sum(),
+    "flatten_copy": lambda M, x, w: x.t().flatten() * w.flatten(),
+    "matmul_3d": lambda M, x, w: M.matmul(x.reshape(2, 1, 3), w.t()),
+    "matmul_vec_mat": lambda M, x, w: M.matmul(x[0], w.t()),
+    "matmul_mat_3d": lambda M, x, w: M.matmul(x.t(), w.reshape(1, 2, 3)),
+    "matmul_3d_vec": lambda M, x, w: M.matmul(x.reshape(2, 1, 3), w[0]),
+    "diag_matrix": lambda M, x, w: M.diag(x, 1) * M.diag(w),
+    "matrix_power_3": lambda M, x, w: M.linalg.matrix_power(x[:, :2], 3),
+    "rrelu_eval": lambda M, x, w: M.nn.functional.rrelu(x * w),
+    "max_pool2d_unbatched": lambda M, x, w: M.nn.functional.max_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), 2, 1),
+    "avg_pool2d_unbatched": lambda M, x, w: M.nn.functional.avg_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), 2),
+    "pool1d_unbatched": lambda M, x, w: M.nn.functional.max_pool1d(x, 2)
+    + M.nn.functional.avg_pool1d(w, 2),
+    "adaptive_avg_pool_unbatched": lambda M, x, w: M.nn.functional.adaptive_avg_pool2d(
+        M.cat([x, w]).reshape(1, 4, 3), (2, 2)).sum() + M.nn.functional.adaptive_avg_pool1d(
+        x, 2).sum(),
+    "pack_padded": lambda M, x, w: M.nn.utils.rnn.pack_padded_sequence(
+        x.t(), [3, 1]).data,
 }
 # graphs whose nodes' names agree but whose edges differ from torch's
-SAME_NAME = {
-    "matmul_3d": lambda M, x, w: M.matmul(x.reshape(2, 1, 3), w.t()),
-}
+SAME_NAME: dict = {}
 
 
 def _graph(fn):

@@ -26,10 +26,9 @@ def _F(M):
     return torch.nn.functional if M is torch else gs.nn.functional
 
 
-# composed here where torch has one kernel, so their grad_fn names differ: diag of a matrix
-# (torch's DiagonalBackward0_copy; here CloneBackward0), soft_margin_loss (torch's
-# SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
-NAMED_APART = {"diag", "F-hinge-soft-margin",
+# composed here where torch has one kernel, so their grad_fn names differ: soft_margin_loss
+# (torch's SoftMarginLossBackward0; here the reduction's node), multi_margin_loss (likewise)
+NAMED_APART = {"F-hinge-soft-margin",
                "F-multi_margin_loss", "nn-layers"}
 NANS = np.array([[1.0, np.nan, -np.inf], [np.inf, -2.0, 0.5]], np.float32)
 

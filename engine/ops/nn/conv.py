@@ -80,6 +80,13 @@ def _conv_out_shape(x_shape, w_shape, stride, padding, dilation, groups):
     return (n, o, *spatial)
 
 
+def tensor_bias(b):
+    """The bias a call adds: a tensor, or None. The client sends a convolution without bias
+    with the number 0 in its place, so the node keeps torch's None edge for it (a number
+    has no edge); a nonzero number would be added as a scalar."""
+    return b if b is None or hasattr(b, "shape") else (None if b == 0 else b)
+
+
 def _check_dtypes(*metas):
     first = metas[0].dtype
     if not first.is_floating_point:
@@ -164,6 +171,7 @@ def _channels_first(xp, g):
 
 # -- convolution ------------------------------------------------------------------------------
 def _conv_meta(x, w, b=None, *, stride, padding, dilation, groups):
+    b = b if hasattr(b, "shape") else None
     _check_dtypes(x, w, *(() if b is None else (b,)))
     shape = _conv_out_shape(x.shape, w.shape, stride, padding, dilation, groups)
     if b is not None and tuple(b.shape) != (w.shape[0],):
@@ -179,8 +187,9 @@ def _conv(xp, x, w, b=None, *, stride, padding, dilation, groups):
     cols = _columns(xp, x, w.shape[2:], stride, padding, dilation, shape[2:])
     y = _by_group(xp, groups, w.reshape(o, -1), cols)
     y = xp.ascontiguousarray(y.reshape((o, n) + shape[2:]).swapaxes(0, 1))
+    b = tensor_bias(b)
     if b is not None:
-        y += b.reshape((-1,) + (1,) * (len(shape) - 2))
+        y += b.reshape((-1,) + (1,) * (len(shape) - 2)) if hasattr(b, "shape") else b
     return y
 
 

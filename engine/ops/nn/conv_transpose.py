@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
-from .conv import _check_dtypes, _conv_out_shape, _input_grad
+from .conv import _check_dtypes, _conv_out_shape, _input_grad, tensor_bias
 
 
 def _full_shape(x, w, output_size, groups):
@@ -26,6 +26,7 @@ def _full_shape(x, w, output_size, groups):
 
 
 def _meta(x, w, b=None, *, stride, padding, dilation, groups, output_size):
+    b = b if hasattr(b, "shape") else None
     _check_dtypes(x, w, *(() if b is None else (b,)))
     nd = len(w.shape) - 2
     if len(x.shape) != nd + 2:
@@ -54,8 +55,9 @@ def _forward(xp, x, w, b=None, *, stride, padding, dilation, groups, output_size
     shape = _full_shape(x, w, output_size, groups)
     y = _input_grad(xp, x, w, input_shape=shape, stride=stride, padding=padding,
                     dilation=dilation, groups=groups)
+    b = tensor_bias(b)
     if b is not None:
-        y = y + b.reshape((-1,) + (1,) * (len(shape) - 2))
+        y = y + (b.reshape((-1,) + (1,) * (len(shape) - 2)) if hasattr(b, "shape") else b)
     return y
 
 

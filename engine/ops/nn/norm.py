@@ -32,6 +32,8 @@ def _check_affine(name, x, params, shape):
     if not x.dtype.is_floating_point:
         raise InvalidArgumentError(f"{name}: expected a floating point input")
     for p in params:
+        if not hasattr(p, "shape"):
+            continue  # a number: the neutral scale or shift of a call without affine
         if tuple(p.shape) != tuple(shape):
             raise InvalidArgumentError(f"{name}: expected weight and bias of shape "
                                        f"{list(shape)}, got {list(p.shape)}")
@@ -47,9 +49,18 @@ def _normalize(xp, x, axes, eps):
 
 
 def _affine(y, params, shape):
+    """y * weight + bias; the client sends a call without affine as the numbers (1, 0), so
+    its node keeps torch's None edges for them, and those are no work."""
     if params:
         w, b = params
-        y = y * w.reshape(shape) + b.reshape(shape)
+        if hasattr(w, "shape"):
+            y = y * w.reshape(shape)
+        elif w != 1:
+            y = y * w
+        if hasattr(b, "shape"):
+            y = y + b.reshape(shape)
+        elif b != 0:
+            y = y + b
     return y
 
 
@@ -68,12 +79,15 @@ def _backward(ctx, g, axes, param_shape, group_shape=None):
     gw = gb = None
     reduce_dims = tuple(i for i in range(len(shape)) if param_shape[i] == 1)
     if params:
-        w = params[0].reshape(param_shape)
+        w = params[0]
         if ctx.needs[1]:
-            gw = (g * xhat.reshape(shape)).sum(reduce_dims).reshape(params[0].shape)
+            gw = (g * xhat.reshape(shape)).sum(reduce_dims).reshape(w.shape)
         if ctx.needs[2]:
             gb = g.sum(reduce_dims).reshape(params[1].shape)
-        g = g * w
+        if hasattr(w, "shape"):
+            g = g * w.reshape(param_shape)
+        elif w != 1:
+            g = g * w
     gx = None
     if ctx.needs[0]:
         gv = g.reshape(group_shape) if group_shape else g

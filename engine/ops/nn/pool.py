@@ -1,4 +1,5 @@
-"""Pooling over the spatial dims of (N, C, *S): max, average and adaptive average.
+"""Pooling over the spatial dims of (N, C, *S) or unbatched (C, *S), as torch's kernels take
+either: max, average and adaptive average.
 
 Max pooling is two ops: `max_pool_indices` (no gradient) finds, per window, the flat index
 into the input's spatial plane of its maximum (torch's `return_indices` convention), and
@@ -62,6 +63,17 @@ def _pool_shape(shape, kernel, stride, padding, dilation, ceil_mode, name):
     return tuple(shape[:2]) + tuple(out)
 
 
+def _lifted(shape, nd: int) -> tuple[tuple[int, ...], bool]:
+    """(shape as (N, C, *S), whether a batch dim of 1 was put in front): an unbatched
+    (C, *S) input is pooled as a batch of one, in one op (torch's node, no unsqueeze)."""
+    shape = tuple(shape)
+    return ((1, *shape), True) if len(shape) == nd + 1 else (shape, False)
+
+
+def _spatial(x, spatial) -> int:
+    return len(x.shape) - 2 if spatial is None else int(spatial)
+
+
 def _window_pad(shape, kernel, stride, padding, dilation, out):
     """(lo, hi) per spatial dim so that every window lies inside the padded array."""
     return tuple((p, max(0, (o - 1) * s + d * (k - 1) + 1 - size - p))
@@ -74,11 +86,15 @@ def _indices_meta(x, *, kernel, stride, padding, dilation, ceil_mode):
     if not x.dtype.is_floating_point:
         raise InvalidArgumentError('"max_pool2d" not implemented for '
                                    f"'{x.dtype.name.capitalize()}'")
-    return Meta(_pool_shape(x.shape, kernel, stride, padding, dilation, ceil_mode,
-                            "max_pool"), int64)
+    shape, lifted = _lifted(x.shape, len(kernel))
+    out = _pool_shape(shape, kernel, stride, padding, dilation, ceil_mode, "max_pool")
+    return Meta(out[1:] if lifted else out, int64)
 
 
 def _max_indices(xp, x, *, kernel, stride, padding, dilation, ceil_mode):
+    if x.ndim == len(kernel) + 1:
+        return _max_indices(xp, x[None], kernel=kernel, stride=stride, padding=padding,
+                            dilation=dilation, ceil_mode=ceil_mode)[0]
     shape = _pool_shape(x.shape, kernel, stride, padding, dilation, ceil_mode, "max_pool")
     out = shape[2:]
     nd = len(kernel)
@@ -104,24 +120,26 @@ def _max_indices(xp, x, *, kernel, stride, padding, dilation, ceil_mode):
 max_pool_indices = defop("max_pool_indices", infer=_indices_meta)(_max_indices)
 
 
-def _gather_meta(x, indices):
-    if indices.dtype is not int64 or tuple(indices.shape[:2]) != tuple(x.shape[:2]):
+# `spatial`: how many trailing dims are pooled (None: all but N and C; an unbatched call says)
+def _gather_meta(x, indices, *, spatial=None):
+    lead = len(x.shape) - _spatial(x, spatial)
+    if indices.dtype is not int64 or tuple(indices.shape[:lead]) != tuple(x.shape[:lead]):
         raise InvalidArgumentError("max_pool: indices must be int64 shaped (N, C, *out)")
     return Meta(tuple(indices.shape), x.dtype)
 
 
-def _gather(xp, x, indices):
-    n, c = x.shape[:2]
-    flat = x.reshape(n, c, -1)
-    return xp.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
+def _gather(xp, x, indices, *, spatial=None):
+    rows = math.prod(x.shape[:x.ndim - _spatial(x, spatial)])
+    flat = x.reshape(rows, -1)
+    return xp.take_along_axis(flat, indices.reshape(rows, -1), axis=1).reshape(indices.shape)
 
 
 # the indices have no edge in torch's node
 _MAX_POOL = {nd: edges_of(f"MaxPool{nd}DWithIndicesBackward0", (0,)) for nd in (1, 2, 3)}
 
 
-def _pool_name(x, indices):
-    return _MAX_POOL[len(x.shape) - 2]
+def _pool_name(x, indices, *, spatial=None):
+    return _MAX_POOL[_spatial(x, spatial)]
 
 
 max_pool = defop("max_pool", infer=_gather_meta, grad_name=_pool_name, save=(1,))(_gather)
@@ -130,22 +148,29 @@ max_pool = defop("max_pool", infer=_gather_meta, grad_name=_pool_name, save=(1,)
 @max_pool.def_backward
 def _(ctx, g):
     (indices,) = ctx.saved
-    return (g._op("max_pool_grad", g, indices, input_shape=tuple(ctx.in_shapes[0])),)
+    return (g._op("max_pool_grad", g, indices, input_shape=tuple(ctx.in_shapes[0]),
+                  **_spatial_attr(ctx)),)
 
 
-def _scatter_meta(g, indices, *, input_shape):
+def _spatial_attr(ctx) -> dict:
+    s = ctx.attrs.get("spatial")
+    return {} if s is None else {"spatial": s}
+
+
+def _scatter_meta(g, indices, *, input_shape, spatial=None):
     if tuple(g.shape) != tuple(indices.shape):
         raise InvalidArgumentError("max_pool_grad: grad and indices differ in shape")
     return Meta(tuple(input_shape), g.dtype)
 
 
-def _scatter(xp, g, indices, *, input_shape):
-    n, c = input_shape[:2]
-    plane = math.prod(input_shape[2:])
-    rows = xp.arange(n * c, dtype=xp.int64).reshape(n, c, 1) * plane
-    flat = (indices.reshape(n, c, -1) + rows).reshape(-1)
+def _scatter(xp, g, indices, *, input_shape, spatial=None):
+    nd = len(input_shape) - 2 if spatial is None else int(spatial)
+    count = math.prod(input_shape[:len(input_shape) - nd])
+    plane = math.prod(input_shape[len(input_shape) - nd:])
+    rows = xp.arange(count, dtype=xp.int64).reshape(count, 1) * plane
+    flat = (indices.reshape(count, -1) + rows).reshape(-1)
     # bincount sums repeated indices (overlapping windows) and runs on numpy and cupy
-    summed = xp.bincount(flat, weights=g.reshape(-1), minlength=n * c * plane)
+    summed = xp.bincount(flat, weights=g.reshape(-1), minlength=count * plane)
     return summed.astype(g.dtype).reshape(tuple(input_shape))
 
 
@@ -156,7 +181,7 @@ max_pool_grad = defop("max_pool_grad", infer=_scatter_meta,
 @max_pool_grad.def_backward
 def _(ctx, gg):
     (indices,) = ctx.saved
-    return (gg._op("max_pool", gg, indices), None)
+    return (gg._op("max_pool", gg, indices, **_spatial_attr(ctx)), None)
 
 
 # -- average pooling --------------------------------------------------------------------------
@@ -182,13 +207,18 @@ def _avg_meta(x, *, kernel, stride, padding, ceil_mode, count_include_pad=True,
                                    f"'{x.dtype.name.capitalize()}'")
     if divisor_override is not None and divisor_override == 0:
         raise InvalidArgumentError("divisor must be not zero")
-    return Meta(_pool_shape(x.shape, kernel, stride, padding, (1,) * len(kernel), ceil_mode,
-                            "avg_pool"), x.dtype)
+    shape, lifted = _lifted(x.shape, len(kernel))
+    out = _pool_shape(shape, kernel, stride, padding, (1,) * len(kernel), ceil_mode, "avg_pool")
+    return Meta(out[1:] if lifted else out, x.dtype)
 
 
 def _avg(xp, x, *, kernel, stride, padding, ceil_mode, count_include_pad=True,
          divisor_override=None):
     nd = len(kernel)
+    if x.ndim == nd + 1:
+        return _avg(xp, x[None], kernel=kernel, stride=stride, padding=padding,
+                    ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                    divisor_override=divisor_override)[0]
     ones = (1,) * nd
     shape = _pool_shape(x.shape, kernel, stride, padding, ones, ceil_mode, "avg_pool")
     out = shape[2:]
@@ -205,7 +235,7 @@ def _pool_attrs(ctx):
 
 
 avg_pool = defop("avg_pool", infer=_avg_meta,
-                 grad_name=lambda x, **a: f"AvgPool{len(x.shape) - 2}DBackward0")(_avg)
+                 grad_name=lambda x, **a: f"AvgPool{len(a['kernel'])}DBackward0")(_avg)
 
 
 @avg_pool.def_backward
@@ -215,8 +245,9 @@ def _(ctx, g):
 
 def _avg_grad_meta(g, *, input_shape, kernel, stride, padding, ceil_mode,
                    count_include_pad=True, divisor_override=None):
-    want = _pool_shape(tuple(input_shape), kernel, stride, padding, (1,) * len(kernel),
-                       ceil_mode, "avg_pool")
+    shape, lifted = _lifted(input_shape, len(kernel))
+    want = _pool_shape(shape, kernel, stride, padding, (1,) * len(kernel), ceil_mode, "avg_pool")
+    want = want[1:] if lifted else want
     if tuple(g.shape) != want:
         raise InvalidArgumentError(f"avg_pool_grad: grad of shape {list(g.shape)}, expected "
                                    f"{list(want)}")
@@ -226,6 +257,11 @@ def _avg_grad_meta(g, *, input_shape, kernel, stride, padding, ceil_mode,
 def _avg_grad(xp, g, *, input_shape, kernel, stride, padding, ceil_mode,
               count_include_pad=True, divisor_override=None):
     input_shape = tuple(input_shape)
+    if len(input_shape) == len(kernel) + 1:
+        return _avg_grad(xp, g[None], input_shape=(1, *input_shape), kernel=kernel,
+                         stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad,
+                         divisor_override=divisor_override)[0]
     out = g.shape[2:]
     ones = (1,) * len(kernel)
     div = _divisors(np, input_shape, kernel, stride, padding, out, count_include_pad,
@@ -273,15 +309,18 @@ def _apply_matrices(xp, a, matrices):
 
 
 def _adaptive_meta(x, *, output_size):
-    if len(x.shape) != len(output_size) + 2:
+    if len(x.shape) not in (len(output_size) + 1, len(output_size) + 2):
         raise InvalidArgumentError(f"adaptive_avg_pool: expected a {len(output_size) + 2}-D "
                                    f"input, got {len(x.shape)}-D")
     if any(o < 1 for o in output_size):
         raise InvalidArgumentError("adaptive_avg_pool: output sizes must be positive")
-    return Meta(tuple(x.shape[:2]) + tuple(output_size), x.dtype)
+    lead = len(x.shape) - len(output_size)
+    return Meta(tuple(x.shape[:lead]) + tuple(output_size), x.dtype)
 
 
 def _adaptive(xp, x, *, output_size):
+    if x.ndim == len(output_size) + 1:
+        return _adaptive(xp, x[None], output_size=output_size)[0]
     mats = [_adaptive_matrix(s, o, x.dtype) for s, o in zip(x.shape[2:], output_size,
                                                             strict=True)]
     return xp.ascontiguousarray(_apply_matrices(xp, x, mats))
@@ -289,19 +328,24 @@ def _adaptive(xp, x, *, output_size):
 
 adaptive_avg_pool = defop(
     "adaptive_avg_pool", infer=_adaptive_meta,
-    grad_name=lambda x, **a: f"AdaptiveAvgPool{len(x.shape) - 2}DBackward0")(_adaptive)
+    grad_name=lambda x, **a: f"AdaptiveAvgPool{len(a['output_size'])}DBackward0")(_adaptive)
 
 
 @adaptive_avg_pool.def_backward
 def _(ctx, g):
-    return (g._op("adaptive_avg_pool_grad", g, input_shape=tuple(ctx.in_shapes[0])),)
+    shape = tuple(ctx.in_shapes[0])
+    nd = len(ctx.attrs["output_size"])
+    spatial = {"spatial": nd} if len(shape) == nd + 1 else {}
+    return (g._op("adaptive_avg_pool_grad", g, input_shape=shape, **spatial),)
 
 
-def _adaptive_grad_meta(g, *, input_shape):
+def _adaptive_grad_meta(g, *, input_shape, spatial=None):
     return Meta(tuple(input_shape), g.dtype)
 
 
-def _adaptive_grad(xp, g, *, input_shape):
+def _adaptive_grad(xp, g, *, input_shape, spatial=None):
+    if spatial is not None and len(input_shape) == int(spatial) + 1:
+        return _adaptive_grad(xp, g[None], input_shape=(1, *input_shape))[0]
     mats = [_adaptive_matrix(s, o, g.dtype).T for s, o in zip(input_shape[2:], g.shape[2:],
                                                               strict=True)]
     return xp.ascontiguousarray(_apply_matrices(xp, g, mats))
@@ -313,4 +357,6 @@ adaptive_avg_pool_grad = defop("adaptive_avg_pool_grad", infer=_adaptive_grad_me
 
 @adaptive_avg_pool_grad.def_backward
 def _(ctx, gg):
-    return (gg._op("adaptive_avg_pool", gg, output_size=tuple(ctx.in_shapes[0][2:])),)
+    shape, spatial = tuple(ctx.in_shapes[0]), ctx.attrs.get("spatial")
+    nd = len(shape) - 2 if spatial is None else int(spatial)
+    return (gg._op("adaptive_avg_pool", gg, output_size=shape[len(shape) - nd:]),)

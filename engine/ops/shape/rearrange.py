@@ -202,6 +202,18 @@ diagonal = defop("diagonal", infer=_diagonal_meta, grad_name="DiagonalBackward0"
 diagonal.def_backward(_through_view("diagonal"))
 
 
+def _diagonal_copy_meta(a, offset=0, dim1=0, dim2=1):
+    return Meta(_diagonal_meta(a, offset, dim1, dim2).shape, a.dtype)
+
+
+# torch.diag of a matrix: the diagonal as a new tensor, torch's diagonal_copy (one node, named
+# DiagonalBackward0_copy), whose gradient is the view's
+diagonal_copy = defop("diagonal_copy", infer=_diagonal_copy_meta,
+                      grad_name="DiagonalBackward0_copy")(
+    lambda xp, a, offset=0, dim1=0, dim2=1: _diagonal(xp, a, offset, dim1, dim2).copy())
+diagonal_copy.def_backward(_through_view("diagonal"))
+
+
 # -- copies: flip, roll, repeat --------------------------------------------------------------
 def _flip_meta(a, dims):
     dims = tuple(dims)

@@ -30,13 +30,21 @@ def _reshape_meta(a, shape):
     return _resized(a, infer_reshape(a.shape, shape))
 
 
-def _reshape_name(meta):
-    # torch copies through clone + _unsafe_view when the memory allows no view
-    return "ViewBackward0" if meta.strides is not None else "UnsafeViewBackward0"
+def _reshaped_name(a, new) -> str:
+    """torch's reshape: a view of a contiguous tensor (ViewBackward0), an alias with other
+    strides of a non-contiguous one (ReshapeAliasBackward0), or, when no view fits the memory,
+    a copy (torch's clone + _unsafe_view; the surface records those two nodes)."""
+    if view_strides(a.shape, a.stride(), new) is None:
+        return "UnsafeViewBackward0"
+    return "ViewBackward0" if a.is_contiguous() else "ReshapeAliasBackward0"
+
+
+def _reshape_name(a, shape):
+    return _reshaped_name(a, infer_reshape(a.shape, shape))
 
 
 reshape = defop("reshape", infer=_reshape_meta, grad_name=_reshape_name, view=True,
-                name_from_meta=True, attrs=("shape",))(
+                attrs=("shape",))(
     lambda xp, a, shape: xp.reshape(a, infer_reshape(a.shape, shape))
 )
 reshape.def_backward(_reshape_back)
@@ -86,8 +94,9 @@ def _flatten_meta(a, start_dim=0, end_dim=-1):
     return _resized(a, _flatten_shape(a.shape, start_dim, end_dim))
 
 
-flatten = defop("flatten", infer=_flatten_meta, grad_name=_reshape_name, view=True,
-                name_from_meta=True)(
+flatten = defop("flatten", infer=_flatten_meta, view=True,
+                grad_name=lambda a, start_dim=0, end_dim=-1: _reshaped_name(
+                    a, _flatten_shape(a.shape, start_dim, end_dim)))(
     lambda xp, a, start_dim=0, end_dim=-1: xp.reshape(a, _flatten_shape(a.shape, start_dim,
                                                                         end_dim))
 )
@@ -192,6 +201,19 @@ squeeze = defop("squeeze", infer=_squeeze_meta,
     lambda xp, a, dim=None: xp.reshape(a, _squeeze_shape(a.shape, dim))
 )
 squeeze.def_backward(_reshape_back)
+
+
+def _squeeze_result_meta(a, dim):
+    return Meta(_squeeze_shape(a.shape, dim), a.dtype)
+
+
+# torch's `t.squeeze_(dim)` on a result nobody else holds (matmul's vector @ matrix ends so):
+# a reshape to a fresh tensor (no view of a temporary), named as torch's in-place squeeze
+squeeze_result = defop("squeeze_result", infer=_squeeze_result_meta,
+                       grad_name="SqueezeBackward4", attrs=("dim",))(
+    lambda xp, a, dim: xp.reshape(a, _squeeze_shape(a.shape, dim))
+)
+squeeze_result.def_backward(_reshape_back)
 
 
 def _unsqueeze_shape(shape, dim):
