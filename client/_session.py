@@ -225,17 +225,28 @@ class Session(Factories):
     def _send(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, *,
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
-        args = tuple([x._id if isinstance(x, RemoteTensor) else
-                      x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
-                      for x in inputs])
+        self._buffer(op, inputs, outputs, attrs, INPLACE if inplace else 0, data,
+                     caller_site(3))
+
+    def _buffer(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, flags: int,
+                data: pb.TensorData | None, site) -> None:
+        """`_send` with the user's line found by the caller (a recorded op's kind knows how
+        many of the package's frames to skip, `_record.RemoteKind`) and flags INPLACE or 0."""
+        if len(inputs) == 2:  # most ops: no loop, no list
+            a, b = inputs
+            args = (a._id if isinstance(a, RemoteTensor) else _operand(a),
+                    b._id if isinstance(b, RemoteTensor) else _operand(b))
+        else:
+            args = tuple([x._id if isinstance(x, RemoteTensor) else _operand(x)
+                          for x in inputs])
         if attrs:
             for value in attrs.values():
                 if type(value) not in _SCALARS:
                     _check_attr(value)
         else:
             attrs = None
-        flags = (0 if grad_mode._state.enabled else NO_GRAD) | (INPLACE if inplace else 0)
-        site = caller_site()
+        if not grad_mode._state.enabled:
+            flags |= NO_GRAD
         with self._lock:
             if self._closed:
                 raise _handoff.closed_here(self)
@@ -250,19 +261,20 @@ class Session(Factories):
             now = time.monotonic()
             if not ops:
                 self._first_at = now
+            plans = self._plans
             if get_default_dtype() is not self._default_float:
                 # per process: the server learns it (a session setting) before the next op
                 self._default_float = get_default_dtype()
                 setting = ("set_default_dtype", [], (), {"dtype": self._default_float.name}, 0)
                 ops.append(setting)
                 self._sites.append(site)
-                if self._plans.enabled:  # part of the batch, so part of its key
-                    self._plans.note(*setting)
+                if plans.enabled:  # part of the batch, so part of its key
+                    plans.note(*setting)
             # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
             ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            if self._plans.enabled:  # the batch's running key (_replay)
-                self._plans.note(op, args, outputs, attrs, flags)
+            if plans.enabled:  # the batch's running key (_replay)
+                plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     now - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):
@@ -467,6 +479,11 @@ class Session(Factories):
             proxy = self._proxy(info.id)
             out[info.id] = proxy if proxy is not None else from_info(self, info)
         return out
+
+
+def _operand(x):
+    """A Python number operand as the wire takes it (an int must fit int64)."""
+    return x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
 
 
 def _check_attr(value) -> None:

@@ -47,8 +47,8 @@ class RemoteTensor(AutogradMeta, TensorAPI):
                  "_grad_cache", "_owned")
     _kind = "remote"
 
-    def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
-                 strides: tuple | None = None, owned: bool = True) -> None:
+    def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str,
+                 strides: tuple | None = None, *, owned: bool = True) -> None:
         self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id

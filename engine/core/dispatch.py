@@ -83,7 +83,7 @@ def apply_known(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict, device:
     metas = (meta,) if type(meta) is Meta else meta
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
-    if records(op, any_grad, meta):
+    if any_grad and records(op, any_grad, meta):  # no input needs grad: nothing to ask
         set_history(outputs, record(op, inputs, attrs, device, meta), op)
     kind.emit(op, inputs, outputs, attrs, metas)
     return outputs, meta

@@ -353,19 +353,41 @@ _NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
-    edges, shapes, dtypes = [], [], []  # lists kept: a tuple would be one more object per op
-    for x in inputs:
-        tensor = isinstance(x, AutogradMeta)
-        shapes.append(x.shape if tensor else None)
-        dtypes.append(x.dtype if tensor else None)
-        edges.append(edge(x) if tensor else _NO_EDGE)
-    edges = tuple(edges)
-    which = op.save if type(op.save) is tuple else op.saved_indices(len(inputs))
+    # One or two inputs (most ops) take no loop: each list is built whole, not appended to.
+    # Lists, not tuples: a tuple made from a loop's list would be one more object per op.
+    n = len(inputs)
+    if n == 2:
+        a, b = inputs
+        if isinstance(a, AutogradMeta):
+            ea = edge(a)
+            if isinstance(b, AutogradMeta):
+                eb = edge(b)
+                shapes, dtypes = [a.shape, b.shape], [a.dtype, b.dtype]
+            else:
+                eb, shapes, dtypes = _NO_EDGE, [a.shape, None], [a.dtype, None]
+        else:
+            ea, eb = _NO_EDGE, edge(b)
+            shapes, dtypes = [None, b.shape], [None, b.dtype]
+        edges = (ea, eb)
+        needs = (ea[0] is not None, eb[0] is not None)
+    elif n == 1 and isinstance(inputs[0], AutogradMeta):
+        a = inputs[0]
+        edges = (edge(a),)
+        shapes, dtypes, needs = [a.shape], [a.dtype], (edges[0][0] is not None,)
+    else:
+        edges, shapes, dtypes = [], [], []
+        for x in inputs:
+            tensor = isinstance(x, AutogradMeta)
+            shapes.append(x.shape if tensor else None)
+            dtypes.append(x.dtype if tensor else None)
+            edges.append(edge(x) if tensor else _NO_EDGE)
+        edges = tuple(edges)
+        needs = tuple([e[0] is not None for e in edges])
+    which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
-        kept = None if op.grad_uses is None else op.kept(
-            tuple([e[0] is not None for e in edges]))
-        keep = range(len(inputs)) if kept is None else kept[0]
+        kept = None if op.grad_uses is None else op.kept(needs)
+        keep = range(n) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
@@ -375,6 +397,7 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
         if type(op.grad_name) is str:
             op.node_cls = cls
     node = cls(op, name, edges, shapes, dtypes, saved, attrs, device)
+    node._needs = needs  # what `Node.needs` would work out from the edges, known here
     if op.layouts:
         node.column_major = column_majors(inputs, op.layouts)
     return node

@@ -5,12 +5,16 @@ caller's array without keeping it."""
 from __future__ import annotations
 
 import itertools
+import pathlib
 
+import gradserve as gs
 import numpy as np
 import pytest
 from gradserve import _replay, _wire
 from gradserve.server import _convert as convert
 from gradserve.v1 import gradserve_pb2 as pb
+
+HERE = pathlib.Path(__file__).name
 
 
 def _key(ops):
@@ -98,3 +102,70 @@ def test_s_tensor_reads_the_array_without_keeping_it(s, ops):
     (op,) = ops.of(s)
     assert np.frombuffer(op.data.raw, "<f4").tolist() == [0.0, 1.0, 2.0, 3.0]
     assert t.shape == (4,)
+
+
+def _forward(x, w):
+    return gs.nn.functional.relu(x @ w)  # in the user's forward
+
+
+class _Block(gs.nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.lin = gs.nn.Linear(2, 2, session=s)
+
+    def forward(self, x):
+        return self.lin(x).tanh()  # in the user's module
+
+
+def test_every_recording_path_names_the_users_line(s):
+    """The kind skips its own frames and the core's when it looks for the user's line: each
+    way into the op sequence still names the line that recorded the op."""
+    from gradserve._record import site_text
+
+    lines = {text.split("# ")[-1]: n for n, text in enumerate(
+        pathlib.Path(__file__).read_text().splitlines(), 1) if "# " in text}
+    block = _Block(s)
+    seen = len(s._ops)
+
+    def recorded_at(marker):
+        nonlocal seen
+        sites = {site_text(site) for site in s._sites[seen:]}
+        assert len(s._ops) > seen and sites == {f"{HERE}:{lines[marker]}"}, (marker, sites)
+        seen = len(s._ops)
+
+    x = s.ones(2, 2, requires_grad=True)  # a factory
+    recorded_at("a factory")
+    y = x * 2  # an operator
+    recorded_at("an operator")
+    z = y.exp().sum(0)  # methods
+    recorded_at("methods")
+    w = gs.exp(z)  # a module function
+    recorded_at("a module function")
+    h = _forward(x, y)
+    recorded_at("in the user's forward")
+    h = block(h)
+    recorded_at("in the user's module")
+    with gs.no_grad():
+        x.add_(1.0)  # in place
+    recorded_at("in place")
+    with gs.no_grad():
+        x += w  # an augmented assignment
+    recorded_at("an augmented assignment")
+    parts = h.split(1)  # several outputs
+    recorded_at("several outputs")
+    assert len(parts) == 2
+
+
+def test_op_batches_pack_as_the_json_encoder_writes_them():
+    import json
+
+    from gradserve.v1 import codec
+
+    entries = [["mul", ["a.1", 2, 2.5, True], ["a.2"], None, 0],
+               ["sum", ["a.2"], ["a.3"], {"dim": (0, np.int64(1)), "dtype": gs.float32,
+                                           "x": {"@": 0}, "name": "é\u2028\"\\"}, 3],
+               ["clamp", [float("nan"), float("inf"), -float("inf"), 1e300, -0.0], [], {}, 1]]
+    plain = json.JSONEncoder(separators=(",", ":"), default=codec._json_default)
+    assert codec.pack_ops(entries) == plain.encode(entries).encode()
+    with pytest.raises(gs.InvalidArgumentError, match="not object"):
+        codec.pack_ops([{"x": object()}])
