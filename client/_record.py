@@ -168,7 +168,7 @@ class RemoteKind:
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         session = self.session
         for x in inputs:  # the common case: proxies of this session and Python numbers
-            if type(x) is RemoteTensor:
+            if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
                 if x._session is not session:
                     break
             elif type(x) not in _PLAIN:
@@ -183,5 +183,16 @@ class RemoteKind:
     def apply_inplace(self, op, target: RemoteTensor, others: tuple, attrs: dict):
         """Record `target.op_(*others)`: the engine's checks and history rewrite, with the
         write left to the server."""
-        others, session = _operands(others, self.session)
+        session = self.session
+        for x in others:  # as in `apply`
+            if isinstance(x, RemoteTensor):
+                if x._session is not session:
+                    break
+            elif type(x) not in _PLAIN:
+                break
+        else:
+            if session._closed:
+                raise _handoff.closed_here(session)
+            return run_inplace(self, op, target, others, attrs)
+        others, session = _operands(others, session)
         return run_inplace(session._kind, op, target, others, attrs)

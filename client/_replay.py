@@ -69,25 +69,26 @@ class Plans:
         strings, the attrs bytes, and each has a fixed place, so two keys are equal exactly
         when the batches' templates are. New ids take the next slot and float attrs go to
         `values`, as in the template (`template_entry`)."""
-        key, slots = self._key, self._slots
+        slots = self._slots
+        append = self._key.append
         self._noted += 1
-        key.append(name)
+        append(name)
         for x in args:
             if type(x) is str:
                 slot = slots.get(x)
                 if slot is None:
                     slot = slots[x] = len(slots)
-                key.append(slot)
+                append(slot)
             else:
-                key.append(f"{type(x).__name__}:{x!r}")
-        key.append(-1)
+                append(f"{type(x).__name__}:{x!r}")
+        append(-1)
         for x in outputs:
             slot = slots.get(x)
             if slot is None:
                 slot = slots[x] = len(slots)
-            key.append(slot)
-        key.append(pack_ops(_float_slots(attrs, self._values)) if attrs else None)
-        key.append(flags)
+            append(slot)
+        append(pack_ops(_float_slots(attrs, self._values)) if attrs else None)
+        append(flags)
 
     def reset(self) -> None:
         """Start the next batch's key (the last was packed, or dropped with a closed

@@ -15,7 +15,6 @@ import itertools
 import secrets
 import threading
 import time
-import weakref
 
 import numpy as np
 from gradserve.engine import DType, InvalidArgumentError, TensorAPI, float32, get_default_dtype
@@ -37,7 +36,7 @@ from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
 from ._record import RemoteKind, caller_site
-from ._tensor import RemoteTensor, from_info
+from ._tensor import Held, RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
@@ -83,7 +82,8 @@ class Session(Factories):
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
         self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
         self._releases: collections.deque = collections.deque()
-        self._proxies: dict[str, weakref.ref] = {}
+        self._proxies: dict[str, Held] = {}  # id -> its proxy (a weak reference)
+        self._on_collected = self._collected  # one bound method for every proxy's reference
         self._pipe: Pipeline | None = None
         self._seqs = itertools.count(1)  # request numbers, across the session's streams
         self._instance = info.instance_id  # the server process holding it
@@ -197,22 +197,21 @@ class Session(Factories):
     def _new_id(self) -> str:
         return f"{self._prefix}{next(self._counter)}"
 
-    def _track(self, proxy: RemoteTensor) -> None:
-        self._proxies[proxy._id] = weakref.ref(proxy)
-
     def _proxy(self, tensor_id: str) -> RemoteTensor | None:
         ref = self._proxies.get(tensor_id)
         return None if ref is None else ref()
 
-    def _forget_proxy(self, proxy: RemoteTensor) -> None:
-        """A proxy is being collected (this runs in __del__, on any thread): its id rides
-        along with the next request, to be released on the server."""
-        tid = proxy._id
-        ref = self._proxies.get(tid)
-        if ref is not None and ref() in (proxy, None):
-            self._proxies.pop(tid, None)
-        if proxy._owned and not self._closed:
-            self._releases.append(tid)  # deque.append: atomic, no lock
+    def _collected(self, held: Held) -> None:
+        """A proxy was collected (its weak reference's callback: on any thread, cheap, never
+        blocking): its id rides along with the next request, to be released on the server."""
+        try:
+            tid = held.tid
+            if self._proxies.get(tid) is held:
+                self._proxies.pop(tid, None)
+            if type(held) is Held and not self._closed:
+                self._releases.append(tid)  # deque.append: atomic, no lock
+        except Exception:  # interpreter shutdown: the session may be half torn down
+            pass
 
     def _own(self, t) -> RemoteTensor:
         if not isinstance(t, RemoteTensor) or t._session is not self:
@@ -232,10 +231,14 @@ class Session(Factories):
                 data: pb.TensorData | None, site) -> None:
         """`_send` with the user's line found by the caller (a recorded op's kind knows how
         many of the package's frames to skip, `_record.RemoteKind`) and flags INPLACE or 0."""
-        if len(inputs) == 2:  # most ops: no loop, no list
+        n = len(inputs)
+        if n == 2:  # most ops: no loop, no list
             a, b = inputs
             args = (a._id if isinstance(a, RemoteTensor) else _operand(a),
                     b._id if isinstance(b, RemoteTensor) else _operand(b))
+        elif n == 1:
+            a = inputs[0]
+            args = (a._id if isinstance(a, RemoteTensor) else _operand(a),)
         else:
             args = tuple([x._id if isinstance(x, RemoteTensor) else _operand(x)
                           for x in inputs])

@@ -313,13 +313,6 @@ def placement(inputs, default: str) -> tuple[str, bool]:
     return (default if device is None else device), any_grad
 
 
-def records(op: OpDef, any_grad: bool, meta) -> bool:
-    """Whether an op's outputs get a grad_fn: an input needs grad, the op is differentiable,
-    grad mode is on and the (first) output is floating point."""
-    return bool(any_grad and op.differentiable and _grad_mode._state.enabled) and (
-        meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
-
-
 def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> None:
     """Outputs that alias src (their shape rule gave strides) share its version counter;
     differentiable views also remember their root and the view ops that lead there, for
@@ -339,12 +332,16 @@ def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> Non
 
 def edge(x) -> tuple:
     """The (node, output_nr) a graph edge to input `x` points at, as torch's next_functions."""
-    if isinstance(x, AutogradMeta):
-        fn = x._grad_fn if x._view_steps is None else x.grad_fn
-        if fn is not None:
-            return (fn, x._output_nr)
-        if x._rg:
-            return (x._accumulator(), 0)
+    return tensor_edge(x) if isinstance(x, AutogradMeta) else _NO_EDGE
+
+
+def tensor_edge(x: AutogradMeta) -> tuple:
+    """`edge(x)` of an input known to be a tensor."""
+    fn = x._grad_fn if x._view_steps is None else x.grad_fn
+    if fn is not None:
+        return (fn, x._output_nr)
+    if x._rg:
+        return (x._accumulator(), 0)
     return _NO_EDGE
 
 
@@ -359,9 +356,9 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     if n == 2:
         a, b = inputs
         if isinstance(a, AutogradMeta):
-            ea = edge(a)
+            ea = tensor_edge(a)
             if isinstance(b, AutogradMeta):
-                eb = edge(b)
+                eb = tensor_edge(b)
                 shapes, dtypes = [a.shape, b.shape], [a.dtype, b.dtype]
             else:
                 eb, shapes, dtypes = _NO_EDGE, [a.shape, None], [a.dtype, None]
@@ -372,7 +369,7 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
         needs = (ea[0] is not None, eb[0] is not None)
     elif n == 1 and isinstance(inputs[0], AutogradMeta):
         a = inputs[0]
-        edges = (edge(a),)
+        edges = (tensor_edge(a),)
         shapes, dtypes, needs = [a.shape], [a.dtype], (edges[0][0] is not None,)
     else:
         edges, shapes, dtypes = [], [], []
@@ -380,7 +377,7 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             tensor = isinstance(x, AutogradMeta)
             shapes.append(x.shape if tensor else None)
             dtypes.append(x.dtype if tensor else None)
-            edges.append(edge(x) if tensor else _NO_EDGE)
+            edges.append(tensor_edge(x) if tensor else _NO_EDGE)
         edges = tuple(edges)
         needs = tuple([e[0] is not None for e in edges])
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
@@ -388,8 +385,11 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     if which:
         kept = None if op.grad_uses is None else op.kept(needs)
         keep = range(n) if kept is None else kept[0]
-        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
-                        else inputs[i]) if i in keep else None for i in which])
+        saved = []
+        for i in which:
+            x = inputs[i] if i in keep else None
+            saved.append(SavedTensor(x) if isinstance(x, AutogradMeta) else x)
+        saved = tuple(saved)
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
     if cls is None:
         name = op.node_name(inputs, attrs, meta)
@@ -457,8 +457,9 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
             f"result type {TORCH_SCALAR_NAMES[meta.dtype.name]} can't be cast to the desired "
             f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
         )
-    strides = self.stride()
-    if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
+    strides = self._strides  # None: contiguous, where no stride is 0
+    if strides is not None and 0 in strides and any(
+            s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
         raise InvalidArgumentError(_OVERLAP)
     record = grad_on and op.differentiable and (self.requires_grad or any(
         isinstance(o, AutogradMeta) and o.requires_grad for o in others))
