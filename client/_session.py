@@ -250,7 +250,9 @@ class Session(Factories):
             attrs = None
         if not grad_mode._state.enabled:
             flags |= NO_GRAD
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: this runs for every op, and try/finally costs nothing
+        try:
             if self._closed:
                 raise _handoff.closed_here(self)
             if data is not None:
@@ -261,9 +263,8 @@ class Session(Factories):
                 self._blobs.append(data)
                 self._op_bytes += size
             ops = self._ops
-            now = time.monotonic()
             if not ops:
-                self._first_at = now
+                self._first_at = time.monotonic()
             plans = self._plans
             if get_default_dtype() is not self._default_float:
                 # per process: the server learns it (a session setting) before the next op
@@ -278,10 +279,13 @@ class Session(Factories):
             self._sites.append(site)
             if plans.enabled:  # the batch's running key (_replay)
                 plans.note(op, args, outputs, attrs, flags)
+            # the clock is read only when the server is idle (the rule's cheap half first)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()
+                    self._idle() and time.monotonic() - self._first_at >= MAX_BATCH_DELAY
                     and not in_whole_batches()):
                 self._flush_locked()
+        finally:
+            lock.release()
 
     def _idle(self) -> bool:
         """Whether every request sent has been answered. Ops that waited MAX_BATCH_DELAY go
