@@ -153,7 +153,6 @@ class Session(Factories):
                 return False
             self._closed = True
             self._ops, self._sites, self._blobs = [], [], []
-            self._plans.reset()
             self._releases.clear()
             pipe, self._pipe = self._pipe, None
         if pipe is not None:
@@ -265,20 +264,15 @@ class Session(Factories):
             ops = self._ops
             if not ops:
                 self._first_at = time.monotonic()
-            plans = self._plans
             if get_default_dtype() is not self._default_float:
                 # per process: the server learns it (a session setting) before the next op
                 self._default_float = get_default_dtype()
-                setting = ("set_default_dtype", [], (), {"dtype": self._default_float.name}, 0)
-                ops.append(setting)
+                ops.append(("set_default_dtype", (), (), {"dtype": self._default_float.name},
+                            0))
                 self._sites.append(site)
-                if plans.enabled:  # part of the batch, so part of its key
-                    plans.note(*setting)
             # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
             ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            if plans.enabled:  # the batch's running key (_replay)
-                plans.note(op, args, outputs, attrs, flags)
             # the clock is read only when the server is idle (the rule's cheap half first)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
                     self._idle() and time.monotonic() - self._first_at >= MAX_BATCH_DELAY
