@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import json
 
+import numpy as np
+from gradserve.engine import DType
 from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY, pack_ops
 
 from . import _handoff
@@ -127,9 +129,44 @@ def batch_key(ops) -> tuple[tuple, dict, list]:
             if slot is None:
                 slot = slots[x] = len(slots)
             append(slot)
-        append(pack_ops(_float_slots(attrs, values)) if attrs else None)
+        append(_attrs_key(attrs, values) if attrs else None)
         append(flags)
     return tuple(key), slots, values
+
+
+_SLOTTED, _TRUE, _FALSE = object(), object(), object()  # atoms no other value equals
+
+
+def _attrs_key(attrs: dict, values: list) -> tuple:
+    """attrs as the key holds them: (name, atom, name, atom, ...) with atoms equal exactly
+    when the template's JSON of the values is (without writing it: JSON costs microseconds
+    an attr). A float is `{"@": k}` in the template, k following from its place in the batch
+    (its value goes to `values`, as `_float_slots` does); ints, strings and None are
+    themselves (JSON writes equal ones alike, unequal ones not); bools an atom each (True
+    == 1); a DType its name, a numpy scalar its Python value (as JSON writes them); anything
+    else (lists, a numpy float written in place) its JSON bytes, which nothing else equals."""
+    out = []
+    for name, v in attrs.items():
+        kind = type(v)
+        if kind is float:
+            values.append(v)
+            v = _SLOTTED
+        elif kind is bool:
+            v = _TRUE if v else _FALSE
+        elif kind is not int and kind is not str and v is not None:
+            if isinstance(v, DType):
+                v = v.name
+            else:
+                if isinstance(v, np.generic):
+                    v = v.item()
+                    kind = type(v)
+                if kind is bool:
+                    v = _TRUE if v else _FALSE
+                elif kind is not int and kind is not str:  # a list, or a float in place
+                    v = pack_ops(v)
+        out.append(name)
+        out.append(v)
+    return tuple(out)
 
 
 def _float_slots(attrs: dict, values: list) -> dict:

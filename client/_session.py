@@ -273,9 +273,8 @@ class Session(Factories):
             # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
             ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            # the clock is read only when the server is idle (the rule's cheap half first)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    self._idle() and time.monotonic() - self._first_at >= MAX_BATCH_DELAY
+                    time.monotonic() - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):
                 self._flush_locked()
         finally:

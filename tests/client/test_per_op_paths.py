@@ -42,6 +42,13 @@ def _variants():
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.5}, 0)])
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.25}, 0)])  # value
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 1}, 0)])  # an int
+    # attrs of every kind the wire takes, including values JSON writes alike (a DType and its
+    # name, a numpy scalar and its Python number, a list and a tuple) and ones it does not
+    for value in (True, 1, False, 0, np.int64(1), np.bool_(True), np.float64(1.5), 1.5, "1.5",
+                  gs.float32, "float32", None, [1, 2], (1, 2), [1.0, 2], ["a"], "a", [],
+                  np.float32(0.25), -0.0, 0.0, np.float64(-0.0), float("nan"), [True]):
+        out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "v": value}, 0)])
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"v": 1, "dim": [0]}, 0)])  # order
     renamed = [(n, tuple(x.replace("a.", "b.") if isinstance(x, str) else x for x in args),
                 tuple(o.replace("a.", "b.") for o in outs), attrs, flags)
                for n, args, outs, attrs, flags in base]
