@@ -336,7 +336,8 @@ class Session(Factories):
         stats.requests += 1
         stats.ops += len(ops)
         stats.releases += len(releases)
-        stats.bytes_up += sum(len(b.raw) for b in blobs)
+        if blobs:
+            stats.bytes_up += sum(len(b.raw) for b in blobs)
         return seq
 
     def _roundtrip(self, **then):
