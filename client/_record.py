@@ -32,7 +32,8 @@ def _package_dirs() -> tuple[str, ...]:
 
 
 _PACKAGE_DIRS = _package_dirs()
-_NAMES: dict[str, str | None] = {}  # a code file -> its base name; None inside the package
+# a code file -> {line: (its base name, line)}, the sites made once; None inside the package
+_FILES: dict[str, dict | None] = {}
 _UNSEEN = object()
 
 
@@ -47,12 +48,16 @@ def caller_site(depth: int) -> tuple[str, int] | None:
         frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        name = _NAMES.get(filename, _UNSEEN)
-        if name is _UNSEEN:
+        sites = _FILES.get(filename, _UNSEEN)
+        if sites is _UNSEEN:
             inside = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
-            name = _NAMES[filename] = None if inside else os.path.basename(filename)
-        if name is not None:
-            return name, frame.f_lineno
+            sites = _FILES[filename] = None if inside else {}
+        if sites is not None:
+            line = frame.f_lineno
+            site = sites.get(line)
+            if site is None:  # each line's site is one tuple, kept: none made per op
+                site = sites[line] = (os.path.basename(filename), line)
+            return site
         frame = frame.f_back
     return None
 

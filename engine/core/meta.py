@@ -358,19 +358,16 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
         if isinstance(a, AutogradMeta):
             ea = tensor_edge(a)
             if isinstance(b, AutogradMeta):
-                eb = tensor_edge(b)
+                edges = (ea, tensor_edge(b))
                 shapes, dtypes = [a.shape, b.shape], [a.dtype, b.dtype]
             else:
-                eb, shapes, dtypes = _NO_EDGE, [a.shape, None], [a.dtype, None]
+                edges, shapes, dtypes = (ea, _NO_EDGE), [a.shape, None], [a.dtype, None]
         else:
-            ea, eb = _NO_EDGE, edge(b)
+            edges = (_NO_EDGE, edge(b))
             shapes, dtypes = [None, b.shape], [None, b.dtype]
-        edges = (ea, eb)
-        needs = (ea[0] is not None, eb[0] is not None)
     elif n == 1 and isinstance(inputs[0], AutogradMeta):
         a = inputs[0]
-        edges = (tensor_edge(a),)
-        shapes, dtypes, needs = [a.shape], [a.dtype], (edges[0][0] is not None,)
+        edges, shapes, dtypes = (tensor_edge(a),), [a.shape], [a.dtype]
     else:
         edges, shapes, dtypes = [], [], []
         for x in inputs:
@@ -379,11 +376,11 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             dtypes.append(x.dtype if tensor else None)
             edges.append(tensor_edge(x) if tensor else _NO_EDGE)
         edges = tuple(edges)
-        needs = tuple([e[0] is not None for e in edges])
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
-        kept = None if op.grad_uses is None else op.kept(needs)
+        kept = None if op.grad_uses is None else op.kept(
+            tuple([e[0] is not None for e in edges]))
         keep = range(n) if kept is None else kept[0]
         saved = []
         for i in which:
@@ -397,7 +394,6 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
         if type(op.grad_name) is str:
             op.node_cls = cls
     node = cls(op, name, edges, shapes, dtypes, saved, attrs, device)
-    node._needs = needs  # what `Node.needs` would work out from the edges, known here
     if op.layouts:
         node.column_major = column_majors(inputs, op.layouts)
     return node
