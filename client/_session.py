@@ -201,8 +201,7 @@ class Session(Factories):
         return None if ref is None else ref()
 
     def _collected(self, held: Held) -> None:
-        """A proxy was collected (its weak reference's callback: on any thread, cheap, never
-        blocking): its id rides along with the next request, to be released on the server."""
+        """A proxy was collected (on any thread): its id rides along with the next request."""
         try:
             tid = held.tid
             if self._proxies.get(tid) is held:
@@ -336,8 +335,7 @@ class Session(Factories):
         stats.requests += 1
         stats.ops += len(ops)
         stats.releases += len(releases)
-        if blobs:
-            stats.bytes_up += sum(len(b.raw) for b in blobs)
+        stats.bytes_up += sum(len(b.raw) for b in blobs) if blobs else 0
         return seq
 
     def _roundtrip(self, **then):

@@ -332,16 +332,12 @@ def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> Non
 
 def edge(x) -> tuple:
     """The (node, output_nr) a graph edge to input `x` points at, as torch's next_functions."""
-    return tensor_edge(x) if isinstance(x, AutogradMeta) else _NO_EDGE
-
-
-def tensor_edge(x: AutogradMeta) -> tuple:
-    """`edge(x)` of an input known to be a tensor."""
-    fn = x._grad_fn if x._view_steps is None else x.grad_fn
-    if fn is not None:
-        return (fn, x._output_nr)
-    if x._rg:
-        return (x._accumulator(), 0)
+    if isinstance(x, AutogradMeta):
+        fn = x._grad_fn if x._view_steps is None else x.grad_fn
+        if fn is not None:
+            return (fn, x._output_nr)
+        if x._rg:
+            return (x._accumulator(), 0)
     return _NO_EDGE
 
 
@@ -350,43 +346,27 @@ _NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
-    # One or two inputs (most ops) take no loop: each list is built whole, not appended to.
-    # Lists, not tuples: a tuple made from a loop's list would be one more object per op.
-    n = len(inputs)
-    if n == 2:
-        a, b = inputs
-        if isinstance(a, AutogradMeta):
-            ea = tensor_edge(a)
-            if isinstance(b, AutogradMeta):
-                edges = (ea, tensor_edge(b))
-                shapes, dtypes = [a.shape, b.shape], [a.dtype, b.dtype]
-            else:
-                edges, shapes, dtypes = (ea, _NO_EDGE), [a.shape, None], [a.dtype, None]
+    n = len(inputs)  # one or two inputs, the first a tensor (most ops): the lists made whole
+    if n == 2 and isinstance(a := inputs[0], AutogradMeta):
+        edges, b = edge(a), inputs[1]
+        if isinstance(b, AutogradMeta):
+            edges, shapes, dtypes = (edges, edge(b)), [a.shape, b.shape], [a.dtype, b.dtype]
         else:
-            edges = (_NO_EDGE, edge(b))
-            shapes, dtypes = [None, b.shape], [None, b.dtype]
-    elif n == 1 and isinstance(inputs[0], AutogradMeta):
-        a = inputs[0]
-        edges, shapes, dtypes = (tensor_edge(a),), [a.shape], [a.dtype]
+            edges, shapes, dtypes = (edges, _NO_EDGE), [a.shape, None], [a.dtype, None]
+    elif n == 1 and isinstance(a := inputs[0], AutogradMeta):
+        edges, shapes, dtypes = (edge(a),), [a.shape], [a.dtype]
     else:
-        edges, shapes, dtypes = [], [], []
-        for x in inputs:
-            tensor = isinstance(x, AutogradMeta)
-            shapes.append(x.shape if tensor else None)
-            dtypes.append(x.dtype if tensor else None)
-            edges.append(tensor_edge(x) if tensor else _NO_EDGE)
-        edges = tuple(edges)
+        edges = tuple([edge(x) for x in inputs])
+        shapes = [x.shape if isinstance(x, AutogradMeta) else None for x in inputs]
+        dtypes = [x.dtype if isinstance(x, AutogradMeta) else None for x in inputs]
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
         kept = None if op.grad_uses is None else op.kept(
             tuple([e[0] is not None for e in edges]))
         keep = range(n) if kept is None else kept[0]
-        saved = []
-        for i in which:
-            x = inputs[i] if i in keep else None
-            saved.append(SavedTensor(x) if isinstance(x, AutogradMeta) else x)
-        saved = tuple(saved)
+        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
+                        else inputs[i]) if i in keep else None for i in which])
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
     if cls is None:
         name = op.node_name(inputs, attrs, meta)
@@ -453,9 +433,8 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
             f"result type {TORCH_SCALAR_NAMES[meta.dtype.name]} can't be cast to the desired "
             f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
         )
-    strides = self._strides  # None: contiguous, where no stride is 0
-    if strides is not None and 0 in strides and any(
-            s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
+    strides = self._strides or ()  # None: contiguous, where no stride is 0
+    if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
         raise InvalidArgumentError(_OVERLAP)
     record = grad_on and op.differentiable and (self.requires_grad or any(
         isinstance(o, AutogradMeta) and o.requires_grad for o in others))
