@@ -18,6 +18,7 @@ import gradserve.engine
 import numpy as np
 from gradserve.engine import InvalidArgumentError, Meta, Size, TensorAPI
 from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
+from gradserve.v1.codec import INPLACE
 
 from . import _handoff
 from ._tensor import RemoteTensor
@@ -31,27 +32,32 @@ def _package_dirs() -> tuple[str, ...]:
 
 
 _PACKAGE_DIRS = _package_dirs()
-_NAMES: dict[str, str | None] = {}  # a code file -> its base name; None inside the package
+# a code file -> {line: (its base name, line)}, the sites made once; None inside the package
+_FILES: dict[str, dict | None] = {}
 _UNSEEN = object()
 
 
-def caller_site() -> tuple[str, int] | None:
+def caller_site(depth: int) -> tuple[str, int] | None:
     """(file name, line) of the innermost stack frame outside the gradserve package; kept
     beside each recorded op and only turned into text (`site_text`) when the op fails.
-    Called by Session._send, whose callers are the package's own: the walk starts above
-    them (each frame looked at costs a frame object)."""
+    The walk starts `depth` frames above this one: its caller knows that many are the
+    package's own (each frame looked at costs a frame object, skipping one costs nothing)."""
     try:
-        frame = sys._getframe(3)
+        frame = sys._getframe(depth)
     except ValueError:  # a shallower stack than that
         frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        name = _NAMES.get(filename, _UNSEEN)
-        if name is _UNSEEN:
+        sites = _FILES.get(filename, _UNSEEN)
+        if sites is _UNSEEN:
             inside = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
-            name = _NAMES[filename] = None if inside else os.path.basename(filename)
-        if name is not None:
-            return name, frame.f_lineno
+            sites = _FILES[filename] = None if inside else {}
+        if sites is not None:
+            line = frame.f_lineno
+            site = sites.get(line)
+            if site is None:  # each line's site is one tuple, kept: none made per op
+                site = sites[line] = (os.path.basename(filename), line)
+            return site
         frame = frame.f_back
     return None
 
@@ -103,6 +109,13 @@ def _operands(inputs: tuple, session=None) -> tuple:
 
 
 # -- recording: the client's tensor kind -----------------------------------------------------
+# Where `emit` and `write` start looking for the user's line: above caller_site, emit (or
+# write), the core's two frames (dispatch's apply and apply_known, or apply_inplace and
+# write_checked), this kind's apply (or apply_inplace) and its caller, which is the package's
+# (`RemoteTensor._op`/`_inplace`, the session's factories).
+_KIND_FRAMES = 6
+
+
 class RemoteKind:
     """The client's half of each op for the core's one op sequence (`engine/core/dispatch.py`):
     outputs are proxies with ids picked here, and the op is queued for the server."""
@@ -120,13 +133,13 @@ class RemoteKind:
         out_device = attrs["device"] if op.needs_device else device
         if type(meta) is Meta:  # one output: the common case, kept short
             shape = meta.shape
-            out = RemoteTensor(session, session._new_id(), shape, meta.dtype, out_device,
-                               strides=meta.strides)
+            out = RemoteTensor(session, f"{session._prefix}{next(session._counter)}", shape,
+                               meta.dtype, out_device, meta.strides)
             if shape is not None:  # how much work the buffer holds
                 session._elements += math.prod(shape)
             return (out,), meta
         outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
-                                     strides=m.strides) for m in meta)
+                                     m.strides) for m in meta)
         if all(m.shape is not None for m in meta):
             session._elements += sum(math.prod(m.shape) for m in meta)
         return outputs, meta
@@ -134,11 +147,13 @@ class RemoteKind:
     def emit(self, op, inputs, outputs, attrs, metas) -> None:
         session = self.session
         if len(outputs) == 1:
-            session._send(op.name, inputs, (outputs[0]._id,), attrs)
+            session._buffer(op.name, inputs, (outputs[0]._id,), attrs, 0, None,
+                            caller_site(_KIND_FRAMES))
             if metas[0].shape is not None:
                 return
         else:
-            session._send(op.name, inputs, tuple([o._id for o in outputs]), attrs)
+            session._buffer(op.name, inputs, tuple([o._id for o in outputs]), attrs, 0, None,
+                            caller_site(_KIND_FRAMES))
             for m in metas:
                 if m.shape is None:  # a shape that depends on the data (nonzero, masks)
                     break
@@ -151,14 +166,14 @@ class RemoteKind:
             o._shape = Size(found[o._id].shape)
 
     def write(self, op, target, others, attrs, device, recorded) -> None:
-        self.session._send(op.name, (target, *others), (), attrs, inplace=True)
-
+        self.session._buffer(op.name, (target, *others), (), attrs, INPLACE, None,
+                             caller_site(_KIND_FRAMES))
 
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         session = self.session
         for x in inputs:  # the common case: proxies of this session and Python numbers
-            if type(x) is RemoteTensor:
+            if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
                 if x._session is not session:
                     break
             elif type(x) not in _PLAIN:
@@ -173,5 +188,16 @@ class RemoteKind:
     def apply_inplace(self, op, target: RemoteTensor, others: tuple, attrs: dict):
         """Record `target.op_(*others)`: the engine's checks and history rewrite, with the
         write left to the server."""
-        others, session = _operands(others, self.session)
+        session = self.session
+        for x in others:  # as in `apply`
+            if isinstance(x, RemoteTensor):
+                if x._session is not session:
+                    break
+            elif type(x) not in _PLAIN:
+                break
+        else:
+            if session._closed:
+                raise _handoff.closed_here(session)
+            return run_inplace(self, op, target, others, attrs)
+        others, session = _operands(others, session)
         return run_inplace(session._kind, op, target, others, attrs)

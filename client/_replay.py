@@ -21,6 +21,8 @@ from __future__ import annotations
 import collections
 import json
 
+import numpy as np
+from gradserve.engine import DType
 from gradserve.v1.codec import CAPTURE, MAX_PLAN_OPS, MAX_PLANS, REPLAY, pack_ops
 
 from . import _handoff
@@ -37,14 +39,13 @@ class Plans:
     server (the stream's requests may still be resent after a move, and are rewritten from
     it): when MAX_PLANS are held, new templates are sent as they are.
 
-    Templates are found by a running key: as the session buffers each op it `note`s it, which
-    appends the op's name, slots, attrs and flags to a flat list of atoms (strings and ints:
-    nothing the cyclic collector tracks) and collects the batch's ids and float values. Two
-    batches have equal keys exactly when they have equal templates, so the template bytes
+    Templates are found by their batch's key (`batch_key`: a flat tuple of strings and ints,
+    nothing the cyclic collector tracks), made in one pass over the batch when it is sent:
+    two batches have equal keys exactly when they have equal templates, so the template bytes
     are only made when a batch is captured."""
 
     __slots__ = ("_prefix", "_plans", "_templates", "_before_move", "_seen", "captures",
-                 "replays", "enabled", "_key", "_slots", "_values", "_noted")
+                 "replays", "enabled")
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
@@ -55,44 +56,6 @@ class Plans:
         self.captures = 0
         self.replays = 0
         self.enabled = True  # False: every batch goes as its entries (eager on the wire)
-        # the buffered batch's running key, ids (slot by slot) and float attrs (`note`)
-        self._key: list = []
-        self._slots: dict = {}
-        self._values: list = []
-        self._noted = 0  # how many ops the key holds
-
-    def note(self, name: str, args: list, outputs, attrs, flags: int) -> None:
-        """Append one op, as the session buffers it, to the batch's running key: its name,
-        its inputs (an id's slot, an int; any other input as its type and repr, a string),
-        -1, its outputs' slots, its attrs as the template writes them (JSON bytes, float
-        values as `{"@": k}`) or None, and its flags. Only the name and a non-id input are
-        strings, the attrs bytes, and each has a fixed place, so two keys are equal exactly
-        when the batches' templates are. New ids take the next slot and float attrs go to
-        `values`, as in the template (`template_entry`)."""
-        key, slots = self._key, self._slots
-        self._noted += 1
-        key.append(name)
-        for x in args:
-            if type(x) is str:
-                slot = slots.get(x)
-                if slot is None:
-                    slot = slots[x] = len(slots)
-                key.append(slot)
-            else:
-                key.append(f"{type(x).__name__}:{x!r}")
-        key.append(-1)
-        for x in outputs:
-            slot = slots.get(x)
-            if slot is None:
-                slot = slots[x] = len(slots)
-            key.append(slot)
-        key.append(pack_ops(_float_slots(attrs, self._values)) if attrs else None)
-        key.append(flags)
-
-    def reset(self) -> None:
-        """Start the next batch's key (the last was packed, or dropped with a closed
-        session)."""
-        self._key, self._slots, self._values, self._noted = [], {}, [], 0
 
     def moved(self) -> None:
         """The session now lives in a server that holds no plans: capture anew (requests sent
@@ -102,18 +65,10 @@ class Plans:
         self._seen.clear()
 
     def pack(self, ops: list) -> bytes:
-        """The op_batch bytes for `ops`: a replay, a capture, or the entries themselves.
-        `ops` are the entries noted since the last pack (when none were, they are noted
-        here)."""
+        """The op_batch bytes for `ops`: a replay, a capture, or the entries themselves."""
         if not self.enabled or not MIN_OPS <= len(ops) <= MAX_PLAN_OPS:
-            self.reset()
             return pack_ops(ops)
-        if self._noted != len(ops):  # not noted as buffered (replay was turned on meanwhile)
-            self.reset()
-            for op in ops:
-                self.note(*op)
-        key, slots, values = tuple(self._key), self._slots, self._values
-        self.reset()
+        key, slots, values = batch_key(ops)
         handle = self._plans.get(key)
         if handle is not None:
             self.replays += 1
@@ -143,6 +98,75 @@ class Plans:
         if template is None:  # not one of ours before the move: the server will say so
             return raw
         return capture_bytes(handle, ids, values, template)
+
+
+def batch_key(ops) -> tuple[tuple, dict, list]:
+    """(the key of a batch's template, its ids slot by slot, its float attrs). The key holds,
+    op by op: its name, its inputs (an id's slot, an int; any other input as its type and
+    repr, a string), -1, its outputs' slots, its attrs as the template writes them (JSON
+    bytes, float values as `{"@": k}`) or None, and its flags. Only the name and a non-id
+    input are strings, the attrs bytes, and each has a fixed place, so two keys are equal
+    exactly when the batches' templates are. New ids take the next slot and float attrs go
+    to `values`, as in the template (`template_entry`). One loop for the whole batch: this
+    runs for every batch a session sends."""
+    key: list = []
+    slots: dict = {}
+    values: list = []
+    append, get = key.append, slots.get
+    for name, args, outputs, attrs, flags in ops:
+        append(name)
+        for x in args:
+            if type(x) is str:
+                slot = get(x)
+                if slot is None:
+                    slot = slots[x] = len(slots)
+                append(slot)
+            else:
+                append(f"{type(x).__name__}:{x!r}")
+        append(-1)
+        for x in outputs:
+            slot = get(x)
+            if slot is None:
+                slot = slots[x] = len(slots)
+            append(slot)
+        append(_attrs_key(attrs, values) if attrs else None)
+        append(flags)
+    return tuple(key), slots, values
+
+
+_SLOTTED, _TRUE, _FALSE = object(), object(), object()  # atoms no other value equals
+
+
+def _attrs_key(attrs: dict, values: list) -> tuple:
+    """attrs as the key holds them: (name, atom, name, atom, ...) with atoms equal exactly
+    when the template's JSON of the values is (without writing it: JSON costs microseconds
+    an attr). A float is `{"@": k}` in the template, k following from its place in the batch
+    (its value goes to `values`, as `_float_slots` does); ints, strings and None are
+    themselves (JSON writes equal ones alike, unequal ones not); bools an atom each (True
+    == 1); a DType its name, a numpy scalar its Python value (as JSON writes them); anything
+    else (lists, a numpy float written in place) its JSON bytes, which nothing else equals."""
+    out = []
+    for name, v in attrs.items():
+        kind = type(v)
+        if kind is float:
+            values.append(v)
+            v = _SLOTTED
+        elif kind is bool:
+            v = _TRUE if v else _FALSE
+        elif kind is not int and kind is not str and v is not None:
+            if isinstance(v, DType):
+                v = v.name
+            else:
+                if isinstance(v, np.generic):
+                    v = v.item()
+                    kind = type(v)
+                if kind is bool:
+                    v = _TRUE if v else _FALSE
+                elif kind is not int and kind is not str:  # a list, or a float in place
+                    v = pack_ops(v)
+        out.append(name)
+        out.append(v)
+    return tuple(out)
 
 
 def _float_slots(attrs: dict, values: list) -> dict:

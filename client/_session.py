@@ -15,7 +15,6 @@ import itertools
 import secrets
 import threading
 import time
-import weakref
 
 import numpy as np
 from gradserve.engine import DType, InvalidArgumentError, TensorAPI, float32, get_default_dtype
@@ -37,7 +36,7 @@ from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
 from ._record import RemoteKind, caller_site
-from ._tensor import RemoteTensor, from_info
+from ._tensor import Held, RemoteTensor, from_info
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
@@ -83,7 +82,8 @@ class Session(Factories):
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
         self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
         self._releases: collections.deque = collections.deque()
-        self._proxies: dict[str, weakref.ref] = {}
+        self._proxies: dict[str, Held] = {}  # id -> its proxy (a weak reference)
+        self._on_collected = self._collected  # one bound method for every proxy's reference
         self._pipe: Pipeline | None = None
         self._seqs = itertools.count(1)  # request numbers, across the session's streams
         self._instance = info.instance_id  # the server process holding it
@@ -153,7 +153,6 @@ class Session(Factories):
                 return False
             self._closed = True
             self._ops, self._sites, self._blobs = [], [], []
-            self._plans.reset()
             self._releases.clear()
             pipe, self._pipe = self._pipe, None
         if pipe is not None:
@@ -197,22 +196,20 @@ class Session(Factories):
     def _new_id(self) -> str:
         return f"{self._prefix}{next(self._counter)}"
 
-    def _track(self, proxy: RemoteTensor) -> None:
-        self._proxies[proxy._id] = weakref.ref(proxy)
-
     def _proxy(self, tensor_id: str) -> RemoteTensor | None:
         ref = self._proxies.get(tensor_id)
         return None if ref is None else ref()
 
-    def _forget_proxy(self, proxy: RemoteTensor) -> None:
-        """A proxy is being collected (this runs in __del__, on any thread): its id rides
-        along with the next request, to be released on the server."""
-        tid = proxy._id
-        ref = self._proxies.get(tid)
-        if ref is not None and ref() in (proxy, None):
-            self._proxies.pop(tid, None)
-        if proxy._owned and not self._closed:
-            self._releases.append(tid)  # deque.append: atomic, no lock
+    def _collected(self, held: Held) -> None:
+        """A proxy was collected (on any thread): its id rides along with the next request."""
+        try:
+            tid = held.tid
+            if self._proxies.get(tid) is held:
+                self._proxies.pop(tid, None)
+            if type(held) is Held and not self._closed:
+                self._releases.append(tid)  # deque.append: atomic, no lock
+        except Exception:  # interpreter shutdown: the session may be half torn down
+            pass
 
     def _own(self, t) -> RemoteTensor:
         if not isinstance(t, RemoteTensor) or t._session is not self:
@@ -225,18 +222,35 @@ class Session(Factories):
     def _send(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, *,
               inplace: bool = False, data: pb.TensorData | None = None) -> None:
         """Buffer one op; sends the buffer on (without waiting) when it is full."""
-        args = tuple([x._id if isinstance(x, RemoteTensor) else
-                      x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
-                      for x in inputs])
+        self._buffer(op, inputs, outputs, attrs, INPLACE if inplace else 0, data,
+                     caller_site(3))
+
+    def _buffer(self, op: str, inputs: tuple, outputs: tuple, attrs: dict, flags: int,
+                data: pb.TensorData | None, site) -> None:
+        """`_send` with the user's line found by the caller (a recorded op's kind knows how
+        many of the package's frames to skip, `_record.RemoteKind`) and flags INPLACE or 0."""
+        n = len(inputs)
+        if n == 2:  # most ops: no loop, no list
+            a, b = inputs
+            args = (a._id if isinstance(a, RemoteTensor) else _operand(a),
+                    b._id if isinstance(b, RemoteTensor) else _operand(b))
+        elif n == 1:
+            a = inputs[0]
+            args = (a._id if isinstance(a, RemoteTensor) else _operand(a),)
+        else:
+            args = tuple([x._id if isinstance(x, RemoteTensor) else _operand(x)
+                          for x in inputs])
         if attrs:
             for value in attrs.values():
                 if type(value) not in _SCALARS:
                     _check_attr(value)
         else:
             attrs = None
-        flags = (0 if grad_mode._state.enabled else NO_GRAD) | (INPLACE if inplace else 0)
-        site = caller_site()
-        with self._lock:
+        if not grad_mode._state.enabled:
+            flags |= NO_GRAD
+        lock = self._lock
+        lock.acquire()  # not `with`: this runs for every op, and try/finally costs nothing
+        try:
             if self._closed:
                 raise _handoff.closed_here(self)
             if data is not None:
@@ -247,26 +261,23 @@ class Session(Factories):
                 self._blobs.append(data)
                 self._op_bytes += size
             ops = self._ops
-            now = time.monotonic()
             if not ops:
-                self._first_at = now
+                self._first_at = time.monotonic()
             if get_default_dtype() is not self._default_float:
                 # per process: the server learns it (a session setting) before the next op
                 self._default_float = get_default_dtype()
-                setting = ("set_default_dtype", [], (), {"dtype": self._default_float.name}, 0)
-                ops.append(setting)
+                ops.append(("set_default_dtype", (), (), {"dtype": self._default_float.name},
+                            0))
                 self._sites.append(site)
-                if self._plans.enabled:  # part of the batch, so part of its key
-                    self._plans.note(*setting)
             # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
             ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            if self._plans.enabled:  # the batch's running key (_replay)
-                self._plans.note(op, args, outputs, attrs, flags)
             if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
-                    now - self._first_at >= MAX_BATCH_DELAY and self._idle()
+                    time.monotonic() - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):
                 self._flush_locked()
+        finally:
+            lock.release()
 
     def _idle(self) -> bool:
         """Whether every request sent has been answered. Ops that waited MAX_BATCH_DELAY go
@@ -324,7 +335,7 @@ class Session(Factories):
         stats.requests += 1
         stats.ops += len(ops)
         stats.releases += len(releases)
-        stats.bytes_up += sum(len(b.raw) for b in blobs)
+        stats.bytes_up += sum(len(b.raw) for b in blobs) if blobs else 0
         return seq
 
     def _roundtrip(self, **then):
@@ -467,6 +478,11 @@ class Session(Factories):
             proxy = self._proxy(info.id)
             out[info.id] = proxy if proxy is not None else from_info(self, info)
         return out
+
+
+def _operand(x):
+    """A Python number operand as the wire takes it (an int must fit int64)."""
+    return x if type(x) is not int or INT64_MIN <= x <= INT64_MAX else check_int(x)
 
 
 def _check_attr(value) -> None:

@@ -30,6 +30,20 @@ from gradserve.engine.seam import Shadow, format_tensor, node_class, shown
 from . import _callbacks
 
 
+class Held(weakref.ref):
+    """A session's weak reference to one of its proxies, under the proxy's id (`tid`): when
+    the proxy is collected its callback, the session's `_collected`, releases the id (the
+    server frees the tensor with the next request). A `Borrowed` one releases nothing: its
+    proxy is for a tensor this client did not make. No `__del__` on the proxy: a callback
+    costs one Python call where a finalizer costs two and a resurrection check."""
+
+    __slots__ = ("tid",)
+
+
+class Borrowed(Held):
+    __slots__ = ()
+
+
 class RemoteTensor(AutogradMeta, TensorAPI):
     """A tensor held by a server session, used exactly like `torch.Tensor`.
 
@@ -44,11 +58,11 @@ class RemoteTensor(AutogradMeta, TensorAPI):
     """
 
     __slots__ = ("_session", "_id", "_shape", "_has_grad", "_grad_graph", "_grad_owned",
-                 "_grad_cache", "_owned")
+                 "_grad_cache", "_held")
     _kind = "remote"
 
-    def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str, *,
-                 strides: tuple | None = None, owned: bool = True) -> None:
+    def __init__(self, session, tensor_id: str, shape: tuple, dtype: DType, device: str,
+                 strides: tuple | None = None, *, owned: bool = True) -> None:
         self._init_meta(dtype, device, strides)
         self._session = session
         self._id = tensor_id
@@ -60,15 +74,11 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         # later backwards accumulate into it in place, as the engine and torch do)
         self._grad_owned = False
         self._grad_cache = None  # (grad epoch, proxy bound to the grad)
-        self._owned = owned  # released on the server when this proxy is collected
-        session._proxies[tensor_id] = weakref.ref(self)  # the session's _track, inline
-
-    def __del__(self) -> None:
-        # Cheap and non-blocking: the id rides along with the session's next request.
-        try:
-            self._session._forget_proxy(self)
-        except Exception:  # interpreter shutdown: the session may be half torn down
-            pass
+        # owned: released on the server when this proxy is collected. The proxy keeps its
+        # reference alive, so the callback comes even if the session's table lets it go.
+        self._held = held = (Held if owned else Borrowed)(self, session._on_collected)
+        held.tid = tensor_id
+        session._proxies[tensor_id] = held
 
     # -- metadata --------------------------------------------------------------------------
     @property

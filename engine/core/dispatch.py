@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from . import grad_mode as _grad_mode
 from .meta import (
     check_inplace,
     commit_inplace,
@@ -24,7 +25,6 @@ from .meta import (
     mark_views,
     placement,
     record,
-    records,
     set_history,
 )
 from .registry import Meta, OpDef
@@ -83,7 +83,10 @@ def apply_known(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict, device:
     metas = (meta,) if type(meta) is Meta else meta
     if op.view:
         mark_views(op, inputs[0], outputs, metas, attrs)
-    if records(op, any_grad, meta):
+    # A graph node when an input needs grad, the op is differentiable, grad mode is on and
+    # the (first) output is floating point
+    if any_grad and op.differentiable and _grad_mode._state.enabled and (
+            metas[0].dtype.is_floating_point):
         set_history(outputs, record(op, inputs, attrs, device, meta), op)
     kind.emit(op, inputs, outputs, attrs, metas)
     return outputs, meta

@@ -313,13 +313,6 @@ def placement(inputs, default: str) -> tuple[str, bool]:
     return (default if device is None else device), any_grad
 
 
-def records(op: OpDef, any_grad: bool, meta) -> bool:
-    """Whether an op's outputs get a grad_fn: an input needs grad, the op is differentiable,
-    grad mode is on and the (first) output is floating point."""
-    return bool(any_grad and op.differentiable and _grad_mode._state.enabled) and (
-        meta if type(meta) is Meta else meta[0]).dtype.is_floating_point
-
-
 def mark_views(op: OpDef, src: AutogradMeta, outputs, metas, attrs: dict) -> None:
     """Outputs that alias src (their shape rule gave strides) share its version counter;
     differentiable views also remember their root and the view ops that lead there, for
@@ -353,19 +346,25 @@ _NO_EDGE = (None, 0)  # an input that is a number, or a tensor outside the graph
 
 def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     """The graph node for one op: edges to the inputs' nodes and the tensors backward reads."""
-    edges, shapes, dtypes = [], [], []  # lists kept: a tuple would be one more object per op
-    for x in inputs:
-        tensor = isinstance(x, AutogradMeta)
-        shapes.append(x.shape if tensor else None)
-        dtypes.append(x.dtype if tensor else None)
-        edges.append(edge(x) if tensor else _NO_EDGE)
-    edges = tuple(edges)
-    which = op.save if type(op.save) is tuple else op.saved_indices(len(inputs))
+    n = len(inputs)  # one or two inputs, the first a tensor (most ops): the lists made whole
+    if n == 2 and isinstance(a := inputs[0], AutogradMeta):
+        edges, b = edge(a), inputs[1]
+        if isinstance(b, AutogradMeta):
+            edges, shapes, dtypes = (edges, edge(b)), [a.shape, b.shape], [a.dtype, b.dtype]
+        else:
+            edges, shapes, dtypes = (edges, _NO_EDGE), [a.shape, None], [a.dtype, None]
+    elif n == 1 and isinstance(a := inputs[0], AutogradMeta):
+        edges, shapes, dtypes = (edge(a),), [a.shape], [a.dtype]
+    else:
+        edges = tuple([edge(x) for x in inputs])
+        shapes = [x.shape if isinstance(x, AutogradMeta) else None for x in inputs]
+        dtypes = [x.dtype if isinstance(x, AutogradMeta) else None for x in inputs]
+    which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
         kept = None if op.grad_uses is None else op.kept(
             tuple([e[0] is not None for e in edges]))
-        keep = range(len(inputs)) if kept is None else kept[0]
+        keep = range(n) if kept is None else kept[0]
         saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
                         else inputs[i]) if i in keep else None for i in which])
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
@@ -434,7 +433,7 @@ def check_inplace(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict):
             f"result type {TORCH_SCALAR_NAMES[meta.dtype.name]} can't be cast to the desired "
             f"output type {TORCH_SCALAR_NAMES[self.dtype.name]}"
         )
-    strides = self.stride()
+    strides = self._strides or ()  # None: contiguous, where no stride is 0
     if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, shape, strict=True)):
         raise InvalidArgumentError(_OVERLAP)
     record = grad_on and op.differentiable and (self.requires_grad or any(

@@ -5,19 +5,21 @@ caller's array without keeping it."""
 from __future__ import annotations
 
 import itertools
+import pathlib
 
+import gradserve as gs
 import numpy as np
 import pytest
 from gradserve import _replay, _wire
 from gradserve.server import _convert as convert
 from gradserve.v1 import gradserve_pb2 as pb
 
+HERE = pathlib.Path(__file__).name
+
 
 def _key(ops):
-    plans = _replay.Plans("p.")
-    for op in ops:
-        plans.note(*op)
-    return tuple(plans._key), list(plans._slots), plans._values
+    key, slots, values = _replay.batch_key(ops)
+    return key, list(slots), values
 
 
 def _variants():
@@ -40,6 +42,13 @@ def _variants():
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.5}, 0)])
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 0.25}, 0)])  # value
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "x": 1}, 0)])  # an int
+    # attrs of every kind the wire takes, including values JSON writes alike (a DType and its
+    # name, a numpy scalar and its Python number, a list and a tuple) and ones it does not
+    for value in (True, 1, False, 0, np.int64(1), np.bool_(True), np.float64(1.5), 1.5, "1.5",
+                  gs.float32, "float32", None, [1, 2], (1, 2), [1.0, 2], ["a"], "a", [],
+                  np.float32(0.25), -0.0, 0.0, np.float64(-0.0), float("nan"), [True]):
+        out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "v": value}, 0)])
+    out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"v": 1, "dim": [0]}, 0)])  # order
     renamed = [(n, tuple(x.replace("a.", "b.") if isinstance(x, str) else x for x in args),
                 tuple(o.replace("a.", "b.") for o in outs), attrs, flags)
                for n, args, outs, attrs, flags in base]
@@ -58,13 +67,14 @@ def test_running_keys_are_equal_exactly_when_templates_are():
         assert ids_a == split_ids and values_a == split_values  # the replay's ids and values
 
 
-def test_a_batch_noted_only_in_part_is_keyed_from_its_entries():
+def test_a_batch_is_captured_at_its_second_sighting_and_replayed_after():
     plans = _replay.Plans("p.")
     ops = [["mul", ["a.1", "a.2"], ["a.3"], None, 0]] * 4
-    plans.note(*ops[0])  # replay turned on with the batch half recorded
     assert plans.pack(ops) == _replay.pack_ops(ops)
     assert plans.pack(ops).startswith(b'[["@capture"')  # the second sighting: captured
     assert plans.pack(ops).startswith(b'[["@replay"')
+    plans.enabled = False
+    assert plans.pack(ops) == _replay.pack_ops(ops)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
@@ -98,3 +108,70 @@ def test_s_tensor_reads_the_array_without_keeping_it(s, ops):
     (op,) = ops.of(s)
     assert np.frombuffer(op.data.raw, "<f4").tolist() == [0.0, 1.0, 2.0, 3.0]
     assert t.shape == (4,)
+
+
+def _forward(x, w):
+    return gs.nn.functional.relu(x @ w)  # in the user's forward
+
+
+class _Block(gs.nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.lin = gs.nn.Linear(2, 2, session=s)
+
+    def forward(self, x):
+        return self.lin(x).tanh()  # in the user's module
+
+
+def test_every_recording_path_names_the_users_line(s):
+    """The kind skips its own frames and the core's when it looks for the user's line: each
+    way into the op sequence still names the line that recorded the op."""
+    from gradserve._record import site_text
+
+    lines = {text.split("# ")[-1]: n for n, text in enumerate(
+        pathlib.Path(__file__).read_text().splitlines(), 1) if "# " in text}
+    block = _Block(s)
+    seen = len(s._ops)
+
+    def recorded_at(marker):
+        nonlocal seen
+        sites = {site_text(site) for site in s._sites[seen:]}
+        assert len(s._ops) > seen and sites == {f"{HERE}:{lines[marker]}"}, (marker, sites)
+        seen = len(s._ops)
+
+    x = s.ones(2, 2, requires_grad=True)  # a factory
+    recorded_at("a factory")
+    y = x * 2  # an operator
+    recorded_at("an operator")
+    z = y.exp().sum(0)  # methods
+    recorded_at("methods")
+    w = gs.exp(z)  # a module function
+    recorded_at("a module function")
+    h = _forward(x, y)
+    recorded_at("in the user's forward")
+    h = block(h)
+    recorded_at("in the user's module")
+    with gs.no_grad():
+        x.add_(1.0)  # in place
+    recorded_at("in place")
+    with gs.no_grad():
+        x += w  # an augmented assignment
+    recorded_at("an augmented assignment")
+    parts = h.split(1)  # several outputs
+    recorded_at("several outputs")
+    assert len(parts) == 2
+
+
+def test_op_batches_pack_as_the_json_encoder_writes_them():
+    import json
+
+    from gradserve.v1 import codec
+
+    entries = [["mul", ["a.1", 2, 2.5, True], ["a.2"], None, 0],
+               ["sum", ["a.2"], ["a.3"], {"dim": (0, np.int64(1)), "dtype": gs.float32,
+                                           "x": {"@": 0}, "name": "é\u2028\"\\"}, 3],
+               ["clamp", [float("nan"), float("inf"), -float("inf"), 1e300, -0.0], [], {}, 1]]
+    plain = json.JSONEncoder(separators=(",", ":"), default=codec._json_default)
+    assert codec.pack_ops(entries) == plain.encode(entries).encode()
+    with pytest.raises(gs.InvalidArgumentError, match="not object"):
+        codec.pack_ops([{"x": object()}])

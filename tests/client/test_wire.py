@@ -118,6 +118,26 @@ def test_collected_proxies_are_released_with_the_next_request(s, client):
     assert s.stats.waits == 1 and s.stats.releases == 1
 
 
+def test_a_proxy_is_released_even_when_its_id_was_borrowed_again(s, client):
+    from gradserve._tensor import from_info
+
+    x = s.ones(2)
+    tid = x.id
+    info = pb.TensorInfo(id=tid, shape=[2], dtype="float32", device="cpu", is_leaf=True)
+    borrowed = from_info(s, info)  # the session's table now names this one
+    assert s._proxy(tid) is borrowed
+    del x
+    gc.collect()
+    assert s._proxy(tid) is borrowed  # the owner's collection leaves the newer entry alone
+    s.synchronize()
+    assert list(client.requests[-1].release) == [tid]
+    del borrowed
+    gc.collect()
+    assert s._proxy(tid) is None
+    s.synchronize()
+    assert list(client.requests[-1].release) == []
+
+
 def test_borrowed_proxies_release_nothing(s, client):
     info = pb.TensorInfo(id="x", shape=[2], dtype="float32", device="cpu", is_leaf=True,
                          requires_grad=True, has_grad=True, version=3)
