@@ -33,6 +33,7 @@ MAX_ENTRIES = 1 << 16  # template entries a session keeps in all (memory the byt
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LONE_REPLAY = b'[["' + REPLAY.encode() + b'",'  # as the SDK writes it (compact JSON)
 _LONE_REPLAY_BYTES = 1 << 16
+_TIMES_KEPT = 4
 
 
 def expand(session, sources: Sequence[OpSource], max_ops: int | None = None
@@ -62,17 +63,18 @@ def lone_replay(op_batch: bytes) -> str | None:
 
 
 def last_seconds(session, handle: str) -> float | None:
-    """Seconds the last request that was only a replay of `handle` took (None: none
-    measured, or no such step)."""
+    """The fewest seconds one of the last `_TIMES_KEPT` requests that were only a replay of
+    `handle` took (a step's work is the same each time: the least is the step, the rest
+    was a loaded machine); None when none was measured, or there is no such step."""
     captured = _PLANS.get(session, {}).get(handle)
-    return None if captured is None else captured.seconds
+    return None if captured is None or not captured.seconds else min(captured.seconds)
 
 
 def note_seconds(session, handle: str, seconds: float) -> None:
     """A request that was only a replay of `handle` took `seconds`."""
     captured = _PLANS.get(session, {}).get(handle)
     if captured is not None:
-        captured.seconds = seconds
+        captured.seconds = (*captured.seconds[1 - _TIMES_KEPT:], seconds)
 
 
 def plan_count(session) -> int:
@@ -97,14 +99,14 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
 class Captured:
     """One captured template and, once a run of it has been watched, its plan (server/_plan:
     the ops prepared to run again; None until then, and again after a run it did not fit);
-    `seconds`: how long the last request that was this step alone took (`note_seconds`)."""
+    `seconds`: how long the last requests that were this step alone took (`note_seconds`)."""
 
     __slots__ = ("template", "plan", "seconds")
 
     def __init__(self, template: list) -> None:
         self.template = template
         self.plan = None
-        self.seconds: float | None = None
+        self.seconds: tuple = ()
 
     def __len__(self) -> int:
         return len(self.template)
