@@ -409,7 +409,7 @@ class Executor:
             if t is None:
                 out.append((tid, None))
                 continue
-            host = backend(t.device).to_host(t._data)
+            host = backend(t._device).to_host(t._data)
             if not host.flags.c_contiguous:
                 host = host.copy(order="C")
             if host.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
