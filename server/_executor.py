@@ -137,22 +137,6 @@ class Batch:
         name, site = where(entry)
         raise OpFailure(user_error(exc, name), index, name, site) from exc
 
-    def bind_slots(self, slots: Sequence[int], ids: Sequence[str], results: tuple,
-                   vals: list) -> None:
-        """`bind` for a plan's step: its outputs are `ids[k]` for its output slots, and
-        `vals[k]` keeps each output for the plan's later steps."""
-        tensors, previous = self.tensors, self.previous
-        for k, t in zip(slots, results, strict=True):
-            tid = ids[k]
-            if tid not in previous:
-                previous[tid] = tensors.get(tid)
-            tensors[tid] = vals[k] = t
-            if type(t) is Tensor:
-                self.track(t._data, t._device)
-            if self.describe:
-                self.bound.append(tid)
-        self.index += 1
-
     def bind(self, outputs: Sequence[str], results: tuple) -> None:
         tensors, previous = self.tensors, self.previous
         for tid, t in zip(outputs, results, strict=True):
@@ -425,7 +409,7 @@ class Executor:
             if t is None:
                 out.append((tid, None))
                 continue
-            host = backend(t.device).to_host(t._data)
+            host = backend(t._device).to_host(t._data)
             if not host.flags.c_contiguous:
                 host = host.copy(order="C")
             if host.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts

@@ -187,6 +187,10 @@ class Budget:
         return left, server_left
 
     def take(self, nbytes: int, what: str) -> None:
+        account, limit, server_limit = self.account, self.limit, self.server_limit
+        if (limit is None or nbytes <= limit - account.bytes) and (
+                server_limit is None or nbytes <= server_limit - account.ledger.total):
+            return  # room for it (every op asks: the usual answer, without a call)
         left, server_left = self._left()
         if (nbytes > left or nbytes > server_left) and reclaim():
             left, server_left = self._left()

@@ -31,7 +31,9 @@ session's plan runs the same cupy kernels one by one.
 
 from __future__ import annotations
 
-from gradserve.engine import Meta
+from time import monotonic
+
+from gradserve.engine import Meta, Tensor
 from gradserve.engine.seam import (
     OPS,
     BackwardPlan,
@@ -48,6 +50,7 @@ from gradserve.v1.codec import INPLACE, NO_GRAD
 
 from ._limits import meta_bytes
 from ._replay import fill
+from ._scheduler import _local as _item  # the running item's deadline
 from ._scheduler import check_deadline
 
 OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
@@ -56,8 +59,8 @@ OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
 class Step:
     """One template entry, prepared (or not: EAGER)."""
 
-    __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "flags",
-                 "meta", "nbytes", "guards", "backward", "watched")
+    __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
+                 "flags", "meta", "nbytes", "guards", "backward", "watched")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -67,6 +70,7 @@ class Step:
         self.outs: tuple = ()  # output slots
         self.attrs: dict = {}
         self.floats: tuple = ()  # (attr key, k): the attr is values[k]
+        self.seen: tuple = ()  # the values of `floats` in the watched run
         self.flags = 0
         self.nbytes = 0
         self.guards: tuple = ()  # (input position, signature it must have)
@@ -103,7 +107,8 @@ class Plan:
             self.fallbacks += 1
             self._eager_from(0, batch, ids, values, read, where)
             return False
-        tensors = batch.session.tensors
+        tensors, previous, track = batch.tensors, batch.previous, batch.track
+        bound = batch.bound if batch.describe else None
         vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
         for j, step in enumerate(self.steps):
@@ -114,8 +119,10 @@ class Plan:
                     vals[k] = t
                 continue
             index = batch.index
+            deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
             try:
-                check_deadline(f"op {index}'s request")
+                if deadline is not None and monotonic() > deadline[0]:
+                    check_deadline(f"op {index}'s request")
                 inputs = list(step.args)
                 for pos, k in step.reads:
                     t = vals[k]
@@ -134,25 +141,46 @@ class Plan:
                         if signature(inputs[pos]) != sig:
                             raise Fallback
                 attrs = step.attrs
+                seen = True  # the float attrs are the watched run's
                 if step.floats:
                     attrs = dict(attrs)
                     for key, k in step.floats:
                         attrs[key] = values[k]
+                    seen = all(attrs[key] == v for (key, _), v in
+                               zip(step.floats, step.seen, strict=True))
                 state.enabled = not step.flags & NO_GRAD
-                if step.backward is not None and all(
+                if kind is OP:
+                    meta = step.meta
+                    if not seen and known_meta(step.op, inputs, attrs) != meta:
+                        raise Fallback  # a float attr that changes a shape (arange's end)
+                    # the byte check eager makes once the shape rule ran: nothing before it
+                    # can fail for inputs of the watched signatures (placement is theirs)
+                    batch.budget.take(step.nbytes, step.name)
+                    results = apply_known(step.op, tuple(inputs), attrs, meta)
+                elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
                         [tensors.get(x) if t is None else t
                          for x, t in zip(ids, vals, strict=True)]):
                     results = ()
                 else:
-                    results = _run_step(step, batch, inputs, attrs)
+                    results = _run_step(step, inputs, attrs, seen)
             except Fallback:
                 self.fallbacks += 1
                 self._eager_from(j, batch, ids, values, read, where)
                 return False
             except Exception as exc:
                 batch.fail(exc, index, fill(self.template[j], ids, values), where)
-            batch.bind_slots(step.outs, ids, results, vals)
+            # bound as `Batch.bind` binds an entry's outputs
+            for k, t in zip(step.outs, results, strict=True):
+                tid = ids[k]
+                if tid not in previous:
+                    previous[tid] = tensors.get(tid)
+                tensors[tid] = vals[k] = t
+                if type(t) is Tensor:
+                    track(t._data, t._device)
+                if bound is not None:
+                    bound.append(tid)
+            batch.index = index + 1
         self.runs += 1
         return True
 
@@ -161,20 +189,12 @@ class Plan:
             batch.eager(fill(t, ids, values), read, where)
 
 
-def _run_step(step: Step, batch, inputs: list, attrs: dict) -> tuple:
+def _run_step(step: Step, inputs: list, attrs: dict, seen: bool) -> tuple:
+    """An in-place op or a command (`seen`: its float attrs are the watched run's)."""
     op = step.op
-    kind = step.kind
-    if kind is OP:
-        meta = step.meta
-        if step.floats and known_meta(op, inputs, attrs) != meta:
-            raise Fallback  # a float attr that changes a shape (arange's end)
-        # the byte check eager makes once the shape rule ran: nothing before it can fail
-        # for inputs of the watched signatures (placement is theirs)
-        batch.budget.take(step.nbytes, step.name)
-        return apply_known(op, tuple(inputs), attrs, meta)
-    if kind is INPLACE_OP:
+    if step.kind is INPLACE_OP:
         recorded = step.meta
-        if step.floats:
+        if not seen:  # torch's checks again: they may read the attrs
             recorded = inplace_meta(op, inputs[0], tuple(inputs[1:]), attrs)
         apply_inplace_known(op, inputs[0], tuple(inputs[1:]), attrs, recorded)
         return ()
@@ -256,6 +276,7 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
     step.attrs = attrs
     if type(t[3]) is dict:
         step.floats = tuple((key, v["@"]) for key, v in t[3].items() if type(v) is dict)
+        step.seen = tuple(attrs[key] for key, _ in step.floats)
     grad_mode._state.enabled = not flags & NO_GRAD  # as the executor sets it for the entry
     if op.run is not None:
         if not flags & INPLACE:

@@ -52,7 +52,9 @@ class Reader:
         return self.pending
 
     async def next(self):
-        task = self.start()
+        if self.pending is None:  # nobody started one: read it here, without a task (and
+            return await self._read()  # the loop's turn a task takes to start)
+        task = self.pending
         try:
             return await task
         finally:

@@ -14,6 +14,7 @@ process; a session restored elsewhere holds none (the SDK resends captures then)
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -30,6 +31,9 @@ MAX_SESSION_PLANS = 16 * MAX_PLANS
 MAX_ENTRIES = 1 << 16  # template entries a session keeps in all (memory the byte limit misses)
 # session -> {handle: template entries}; a closed session's plans go with it
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LONE_REPLAY = b'[["' + REPLAY.encode() + b'",'  # as the SDK writes it (compact JSON)
+_LONE_REPLAY_BYTES = 1 << 16
+_TIMES_KEPT = 4
 
 
 def expand(session, sources: Sequence[OpSource], max_ops: int | None = None
@@ -38,6 +42,39 @@ def expand(session, sources: Sequence[OpSource], max_ops: int | None = None
     be expanded fails when its turn comes, after the ops before it ran, as any bad entry.
     A captured template holds at most `max_ops` entries (the server's limit per batch)."""
     return [OpSource(_entries(session, s.entries, max_ops), s.read, s.where) for s in sources]
+
+
+def lone_replay(op_batch: bytes) -> str | None:
+    """The handle when an op_batch is one replay entry and nothing else (what the SDK sends
+    for a step it captured); None for anything else, or anything that does not parse (the
+    executor says what is wrong with it, when it runs)."""
+    if not op_batch.startswith(_LONE_REPLAY) or len(op_batch) > _LONE_REPLAY_BYTES:
+        return None
+    try:
+        entries = json.loads(op_batch)
+    except ValueError:
+        return None
+    if type(entries) is not list or len(entries) != 1:
+        return None
+    entry = entries[0]
+    if type(entry) is not list or len(entry) != 4 or type(entry[1]) is not str:
+        return None
+    return entry[1]
+
+
+def last_seconds(session, handle: str) -> float | None:
+    """The fewest seconds one of the last `_TIMES_KEPT` requests that were only a replay of
+    `handle` took (a step's work is the same each time: the least is the step, the rest
+    was a loaded machine); None when none was measured, or there is no such step."""
+    captured = _PLANS.get(session, {}).get(handle)
+    return None if captured is None or not captured.seconds else min(captured.seconds)
+
+
+def note_seconds(session, handle: str, seconds: float) -> None:
+    """A request that was only a replay of `handle` took `seconds`."""
+    captured = _PLANS.get(session, {}).get(handle)
+    if captured is not None:
+        captured.seconds = (*captured.seconds[1 - _TIMES_KEPT:], seconds)
 
 
 def plan_count(session) -> int:
@@ -61,13 +98,15 @@ def _expand(session, entry: list, max_ops: int | None) -> Iterator[list]:
 
 class Captured:
     """One captured template and, once a run of it has been watched, its plan (server/_plan:
-    the ops prepared to run again; None until then, and again after a run it did not fit)."""
+    the ops prepared to run again; None until then, and again after a run it did not fit);
+    `seconds`: how long the last requests that were this step alone took (`note_seconds`)."""
 
-    __slots__ = ("template", "plan")
+    __slots__ = ("template", "plan", "seconds")
 
     def __init__(self, template: list) -> None:
         self.template = template
         self.plan = None
+        self.seconds: tuple = ()
 
     def __len__(self) -> int:
         return len(self.template)

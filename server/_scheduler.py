@@ -25,8 +25,9 @@ item takes the next one itself (no second thread is woken while it is awake), an
 is woken last-in first-out (its caches are warm), and the caller on an event loop is told
 with one `call_soon_threadsafe`, after the slot's bookkeeping, so the loop wakes to a thread
 that is about to sleep instead of fighting it for the GIL. A request that is known to be
-tiny before it runs (see the servicer) may run on the caller's own thread instead
-(`try_inline`): it takes a slot like any item, only without the hand-off.
+short before it runs (see the servicer) may run on the caller's own thread instead
+(`try_inline`): it takes a slot like any item, under the same deadline, only without the
+hand-off (on this 2-core VM each hand-off costs a few hundred microseconds of system calls).
 
 Each item runs with a deadline (`check_deadline` raises past it, between the ops of a batch
 and between the nodes of a backward): the server's compute budget per request, or the
@@ -212,9 +213,7 @@ class Scheduler:
         on the loop's thread). `timeout`: the caller's own deadline in seconds (the sooner
         one wins). `hold`: the session stays busy after the item until `release(device,
         key)` (a reply that reads the session's storage while it streams)."""
-        budget, why_text = self.budget, why
-        if timeout is not None and (budget is None or timeout < budget):
-            budget, why_text = max(0.0, timeout), _CALL_DEADLINE
+        budget, why_text = self._budget(timeout, why)
         if loop is None:
             future = concurrent.futures.Future()
         else:
@@ -235,10 +234,19 @@ class Scheduler:
             self._dispatch(dev)
         return future
 
-    def try_inline(self, device: str, key: str) -> bool:
-        """Take a slot for session `key` to run a tiny item on the calling thread, when one
+    def _budget(self, timeout: float | None, why: str = "--max-request-seconds"
+                ) -> tuple[float | None, str]:
+        """An item's compute budget and what sets it: the server's, or the caller's own
+        deadline (`timeout` seconds) when that is sooner."""
+        if timeout is not None and (self.budget is None or timeout < self.budget):
+            return max(0.0, timeout), _CALL_DEADLINE
+        return self.budget, why
+
+    def try_inline(self, device: str, key: str, timeout: float | None = None) -> bool:
+        """Take a slot for session `key` to run a short item on the calling thread, when one
         is free and the session has nothing queued or running (so order and turns are as if
-        it were queued); then `end_inline`. False: submit it instead."""
+        it were queued); it runs under the deadline an item gets (`timeout`: the caller's
+        own), until `end_inline`. False: submit it instead."""
         with self._cond:
             dev = self._devices[device]
             if (self._closed or dev.free <= dev.resuming or key in dev.running
@@ -246,13 +254,22 @@ class Scheduler:
                 return False
             dev.free -= 1
             dev.running.add(key)
-            return True
+        budget, why = self._budget(timeout)
+        _local.deadline = None if budget is None else (time.monotonic() + budget, budget, why)
+        item_work(reset=True)
+        return True
 
-    def end_inline(self, device: str, key: str) -> None:
+    def end_inline(self, device: str, key: str, weighed: bool = False) -> None:
+        """End an inline item; `weighed`: it ran ops, so how heavy they were decides the
+        priority of the session's next item (a request without ops leaves it as it was)."""
+        _local.deadline = None
+        heavy = item_work(reset=True) >= HEAVY_ELEMENTS
         with self._cond:
             dev = self._devices[device]
             dev.free += 1
             dev.running.discard(key)
+            if weighed:
+                self._note(key, heavy)
             self._dispatch(dev)
             if dev.resuming:
                 self._cond.notify_all()

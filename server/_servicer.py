@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 
 import grpc
 from google.protobuf import struct_pb2
@@ -29,6 +30,7 @@ from gradserve.v1.codec import SESSION_ID_HEADER
 
 from . import _convert as convert
 from . import _opinfo, _status
+from . import _replay as replay
 from ._callbacks import Channel, answer_results
 from ._errors import (
     OpFailure,
@@ -52,6 +54,9 @@ _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inli
 # a fetch this small runs on the event loop's thread (see _tiny): a copy of at most this much
 _TINY_FETCH_BYTES = 64 << 10
 _TINY_FETCH_IDS = 16
+# a replay of a captured step whose last run took at most this many seconds runs on the
+# event loop's thread too (see _short): about what it may keep the loop from other calls
+_INLINE_REPLAY_SECONDS = 0.003
 
 
 class GradserveServicer:
@@ -282,22 +287,43 @@ class GradserveServicer:
             session = None
         if session is None:  # fails at once (no session): no need for a slot
             return self._pipeline_step(owner, req, channel)
-        if channel is None and self._tiny(session, req) and self._sched.try_inline(
-                session.device, session.id):
+        handle = None
+        if channel is None and not req.ops and not req.op_data:
+            handle = replay.lone_replay(req.op_batch)
+        if channel is None and self._short(session, req, handle) and self._sched.try_inline(
+                session.device, session.id, context.time_remaining()):
             try:  # as an item would, without the hand-off to a slot's thread and back
-                return self._pipeline_step(owner, req, None)
+                return self._pipeline_step(owner, req, None, handle)
             finally:
-                self._sched.end_inline(session.device, session.id)
-        return await self._submit(session, self._pipeline_step, owner, req, channel,
+                self._sched.end_inline(session.device, session.id, weighed=handle is not None)
+        return await self._submit(session, self._pipeline_step, owner, req, channel, handle,
                                   context=context)
 
+    def _short(self, session, req: pb.PipelineRequest, handle: str | None) -> bool:
+        """Whether `req` is known to be short before it runs, so it may run on the event
+        loop's thread (on a slot taken for it): tiny (`_tiny`), or a replay of a captured
+        step alone (`handle`) on a CPU session whose last such request took at most
+        `_INLINE_REPLAY_SECONDS`, with a tiny `then` (a replay runs the same kernels
+        on the same shapes every time; a run that does not fit its plan runs eagerly, as
+        long as eager takes). Anything else, however short it will turn out to be, goes to a
+        slot's thread."""
+        if handle is None:
+            return self._tiny(session, req)
+        if session.device != "cpu" or self._rt.draining:
+            return False
+        seconds = replay.last_seconds(session, handle)
+        return seconds is not None and seconds <= _INLINE_REPLAY_SECONDS and self._tiny_then(
+            session, req)
+
     def _tiny(self, session, req: pb.PipelineRequest) -> bool:
-        """Whether `req` is known to be tiny before it runs, so it may run on the event loop's
-        thread (on a slot taken for it): no ops, nothing to release (a released tensor may
-        free a whole graph), and nothing or a few small CPU values to fetch. Anything else,
-        however short it will turn out to be, goes to a slot's thread."""
+        """Whether `req` is known to be tiny before it runs: no ops, nothing to release (a
+        released tensor may free a whole graph), and a tiny `then` (`_tiny_then`)."""
         if req.ops or req.op_batch or req.release or self._rt.draining:
             return False
+        return self._tiny_then(session, req)
+
+    def _tiny_then(self, session, req: pb.PipelineRequest) -> bool:
+        """Whether `req`'s `then` is nothing, or a few small CPU values to fetch."""
         kind = req.WhichOneof("then")
         if kind is None:
             return True
@@ -387,11 +413,13 @@ class GradserveServicer:
             return response, []
 
     def _pipeline_step(self, owner: str, req: pb.PipelineRequest,
-                       channel: Channel | None = None):
+                       channel: Channel | None = None, handle: str | None = None):
         """(the reply, or None when the request did not run; the error to end the stream
-        with, or None)."""
+        with, or None). `handle`: the request is a replay of that captured step alone, whose
+        duration is noted (`_short` reads it)."""
         try:
             with self._rt.admit():
+                started = time.perf_counter()
                 request = convert.pipeline_request(req, self._rt.limits)
                 with self._rt.session(owner, req.session_id) as s:
                     s.channel = channel
@@ -399,6 +427,8 @@ class GradserveServicer:
                         response, _ = self._answer(s, req, request)
                     finally:
                         s.channel = None
+                    if handle is not None:
+                        replay.note_seconds(s, handle, time.perf_counter() - started)
                     return response, self._rt.checkpoint(s)
         except SessionMovedError as exc:  # it did not run here: no reply, the client resends
             return None, exc

@@ -9,21 +9,31 @@ sums of gradients that meet), each input named by where it came from: the root's
 a slot's tensor (or its data: a saved output), or an earlier op's output. `BackwardPlan.run`
 checks that the graph is the watched one (the same nodes in the same places, no hooks, no
 retained grads, nothing freed or changed in place), then runs those ops with their shape
-rules' results known (`apply_known`: the same kernels in the same order, so the same bits),
-accumulates each leaf's gradient as eager does (`_accumulate`) and frees the nodes. When the
-graph differs it does nothing and says so: the caller runs the eager backward, which gives
-eager's result or error.
+rules' results known (the same kernels in the same order, so the same bits), accumulates
+each leaf's gradient as eager does (`_accumulate`) and frees the nodes. When the graph
+differs it does nothing and says so: the caller runs the eager backward, which gives eager's
+result or error.
+
+Most of those ops' outputs are arrays nobody but the next op sees (the walk runs without
+grad mode: no node, no history), so an op runs on arrays alone: its kernel and the layout
+`_finish` gives its result, what eager's op makes its output tensor of. An op whose outputs
+may be seen (a leaf's gradient, and the views a seen tensor is made from: a view remembers
+its base) runs as eager's op does (`apply_known`, tensors in and out); an array it reads is
+the tensor eager's op made of it (`Tensor._result`, as `_output` makes it).
 """
 
 from __future__ import annotations
 
 from ..core import grad_mode as _grad_mode
 from ..core.autograd import AccumulateGrad, Node, _accumulate, _owner, node_check
+from ..core.backend import backend
 from ..core.dtype import DType
+from ..core.registry import Meta
+from ..core.size import Size
 from ..core.tape import watching
 from .grad_api import _root_grads
 from .prepared import apply_known
-from .tensor import Tensor
+from .tensor import Tensor, _finish
 
 _CONSTANTS = (int, float, bool, str, type(None))
 
@@ -31,16 +41,19 @@ _CONSTANTS = (int, float, bool, str, type(None))
 class BackwardPlan:
     """The watched backward from slot `root`'s tensor (see the module doc)."""
 
-    __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves")
+    __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves", "device",
+                 "steps")
 
     def __init__(self, root: int, root_nr: int, start: int, edges: dict, ops: list,
-                 acc: list, leaves: tuple) -> None:
+                 acc: list, leaves: tuple, device: str) -> None:
         self.root, self.root_nr = root, root_nr
         self.start = start  # the slot whose grad_fn the root's is (the first that holds it)
         self.edges = edges  # slot k -> the edges of slot k's grad_fn, as refs
-        self.ops = ops  # (op, input refs, attrs, meta)
+        self.ops = ops  # (op, input refs, attrs, meta, device)
         self.acc = acc  # (leaf slot, ref of its gradient)
         self.leaves = leaves
+        self.device = device  # the root's: where the ops on arrays run
+        self.steps = _steps(ops, acc, device)
 
     def run(self, slots: list) -> bool:
         """The backward on this run's slot tensors; False (having changed nothing) when its
@@ -85,17 +98,54 @@ class BackwardPlan:
         return True
 
     def _values(self, slots: list, grads: list) -> list:
-        values = []
+        """Each op's outputs: arrays for an op run on arrays, tensors for one run as eager's
+        (see the module doc)."""
+        values, wrapped = [], {}
         check = node_check()  # the server's compute budget holds here as in eager's walk
+        be = backend(self.device)
+        xp, device = be.xp, self.device
         with _grad_mode.set_grad_enabled(False):  # as the walk runs without create_graph
-            for op, refs, attrs, meta in self.ops:
-                if check is not None:
-                    try:
-                        check()
-                    except Exception as e:
-                        raise _Stopped(e) from None
-                inputs = tuple(_value(ref, values, slots, grads) for ref in refs)
-                values.append(apply_known(op, inputs, attrs, meta))
+            token = be.enter()  # numpy's quiet floating point (a GPU: its device), as per op
+            try:
+                for op, args, attrs, meta, on_arrays in self.steps:
+                    if check is not None:
+                        try:
+                            check()
+                        except Exception as e:
+                            raise _Stopped(e) from None
+                    inputs = []
+                    for kind, a, b in args:
+                        if kind is _VALUE:
+                            inputs.append(values[a][b])
+                        elif kind is _DATA:
+                            inputs.append(values[a][b]._data)
+                        elif kind is _SLOT:
+                            x = slots[a]
+                            inputs.append(x._data if on_arrays else x)
+                        elif kind is _ROOT:
+                            x = grads[a]
+                            inputs.append(x._data if on_arrays else x)
+                        elif kind is _WRAP:  # an array as the tensor eager's op made of it
+                            x = wrapped.get(a)  # one tensor, however many ops read it
+                            if x is None:
+                                shape = b.shape
+                                x = wrapped[a] = Tensor._result(
+                                    values[a[0]][a[1]], device, b.dtype, b.strides,
+                                    shape if type(shape) is Size else None)
+                            inputs.append(x)
+                        else:
+                            inputs.append(a)
+                    if not on_arrays:
+                        values.append(apply_known(op, tuple(inputs), attrs, meta))
+                    elif type(meta) is Meta:
+                        values.append((_finish(xp, op.forward(xp, *inputs, **attrs), meta,
+                                               op),))
+                    else:
+                        values.append(tuple(
+                            _finish(xp, out, m, op) for out, m in
+                            zip(op.forward(xp, *inputs, **attrs), meta, strict=True)))
+            finally:
+                be.exit(token)
         return values
 
 
@@ -114,6 +164,45 @@ def _constant(value) -> bool:
     if type(value) in _CONSTANTS or isinstance(value, (str, DType)):  # gs.device is a str
         return True
     return type(value) is tuple and all(_constant(v) for v in value)
+
+
+_VALUE, _DATA, _SLOT, _ROOT, _WRAP, _CONSTANT = "value", "data", "slot", "root", "wrap", "c"
+
+
+def _steps(ops: list, acc: list, device: str) -> list:
+    """`ops` as `_values` runs them: (op, inputs as (kind, a, b), attrs, meta, whether it
+    runs on arrays). An op runs as eager's when its outputs may be seen: a leaf's gradient,
+    or a view that such an op reads (its base is seen through it); and when it is anything
+    but a plain kernel on the root's device (random, or one that names a device)."""
+    eager = {ref[1] for _, ref in acc if ref[0] == "v"}
+    eager.update(i for i, (op, _, _, _, dev) in enumerate(ops)
+                 if op.random or op.needs_device or dev != device)
+    for j in range(len(ops) - 1, -1, -1):  # the views an eager op reads, and theirs
+        if j in eager:
+            eager.update(ref[1] for ref in ops[j][1] if ref[0] == "v" and ops[ref[1]][0].view)
+    steps = []
+    for j, (op, refs, attrs, meta, _) in enumerate(ops):
+        on_arrays = j not in eager
+        args = []
+        for ref in refs:
+            kind = ref[0]
+            if kind == "v":
+                i, nr = ref[1], ref[2]
+                if i in eager:  # a tensor: its array, or itself
+                    args.append((_DATA if on_arrays else _VALUE, i, nr))
+                elif on_arrays:
+                    args.append((_VALUE, i, nr))
+                else:
+                    made = ops[i][3]
+                    args.append((_WRAP, (i, nr), made if type(made) is Meta else made[nr]))
+            elif kind == "s":
+                args.append((_SLOT, ref[1], None))
+            elif kind == "r":
+                args.append((_ROOT, ref[1], None))
+            else:
+                args.append((_CONSTANT, ref[1], None))
+        steps.append((op, tuple(args), attrs, meta, on_arrays))
+    return steps
 
 
 def _grad_fn(t):
@@ -172,7 +261,7 @@ def watch_backward(root: int, slots: list, run, made) -> BackwardPlan | None:
             return None
         for nr, o in enumerate(outputs):
             by_object[id(o)] = ("v", len(ops), nr)
-        ops.append((op, tuple(refs), attrs, meta))
+        ops.append((op, tuple(refs), attrs, meta, entry[3]))
     acc, owners = [], {_owner(g) for g in grads}
     for k in leaves:
         g = slots[k]._grad
@@ -183,7 +272,7 @@ def watch_backward(root: int, slots: list, run, made) -> BackwardPlan | None:
             return None  # a gradient that is not one op's own output: eager decides each time
         owners.add(_owner(g))
         acc.append((k, ref))
-    return BackwardPlan(root, t._output_nr, start, edges, ops, acc, tuple(leaves))
+    return BackwardPlan(root, t._output_nr, start, edges, ops, acc, tuple(leaves), t._device)
 
 
 def _graph(root: Tensor, slots: list, made):

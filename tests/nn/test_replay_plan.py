@@ -309,6 +309,54 @@ def test_a_planned_backward_runs_only_on_the_graph_it_watched():
     assert not plan.run(other) and other[1].grad is None
 
 
+def _linear_graph(x, w, b, w2) -> list:
+    """Two Linear layers as nn.Linear records them (a transposed weight: the weight's
+    gradient is a view of a matrix product's result), a loss whose backward makes a sum
+    of gradients that meet."""
+    wt = w.t()
+    mm = x @ wt
+    z = mm + b
+    h = z.relu()
+    w2t = w2.t()
+    out = h @ w2t
+    sq = out * out
+    m, total = sq.mean(), out.sum()
+    return [x, w, b, w2, wt, mm, z, h, w2t, out, sq, m, total, m + total]
+
+
+def test_a_planned_backward_gives_eagers_gradient_tensors():
+    """The plan runs the kernels nobody else sees on arrays and the ops whose outputs become
+    gradients as eager's ops: each leaf's .grad has eager's bits, layout, dtype and view-ness
+    (a gradient that is a view of a kernel's result stays one, its base a tensor)."""
+    from gradserve.engine.seam import watch_backward
+
+    rng = np.random.default_rng(2)
+
+    def leaves():
+        return [engine.tensor(rng.standard_normal(shape).astype(np.float32),
+                              requires_grad=rg)
+                for shape, rg in (((5, 4), False), ((3, 4), True), ((3,), True),
+                                  ((2, 3), True))]
+
+    slots = _linear_graph(*leaves())
+    plan = watch_backward(13, slots, lambda: slots[13].backward(), made=range(4, 14))
+    assert plan is not None
+    on_arrays = [step[4] for step in plan.steps]
+    assert any(on_arrays) and not all(on_arrays)
+    for _ in range(3):
+        planned = leaves()
+        eager = [engine.tensor(t.detach().numpy().copy(), requires_grad=t.requires_grad)
+                 for t in planned]
+        planned, eager = _linear_graph(*planned), _linear_graph(*eager)
+        assert plan.run(planned)
+        eager[13].backward()
+        for p, e in zip(planned[1:4], eager[1:4], strict=True):
+            np.testing.assert_array_equal(p.grad.numpy(), e.grad.numpy())
+            assert p.grad.dtype == e.grad.dtype and p.grad.stride() == e.grad.stride()
+            assert (p.grad._base is None) == (e.grad._base is None)
+            assert p.grad.grad_fn is None and not p.grad.requires_grad
+
+
 def test_a_planned_backward_runs_the_servers_node_check():
     """The compute budget (`set_node_check`) stops a planned backward as it stops eager's:
     the check runs between the plan's kernels and what it raises ends the backward."""

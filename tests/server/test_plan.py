@@ -147,3 +147,26 @@ def test_an_unbound_tensor_or_too_few_ids_is_eagers_error():
     assert "not found" in str(got)
     result = _send(Executor(("cpu",)), planned, [["@replay", "t.0", ["x", "w"], []]])
     assert "beyond the 2 ids" in str(result.error)  # eager's expansion says what is wrong
+
+
+def test_a_lone_replay_is_known_before_it_runs_and_its_time_is_kept():
+    """`lone_replay` names the handle of an op_batch that is one replay entry alone (what may
+    run on the event loop's thread), nothing else; a step's time is the least of its last
+    few requests (a loaded machine's slow run does not send it off the loop)."""
+    x, w, index = np.arange(6, dtype=np.float32), np.ones(6, np.float32), np.array([0, 2])
+    ex, session = _session_with(x, w, index)
+    ids = _ids(0)
+    replay = codec.pack_ops([["@replay", "t.0", ids, []]])
+    assert server_replay.lone_replay(replay) == "t.0"
+    for batch in ([["@replay", "t.0", ids, []], ["mul", ["x", "w"], ["y"], None, 0]],
+                  [["@capture", "t.0", ids, [], TEMPLATE]], [["mul", ["x", "w"], ["y"], None, 0]]):
+        assert server_replay.lone_replay(codec.pack_ops(batch)) is None
+    assert server_replay.lone_replay(replay[:-3]) is None  # does not parse: eager says why
+    assert server_replay.last_seconds(session, "t.0") is None  # not captured
+    assert _send(ex, session, [["@capture", "t.0", ids, [], TEMPLATE]]).error is None
+    assert server_replay.last_seconds(session, "t.0") is None  # not measured
+    for seconds in (0.004, 0.001, 0.009, 0.008, 0.007):
+        server_replay.note_seconds(session, "t.0", seconds)
+    assert server_replay.last_seconds(session, "t.0") == 0.001
+    server_replay.note_seconds(session, "t.0", 0.006)  # 0.001 was 5 requests ago
+    assert server_replay.last_seconds(session, "t.0") == 0.006

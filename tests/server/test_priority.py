@@ -61,3 +61,87 @@ def test_a_tiny_request_runs_inline_only_on_a_free_slot_of_an_idle_session():
     finally:
         gate.set()
         scheduler.close()
+
+
+def test_an_inline_item_runs_under_the_deadline_an_item_gets():
+    """An item run on the caller's thread gets an item's compute budget (the caller's own
+    deadline when sooner): `check_deadline` raises past it; `end_inline` ends it. An inline
+    item that ran ops (`weighed`) sets the session's priority as an item does."""
+    import time
+
+    import pytest
+    from gradserve.engine import Meta
+    from gradserve.server._errors import DeadlineExceededError
+    from gradserve.server._limits import check_elements
+    from gradserve.server._scheduler import HEAVY_ELEMENTS, Scheduler, check_deadline
+
+    scheduler = Scheduler(["cpu"], cpu_slots=1, budget=60)
+    try:
+        assert scheduler.try_inline("cpu", "a", timeout=0.01)
+        time.sleep(0.02)
+        with pytest.raises(DeadlineExceededError, match="the call's deadline"):
+            check_deadline()
+        check_elements("sum", (), (Meta((HEAVY_ELEMENTS,), None),), None)
+        scheduler.end_inline("cpu", "a", weighed=True)
+        check_deadline()  # no item runs here any more: no deadline
+        assert scheduler.heavy("a")
+        assert scheduler.try_inline("cpu", "a")
+        scheduler.end_inline("cpu", "a")  # no ops: the priority stays as it was
+        assert scheduler.heavy("a")
+        assert scheduler.try_inline("cpu", "a")
+        scheduler.end_inline("cpu", "a", weighed=True)  # light ops: back
+        assert not scheduler.heavy("a")
+    finally:
+        scheduler.close()
+
+
+def test_a_short_replay_runs_on_the_event_loop_a_long_one_on_a_compute_thread(monkeypatch):
+    """A Pipeline request that is only the replay of a captured step runs on the event loop's
+    thread once its last runs were short (under `_INLINE_REPLAY_SECONDS`), on a compute
+    slot's thread otherwise; both give the same results."""
+    import gradserve as gs
+    import numpy as np
+    from gradserve import _session
+    from gradserve.server import _servicer, create_server
+    from gradserve.server._executor import Executor
+
+    monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))  # whole steps
+    threads = []
+    run = Executor.run
+
+    def watched(self, session, request, describe=True):
+        threads.append(threading.current_thread().name)
+        return run(self, session, request, describe)
+
+    monkeypatch.setattr(Executor, "run", watched)
+    server, port = create_server("127.0.0.1:0")
+    server.start()
+    losses = {}
+    short = 1.0  # every run of this step is shorter, however loaded the machine
+    try:
+        with gs.connect(f"127.0.0.1:{port}") as client:
+            for bound in (short, 0.0):
+                monkeypatch.setattr(_servicer, "_INLINE_REPLAY_SECONDS", bound)
+                with client.session() as s:
+                    gs.manual_seed(0)
+                    w = s.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4),
+                                 requires_grad=True)
+                    x = s.tensor(np.arange(8, dtype=np.float32).reshape(2, 4))
+                    opt = gs.optim.SGD([w], lr=0.1)
+                    got = []
+                    for _ in range(6):
+                        del threads[:]
+                        opt.zero_grad()
+                        loss = (x @ w.t()).relu().sum()
+                        loss.backward()
+                        opt.step()
+                        got.append(loss.item())
+                    assert s._plans.replays >= 3
+                    losses[bound] = got
+                    # the last step: one request, a replay with its fetch
+                    assert len(threads) == 1
+                    on_loop = threads[0] == "gradserve-aio"
+                    assert on_loop == (bound > 0), threads
+    finally:
+        server.stop(None)
+    assert losses[short] == losses[0.0]
