@@ -19,7 +19,7 @@ grad mode: no node, no history), so an op runs on arrays alone: its kernel and t
 `_finish` gives its result, what eager's op makes its output tensor of. An op whose outputs
 may be seen (a leaf's gradient, and the views a seen tensor is made from: a view remembers
 its base) runs as eager's op does (`apply_known`, tensors in and out); an array it reads is
-the tensor eager's op made of it (`Tensor._result`, as `_output` makes it).
+the tensor eager's op made of it (`_wrap`, as `_output` makes it).
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from ..core.autograd import AccumulateGrad, Node, _accumulate, _owner, node_chec
 from ..core.backend import backend
 from ..core.dtype import DType
 from ..core.registry import Meta
-from ..core.size import Size
 from ..core.tape import watching
 from .grad_api import _root_grads
 from .prepared import apply_known
-from .tensor import Tensor, _finish
+from .tensor import Tensor, _finish, _wrap
 
 _CONSTANTS = (int, float, bool, str, type(None))
 
@@ -128,10 +127,7 @@ class BackwardPlan:
                         elif kind is _WRAP:  # an array as the tensor eager's op made of it
                             x = wrapped.get(a)  # one tensor, however many ops read it
                             if x is None:
-                                shape = b.shape
-                                x = wrapped[a] = Tensor._result(
-                                    values[a[0]][a[1]], device, b.dtype, b.strides,
-                                    shape if type(shape) is Size else None)
+                                x = wrapped[a] = _wrap(values[a[0]][a[1]], b, device)
                             inputs.append(x)
                         else:
                             inputs.append(a)

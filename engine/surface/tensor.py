@@ -163,31 +163,39 @@ def _scalar_indices_as_ints(key):
 
 
 # -- the engine's tensor kind: outputs computed on the device ---------------------------------
-def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
-    """An op's computed array as its output tensor, held to its shape rule's shape and dtype.
-
-    A view keeps the strides its shape rule gave (as the client's proxy does); anything else
-    is made contiguous, as its shape rule (and so the client) assumes. One function (and
-    no `__init__`) for what runs per output of every op."""
+def _finish(xp, arr, meta: Meta, op: OpDef):
+    """An op's computed array held to its shape rule's shape and dtype: a view keeps the
+    strides its shape rule gave (as the client's proxy does); anything else is made
+    contiguous, as its shape rule (and so the client) assumes. A server's planned backward
+    runs it on arrays that never become tensors."""
     if not isinstance(arr, xp.ndarray):
         arr = xp.asarray(arr)
     want = meta.dtype.np
     if arr.dtype is not want and arr.dtype != want:  # builtin numpy dtypes are singletons
         arr = arr.astype(want)
-    shape = meta.shape
-    if arr.shape != shape:
+    if arr.shape != meta.shape:
         raise AutogradError(
-            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {shape}"
+            f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
         )
-    strides = meta.strides
-    if strides is None and not arr.flags.c_contiguous:
+    if meta.strides is None and not arr.flags.c_contiguous:
         arr = xp.ascontiguousarray(arr)
+    return arr
+
+
+def _wrap(arr, meta: Meta, device: str) -> Tensor:
+    """`arr` (held to `meta` by `_finish`) as the tensor eager's op makes of it; no
+    `__init__`: this runs per output of every op."""
     t = _new(Tensor)
-    t._init_meta(meta.dtype, device, strides)
+    t._init_meta(meta.dtype, device, meta.strides)
     t._data = arr
+    shape = meta.shape
     t._shape = shape if type(shape) is Size else Size(arr.shape)
     t._grad = None
     return t
+
+
+def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
+    return _wrap(_finish(xp, arr, meta, op), meta, device)
 
 
 _new = object.__new__
