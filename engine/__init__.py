@@ -64,6 +64,7 @@ from .ops.elementwise import binary as _binary  # noqa: F401  (registers its ops
 from .ops.elementwise import copies as _copies  # noqa: F401  (registers its ops)
 from .ops.elementwise import extra as _extra  # noqa: F401  (registers its ops)
 from .ops.elementwise import hard as _hard  # noqa: F401  (registers its ops)
+from .ops.elementwise import overloads as _overloads  # noqa: F401  (registers its ops)
 from .ops.elementwise import shrink as _shrink  # noqa: F401  (registers its ops)
 from .ops.elementwise import unary as _unary  # noqa: F401  (registers its ops)
 from .ops.indexing import gather as _gather  # noqa: F401  (registers its ops)

@@ -62,8 +62,9 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, 
                          reduction: str = "mean"):
     """x where target is 1, max(0, margin - x) where target is -1 (torch's composition)."""
     reduction = _reduction(size_average, reduce, reduction)
-    zeros = input * 0
-    margin_clamp = (margin - input).clamp(min=0)
+    zeros = input.new_zeros(input.shape)  # aten's zeros_like: no edge
+    shifted = input.new_full((), margin) - input  # a wrapped number minus a tensor: SubBackward0
+    margin_clamp = shifted._op("clamp_min", shifted, bound=0)
     output = where(target != 1, margin_clamp, zeros) + where(target != -1, input, zeros)
     return _reduce(output, reduction)
 
