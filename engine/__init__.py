@@ -78,6 +78,7 @@ from .ops.nn import conv_transpose as _conv_transpose  # noqa: F401  (registers 
 from .ops.nn import embedding as _embedding  # noqa: F401  (registers its ops)
 from .ops.nn import fused as _fused  # noqa: F401  (registers its ops)
 from .ops.nn import losses as _losses  # noqa: F401  (registers its ops)
+from .ops.nn import margin_losses as _margin_losses  # noqa: F401  (registers its ops)
 from .ops.nn import norm as _norm  # noqa: F401  (registers its ops)
 from .ops.nn import pool as _pool  # noqa: F401  (registers its ops)
 from .ops.nn import pool_adaptive as _pool_adaptive  # noqa: F401  (registers its ops)

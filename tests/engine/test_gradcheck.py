@@ -887,11 +887,17 @@ for _l, _fn, _ins in [
     ("where", lambda x: _F.hinge_embedding_loss(x, E.tensor([[1.0, -1.0, 1.0]],
                                                             dtype=E.float64, device=x.device)),
      (G(2, 3),)),
-    ("log1p", lambda x: _F.soft_margin_loss(x, x.detach().sign()), (N(2, 3),)),
+    ("soft_margin_loss", lambda x: _F.soft_margin_loss(x, x.detach().sign()), (N(2, 3),)),
     ("div", lambda x: _F.softsign(x), (G(2, 3),)),
-    ("scatter", lambda x: _F.multi_margin_loss(x, E.tensor([0, 3, 1], device=x.device), p=2,
-                                               weight=x.new_tensor([0.5, 1.0, 2.0, 1.5])),
+    ("multi_margin_loss", lambda x: _F.multi_margin_loss(
+        x, E.tensor([0, 3, 1], device=x.device), p=2, weight=x.new_tensor([0.5, 1.0, 2.0, 1.5])),
      (N(3, 4),)),
+    # the ATen overloads torch's compositions call (engine/ops/elementwise/overloads.py)
+    ("add_scalar", lambda x, y: _F.pairwise_distance(x, y, p=3.0), (N(2, 3), N(3))),
+    ("norm_dim", lambda x, y: _F.pairwise_distance(x, y, p=1.5), (N(2, 3), N(2, 3))),
+    ("sub_scalar", lambda x: x._op("sub_scalar", x, other=0.5) ** 2, (N(2, 3),)),
+    ("clamp_min", lambda x: x._op("clamp_min", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
+    ("clamp_max", lambda x: x._op("clamp_max", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")

@@ -1,0 +1,96 @@
+"""soft_margin_loss and multi_margin_loss are torch's one-node kernels
+(SoftMarginLossBackward0, MultiMarginLossBackward0, one edge to the input): the graph, the
+values and the gradients are torch's in-process and in a session, and the float64 first and
+second derivatives match central differences."""
+
+from __future__ import annotations
+
+import gradserve.nn.functional as F
+import numpy as np
+import pytest
+import torch  # the oracle
+from gradserve import engine
+from gradserve.engine.gradcheck import check_grads
+
+from .test_grad_fn_composites import W, X, _run
+from .test_grad_fn_types import _graph
+
+
+def _f(M):
+    return M.nn.functional
+
+
+CASES = {
+    "soft_margin_mean": lambda M, x, w: _f(M).soft_margin_loss(x * w, w.detach().sign()),
+    "soft_margin_none_broadcast": lambda M, x, w: _f(M).soft_margin_loss(
+        x, M.tensor([1.0, -1.0, 1.0], dtype=M.float64), reduction="none"),
+    "soft_margin_sum": lambda M, x, w: _f(M).soft_margin_loss(x, w.detach(), reduction="sum"),
+    "multi_margin": lambda M, x, w: _f(M).multi_margin_loss(x * w, M.tensor([0, 2])),
+    "multi_margin_p2_weight": lambda M, x, w: _f(M).multi_margin_loss(
+        x, M.tensor([1, 2]), p=2, margin=0.7, weight=M.tensor([1.0, 2.0, 0.5], dtype=M.float64),
+        reduction="none"),
+    "multi_margin_1d_sum": lambda M, x, w: _f(M).multi_margin_loss(
+        x[0], M.tensor(1), reduction="sum"),
+    "multi_margin_module": lambda M, x, w: M.nn.MultiMarginLoss(margin=2.0)(w, M.tensor([2, 0])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_one_node_values_and_gradients_are_torchs(M, name):
+    ours, x, w = _run(M, CASES[name])
+    theirs, tx, tw = _run(torch, CASES[name])
+    assert _graph(ours.grad_fn) == _graph(theirs.grad_fn)
+    assert type(ours.grad_fn).__name__ in ("SoftMarginLossBackward0",
+                                           "MultiMarginLossBackward0")
+    assert ours.dtype is M.float64 and tuple(ours.shape) == tuple(theirs.shape)
+    np.testing.assert_allclose(np.asarray(ours.tolist()), theirs.detach().numpy(), rtol=1e-12)
+    ours.sum().backward()
+    theirs.sum().backward()
+    for mine, torchs in ((x, tx), (w, tw)):
+        assert (mine.grad is None) == (torchs.grad is None)
+        if torchs.grad is not None:
+            np.testing.assert_allclose(np.asarray(mine.grad.tolist()), torchs.grad.numpy(),
+                                       rtol=1e-10, atol=1e-14)
+
+
+def test_torchs_refusals(M):
+    x = M.zeros(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument "
+                                           "'target'"):
+        _f(M).soft_margin_loss(x, M.ones(2, 3, requires_grad=True))
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument "
+                                           "'weight'"):
+        _f(M).multi_margin_loss(x, M.tensor([0, 1]), weight=M.ones(3, requires_grad=True))
+    with pytest.raises(RuntimeError, match=r"Expected target size \[2\], but got \[3\]"):
+        _f(M).multi_margin_loss(x, M.tensor([0, 1, 2]))
+    with pytest.raises(RuntimeError, match="expected scalar type Long but found Float"):
+        _f(M).multi_margin_loss(x, M.tensor([0.0, 1.0]))
+    with pytest.raises(RuntimeError, match="expected scalar type Double but found Float"):
+        _f(M).multi_margin_loss(x.double(), M.tensor([0, 1]), weight=M.ones(3))
+    with pytest.raises(RuntimeError, match="target out of range"):
+        _f(M).multi_margin_loss(x, M.tensor([0, 3])).item()
+
+
+def _leaf(a):
+    return engine.tensor(np.asarray(a, np.float64), requires_grad=True)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_soft_margin_gradcheck(order, reduction):
+    y = engine.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]], dtype=engine.float64)
+    check_grads(lambda x: F.soft_margin_loss(x, y, reduction=reduction),
+                [_leaf(X)], order=order)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_gradcheck(order, p):
+    # entries kept away from the hinge's corner, where no derivative exists
+    x = _leaf(X * 1.3 + 0.05)
+    weight = engine.tensor([0.5, 2.0, 1.5], dtype=engine.float64)
+    check_grads(lambda x: F.multi_margin_loss(
+        x, engine.tensor([2, 0]), p=p, margin=0.9, weight=weight, reduction="none"),
+        [x], order=order)
+    check_grads(lambda x: F.multi_margin_loss(x, engine.tensor(1), p=p),
+                [_leaf(W[0])], order=order)
