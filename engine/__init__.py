@@ -89,6 +89,7 @@ from .ops.reductions import scans as _scans  # noqa: F401  (registers its ops)
 from .ops.reductions import sort as _sort  # noqa: F401  (registers its ops)
 from .ops.reductions import stats as _stats  # noqa: F401  (registers its ops)
 from .ops.shape import rearrange as _rearrange  # noqa: F401  (registers its ops)
+from .ops.shape import reshape_alias as _reshape_alias  # noqa: F401  (registers its ops)
 from .ops.shape import views as _views  # noqa: F401  (registers its ops)
 from .surface import linalg
 from .surface import return_types as _return_types

@@ -80,7 +80,7 @@ def matrix_norm(a, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
     if ord in (1, -1, math.inf, -math.inf):
         # 1: the largest column sum of |a|; inf: the largest row sum
         summed, other = (d0, d1) if ord in (1, -1) else (d1, d0)
-        sums = a.abs().sum(summed, keepdim=keepdim)
+        sums = a.norm(1, dim=summed, keepdim=keepdim)  # torch's: a vector norm, then amax
         if not keepdim and summed < other:
             other -= 1
         return sums.amax(other, keepdim=keepdim) if ord > 0 else \

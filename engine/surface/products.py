@@ -6,7 +6,21 @@ from __future__ import annotations
 import math
 
 from ..core.errors import InvalidArgumentError
+from ..core.layout import view_strides
+from ..core.shape import infer_reshape
 from ..ops.linalg.distance import use_mm
+
+
+def torch_reshape(t, shape):
+    """t.reshape(shape) as torch's C++ records it: a view of a contiguous tensor
+    (ViewBackward0), `_reshape_alias` of one that is not but can be viewed
+    (ReshapeAliasBackward0), else a clone's UnsafeViewBackward0."""
+    if t.is_contiguous():
+        return t.reshape(shape)
+    if view_strides(tuple(t.shape), t.stride(), infer_reshape(tuple(t.shape), shape)) is None:
+        copy = t.clone()  # aten's copy: _unsafe_view of a contiguous clone
+        return copy._op("_unsafe_view", copy, shape=tuple(shape))
+    return t._op("_reshape_alias", t, shape=tuple(shape))
 
 
 def tensordot(a, b, dims=2):
@@ -33,8 +47,8 @@ def tensordot(a, b, dims=2):
     free_a = [d for d in range(a.ndim) if d not in da]
     free_b = [d for d in range(b.ndim) if d not in db]
     k = math.prod(a.shape[d] for d in da)
-    left = a.permute(*free_a, *da).reshape(-1, k)
-    right = b.permute(*db, *free_b).reshape(k, -1)
+    left = torch_reshape(a.permute(*free_a, *da), (-1, k))
+    right = torch_reshape(b.permute(*db, *free_b), (k, -1))
     return left.mm(right).reshape([a.shape[d] for d in free_a] + [b.shape[d] for d in free_b])
 
 

@@ -50,6 +50,18 @@ SAME_GRAPH = {
                                                                  full=True),
     "multilabel_soft_margin_loss": lambda M, x, w: _f(M).multilabel_soft_margin_loss(
         x, w.sigmoid(), weight=M.tensor([1.0, 2.0, 0.5], dtype=M.float64)),
+    # torch's linear algebra compositions: tensordot reshapes as aten's reshape records it,
+    # matrix_power multiplies in torch's order, matrix_norm(1/inf) is amax of a vector norm
+    "tensordot_alias": lambda M, x, w: M.tensordot(x, w, dims=([1], [1])),
+    "tensordot_copy": lambda M, x, w: M.tensordot(
+        M.stack([x, w, x * w]), M.stack([w, x]), dims=([2, 1], [2, 0])),
+    "tensordot_int": lambda M, x, w: M.tensordot(M.stack([x, w]), w.t(), dims=1),
+    **{f"matrix_power_{n}": (lambda M, x, w, n=n: M.linalg.matrix_power(x[:, :2] * w[:, 1:],
+                                                                        n))
+       for n in (-3, -1, 0, 1, 2, 3, 4, 5)},
+    **{f"matrix_norm_{o}_{k}": (lambda M, x, w, o=o, k=k: M.linalg.matrix_norm(
+        x * w, ord=o, keepdim=k, dim=(1, 0) if k else (-2, -1)))
+       for o in (1, -1, float("inf"), float("-inf")) for k in (False, True)},
 }
 
 
