@@ -73,6 +73,7 @@ from .ops.linalg import decompositions as _decompositions  # noqa: F401  (regist
 from .ops.linalg import distance as _distance  # noqa: F401  (registers its ops)
 from .ops.linalg import products as _products  # noqa: F401  (registers its ops)
 from .ops.linalg import qr as _qr  # noqa: F401  (registers its ops)
+from .ops.linalg import solve_right as _solve_right  # noqa: F401  (registers its ops)
 from .ops.nn import conv as _conv  # noqa: F401  (registers its ops)
 from .ops.nn import conv_transpose as _conv_transpose  # noqa: F401  (registers its ops)
 from .ops.nn import embedding as _embedding  # noqa: F401  (registers its ops)

@@ -117,7 +117,7 @@ def slogdet(a):
 def solve(a, b, *, left=True):
     if left:
         return a._op("linalg_solve", a, b)
-    return _mT(a._op("linalg_solve", _mT(a), _mT(b)))  # XA = B is A^T X^T = B^T
+    return a._op("linalg_solve_right", a, b)  # XA = B: torch's one node
 
 
 def cholesky(a, *, upper=False):
