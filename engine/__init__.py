@@ -83,6 +83,7 @@ from .ops.nn import margin_losses as _margin_losses  # noqa: F401  (registers it
 from .ops.nn import norm as _norm  # noqa: F401  (registers its ops)
 from .ops.nn import pool as _pool  # noqa: F401  (registers its ops)
 from .ops.nn import pool_adaptive as _pool_adaptive  # noqa: F401  (registers its ops)
+from .ops.nn import prelu as _prelu  # noqa: F401  (registers its ops)
 from .ops.nn import resample as _resample  # noqa: F401  (registers its ops)
 from .ops.reductions import moments as _moments  # noqa: F401  (registers its ops)
 from .ops.reductions import reduce as _reduce  # noqa: F401  (registers its ops)

@@ -4,7 +4,7 @@ logsigmoid softmin prelu bilinear."""
 
 from __future__ import annotations
 
-from gradserve.engine import InvalidArgumentError, where
+from gradserve.engine import InvalidArgumentError
 
 
 def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
@@ -70,22 +70,30 @@ def softmin(input, dim: int | None = None, _stacklevel: int = 3, dtype=None):
 
 
 def prelu(input, weight):
-    """x where x > 0, weight * x elsewhere; weight has one value or one per channel (dim 1).
+    """x where x > 0, weight * x elsewhere; weight has one value or one per channel (dim 1):
+    torch's one PreluKernelBackward0 node, the weight viewed to broadcast as aten views it.
 
     >>> F.prelu(engine.tensor([-2., 3.]), engine.tensor([0.25]))
     tensor([-0.5000,  3.0000])
     """
-    if weight.numel() != 1:
+    count = weight.numel()
+    if count != 1:
         if input.dim() == 0:
             raise InvalidArgumentError("Not allow zero-dim input tensor.")
-        channels = input.shape[1] if input.dim() >= 2 else input.shape[0]
-        if weight.numel() != channels:
+        channels = input.shape[1] if input.dim() >= 2 else 1
+        if count != channels:
             raise InvalidArgumentError(
                 f"Mismatch of parameter numbers and input channel size. Found parameter "
-                f"numbers = {weight.numel()} and channel size = {channels}.")
+                f"numbers = {count} and channel size = {channels}.")
+    if weight.dim() > 1:
+        raise InvalidArgumentError("prelu: Expected `weight` to be a scalar or 1D tensor, but "
+                                   f"got: ndim = {weight.dim()}")
+    if input.dim() != weight.dim():
+        shape = [1] * input.dim()
         if input.dim() >= 2:
-            weight = weight.reshape(channels, *([1] * (input.dim() - 2)))
-    return where(input > 0, input, weight * input)
+            shape[1] = count
+        weight = weight.reshape(shape)
+    return input._op("prelu_kernel", input, weight)
 
 
 def bilinear(input1, input2, weight, bias=None):

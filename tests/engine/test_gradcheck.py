@@ -901,6 +901,7 @@ for _l, _fn, _ins in [
     ("clamp_min", lambda x: x._op("clamp_min", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("clamp_max", lambda x: x._op("clamp_max", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("_reshape_alias", lambda a, b: E.tensordot(a, b, dims=([1], [1])), (N(2, 3), N(4, 3))),
+    ("prelu_kernel", lambda x, w: _F.prelu(x, w), (G(2, 3, 2), N(3))),
     ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")

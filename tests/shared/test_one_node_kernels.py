@@ -1,9 +1,12 @@
-"""soft_margin_loss and multi_margin_loss are torch's one-node kernels
-(SoftMarginLossBackward0, MultiMarginLossBackward0, one edge to the input): the graph, the
+"""soft_margin_loss, multi_margin_loss and prelu are torch's one-node kernels
+(SoftMarginLossBackward0, MultiMarginLossBackward0 with one edge to the input;
+PreluKernelBackward0 with edges to the input and the weight aten viewed): the graph, the
 values and the gradients are torch's in-process and in a session, and the float64 first and
 second derivatives match central differences."""
 
 from __future__ import annotations
+
+import re
 
 import gradserve.nn.functional as F
 import numpy as np
@@ -32,6 +35,11 @@ CASES = {
     "multi_margin_1d_sum": lambda M, x, w: _f(M).multi_margin_loss(
         x[0], M.tensor(1), reduction="sum"),
     "multi_margin_module": lambda M, x, w: M.nn.MultiMarginLoss(margin=2.0)(w, M.tensor([2, 0])),
+    "prelu_channels": lambda M, x, w: _f(M).prelu(x * w, w.reshape(6)[3:]),
+    "prelu_one_3d": lambda M, x, w: _f(M).prelu(x.reshape(1, 2, 3), w.reshape(6)[:1]),
+    "prelu_scalar_weight": lambda M, x, w: _f(M).prelu(x, w.sum()),
+    "prelu_1d": lambda M, x, w: _f(M).prelu(x.reshape(6), w.reshape(6)[1:2]),
+    "prelu_module": lambda M, x, w: M.nn.PReLU(3, dtype=M.float64)(x * w),
 }
 
 
@@ -41,7 +49,7 @@ def test_one_node_values_and_gradients_are_torchs(M, name):
     theirs, tx, tw = _run(torch, CASES[name])
     assert _graph(ours.grad_fn) == _graph(theirs.grad_fn)
     assert type(ours.grad_fn).__name__ in ("SoftMarginLossBackward0",
-                                           "MultiMarginLossBackward0")
+                                           "MultiMarginLossBackward0", "PreluKernelBackward0")
     assert ours.dtype is M.float64 and tuple(ours.shape) == tuple(theirs.shape)
     np.testing.assert_allclose(np.asarray(ours.tolist()), theirs.detach().numpy(), rtol=1e-12)
     ours.sum().backward()
@@ -94,3 +102,28 @@ def test_multi_margin_gradcheck(order, p):
         [x], order=order)
     check_grads(lambda x: F.multi_margin_loss(x, engine.tensor(1), p=p),
                 [_leaf(W[0])], order=order)
+
+
+def test_prelus_refusals_are_torchs(M):
+    F = _f(M)
+    for x, weight, text in (
+            (M.zeros(2, 3), M.ones(1, 3), "Expected `weight` to be a scalar or 1D tensor, but "
+                                          "got: ndim = 2"),
+            (M.zeros(2, 4), M.ones(3), "Found parameter numbers = 3 and channel size = 4."),
+            (M.zeros(3), M.ones(3), "Found parameter numbers = 3 and channel size = 1."),
+            (M.zeros(()), M.ones(3), "Not allow zero-dim input tensor."),
+            (M.zeros(2, 3), M.ones(3, dtype=M.float64),
+             "prelu: Type promoting not supported. Got Float and Double")):
+        with pytest.raises(RuntimeError, match=re.escape(text)):
+            F.prelu(x, weight)
+        with pytest.raises(RuntimeError, match=re.escape(text)):
+            torch.nn.functional.prelu(torch.zeros(tuple(x.shape)), torch.ones(
+                tuple(weight.shape), dtype=torch.float64 if weight.dtype is M.float64 else None))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_prelu_gradcheck(order):
+    x = _leaf(np.concatenate([X, -W]).reshape(2, 2, 3) * 1.1 + 0.05)
+    check_grads(lambda x, w: F.prelu(x, w), [x, _leaf([0.25, -0.5])], order=order)
+    check_grads(lambda x, w: F.prelu(x, w), [_leaf(X.reshape(6) + 0.05), _leaf(0.3)],
+                order=order)
