@@ -146,20 +146,16 @@ def svdvals(a):
 
 def pinv(a, *, atol=None, rtol=None, hermitian=False):
     """torch.linalg.pinv: V diag(1/s) U^T over the singular values above the tolerance
-    (rtol defaults to eps * max(m, n), relative to the largest)."""
+    (rtol defaults to eps * max(m, n), relative to the largest): torch's one node."""
     if a.ndim < 2 or not a.dtype.is_floating_point:
         raise InvalidArgumentError(
             f"linalg.pinv({_type_text(a)}): expected a tensor with 2 or more dimensions of "
             "float, double, cfloat or cdouble types")
-    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
     if rtol is None:
         rtol = 0.0 if atol is not None and atol > 0 else \
             float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
-    top = s.amax(-1, keepdim=True) if s.shape[-1] else s.sum(-1, keepdim=True)
-    tol = (top * rtol).clamp(min=atol or 0.0)
-    keep = s > tol
-    s_inv = (1 / s.masked_fill(~keep, 1.0)).masked_fill(~keep, 0.0)
-    return (_mT(vh) * s_inv.unsqueeze(-2)) @ _mT(u)
+    return a._op("linalg_pinv", a, atol=float(atol or 0.0), rtol=float(rtol),
+                 hermitian=bool(hermitian))
 
 
 def _type_text(a) -> str:

@@ -62,6 +62,11 @@ SAME_GRAPH = {
     **{f"matrix_norm_{o}_{k}": (lambda M, x, w, o=o, k=k: M.linalg.matrix_norm(
         x * w, ord=o, keepdim=k, dim=(1, 0) if k else (-2, -1)))
        for o in (1, -1, float("inf"), float("-inf")) for k in (False, True)},
+    "pinv_wide": lambda M, x, w: M.linalg.pinv(x * w),
+    "pinv_tall_batched": lambda M, x, w: M.linalg.pinv(M.stack([x.t(), w.t()])),
+    "pinv_atol": lambda M, x, w: M.linalg.pinv(x.t() @ w, atol=0.5),
+    "pinv_hermitian": lambda M, x, w: M.linalg.pinv(x.t() @ x + 0.1 * M.eye(3, dtype=M.float64),
+                                                    hermitian=True),
     "solve_right": lambda M, x, w: M.linalg.solve(x[:, :2] + 2 * M.eye(2, dtype=M.float64),
                                                   w.t()[:, :2], left=False),
     "solve_right_batched": lambda M, x, w: M.linalg.solve(
