@@ -171,10 +171,11 @@ def lstsq(a, b, rcond=None, *, driver=None):
     if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
         raise InvalidArgumentError(
             "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
-    x = pinv(a, rtol=rcond) @ (b.unsqueeze(-1) if vector else b)
+    if rcond is None:
+        rcond = float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
+    x = a._op("linalg_lstsq", a, b, rcond=float(rcond))  # torch's one node
     empty = a.new_zeros(0)
-    return _lstsq(x.squeeze(-1) if vector else x, empty, matrix_rank(a.detach(), rtol=rcond),
-                  empty)
+    return _lstsq(x, empty, matrix_rank(a.detach(), rtol=rcond), empty)
 
 
 def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):

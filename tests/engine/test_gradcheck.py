@@ -776,6 +776,8 @@ for _l, _fn, _ins in [
     ("linalg_slogdet", lambda a: E.linalg.slogdet(-a).logabsdet, (WELL(3, (2,)),)),
     ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3), N(3, 2))),
     ("linalg_solve", lambda a, b: E.linalg.solve(a, b), (WELL(3, (2,)), N(2, 3))),
+    ("linalg_lstsq", lambda a, b: E.linalg.lstsq(a, b).solution, (N(4, 3), N(4, 2))),
+    ("linalg_lstsq", lambda a, b: E.linalg.lstsq(a, b).solution, (N(2, 3, 4), N(2, 3))),
     ("linalg_pinv", lambda a: E.linalg.pinv(a), (N(2, 3),)),
     ("linalg_pinv", lambda a: E.linalg.pinv(a), (N(2, 4, 3),)),
     ("linalg_pinv", lambda a: E.linalg.pinv(a, hermitian=True), (SPD(3),)),

@@ -67,6 +67,11 @@ SAME_GRAPH = {
     "pinv_atol": lambda M, x, w: M.linalg.pinv(x.t() @ w, atol=0.5),
     "pinv_hermitian": lambda M, x, w: M.linalg.pinv(x.t() @ x + 0.1 * M.eye(3, dtype=M.float64),
                                                     hermitian=True),
+    "lstsq": lambda M, x, w: M.linalg.lstsq(x.t(), w.t()).solution,
+    "lstsq_vector_b_only": lambda M, x, w: M.linalg.lstsq(x.t().detach(), w[0]).solution,
+    "lstsq_wide_batched": lambda M, x, w: M.linalg.lstsq(M.stack([x, w]),
+                                                                  M.stack([x * w, w])[..., :1]
+                                                                  ).solution,
     "solve_right": lambda M, x, w: M.linalg.solve(x[:, :2] + 2 * M.eye(2, dtype=M.float64),
                                                   w.t()[:, :2], left=False),
     "solve_right_batched": lambda M, x, w: M.linalg.solve(

@@ -34,16 +34,20 @@ pinv = defop("linalg_pinv", infer=_meta, grad_name="LinalgPinvBackward0", save=(
              save_output=True)(_pinv)
 
 
-@pinv.def_backward
-def _(ctx, g):
-    # torch's pinv_backward, arranged so the products are of the smaller dimension
-    (a,) = ctx.saved
-    p = ctx.output
+def pinv_backward(g, p, a):
+    """torch's pinv_backward: the gradient reaching A = `a` through P = pinv(A) = `p`, arranged
+    so the products are of the smaller dimension."""
     ph, gh = _mT(p), _mT(g)
     if a.shape[-2] <= a.shape[-1]:
         k = gh @ p
         kph = k @ ph
-        return (-_mT(p @ k) + kph - (a @ p) @ kph + (ph @ p) @ (gh - k @ a),)
+        return -_mT(p @ k) + kph - (a @ p) @ kph + (ph @ p) @ (gh - k @ a)
     k = p @ gh
     phk = ph @ k
-    return (-_mT(k @ p) + phk - (phk @ p) @ a + (gh - a @ k) @ p @ ph,)
+    return -_mT(k @ p) + phk - (phk @ p) @ a + (gh - a @ k) @ p @ ph
+
+
+@pinv.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (pinv_backward(g, ctx.output, a),)
