@@ -907,6 +907,7 @@ for _l, _fn, _ins in [
     ("clamp_max", lambda x: x._op("clamp_max", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("_reshape_alias", lambda a, b: E.tensordot(a, b, dims=([1], [1])), (N(2, 3), N(4, 3))),
     ("prelu_kernel", lambda x, w: _F.prelu(x, w), (G(2, 3, 2), N(3))),
+    ("_trilinear", lambda a, b, w: _F.bilinear(a, b, w), (N(3, 2), N(3, 4), N(2, 2, 4))),
     ("sub", lambda x: _F.tanhshrink(x), (N(2, 3),)),
 ]:
     case(_l, _fn, *_ins, label=f"issue16-{_fn.__code__.co_firstlineno}-{len(CASES)}")

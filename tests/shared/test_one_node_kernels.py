@@ -40,6 +40,10 @@ CASES = {
     "prelu_scalar_weight": lambda M, x, w: _f(M).prelu(x, w.sum()),
     "prelu_1d": lambda M, x, w: _f(M).prelu(x.reshape(6), w.reshape(6)[1:2]),
     "prelu_module": lambda M, x, w: M.nn.PReLU(3, dtype=M.float64)(x * w),
+    "bilinear": lambda M, x, w: _f(M).bilinear(x, w * x, (x.t() @ w).reshape(1, 3, 3)),
+    "bilinear_bias_3d": lambda M, x, w: _f(M).bilinear(
+        x.reshape(2, 1, 3), w.reshape(2, 1, 3), M.cat([x, w, x * w]).reshape(2, 3, 3),
+        w.sum(1)),
 }
 
 
@@ -49,7 +53,8 @@ def test_one_node_values_and_gradients_are_torchs(M, name):
     theirs, tx, tw = _run(torch, CASES[name])
     assert _graph(ours.grad_fn) == _graph(theirs.grad_fn)
     assert type(ours.grad_fn).__name__ in ("SoftMarginLossBackward0",
-                                           "MultiMarginLossBackward0", "PreluKernelBackward0")
+                                           "MultiMarginLossBackward0", "PreluKernelBackward0",
+                                           "ViewBackward0", "AddBackward0")
     assert ours.dtype is M.float64 and tuple(ours.shape) == tuple(theirs.shape)
     np.testing.assert_allclose(np.asarray(ours.tolist()), theirs.detach().numpy(), rtol=1e-12)
     ours.sum().backward()
@@ -127,3 +132,26 @@ def test_prelu_gradcheck(order):
     check_grads(lambda x, w: F.prelu(x, w), [x, _leaf([0.25, -0.5])], order=order)
     check_grads(lambda x, w: F.prelu(x, w), [_leaf(X.reshape(6) + 0.05), _leaf(0.3)],
                 order=order)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_trilinear_gradcheck(order):
+    rng = np.random.default_rng(5)
+    check_grads(lambda a, b, w, bias: F.bilinear(a, b, w, bias),
+                [_leaf(rng.standard_normal(s)) for s in ((3, 2), (3, 4), (2, 2, 4), (2,))],
+                order=order)
+
+
+def test_bilinears_refusals_are_torchs(M):
+    for shapes, text in ((((2, 3), (2,), (4, 3, 2)), "input dimensions do not match: got 2 and 1"),
+                         (((2, 3), (3, 2), (4, 3, 2)),
+                          "input batch dimensions do not match at dim 0: got 2 and 3"),
+                         (((2, 3), (2, 2), (4, 2, 2)),
+                          "input1 size does not match weight size: got 3 but expected 2"),
+                         (((2, 3), (2, 2), (4, 3, 3)),
+                          "input2 size does not match weight size: got 2 but expected 3"),
+                         (((2, 3), (2, 2), (4, 3, 2), (3,)),
+                          "bias size does not match weight size: got 3 but expected 4")):
+        for lib in (M, torch):
+            with pytest.raises(RuntimeError, match=re.escape("bilinear(): " + text)):
+                lib.nn.functional.bilinear(*[lib.ones(s) for s in shapes])
