@@ -155,3 +155,47 @@ def test_bilinears_refusals_are_torchs(M):
         for lib in (M, torch):
             with pytest.raises(RuntimeError, match=re.escape("bilinear(): " + text)):
                 lib.nn.functional.bilinear(*[lib.ones(s) for s in shapes])
+
+
+def _attention_inputs(M):
+    rng = np.random.default_rng(4)
+    return [M.tensor(rng.standard_normal(s), requires_grad=True)
+            for s in ((2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8))]
+
+
+ATTENTION = {
+    "plain": lambda M: {},
+    "causal_scale": lambda M: dict(is_causal=True, scale=0.3),
+    "bool_mask": lambda M: dict(attn_mask=M.tensor(np.array([[1, 0, 1, 1, 0]] * 4, bool))),
+    "float_mask_4d": lambda M: dict(attn_mask=M.tensor(
+        np.linspace(-1, 1, 120).reshape(2, 3, 4, 5))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_attention_on_the_cpu_is_torchs_flash_node(M, name):
+    grads = []
+    for lib in (M, torch):
+        q, k, v = _attention_inputs(lib)
+        y = lib.nn.functional.scaled_dot_product_attention(q, k, v, **ATTENTION[name](lib))
+        (y * y).sum().backward()
+        grads.append((_graph(y.grad_fn), y.tolist(), [t.grad.tolist() for t in (q, k, v)],
+                      str(q.device)))
+    ours, theirs = grads
+    if ours[3] == "cpu":  # torch's CUDA backends record other nodes
+        assert ours[0] == theirs[0]
+        assert ours[0][0] == "ScaledDotProductFlashAttentionForCpuBackward0"
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-10, atol=1e-12)
+    for mine, torchs in zip(ours[2], theirs[2], strict=True):
+        np.testing.assert_allclose(mine, torchs, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_attention_gradcheck(order, causal):
+    rng = np.random.default_rng(6)
+    mask = engine.tensor(np.linspace(-1, 1, 6).reshape(2, 3))
+    check_grads(lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=None if causal else mask, is_causal=causal),
+        [_leaf(rng.standard_normal(s)) for s in ((1, 2, 2, 3), (1, 2, 3, 3), (1, 2, 3, 3))],
+        order=order)
