@@ -36,6 +36,23 @@ def _masked(scores, attn_mask):
     return scores._op("where", attn_mask, scores, _NEG_INF)
 
 
+def _flash_for_cpu(query, key, value, attn_mask, dropout_p) -> bool:
+    """Whether torch's CPU backend choice is its flash kernel (one node, which gradserve runs
+    on any device): 4-D inputs of one batch, head count and head size, no dropout, and a mask
+    (if any) that takes no gradient and is 2-D or 4-D."""
+    if dropout_p > 0.0 or any(t.dim() != 4 for t in (query, key, value)):
+        return False
+    if not query.dtype.is_floating_point:
+        return False
+    if len({tuple(t.shape[:2]) for t in (query, key, value)}) != 1:
+        return False
+    if len({t.shape[-1] for t in (query, key, value)}) != 1 or key.shape[-2] != value.shape[-2]:
+        return False
+    if attn_mask is not None and (attn_mask.requires_grad or attn_mask.dim() not in (2, 4)):
+        return False
+    return all(t.shape[-2] > 0 for t in (query, key))
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None):
     """softmax(query @ key^T * scale + mask) @ value over the last two dims, with torch's
@@ -51,6 +68,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if is_causal and attn_mask is not None:
         raise InvalidArgumentError("_scaled_dot_product_attention: Explicit attn_mask should not "
                                    "be set when is_causal=True")
+    if _flash_for_cpu(query, key, value, attn_mask, dropout_p):
+        return query._op("sdpa_flash_cpu", query, key, value,
+                         0.0 if attn_mask is None else attn_mask, is_causal=bool(is_causal),
+                         scale=None if scale is None else float(scale))
     rows, cols = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     scores = (query @ key.transpose(-2, -1)) * scale

@@ -161,9 +161,9 @@ def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean
     if log_target:
         losses = target.exp() * (target - input)
     else:
-        positive = target > 0
-        safe = target._op("where", positive, target, 1.0)  # log(0) would poison the gradient
-        losses = target._op("where", positive, target * safe.log(), 0.0) - target * input
+        # aten's composition: xlogy(target, target) - target * input (so torch's nan gradient
+        # for a target that requires one, at its zeros)
+        losses = target._op("xlogy", target, target) - target * input
     if reduction == "batchmean":
         return losses.sum() / (input.shape[0] if input.dim() else 1)
     return _reduce(losses, reduction)

@@ -10,6 +10,7 @@ from gradserve.engine import InvalidArgumentError, no_grad, where
 
 from ._f_extra import logsigmoid
 from ._f_loss import _reduce, _reduction
+from ._f_similarity import pairwise_distance
 
 
 def margin_ranking_loss(input1, input2, target, margin: float = 0.0, size_average=None,
@@ -23,7 +24,9 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0.0, size_averag
         raise RuntimeError(f"margin_ranking_loss : All input tensors should have same "
                            f"dimension but got sizes: input1: {input1.shape}, input2: "
                            f"{input2.shape}, target: {target.shape} ")
-    return _reduce((-target * (input1 - input2) + margin).clamp(min=0.0), reduction)
+    z = -target * (input1 - input2)
+    z = z._op("add_scalar", z, other=float(margin))
+    return _reduce(z._op("clamp_min", z, bound=0), reduction)
 
 
 def cosine_embedding_loss(input1, input2, target, margin: float = 0.0, size_average=None,
@@ -42,16 +45,20 @@ def cosine_embedding_loss(input1, input2, target, margin: float = 0.0, size_aver
     dim = input1.dim() - 1
     eps = 1e-12  # aten's EPSILON
     prod = (input1 * input2).sum(dim)
-    norms = (((input1 * input1).sum(dim) + eps) * ((input2 * input2).sum(dim) + eps)).sqrt()
-    cos = prod / norms
+    mag1, mag2 = (input1 * input1).sum(dim), (input2 * input2).sum(dim)
+    norms = (mag1._op("add_scalar", mag1, other=eps) * mag2._op("add_scalar", mag2, other=eps))
+    cos = prod / norms.sqrt()
     zeros = cos.new_zeros(())
-    pos = where(target == 1, 1 - cos, zeros)
-    neg = where(target == -1, (cos - margin).clamp(min=0.0), zeros)
+    # aten's `1 - cos` subtracts from a wrapped number (SubBackward0), `cos - margin` is
+    # sub(Tensor, Scalar) (SubBackward1)
+    pos = where(target == 1, cos.new_ones(()) - cos, zeros)
+    shifted = cos._op("sub_scalar", cos, other=float(margin))
+    neg = where(target == -1, shifted._op("clamp_min", shifted, bound=0), zeros)
     return _reduce(pos + neg, reduction)
 
 
 def _pairwise_distance(x1, x2, p: float, eps: float):
-    return (x1 - x2 + eps).norm(p, -1)
+    return pairwise_distance(x1, x2, p, eps)
 
 
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2,
@@ -72,7 +79,8 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
     d_neg = _pairwise_distance(anchor, negative, p, eps)
     if swap:
         d_neg = d_neg.minimum(_pairwise_distance(positive, negative, p, eps))
-    return _reduce((d_pos - d_neg + margin).clamp(min=0.0), reduction)
+    z = d_pos._op("add_scalar", d_pos, other=float(margin)) - d_neg  # aten's margin + d_pos - d_neg
+    return _reduce(z._op("clamp_min", z, bound=0), reduction)
 
 
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,

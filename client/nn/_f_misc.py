@@ -62,41 +62,31 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, 
                          reduction: str = "mean"):
     """x where target is 1, max(0, margin - x) where target is -1 (torch's composition)."""
     reduction = _reduction(size_average, reduce, reduction)
-    zeros = input * 0
-    margin_clamp = (margin - input).clamp(min=0)
+    zeros = input.new_zeros(input.shape)  # aten's zeros_like: no edge
+    shifted = input.new_full((), margin) - input  # a wrapped number minus a tensor: SubBackward0
+    margin_clamp = shifted._op("clamp_min", shifted, bound=0)
     output = where(target != 1, margin_clamp, zeros) + where(target != -1, input, zeros)
     return _reduce(output, reduction)
 
 
 def soft_margin_loss(input, target, size_average=None, reduce=None, reduction: str = "mean"):
-    """log(1 + exp(-target * input)), reduced (torch's one SoftMarginLossBackward0 node is a
-    composition here)."""
+    """log(1 + exp(-target * input)), reduced: torch's one SoftMarginLossBackward0 node."""
     reduction = _reduction(size_average, reduce, reduction)
     _no_grad_argument("soft_margin_loss", target=target)
-    return _reduce((-target * input).exp().log1p(), reduction)
+    return input._op("soft_margin_loss", input, target, reduction=reduction)
 
 
 def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None,
                       size_average=None, reduce=None, reduction: str = "mean"):
     """Per sample, sum over the wrong classes i of max(0, margin - x[y] + x[i])^p (times
-    weight[y]), over the number of classes (torch's one MultiMarginLossBackward0 node is a
-    composition here)."""
+    weight[y]), over the number of classes: torch's one MultiMarginLossBackward0 node."""
     reduction = _reduction(size_average, reduce, reduction)
     if p not in (1, 2):
         raise ValueError("only p == 1 and p == 2 supported")
-    x = input if input.dim() > 1 else input.reshape(1, -1)
-    classes = x.shape[-1]
-    if weight is not None and (weight.dim() != 1 or weight.shape[0] != classes):
-        raise InvalidArgumentError(f"inconsistent weight size, expected {classes} but got "
-                                   f"{list(weight.shape)}")
-    y = target.reshape(-1, 1)
-    z = (x - x.gather(1, y) + margin).clamp(min=0)
-    if p == 2:
-        z = z * z
     if weight is not None:
-        z = z * weight[y]
-    z = z.scatter(1, y, 0.0)  # the true class is not a margin
-    losses = z.sum(1) / classes
-    if input.dim() <= 1:
-        losses = losses.reshape(())
-    return _reduce(losses, reduction)
+        if input.dim() > 0 and (weight.dim() != 1 or weight.shape[0] != input.shape[-1]):
+            raise InvalidArgumentError(f"inconsistent weight size, expected "
+                                       f"{input.shape[-1]} but got {list(weight.shape)}")
+        _no_grad_argument("multi_margin_loss", weight=weight)
+    return input._op("multi_margin_loss", input, target, 1.0 if weight is None else weight,
+                     p=int(p), margin=float(margin), reduction=reduction)

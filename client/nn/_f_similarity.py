@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+from gradserve.engine import no_grad
 from gradserve.engine.seam import write_out
 
 
@@ -16,7 +18,8 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     >>> F.normalize(engine.tensor([[3., 4.]]))
     tensor([[0.6000, 0.8000]])
     """
-    denom = input.norm(p, dim, keepdim=True).clamp(min=eps).expand_as(input)
+    norm = input.norm(p, dim, keepdim=True)
+    denom = norm._op("clamp_min", norm, bound=float(eps)).expand_as(input)
     result = input / denom
     if out is not None:
         return write_out(out, result, "normalize")
@@ -30,18 +33,32 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     >>> F.cosine_similarity(engine.tensor([[1., 0.]]), engine.tensor([[1., 1.]]))
     tensor([0.7071])
     """
-    n1 = x1.norm(2, dim, keepdim=True).clamp(min=eps)
-    n2 = x2.norm(2, dim, keepdim=True).clamp(min=eps)
+    if tuple(x1.shape) != tuple(x2.shape):  # aten's expand_outplace expands both
+        try:
+            shape = np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+        except ValueError:
+            pass  # the product below raises torch's error
+        else:
+            x1, x2 = x1.expand(shape), x2.expand(shape)
+    # aten clamps copies of the norms without a gradient through the clamp
+    n1 = x1.norm(2, dim, keepdim=True).clone()
+    n2 = x2.norm(2, dim, keepdim=True).clone()
+    with no_grad():
+        n1.clamp_(min=eps)
+        n2.clamp_(min=eps)
     return ((x1 / n1) * (x2 / n2)).sum(dim)
 
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
-    """||x1 - x2 + eps||_p over the last dim.
+    """||x1 - x2 + eps||_p over the last dim (aten's at::norm: NormBackward1).
 
     >>> F.pairwise_distance(engine.tensor([[0., 0.]]), engine.tensor([[3., 4.]]))
     tensor([5.0000])
     """
-    return (x1 - x2 + eps).norm(p, -1, keepdim=keepdim)
+    diff = x1 - x2
+    diff = diff._op("add_scalar", diff, other=float(eps))
+    dim = max(x1.dim(), x2.dim()) - 1  # aten's: the innermost dim of the broadcast
+    return diff._op("norm_dim", diff, p=float(p), dim=(dim,), keepdim=bool(keepdim))
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):

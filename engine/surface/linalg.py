@@ -80,7 +80,7 @@ def matrix_norm(a, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
     if ord in (1, -1, math.inf, -math.inf):
         # 1: the largest column sum of |a|; inf: the largest row sum
         summed, other = (d0, d1) if ord in (1, -1) else (d1, d0)
-        sums = a.abs().sum(summed, keepdim=keepdim)
+        sums = a.norm(1, dim=summed, keepdim=keepdim)  # torch's: a vector norm, then amax
         if not keepdim and summed < other:
             other -= 1
         return sums.amax(other, keepdim=keepdim) if ord > 0 else \
@@ -117,7 +117,7 @@ def slogdet(a):
 def solve(a, b, *, left=True):
     if left:
         return a._op("linalg_solve", a, b)
-    return _mT(a._op("linalg_solve", _mT(a), _mT(b)))  # XA = B is A^T X^T = B^T
+    return a._op("linalg_solve_right", a, b)  # XA = B: torch's one node
 
 
 def cholesky(a, *, upper=False):
@@ -146,20 +146,16 @@ def svdvals(a):
 
 def pinv(a, *, atol=None, rtol=None, hermitian=False):
     """torch.linalg.pinv: V diag(1/s) U^T over the singular values above the tolerance
-    (rtol defaults to eps * max(m, n), relative to the largest)."""
+    (rtol defaults to eps * max(m, n), relative to the largest): torch's one node."""
     if a.ndim < 2 or not a.dtype.is_floating_point:
         raise InvalidArgumentError(
             f"linalg.pinv({_type_text(a)}): expected a tensor with 2 or more dimensions of "
             "float, double, cfloat or cdouble types")
-    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
     if rtol is None:
         rtol = 0.0 if atol is not None and atol > 0 else \
             float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
-    top = s.amax(-1, keepdim=True) if s.shape[-1] else s.sum(-1, keepdim=True)
-    tol = (top * rtol).clamp(min=atol or 0.0)
-    keep = s > tol
-    s_inv = (1 / s.masked_fill(~keep, 1.0)).masked_fill(~keep, 0.0)
-    return (_mT(vh) * s_inv.unsqueeze(-2)) @ _mT(u)
+    return a._op("linalg_pinv", a, atol=float(atol or 0.0), rtol=float(rtol),
+                 hermitian=bool(hermitian))
 
 
 def _type_text(a) -> str:
@@ -175,10 +171,11 @@ def lstsq(a, b, rcond=None, *, driver=None):
     if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
         raise InvalidArgumentError(
             "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
-    x = pinv(a, rtol=rcond) @ (b.unsqueeze(-1) if vector else b)
+    if rcond is None:
+        rcond = float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
+    x = a._op("linalg_lstsq", a, b, rcond=float(rcond))  # torch's one node
     empty = a.new_zeros(0)
-    return _lstsq(x.squeeze(-1) if vector else x, empty, matrix_rank(a.detach(), rtol=rcond),
-                  empty)
+    return _lstsq(x, empty, matrix_rank(a.detach(), rtol=rcond), empty)
 
 
 def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):

@@ -60,8 +60,11 @@ class TensorLinalg:
         if n == 0:
             eye = self._op("eye", n=self.shape[-1], dtype=self.dtype.name,
                            device=str(self.device))
-            return (self * 0 + eye) if self.requires_grad else eye.expand(self.shape).clone()
+            # torch's: a copy of self overwritten by the identity (CopyBackwards over a clone)
+            return self.clone().copy_(eye.expand(self.shape))
         a = self if n > 0 else self._op("linalg_inv", self)
+        if n == -1:
+            return a
         n = abs(n)
         if n == 1:
             return a.clone()

@@ -1,0 +1,77 @@
+"""torch's ATen overloads that its C++ compositions call, as nodes of their own: a tensor and
+a Scalar (`add(Tensor, Scalar)` is AddBackward1, one edge, where Python's `t + 2.0` wraps the
+number in a tensor and is AddBackward0 with a None edge), `clamp_min`/`clamp_max`
+(ClampMinBackward0 / ClampMaxBackward0, not clamp's ClampBackward1) and `at::norm(t, p, dim)`
+(NormBackward1, not linalg's LinalgVectorNormBackward0). The losses composed as torch
+composes them (margin_ranking_loss, triplet_margin_loss, cosine_embedding_loss, ...) use
+these, so their grad_fn graphs are torch's node for node.
+
+    >>> from gradserve import engine
+    >>> x = engine.tensor([1., -2.], requires_grad=True)
+    >>> x._op("clamp_min", x, min=0.0).grad_fn.name()
+    'ClampMinBackward0'
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from ...core.dtype import result_type
+from ...core.errors import InvalidArgumentError
+from ...core.registry import Meta, defop
+from ..reductions.stats import _norm_meta
+from ..reductions.stats import norm as _vector_norm
+
+
+def _scalar_meta(a, other=0.0):
+    if not isinstance(other, numbers.Number):
+        raise InvalidArgumentError(f"expected a number, got {type(other).__name__}")
+    return Meta(a.shape, result_type(a, other))
+
+
+def _bound_meta(a, bound=0.0):
+    return _scalar_meta(a, bound)
+
+
+add_scalar = defop("add_scalar", infer=_scalar_meta, grad_name="AddBackward1")(
+    lambda xp, a, other=0.0: xp.add(a, other))
+
+
+@add_scalar.def_backward
+def _(ctx, g):
+    return (g,)
+
+
+sub_scalar = defop("sub_scalar", infer=_scalar_meta, grad_name="SubBackward1")(
+    lambda xp, a, other=0.0: xp.subtract(a, other))
+
+
+@sub_scalar.def_backward
+def _(ctx, g):
+    return (g,)
+
+
+clamp_min = defop("clamp_min", infer=_bound_meta, grad_name="ClampMinBackward0", save=(0,))(
+    lambda xp, a, bound=0.0: xp.maximum(a, bound))
+
+
+@clamp_min.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (g * (a >= ctx.attrs.get("bound", 0.0)),)  # torch's: the bound itself passes
+
+
+clamp_max = defop("clamp_max", infer=_bound_meta, grad_name="ClampMaxBackward0", save=(0,))(
+    lambda xp, a, bound=0.0: xp.minimum(a, bound))
+
+
+@clamp_max.def_backward
+def _(ctx, g):
+    (a,) = ctx.saved
+    return (g * (a <= ctx.attrs.get("bound", 0.0)),)
+
+
+# at::norm(t, p, dim, keepdim): linalg.vector_norm's values and gradient under torch's other name
+norm_dim = defop("norm_dim", infer=_norm_meta, grad_name="NormBackward1", save=(0,),
+                 save_output=True)(_vector_norm.forward)
+norm_dim.def_backward(_vector_norm.backward)
