@@ -8,7 +8,7 @@ these, so their grad_fn graphs are torch's node for node.
 
     >>> from gradserve import engine
     >>> x = engine.tensor([1., -2.], requires_grad=True)
-    >>> x._op("clamp_min", x, min=0.0).grad_fn.name()
+    >>> x._op("clamp_min", x, bound=0.0).grad_fn.name()
     'ClampMinBackward0'
 """
 
