@@ -22,6 +22,13 @@ watched run was by construction. Entries that cannot be prepared (data uploads, 
 that name a device, shapes that depend on the data, in-place writes through views) stay
 eager steps of the plan, run through the executor's one path.
 
+A `backward` from one root is planned (engine/surface/prepared_backward.py) when every node
+its graph reaches was made by a prepared op: of this step, or of the captured batches that
+ran before it since the session's last backward (a step of more ops than one batch: the SDK
+cuts batches at 64 ops). Those runs are kept per session (`_CHAINS`); the plan names the
+ones it reaches, which must be the session's newest runs, of the same plans, with the same
+float values, and each node it reaches there must be the one the run's prepared op made.
+
 When a check fails, that entry and the rest of the step run the eager way (the state the
 prepared steps before it left is eager's, so eager's result and errors follow), and the plan
 is dropped: the next run is watched again. An op that fails while it runs fails as the
