@@ -22,6 +22,13 @@ watched run was by construction. Entries that cannot be prepared (data uploads, 
 that name a device, shapes that depend on the data, in-place writes through views) stay
 eager steps of the plan, run through the executor's one path.
 
+A `backward` from one root is planned (engine/surface/prepared_backward.py) when every node
+its graph reaches was made by a prepared op: of this step, or of the captured batches that
+ran before it since the session's last backward (a step of more ops than one batch: the SDK
+cuts batches at 64 ops). Those runs are kept per session (`_CHAINS`); the plan names the
+ones it reaches, which must be the session's newest runs, of the same plans, with the same
+float values, and each node it reaches there must be the one the run's prepared op made.
+
 When a check fails, that entry and the rest of the step run the eager way (the state the
 prepared steps before it left is eager's, so eager's result and errors follow), and the plan
 is dropped: the next run is watched again. An op that fails while it runs fails as the
@@ -31,6 +38,7 @@ session's plan runs the same cupy kernels one by one.
 
 from __future__ import annotations
 
+import weakref
 from time import monotonic
 
 from gradserve.engine import Meta, Tensor
@@ -54,13 +62,21 @@ from ._scheduler import _local as _item  # the running item's deadline
 from ._scheduler import check_deadline
 
 OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
+# A step of more ops than one batch (the SDK cuts its batches at 64 ops) comes as several
+# captured batches in a row, the last one's backward reaching the nodes the earlier ones
+# made. session -> the runs since its last backward (`_Run`), the newest MAX_CHAIN: what
+# such a backward is planned across. A run holds its slots' tensors until the next backward
+# (or until MAX_CHAIN newer runs), as the graph holds most of them until then anyway.
+_CHAINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MAX_CHAIN = 32
 
 
 class Step:
     """One template entry, prepared (or not: EAGER)."""
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
-                 "flags", "meta", "nbytes", "guards", "backward", "watched")
+                 "flags", "meta", "nbytes", "guards", "backward", "watched", "chain", "pad",
+                 "foreign")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -78,6 +94,12 @@ class Step:
         # (k, value): the float values the steps before a planned backward had when it was
         # watched (a node's attrs, which its backward's kernels were watched with)
         self.watched: tuple = ()
+        # a backward planned across the step's earlier batches: (plan, slots, values) of each
+        # run it reaches (the session's newest runs, in order), `pad` slots of older runs
+        # before them, and (run index, slot) of each node of theirs that it reaches
+        self.chain: tuple = ()
+        self.pad = 0
+        self.foreign: tuple = ()
 
 
 class Fallback(Exception):
@@ -87,12 +109,16 @@ class Fallback(Exception):
 class Plan:
     """A captured template's prepared steps; `runs` and `fallbacks` count how they went."""
 
-    __slots__ = ("steps", "template", "slots", "values", "runs", "fallbacks")
+    __slots__ = ("steps", "template", "slots", "values", "runs", "fallbacks", "made",
+                 "ends")
 
-    def __init__(self, steps: list[Step], template: list, slots: int, values: int) -> None:
+    def __init__(self, steps: list[Step], template: list, slots: int, values: int,
+                 made: frozenset = frozenset()) -> None:
         self.steps, self.template = steps, template
         self.slots, self.values = slots, values  # how many ids and values a run needs
         self.runs = self.fallbacks = 0
+        self.made = made  # slots whose grad_fn a run leaves as its prepared op made it
+        self.ends = any(s.kind is COMMAND and s.name in _ENDS for s in steps)
 
     def prepared(self) -> int:
         """How many of its steps run without the eager path."""
@@ -159,8 +185,9 @@ class Plan:
                     results = apply_known(step.op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
-                        [tensors.get(x) if t is None else t
-                         for x, t in zip(ids, vals, strict=True)]):
+                        _chained(step, batch.session) + [
+                            tensors.get(x) if t is None else t
+                            for x, t in zip(ids, vals, strict=True)]):
                     results = ()
                 else:
                     results = _run_step(step, inputs, attrs, seen)
@@ -181,12 +208,111 @@ class Plan:
                 if bound is not None:
                     bound.append(tid)
             batch.index = index + 1
+        _note(batch.session, self, [tensors.get(x) if t is None else t
+                                    for x, t in zip(ids, vals, strict=True)], values)
         self.runs += 1
         return True
 
     def _eager_from(self, j: int, batch, ids, values, read, where) -> None:
+        _CHAINS.pop(batch.session, None)  # a run that did not fit: nothing to plan across
         for t in self.template[j:]:
             batch.eager(fill(t, ids, values), read, where)
+
+
+_ENDS = ("backward", "grad")  # commands that end a step's graph
+
+
+class _Run:
+    """One completed run of a plan: its slots' tensors, the nodes its prepared ops made
+    (slot -> grad_fn, as the run left them) and its float values."""
+
+    __slots__ = ("plan", "slots", "nodes", "values")
+
+    def __init__(self, plan: Plan, slots: list, nodes: dict, values: tuple) -> None:
+        self.plan, self.slots, self.nodes, self.values = plan, slots, nodes, values
+
+
+def _note(session, plan: Plan, slots: list, values: list) -> None:
+    """A run of `plan` completed, leaving `slots`: one a later batch's backward may reach."""
+    if plan.ends:  # its backward ended the step: the runs after it are the next step's
+        _CHAINS.pop(session, None)
+        return
+    nodes = {}
+    for k in plan.made:
+        t = slots[k]
+        if isinstance(t, Tensor) and t.grad_fn is not None:
+            nodes[k] = t.grad_fn
+    if not nodes:  # no graph (no_grad): nothing a backward reaches, nothing to hold
+        return
+    chain = _CHAINS.get(session)
+    if chain is None:
+        chain = _CHAINS[session] = []
+    # a run whose nodes a backward freed (one outside the plans: eager, or a batch too
+    # short to capture) is no step's any more: let its tensors go
+    while chain and any(node._freed for node in chain[0].nodes.values()):
+        del chain[0]
+    chain.append(_Run(plan, slots, nodes, tuple(values)))
+    if len(chain) > MAX_CHAIN:
+        del chain[0]
+
+
+def _chained(step: Step, session) -> list:
+    """The slots of the earlier runs `step`'s backward was planned across, as this step's
+    newest runs left them; raises Fallback when those runs are not the watched plans' (the
+    backward is watched again) or a node of theirs it reaches is not the one their
+    prepared op made (changed since: the eager backward runs)."""
+    if not step.chain:
+        return [None] * step.pad
+    chain = _CHAINS.get(session, ())
+    n = len(step.chain)
+    if len(chain) < n:
+        raise Fallback
+    runs = chain[len(chain) - n:]
+    slots = [None] * step.pad
+    for run, (plan, size, values) in zip(runs, step.chain, strict=True):
+        if run.plan is not plan or len(run.slots) != size or run.values != values:
+            raise Fallback
+        slots += run.slots
+    for i, k in step.foreign:
+        run = runs[i]
+        node = run.nodes.get(k)
+        if node is None or run.slots[k].grad_fn is not node:
+            return [None] * len(slots)  # the graph check finds no node there: eager
+    return slots
+
+
+def _watch(batch, step: Step, ids: list, run, made: set) -> None:
+    """Watch `step`'s backward (`run`), planned across the session's earlier runs since its
+    last backward where its graph reaches their nodes (see `_CHAINS`)."""
+    chain = _CHAINS.get(batch.session, ())
+    prefix: list = []
+    trusted: set[int] = set()
+    starts = []
+    for r in chain:
+        off = len(prefix)
+        starts.append(off)
+        prefix += r.slots
+        trusted.update(off + k for k, node in r.nodes.items() if r.slots[k].grad_fn is node)
+    tensors = batch.session.tensors
+    off = len(prefix)
+    plan = watch_backward(off + step.reads[0][1], prefix + [tensors.get(x) for x in ids], run,
+                          trusted | {off + k for k in made})
+    step.backward = plan
+    if plan is None or not chain:
+        step.pad = off
+        return
+    used = [plan.start, *plan.edges, *plan.leaves]
+    used += [ref[1] for refs in plan.edges.values() for ref in refs if ref is not None]
+    used += [ref[1] for _, refs, _, _, _ in plan.ops for ref in refs if ref[0] == "s"]
+    lo = min(used)
+    first = max((i for i, s in enumerate(starts) if s <= lo), default=len(starts))
+    if first == len(starts):  # nothing of the earlier runs: as a backward of one batch
+        step.pad = off
+        return
+    step.pad = starts[first]
+    step.chain = tuple((r.plan, len(r.slots), r.values) for r in chain[first:])
+    step.foreign = tuple((i - first, k - starts[i]) for k in plan.edges if k < off
+                         for i in (max(i for i, s in enumerate(starts) if s <= k),))
 
 
 def _run_step(step: Step, inputs: list, attrs: dict, seen: bool) -> tuple:
@@ -219,10 +345,8 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
             trusted.difference_update(x[0] for x in t[1] if type(x) is list)
             trusted.difference_update(t[2])
         if _plannable_backward(step):
-            tensors = batch.session.tensors
-            step.backward = watch_backward(
-                step.reads[0][1], [tensors.get(x) for x in ids],
-                lambda entry=entry: batch.eager(entry, read, where), made)
+            _watch(batch, step, ids, lambda entry=entry: batch.eager(entry, read, where),
+                   made)
             step.watched = tuple(sorted({(k, values[k]) for s in steps for _, k in s.floats}))
         else:
             batch.eager(entry, read, where)
@@ -237,7 +361,11 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
         x[0] + 1 for t in template for x in t[1] if type(x) is list and len(x) == 1]
     floats = [v["@"] + 1 for t in template if type(t[3]) is dict
               for v in t[3].values() if type(v) is dict]
-    return Plan(steps, template, max(slots, default=0), max(floats, default=0))
+    plan = Plan(steps, template, max(slots, default=0), max(floats, default=0),
+                frozenset(made))
+    tensors = batch.session.tensors
+    _note(batch.session, plan, [tensors.get(x) for x in ids], values)
+    return plan
 
 
 def _plannable_backward(step: Step) -> bool:

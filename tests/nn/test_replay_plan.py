@@ -407,3 +407,79 @@ def test_retain_graph_and_a_second_backward_are_eagers(client):
     assert got[0] == expected[0]
     for a, b in zip(got[1], expected[1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _deep(where):
+    layers = [nn.Linear(12, 12, session=where)]
+    for _ in range(40):  # more ops than one batch (64): the step comes as several batches
+        layers += [nn.Tanh(), nn.Linear(12, 12, session=where)]
+    return nn.Sequential(*layers, nn.Linear(12, 5, session=where))
+
+
+def test_a_backward_reaching_earlier_batches_of_the_step_is_planned(client, counted):
+    def program(where, steps, then=None, after=None):
+        engine.manual_seed(4)
+        start = _deep(engine).state_dict()
+        model = _deep(where)
+        model.load_state_dict(start)
+        opt = optim.SGD(model.parameters(), lr=0.01)
+        rng = np.random.default_rng(6)
+        x = where.tensor(rng.standard_normal((8, 12)).astype(np.float32))
+        y = where.tensor(rng.integers(0, 5, 8))
+        losses = []
+        for i in range(steps):
+            if i == 4 and then is not None:
+                then()
+            losses.append(_step(model, opt, x, y))
+        if after is not None:
+            after()
+        return losses, [p.detach().cpu().numpy() for p in model.parameters()]
+
+    expected = program(engine, 9)
+    with client.session() as s:
+        def watch():
+            plans = [p for p in _plans(s)
+                     if any(st.backward is not None for st in p.steps)]
+            assert len(plans) == 1 and len(_plans(s)) > 2  # the step came in batches
+            (step,) = [st for st in plans[0].steps if st.backward is not None]
+            assert step.chain  # planned across the earlier batches' runs
+            watch.plan = plans[0]
+            counted.update(entries=0, dispatch=0)
+
+        def check():
+            # every replayed batch ran its plan, the backward included: no op through the
+            # eager dispatch on the server
+            assert counted == {"entries": 0, "dispatch": 0}
+            assert watch.plan.fallbacks == 0 and watch.plan.runs >= 5
+
+        got = program(s, 9, watch, check)
+    assert got[0] == expected[0]
+    for a, b in zip(got[1], expected[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_in_batches_whose_runs_differ_goes_eager_with_eagers_bits(client):
+    # a batch of other rows now and then: the first batch's run does not fit its plan, so
+    # neither do the later batches nor the backward planned across them; all give eager's
+    def program(where):
+        engine.manual_seed(5)
+        start = _deep(engine).state_dict()
+        model = _deep(where)
+        model.load_state_dict(start)
+        opt = optim.SGD(model.parameters(), lr=0.01)
+        rng = np.random.default_rng(7)
+        losses = []
+        for i in range(10):
+            rows = 6 if i in (5, 7) else 8
+            x = where.tensor(rng.standard_normal((rows, 12)).astype(np.float32))
+            y = where.tensor(rng.integers(0, 5, rows))
+            losses.append(_step(model, opt, x, y))
+        return losses, [p.detach().cpu().numpy() for p in model.parameters()]
+
+    expected = program(engine)
+    with client.session() as s:
+        got = program(s)
+        assert any(st.chain for p in _plans(s) for st in p.steps)
+    assert got[0] == expected[0]
+    for a, b in zip(got[1], expected[1], strict=True):
+        np.testing.assert_array_equal(a, b)
