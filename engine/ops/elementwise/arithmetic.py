@@ -15,7 +15,7 @@ from ...core.dtype import (
     result_type,
 )
 from ...core.errors import InvalidArgumentError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
 from ..edges import edges_of, input_needs, to_edges
@@ -44,11 +44,17 @@ def _shape(x):
 
 
 def binary_meta(a, b) -> Meta:
-    sa, da = _shape_dtype(a)
-    sb, db = _shape_dtype(b)
-    shape = sa if sa == sb else broadcast_shapes(sa, sb)
-    # equal dtypes promote to themselves: skip the general rule on this hot path
-    return Meta(shape, da if da is db and da is not None else result_type(a, b))
+    da = getattr(a, "dtype", None)
+    if da is getattr(b, "dtype", None) and type(da) is DType:
+        # two tensors of one dtype (most ops, per op): it promotes to itself, and nothing
+        # else about the operands needs checking
+        sa, sb = a.shape, b.shape
+    else:
+        sa, da = _shape_dtype(a)
+        sb, db = _shape_dtype(b)
+        if da is not db or da is None:
+            da = result_type(a, b)
+    return fresh((sa if sa == sb else broadcast_shapes(sa, sb), da, None))
 
 
 def binary_float_meta(a, b) -> Meta:
@@ -61,7 +67,7 @@ def compare_meta(a, b) -> Meta:
 
 
 def same_meta(a, **_) -> Meta:
-    return Meta(a.shape, a.dtype)
+    return fresh((a.shape, a.dtype, None))
 
 
 def float_meta(a, **_) -> Meta:
