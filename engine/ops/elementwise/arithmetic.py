@@ -403,7 +403,7 @@ def _matmul_meta(a, b) -> Meta:
         shape = sb[:-2] + sb[-1:]
     else:
         shape = broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
-    return Meta(tuple(shape), a.dtype)
+    return fresh((tuple(shape), a.dtype, None))
 
 
 def _rows(s):
