@@ -59,11 +59,11 @@ def binary_meta(a, b) -> Meta:
 
 def binary_float_meta(a, b) -> Meta:
     m = binary_meta(a, b)
-    return Meta(m.shape, float_result(m.dtype))
+    return fresh((m.shape, float_result(m.dtype), None))
 
 
 def compare_meta(a, b) -> Meta:
-    return Meta(binary_meta(a, b).shape, bool_)
+    return fresh((binary_meta(a, b).shape, bool_, None))
 
 
 def same_meta(a, **_) -> Meta:
@@ -71,7 +71,7 @@ def same_meta(a, **_) -> Meta:
 
 
 def float_meta(a, **_) -> Meta:
-    return Meta(a.shape, float_result(a.dtype))
+    return fresh((a.shape, float_result(a.dtype), None))
 
 
 # torch's nodes for a Python number operand: no edge for the number
@@ -195,7 +195,7 @@ def _neg_meta(a) -> Meta:
             "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
             "invert a mask, use the `~` or `logical_not()` operator instead."
         )
-    return Meta(a.shape, a.dtype)
+    return fresh((a.shape, a.dtype, None))
 
 
 neg = defop("neg", infer=_neg_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
