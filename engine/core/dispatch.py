@@ -41,8 +41,9 @@ class TensorKind(Protocol):
         """The op's output tensors and their metas (with data-dependent shapes filled in
         where the kind knows them); `check(meta)` sees the metas before anything is made."""
 
-    def emit(self, op: OpDef, inputs: tuple, outputs: tuple, attrs: dict, metas) -> None:
-        """After the bookkeeping: the client queues the op (the engine has nothing to do)."""
+    # After the bookkeeping, `emit(op, inputs, outputs, attrs, metas)`: the client queues the
+    # op. None for a kind with nothing to do then (the engine's): no call per op.
+    emit: Callable | None
 
     def write(self, op: OpDef, target, others: tuple, attrs: dict, device: str,
               recorded: bool) -> None:
@@ -88,7 +89,9 @@ def apply_known(kind: TensorKind, op: OpDef, inputs: tuple, attrs: dict, device:
     if any_grad and op.differentiable and _grad_mode._state.enabled and (
             metas[0].dtype.is_floating_point):
         set_history(outputs, record(op, inputs, attrs, device, meta), op)
-    kind.emit(op, inputs, outputs, attrs, metas)
+    emit = kind.emit
+    if emit is not None:
+        emit(op, inputs, outputs, attrs, metas)
     return outputs, meta
 
 

@@ -47,9 +47,24 @@ def column_major(shape: Sequence[int], strides: Sequence[int]) -> bool:
 
 def column_majors(inputs, which) -> tuple[bool, ...]:
     """`column_major` of each of `inputs[i]` for i in `which` (False for a number)."""
-    return tuple([hasattr(inputs[i], "stride") and column_major(inputs[i].shape,
-                                                                 inputs[i].stride())
-                  for i in which])
+    out = []
+    for i in which:
+        x = inputs[i]
+        strides = getattr(x, "_strides", _NOT_A_TENSOR)
+        if strides is None:  # contiguous (most matmul inputs): no strides computed, per op
+            out.append(_contiguous_column_major(x.shape))
+        else:
+            out.append(strides is not _NOT_A_TENSOR and column_major(x.shape, strides))
+    return tuple(out)
+
+
+_NOT_A_TENSOR = object()
+
+
+def _contiguous_column_major(shape: Sequence[int]) -> bool:
+    """`column_major(shape, contiguous(shape))` without the strides: C-order strides
+    (max(cols, 1), 1) equal (1, max(rows, 1)) only when both dims are at most 1."""
+    return len(shape) == 2 and shape[0] <= 1 and shape[1] <= 1
 
 
 def view_strides(shape: Sequence[int], strides: Sequence[int],

@@ -28,10 +28,10 @@ def set_default_dtype(d) -> None:
     _dtype.default_float = d
 
 
-def get_default_dtype() -> DType:
-    """The dtype of new floating tensors (see set_default_dtype): a server session's own
-    while its ops run (its client's, sent as a session setting), else the process's."""
-    return _dtype.default_float_dtype()
+# The dtype of new floating tensors (see set_default_dtype): a server session's own while its
+# ops run (its client's, sent as a session setting), else the process's. The rule itself, not
+# a function calling it: the client asks on every op it records.
+get_default_dtype = _dtype.default_float_dtype
 
 
 def set_default_device(device) -> None:

@@ -268,9 +268,7 @@ class EngineKind:
             log.append(None if dynamic else (op, inputs, attrs, device, meta, outputs))
         return outputs, meta
 
-    @staticmethod
-    def emit(op, inputs, outputs, attrs, metas) -> None:
-        pass  # computed already: nothing goes anywhere
+    emit = None  # computed already: nothing goes anywhere (dispatch skips the call)
 
     @staticmethod
     def write(op: OpDef, target: Tensor, others: tuple, attrs: dict, device: str,

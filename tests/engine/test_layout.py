@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from gradserve import engine as E
 from gradserve.engine import OPS, Meta
-from gradserve.engine.core.layout import contiguous, is_contiguous, view_strides
+from gradserve.engine.core.layout import (
+    column_major,
+    column_majors,
+    contiguous,
+    is_contiguous,
+    view_strides,
+)
 
 
 def _factorizations(rng: random.Random, total: int, count: int = 12) -> set[tuple[int, ...]]:
@@ -139,3 +145,18 @@ def _check_layout(name, attrs, meta, out, inputs):
         assert all(g == m for g, m, n in zip(got, meta.strides, out.shape, strict=True)
                    if n != 1), (name, attrs, got)
         assert out.numel() == 0 or np.shares_memory(out._data, inputs._data)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 1), (1, 0), (1, 1), (1, 3), (3, 1), (2, 3),
+                                   (4,), (1,), (), (1, 1, 1), (2, 1, 1)])
+def test_column_majors_of_contiguous_tensors_skip_their_strides_exactly(shape):
+    # contiguous tensors (strides None) take a shortcut; it must agree with the rule on their
+    # computed strides, and with torch's layout of the transpose where one exists
+    t = E.zeros(*shape)
+    assert t._strides is None
+    assert column_majors((t, 2.0), (0, 1)) == (column_major(shape, contiguous(shape)), False)
+    if len(shape) == 2:
+        tt = E.zeros(shape[1], shape[0]).t()
+        assert tt._strides is not None or tt.shape[0] * tt.shape[1] <= 1
+        assert column_majors((tt,), (0,)) == (column_major(tt.shape, tt.stride()),)
+        assert column_majors((tt,), (0,)) == (True,)

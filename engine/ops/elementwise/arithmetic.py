@@ -15,7 +15,7 @@ from ...core.dtype import (
     result_type,
 )
 from ...core.errors import InvalidArgumentError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
 from ..edges import edges_of, input_needs, to_edges
@@ -44,28 +44,34 @@ def _shape(x):
 
 
 def binary_meta(a, b) -> Meta:
-    sa, da = _shape_dtype(a)
-    sb, db = _shape_dtype(b)
-    shape = sa if sa == sb else broadcast_shapes(sa, sb)
-    # equal dtypes promote to themselves: skip the general rule on this hot path
-    return Meta(shape, da if da is db and da is not None else result_type(a, b))
+    da = getattr(a, "dtype", None)
+    if da is getattr(b, "dtype", None) and type(da) is DType:
+        # two tensors of one dtype (most ops, per op): it promotes to itself, and nothing
+        # else about the operands needs checking
+        sa, sb = a.shape, b.shape
+    else:
+        sa, da = _shape_dtype(a)
+        sb, db = _shape_dtype(b)
+        if da is not db or da is None:
+            da = result_type(a, b)
+    return fresh((sa if sa == sb else broadcast_shapes(sa, sb), da, None))
 
 
 def binary_float_meta(a, b) -> Meta:
     m = binary_meta(a, b)
-    return Meta(m.shape, float_result(m.dtype))
+    return fresh((m.shape, float_result(m.dtype), None))
 
 
 def compare_meta(a, b) -> Meta:
-    return Meta(binary_meta(a, b).shape, bool_)
+    return fresh((binary_meta(a, b).shape, bool_, None))
 
 
 def same_meta(a, **_) -> Meta:
-    return Meta(a.shape, a.dtype)
+    return fresh((a.shape, a.dtype, None))
 
 
 def float_meta(a, **_) -> Meta:
-    return Meta(a.shape, float_result(a.dtype))
+    return fresh((a.shape, float_result(a.dtype), None))
 
 
 # torch's nodes for a Python number operand: no edge for the number
@@ -189,7 +195,7 @@ def _neg_meta(a) -> Meta:
             "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
             "invert a mask, use the `~` or `logical_not()` operator instead."
         )
-    return Meta(a.shape, a.dtype)
+    return fresh((a.shape, a.dtype, None))
 
 
 neg = defop("neg", infer=_neg_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
@@ -397,7 +403,7 @@ def _matmul_meta(a, b) -> Meta:
         shape = sb[:-2] + sb[-1:]
     else:
         shape = broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
-    return Meta(tuple(shape), a.dtype)
+    return fresh((tuple(shape), a.dtype, None))
 
 
 def _rows(s):
