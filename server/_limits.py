@@ -159,6 +159,18 @@ def meta_bytes(metas) -> int:
 
 _last_collect = [0.0]
 
+# What the server keeps for a session beyond what its graph and ids hold (a captured step's
+# earlier runs, server/_plan.py), let go before a byte limit refuses: each a function of the
+# session (None: every session's, for the server's limit), True when it let something go.
+releasers: list = []
+
+
+def release_held(session, server: bool = False) -> bool:
+    released = False
+    for release in releasers:
+        released = release(None if server else session) or released
+    return released
+
 
 def reclaim() -> bool:
     """Collect reference cycles (an error's traceback that holds the frames that held
@@ -192,8 +204,9 @@ class Budget:
                 server_limit is None or nbytes <= server_limit - account.ledger.total):
             return  # room for it (every op asks: the usual answer, without a call)
         left, server_left = self._left()
-        if (nbytes > left or nbytes > server_left) and reclaim():
-            left, server_left = self._left()
+        if nbytes > left or nbytes > server_left:
+            if release_held(self.session, nbytes > server_left) | reclaim():
+                left, server_left = self._left()
         if nbytes > left:
             raise ResourceExhaustedError(
                 f"{what} would make {nbytes} bytes, more than the {max(left, 0)} left "
@@ -220,7 +233,7 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
     over_session, over_server = over()
     if not previous or not (over_session or over_server):
         return
-    if reclaim():
+    if release_held(session, over_server) | reclaim():
         over_session, over_server = over()
         if not (over_session or over_server):
             return

@@ -56,7 +56,7 @@ from gradserve.engine.seam import (
 )
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
-from ._limits import meta_bytes
+from ._limits import meta_bytes, releasers
 from ._replay import fill
 from ._scheduler import _local as _item  # the running item's deadline
 from ._scheduler import check_deadline
@@ -69,6 +69,20 @@ OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
 # (or until MAX_CHAIN newer runs), as the graph holds most of them until then anyway.
 _CHAINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 MAX_CHAIN = 32
+
+
+def _release_chains(session) -> bool:
+    """The runs' tensors count in the session's bytes: before a limit refuses, they go
+    (`session` None: every session's, for the server's limit); the next backward is then
+    eager's, and is watched again."""
+    if session is not None:
+        return _CHAINS.pop(session, None) is not None
+    held = len(_CHAINS) > 0
+    _CHAINS.clear()
+    return held
+
+
+releasers.append(_release_chains)
 
 
 class Step:
