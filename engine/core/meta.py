@@ -19,6 +19,7 @@ import weakref
 
 from . import grad_mode as _grad_mode
 from .autograd import NODE_CLASSES, AccumulateGrad, Node, SavedTensor, node_class
+from .copyslices import SavedViewOutput, copy_slices, replay
 from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from .errors import MIXED_KINDS, AutogradError, InvalidArgumentError
@@ -401,15 +402,7 @@ def replay_view(base: AutogradMeta, steps) -> tuple[Node | None, int]:
     base needs no grad, as recording them would make no node either."""
     if not base.requires_grad:
         return None, 0
-    cur, e, device = Meta(base.shape, base.dtype, base.stride()), edge(base), base._device
-    node = None
-    for name, attrs, nr in steps:
-        op = get_op(name)
-        out = op.infer(cur, **attrs)
-        name = op.node_name((cur,), attrs, out)
-        node = node_class(name)(op, name, (e,), [cur.shape], [cur.dtype], (), attrs, device)
-        cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
-    return node, e[1]
+    return replay(Meta(base.shape, base.dtype, base.stride()), edge(base), base._device, steps)
 
 
 # -- in-place ops ---------------------------------------------------------------------------
@@ -474,8 +467,8 @@ def inplace_node(op: OpDef, self: AutogradMeta, others: tuple, attrs: dict,
 
 def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
     """After the write: bump the version and move self's (or its base's) history onto the
-    in-place op. Through a view the base takes a CopySlices node (view_scatter: the old base
-    with the view's region replaced) and the view's history is rebuilt from it on next use."""
+    in-place op. Through a view the base takes a CopySlices node holding the op's node
+    (core/copyslices.py) and the view's history is rebuilt from it on next use."""
     if node is not None and self._retains_grad:  # .grad follows the newest value, as torch
         old = self.grad_fn
         if old is not None and old._retained:
@@ -484,16 +477,16 @@ def commit_inplace(op: OpDef, self: AutogradMeta, node: Node | None) -> None:
     if node is None:
         return
     base = self._base
-    if base is not None:
-        scatter = get_op("view_scatter")
-        name = scatter.grad_name
-        base._grad_fn = node_class(name)(scatter, name, (edge(base), (node, 0)),
-                                         [base.shape, self.shape], [base.dtype, self.dtype], (),
-                                         {"steps": self._view_steps}, base._device)
-        base._output_nr = 0
-    else:
+    if base is None:
         self._grad_fn, self._output_nr = node, 0
         if self._retains_grad:
             node.retain(self)
+        if op.output_kept(node.needs):
+            node._saved_output = SavedTensor(self, output_nr=0)
+        return
+    steps = self._view_steps
+    slices = copy_slices(get_op("view_scatter"), base, edge(base), steps, node)
     if op.output_kept(node.needs):
-        node._saved_output = SavedTensor(self, output_nr=0)
+        node._saved_output = SavedViewOutput(
+            self, slices, Meta(base.shape, base.dtype, base.stride()), steps)
+    base._grad_fn, base._output_nr = slices, 0

@@ -64,6 +64,7 @@ def why_not_quiet(tensors: dict[str, Tensor]) -> str | None:
                     return (f"tensor {tid[:80]!r} leads to a recorded graph ({x.name()}) whose "
                             "saved tensors backward can still use")
                 stack.extend(e[0] for e in x.next_functions)
+                stack.append(getattr(x, "fn", None))  # a CopySlices' write node is in it
             elif isinstance(x, AccumulateGrad):
                 stack.append(x.variable)
             else:
@@ -171,6 +172,8 @@ class _Packer:
                     in_dtypes=[None if d is None else d.name for d in node.in_dtypes],
                     attrs=_json(node.attrs, "a graph node's attrs"),
                     column_major=None if node.column_major is None else list(node.column_major))
+                if getattr(node, "fn", None) is not None:  # CopySlices: the write's node
+                    entry["fn"] = self._node(node.fn)
                 live.append((entry, node))
             self.nodes[index] = entry
         for entry, node in live:  # tensors that retain_grad() through it, once all are packed
@@ -314,6 +317,8 @@ def unpack(arrays: dict[str, np.ndarray], meta: dict, device: str) -> tuple[dict
             (None, 0) if e is None else
             (tensors[e[1]]._accumulator(), e[2]) if e[0] == "leaf" else (nodes[e[1]], e[2])
             for e in n["edges"])
+        if n.get("fn") is not None:
+            node.fn = nodes[n["fn"]]
         for i in n["retained"].values():
             node.retain(tensors[i])  # keyed by the tensor's output number, as recorded
     bound = {tid: tensors[i] for tid, i in meta["bound"]}

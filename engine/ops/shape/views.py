@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ...core.copyslices import backward as copy_slices_backward
 from ...core.dtype import result_type
 from ...core.errors import InvalidArgumentError
 from ...core.layout import unsqueezed, view_strides
@@ -331,6 +332,8 @@ view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySl
 
 @view_scatter.def_backward
 def _(ctx, g):
+    if getattr(ctx, "fn", None) is not None:  # a write through a view: the node wraps the op's
+        return copy_slices_backward(ctx, g)
     steps = ctx.attrs["steps"]
     region = g
     for name, attrs, nr in steps:

@@ -1,0 +1,105 @@
+"""torch's CopySlices: the node a base takes when an in-place op writes through one of its
+views (`x[0] = v`, `x.narrow(0, 1, 2).copy_(v)`, `x[:, 1].mul_(w)`).
+
+As torch's, it holds the in-place op's own node (`fn`) inside it rather than as an edge: its
+edges are the base's previous history followed by fn's edges past the first (fn's first
+input is the view's old value, which the base's edge stands for). Its backward hands the
+gradient outside the view's region through to the base, runs fn's backward on the region
+and puts fn's gradient for the old value back there; fn's other gradients go to fn's other
+inputs. fn's saved tensors are checked and freed with it, so a second backward or a later
+write to a saved tensor raises as torch's does. An in-place op that keeps its output (exp_)
+keeps the view as torch does: unpacked for a double backward it has the view's history over
+this node, never the write's own node (which runs only inside this one).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from . import grad_mode as _grad_mode
+from .autograd import NODE_CLASSES, Node, SavedTensor, _call, node_class
+from .registry import Meta, get_op
+
+
+class CopySlices(Node):
+    """A base's grad_fn after a write through its view; `fn` is the write's node (None for
+    the plain scatter op of that name, whose edges are its two inputs)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, *args, fn: Node | None = None) -> None:
+        super().__init__(*args)
+        self.fn = fn
+
+    def check_saved(self) -> None:
+        super().check_saved()
+        if self.fn is not None:
+            self.fn.check_saved()
+
+    def free(self) -> None:
+        super().free()
+        if self.fn is not None:
+            self.fn.free()
+
+
+NODE_CLASSES["CopySlices"] = CopySlices
+
+
+def copy_slices(scatter, base, base_edge: tuple, steps, fn: Node) -> CopySlices:
+    """The node `base` (whose history `base_edge` was) takes after the in-place op whose
+    node is `fn` wrote through its view that `steps` make (`scatter`: the view_scatter op,
+    whose backward runs this node's)."""
+    return CopySlices(scatter, scatter.grad_name, (base_edge, *fn.next_functions[1:]),
+                      [base.shape, *fn.in_shapes[1:]], [base.dtype, *fn.in_dtypes[1:]], (),
+                      {"steps": steps}, base._device, fn=fn)
+
+
+def backward(ctx: CopySlices, g) -> tuple:
+    """The gradients of a CopySlices node's edges from its output's gradient `g`."""
+    steps = ctx.attrs["steps"]
+    region = g
+    for name, attrs, nr in steps:  # the view's region of g (views of g, no copy)
+        region = region._op(name, region, **attrs)
+        if isinstance(region, tuple):
+            region = region[nr]
+    fn = ctx.fn
+    inner = _call(fn, {0: region})
+    inner = list(inner) + [None] * (len(fn.next_functions) - len(inner))
+    g_base = None
+    if ctx.needs[0]:
+        g_old = inner[0] if inner[0] is not None else region * 0
+        g_base = g._op("view_scatter", g, g_old, steps=steps)
+    return (g_base, *inner[1:])
+
+
+def replay(cur: Meta, e: tuple, device: str, steps) -> tuple[Node | None, int]:
+    """The grad_fn (and output number) of the view that `steps` (view ops) make of a tensor
+    of meta `cur` whose history is the edge `e`: its view nodes recorded again, on shapes
+    alone (view ops save nothing for backward)."""
+    node = None
+    for name, attrs, nr in steps:
+        op = get_op(name)
+        out = op.infer(cur, **attrs)
+        name = op.node_name((cur,), attrs, out)
+        node = node_class(name)(op, name, (e,), [cur.shape], [cur.dtype], (), attrs, device)
+        cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
+    return node, e[1]
+
+
+class SavedViewOutput(SavedTensor):
+    """The output an in-place op through a view keeps: unpacked with grad mode on, it has
+    the view's history over the base's CopySlices node (held weakly: that node holds the one
+    this is saved on, and it is alive whenever that one's backward runs)."""
+
+    __slots__ = ("node", "base", "steps")
+
+    def __init__(self, view, node: CopySlices, base: Meta, steps) -> None:
+        super().__init__(view, output_nr=0)
+        self.node, self.base, self.steps = weakref.ref(node), base, steps
+
+    def unpack(self, owner: Node):
+        out = super().unpack(owner)
+        node = self.node()
+        if node is not None and _grad_mode.is_grad_enabled() and out.grad_fn is owner:
+            out.grad_fn, out._output_nr = replay(self.base, (node, 0), node.device, self.steps)
+        return out
