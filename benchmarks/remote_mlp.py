@@ -409,17 +409,19 @@ def render(args, steps: dict, per_op: dict, waits: dict, transfer: dict, rpc: fl
     overhead = per_op["server"] - per_op["engine"]
     lines += [
         "",
-        f"- medium step remote / in-process: **{ratio:.2f}x** (target <= 1.3x: "
-        f"{_verdict(ratio <= 1.3)})",
-        f"- tiny step remote: **{1e3 * tiny['remote']:.2f} ms** (target <= 1.2 ms: "
-        f"{_verdict(tiny['remote'] <= 1.2e-3)}); a bare Pipeline round trip (an empty "
-        f"request and its answer, median of 500): {1e3 * roundtrip:.3f} ms, so the tiny "
-        f"step is {1e3 * (tiny['remote'] - roundtrip):.2f} ms above the transport's floor "
-        f"and {tiny['remote'] / tiny['local']:.2f}x the in-process step",
+        f"- medium step remote / in-process: **{ratio:.2f}x** (issue 18: <= 1.15x, "
+        f"both sides warm: {_verdict(ratio <= 1.15)})",
+        f"- tiny step remote: **{1e3 * tiny['remote']:.2f} ms**, "
+        f"**{tiny['remote'] / tiny['local']:.2f}x** the in-process step (issue 18: <= 2.0x: "
+        f"{_verdict(tiny['remote'] <= 2.0 * tiny['local'])}); a bare Pipeline round trip "
+        f"(an empty request and its answer, median of 500): {1e3 * roundtrip:.3f} ms, so "
+        f"the tiny step is **{1e3 * (tiny['remote'] - roundtrip):.2f} ms** above the "
+        f"transport's floor (issue 18: <= 0.15 ms: "
+        f"{_verdict(tiny['remote'] - roundtrip <= 0.15e-3)})",
         (f"- the same tiny step through torch.distributed.rpc (RemoteModule, distributed "
          f"autograd, DistributedOptimizer, item() each step; a server process on loopback): "
-         f"{1e3 * rpc:.2f} ms; gradserve / rpc: **{tiny['remote'] / rpc:.2f}x** (target <= "
-         f"0.5x: {_verdict(tiny['remote'] <= 0.5 * rpc)})" if rpc else
+         f"{1e3 * rpc:.2f} ms; gradserve / rpc: **{tiny['remote'] / rpc:.2f}x** (issue 18: "
+         f"<= 0.35x: {_verdict(tiny['remote'] <= 0.35 * rpc)})" if rpc else
          "- torch.distributed.rpc: not measured (--no-rpc, or torch is not installed)"),
         "",
         f"Per op, a {CHAIN}-op chain recording a graph (medians over {args.rounds} runs), "

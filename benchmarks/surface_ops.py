@@ -69,6 +69,15 @@ OPS = [
     ("fold 1x1", lambda L, x, a: _F(L).fold(x.reshape(1, 6, 1), (1, 1), 1).reshape(2, 3)),
     ("adaptive_max_pool2d", lambda L, x, a: _F(L).adaptive_max_pool2d(
         x.reshape(1, 1, 2, 3), (2, 3)).reshape(2, 3)),
+    # issue 16, this stop: new kernels and torch's compositions
+    ("F.rrelu (training)", lambda L, x, a: _F(L).rrelu(x, training=True)),
+    ("F.prelu", lambda L, x, a: _F(L).prelu(x, a["w3"])),
+    ("F.soft_margin_loss none", lambda L, x, a: _F(L).soft_margin_loss(
+        x, a["sign"], reduction="none")),
+    ("F.cosine_similarity (+x)", lambda L, x, a: x + _F(L).cosine_similarity(
+        x, a["y"]).unsqueeze(1)),
+    ("x + x[0, 1:].sum()", lambda L, x, a: x + x[0, 1:].sum()),
+    ("reshape of a transpose", lambda L, x, a: x.t().reshape(2, 3)),
 ]
 # on a well-conditioned 3x3 float64 matrix
 MATRIX_OPS = [
@@ -79,6 +88,9 @@ MATRIX_OPS = [
     ("linalg.eigh vectors", lambda L, x, a: L.linalg.eigh(x + x.mT).eigenvectors + a["well"]),
     ("linalg.svd U", lambda L, x, a: L.linalg.svd(x).U + a["well"]),
     ("matrix_power 3", lambda L, x, a: L.matrix_power(x, 3) * 0.01 + a["well"]),
+    ("linalg.pinv", lambda L, x, a: L.linalg.pinv(x) + a["well"]),
+    ("linalg.solve left=False", lambda L, x, a: L.linalg.solve(a["well"], x, left=False)
+     + a["eye"]),
 ]
 
 
@@ -97,11 +109,13 @@ def _aux(L):
             "sq": L.tensor(np.eye(3, dtype=np.float32) * 0.9 + 0.01),
             "k11": L.tensor(np.ones((1, 1, 1, 1), np.float32)),
             "b3": L.tensor(np.full(3, 0.01, np.float32)),
+            "w3": L.tensor(np.array([0.2, 0.25, 0.3], np.float32)),
             "one11": L.tensor(np.ones((1, 1), np.float32)),
             "well": L.tensor(well), "orth": L.tensor(orth), "eye": L.tensor(np.eye(3)),
             "mask": L.tensor(np.array([[True, False, True], [False, True, False]])),
             "idx": L.tensor(np.array([[2, 0, 1], [1, 2, 0]])),
-            "perm": L.tensor(np.array([2, 0, 1]))}
+            "perm": L.tensor(np.array([2, 0, 1])),
+            "sign": L.tensor(np.array([[1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]], np.float32))}
 
 
 def _chain(L, fn, mode: str, matrix: bool = False):
