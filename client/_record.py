@@ -86,6 +86,20 @@ def _plain(x):
     )
 
 
+def _own(inputs, session) -> bool:
+    """Whether `inputs` are only this session's proxies and plain Python values (the common
+    case, recorded as they are); raises when the session was closed here."""
+    for x in inputs:
+        if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
+            if x._session is not session:
+                return False
+        elif type(x) not in _PLAIN:
+            return False
+    if session._closed:
+        raise _handoff.closed_here(session)
+    return True
+
+
 def _operands(inputs: tuple, session=None) -> tuple:
     """(inputs with plain scalars, the session their proxies share)."""
     converted = None
@@ -172,15 +186,7 @@ class RemoteKind:
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         session = self.session
-        for x in inputs:  # the common case: proxies of this session and Python numbers
-            if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
-                if x._session is not session:
-                    break
-            elif type(x) not in _PLAIN:
-                break
-        else:
-            if session._closed:
-                raise _handoff.closed_here(session)
+        if _own(inputs, session):
             return run_op(self, op, inputs, attrs)
         inputs, session = _operands(inputs, session)
         return run_op(session._kind, op, inputs, attrs)
@@ -189,15 +195,7 @@ class RemoteKind:
         """Record `target.op_(*others)`: the engine's checks and history rewrite, with the
         write left to the server."""
         session = self.session
-        for x in others:  # as in `apply`
-            if isinstance(x, RemoteTensor):
-                if x._session is not session:
-                    break
-            elif type(x) not in _PLAIN:
-                break
-        else:
-            if session._closed:
-                raise _handoff.closed_here(session)
+        if _own(others, session):
             return run_inplace(self, op, target, others, attrs)
         others, session = _operands(others, session)
         return run_inplace(session._kind, op, target, others, attrs)
