@@ -342,7 +342,7 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         if isinstance(value, TensorAPI):
             view.copy_(value)
         else:
-            view.fill_(value)
+            view._inplace("fill", value, wrapped=True)  # torch copies a wrapped number
 
     # -- copies and casts ------------------------------------------------------------------
     def clone(self):

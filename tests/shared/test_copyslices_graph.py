@@ -33,6 +33,10 @@ WRITES = {
     "addcmul_three_inputs": lambda a, w: a[:2].addcmul_(w[:2], w[1:]),
     "two_writes": lambda a, w: (a[2:].mul_(w[0]), a[:2].exp_()),
     "unsqueeze_view": lambda a, w: a.unsqueeze(0)[:, 1].div_(w[1] + 3),
+    # fill_'s overloads: a number (FillBackward2) or a tensor (FillBackward3), and zero_
+    "fill_number": lambda a, w: a[0].fill_(2.5),
+    "fill_tensor": lambda a, w: a[1:].fill_(w[0, 1]),
+    "zero_": lambda a, w: a[:, 0].zero_(),
 }
 
 

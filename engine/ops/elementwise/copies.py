@@ -12,7 +12,7 @@ from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
-from ..edges import edges_of
+from ..edges import edges_of, input_needs, to_edges
 from .arithmetic import _shape, operand, same_meta
 
 
@@ -66,7 +66,7 @@ def _(ctx, g):
     return (g.to(dtype=ctx.in_dtypes[0], device=ctx.device),)
 
 
-def _fill_meta(a, value, zero=False) -> Meta:
+def _fill_meta(a, value, zero=False, wrapped=False) -> Meta:
     operand(value)
     if hasattr(value, "shape") and len(value.shape):
         raise InvalidArgumentError(
@@ -76,15 +76,28 @@ def _fill_meta(a, value, zero=False) -> Meta:
     return Meta(a.shape, a.dtype)
 
 
-fill = defop("fill", infer=_fill_meta,
-             grad_name=lambda a, v, zero=False: "ZeroBackward0" if zero else "FillBackward0")(
-    lambda xp, a, value, zero=False: xp.full_like(a, value)
+# torch's overloads: fill_(Scalar) and zero_() have an edge to self only, fill_(Tensor) one
+# to the value too; `x[key] = number` (`wrapped`) copies the number as a tensor, as torch does,
+# so its node keeps the value's (None) edge
+_FILL_NUMBER = edges_of("FillBackward2", (0,))
+_ZERO = edges_of("ZeroBackward0", (0,))
+
+
+def _fill_name(a, value, zero=False, wrapped=False) -> str:
+    if zero:
+        return _ZERO
+    return "FillBackward3" if wrapped or hasattr(value, "shape") else _FILL_NUMBER
+
+
+fill = defop("fill", infer=_fill_meta, grad_name=_fill_name)(
+    lambda xp, a, value, zero=False, wrapped=False: xp.full_like(a, value)
 )
 
 
 @fill.def_backward
 def _(ctx, g):
-    return (g * 0.0 if ctx.needs[0] else None, g.sum() if ctx.needs[1] else None)
+    needs = input_needs(ctx, 2)
+    return to_edges(ctx, (g * 0.0 if needs[0] else None, g.sum() if needs[1] else None))
 
 
 def _copy_meta(a, src) -> Meta:
