@@ -114,3 +114,15 @@ def matmul(a, b):
     # reshape, bmm, _unsafe_view: that would be six ops on the wire for each attention
     # product, which cuts a captured transformer step into batches the server cannot plan
     return a._op("matmul", a, b)
+
+
+def with_alpha(t, name: str, other, alpha, inplace: bool = False):
+    """t.add/sub(other, alpha=...) (alpha not 1): a number is scaled and added as torch
+    wraps it; a tensor goes to the one op torch records (`add_alpha`, `sub_alpha`)."""
+    if not hasattr(other, "shape"):
+        other = other * alpha
+        return t._inplace(name, other) if inplace else t._op(name, t, other)
+    name += "_alpha"
+    if inplace:
+        return t._inplace(name, other, alpha=alpha)
+    return t._op(name, t, other, alpha=alpha)

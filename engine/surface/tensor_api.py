@@ -16,6 +16,7 @@ from ..core.shape import normalize_dim
 from .compose import flatten as _flatten
 from .compose import matmul as _matmul
 from .compose import reshape as _reshape
+from .compose import with_alpha as _alpha
 from .indexing import getitem
 from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
@@ -169,10 +170,10 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return self.div_(other)
 
     def add(self, other, alpha=1):
-        return self._op("add", self, other if alpha == 1 else other * alpha)
+        return self._op("add", self, other) if alpha == 1 else _alpha(self, "add", other, alpha)
 
     def sub(self, other, alpha=1):
-        return self._op("sub", self, other if alpha == 1 else other * alpha)
+        return self._op("sub", self, other) if alpha == 1 else _alpha(self, "sub", other, alpha)
 
     def mul(self, other):
         return self._op("mul", self, other)
@@ -385,10 +386,12 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
 
     # -- in place --------------------------------------------------------------------------
     def add_(self, other, alpha=1):
-        return self._inplace("add", other if alpha == 1 else other * alpha)
+        return self._inplace("add", other) if alpha == 1 else _alpha(self, "add", other, alpha,
+                                                                      True)
 
     def sub_(self, other, alpha=1):
-        return self._inplace("sub", other if alpha == 1 else other * alpha)
+        return self._inplace("sub", other) if alpha == 1 else _alpha(self, "sub", other, alpha,
+                                                                      True)
 
     def mul_(self, other):
         return self._inplace("mul", other)

@@ -920,6 +920,8 @@ for _l, _fn, _ins in [
     ("add_scalar", lambda x, y: _F.pairwise_distance(x, y, p=3.0), (N(2, 3), N(3))),
     ("norm_dim", lambda x, y: _F.pairwise_distance(x, y, p=1.5), (N(2, 3), N(2, 3))),
     ("sub_scalar", lambda x: x._op("sub_scalar", x, other=0.5) ** 2, (N(2, 3),)),
+    ("add_alpha", lambda x, y: x.add(y, alpha=0.5) ** 2, (N(2, 3), N(3))),
+    ("sub_alpha", lambda x, y: x.sub(y, alpha=-2.0) ** 2, (N(2, 3), N(2, 3))),
     ("clamp_min", lambda x: x._op("clamp_min", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("clamp_max", lambda x: x._op("clamp_max", x, bound=0.1) ** 2, (V([-0.5, 0.3, 1.2]),)),
     ("reshape", lambda a, b: E.tensordot(a, b, dims=([1], [1])), (N(2, 3), N(4, 3))),

@@ -117,6 +117,9 @@ SAME_GRAPH = {
     "reshape_alias_and_copy": lambda M, x, w: (x.t().reshape(3, 2) * w.t().reshape(2, 3).t()
                                                ).sum() + x.t().reshape(6).sum(),
     "flatten_copy": lambda M, x, w: x.t().flatten() * w.flatten(),
+    "add_sub_alpha": lambda M, x, w: x.add(w, alpha=0.5) * x.sub(w[0], alpha=2) + x.add(1.5,
+                                                                                     alpha=2),
+    "add_alpha_inplace": lambda M, x, w: (x * 1).add_(w, alpha=3).sub_(w[1], alpha=-1),
     "matmul_3d": lambda M, x, w: M.matmul(x.reshape(2, 1, 3), w.t()),
     "matmul_vec_mat": lambda M, x, w: M.matmul(x[0], w.t()),
     "matmul_mat_3d": lambda M, x, w: M.matmul(x.t(), w.reshape(1, 2, 3)),

@@ -19,8 +19,10 @@ import numbers
 from ...core.dtype import result_type
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
+from ..edges import input_needs
 from ..reductions.stats import _norm_meta
 from ..reductions.stats import norm as _vector_norm
+from .arithmetic import _num_meta, binary_meta
 
 
 def _scalar_meta(a, other=0.0):
@@ -49,6 +51,35 @@ sub_scalar = defop("sub_scalar", infer=_scalar_meta, grad_name="SubBackward1")(
 @sub_scalar.def_backward
 def _(ctx, g):
     return (g,)
+
+
+# add/sub(Tensor, Tensor, alpha): torch's one node (AddBackward0 / SubBackward0) where
+# `other * alpha` would record a multiply first; alpha 1 stays the plain op
+def _alpha_checked(m: Meta, alpha) -> Meta:
+    if isinstance(alpha, float) and not m.dtype.is_floating_point:
+        raise InvalidArgumentError(
+            "For integral input tensors, argument alpha must not be a floating point number.")
+    return m
+
+
+add_alpha = defop("add_alpha", grad_name="AddBackward0",
+                  infer=lambda a, b, alpha=1: _alpha_checked(binary_meta(a, b), alpha))(
+    lambda xp, a, b, alpha=1: xp.add(a, xp.multiply(b, alpha)))
+
+
+@add_alpha.def_backward
+def _(ctx, g):
+    return g, g * ctx.attrs["alpha"] if input_needs(ctx, 2)[1] else None
+
+
+sub_alpha = defop("sub_alpha", grad_name="SubBackward0",
+                  infer=lambda a, b, alpha=1: _alpha_checked(_num_meta(a, b), alpha))(
+    lambda xp, a, b, alpha=1: xp.subtract(a, xp.multiply(b, alpha)))
+
+
+@sub_alpha.def_backward
+def _(ctx, g):
+    return g, g * -ctx.attrs["alpha"] if input_needs(ctx, 2)[1] else None
 
 
 clamp_min = defop("clamp_min", infer=_bound_meta, grad_name="ClampMinBackward0", save=(0,))(
