@@ -297,7 +297,7 @@ def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.
         span64, base = np.uint64(span), np.uint64(int(low) % (1 << 64))
 
         def wide(i: int, v: np.ndarray) -> None:
-            v %= span64
+            _remainder(v, span64)
             v += base  # wraps in uint64 as torch's (uint64 + int64) does, then reads as int64
             np.copyto(out[i * _UNIT_BLOCK:i * _UNIT_BLOCK + v.size], v.view(np.int64),
                       casting="unsafe")
@@ -311,7 +311,7 @@ def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.
 
     def narrow(i: int, v: np.ndarray) -> None:
         w = v.view(np.uint32)
-        np.remainder(w, span32, out=w)
+        _remainder(w, span32)
         lo = 2 * i * _UNIT_BLOCK
         o = out[lo:lo + w.size]
         t = o if dtype == np.int64 else _scratch(w.size, np.int64)
@@ -325,6 +325,16 @@ def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.
     if n % 2:
         out[-1:] = (gen.random32(1) % np.uint64(span)).astype(np.int64) + base
     return out
+
+
+def _remainder(w: np.ndarray, span) -> None:
+    """w %= span for unsigned w and a scalar span, as w - (w // span) * span: numpy divides
+    by a scalar with SIMD (libdivide's multiply and shift) but takes the remainder one
+    element at a time, two to four times slower (exact either way: integers)."""
+    q = _scratch(w.size, w.dtype)
+    np.floor_divide(w, span, out=q)
+    q *= span
+    w -= q
 
 
 def random_full_range(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
