@@ -31,6 +31,9 @@ _TWO_PI = 2.0 * np.pi
 _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
 _M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
 _UNIT_BLOCK = 1 << 15  # 64-bit draws a block: 256 KiB, converted while still in cache
+# below this many elements a draw is done whole (the blocks' bookkeeping costs more than
+# the passes it saves)
+_SMALL_DRAW = 4096
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 _FILL16_ROWS = 2048  # rows of 16 a block of the scalar template: 512 KiB of buffers
 _V64 = np.dtype((np.void, 64))  # 8 doubles: half a row of 16
@@ -292,6 +295,9 @@ def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.
     (`draw_blocks`), each block written into the result while it is still in cache."""
     dtype = np.dtype(dtype)
     span = int(high) - int(low)
+    if n < _SMALL_DRAW:  # a few numpy calls on the whole draw: fewer, for a small one
+        words = gen.random64(n) if span >= _WIDE_RANGE else gen.random32(n)
+        return _offset(words % np.uint64(span), low).astype(dtype)
     out = np.empty(n, dtype)
     if span >= _WIDE_RANGE:
         span64, base = np.uint64(span), np.uint64(int(low) % (1 << 64))
