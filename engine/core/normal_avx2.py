@@ -117,7 +117,7 @@ _C_HALF64 = _c(0.5, _d)
 _C_ANGLE, _C_DP = _c(_ANGLE, _f), _c(_DP_SUM * 2.0 ** -13, _d)
 _C_EXP_BIAS, _C_SQRTHF = _c(_SQRTHF_BITS + (24 << 23), _i), _c(_SQRTHF_BITS, _i)
 _C_SIGN = _c(_SIGN, _i)
-_C_I = {v: _c(v, _i) for v in (13, 16, 17, 23, 31, 0xFFFF, 0x7FFFFF, 0xE000, 0x2000, 0x1C000)}
+_C_I = {v: _c(v, _i) for v in (16, 17, 23, 31, 0xFFFF, 0x7FFFFF, 0xE000, 0x2000, 0x1C000)}
 
 
 class _Kernel:

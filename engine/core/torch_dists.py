@@ -54,9 +54,9 @@ def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
 
 
 def _unit(gen: CPUGenerator, n: int, wide: bool, bounds: tuple | None = None) -> np.ndarray:
-    """unit(), float64 when `wide` else float32; with `bounds` (low, high: T's values, high
-    - low rounded in T), each block is mapped to x * (high - low) + low while it is still in
-    cache, as `uniform` describes."""
+    """unit(), float64 when `wide` else float32; with `bounds` (low and high - low, T's
+    values, the difference rounded in T) each block is mapped to x * (high - low) + low
+    while it is still in cache, as `uniform` describes."""
     if wide:
         out = np.empty(n, np.float64)
 
@@ -88,17 +88,17 @@ def _unit(gen: CPUGenerator, n: int, wide: bool, bounds: tuple | None = None) ->
     return out
 
 
-_wide_buffers = threading.local()
+_scratch_buffers = threading.local()
 
 
 def _scratch(size: int, dtype) -> np.ndarray:
     """This thread's scratch array of `dtype` for one block (blocks run on several
     threads), reused from call to call: fresh pages cost more than the pass that fills them."""
     key = np.dtype(dtype).char
-    buf = getattr(_wide_buffers, key, None)
+    buf = getattr(_scratch_buffers, key, None)
     if buf is None or buf.size < size:
         buf = np.empty(max(size, 2 * _UNIT_BLOCK), dtype)
-        setattr(_wide_buffers, key, buf)
+        setattr(_scratch_buffers, key, buf)
     return buf[:size]
 
 
