@@ -1,6 +1,6 @@
-"""randn and rand of 1e6 float32 (or --dtype float64, --n 1000): gradserve (torch's stream in
-numpy) against numpy, torch, and the draws gradserve made before it reproduced torch's stream,
-in one run.
+"""randn and rand of 1e6 float32 (or --dtype float64, --n 1000), and randint, normal_ and
+uniform_ of as many: gradserve (torch's stream in numpy) against numpy, torch, and the draws
+gradserve made before it reproduced torch's stream, in one run.
 
     python benchmarks/random_draws.py --rounds 15 --out benchmarks/results/random_draws.md
 
@@ -11,9 +11,11 @@ thread and on helper threads); `gradserve 1 thread` is the same with the helpers
 `before` is what engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat
 normals and uniforms of the dtype; the engine's per-op overhead, a few microseconds, is not in it);
 `numpy` is numpy's legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister
-numbers from numpy); `torch` is torch.randn/rand on one thread. The sides alternate within each
-round (the machine is shared and drifts); the table gives the median and the best round in
-milliseconds.
+numbers from numpy); `torch` is torch.randn/rand on one thread. `randint` is randint(0, 1000)
+(int64 whatever --dtype), `normal_` is x.normal_(2.0, 3.0) and `uniform_` x.uniform_(-1.0, 2.0)
+in place on a tensor of --dtype (`before`: numpy's PCG64 draws of the dtype, then the affine map
+in place). The sides alternate within each round (the machine is shared and drifts); the table
+gives the median and the best round in milliseconds.
 """
 
 from __future__ import annotations
@@ -53,14 +55,38 @@ def _sides(n: int, dtype: str) -> dict:
         ("rand", "before"): lambda: pcg.random(n, dtype=dtype),
         ("rand", "numpy"): lambda: legacy.random_sample(n),
     }
+    x, buf = engine.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+
+    def before_affine(draw, scale, shift):
+        def run():
+            draw(out=buf)
+            np.multiply(buf, scale, out=buf)
+            np.add(buf, shift, out=buf)
+
+        return run
+
+    sides.update({
+        ("randint", "gradserve"): lambda: engine.randint(0, 1000, (n,)),
+        ("randint", "before"): lambda: pcg.integers(0, 1000, n),
+        ("normal_", "gradserve"): lambda: x.normal_(2.0, 3.0),
+        ("normal_", "before"): before_affine(
+            lambda out: pcg.standard_normal(n, dtype=dtype, out=out), 3.0, 2.0),
+        ("uniform_", "gradserve"): lambda: x.uniform_(-1.0, 2.0),
+        ("uniform_", "before"): before_affine(
+            lambda out: pcg.random(n, dtype=dtype, out=out), 3.0, -1.0),
+    })
     try:
         import torch
     except ImportError:
         return sides
     torch.set_num_threads(1)
     tdtype = getattr(torch, dtype)
+    tx = torch.zeros(n, dtype=tdtype)
     sides[("randn", "torch")] = lambda: torch.randn(n, dtype=tdtype)
     sides[("rand", "torch")] = lambda: torch.rand(n, dtype=tdtype)
+    sides[("randint", "torch")] = lambda: torch.randint(0, 1000, (n,))
+    sides[("normal_", "torch")] = lambda: tx.normal_(2.0, 3.0)
+    sides[("uniform_", "torch")] = lambda: tx.uniform_(-1.0, 2.0)
     return sides
 
 
@@ -81,7 +107,8 @@ def measure(n: int, rounds: int, reps: int, dtype: str = "float32") -> dict:
 
 def table(times: dict, n: int, dtype: str = "float32") -> str:
     lines = [f"| {n:.0e} {dtype} | side | median ms | best ms |", "|---|---|---|---|"]
-    for (fn, side), ts in times.items():
+    order = list(dict.fromkeys(fn for fn, _ in times))  # each function's rows together
+    for (fn, side), ts in sorted(times.items(), key=lambda kv: order.index(kv[0][0])):
         lines.append(f"| {fn} | {side} | {statistics.median(ts):.2f} | {min(ts):.2f} |")
     return "\n".join(lines)
 

@@ -92,11 +92,32 @@ _LOG_FIXES = np.frombuffer(base64.b64decode(
     "WwHL4VsB11xgAdJTmwEYD6MBDPSkAW8CpQH9UaUBIImlARWcpQEIv6UB9d+lAXgspgGIX6YB3jqnAS3TpwFe8KcB"
     "0VOoAdibqAFI/agBup2pAcT9qgETL6wBdh6tAU0irQEuE64BmqnMAfvt0QE2ydIBjXbTAQOT0wEBo9MBV4vUAWDb"
     "1AHY5tUBFWzpAfyf6QFv8OkB/s/0AeYS9QG9ePUBYQv6AX87/QE="), "<i4")
-_LOG_FIX_K = (_LOG_FIXES >> 1).astype(_i)
-_LOG_FIX_STEP = np.where(_LOG_FIXES & 1, 1, -1).astype(_i)
+# sorted, with a sentinel above every k, so a search never runs off the end
+_LOG_FIX_K = np.append(_LOG_FIXES >> 1, 1 << 24).astype(_i)
+_LOG_FIX_STEP = np.append(np.where(_LOG_FIXES & 1, 1, -1), 0).astype(_i)
 _LOG_FILTER = np.zeros(1 << 16, np.bool_)  # bool: numpy finds the set places of a bool
-_LOG_FILTER[_LOG_FIX_K & 0xFFFF] = True    # array several times faster than of a uint8 one
+_LOG_FILTER[_LOG_FIX_K[:-1] & 0xFFFF] = True  # array several times faster than of a uint8 one
 _FLIP_OFFSET = np.array([[2 << 13], [0]], _i)  # rows: cos, sin
+
+
+def _c(value, dtype) -> np.ndarray:
+    """A constant operand as a 0-d array of the dtype a scalar would resolve to: numpy
+    takes an array operand about a microsecond faster than a scalar, which adds up over
+    the kernel's passes (the blocks run on several threads, and this part holds the GIL)."""
+    return np.array(value, dtype)
+
+
+# the kernel's constant operands (see where each is used)
+_C_MASK_BE = _c(_MASK_BE, np.uint64)
+_C_LOG_P32 = tuple(_c(p, _f) for p in _LOG_P32)
+_C_LOG_P64 = tuple(_c(p, _d) for p in _LOG_P)
+_C_LOG_Q1, _C_LOG_Q2 = _c(_LOG_Q1, _f), _c(_LOG_Q2, _f)
+_C_2_24, _C_ONE, _C_HALF, _C_M2 = (_c(v, _f) for v in (1 << 24, 1, 0.5, -2))
+_C_HALF64 = _c(0.5, _d)
+_C_ANGLE, _C_DP = _c(_ANGLE, _f), _c(_DP_SUM * 2.0 ** -13, _d)
+_C_EXP_BIAS, _C_SQRTHF = _c(_SQRTHF_BITS + (24 << 23), _i), _c(_SQRTHF_BITS, _i)
+_C_SIGN = _c(_SIGN, _i)
+_C_I = {v: _c(v, _i) for v in (16, 17, 23, 31, 0xFFFF, 0x7FFFFF, 0xE000, 0x2000, 0x1C000)}
 
 
 class _Kernel:
@@ -126,7 +147,7 @@ class _Kernel:
     def fill(self, v: np.ndarray, out: np.ndarray) -> None:
         """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
         v.byteswap(inplace=True)
-        v &= _MASK_BE
+        v &= _C_MASK_BE
         # each row's 8 draws: 4 (8 words) for the radii, then 4 for the angles
         np.copyto(self.k.view(_V32), v.view(_V32).reshape(-1, 2).T)
         np.copyto(self.u, self.k.view(_BE), casting="unsafe")
@@ -142,50 +163,50 @@ class _Kernel:
         e, ix = self.e, a.view(_i)
         y, z, m64, t = self.y, self.z, self.m64, self.t64
         # the places whose k may be one of _LOG_FIXES, by k's low 16 bits
-        np.copyto(self.idx, a, casting="unsafe")
-        self.idx &= 0xFFFF
+        np.copyto(self.ki, a, casting="unsafe")  # float to int32 is one SIMD pass, to intp not
+        np.bitwise_and(self.ki, _C_I[0xFFFF], out=self.idx, casting="unsafe")
         np.take(_LOG_FILTER, self.idx, out=self.hit, mode="clip")
-        at = np.flatnonzero(self.hit) if fix else self.idx[:0]
-        ks = a[at].astype(_i)
-        np.subtract(_f(1 << 24), a, out=a)  # 2^24 (1 - u): exact
+        at = self.hit.nonzero()[0] if fix else self.idx[:0]
+        ks = self.ki[at]
+        np.subtract(_C_2_24, a, out=a)  # 2^24 (1 - u): exact
         # frexp and Cephes' "x < sqrt(1/2): e -= 1, x += x" in one: subtracting sqrt(1/2)'s
         # bits borrows from the exponent exactly when the mantissa is below it (the 2^-24
         # scale is folded into the exponent)
-        ix -= _SQRTHF_BITS + (24 << 23)
-        np.right_shift(ix, 23, out=self.ki)
+        ix -= _C_EXP_BIAS
+        np.right_shift(ix, _C_I[23], out=self.ki)
         np.copyto(e, self.ki, casting="unsafe")
-        ix &= 0x7FFFFF
-        ix += _SQRTHF_BITS
+        ix &= _C_I[0x7FFFFF]
+        ix += _C_SQRTHF
         m = a
-        m -= _f(1)
+        m -= _C_ONE
         np.multiply(m, m, out=z)
         # Horner's first six steps unfused in float32, four times cheaper than a fused step
         # (a double product, a double sum and two conversions): that changes the radius of
         # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after. A fused
         # step is two passes: the float operands widen inside the multiply's loop and the
         # double sum rounds to float on its way out of the add's
-        np.multiply(m, _LOG_P32[0], out=y)
-        y += _LOG_P32[1]
-        for p in _LOG_P32[2:_CHEAP_STEPS + 1]:
+        np.multiply(m, _C_LOG_P32[0], out=y)
+        y += _C_LOG_P32[1]
+        for p in _C_LOG_P32[2:_CHEAP_STEPS + 1]:
             y *= m
             y += p
         np.copyto(m64, m)
-        for p in _LOG_P[_CHEAP_STEPS + 1:]:
+        for p in _C_LOG_P64[_CHEAP_STEPS + 1:]:
             np.multiply(y, m64, out=t)
             np.add(t, p, out=y, casting="same_kind")
         y *= m
         np.multiply(y, z, out=t, dtype=_d)
-        np.multiply(e, _LOG_Q1, out=y)
+        np.multiply(e, _C_LOG_Q1, out=y)
         np.add(t, y, out=y, casting="same_kind")
-        z *= _f(0.5)
+        z *= _C_HALF
         y -= z
         m += y
-        e *= _LOG_Q2
+        e *= _C_LOG_Q2
         m += e
-        m *= _f(-2)
+        m *= _C_M2
         r = np.sqrt(m, out=m)
         if at.size:
-            where = np.minimum(np.searchsorted(_LOG_FIX_K, ks), _LOG_FIX_K.size - 1)
+            where = np.searchsorted(_LOG_FIX_K, ks)  # at most the sentinel's place
             fix = _LOG_FIX_K[where] == ks
             r.view(_i)[at[fix]] += _LOG_FIX_STEP[where[fix]]
         return r
@@ -195,16 +216,16 @@ class _Kernel:
         byteswapped words (`kw`): (cos, sin) as rows of self.cs, their signs in self.flip."""
         jq, n, t = self.jq, self.n, self.t64
         cs, t2, zx = self.cs, self.t2, self.zx
-        x *= _ANGLE
+        x *= _C_ANGLE
         # Cephes' octant j = (int(x * 4/pi) + 1) & ~1 is ((k >> 21) + 1) & ~1 for every k
         # (checked for all 2^24); k's top bits sit at bits 13..15 of the byteswapped word,
         # so jq = j << 13
-        np.bitwise_and(kw, 0xE000, out=jq)
-        jq += 0x2000
-        jq &= 0x1C000
+        np.bitwise_and(kw, _C_I[0xE000], out=jq)
+        jq += _C_I[0x2000]
+        jq &= _C_I[0x1C000]
         # mixed float/double operands widen inside the ufunc's loop and a double result
         # rounds to float on its way out: a fused step in one or two passes
-        np.multiply(jq, _DP_SUM * 2.0 ** -13, out=t)
+        np.multiply(jq, _C_DP, out=t)
         np.add(t, x, out=x, casting="same_kind")
         np.copyto(zx[1], x)
         z = self.z
@@ -217,30 +238,30 @@ class _Kernel:
         np.add(t2, _K2, out=cs, casting="same_kind")
         cs *= z
         np.multiply(cs, zx, out=t2)  # cos: c*z - z/2; sin: s*x + x
-        np.multiply(z64, 0.5, out=t)
+        np.multiply(z64, _C_HALF64, out=t)
         np.subtract(t2[0], t, out=cs[0], casting="same_kind")
         np.add(t2[1], zx[1], out=cs[1], casting="same_kind")
-        cs[0] += _f(1)
+        cs[0] += _C_ONE
         # odd octant pairs (j & 2) swap the polynomials: a bitwise select
         ci = cs.view(_i)
-        np.left_shift(jq, 17, out=n)
-        n >>= 31
+        np.left_shift(jq, _C_I[17], out=n)
+        n >>= _C_I[31]
         d = self.ki
         np.bitwise_xor(ci[0], ci[1], out=d)
         d &= n
         ci ^= d
         # sign bits: r*cos flips for j in {2, 4} ((j + 2) & 4), r*sin for j in {4, 6} (j & 4)
         np.add(jq, _FLIP_OFFSET, out=self.flip)
-        self.flip <<= 16
-        self.flip &= _SIGN
+        self.flip <<= _C_I[16]
+        self.flip &= _C_SIGN
         return cs
 
 
-def _affine(flat: np.ndarray, mean: float, std: float) -> None:
-    """flat = float(flat * std + mean), fused (one rounding) as torch's kernel does."""
-    t = flat.astype(_d)
-    t *= float(_f(std))
-    t += float(_f(mean))
+def _affine(flat: np.ndarray, mean: float, std: float, t: np.ndarray) -> None:
+    """flat = float(flat * std + mean), fused (one rounding) as torch's kernel does; `t` a
+    double buffer of flat's size."""
+    np.multiply(flat, _d(_f(std)), out=t)
+    t += _d(_f(mean))
     np.copyto(flat, t, casting="same_kind")
 
 
@@ -281,9 +302,10 @@ def block_rows(rows: int, threads: int) -> list[int]:
 
 def _fill_block(v: np.ndarray, o: np.ndarray, mean: float, std: float) -> None:
     """Rows `o` (r, 16) from their 8r drawn 64-bit values `v` (consumed)."""
-    _kernel(v.size).fill(v, o)
+    kern = _kernel(v.size)
+    kern.fill(v, o)
     if not (_f(mean) == 0 and _f(std) == 1):
-        _affine(o.reshape(-1), mean, std)
+        _affine(o.reshape(-1), mean, std, kern.t2.reshape(-1))  # free after fill
 
 
 def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: float,

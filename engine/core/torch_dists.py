@@ -18,6 +18,7 @@ n (or 2n) words from one `random_raw` call, transformed as arrays. Results are h
 from __future__ import annotations
 
 import platform
+import threading
 
 import numpy as np
 
@@ -30,6 +31,9 @@ _TWO_PI = 2.0 * np.pi
 _M24, _M53 = np.uint64((1 << 24) - 1), np.uint64((1 << 53) - 1)
 _M24_PAIR_BE = np.uint64(0xFFFFFF00FFFFFF00)  # both words' low 24 bits, byteswapped
 _UNIT_BLOCK = 1 << 15  # 64-bit draws a block: 256 KiB, converted while still in cache
+# below this many elements a draw is done whole (the blocks' bookkeeping costs more than
+# the passes it saves)
+_SMALL_DRAW = 4096
 _VEC_MIN = 16  # torch's normal fills 16+ contiguous elements 16 at a time
 _FILL16_ROWS = 2048  # rows of 16 a block of the scalar template: 512 KiB of buffers
 _V64 = np.dtype((np.void, 64))  # 8 doubles: half a row of 16
@@ -46,16 +50,25 @@ def _is64(dtype) -> bool:
 def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
     """n draws of `uniform_real_distribution<T>(0, 1)`: [0, 1) on T's mantissa grid
     (float64: 53 bits of a 64-bit draw; otherwise 24 bits of a word, as float32)."""
-    if np.dtype(dtype) == np.float64:
+    return _unit(gen, n, np.dtype(dtype) == np.float64)
+
+
+def _unit(gen: CPUGenerator, n: int, wide: bool, bounds: tuple | None = None) -> np.ndarray:
+    """unit(), float64 when `wide` else float32; with `bounds` (low and high - low, T's
+    values, the difference rounded in T) each block is mapped to x * (high - low) + low
+    while it is still in cache, as `uniform` describes."""
+    if wide:
         out = np.empty(n, np.float64)
 
-        def wide(i: int, v: np.ndarray) -> None:
+        def wide_block(i: int, v: np.ndarray) -> None:
             v &= _M53
             o = out[i * _UNIT_BLOCK:i * _UNIT_BLOCK + v.size]
             np.copyto(o, v.view(np.int64), casting="unsafe")  # < 2^53: exact, and faster
             o *= _F64_DIV                                      # than from uint64
+            if bounds is not None:
+                _affine64(o, *bounds)
 
-        draw_blocks(gen.random64, _block_sizes(n, _UNIT_BLOCK), wide)
+        draw_blocks(gen.random64, _block_sizes(n, _UNIT_BLOCK), wide_block)
         return out
     # words two at a time as 64-bit draws (one numpy call per block): byteswapped, each
     # half reads as its word in big-endian order, first word first
@@ -66,12 +79,51 @@ def unit(gen: CPUGenerator, n: int, dtype) -> np.ndarray:
         v &= _M24_PAIR_BE
         o = out[2 * i * _UNIT_BLOCK:2 * (i * _UNIT_BLOCK + v.size)]
         np.copyto(o, v.view(">i4"), casting="unsafe")
-        o *= _F32_DIV
+        _scale32(o, bounds)
 
     draw_blocks(gen.random64, _block_sizes(n // 2, _UNIT_BLOCK), narrow)
     if n % 2:
-        out[-1] = np.float32(gen.random32(1)[0] & _M24) * _F32_DIV
+        out[-1] = np.float32(gen.random32(1)[0] & _M24)
+        _scale32(out[-1:], bounds)
     return out
+
+
+_scratch_buffers = threading.local()
+
+
+def _scratch(size: int, dtype) -> np.ndarray:
+    """This thread's scratch array of `dtype` for one block (blocks run on several
+    threads), reused from call to call: fresh pages cost more than the pass that fills them."""
+    key = np.dtype(dtype).char
+    buf = getattr(_scratch_buffers, key, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 2 * _UNIT_BLOCK), dtype)
+        setattr(_scratch_buffers, key, buf)
+    return buf[:size]
+
+
+def _scale32(o: np.ndarray, bounds: tuple | None) -> None:
+    """24-bit integers k (as floats, exact) to k / 2^24, or with bounds to
+    float(k / 2^24 * (high - low) + low) fused: the product is exact in double, and so is
+    k * ((high - low) / 2^24), one pass fewer."""
+    if bounds is None:
+        o *= _F32_DIV
+        return
+    lo, span = bounds
+    t = _scratch(o.size, np.float64)
+    # a float64 scalar, so the loop is double's (a Python float would leave it float32's)
+    np.multiply(o, np.float64(span) * np.float64(_F32_DIV), out=t)
+    t += np.float64(lo)
+    np.copyto(o, t, casting="same_kind")
+
+
+def _affine64(o: np.ndarray, lo: np.float64, span: np.float64) -> None:
+    """o * span + lo in extended precision, rounded once more to double (see `uniform`)."""
+    t = _scratch(o.size, np.longdouble)
+    np.copyto(t, o)
+    t *= np.longdouble(span)
+    t += np.longdouble(lo)
+    np.copyto(o, t, casting="same_kind")
 
 
 def _block_sizes(n: int, block: int) -> list[int]:
@@ -81,19 +133,15 @@ def _block_sizes(n: int, block: int) -> list[int]:
 def uniform(gen: CPUGenerator, n: int, dtype, low: float = 0.0, high: float = 1.0) -> np.ndarray:
     """`uniform_(low, high)`/`rand`: x * (high - low) + low in T's accumulate type, the
     multiply-add fused as torch's x86 build fuses it (float products are exact in double,
-    so the float32 case rounds once)."""
+    so the float32 case rounds once; in double, extended precision rounds the product far
+    below a double's ulp)."""
     dtype = np.dtype(dtype)
-    x = unit(gen, n, dtype)  # float16: a float drawn, then rounded to half, as torch does
     if dtype == np.float64:
         lo, hi = np.float64(low), np.float64(high)
-        if lo == 0 and hi == 1:
-            return x
-        # fused in double: extended precision rounds the product far below a double's ulp
-        wide = np.longdouble
-        return (x.astype(wide) * wide(hi - lo) + wide(lo)).astype(np.float64)
+        return _unit(gen, n, True, None if lo == 0 and hi == 1 else (lo, hi - lo))
     lo, hi = np.float32(low), np.float32(high)
-    if not (lo == 0 and hi == 1):
-        x = (x.astype(np.float64) * np.float64(hi - lo) + np.float64(lo)).astype(np.float32)
+    # float16: a float drawn, then rounded to half, as torch does
+    x = _unit(gen, n, False, None if lo == 0 and hi == 1 else (lo, hi - lo))
     return x.astype(dtype, copy=False)
 
 
@@ -243,12 +291,56 @@ _WIDE_RANGE = 1 << 28
 
 def random_from_to(gen: CPUGenerator, n: int, dtype, low: int, high: int) -> np.ndarray:
     """`random_(low, high)`/`randint`: (word % range) + low, from a 64-bit draw when the
-    range is 2^28 or more, else from a 32-bit word."""
+    range is 2^28 or more, else from a 32-bit word. Drawn and reduced a block at a time
+    (`draw_blocks`), each block written into the result while it is still in cache."""
     dtype = np.dtype(dtype)
     span = int(high) - int(low)
-    wide = span >= _WIDE_RANGE
-    words = gen.random64(n) if wide else gen.random32(n)
-    return _offset(words % np.uint64(span), low).astype(dtype)
+    if n < _SMALL_DRAW:  # a few numpy calls on the whole draw: fewer, for a small one
+        words = gen.random64(n) if span >= _WIDE_RANGE else gen.random32(n)
+        return _offset(words % np.uint64(span), low).astype(dtype)
+    out = np.empty(n, dtype)
+    if span >= _WIDE_RANGE:
+        span64, base = np.uint64(span), np.uint64(int(low) % (1 << 64))
+
+        def wide(i: int, v: np.ndarray) -> None:
+            _remainder(v, span64)
+            v += base  # wraps in uint64 as torch's (uint64 + int64) does, then reads as int64
+            np.copyto(out[i * _UNIT_BLOCK:i * _UNIT_BLOCK + v.size], v.view(np.int64),
+                      casting="unsafe")
+
+        draw_blocks(gen.random64, _block_sizes(n, _UNIT_BLOCK), wide)
+        return out
+    # words two at a time as 64-bit draws, the first word the high half: the uint32 view
+    # holds each pair's second word first. Below 2^28 the remainder fits a uint32 and
+    # (remainder + low) lies in [low, high): no wrap-around, so int64 arithmetic is torch's
+    span32, base = np.uint32(span), np.int64(low)
+
+    def narrow(i: int, v: np.ndarray) -> None:
+        w = v.view(np.uint32)
+        _remainder(w, span32)
+        lo = 2 * i * _UNIT_BLOCK
+        o = out[lo:lo + w.size]
+        t = o if dtype == np.int64 else _scratch(w.size, np.int64)
+        pairs, t2 = w.reshape(-1, 2), t.reshape(-1, 2)
+        np.add(pairs[:, 1], base, out=t2[:, 0])
+        np.add(pairs[:, 0], base, out=t2[:, 1])
+        if t is not o:
+            np.copyto(o, t, casting="unsafe")
+
+    draw_blocks(gen.random64, _block_sizes(n // 2, _UNIT_BLOCK), narrow)
+    if n % 2:
+        out[-1:] = (gen.random32(1) % np.uint64(span)).astype(np.int64) + base
+    return out
+
+
+def _remainder(w: np.ndarray, span) -> None:
+    """w %= span for unsigned w and a scalar span, as w - (w // span) * span: numpy divides
+    by a scalar with SIMD (libdivide's multiply and shift) but takes the remainder one
+    element at a time, two to four times slower (exact either way: integers)."""
+    q = _scratch(w.size, w.dtype)
+    np.floor_divide(w, span, out=q)
+    q *= span
+    w -= q
 
 
 def random_full_range(gen: CPUGenerator, n: int, dtype) -> np.ndarray:

@@ -32,6 +32,7 @@ def small_blocks(monkeypatch):
     """Blocks of a few words, so that small draws cross many block edges (and the threaded
     schedule of the normal kernel starts at 10 rows)."""
     monkeypatch.setattr(D, "_UNIT_BLOCK", 7)
+    monkeypatch.setattr(D, "_SMALL_DRAW", 5)
     monkeypatch.setattr(D, "_FILL16_ROWS", 3)
     monkeypatch.setattr(normal_avx2, "_BLOCK_ROWS", 3)
     monkeypatch.setattr(normal_avx2, "_THREADED_ROWS", 5)
@@ -152,6 +153,31 @@ def test_rand_across_block_edges_is_torchs(helpers, blocks, request):
             assert np.array_equal(ours, theirs), (n, dtype)
         ours = D.uniform(g, n, np.float32, -2.0, 0.5)
         assert np.array_equal(ours, torch.empty(n).uniform_(-2.0, 0.5, generator=t).numpy())
+        ours = D.uniform(g, n, np.float64, -2.0, 0.5)
+        theirs = torch.empty(n, dtype=torch.float64).uniform_(-2.0, 0.5, generator=t)
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=0)
+        assert g.get_state() == bytes(t.get_state().numpy())
+
+
+@pytest.mark.parametrize("blocks", ["default", "small"])
+def test_randint_across_block_edges_is_torchs(helpers, blocks, request):
+    """randint's blocks: a word per element below a range of 2^28 (two words a 64-bit draw,
+    so a block holds 2 * _UNIT_BLOCK elements), a 64-bit draw per element from 2^28 on;
+    draws under _SMALL_DRAW are done whole."""
+    if blocks == "small":
+        request.getfixturevalue("small_blocks")
+    sizes = {0, 1, 2, 3, 33, D._SMALL_DRAW - 1, D._SMALL_DRAW, D._SMALL_DRAW + 1,
+             *_edges(2 * D._UNIT_BLOCK), *_edges(D._UNIT_BLOCK)}
+    g, t = CPUGenerator(4), _torch_gen(4)
+    for n in sorted(sizes):
+        for (low, high), dtype in (((0, 10), np.int64), ((-5, 1000), np.int64),
+                                   ((0, 200), np.uint8), ((-7, 99), np.float32),
+                                   ((-9, 2**28), np.int64), ((-2**40, 2**40), np.int64),
+                                   ((3, 2**30), np.int32)):
+            ours = D.random_from_to(g, n, dtype, low, high)
+            theirs = torch.randint(low, high, (n,), generator=t,
+                                   dtype=getattr(torch, np.dtype(dtype).name)).numpy()
+            assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), (n, low, dtype)
         assert g.get_state() == bytes(t.get_state().numpy())
 
 
