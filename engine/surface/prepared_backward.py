@@ -41,7 +41,7 @@ class BackwardPlan:
     """The watched backward from slot `root`'s tensor (see the module doc)."""
 
     __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves", "device",
-                 "steps")
+                 "steps", "reads")
 
     def __init__(self, root: int, root_nr: int, start: int, edges: dict, ops: list,
                  acc: list, leaves: tuple, device: str) -> None:
@@ -53,6 +53,10 @@ class BackwardPlan:
         self.leaves = leaves
         self.device = device  # the root's: where the ops on arrays run
         self.steps = _steps(ops, acc, device)
+        # the slots whose tensors (or arrays) the ops read: a step's earlier batches may
+        # hold only their nodes now (server/_chain.py)
+        self.reads = tuple(sorted({ref[1] for _, refs, _, _, _ in ops for ref in refs
+                                   if ref[0] == "s"}))
 
     def run(self, slots: list) -> bool:
         """The backward on this run's slot tensors; False (having changed nothing) when its
@@ -79,6 +83,10 @@ class BackwardPlan:
         for k in self.leaves:
             t = slots[k]
             if t._hooks is not None or t._grad is not None:
+                return False
+        for k in self.reads:
+            t = slots[k]
+            if t is None or t._data is None:
                 return False
         try:
             for node in nodes.values():
