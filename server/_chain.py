@@ -17,7 +17,7 @@ from __future__ import annotations
 import weakref
 
 from gradserve.engine import Meta, Tensor
-from gradserve.engine.surface.tensor import _wrap
+from gradserve.engine.seam import stand_in
 
 # session -> [the runs since its last backward, oldest first]
 _CHAINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -78,9 +78,7 @@ def _stand_in(kept: tuple):
     node = None if kept[1] is None else kept[1]()
     if data is None and node is None:
         return None
-    t = _wrap(data, kept[4], kept[5])
-    t._grad_fn, t._output_nr = node, kept[2]
-    return t
+    return stand_in(data, kept[4], kept[5], node, kept[2])
 
 
 def release(session) -> bool:

@@ -45,8 +45,10 @@ from gradserve.engine import Meta, Tensor
 from gradserve.engine.seam import (
     OPS,
     BackwardPlan,
+    apply_direct,
     apply_inplace_known,
     apply_known,
+    direct,
     grad_mode,
     inplace_meta,
     inplace_signature,
@@ -72,7 +74,7 @@ class Step:
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
                  "flags", "meta", "nbytes", "guards", "backward", "watched", "chain", "pad",
-                 "foreign")
+                 "foreign", "grad", "direct")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -84,6 +86,8 @@ class Step:
         self.floats: tuple = ()  # (attr key, k): the attr is values[k]
         self.seen: tuple = ()  # the values of `floats` in the watched run
         self.flags = 0
+        self.grad = True  # grad mode for the step (not NO_GRAD)
+        self.direct = False  # an op `apply_direct` runs (a plain CPU kernel)
         self.nbytes = 0
         self.guards: tuple = ()  # (input position, signature it must have)
         self.backward: BackwardPlan | None = None  # a `backward` command's, when planned
@@ -133,6 +137,8 @@ class Plan:
         bound = batch.bound if batch.describe else None
         vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
+        take = batch.budget.take
+        deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
         for j, step in enumerate(self.steps):
             kind = step.kind
             if kind is EAGER:
@@ -141,7 +147,6 @@ class Plan:
                     vals[k] = t
                 continue
             index = batch.index
-            deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
             try:
                 if deadline is not None and monotonic() > deadline[0]:
                     check_deadline(f"op {index}'s request")
@@ -154,13 +159,10 @@ class Plan:
                             raise Fallback
                         vals[k] = t
                     inputs[pos] = t
-                if kind is INPLACE_OP:
+                if step.guards:
+                    check = inplace_signature if kind is INPLACE_OP else signature
                     for pos, sig in step.guards:
-                        if inplace_signature(inputs[pos]) != sig:
-                            raise Fallback
-                else:
-                    for pos, sig in step.guards:
-                        if signature(inputs[pos]) != sig:
+                        if check(inputs[pos]) != sig:
                             raise Fallback
                 attrs = step.attrs
                 seen = True  # the float attrs are the watched run's
@@ -170,15 +172,18 @@ class Plan:
                         attrs[key] = values[k]
                     seen = all(attrs[key] == v for (key, _), v in
                                zip(step.floats, step.seen, strict=True))
-                state.enabled = not step.flags & NO_GRAD
+                state.enabled = step.grad
                 if kind is OP:
                     meta = step.meta
                     if not seen and known_meta(step.op, inputs, attrs) != meta:
                         raise Fallback  # a float attr that changes a shape (arange's end)
                     # the byte check eager makes once the shape rule ran: nothing before it
                     # can fail for inputs of the watched signatures (placement is theirs)
-                    batch.budget.take(step.nbytes, step.name)
-                    results = apply_known(step.op, tuple(inputs), attrs, meta)
+                    take(step.nbytes, step.name)
+                    if step.direct:
+                        results = apply_direct(step.op, inputs, attrs, meta)
+                    else:
+                        results = apply_known(step.op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
                         _chained(step, batch.session) + [
@@ -363,7 +368,7 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
         trusted.difference_update(slot_of.values())
         trusted.difference_update(out_slots)
         return step
-    step.op, step.flags = op, flags
+    step.op, step.flags, step.grad = op, flags, not flags & NO_GRAD
     step.args = tuple(None if pos in slot_of else x for pos, x in enumerate(inputs))
     step.reads = tuple(slot_of.items())
     step.attrs = attrs
@@ -393,6 +398,7 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
         return step
     step.meta = meta
     step.nbytes = meta_bytes(m for m in metas if m.strides is None)
+    step.direct = direct(op, next(x._device for x in live if isinstance(x, Tensor)))
     step.guards = tuple((pos, signature(live[pos])) for pos, k in slot_of.items()
                         if k not in trusted)
     step.kind = OP

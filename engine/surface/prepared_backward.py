@@ -31,7 +31,7 @@ from ..core.dtype import DType
 from ..core.registry import Meta
 from ..core.tape import watching
 from .grad_api import _root_grads
-from .prepared import apply_known
+from .prepared import apply_direct, apply_known, direct
 from .tensor import Tensor, _finish, _wrap
 
 _CONSTANTS = (int, float, bool, str, type(None))
@@ -114,7 +114,7 @@ class BackwardPlan:
         with _grad_mode.set_grad_enabled(False):  # as the walk runs without create_graph
             token = be.enter()  # numpy's quiet floating point (a GPU: its device), as per op
             try:
-                for op, args, attrs, meta, on_arrays in self.steps:
+                for op, args, attrs, meta, on_arrays, plain in self.steps:
                     if check is not None:
                         try:
                             check()
@@ -139,7 +139,9 @@ class BackwardPlan:
                             inputs.append(x)
                         else:
                             inputs.append(a)
-                    if not on_arrays:
+                    if plain:
+                        values.append(apply_direct(op, inputs, attrs, meta))
+                    elif not on_arrays:
                         values.append(apply_known(op, tuple(inputs), attrs, meta))
                     elif type(meta) is Meta:
                         values.append((_finish(xp, op.forward(xp, *inputs, **attrs), meta,
@@ -175,9 +177,10 @@ _VALUE, _DATA, _SLOT, _ROOT, _WRAP, _CONSTANT = "value", "data", "slot", "root",
 
 def _steps(ops: list, acc: list, device: str) -> list:
     """`ops` as `_values` runs them: (op, inputs as (kind, a, b), attrs, meta, whether it
-    runs on arrays). An op runs as eager's when its outputs may be seen: a leaf's gradient,
-    or a view that such an op reads (its base is seen through it); and when it is anything
-    but a plain kernel on the root's device (random, or one that names a device)."""
+    runs on arrays, whether it runs as eager's through `apply_direct`). An op runs as eager's
+    when its outputs may be seen: a leaf's gradient, or a view that such an op reads (its
+    base is seen through it); and when it is anything but a plain kernel on the root's
+    device (random, or one that names a device)."""
     eager = {ref[1] for _, ref in acc if ref[0] == "v"}
     eager.update(i for i, (op, _, _, _, dev) in enumerate(ops)
                  if op.random or op.needs_device or dev != device)
@@ -185,7 +188,7 @@ def _steps(ops: list, acc: list, device: str) -> list:
         if j in eager:
             eager.update(ref[1] for ref in ops[j][1] if ref[0] == "v" and ops[ref[1]][0].view)
     steps = []
-    for j, (op, refs, attrs, meta, _) in enumerate(ops):
+    for j, (op, refs, attrs, meta, dev) in enumerate(ops):
         on_arrays = j not in eager
         args = []
         for ref in refs:
@@ -205,7 +208,8 @@ def _steps(ops: list, acc: list, device: str) -> list:
                 args.append((_ROOT, ref[1], None))
             else:
                 args.append((_CONSTANT, ref[1], None))
-        steps.append((op, tuple(args), attrs, meta, on_arrays))
+        steps.append((op, tuple(args), attrs, meta, on_arrays,
+                       not on_arrays and direct(op, dev)))
     return steps
 
 
