@@ -74,7 +74,7 @@ class Step:
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
                  "flags", "meta", "nbytes", "guards", "backward", "watched", "chain", "pad",
-                 "foreign", "grad", "direct")
+                 "foreign", "grad", "direct", "keys")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -84,7 +84,8 @@ class Step:
         self.outs: tuple = ()  # output slots
         self.attrs: dict = {}
         self.floats: tuple = ()  # (attr key, k): the attr is values[k]
-        self.seen: tuple = ()  # the values of `floats` in the watched run
+        self.keys: tuple = ()  # the attr keys of `floats`
+        self.seen: list = []  # the values of `floats` in the watched run
         self.flags = 0
         self.grad = True  # grad mode for the step (not NO_GRAD)
         self.direct = False  # an op `apply_direct` runs (a plain CPU kernel)
@@ -167,11 +168,10 @@ class Plan:
                 attrs = step.attrs
                 seen = True  # the float attrs are the watched run's
                 if step.floats:
+                    now = [values[k] for _, k in step.floats]
                     attrs = dict(attrs)
-                    for key, k in step.floats:
-                        attrs[key] = values[k]
-                    seen = all(attrs[key] == v for (key, _), v in
-                               zip(step.floats, step.seen, strict=True))
+                    attrs.update(zip(step.keys, now, strict=True))
+                    seen = now == step.seen
                 state.enabled = step.grad
                 if kind is OP:
                     meta = step.meta
@@ -374,7 +374,8 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
     step.attrs = attrs
     if type(t[3]) is dict:
         step.floats = tuple((key, v["@"]) for key, v in t[3].items() if type(v) is dict)
-        step.seen = tuple(attrs[key] for key, _ in step.floats)
+        step.keys = tuple(key for key, _ in step.floats)
+        step.seen = [attrs[key] for key in step.keys]
     grad_mode._state.enabled = not flags & NO_GRAD  # as the executor sets it for the entry
     if op.run is not None:
         if not flags & INPLACE:
