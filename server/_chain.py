@@ -45,9 +45,10 @@ class _Run:
         return [None if kept is None else _stand_in(kept) for kept in self.slots]
 
     def done(self) -> bool:
-        """Whether a backward freed (or the client dropped) every node the run made: no
-        later step's backward can reach it."""
-        return all(n is None or n._freed for n in map(self.node, self.nodes))
+        """Whether a backward freed a node the run made, or the client dropped all of them:
+        no later step's backward can reach it."""
+        nodes = [self.node(k) for k in self.nodes]
+        return all(n is None for n in nodes) or any(n is not None and n._freed for n in nodes)
 
 
 def _keep(t) -> tuple | None:
@@ -117,8 +118,8 @@ def note(session, plan, slots: list, values: list) -> None:
     chain = _CHAINS.get(session)
     if chain is None:
         chain = _CHAINS[session] = []
-    # a run whose nodes are freed or gone (a backward outside the plans: eager, or a batch
-    # too short to capture; or a graph the client dropped) is no step's any more
+    # a run whose nodes a backward freed (one outside the plans: eager, or a batch too short
+    # to capture) or the client dropped is no step's any more
     while chain and chain[0].done():
         del chain[0]
     chain.append(_Run(plan, [_keep(t) for t in slots], nodes, tuple(values)))
