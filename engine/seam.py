@@ -30,7 +30,9 @@ The server
     the compute budget), and a session's snapshot: `pack`, `unpack`, `why_not_quiet`,
     `NotQuiet`, `array_bytes`; a captured step's prepared ops (server/_plan.py):
     `known_meta`/`inplace_meta` and `signature`/`inplace_signature` (what a run is checked
-    against), `apply_known`/`apply_inplace_known` (the op sequence with those known),
+    against), `apply_known`/`apply_inplace_known` (the op sequence with those known;
+    `apply_direct` where `direct` allows it: a plain CPU kernel), `stand_in` (a gone tensor
+    as a planned backward reads it),
     `watch_backward`/`BackwardPlan` (a backward's kernels, watched once and run again).
 
     >>> from gradserve.engine import seam, tensor
@@ -70,12 +72,15 @@ from .surface.functions import FUNCTIONS
 from .surface.grad_api import as_list, check_roots, check_unused
 from .surface.out import write_out
 from .surface.prepared import (
+    apply_direct,
     apply_inplace_known,
     apply_known,
+    direct,
     inplace_meta,
     inplace_signature,
     known_meta,
     signature,
+    stand_in,
 )
 from .surface.prepared_backward import BackwardPlan, watch_backward
 from .surface.random import Generator
@@ -87,13 +92,14 @@ __all__ = [
     "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
     "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
-    "add_tensor_hook", "apply", "apply_inplace", "apply_inplace_known", "apply_known",
+    "add_tensor_hook", "apply", "apply_direct", "apply_inplace", "apply_inplace_known",
+    "apply_known", "direct",
     "array_bytes", "as_list", "backend",
     "canonical_device", "check_roots", "check_unused", "client_calls", "describe_graph",
     "factory_names", "format_tensor", "free_graph", "from_numpy_dtype", "functional",
     "generator_inputs", "grad_mode", "hooks_in", "inplace_meta", "inplace_signature",
     "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
-    "shown", "signature", "to_dot",
+    "shown", "signature", "stand_in", "to_dot",
     "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

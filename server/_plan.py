@@ -25,9 +25,10 @@ eager steps of the plan, run through the executor's one path.
 A `backward` from one root is planned (engine/surface/prepared_backward.py) when every node
 its graph reaches was made by a prepared op: of this step, or of the captured batches that
 ran before it since the session's last backward (a step of more ops than one batch: the SDK
-cuts batches at 64 ops). Those runs are kept per session (`_CHAINS`); the plan names the
-ones it reaches, which must be the session's newest runs, of the same plans, with the same
-float values, and each node it reaches there must be the one the run's prepared op made.
+cuts batches at 64 ops). Those runs are kept per session, by weak references only
+(server/_chain.py); the plan names the ones it reaches, which must be the session's newest
+runs, of the same plans, with the same float values, and each node it reaches there must be
+the one the run's prepared op made.
 
 When a check fails, that entry and the rest of the step run the eager way (the state the
 prepared steps before it left is eager's, so eager's result and errors follow), and the plan
@@ -38,15 +39,16 @@ session's plan runs the same cupy kernels one by one.
 
 from __future__ import annotations
 
-import weakref
 from time import monotonic
 
 from gradserve.engine import Meta, Tensor
 from gradserve.engine.seam import (
     OPS,
     BackwardPlan,
+    apply_direct,
     apply_inplace_known,
     apply_known,
+    direct,
     grad_mode,
     inplace_meta,
     inplace_signature,
@@ -56,33 +58,15 @@ from gradserve.engine.seam import (
 )
 from gradserve.v1.codec import INPLACE, NO_GRAD
 
+from . import _chain as chain
 from ._limits import meta_bytes, releasers
 from ._replay import fill
 from ._scheduler import _local as _item  # the running item's deadline
 from ._scheduler import check_deadline
 
 OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
-# A step of more ops than one batch (the SDK cuts its batches at 64 ops) comes as several
-# captured batches in a row, the last one's backward reaching the nodes the earlier ones
-# made. session -> the runs since its last backward (`_Run`), the newest MAX_CHAIN: what
-# such a backward is planned across. A run holds its slots' tensors until the next backward
-# (or until MAX_CHAIN newer runs), as the graph holds most of them until then anyway.
-_CHAINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-MAX_CHAIN = 32
 
-
-def _release_chains(session) -> bool:
-    """The runs' tensors count in the session's bytes: before a limit refuses, they go
-    (`session` None: every session's, for the server's limit); the next backward is then
-    eager's, and is watched again."""
-    if session is not None:
-        return _CHAINS.pop(session, None) is not None
-    held = len(_CHAINS) > 0
-    _CHAINS.clear()
-    return held
-
-
-releasers.append(_release_chains)
+releasers.append(chain.release)
 
 
 class Step:
@@ -90,7 +74,7 @@ class Step:
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
                  "flags", "meta", "nbytes", "guards", "backward", "watched", "chain", "pad",
-                 "foreign")
+                 "foreign", "grad", "direct", "keys")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -100,8 +84,11 @@ class Step:
         self.outs: tuple = ()  # output slots
         self.attrs: dict = {}
         self.floats: tuple = ()  # (attr key, k): the attr is values[k]
-        self.seen: tuple = ()  # the values of `floats` in the watched run
+        self.keys: tuple = ()  # the attr keys of `floats`
+        self.seen: list = []  # the values of `floats` in the watched run
         self.flags = 0
+        self.grad = True  # grad mode for the step (not NO_GRAD)
+        self.direct = False  # an op `apply_direct` runs (a plain CPU kernel)
         self.nbytes = 0
         self.guards: tuple = ()  # (input position, signature it must have)
         self.backward: BackwardPlan | None = None  # a `backward` command's, when planned
@@ -151,6 +138,8 @@ class Plan:
         bound = batch.bound if batch.describe else None
         vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
+        take = batch.budget.take
+        deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
         for j, step in enumerate(self.steps):
             kind = step.kind
             if kind is EAGER:
@@ -159,7 +148,6 @@ class Plan:
                     vals[k] = t
                 continue
             index = batch.index
-            deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
             try:
                 if deadline is not None and monotonic() > deadline[0]:
                     check_deadline(f"op {index}'s request")
@@ -172,31 +160,30 @@ class Plan:
                             raise Fallback
                         vals[k] = t
                     inputs[pos] = t
-                if kind is INPLACE_OP:
+                if step.guards:
+                    check = inplace_signature if kind is INPLACE_OP else signature
                     for pos, sig in step.guards:
-                        if inplace_signature(inputs[pos]) != sig:
-                            raise Fallback
-                else:
-                    for pos, sig in step.guards:
-                        if signature(inputs[pos]) != sig:
+                        if check(inputs[pos]) != sig:
                             raise Fallback
                 attrs = step.attrs
                 seen = True  # the float attrs are the watched run's
                 if step.floats:
+                    now = [values[k] for _, k in step.floats]
                     attrs = dict(attrs)
-                    for key, k in step.floats:
-                        attrs[key] = values[k]
-                    seen = all(attrs[key] == v for (key, _), v in
-                               zip(step.floats, step.seen, strict=True))
-                state.enabled = not step.flags & NO_GRAD
+                    attrs.update(zip(step.keys, now, strict=True))
+                    seen = now == step.seen
+                state.enabled = step.grad
                 if kind is OP:
                     meta = step.meta
                     if not seen and known_meta(step.op, inputs, attrs) != meta:
                         raise Fallback  # a float attr that changes a shape (arange's end)
                     # the byte check eager makes once the shape rule ran: nothing before it
                     # can fail for inputs of the watched signatures (placement is theirs)
-                    batch.budget.take(step.nbytes, step.name)
-                    results = apply_known(step.op, tuple(inputs), attrs, meta)
+                    take(step.nbytes, step.name)
+                    if step.direct:
+                        results = apply_direct(step.op, inputs, attrs, meta)
+                    else:
+                        results = apply_known(step.op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
                         _chained(step, batch.session) + [
@@ -222,13 +209,13 @@ class Plan:
                 if bound is not None:
                     bound.append(tid)
             batch.index = index + 1
-        _note(batch.session, self, [tensors.get(x) if t is None else t
-                                    for x, t in zip(ids, vals, strict=True)], values)
+        chain.note(batch.session, self, [tensors.get(x) if t is None else t
+                                         for x, t in zip(ids, vals, strict=True)], values)
         self.runs += 1
         return True
 
     def _eager_from(self, j: int, batch, ids, values, read, where) -> None:
-        _CHAINS.pop(batch.session, None)  # a run that did not fit: nothing to plan across
+        chain.drop(batch.session)  # a run that did not fit: nothing to plan across
         for t in self.template[j:]:
             batch.eager(fill(t, ids, values), read, where)
 
@@ -236,83 +223,52 @@ class Plan:
 _ENDS = ("backward", "grad")  # commands that end a step's graph
 
 
-class _Run:
-    """One completed run of a plan: its slots' tensors, the nodes its prepared ops made
-    (slot -> grad_fn, as the run left them) and its float values."""
-
-    __slots__ = ("plan", "slots", "nodes", "values")
-
-    def __init__(self, plan: Plan, slots: list, nodes: dict, values: tuple) -> None:
-        self.plan, self.slots, self.nodes, self.values = plan, slots, nodes, values
-
-
-def _note(session, plan: Plan, slots: list, values: list) -> None:
-    """A run of `plan` completed, leaving `slots`: one a later batch's backward may reach."""
-    if plan.ends:  # its backward ended the step: the runs after it are the next step's
-        _CHAINS.pop(session, None)
-        return
-    nodes = {}
-    for k in plan.made:
-        t = slots[k]
-        if isinstance(t, Tensor) and t.grad_fn is not None:
-            nodes[k] = t.grad_fn
-    if not nodes:  # no graph (no_grad): nothing a backward reaches, nothing to hold
-        return
-    chain = _CHAINS.get(session)
-    if chain is None:
-        chain = _CHAINS[session] = []
-    # a run whose nodes a backward freed (one outside the plans: eager, or a batch too
-    # short to capture) is no step's any more: let its tensors go
-    while chain and any(node._freed for node in chain[0].nodes.values()):
-        del chain[0]
-    chain.append(_Run(plan, slots, nodes, tuple(values)))
-    if len(chain) > MAX_CHAIN:
-        del chain[0]
-
-
 def _chained(step: Step, session) -> list:
     """The slots of the earlier runs `step`'s backward was planned across, as this step's
-    newest runs left them; raises Fallback when those runs are not the watched plans' (the
-    backward is watched again) or a node of theirs it reaches is not the one their
-    prepared op made (changed since: the eager backward runs)."""
+    newest runs left them (server/_chain.py); raises Fallback when those runs are not the
+    watched plans' (the backward is watched again) or a node of theirs it reaches is not
+    the one their prepared op made (changed since: the eager backward runs)."""
     if not step.chain:
         return [None] * step.pad
-    chain = _CHAINS.get(session, ())
+    kept = chain.runs(session)
     n = len(step.chain)
-    if len(chain) < n:
+    if len(kept) < n:
         raise Fallback
-    runs = chain[len(chain) - n:]
+    runs = kept[len(kept) - n:]
     slots = [None] * step.pad
     for run, (plan, size, values) in zip(runs, step.chain, strict=True):
         if run.plan is not plan or len(run.slots) != size or run.values != values:
             raise Fallback
-        slots += run.slots
+    tensors = [run.tensors() for run in runs]
     for i, k in step.foreign:
-        run = runs[i]
-        node = run.nodes.get(k)
-        if node is None or run.slots[k].grad_fn is not node:
-            return [None] * len(slots)  # the graph check finds no node there: eager
+        node, t = runs[i].node(k), tensors[i][k]
+        if node is None or t is None or t.grad_fn is not node:
+            return slots + [None] * sum(map(len, tensors))  # the graph check finds no node
+    for ts in tensors:
+        slots += ts
     return slots
 
 
 def _watch(batch, step: Step, ids: list, run, made: set) -> None:
     """Watch `step`'s backward (`run`), planned across the session's earlier runs since its
-    last backward where its graph reaches their nodes (see `_CHAINS`)."""
-    chain = _CHAINS.get(batch.session, ())
+    last backward where its graph reaches their nodes (server/_chain.py)."""
+    kept = chain.runs(batch.session)
     prefix: list = []
     trusted: set[int] = set()
     starts = []
-    for r in chain:
+    for r in kept:
         off = len(prefix)
         starts.append(off)
-        prefix += r.slots
-        trusted.update(off + k for k, node in r.nodes.items() if r.slots[k].grad_fn is node)
+        ts = r.tensors()
+        prefix += ts
+        trusted.update(off + k for k in r.nodes
+                       if ts[k] is not None and ts[k].grad_fn is r.node(k) is not None)
     tensors = batch.session.tensors
     off = len(prefix)
     plan = watch_backward(off + step.reads[0][1], prefix + [tensors.get(x) for x in ids], run,
                           trusted | {off + k for k in made})
     step.backward = plan
-    if plan is None or not chain:
+    if plan is None or not kept:
         step.pad = off
         return
     used = [plan.start, *plan.edges, *plan.leaves]
@@ -324,7 +280,7 @@ def _watch(batch, step: Step, ids: list, run, made: set) -> None:
         step.pad = off
         return
     step.pad = starts[first]
-    step.chain = tuple((r.plan, len(r.slots), r.values) for r in chain[first:])
+    step.chain = tuple((r.plan, len(r.slots), r.values) for r in kept[first:])
     step.foreign = tuple((i - first, k - starts[i]) for k in plan.edges if k < off
                          for i in (max(i for i, s in enumerate(starts) if s <= k),))
 
@@ -378,7 +334,7 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
     plan = Plan(steps, template, max(slots, default=0), max(floats, default=0),
                 frozenset(made))
     tensors = batch.session.tensors
-    _note(batch.session, plan, [tensors.get(x) for x in ids], values)
+    chain.note(batch.session, plan, [tensors.get(x) for x in ids], values)
     return plan
 
 
@@ -412,13 +368,14 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
         trusted.difference_update(slot_of.values())
         trusted.difference_update(out_slots)
         return step
-    step.op, step.flags = op, flags
+    step.op, step.flags, step.grad = op, flags, not flags & NO_GRAD
     step.args = tuple(None if pos in slot_of else x for pos, x in enumerate(inputs))
     step.reads = tuple(slot_of.items())
     step.attrs = attrs
     if type(t[3]) is dict:
         step.floats = tuple((key, v["@"]) for key, v in t[3].items() if type(v) is dict)
-        step.seen = tuple(attrs[key] for key, _ in step.floats)
+        step.keys = tuple(key for key, _ in step.floats)
+        step.seen = [attrs[key] for key in step.keys]
     grad_mode._state.enabled = not flags & NO_GRAD  # as the executor sets it for the entry
     if op.run is not None:
         if not flags & INPLACE:
@@ -442,6 +399,7 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
         return step
     step.meta = meta
     step.nbytes = meta_bytes(m for m in metas if m.strides is None)
+    step.direct = direct(op, next(x._device for x in live if isinstance(x, Tensor)))
     step.guards = tuple((pos, signature(live[pos])) for pos, k in slot_of.items()
                         if k not in trusted)
     step.kind = OP

@@ -34,6 +34,7 @@ _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LONE_REPLAY = b'[["' + REPLAY.encode() + b'",'  # as the SDK writes it (compact JSON)
 _LONE_REPLAY_BYTES = 1 << 16
 _TIMES_KEPT = 4
+_STR, _FLOAT = frozenset((str,)), frozenset((float,))
 
 
 def expand(session, sources: Sequence[OpSource], max_ops: int | None = None
@@ -152,9 +153,10 @@ def resolve(session, entry: list, max_ops: int | None) -> tuple[Captured, list, 
             f"an op_batch entry starting with '@' is [\"{CAPTURE}\", handle, ids, values, "
             f"template] or [\"{REPLAY}\", handle, ids, values], not {str(entry[0])[:40]!r} "
             f"with {len(entry)} items")
-    if type(ids) is not list or not all(type(x) is str and x for x in ids):
+    # the element checks in C (a replay's every request runs them): types, then non-empty
+    if type(ids) is not list or not set(map(type, ids)) <= _STR or not all(ids):
         raise InvalidArgumentError(f"{kind}'s ids must be an array of non-empty strings")
-    if type(values) is not list or not all(type(v) is float for v in values):
+    if type(values) is not list or not set(map(type, values)) <= _FLOAT:
         raise InvalidArgumentError(f"{kind}'s values must be an array of numbers")
     return captured, ids, values
 

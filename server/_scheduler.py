@@ -51,7 +51,16 @@ from gradserve.engine import seam
 from ._errors import DeadlineExceededError, UnavailableError, detach
 from ._limits import item_work
 
-_local = threading.local()
+
+class _Local(threading.local):
+    """What the item running on a thread set: its deadline (a tuple) and device, None on a
+    thread that runs none (class defaults: read per op, never a failed lookup)."""
+
+    deadline = None
+    device = None
+
+
+_local = _Local()
 _QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
 _CALL_DEADLINE = "the call's deadline"
 # A session whose last item had an op touching this many elements (a millisecond or more of a

@@ -13,13 +13,17 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-_local = threading.local()
-_local.log = None
+
+class _Local(threading.local):
+    log = None  # a class default: every thread reads None without a failed lookup (per op)
+
+
+_local = _Local()
 
 
 def log() -> list | None:
     """This thread's tape, or None when nobody watches."""
-    return getattr(_local, "log", None)
+    return _local.log
 
 
 @contextmanager

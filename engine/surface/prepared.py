@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..core import dispatch
-from ..core.meta import check_inplace, placement
+from ..core import grad_mode as _grad_mode
+from ..core.backend import _CPU
+from ..core.errors import TensorIndexError
+from ..core.meta import check_inplace, mark_views, placement, record, set_history
 from ..core.registry import Meta, OpDef
-from .tensor import KIND, Tensor
+from .tensor import KIND, Tensor, _output, _wrap
 
 
 def signature(x) -> tuple | None:
@@ -63,6 +66,64 @@ def apply_known(op: OpDef, inputs: tuple, attrs: dict, meta,
     """`dispatch.apply` with the shape rule's result `meta` known; the outputs as a tuple."""
     device, any_grad = placement(inputs, None)
     return dispatch.apply_known(KIND, op, inputs, attrs, device, any_grad, meta, check)[0]
+
+
+def direct(op: OpDef, device: str) -> bool:
+    """Whether `apply_direct` may run `op` on `device`: a plain kernel on the CPU (no draws
+    from a generator, no device of its own), which the engine's kind computes with nothing
+    around it but numpy's quiet floating point."""
+    return device == "cpu" and not op.random and not op.needs_device and KIND.emit is None
+
+
+def apply_direct(op: OpDef, inputs: tuple, attrs: dict, meta) -> tuple:
+    """`apply_known` for an op `direct` allows, on inputs that are engine tensors on the
+    CPU (their signatures were checked) or constants, while no tape watches (core/tape.py):
+    the same kernel, outputs, views, node and saved tensors, without the dispatch's
+    general steps (the placement check, the backend's lookup, the tape)."""
+    any_grad = False
+    args = []
+    for x in inputs:
+        if type(x) is Tensor:
+            args.append(x._data)
+            if not any_grad:
+                any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
+                    is not None
+        else:
+            args.append(x)
+    token = _CPU.enter()
+    try:
+        try:
+            out = op.forward(_XP, *args, **attrs)
+        except TensorIndexError:
+            raise
+        except IndexError as e:  # as the engine's kind says it (surface/tensor.py `_run`)
+            raise TensorIndexError(f"{op.name}: {e}") from None
+        if type(meta) is Meta:
+            outputs = (_output(_XP, out, meta, op, "cpu"),)
+            first = meta
+        else:
+            outputs = tuple(_output(_XP, a, m, op, "cpu") for a, m in zip(out, meta,
+                                                                          strict=True))
+            first = meta[0]
+    finally:
+        _CPU.exit(token)
+    if op.view:
+        mark_views(op, inputs[0], outputs, (meta,) if type(meta) is Meta else meta, attrs)
+    if any_grad and op.differentiable and _grad_mode._state.enabled and (
+            first.dtype.is_floating_point):
+        set_history(outputs, record(op, inputs, attrs, "cpu", meta), op)
+    return outputs
+
+
+_XP = _CPU.xp
+
+
+def stand_in(data, meta: Meta, device: str, node, output_nr: int) -> Tensor:
+    """A tensor that is gone, as a planned backward reads it (server/_chain.py): its node
+    and output number, its array (None when nobody kept it)."""
+    t = _wrap(data, meta, device)
+    t._grad_fn, t._output_nr = node, output_nr
+    return t
 
 
 def apply_inplace_known(op: OpDef, target, others: tuple, attrs: dict, recorded) -> None:

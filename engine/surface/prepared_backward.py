@@ -31,7 +31,7 @@ from ..core.dtype import DType
 from ..core.registry import Meta
 from ..core.tape import watching
 from .grad_api import _root_grads
-from .prepared import apply_known
+from .prepared import apply_direct, apply_known, direct
 from .tensor import Tensor, _finish, _wrap
 
 _CONSTANTS = (int, float, bool, str, type(None))
@@ -41,7 +41,7 @@ class BackwardPlan:
     """The watched backward from slot `root`'s tensor (see the module doc)."""
 
     __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves", "device",
-                 "steps")
+                 "steps", "reads")
 
     def __init__(self, root: int, root_nr: int, start: int, edges: dict, ops: list,
                  acc: list, leaves: tuple, device: str) -> None:
@@ -53,6 +53,10 @@ class BackwardPlan:
         self.leaves = leaves
         self.device = device  # the root's: where the ops on arrays run
         self.steps = _steps(ops, acc, device)
+        # the slots whose tensors (or arrays) the ops read: a step's earlier batches may
+        # hold only their nodes now (server/_chain.py)
+        self.reads = tuple(sorted({ref[1] for _, refs, _, _, _ in ops for ref in refs
+                                   if ref[0] == "s"}))
 
     def run(self, slots: list) -> bool:
         """The backward on this run's slot tensors; False (having changed nothing) when its
@@ -80,6 +84,10 @@ class BackwardPlan:
             t = slots[k]
             if t._hooks is not None or t._grad is not None:
                 return False
+        for k in self.reads:
+            t = slots[k]
+            if t is None or t._data is None:
+                return False
         try:
             for node in nodes.values():
                 node.check_saved()
@@ -106,7 +114,7 @@ class BackwardPlan:
         with _grad_mode.set_grad_enabled(False):  # as the walk runs without create_graph
             token = be.enter()  # numpy's quiet floating point (a GPU: its device), as per op
             try:
-                for op, args, attrs, meta, on_arrays in self.steps:
+                for op, args, attrs, meta, on_arrays, plain in self.steps:
                     if check is not None:
                         try:
                             check()
@@ -131,7 +139,9 @@ class BackwardPlan:
                             inputs.append(x)
                         else:
                             inputs.append(a)
-                    if not on_arrays:
+                    if plain:
+                        values.append(apply_direct(op, inputs, attrs, meta))
+                    elif not on_arrays:
                         values.append(apply_known(op, tuple(inputs), attrs, meta))
                     elif type(meta) is Meta:
                         values.append((_finish(xp, op.forward(xp, *inputs, **attrs), meta,
@@ -167,9 +177,10 @@ _VALUE, _DATA, _SLOT, _ROOT, _WRAP, _CONSTANT = "value", "data", "slot", "root",
 
 def _steps(ops: list, acc: list, device: str) -> list:
     """`ops` as `_values` runs them: (op, inputs as (kind, a, b), attrs, meta, whether it
-    runs on arrays). An op runs as eager's when its outputs may be seen: a leaf's gradient,
-    or a view that such an op reads (its base is seen through it); and when it is anything
-    but a plain kernel on the root's device (random, or one that names a device)."""
+    runs on arrays, whether it runs as eager's through `apply_direct`). An op runs as eager's
+    when its outputs may be seen: a leaf's gradient, or a view that such an op reads (its
+    base is seen through it); and when it is anything but a plain kernel on the root's
+    device (random, or one that names a device)."""
     eager = {ref[1] for _, ref in acc if ref[0] == "v"}
     eager.update(i for i, (op, _, _, _, dev) in enumerate(ops)
                  if op.random or op.needs_device or dev != device)
@@ -177,7 +188,7 @@ def _steps(ops: list, acc: list, device: str) -> list:
         if j in eager:
             eager.update(ref[1] for ref in ops[j][1] if ref[0] == "v" and ops[ref[1]][0].view)
     steps = []
-    for j, (op, refs, attrs, meta, _) in enumerate(ops):
+    for j, (op, refs, attrs, meta, dev) in enumerate(ops):
         on_arrays = j not in eager
         args = []
         for ref in refs:
@@ -197,7 +208,8 @@ def _steps(ops: list, acc: list, device: str) -> list:
                 args.append((_ROOT, ref[1], None))
             else:
                 args.append((_CONSTANT, ref[1], None))
-        steps.append((op, tuple(args), attrs, meta, on_arrays))
+        steps.append((op, tuple(args), attrs, meta, on_arrays,
+                       not on_arrays and direct(op, dev)))
     return steps
 
 

@@ -98,6 +98,8 @@ def test_replays_run_the_plan_and_match_eager():
     plan = _plan(planned)
     assert plan.runs == 3 and plan.prepared() == len(TEMPLATE)
     assert [st.backward is not None for st in plan.steps if st.name == "backward"] == [True]
+    # CPU ops run their kernels directly (seam.apply_direct), with eager's results (above)
+    assert [st.direct for st in plan.steps if st.kind == "op"] == [True] * 4
 
 
 def _rebind(name, array):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradserve as gs
 import gradserve.nn as nn
 import pytest
+from gradserve.server import _chain as chain
 from gradserve.server import _limits, create_server
 
 MiB = 1 << 20
@@ -41,15 +42,51 @@ def test_held_runs_go_before_the_session_limit_refuses(address):
         assert s.info()["bytes"] <= 24 * MiB
 
 
-def test_the_kept_runs_are_what_the_release_lets_go(address, monkeypatch):
-    # the case above is the release's doing: without it the same loop is refused
+def _kept_runs(s) -> int:
+    for session in list(chain._CHAINS):
+        if session.id == s.id:
+            return len(chain.runs(session))
+    return 0
+
+
+def test_the_kept_runs_hold_no_bytes(address, monkeypatch):
+    # the runs are kept by weak references (server/_chain.py): with nothing let go before a
+    # limit, the same loop holds exactly the bytes the eager server holds, kept runs or not
     monkeypatch.setattr(_limits, "releasers", [])
+    held = {}
+    for plans in (True, False):
+        with gs.connect(address) as client, client.session() as s:
+            s._plans.enabled = plans
+            model = _deep(s)
+            x = s.randn(64, 128)
+            for _ in range(25):
+                model(x).sum().item()
+            s.synchronize()
+            held[plans] = s.info()["bytes"]
+            runs = _kept_runs(s)
+            assert runs > 0 if plans else runs == 0  # the replayed loop keeps its runs
+    assert held[True] == held[False] < 2 * MiB
+
+
+def test_a_graph_the_kept_runs_reach_lives_as_long_as_eagers(address):
+    # the kept runs of a forward in batches do not keep its graph: once the client drops
+    # the output (and a backward ran before), the session holds what it held before
     with gs.connect(address) as client, client.session() as s:
         model = _deep(s)
         x = s.randn(64, 128)
-        with pytest.raises(gs.ResourceExhaustedError, match="max-session-bytes"):
-            for _ in range(25):
-                model(x).sum().item()
+        for _ in range(4):
+            model.zero_grad()
+            model(x).sum().backward()
+        s.synchronize()
+        before = s.info()["bytes"]
+        for _ in range(4):  # captured, then replayed: its runs are kept
+            out = model(x)
+            s.synchronize()
+            assert s.info()["bytes"] > before
+        assert _kept_runs(s) > 0
+        del out
+        s.synchronize()
+        assert s.info()["bytes"] == before
 
 
 def test_the_servers_limit_lets_the_kept_runs_go(monkeypatch):
