@@ -266,7 +266,7 @@ class AutogradMeta:
 
     def _repr_suffix(self) -> str:
         if self.grad_fn is not None:
-            return f"grad_fn=<{self.grad_fn.name()}>"
+            return f"grad_fn=<{type(self.grad_fn).__name__}>"  # torch's repr: the type
         if self._rg:
             return "requires_grad=True"
         return ""
