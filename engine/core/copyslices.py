@@ -115,6 +115,33 @@ def restride_backward(ctx: Node, g) -> tuple:
     return (g,)
 
 
+# A root whose own dims an in-place view op (transpose_) changed, by id: (a weak reference
+# to it, [(its version after the change, the view step that takes its new layout back to
+# the old)], latest last). Views made before keep steps from the old layout; `realigned`
+# puts those steps in front of theirs. (Keyed by id: tensors compare elementwise.)
+RELAID: dict[int, tuple] = {}
+
+
+def relaid(root, version: int, step: tuple) -> None:
+    """Note that `root`'s layout changed in place at `version`; `step` undoes it."""
+    key = id(root)
+    entry = RELAID.get(key)
+    if entry is None or entry[0]() is not root:
+        entry = RELAID[key] = (weakref.ref(root, lambda _, k=key: RELAID.pop(k, None)), [])
+    entry[1].append((version, step))
+
+
+def realigned(view):
+    """The view's steps from its root's current layout (its own `_view_steps` unless the
+    root was transposed in place since they were recorded, at `_view_version`)."""
+    entry = RELAID.get(id(view._base)) if RELAID else None
+    if entry is None or entry[0]() is not view._base:
+        return view._view_steps
+    since = view._view_version
+    back = tuple(step for version, step in reversed(entry[1]) if version > since)
+    return back + view._view_steps
+
+
 class SavedViewOutput(SavedTensor):
     """The output an in-place op through a view keeps: unpacked with grad mode on, it has
     the view's history over the base's CopySlices node (held weakly: that node holds the one

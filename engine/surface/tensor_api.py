@@ -17,6 +17,7 @@ from .compose import matmul as _matmul
 from .compose import reshape as _reshape
 from .compose import with_alpha as _alpha
 from .indexing import getitem, setitem
+from .inplace_views import InplaceViews
 from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
 from .tensor_linalg import TensorLinalg
@@ -39,7 +40,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore):
+class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore, InplaceViews):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()
