@@ -33,6 +33,7 @@ def _whole(s, size: int) -> bool:
 def getitem(t, key):
     spec, tensors = encode_key(key)
     if not isinstance(key, tuple):
+        _bare_on_0d(t, spec[0][0])
         if spec[0][0] in ADVANCED:  # a copy (with a mask its length is data)
             return t._op("index", t, *tensors, key=spec)
         return t._op("getitem", t, key=spec)  # a view sharing the version counter
@@ -104,10 +105,11 @@ def setitem(t, key, value) -> None:
         dst, rest = _apply_slicing(t, spec)
     else:  # torch's set_item for one index: a whole slice and an ellipsis keep t itself
         kind, rest = spec[0][0], spec
+        _bare_on_0d(t, kind)
         if kind in ADVANCED:
             dst = t
         else:
-            dst = t if kind == "ellipsis" or (kind == "slice" and _whole(spec[0], _size0(t))) \
+            dst = t if kind == "ellipsis" or (kind == "slice" and _whole(spec[0], t.shape[0])) \
                 else t._op("getitem", t, key=spec)
             rest = ()
     if not tensors and not any(s[0] == "list" for s in rest):
@@ -118,12 +120,16 @@ def setitem(t, key, value) -> None:
     dst._inplace("index_put", value, *tensors, key=rest)
 
 
-def _size0(t) -> int:
-    if not t.shape:
+def _bare_on_0d(t, kind: str) -> None:
+    """torch's errors for an int or a slice alone as the key of a 0-dim tensor."""
+    if t.shape:
+        return
+    if kind == "int":
         raise TensorIndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in "
                                "Python or `tensor.item<T>()` in C++ to convert a 0-dim tensor "
                                "to a number")
-    return t.shape[0]
+    if kind == "slice":
+        raise TensorIndexError("slice() cannot be applied to a 0-dim tensor.")
 
 
 def copy_to(dst, src) -> None:

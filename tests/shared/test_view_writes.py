@@ -192,3 +192,19 @@ def test_the_version_error_names_copyslices_and_asstrided_as_torch(M):
     assert theirs[1].endswith(" Hint: enable anomaly detection to find the operation that "
                               "failed to compute its gradient, with "
                               "gradserve.autograd.set_detect_anomaly(True, check_nan=False).")
+
+
+@pytest.mark.parametrize("key", [slice(None), 0, (0,), E, None])
+def test_keys_of_a_zero_dim_tensor_read_and_write_as_torchs(M, key):
+    def run(L):
+        out = []
+        for op in (lambda t: t[key], lambda t: t.__setitem__(key, 3.0)):
+            t = L.tensor(1.5)
+            try:
+                op(t)
+                out.append(t.tolist())
+            except IndexError as e:
+                out.append(str(e))
+        return out
+
+    assert run(M) == run(torch)
