@@ -98,6 +98,12 @@ class RemoteTensor(AutogradMeta, TensorAPI):
     def _saved_data(self):
         return None  # the data lives on the server; the local graph keeps versions only
 
+    def _relayout(self, name: str, attrs: dict, meta) -> None:
+        """An in-place view op's change of layout (engine/surface/inplace_views.py): the
+        server's tensor makes the same change (its command of the op's name)."""
+        self._session._send(f"{name}_", (self,), (), attrs)
+        self._shape = Size(meta.shape)
+
     def _snapshot(self, copy: bool) -> Shadow:
         return Shadow(self)
 

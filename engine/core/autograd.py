@@ -17,7 +17,7 @@ from . import grad_mode as _grad_mode
 from . import tape as _tape
 from .backend import writable
 from .dtype import TORCH_TYPE_NAMES
-from .errors import AutogradError
+from .errors import VERSION_HINT, AutogradError
 
 _FREED = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -83,7 +83,7 @@ class SavedTensor:
         raise AutogradError(
             "one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: {_describe(shape, dtype)}{where} is at version "
-            f"{self.vc.value}; expected version {self.version} instead."
+            f"{self.vc.value}; expected version {self.version} instead.{VERSION_HINT}"
         )
 
 
@@ -184,7 +184,7 @@ class AccumulateGrad:
         self.variable = variable
 
     def name(self) -> str:
-        return "AccumulateGrad"
+        return "torch::autograd::AccumulateGrad"  # torch's; its type is AccumulateGrad
 
     def __repr__(self) -> str:
         return f"<AccumulateGrad object at {id(self):#x}>"

@@ -31,6 +31,9 @@ class CopySlices(Node):
         super().__init__(*args)
         self.fn = fn
 
+    def name(self) -> str:
+        return "torch::autograd::CopySlices"  # torch's name(); its type is CopySlices
+
     def check_saved(self) -> None:
         super().check_saved()
         if self.fn is not None:
@@ -42,7 +45,7 @@ class CopySlices(Node):
             self.fn.free()
 
 
-NODE_CLASSES["CopySlices"] = CopySlices
+NODE_CLASSES["CopySlices"] = NODE_CLASSES["torch::autograd::CopySlices"] = CopySlices
 
 
 def copy_slices(scatter, base, base_edge: tuple, steps, fn: Node) -> CopySlices:
@@ -72,18 +75,71 @@ def backward(ctx: CopySlices, g) -> tuple:
     return (g_base, *inner[1:])
 
 
-def replay(cur: Meta, e: tuple, device: str, steps) -> tuple[Node | None, int]:
+def replay(cur: Meta, e: tuple, device: str, steps) -> tuple[Node, int]:
     """The grad_fn (and output number) of the view that `steps` (view ops) make of a tensor
-    of meta `cur` whose history is the edge `e`: its view nodes recorded again, on shapes
-    alone (view ops save nothing for backward)."""
-    node = None
+    of meta `cur` whose history is the edge `e`, once that tensor changed in place since the
+    view's history was recorded: as torch's (which keeps no view function for views of
+    strided tensors), one AsStridedBackward0 over the base's current history, whatever view
+    ops made it. Its backward runs those ops' backwards (`view_nodes`)."""
+    op = get_op("restride")  # engine/ops/shape/views.py
+    return node_class(op.grad_name)(op, op.grad_name, (e,), [cur.shape], [cur.dtype], (),
+                                    {"steps": steps}, device), 0
+
+
+_ANY = object()  # the edge of a node that only runs its backward: "needs a gradient"
+
+
+def view_nodes(cur: Meta, device: str, steps) -> list[tuple[Node, int]]:
+    """The nodes (and output numbers) that recording the view ops `steps` on a tensor of meta
+    `cur` gives, on shapes alone (view ops save nothing for backward), first to last."""
+    nodes, e = [], (_ANY, 0)
     for name, attrs, nr in steps:
         op = get_op(name)
         out = op.infer(cur, **attrs)
         name = op.node_name((cur,), attrs, out)
         node = node_class(name)(op, name, (e,), [cur.shape], [cur.dtype], (), attrs, device)
+        nodes.append((node, nr))
         cur, e = (out if type(out) is Meta else out[nr]), (node, nr)
-    return node, e[1]
+    return nodes
+
+
+def restride_backward(ctx: Node, g) -> tuple:
+    """AsStridedBackward0's gradient for the base: g through each view op's backward, last
+    to first (so a view that reads an element twice, as expand's, adds both)."""
+    steps = ctx.attrs["steps"]
+    for node, nr in reversed(view_nodes(Meta(tuple(ctx.in_shapes[0]), ctx.in_dtypes[0]),
+                                        ctx.device, steps)):
+        g = _call(node, {nr: g})[0]
+        if g is None:
+            return (None,)
+    return (g,)
+
+
+# A root whose own dims an in-place view op (transpose_) changed, by id: (a weak reference
+# to it, [(its version after the change, the view step that takes its new layout back to
+# the old)], latest last). Views made before keep steps from the old layout; `realigned`
+# puts those steps in front of theirs. (Keyed by id: tensors compare elementwise.)
+RELAID: dict[int, tuple] = {}
+
+
+def relaid(root, version: int, step: tuple) -> None:
+    """Note that `root`'s layout changed in place at `version`; `step` undoes it."""
+    key = id(root)
+    entry = RELAID.get(key)
+    if entry is None or entry[0]() is not root:
+        entry = RELAID[key] = (weakref.ref(root, lambda _, k=key: RELAID.pop(k, None)), [])
+    entry[1].append((version, step))
+
+
+def realigned(view):
+    """The view's steps from its root's current layout (its own `_view_steps` unless the
+    root was transposed in place since they were recorded, at `_view_version`)."""
+    entry = RELAID.get(id(view._base)) if RELAID else None
+    if entry is None or entry[0]() is not view._base:
+        return view._view_steps
+    since = view._view_version
+    back = tuple(step for version, step in reversed(entry[1]) if version > since)
+    return back + view._view_steps
 
 
 class SavedViewOutput(SavedTensor):

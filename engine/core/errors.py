@@ -41,3 +41,9 @@ MIXED_KINDS = (
     "a RemoteTensor can't be combined with an in-process Tensor; create it on the session "
     "(s.tensor(...)) or fetch the remote one (.numpy())"
 )
+
+# torch's closing sentence of the in-place version error (anomaly mode off)
+VERSION_HINT = (
+    " Hint: enable anomaly detection to find the operation that failed to compute its "
+    "gradient, with gradserve.autograd.set_detect_anomaly(True, check_nan=False)."
+)

@@ -58,7 +58,7 @@ def describe_graph(root, leaf_name: Callable | None = None) -> dict:
                          dtype=leaf.dtype.name, saved=[])
             nodes.append(_ordered(entry))
             continue
-        entry.update(name=fn.name(), kind="node", saved=_saved_versions(fn))
+        entry.update(name=type(fn).__name__, kind="node", saved=_saved_versions(fn))
         nodes.append(_ordered(entry))
         for i, (child, _) in enumerate(fn.next_functions):
             if child is None:

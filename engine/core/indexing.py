@@ -68,23 +68,44 @@ def _opt_int(v):
     raise InvalidArgumentError(f"slice indices must be integers or None, got {type(v).__name__}")
 
 
-def _expand_ellipsis(spec, ndim):
+def expand_key(spec, ndim) -> list[tuple[tuple, int]]:
+    """Each item of the key with its position in the key, every `...` replaced by the full
+    slices it stands for and full slices appended for the dims left over. As torch's
+    applySlicing, each `...` skips the dims the key does not name (ndim less the dims its
+    ints, slices, index tensors and masks take), so a key with two of them reaches past
+    the tensor's dims; `plan` and the surface's `_apply_slicing` say what that does."""
     consumed = sum(s[2] if s[0] == "mask" else 1 for s in spec
                    if s[0] not in ("none", "ellipsis"))
-    if sum(1 for s in spec if s[0] == "ellipsis") > 1:
-        raise InvalidArgumentError("an index can only have a single ellipsis ('...')")
     if consumed > ndim:
         raise TensorIndexError(
             f"too many indices for tensor of dimension {ndim}"
         )
     out = []
-    for s in spec:
+    for real, s in enumerate(spec):
         if s[0] == "ellipsis":
-            out.extend([("slice", None, None, None)] * (ndim - consumed))
+            out.extend([(("slice", None, None, None), real)] * (ndim - consumed))
         else:
-            out.append(tuple(s) if not isinstance(s, tuple) else s)
-    out.extend([("slice", None, None, None)] * (ndim - sum(
-        s[2] if s[0] == "mask" else 1 for s in out if s[0] != "none")))
+            out.append((tuple(s) if not isinstance(s, tuple) else s, real))
+    out.extend([(("slice", None, None, None), len(spec))] * (ndim - sum(
+        s[2] if s[0] == "mask" else 1 for s, _ in out if s[0] != "none")))
+    return out
+
+
+def _expand_ellipsis(spec, ndim):
+    """The key's items with every `...` expanded (see `expand_key`). An op's key (a wire
+    request's) that reaches past the tensor's dims keeps only the items that fit: full
+    slices past them change nothing, anything else there is torch's IndexError."""
+    out, dim = [], 0
+    for s, _ in expand_key(spec, ndim):
+        if s[0] != "none" and dim >= ndim and s[1:] == (None, None, None):
+            continue
+        out.append(s)
+        if s[0] not in ("none", "int"):
+            dim += s[2] if s[0] == "mask" else 1
+        elif s[0] == "int":
+            dim += 1
+    if dim > ndim:
+        raise TensorIndexError(f"too many indices for tensor of dimension {ndim}")
     return out
 
 

@@ -19,7 +19,7 @@ import weakref
 
 from . import grad_mode as _grad_mode
 from .autograd import NODE_CLASSES, AccumulateGrad, Node, SavedTensor, node_class
-from .copyslices import SavedViewOutput, copy_slices, replay
+from .copyslices import SavedViewOutput, copy_slices, realigned, replay
 from .device import device
 from .dtype import TORCH_C_TYPE_NAMES, TORCH_SCALAR_NAMES, DType, can_cast
 from .errors import MIXED_KINDS, AutogradError, InvalidArgumentError
@@ -140,6 +140,7 @@ class AutogradMeta:
         self._grad_fn = node
 
     def _refresh_view_history(self) -> None:
+        self._view_steps = realigned(self)  # the root's own layout may have changed in place
         self._grad_fn, self._output_nr = replay_view(self._base, self._view_steps)
         self._view_version = self._vc.value
         if self._retains_grad and self._grad_fn is not None:
@@ -266,7 +267,7 @@ class AutogradMeta:
 
     def _repr_suffix(self) -> str:
         if self.grad_fn is not None:
-            return f"grad_fn=<{self.grad_fn.name()}>"
+            return f"grad_fn=<{type(self.grad_fn).__name__}>"  # torch's repr: the type
         if self._rg:
             return "requires_grad=True"
         return ""

@@ -83,6 +83,18 @@ def _detach_(inputs, attrs):
     return (_tensor("detach_", inputs, 0).detach_(),)
 
 
+@defcommand("transpose_", inputs=(1, 1), outputs=(0, 0), attrs={"dim0": ..., "dim1": ...})
+def _transpose_(inputs, attrs):
+    _tensor("transpose_", inputs, 0).transpose_(attrs["dim0"], attrs["dim1"])
+    return ()
+
+
+@defcommand("t_", inputs=(1, 1), outputs=(0, 0))
+def _t_(inputs, attrs):
+    _tensor("t_", inputs, 0).t_()
+    return ()
+
+
 @defcommand("set_data", inputs=(2, 2), outputs=(0, 0))
 def _set_data(inputs, attrs):
     _tensor("set_data", inputs, 0).data = _tensor("set_data", inputs, 1)

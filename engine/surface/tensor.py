@@ -53,6 +53,14 @@ class Tensor(AutogradMeta, TensorAPI):
         """A node's saved output, rebuilt when backward unpacks it."""
         return cls(data, device, dtype=dtype)
 
+    def _relayout(self, name: str, attrs: dict, meta: Meta) -> None:
+        """An in-place view op's change of layout (surface/inplace_views.py): the array
+        becomes the op's view of itself."""
+        be = backend(self._device)
+        with be.activate():  # made on the tensor's own device
+            self._data = get_op(name).forward(be.xp, self._data, **attrs)
+        self._shape = Size(meta.shape)
+
     def _snapshot(self, copy: bool) -> Tensor:
         """A stand-in for self in the graph: its history, with its data (copied when backward
         will read the old value, which an in-place write is about to overwrite)."""

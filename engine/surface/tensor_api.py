@@ -11,13 +11,13 @@ from __future__ import annotations
 from ..core.backend import canonical_device
 from ..core.dtype import DType, as_dtype, is_dtype_name
 from ..core.errors import InvalidArgumentError
-from ..core.indexing import encode_key
 from ..core.shape import normalize_dim
 from .compose import flatten as _flatten
 from .compose import matmul as _matmul
 from .compose import reshape as _reshape
 from .compose import with_alpha as _alpha
-from .indexing import getitem
+from .indexing import getitem, setitem
+from .inplace_views import InplaceViews
 from .numpy_operands import array_result, ndarray
 from .random import TensorRandom
 from .tensor_linalg import TensorLinalg
@@ -40,7 +40,7 @@ def _correction(unbiased, correction) -> int:
     return 1 if unbiased is None or unbiased else 0
 
 
-class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore):
+class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore, InplaceViews):
     """Operators and methods shared by engine.Tensor and gradserve.RemoteTensor."""
 
     __slots__ = ()
@@ -332,18 +332,10 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return getitem(self, key)  # torch's nodes: one view per item of a tuple key
 
     def __setitem__(self, key, value):
-        """x[key] = value: for basic keys (ints, slices, None, ...) an in-place copy into the
-        view x[key]; with index tensors, lists or masks torch's index_put_. Either is
-        recorded like any in-place op."""
-        spec, tensors = encode_key(key)
-        if any(s[0] in _ADVANCED for s in spec):
-            self._inplace("index_put", value, *tensors, key=spec)
-            return
-        view = self._op("getitem", self, key=spec)
-        if isinstance(value, TensorAPI):
-            view.copy_(value)
-        else:
-            view._inplace("fill", value, wrapped=True)  # torch copies a wrapped number
+        """x[key] = value, as torch's: a copy into the view the key's basic items make (with
+        value viewed and expanded to its shape), or torch's index_put_ on that view for
+        index tensors, lists and masks (engine/surface/indexing.setitem)."""
+        setitem(self, key, value)
 
     # -- copies and casts ------------------------------------------------------------------
     def clone(self):
@@ -449,7 +441,6 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore)
         return self.numpy().tolist()
 
 
-_ADVANCED = ("tensor", "list", "mask")
 
 
 

@@ -71,7 +71,7 @@ def test_inplace_through_a_view_of_a_graph_tensor(make):
     b = a * 1
     row = b[0]
     row.mul_(2)
-    assert b.grad_fn.name() == "CopySlices"
+    assert b.grad_fn.name() == "torch::autograd::CopySlices"
     assert row.grad_fn.name() == engine_row_name()
     assert row._version == b._version == 1
 

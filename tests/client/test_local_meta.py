@@ -103,8 +103,8 @@ def test_seed_example_names(s):
     assert l1.grad_fn.name() == "MulBackward0"
     (add, _), = loss.grad_fn.next_functions
     (mul, _), (acc_w2, _) = add.next_functions
-    assert acc_w2.name() == "AccumulateGrad" and acc_w2.variable is w2
-    assert [n.name() for n, _ in mul.next_functions] == ["AccumulateGrad", "AccumulateGrad"]
+    assert acc_w2.name() == "torch::autograd::AccumulateGrad" and acc_w2.variable is w2
+    assert [n.name() for n, _ in mul.next_functions] == ["torch::autograd::AccumulateGrad"] * 2
     assert repr(loss.grad_fn).startswith("<MeanBackward0 object at 0x")
     assert loss.shape == () and loss.dtype is gs.float32
     assert x.is_leaf and not loss.is_leaf and loss.requires_grad

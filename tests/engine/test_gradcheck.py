@@ -400,6 +400,23 @@ def _view_then_base_inplace(x):  # the view's history is rebuilt after the base 
 
 case("mul", _view_then_base_inplace, N(2, 3), label="view-after-base-inplace", order2=True)
 
+
+def _stale_view(view):  # a view made before a write: its grad_fn is AsStridedBackward0
+    def fn(x):
+        y = x * 1.0
+        v = view(y)
+        y[:1].mul_(x[1:])
+        return v * v
+    return fn
+
+
+for _l, _view in [("select", lambda y: y[1]), ("expand", lambda y: y[0].expand(2, 3)),
+                  ("t-slice", lambda y: y.t()[1:]), ("diagonal", lambda y: y.diagonal()),
+                  ("unsqueeze-narrow", lambda y: y.unsqueeze(0).narrow(2, 1, 2))]:
+    case("restride", _stale_view(_view), N(2, 3), label=_l, order2=True)
+case("restride", lambda x: x._op("restride", x * 1.0, steps=(
+    ("t", {}, 0), ("getitem", {"key": (("int", 1),)}, 0))), N(2, 3), label="op", order2=True)
+
 # -- neural-network ops -----------------------------------------------------------------------
 for _x, _w, _b in [((2, 3), (4, 3), (4,)), ((3,), (4, 3), (4,)), ((2, 2, 3), (4, 3), (4,)),
                    ((2, 3), (4, 3), None), ((0, 3), (4, 3), (4,)), ((2, 3), (4, 3), ())]:

@@ -111,6 +111,10 @@ VIEW_CASES = {
     "unbind": [{"dim": 0}, {"dim": 2}],
     "narrow": [{"dim": 2, "start": 1, "length": 2}, {"dim": 0, "start": -2, "length": 1}],
     "diagonal": [{"offset": 0, "dim1": 0, "dim2": 2}, {"offset": 1, "dim1": 2, "dim2": 0}],
+    # a stale view's ops again (AsStridedBackward0's), as one view op
+    "restride": [{"steps": (("transpose", {"dim0": 0, "dim1": 2}, 0),
+                            ("getitem", {"key": (("int", 1),)}, 0))},
+                 {"steps": (("unbind", {"dim": 2}, 1), ("unsqueeze", {"dim": 0}, 0))}],
 }
 
 

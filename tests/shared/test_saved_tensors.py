@@ -78,7 +78,7 @@ def _run(L, fn, values, grads, modified):
     try:
         out.sum().backward()
     except RuntimeError as e:
-        return ("raises", str(e).split(" Hint: enable anomaly")[0].replace("torch.", "gradserve."))
+        return ("raises", str(e).replace("torch.", "gradserve."))
     return ("runs", [None if x.grad is None else x.grad.tolist() for x in leaves])
 
 
@@ -139,7 +139,7 @@ def test_inplace_ops_save_what_torch_saves(M):
         try:
             v.sum().backward()
         except RuntimeError as e:
-            return str(e).split(" Hint")[0].replace("torch.", "gradserve.")
+            return str(e).replace("torch.", "gradserve.")
         return a.grad.tolist()
 
     for c_grad, modify in itertools.product((False, True), (False, True)):
@@ -185,7 +185,7 @@ def test_cross_entropy_keeps_the_log_softmax_not_its_input(M, reduction):
         try:
             out.sum().backward()
         except RuntimeError as e:
-            return str(e).split(" Hint")[0].replace("torch.", "gradserve.")
+            return str(e).replace("torch.", "gradserve.")
         names = [type(out.grad_fn).__name__,
                  type(out.grad_fn.next_functions[0][0]).__name__]
         return names, [[round(g, 6) for g in row] for row in a.grad.tolist()]

@@ -374,7 +374,7 @@ def test_inplace_through_view_of_non_leaf_gives_copyslices(ns):
     x = ns.tensor([1.0, 2.0], requires_grad=True)
     y = x * 2
     y[0].mul_(3)
-    assert y.grad_fn.name() == "CopySlices"
+    assert y.grad_fn.name() == "torch::autograd::CopySlices"
     np.testing.assert_array_equal(y.detach().cpu().numpy(), [6.0, 4.0])
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.cpu().numpy(), [6.0, 2.0])
@@ -702,7 +702,7 @@ def test_next_functions_show_accumulate_grad_for_leaves(ns):
     assert add is l2.grad_fn and nr == 0 and add.name() == "AddBackward0"
     (mul, _), (acc_w2, _) = add.next_functions
     assert mul is l1.grad_fn
-    assert acc_w2.name() == "AccumulateGrad" and acc_w2.variable is w2
+    assert acc_w2.name() == "torch::autograd::AccumulateGrad" and acc_w2.variable is w2
     assert re.fullmatch(r"<AccumulateGrad object at 0x[0-9a-f]+>", repr(acc_w2))
     (acc_x, _), (acc_w1, _) = mul.next_functions
     assert acc_x.variable is x and acc_w1.variable is w1

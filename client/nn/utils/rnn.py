@@ -212,11 +212,16 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
 
 
 def unpad_sequence(padded_sequences, lengths, batch_first: bool = False) -> list:
-    """The sequences of a padded batch, each cut to its length (the batch is not modified)."""
+    """The sequences of a padded batch, as torch's: a `batch_first=False` batch is
+    transposed in place first (`transpose_`: the caller's tensor is (B, T, *) afterwards),
+    then each row (iterating: `unbind`) is cut to its length by a mask (`IndexBackward0`)."""
     if not batch_first:
-        padded_sequences = padded_sequences.transpose(0, 1)
+        padded_sequences.transpose_(0, 1)
+    longest = padded_sequences.shape[1]
+    idx = padded_sequences._op("arange", start=0, end=longest, step=1, dtype="int64",
+                               device=padded_sequences._device)
     lengths = _host_ints(lengths, "lengths")
-    return [seq.narrow(0, 0, n) for seq, n in zip(padded_sequences, lengths, strict=False)]
+    return [seq[idx < n] for seq, n in zip(padded_sequences, lengths, strict=True)]
 
 
 def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:

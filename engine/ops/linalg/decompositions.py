@@ -17,6 +17,7 @@ from ...core.dtype import TORCH_SCALAR_NAMES, int64, result_type
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes, normalize_dim
+from .det_grad import det_backward, slogdet_backward
 
 
 def _floating(name: str, a) -> None:
@@ -123,9 +124,8 @@ det = defop("linalg_det", infer=_det_meta, grad_name="LinalgDetBackward0", save=
 
 @det.def_backward
 def _(ctx, g):
-    (a,) = ctx.saved
-    scale = (g * ctx.output).unsqueeze(-1).unsqueeze(-1)
-    return (scale * _mT(a._op("linalg_inv", a)),)
+    (a,) = ctx.saved  # torch's two paths, singular matrices included (det_grad.py)
+    return (det_backward(a, ctx.output, g),)
 
 
 def _slogdet_meta(a):
@@ -149,7 +149,7 @@ def _(ctx, grads):
     g = grads.get(1)  # the sign is piecewise constant
     if g is None:
         return (None,)
-    return (g.unsqueeze(-1).unsqueeze(-1) * _mT(a._op("linalg_inv", a)),)
+    return (slogdet_backward(a, g),)  # singular matrices as torch's (det_grad.py)
 
 
 def _solve_meta(a, b):

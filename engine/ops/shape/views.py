@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from ...core.copyslices import backward as copy_slices_backward
-from ...core.dtype import result_type
+from ...core.copyslices import restride_backward
+from ...core.dtype import TORCH_TYPE_NAMES, result_type
 from ...core.errors import InvalidArgumentError
 from ...core.layout import unsqueezed, view_strides
 from ...core.registry import Meta, defop, get_op
@@ -234,11 +235,12 @@ unsqueeze = defop("unsqueeze", infer=_unsqueeze_meta,
 unsqueeze.def_backward(_reshape_back)
 
 
-def _expand_shape(shape, sizes):
+def _expand_shape(shape, sizes, dtype=None):
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) < len(shape):
+        kind = TORCH_TYPE_NAMES[dtype.name] if dtype is not None else "FloatTensor"
         raise InvalidArgumentError(
-            f"expand(torch.FloatTensor{{{list(shape)}}}, size={list(sizes)}): the number of sizes "
+            f"expand(torch.{kind}{{{list(shape)}}}, size={list(sizes)}): the number of sizes "
             f"provided ({len(sizes)}) must be greater or equal to the number of dimensions in the "
             f"tensor ({len(shape)})"
         )
@@ -264,7 +266,7 @@ def _expand_shape(shape, sizes):
 
 
 def _expand_meta(a, shape):
-    out = _expand_shape(a.shape, shape)
+    out = _expand_shape(a.shape, shape, a.dtype)
     lead = len(out) - len(a.shape)
     old = a.stride()
     strides = tuple(0 if i < lead or a.shape[i - lead] != n else old[i - lead]
@@ -323,6 +325,19 @@ def _view_scatter(xp, base, src, steps):
     return out
 
 
+def _replay_meta_strided(base, steps):
+    return _replay_meta(Meta(tuple(base.shape), base.dtype, base.stride()), steps)
+
+
+def _restride(xp, base, steps):
+    region = base
+    for name, attrs, nr in steps:
+        region = get_op(name).forward(xp, region, **attrs)
+        if isinstance(region, tuple):
+            region = region[nr]
+    return region
+
+
 # base with the region that `steps` (view ops) select replaced by src
 view_scatter = defop("view_scatter", infer=_view_scatter_meta, grad_name="CopySlices",
                      attrs=("steps",))(
@@ -342,6 +357,13 @@ def _(ctx, g):
             region = region[nr]
     g_base = g._op("view_scatter", g, region * 0, steps=steps) if ctx.needs[0] else None
     return g_base, region if ctx.needs[1] else None
+
+
+# A view whose base changed in place after it was made: its view ops again, under torch's
+# one node for that (core/copyslices.replay). Saves nothing: steps are shapes alone.
+restride = defop("restride", infer=_replay_meta_strided, grad_name="AsStridedBackward0",
+                 view=True, attrs=("steps",))(_restride)
+restride.def_backward(restride_backward)
 
 
 # -- cat / stack ------------------------------------------------------------------------------
