@@ -1,5 +1,6 @@
 """torch's ATen overloads that its C++ compositions call, as nodes of their own: a tensor and
-a Scalar (`add(Tensor, Scalar)` is AddBackward1, one edge, where Python's `t + 2.0` wraps the
+a Scalar (`add(Tensor, Scalar)` is AddBackward1 and `mul(Tensor, Scalar)` MulBackward1, one
+edge, where Python's `t + 2.0` wraps the
 number in a tensor and is AddBackward0 with a None edge), `clamp_min`/`clamp_max`
 (ClampMinBackward0 / ClampMaxBackward0, not clamp's ClampBackward1) and `at::norm(t, p, dim)`
 (NormBackward1, not linalg's LinalgVectorNormBackward0). The losses composed as torch
@@ -18,6 +19,7 @@ import numbers
 
 from ...core.dtype import result_type
 from ...core.errors import InvalidArgumentError
+from ...core.layout import is_contiguous
 from ...core.registry import Meta, defop
 from ..edges import input_needs
 from ..reductions.stats import _norm_meta
@@ -51,6 +53,46 @@ sub_scalar = defop("sub_scalar", infer=_scalar_meta, grad_name="SubBackward1")(
 @sub_scalar.def_backward
 def _(ctx, g):
     return (g,)
+
+
+def _kept_strides(a) -> tuple[int, ...] | None:
+    """torch's elementwise result keeps its input's strides when that input is laid out
+    densely without overlap (a transpose, a permute): those strides, else None (fresh and
+    contiguous)."""
+    stride = getattr(a, "stride", None)
+    if stride is None:
+        return None
+    shape, strides = tuple(a.shape), tuple(stride())
+    if is_contiguous(shape, strides):
+        return None
+    expected = 1
+    for n, st in sorted(((n, st) for n, st in zip(shape, strides, strict=True) if n != 1),
+                        key=lambda d: d[1]):
+        if st != expected:
+            return None
+        expected *= n
+    return strides
+
+
+def _mul_scalar_meta(a, other=0.0):
+    m = _scalar_meta(a, other)
+    return Meta(m.shape, m.dtype, _kept_strides(a))
+
+
+def _mul_scalar(xp, a, other=0.0):
+    if a.flags.c_contiguous:
+        return xp.multiply(a, other)
+    out = xp.empty_like(a, dtype=xp.result_type(a, other))  # a's layout, as the meta says
+    return xp.multiply(a, other, out=out)
+
+
+# mul(Tensor, Scalar): its result keeps a transposed input's layout, as torch's does
+mul_scalar = defop("mul_scalar", infer=_mul_scalar_meta, grad_name="MulBackward1")(_mul_scalar)
+
+
+@mul_scalar.def_backward
+def _(ctx, g):
+    return (g * ctx.attrs.get("other", 0.0),)
 
 
 # add/sub(Tensor, Tensor, alpha): torch's one node (AddBackward0 / SubBackward0) where
