@@ -55,7 +55,7 @@ def _(ctx, g):
     return (g,)
 
 
-def _kept_strides(a) -> tuple[int, ...] | None:
+def kept_strides(a) -> tuple[int, ...] | None:
     """torch's elementwise result keeps its input's strides when that input is laid out
     densely without overlap (a transpose, a permute): those strides, else None (fresh and
     contiguous)."""
@@ -76,7 +76,7 @@ def _kept_strides(a) -> tuple[int, ...] | None:
 
 def _mul_scalar_meta(a, other=0.0):
     m = _scalar_meta(a, other)
-    return Meta(m.shape, m.dtype, _kept_strides(a))
+    return Meta(m.shape, m.dtype, kept_strides(a))
 
 
 def _mul_scalar(xp, a, other=0.0):

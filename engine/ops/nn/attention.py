@@ -18,11 +18,15 @@ import math
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes, normalize_dim
 from ..edges import edges_of
+from ..elementwise.overloads import kept_strides
 
 
 def _meta(q, k, v, mask, is_causal=False, scale=None):
     batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    return Meta(tuple(batch) + (q.shape[-2], v.shape[-1]), q.dtype)
+    shape = tuple(batch) + (q.shape[-2], v.shape[-1])
+    # torch's kernel lays its output out as the query (MultiheadAttention's heads are a
+    # transposed view, so the output's permute back to (L, N, E) is a view, not a copy)
+    return Meta(shape, q.dtype, kept_strides(q) if shape == tuple(q.shape) else None)
 
 
 def _scale(q, scale):
@@ -56,7 +60,12 @@ def _probabilities(xp, q, k, mask, is_causal, scale):
 def _flash(xp, q, k, v, mask, is_causal=False, scale=None):
     # mask: a bool or float tensor, or the number 0.0 for none
     p = _probabilities(xp, q, k, mask if hasattr(mask, "shape") else None, is_causal, scale)
-    return (p @ v).astype(q.dtype, copy=False)
+    out = (p @ v).astype(q.dtype, copy=False)
+    if out.shape != q.shape or q.flags.c_contiguous:
+        return out
+    laid = xp.empty_like(q)  # the query's layout, as the shape rule says
+    laid[...] = out
+    return laid
 
 
 flash = defop("sdpa_flash_cpu", infer=_meta,
