@@ -82,6 +82,10 @@ OPS = [
     ("matmul batched (+ 2 views)", lambda L, x, a: (x.view(2, 1, 3) @ a["sq2"]).view(2, 3)),
     ("einsum bij,bjk (+ 2 views)", lambda L, x, a: L.einsum("bij,bjk->bik", x.view(2, 1, 3),
                                                            a["sq2"]).view(2, 3)),
+    # torch's math path (3-D inputs): scale, batched matmul, _safe_softmax, batched matmul
+    ("sdpa 3-D math path", lambda L, x, a: _F(L).scaled_dot_product_attention(
+        x.view(1, 2, 3), x.view(1, 2, 3), x.view(1, 2, 3)).view(2, 3)),
+    ("batch_norm eval", lambda L, x, a: _F(L).batch_norm(x, a["b3"], a["w3"])),
 ]
 # on a well-conditioned 3x3 float64 matrix
 MATRIX_OPS = [

@@ -85,25 +85,3 @@ def _math(query, key, value, attn_mask, dropout_p, is_causal, scale):
     if dropout_p > 0.0:
         attn = F.dropout(attn, dropout_p, training=True)
     return attn @ value
-
-
-def merge_masks(attn_mask, key_padding_mask, batch: int, heads: int, rows: int, cols: int,
-                like):
-    """One additive float mask (batch, heads, rows, cols) or (rows, cols) from
-    MultiheadAttention's attn_mask (bool: True is masked OUT, as torch's module takes it) and
-    key_padding_mask (batch, cols) (True = padding)."""
-    def additive(mask):
-        if mask.dtype.is_floating_point:
-            return mask
-        zero = new_like(like, "zeros", *mask.shape)
-        return zero._op("where", mask, _NEG_INF, zero)
-
-    out = None
-    if attn_mask is not None:
-        out = additive(attn_mask)
-        if out.dim() == 3:  # (batch * heads, rows, cols)
-            out = out.reshape(batch, heads, rows, cols)
-    if key_padding_mask is not None:
-        pad = additive(key_padding_mask).reshape(batch, 1, 1, cols)
-        out = pad if out is None else out + pad
-    return out
