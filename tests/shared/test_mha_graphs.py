@@ -93,3 +93,25 @@ def test_is_causal_without_a_mask_is_torchs_error(M):
     x = M.randn(3, 2, 4)
     with pytest.raises(RuntimeError, match="Need attn_mask if specifying the is_causal hint"):
         m(x, x, x, is_causal=True)
+
+
+LAYERS = {
+    "encoder": lambda M: M.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype=M.float64),
+    "encoder_batch_first_norm_first": lambda M: M.nn.TransformerEncoderLayer(
+        8, 2, 16, dropout=0.0, batch_first=True, norm_first=True, dtype=M.float64),
+    "decoder": lambda M: M.nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, dtype=M.float64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_the_transformer_layers_over_it_are_torchs_graphs(M, name):
+    source = np.random.default_rng(1).standard_normal((3, 2, 8))
+    results = []
+    for lib in (M, torch):
+        lib.manual_seed(0)
+        layer = LAYERS[name](lib)
+        x = lib.tensor(source, requires_grad=True)
+        y = layer(x, x * 2) if name == "decoder" else layer(x)
+        results.append((_graph(y.grad_fn), np.asarray(y.tolist())))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10, atol=1e-12)
