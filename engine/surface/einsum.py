@@ -7,7 +7,9 @@ one `permute`. The operands are then contracted left to right, the result on the
 contracted label that only one of the pair has (and no later operand) is summed out of that
 side at once (`sum(dims, keepdim=True)`); a label both have and nothing later needs is
 contracted by `sumproduct_pair` (each side permuted and reshaped to 3-D, one `bmm`, a view
-and a permute back), and with nothing to contract the pair is multiplied. The contracted
+and a permute back), and with nothing to contract the pair is multiplied (the
+product laid out as torch's TensorIterator lays it out, so later reshapes view or copy as
+torch's do). The contracted
 dims, all of size one by then, are dropped by a view; a single operand sums them instead.
 
     >>> from gradserve import engine
@@ -21,6 +23,8 @@ dims, all of size one by then, are dropped by a view; a single operand sums them
 from __future__ import annotations
 
 from ..core.errors import InvalidArgumentError
+from ..core.shape import broadcast_shapes
+from ..ops.elementwise.overloads import iterator_strides
 from .compose import reshape
 
 ELL = "..."
@@ -148,8 +152,9 @@ def _align(i, x, labels, index, perm_index, ell_num_dim, label_size, ell_sizes, 
 def sumproduct_pair(left, right, sum_dims: list[int]):
     """aten's sumproduct_pair (keepdim): the product of two aligned operands summed over
     sum_dims, as one bmm between a permute and a reshape of each."""
-    if not sum_dims:
-        return left * right
+    if not sum_dims:  # laid out as torch's TensorIterator lays the product out
+        strides = iterator_strides(broadcast_shapes(left.shape, right.shape), (left, right))
+        return left._op("mul_laid", left, right, strides=strides or ())
     lro, lo, ro = [], [], []
     lro_size = lo_size = ro_size = sum_size = 1
     for i in range(left.dim()):

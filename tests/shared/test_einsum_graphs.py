@@ -114,12 +114,12 @@ def test_einsum_gradchecks_to_second_order(eq, shapes):
 
 
 def _random_equation(rng):
-    """One or two operands over labels a-d and B (sizes 1-3, some broadcast to 1), maybe an
+    """One to four operands over labels a-d and B (sizes 1-3, some broadcast to 1), maybe an
     ellipsis and an explicit output in a random order."""
     size = {c: rng.choice([1, 2, 3]) for c in "abcdB"}
     ell = rng.random() < 0.3
     terms, shapes = [], []
-    for _ in range(rng.choice([1, 2, 2])):
+    for _ in range(rng.choice([1, 2, 2, 3, 4])):
         term = "".join(rng.choice("abcdB") for _ in range(rng.randint(1, 3)))
         shape = [size[c] if rng.random() > 0.2 else 1 for c in term]
         shape = [shape[term.index(c)] for c in term]  # a repeated label has one size
@@ -143,7 +143,7 @@ def test_random_equations_are_torchs(M):
     import random
 
     rng = random.Random(16)
-    for _ in range(40):
+    for _ in range(60):
         eq, shapes = _random_equation(rng)
         arrays = [np.random.default_rng(len(eq)).standard_normal(s) for s in shapes]
         try:
