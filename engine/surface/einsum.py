@@ -7,10 +7,10 @@ one `permute`. The operands are then contracted left to right, the result on the
 contracted label that only one of the pair has (and no later operand) is summed out of that
 side at once (`sum(dims, keepdim=True)`); a label both have and nothing later needs is
 contracted by `sumproduct_pair` (each side permuted and reshaped to 3-D, one `bmm`, a view
-and a permute back), and with nothing to contract the pair is multiplied (the
-product laid out as torch's TensorIterator lays it out, so later reshapes view or copy as
-torch's do). The contracted
-dims, all of size one by then, are dropped by a view; a single operand sums them instead.
+and a permute back), and with nothing to contract the pair is multiplied (the product laid
+out as torch's TensorIterator lays it out, so later reshapes view or copy as torch's do).
+The contracted dims, all of size one by then, are dropped by a view; a single operand sums
+them instead.
 
     >>> from gradserve import engine
     >>> a, b = engine.ones(2, 3), engine.ones(3, 4)
