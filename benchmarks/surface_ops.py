@@ -78,6 +78,14 @@ OPS = [
         x, a["y"]).unsqueeze(1)),
     ("x + x[0, 1:].sum()", lambda L, x, a: x + x[0, 1:].sum()),
     ("reshape of a transpose", lambda L, x, a: x.t().reshape(2, 3)),
+    # batched matmul and einsum record torch's expand, reshape, bmm, _unsafe_view
+    ("matmul batched (+ 2 views)", lambda L, x, a: (x.view(2, 1, 3) @ a["sq2"]).view(2, 3)),
+    ("einsum bij,bjk (+ 2 views)", lambda L, x, a: L.einsum("bij,bjk->bik", x.view(2, 1, 3),
+                                                           a["sq2"]).view(2, 3)),
+    # torch's math path (3-D inputs): scale, batched matmul, _safe_softmax, batched matmul
+    ("sdpa 3-D math path", lambda L, x, a: _F(L).scaled_dot_product_attention(
+        x.view(1, 2, 3), x.view(1, 2, 3), x.view(1, 2, 3)).view(2, 3)),
+    ("batch_norm eval", lambda L, x, a: _F(L).batch_norm(x, a["b3"], a["w3"])),
 ]
 # on a well-conditioned 3x3 float64 matrix
 MATRIX_OPS = [
@@ -107,6 +115,7 @@ def _aux(L):
     orth = np.linalg.qr(well)[0]
     return {"y": L.tensor(np.full((2, 3), 0.5, np.float32)),
             "sq": L.tensor(np.eye(3, dtype=np.float32) * 0.9 + 0.01),
+            "sq2": L.tensor(np.stack([np.eye(3, dtype=np.float32) * 0.9 + 0.01] * 2)),
             "k11": L.tensor(np.ones((1, 1, 1, 1), np.float32)),
             "b3": L.tensor(np.full(3, 0.01, np.float32)),
             "w3": L.tensor(np.array([0.2, 0.25, 0.3], np.float32)),

@@ -1,5 +1,6 @@
-"""Functional attention (re-exported by gradserve.nn.functional), composed of tensor ops:
-matmul, softmax, where and dropout, so it runs wherever its inputs live."""
+"""Functional attention (re-exported by gradserve.nn.functional): torch's CPU flash kernel as
+one op, else torch's math path composed of tensor ops (matmul, _safe_softmax, where,
+dropout), so it runs wherever its inputs live."""
 
 from __future__ import annotations
 
@@ -23,17 +24,6 @@ def causal_mask(like, rows: int, cols: int):
     i = new_like(like, "arange", rows, dtype="int64").reshape(rows, 1)
     j = new_like(like, "arange", cols, dtype="int64")
     return j <= i
-
-
-def _masked(scores, attn_mask):
-    """scores with attn_mask applied: bool masks keep True entries, float masks are added."""
-    if attn_mask is None:
-        return scores
-    if attn_mask.dtype.is_floating_point:
-        return scores + attn_mask
-    if attn_mask.dtype.name != "bool":
-        raise InvalidArgumentError(f"attn_mask must be bool or float, got {attn_mask.dtype.name}")
-    return scores._op("where", attn_mask, scores, _NEG_INF)
 
 
 def _flash_for_cpu(query, key, value, attn_mask, dropout_p) -> bool:
@@ -62,9 +52,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     >>> F.scaled_dot_product_attention(q, q, engine.tensor([[[1.] * 4, [3.] * 4]])).shape
     gradserve.Size([1, 2, 4])
     """
-    # functional imports this module (it re-exports this function): bound on first call
-    from . import functional as F
-
     if is_causal and attn_mask is not None:
         raise InvalidArgumentError("_scaled_dot_product_attention: Explicit attn_mask should not "
                                    "be set when is_causal=True")
@@ -72,34 +59,29 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
         return query._op("sdpa_flash_cpu", query, key, value,
                          0.0 if attn_mask is None else attn_mask, is_causal=bool(is_causal),
                          scale=None if scale is None else float(scale))
-    rows, cols = query.shape[-2], key.shape[-2]
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = (query @ key.transpose(-2, -1)) * scale
+    return _math(query, key, value, attn_mask, dropout_p, is_causal, scale)
+
+
+def _math(query, key, value, attn_mask, dropout_p, is_causal, scale):
+    """aten's `_scaled_dot_product_attention_math`, op for op (its graph is torch's): both
+    operands scaled by the square root of the scale, a bool mask turned into an additive one
+    and added in place, `_safe_softmax`, dropout (a multiply), the product with value."""
+    from . import functional as F  # functional re-exports this module's function
+
+    root = math.sqrt(1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale))
     if is_causal:
-        attn_mask = causal_mask(query, rows, cols)
-    weights = _masked(scores, attn_mask).softmax(-1)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, dropout_p, training=True)
-    return weights @ value
-
-
-def merge_masks(attn_mask, key_padding_mask, batch: int, heads: int, rows: int, cols: int,
-                like):
-    """One additive float mask (batch, heads, rows, cols) or (rows, cols) from
-    MultiheadAttention's attn_mask (bool: True is masked OUT, as torch's module takes it) and
-    key_padding_mask (batch, cols) (True = padding)."""
-    def additive(mask):
-        if mask.dtype.is_floating_point:
-            return mask
-        zero = new_like(like, "zeros", *mask.shape)
-        return zero._op("where", mask, _NEG_INF, zero)
-
-    out = None
+        attn_mask = causal_mask(query, query.shape[-2], key.shape[-2])
+    if attn_mask is not None and not attn_mask.dtype.is_floating_point:
+        if attn_mask.dtype.name != "bool":
+            raise InvalidArgumentError(
+                f"attn_mask must be bool or float, got {attn_mask.dtype.name}")
+        zero = new_like(query, "zeros", *attn_mask.shape)
+        attn_mask = zero._op("where", attn_mask.logical_not(), _NEG_INF, zero)
+    kt = key.transpose(-2, -1)
+    attn = query._op("mul_scalar", query, other=root) @ kt._op("mul_scalar", kt, other=root)
     if attn_mask is not None:
-        out = additive(attn_mask)
-        if out.dim() == 3:  # (batch * heads, rows, cols)
-            out = out.reshape(batch, heads, rows, cols)
-    if key_padding_mask is not None:
-        pad = additive(key_padding_mask).reshape(batch, 1, 1, cols)
-        out = pad if out is None else out + pad
-    return out
+        attn = attn.add_(attn_mask)
+    attn = attn._op("_safe_softmax", attn, dim=-1)
+    if dropout_p > 0.0:
+        attn = F.dropout(attn, dropout_p, training=True)
+    return attn @ value

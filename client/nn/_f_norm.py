@@ -42,11 +42,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                 running_mean.mul_(1 - m).add_(mean * m)
                 running_var.mul_(1 - m).add_(var * m)
         return out
-    shape = (1, channels) + (1,) * (input.dim() - 2)
-    out = (input - running_mean.reshape(shape)) / (running_var.reshape(shape) + eps).sqrt()
-    if weight is not None or bias is not None:
-        out = out * params[0].reshape(shape) + params[1].reshape(shape)
-    return out
+    return input._op("batch_norm_eval", input, *params, running_mean, running_var,
+                     eps=float(eps))
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -1,18 +1,14 @@
-"""MultiheadAttention and TransformerEncoderLayer, composed of linear, matmul, softmax,
-dropout and layer_norm ops, with torch's parameters, masks and defaults."""
+"""MultiheadAttention (torch's multi_head_attention_forward, see _mha.py) and
+TransformerEncoderLayer, with torch's parameters, masks and defaults."""
 
 from __future__ import annotations
-
-import math
-
-from gradserve.engine import InvalidArgumentError
 
 from .._default import default_session
 from . import functional as F
 from . import init
 from ._activation import GELU
-from ._f_attention import merge_masks
 from ._layers import Dropout, Linear, ReLU, new_parameter
+from ._mha import multi_head_attention_forward
 from ._module import Module
 from ._norm import LayerNorm
 
@@ -77,72 +73,30 @@ class MultiheadAttention(Module):
         if device is not None:
             self.to(device)
 
-    @staticmethod
-    def _linear(x, w, b):
-        """F.linear, but a non-contiguous input (batch_first's transpose) is one matmul op
-        rather than torch's fold (a copy, mm, view): fewer ops keep a training step's batch
-        whole on a session (attention's graph is gradserve's own, not torch's, anyway)."""
-        if x.dim() == 3 and not x.is_contiguous():
-            out = x._op("matmul", x, w.t())
-            return out if b is None else out + b
-        return F.linear(x, w, b)
-
-    def _projections(self, query, key, value):
-        e = self.embed_dim
-        b = self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
-        if self._qkv_same_embed_dim:
-            w = self.in_proj_weight
-            if query is key and key is value:  # self-attention: one product, then split
-                qkv = self._linear(query, w, b)
-                return qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
-            wq, wk, wv = w[:e], w[e:2 * e], w[2 * e:]
-        else:
-            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return (self._linear(query, wq, bq), self._linear(key, wk, bk),
-                self._linear(value, wv, bv))
-
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
                 attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):
-        if is_causal and attn_mask is None:
-            raise InvalidArgumentError("Need attn_mask if specifying the is_causal hint.")
-        unbatched = query.dim() == 2
-        if unbatched:
-            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
-            if key_padding_mask is not None:
-                key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:  # work in (L, N, E), torch's native layout
-            same_kv = key is value
-            same_qk = query is key
-            query = query.transpose(0, 1)
-            key = query if same_qk else key.transpose(0, 1)
-            value = key if same_kv else value.transpose(0, 1)
-        rows, batch, _ = query.shape
-        cols = key.shape[0]
-        q, k, v = self._projections(query, key, value)
-        h, d = self.num_heads, self.head_dim
-        q = q.reshape(rows, batch, h, d).permute(1, 2, 0, 3)  # (N, H, L, D)
-        k = k.reshape(cols, batch, h, d).permute(1, 2, 0, 3)
-        v = v.reshape(cols, batch, h, d).permute(1, 2, 0, 3)
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
-        mask = merge_masks(attn_mask, key_padding_mask, batch, h, rows, cols, scores)
-        if mask is not None:
-            scores = scores + mask
-        weights = scores.softmax(-1)
-        if self.dropout > 0.0:
-            weights = F.dropout(weights, self.dropout, training=self.training)
-        out = (weights @ v).permute(2, 0, 1, 3)
-        out = out._op("reshape", out, shape=(rows, batch, self.embed_dim))  # one op: a copy
-        out = self.out_proj(out)
-        if unbatched:
-            out = out.squeeze(1)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
-        if not need_weights:
-            return out, None
-        if average_attn_weights:
-            weights = weights.mean(1)
-        return out, weights.squeeze(0) if unbatched else weights
+        batched = query.dim() == 3
+        if self.batch_first and batched:  # torch's transposes, keeping `is` between them
+            if key is value:
+                if query is key:
+                    query = key = value = query.transpose(1, 0)
+                else:
+                    query, key = (x.transpose(1, 0) for x in (query, key))
+                    value = key
+            else:
+                query, key, value = (x.transpose(1, 0) for x in (query, key, value))
+        separate = not self._qkv_same_embed_dim
+        out, weights = multi_head_attention_forward(
+            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight,
+            self.in_proj_bias, None, None, False, self.dropout, self.out_proj.weight,
+            self.out_proj.bias, training=self.training, key_padding_mask=key_padding_mask,
+            need_weights=need_weights, attn_mask=attn_mask, use_separate_proj_weight=separate,
+            q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight,
+            v_proj_weight=self.v_proj_weight, average_attn_weights=average_attn_weights,
+            is_causal=is_causal)
+        if self.batch_first and batched:
+            return out.transpose(1, 0), weights
+        return out, weights
 
 
 _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}

@@ -93,6 +93,7 @@ from ._f_spatial import (
     pixel_unshuffle,
     unfold,
 )
+from ._mha import multi_head_attention_forward
 from ._rrelu import rrelu, rrelu_
 
 __all__ = [
@@ -111,7 +112,7 @@ __all__ = [
     "adaptive_avg_pool1d", "hinge_embedding_loss", "instance_norm", "multi_margin_loss",
     "soft_margin_loss",
     "celu", "glu", "hardshrink", "selu", "softshrink", "softsign", "tanhshrink", "threshold",
-    "rrelu", "rrelu_",
+    "rrelu", "rrelu_", "multi_head_attention_forward",
 ]
 
 

@@ -11,9 +11,8 @@ Otherwise, as torch: a vector @ matrix is `unsqueeze(0).mm(b).squeeze_(0)`; a 3-
 tensor with a vector or matrix (either order) is folded into one mm or mv when torch folds it
 (the matrix side needs a gradient, or the big side's leading dims fold without a copy):
 `reshape` to rows, `mm`/`mv`, `_unsafe_view` back (and `mT().contiguous()` when the big
-operand was on the right). The rest is batched, which stays one op (torch: both operands
-`expand`ed to the broadcast batch and `reshape`d to 3-D, one `bmm`, `_unsafe_view` to the
-result's shape).
+operand was on the right). The rest is batched, as torch's: both operands `expand`ed to the
+broadcast batch and `reshape`d to 3-D, one `bmm`, `_unsafe_view` to the result's shape.
 
     >>> from gradserve import engine
     >>> a = engine.ones(5, 2, 3, requires_grad=True)
@@ -26,9 +25,11 @@ from __future__ import annotations
 
 import math
 
+from ..core import grad_mode as _grad_mode
+from ..core.dtype import TORCH_SCALAR_NAMES
 from ..core.errors import InvalidArgumentError
 from ..core.layout import contiguous, view_strides
-from ..core.shape import infer_reshape, normalize_dim
+from ..core.shape import broadcast_shapes, infer_reshape, normalize_dim
 
 
 def _strides(t) -> tuple[int, ...]:
@@ -108,12 +109,50 @@ def matmul(a, b):
     if (da, db) == (1, 2):
         product = a.unsqueeze(0).mm(b)
         return product._op("squeeze_result", product, dim=0)
+    if not (_grad_mode.is_grad_enabled() and (a.requires_grad or b.requires_grad)) and (
+            a.dtype is b.dtype and a.shape[-1] == b.shape[-2 if db > 1 else 0]):
+        # no graph to show: the same product in one op (a bad operand goes torch's way, to
+        # the kernel whose error torch raises)
+        return a._op("matmul", a, b)
+    a, b = _squeeze_batch_of_one(a, b)
     if _should_fold(a, b):
         return _fold(a, b)
-    # batched: one op (named as torch's last node, UnsafeViewBackward0), not torch's expand,
-    # reshape, bmm, _unsafe_view: that would be six ops on the wire for each attention
-    # product, which cuts a captured transformer step into batches the server cannot plan
-    return a._op("matmul", a, b)
+    return _batched(a, b)
+
+
+def _squeeze_batch_of_one(a, b):
+    """torch (2.13) squeezes the batch of one of a 3-D operand that needs a gradient when the
+    other's batch is larger, so that it folds into one mm and its gradient is not summed
+    from a broadcast."""
+    if len(a.shape) == len(b.shape) == 3 and a.shape[0] != b.shape[0]:
+        if b.shape[0] == 1 and b.requires_grad:
+            return a, b.squeeze(0)
+        if a.shape[0] == 1 and a.requires_grad:
+            return a.squeeze(0), b
+    return a, b
+
+
+def _batched(a, b):
+    """torch's batched path: both operands expanded to the broadcast batch and reshaped to
+    3-D, one bmm, `_unsafe_view` to the result's shape (a vector on the right as a column)."""
+    da, db = len(a.shape), len(b.shape)
+    n, m1 = (a.shape[-2] if da > 1 else 1), a.shape[-1]
+    m2, p = (b.shape[-2], b.shape[-1]) if db > 1 else (b.shape[0], 1)
+    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    if a.dtype is not b.dtype:  # bmm's check, before any node is recorded
+        raise InvalidArgumentError(f"expected scalar type {TORCH_SCALAR_NAMES[a.dtype.name]} "
+                                   f"but found {TORCH_SCALAR_NAMES[b.dtype.name]}")
+    count = math.prod(batch)
+    a3 = reshape(a.expand(batch + (n, m1)), (count, n, m1))
+    if db == 1:
+        b3 = reshape(b.expand(batch + (m2,)), (count, m2)).unsqueeze(2)
+    else:
+        b3 = reshape(b.expand(batch + (m2, p)), (count, m2, p))
+    product = a3.bmm(b3)
+    if db == 1:
+        product = product.squeeze(-1)
+    shape = batch + ((n,) if da > 1 else ()) + ((p,) if db > 1 else ())
+    return product._op("_unsafe_view", product, shape=shape)
 
 
 def with_alpha(t, name: str, other, alpha, inplace: bool = False):

@@ -1,7 +1,16 @@
-"""einsum, composed from ops that already have derivatives: diagonal for a repeated index,
-sum for an index only one operand has, and for each pair of operands one batched matmul
-between a permute/reshape on each side, as torch's einsum does; so its grad_fn is what
-torch's is (a view or a permute of the last product, a sum for a trace).
+"""einsum as aten's (torch 2.13, without opt_einsum), so its graph is torch's node for node.
+
+Each operand is brought to one dim order, the output's labels then the contracted ones
+(the ellipsis, then the letters, upper case first): a repeated label takes the diagonal
+(`diagonal` then `movedim` back), a label it lacks is an `unsqueeze`d dim at the end, then
+one `permute`. The operands are then contracted left to right, the result on the left: a
+contracted label that only one of the pair has (and no later operand) is summed out of that
+side at once (`sum(dims, keepdim=True)`); a label both have and nothing later needs is
+contracted by `sumproduct_pair` (each side permuted and reshaped to 3-D, one `bmm`, a view
+and a permute back), and with nothing to contract the pair is multiplied (the product laid
+out as torch's TensorIterator lays it out, so later reshapes view or copy as torch's do).
+The contracted dims, all of size one by then, are dropped by a view; a single operand sums
+them instead.
 
     >>> from gradserve import engine
     >>> a, b = engine.ones(2, 3), engine.ones(3, 4)
@@ -13,12 +22,22 @@ torch's is (a view or a permute of the last product, a sum for a trace).
 
 from __future__ import annotations
 
-import math
-
 from ..core.errors import InvalidArgumentError
+from ..core.shape import broadcast_shapes
+from ..ops.elementwise.overloads import iterator_strides
+from .compose import reshape
+
+ELL = "..."
 
 
-def _parse(equation: str, operands) -> tuple[list[list[str]], list[str]]:
+def _tokens(term: str) -> list[str]:
+    head, dots, tail = term.partition(ELL)
+    return list(head) + ([ELL] if dots else []) + list(tail)
+
+
+def _parse(equation: str, operands):
+    """(each operand's labels, with ELL for its ellipsis; the output's; the ellipsis's
+    number of dims)."""
     eq = equation.replace(" ", "")
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
@@ -27,97 +46,150 @@ def _parse(equation: str, operands) -> tuple[list[list[str]], list[str]]:
             "einsum(): more operands were provided than specified in the equation"
             if len(operands) > len(terms) else
             "einsum(): fewer operands were provided than specified in the equation")
-    labels, ell_max = [], 0
-    for term, x in zip(terms, operands, strict=True):
-        named = term.replace("...", "")
-        if not named.isalpha() and named:
+    ops_labels, ell_num_dim = [], 0
+    for i, (term, x) in enumerate(zip(terms, operands, strict=True)):
+        named = term.replace(ELL, "")
+        if named and not named.isalpha() or term.count(ELL) > 1 or "." in named:
             raise InvalidArgumentError(f"einsum(): invalid subscript given in equation {eq!r}")
-        n_ell = x.dim() - len(named) if "..." in term else 0
-        if n_ell < 0 or ("..." not in term and len(named) != x.dim()):
+        if ELL in term:
+            if len(named) > x.dim():
+                raise InvalidArgumentError(
+                    f"einsum(): the number of subscripts in the equation ({len(named)}) is "
+                    f"more than the number of dimensions ({x.dim()}) for operand {i}")
+            ell_num_dim = max(ell_num_dim, x.dim() - len(named))
+        elif len(named) != x.dim():
             raise InvalidArgumentError(
                 f"einsum(): the number of subscripts in the equation ({len(named)}) does not "
-                f"match the number of dimensions ({x.dim()}) for operand {len(labels)}"
-                + ("" if "..." in term else " and no ellipsis was given"))
-        ell_max = max(ell_max, n_ell)
-        head, _, tail = term.partition("...")
-        # ellipsis dims are named by their position from the right: "\x01", "\x02", ...
-        labels.append(list(head) + [chr(n_ell - i) for i in range(n_ell)] + list(tail))
-    ell = [chr(ell_max - i) for i in range(ell_max)]
+                f"match the number of dimensions ({x.dim()}) for operand {i} and no ellipsis "
+                "was given")
+        ops_labels.append(_tokens(term))
     if arrow:
-        head, _, tail = rhs.partition("...")
-        out = list(head) + (ell if "..." in rhs else []) + list(tail)
-    else:  # implicit output: the ellipsis, then every letter used once, alphabetically
+        out = _tokens(rhs)
+        for c in out:
+            if c == ELL:
+                continue
+            if not c.isalpha():
+                raise InvalidArgumentError(
+                    f"einsum(): invalid subscript given in equation {eq!r}")
+            if out.count(c) > 1:
+                raise InvalidArgumentError(
+                    f"einsum(): output subscript {c} appears more than once in the output")
+            if not any(c in ls for ls in ops_labels):
+                raise InvalidArgumentError(
+                    f"einsum(): output subscript {c} does not appear in the equation for any "
+                    "input operand")
+    else:  # the ellipsis, then each letter used once, in torch's label order (A-Z, a-z)
         counts: dict[str, int] = {}
-        for ls in labels:
+        for ls in ops_labels:
             for c in ls:
                 counts[c] = counts.get(c, 0) + 1
-        out = ell + sorted(c for c, n in counts.items() if n == 1 and c.isalpha())
+        out = [ELL] + sorted(c for c, n in counts.items() if n == 1 and c != ELL)
+    return ops_labels, out, ell_num_dim
+
+
+def _order(ops_labels, out, ell_num_dim):
+    """Each label's position in the aligned dim order, the ellipsis's first position, and
+    how many of those positions the output has."""
+    ell = [("...", k) for k in range(ell_num_dim)]
+    order: list = []
     for c in out:
-        if not any(c in ls for ls in labels):
-            raise InvalidArgumentError(
-                f"einsum(): output subscript {c} does not appear in the equation for any input "
-                "operand")
-    return labels, out
+        order += ell if c == ELL else [c]
+    out_num_dim = len(order)
+    if ELL not in out:
+        order += ell
+    order += sorted({c for ls in ops_labels for c in ls if c != ELL} - set(out))
+    return {lab: k for k, lab in enumerate(order)}, len(order), out_num_dim
 
 
-def _diagonals(x, labels: list[str]):
-    """Repeated labels within one operand select its diagonal (the label kept once, last)."""
-    while len(set(labels)) != len(labels):
-        c = next(c for c in labels if labels.count(c) > 1)
-        i = labels.index(c)
-        j = labels.index(c, i + 1)
-        x = x.diagonal(0, i, j)
-        labels = [lb for k, lb in enumerate(labels) if k not in (i, j)] + [c]
-    return x, labels
-
-
-def _sum_out(x, labels: list[str], keep: set[str]):
-    drop = [i for i, c in enumerate(labels) if c not in keep]
-    if not drop:
-        return x, labels
-    return x.sum(tuple(drop)), [c for c in labels if c in keep]
-
-
-def _align(x, lx: list[str], target: list[str]):
-    """x with its dims in `target`'s order, a size-1 dim for each label it lacks."""
-    x = x.permute([lx.index(c) for c in target if c in lx])
-    for i, c in enumerate(target):
-        if c not in lx:
-            x = x.unsqueeze(i)
-    return x
-
-
-def _sizes(pairs) -> dict[str, int]:
-    size: dict[str, int] = {}
-    for x, ls in pairs:
-        for c, n in zip(ls, x.shape, strict=True):
-            if size.get(c, 1) not in (1, n) and n != 1:
+def _align(i, x, labels, index, perm_index, ell_num_dim, label_size, ell_sizes, dim_counts):
+    permutation = [-1] * perm_index
+    ndim = x.dim()
+    dim = 0
+    for s in labels:
+        if s == ELL:
+            covered = ndim - (len(labels) - 1)
+            for j in range(ell_num_dim - covered, ell_num_dim):
+                n = x.shape[dim]
+                if n != 1:
+                    if ell_sizes[j] not in (1, n):
+                        raise InvalidArgumentError(
+                            f"einsum(): dimension {dim} covered by ellipsis in operand {i}has "
+                            f"size {n} which does not broadcast with previously seen ellipsis "
+                            f"with size {ell_sizes[j]} for the respective dimension")
+                    ell_sizes[j] = n
+                    dim_counts[index["...", j]] += 1
+                permutation[index["...", j]] = dim
+                dim += 1
+        elif permutation[index[s]] == -1:
+            n = x.shape[dim]
+            if n != 1:
+                if label_size.get(s, 1) not in (1, n):
+                    raise InvalidArgumentError(
+                        f"einsum(): subscript {s} has size {n} for operand {i} which does not "
+                        f"broadcast with previously seen size {label_size[s]}")
+                label_size[s] = n
+                dim_counts[index[s]] += 1
+            permutation[index[s]] = dim
+            dim += 1
+        else:  # a repeated label: its diagonal, moved back to the first one's place
+            prev = permutation[index[s]]
+            if x.shape[dim] != x.shape[prev]:
                 raise InvalidArgumentError(
-                    f"einsum(): operands do not broadcast with remapped shapes (original->"
-                    f"remapped): {[list(x.shape) for x, _ in pairs]}")
-            size[c] = max(size.get(c, 1), n)
-    return size
+                    f"einsum(): subscript {s} is repeated for operand {i} but the sizes don't "
+                    f"match, {x.shape[dim]} != {x.shape[prev]}")
+            x = x.diagonal(0, prev, dim)
+            back = list(range(x.dim() - 1))
+            back.insert(prev, x.dim() - 1)
+            x = x.permute(back)  # movedim(-1, prev)
+    for k, val in enumerate(permutation):
+        if val == -1:  # a label this operand lacks
+            x = x.unsqueeze(dim)
+            permutation[k] = dim
+            dim += 1
+    return x.permute(permutation)
 
 
-def _contract(a, la, b, lb, keep: set[str], order: list[str]):
-    """a and b with the labels not in `keep` summed out; the result's labels follow
-    `order`. Without labels to sum the product is a broadcast multiply (as torch's)."""
-    summed = [c for c in la if c in lb and c not in keep]
-    if not summed:
-        target = [c for c in order if c in la or c in lb]
-        return _align(a, la, target) * _align(b, lb, target), target
-    batch = [c for c in order if c in la and c in lb and c in keep]
-    left = [c for c in order if c in la and c not in lb]
-    right = [c for c in order if c in lb and c not in la]
-    size = _sizes([(a, la), (b, lb)])
-    a = a.permute([la.index(c) for c in batch + left + summed])
-    b = b.permute([lb.index(c) for c in batch + summed + right])
-    a = a.expand([size[c] for c in batch + left + summed])  # size-1 dims broadcast
-    b = b.expand([size[c] for c in batch + summed + right])
-    nb = [size[c] for c in batch]
-    m, k, n = (math.prod(size[c] for c in g) for g in (left, summed, right))
-    prod = a.reshape(math.prod(nb), m, k) @ b.reshape(math.prod(nb), k, n)
-    return prod.view(nb + [size[c] for c in left + right]), batch + left + right
+def sumproduct_pair(left, right, sum_dims: list[int]):
+    """aten's sumproduct_pair (keepdim): the product of two aligned operands summed over
+    sum_dims, as one bmm between a permute and a reshape of each."""
+    if not sum_dims:  # laid out as torch's TensorIterator lays the product out
+        strides = iterator_strides(broadcast_shapes(left.shape, right.shape), (left, right))
+        return left._op("mul_laid", left, right, strides=strides or ())
+    lro, lo, ro = [], [], []
+    lro_size = lo_size = ro_size = sum_size = 1
+    for i in range(left.dim()):
+        sl, sr = left.shape[i] != 1, right.shape[i] != 1
+        if i in sum_dims:
+            if sl and sr:
+                if left.shape[i] != right.shape[i]:
+                    raise InvalidArgumentError("non-broadcast dimensions must match")
+                sum_size *= left.shape[i]
+            elif sl:
+                left = left.sum(i, keepdim=True)
+            elif sr:
+                right = right.sum(i, keepdim=True)
+        elif sl and sr:
+            if left.shape[i] != right.shape[i]:
+                raise InvalidArgumentError("non-broadcast dimensions must match")
+            lro.append(i)
+            lro_size *= left.shape[i]
+        elif sl:
+            lo.append(i)
+            lo_size *= left.shape[i]
+        else:
+            ro.append(i)
+            ro_size *= right.shape[i]
+    if lo and ro and ro[-1] < lo[0]:
+        # torch 2.13 swaps the sides when that leaves the product in the output's order
+        left, right, lo, ro, lo_size, ro_size = right, left, ro, lo, ro_size, lo_size
+    out_size = ([left.shape[d] for d in lro + lo] + [1] * len(sum_dims)
+                + [right.shape[d] for d in ro])
+    operm = [0] * len(out_size)
+    for k, d in enumerate(lro + lo + sum_dims + ro):
+        operm[d] = k
+    left = reshape(left.permute(lro + lo + sum_dims + ro), (lro_size, lo_size, sum_size))
+    right = reshape(right.permute(lro + sum_dims + ro + lo), (lro_size, sum_size, ro_size))
+    return left.bmm(right).view(out_size).permute(operm)
 
 
 def einsum(equation: str, *operands):
@@ -127,24 +199,36 @@ def einsum(equation: str, *operands):
         operands = tuple(operands[0])
     if not operands:
         raise InvalidArgumentError("einsum(): must provide at least one operand")
-    labels, out = _parse(equation, operands)
-    xs = [_diagonals(x, ls) for x, ls in zip(operands, labels, strict=True)]
-    order = out + [c for ls in labels for c in dict.fromkeys(ls) if c not in out]
-    if len(xs) == 1:  # torch permutes (even to the same order), then sums what is left over
-        x, lx = xs[0]
-        x = x.permute([lx.index(c) for c in order if c in lx])
-        extra = tuple(range(len(out), len(lx)))
-        return x.sum(extra) if extra else x
-    x, lx = xs[0]
-    for k in range(1, len(xs)):
-        later = {c for _, ls in xs[k + 1:] for c in ls}
-        keep = set(out) | later
-        y, ly = xs[k]
-        # a label only one side has and nothing later needs is summed out first
-        x, lx = _sum_out(x, lx, keep | set(ly))
-        y, ly = _sum_out(y, ly, keep | set(lx))
-        x, lx = _contract(x, lx, y, ly, keep, order)
-    if lx != out:  # as torch's, the result ends with a view (of a contiguous copy)
-        x = x.permute([lx.index(c) for c in out]).contiguous()
-        x = x.view(x.shape)
-    return x
+    ops_labels, out, ell_num_dim = _parse(equation, operands)
+    index, perm_index, out_num_dim = _order(ops_labels, out, ell_num_dim)
+    label_size: dict[str, int] = {}
+    ell_sizes = [1] * ell_num_dim
+    dim_counts = [0] * perm_index
+    ops = [_align(i, x, ls, index, perm_index, ell_num_dim, label_size, ell_sizes, dim_counts)
+           for i, (x, ls) in enumerate(zip(operands, ops_labels, strict=True))]
+    result = ops[0]
+    for b in ops[1:]:
+        a, sum_dims, a_sum, b_sum = result, [], [], []
+        for dim in range(out_num_dim, perm_index):
+            if a.shape[dim] != 1 and b.shape[dim] != 1:
+                dim_counts[dim] -= 1
+                if dim_counts[dim] == 1:
+                    sum_dims.append(dim)
+                    dim_counts[dim] = 0
+            elif dim_counts[dim] == 1:
+                if a.shape[dim] != 1:
+                    a_sum.append(dim)
+                    dim_counts[dim] = 0
+                elif b.shape[dim] != 1:
+                    b_sum.append(dim)
+                    dim_counts[dim] = 0
+        if a_sum:
+            a = a.sum(tuple(a_sum), keepdim=True)
+        if b_sum:
+            b = b.sum(tuple(b_sum), keepdim=True)
+        result = sumproduct_pair(a, b, sum_dims)
+    if perm_index > out_num_dim:
+        if len(ops) > 1:  # every contracted dim has size one now
+            return result.view(list(result.shape[:out_num_dim]))
+        return result.sum(tuple(range(out_num_dim, perm_index)))
+    return result

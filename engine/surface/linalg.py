@@ -164,7 +164,8 @@ def _type_text(a) -> str:
 
 def lstsq(a, b, rcond=None, *, driver=None):
     """torch.linalg.lstsq with its CPU default driver (gelsy): the minimum-norm solution,
-    the rank; residuals and singular values empty, as that driver gives them."""
+    the rank; residuals and singular values empty, as that driver gives them (the residuals
+    an output of the solution's node, as torch's)."""
     if a.ndim < 2 or b.ndim < 1:
         raise InvalidArgumentError("torch.linalg.lstsq: input must have at least 2 dimensions.")
     vector = b.ndim == a.ndim - 1
@@ -173,9 +174,8 @@ def lstsq(a, b, rcond=None, *, driver=None):
             "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
     if rcond is None:
         rcond = float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
-    x = a._op("linalg_lstsq", a, b, rcond=float(rcond))  # torch's one node
-    empty = a.new_zeros(0)
-    return _lstsq(x, empty, matrix_rank(a.detach(), rtol=rcond), empty)
+    x, residuals = a._op("linalg_lstsq", a, b, rcond=float(rcond))  # torch's one node
+    return _lstsq(x, residuals, matrix_rank(a.detach(), rtol=rcond), a.new_zeros(0))
 
 
 def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):

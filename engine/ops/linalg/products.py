@@ -56,7 +56,10 @@ def _bmm_shape(a, b) -> tuple[int, int, int]:
 
 def _bmm_meta(a, b) -> Meta:
     shape = _bmm_shape(a, b)
-    return Meta(shape, _same_dtype(a, b, "expected scalar type to be the same"))
+    if a.dtype is not b.dtype:
+        raise InvalidArgumentError(f"expected scalar type {TORCH_SCALAR_NAMES[a.dtype.name]} "
+                                   f"but found {TORCH_SCALAR_NAMES[b.dtype.name]}")
+    return Meta(shape, a.dtype)
 
 
 def _mv_shape(a, v) -> tuple[int]:

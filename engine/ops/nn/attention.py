@@ -3,6 +3,7 @@ F.scaled_dot_product_attention records on the CPU for 4-D query/key/value of one
 without dropout and without a mask that requires a gradient. One
 ScaledDotProductFlashAttentionForCpuBackward0 node with edges to query, key and value (a mask
 takes none). The backward is attention's, written with tensor methods (differentiable again).
+Elsewhere torch takes its math path, whose softmax is `_safe_softmax` (here too).
 
     >>> from gradserve import engine
     >>> q = engine.ones(1, 1, 2, 4)
@@ -15,13 +16,17 @@ from __future__ import annotations
 import math
 
 from ...core.registry import Meta, defop
-from ...core.shape import broadcast_shapes
+from ...core.shape import broadcast_shapes, normalize_dim
 from ..edges import edges_of
+from ..elementwise.overloads import kept_strides
 
 
 def _meta(q, k, v, mask, is_causal=False, scale=None):
     batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    return Meta(tuple(batch) + (q.shape[-2], v.shape[-1]), q.dtype)
+    shape = tuple(batch) + (q.shape[-2], v.shape[-1])
+    # torch's kernel lays its output out as the query (MultiheadAttention's heads are a
+    # transposed view, so the output's permute back to (L, N, E) is a view, not a copy)
+    return Meta(shape, q.dtype, kept_strides(q) if shape == tuple(q.shape) else None)
 
 
 def _scale(q, scale):
@@ -55,7 +60,12 @@ def _probabilities(xp, q, k, mask, is_causal, scale):
 def _flash(xp, q, k, v, mask, is_causal=False, scale=None):
     # mask: a bool or float tensor, or the number 0.0 for none
     p = _probabilities(xp, q, k, mask if hasattr(mask, "shape") else None, is_causal, scale)
-    return (p @ v).astype(q.dtype, copy=False)
+    out = (p @ v).astype(q.dtype, copy=False)
+    if out.shape != q.shape or q.flags.c_contiguous:
+        return out
+    laid = xp.empty_like(q)  # the query's layout, as the shape rule says
+    laid[...] = out
+    return laid
 
 
 flash = defop("sdpa_flash_cpu", infer=_meta,
@@ -84,3 +94,31 @@ def _(ctx, g):
     return (ds @ k * scale if needs[0] else None,
             ds.transpose(-2, -1) @ q * scale if needs[1] else None,
             p.transpose(-2, -1) @ g if needs[2] else None)
+
+
+# -- _safe_softmax: the math path's softmax ---------------------------------------------------
+def _safe_softmax_meta(a, dim):
+    normalize_dim(dim, len(a.shape))
+    return Meta(tuple(a.shape), a.dtype)
+
+
+def _safe_softmax(xp, a, dim):
+    """softmax over dim, but 0 (not nan) along a row that is -inf throughout (a row that
+    may attend nothing), as torch's `_safe_softmax`; other rows are softmax's bits."""
+    if a.size == 0:
+        return a.copy()
+    top = a.max(axis=dim, keepdims=True)
+    e = xp.exp(a - xp.where(top == -math.inf, 0, top).astype(a.dtype, copy=False))
+    total = e.sum(axis=dim, keepdims=True)
+    return e / xp.where(total == 0, 1, total).astype(a.dtype, copy=False)
+
+
+safe_softmax = defop("_safe_softmax", infer=_safe_softmax_meta,
+                     grad_name="SafeSoftmaxBackward0", save_output=True,
+                     attrs=("dim",))(_safe_softmax)
+
+
+@safe_softmax.def_backward
+def _(ctx, g):
+    out = ctx.output  # softmax's gradient; 0 along a fully masked row, where out is 0
+    return (out * (g - (g * out).sum(ctx.attrs["dim"], keepdim=True)),)

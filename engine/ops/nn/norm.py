@@ -1,4 +1,5 @@
-"""Normalisation ops: batch_norm (training statistics), layer_norm, group_norm.
+"""Normalisation ops: batch_norm (training statistics; `batch_norm_eval` with the running
+ones), layer_norm, group_norm.
 
 Each is fused: one op normalises (biased variance, as torch) and applies the optional affine
 weight and bias. Inputs are `(x,)` or `(x, weight, bias)`. Backward is written in engine
@@ -24,6 +25,7 @@ import math
 
 from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
+from ..edges import edges_of
 
 
 def _check_affine(name, x, params, shape):
@@ -126,14 +128,64 @@ def _bn(xp, x, *params, eps):
     return _affine(y, params, _bn_param_shape(x.shape)), mean.reshape(-1), unbiased
 
 
-batch_norm = defop("batch_norm", infer=_bn_meta, grad_name="NativeBatchNormBackward0",
-                   save=slice(0, None))(_bn)
+# one node for both modes, with torch's edges (input, weight, bias): none for the running
+# statistics the evaluation op also takes
+_BN = edges_of("NativeBatchNormBackward0", (0, 1, 2))
+batch_norm = defop("batch_norm", infer=_bn_meta, grad_name=_BN, save=slice(0, None))(_bn)
 
 
 @batch_norm.def_backward
 def _(ctx, g):
     shape = ctx.in_shapes[0]
     return _backward(ctx, g, _bn_axes(len(shape)), _bn_param_shape(shape))
+
+
+def _bn_eval_meta(x, weight, bias, running_mean, running_var, *, eps):
+    if len(x.shape) < 2:
+        raise InvalidArgumentError(f"batch_norm: expected a 2-D or higher input, got "
+                                   f"{len(x.shape)}-D")
+    _check_affine("batch_norm", x, (weight, bias), (x.shape[1],))
+    for stat in (running_mean, running_var):
+        if tuple(stat.shape) != (x.shape[1],):
+            raise InvalidArgumentError(
+                f"running_mean should contain {x.shape[1]} elements not {math.prod(stat.shape)}")
+    return Meta(tuple(x.shape), x.dtype)
+
+
+def _bn_eval_scale(xp, w, rv, eps, shape):
+    """torch's CPU kernel: alpha = weight / sqrt(var + eps) per channel."""
+    return ((1 / xp.sqrt(rv + eps)) * w).reshape(shape)
+
+
+def _bn_eval(xp, x, w, b, rm, rv, *, eps):
+    shape = _bn_param_shape(x.shape)
+    rm, rv = rm.astype(x.dtype, copy=False), rv.astype(x.dtype, copy=False)
+    alpha = _bn_eval_scale(xp, w, rv, eps, shape)
+    beta = (b.reshape(shape) if hasattr(b, "shape") else b) - rm.reshape(shape) * alpha
+    return x * alpha + beta
+
+
+batch_norm_eval = defop("batch_norm_eval", infer=_bn_eval_meta, grad_name=_BN,
+                        attrs=("eps",), save=(0, 1, 3, 4))(_bn_eval)
+
+
+@batch_norm_eval.def_backward
+def _(ctx, g):
+    """With the running statistics (constants): dx = g * w * invstd, dw = sum(g * xhat),
+    db = sum(g), over every dim but the channels'."""
+    x, w, rm, rv = ctx.saved
+    eps = ctx.attrs["eps"]
+    shape = _bn_param_shape(tuple(x.shape))
+    dims = _bn_axes(len(x.shape))
+    invstd = ((rv.to(x.dtype) + eps) ** -0.5).reshape(shape)
+    gx = gw = gb = None
+    if ctx.needs[0]:
+        gx = g * (invstd * w.reshape(shape) if hasattr(w, "shape") else invstd * w)
+    if len(ctx.needs) > 1 and ctx.needs[1]:
+        gw = (g * ((x - rm.to(x.dtype).reshape(shape)) * invstd)).sum(dims)
+    if len(ctx.needs) > 2 and ctx.needs[2]:
+        gb = g.sum(dims)
+    return gx, gw, gb
 
 
 # -- layer_norm -------------------------------------------------------------------------------
