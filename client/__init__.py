@@ -77,6 +77,8 @@ from .engine import (
     int16,
     int32,
     int64,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
     is_grad_enabled,
     is_inference_mode_enabled,
     long,
@@ -85,6 +87,7 @@ from .engine import (
     promote_types,
     result_type,
     return_types,
+    set_anomaly_enabled,
     set_default_device,
     set_default_dtype,
     set_grad_enabled,
@@ -117,6 +120,7 @@ __all__ = [
     "IntTensor", "LongTensor", "ShortTensor", "Size", "get_default_device",
     "get_default_dtype", "set_default_device", "set_default_dtype",
     "cdist", "linalg",
+    "is_anomaly_check_nan_enabled", "is_anomaly_enabled", "set_anomaly_enabled",
 ]
 
 

@@ -13,6 +13,7 @@ waits for the server's answer.
 from __future__ import annotations
 
 from gradserve.engine import AutogradError, GradserveError
+from gradserve.engine.core import anomaly
 from gradserve.engine.seam import (
     AccumulateGrad,
     as_list,
@@ -45,16 +46,19 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
     written = None if calls else run_backward(tensors, None, retain_graph=retain_graph,
                                               create_graph=create_graph, inputs=inputs,
                                               plan=plan)[0]
-    if written is None:  # part of the graph is only known to the server, or calls back
+    # in anomaly mode the server's errors (a NaN) surface here, as torch's do
+    if (waits := sync_anomaly(session)) or written is None:
+        # part of the graph is only known to the server, or calls back
         request = pb.BackwardRequest(
             session_id=session.id, tensors=[t._id for t in tensors], grad_tensors=grads,
             create_graph=bool(create_graph), inputs=[t._id for t in inputs or ()],
             retain_graph=bool(retain_graph))
-        if calls:
-            ids = _calling_back(session, plan, retain_graph, backward=request).backward
-            ids = ids.grads_defined
-        else:
-            ids = session._roundtrip(backward=request).backward.grads_defined
+        with anomaly.server_errors(waits, plan[2]):
+            if calls:
+                ids = _calling_back(session, plan, retain_graph, backward=request).backward
+                ids = ids.grads_defined
+            else:
+                ids = session._roundtrip(backward=request).backward.grads_defined
         session._grad_epoch += 1
         for tid in ids:
             proxy = session._proxy(tid)
@@ -87,17 +91,20 @@ def grad(session, outputs, inputs, grad_outputs, retain_graph, create_graph,
                              results=results, retain_graph=bool(retain_graph))
     plan = plan_backward(outputs, inputs)
     calls = hooks_in(plan[2])
+    waits = sync_anomaly(session)
     defined = None if calls else run_backward(
         outputs, None, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs,
         accumulate=False, plan=plan)[1]
     if defined is not None:
         check_unused([True if d else None for d in defined], allow_unused)
-    if defined is None or create_graph:
+    if defined is None or create_graph or waits:
         # the results' graph (or what reaches them) is only known to the server: ask it
-        if calls:
-            defined = list(_calling_back(session, plan, retain_graph, grad=request).grad.defined)
-        else:
-            defined = list(session._roundtrip(grad=request).grad.defined)
+        with anomaly.server_errors(waits, plan[2]):
+            if calls:
+                defined = list(_calling_back(session, plan, retain_graph,
+                                             grad=request).grad.defined)
+            else:
+                defined = list(session._roundtrip(grad=request).grad.defined)
         defined += [True] * (len(inputs) - len(defined))
         if create_graph and any(defined):
             by_id = {info.id: info
@@ -110,6 +117,17 @@ def grad(session, outputs, inputs, grad_outputs, retain_graph, create_graph,
     del keep
     return tuple(RemoteTensor(session, r, t._shape, t.dtype, t._device) if d else None
                  for r, t, d in zip(results, inputs, defined, strict=True))
+
+
+def sync_anomaly(session) -> bool:
+    """Send the process's anomaly mode to `session` if the server has another one for it
+    (a command among its ops, before the backward that reads it); whether it is on."""
+    state = anomaly.CHECK_NAN if anomaly.ON else None
+    if getattr(session, "_anomaly", None) != state:
+        session._anomaly = state
+        session._send("set_detect_anomaly", (), (),
+                      {"mode": anomaly.ON, "check_nan": anomaly.CHECK_NAN})
+    return state is not None
 
 
 def _root_grads(session, tensors: list, grads) -> tuple[list, list]:

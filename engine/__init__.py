@@ -15,6 +15,13 @@ objects (its factories pick the current session instead).
 
 from types import SimpleNamespace
 
+from .core.anomaly import (
+    detect_anomaly,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_anomaly_enabled,
+    set_detect_anomaly,
+)
 from .core.backend import canonical_device, cuda_device_count
 from .core.device import device
 from .core.dtype import (
@@ -54,6 +61,7 @@ from .core.meta import AutogradMeta
 from .core.random import Generator, manual_seed, using_generator
 from .core.registry import OPS, Meta, get_op
 from .core.size import Size
+from .ops import anomaly as _anomaly_ops  # noqa: F401  (registers its ops)
 from .ops import commands as _commands  # noqa: F401  (registers its ops)
 from .ops import factories as _factories  # noqa: F401  (registers its ops)
 from .ops import optim as _optim  # noqa: F401  (registers its ops)
@@ -123,7 +131,8 @@ short, int, long = int16, int32, int64  # noqa: A001
 return_types = _return_types
 autograd = SimpleNamespace(grad=_grad, backward=_backward, Function=Function,
                            function=SimpleNamespace(FunctionCtx=FunctionCtx),
-                           functional=_functional)
+                           functional=_functional, detect_anomaly=detect_anomaly,
+                           set_detect_anomaly=set_detect_anomaly)
 
 
 def promote_types(type1, type2) -> DType:
@@ -150,6 +159,8 @@ cuda = SimpleNamespace(is_available=lambda: cuda_device_count() > 0,
 
 __all__ = [
     "cdist", "linalg",
+    "detect_anomaly", "is_anomaly_check_nan_enabled", "is_anomaly_enabled",
+    "set_anomaly_enabled", "set_detect_anomaly",
     "OPS", "AutogradError", "AutogradMeta", "DType", "DeviceUnavailableError", "Function",
     "Generator",
     "GradserveError", "InvalidArgumentError", "Meta", "Tensor", "TensorAPI",

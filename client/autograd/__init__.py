@@ -13,10 +13,17 @@ import jacobian`.
 from __future__ import annotations
 
 from gradserve._autograd import backward, grad
-from gradserve.engine import Function, enable_grad, no_grad, set_grad_enabled
+from gradserve.engine import (
+    Function,
+    detect_anomaly,
+    enable_grad,
+    no_grad,
+    set_detect_anomaly,
+    set_grad_enabled,
+)
 
 from . import function, functional
 from ._variable import Variable
 
-__all__ = ["Function", "Variable", "backward", "enable_grad", "function", "functional", "grad",
-           "no_grad", "set_grad_enabled"]
+__all__ = ["Function", "Variable", "backward", "detect_anomaly", "enable_grad", "function",
+           "functional", "grad", "no_grad", "set_detect_anomaly", "set_grad_enabled"]

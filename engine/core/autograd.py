@@ -13,11 +13,12 @@ import re
 import weakref
 from collections.abc import Sequence
 
+from . import anomaly as _anomaly
 from . import grad_mode as _grad_mode
 from . import tape as _tape
 from .backend import writable
 from .dtype import TORCH_TYPE_NAMES
-from .errors import VERSION_HINT, AutogradError
+from .errors import AutogradError
 
 _FREED = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -83,7 +84,7 @@ class SavedTensor:
         raise AutogradError(
             "one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: {_describe(shape, dtype)}{where} is at version "
-            f"{self.vc.value}; expected version {self.version} instead.{VERSION_HINT}"
+            f"{self.vc.value}; expected version {self.version} instead.{_anomaly.version_hint()}"
         )
 
 
@@ -310,7 +311,7 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
 
     seen_owners = set() if dry else {_owner(g) for g in grads}  # arrays a leaf must not alias
     ready = [n for n in dict.fromkeys(e[0] for e in edges) if deps.get(n, 0) == 0]
-    check = None if dry else _node_check
+    check, call = (None, _call) if dry else (_node_check, _anomaly.caller(_call))
     with _grad_mode.set_grad_enabled(create_graph):
         while ready:
             if check is not None:
@@ -341,7 +342,7 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
             elif dry:  # every input with a node gets a gradient
                 in_grads = (True,) * len(node.next_functions)
             else:
-                in_grads = _call(node, out_grads)
+                in_grads = call(node, out_grads)
             if not retain_graph:
                 node.free()
             for i, (nxt, nr) in enumerate(node.next_functions):

@@ -33,7 +33,7 @@ class Generator:
     """A seedable random stream with torch.Generator("cpu")'s engine (the engine's own
     stream objects; `gradserve.Generator` is the user-facing one)."""
 
-    __slots__ = ("cpu", "default_dtype")
+    __slots__ = ("cpu", "default_dtype", "anomaly")
 
     def __init__(self, seed: int | None = None) -> None:
         # unseeded, a stream starts from the OS's entropy, as torch's default generator does
@@ -42,6 +42,7 @@ class Generator:
         # A server session's other setting, current with its stream (using_generator): the
         # default float dtype its client set (None: the process's, float32 on a server).
         self.default_dtype = None
+        self.anomaly = None  # its anomaly mode: None off, else check_nan (core/anomaly.py)
 
     def manual_seed(self, seed: int) -> Generator:
         self.cpu.manual_seed(seed)
