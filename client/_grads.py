@@ -13,9 +13,9 @@ waits for the server's answer.
 from __future__ import annotations
 
 from gradserve.engine import AutogradError, GradserveError
-from gradserve.engine.core import anomaly
 from gradserve.engine.seam import (
     AccumulateGrad,
+    anomaly,
     as_list,
     check_roots,
     check_unused,

@@ -42,7 +42,7 @@ The server
 
 from __future__ import annotations
 
-from .core import grad_mode
+from .core import anomaly, grad_mode
 from .core.autograd import (
     AccumulateGrad,
     Node,
@@ -90,6 +90,7 @@ from .surface.tensor import apply, apply_inplace
 
 __all__ = [
     "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
+    "anomaly",
     "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
     "add_tensor_hook", "apply", "apply_direct", "apply_inplace", "apply_inplace_known",

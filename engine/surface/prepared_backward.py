@@ -24,6 +24,7 @@ the tensor eager's op made of it (`_wrap`, as `_output` makes it).
 
 from __future__ import annotations
 
+from ..core import anomaly as _anomaly
 from ..core import grad_mode as _grad_mode
 from ..core.autograd import AccumulateGrad, Node, _accumulate, _owner, node_check
 from ..core.backend import backend
@@ -61,6 +62,8 @@ class BackwardPlan:
     def run(self, slots: list) -> bool:
         """The backward on this run's slot tensors; False (having changed nothing) when its
         graph is not the watched one or anything fails: run the eager backward then."""
+        if _anomaly.active() is not None:  # eager's walk checks each node
+            return False
         nodes = {k: _grad_fn(slots[k]) for k in self.edges}
         root = slots[self.root]
         if _grad_fn(root) is not nodes[self.start] or nodes[self.start] is None \
