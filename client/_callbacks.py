@@ -25,7 +25,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from gradserve.engine import AutogradError, AutogradMeta, set_grad_enabled
-from gradserve.engine.seam import add_tensor_hook
+from gradserve.engine.seam import add_tensor_hook, anomaly
 
 if TYPE_CHECKING:  # the proxies import this module
     from ._tensor import RemoteTensor
@@ -89,8 +89,13 @@ def record_function(node, inputs, outputs) -> None:
         live = node_ref()
         if live is None:
             raise AutogradError(f"the Function of {key} is gone from this client")
-        return list(live.op.backward(live, {i: g for i, g in enumerate(grads)
-                                            if g is not None}))
+        try:
+            return list(live.op.backward(live, {i: g for i, g in enumerate(grads)
+                                                if g is not None}))
+        except Exception:
+            if anomaly.ON:  # as the engine's walk warns: this client has the forward's stack
+                anomaly.warn_error(live)
+            raise
 
     key = _add(session, run)
     weakref.finalize(node, _drop, weakref.ref(session), key)

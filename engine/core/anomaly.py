@@ -62,8 +62,8 @@ def _instrument(on: bool) -> None:
         init = _PLAIN["__init__"] = Node.__init__
         check = _PLAIN["check_saved"] = Node.check_saved
 
-        def __init__(self, *args) -> None:
-            init(self, *args)
+        def __init__(self, *args, **kwargs) -> None:
+            init(self, *args, **kwargs)
             record(self)
 
         def check_saved(self) -> None:  # a saved tensor changed in place: this node failed

@@ -5,6 +5,7 @@ the NaN checks, and the in-place version error's other hint; in-process and in a
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
@@ -16,6 +17,9 @@ import torch
 
 # torch's C++ warnings end with where in its sources they were raised
 _TRIGGERED = re.compile(r" \(Triggered internally at .*\)$", re.S)
+# a stack ends at the user's line: torch's keeps its own Python frames (Function.apply)
+_TORCH_FRAME = re.compile(r'  File "' + re.escape(os.path.dirname(torch.__file__))
+                          + r'[^\n]*\n[^\n]*\n')
 
 
 def _run(L, fn):
@@ -30,7 +34,7 @@ def _run(L, fn):
             err = str(e).replace("torch.", "gradserve.")
         finally:
             L.autograd.set_detect_anomaly(False)
-    return err, [_TRIGGERED.sub("", str(w.message)) for w in caught]
+    return err, [_TORCH_FRAME.sub("", _TRIGGERED.sub("", str(w.message))) for w in caught]
 
 
 def _version_error(L):
@@ -54,6 +58,36 @@ def _nan_in_second_output(L):
     x = L.tensor([float("nan"), 1.0])  # output 0 (x's gradient) is not computed
     y = L.ones(2, requires_grad=True)
     (x * y).sum().backward()
+
+
+def _failing_function(L):
+    class Bad(L.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            raise RuntimeError("bad backward")
+
+    with L.autograd.set_detect_anomaly(True):
+        x = L.ones(2, requires_grad=True)
+        Bad.apply(x).sum().backward()
+
+
+def _function_returning_nan(L):
+    class Nan(L.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("nan")
+
+    with L.autograd.set_detect_anomaly(True):
+        x = L.ones(2, requires_grad=True)
+        Nan.apply(x).sum().backward()
 
 
 def _nan_through_sqrt(L):
@@ -80,7 +114,7 @@ def _freed(L):
 
 
 @pytest.mark.parametrize("fn", [_version_error, _nan_in_second_input, _nan_in_second_output,
-                                _nan_through_sqrt,
+                                _failing_function, _function_returning_nan, _nan_through_sqrt,
                                 _forward_outside, _freed])
 def test_errors_and_warnings_are_torchs(M, fn):
     ours, theirs = _run(M, fn), _run(torch, fn)  # one line: the same stack above both
