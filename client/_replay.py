@@ -101,22 +101,22 @@ class Plans:
 
 
 def batch_key(ops) -> tuple[tuple, dict, list]:
-    """(the key of a batch's template, its ids slot by slot, its float attrs). The key holds
-    a tuple per op: its name, its inputs (an id's slot, an int; any other input as its type
-    and repr, a string), -1, its outputs' slots, its attrs as the template writes them (JSON
+    """(the key of a batch's template, its ids slot by slot, its float attrs). The key holds,
+    op by op: its name, its inputs (an id's slot, an int; any other input as its type and
+    repr, a string), -1, its outputs' slots, its attrs as the template writes them (JSON
     bytes, float values as `{"@": k}`) or None, and its flags; an op of two inputs and one
-    output leaves out the -1 (a tuple as long with a -1 has it where this one has a slot or
-    a string). Only the name and a non-id input are strings, the attrs bytes, and each has a
-    fixed place, so two keys are equal exactly when the batches' templates are. New ids take
-    the next slot and float attrs go to `values`, as in the template (`template_entry`). One
-    loop for the whole batch: this runs for every batch a session sends, so the commonest op
-    is spelled out."""
+    output (most ops) is instead one tuple of its name, the three slots, attrs and flags
+    (where other ops start with their name, a string). Only the name and a non-id input are
+    strings, the attrs bytes, and each has a fixed place, so two keys are equal exactly when
+    the batches' templates are. New ids take the next slot and float attrs go to `values`,
+    as in the template (`template_entry`). One loop for the whole batch: this runs for every
+    batch a session sends."""
     key: list = []
     slots: dict = {}
     values: list = []
     append, get = key.append, slots.get
     for name, args, outputs, attrs, flags in ops:
-        if len(args) == 2 and len(outputs) == 1:  # most ops: no inner loops, one tuple
+        if len(args) == 2 and len(outputs) == 1:  # no inner loops, one item
             a, b = args
             if type(a) is str:
                 sa = get(a)
@@ -136,24 +136,23 @@ def batch_key(ops) -> tuple[tuple, dict, list]:
                 so = slots[out] = len(slots)
             append((name, sa, sb, so, _attrs_key(attrs, values) if attrs else None, flags))
             continue
-        part = [name]
+        append(name)
         for x in args:
             if type(x) is str:
                 slot = get(x)
                 if slot is None:
                     slot = slots[x] = len(slots)
-                part.append(slot)
+                append(slot)
             else:
-                part.append(f"{type(x).__name__}:{x!r}")
-        part.append(-1)
+                append(f"{type(x).__name__}:{x!r}")
+        append(-1)
         for x in outputs:
             slot = get(x)
             if slot is None:
                 slot = slots[x] = len(slots)
-            part.append(slot)
-        part.append(_attrs_key(attrs, values) if attrs else None)
-        part.append(flags)
-        append(tuple(part))
+            append(slot)
+        append(_attrs_key(attrs, values) if attrs else None)
+        append(flags)
     return tuple(key), slots, values
 
 
