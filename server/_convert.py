@@ -160,19 +160,22 @@ def _whole(text: str, max_ops: int | None, max_depth: int) -> list:
     return entries
 
 
-_FLAT = (str, int, float, bool, type(None))
+_FLAT = frozenset((str, int, float, bool, type(None)))
 
 
 def _nested(entry: list) -> bool:
     """Whether an entry holds more than scalars and lists (or dicts) of scalars."""
-    for x in entry:
-        if type(x) is list:
-            if not all(type(y) in _FLAT for y in x):
-                return True
-        elif type(x) is dict:
-            if not all(type(y) in _FLAT for y in x.values()):
-                return True
-        elif type(x) not in _FLAT:
+    for x in entry:  # loops, not all() over generators: this runs per entry of a batch
+        kind = type(x)
+        if kind is list:
+            for y in x:
+                if type(y) not in _FLAT:
+                    return True
+        elif kind is dict:
+            for y in x.values():
+                if type(y) not in _FLAT:
+                    return True
+        elif kind not in _FLAT:
             return True
     return False
 

@@ -13,8 +13,12 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-_local = threading.local()
-_local.log = None
+
+class _Local(threading.local):
+    log = None  # a class default: a thread that never watched reads None without an error
+
+
+_local = _Local()
 
 
 def log() -> list | None:
