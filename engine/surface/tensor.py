@@ -10,13 +10,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core import dispatch, tape
-from ..core.autograd import addable
+from ..core.accumulate import addable
 from ..core.backend import _CPU, backend, writable
 from ..core.dtype import DType, from_numpy_dtype
 from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ..core.grad_mode import _state as _grad_state
 from ..core.layout import of_array
-from ..core.meta import AutogradMeta, record, set_history
+from ..core.meta import AutogradMeta, check_inplace, mark_views, record, set_history
 from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
 from ..core.size import Size
@@ -73,7 +73,7 @@ class Tensor(AutogradMeta, TensorAPI):
         return self._grad
 
     def _grad_accepts_add(self) -> bool:
-        """Whether backward may add into .grad in place (see core/autograd._accumulate)."""
+        """Whether backward may add into .grad in place (see core/accumulate._accumulate)."""
         g = self._grad
         return g is not None and not g.requires_grad and addable(g._data)
 
@@ -150,7 +150,7 @@ class Tensor(AutogradMeta, TensorAPI):
         return eager(get_op(name), inputs, attrs)
 
     def _inplace(self, name, *others, **attrs):
-        return dispatch.apply_inplace(KIND, get_op(name), self, others, attrs)
+        return eager_inplace(get_op(name), self, others, attrs)
 
 
 def _scalar_indices_as_ints(key):
@@ -297,11 +297,11 @@ KIND = EngineKind()
 
 def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     """`dispatch.apply` with the engine's kind, in one frame for the usual op: tensor inputs
-    on one device, one output whose shape the shape rule knows, not a view, not random,
-    nobody watching the tape. The same steps in the same order (placement, shape rule,
-    `check`, forward, the output held to its meta, the node) as the general sequence, which
-    anything else goes through: per op, the calls between them were a third of its cost."""
-    if op.view or op.random or op.needs_device or _tape_local.log is not None:
+    on one device, one output whose shape the shape rule knows, not random, nobody watching
+    the tape. The same steps in the same order (placement, shape rule, `check`, forward, the
+    output held to its meta, views, the node) as the general sequence, which anything else
+    goes through: per op, the calls between them were a third of its cost."""
+    if op.random or op.needs_device or _tape_local.log is not None:
         return dispatch.apply(KIND, op, inputs, attrs, check)
     device = None
     any_grad = False
@@ -319,7 +319,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     if device is None:  # a factory
         return dispatch.apply(KIND, op, inputs, attrs, check)
     meta = op.infer(*inputs, **attrs) if attrs else op.infer(*inputs)
-    if type(meta) is not Meta or meta.shape is None or meta.strides is not None:
+    if type(meta) is not Meta or meta.shape is None:
         outputs, meta = dispatch.apply_known(KIND, op, inputs, attrs, device, any_grad, meta,
                                              check)
         return outputs[0] if type(meta) is Meta else outputs
@@ -340,9 +340,48 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     finally:
         be.exit(token)
     out = _wrap(arr, meta, device)
+    if op.view:
+        mark_views(op, inputs[0], (out,), (meta,), attrs)
     if any_grad and op.differentiable and _grad_state.enabled and meta.dtype.is_floating_point:
         set_history((out,), record(op, inputs, attrs, device, meta), op)
     return out
+
+
+def eager_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
+    """`dispatch.apply_inplace` with the engine's kind; an op autograd does not record (an
+    optimizer's update, a gradient added into .grad) on tensors of one device, with nobody
+    watching the tape, writes in this frame: torch's checks, the write, the version."""
+    recorded = check_inplace(op, self, others, attrs)
+    if recorded is not None or _tape_local.log is not None:
+        dispatch.write_checked(KIND, op, self, others, attrs, recorded)
+        return self
+    device = self._device
+    args = []
+    for x in others:
+        if isinstance(x, Tensor):
+            if x._device != device:
+                dispatch.write_checked(KIND, op, self, others, attrs, None)  # torch's error
+                return self
+            args.append(x._data)
+        elif isinstance(x, AutogradMeta):  # another kind's tensor: the general error
+            dispatch.write_checked(KIND, op, self, others, attrs, None)
+            return self
+        else:
+            args.append(x)
+    data = self._data
+    if not writable(data):
+        raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
+    be = _CPU if device == "cpu" else backend(device)
+    token = be.enter()
+    try:
+        if op.forward_into is not None:
+            op.forward_into(be.xp, data, *args, **attrs)
+        else:
+            data[...] = _run(op, be, [data, *args], attrs)
+    finally:
+        be.exit(token)
+    self._vc.value += 1  # commit_inplace without a node: the new version
+    return self
 
 
 def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
@@ -355,7 +394,7 @@ def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
 
 def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
     """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
-    return dispatch.apply_inplace(KIND, op, self, others, attrs)
+    return eager_inplace(op, self, others, attrs)
 
 
 # -- the engine's factories -------------------------------------------------------------------

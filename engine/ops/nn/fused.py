@@ -116,6 +116,11 @@ def _pick(xp, logp, target, ignore_index):
     """-logp[i, target_i] with ignored rows at 0; also the count of rows kept."""
     logp2 = logp.reshape(-1, logp.shape[-1])
     t = target.reshape(-1)
+    if xp is np and t.size:  # every target a class, none ignored (a training step's): no masks
+        lo, hi = int(t.min()), int(t.max())
+        if 0 <= lo and hi < logp2.shape[1] and not lo <= ignore_index <= hi:
+            picked = -logp2[xp.arange(t.size), t]
+            return picked.reshape(target.shape), _ALL_KEPT
     keep = t != ignore_index
     safe = xp.where(keep, t, 0)
     bad = (safe < 0) | (safe >= logp2.shape[1])
@@ -126,9 +131,17 @@ def _pick(xp, logp, target, ignore_index):
     return picked.reshape(target.shape), keep.reshape(target.shape)
 
 
+_ALL_KEPT = object()  # `_pick`'s keep when no row is ignored: no mask made, none to count
+
+
 def _reduce_loss(d, keep, reduction):
     """Per-row values `d` (summed over a trailing class axis when they have one more axis
     than `keep`) reduced as the loss was: kept as rows, summed, or averaged over kept rows."""
+    if keep is _ALL_KEPT:
+        if reduction == "none":
+            return d
+        # the mask's count is an int64 (what keep.sum() gives): the same division, the same bits
+        return d.sum() if reduction == "sum" else d.sum() / np.int64(d.size)
     if reduction == "none":
         return d.sum(-1) if d.ndim > keep.ndim else d
     return d.sum() if reduction == "sum" else d.sum() / keep.sum()
