@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -110,7 +111,7 @@ def batch_source(req: pb.PipelineRequest, limits: Limits | None = None) -> OpSou
             f"{limits.max_batch_bytes} (max-batch-bytes); send the ops in smaller batches",
             "max_batch_bytes")
     return OpSource(iter_batch(req.op_batch, limits.max_batch_ops, limits.max_batch_depth),
-                    lambda entry: batch_op(entry, array), _where_entry)
+                    partial(batch_op, data=array), _where_entry)  # no frame of its own
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
