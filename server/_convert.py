@@ -168,12 +168,8 @@ def _nested(entry: list) -> bool:
     """Whether an entry holds more than scalars and lists (or dicts) of scalars."""
     for x in entry:  # loops, not all() over generators: this runs per entry of a batch
         kind = type(x)
-        if kind is list:
-            for y in x:
-                if type(y) not in _FLAT:
-                    return True
-        elif kind is dict:
-            for y in x.values():
+        if kind is list or kind is dict:
+            for y in (x if kind is list else x.values()):
                 if type(y) not in _FLAT:
                     return True
         elif kind not in _FLAT:
