@@ -360,14 +360,10 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     else:  # one pass (addmm's three inputs, cat's list)
         edges, shapes, dtypes = [], [], []
         for x in inputs:
-            if isinstance(x, AutogradMeta):
-                edges.append(edge(x))
-                shapes.append(x.shape)
-                dtypes.append(x.dtype)
-            else:
-                edges.append(_NO_EDGE)
-                shapes.append(None)
-                dtypes.append(None)
+            m = isinstance(x, AutogradMeta)
+            edges.append(edge(x) if m else _NO_EDGE)
+            shapes.append(x.shape if m else None)
+            dtypes.append(x.dtype if m else None)
         edges = tuple(edges)
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
