@@ -66,6 +66,7 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
                       {"grads": len(keep), "inputs": len(inputs or ()),
                        "retain_graph": bool(retain_graph), "create_graph": bool(create_graph)})
         session._send_work()
+        session._unconfirmed = True
         for proxy, in_place in written:
             _mark_grad(proxy, session._grad_epoch, create_graph, surely=True,
                        in_place=in_place)
@@ -143,8 +144,21 @@ def _calling_back(session, plan, retain_graph: bool, **then):
     return response
 
 
+def after_failure(session) -> None:
+    """A wait raised an error of the server's after backwards nobody waited for: one may have
+    failed part way (torch keeps the `.grad`s written before the error), so the `.grad` state
+    of every live proxy that may have one is asked for."""
+    if session._unconfirmed:
+        session._unconfirmed = False
+        live = [h() for h in list(session._proxies.values())]
+        _refresh(session, [t for t in live if t is not None and (t._has_grad or t._rg)])
+
+
 def _refresh_grads(session, deps) -> None:
-    leaves = [n.variable for n in deps if type(n) is AccumulateGrad]
+    _refresh(session, [n.variable for n in deps if type(n) is AccumulateGrad])
+
+
+def _refresh(session, leaves: list) -> None:
     try:
         infos = {i.id: i for i in session._list([t._id for t in leaves])}
     except GradserveError:
