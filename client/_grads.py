@@ -7,7 +7,9 @@ freed, a saved tensor changed in place) and the engine's backward walk without d
 whether it adds into the old one in place) and frees the image of the graph as the server
 frees the real one; the call is sent without waiting. Only a graph with nodes the server
 described by name (attached or rebuilt tensors) leaves the client guessing; then the call
-waits for the server's answer.
+waits for the server's answer. An op whose backward drops some outputs' gradients declares it
+(`grads_from`), so the walk gives no `.grad` where the server's gives None; a backward that
+fails on the server part way shows at the next wait, which then asks for the `.grad`s.
 """
 
 from __future__ import annotations
