@@ -288,10 +288,10 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
     when `accumulate`; returns the gradients that reached `inputs` (None where none did).
 
     With `grads` None the walk runs without data, over a graph of tensors that have none (the
-    client's image of its server's graph): every edge carries a gradient, nothing is computed,
-    the nodes are freed as the real walk frees them, and it returns (the tensors whose .grad
-    it writes, each with whether it adds into the existing one in place; per input whether a
-    gradient reaches it), or (None, None) when the graph holds nodes known by name only.
+    client's image of its server's graph): every edge carries a gradient but where an op drops
+    them (`grads_from`), nodes are freed as the real walk frees them, and it returns (the
+    tensors whose .grad it writes, each with whether it adds into the existing one in place;
+    per input whether a gradient reaches it), or (None, None) for nodes known by name only.
     `plan`: what `plan_backward` returned for these roots and inputs, if already asked."""
     edges, targets, deps = plan if plan is not None else plan_backward(roots, inputs)
     dry = grads is None
@@ -337,8 +337,9 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
                                     True)
             if not out_grads:
                 in_grads = ()
-            elif dry:  # every input with a node gets a gradient
-                in_grads = (True,) * len(node.next_functions)
+            elif dry:  # every input with a node gets one, unless the op drops them all
+                gone = out_grads.keys().isdisjoint(getattr(node.op, "grads_from", 0) or out_grads)
+                in_grads = () if gone else (True,) * len(node.next_functions)
             else:
                 in_grads = _call(node, out_grads)
             if not retain_graph:
