@@ -7,7 +7,9 @@ freed, a saved tensor changed in place) and the engine's backward walk without d
 whether it adds into the old one in place) and frees the image of the graph as the server
 frees the real one; the call is sent without waiting. Only a graph with nodes the server
 described by name (attached or rebuilt tensors) leaves the client guessing; then the call
-waits for the server's answer.
+waits for the server's answer. An op whose backward drops some outputs' gradients declares it
+(`grads_from`), so the walk gives no `.grad` where the server's gives None; a backward that
+fails on the server part way shows at the next wait, which then asks for the `.grad`s.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs)
                       {"grads": len(keep), "inputs": len(inputs or ()),
                        "retain_graph": bool(retain_graph), "create_graph": bool(create_graph)})
         session._send_work()
+        session._unconfirmed = True
         for proxy, in_place in written:
             _mark_grad(proxy, session._grad_epoch, create_graph, surely=True,
                        in_place=in_place)
@@ -161,8 +164,21 @@ def _calling_back(session, plan, retain_graph: bool, **then):
     return response
 
 
+def after_failure(session) -> None:
+    """A wait raised an error of the server's after backwards nobody waited for: one may have
+    failed part way (torch keeps the `.grad`s written before the error), so the `.grad` state
+    of every live proxy that may have one is asked for."""
+    if session._unconfirmed:
+        session._unconfirmed = False
+        live = [h() for h in list(session._proxies.values())]
+        _refresh(session, [t for t in live if t is not None and (t._has_grad or t._rg)])
+
+
 def _refresh_grads(session, deps) -> None:
-    leaves = [n.variable for n in deps if type(n) is AccumulateGrad]
+    _refresh(session, [n.variable for n in deps if type(n) is AccumulateGrad])
+
+
+def _refresh(session, leaves: list) -> None:
     try:
         infos = {i.id: i for i in session._list([t._id for t in leaves])}
     except GradserveError:

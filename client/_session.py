@@ -89,6 +89,7 @@ class Session(Factories):
         self._instance = info.instance_id  # the server process holding it
         self._closed = False
         self._grad_epoch = 0  # bumped by backward: cached `.grad` proxies are stale
+        self._unconfirmed = False  # a backward was sent that no wait has answered yet
         self._server_devices = tuple(info.devices) or (self._device,)
         self._callbacks: dict = {}  # key -> the Python of a hook or Function (_callbacks)
         self._callback_keys = itertools.count(1)
@@ -213,9 +214,8 @@ class Session(Factories):
 
     def _own(self, t) -> RemoteTensor:
         if not isinstance(t, RemoteTensor) or t._session is not self:
-            raise InvalidArgumentError(
-                f"expected a RemoteTensor of session {self._id}, got {type(t).__name__}"
-            )
+            raise InvalidArgumentError(f"expected a RemoteTensor of session {self._id}, got "
+                                       f"{type(t).__name__}")
         return t
 
     # -- the op buffer ------------------------------------------------------------------------
@@ -349,6 +349,9 @@ class Session(Factories):
             return pipe.wait(seq)
         except SessionLostError as e:
             raise _handoff.explain(self, e) from None
+        except GradserveError:
+            _grads.after_failure(self)  # how far the backwards sent got is not known here
+            raise
 
     def _serve_callback(self, call) -> int:
         grads = [from_info(self, info, owned=True) if info.id else None for info in call.grads]
@@ -428,10 +431,8 @@ class Session(Factories):
     def _backward(self, tensors, grad_tensors, retain_graph, create_graph, inputs) -> None:
         _grads.backward(self, tensors, grad_tensors, retain_graph, create_graph, inputs)
 
-    def _autograd_grad(self, outputs, inputs, grad_outputs, retain_graph, create_graph,
-                       allow_unused) -> tuple:
-        return _grads.grad(self, outputs, inputs, grad_outputs, retain_graph, create_graph,
-                           allow_unused)
+    def _autograd_grad(self, *args) -> tuple:  # outputs, inputs, grad_outputs, ... (torch's)
+        return _grads.grad(self, *args)
 
     def _bind_grad(self, t: RemoteTensor) -> RemoteTensor:
         """A proxy for `t.grad`, bound by a buffered "grad" op."""
@@ -473,11 +474,8 @@ class Session(Factories):
         >>> x.id in s.tensors()
         True
         """
-        out = {}
-        for info in self._list():
-            proxy = self._proxy(info.id)
-            out[info.id] = proxy if proxy is not None else from_info(self, info)
-        return out
+        return {i.id: from_info(self, i) if (p := self._proxy(i.id)) is None else p
+                for i in self._list()}
 
 
 def _operand(x):

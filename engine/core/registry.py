@@ -52,7 +52,7 @@ class OpDef:
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
                  "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
-                 "node_cls", "layouts")
+                 "node_cls", "layouts", "grads_from")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -78,6 +78,7 @@ class OpDef:
         # the Node subclass of a fixed grad_fn name, found once (see core/meta.record)
         self.node_cls = None
         self.layouts = ()  # inputs whose column-majorness the backward reads (see defop)
+        self.grads_from = None  # the outputs whose gradients reach the inputs (see defop)
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -160,7 +161,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           multi_grad: bool = False,
           attrs: Sequence[str] | None = None,
           grad_uses: Sequence[Sequence[int | str]] | None = None,
-          layouts: Sequence[int] = ()) -> Callable[[Callable], OpDef]:
+          layouts: Sequence[int] = (),
+          grads_from: Sequence[int] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -180,6 +182,10 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     layouts: inputs whose layout the backward reads (`ctx.column_major[k]`, noted when the op
       is recorded, whether or not the input is saved), as torch's matrix products give a
       column-major input its gradient column-major.
+    grads_from: (multi_grad) the outputs whose gradients reach the inputs; a backward given
+      only others' returns None for every input (lstsq's residuals, slogdet's sign), so a
+      leaf reached only that way keeps `.grad` None. The walk without data (a client's image
+      of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's.
     """
     if grad_uses is not None:
         grad_uses = tuple(tuple(u) for u in grad_uses)
@@ -198,6 +204,7 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.attrs = None if attrs is None else tuple(attrs)
         opdef.grad_uses = grad_uses
         opdef.layouts = tuple(layouts)
+        opdef.grads_from = None if grads_from is None else frozenset(grads_from)
         return _add(opdef)
 
     return register

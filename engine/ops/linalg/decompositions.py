@@ -140,7 +140,7 @@ def _slogdet(xp, a):
 
 
 slogdet = defop("linalg_slogdet", infer=_slogdet_meta, grad_name="LinalgSlogdetBackward0",
-                save=(0,), multi_grad=True)(_slogdet)
+                save=(0,), multi_grad=True, grads_from=(1,))(_slogdet)
 
 
 @slogdet.def_backward

@@ -43,7 +43,7 @@ def _lstsq(xp, a, b, rcond=0.0):
 
 # the solution and the (empty) residuals are both outputs of torch's one node
 lstsq = defop("linalg_lstsq", infer=_meta, grad_name="LinalgLstsqBackward0",
-              grad_uses=((0, 1), (0,)), multi_grad=True)(_lstsq)
+              grad_uses=((0, 1), (0,)), multi_grad=True, grads_from=(0,))(_lstsq)
 
 
 @lstsq.def_backward

@@ -116,6 +116,9 @@ def _pick(xp, logp, target, ignore_index):
     """-logp[i, target_i] with ignored rows at 0; also the count of rows kept."""
     logp2 = logp.reshape(-1, logp.shape[-1])
     t = target.reshape(-1)
+    if _all_kept(xp, t, logp2.shape[1], ignore_index):  # no masks
+        picked = -logp2[xp.arange(t.size), t]
+        return picked.reshape(target.shape), _ALL_KEPT
     keep = t != ignore_index
     safe = xp.where(keep, t, 0)
     bad = (safe < 0) | (safe >= logp2.shape[1])
@@ -126,9 +129,25 @@ def _pick(xp, logp, target, ignore_index):
     return picked.reshape(target.shape), keep.reshape(target.shape)
 
 
+def _all_kept(xp, t, classes: int, ignore_index: int) -> bool:
+    """Whether every target is a class and none is ignored (a training step's targets)."""
+    if xp is not np or not t.size:
+        return False
+    lo, hi = int(t.min()), int(t.max())
+    return 0 <= lo and hi < classes and not lo <= ignore_index <= hi
+
+
+_ALL_KEPT = object()  # `_pick`'s keep when no row is ignored: no mask made, none to count
+
+
 def _reduce_loss(d, keep, reduction):
     """Per-row values `d` (summed over a trailing class axis when they have one more axis
     than `keep`) reduced as the loss was: kept as rows, summed, or averaged over kept rows."""
+    if keep is _ALL_KEPT:
+        if reduction == "none":
+            return d
+        # the mask's count is an int64 (what keep.sum() gives): the same division, the same bits
+        return d.sum() if reduction == "sum" else d.sum() / np.int64(d.size)
     if reduction == "none":
         return d.sum(-1) if d.ndim > keep.ndim else d
     return d.sum() if reduction == "sum" else d.sum() / keep.sum()
@@ -247,8 +266,12 @@ def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
     out = xp.zeros(logp.shape, dtype=logp.dtype)
     flat = out.reshape(-1, out.shape[-1])
     t = target.reshape(-1)
-    rows = xp.nonzero(t != ignore_index)[0]
-    flat[rows, t[rows]] = -1
+    if _all_kept(xp, t, flat.shape[1], ignore_index):  # every row: no mask
+        rows = xp.arange(t.size)
+        flat[rows, t] = -1
+    else:
+        rows = xp.nonzero(t != ignore_index)[0]
+        flat[rows, t[rows]] = -1
     _scale_rows(flat, g, rows, reduction)
     return out
 

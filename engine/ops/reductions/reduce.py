@@ -60,8 +60,8 @@ def _name(full, part):
 
 sum_ = defop("sum", infer=_reduce_meta(_sum_dtype), grad_name=_name("SumBackward0",
                                                                      "SumBackward1"))(
-    lambda xp, a, dim=None, keepdim=False: xp.sum(
-        a, axis=_axis(a.ndim, dim), keepdims=keepdim, dtype=np.int64 if a.dtype.kind in "bi"
+    lambda xp, a, dim=None, keepdim=False: a.sum(  # the method: no Python wrapper per call
+        axis=_axis(a.ndim, dim), keepdims=keepdim, dtype=np.int64 if a.dtype.kind in "bi"
         else None)
 )
 
@@ -369,7 +369,7 @@ def _log_softmax_grad(xp, g, out, dim):
     """g - exp(out) * sum(g over dim): the ufuncs the composed form ran, in its order, so
     the gradient has the same bits, in one op instead of four."""
     axis = _axis(out.ndim, dim if out.ndim else None)
-    return xp.subtract(g, xp.multiply(xp.exp(out), xp.sum(g, axis=axis, keepdims=True)))
+    return xp.subtract(g, xp.multiply(xp.exp(out), g.sum(axis=axis, keepdims=True)))
 
 
 # torch's _log_softmax_backward_data: LogSoftmaxBackward0 runs it, and its node under
@@ -410,7 +410,8 @@ def _sum_to_meta(a, shape):
 
 def _sum_to(xp, a, shape):
     dims, lead = _sum_to_dims(a.shape, shape)
-    out = xp.sum(a, axis=dims, keepdims=True) if dims else a
+    # the array's method: xp.sum's reduction without its Python wrapper (a bias's gradient)
+    out = a.sum(axis=dims, keepdims=True) if dims else a
     return out.reshape(shape)
 
 
