@@ -21,7 +21,7 @@ from gradserve.engine.seam import MIXED_KINDS, run_inplace, run_op
 from gradserve.v1.codec import INPLACE
 
 from . import _handoff
-from ._tensor import RemoteTensor
+from ._tensor import RemoteTensor, output_proxy
 
 
 # -- where the user's code called us ----------------------------------------------------------
@@ -32,9 +32,19 @@ def _package_dirs() -> tuple[str, ...]:
 
 
 _PACKAGE_DIRS = _package_dirs()
-# a code file -> {line: (its base name, line)}, the sites made once; None inside the package
+# A code file -> None inside the package, else {id(code object): (the code, {instruction
+# offset: (the file's base name, line)})}: each site made once. Kept by instruction, not by
+# line: a frame's f_lineno scans its code's line table (tens of microseconds deep into a long
+# script), f_lasti is read. The entry holds its code, so the id cannot be reused meanwhile.
 _FILES: dict[str, dict | None] = {}
 _UNSEEN = object()
+_MAX_CODES = 1024  # code objects remembered per file (a notebook makes new ones every run)
+
+
+def _file_codes(filename: str) -> dict | None:
+    inside = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
+    codes = _FILES[filename] = None if inside else {}
+    return codes
 
 
 def caller_site(depth: int) -> tuple[str, int] | None:
@@ -47,16 +57,20 @@ def caller_site(depth: int) -> tuple[str, int] | None:
     except ValueError:  # a shallower stack than that
         frame = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        sites = _FILES.get(filename, _UNSEEN)
-        if sites is _UNSEEN:
-            inside = os.path.abspath(filename).startswith(_PACKAGE_DIRS)
-            sites = _FILES[filename] = None if inside else {}
-        if sites is not None:
-            line = frame.f_lineno
-            site = sites.get(line)
-            if site is None:  # each line's site is one tuple, kept: none made per op
-                site = sites[line] = (os.path.basename(filename), line)
+        code = frame.f_code
+        codes = _FILES.get(code.co_filename, _UNSEEN)
+        if codes is _UNSEEN:
+            codes = _file_codes(code.co_filename)
+        if codes is not None:
+            entry = codes.get(id(code))
+            if entry is None:
+                if len(codes) >= _MAX_CODES:
+                    codes.clear()
+                entry = codes[id(code)] = (code, {})
+            sites, at = entry[1], frame.f_lasti
+            site = sites.get(at)
+            if site is None:  # each instruction's site is one tuple, kept: none made per op
+                site = sites[at] = (os.path.basename(code.co_filename), frame.f_lineno)
             return site
         frame = frame.f_back
     return None
@@ -147,12 +161,12 @@ class RemoteKind:
         out_device = attrs["device"] if op.needs_device else device
         if type(meta) is Meta:  # one output: the common case, kept short
             shape = meta.shape
-            out = RemoteTensor(session, f"{session._prefix}{next(session._counter)}", shape,
+            out = output_proxy(session, f"{session._prefix}{next(session._counter)}", shape,
                                meta.dtype, out_device, meta.strides)
             if shape is not None:  # how much work the buffer holds
                 session._elements += math.prod(shape)
             return (out,), meta
-        outputs = tuple(RemoteTensor(session, session._new_id(), m.shape, m.dtype, out_device,
+        outputs = tuple(output_proxy(session, session._new_id(), m.shape, m.dtype, out_device,
                                      m.strides) for m in meta)
         if all(m.shape is not None for m in meta):
             session._elements += sum(math.prod(m.shape) for m in meta)

@@ -274,6 +274,28 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         return self._session._kind.apply_inplace(get_op(name), self, others, attrs)
 
 
+_new = object.__new__
+
+
+def output_proxy(session, tensor_id: str, shape, dtype: DType, device: str,
+                 strides: tuple | None) -> RemoteTensor:
+    """`RemoteTensor(session, tensor_id, shape, dtype, device, strides)` for a recorded op's
+    output (a shape rule's shape: a Size, or None until fetched), without the calls of a
+    constructor: this runs for every op. tests/client/test_per_op_paths.py holds its state to
+    the constructor's."""
+    t = _new(RemoteTensor)
+    t._init_meta(dtype, device, strides)
+    t._session = session
+    t._id = tensor_id
+    t._shape = shape if shape is None or type(shape) is Size else Size(shape)
+    t._has_grad = t._grad_graph = t._grad_owned = False
+    t._grad_cache = None
+    t._held = held = Held(t, session._on_collected)
+    held.tid = tensor_id
+    session._proxies[tensor_id] = held
+    return t
+
+
 def from_info(session, info, owned: bool = False) -> RemoteTensor:
     """A proxy for a tensor the server describes (TensorInfo), e.g. one made with grpcurl.
     Its grad_fn, if any, is known by name only: the server made it."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -110,7 +111,7 @@ def batch_source(req: pb.PipelineRequest, limits: Limits | None = None) -> OpSou
             f"{limits.max_batch_bytes} (max-batch-bytes); send the ops in smaller batches",
             "max_batch_bytes")
     return OpSource(iter_batch(req.op_batch, limits.max_batch_ops, limits.max_batch_depth),
-                    lambda entry: batch_op(entry, array), _where_entry)
+                    partial(batch_op, data=array), _where_entry)  # no frame of its own
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -160,19 +161,18 @@ def _whole(text: str, max_ops: int | None, max_depth: int) -> list:
     return entries
 
 
-_FLAT = (str, int, float, bool, type(None))
+_FLAT = frozenset((str, int, float, bool, type(None)))
 
 
 def _nested(entry: list) -> bool:
     """Whether an entry holds more than scalars and lists (or dicts) of scalars."""
-    for x in entry:
-        if type(x) is list:
-            if not all(type(y) in _FLAT for y in x):
-                return True
-        elif type(x) is dict:
-            if not all(type(y) in _FLAT for y in x.values()):
-                return True
-        elif type(x) not in _FLAT:
+    for x in entry:  # loops, not all() over generators: this runs per entry of a batch
+        kind = type(x)
+        if kind is list or kind is dict:
+            for y in (x if kind is list else x.values()):
+                if type(y) not in _FLAT:
+                    return True
+        elif kind not in _FLAT:
             return True
     return False
 

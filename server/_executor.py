@@ -43,7 +43,15 @@ from ._errors import (
     detach,
     shorten,
 )
-from ._limits import Budget, Limits, check_elements, check_limit, count_nodes, meta_bytes
+from ._limits import (
+    Budget,
+    Limits,
+    check_elements,
+    check_limit,
+    count_nodes,
+    meta_bytes,
+    op_room,
+)
 from ._opinfo import suggest
 from ._plan import record
 from ._requests import (
@@ -247,7 +255,7 @@ class Executor:
             raise InvalidArgumentError(f"unknown op {shorten(name)!r}{suggest(name)}")
         tensors = session.tensors
         try:
-            inputs = tuple(tensors[x] if type(x) is str else x for x in inputs)
+            inputs = tuple([tensors[x] if type(x) is str else x for x in inputs])
         except KeyError as e:
             raise TensorNotFoundError(
                 f"tensor {e.args[0]!r} not found in this session (never bound, or released)"
@@ -276,6 +284,9 @@ class Executor:
             return ()
 
         def check(meta) -> None:
+            if type(meta) is Meta and len(outputs) == 1:  # the usual op: one output
+                op_room(name, inputs, meta, self.max_op_elements, budget)
+                return
             metas = (meta,) if type(meta) is Meta else meta
             if len(outputs) != len(metas):
                 raise InvalidArgumentError(

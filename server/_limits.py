@@ -255,7 +255,12 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
 
 
 # -- work ------------------------------------------------------------------------------------
-_work = threading.local()  # the most elements one op of the running item touched
+class _Work(threading.local):
+    heaviest = 0  # the most elements one op of the running item touched (a class default:
+    # reading it on a thread that never set it raises nothing, per op)
+
+
+_work = _Work()
 
 
 def item_work(reset: bool = False) -> int:
@@ -291,6 +296,22 @@ def check_elements(name: str, inputs, metas, limit: int | None) -> None:
             f"{name} would touch {touched} elements, more than this server's limit of "
             f"{limit} per op (max-op-elements); split it into smaller ops",
             "max_op_elements")
+
+
+def op_room(name: str, inputs, meta, limit: int | None, budget: Budget) -> None:
+    """`check_elements` and `budget.take` for an op of one output (`meta`), in one pass: the
+    check every op of a request runs before its output is made."""
+    made = 0 if meta.strides is not None else math.prod(meta.shape)
+    touched = made
+    for x in inputs:
+        data = getattr(x, "_data", None)
+        if data is not None and data.size > touched:
+            touched = data.size
+    if touched > _work.heaviest:
+        _work.heaviest = touched
+    if limit is not None and touched > limit:
+        check_elements(name, inputs, (meta,), limit)  # raises its error
+    budget.take(made * meta.dtype.itemsize, name)
 
 
 def count_nodes(root, limit: int) -> int:

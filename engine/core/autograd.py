@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from . import grad_mode as _grad_mode
 from . import tape as _tape
-from .backend import writable
+from .accumulate import _accumulate, _owner
 from .dtype import TORCH_TYPE_NAMES
 from .errors import VERSION_HINT, AutogradError
 
@@ -190,11 +190,6 @@ class AccumulateGrad:
         return f"<AccumulateGrad object at {id(self):#x}>"
 
 
-def _owner(t):
-    a = t._data
-    return id(a.base if a.base is not None else a)
-
-
 def _root_edge(t):
     if t.grad_fn is not None:
         return (t.grad_fn, t._output_nr)
@@ -209,18 +204,22 @@ def backward_graph(roots, targets=None) -> tuple[dict, dict]:
     to one. The client's image of the server's graph is walked by it too, so both agree on
     what runs (and check it in the same order)."""
     children = {}
-    order = []  # post-order: a node after everything it feeds
-    stack = [(n, False) for n in reversed(roots)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
+    order = []  # post-order: a node after everything it feeds (a depth-first walk)
+    for root in roots:
+        if root in children:
             continue
-        if node in children:
-            continue
-        kids = children[node] = [e[0] for e in node.next_functions if e[0] is not None]
-        stack.append((node, True))
-        stack.extend([(c, False) for c in reversed(kids) if c not in children])
+        children[root] = kids = [e[0] for e in root.next_functions if e[0] is not None]
+        stack = [(root, iter(kids))]
+        while stack:
+            node, rest = stack[-1]
+            for c in rest:
+                if c not in children:
+                    children[c] = kids = [e[0] for e in c.next_functions if e[0] is not None]
+                    stack.append((c, iter(kids)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
     if targets is None:
         return children, dict.fromkeys(reversed(order))
     needed = set()
@@ -344,14 +343,21 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
                 in_grads = _call(node, out_grads)
             if not retain_graph:
                 node.free()
+            n_in = len(in_grads)
             for i, (nxt, nr) in enumerate(node.next_functions):
-                if nxt is None or nxt not in deps:
+                left = deps.get(nxt) if nxt is not None else None
+                if left is None:  # no node, or one this backward does not run
                     continue
-                g = in_grads[i] if i < len(in_grads) else None
-                if g is not None:
-                    _add(buffers, nxt, nr, g)
-                deps[nxt] -= 1
-                if deps[nxt] == 0:
+                g = in_grads[i] if i < n_in else None
+                if g is not None:  # `_add`, inline: this runs per edge
+                    slot = buffers.get(nxt)
+                    if slot is None:
+                        buffers[nxt] = {nr: g}
+                    else:
+                        prev = slot.get(nr)
+                        slot[nr] = g if prev is None else prev + g
+                deps[nxt] = left - 1
+                if left == 1:
                     ready.append(nxt)
         if accumulate and inputs is not None:  # non-leaf inputs get a .grad too, as in torch
             for t, g in zip(inputs, captured, strict=True):
@@ -426,8 +432,15 @@ def _call(node: Node, out_grads: dict):
             f"function {node.name()} returned an incorrect number of gradients "
             f"(expected {len(edges)}, got {len(result)})"
         )
-    return [None if g is None or edges[i][0] is None else _validate(node, i, g)
-            for i, g in enumerate(result)]
+    shapes, dtypes = node.in_shapes, node.in_dtypes
+    out = []
+    for i, g in enumerate(result):
+        if g is None or edges[i][0] is None:
+            g = None
+        elif g.dtype is not dtypes[i] or g._data.shape != shapes[i]:  # else: as it is
+            g = _validate(node, i, g)
+        out.append(g)
+    return out
 
 
 def _validate(node: Node, i: int, g):
@@ -446,54 +459,4 @@ def _validate(node: Node, i: int, g):
             ) from None
     if g.dtype is not dtype:
         g = g.to(dtype=dtype)
-    return g
-
-
-def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None,
-                retained: bool = False) -> None:
-    """AccumulateGrad: t.grad becomes g, or the sum with the grad t has (added in place when
-    that grad is outside the graph and writable, as torch keeps .grad's identity). Without
-    data (`written` a list) it only notes t and whether that add would be in place.
-    `retained`: t is a non-leaf that retains its grad (torch keeps a contiguous copy)."""
-    in_place = not create_graph and t._grad_accepts_add()
-    if written is not None:
-        written.append((t, in_place))
-        return
-    if create_graph:
-        if t._grad is None and (retained or t._data.flags.c_contiguous) \
-                and not g._data.flags.c_contiguous:
-            g = g.contiguous()  # the layout contract (`_owned`), as a differentiable copy
-        t._grad = g if t._grad is None else t._grad + g
-        return
-    if g.grad_fn is not None:
-        g = g.detach()
-    current = t._grad
-    if current is None:
-        t._grad = _owned(g, seen_owners, retained or t._data.flags.c_contiguous)
-    elif in_place:  # as torch: .grad keeps its identity across backward calls
-        current._inplace("add", g)
-    else:
-        t._grad = current + g
-
-
-def addable(a) -> bool:
-    """Whether `a` may take in-place adds: writable memory, and not a broadcast view."""
-    strides = a.strides
-    return writable(a) and (0 not in strides or all(
-        st != 0 or n <= 1 for st, n in zip(strides, a.shape, strict=True)))
-
-
-def _owned(g, seen_owners: set, contiguous: bool):
-    """g, or a copy of it, that may become a .grad: writable, aliasing no other .grad (a
-    backward may hand one array to several leaves), not a broadcast view, and contiguous
-    where torch's gradient layout contract says so (`contiguous`: for a contiguous leaf, and
-    for a retained grad)."""
-    owner = _owner(g)
-    if contiguous and not g._data.flags.c_contiguous:
-        g = g.contiguous()
-        owner = _owner(g)
-    elif owner in seen_owners or not addable(g._data):
-        g = g.clone()
-        owner = _owner(g)
-    seen_owners.add(owner)
     return g

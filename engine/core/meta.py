@@ -357,10 +357,14 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             edges, shapes, dtypes = (edges, _NO_EDGE), [a.shape, None], [a.dtype, None]
     elif n == 1 and isinstance(a := inputs[0], AutogradMeta):
         edges, shapes, dtypes = (edge(a),), [a.shape], [a.dtype]
-    else:
-        edges = tuple([edge(x) for x in inputs])
-        shapes = [x.shape if isinstance(x, AutogradMeta) else None for x in inputs]
-        dtypes = [x.dtype if isinstance(x, AutogradMeta) else None for x in inputs]
+    else:  # one pass (addmm's three inputs, cat's list)
+        edges, shapes, dtypes = [], [], []
+        for x in inputs:
+            m = isinstance(x, AutogradMeta)
+            edges.append(edge(x) if m else _NO_EDGE)
+            shapes.append(x.shape if m else None)
+            dtypes.append(x.dtype if m else None)
+        edges = tuple(edges)
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:

@@ -10,12 +10,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core import dispatch, tape
-from ..core.autograd import addable
+from ..core.accumulate import addable
 from ..core.backend import _CPU, backend, writable
 from ..core.dtype import DType, from_numpy_dtype
 from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
+from ..core.grad_mode import _state as _grad_state
 from ..core.layout import of_array
-from ..core.meta import AutogradMeta
+from ..core.meta import AutogradMeta, check_inplace, mark_views, record, set_history
 from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
 from ..core.size import Size
@@ -80,7 +81,7 @@ class Tensor(AutogradMeta, TensorAPI):
         return self._grad
 
     def _grad_accepts_add(self) -> bool:
-        """Whether backward may add into .grad in place (see core/autograd._accumulate)."""
+        """Whether backward may add into .grad in place (see core/accumulate._accumulate)."""
         g = self._grad
         return g is not None and not g.requires_grad and addable(g._data)
 
@@ -154,10 +155,10 @@ class Tensor(AutogradMeta, TensorAPI):
 
     # -- the two primitives of TensorAPI -----------------------------------------------------
     def _op(self, name, *inputs, **attrs):
-        return dispatch.apply(KIND, get_op(name), inputs, attrs)
+        return eager(get_op(name), inputs, attrs)
 
     def _inplace(self, name, *others, **attrs):
-        return dispatch.apply_inplace(KIND, get_op(name), self, others, attrs)
+        return eager_inplace(get_op(name), self, others, attrs)
 
 
 def _scalar_indices_as_ints(key):
@@ -271,7 +272,7 @@ class EngineKind:
                                 for a, m in zip(out, meta, strict=True))
         finally:
             be.exit(token)
-        log = getattr(_tape_local, "log", None)
+        log = _tape_local.log
         if log is not None:  # watched (core/tape.py)
             log.append(None if dynamic else (op, inputs, attrs, device, meta, outputs))
         return outputs, meta
@@ -302,17 +303,106 @@ class EngineKind:
 KIND = EngineKind()
 
 
+def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
+    """`dispatch.apply` with the engine's kind, in one frame for the usual op: tensor inputs
+    on one device, one output whose shape the shape rule knows, not random, nobody watching
+    the tape. The same steps in the same order (placement, shape rule, `check`, forward, the
+    output held to its meta, views, the node) as the general sequence, which anything else
+    goes through: per op, the calls between them were a third of its cost."""
+    if op.random or op.needs_device or _tape_local.log is not None:
+        return dispatch.apply(KIND, op, inputs, attrs, check)
+    device = None
+    any_grad = False
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if device is None:
+                device = x._device
+            elif x._device != device:
+                return dispatch.apply(KIND, op, inputs, attrs, check)  # torch's error
+            if not any_grad:
+                any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
+                    is not None
+        elif isinstance(x, AutogradMeta):  # another kind's tensor: the general error
+            return dispatch.apply(KIND, op, inputs, attrs, check)
+    if device is None:  # a factory
+        return dispatch.apply(KIND, op, inputs, attrs, check)
+    meta = op.infer(*inputs, **attrs) if attrs else op.infer(*inputs)
+    if type(meta) is not Meta or meta.shape is None:
+        outputs, meta = dispatch.apply_known(KIND, op, inputs, attrs, device, any_grad, meta,
+                                             check)
+        return outputs[0] if type(meta) is Meta else outputs
+    if check is not None:
+        check(meta)
+    be = _CPU if device == "cpu" else backend(device)
+    xp = be.xp
+    token = be.enter()
+    try:
+        try:
+            arr = op.forward(xp, *[x._data if isinstance(x, Tensor) else x for x in inputs],
+                             **attrs)
+        except TensorIndexError:
+            raise
+        except IndexError as e:  # as `_run`: data-dependent checks (loss targets)
+            raise TensorIndexError(f"{op.name}: {e}") from None
+        arr = _finish(xp, arr, meta, op)
+    finally:
+        be.exit(token)
+    out = _wrap(arr, meta, device)
+    if op.view:
+        mark_views(op, inputs[0], (out,), (meta,), attrs)
+    if any_grad and op.differentiable and _grad_state.enabled and meta.dtype.is_floating_point:
+        set_history((out,), record(op, inputs, attrs, device, meta), op)
+    return out
+
+
+def eager_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
+    """`dispatch.apply_inplace` with the engine's kind; an op autograd does not record (an
+    optimizer's update, a gradient added into .grad) on tensors of one device, with nobody
+    watching the tape, writes in this frame: torch's checks, the write, the version."""
+    recorded = check_inplace(op, self, others, attrs)
+    if recorded is not None or _tape_local.log is not None:
+        dispatch.write_checked(KIND, op, self, others, attrs, recorded)
+        return self
+    device = self._device
+    args = []
+    for x in others:
+        if isinstance(x, Tensor):
+            if x._device != device:
+                dispatch.write_checked(KIND, op, self, others, attrs, None)  # torch's error
+                return self
+            args.append(x._data)
+        elif isinstance(x, AutogradMeta):  # another kind's tensor: the general error
+            dispatch.write_checked(KIND, op, self, others, attrs, None)
+            return self
+        else:
+            args.append(x)
+    data = self._data
+    if not writable(data):
+        raise InvalidArgumentError("the tensor's memory is read-only; clone() it first")
+    be = _CPU if device == "cpu" else backend(device)
+    token = be.enter()
+    try:
+        if op.forward_into is not None:
+            op.forward_into(be.xp, data, *args, **attrs)
+        else:
+            data[...] = _run(op, be, [data, *args], attrs)
+    finally:
+        be.exit(token)
+    self._vc.value += 1  # commit_inplace without a node: the new version
+    return self
+
+
 def apply(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     """Run `op` on engine tensors and Python scalars, recorded for autograd.
 
     `check(meta)`, when given, sees the inferred outputs before anything is allocated (the
     server checks byte limits and output counts there)."""
-    return dispatch.apply(KIND, op, inputs, attrs, check)
+    return eager(op, inputs, attrs, check)
 
 
 def apply_inplace(op: OpDef, self: Tensor, others: tuple, attrs: dict) -> Tensor:
     """Run `op(self, *others)` and write the result into self's storage, as torch's `op_`."""
-    return dispatch.apply_inplace(KIND, op, self, others, attrs)
+    return eager_inplace(op, self, others, attrs)
 
 
 # -- the engine's factories -------------------------------------------------------------------

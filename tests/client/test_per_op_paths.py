@@ -175,3 +175,53 @@ def test_op_batches_pack_as_the_json_encoder_writes_them():
     assert codec.pack_ops(entries) == plain.encode(entries).encode()
     with pytest.raises(gs.InvalidArgumentError, match="not object"):
         codec.pack_ops([{"x": object()}])
+
+
+def _slots(cls):
+    return [n for k in cls.__mro__ for n in getattr(k, "__slots__", ()) if n != "__weakref__"]
+
+
+def test_an_outputs_proxy_has_the_constructors_state(s):
+    """`output_proxy` (a recorded op's output, made without a constructor call) sets every
+    slot the constructor does, to the same values; the session holds and releases it alike."""
+    from gradserve._tensor import RemoteTensor, output_proxy
+
+    shape = gs.Size((2, 3))
+    fast = output_proxy(s, "fast.1", shape, gs.float32, "cpu", (1, 2))
+    plain = RemoteTensor(s, "plain.1", shape, gs.float32, "cpu", (1, 2))
+    for name in _slots(RemoteTensor):
+        a, b = getattr(fast, name), getattr(plain, name)
+        if name == "_vc":
+            assert type(a) is type(b) and a is not b and a.value == b.value
+        elif name == "_held":
+            assert type(a) is type(b) and a() is fast and a.tid == "fast.1"
+        elif name == "_id":
+            assert a == "fast.1"
+        else:
+            assert a == b, name
+    assert fast.shape is shape and s._proxy("fast.1") is fast
+    assert type(output_proxy(s, "fast.2", (4,), gs.float32, "cpu", None).shape) is gs.Size
+    del fast
+    import gc
+
+    gc.collect()
+    assert "fast.1" in s._releases and s._proxy("fast.1") is None
+
+
+def test_sites_are_kept_per_instruction_with_the_lines_of_long_scripts(s):
+    """Two ops on one line name that line; so do ops deep into a long script (a site is
+    found by its instruction; the line is read once per instruction)."""
+    from gradserve._record import site_text
+
+    x = s.ones(2)
+    seen = len(s._sites)
+    y = (x + 1) * 2  # two ops, one line
+    line = [n for n, text in enumerate(pathlib.Path(__file__).read_text().splitlines(), 1)
+            if text.strip().endswith("# two ops, one line")][0]
+    assert [site_text(site) for site in s._sites[seen:]] == [f"{HERE}:{line}"] * 2
+    filler = "\n".join(f"v{i} = {i}" for i in range(3000))
+    source = f"{filler}\nfor i in range(3):\n    y = y + x\n    y = y * x\n"
+    seen = len(s._sites)
+    exec(compile(source, "long_script.py", "exec"), {"x": x, "y": y})
+    assert [site_text(site) for site in s._sites[seen:]] == [
+        "long_script.py:3002", "long_script.py:3003"] * 3

@@ -12,6 +12,7 @@ import pytest
 import torch  # the oracle
 
 from .test_grad_fn_types import _graph
+from .test_matmul_graphs import _agree
 
 # (equation, operand shapes)
 CASES = [
@@ -65,16 +66,7 @@ def _operands(lib, shapes):
 @pytest.mark.parametrize("eq,shapes", CASES, ids=[f"{e}{s}" for e, s in CASES])
 def test_einsum_is_torchs_graph(M, eq, shapes):
     ours_in, theirs_in = _operands(M, shapes), _operands(torch, shapes)
-    ours, theirs = M.einsum(eq, *ours_in), torch.einsum(eq, *theirs_in)
-    assert _graph(ours.grad_fn) == _graph(theirs.grad_fn)
-    assert tuple(ours.shape) == tuple(theirs.shape)
-    np.testing.assert_allclose(np.asarray(ours.tolist()).reshape(ours.shape),
-                               theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
-    (ours * ours).sum().backward()
-    (theirs * theirs).sum().backward()
-    for mine, torchs in zip(ours_in, theirs_in, strict=True):
-        np.testing.assert_allclose(np.asarray(mine.grad.tolist()).reshape(mine.shape),
-                                   torchs.grad.numpy(), rtol=1e-10, atol=1e-12)
+    _agree(M.einsum(eq, *ours_in), torch.einsum(eq, *theirs_in), ours_in, theirs_in)
 
 
 def test_einsum_takes_a_list_of_operands(M):

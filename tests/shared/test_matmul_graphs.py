@@ -53,19 +53,23 @@ def _operands(lib, sa, sb, ra, rb, transposed):
 def test_batched_matmul_is_torchs_graph(M, case):
     a, b, x = _operands(M, *case)
     ta, tb, tx = _operands(torch, *case)
-    ours, theirs = x @ b, tx @ tb
+    _agree(x @ b, tx @ tb, (a, b), (ta, tb))
+
+
+def _agree(ours, theirs, ours_in, theirs_in):
+    """`ours` has torch's graph, shape and values, and a backward gives `ours_in` torch's
+    gradients (None where torch's are)."""
     assert _graph(ours.grad_fn) == _graph(theirs.grad_fn)
     assert tuple(ours.shape) == tuple(theirs.shape)
     np.testing.assert_allclose(np.asarray(ours.tolist()).reshape(ours.shape),
                                theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
     (ours * ours).sum().backward()
     (theirs * theirs).sum().backward()
-    for mine, torchs in ((a, ta), (b, tb)):
+    for mine, torchs in zip(ours_in, theirs_in, strict=True):
         assert (mine.grad is None) == (torchs.grad is None)
         if torchs.grad is not None:
             np.testing.assert_allclose(np.asarray(mine.grad.tolist()).reshape(mine.shape),
-                                       torchs.grad.numpy(),
-                                       rtol=1e-10, atol=1e-12)
+                                       torchs.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 5, 6)), ((2, 3, 4), (3, 4, 6)),

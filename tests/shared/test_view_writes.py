@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from .test_copyslices_graph import _graph, _same
+
 X = np.arange(12.0).reshape(3, 4) / 10 - 0.4
 W = np.linspace(-1.0, 1.5, 12).reshape(3, 4)
 E = Ellipsis
@@ -39,12 +41,6 @@ SETS = {
 }
 
 
-def _graph(fn):
-    if fn is None:
-        return None
-    return type(fn).__name__, tuple(_graph(nxt) for nxt, _ in fn.next_functions)
-
-
 def _on_gpu(M) -> bool:
     return M.tensor(0.0).device != "cpu"
 
@@ -58,15 +54,6 @@ def _set(M, key, value):
     (a * a).sum().backward()
     grads = tuple(None if t.grad is None else np.asarray(t.grad.tolist()) for t in (x, w))
     return graph, np.asarray(a.detach().tolist()), grads
-
-
-def _same(ours, theirs):
-    assert ours[0] == theirs[0]
-    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12, atol=1e-12)
-    for g, tg in zip(ours[2], theirs[2], strict=True):
-        assert (g is None) == (tg is None)
-        if g is not None:
-            np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(SETS))

@@ -104,8 +104,12 @@ def batch_op(entry, data) -> tuple[str, tuple, tuple, dict, int]:
     for tid in outputs:
         if type(tid) is not str or not tid:
             raise InvalidArgumentError("output ids must be non-empty strings")
-    return name, tuple(_batch_input(name, x, i, data) for i, x in enumerate(inputs)), tuple(
-        outputs), (_tuples(attrs) if attrs else {}), flags
+    for x in inputs:  # ids, floats and bools (most entries) are taken as they are
+        kind = type(x)
+        if kind is not str and kind is not float and kind is not bool:
+            inputs = [_batch_input(name, x, i, data) for i, x in enumerate(inputs)]
+            break
+    return name, tuple(inputs), tuple(outputs), (_tuples(attrs) if attrs else {}), flags
 
 
 def _batch_input(name: str, x, i: int, data):
