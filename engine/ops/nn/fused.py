@@ -112,7 +112,6 @@ def _class_meta(logits, target, reduction="mean", ignore_index=-100):
     return Meta(batch if reduction == "none" else (), logits.dtype)
 
 
-_COUNT = np.ones(1, bool).sum().dtype.type  # the scalar type keep.sum() gives a mean
 _ROWS: dict[int, np.ndarray] = {}  # arange(n) per batch size: the row half of the gather
 
 
@@ -157,9 +156,12 @@ def _pick(xp, logp, target, ignore_index):
 def _reduce_loss(d, keep, reduction):
     """Per-row values `d` (summed over a trailing class axis when they have one more axis
     than `keep`) reduced as the loss was: kept as rows, summed, or averaged over kept rows."""
-    if keep is None:  # every row kept (numpy): the count is the rows', as keep.sum() gives it
-        return d if reduction == "none" else d.sum() if reduction == "sum" else (
-            d.sum() / _COUNT(d.size))
+    if keep is None:  # every row kept (numpy): the count is the rows'
+        if reduction != "mean":
+            return d if reduction == "none" else d.sum()
+        # numpy's float / int64 scalar division is float64's (exact operands, one rounding),
+        # without numpy's scalar promotion per call: the same bits
+        return np.float64(float(d.sum()) / d.size)
     if reduction == "none":
         return d.sum(-1) if d.ndim > keep.ndim else d
     return d.sum() if reduction == "sum" else d.sum() / keep.sum()
