@@ -30,8 +30,20 @@ def _ema(xp, x, g, *, beta):
     return x + (g - x) * (1 - beta)
 
 
+def _fresh(xp, a, like=None) -> bool:
+    """Whether `a`, a ufunc's result, is a float array that later steps may write into
+    without changing a result dtype (a 0-d numpy result is an immutable scalar)."""
+    return (isinstance(a, xp.ndarray) and a.dtype.kind in "fc"
+            and (like is None or a.dtype == like.dtype))
+
+
 def _ema_into(xp, x, g, *, beta):
-    x += (g - x) * (1 - beta)
+    step = g - x
+    if _fresh(xp, step):  # scaled in place: the same ufuncs, one temporary fewer
+        step *= 1 - beta
+    else:
+        step = step * (1 - beta)
+    x += step
 
 
 def _ema_sq(xp, x, g, *, beta):
@@ -40,7 +52,12 @@ def _ema_sq(xp, x, g, *, beta):
 
 def _ema_sq_into(xp, x, g, *, beta):
     x *= beta
-    x += g * g * (1 - beta)
+    sq = g * g
+    if _fresh(xp, sq):
+        sq *= 1 - beta
+    else:
+        sq = sq * (1 - beta)
+    x += sq
 
 
 def _adam(xp, p, m, v, *, step_size, bias2_sqrt, eps):
@@ -51,7 +68,8 @@ def _adam_into(xp, p, m, v, *, step_size, bias2_sqrt, eps):
     denom = xp.sqrt(v)
     denom /= bias2_sqrt
     denom += eps
-    update = m / denom
+    # m / denom into denom when that keeps the quotient's dtype: one temporary fewer
+    update = xp.divide(m, denom, out=denom) if _fresh(xp, denom, m) else m / denom
     update *= step_size
     p -= update
 

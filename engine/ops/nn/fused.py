@@ -112,13 +112,37 @@ def _class_meta(logits, target, reduction="mean", ignore_index=-100):
     return Meta(batch if reduction == "none" else (), logits.dtype)
 
 
+_ROWS: dict[int, np.ndarray] = {}  # arange(n) per batch size: the row half of the gather
+
+
+def _rows(n: int) -> np.ndarray:
+    rows = _ROWS.get(n)
+    if rows is None:
+        if len(_ROWS) > 64:  # batch sizes vary little; keep the table small if they do
+            _ROWS.clear()
+        rows = _ROWS[n] = np.arange(n)
+        rows.flags.writeable = False
+    return rows
+
+
+def _all_kept(xp, t, ignore_index) -> bool:
+    """Whether no row is ignored and none can wrap (numpy targets, all >= 0 > ignore_index,
+    torch's default -100): then the gather needs no mask, and numpy's own IndexError marks
+    a target >= classes."""
+    return xp is np and ignore_index < 0 and t.size > 0 and np.minimum.reduce(t) >= 0
+
+
 def _pick(xp, logp, target, ignore_index):
-    """-logp[i, target_i] with ignored rows at 0; also the count of rows kept."""
+    """-logp[i, target_i] with ignored rows at 0; also the mask of rows kept (None: all)."""
     logp2 = logp.reshape(-1, logp.shape[-1])
     t = target.reshape(-1)
-    if _all_kept(xp, t, logp2.shape[1], ignore_index):  # no masks
-        picked = -logp2[xp.arange(t.size), t]
-        return picked.reshape(target.shape), _ALL_KEPT
+    if _all_kept(xp, t, ignore_index):
+        try:
+            picked = logp2[_rows(t.size), t]
+        except IndexError:
+            pass  # a target out of range: the masked path below raises torch's error
+        else:
+            return xp.negative(picked, out=picked).reshape(target.shape), None
     keep = t != ignore_index
     safe = xp.where(keep, t, 0)
     bad = (safe < 0) | (safe >= logp2.shape[1])
@@ -129,33 +153,27 @@ def _pick(xp, logp, target, ignore_index):
     return picked.reshape(target.shape), keep.reshape(target.shape)
 
 
-def _all_kept(xp, t, classes: int, ignore_index: int) -> bool:
-    """Whether every target is a class and none is ignored (a training step's targets)."""
-    if xp is not np or not t.size:
-        return False
-    lo, hi = int(t.min()), int(t.max())
-    return 0 <= lo and hi < classes and not lo <= ignore_index <= hi
-
-
-_ALL_KEPT = object()  # `_pick`'s keep when no row is ignored: no mask made, none to count
-
-
 def _reduce_loss(d, keep, reduction):
     """Per-row values `d` (summed over a trailing class axis when they have one more axis
     than `keep`) reduced as the loss was: kept as rows, summed, or averaged over kept rows."""
-    if keep is _ALL_KEPT:
-        if reduction == "none":
-            return d
-        # the mask's count is an int64 (what keep.sum() gives): the same division, the same bits
-        return d.sum() if reduction == "sum" else d.sum() / np.int64(d.size)
+    if keep is None:  # every row kept (numpy): the count is the rows'
+        if reduction != "mean":
+            return d if reduction == "none" else d.sum()
+        # numpy's float / int64 scalar division is float64's (exact operands, one rounding),
+        # without numpy's scalar promotion per call: the same bits
+        return np.float64(float(d.sum()) / d.size)
     if reduction == "none":
         return d.sum(-1) if d.ndim > keep.ndim else d
     return d.sum() if reduction == "sum" else d.sum() / keep.sum()
 
 
 def _log_softmax_rows(xp, logits):
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    total = xp.exp(shifted).sum(axis=-1, keepdims=True)
+    if shifted.dtype.kind != "f":
+        return shifted - xp.log(total)
+    shifted -= xp.log(total, out=total)  # into the fresh arrays: the same ufuncs, same bits
+    return shifted
 
 
 def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
@@ -208,15 +226,20 @@ def _ce_grad_meta(logits, target, g, reduction="mean", ignore_index=-100):
 
 def _ce_grad(xp, logits, target, g, reduction="mean", ignore_index=-100):
     """d loss / d logits in one pass: (softmax - onehot) * g / count over the kept rows."""
-    p = xp.exp(logits - xp.max(logits, axis=-1, keepdims=True))
-    p /= xp.sum(p, axis=-1, keepdims=True)
+    p = logits - logits.max(axis=-1, keepdims=True)
+    p = xp.exp(p, out=p) if p.dtype.kind == "f" else xp.exp(p)
+    p /= p.sum(axis=-1, keepdims=True)
     flat = p.reshape(-1, p.shape[-1])
     t = target.reshape(-1)
-    keep = t != ignore_index
-    rows = xp.nonzero(keep)[0]
-    if rows.size != t.size:
-        flat *= keep[:, None]
-    flat[rows, t[rows]] -= 1
+    if _all_kept(xp, t, ignore_index):
+        rows = _rows(t.size)
+        flat[rows, t] -= 1
+    else:
+        keep = t != ignore_index
+        rows = xp.nonzero(keep)[0]
+        if rows.size != t.size:
+            flat *= keep[:, None]
+        flat[rows, t[rows]] -= 1
     _scale_rows(flat, g, rows, reduction)
     return p
 
@@ -266,8 +289,8 @@ def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
     out = xp.zeros(logp.shape, dtype=logp.dtype)
     flat = out.reshape(-1, out.shape[-1])
     t = target.reshape(-1)
-    if _all_kept(xp, t, flat.shape[1], ignore_index):  # every row: no mask
-        rows = xp.arange(t.size)
+    if _all_kept(xp, t, ignore_index):
+        rows = _rows(t.size)
         flat[rows, t] = -1
     else:
         rows = xp.nonzero(t != ignore_index)[0]

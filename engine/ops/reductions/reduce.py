@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -338,7 +339,11 @@ def _log_softmax(xp, a, dim):
         return xp.zeros_like(a, dtype=np.result_type(a.dtype, np.float32))
     # the array methods: the reductions xp.max/xp.sum run, without their Python wrappers
     shifted = a - a.max(axis=dim, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+    total = xp.exp(shifted).sum(axis=dim, keepdims=True)
+    if shifted.dtype.kind != "f":
+        return shifted - xp.log(total)
+    shifted -= xp.log(total, out=total)  # into the fresh arrays: the same ufuncs, same bits
+    return shifted
 
 
 softmax = defop("softmax", infer=_softmax_meta, grad_name="SoftmaxBackward0",
@@ -369,7 +374,12 @@ def _log_softmax_grad(xp, g, out, dim):
     """g - exp(out) * sum(g over dim): the ufuncs the composed form ran, in its order, so
     the gradient has the same bits, in one op instead of four."""
     axis = _axis(out.ndim, dim if out.ndim else None)
-    return xp.subtract(g, xp.multiply(xp.exp(out), g.sum(axis=axis, keepdims=True)))
+    e = xp.exp(out)
+    total = g.sum(axis=axis, keepdims=True)
+    if out.ndim == 0 or e.dtype != g.dtype:  # no array to reuse, or a dtype to promote to
+        return xp.subtract(g, xp.multiply(e, total))
+    e *= total  # into exp's fresh array: the same ufuncs in the same order, the same bits
+    return xp.subtract(g, e, out=e)
 
 
 # torch's _log_softmax_backward_data: LogSoftmaxBackward0 runs it, and its node under
@@ -391,6 +401,11 @@ def _(ctx, h):
 
 # -- sum_to: the reduction autograd applies to broadcast gradients ----------------------------
 def _sum_to_dims(shape, target):
+    return _sum_to_plan(tuple(shape), tuple(target))
+
+
+@functools.lru_cache(maxsize=512)  # a model's few (shape, target) pairs, every step
+def _sum_to_plan(shape, target):
     lead = len(shape) - len(target)
     if lead < 0:
         raise InvalidArgumentError(f"can't sum shape {list(shape)} to {list(target)}")
@@ -410,9 +425,11 @@ def _sum_to_meta(a, shape):
 
 def _sum_to(xp, a, shape):
     dims, lead = _sum_to_dims(a.shape, shape)
-    # the array's method: xp.sum's reduction without its Python wrapper (a bias's gradient)
-    out = a.sum(axis=dims, keepdims=True) if dims else a
-    return out.reshape(shape)
+    if not dims:
+        return a.reshape(shape)
+    if len(dims) == lead:  # only leading dims (a bias's gradient): no size-1 dims to keep
+        return a.sum(axis=dims)
+    return a.sum(axis=dims, keepdims=True).reshape(shape)
 
 
 sum_to = defop("sum_to", infer=_sum_to_meta, grad_name="SumBackward1", attrs=("shape",))(_sum_to)
