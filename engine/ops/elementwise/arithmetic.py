@@ -18,7 +18,7 @@ from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
-from ..edges import edges_of, input_needs, to_edges
+from ..edges import edges_of, input_needs, to_edges, zeros_like
 
 
 def _shape_dtype(x):
@@ -175,7 +175,7 @@ def _(ctx, g):
     needs = input_needs(ctx, 2)
     if needs[0]:  # b a^(b-1), and 0 where b == 0 (even at a == 0), as torch
         if not hasattr(b, "shape"):
-            ga = g * 0.0 if b == 0 else g * b * a ** (b - 1)
+            ga = zeros_like(g) if b == 0 else g * b * a ** (b - 1)
         else:
             ga = where(b == 0, 0.0, g * b * a ** (b - 1))
     if needs[1]:
