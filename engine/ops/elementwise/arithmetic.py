@@ -299,17 +299,36 @@ def _(ctx, g):
     return (g._op("threshold_backward", g, ctx.output),)
 
 
-# relu's gradient in one pass: g where the output is positive, else 0
-threshold_backward = defop("threshold_backward", infer=lambda g, out: Meta(g.shape, g.dtype),
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _threshold_backward(xp, g, x, threshold=0.0):
+    """torch's threshold_backward: g where x > threshold, else +0 (whatever g holds there:
+    a product with the mask would give -0 for a negative g and NaN for an infinite one)."""
+    keep = x > threshold
+    if xp is not np:
+        return xp.where(keep, g, xp.zeros((), g.dtype))
+    # numpy's where() with a random mask costs ~5x a product; this is ~1.3x: the mask's
+    # 0/1 negated into all-0/all-1 words, then ANDed with g's bits
+    u = _UINT[g.dtype.itemsize]
+    out = np.empty_like(g)
+    bits = out.view(u)
+    np.negative(keep.view(np.uint8), out=bits, dtype=u, casting="unsafe")
+    np.bitwise_and(bits, g.view(u), out=bits)
+    return out
+
+
+# relu's (and threshold's) gradient in one pass
+threshold_backward = defop("threshold_backward",
+                           infer=lambda g, x, threshold=0.0: Meta(g.shape, g.dtype),
                            grad_name="ThresholdBackwardBackward0", save=(1,))(
-    lambda xp, g, out: g * (out > 0)  # 7x faster than where() with a scalar here
-)
+    _threshold_backward)
 
 
 @threshold_backward.def_backward
 def _(ctx, h):
-    (out,) = ctx.saved
-    return (h._op("threshold_backward", h, out) if ctx.needs[0] else None, None)
+    (x,) = ctx.saved
+    return (h._op("threshold_backward", h, x, **ctx.attrs) if ctx.needs[0] else None, None)
 
 
 reciprocal = _float_unary("reciprocal", "ReciprocalBackward0",
@@ -351,8 +370,8 @@ def _(ctx, g):
     if lo is not None:
         mask = a >= lo
     if hi is not None:
-        mask = (a <= hi) if mask is None else mask * (a <= hi)
-    return (g * mask,)
+        mask = (a <= hi) if mask is None else mask & (a <= hi)
+    return (where(mask, g, 0.0),)  # torch's: 0 outside, even where g is not finite
 
 
 # -- comparisons (never differentiable) -------------------------------------------------------
