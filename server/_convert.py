@@ -487,7 +487,27 @@ def _chunk_parts(tid: str, array: np.ndarray | None, enc: int, chunk_bytes: int 
 
 def fetch_whole(tid: str, array: np.ndarray | None, enc: int) -> pb.FetchResponse:
     """One FetchResponse with the whole tensor (the Pipeline's inline fetch)."""
-    return next(fetch_chunks(tid, array, enc, chunk_bytes=None))
+    msg = pb.FetchResponse()
+    fill_whole(msg, tid, array, enc)
+    return msg
+
+
+def fill_whole(msg: pb.FetchResponse, tid: str, array: np.ndarray | None, enc: int) -> None:
+    """`msg` (new, empty) as `fetch_whole`'s message, built in place: a Pipeline reply adds
+    one per fetched tensor (`item()` every step), without the chunk loop and its copies."""
+    msg.id = tid
+    msg.last = True
+    if array is None:
+        msg.none = True
+        return
+    tensor = msg.tensor
+    tensor.shape.extend(array.shape)
+    tensor.dtype = from_numpy_dtype(array.dtype).name
+    flat = array.reshape(-1)
+    if enc == pb.ENCODING_RAW:
+        tensor.raw = flat.view(np.uint8).tobytes()
+    else:
+        tensor.values.extend(flat.astype(np.float64).tolist())
 
 
 def inline_bytes(fetched, enc: int) -> int:

@@ -85,6 +85,17 @@ def test_fetch_chunks():
     assert whole.last and len(whole.tensor.raw) == 40
 
 
+@pytest.mark.parametrize("enc", [pb.ENCODING_RAW, pb.ENCODING_VALUES])
+@pytest.mark.parametrize("array", [np.float32(2.5).reshape(()), np.arange(6.0).reshape(2, 3),
+                                   np.zeros((0, 3), np.float32), np.array([True, False]),
+                                   np.array([-1, 2 ** 40]), None], ids=str)
+def test_fetch_whole_is_the_one_unchunked_message(array, enc):
+    (chunked,) = convert.fetch_chunks("t", array, enc, chunk_bytes=None)
+    whole = convert.fetch_whole("t", array, enc)
+    assert whole == chunked
+    assert whole.SerializeToString() == chunked.SerializeToString()
+
+
 def test_status_table():
     code = _status.status_code
     assert code(TensorIndexError("i")) == grpc.StatusCode.INVALID_ARGUMENT
