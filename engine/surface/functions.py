@@ -23,7 +23,7 @@ METHODS = (
     "abs", "neg", "negative", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
     "reciprocal", "clamp", "clip", "sum", "mean", "var", "std", "prod", "max", "min", "argmax",
     "argmin", "softmax", "log_softmax", "reshape", "flatten", "t", "transpose", "permute",
-    "squeeze", "unsqueeze", "clone", "detach", "add", "sub", "mul", "div", "pow",
+    "squeeze", "unsqueeze", "clone", "detach", "add", "sub", "mul", "div", "divide", "pow",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",
     "not_equal", "equal", "isclose", "allclose", "isnan", "isinf", "isfinite", "logical_and",
     "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor",
@@ -35,6 +35,7 @@ METHODS = (
     "unbind", "flip", "fliplr", "flipud", "roll", "narrow", "gather", "scatter", "scatter_add",
     "index_select", "index_add", "masked_fill", "masked_select", "index_put", "nonzero",
     "argwhere", "unique", "tril", "triu", "diagonal", "unflatten", "movedim", "moveaxis",
+    "count_nonzero",
     "swapaxes", "swapdims", "is_floating_point", "is_complex",
     # linear algebra (_api_linalg)
     "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "addmm", "addmv", "addbmm", "baddbmm",

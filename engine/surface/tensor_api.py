@@ -178,8 +178,12 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore,
     def mul(self, other):
         return self._op("mul", self, other)
 
-    def div(self, other):
+    def div(self, other, *, rounding_mode=None):
+        if rounding_mode is not None:
+            return self._op("div_mode", self, other, mode=rounding_mode)
         return self._op("div", self, other)
+
+    divide = div
 
     def pow(self, exponent):
         return self._op("pow", self, exponent)
@@ -388,8 +392,12 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore,
     def mul_(self, other):
         return self._inplace("mul", other)
 
-    def div_(self, other):
+    def div_(self, other, *, rounding_mode=None):
+        if rounding_mode is not None:
+            return self._inplace("div_mode", other, mode=rounding_mode)
         return self._inplace("div", other)
+
+    divide_ = div_
 
     def clamp_(self, min=None, max=None):
         if min is None and max is None:

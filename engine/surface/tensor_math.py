@@ -223,6 +223,10 @@ class TensorMath:
     def any(self, dim=None, keepdim=False):
         return self._op("any", self, dim=_dims(dim), keepdim=bool(keepdim))
 
+    def count_nonzero(self, dim=None):
+        """The number of nonzero elements (over `dim`, an int or a tuple), as int64."""
+        return (self != 0).sum(dim)
+
     def max(self, dim=None, keepdim=False):
         """max(): the largest element; max(dim): (values, indices); max(other): maximum."""
         if dim is None:

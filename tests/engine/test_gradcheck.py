@@ -332,6 +332,14 @@ case("fill", lambda x: x.clone().fill_(2.5), N(2, 3), label="fill_", order2=True
 case("fill", lambda x, v: x.clone().fill_(v), N(2, 3), N(), label="fill_-tensor", order2=True)
 case("fill", lambda x: x * 1.0 + x.clone().zero_(), N(3), label="zero_", order2=True)
 
+# -- rounded division: piecewise constant, torch's zero gradient (away from the steps) ---------
+for _mode in ("floor", "trunc"):
+    case("div_mode", lambda a, b, m=_mode: E.div(a, b, rounding_mode=m), N(2, 3), P(3),
+         label=f"{_mode}-tensors")
+    case("div_mode", lambda a, m=_mode: a.div(-1.5, rounding_mode=m), N(2, 3),
+         label=f"{_mode}-number")
+
+
 # -- samplers: the values they overwrite or draw from get torch's zero gradient ---------------
 # (seeded inside each call, so the finite differences see the same draws every time)
 def _seeded_fill(method, *args):

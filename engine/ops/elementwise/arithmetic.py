@@ -162,10 +162,21 @@ def _pow_meta(a, b) -> Meta:
     return m
 
 
+def _power(xp, a, b):
+    try:
+        return xp.power(a, b)
+    except ValueError:  # numpy refuses integers to negative integer powers (a tensor of them:
+        # the shape rule refuses a negative number): torch's are 0, or +-1 for a base of +-1
+        base = xp.asarray(a)
+        neg = b < 0
+        out = xp.power(base, xp.where(neg, 0, b))
+        ones = xp.where(b % 2 == 0, 1, -1)
+        special = xp.where(base == 1, 1, xp.where(base == -1, ones, 0))
+        return xp.where(neg, special, out).astype(out.dtype)
+
+
 pow_ = defop("pow", infer=_pow_meta, grad_name=_pow_name, save_output=True,
-             grad_uses=((0, 1), (0, 1, "out")))(
-    lambda xp, a, b: xp.power(a, b)
-)
+             grad_uses=((0, 1), (0, 1, "out")))(_power)
 
 
 @pow_.def_backward

@@ -15,7 +15,7 @@ from ...core.dtype import TORCH_SCALAR_NAMES, bool_, no_kernel
 from ...core.errors import AutogradError, InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
-from ..edges import edges_of, to_edges
+from ..edges import edges_of, to_edges, zeros_of
 from .arithmetic import _shape_dtype, binary_float_meta, binary_meta
 
 NOT_IMPLEMENTED = "torch::autograd::NotImplemented"
@@ -69,15 +69,62 @@ def _rounded_quotient(method: str):
     return backward
 
 
+def _integer(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype.kind in "iub" if dtype is not None else isinstance(x, int)
+
+
+def _integral(fn):
+    """A quotient kernel that raises torch's error for an integer division by zero (numpy
+    would give 0 and a warning)."""
+    def kernel(xp, a, b, **attrs):
+        if _integer(a) and _integer(b) and bool(xp.any(xp.asarray(b) == 0)):
+            raise InvalidArgumentError("ZeroDivisionError")
+        return fn(xp, a, b, **attrs)
+
+    return kernel
+
+
+def _trunc_divide(xp, a, b):
+    """a / b rounded toward zero: C's integer division for integers (exact at any size),
+    trunc(a / b) for floats, as torch's div_trunc."""
+    if not (_integer(a) and _integer(b)):
+        return xp.trunc(xp.true_divide(a, b))
+    q = xp.floor_divide(a, b)
+    return q + ((xp.remainder(a, b) != 0) & ((xp.asarray(a) < 0) != (xp.asarray(b) < 0)))
+
+
 remainder = defop("remainder", infer=binary_meta, grad_name=_by_operands("Remainder"),
-                  grad_uses=((), (0, 1)))(lambda xp, a, b: xp.remainder(a, b))
+                  grad_uses=((), (0, 1)))(_integral(lambda xp, a, b: xp.remainder(a, b)))
 remainder.def_backward(_rounded_quotient("floor"))
 fmod = defop("fmod", infer=binary_meta, grad_name=_by_operands("Fmod"), grad_uses=((), (0, 1)))(
-    lambda xp, a, b: xp.fmod(a, b))
+    _integral(lambda xp, a, b: xp.fmod(a, b)))
 fmod.def_backward(_rounded_quotient("trunc"))
 
 no_derivative(defop("floor_divide", infer=binary_meta, grad_name=NOT_IMPLEMENTED)(
-    lambda xp, a, b: xp.floor_divide(a, b)), "floor_divide")
+    _integral(lambda xp, a, b: xp.floor_divide(a, b))), "floor_divide")
+
+
+def _div_mode_meta(a, b, mode):
+    if mode not in ("floor", "trunc"):
+        raise InvalidArgumentError("div expected rounding_mode to be one of None, 'trunc', or "
+                                   f"'floor' but found '{mode}'")
+    meta = binary_meta(a, b)
+    if meta.dtype == bool_:
+        raise no_kernel(f"div_{mode}_cpu", meta.dtype)
+    return meta
+
+
+# div(a, b, rounding_mode=): torch's quotient rounded down or toward zero, whose gradient is
+# zeros for both operands (DivBackward2; a number operand has a None edge)
+div_mode = defop("div_mode", infer=_div_mode_meta, grad_name="DivBackward2", attrs=("mode",))(
+    _integral(lambda xp, a, b, mode: xp.floor_divide(a, b) if mode == "floor"
+              else _trunc_divide(xp, a, b)))
+
+
+@div_mode.def_backward
+def _(ctx, g):
+    return tuple([zeros_of(ctx, g, k) if need else None for k, need in enumerate(ctx.needs)])
 
 
 def _extreme(name: str, grad_name: str, fn: str, wins: str):

@@ -93,7 +93,12 @@ defop("round", infer=same_meta,
 
 
 def _sign(xp, a):
-    return a.copy() if a.dtype.kind == "b" else xp.sign(a)
+    if a.dtype.kind == "b":
+        return a.copy()
+    out = xp.sign(a, out=xp.empty_like(a))  # an array, even for a 0-d a
+    if a.dtype.kind == "f":  # torch's sign is (0 < a) - (a < 0): 0 for NaN
+        xp.copyto(out, 0, where=xp.isnan(out))
+    return out
 
 
 defop("sign", infer=same_meta, grad_name="SignBackward0")(_sign).def_backward(
