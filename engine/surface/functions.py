@@ -27,6 +27,7 @@ METHODS = (
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",
     "not_equal", "equal", "isclose", "allclose", "isnan", "isinf", "isfinite", "logical_and",
     "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+    "bitwise_left_shift", "bitwise_right_shift",
     "bitwise_not", "all", "any", "sort", "argsort", "topk", "median", "kthvalue", "amax",
     "amin", "norm", "logsumexp", "cumsum", "cumprod", "square", "rsqrt", "sign", "floor",
     "ceil", "round", "trunc", "frac", "remainder", "fmod", "floor_divide", "maximum",

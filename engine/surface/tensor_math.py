@@ -119,9 +119,35 @@ class TensorMath:
     def bitwise_not(self):
         return self._op("bitwise_not", self)
 
+    def bitwise_left_shift(self, other):
+        return self._op("lshift", self, other)
+
+    def bitwise_right_shift(self, other):
+        return self._op("rshift", self, other)
+
+    def bitwise_left_shift_(self, other):
+        return self._inplace("lshift", other)
+
+    def bitwise_right_shift_(self, other):
+        return self._inplace("rshift", other)
+
     __and__ = bitwise_and
     __or__ = bitwise_or
     __xor__ = bitwise_xor
+    __lshift__ = bitwise_left_shift
+    __rshift__ = bitwise_right_shift
+    __ilshift__ = bitwise_left_shift_
+    __irshift__ = bitwise_right_shift_
+
+    def __rlshift__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
+        return self._op("lshift", other, self)
+
+    def __rrshift__(self, other):
+        if type(other) is ndarray:
+            return NotImplemented
+        return self._op("rshift", other, self)
 
     def __rand__(self, other):
         if type(other) is ndarray:

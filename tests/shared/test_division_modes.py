@@ -133,3 +133,26 @@ def test_sign_of_nan_is_zero_and_count_nonzero(M):
                 _show(L.tensor([0, 1, 2]).count_nonzero()))
 
     assert run(M) == run(torch)
+
+
+def test_shifts_as_torch(M):
+    def run(L):
+        a, s = L.tensor([1, -8, 3, 100, -1]), L.tensor([1, 2, 63, 64, 70])
+        b = L.tensor([3, 4])
+        b <<= 2
+        c = L.tensor([3, 4])
+        c >>= 1
+        errors = []
+        for f in (lambda: L.tensor([1.5]) << 1, lambda: L.tensor([1.5]) >> 1,
+                  lambda: L.tensor([1]) << 1.5):
+            with pytest.raises(NotImplementedError) as info:
+                f()
+            errors.append(str(info.value))
+        return [_show(x) for x in (
+            a << s, a >> s, a << -1, a >> -1, L.tensor([1, 2], dtype=L.uint8) << 7,
+            L.tensor([200], dtype=L.uint8) >> 9, L.tensor([1], dtype=L.int8) << 8,
+            L.bitwise_left_shift(a, 2), a.bitwise_right_shift(1), 1 << L.tensor([1, 2]),
+            64 >> L.tensor([1, 2]), L.tensor([True]) << 1, b, c,
+            L.tensor([1], dtype=L.int32) << L.tensor([1]))], errors
+
+    assert run(M) == run(torch)

@@ -238,6 +238,10 @@ def _bitwise_meta(name: str):
 for _name, _fn in (("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"),
                    ("bitwise_xor", "bitwise_xor")):
     defop(_name, infer=_bitwise_meta(_name))(lambda xp, a, b, _f=_fn: getattr(xp, _f)(a, b))
+# shifts: numpy's, like torch's, give 0 (or -1 shifting a negative right) for a count that
+# is negative or not less than the width
+defop("lshift", infer=_bitwise_meta("lshift"))(lambda xp, a, b: xp.left_shift(a, b))
+defop("rshift", infer=_bitwise_meta("rshift"))(lambda xp, a, b: xp.right_shift(a, b))
 defop("bitwise_not", infer=_bitwise_meta("bitwise_not"))(
     lambda xp, a: xp.logical_not(a) if a.dtype.kind == "b" else xp.invert(a))
 
