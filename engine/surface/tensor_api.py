@@ -261,11 +261,13 @@ class TensorAPI(TensorMath, TensorShape, TensorRandom, TensorLinalg, TensorMore,
     def argmin(self, dim=None, keepdim=False):
         return self._op("argmin", self, dim=dim, keepdim=bool(keepdim))
 
-    def softmax(self, dim):
-        return self._op("softmax", self, dim=int(dim))
+    def softmax(self, dim, dtype=None):
+        x = self if dtype is None else self.to(dtype)  # torch casts first (ToCopyBackward0)
+        return x._op("softmax", x, dim=int(dim))
 
-    def log_softmax(self, dim):
-        return self._op("log_softmax", self, dim=int(dim))
+    def log_softmax(self, dim, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return x._op("log_softmax", x, dim=int(dim))
 
     # -- shape -----------------------------------------------------------------------------
     @property

@@ -156,3 +156,24 @@ def test_shifts_as_torch(M):
             L.tensor([1], dtype=L.int32) << L.tensor([1]))], errors
 
     assert run(M) == run(torch)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool"])
+def test_integer_softmax_and_trace_as_torch(M, dtype):
+    """softmax has float kernels only (torch's error names the kernel: the last dim's or not);
+    an integer trace is int64, as sum's; a bool one has no kernel."""
+    def run(L):
+        x = L.tensor([[1, 0, 3], [4, 5, 0], [0, 1, 1]], dtype=getattr(L, dtype))
+        out = []
+        for f in (lambda: x.softmax(1), lambda: x.softmax(0), lambda: x.log_softmax(-1),
+                  lambda: x.log_softmax(0), lambda: x.trace()):
+            try:
+                out.append(_show(f()))
+            except NotImplementedError as e:
+                out.append(str(e))
+        return out, x.softmax(1, dtype=L.float64)
+
+    ours, theirs = run(M), run(torch)
+    assert ours[0] == theirs[0]
+    assert str(ours[1].dtype).split(".")[-1] == "float64"
+    assert ours[1].reshape(-1).tolist() == pytest.approx(theirs[1].reshape(-1).tolist(), rel=1e-15)

@@ -11,9 +11,11 @@ as torch's do, and their backwards are these same ops, so higher derivatives fol
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...core import grad_mode as _grad_mode
-from ...core.dtype import TORCH_SCALAR_NAMES
-from ...core.errors import InvalidArgumentError
+from ...core.dtype import TORCH_SCALAR_NAMES, bool_, int64
+from ...core.errors import InvalidArgumentError, KernelNotImplementedError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 
@@ -268,11 +270,13 @@ def _trace_meta(a) -> Meta:
     if len(a.shape) != 2:
         raise InvalidArgumentError(
             f"trace: expected a matrix, but got tensor with dim {len(a.shape)}")
-    return Meta((), a.dtype)
+    if a.dtype == bool_:
+        raise KernelNotImplementedError('"trace" not implemented for \'Bool\'')
+    return Meta((), a.dtype if a.dtype.is_floating_point else int64)  # integers: as sum's
 
 
 trace = defop("trace", infer=_trace_meta, grad_name="TraceBackward0")(
-    lambda xp, a: xp.trace(a))
+    lambda xp, a: xp.trace(a, dtype=None if a.dtype.kind == "f" else np.int64))
 
 
 @trace.def_backward

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ...core.dtype import float_result, int64
-from ...core.errors import InvalidArgumentError, TensorIndexError
+from ...core.dtype import TORCH_SCALAR_NAMES, int64
+from ...core.errors import InvalidArgumentError, KernelNotImplementedError, TensorIndexError
 from ...core.registry import Meta, defop
 from ...core.shape import normalize_dim, normalize_dims, numel, reduced_shape
 from ...core.warn import warn_user
@@ -319,9 +319,16 @@ defop("argmin", infer=_arg_meta)(_arg("argmin"))
 
 
 # -- softmax ----------------------------------------------------------------------------------
-def _softmax_meta(a, dim):
-    normalize_dim(dim, len(a.shape))
-    return Meta(a.shape, float_result(a.dtype))
+def _softmax_meta(kernel: str):
+    def infer(a, dim):
+        d = normalize_dim(dim, len(a.shape))
+        if not a.dtype.is_floating_point:  # torch's kernels: float types only, no promotion
+            last = "_lastdim" if d == max(len(a.shape) - 1, 0) else ""
+            raise KernelNotImplementedError(f'"{kernel}{last}_kernel_impl" not implemented for '
+                                            f"'{TORCH_SCALAR_NAMES[a.dtype.name]}'")
+        return Meta(a.shape, a.dtype)
+
+    return infer
 
 
 def _softmax(xp, a, dim):
@@ -348,9 +355,10 @@ def _log_softmax(xp, a, dim):
     return shifted
 
 
-softmax = defop("softmax", infer=_softmax_meta, grad_name="SoftmaxBackward0",
+softmax = defop("softmax", infer=_softmax_meta("softmax"), grad_name="SoftmaxBackward0",
                 save_output=True, attrs=("dim",))(_softmax)
-log_softmax = defop("log_softmax", infer=_softmax_meta, grad_name="LogSoftmaxBackward0",
+log_softmax = defop("log_softmax", infer=_softmax_meta("log_softmax"),
+                    grad_name="LogSoftmaxBackward0",
                     save_output=True, attrs=("dim",))(_log_softmax)
 
 
