@@ -15,6 +15,7 @@ from ...core.dtype import (
     result_type,
 )
 from ...core.errors import InvalidArgumentError
+from ...core.layout import iterated
 from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
@@ -44,34 +45,54 @@ def _shape(x):
 
 
 def binary_meta(a, b) -> Meta:
+    """A two-operand elementwise result: broadcast shape, promoted dtype, and the layout
+    torch's TensorIterator gives it (`core/layout.iterated`)."""
     da = getattr(a, "dtype", None)
     if da is getattr(b, "dtype", None) and type(da) is DType:
         # two tensors of one dtype (most ops, per op): it promotes to itself, and nothing
         # else about the operands needs checking
         sa, sb = a.shape, b.shape
-    else:
-        sa, da = _shape_dtype(a)
-        sb, db = _shape_dtype(b)
-        if da is not db or da is None:
-            da = result_type(a, b)
-    return fresh((sa if sa == sb else broadcast_shapes(sa, sb), da, None))
+        shape = sa if sa == sb else broadcast_shapes(sa, sb)
+        if a._strides is None and b._strides is None and (sa == sb or 0 not in shape):
+            return fresh((shape, da, None))  # contiguous operands: a contiguous result
+        return fresh((shape, da, iterated(shape, (a, b), da)))
+    sa, da = _shape_dtype(a)
+    sb, db = _shape_dtype(b)
+    if da is not db or da is None:
+        da = result_type(a, b)
+    shape = sa if sa == sb else broadcast_shapes(sa, sb)
+    if getattr(a, "_strides", None) is None and getattr(b, "_strides", None) is None and \
+            0 not in shape:  # contiguous operands and numbers (`iterated`'s first check)
+        return fresh((shape, da, None))
+    return fresh((shape, da, iterated(shape, (a, b), da)))
 
 
 def binary_float_meta(a, b) -> Meta:
     m = binary_meta(a, b)
-    return fresh((m.shape, float_result(m.dtype), None))
+    dtype = float_result(m.dtype)
+    if dtype is m.dtype:
+        return m
+    # integer operands are computed as floats: each laid out as its float copy
+    return fresh((m.shape, dtype, iterated(m.shape, (a, b), dtype)))
 
 
 def compare_meta(a, b) -> Meta:
-    return fresh((binary_meta(a, b).shape, bool_, None))
+    m = binary_meta(a, b)
+    return fresh((m.shape, bool_, m.strides))
 
 
 def same_meta(a, **_) -> Meta:
-    return fresh((a.shape, a.dtype, None))
+    """A one-operand elementwise result of a's dtype, laid out as torch's iterator lays it."""
+    if a._strides is None:
+        return fresh((a.shape, a.dtype, None))
+    return fresh((a.shape, a.dtype, iterated(a.shape, (a,))))
 
 
 def float_meta(a, **_) -> Meta:
-    return fresh((a.shape, float_result(a.dtype), None))
+    dtype = float_result(a.dtype)
+    if a._strides is None:
+        return fresh((a.shape, dtype, None))
+    return fresh((a.shape, dtype, iterated(a.shape, (a,), dtype)))
 
 
 # torch's nodes for a Python number operand: no edge for the number
@@ -159,6 +180,8 @@ def _pow_meta(a, b) -> Meta:
     m = binary_meta(a, b)
     if m.dtype.kind == 1 and isinstance(b, numbers.Real) and not hasattr(b, "shape") and b < 0:
         raise InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    if not hasattr(b, "shape") and m.strides is not None:  # pow(Tensor, Scalar): one operand
+        return fresh((m.shape, m.dtype, iterated(m.shape, (a,), m.dtype)))
     return m
 
 
@@ -195,7 +218,7 @@ def _neg_meta(a) -> Meta:
             "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
             "invert a mask, use the `~` or `logical_not()` operator instead."
         )
-    return fresh((a.shape, a.dtype, None))
+    return same_meta(a)
 
 
 neg = defop("neg", infer=_neg_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
@@ -300,7 +323,12 @@ def _(ctx, g):
 
 
 # relu's gradient in one pass: g where the output is positive, else 0
-threshold_backward = defop("threshold_backward", infer=lambda g, out: Meta(g.shape, g.dtype),
+def _threshold_backward_meta(g, out) -> Meta:
+    return fresh((g.shape, g.dtype, None if g._strides is None and out._strides is None
+                  else iterated(g.shape, (g, out))))
+
+
+threshold_backward = defop("threshold_backward", infer=_threshold_backward_meta,
                            grad_name="ThresholdBackwardBackward0", save=(1,))(
     lambda xp, g, out: g * (out > 0)  # 7x faster than where() with a scalar here
 )
@@ -327,7 +355,8 @@ def _clamp_meta(a, min=None, max=None):
     for v in (min, max):
         if v is not None and not isinstance(v, numbers.Real):
             raise InvalidArgumentError(f"clamp bounds must be numbers, got {type(v).__name__}")
-    return Meta(a.shape, result_type(a, *(v for v in (min, max) if v is not None)))
+    dtype = result_type(a, *(v for v in (min, max) if v is not None))
+    return Meta(a.shape, dtype, iterated(a.shape, (a,), dtype))  # the bounds are no operands
 
 
 def _clamp(xp, a, min=None, max=None):
