@@ -206,7 +206,7 @@ def _operand(x, dtype) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if strides is None:
         return shape, contiguous(shape)
     if dtype is not None and x.dtype is not dtype:
-        return shape, preserved(shape, strides)
+        return shape, preserved(shape, strides) or contiguous(shape)
     return shape, tuple(strides)
 
 
@@ -249,7 +249,7 @@ def _fresh(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...] 
     return None if strides == contiguous(shape) else strides
 
 
-def _channels_last_contiguous(shape, strides) -> bool:
+def _channels_last_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
     if len(shape) != 4:
         return False
     expected = 1
@@ -261,12 +261,12 @@ def _channels_last_contiguous(shape, strides) -> bool:
     return True
 
 
-def _channels_last(shape) -> tuple[int, ...]:
+def _channels_last(shape: Sequence[int]) -> tuple[int, ...]:
     _, c, h, w = shape
     return (c * w * h, 1, c * w, c)
 
 
-def non_overlapping_and_dense(shape, strides) -> bool:
+def non_overlapping_and_dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
     """torch's `is_non_overlapping_and_dense` (dims of size below 2 are free)."""
     if len(shape) == 1:
         return shape[0] < 2 or strides[0] == 1

@@ -154,6 +154,16 @@ def test_a_reshape_alias_shares_the_version_counter_as_torchs(M):
     assert np.asarray(z.tolist()).tolist() == tz.tolist()
 
 
+def test_a_contiguous_view_of_another_dtype_is_promoted_as_torchs(M):
+    """An integer operand whose strides a view op gave (contiguous ones) cast to float."""
+    def results(m):
+        x = m.arange(24).reshape(2, 3, 4)[1]
+        return [x * m.ones(3, 4), x.exp(), m.where(x > 3, x, m.ones(3, 4)), x / 2]
+
+    for ours, theirs in zip(results(M), results(torch), strict=True):
+        _same_layout(M, ours, theirs)
+
+
 # copies: clone() keeps the layout (preserve_format) where contiguous() does not
 COPIES = {
     "clone": lambda M, x: x.clone(),
