@@ -121,6 +121,14 @@ RESHAPES = {
     "sliced_mul": lambda M, x: (x[:, ::2] * x[:, 1:2]).reshape(-1),
     "compared_where": lambda M, x: M.where(x.t() > 0, x.t(), 0.0).reshape(6),
     "unsqueezed_add": lambda M, x: (x.t().unsqueeze(0) + 1).reshape(3, 2),
+    "broadcast_row_flat": lambda M, x: (x.t() * x.t()[:1]).reshape(-1),
+    "broadcast_column_flat": lambda M, x: (x.t().sigmoid() + x.t()[:, :1]).flatten(),
+    "float32_promoted_flat": lambda M, x: (x.t().float() * x.t()).reshape(-1),
+    "where_broadcast_flat": lambda M, x: M.where(x.t() > 0, x.t(), x.t()[:1]).reshape(6),
+    "clone_flat": lambda M, x: x.t().clone().reshape(2, 3),
+    "contiguous_view": lambda M, x: (x.t() - 1).contiguous().view(6),
+    "expanded_exp_flat": lambda M, x: x[:1].expand(2, 3).exp().reshape(-1),
+    "view_as_of_product": lambda M, x: (x.t() * 2).t().view_as(x),
 }
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 
