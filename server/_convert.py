@@ -390,15 +390,6 @@ class UploadAssembly:
         return array_from_raw(self.buf, self.dtype, self.shape)
 
 
-def array_from_upload(first: pb.UploadRequest, rest: Iterator,
-                      check_room: Callable[[int], None]) -> np.ndarray:
-    """The tensor of an Upload stream already received (see UploadAssembly)."""
-    assembly = UploadAssembly(first, check_room)
-    for piece in rest:
-        assembly.add(piece)
-    return assembly.finish()
-
-
 def session_info(session: Session, runtime) -> pb.SessionInfo:
     held = dict(session.bytes_by_device)
     used, pool = backend(session.device).memory() or (0, 0)
@@ -485,9 +476,20 @@ def _chunk_parts(tid: str, array: np.ndarray | None, enc: int, chunk_bytes: int 
             return
 
 
-def fetch_whole(tid: str, array: np.ndarray | None, enc: int) -> pb.FetchResponse:
-    """One FetchResponse with the whole tensor (the Pipeline's inline fetch)."""
-    return next(fetch_chunks(tid, array, enc, chunk_bytes=None))
+def fill_whole(msg: pb.FetchResponse, tid: str, array: np.ndarray | None, enc: int) -> None:
+    """`msg` (new) as fetch_chunks' one message with no chunk limit, built in place: a Pipeline
+    reply adds one per fetched tensor (`item()` every step), without the chunk loop's copies."""
+    msg.id, msg.last = tid, True
+    if array is None:
+        msg.none = True
+        return
+    tensor, flat = msg.tensor, array.reshape(-1)
+    tensor.shape.extend(array.shape)
+    tensor.dtype = from_numpy_dtype(array.dtype).name
+    if enc == pb.ENCODING_RAW:
+        tensor.raw = flat.view(np.uint8).tobytes()
+    else:
+        tensor.values.extend(flat.astype(np.float64).tolist())
 
 
 def inline_bytes(fetched, enc: int) -> int:

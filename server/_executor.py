@@ -323,16 +323,17 @@ class Executor:
                 self._observe(kind, time.perf_counter() - started)
 
     def _run_action(self, session: Session, action: Action):
+        # reading tensors computes nothing: no generator, no floating point state
+        if isinstance(action, FetchAction):
+            return self._fetch(session, action)
+        if isinstance(action, ListAction):
+            ids = action.ids or list(session.tensors)
+            return [tensor_meta(tid, self._tensor(session, tid)) for tid in ids]
         with engine.using_generator(session.generator), np.errstate(all="ignore"):
             if isinstance(action, BackwardAction):
                 return self._backward(session, action)
             if isinstance(action, GradAction):
                 return self._grad(session, action)
-            if isinstance(action, FetchAction):
-                return self._fetch(session, action)
-            if isinstance(action, ListAction):
-                ids = action.ids or list(session.tensors)
-                return [tensor_meta(tid, self._tensor(session, tid)) for tid in ids]
             if isinstance(action, GraphAction):
                 return self._graph(session, action)
             if isinstance(action, UploadAction):

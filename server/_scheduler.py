@@ -113,15 +113,24 @@ class _Item:
         # read across threads: a loop's future is only ever cancelled, never un-cancelled
         return self.state == _DROPPED or self.future.cancelled()
 
+    def forget(self) -> None:
+        """Drop the work once it ran or was dropped. A loop's future holds its item
+        (`release_after`), and the item held the future: without this, that cycle kept the
+        request (an upload's array) and the result (a fetch's arrays) until the cyclic
+        collector ran, which a server tunes to run rarely (`_cli._tune_process`)."""
+        self.fn = self.args = None
+
     def settle(self, result, error: BaseException | None) -> None:
+        future, self.future = self.future, None
+        self.forget()
         if self.loop is None:
             if error is None:
-                self.future.set_result(result)
+                future.set_result(result)
             else:
-                self.future.set_exception(error)
+                future.set_exception(error)
             return
         try:
-            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+            self.loop.call_soon_threadsafe(_settle, future, result, error)
         except RuntimeError:  # the loop closed under it: nobody waits any more
             pass
 
@@ -369,8 +378,10 @@ class Scheduler:
                 candidate = fifo.popleft()
                 if candidate.cancelled():
                     candidate.state = _DROPPED
+                    candidate.forget()
                     continue
                 if candidate.loop is None and not candidate.future.set_running_or_notify_cancel():
+                    candidate.forget()
                     continue
                 item = candidate
                 break
@@ -419,6 +430,7 @@ class Scheduler:
                 result = item.fn(*item.args)
             except BaseException as exc:  # noqa: BLE001  (the caller gets it)
                 error = detach(exc)
+            item.forget()
             _local.deadline = None
             heavy = item_work(reset=True) >= HEAVY_ELEMENTS
             with self._cond:

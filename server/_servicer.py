@@ -470,6 +470,8 @@ class GradserveServicer:
                     f"fetching {size} bytes inline passes the {self._max_inline}-byte reply "
                     "limit of Pipeline; use Fetch, which streams in chunks", "inline_fetch"
                 )
-            response.fetched.extend(convert.fetch_whole(t, a, enc) for t, a in result.result)
+            fetched = response.fetched
+            for t, a in result.result:
+                convert.fill_whole(fetched.add(), t, a, enc)
         elif isinstance(action, ListAction):
             response.tensors.extend(convert.tensor_info(m) for m in result.result)

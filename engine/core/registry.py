@@ -53,7 +53,7 @@ class OpDef:
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
                  "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
-                 "node_cls", "layouts", "grads_from")
+                 "node_cls", "layouts", "grads_from", "flat_when")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -80,6 +80,7 @@ class OpDef:
         self.node_cls = None
         self.layouts = ()  # inputs whose column-majorness the backward reads (see defop)
         self.grads_from = None  # the outputs whose gradients reach the inputs (see defop)
+        self.flat_when = None  # attrs -> True where backward gives no input a gradient
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -163,7 +164,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           attrs: Sequence[str] | None = None,
           grad_uses: Sequence[Sequence[int | str]] | None = None,
           layouts: Sequence[int] = (),
-          grads_from: Sequence[int] | None = None) -> Callable[[Callable], OpDef]:
+          grads_from: Sequence[int] | None = None,
+          flat_when: Callable[[dict], bool] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -187,6 +189,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
       only others' returns None for every input (lstsq's residuals, slogdet's sign), so a
       leaf reached only that way keeps `.grad` None. The walk without data (a client's image
       of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's.
+    flat_when: `flat_when(attrs)` is True for the calls whose backward returns None for every
+      input (norm's p=0, as torch's); the walk without data reads it as it reads grads_from.
     """
     if grad_uses is not None:
         grad_uses = tuple(tuple(u) for u in grad_uses)
@@ -206,6 +210,7 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.grad_uses = grad_uses
         opdef.layouts = tuple(layouts)
         opdef.grads_from = None if grads_from is None else frozenset(grads_from)
+        opdef.flat_when = flat_when
         return _add(opdef)
 
     return register

@@ -59,6 +59,18 @@ def edges_of(name: str, keep: tuple[int, ...]) -> str:
     return name
 
 
+def zeros_like(g):
+    """Zeros shaped like g, as a factory op (nothing recorded for a second derivative): torch's
+    `zeros_like(grad)`, which stays 0 where `g * 0` would be NaN (an infinite gradient)."""
+    return g._op("zeros", shape=tuple(g.shape), dtype=g.dtype.name, device=g.device)
+
+
+def zeros_of(ctx, g, k: int):
+    """Zeros shaped as the node's k-th kept input (torch's `zeros_like(input)`), on g's device."""
+    return g._op("zeros", shape=tuple(ctx.in_shapes[k]), dtype=ctx.in_dtypes[k].name,
+                 device=g.device)
+
+
 def input_needs(ctx, n: int) -> tuple[bool, ...]:
     """Which of the op's `n` inputs need a gradient (`ctx.needs`, padded to `n`)."""
     needs = tuple(ctx.needs)

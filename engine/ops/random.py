@@ -15,11 +15,13 @@ import inspect
 import numpy as np
 
 from ..core import torch_dists
+from ..core.autograd import NODE_CLASSES
 from ..core.dtype import as_dtype, int64, uint8
 from ..core.errors import InvalidArgumentError
 from ..core.mt19937 import CPUGenerator
 from ..core.registry import Meta, defop
 from ..core.shape import broadcast_shapes, check_shape
+from .edges import edges_of, to_edges, zeros_like, zeros_of
 from .random_sample import multinomial_indices, randperm_values, trunc_normal_values
 
 _TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
@@ -164,18 +166,26 @@ def _check_args(kernel: str, dtype, kw: dict) -> None:
         raise InvalidArgumentError(f"bernoulli_ expects p to be in [0, 1], but got p={kw['p']}")
 
 
-# samplers carry no gradient (torch records a zero one for a non-leaf it overwrites)
-for _name, _kernel, _float, _attrs in (
-        ("uniform", "uniform", "uniform_kernel_cpu", ("low", "high")),
-        ("normal", "normal", "normal_kernel_cpu", ("mean", "std")),
-        ("exponential", "exponential", "exponential_cpu", ("lambd",)),
-        ("geometric", "geometric", None, ("p",)),
-        ("cauchy", "cauchy", "cauchy_cpu", ("median", "sigma")),
-        ("log_normal", "log_normal", "log_normal_cpu", ("mean", "std")),
-        ("bernoulli_p", "bernoulli_scalar", None, ("p",)),
+def _overwritten(ctx, g):
+    """What a fill gives the values it overwrote: torch's `self: zeros_like(grad)` (and a
+    probability tensor's `zeros_like(p)`), so recording one on a tensor in the graph cuts the
+    gradient there, with torch's node."""
+    return to_edges(ctx, (zeros_like(g) if ctx.needs[0] else None,
+                          zeros_of(ctx, g, 1) if len(ctx.needs) > 1 and ctx.needs[1] else None))
+
+
+for _name, _kernel, _float, _attrs, _node in (
+        ("uniform", "uniform", "uniform_kernel_cpu", ("low", "high"), "UniformBackward0"),
+        ("normal", "normal", "normal_kernel_cpu", ("mean", "std"), "NormalBackward0"),
+        ("exponential", "exponential", "exponential_cpu", ("lambd",), "ExponentialBackward0"),
+        ("geometric", "geometric", None, ("p",), "GeometricBackward0"),
+        ("cauchy", "cauchy", "cauchy_cpu", ("median", "sigma"), "CauchyBackward0"),
+        ("log_normal", "log_normal", "log_normal_cpu", ("mean", "std"), "LogNormalBackward0"),
+        ("bernoulli_p", "bernoulli_scalar", None, ("p",), "BernoulliBackward2"),
 ):
     _infer, _forward = _fill(_kernel, _float, _attrs)
-    defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"))(_forward)
+    defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"),
+          grad_name=edges_of(_node, (0,)))(_forward).def_backward(_overwritten)
 
 
 def _trunc_normal_meta(a, *_state, mean, std, low, high, generator=False):
@@ -194,7 +204,7 @@ def _trunc_normal(xp, a, *_s, mean, std, low, high, gen):
     return gen.to_device(_in_memory_order(a, values, gen))
 
 
-def _random_meta(a, *_state, low=0, high=None, full=False, generator=False):
+def _random_meta(a, *_state, low=0, high=None, full=False, to_only=False, generator=False):
     if high is not None and low >= high:
         raise InvalidArgumentError(f"random_ expects 'from' to be less than 'to', but got "
                                    f"from={low} >= to={high}")
@@ -203,7 +213,7 @@ def _random_meta(a, *_state, low=0, high=None, full=False, generator=False):
     return Meta(a.shape, a.dtype)
 
 
-def _random_forward(xp, a, *_s, low=0, high=None, full=False, gen):
+def _random_forward(xp, a, *_s, low=0, high=None, full=False, to_only=False, gen):
     """random_(): the dtype's whole range; random_(to) and random_(from, to): [from, to);
     random_(from, None): [from, dtype's max]; from = int64's min and to None: 64 bits."""
     dists, dtype = _dists(), a.dtype
@@ -220,8 +230,17 @@ def _random_forward(xp, a, *_s, low=0, high=None, full=False, gen):
     return gen.to_device(_in_memory_order(a, values, gen))
 
 
-defop("random", infer=_random_meta, random=True,
-      attrs=("low", "high", "full", "generator"))(_random_forward)
+# torch's node per overload: random_(from, to) 0, random_(to) 1, random_() 2
+_RANDOM_NODES = tuple(edges_of(f"RandomBackward{k}", (0,)) for k in range(3))
+
+
+def _random_node(a, *_s, low=0, high=None, full=False, to_only=False, generator=False):
+    return _RANDOM_NODES[1 if to_only else 0 if high is not None or full else 2]
+
+
+defop("random", infer=_random_meta, random=True, grad_name=_random_node,
+      attrs=("low", "high", "full", "to_only", "generator"))(_random_forward).def_backward(
+    _overwritten)
 
 
 # -- samplers ----------------------------------------------------------------------------------
@@ -235,13 +254,43 @@ def _bernoulli_meta(a, p, *_state, generator=False):
     return Meta(a.shape, a.dtype)
 
 
-@defop("bernoulli", infer=_bernoulli_meta, random=True, attrs=("generator",))
+@defop("bernoulli", infer=_bernoulli_meta, random=True, attrs=("generator",),
+       grad_name=edges_of("BernoulliBackward1", (0, 1)))
 def _bernoulli_tensor(xp, a, p, *_s, gen):
     """bernoulli_(p tensor): one u < p per element of the target (p broadcast to it)."""
     p = np.broadcast_to(gen.host(p), a.shape)
     hits = _dists().bernoulli_tensor(gen.gen, _memory_view(a, p))
     return gen.to_device(_in_memory_order(a, hits.reshape(-1).astype(a.dtype), gen))
 
+
+_bernoulli_tensor.def_backward(_overwritten)
+
+# What torch's out-of-place samplers record on the tensors they drew from: a node with a zero
+# gradient for each (their values are not differentiable in the parameters). The values are
+# drawn first, without a graph; this op gives them that node: inputs (*parameters, values).
+_SAMPLED = {name: edges_of(name, keep) for name, keep in (
+    ("BernoulliBackward0", (0,)), ("NormalBackward1", (0,)), ("NormalBackward2", (0,)),
+    ("NormalBackward3", (0, 1)))}
+
+
+def _sampled_meta(*inputs, node):
+    cls = NODE_CLASSES.get(_SAMPLED.get(node, ""))
+    if cls is None or len(inputs) != len(cls.keep) + 1 or \
+            not all(hasattr(x, "shape") for x in inputs):
+        raise InvalidArgumentError(f"sampled: node must be one of {sorted(_SAMPLED)}, after "
+                                   "its parameter tensors and then the drawn values")
+    return Meta(inputs[-1].shape, inputs[-1].dtype)
+
+
+@defop("sampled", infer=_sampled_meta, grad_name=lambda *inputs, node: node, attrs=("node",))
+def _sampled(xp, *inputs, node):
+    return inputs[-1].copy()
+
+
+@_sampled.def_backward
+def _(ctx, g):
+    return to_edges(ctx, tuple([zeros_of(ctx, g, k) if need else None
+                                for k, need in enumerate(ctx.needs)]))
 
 
 def _memory_view(a, p: np.ndarray) -> np.ndarray:
@@ -276,7 +325,8 @@ def _poisson_meta(rates, *_state, generator=False):
     return Meta(rates.shape, rates.dtype)
 
 
-@defop("poisson", infer=_poisson_meta, random=True, attrs=("generator",))
+@defop("poisson", infer=_poisson_meta, random=True, attrs=("generator",),
+       grad_name=edges_of("PoissonBackward0", (0,)))
 def _poisson(xp, rates, *_s, gen):
     """Poisson counts drawn by numpy's sampler from a 64-bit seed taken from the stream:
     reproducible under manual_seed, but not torch's values (torch's rejection sampler
@@ -288,3 +338,5 @@ def _poisson(xp, rates, *_s, gen):
     counts = np.random.Generator(np.random.PCG64(seed)).poisson(lam.astype(np.float64))
     return gen.to_device(counts.astype(lam.dtype))
 
+
+_poisson.def_backward(lambda ctx, g: (zeros_like(g),))  # torch's `self: zeros_like(self)`

@@ -52,9 +52,6 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
         x = x.to(dtype)
     if isinstance(dim, int):
         dim = (dim,)
-    if ord == 0:
-        nz = (x != 0).to(x.dtype)
-        return nz.sum() if dim is None else nz.sum(dim, keepdim=keepdim)
     if dim is None and not keepdim:  # every dim at once: one node on x, as torch's
         dim = tuple(range(x.ndim)) or None
     return x.norm(ord, dim=dim, keepdim=keepdim)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.device import device as _device
 from ..core.errors import InvalidArgumentError
-from ..core.grad_mode import no_grad
+from ..core.grad_mode import is_grad_enabled, no_grad
 from ..core.mt19937 import DEFAULT_SEED, CPUGenerator
 from ..core.shape import broadcast_shapes
 from .factories import host_values
@@ -145,6 +145,7 @@ class TensorRandom:
 
     def random_(self, *args, generator=None, **kw):
         """random_(), random_(to), random_(from, to) (from/to also as keywords)."""
+        to_only = len(args) == 1 or not args and "to" in kw and "from" not in kw
         low, high = kw.pop("from", 0), kw.pop("to", None)
         if kw:
             raise TypeError(f"random_() got an unexpected keyword argument '{next(iter(kw))}'")
@@ -158,7 +159,8 @@ class TensorRandom:
             return self._sample_("random", generator)
         full = high is None and int(low) == -(1 << 63)
         return self._sample_("random", generator, low=int(low),
-                             high=None if high is None else int(high), full=full)
+                             high=None if high is None else int(high), full=full,
+                             to_only=to_only)
 
     def bernoulli_(self, p=0.5, *, generator=None):
         if hasattr(p, "shape"):
@@ -169,7 +171,8 @@ class TensorRandom:
         """A 0/1 tensor like self: each element 1 with probability self (or `p`)."""
         with no_grad():
             out = self._home().empty_like(self)
-            return out.bernoulli_(self if p is None else p, generator=generator)
+            out.bernoulli_(self if p is None else p, generator=generator)
+        return _sampled("BernoulliBackward0", (self,), out) if p is None else out
 
     def multinomial(self, num_samples, replacement=False, *, generator=None):
         others, attrs = _with(generator, self, (),
@@ -197,8 +200,21 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     with no_grad():
         noise = home.empty(*shape, dtype=ref.dtype, device=ref.device)
         if not std_t:  # normal(Tensor mean, float std): N(0, std) + mean
-            return noise.normal_(0.0, std, generator=generator) + mean
-    return noise.normal_(0.0, 1.0, generator=generator) * std + mean
+            values = noise.normal_(0.0, std, generator=generator) + mean
+        else:
+            values = noise.normal_(0.0, 1.0, generator=generator) * std + mean
+    if not std_t:
+        return _sampled("NormalBackward1", (mean,), values)
+    return _sampled("NormalBackward3", (mean, std), values) if mean_t else \
+        _sampled("NormalBackward2", (std,), values)
+
+
+def _sampled(node: str, params: tuple, values):
+    """`values`, drawn from `params` without a graph, with torch's node on them (a zero
+    gradient for each) where a parameter requires grad."""
+    if is_grad_enabled() and any(p.requires_grad for p in params):
+        return values._op("sampled", *params, values, node=node)
+    return values
 
 
 def _size(size):

@@ -332,6 +332,37 @@ case("fill", lambda x: x.clone().fill_(2.5), N(2, 3), label="fill_", order2=True
 case("fill", lambda x, v: x.clone().fill_(v), N(2, 3), N(), label="fill_-tensor", order2=True)
 case("fill", lambda x: x * 1.0 + x.clone().zero_(), N(3), label="zero_", order2=True)
 
+# -- samplers: the values they overwrite or draw from get torch's zero gradient ---------------
+# (seeded inside each call, so the finite differences see the same draws every time)
+def _seeded_fill(method, *args):
+    def fn(x, *others):
+        E.manual_seed(0)
+        y = x * 1.0
+        getattr(y, method)(*others, *args)
+        return y
+    return fn
+
+
+def Q(*shape):
+    """Probabilities in [0.2, 0.8)."""
+    return lambda rng: _leaf(rng.uniform(0.2, 0.8, shape))
+
+
+for _op, _method, _args in [
+        ("uniform", "uniform_", ()), ("normal", "normal_", ()), ("exponential", "exponential_", ()),
+        ("geometric", "geometric_", (0.3,)), ("cauchy", "cauchy_", ()),
+        ("log_normal", "log_normal_", ()), ("bernoulli_p", "bernoulli_", (0.5,)),
+        ("random", "random_", (7,))]:
+    case(_op, _seeded_fill(_method, *_args), N(2, 3), label=_method)
+case("bernoulli", _seeded_fill("bernoulli_"), N(2, 3), Q(3), label="bernoulli_-tensor")
+case("poisson", lambda r: (E.manual_seed(0), E.poisson(r))[1], P(2, 3), label="rates")
+_DRAWN = E.tensor(np.linspace(-1.0, 2.0, 6).reshape(2, 3))
+case("sampled", lambda m: m._op("sampled", m, _DRAWN.to(m.device), node="NormalBackward1"),
+     N(2, 3), label="one-parameter")
+case("sampled", lambda m, s: m._op("sampled", m, s, _DRAWN.to(m.device),
+                                   node="NormalBackward3"), N(2, 1), N(3), label="two-parameters")
+
+
 # -- in-place ops: recorded through a snapshot of the old value -------------------------------
 def _inplace(method, *args):
     def fn(x, *others):

@@ -81,8 +81,21 @@ def test_fetch_chunks():
     assert [v for m in values for v in m.tensor.values] == list(range(10))
     assert list(convert.fetch_chunks("n", None, pb.ENCODING_RAW)) == [
         pb.FetchResponse(id="n", none=True, last=True)]
-    whole = convert.fetch_whole("x", arr, pb.ENCODING_RAW)
+    whole = pb.FetchResponse()
+    convert.fill_whole(whole, "x", arr, pb.ENCODING_RAW)
     assert whole.last and len(whole.tensor.raw) == 40
+
+
+@pytest.mark.parametrize("enc", [pb.ENCODING_RAW, pb.ENCODING_VALUES])
+@pytest.mark.parametrize("array", [np.float32(2.5).reshape(()), np.arange(6.0).reshape(2, 3),
+                                   np.zeros((0, 3), np.float32), np.array([True, False]),
+                                   np.array([-1, 2 ** 40]), None], ids=str)
+def test_fill_whole_builds_the_one_unchunked_message(array, enc):
+    (chunked,) = convert.fetch_chunks("t", array, enc, chunk_bytes=None)
+    whole = pb.PipelineResponse().fetched.add()  # as the servicer fills a reply
+    convert.fill_whole(whole, "t", array, enc)
+    assert whole == chunked
+    assert whole.SerializeToString() == chunked.SerializeToString()
 
 
 def test_status_table():

@@ -19,7 +19,7 @@ from ...core.layout import iterated
 from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
-from ..edges import edges_of, input_needs, to_edges
+from ..edges import edges_of, input_needs, to_edges, zeros_like
 
 
 def _shape_dtype(x):
@@ -198,7 +198,7 @@ def _(ctx, g):
     needs = input_needs(ctx, 2)
     if needs[0]:  # b a^(b-1), and 0 where b == 0 (even at a == 0), as torch
         if not hasattr(b, "shape"):
-            ga = g * 0.0 if b == 0 else g * b * a ** (b - 1)
+            ga = zeros_like(g) if b == 0 else g * b * a ** (b - 1)
         else:
             ga = where(b == 0, 0.0, g * b * a ** (b - 1))
     if needs[1]:
@@ -322,22 +322,40 @@ def _(ctx, g):
     return (g._op("threshold_backward", g, ctx.output),)
 
 
-# relu's gradient in one pass: g where the output is positive, else 0
-def _threshold_backward_meta(g, out) -> Meta:
-    return fresh((g.shape, g.dtype, None if g._strides is None and out._strides is None
-                  else iterated(g.shape, (g, out))))
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _threshold_backward(xp, g, x, threshold=0.0):
+    """torch's threshold_backward: g where x > threshold, else +0 (whatever g holds there:
+    a product with the mask would give -0 for a negative g and NaN for an infinite one)."""
+    keep = x > threshold
+    if xp is not np:
+        return xp.where(keep, g, xp.zeros((), g.dtype))
+    # numpy's where() with a random mask costs ~5x a product; this is ~1.3x: the mask's
+    # 0/1 negated into all-0/all-1 words, then ANDed with g's bits
+    u = _UINT[g.dtype.itemsize]
+    out = np.empty_like(g)
+    bits = out.view(u)
+    np.negative(keep.view(np.uint8), out=bits, dtype=u, casting="unsafe")
+    np.bitwise_and(bits, g.view(u), out=bits)
+    return out
+
+
+# relu's (and threshold's) gradient in one pass
+def _threshold_backward_meta(g, x, threshold=0.0) -> Meta:
+    return fresh((g.shape, g.dtype, None if g._strides is None and x._strides is None
+                  else iterated(g.shape, (g, x))))
 
 
 threshold_backward = defop("threshold_backward", infer=_threshold_backward_meta,
                            grad_name="ThresholdBackwardBackward0", save=(1,))(
-    lambda xp, g, out: g * (out > 0)  # 7x faster than where() with a scalar here
-)
+    _threshold_backward)
 
 
 @threshold_backward.def_backward
 def _(ctx, h):
-    (out,) = ctx.saved
-    return (h._op("threshold_backward", h, out) if ctx.needs[0] else None, None)
+    (x,) = ctx.saved
+    return (h._op("threshold_backward", h, x, **ctx.attrs) if ctx.needs[0] else None, None)
 
 
 reciprocal = _float_unary("reciprocal", "ReciprocalBackward0",
@@ -380,8 +398,8 @@ def _(ctx, g):
     if lo is not None:
         mask = a >= lo
     if hi is not None:
-        mask = (a <= hi) if mask is None else mask * (a <= hi)
-    return (g * mask,)
+        mask = (a <= hi) if mask is None else mask & (a <= hi)
+    return (where(mask, g, 0.0),)  # torch's: 0 outside, even where g is not finite
 
 
 # -- comparisons (never differentiable) -------------------------------------------------------

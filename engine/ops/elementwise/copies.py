@@ -13,7 +13,7 @@ from ...core.layout import iterated, preserved
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
-from ..edges import edges_of, input_needs, to_edges
+from ..edges import edges_of, input_needs, to_edges, zeros_like
 from .arithmetic import _shape, operand
 
 
@@ -107,7 +107,7 @@ fill = defop("fill", infer=_fill_meta, grad_name=_fill_name)(
 @fill.def_backward
 def _(ctx, g):
     needs = input_needs(ctx, 2)
-    return to_edges(ctx, (g * 0.0 if needs[0] else None, g.sum() if needs[1] else None))
+    return to_edges(ctx, (zeros_like(g) if needs[0] else None, g.sum() if needs[1] else None))
 
 
 def _copy_meta(a, src) -> Meta:
@@ -131,4 +131,4 @@ copy = defop("copy", infer=_copy_meta, grad_name="CopyBackwards")(_copy)
 
 @copy.def_backward
 def _(ctx, g):
-    return (g * 0.0 if ctx.needs[0] else None, g)
+    return (zeros_like(g) if ctx.needs[0] else None, g)

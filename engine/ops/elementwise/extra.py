@@ -176,7 +176,7 @@ clamp_tensor = defop("clamp_tensor", infer=_clamp_t_meta, grad_name="ClampBackwa
 def _(ctx, g):
     a, lo, hi = ctx.saved
     bounds = ctx.attrs.get("bounds", "both")
-    zero = g * 0
+    zero = 0.0  # torch's zeros: never g * 0 (NaN where g is not finite)
     ge = a >= lo if bounds != "max" else None
     le = a <= hi if bounds != "min" else None
     keep = ge if le is None else le if ge is None else ge & le
@@ -226,7 +226,7 @@ def _(ctx, g):
     xs = where(zero, 1.0, x)  # 0 / 0 kept out of both this derivative and the next one
     px = xs * math.pi
     d = (px * px.cos() - px.sin()) / (px * xs)
-    return (g * where(zero, 0.0, d),)
+    return (where(zero, 0.0, g * d),)
 
 
 def _dist_meta(a, b, p=2.0) -> Meta:

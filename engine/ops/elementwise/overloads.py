@@ -21,6 +21,7 @@ from ...core.dtype import result_type
 from ...core.errors import InvalidArgumentError
 from ...core.layout import iterated
 from ...core.registry import Meta, defop
+from ...surface.tensor_api import where
 from ..edges import input_needs
 from ..reductions.stats import _norm_meta
 from ..reductions.stats import norm as _vector_norm
@@ -102,7 +103,7 @@ clamp_min = defop("clamp_min", infer=_bound_meta, grad_name="ClampMinBackward0",
 @clamp_min.def_backward
 def _(ctx, g):
     (a,) = ctx.saved
-    return (g * (a >= ctx.attrs.get("bound", 0.0)),)  # torch's: the bound itself passes
+    return (where(a >= ctx.attrs.get("bound", 0.0), g, 0.0),)  # torch's: the bound passes
 
 
 clamp_max = defop("clamp_max", infer=_bound_meta, grad_name="ClampMaxBackward0", save=(0,))(
@@ -112,7 +113,7 @@ clamp_max = defop("clamp_max", infer=_bound_meta, grad_name="ClampMaxBackward0",
 @clamp_max.def_backward
 def _(ctx, g):
     (a,) = ctx.saved
-    return (g * (a <= ctx.attrs.get("bound", 0.0)),)
+    return (where(a <= ctx.attrs.get("bound", 0.0), g, 0.0),)
 
 
 # at::norm(t, p, dim, keepdim): linalg.vector_norm's values and gradient under torch's other name

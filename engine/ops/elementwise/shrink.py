@@ -79,13 +79,13 @@ softshrink = defop("softshrink", infer=_lambd_meta("softshrink"),
     lambda xp, a, lambd=0.5: xp.where(a > lambd, a - lambd,
                                       xp.where(a < -lambd, a + lambd, 0)).astype(a.dtype))
 softshrink.def_backward(
-    lambda ctx, g: (g * (ctx.saved[0].abs() > ctx.attrs.get("lambd", 0.5)),))
+    lambda ctx, g: (where(ctx.saved[0].abs() > ctx.attrs.get("lambd", 0.5), g, 0.0),))
 
 hardshrink = defop("hardshrink", infer=_float_only("hardshrink"),
                    grad_name="HardshrinkBackward0", save=(0,))(
     lambda xp, a, lambd=0.5: xp.where(xp.abs(a) > lambd, a, 0).astype(a.dtype))
 hardshrink.def_backward(
-    lambda ctx, g: (g * (ctx.saved[0].abs() > ctx.attrs.get("lambd", 0.5)),))
+    lambda ctx, g: (where(ctx.saved[0].abs() > ctx.attrs.get("lambd", 0.5), g, 0.0),))
 
 
 def _threshold_meta(a, threshold=0.0, value=0.0) -> Meta:
@@ -95,8 +95,8 @@ def _threshold_meta(a, threshold=0.0, value=0.0) -> Meta:
 threshold = defop("threshold", infer=_threshold_meta, grad_name="ThresholdBackward0",
                   save=(0,))(
     lambda xp, a, threshold=0.0, value=0.0: xp.where(a > threshold, a, value).astype(a.dtype))
-threshold.def_backward(
-    lambda ctx, g: (g * (ctx.saved[0] > ctx.attrs.get("threshold", 0.0)),))
+threshold.def_backward(lambda ctx, g: (g._op("threshold_backward", g, ctx.saved[0],
+                                              threshold=ctx.attrs.get("threshold", 0.0)),))
 
 
 def _glu_meta(a, dim=-1) -> Meta:

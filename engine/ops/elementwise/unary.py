@@ -19,12 +19,8 @@ from ...core.dtype import bool_, no_kernel
 from ...core.layout import iterated
 from ...core.registry import Meta, defop
 from ...surface.tensor_api import where
+from ..edges import zeros_like
 from .arithmetic import float_meta, same_meta
-
-
-def zeros_like(g):
-    """Zeros shaped like g, as a factory op (nothing recorded for a second derivative)."""
-    return g._op("zeros", shape=tuple(g.shape), dtype=g.dtype.name, device=g.device)
 
 
 def _float_op(name, grad_name, fn, **kw):

@@ -284,18 +284,21 @@ def _(ctx, g):
 
 
 def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
-    """d loss / d logp in one pass: -onehot * g / count over the kept rows (logp gives only
-    the shape and dtype: the loss is linear in it)."""
+    """d loss / d logp in one pass: -g / count at each kept row's target, 0 elsewhere, as
+    torch scatters it (0 even where g is not finite; logp gives only the shape and dtype: the
+    loss is linear in it)."""
     out = xp.zeros(logp.shape, dtype=logp.dtype)
     flat = out.reshape(-1, out.shape[-1])
     t = target.reshape(-1)
     if _all_kept(xp, t, ignore_index):
-        rows = _rows(t.size)
-        flat[rows, t] = -1
+        rows, cols = _rows(t.size), t
     else:
         rows = xp.nonzero(t != ignore_index)[0]
-        flat[rows, t[rows]] = -1
-    _scale_rows(flat, g, rows, reduction)
+        cols = t[rows]
+    if reduction == "none":
+        flat[rows, cols] = -g.reshape(-1)[rows]
+    else:
+        flat[rows, cols] = -(g if reduction == "sum" else g / rows.size)
     return out
 
 

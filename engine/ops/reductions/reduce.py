@@ -229,13 +229,17 @@ def _full_extreme(fn, name):
     op = defop(name, infer=_full_extreme_meta, grad_name=name.capitalize() + "Backward1",
                save=(0,), save_output=True)(lambda xp, a: getattr(xp, fn)(a))
 
-    @op.def_backward
-    def _(ctx, g):
-        (a,) = ctx.saved
-        mask = a == ctx.output
-        return (g * mask / mask.sum(),)  # ties share the gradient evenly, as torch
-
+    op.def_backward(evenly_distributed)
     return op
+
+
+def evenly_distributed(ctx, g):
+    """torch's CPU `evenly_distribute_backward`: the elements equal to the result (the NaNs,
+    when the result is NaN) share g evenly; the others get 0, even where g is not finite."""
+    (a,) = ctx.saved
+    out = ctx.output
+    mask = (a == out) | (a.isnan() & out.isnan())
+    return (where(mask, g / mask.sum(), 0.0),)
 
 
 _full_extreme("max", "max")
@@ -263,18 +267,16 @@ def _dim_extreme(arg):
     return forward
 
 
-def _scatter_dim(g, idx, shape, dim, keepdim):
-    """A zeros tensor of `shape` holding g at the positions idx selects along dim."""
+def scatter_dim(g, idx, shape, dim, keepdim):
+    """A zeros tensor of `shape` holding g at the positions idx selects along dim (torch's
+    value_selecting_reduction_backward: a scatter, so the rest is 0 whatever g holds)."""
     if not shape:
         return g
     d = normalize_dim(dim, len(shape))
     if not keepdim:
         g, idx = g.unsqueeze(d), idx.unsqueeze(d)
-    view = [1] * len(shape)
-    view[d] = shape[d]
-    positions = g._op("arange", start=0, end=shape[d], step=1, dtype="int64",
-                      device=g.device).reshape(view)
-    return g * (positions == idx)
+    zeros = g._op("zeros", shape=tuple(shape), dtype=g.dtype.name, device=g.device)
+    return zeros._op("scatter", zeros, idx, g, dim=d)
 
 
 for _n, _a in (("max_dim", "argmax"), ("min_dim", "argmin")):
@@ -287,7 +289,7 @@ def _indices_grad(ctx, g):
     # torch keeps the indices it returned, not the input (which may change in place after)
     dim, keepdim = ctx.attrs["dim"], ctx.attrs.get("keepdim", False)
     idx = ctx.output
-    return _scatter_dim(g, idx, ctx.in_shapes[0], dim, keepdim)
+    return scatter_dim(g, idx, ctx.in_shapes[0], dim, keepdim)
 
 
 def _arg_meta(a, dim=None, keepdim=False):

@@ -17,6 +17,7 @@ from ...core.dtype import int64
 from ...core.errors import InvalidArgumentError, TensorIndexError
 from ...core.registry import Meta, defop
 from ...core.shape import normalize_dim, numel, reduced_shape
+from .reduce import evenly_distributed, scatter_dim
 
 
 def _dim(a, dim) -> int:
@@ -35,14 +36,7 @@ def _argsort(xp, a, axis: int, descending: bool):
 
 def _values_grad(ctx, g, idx, keepdim=True):
     """The values' gradient, placed at the positions idx names along dim (zeros elsewhere)."""
-    shape = tuple(ctx.in_shapes[0])
-    if not shape:
-        return g
-    d = normalize_dim(ctx.attrs.get("dim", -1), len(shape))
-    if not keepdim:
-        g, idx = g.unsqueeze(d), idx.unsqueeze(d)
-    zeros = g._op("zeros", shape=shape, dtype=g.dtype.name, device=g.device)
-    return zeros._op("scatter", zeros, idx, g, dim=d)
+    return scatter_dim(g, idx, tuple(ctx.in_shapes[0]), ctx.attrs.get("dim", -1), keepdim)
 
 
 # -- sort ------------------------------------------------------------------------------------
@@ -123,7 +117,14 @@ def _median_dim(xp, a, dim, keepdim=False):
     if a.ndim == 0:
         return a.copy(), xp.zeros((), np.int64)
     d = normalize_dim(dim, a.ndim)
-    return _kth(xp, a, (a.shape[d] + 1) // 2, d, keepdim)  # the lower median, as torch
+    vals, idx = _kth(xp, a, (a.shape[d] + 1) // 2, d, keepdim)  # the lower median, as torch
+    if a.dtype.kind == "f":  # torch's median propagates NaN: a row with one gives its first
+        nan = xp.isnan(a)
+        rows = nan.any(axis=d, keepdims=keepdim)
+        if rows.any():
+            vals = xp.where(rows, xp.asarray(np.nan, a.dtype), vals)
+            idx = xp.where(rows, nan.argmax(axis=d, keepdims=keepdim), idx)
+    return vals, idx
 
 
 median_dim = defop("median_dim", infer=_median_dim_meta, grad_name="MedianBackward1",
@@ -139,16 +140,12 @@ def _median_meta(a):
 
 
 def _median(xp, a):
-    flat = xp.sort(a.reshape(-1), kind="stable")
-    return flat[(flat.shape[0] - 1) // 2]
+    flat = xp.sort(a.reshape(-1), kind="stable")  # NaNs last: one makes the median NaN
+    return flat[-1 if a.dtype.kind == "f" and xp.isnan(flat[-1]) else (flat.shape[0] - 1) // 2]
 
 
 median = defop("median", infer=_median_meta, grad_name="MedianBackward0", save=(0,),
                save_output=True)(_median)
 
 
-@median.def_backward
-def _(ctx, g):
-    (a,) = ctx.saved
-    mask = a == ctx.output
-    return (g * mask / mask.sum(),)  # every element equal to the median shares evenly
+median.def_backward(evenly_distributed)

@@ -111,7 +111,7 @@ def _norm(xp, a, p=2.0, dim=None, keepdim=False):
 
 
 norm = defop("norm", infer=_norm_meta, grad_name="LinalgVectorNormBackward0", save=(0,),
-             save_output=True)(_norm)
+             save_output=True, flat_when=lambda attrs: attrs.get("p", 2.0) == 0)(_norm)
 
 
 @norm.def_backward
@@ -123,8 +123,8 @@ def _(ctx, g):
     keep = ctx.attrs.get("keepdim", False)
     out = _expand_back(ctx.output, shape, dims, keep)
     g = _expand_back(g, shape, dims, keep)
-    if p == 0:
-        return (g * 0.0,)
+    if p == 0:  # torch's: no gradient at all (the count of nonzeros is flat)
+        return (None,)
     if p == 1:
         return (g * a.sign(),)
     if math.isinf(p):  # the extreme elements share the gradient evenly
