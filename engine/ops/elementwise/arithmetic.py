@@ -72,8 +72,7 @@ def binary_float_meta(a, b) -> Meta:
     dtype = float_result(m.dtype)
     if dtype is m.dtype:
         return m
-    # integer operands are computed as floats: each laid out as its float copy
-    return fresh((m.shape, dtype, iterated(m.shape, (a, b), dtype)))
+    return fresh((m.shape, dtype, iterated(m.shape, (a, b), dtype)))  # ints as float copies
 
 
 def compare_meta(a, b) -> Meta:
@@ -342,12 +341,8 @@ def _threshold_backward(xp, g, x, threshold=0.0):
 
 
 # relu's (and threshold's) gradient in one pass
-def _threshold_backward_meta(g, x, threshold=0.0) -> Meta:
-    return fresh((g.shape, g.dtype, None if g._strides is None and x._strides is None
-                  else iterated(g.shape, (g, x))))
-
-
-threshold_backward = defop("threshold_backward", infer=_threshold_backward_meta,
+threshold_backward = defop("threshold_backward", infer=lambda g, x, threshold=0.0: fresh(
+                               (g.shape, g.dtype, iterated(g.shape, (g, x)))),
                            grad_name="ThresholdBackwardBackward0", save=(1,))(
     _threshold_backward)
 
