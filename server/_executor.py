@@ -285,7 +285,7 @@ class Executor:
 
         def check(meta) -> None:
             if type(meta) is Meta and len(outputs) == 1:  # the usual op: one output
-                op_room(name, inputs, meta, self.max_op_elements, budget)
+                op_room(name, inputs, meta, self.max_op_elements, budget, op.view)
                 return
             metas = (meta,) if type(meta) is Meta else meta
             if len(outputs) != len(metas):
@@ -293,8 +293,8 @@ class Executor:
                     f"{name} returns {len(metas)} tensor(s) but {len(outputs)} output id(s) "
                     "were given"
                 )
-            check_elements(name, inputs, metas, self.max_op_elements)
-            budget.take(meta_bytes(m for m in metas if m.strides is None), name)
+            check_elements(name, inputs, metas, self.max_op_elements, op.view)
+            budget.take(meta_bytes(m for m in metas if m.strides is None or not op.view), name)
 
         out = apply(op, inputs, attrs, check)
         return (out,) if isinstance(out, Tensor) else out

@@ -272,13 +272,14 @@ def item_work(reset: bool = False) -> int:
     return heaviest
 
 
-def check_elements(name: str, inputs, metas, limit: int | None) -> None:
+def check_elements(name: str, inputs, metas, limit: int | None, view: bool = True) -> None:
     """ResourceExhaustedError when op `name` would touch more than `limit` elements (its
     inputs', views such as a broadcast counted at their full size, or its outputs'; making
-    a view touches nothing). Notes the count for `item_work`."""
+    a view touches nothing). Notes the count for `item_work`. `view`: whether the op is a
+    view op (an output of another op is fresh even with strides: an elementwise result)."""
     touched = made = 0
     for m in metas:
-        if m.strides is None:  # not a view
+        if m.strides is None or not view:  # not a view
             made += math.prod(m.shape)
     for x in inputs:
         if hasattr(x, "_data"):
@@ -298,10 +299,11 @@ def check_elements(name: str, inputs, metas, limit: int | None) -> None:
             "max_op_elements")
 
 
-def op_room(name: str, inputs, meta, limit: int | None, budget: Budget) -> None:
+def op_room(name: str, inputs, meta, limit: int | None, budget: Budget,
+            view: bool = False) -> None:
     """`check_elements` and `budget.take` for an op of one output (`meta`), in one pass: the
-    check every op of a request runs before its output is made."""
-    made = 0 if meta.strides is not None else math.prod(meta.shape)
+    check every op of a request runs before its output is made. `view`: a view op's."""
+    made = 0 if view and meta.strides is not None else math.prod(meta.shape)
     touched = made
     for x in inputs:
         data = getattr(x, "_data", None)
@@ -310,7 +312,7 @@ def op_room(name: str, inputs, meta, limit: int | None, budget: Budget) -> None:
     if touched > _work.heaviest:
         _work.heaviest = touched
     if limit is not None and touched > limit:
-        check_elements(name, inputs, (meta,), limit)  # raises its error
+        check_elements(name, inputs, (meta,), limit, view)  # raises its error
     budget.take(made * meta.dtype.itemsize, name)
 
 

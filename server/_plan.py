@@ -398,7 +398,7 @@ def _prepare(batch, t: list, entry: list, read, trusted: set) -> Step:
         trusted.difference_update(out_slots)
         return step
     step.meta = meta
-    step.nbytes = meta_bytes(m for m in metas if m.strides is None)
+    step.nbytes = meta_bytes(m for m in metas if m.strides is None or not op.view)
     step.direct = direct(op, next(x._device for x in live if isinstance(x, Tensor)))
     step.guards = tuple((pos, signature(live[pos])) for pos, k in slot_of.items()
                         if k not in trusted)

@@ -30,8 +30,9 @@ from .layout import contiguous
 
 
 class Meta(NamedTuple):
-    """What infer returns: the shape and dtype of one output, and its element strides when
-    it aliases its input (view ops); None means a fresh, contiguous result."""
+    """What infer returns: the shape and dtype of one output, and its element strides: a
+    view op's output's (it aliases its input), or a fresh result's layout when it is not
+    contiguous (an elementwise op's, `core/layout.iterated`); None means contiguous."""
 
     shape: tuple[int, ...]
     dtype: DType

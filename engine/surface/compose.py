@@ -48,7 +48,7 @@ def reshape_is_view(t, shape) -> bool:
 
 def reshape(t, shape):
     if not reshape_is_view(t, shape):
-        copy = t.clone()  # contiguous
+        copy = t._op("clone", t, contiguous=True)  # torch's clone(contiguous_format)
         return copy._op("_unsafe_view", copy, shape=shape)
     return t._op("reshape", t, shape=shape)
 

@@ -23,8 +23,6 @@ them instead.
 from __future__ import annotations
 
 from ..core.errors import InvalidArgumentError
-from ..core.shape import broadcast_shapes
-from ..ops.elementwise.overloads import iterator_strides
 from .compose import reshape
 
 ELL = "..."
@@ -152,9 +150,8 @@ def _align(i, x, labels, index, perm_index, ell_num_dim, label_size, ell_sizes, 
 def sumproduct_pair(left, right, sum_dims: list[int]):
     """aten's sumproduct_pair (keepdim): the product of two aligned operands summed over
     sum_dims, as one bmm between a permute and a reshape of each."""
-    if not sum_dims:  # laid out as torch's TensorIterator lays the product out
-        strides = iterator_strides(broadcast_shapes(left.shape, right.shape), (left, right))
-        return left._op("mul_laid", left, right, strides=strides or ())
+    if not sum_dims:
+        return left * right
     lro, lo, ro = [], [], []
     lro_size = lo_size = ro_size = sum_size = 1
     for i in range(left.dim()):

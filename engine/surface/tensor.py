@@ -15,7 +15,7 @@ from ..core.backend import _CPU, backend, writable
 from ..core.dtype import DType, from_numpy_dtype
 from ..core.errors import AutogradError, InvalidArgumentError, TensorIndexError
 from ..core.grad_mode import _state as _grad_state
-from ..core.layout import of_array
+from ..core.layout import laid_out, of_array
 from ..core.meta import AutogradMeta, check_inplace, mark_views, record, set_history
 from ..core.random import current_generator, manual_seed, state_generator
 from ..core.registry import Meta, OpDef, get_op
@@ -174,9 +174,10 @@ def _scalar_indices_as_ints(key):
 # -- the engine's tensor kind: outputs computed on the device ---------------------------------
 def _finish(xp, arr, meta: Meta, op: OpDef):
     """An op's computed array held to its shape rule's shape and dtype: a view keeps the
-    strides its shape rule gave (as the client's proxy does); anything else is made
-    contiguous, as its shape rule (and so the client) assumes. A server's planned backward
-    runs it on arrays that never become tensors."""
+    strides its shape rule gave (as the client's proxy does); anything else is laid out as
+    its shape rule (and so the client) says: contiguous, or the strides it gave (an
+    elementwise op's, as torch's). A server's planned backward runs it on arrays that never
+    become tensors."""
     if not isinstance(arr, xp.ndarray):
         arr = xp.asarray(arr)
     want = meta.dtype.np
@@ -186,8 +187,12 @@ def _finish(xp, arr, meta: Meta, op: OpDef):
         raise AutogradError(
             f"internal error in op {op.name}: computed shape {arr.shape}, inferred {meta.shape}"
         )
-    if meta.strides is None and not arr.flags.c_contiguous:
-        arr = xp.ascontiguousarray(arr)
+    strides = meta.strides
+    if strides is None:
+        if not arr.flags.c_contiguous:
+            arr = xp.ascontiguousarray(arr)
+    elif not op.view:  # a fresh result laid out as torch's (an elementwise op's)
+        arr = laid_out(xp, arr, strides)
     return arr
 
 

@@ -119,7 +119,7 @@ class TensorShape:
         return self.transpose(-2, -1)
 
     def contiguous(self, memory_format=None):
-        return self if self.is_contiguous() else self.clone()
+        return self if self.is_contiguous() else self._op("clone", self, contiguous=True)
 
     def view_as(self, other):
         return self.view(other.shape)

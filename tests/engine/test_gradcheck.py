@@ -990,7 +990,7 @@ for _l, _fn, _ins in [
     ("_safe_softmax", lambda q, k, v: _F.scaled_dot_product_attention(q, k, v, is_causal=True),
      (N(2, 3, 4), N(2, 3, 4), N(2, 3, 2))),
     ("mul_scalar", lambda x: x.t()._op("mul_scalar", x.t(), other=0.7) ** 2, (N(2, 3),)),
-    ("mul_laid", lambda a, b, c: E.einsum("ij,jk,j->", a, b, c), (N(2, 3), N(3, 2), N(3))),
+    ("mul", lambda a, b, c: E.einsum("ij,jk,j->", a, b, c), (N(2, 3), N(3, 2), N(3))),
     ("batch_norm_eval", lambda x, w, b: _F.batch_norm(
         x, x.new_tensor([0.1, -0.2, 0.3]), x.new_tensor([0.5, 1.5, 2.0]), w, b),
      (N(4, 3, 2), P(3), N(3))),

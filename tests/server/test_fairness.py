@@ -149,6 +149,30 @@ def test_saved_tensors_count_against_the_byte_limit(make_server, wire):
         wire.run_seed(stub)
 
 
+def test_a_strided_elementwise_result_counts_against_the_byte_limit(make_server, wire):
+    """`x.t() * k` is a fresh array laid out as x.t() (torch's layout), not a view of x: the
+    check before the op counts its bytes, as for any other result."""
+    n = 256  # float32: 256 KiB per tensor
+    _, address = make_server(max_session_bytes=MiB)
+    channel, stub = wire.connect(address)
+    with channel:
+        sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
+        stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=[
+            wire.op("rand", outputs=["x"], attrs={"shape": [n, n], "dtype": "float32"}),
+            wire.op("t", ["x"], ["xt"])]))
+        for i in range(1, 4):  # x and three products: 1 MiB
+            stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=[
+                wire.op("mul", ["xt", float(i)], [f"y{i}"])]))
+        listed = stub.ListTensors(pb.SessionRef(session_id=sid)).tensors
+        assert [list(t.strides) for t in listed if t.id == "y1"] == [[1, n]]
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.RunOps(pb.RunOpsRequest(session_id=sid, ops=[
+                wire.op("mul", ["xt", 4.0], ["y4"])]))
+        assert refused.value.code() == RESOURCE_EXHAUSTED
+        assert f"mul would make {4 * n * n} bytes" in refused.value.details()
+        stub.CloseSession(pb.SessionRef(session_id=sid))
+
+
 def test_wire_bounds_come_before_parsing(make_server, wire):
     _, address = make_server(max_batch_ops=10)
     channel, stub = wire.connect(address)

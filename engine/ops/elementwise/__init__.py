@@ -1,2 +1,2 @@
-"""Elementwise ops: arithmetic and matmul, the unary and binary families, activations,
+"""Elementwise ops: arithmetic, the unary and binary families, activations,
 copies and casts."""

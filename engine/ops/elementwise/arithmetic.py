@@ -1,4 +1,4 @@
-"""Elementwise ops, comparisons and matmul: forward, backward and shape rule."""
+"""Elementwise ops and comparisons: forward, backward and shape rule."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import numbers
 import numpy as np
 
 from ...core.dtype import (
-    TORCH_C_TYPE_NAMES,
-    TORCH_SCALAR_NAMES,
     DType,
     bool_,
     float_result,
     result_type,
 )
 from ...core.errors import InvalidArgumentError
+from ...core.layout import iterated
 from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
@@ -44,34 +43,53 @@ def _shape(x):
 
 
 def binary_meta(a, b) -> Meta:
+    """A two-operand elementwise result: broadcast shape, promoted dtype, and the layout
+    torch's TensorIterator gives it (`core/layout.iterated`)."""
     da = getattr(a, "dtype", None)
     if da is getattr(b, "dtype", None) and type(da) is DType:
         # two tensors of one dtype (most ops, per op): it promotes to itself, and nothing
         # else about the operands needs checking
         sa, sb = a.shape, b.shape
-    else:
-        sa, da = _shape_dtype(a)
-        sb, db = _shape_dtype(b)
-        if da is not db or da is None:
-            da = result_type(a, b)
-    return fresh((sa if sa == sb else broadcast_shapes(sa, sb), da, None))
+        shape = sa if sa == sb else broadcast_shapes(sa, sb)
+        if a._strides is None and b._strides is None and (sa == sb or 0 not in shape):
+            return fresh((shape, da, None))  # contiguous operands: a contiguous result
+        return fresh((shape, da, iterated(shape, (a, b), da)))
+    sa, da = _shape_dtype(a)
+    sb, db = _shape_dtype(b)
+    if da is not db or da is None:
+        da = result_type(a, b)
+    shape = sa if sa == sb else broadcast_shapes(sa, sb)
+    if getattr(a, "_strides", None) is None and getattr(b, "_strides", None) is None and \
+            0 not in shape:  # contiguous operands and numbers (`iterated`'s first check)
+        return fresh((shape, da, None))
+    return fresh((shape, da, iterated(shape, (a, b), da)))
 
 
 def binary_float_meta(a, b) -> Meta:
     m = binary_meta(a, b)
-    return fresh((m.shape, float_result(m.dtype), None))
+    dtype = float_result(m.dtype)
+    if dtype is m.dtype:
+        return m
+    return fresh((m.shape, dtype, iterated(m.shape, (a, b), dtype)))  # ints as float copies
 
 
 def compare_meta(a, b) -> Meta:
-    return fresh((binary_meta(a, b).shape, bool_, None))
+    m = binary_meta(a, b)
+    return fresh((m.shape, bool_, m.strides))
 
 
 def same_meta(a, **_) -> Meta:
-    return fresh((a.shape, a.dtype, None))
+    """A one-operand elementwise result of a's dtype, laid out as torch's iterator lays it."""
+    if a._strides is None:
+        return fresh((a.shape, a.dtype, None))
+    return fresh((a.shape, a.dtype, iterated(a.shape, (a,))))
 
 
 def float_meta(a, **_) -> Meta:
-    return fresh((a.shape, float_result(a.dtype), None))
+    dtype = float_result(a.dtype)
+    if a._strides is None:
+        return fresh((a.shape, dtype, None))
+    return fresh((a.shape, dtype, iterated(a.shape, (a,), dtype)))
 
 
 # torch's nodes for a Python number operand: no edge for the number
@@ -159,6 +177,8 @@ def _pow_meta(a, b) -> Meta:
     m = binary_meta(a, b)
     if m.dtype.kind == 1 and isinstance(b, numbers.Real) and not hasattr(b, "shape") and b < 0:
         raise InvalidArgumentError("Integers to negative integer powers are not allowed.")
+    if not hasattr(b, "shape") and m.strides is not None:  # pow(Tensor, Scalar): one operand
+        return fresh((m.shape, m.dtype, iterated(m.shape, (a,), m.dtype)))
     return m
 
 
@@ -206,7 +226,7 @@ def _neg_meta(a) -> Meta:
             "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
             "invert a mask, use the `~` or `logical_not()` operator instead."
         )
-    return fresh((a.shape, a.dtype, None))
+    return same_meta(a)
 
 
 neg = defop("neg", infer=_neg_meta, grad_name="NegBackward0")(lambda xp, a: xp.negative(a))
@@ -330,8 +350,8 @@ def _threshold_backward(xp, g, x, threshold=0.0):
 
 
 # relu's (and threshold's) gradient in one pass
-threshold_backward = defop("threshold_backward",
-                           infer=lambda g, x, threshold=0.0: Meta(g.shape, g.dtype),
+threshold_backward = defop("threshold_backward", infer=lambda g, x, threshold=0.0: fresh(
+                               (g.shape, g.dtype, iterated(g.shape, (g, x)))),
                            grad_name="ThresholdBackwardBackward0", save=(1,))(
     _threshold_backward)
 
@@ -357,7 +377,8 @@ def _clamp_meta(a, min=None, max=None):
     for v in (min, max):
         if v is not None and not isinstance(v, numbers.Real):
             raise InvalidArgumentError(f"clamp bounds must be numbers, got {type(v).__name__}")
-    return Meta(a.shape, result_type(a, *(v for v in (min, max) if v is not None)))
+    dtype = result_type(a, *(v for v in (min, max) if v is not None))
+    return Meta(a.shape, dtype, iterated(a.shape, (a,), dtype))  # the bounds are no operands
 
 
 def _clamp(xp, a, min=None, max=None):
@@ -391,98 +412,3 @@ for _name, _fn in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
     defop(_name, infer=compare_meta)(
         lambda xp, a, b, _n=_fn.__name__: getattr(xp, _n)(a, b)
     )
-
-
-# -- matmul -----------------------------------------------------------------------------------
-def _matmul_meta(a, b) -> Meta:
-    for x in (a, b):
-        if not hasattr(x, "shape"):
-            raise InvalidArgumentError("matmul expects tensors, not Python numbers")
-        if len(x.shape) == 0:
-            raise InvalidArgumentError(
-                "both arguments to matmul need to be at least 1D, but they are "
-                f"{len(a.shape)}D and {len(b.shape)}D"
-            )
-    sa, sb = tuple(a.shape), tuple(b.shape)
-    if a.dtype is not b.dtype and len(sa) == len(sb) == 1:
-        raise InvalidArgumentError(
-            "dot : expected both vectors to have same dtype, but found "
-            f"{TORCH_SCALAR_NAMES[a.dtype.name]} and {TORCH_SCALAR_NAMES[b.dtype.name]}"
-        )
-    if a.dtype is not b.dtype:
-        raise InvalidArgumentError(
-            "expected m1 and m2 to have the same dtype, but got: "
-            f"{TORCH_C_TYPE_NAMES[a.dtype.name]} != {TORCH_C_TYPE_NAMES[b.dtype.name]}"
-        )
-    ka = sa[-1]
-    kb = sb[0] if len(sb) == 1 else sb[-2]
-    if ka != kb:
-        if len(sa) == 1 and len(sb) == 1:
-            raise InvalidArgumentError(
-                f"inconsistent tensor size, expected tensor [{ka}] and src [{kb}] to have the "
-                f"same number of elements, but got {ka} and {kb} elements respectively"
-            )
-        raise InvalidArgumentError(
-            f"mat1 and mat2 shapes cannot be multiplied ({_rows(sa)}x{ka} and {kb}x{_cols(sb)})"
-        )
-    if len(sa) == 1 and len(sb) == 1:
-        shape = ()
-    elif len(sb) == 1:  # (..., n, k) @ (k,) -> (..., n)
-        shape = sa[:-1]
-    elif len(sa) == 1:  # (k,) @ (..., k, m) -> (..., m)
-        shape = sb[:-2] + sb[-1:]
-    else:
-        shape = broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
-    return fresh((tuple(shape), a.dtype, None))
-
-
-def _rows(s):
-    return int(np.prod(s[:-1])) if len(s) > 1 else 1
-
-
-def _cols(s):
-    return s[-1] if len(s) > 1 else 1
-
-
-_MATMUL_NAMES = {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (2, 2): "MmBackward0",
-                 (1, 2): "SqueezeBackward4"}
-
-
-def _matmul_name(a, b):
-    """The grad_fn torch's matmul ends with, which follows how it folds the operands."""
-    na, nb = len(a.shape), len(b.shape)
-    if (na, nb) in _MATMUL_NAMES:
-        return _MATMUL_NAMES[na, nb]
-    if na == 2 and getattr(a, "requires_grad", False):
-        # torch computes (b^T @ a^T)^T, then makes it contiguous unless a size is 1
-        return "TransposeBackward0" if 1 in (a.shape[0], b.shape[-1]) else "CloneBackward0"
-    return "UnsafeViewBackward0"
-
-
-matmul = defop("matmul", infer=_matmul_meta, grad_name=_matmul_name, grad_uses=((1,), (0,)))(
-    lambda xp, a, b: xp.matmul(a, b)
-)
-
-
-@matmul.def_backward
-def _(ctx, g):
-    a, b = ctx.saved  # each only when the other's gradient is needed
-    na, nb = len(ctx.in_shapes[0]), len(ctx.in_shapes[1])
-    if na == 1 and nb == 1:  # dot product: g is a scalar
-        return (g * b if ctx.needs[0] else None, g * a if ctx.needs[1] else None)
-    # 1-D operands act as a row (left) or a column (right) matrix; the engine sums the
-    # broadcast batch dims of each gradient back to its input's shape
-    g2 = g.unsqueeze(-2) if na == 1 else g
-    g2 = g2.unsqueeze(-1) if nb == 1 else g2
-    ga = gb = None
-    if ctx.needs[0]:
-        b2 = b.unsqueeze(-1) if nb == 1 else b
-        ga = g2 @ b2.transpose(-1, -2)
-        if na == 1:
-            ga = ga.squeeze(-2)
-    if ctx.needs[1]:
-        a2 = a.unsqueeze(0) if na == 1 else a
-        gb = a2.transpose(-1, -2) @ g2
-        if nb == 1:
-            gb = gb.squeeze(-1)
-    return ga, gb

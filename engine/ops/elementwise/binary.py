@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from ...core.dtype import TORCH_SCALAR_NAMES, bool_, no_kernel
 from ...core.errors import AutogradError, InvalidArgumentError
+from ...core.layout import iterated
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ..edges import edges_of, to_edges, zeros_of
-from .arithmetic import _shape_dtype, binary_float_meta, binary_meta
+from .arithmetic import _shape_dtype, binary_float_meta, binary_meta, same_meta
 
 NOT_IMPLEMENTED = "torch::autograd::NotImplemented"
 
@@ -189,7 +190,9 @@ def _lerp_meta(a, end, weight) -> Meta:
     if not a.dtype.is_floating_point:
         raise no_kernel("lerp_kernel_scalar", a.dtype)
     shape = broadcast_shapes(a.shape, end.shape, getattr(weight, "shape", ()))
-    return Meta(shape, a.dtype)
+    # a number weight is no operand of torch's iterator (lerp.Scalar)
+    operands = (a, end, weight) if _is_tensor(weight) else (a, end)
+    return Meta(shape, a.dtype, iterated(shape, operands, a.dtype))
 
 
 _LERP_SCALAR = edges_of("LerpBackward0", (0, 1))  # a number weight has no edge
@@ -208,8 +211,8 @@ def _(ctx, g):
 
 # -- logical and bitwise (no gradients) ------------------------------------------------------
 def _logical_meta(a, b=None) -> Meta:
-    shape = _shape_dtype(a)[0] if b is None else binary_meta(a, b).shape
-    return Meta(shape, bool_)
+    m = same_meta(a) if b is None else binary_meta(a, b)
+    return Meta(m.shape, bool_, m.strides)
 
 
 def _truth(xp, x):
@@ -227,7 +230,7 @@ defop("logical_not", infer=_logical_meta)(lambda xp, a: xp.logical_not(a))
 
 def _bitwise_meta(name: str):
     def infer(a, b=None) -> Meta:
-        m = binary_meta(a, b) if b is not None else Meta(a.shape, a.dtype)
+        m = binary_meta(a, b) if b is not None else same_meta(a)
         if m.dtype.is_floating_point:
             raise no_kernel(name, m.dtype)
         return m
@@ -251,7 +254,8 @@ def _isclose_meta(a, b, rtol=1e-5, atol=1e-8, equal_nan=False) -> Meta:
         raise InvalidArgumentError(
             f"{TORCH_SCALAR_NAMES[a.dtype.name]} did not match "
             f"{TORCH_SCALAR_NAMES[b.dtype.name]}")
-    return Meta(binary_meta(a, b).shape, bool_)
+    m = binary_meta(a, b)
+    return Meta(m.shape, bool_, m.strides)
 
 
 defop("isclose", infer=_isclose_meta)(

@@ -9,11 +9,12 @@ from ...core.dtype import (
     result_type,
 )
 from ...core.errors import InvalidArgumentError
+from ...core.layout import iterated, preserved
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
 from ..edges import edges_of, input_needs, to_edges, zeros_like
-from .arithmetic import _shape, operand, same_meta
+from .arithmetic import _shape, operand
 
 
 # -- where, copies, casts ---------------------------------------------------------------------
@@ -21,7 +22,8 @@ def _where_meta(c, a, b) -> Meta:
     operand(c), operand(a), operand(b)
     if not hasattr(c, "shape") or c.dtype is not bool_:
         raise InvalidArgumentError("where expected condition to be a boolean tensor")
-    return Meta(broadcast_shapes(c.shape, _shape(a), _shape(b)), result_type(a, b))
+    shape, dtype = broadcast_shapes(c.shape, _shape(a), _shape(b)), result_type(a, b)
+    return Meta(shape, dtype, iterated(shape, (c, a, b), dtype, own=0))
 
 
 # the condition has no edge in torch's node
@@ -38,7 +40,14 @@ def _(ctx, g):
             where(c, 0.0, g) if ctx.needs[2] else None)
 
 
-clone = defop("clone", infer=same_meta, grad_name="CloneBackward0")(lambda xp, a: a.copy())
+def _clone_meta(a, contiguous=False) -> Meta:
+    # torch's clone() keeps a's layout (preserve_format, `preserved`); `contiguous()` and
+    # reshape's copy are clone(memory_format=contiguous_format)
+    return Meta(a.shape, a.dtype, None if contiguous else preserved(a.shape, a._strides))
+
+
+clone = defop("clone", infer=_clone_meta, grad_name="CloneBackward0", attrs=("contiguous",))(
+    lambda xp, a, contiguous=False: a.copy("C" if contiguous else "K"))
 
 
 @clone.def_backward
@@ -47,7 +56,8 @@ def _(ctx, g):
 
 
 def _to_meta(a, dtype, device) -> Meta:
-    return Meta(a.shape, as_dtype(dtype))
+    # torch's _to_copy allocates empty_like(a) (preserve_format): a's layout, `preserved`
+    return Meta(a.shape, as_dtype(dtype), preserved(a.shape, a._strides))
 
 
 def _to(xp, a, dtype, device):

@@ -15,6 +15,7 @@ import math
 
 from ...core.dtype import TORCH_SCALAR_NAMES, float_result, no_kernel, result_type
 from ...core.errors import InvalidArgumentError
+from ...core.layout import iterated, preserved
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from ...surface.tensor_api import where
@@ -98,7 +99,9 @@ def _nan_to_num(xp, a, nan=0.0, posinf=None, neginf=None):
     return xp.nan_to_num(a, copy=True, nan=nan, posinf=posinf, neginf=neginf)
 
 
-nan_to_num = defop("nan_to_num", infer=lambda a, **_: Meta(a.shape, a.dtype),
+# torch's nan_to_num writes into empty_like(input): the input's layout, `preserved`
+nan_to_num = defop("nan_to_num",
+                   infer=lambda a, **_: Meta(a.shape, a.dtype, preserved(a.shape, a._strides)),
                    grad_name="NanToNumBackward0", save=(0,))(_nan_to_num)
 nan_to_num.def_backward(lambda ctx, g: (g * ctx.saved[0].isfinite(),))
 
@@ -118,7 +121,9 @@ def _ternary_meta(name: str):
                 "tensor2)).to(input.dtype) for integer inputs and as (input + value * tensor1 / "
                 "tensor2) for float inputs. The future addcdiv behavior is just the latter "
                 "implementation: (input + value * tensor1 / tensor2), for all dtypes.")
-        return Meta(broadcast_shapes(*shapes), dtype if name == "addcmul" else float_result(dtype))
+        shape = broadcast_shapes(*shapes)
+        dtype = dtype if name == "addcmul" else float_result(dtype)
+        return Meta(shape, dtype, iterated(shape, (a, b, c), dtype))
 
     return infer
 
@@ -149,7 +154,8 @@ def _(ctx, g):
 def _clamp_t_meta(a, lo, hi, bounds="both") -> Meta:
     present = [x for x, k in ((lo, "min"), (hi, "max")) if bounds in (k, "both")]
     dtype = result_type(a, *present)
-    return Meta(broadcast_shapes(a.shape, *(x.shape for x in present)), dtype)
+    shape = broadcast_shapes(a.shape, *(x.shape for x in present))
+    return Meta(shape, dtype, iterated(shape, (a, *present), dtype))
 
 
 def _clamp_t(xp, a, lo, hi, bounds="both"):

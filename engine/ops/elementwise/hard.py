@@ -18,15 +18,26 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.dtype import no_kernel
+from ...core.layout import iterated, preserved
 from ...core.registry import Meta, defop
 from ...surface.tensor_api import where
+
+
+def _iterated(x):
+    return iterated(x.shape, (x,))
+
+
+# hardtanh writes into empty_like(x): x's layout (`preserved`); log_sigmoid into a
+# contiguous buffer; the rest are torch's iterator
+_LAYOUTS = {"hardtanh": lambda x: preserved(x.shape, x._strides),
+            "log_sigmoid_forward": lambda x: None}
 
 
 def _meta(name: str):
     def infer(x, **_) -> Meta:
         if not x.dtype.is_floating_point:
             raise no_kernel(name, x.dtype)
-        return Meta(x.shape, x.dtype)
+        return Meta(x.shape, x.dtype, _LAYOUTS.get(name, _iterated)(x))
 
     return infer
 

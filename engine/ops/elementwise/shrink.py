@@ -16,6 +16,7 @@ import numpy as np
 
 from ...core.dtype import TORCH_SCALAR_NAMES, no_kernel
 from ...core.errors import InvalidArgumentError, KernelNotImplementedError
+from ...core.layout import iterated
 from ...core.registry import Meta, defop
 from ...core.shape import normalize_dim
 from ...surface.tensor_api import cat, where
@@ -29,7 +30,7 @@ def _float_only(kernel: str):
                     f'"softshrink_check" not implemented for '
                     f"'{TORCH_SCALAR_NAMES[a.dtype.name]}'")
             raise no_kernel(kernel, a.dtype)
-        return Meta(a.shape, a.dtype)
+        return Meta(a.shape, a.dtype, iterated(a.shape, (a,)))
 
     return infer
 
@@ -88,7 +89,7 @@ hardshrink.def_backward(
 
 
 def _threshold_meta(a, threshold=0.0, value=0.0) -> Meta:
-    return Meta(a.shape, a.dtype)
+    return Meta(a.shape, a.dtype, iterated(a.shape, (a,)))
 
 
 threshold = defop("threshold", infer=_threshold_meta, grad_name="ThresholdBackward0",

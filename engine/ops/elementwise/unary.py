@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from ...core.dtype import bool_, no_kernel
+from ...core.layout import iterated
 from ...core.registry import Meta, defop
 from ...surface.tensor_api import where
 from ..edges import zeros_like
@@ -116,7 +117,7 @@ defop("frac", infer=_frac_meta, grad_name="FracBackward0")(
 
 
 def _bool_meta(a):
-    return Meta(a.shape, bool_)
+    return Meta(a.shape, bool_, iterated(a.shape, (a,)))
 
 
 # -- tests of values (never differentiable) --------------------------------------------------

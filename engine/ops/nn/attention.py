@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 
+from ...core.layout import is_contiguous, non_overlapping_and_dense
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes, normalize_dim
 from ..edges import edges_of
-from ..elementwise.overloads import kept_strides
 
 
 def _meta(q, k, v, mask, is_causal=False, scale=None):
@@ -26,7 +26,17 @@ def _meta(q, k, v, mask, is_causal=False, scale=None):
     shape = tuple(batch) + (q.shape[-2], v.shape[-1])
     # torch's kernel lays its output out as the query (MultiheadAttention's heads are a
     # transposed view, so the output's permute back to (L, N, E) is a view, not a copy)
-    return Meta(shape, q.dtype, kept_strides(q) if shape == tuple(q.shape) else None)
+    return Meta(shape, q.dtype, _query_layout(q) if shape == tuple(q.shape) else None)
+
+
+def _query_layout(q) -> tuple[int, ...] | None:
+    """The query's strides when it is laid out densely without overlap (a transpose, a
+    permute), else None (contiguous)."""
+    strides = q._strides
+    if strides is None or is_contiguous(q.shape, strides) or \
+            not non_overlapping_and_dense(q.shape, strides):
+        return None
+    return strides
 
 
 def _scale(q, scale):
