@@ -339,7 +339,10 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
             if not out_grads:
                 in_grads = ()
             elif dry:  # every input with a node gets one, unless the op drops them all
-                gone = out_grads.keys().isdisjoint(getattr(node.op, "grads_from", 0) or out_grads)
+                keep = getattr(node.op, "grads_from", None)
+                if callable(keep):
+                    keep = keep(node.attrs)
+                gone = out_grads.keys().isdisjoint(keep or out_grads)
                 in_grads = () if gone else (True,) * len(node.next_functions)
             else:
                 in_grads = call(node, out_grads)

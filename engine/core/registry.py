@@ -52,7 +52,7 @@ class OpDef:
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
                  "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
-                 "node_cls", "layouts", "grads_from")
+                 "node_cls", "layouts", "grads_from", "grad_outputs")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -79,6 +79,7 @@ class OpDef:
         self.node_cls = None
         self.layouts = ()  # inputs whose column-majorness the backward reads (see defop)
         self.grads_from = None  # the outputs whose gradients reach the inputs (see defop)
+        self.grad_outputs = None  # the outputs that are outputs of the node (see defop)
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -162,7 +163,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           attrs: Sequence[str] | None = None,
           grad_uses: Sequence[Sequence[int | str]] | None = None,
           layouts: Sequence[int] = (),
-          grads_from: Sequence[int] | None = None) -> Callable[[Callable], OpDef]:
+          grads_from: Sequence[int] | Callable | None = None,
+          grad_outputs: Sequence[int] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -185,7 +187,10 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     grads_from: (multi_grad) the outputs whose gradients reach the inputs; a backward given
       only others' returns None for every input (lstsq's residuals, slogdet's sign), so a
       leaf reached only that way keeps `.grad` None. The walk without data (a client's image
-      of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's.
+      of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's. A
+      callable takes the node's attrs and returns them (lstsq: its residuals when filled).
+    grad_outputs: (multi_grad) the outputs that are outputs of the node (torch's
+      output_differentiability); the others are plain tensors. Omitted: every floating one.
     """
     if grad_uses is not None:
         grad_uses = tuple(tuple(u) for u in grad_uses)
@@ -204,7 +209,9 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.attrs = None if attrs is None else tuple(attrs)
         opdef.grad_uses = grad_uses
         opdef.layouts = tuple(layouts)
-        opdef.grads_from = None if grads_from is None else frozenset(grads_from)
+        opdef.grads_from = grads_from if grads_from is None or callable(grads_from) else \
+            frozenset(grads_from)
+        opdef.grad_outputs = None if grad_outputs is None else frozenset(grad_outputs)
         return _add(opdef)
 
     return register

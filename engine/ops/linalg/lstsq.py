@@ -1,68 +1,338 @@
-"""linalg.lstsq's solution as torch's one LinalgLstsqBackward0 node with edges to A and B:
-the minimum-norm least-squares solution pinv(A) B (singular values at or below rcond times
-the largest dropped, as the CPU default driver gelsy decides the rank). The backward is
-torch's linalg_lstsq_backward (through pinv's), differentiable again.
+"""linalg.lstsq as torch's one LinalgLstsqBackward0 node with edges to A and B, for each of
+torch's CPU drivers (LAPACK's):
+
+- gels: QR (LQ when wide) assuming full rank; an exactly zero pivot is torch's error, an
+  all-zero A the zero solution; residuals when m > n;
+- gelsy: QR with column pivoting, the rank by LAPACK's incremental condition estimate (the
+  first r columns kept while their estimated condition number stays below 1/rcond), then
+  the minimum-norm solution of the kept rows; no residuals;
+- gelsd, gelss: from the SVD, singular values at or below the driver's tolerance dropped;
+  singular values returned, residuals when m > n and every matrix has full column rank.
+
+Outputs (solution, residuals, rank, singular_values); the first two are outputs of the node.
+Whether residuals are filled is the `residuals` attr, which the caller decides from the
+shapes and, for gelsd/gelss, the rank (`svd_tolerances` with linalg_matrix_rank), so every
+shape here is known before the data. The backward is torch's linalg_lstsq_backward: the
+solution's gradient through pinv's, the residuals' as 2 (A X - B) gL X^T and -2 (A X - B) gL,
+differentiable again.
 
     >>> from gradserve import engine
     >>> a, b = engine.tensor([[1., 0.], [0., 2.], [0., 0.]]), engine.tensor([1., 4., 5.])
-    >>> a._op("linalg_lstsq", a, b, rcond=1e-6)[0]
-    tensor([1., 2.])
+    >>> a._op("linalg_lstsq", a, b, rcond=1e-6, driver="gelsd", residuals=True)[1]
+    tensor([25.])
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...core.dtype import int64
+from ...core.errors import InvalidArgumentError
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
 from .decompositions import _mT
-from .pinv import _pinv, pinv_backward
+from .pinv import pinv_backward
+
+DRIVERS = ("gels", "gelsy", "gelsd", "gelss")
 
 
 def is_vector_rhs(a_shape, b_shape) -> bool:
-    """aten's lstsq rule: B is one vector per matrix of A when it has one dim fewer."""
-    return len(b_shape) == len(a_shape) - 1
+    """aten's rule: B is one vector per matrix of A when it is A's shape less the last dim
+    (or a single vector)."""
+    return len(b_shape) == 1 or tuple(b_shape) == tuple(a_shape[:-1])
 
 
-def _meta(a, b, rcond=0.0):
-    n = a.shape[-1]
-    empty = Meta((0,), a.dtype)  # gelsy's residuals
-    if is_vector_rhs(a.shape, b.shape):
-        return Meta(broadcast_shapes(a.shape[:-2], b.shape[:-1]) + (n,), a.dtype), empty
-    return (Meta(broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (n, b.shape[-1]), a.dtype),
-            empty)
+def batch_shape(a_shape, b_shape) -> tuple:
+    """The solution's batch dims as torch 2.13 broadcasts them: with B one dim shorter than A,
+    B's dims but its last are broadcast against A's batch even where B is a matrix."""
+    short = len(b_shape) == len(a_shape) - 1
+    return broadcast_shapes(a_shape[:-2], b_shape[:-1] if short else b_shape[:-2])
 
 
-def _lstsq(xp, a, b, rcond=0.0):
-    p = _pinv(xp, a, atol=0.0, rtol=rcond)
-    empty = xp.zeros((0,), a.dtype)
-    if is_vector_rhs(a.shape, b.shape):
-        return (p @ b[..., None])[..., 0], empty
-    return p @ b, empty
+def svd_tolerances(driver: str, rcond: float, dtype) -> tuple[float, float]:
+    """(atol, rtol) of the SVD drivers: singular values at or below max(atol, rtol * the
+    largest) are dropped. gelss: rcond (machine precision when negative), never below the
+    safe minimum; gelsd: rcond, or half the machine precision where rcond is not in (0, 1)."""
+    info = np.finfo(dtype)
+    if driver == "gelss":
+        return float(info.tiny), float(info.eps) if rcond < 0 else rcond
+    return 0.0, rcond if 0 < rcond < 1 else float(info.eps) / 2
 
 
-# the solution and the (empty) residuals are both outputs of torch's one node
+def _meta(a, b, rcond=0.0, driver="gelsy", residuals=False):
+    m, n = a.shape[-2], a.shape[-1]
+    vector = is_vector_rhs(a.shape, b.shape)
+    batch = batch_shape(a.shape, b.shape)
+    k = 1 if vector else b.shape[-1]
+    solution = Meta(batch + ((n,) if vector else (n, k)), a.dtype)
+    return (solution, Meta(batch + (k,) if residuals else (0,), a.dtype),
+            Meta(a.shape[:-2] if driver != "gels" else (0,), int64),
+            Meta(a.shape[:-2] + (min(m, n),) if driver in ("gelsd", "gelss") else (0,),
+                 a.dtype))
+
+
+def _lstsq(xp, a, b, rcond=0.0, driver="gelsy", residuals=False):
+    vector = is_vector_rhs(a.shape, b.shape)
+    b2 = b[..., None] if vector else b
+    m, n = a.shape[-2], a.shape[-1]
+    rank = xp.zeros(a.shape[:-2] if driver != "gels" else (0,), np.int64)
+    sv = xp.zeros((0,), a.dtype)
+    if driver in ("gelsd", "gelss"):
+        ops, rank[...], sv = _svd_solver(xp, a, driver, rcond)
+    elif driver == "gelsy":
+        ops, rank[...] = _gelsy_solver(xp, a, rcond)
+    else:
+        ops = _gels_solver(xp, a)
+    batch = batch_shape(a.shape, b.shape)
+    ops = xp.broadcast_to(ops, batch + (n, m))
+    b2 = xp.broadcast_to(b2, batch + b2.shape[-2:])
+    x = ops @ b2
+    if residuals:
+        if driver == "gels":  # LAPACK's: the part of B outside the span of Q (0 for A = 0)
+            fit = xp.broadcast_to(_gels_projector(xp, a), batch + (m, m)) @ b2 if n else b2
+        else:
+            fit = xp.broadcast_to(a, batch + (m, n)) @ x
+        res = ((fit - b2) ** 2).sum(axis=-2)
+    else:
+        res = xp.zeros((0,), a.dtype)
+    return (x[..., 0] if vector else x), res.astype(a.dtype, copy=False), rank, sv
+
+
+def _svd_solver(xp, a, driver, rcond):
+    """pinv(A) at the driver's tolerance, the rank and the singular values."""
+    m, n = a.shape[-2], a.shape[-1]
+    if m == 0 or n == 0:
+        return (xp.zeros(a.shape[:-2] + (n, m), a.dtype), 0,
+                xp.zeros(a.shape[:-2] + (0,), a.dtype))
+    u, s, vh = xp.linalg.svd(a, full_matrices=False)
+    atol, rtol = svd_tolerances(driver, rcond, a.dtype)
+    keep = s > xp.maximum(atol, rtol * s.max(axis=-1))[..., None]
+    s_inv = xp.where(keep, 1 / xp.where(keep, s, 1), 0).astype(a.dtype, copy=False)
+    return (_swap(xp, vh) * s_inv[..., None, :]) @ _swap(xp, u), keep.sum(axis=-1), s
+
+
+def _gels_solver(xp, a):
+    """R^-1 Q^T (tall) or Q R^-T (wide, A^T = QR): the least-squares solution, or the
+    minimum-norm one, assuming full rank as LAPACK's gels does."""
+    m, n = a.shape[-2], a.shape[-1]
+    if m == 0 or n == 0:
+        return xp.zeros(a.shape[:-2] + (n, m), a.dtype)
+    q, r = xp.linalg.qr(a if m >= n else _swap(xp, a))
+    diag = xp.diagonal(r, axis1=-2, axis2=-1)
+    zero = np.asarray(_host(xp, (diag == 0) & (abs(a).max(axis=(-2, -1)) != 0)[..., None]))
+    if zero.any():  # LAPACK's trtrs refuses an exactly zero pivot (gels's A = 0 aside)
+        flat = zero.reshape(-1, zero.shape[-1])
+        first = int(np.flatnonzero(flat.any(axis=-1))[0])
+        where = f"(Batch element {first}): " if a.ndim > 2 else ""
+        raise InvalidArgumentError(
+            f"torch.linalg.lstsq: {where}The least squares solution could not be computed "
+            "because the input matrix does not have full rank (error code: "
+            f"{int(np.argmax(flat[first])) + 1}).")
+    nonzero = (abs(a).max(axis=(-2, -1)) != 0)[..., None, None]
+    r = xp.where(nonzero, r, xp.eye(r.shape[-1], dtype=a.dtype))
+    if m >= n:
+        ops = xp.linalg.solve(r, _swap(xp, q))
+    else:
+        ops = q @ _swap(xp, xp.linalg.solve(r, xp.eye(m, dtype=a.dtype)))
+    return xp.where(nonzero, ops, 0).astype(a.dtype, copy=False)
+
+
+def _gels_projector(xp, a):
+    """Q Q^T of gels's QR (tall A): B minus its image is what LAPACK's residual rows hold;
+    an all-zero A leaves B zeroed, so no residual."""
+    q, _ = xp.linalg.qr(a)
+    eye = xp.eye(a.shape[-2], dtype=a.dtype)
+    return xp.where((abs(a).max(axis=(-2, -1)) != 0)[..., None, None], q @ _swap(xp, q), eye)
+
+
+def _swap(xp, x):
+    return xp.swapaxes(x, -1, -2)
+
+
+def _host(xp, x):
+    return x.get() if hasattr(x, "get") and xp is not np else x
+
+
+def _gelsy_solver(xp, a, rcond):
+    """Per matrix of A (on the host): LAPACK's gelsy as one linear map, P pinv([R11 R12]) Q1^T
+    with the pivoted QR truncated at the estimated rank, and that rank."""
+    m, n = a.shape[-2], a.shape[-1]
+    count = int(np.prod(a.shape[:-2], dtype=np.int64))
+    mats = np.asarray(_host(xp, a)).reshape((count, m, n))
+    ops = np.zeros((len(mats), n, m), a.dtype)
+    ranks = np.zeros(len(mats), np.int64)
+    for i, mat in enumerate(mats):
+        ops[i], ranks[i] = _gelsy_one(mat, rcond)
+    ops, ranks = ops.reshape(a.shape[:-2] + (n, m)), ranks.reshape(a.shape[:-2])
+    return (ops, ranks) if xp is np else (xp.asarray(ops), xp.asarray(ranks))
+
+
+def _gelsy_one(a: np.ndarray, rcond: float) -> tuple[np.ndarray, int]:
+    m, n = a.shape
+    mn = min(m, n)
+    r = a.copy()
+    qt = np.eye(m, dtype=a.dtype)  # H_k ... H_1: Q^T
+    perm = np.arange(n)
+    for j in range(mn):  # Householder QR, the remaining column of largest norm first
+        p = j + int(np.argmax(np.einsum("ij,ij->j", r[j:, j:], r[j:, j:])))
+        if p != j:
+            r[:, [j, p]] = r[:, [p, j]]
+            perm[[j, p]] = perm[[p, j]]
+        alpha, rest = r[j, j], np.linalg.norm(r[j + 1:, j])
+        if rest == 0:
+            continue
+        beta = -np.copysign(np.hypot(alpha, rest), alpha)
+        v = r[j:, j] / (alpha - beta)
+        v[0] = 1
+        tau = (beta - alpha) / beta
+        r[j:, j:] -= tau * np.outer(v, v @ r[j:, j:])
+        qt[j:] -= tau * np.outer(v, v @ qt[j:])
+        r[j + 1:, j] = 0
+    rank = _estimated_rank(np.triu(r), mn, rcond, float(np.finfo(a.dtype).eps) / 2)
+    out = np.zeros((n, m), a.dtype)
+    if rank:
+        # the minimum-norm solution of [R11 R12] y = (Q^T b)[:rank], as gelsy's RZ gives it
+        qw, rw = np.linalg.qr(np.triu(r[:rank]).T)
+        out[perm] = qw @ np.linalg.solve(rw.T, qt[:rank])
+    return out, rank
+
+
+def _estimated_rank(r: np.ndarray, mn: int, rcond: float, eps: float) -> int:
+    """gelsy's rank: grow the leading triangle while the incremental estimates of its
+    largest and smallest singular values (LAPACK's laic1) keep smax * rcond <= smin."""
+    if mn == 0 or r[0, 0] == 0:
+        return 0
+    smax = smin = abs(float(r[0, 0]))
+    xmax, xmin = np.ones(1), np.ones(1)
+    rank = 1
+    while rank < mn:
+        col, gamma = r[:rank, rank].astype(np.float64), float(r[rank, rank])
+        smin_new, s1, c1 = _smallest(float(xmin @ col), gamma, smin, eps)
+        smax_new, s2, c2 = _largest(float(xmax @ col), gamma, smax, eps)
+        if smax_new * rcond > smin_new:
+            break
+        xmin, xmax = np.append(s1 * xmin, c1), np.append(s2 * xmax, c2)
+        smin, smax, rank = smin_new, smax_new, rank + 1
+    return rank
+
+
+def _sign(x: float) -> float:
+    return 1.0 if x >= 0 else -1.0
+
+
+def _largest(alpha: float, gamma: float, est: float, eps: float):
+    """laic1's estimate of the largest singular value once a column is appended: the new
+    estimate and the rotation (sine, cosine) that updates its vector."""
+    aa, ag, ae = abs(alpha), abs(gamma), abs(est)
+    if est == 0:
+        top = max(ag, aa)
+        if top == 0:
+            return 0.0, 0.0, 1.0
+        s, c = alpha / top, gamma / top
+        t = np.sqrt(s * s + c * c)
+        return top * t, s / t, c / t
+    if ag <= eps * ae:
+        top = max(ae, aa)
+        return top * np.sqrt((ae / top) ** 2 + (aa / top) ** 2), 1.0, 0.0
+    if aa <= eps * ae:
+        return (ae, 1.0, 0.0) if ag <= ae else (ag, 0.0, 1.0)
+    if ae <= eps * aa or ae <= eps * ag:
+        if ag <= aa:
+            t = np.sqrt(1 + (ag / aa) ** 2)
+            return aa * t, _sign(alpha) / t, (gamma / aa) / t
+        t = np.sqrt(1 + (aa / ag) ** 2)
+        return ag * t, (alpha / ag) / t, _sign(gamma) / t
+    z1, z2 = alpha / ae, gamma / ae
+    half = (1 - z1 * z1 - z2 * z2) / 2
+    c = z1 * z1
+    t = c / (half + np.sqrt(half * half + c)) if half > 0 else np.sqrt(half * half + c) - half
+    sine, cosine = -z1 / t, -z2 / (1 + t)
+    norm = np.sqrt(sine * sine + cosine * cosine)
+    return np.sqrt(t + 1) * ae, sine / norm, cosine / norm
+
+
+def _smallest(alpha: float, gamma: float, est: float, eps: float):
+    """laic1's estimate of the smallest singular value once a column is appended."""
+    aa, ag, ae = abs(alpha), abs(gamma), abs(est)
+    if est == 0:
+        sine, cosine = (1.0, 0.0) if max(ag, aa) == 0 else (-gamma, alpha)
+        top = max(abs(sine), abs(cosine))
+        s, c = sine / top, cosine / top
+        t = np.sqrt(s * s + c * c)
+        return 0.0, s / t, c / t
+    if ag <= eps * ae:
+        return ag, 0.0, 1.0
+    if aa <= eps * ae:
+        return (ag, 0.0, 1.0) if ag <= ae else (ae, 1.0, 0.0)
+    if ae <= eps * aa or ae <= eps * ag:
+        if ag <= aa:
+            ratio = ag / aa
+            c = np.sqrt(1 + ratio * ratio)
+            return ae * (ratio / c), -(gamma / aa) / c, _sign(alpha) / c
+        s = np.sqrt(1 + (aa / ag) ** 2)
+        return ae / s, -_sign(gamma) / s, (alpha / ag) / s
+    z1, z2 = alpha / ae, gamma / ae
+    norma = max(1 + z1 * z1 + abs(z1 * z2), abs(z1 * z2) + z2 * z2)
+    if 1 + 2 * (z1 - z2) * (z1 + z2) >= 0:  # the root nearer zero, directly
+        half = (z1 * z1 + z2 * z2 + 1) / 2
+        c = z2 * z2
+        t = c / (half + np.sqrt(abs(half * half - c)))
+        sine, cosine = z1 / (1 - t), -z2 / t
+        new = np.sqrt(t + 4 * eps * eps * norma) * ae
+    else:  # nearer one: shifted by it
+        half = (z2 * z2 + z1 * z1 - 1) / 2
+        c = z1 * z1
+        t = -c / (half + np.sqrt(half * half + c)) if half >= 0 else \
+            half - np.sqrt(half * half + c)
+        sine, cosine = -z1 / t, -z2 / (1 + t)
+        new = np.sqrt(1 + t + 4 * eps * eps * norma) * ae
+    norm = np.sqrt(sine * sine + cosine * cosine)
+    return new, sine / norm, cosine / norm
+
+
+def _residuals_reach_inputs(attrs: dict):
+    return (0, 1) if attrs.get("residuals") else (0,)
+
+
+# torch's outputs (solution, residuals, rank, singular_values); the first two are the node's
 lstsq = defop("linalg_lstsq", infer=_meta, grad_name="LinalgLstsqBackward0",
-              grad_uses=((0, 1), (0,)), multi_grad=True, grads_from=(0,))(_lstsq)
+              grad_uses=((0, 1, "out"), (0, 1, "out")), save_output=True, multi_grad=True,
+              grads_from=_residuals_reach_inputs, grad_outputs=(0, 1))(_lstsq)
 
 
 @lstsq.def_backward
 def _(ctx, grads):
-    g = grads.get(0)  # the empty residuals carry no gradient
-    if g is None:
+    gx, gl = grads.get(0), grads.get(1)
+    if gl is not None and gl.numel() == 0:  # empty residuals carry no gradient
+        gl = None
+    if gx is None and gl is None:
         return None, None
     a, b = ctx.saved
     vector = is_vector_rhs(*ctx.in_shapes[:2])
+    need_b = len(ctx.needs) > 1 and ctx.needs[1]
     if vector:
-        g = g.unsqueeze(-1)
-        b = None if b is None else b.unsqueeze(-1)
-    m, n = a.shape[-2], a.shape[-1]
-    # torch differentiates through pinv(A) at its default tolerance, not rcond
-    rtol = float(np.finfo(a.dtype.np).eps) * max(m, n)
-    p = a._op("linalg_pinv", a, atol=0.0, rtol=rtol, hermitian=False)
-    ga = pinv_backward(g @ _mT(b), p, a) if ctx.needs[0] else None
-    gb = None
-    if len(ctx.needs) > 1 and ctx.needs[1]:
-        gb = _mT(p) @ g
-        gb = gb.squeeze(-1) if vector else gb
+        b = b.unsqueeze(-1)
+    ga = gb = None
+    if gx is not None:
+        g = gx.unsqueeze(-1) if vector else gx
+        m, n = a.shape[-2], a.shape[-1]
+        # torch differentiates through pinv(A) at its default tolerance, not rcond
+        rtol = float(np.finfo(a.dtype.np).eps) * max(m, n)
+        p = a._op("linalg_pinv", a, atol=0.0, rtol=rtol, hermitian=False)
+        if ctx.needs[0]:
+            ga = pinv_backward(g @ _mT(b), p, a)
+        if need_b:
+            gb = _mT(p) @ g
+    if gl is not None:
+        x = ctx.output
+        x = x.unsqueeze(-1) if vector else x
+        weighted = (a @ x - b) * gl.unsqueeze(-2)
+        if ctx.needs[0]:
+            term = (weighted @ _mT(x)) * 2
+            ga = term if ga is None else ga + term
+        if need_b:
+            term = weighted * -2
+            gb = term if gb is None else gb + term
+    if gb is not None and vector:
+        gb = gb.squeeze(-1)
     return ga, gb
