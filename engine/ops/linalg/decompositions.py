@@ -311,8 +311,19 @@ def _svd_meta(a, full_matrices=True):
     *batch, m, n = a.shape
     k = min(m, n)
     u, vh = (m, m) if full_matrices else (m, k), (n, n) if full_matrices else (k, n)
-    return (Meta((*batch, *u), a.dtype), Meta((*batch, k), a.dtype),
-            Meta((*batch, *vh), a.dtype))
+    return (Meta((*batch, *u), a.dtype, _column_major((*batch, *u))),
+            Meta((*batch, k), a.dtype), Meta((*batch, *vh), a.dtype, _column_major((*batch, *vh))))
+
+
+def _column_major(shape: tuple) -> tuple:
+    """Strides of matrices stored column by column, as LAPACK leaves torch's U and Vh (a later
+    reshape of them copies, as torch's does)."""
+    r, c = shape[-2], shape[-1]
+    strides, step = [1, max(r, 1)], max(r * c, 1)
+    for size in reversed(shape[:-2]):
+        strides.insert(0, step)
+        step *= max(size, 1)
+    return tuple(strides)
 
 
 # like eigh, backward recomputes the (deterministic) factors from the saved input
