@@ -163,5 +163,15 @@ def test_svd_factors_are_laid_out_as_torchs(M):
         assert ours == got
 
 
+def test_svd_factors_are_stored_as_torchs(M):
+    """Their memory too: an in-place random fill visits U in torch's (column) order."""
+    fills = []
+    for L in (M, torch):
+        u = L.linalg.svd(L.tensor(rng_matrix((2, 3, 3)), dtype=L.float32)).U
+        L.manual_seed(3)
+        fills.append(np.asarray(u.normal_().tolist()))
+    np.testing.assert_allclose(fills[0], fills[1], rtol=1e-6)
+
+
 def rng_matrix(shape):
     return np.random.default_rng(5).standard_normal(shape)

@@ -327,9 +327,17 @@ def _column_major(shape: tuple) -> tuple:
 
 
 # like eigh, backward recomputes the (deterministic) factors from the saved input
+def _svd(xp, a, full_matrices=True):
+    u, s, vh = xp.linalg.svd(a, full_matrices=full_matrices)
+    return _stored_by_columns(xp, u), s, _stored_by_columns(xp, vh)
+
+
+def _stored_by_columns(xp, x):
+    return xp.swapaxes(xp.ascontiguousarray(xp.swapaxes(x, -1, -2)), -1, -2)
+
+
 svd = defop("linalg_svd", infer=_svd_meta, grad_name="LinalgSvdBackward0", save=(0,),
-            multi_grad=True)(
-    lambda xp, a, full_matrices=True: tuple(xp.linalg.svd(a, full_matrices=full_matrices)))
+            multi_grad=True)(_svd)
 
 
 @svd.def_backward

@@ -77,21 +77,20 @@ def _lstsq(xp, a, b, rcond=0.0, driver="gelsy", residuals=False):
     m, n = a.shape[-2], a.shape[-1]
     rank = xp.zeros(a.shape[:-2] if driver != "gels" else (0,), np.int64)
     sv = xp.zeros((0,), a.dtype)
+    image = None  # gels's Q Q^T (tall A): B minus its image is LAPACK's residual rows
     if driver in ("gelsd", "gelss"):
         ops, rank[...], sv = _svd_solver(xp, a, driver, rcond)
     elif driver == "gelsy":
         ops, rank[...] = _gelsy_solver(xp, a, rcond)
     else:
-        ops = _gels_solver(xp, a)
+        ops, image = _gels_solver(xp, a)
     batch = batch_shape(a.shape, b.shape)
     ops = xp.broadcast_to(ops, batch + (n, m))
     b2 = xp.broadcast_to(b2, batch + b2.shape[-2:])
     x = ops @ b2
     if residuals:
-        if driver == "gels":  # LAPACK's: the part of B outside the span of Q (0 for A = 0)
-            fit = xp.broadcast_to(_gels_projector(xp, a), batch + (m, m)) @ b2 if n else b2
-        else:
-            fit = xp.broadcast_to(a, batch + (m, n)) @ x
+        fit = xp.broadcast_to(image, batch + (m, m)) @ b2 if image is not None else \
+            xp.broadcast_to(a, batch + (m, n)) @ x
         res = ((fit - b2) ** 2).sum(axis=-2)
     else:
         res = xp.zeros((0,), a.dtype)
@@ -113,13 +112,15 @@ def _svd_solver(xp, a, driver, rcond):
 
 def _gels_solver(xp, a):
     """R^-1 Q^T (tall) or Q R^-T (wide, A^T = QR): the least-squares solution, or the
-    minimum-norm one, assuming full rank as LAPACK's gels does."""
+    minimum-norm one, assuming full rank as LAPACK's gels does; and for a tall A, Q Q^T (the
+    identity for an all-zero A, whose B LAPACK zeroes: no residual)."""
     m, n = a.shape[-2], a.shape[-1]
-    if m == 0 or n == 0:
-        return xp.zeros(a.shape[:-2] + (n, m), a.dtype)
+    if m == 0 or n == 0:  # LAPACK zeroes B: no solution, no residual
+        return xp.zeros(a.shape[:-2] + (n, m), a.dtype), \
+            xp.broadcast_to(xp.eye(m, dtype=a.dtype), a.shape[:-2] + (m, m))
     q, r = xp.linalg.qr(a if m >= n else _swap(xp, a))
-    diag = xp.diagonal(r, axis1=-2, axis2=-1)
-    zero = np.asarray(_host(xp, (diag == 0) & (abs(a).max(axis=(-2, -1)) != 0)[..., None]))
+    nonzero = abs(a).max(axis=(-2, -1)) != 0
+    zero = np.asarray(_host((xp.diagonal(r, axis1=-2, axis2=-1) == 0) & nonzero[..., None]))
     if zero.any():  # LAPACK's trtrs refuses an exactly zero pivot (gels's A = 0 aside)
         flat = zero.reshape(-1, zero.shape[-1])
         first = int(np.flatnonzero(flat.any(axis=-1))[0])
@@ -128,29 +129,21 @@ def _gels_solver(xp, a):
             f"torch.linalg.lstsq: {where}The least squares solution could not be computed "
             "because the input matrix does not have full rank (error code: "
             f"{int(np.argmax(flat[first])) + 1}).")
-    nonzero = (abs(a).max(axis=(-2, -1)) != 0)[..., None, None]
+    nonzero = nonzero[..., None, None]
     r = xp.where(nonzero, r, xp.eye(r.shape[-1], dtype=a.dtype))
-    if m >= n:
-        ops = xp.linalg.solve(r, _swap(xp, q))
-    else:
+    if m < n:
         ops = q @ _swap(xp, xp.linalg.solve(r, xp.eye(m, dtype=a.dtype)))
-    return xp.where(nonzero, ops, 0).astype(a.dtype, copy=False)
-
-
-def _gels_projector(xp, a):
-    """Q Q^T of gels's QR (tall A): B minus its image is what LAPACK's residual rows hold;
-    an all-zero A leaves B zeroed, so no residual."""
-    q, _ = xp.linalg.qr(a)
-    eye = xp.eye(a.shape[-2], dtype=a.dtype)
-    return xp.where((abs(a).max(axis=(-2, -1)) != 0)[..., None, None], q @ _swap(xp, q), eye)
+        return xp.where(nonzero, ops, 0).astype(a.dtype, copy=False), None
+    ops = xp.where(nonzero, xp.linalg.solve(r, _swap(xp, q)), 0).astype(a.dtype, copy=False)
+    return ops, xp.where(nonzero, q @ _swap(xp, q), xp.eye(m, dtype=a.dtype))
 
 
 def _swap(xp, x):
     return xp.swapaxes(x, -1, -2)
 
 
-def _host(xp, x):
-    return x.get() if hasattr(x, "get") and xp is not np else x
+def _host(x):
+    return x.get() if hasattr(x, "get") else x
 
 
 def _gelsy_solver(xp, a, rcond):
@@ -158,7 +151,7 @@ def _gelsy_solver(xp, a, rcond):
     with the pivoted QR truncated at the estimated rank, and that rank."""
     m, n = a.shape[-2], a.shape[-1]
     count = int(np.prod(a.shape[:-2], dtype=np.int64))
-    mats = np.asarray(_host(xp, a)).reshape((count, m, n))
+    mats = np.asarray(_host(a)).reshape((count, m, n))
     ops = np.zeros((len(mats), n, m), a.dtype)
     ranks = np.zeros(len(mats), np.int64)
     for i, mat in enumerate(mats):
