@@ -24,6 +24,8 @@ differentiable again.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...core.dtype import int64
@@ -147,47 +149,52 @@ def _host(x):
 
 
 def _gelsy_solver(xp, a, rcond):
-    """Per matrix of A (on the host): LAPACK's gelsy as one linear map, P pinv([R11 R12]) Q1^T
-    with the pivoted QR truncated at the estimated rank, and that rank."""
+    """LAPACK's gelsy as one linear map per matrix of A (on the host): the column-pivoted QR
+    (every matrix at once), its rank by the incremental estimate (per matrix), then
+    P pinv(Q1^T A P) Q1^T with Q1 the first `rank` pivoted columns' orthonormal basis: the
+    minimum-norm solution of the truncated system, as gelsy's RZ step gives it."""
     m, n = a.shape[-2], a.shape[-1]
     count = int(np.prod(a.shape[:-2], dtype=np.int64))
     mats = np.asarray(_host(a)).reshape((count, m, n))
-    ops = np.zeros((len(mats), n, m), a.dtype)
-    ranks = np.zeros(len(mats), np.int64)
-    for i, mat in enumerate(mats):
-        ops[i], ranks[i] = _gelsy_one(mat, rcond)
+    r, perm = _pivoted_qr(mats)
+    eps = float(np.finfo(a.dtype).eps) / 2
+    ranks = np.array([_estimated_rank(x, min(m, n), rcond, eps) for x in r], np.int64)
+    ops = np.zeros((count, n, m), a.dtype)
+    rows = np.arange(count)[:, None]
+    for rank in set(ranks.tolist()) - {0}:
+        pick = np.flatnonzero(ranks == rank)
+        moved = mats[pick][rows[:len(pick)], :, perm[pick]].swapaxes(-1, -2)  # A P
+        q1, _ = np.linalg.qr(moved[..., :rank])
+        qw, rw = np.linalg.qr((q1.swapaxes(-1, -2) @ moved).swapaxes(-1, -2))
+        out = qw @ np.linalg.solve(rw.swapaxes(-1, -2), q1.swapaxes(-1, -2))
+        ops[pick[:, None], perm[pick]] = out
     ops, ranks = ops.reshape(a.shape[:-2] + (n, m)), ranks.reshape(a.shape[:-2])
     return (ops, ranks) if xp is np else (xp.asarray(ops), xp.asarray(ranks))
 
 
-def _gelsy_one(a: np.ndarray, rcond: float) -> tuple[np.ndarray, int]:
-    m, n = a.shape
-    mn = min(m, n)
-    r = a.copy()
-    qt = np.eye(m, dtype=a.dtype)  # H_k ... H_1: Q^T
-    perm = np.arange(n)
-    for j in range(mn):  # Householder QR, the remaining column of largest norm first
-        p = j + int(np.argmax(np.einsum("ij,ij->j", r[j:, j:], r[j:, j:])))
-        if p != j:
-            r[:, [j, p]] = r[:, [p, j]]
-            perm[[j, p]] = perm[[p, j]]
-        alpha, rest = r[j, j], np.linalg.norm(r[j + 1:, j])
-        if rest == 0:
-            continue
-        beta = -np.copysign(np.hypot(alpha, rest), alpha)
-        v = r[j:, j] / (alpha - beta)
-        v[0] = 1
-        tau = (beta - alpha) / beta
-        r[j:, j:] -= tau * np.outer(v, v @ r[j:, j:])
-        qt[j:] -= tau * np.outer(v, v @ qt[j:])
-        r[j + 1:, j] = 0
-    rank = _estimated_rank(np.triu(r), mn, rcond, float(np.finfo(a.dtype).eps) / 2)
-    out = np.zeros((n, m), a.dtype)
-    if rank:
-        # the minimum-norm solution of [R11 R12] y = (Q^T b)[:rank], as gelsy's RZ gives it
-        qw, rw = np.linalg.qr(np.triu(r[:rank]).T)
-        out[perm] = qw @ np.linalg.solve(rw.T, qt[:rank])
-    return out, rank
+def _pivoted_qr(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LAPACK's geqp3 over a batch of matrices: Householder QR taking, at each step, the
+    remaining column of largest norm (the first such); R (upper triangle) and the order."""
+    count, m, n = r.shape
+    r = r.copy()
+    perm = np.tile(np.arange(n), (count, 1))
+    rows = np.arange(count)
+    for j in range(min(m, n)):
+        tail = r[:, j:, j:]
+        p = j + np.argmax(np.einsum("bij,bij->bj", tail, tail), axis=1)
+        r[rows, :, j], r[rows, :, p] = r[rows, :, p], r[rows, :, j].copy()
+        perm[rows, j], perm[rows, p] = perm[rows, p], perm[rows, j].copy()
+        alpha, rest = r[:, j, j], np.linalg.norm(r[:, j + 1:, j], axis=1)
+        live = rest != 0  # else H = I (LAPACK's tau = 0)
+        beta = np.where(live, -np.copysign(np.hypot(alpha, rest), alpha), alpha)
+        v = r[:, j:, j] / np.where(live, alpha - beta, 1)[:, None]
+        v[:, 0] = 1
+        tau = np.where(live, (beta - alpha) / np.where(live, beta, 1), 0).astype(r.dtype)
+        r[:, j:, j:] -= (tau[:, None] * v)[:, :, None] * np.einsum("bi,bik->bk", v,
+                                                                   r[:, j:, j:])[:, None]
+        r[:, j, j] = beta
+        r[:, j + 1:, j] = 0
+    return np.triu(r), perm
 
 
 def _estimated_rank(r: np.ndarray, mn: int, rcond: float, eps: float) -> int:
@@ -195,16 +202,21 @@ def _estimated_rank(r: np.ndarray, mn: int, rcond: float, eps: float) -> int:
     largest and smallest singular values (LAPACK's laic1) keep smax * rcond <= smin."""
     if mn == 0 or r[0, 0] == 0:
         return 0
+    r = r.astype(np.float64, copy=False)
     smax = smin = abs(float(r[0, 0]))
-    xmax, xmin = np.ones(1), np.ones(1)
+    vectors = np.zeros((2, mn))  # the estimates' singular vectors, smallest then largest
+    vectors[:, 0] = 1
     rank = 1
     while rank < mn:
-        col, gamma = r[:rank, rank].astype(np.float64), float(r[rank, rank])
-        smin_new, s1, c1 = _smallest(float(xmin @ col), gamma, smin, eps)
-        smax_new, s2, c2 = _largest(float(xmax @ col), gamma, smax, eps)
+        dots = vectors[:, :rank] @ r[:rank, rank]
+        gamma = float(r[rank, rank])
+        smin_new, s1, c1 = _smallest(float(dots[0]), gamma, smin, eps)
+        smax_new, s2, c2 = _largest(float(dots[1]), gamma, smax, eps)
         if smax_new * rcond > smin_new:
             break
-        xmin, xmax = np.append(s1 * xmin, c1), np.append(s2 * xmax, c2)
+        vectors[0, :rank] *= s1
+        vectors[1, :rank] *= s2
+        vectors[:, rank] = c1, c2
         smin, smax, rank = smin_new, smax_new, rank + 1
     return rank
 
@@ -222,26 +234,26 @@ def _largest(alpha: float, gamma: float, est: float, eps: float):
         if top == 0:
             return 0.0, 0.0, 1.0
         s, c = alpha / top, gamma / top
-        t = np.sqrt(s * s + c * c)
+        t = math.sqrt(s * s + c * c)
         return top * t, s / t, c / t
     if ag <= eps * ae:
         top = max(ae, aa)
-        return top * np.sqrt((ae / top) ** 2 + (aa / top) ** 2), 1.0, 0.0
+        return top * math.sqrt((ae / top) ** 2 + (aa / top) ** 2), 1.0, 0.0
     if aa <= eps * ae:
         return (ae, 1.0, 0.0) if ag <= ae else (ag, 0.0, 1.0)
     if ae <= eps * aa or ae <= eps * ag:
         if ag <= aa:
-            t = np.sqrt(1 + (ag / aa) ** 2)
+            t = math.sqrt(1 + (ag / aa) ** 2)
             return aa * t, _sign(alpha) / t, (gamma / aa) / t
-        t = np.sqrt(1 + (aa / ag) ** 2)
+        t = math.sqrt(1 + (aa / ag) ** 2)
         return ag * t, (alpha / ag) / t, _sign(gamma) / t
     z1, z2 = alpha / ae, gamma / ae
     half = (1 - z1 * z1 - z2 * z2) / 2
     c = z1 * z1
-    t = c / (half + np.sqrt(half * half + c)) if half > 0 else np.sqrt(half * half + c) - half
+    t = c / (half + math.sqrt(half * half + c)) if half > 0 else math.sqrt(half * half + c) - half
     sine, cosine = -z1 / t, -z2 / (1 + t)
-    norm = np.sqrt(sine * sine + cosine * cosine)
-    return np.sqrt(t + 1) * ae, sine / norm, cosine / norm
+    norm = math.sqrt(sine * sine + cosine * cosine)
+    return math.sqrt(t + 1) * ae, sine / norm, cosine / norm
 
 
 def _smallest(alpha: float, gamma: float, est: float, eps: float):
@@ -251,7 +263,7 @@ def _smallest(alpha: float, gamma: float, est: float, eps: float):
         sine, cosine = (1.0, 0.0) if max(ag, aa) == 0 else (-gamma, alpha)
         top = max(abs(sine), abs(cosine))
         s, c = sine / top, cosine / top
-        t = np.sqrt(s * s + c * c)
+        t = math.sqrt(s * s + c * c)
         return 0.0, s / t, c / t
     if ag <= eps * ae:
         return ag, 0.0, 1.0
@@ -260,26 +272,26 @@ def _smallest(alpha: float, gamma: float, est: float, eps: float):
     if ae <= eps * aa or ae <= eps * ag:
         if ag <= aa:
             ratio = ag / aa
-            c = np.sqrt(1 + ratio * ratio)
+            c = math.sqrt(1 + ratio * ratio)
             return ae * (ratio / c), -(gamma / aa) / c, _sign(alpha) / c
-        s = np.sqrt(1 + (aa / ag) ** 2)
+        s = math.sqrt(1 + (aa / ag) ** 2)
         return ae / s, -_sign(gamma) / s, (alpha / ag) / s
     z1, z2 = alpha / ae, gamma / ae
     norma = max(1 + z1 * z1 + abs(z1 * z2), abs(z1 * z2) + z2 * z2)
     if 1 + 2 * (z1 - z2) * (z1 + z2) >= 0:  # the root nearer zero, directly
         half = (z1 * z1 + z2 * z2 + 1) / 2
         c = z2 * z2
-        t = c / (half + np.sqrt(abs(half * half - c)))
+        t = c / (half + math.sqrt(abs(half * half - c)))
         sine, cosine = z1 / (1 - t), -z2 / t
-        new = np.sqrt(t + 4 * eps * eps * norma) * ae
+        new = math.sqrt(t + 4 * eps * eps * norma) * ae
     else:  # nearer one: shifted by it
         half = (z2 * z2 + z1 * z1 - 1) / 2
         c = z1 * z1
-        t = -c / (half + np.sqrt(half * half + c)) if half >= 0 else \
-            half - np.sqrt(half * half + c)
+        t = -c / (half + math.sqrt(half * half + c)) if half >= 0 else \
+            half - math.sqrt(half * half + c)
         sine, cosine = -z1 / t, -z2 / (1 + t)
-        new = np.sqrt(1 + t + 4 * eps * eps * norma) * ae
-    norm = np.sqrt(sine * sine + cosine * cosine)
+        new = math.sqrt(1 + t + 4 * eps * eps * norma) * ae
+    norm = math.sqrt(sine * sine + cosine * cosine)
     return new, sine / norm, cosine / norm
 
 
