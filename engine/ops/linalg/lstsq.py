@@ -24,8 +24,6 @@ differentiable again.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...core.dtype import int64
@@ -158,7 +156,7 @@ def _gelsy_solver(xp, a, rcond):
     mats = np.asarray(_host(a)).reshape((count, m, n))
     r, perm = _pivoted_qr(mats)
     eps = float(np.finfo(a.dtype).eps) / 2
-    ranks = np.array([_estimated_rank(x, min(m, n), rcond, eps) for x in r], np.int64)
+    ranks = _estimated_ranks(r, rcond, eps)
     ops = np.zeros((count, n, m), a.dtype)
     rows = np.arange(count)[:, None]
     for rank in set(ranks.tolist()) - {0}:
@@ -166,133 +164,189 @@ def _gelsy_solver(xp, a, rcond):
         moved = mats[pick][rows[:len(pick)], :, perm[pick]].swapaxes(-1, -2)  # A P
         q1, _ = np.linalg.qr(moved[..., :rank])
         qw, rw = np.linalg.qr((q1.swapaxes(-1, -2) @ moved).swapaxes(-1, -2))
-        out = qw @ np.linalg.solve(rw.swapaxes(-1, -2), q1.swapaxes(-1, -2))
+        out = qw @ _solve_lower(rw.swapaxes(-1, -2), q1.swapaxes(-1, -2))
         ops[pick[:, None], perm[pick]] = out
     ops, ranks = ops.reshape(a.shape[:-2] + (n, m)), ranks.reshape(a.shape[:-2])
     return (ops, ranks) if xp is np else (xp.asarray(ops), xp.asarray(ranks))
 
 
+def _solve_lower(low: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """low^-1 b; where rcond <= 0 let an exactly singular R11 in, its zero pivot gives
+    infinities and NaNs (LAPACK's trsm's), not an error."""
+    try:
+        return np.linalg.solve(low, b)
+    except np.linalg.LinAlgError:
+        pass
+    x = np.empty_like(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(low.shape[-1]):
+            done = np.einsum("...j,...jk->...k", low[..., i, :i], x[..., :i, :])
+            x[..., i, :] = (b[..., i, :] - done) / low[..., i, i, None]
+    return x
+
+
 def _pivoted_qr(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """LAPACK's geqp3 over a batch of matrices: Householder QR taking, at each step, the
-    remaining column of largest norm (the first such); R (upper triangle) and the order."""
+    """LAPACK's geqp3 (laqp2) over a batch of matrices: Householder QR taking, at each step,
+    the remaining column of largest partial norm, those norms downdated as LAPACK does (so
+    ties, which a column that is a sum of others makes, break as its rounding breaks them);
+    R (upper triangle) and the order."""
     count, m, n = r.shape
     r = r.copy()
     perm = np.tile(np.arange(n), (count, 1))
     rows = np.arange(count)
+    norms = np.linalg.norm(r, axis=1)  # LAPACK's vn1, and vn2: as last computed exactly
+    exact = norms.copy()
+    tol = np.sqrt(np.finfo(np.float64).eps / 2)
     for j in range(min(m, n)):
-        tail = r[:, j:, j:]
-        p = j + np.argmax(np.einsum("bij,bij->bj", tail, tail), axis=1)
+        p = j + np.argmax(norms[:, j:], axis=1)
         r[rows, :, j], r[rows, :, p] = r[rows, :, p], r[rows, :, j].copy()
         perm[rows, j], perm[rows, p] = perm[rows, p], perm[rows, j].copy()
+        norms[rows, p], exact[rows, p] = norms[rows, j], exact[rows, j]
+        # the reflector as LAPACK's larfg forms it and larf applies it (its roundings)
         alpha, rest = r[:, j, j], np.linalg.norm(r[:, j + 1:, j], axis=1)
         live = rest != 0  # else H = I (LAPACK's tau = 0)
-        beta = np.where(live, -np.copysign(np.hypot(alpha, rest), alpha), alpha)
-        v = r[:, j:, j] / np.where(live, alpha - beta, 1)[:, None]
+        big, small = np.maximum(np.abs(alpha), rest), np.minimum(np.abs(alpha), rest)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            length = np.where(small == 0, big, big * np.sqrt(1 + (small / big) ** 2))
+        beta = np.where(live, -np.copysign(length, alpha), alpha)
+        v = r[:, j:, j] * (1 / np.where(live, alpha - beta, 1))[:, None]
         v[:, 0] = 1
         tau = np.where(live, (beta - alpha) / np.where(live, beta, 1), 0).astype(r.dtype)
-        r[:, j:, j:] -= (tau[:, None] * v)[:, :, None] * np.einsum("bi,bik->bk", v,
-                                                                   r[:, j:, j:])[:, None]
+        w = np.einsum("bi,bik->bk", v, r[:, j:, j:])
+        r[:, j:, j:] += v[:, :, None] * (-tau[:, None] * w)[:, None]
         r[:, j, j] = beta
         r[:, j + 1:, j] = 0
+        vn1, vn2 = norms[:, j + 1:], exact[:, j + 1:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            left = np.maximum(1 - (np.abs(r[:, j, j + 1:]) / vn1) ** 2, 0)
+            again = (vn1 != 0) & (left * (vn1 / vn2) ** 2 <= tol)
+            fresh = np.linalg.norm(r[:, j + 1:, j + 1:], axis=1)
+            vn1[...] = np.where(again, fresh, np.where(vn1 != 0, vn1 * np.sqrt(left), vn1))
+            vn2[...] = np.where(again, fresh, vn2)
     return np.triu(r), perm
 
 
-def _estimated_rank(r: np.ndarray, mn: int, rcond: float, eps: float) -> int:
-    """gelsy's rank: grow the leading triangle while the incremental estimates of its
-    largest and smallest singular values (LAPACK's laic1) keep smax * rcond <= smin."""
-    if mn == 0 or r[0, 0] == 0:
-        return 0
+def _estimated_ranks(r: np.ndarray, rcond: float, eps: float) -> np.ndarray:
+    """gelsy's rank of each matrix (its R): grow the leading triangle while the incremental
+    estimates of its largest and smallest singular values (LAPACK's laic1) keep
+    smax * rcond <= smin; every matrix of the batch a step at a time."""
+    count, m, n = r.shape
+    mn = min(m, n)
+    if mn == 0:
+        return np.zeros(count, np.int64)
     r = r.astype(np.float64, copy=False)
-    smax = smin = abs(float(r[0, 0]))
-    vectors = np.zeros((2, mn))  # the estimates' singular vectors, smallest then largest
-    vectors[:, 0] = 1
-    rank = 1
-    while rank < mn:
-        dots = vectors[:, :rank] @ r[:rank, rank]
-        gamma = float(r[rank, rank])
-        smin_new, s1, c1 = _smallest(float(dots[0]), gamma, smin, eps)
-        smax_new, s2, c2 = _largest(float(dots[1]), gamma, smax, eps)
-        if smax_new * rcond > smin_new:
+    smin = smax = np.abs(r[:, 0, 0])
+    ranks = (smax != 0).astype(np.int64)
+    vectors = np.zeros((count, 2, mn))  # the estimates' singular vectors: smallest, largest
+    vectors[:, :, 0] = 1
+    growing = ranks == 1
+    for k in range(1, mn):
+        if not growing.any():
             break
-        vectors[0, :rank] *= s1
-        vectors[1, :rank] *= s2
-        vectors[:, rank] = c1, c2
-        smin, smax, rank = smin_new, smax_new, rank + 1
-    return rank
+        dots = np.einsum("bvi,bi->bv", vectors[:, :, :k], r[:, :k, k])
+        gamma = r[:, k, k]
+        smin_new, s1, c1 = _smallest(dots[:, 0], gamma, smin, eps)
+        smax_new, s2, c2 = _largest(dots[:, 1], gamma, smax, eps)
+        growing &= ~(smax_new * rcond > smin_new)
+        vectors[:, :, :k] *= np.where(growing[:, None], np.stack([s1, s2], 1), 1)[..., None]
+        vectors[growing, :, k] = np.stack([c1, c2], 1)[growing]
+        smin, smax = np.where(growing, smin_new, smin), np.where(growing, smax_new, smax)
+        ranks += growing
+    return ranks
 
 
-def _sign(x: float) -> float:
-    return 1.0 if x >= 0 else -1.0
+def _pick(cases, default):
+    """(estimate, sine, cosine) of the first case whose condition holds, else `default`."""
+    conditions = [c for c, _ in cases]
+    return tuple(np.select(conditions, [np.broadcast_to(v[i], default[i].shape)
+                                        for _, v in cases], default[i]) for i in range(3))
 
 
-def _largest(alpha: float, gamma: float, est: float, eps: float):
+def _sign(x):
+    return np.where(x >= 0, 1.0, -1.0)
+
+
+def _special(aa, ag, ae, eps: float):
+    """Where laic1 leaves its general formula: a zero estimate, or a new column (alpha,
+    gamma) negligible against it, or it negligible against the column."""
+    return (ae == 0) | (ag <= eps * ae) | (aa <= eps * ae) | (ae <= eps * aa) | \
+        (ae <= eps * ag)
+
+
+def _largest(alpha, gamma, est, eps: float):
     """laic1's estimate of the largest singular value once a column is appended: the new
-    estimate and the rotation (sine, cosine) that updates its vector."""
-    aa, ag, ae = abs(alpha), abs(gamma), abs(est)
-    if est == 0:
-        top = max(ag, aa)
-        if top == 0:
-            return 0.0, 0.0, 1.0
+    estimates and the rotations (sine, cosine) that update their vectors."""
+    aa, ag, ae = np.abs(alpha), np.abs(gamma), np.abs(est)
+    with np.errstate(all="ignore"):
+        z1, z2 = alpha / ae, gamma / ae
+        half = (1 - z1 * z1 - z2 * z2) / 2
+        c0 = z1 * z1
+        root = np.where(half > 0, c0 / (half + np.sqrt(half * half + c0)),
+                        np.sqrt(half * half + c0) - half)
+        sine, cosine = -z1 / root, -z2 / (1 + root)
+        norm = np.sqrt(sine * sine + cosine * cosine)
+        general = (np.sqrt(root + 1) * ae, sine / norm, cosine / norm)
+        special = _special(aa, ag, ae, eps)
+        if not special.any():
+            return general
+        top = np.maximum(ag, aa)
         s, c = alpha / top, gamma / top
-        t = math.sqrt(s * s + c * c)
-        return top * t, s / t, c / t
-    if ag <= eps * ae:
-        top = max(ae, aa)
-        return top * math.sqrt((ae / top) ** 2 + (aa / top) ** 2), 1.0, 0.0
-    if aa <= eps * ae:
-        return (ae, 1.0, 0.0) if ag <= ae else (ag, 0.0, 1.0)
-    if ae <= eps * aa or ae <= eps * ag:
-        if ag <= aa:
-            t = math.sqrt(1 + (ag / aa) ** 2)
-            return aa * t, _sign(alpha) / t, (gamma / aa) / t
-        t = math.sqrt(1 + (aa / ag) ** 2)
-        return ag * t, (alpha / ag) / t, _sign(gamma) / t
-    z1, z2 = alpha / ae, gamma / ae
-    half = (1 - z1 * z1 - z2 * z2) / 2
-    c = z1 * z1
-    t = c / (half + math.sqrt(half * half + c)) if half > 0 else math.sqrt(half * half + c) - half
-    sine, cosine = -z1 / t, -z2 / (1 + t)
-    norm = math.sqrt(sine * sine + cosine * cosine)
-    return math.sqrt(t + 1) * ae, sine / norm, cosine / norm
+        t = np.sqrt(s * s + c * c)
+        top2 = np.maximum(ae, aa)
+        tiny_est = (ae <= eps * aa) | (ae <= eps * ag)
+        ta, tg = np.sqrt(1 + (ag / aa) ** 2), np.sqrt(1 + (aa / ag) ** 2)
+        zero, one = np.zeros_like(ae), np.ones_like(ae)
+        return _pick([
+            ((ae == 0) & (top == 0), (zero, zero, one)),
+            (ae == 0, (top * t, s / t, c / t)),
+            (ag <= eps * ae, (top2 * np.sqrt((ae / top2) ** 2 + (aa / top2) ** 2), one, zero)),
+            ((aa <= eps * ae) & (ag <= ae), (ae, one, zero)),
+            (aa <= eps * ae, (ag, zero, one)),
+            (tiny_est & (ag <= aa), (aa * ta, _sign(alpha) / ta, (gamma / aa) / ta)),
+            (tiny_est, (ag * tg, (alpha / ag) / tg, _sign(gamma) / tg)),
+        ], general)
 
 
-def _smallest(alpha: float, gamma: float, est: float, eps: float):
+def _smallest(alpha, gamma, est, eps: float):
     """laic1's estimate of the smallest singular value once a column is appended."""
-    aa, ag, ae = abs(alpha), abs(gamma), abs(est)
-    if est == 0:
-        sine, cosine = (1.0, 0.0) if max(ag, aa) == 0 else (-gamma, alpha)
-        top = max(abs(sine), abs(cosine))
-        s, c = sine / top, cosine / top
-        t = math.sqrt(s * s + c * c)
-        return 0.0, s / t, c / t
-    if ag <= eps * ae:
-        return ag, 0.0, 1.0
-    if aa <= eps * ae:
-        return (ag, 0.0, 1.0) if ag <= ae else (ae, 1.0, 0.0)
-    if ae <= eps * aa or ae <= eps * ag:
-        if ag <= aa:
-            ratio = ag / aa
-            c = math.sqrt(1 + ratio * ratio)
-            return ae * (ratio / c), -(gamma / aa) / c, _sign(alpha) / c
-        s = math.sqrt(1 + (aa / ag) ** 2)
-        return ae / s, -_sign(gamma) / s, (alpha / ag) / s
-    z1, z2 = alpha / ae, gamma / ae
-    norma = max(1 + z1 * z1 + abs(z1 * z2), abs(z1 * z2) + z2 * z2)
-    if 1 + 2 * (z1 - z2) * (z1 + z2) >= 0:  # the root nearer zero, directly
-        half = (z1 * z1 + z2 * z2 + 1) / 2
-        c = z2 * z2
-        t = c / (half + math.sqrt(abs(half * half - c)))
-        sine, cosine = z1 / (1 - t), -z2 / t
-        new = math.sqrt(t + 4 * eps * eps * norma) * ae
-    else:  # nearer one: shifted by it
-        half = (z2 * z2 + z1 * z1 - 1) / 2
-        c = z1 * z1
-        t = -c / (half + math.sqrt(half * half + c)) if half >= 0 else \
-            half - math.sqrt(half * half + c)
-        sine, cosine = -z1 / t, -z2 / (1 + t)
-        new = math.sqrt(1 + t + 4 * eps * eps * norma) * ae
-    norm = math.sqrt(sine * sine + cosine * cosine)
-    return new, sine / norm, cosine / norm
+    aa, ag, ae = np.abs(alpha), np.abs(gamma), np.abs(est)
+    with np.errstate(all="ignore"):
+        z1, z2 = alpha / ae, gamma / ae
+        norma = np.maximum(1 + z1 * z1 + np.abs(z1 * z2), np.abs(z1 * z2) + z2 * z2)
+        near_zero = 1 + 2 * (z1 - z2) * (z1 + z2) >= 0
+        # the root nearer zero, directly
+        half0, c0 = (z1 * z1 + z2 * z2 + 1) / 2, z2 * z2
+        t0 = c0 / (half0 + np.sqrt(np.abs(half0 * half0 - c0)))
+        # nearer one: shifted by it
+        half1, c1 = (z2 * z2 + z1 * z1 - 1) / 2, z1 * z1
+        t1 = np.where(half1 >= 0, -c1 / (half1 + np.sqrt(half1 * half1 + c1)),
+                      half1 - np.sqrt(half1 * half1 + c1))
+        sine = np.where(near_zero, z1 / (1 - t0), -z1 / t1)
+        cosine = np.where(near_zero, -z2 / t0, -z2 / (1 + t1))
+        new = np.where(near_zero, np.sqrt(t0 + 4 * eps * eps * norma),
+                       np.sqrt(1 + t1 + 4 * eps * eps * norma)) * ae
+        norm = np.sqrt(sine * sine + cosine * cosine)
+        general = (new, sine / norm, cosine / norm)
+        special = _special(aa, ag, ae, eps)
+        if not special.any():
+            return general
+        flat = np.maximum(ag, aa) == 0
+        sine0, cosine0 = np.where(flat, 1.0, -gamma), np.where(flat, 0.0, alpha)
+        top = np.maximum(np.abs(sine0), np.abs(cosine0))
+        s, c = sine0 / top, cosine0 / top
+        t = np.sqrt(s * s + c * c)
+        tiny_est = (ae <= eps * aa) | (ae <= eps * ag)
+        ratio = ag / aa
+        ca, sg = np.sqrt(1 + ratio * ratio), np.sqrt(1 + (aa / ag) ** 2)
+        zero, one = np.zeros_like(ae), np.ones_like(ae)
+        return _pick([
+            (ae == 0, (zero, s / t, c / t)),
+            (ag <= eps * ae, (ag, zero, one)),
+            ((aa <= eps * ae) & (ag <= ae), (ag, zero, one)),
+            (aa <= eps * ae, (ae, one, zero)),
+            (tiny_est & (ag <= aa), (ae * (ratio / ca), -(gamma / aa) / ca, _sign(alpha) / ca)),
+            (tiny_est, (ae / sg, -_sign(gamma) / sg, (alpha / ag) / sg)),
+        ], general)
 
 
 def _residuals_reach_inputs(attrs: dict):
