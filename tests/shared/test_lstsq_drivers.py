@@ -102,6 +102,17 @@ def test_gelsy_truncates_as_lapacks_pivoted_qr(M, rcond, shape):
         np.testing.assert_allclose(_np(r.solution), x, rtol=1e-8, atol=1e-10)
 
 
+def test_gelsy_with_rcond_zero_lets_a_singular_r_in_as_torch(M):
+    """rcond = 0 keeps every column: an exactly zero pivot divides by zero (no error)."""
+    a = rng.standard_normal((5, 3))
+    a[:, 1] = 0
+    b = rng.standard_normal((5, 2))
+    ours, theirs = (_run(lib, a, b, 0.0, "gelsy", grad=False)[2] for lib in (M, torch))
+    assert int(ours.rank.item()) == int(theirs.rank.item()) == 3
+    assert not np.isfinite(_np(ours.solution)).all()
+    assert not np.isfinite(_np(theirs.solution)).all()
+
+
 def test_gelsy_at_full_rank_is_torchs_with_any_pivots(M):
     """Full rank: one least-squares solution whatever the pivots, and torch's rank."""
     a, b = _graded(6, 4, 0.5), rng.standard_normal((6, 2))
