@@ -339,9 +339,10 @@ def run_backward(roots: Sequence, grads: Sequence | None, *, retain_graph: bool,
             if not out_grads:
                 in_grads = ()
             elif dry:  # every input with a node gets one, unless the op drops them all
-                op = node.op
-                gone = out_grads.keys().isdisjoint(getattr(op, "grads_from", 0) or out_grads) \
-                    or getattr(op, "flat_when", None) is not None and op.flat_when(node.attrs)
+                keep = getattr(node.op, "grads_from", None)
+                if callable(keep):
+                    keep = keep(node.attrs)
+                gone = out_grads.keys().isdisjoint(out_grads if keep is None else keep)
                 in_grads = () if gone else (True,) * len(node.next_functions)
             else:
                 in_grads = call(node, out_grads)

@@ -391,9 +391,10 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
     head = outputs[0]
     head._grad_fn = node
     if op.multi_grad:
+        only = op.grad_outputs
         for nr in range(1, len(outputs)):
             o = outputs[nr]
-            if o.dtype.is_floating_point:
+            if o.dtype.is_floating_point and (only is None or nr in only):
                 o._grad_fn, o._output_nr = node, nr
     saved = op.save_output and op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)

@@ -53,7 +53,7 @@ class OpDef:
     __slots__ = ("name", "infer", "forward", "backward", "forward_into", "grad_name", "save",
                  "save_output", "view", "random", "needs_device", "differentiable", "run",
                  "arity", "name_from_meta", "multi_grad", "attrs", "grad_uses", "_kept",
-                 "node_cls", "layouts", "grads_from", "flat_when")
+                 "node_cls", "layouts", "grads_from", "grad_outputs")
 
     def __init__(self, name, infer, forward, grad_name, save, save_output, view, random,
                  needs_device, differentiable):
@@ -80,7 +80,7 @@ class OpDef:
         self.node_cls = None
         self.layouts = ()  # inputs whose column-majorness the backward reads (see defop)
         self.grads_from = None  # the outputs whose gradients reach the inputs (see defop)
-        self.flat_when = None  # attrs -> True where backward gives no input a gradient
+        self.grad_outputs = None  # the outputs that are outputs of the node (see defop)
 
     def kept(self, needs: tuple[bool, ...]) -> tuple[frozenset, bool] | None:
         """Which inputs (by index) and whether the output a call keeps, given which inputs
@@ -164,8 +164,8 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
           attrs: Sequence[str] | None = None,
           grad_uses: Sequence[Sequence[int | str]] | None = None,
           layouts: Sequence[int] = (),
-          grads_from: Sequence[int] | None = None,
-          flat_when: Callable[[dict], bool] | None = None) -> Callable[[Callable], OpDef]:
+          grads_from: Sequence[int] | Callable | None = None,
+          grad_outputs: Sequence[int] | None = None) -> Callable[[Callable], OpDef]:
     """Register `forward` under `name`. Returns the OpDef, ready for `.def_backward`.
 
     view: the output aliases input 0's storage (shares its version counter).
@@ -188,9 +188,11 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
     grads_from: (multi_grad) the outputs whose gradients reach the inputs; a backward given
       only others' returns None for every input (lstsq's residuals, slogdet's sign), so a
       leaf reached only that way keeps `.grad` None. The walk without data (a client's image
-      of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's.
-    flat_when: `flat_when(attrs)` is True for the calls whose backward returns None for every
-      input (norm's p=0, as torch's); the walk without data reads it as it reads grads_from.
+      of the graph) reads it to know which leaves get a `.grad`. Omitted: every output's. A
+      callable takes the node's attrs and returns them (lstsq: its residuals when filled;
+      norm: none at p=0, as torch's).
+    grad_outputs: (multi_grad) the outputs that are outputs of the node (torch's
+      output_differentiability); the others are plain tensors. Omitted: every floating one.
     """
     if grad_uses is not None:
         grad_uses = tuple(tuple(u) for u in grad_uses)
@@ -209,8 +211,9 @@ def defop(name: str, *, infer: Callable, grad_name: str | Callable | None = None
         opdef.attrs = None if attrs is None else tuple(attrs)
         opdef.grad_uses = grad_uses
         opdef.layouts = tuple(layouts)
-        opdef.grads_from = None if grads_from is None else frozenset(grads_from)
-        opdef.flat_when = flat_when
+        opdef.grads_from = grads_from if grads_from is None or callable(grads_from) else \
+            frozenset(grads_from)
+        opdef.grad_outputs = None if grad_outputs is None else frozenset(grad_outputs)
         return _add(opdef)
 
     return register

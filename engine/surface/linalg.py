@@ -18,6 +18,7 @@ import numpy as np
 from ..core.dtype import TORCH_SCALAR_NAMES
 from ..core.errors import InvalidArgumentError
 from ..ops.linalg.decompositions import _floating
+from ..ops.linalg.lstsq import DRIVERS, is_vector_rhs, svd_tolerances
 
 
 def _result(name: str, fields: tuple):
@@ -160,19 +161,47 @@ def _type_text(a) -> str:
 
 
 def lstsq(a, b, rcond=None, *, driver=None):
-    """torch.linalg.lstsq with its CPU default driver (gelsy): the minimum-norm solution,
-    the rank; residuals and singular values empty, as that driver gives them (the residuals
-    an output of the solution's node, as torch's)."""
-    if a.ndim < 2 or b.ndim < 1:
+    """torch.linalg.lstsq with torch's CPU drivers (gelsy when None): the solution, the
+    residuals (filled when m > n for gels, and for gelsd/gelss when every matrix has full
+    column rank: that rank read first, one wait on a session, as torch reads it), the rank
+    (not gels) and the singular values (gelsd, gelss). The solution and the residuals are
+    outputs of torch's one node."""
+    if a.ndim < 2:
         raise InvalidArgumentError("torch.linalg.lstsq: input must have at least 2 dimensions.")
-    vector = b.ndim == a.ndim - 1
-    if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
+    if b.ndim < 1:
+        raise InvalidArgumentError("torch.linalg.lstsq: other must have at least 1 dimension.")
+    if a.dtype is not b.dtype:
         raise InvalidArgumentError(
-            "torch.linalg.lstsq: input.size(-2) should match other.size(-2)")
+            "torch.linalg.lstsq: Expected input and other to have the same dtype, but got "
+            f"input's dtype {TORCH_SCALAR_NAMES[a.dtype.name]} and other's dtype "
+            f"{TORCH_SCALAR_NAMES[b.dtype.name]}")
+    if a.dtype.name not in ("float32", "float64"):
+        raise InvalidArgumentError("This function doesn't handle types other than float and "
+                                   "double")
+    if not 0 <= a.ndim - b.ndim <= 1:
+        raise InvalidArgumentError(
+            "torch.linalg.lstsq: input.dim() must be greater or equal to other.dim() and "
+            "(input.dim() - other.dim()) <= 1")
+    vector = is_vector_rhs(a.shape, b.shape)
+    if (b.shape[-1] if vector else b.shape[-2]) != a.shape[-2]:
+        raise InvalidArgumentError("torch.linalg.lstsq: input.size(-2) should match "
+                                   f"other.size({-1 if vector else -2})")
+    if driver is None:
+        driver = "gelsy"
+    elif driver.lower() not in DRIVERS:
+        raise InvalidArgumentError("torch.linalg.lstsq: parameter `driver` should be one of "
+                                   "(gels, gelsy, gelsd, gelss)")
+    driver = driver.lower()
+    m, n = a.shape[-2], a.shape[-1]
     if rcond is None:
-        rcond = float(np.finfo(a.dtype.np).eps) * max(a.shape[-2], a.shape[-1])
-    x, residuals = a._op("linalg_lstsq", a, b, rcond=float(rcond))  # torch's one node
-    return _lstsq(x, residuals, matrix_rank(a.detach(), rtol=rcond), a.new_zeros(0))
+        rcond = float(np.finfo(a.dtype.np).eps) * max(m, n)
+    residuals = m > n and driver != "gelsy"
+    if residuals and driver != "gels":  # only where every matrix has full column rank
+        atol, rtol = svd_tolerances(driver, float(rcond), a.dtype.np)
+        rank = matrix_rank(a.detach(), atol=atol, rtol=rtol)
+        residuals = bool((rank == n).all().item())
+    return _lstsq(*a._op("linalg_lstsq", a, b, rcond=float(rcond), driver=driver,
+                         residuals=residuals))
 
 
 def matrix_rank(a, *, atol=None, rtol=None, hermitian=False):

@@ -89,3 +89,80 @@ def test_slogdet_at_a_singular_matrix_is_torchs(M, name):
         else:
             np.testing.assert_allclose(o, t, rtol=1e-10)
     assert ours[3] == theirs[3] is not None
+
+
+def _graph(fn, rename):
+    """torch's grad_fn as (type name, (the same for each input with a node)); None: none."""
+    if fn is None:
+        return None
+    name = type(fn).__name__
+    return (rename.get(name, name),
+            tuple(_graph(n, rename) for n, _ in fn.next_functions if n is not None))
+
+
+def _described(graph: dict, rename):
+    """The same from gs.viz.graph's description (a session's server describes the gradient's
+    whole graph there; the client's image of it knows its top node by name only)."""
+    nodes, edges = {n["id"]: n for n in graph["nodes"]}, graph["edges"]
+    if not nodes:
+        return None
+
+    def build(i):
+        node = nodes[i]
+        name = "AccumulateGrad" if node["kind"] == "leaf" else node["name"]
+        return rename.get(name, name), tuple(build(a) for a, b in edges if b == i)
+
+    return build(graph["nodes"][0]["id"])
+
+
+def _det_grad_graph(L, name):
+    a = L.tensor(SINGULAR[name], dtype=L.float64, requires_grad=True)
+    g, = L.autograd.grad((L.linalg.det(a) * 1.5).sum(), a, create_graph=True)
+    if L is torch:
+        return _graph(g.grad_fn, {})
+    return _described(L.viz.graph(g).to_dict(), {})
+
+
+# the whole graph is torch's: linalg_solve's, the SVD cofactors' of one matrix, or for a batch
+# with singular matrices torch's masked_fmap (IndexBackward0 and IndexPutBackward0) and its
+# matmul's bmm, `U * D` laid out as U (column-major), so its reshape is a ReshapeAlias
+SAME_GRAPH = ["nonsingular", "rank1_2x2", "rank2_3x3", "rank1_3x3", "zero_2x2", "zero_row",
+              "zero_column", "rank3_4x4", "zero_1x1", "batch_nonsingular", "batch_mixed",
+              "batch_singular"]
+SINGULAR["batch_nonsingular"] = [[[2.0, 1.0], [1.0, 3.0]], [[1.0, 2.0], [2.0, 5.0]]]
+SINGULAR["batch_singular"] = [[[1.0, 2.0], [2.0, 4.0]], [[0.0, 0.0], [1.0, 1.0]]]
+
+
+@pytest.mark.parametrize("name", SAME_GRAPH)
+def test_det_double_backward_graph_is_torchs(M, name):
+    """create_graph: torch's linalg_det_backward node for node (LinalgSolveExBackward0 over
+    transposes and a DiagEmbedBackward0; at |det| < 100 eps the SVD cofactors through
+    LinalgSvdBackward0, LinalgDetBackward0 of U and Vh, cumprods, flips and an MmBackward0)."""
+    assert _det_grad_graph(M, name) == _det_grad_graph(torch, name)
+
+
+def test_svd_factors_are_laid_out_as_torchs(M):
+    """U and Vh column by column (LAPACK's), so reshaping them copies as torch's does."""
+    for shape, full in (((2, 4, 3), True), ((3, 4), False), ((2, 3, 4), False)):
+        a = rng_matrix(shape)
+        for L in (M, torch):
+            u, s, vh = L.linalg.svd(L.tensor(a, requires_grad=True), full_matrices=full)
+            got = [tuple(u.stride()), tuple(vh.stride()), tuple(s.stride()),
+                   type(u.reshape(-1).grad_fn).__name__]
+            if L is M:
+                ours = got
+        assert ours == got
+
+
+def test_svd_factors_are_stored_as_torchs(M):
+    """Their memory too: an in-place random fill visits U in torch's (column) order."""
+    fills = []
+    for L in (M, torch):
+        u = L.linalg.svd(L.tensor(rng_matrix((2, 3, 3)), dtype=L.float32)).U
+        L.manual_seed(3)
+        fills.append(np.asarray(u.normal_().tolist()))
+    np.testing.assert_allclose(fills[0], fills[1], rtol=1e-6)
+
+
+def rng_matrix(shape):
+    return np.random.default_rng(5).standard_normal(shape)

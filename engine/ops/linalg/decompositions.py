@@ -311,14 +311,33 @@ def _svd_meta(a, full_matrices=True):
     *batch, m, n = a.shape
     k = min(m, n)
     u, vh = (m, m) if full_matrices else (m, k), (n, n) if full_matrices else (k, n)
-    return (Meta((*batch, *u), a.dtype), Meta((*batch, k), a.dtype),
-            Meta((*batch, *vh), a.dtype))
+    return (Meta((*batch, *u), a.dtype, _column_major((*batch, *u))),
+            Meta((*batch, k), a.dtype), Meta((*batch, *vh), a.dtype, _column_major((*batch, *vh))))
+
+
+def _column_major(shape: tuple) -> tuple:
+    """Strides of matrices stored column by column, as LAPACK leaves torch's U and Vh (a later
+    reshape of them copies, as torch's does)."""
+    r, c = shape[-2], shape[-1]
+    strides, step = [1, max(r, 1)], max(r * c, 1)
+    for size in reversed(shape[:-2]):
+        strides.insert(0, step)
+        step *= max(size, 1)
+    return tuple(strides)
 
 
 # like eigh, backward recomputes the (deterministic) factors from the saved input
+def _svd(xp, a, full_matrices=True):
+    u, s, vh = xp.linalg.svd(a, full_matrices=full_matrices)
+    return _stored_by_columns(xp, u), s, _stored_by_columns(xp, vh)
+
+
+def _stored_by_columns(xp, x):
+    return xp.swapaxes(xp.ascontiguousarray(xp.swapaxes(x, -1, -2)), -1, -2)
+
+
 svd = defop("linalg_svd", infer=_svd_meta, grad_name="LinalgSvdBackward0", save=(0,),
-            multi_grad=True)(
-    lambda xp, a, full_matrices=True: tuple(xp.linalg.svd(a, full_matrices=full_matrices)))
+            multi_grad=True)(_svd)
 
 
 @svd.def_backward

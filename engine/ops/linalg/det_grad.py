@@ -4,11 +4,11 @@ matrices included.
 torch's `linalg_det_backward` takes two paths. Without a graph of the gradient (a plain
 backward) it solves with the LU factors, their zero pivots nudged by eps, for
 `g * det * A^-T`: at a singular matrix (det exactly 0) that is 0, whatever the matrix's rank.
-With create_graph it takes, where det is exactly 0, the SVD form of the cofactor matrix,
-`g * det(U) det(Vh) * U diag(prod_{j != i} s_j) Vh` (defined at any rank and
-differentiable at rank n-1), and the solve elsewhere. A 1x1 matrix's gradient is g
-everywhere (torch's special case). Values here are torch's; the nodes of the gradient's own
-graph (create_graph) are gradserve's ops, not torch's index_put over both branches.
+With create_graph it is torch's composition, node for node: `linalg.solve(A^T, D^T)` with
+`D = diag_embed(g * det)`, and where |det| < 100 eps the SVD form of the cofactor matrix,
+`(U * prod_safe_zeros_backward(det(U) det(Vh) g, S)) @ Vh` (defined at any rank and
+differentiable at rank n-1); a batch that holds both kinds is filled by index_put (torch's
+masked_fmap). A 1x1 matrix's gradient is g everywhere (torch's special case).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from ...core import grad_mode as _grad_mode
 from ...core.backend import backend
 from ...core.errors import InvalidArgumentError
-from ...surface.tensor_api import where
+from ...surface.tensor_api import cat, where
 
 
 def _mT(x):
@@ -31,32 +31,62 @@ def _eye(x, dtype: str):
 
 def det_backward(a, det, g):
     """The gradient of det(a) (output `det`) for the gradient `g` of that output."""
-    n = a.shape[-1]
-    scale = g.unsqueeze(-1).unsqueeze(-1)
-    if n == 1:  # torch's: g itself, through no op of a
-        return scale.expand(*a.shape)
-    scale = scale * det.unsqueeze(-1).unsqueeze(-1)
+    if a.shape[-1] == 1:  # torch's: g itself, through no op of a
+        return g.unsqueeze(-1).unsqueeze(-1).expand(*a.shape)
+    if _grad_mode.is_grad_enabled():
+        return _det_backward_graph(a, det, g)
+    scale = (g * det).unsqueeze(-1).unsqueeze(-1)
     try:  # inv refuses exactly the matrices whose LU (and so det) has a zero pivot
         return scale * _mT(a._op("linalg_inv", a))
     except InvalidArgumentError:
         pass
     # the nonsingular formula on matrices made invertible where det is 0 (the identity
     # there, whose gradient is then scaled by det = 0)
-    mask = (det == 0).unsqueeze(-1).unsqueeze(-1)
-    safe = where(mask, _eye(a, a.dtype.name), a)
-    solved = scale * _mT(safe._op("linalg_inv", safe))
-    if not _grad_mode.is_grad_enabled():
-        return solved
-    return where(mask, g.unsqueeze(-1).unsqueeze(-1) * cofactors(a), solved)
+    safe = where((det == 0).unsqueeze(-1).unsqueeze(-1), _eye(a, a.dtype.name), a)
+    return scale * _mT(safe._op("linalg_inv", safe))
 
 
-def cofactors(a):
-    """The cofactor matrix of `a` (det(a) * a^-T where a is invertible), from its SVD:
-    det(U) det(Vh) * U diag(prod of the other singular values) Vh."""
-    u, s, vh = a._op("linalg_svd", a, full_matrices=False)
-    sign = u._op("linalg_det", u) * vh._op("linalg_det", vh)
-    others = s._op("prod_others", s, dim=-1) * sign.unsqueeze(-1)
-    return (u * others.unsqueeze(-2)) @ vh
+def _det_backward_graph(a, det, g):
+    """torch's create_graph branch of linalg_det_backward, op for op (its graph's nodes)."""
+    d = _mT((g * det).unsqueeze(-1).expand(*a.shape[:-1]).diag_embed())
+    near = det.abs() < 100 * float(np.finfo(a.dtype.np).eps)
+    if a.ndim == 2:
+        return _cofactors(a, g) if bool(near) else _solved(a, d)
+    picked = a[near]
+    if picked.numel() == a.numel():
+        return _cofactors(a, g)
+    if picked.numel() == 0:
+        return _solved(a, d)
+    out = a.new_empty(tuple(a.shape))
+    out[near] = _cofactors(picked, g[near])
+    far = near.logical_not()
+    out[far] = _solved(a[far], d[far])
+    return out
+
+
+def _solved(a, d):
+    """linalg.solve(A^T, D): the cofactors g det A^-T of an invertible A."""
+    return a._op("linalg_solve", _mT(a), d)
+
+
+def _cofactors(a, g):
+    """g times the cofactor matrix of `a` from its SVD: det(U) det(Vh) U diag(prod of the
+    other singular values) Vh."""
+    u, s, vh = a._op("linalg_svd", a, full_matrices=True)
+    alpha = u._op("linalg_det", u) * vh._op("linalg_det", vh) * g
+    return (u * _prod_others_backward(alpha.unsqueeze(-1), s).unsqueeze(-2)).matmul(vh)
+
+
+def _prod_others_backward(grad, s):
+    """torch's prod_safe_zeros_backward over the last dim: grad times the product of the
+    other entries, from exclusive cumulative products both ways."""
+    n = s.shape[-1]
+    if n == 1:
+        return grad
+    ones = s.new_ones(tuple(s.shape[:-1]) + (1,))
+    before = cat([ones, s.narrow(-1, 0, n - 1)], -1).cumprod(-1)
+    after = cat([ones, s.narrow(-1, 1, n - 1).flip(-1)], -1).cumprod(-1).flip(-1)
+    return grad * (before * after)
 
 
 def slogdet_backward(a, g):
