@@ -1,7 +1,7 @@
 """What printing a large tensor costs (issue 16): the time and the extra memory of repr() of
 a 256 MB float32 tensor in-process, and the bytes a remote tensor's repr fetches.
 
-    python benchmarks/print_large.py [--mb 256] [--rounds 5]
+    python benchmarks/print_large.py [--mb 256] [--rounds 5] [--out results/print_large.md]
 
 Targets: < 50 ms and < 10 MB extra in-process; < 64 KB fetched remotely (torch's summary
 shows 3 edge items per long dim, so the cost is that of the shown part, whatever the size).
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
+import sys
 import time
 import tracemalloc
 
@@ -58,13 +61,38 @@ def remote(mb: int) -> dict:
         server.stop(0).wait()
 
 
+def report(args, local: dict, far: dict) -> str:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**MISSED**"
+
+    command = "python benchmarks/print_large.py " + " ".join(sys.argv[1:])
+    return "\n".join([
+        "# benchmarks/print_large.py", "",
+        f"Command: `{command.strip()}`", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; 1-minute load average {os.getloadavg()[0]:.2f}.", "",
+        f"repr() of a {args.mb} MB float32 tensor ({local['shape'][0]} x {local['shape'][1]}):",
+        "", "| measure | result | target (issue 16) |", "| --- | ---: | --- |",
+        f"| in-process, median of {args.rounds} | {local['median_ms']:.2f} ms | < 50 ms: "
+        f"{verdict(local['median_ms'] < 50)} |",
+        f"| in-process, peak extra memory (tracemalloc) | {local['peak_extra_mb']:.3f} MB | "
+        f"< 10 MB: {verdict(local['peak_extra_mb'] < 10)} |",
+        f"| remote session, bytes fetched | {far['bytes_fetched']:,} B | < 64 KB: "
+        f"{verdict(far['bytes_fetched'] < 64 * 1024)} |",
+        f"| remote session, time | {far['ms']:.2f} ms | |", ""])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mb", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", help="also write the results as markdown to this file")
     args = p.parse_args()
-    print(json.dumps({"in_process": in_process(args.mb, args.rounds),
-                      "remote": remote(args.mb)}, indent=1))
+    local, far = in_process(args.mb, args.rounds), remote(args.mb)
+    print(json.dumps({"in_process": local, "remote": far}, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report(args, local, far))
 
 
 if __name__ == "__main__":
