@@ -209,15 +209,17 @@ def backward_graph(roots, targets=None) -> tuple[dict, dict]:
     for root in roots:
         if root in children:
             continue
-        children[root] = kids = [e[0] for e in root.next_functions if e[0] is not None]
+        children[root] = kids = [n for n, _ in root.next_functions if n is not None]
         stack = [(root, iter(kids))]
         while stack:
             node, rest = stack[-1]
             for c in rest:
                 if c not in children:
-                    children[c] = kids = [e[0] for e in c.next_functions if e[0] is not None]
-                    stack.append((c, iter(kids)))
-                    break
+                    children[c] = kids = [n for n, _ in c.next_functions if n is not None]
+                    if kids:
+                        stack.append((c, iter(kids)))
+                        break
+                    order.append(c)  # feeds nothing (an accumulator): done, without a stack entry
             else:
                 stack.pop()
                 order.append(node)

@@ -208,6 +208,7 @@ def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
 
 
 _new = object.__new__
+_ndarray = np.ndarray
 _tape_local = tape._local  # read inline per op: `tape.log()` without its call
 
 
@@ -344,7 +345,9 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
             raise
         except IndexError as e:  # as `_run`: data-dependent checks (loss targets)
             raise TensorIndexError(f"{op.name}: {e}") from None
-        arr = _finish(xp, arr, meta, op)
+        if type(arr) is not _ndarray or arr.dtype is not meta.dtype.np \
+                or arr.shape != meta.shape or meta.strides is None and not arr.flags.c_contiguous:
+            arr = _finish(xp, arr, meta, op)  # else `_finish` would keep it as it is
     finally:
         be.exit(token)
     out = _wrap(arr, meta, device)
