@@ -11,10 +11,12 @@ as torch's do, and their backwards are these same ops, so higher derivatives fol
 
 from __future__ import annotations
 
+from functools import partial
+
 from ...core import grad_mode as _grad_mode
 from ...core.dtype import TORCH_SCALAR_NAMES
 from ...core.errors import InvalidArgumentError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 
 
@@ -117,7 +119,7 @@ def _mm_grads(g, a, b, needs, column_major) -> tuple:
     return ga, gb
 
 
-def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
+def _factor_grad_meta(g, x, column_major: bool = False, *, factor: int) -> Meta:
     """The shape rule of factor 1's gradient g @ b.T (x: b) or factor 2's a.T @ g (x: a),
     with its strides when column-major (the transpose of a fresh C-ordered result)."""
     gs, xs = tuple(g.shape), tuple(x.shape)
@@ -127,17 +129,18 @@ def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
             f"{'x'.join(map(str, xs))})")
     shape = (gs[0], xs[0]) if factor == 1 else (xs[1], gs[1])
     dtype = _same_dtype(g, x, "expected m1 and m2 to have the same dtype")
-    return Meta(shape, dtype, (1, max(shape[0], 1)) if column_major else None)
+    return fresh((shape, dtype, (1, max(shape[0], 1)) if column_major else None))
 
 
 # mm's factor gradients outside a recorded graph (torch's mm_mat1/mat2_backward): each is one
 # op, the matmul its graph of mm and t would run, on the same operands
+# (`partial`, not a lambda: no Python frame between the dispatcher and the shape rule)
 defop("mm_mat1_grad", differentiable=False, attrs=("column_major",),
-      infer=lambda g, b, column_major=False: _factor_grad_meta(g, b, 1, column_major))(
+      infer=partial(_factor_grad_meta, factor=1))(
     lambda xp, g, b, column_major=False: xp.matmul(b, g.T).T if column_major
     else xp.matmul(g, b.T))
 defop("mm_mat2_grad", differentiable=False, attrs=("column_major",),
-      infer=lambda g, a, column_major=False: _factor_grad_meta(g, a, 2, column_major))(
+      infer=partial(_factor_grad_meta, factor=2))(
     lambda xp, g, a, column_major=False: xp.matmul(g.T, a).T if column_major
     else xp.matmul(a.T, g))
 
@@ -205,12 +208,14 @@ def _add_product_meta(product_shape, names):
     def infer(input, a, b, beta=1, alpha=1) -> Meta:
         shape = product_shape(a, b)
         _expand_to(input, shape)
-        dtype = _same_dtype(a, b, "expected m1 and m2 to have the same dtype")
+        dtype = a.dtype
+        if b.dtype is not dtype:  # `_same_dtype`'s error; its call only then (per Linear)
+            _same_dtype(a, b, "expected m1 and m2 to have the same dtype")
         if input.dtype is not dtype:
             raise InvalidArgumentError(
                 f"expected {names} to have the same dtype, but got: "
                 f"{TORCH_SCALAR_NAMES[input.dtype.name]} != {TORCH_SCALAR_NAMES[dtype.name]}")
-        return Meta(shape, dtype)
+        return fresh((shape, dtype, None))  # NamedTuple's __new__ is a Python frame
 
     return infer
 
@@ -240,6 +245,8 @@ def _add_product(name, grad_name, shape_rule, product, grads, layouts=()):
         a, b = ctx.saved  # save: inputs 1 and 2, each when the other needs a gradient
         beta, alpha = ctx.attrs.get("beta", 1), ctx.attrs.get("alpha", 1)
         gi = (g * beta if beta != 1 else g) if ctx.needs[0] else None
+        if gi is not None and gi.shape != ctx.in_shapes[0]:  # a bias: the sum `_validate`
+            gi = gi._op("sum_to", gi, shape=tuple(ctx.in_shapes[0]))  # would run, here
         ga, gb = grads(g if alpha == 1 else g * alpha, a, b, ctx.needs[1:],
                        ctx.column_major or (False, False))  # None: a node made elsewhere
         return gi, ga, gb
