@@ -11,8 +11,6 @@ as torch's do, and their backwards are these same ops, so higher derivatives fol
 
 from __future__ import annotations
 
-from functools import partial
-
 from ...core import grad_mode as _grad_mode
 from ...core.dtype import TORCH_SCALAR_NAMES
 from ...core.errors import InvalidArgumentError
@@ -119,7 +117,7 @@ def _mm_grads(g, a, b, needs, column_major) -> tuple:
     return ga, gb
 
 
-def _factor_grad_meta(g, x, column_major: bool = False, *, factor: int) -> Meta:
+def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
     """The shape rule of factor 1's gradient g @ b.T (x: b) or factor 2's a.T @ g (x: a),
     with its strides when column-major (the transpose of a fresh C-ordered result)."""
     gs, xs = tuple(g.shape), tuple(x.shape)
@@ -134,13 +132,12 @@ def _factor_grad_meta(g, x, column_major: bool = False, *, factor: int) -> Meta:
 
 # mm's factor gradients outside a recorded graph (torch's mm_mat1/mat2_backward): each is one
 # op, the matmul its graph of mm and t would run, on the same operands
-# (`partial`, not a lambda: no Python frame between the dispatcher and the shape rule)
 defop("mm_mat1_grad", differentiable=False, attrs=("column_major",),
-      infer=partial(_factor_grad_meta, factor=1))(
+      infer=lambda g, b, column_major=False: _factor_grad_meta(g, b, 1, column_major))(
     lambda xp, g, b, column_major=False: xp.matmul(b, g.T).T if column_major
     else xp.matmul(g, b.T))
 defop("mm_mat2_grad", differentiable=False, attrs=("column_major",),
-      infer=partial(_factor_grad_meta, factor=2))(
+      infer=lambda g, a, column_major=False: _factor_grad_meta(g, a, 2, column_major))(
     lambda xp, g, a, column_major=False: xp.matmul(g.T, a).T if column_major
     else xp.matmul(a.T, g))
 
