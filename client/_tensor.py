@@ -12,6 +12,7 @@ This module imports neither grpc nor protobuf.
 from __future__ import annotations
 
 import weakref
+from operator import attrgetter
 
 import numpy as np
 from gradserve.engine import (
@@ -91,9 +92,8 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         """The Session that holds this tensor."""
         return self._session
 
-    @property
-    def shape(self) -> Size:
-        return self._shape
+    # a C getter, not a Python frame: shape rules read it several times per recorded op
+    shape = property(attrgetter("_shape"), doc="The tensor's size, a gradserve.Size.")
 
     def _saved_data(self):
         return None  # the data lives on the server; the local graph keeps versions only

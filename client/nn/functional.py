@@ -229,7 +229,7 @@ def linear(input, weight, bias=None):
     tensor([[2., 2., 2.]])
     """
     wt = weight.t()
-    if input.dim() == 2:
+    if len(input.shape) == 2:  # input.dim(), without its frame: per Linear
         return input.mm(wt) if bias is None else bias.addmm(input, wt)
     if input.dim() == 0:
         raise InvalidArgumentError("both arguments to linear need to be at least 1D, but they "

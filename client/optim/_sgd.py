@@ -40,7 +40,10 @@ class SGD(Optimizer):
             for group in self.param_groups:
                 lr, momentum = group["lr"], group["momentum"]
                 dampening, decay = group["dampening"], group["weight_decay"]
-                for p, g in self._params_with_grad(group):
+                for p in group["params"]:  # `_params_with_grad`, without its generator
+                    g = p.grad
+                    if g is None:
+                        continue
                     if decay != 0:
                         g = g + p * decay
                     if momentum != 0:

@@ -20,9 +20,8 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
     that grad is outside the graph and writable, as torch keeps .grad's identity). Without
     data (`written` a list) it only notes t and whether that add would be in place.
     `retained`: t is a non-leaf that retains its grad (torch keeps a contiguous copy)."""
-    in_place = not create_graph and t._grad_accepts_add()
     if written is not None:
-        written.append((t, in_place))
+        written.append((t, not create_graph and t._grad_accepts_add()))
         return
     if create_graph:
         if t._grad is None and (retained or t._data.flags.c_contiguous) \
@@ -35,7 +34,7 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
     current = t._grad
     if current is None:
         t._grad = _owned(g, seen_owners, retained or t._data.flags.c_contiguous)
-    elif in_place:  # as torch: .grad keeps its identity across backward calls
+    elif t._grad_accepts_add():  # as torch: .grad keeps its identity across backward calls
         current._inplace("add", g)
     else:
         t._grad = current + g

@@ -120,9 +120,13 @@ class Node:
     @property
     def needs(self) -> tuple[bool, ...]:
         """Which inputs need a gradient (computed when backward asks, not per op)."""
-        if self._needs is None:
-            self._needs = tuple([e[0] is not None for e in self.next_functions])
-        return self._needs
+        needs = self._needs
+        if needs is None:
+            needs = []  # loops, not comprehensions, here and in `saved`: read per node run
+            for n, _ in self.next_functions:
+                needs.append(n is not None)
+            self._needs = needs = tuple(needs)
+        return needs
 
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
@@ -132,7 +136,10 @@ class Node:
     def saved(self) -> tuple:
         if self._freed:
             raise AutogradError(_FREED)
-        return tuple([s.unpack(self) if type(s) is SavedTensor else s for s in self._saved])
+        out = []
+        for s in self._saved:
+            out.append(s.unpack(self) if type(s) is SavedTensor else s)
+        return tuple(out)
 
     @property
     def output(self):
@@ -144,9 +151,9 @@ class Node:
         """Raise what unpacking the saved tensors would: freed, or modified in place."""
         if self._freed:
             raise AutogradError(_FREED)
-        for s in self._saved:
-            if isinstance(s, SavedTensor):
-                s.check(self)
+        for s in self._saved:  # `s.check(self)`, inline: per saved tensor per backward
+            if isinstance(s, SavedTensor) and s.vc.value != s.version:
+                s._raise_modified(self)
         if self._saved_output is not None:
             self._saved_output.check(self)
 
@@ -209,15 +216,20 @@ def backward_graph(roots, targets=None) -> tuple[dict, dict]:
     for root in roots:
         if root in children:
             continue
-        children[root] = kids = [e[0] for e in root.next_functions if e[0] is not None]
+        children[root] = kids = [n for n, _ in root.next_functions if n is not None]
         stack = [(root, iter(kids))]
         while stack:
             node, rest = stack[-1]
             for c in rest:
                 if c not in children:
-                    children[c] = kids = [e[0] for e in c.next_functions if e[0] is not None]
-                    stack.append((c, iter(kids)))
-                    break
+                    children[c] = kids = []  # a loop, not a comprehension: a frame per node
+                    for n, _ in c.next_functions:
+                        if n is not None:
+                            kids.append(n)
+                    if kids:
+                        stack.append((c, iter(kids)))
+                        break
+                    order.append(c)  # feeds nothing (an accumulator): done, without a stack entry
             else:
                 stack.pop()
                 order.append(node)

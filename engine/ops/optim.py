@@ -19,11 +19,11 @@ computes in the order the unfused tensor expressions did, so results are bit-ide
 
 from __future__ import annotations
 
-from ..core.registry import Meta, defop
+from ..core.registry import Meta, defop, fresh
 
 
 def _like_first(x, *others, **_) -> Meta:
-    return Meta(tuple(x.shape), x.dtype)
+    return fresh((tuple(x.shape), x.dtype, None))  # per parameter per step
 
 
 def _ema(xp, x, g, *, beta):

@@ -6,6 +6,7 @@ the device for the core's one op sequence (`core/dispatch.py`), and the engine's
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 import numpy as np
 
@@ -42,9 +43,9 @@ class Tensor(AutogradMeta, TensorAPI):
             self.requires_grad = True
 
     # -- metadata --------------------------------------------------------------------------
-    @property
-    def shape(self) -> Size:
-        return self._shape  # made once with the tensor (see core/size.py)
+    # made once with the tensor (see core/size.py); read through a C getter, not a Python
+    # frame: shape rules read it several times per op
+    shape = property(attrgetter("_shape"), doc="The tensor's size, a gradserve.Size.")
 
     def _saved_data(self):
         return self._data
@@ -77,8 +78,10 @@ class Tensor(AutogradMeta, TensorAPI):
     # -- .grad -----------------------------------------------------------------------------
     @property
     def grad(self):
-        self._warn_if_non_leaf_grad(self._grad is not None)
-        return self._grad
+        g = self._grad
+        if g is None:  # the non-leaf warning is for a missing grad only
+            self._warn_if_non_leaf_grad(False)
+        return g
 
     def _grad_accepts_add(self) -> bool:
         """Whether backward may add into .grad in place (see core/accumulate._accumulate)."""
@@ -213,6 +216,7 @@ def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
 
 
 _new = object.__new__
+_ndarray = np.ndarray
 _tape_local = tape._local  # read inline per op: `tape.log()` without its call
 
 
@@ -318,6 +322,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
         return dispatch.apply(KIND, op, inputs, attrs, check)
     device = None
     any_grad = False
+    args = []  # the forward's arguments, gathered here (a comprehension is a frame per op)
     for x in inputs:
         if isinstance(x, Tensor):
             if device is None:
@@ -327,8 +332,11 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
             if not any_grad:
                 any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
                     is not None
+            args.append(x._data)
         elif isinstance(x, AutogradMeta):  # another kind's tensor: the general error
             return dispatch.apply(KIND, op, inputs, attrs, check)
+        else:
+            args.append(x)
     if device is None:  # a factory
         return dispatch.apply(KIND, op, inputs, attrs, check)
     meta = op.infer(*inputs, **attrs) if attrs else op.infer(*inputs)
@@ -343,13 +351,15 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
     token = be.enter()
     try:
         try:
-            arr = op.forward(xp, *[x._data if isinstance(x, Tensor) else x for x in inputs],
-                             **attrs)
+            arr = op.forward(xp, *args, **attrs)
         except TensorIndexError:
             raise
         except IndexError as e:  # as `_run`: data-dependent checks (loss targets)
             raise TensorIndexError(f"{op.name}: {e}") from None
-        arr = _finish(xp, arr, meta, op)
+        if type(arr) is not _ndarray or arr.dtype is not meta.dtype.np \
+                or arr.shape != meta.shape or (not arr.flags.c_contiguous
+                                               if meta.strides is None else not op.view):
+            arr = _finish(xp, arr, meta, op)  # else `_finish` would keep it as it is
     finally:
         be.exit(token)
     out = _wrap(arr, meta, device)

@@ -16,7 +16,7 @@ import numpy as np
 from ...core import grad_mode as _grad_mode
 from ...core.dtype import TORCH_SCALAR_NAMES, bool_, int64
 from ...core.errors import InvalidArgumentError, KernelNotImplementedError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 
 
@@ -129,7 +129,7 @@ def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
             f"{'x'.join(map(str, xs))})")
     shape = (gs[0], xs[0]) if factor == 1 else (xs[1], gs[1])
     dtype = _same_dtype(g, x, "expected m1 and m2 to have the same dtype")
-    return Meta(shape, dtype, (1, max(shape[0], 1)) if column_major else None)
+    return fresh((shape, dtype, (1, max(shape[0], 1)) if column_major else None))
 
 
 # mm's factor gradients outside a recorded graph (torch's mm_mat1/mat2_backward): each is one
@@ -207,12 +207,14 @@ def _add_product_meta(product_shape, names):
     def infer(input, a, b, beta=1, alpha=1) -> Meta:
         shape = product_shape(a, b)
         _expand_to(input, shape)
-        dtype = _same_dtype(a, b, "expected m1 and m2 to have the same dtype")
+        dtype = a.dtype
+        if b.dtype is not dtype:  # `_same_dtype`'s error; its call only then (per Linear)
+            _same_dtype(a, b, "expected m1 and m2 to have the same dtype")
         if input.dtype is not dtype:
             raise InvalidArgumentError(
                 f"expected {names} to have the same dtype, but got: "
                 f"{TORCH_SCALAR_NAMES[input.dtype.name]} != {TORCH_SCALAR_NAMES[dtype.name]}")
-        return Meta(shape, dtype)
+        return fresh((shape, dtype, None))  # NamedTuple's __new__ is a Python frame
 
     return infer
 
@@ -242,6 +244,8 @@ def _add_product(name, grad_name, shape_rule, product, grads, layouts=()):
         a, b = ctx.saved  # save: inputs 1 and 2, each when the other needs a gradient
         beta, alpha = ctx.attrs.get("beta", 1), ctx.attrs.get("alpha", 1)
         gi = (g * beta if beta != 1 else g) if ctx.needs[0] else None
+        if gi is not None and gi.shape != ctx.in_shapes[0]:  # a bias: the sum `_validate`
+            gi = gi._op("sum_to", gi, shape=tuple(ctx.in_shapes[0]))  # would run, here
         ga, gb = grads(g if alpha == 1 else g * alpha, a, b, ctx.needs[1:],
                        ctx.column_major or (False, False))  # None: a node made elsewhere
         return gi, ga, gb

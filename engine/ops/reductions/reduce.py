@@ -9,7 +9,7 @@ import numpy as np
 
 from ...core.dtype import TORCH_SCALAR_NAMES, int64
 from ...core.errors import InvalidArgumentError, KernelNotImplementedError, TensorIndexError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import normalize_dim, normalize_dims, numel, reduced_shape
 from ...core.warn import warn_user
 from ...surface.tensor_api import where
@@ -430,7 +430,7 @@ def _sum_to_plan(shape, target):
 
 def _sum_to_meta(a, shape):
     _sum_to_dims(a.shape, shape)
-    return Meta(tuple(shape), a.dtype)
+    return fresh((tuple(shape), a.dtype, None))  # a bias's gradient, per step
 
 
 def _sum_to(xp, a, shape):

@@ -11,7 +11,7 @@ from ...core.copyslices import restride_backward
 from ...core.dtype import TORCH_TYPE_NAMES, result_type
 from ...core.errors import InvalidArgumentError
 from ...core.layout import unsqueezed, view_strides
-from ...core.registry import Meta, defop, get_op
+from ...core.registry import Meta, defop, fresh, get_op
 from ...core.shape import infer_reshape, normalize_dim, normalize_dims
 
 
@@ -109,7 +109,8 @@ def _t_meta(a):
     if len(a.shape) > 2:
         raise InvalidArgumentError(f"t() expects a tensor with <= 2 dimensions, but self is "
                                    f"{len(a.shape)}D")
-    return Meta(tuple(a.shape)[::-1], a.dtype, tuple(a.stride())[::-1])
+    # per Linear, forward and backward: `fresh`, without NamedTuple's Python-level __new__
+    return fresh((tuple(a.shape)[::-1], a.dtype, tuple(a.stride())[::-1]))
 
 
 t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a.T)
@@ -117,7 +118,7 @@ t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a
 
 @t.def_backward
 def _(ctx, g):
-    return (g.t(),)
+    return (g._op("t", g),)  # g.t(), without its frame: per Linear per backward
 
 
 def _perm(dims, ndim):
