@@ -21,7 +21,8 @@ from .tensor_api import TensorAPI, cat, matmul, stack, where
 # torch.<name>(input, *args) is input.<name>(*args) for each of these
 METHODS = (
     "abs", "neg", "negative", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu",
-    "reciprocal", "clamp", "clip", "sum", "mean", "var", "std", "prod", "max", "min", "argmax",
+    "reciprocal", "clamp", "clip", "clamp_min", "clamp_max", "sum", "mean", "var", "std",
+    "prod", "max", "min", "argmax",
     "argmin", "softmax", "log_softmax", "reshape", "flatten", "t", "transpose", "permute",
     "squeeze", "unsqueeze", "clone", "detach", "add", "sub", "mul", "div", "divide", "pow",
     "eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "greater_equal", "less_equal",

@@ -35,7 +35,7 @@ class TensorMore:
                                    f"{_sizes(self)} at dimension {int(dim)}")
         return self[(slice(None),) * d + (index,)]
 
-    def _clamp_tensor(self, lo, hi, inplace=False):
+    def _clamp_tensor(self, lo, hi, inplace=False, named=False):
         """clamp with tensor bounds (ClampBackward0); a missing one travels as the other (ignored,
         per `bounds`). A number beside a tensor is torch's TypeError."""
         if any(b is not None and not hasattr(b, "shape") for b in (lo, hi)):
@@ -48,9 +48,31 @@ class TensorMore:
                 " * (Number min = None, Number max = None)")
         bounds = "both" if lo is not None and hi is not None else "min" if hi is None else "max"
         lo, hi = hi if lo is None else lo, lo if hi is None else hi
+        attrs = {"bounds": bounds, "named": True} if named else {"bounds": bounds}
         if inplace:
-            return self._inplace("clamp_tensor", lo, hi, bounds=bounds)
-        return self._op("clamp_tensor", self, lo, hi, bounds=bounds)
+            return self._inplace("clamp_tensor", lo, hi, **attrs)
+        return self._op("clamp_tensor", self, lo, hi, **attrs)
+
+    def clamp_min(self, min):
+        """torch's clamp_min: a number bound (ClampMinBackward0) or a tensor one (...1)."""
+        if hasattr(min, "shape"):
+            return self._clamp_tensor(min, None, named=True)
+        return self._op("clamp_min", self, bound=min)
+
+    def clamp_max(self, max):
+        if hasattr(max, "shape"):
+            return self._clamp_tensor(None, max, named=True)
+        return self._op("clamp_max", self, bound=max)
+
+    def clamp_min_(self, min):
+        if hasattr(min, "shape"):
+            return self._clamp_tensor(min, None, inplace=True, named=True)
+        return self._inplace("clamp_min", bound=min)
+
+    def clamp_max_(self, max):
+        if hasattr(max, "shape"):
+            return self._clamp_tensor(None, max, inplace=True, named=True)
+        return self._inplace("clamp_max", bound=max)
 
     def addcmul(self, tensor1, tensor2, *, value=1):
         return self._op("addcmul", self, tensor1, tensor2, value=value)

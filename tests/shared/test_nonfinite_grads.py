@@ -111,3 +111,33 @@ def test_median_propagates_nan_as_torch(M):
     ours, theirs = _medians(M), _medians(torch)
     assert ours[0] == theirs[0] == ["nan", "2.0"]
     assert repr(ours[1]) == repr(theirs[1])
+
+
+CLAMP_BOUNDS = {
+    "clamp_min_number": lambda L, x, t: x.clamp_min(0.0),
+    "clamp_max_number": lambda L, x, t: L.clamp_max(x, 1),
+    "clamp_min_tensor": lambda L, x, t: x.clamp_min(t),
+    "clamp_max_tensor": lambda L, x, t: L.clamp_max(x, t),
+    "clamp_min_in_place": lambda L, x, t: (x * 1.0).clamp_min_(t),
+    "clamp_max_in_place": lambda L, x, t: (x * 1.0).clamp_max_(0.5),
+    "integer_by_a_float": lambda L, x, t: L.tensor([1, 2]).clamp_min(1.5),
+}
+
+
+@pytest.mark.parametrize("upstream", [3.0, INF], ids=["finite", "inf"])
+@pytest.mark.parametrize("case", sorted(CLAMP_BOUNDS))
+def test_clamp_min_and_max_as_torch(M, case, upstream):
+    """torch's own nodes (ClampMinBackward0 for a number, ClampMinBackward1 with an edge to a
+    tensor bound), values, and gradients to both: ties pass to self, the rest to the bound."""
+    def run(L):
+        x = L.tensor([-2.0, 0.5, 3.0], dtype=L.float64, requires_grad=True)
+        t = L.tensor([0.0, 0.5, 1.0], dtype=L.float64, requires_grad=True)
+        out = CLAMP_BOUNDS[case](L, x, t)
+        if not out.requires_grad:
+            return str(out.dtype).split(".")[-1], out.tolist()
+        edges = [None if fn is None else type(fn).__name__ for fn, _ in out.grad_fn.next_functions]
+        (out * upstream).sum().backward()
+        return (type(out.grad_fn).__name__, edges, out.tolist(),
+                [None if v.grad is None else v.grad.tolist() for v in (x, t)])
+
+    assert run(M) == run(torch)

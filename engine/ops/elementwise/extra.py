@@ -151,14 +151,14 @@ def _(ctx, g):
             -g * v * b / (c * c) if ctx.needs[2] else None)
 
 
-def _clamp_t_meta(a, lo, hi, bounds="both") -> Meta:
+def _clamp_t_meta(a, lo, hi, bounds="both", named=False) -> Meta:
     present = [x for x, k in ((lo, "min"), (hi, "max")) if bounds in (k, "both")]
     dtype = result_type(a, *present)
     shape = broadcast_shapes(a.shape, *(x.shape for x in present))
     return Meta(shape, dtype, iterated(shape, (a, *present), dtype))
 
 
-def _clamp_t(xp, a, lo, hi, bounds="both"):
+def _clamp_t(xp, a, lo, hi, bounds="both", named=False):
     out = a
     if bounds in ("min", "both"):
         out = xp.maximum(out, lo)
@@ -167,8 +167,18 @@ def _clamp_t(xp, a, lo, hi, bounds="both"):
     return out
 
 
+# torch's clamp_min(t) / clamp_max(t) (`named`) have a node of their own, with edges to self
+# and their bound only
+_NAMED = {"min": edges_of("ClampMinBackward1", (0, 1)),
+          "max": edges_of("ClampMaxBackward1", (0, 2))}
+
+
+def _clamp_t_name(a, lo, hi, bounds="both", named=False):
+    return _NAMED[bounds] if named and bounds in _NAMED else "ClampBackward0"
+
+
 # a missing bound travels as the input itself (a placeholder the forward ignores)
-clamp_tensor = defop("clamp_tensor", infer=_clamp_t_meta, grad_name="ClampBackward0",
+clamp_tensor = defop("clamp_tensor", infer=_clamp_t_meta, grad_name=_clamp_t_name,
                      save=(0, 1, 2))(_clamp_t)
 
 
@@ -187,7 +197,7 @@ def _(ctx, g):
         out[1] = where(ge if crossed is None else ge | crossed, zero, g)
     if bounds != "min" and ctx.needs[2]:
         out[2] = where(le if crossed is None else le & crossed.logical_not(), zero, g)
-    return tuple(out)
+    return to_edges(ctx, tuple(out))
 
 
 def _nansum(xp, a, dim=None, keepdim=False):
