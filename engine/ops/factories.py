@@ -10,23 +10,39 @@ import numpy as np
 
 from ..core.dtype import as_dtype, default_float_dtype, int64, scalar_dtype
 from ..core.errors import InvalidArgumentError
+from ..core.layout import is_contiguous, non_overlapping_and_dense
 from ..core.registry import Meta, defop
 from ..core.shape import check_shape
 
 
 # -- factories: ops with no tensor inputs, run on the device named in attrs -------------------
-def _factory_meta(shape, dtype, device=None, **_):
-    return Meta(check_shape(shape), as_dtype(dtype))
+def _dense(shape: tuple, strides) -> tuple | None:
+    """A `*_like` factory's strides (torch's preserve_format: another tensor's dense layout);
+    None: contiguous. The engine lays its array out so (`_finish`)."""
+    if strides is None:
+        return None
+    strides = tuple(strides)
+    if len(strides) != len(shape) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in strides) \
+            or not non_overlapping_and_dense(shape, strides):
+        raise InvalidArgumentError(f"strides {list(strides)} do not lay out shape "
+                                   f"{list(shape)} densely")
+    return None if is_contiguous(shape, strides) else strides
+
+
+def _factory_meta(shape, dtype, device=None, strides=None, **_):
+    shape = check_shape(shape)
+    return Meta(shape, as_dtype(dtype), _dense(shape, strides))
 
 
 def _factory(fill):
-    def forward(xp, shape, dtype, device, **kw):
+    def forward(xp, shape, dtype, device, strides=None, **kw):
         return fill(xp, tuple(shape), as_dtype(dtype).np, **kw)
 
     return forward
 
 
-_SHAPED = ("shape", "dtype", "device")  # factories take attrs only
+_SHAPED = ("shape", "dtype", "device", "strides")  # factories take attrs only
 defop("zeros", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
     _factory(lambda xp, s, d: xp.zeros(s, d)))
 defop("ones", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
@@ -35,14 +51,16 @@ defop("empty", infer=_factory_meta, needs_device=True, attrs=_SHAPED)(
     _factory(lambda xp, s, d: xp.zeros(s, d)))
 
 
-def _full_meta(shape, value, dtype=None, device=None):
+def _full_meta(shape, value, dtype=None, device=None, strides=None):
     if not isinstance(value, numbers.Real):
         raise InvalidArgumentError(f"full() fill value must be a number, got {value!r}")
-    return Meta(check_shape(shape), as_dtype(dtype) if dtype else scalar_dtype(value))
+    shape = check_shape(shape)
+    return Meta(shape, as_dtype(dtype) if dtype else scalar_dtype(value), _dense(shape, strides))
 
 
-defop("full", infer=_full_meta, needs_device=True, attrs=("shape", "value", "dtype", "device"))(
-    lambda xp, shape, value, dtype=None, device=None: xp.full(
+defop("full", infer=_full_meta, needs_device=True,
+      attrs=("shape", "value", "dtype", "device", "strides"))(
+    lambda xp, shape, value, dtype=None, device=None, strides=None: xp.full(
         tuple(shape), value, _full_meta(shape, value, dtype).dtype.np)
 )
 

@@ -26,6 +26,7 @@ from ..core.backend import canonical_device
 from ..core.dtype import as_dtype, from_numpy_dtype, int64, scalar_dtype
 from ..core.errors import AutogradError, InvalidArgumentError
 from ..core.grad_mode import no_grad
+from ..core.layout import preserved
 from ..core.meta import AutogradMeta
 from ..core.registry import get_op
 from ..core.shape import parse_size
@@ -325,8 +326,24 @@ class FactoryAPI:
 
     # -- like another tensor -------------------------------------------------------------------
     def _like(self, fn, t, dtype, device, requires_grad, *args):
-        return fn(*args, dtype=t.dtype if dtype is None else dtype,
-                  device=t.device if device is None else device, requires_grad=requires_grad)
+        strides = preserved(tuple(t.shape), t._strides)
+        dtype = t.dtype if dtype is None else dtype
+        device = t.device if device is None else device
+        if strides is None:
+            return fn(*args, dtype=dtype, device=device, requires_grad=requires_grad)
+        # torch's preserve_format: laid out as t is (t.t(): column-major), by the factory op
+        name = {self.zeros: "zeros", self.ones: "ones", self.empty: "empty",
+                self.full: "full"}[fn]
+        attrs = {"shape": tuple(t.shape), "dtype": as_dtype(dtype).name, "strides": strides}
+        if name == "full":
+            attrs["value"] = args[1]
+        return self._factory(name, requires_grad, device, **attrs)
+
+    def _filled_like(self, t, dtype, device, requires_grad, fill):
+        """torch's `empty_like(t).fill_()`: drawn into t's layout, in its memory order."""
+        with no_grad():
+            out = fill(self.empty_like(t, dtype=dtype, device=device))
+        return out.requires_grad_(True) if requires_grad else out
 
     def zeros_like(self, input, dtype=None, device=None, requires_grad: bool = False):
         """Zeros with `input`'s shape, dtype and device.
@@ -368,6 +385,8 @@ class FactoryAPI:
         >>> engine.randn_like(engine.ones(2, 3)).shape
         gradserve.Size([2, 3])
         """
+        if preserved(tuple(input.shape), input._strides) is not None:
+            return self._filled_like(input, dtype, device, requires_grad, lambda t: t.normal_())
         return self._like(self.randn, input, dtype, device, requires_grad, input.shape)
 
     def rand_like(self, input, dtype=None, device=None, requires_grad: bool = False):
@@ -376,6 +395,8 @@ class FactoryAPI:
         >>> engine.rand_like(engine.ones(4)).shape
         gradserve.Size([4])
         """
+        if preserved(tuple(input.shape), input._strides) is not None:
+            return self._filled_like(input, dtype, device, requires_grad, lambda t: t.uniform_())
         return self._like(self.rand, input, dtype, device, requires_grad, input.shape)
 
     def randint_like(self, input, low=0, high=None, dtype=None, device=None,
@@ -388,6 +409,9 @@ class FactoryAPI:
         """
         if high is None:
             low, high = 0, low
+        if preserved(tuple(input.shape), input._strides) is not None:
+            return self._filled_like(input, dtype, device, requires_grad,
+                                     lambda t: t.random_(low, high))
         return self.randint(low, high, input.shape,
                             dtype=input.dtype if dtype is None else dtype,
                             device=input.device if device is None else device,
