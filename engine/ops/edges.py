@@ -71,6 +71,14 @@ def zeros_of(ctx, g, k: int):
                  device=g.device)
 
 
+def zero_grads(ctx, g) -> tuple:
+    """torch's `zeros_like(input)` for each input that needs a gradient, for a derivative
+    defined as zero (samplers, fills, rounded division). The node's edges must be its op's
+    first inputs (`zeros_of` reads the kept inputs' shapes by position)."""
+    return to_edges(ctx, tuple([zeros_of(ctx, g, k) if need else None
+                                for k, need in enumerate(ctx.needs)]))
+
+
 def input_needs(ctx, n: int) -> tuple[bool, ...]:
     """Which of the op's `n` inputs need a gradient (`ctx.needs`, padded to `n`)."""
     needs = tuple(ctx.needs)

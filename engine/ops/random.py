@@ -15,13 +15,12 @@ import inspect
 import numpy as np
 
 from ..core import torch_dists
-from ..core.autograd import NODE_CLASSES
 from ..core.dtype import as_dtype, int64, uint8
 from ..core.errors import InvalidArgumentError
 from ..core.mt19937 import CPUGenerator
 from ..core.registry import Meta, defop
 from ..core.shape import broadcast_shapes, check_shape
-from .edges import edges_of, to_edges, zeros_like, zeros_of
+from .edges import edges_of, zero_grads
 from .random_sample import multinomial_indices, randperm_values, trunc_normal_values
 
 _TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
@@ -166,14 +165,6 @@ def _check_args(kernel: str, dtype, kw: dict) -> None:
         raise InvalidArgumentError(f"bernoulli_ expects p to be in [0, 1], but got p={kw['p']}")
 
 
-def _overwritten(ctx, g):
-    """What a fill gives the values it overwrote: torch's `self: zeros_like(grad)` (and a
-    probability tensor's `zeros_like(p)`), so recording one on a tensor in the graph cuts the
-    gradient there, with torch's node."""
-    return to_edges(ctx, (zeros_like(g) if ctx.needs[0] else None,
-                          zeros_of(ctx, g, 1) if len(ctx.needs) > 1 and ctx.needs[1] else None))
-
-
 for _name, _kernel, _float, _attrs, _node in (
         ("uniform", "uniform", "uniform_kernel_cpu", ("low", "high"), "UniformBackward0"),
         ("normal", "normal", "normal_kernel_cpu", ("mean", "std"), "NormalBackward0"),
@@ -185,7 +176,7 @@ for _name, _kernel, _float, _attrs, _node in (
 ):
     _infer, _forward = _fill(_kernel, _float, _attrs)
     defop(_name, infer=_infer, random=True, attrs=(*_attrs, "generator"),
-          grad_name=edges_of(_node, (0,)))(_forward).def_backward(_overwritten)
+          grad_name=edges_of(_node, (0,)))(_forward).def_backward(zero_grads)
 
 
 def _trunc_normal_meta(a, *_state, mean, std, low, high, generator=False):
@@ -240,7 +231,7 @@ def _random_node(a, *_s, low=0, high=None, full=False, to_only=False, generator=
 
 defop("random", infer=_random_meta, random=True, grad_name=_random_node,
       attrs=("low", "high", "full", "to_only", "generator"))(_random_forward).def_backward(
-    _overwritten)
+    zero_grads)
 
 
 # -- samplers ----------------------------------------------------------------------------------
@@ -263,19 +254,19 @@ def _bernoulli_tensor(xp, a, p, *_s, gen):
     return gen.to_device(_in_memory_order(a, hits.reshape(-1).astype(a.dtype), gen))
 
 
-_bernoulli_tensor.def_backward(_overwritten)
+_bernoulli_tensor.def_backward(zero_grads)
 
 # What torch's out-of-place samplers record on the tensors they drew from: a node with a zero
 # gradient for each (their values are not differentiable in the parameters). The values are
 # drawn first, without a graph; this op gives them that node: inputs (*parameters, values).
-_SAMPLED = {name: edges_of(name, keep) for name, keep in (
-    ("BernoulliBackward0", (0,)), ("NormalBackward1", (0,)), ("NormalBackward2", (0,)),
-    ("NormalBackward3", (0, 1)))}
+_SAMPLED = {"BernoulliBackward0": (0,), "NormalBackward1": (0,), "NormalBackward2": (0,),
+            "NormalBackward3": (0, 1)}  # node: its edges, the parameters
+for _node, _keep in _SAMPLED.items():
+    edges_of(_node, _keep)
 
 
 def _sampled_meta(*inputs, node):
-    cls = NODE_CLASSES.get(_SAMPLED.get(node, ""))
-    if cls is None or len(inputs) != len(cls.keep) + 1 or \
+    if node not in _SAMPLED or len(inputs) != len(_SAMPLED[node]) + 1 or \
             not all(hasattr(x, "shape") for x in inputs):
         raise InvalidArgumentError(f"sampled: node must be one of {sorted(_SAMPLED)}, after "
                                    "its parameter tensors and then the drawn values")
@@ -287,10 +278,7 @@ def _sampled(xp, *inputs, node):
     return inputs[-1].copy()
 
 
-@_sampled.def_backward
-def _(ctx, g):
-    return to_edges(ctx, tuple([zeros_of(ctx, g, k) if need else None
-                                for k, need in enumerate(ctx.needs)]))
+_sampled.def_backward(zero_grads)
 
 
 def _memory_view(a, p: np.ndarray) -> np.ndarray:
@@ -339,4 +327,4 @@ def _poisson(xp, rates, *_s, gen):
     return gen.to_device(counts.astype(lam.dtype))
 
 
-_poisson.def_backward(lambda ctx, g: (zeros_like(g),))  # torch's `self: zeros_like(self)`
+_poisson.def_backward(zero_grads)  # torch's `self: zeros_like(self)`

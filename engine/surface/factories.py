@@ -325,15 +325,14 @@ class FactoryAPI:
                              m=None if m is None else int(m), dtype=_float(dtype).name)
 
     # -- like another tensor -------------------------------------------------------------------
-    def _like(self, fn, t, dtype, device, requires_grad, *args):
+    def _like(self, name: str, t, dtype, device, requires_grad, *args):
         strides = preserved(tuple(t.shape), t._strides)
         dtype = t.dtype if dtype is None else dtype
         device = t.device if device is None else device
         if strides is None:
-            return fn(*args, dtype=dtype, device=device, requires_grad=requires_grad)
+            return getattr(self, name)(*args, dtype=dtype, device=device,
+                                       requires_grad=requires_grad)
         # torch's preserve_format: laid out as t is (t.t(): column-major), by the factory op
-        name = {self.zeros: "zeros", self.ones: "ones", self.empty: "empty",
-                self.full: "full"}[fn]
         attrs = {"shape": tuple(t.shape), "dtype": as_dtype(dtype).name, "strides": strides}
         if name == "full":
             attrs["value"] = args[1]
@@ -351,7 +350,7 @@ class FactoryAPI:
         >>> engine.zeros_like(engine.ones(2, 3)).shape
         gradserve.Size([2, 3])
         """
-        return self._like(self.zeros, input, dtype, device, requires_grad, input.shape)
+        return self._like("zeros", input, dtype, device, requires_grad, input.shape)
 
     def ones_like(self, input, dtype=None, device=None, requires_grad: bool = False):
         """Ones with `input`'s shape, dtype and device.
@@ -359,7 +358,7 @@ class FactoryAPI:
         >>> engine.ones_like(engine.zeros(2), dtype=engine.int64).tolist()
         [1, 1]
         """
-        return self._like(self.ones, input, dtype, device, requires_grad, input.shape)
+        return self._like("ones", input, dtype, device, requires_grad, input.shape)
 
     def empty_like(self, input, dtype=None, device=None, requires_grad: bool = False):
         """An uninitialised tensor like `input`.
@@ -367,7 +366,7 @@ class FactoryAPI:
         >>> engine.empty_like(engine.ones(4)).shape
         gradserve.Size([4])
         """
-        return self._like(self.empty, input, dtype, device, requires_grad, input.shape)
+        return self._like("empty", input, dtype, device, requires_grad, input.shape)
 
     def full_like(self, input, fill_value, dtype=None, device=None,
                   requires_grad: bool = False):
@@ -376,7 +375,7 @@ class FactoryAPI:
         >>> engine.full_like(engine.ones(2), 0.5).tolist()
         [0.5, 0.5]
         """
-        return self._like(self.full, input, dtype, device, requires_grad, input.shape,
+        return self._like("full", input, dtype, device, requires_grad, input.shape,
                           fill_value)
 
     def randn_like(self, input, dtype=None, device=None, requires_grad: bool = False):
@@ -387,7 +386,7 @@ class FactoryAPI:
         """
         if preserved(tuple(input.shape), input._strides) is not None:
             return self._filled_like(input, dtype, device, requires_grad, lambda t: t.normal_())
-        return self._like(self.randn, input, dtype, device, requires_grad, input.shape)
+        return self._like("randn", input, dtype, device, requires_grad, input.shape)
 
     def rand_like(self, input, dtype=None, device=None, requires_grad: bool = False):
         """Uniform samples with `input`'s shape, dtype and device.
@@ -397,7 +396,7 @@ class FactoryAPI:
         """
         if preserved(tuple(input.shape), input._strides) is not None:
             return self._filled_like(input, dtype, device, requires_grad, lambda t: t.uniform_())
-        return self._like(self.rand, input, dtype, device, requires_grad, input.shape)
+        return self._like("rand", input, dtype, device, requires_grad, input.shape)
 
     def randint_like(self, input, low=0, high=None, dtype=None, device=None,
                      requires_grad: bool = False):

@@ -16,7 +16,7 @@ from ...core.errors import AutogradError, InvalidArgumentError
 from ...core.layout import iterated
 from ...core.registry import Meta, defop
 from ...core.shape import broadcast_shapes
-from ..edges import edges_of, to_edges, zeros_of
+from ..edges import edges_of, to_edges, zero_grads
 from .arithmetic import _shape_dtype, binary_float_meta, binary_meta, same_meta
 
 NOT_IMPLEMENTED = "torch::autograd::NotImplemented"
@@ -123,9 +123,7 @@ div_mode = defop("div_mode", infer=_div_mode_meta, grad_name="DivBackward2", att
               else _trunc_divide(xp, a, b)))
 
 
-@div_mode.def_backward
-def _(ctx, g):
-    return tuple([zeros_of(ctx, g, k) if need else None for k, need in enumerate(ctx.needs)])
+div_mode.def_backward(zero_grads)
 
 
 def _extreme(name: str, grad_name: str, fn: str, wins: str):
