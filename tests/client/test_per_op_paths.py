@@ -77,6 +77,16 @@ def test_a_batch_is_captured_at_its_second_sighting_and_replayed_after():
     assert plans.pack(ops) == _replay.pack_ops(ops)
 
 
+def test_a_replay_is_written_as_the_encoder_writes_it():
+    """Ids joined as they are where JSON would write them so, else the encoder's bytes."""
+    for handle, ids, values in [("ab.1", ["ab.2", "ab.3"], []), ("ab.1", ['a"b', "c"], [0.5]),
+                                ("x", ["\u00e9"], []), ("x", [], []), ("h", ["a\\b"], [1.5]),
+                                ("h", ["a\x01"], []), ("h", ["a\x7f", "b"], [2.0, -0.0]),
+                                ('h"', ["a"], []), ("h", ["a", "b"], [float("nan"), 1e300])]:
+        assert _replay.replay_bytes(handle, ids, values) == _replay.pack_ops(
+            [[_replay.REPLAY, handle, ids, values]])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
 def test_fetch_frames_are_read_in_place_as_the_parsed_chunks(dtype):
     arr = (np.arange(3 * 1000) % 7).astype(dtype).reshape(3, 1000)
