@@ -49,6 +49,12 @@ def _variants():
                   np.float32(0.25), -0.0, 0.0, np.float64(-0.0), float("nan"), [True]):
         out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "v": value}, 0)])
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"v": 1, "dim": [0]}, 0)])  # order
+    # ops of one or two inputs and no output (in place) against ones with an output
+    for last in [("sub_", ("a.4", "a.1"), (), None, 2), ("sub_", ("a.4", "a.2"), (), None, 2),
+                 ("sub_", ("a.4", 1.5), (), {"alpha": 0.5}, 2), ("sub_", ("a.4",), (), None, 2),
+                 ("sub_", ("a.4", "a.1"), ("a.5",), None, 2), ("sub_", ("a.4",), ("a.5",), None, 2),
+                 ("sub_", ("a.4", "a.1", "a.2"), (), None, 2), ("sub_", (), ("a.5",), None, 2)]:
+        out.append([*base[:2], last])
     renamed = [(n, tuple(x.replace("a.", "b.") if isinstance(x, str) else x for x in args),
                 tuple(o.replace("a.", "b.") for o in outs), attrs, flags)
                for n, args, outs, attrs, flags in base]
