@@ -6,7 +6,8 @@ contracts each multiply-then-add of those polynomials into a fused multiply-add;
 arithmetic below does the same (a float product is exact in double, so a multiply-add in
 double rounds once before the rounding to float), which reproduces torch's values exactly:
 checked against torch itself for every one of the 2^24 uniforms in both the radius and the
-angle place (tests/engine/test_torch_rng.py checks a sample).
+angle place (tests/engine/test_torch_rng.py checks a sample against torch, and every k
+against radius_reference and angle_reference, torch's steps written plainly).
 
 Speed: the kernel is about a hundred elementwise passes, so the words are drawn and
 transformed in blocks that stay in cache, every pass writes into preallocated buffers, and
@@ -400,6 +401,28 @@ def radius_reference(k: np.ndarray) -> np.ndarray:
         y = fma(y, m, p)
     y = fma(y * m, z, e * _LOG_Q1) - z * _f(0.5)
     return np.sqrt((m + y + e * _LOG_Q2) * _f(-2))
+
+
+def angle_reference(k: np.ndarray) -> np.ndarray:
+    """(cos, sin) of theta = 2pi * k/2^24 (in float) for 24-bit k (int32), as torch's
+    sincos256_ps gives them (Cephes' octant, its three-step reduction, both polynomials,
+    the select and the signs), every multiply-add fused, written plainly: rows that
+    _Kernel.sincos, its signs applied, must equal for every k."""
+    def fma(x, y, c):
+        return (np.asarray(x, _d) * np.asarray(y, _d) + np.asarray(c, _d)).astype(_f)
+
+    theta = _f(2.0 * np.pi) * (k.astype(_f) * _f(2.0 ** -24))
+    j = ((theta * _FOPI).astype(_i) + 1) & ~1  # theta >= 0: no sign to take off first
+    y = j.astype(_f)
+    x = fma(y, _DP[2], fma(y, _DP[1], fma(y, _DP[0], theta)))
+    z = x * x
+    c = fma(fma(z, _f(_COS_P[0]), _f(_COS_P[1])), z, _f(_COS_P[2])) * z
+    c = fma(c, z, -(z * _f(0.5))) + _f(1)
+    s = fma(fma(z, _f(_SIN_P[0]), _f(_SIN_P[1])), z, _f(_SIN_P[2])) * z
+    s = fma(s, x, x)
+    swap = (j & 2) != 0
+    cos, sin = np.where(swap, s, c), np.where(swap, c, s)
+    return np.stack([np.where((j + 2) & 4, -cos, cos), np.where(j & 4, -sin, sin)])
 
 
 def _log_fixes() -> np.ndarray:
