@@ -78,9 +78,8 @@ def _unit(gen: CPUGenerator, n: int, wide: bool, bounds: tuple | None = None) ->
     def narrow(i: int, v: np.ndarray) -> None:
         v.byteswap(inplace=True)
         v &= _M24_PAIR_BE
-        o = out[2 * i * _UNIT_BLOCK:2 * (i * _UNIT_BLOCK + v.size)]
-        np.copyto(o, v.view(">i4"), casting="unsafe")
-        _scale32(o, bounds)
+        _scale32(out[2 * i * _UNIT_BLOCK:2 * (i * _UNIT_BLOCK + v.size)], bounds,
+                 v.view(">i4"))
 
     draw_blocks(gen.random64, _block_sizes(n // 2, _UNIT_BLOCK), narrow)
     if n % 2:
@@ -103,17 +102,21 @@ def _scratch(size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
-def _scale32(o: np.ndarray, bounds: tuple | None) -> None:
-    """24-bit integers k (as floats, exact) to k / 2^24, or with bounds to
-    float(k / 2^24 * (high - low) + low) fused: the product is exact in double, and so is
-    k * ((high - low) / 2^24), one pass fewer."""
+def _scale32(o: np.ndarray, bounds: tuple | None, k: np.ndarray | None = None) -> None:
+    """o = k / 2^24 for 24-bit integers k (`o` itself, as floats, when k is not given), or
+    with bounds float(k / 2^24 * (high - low) + low) fused: the product is exact in double,
+    and so is k * ((high - low) / 2^24), one pass fewer; k goes to double directly (a
+    ufunc mixing float and double operands casts through a buffer, slower)."""
     if bounds is None:
+        if k is not None:
+            np.copyto(o, k, casting="unsafe")
         o *= _F32_DIV
         return
     lo, span = bounds
     t = _scratch(o.size, np.float64)
-    # a float64 scalar, so the loop is double's (a Python float would leave it float32's)
-    np.multiply(o, np.float64(span) * np.float64(_F32_DIV), out=t)
+    np.copyto(t, o if k is None else k, casting="unsafe")
+    # float64 scalars, so the loops are double's (a Python float would leave them float32's)
+    t *= np.float64(span) * np.float64(_F32_DIV)
     t += np.float64(lo)
     np.copyto(o, t, casting="same_kind")
 
