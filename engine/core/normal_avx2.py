@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import itertools
 import threading
-import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -40,7 +39,7 @@ _LOG_P = tuple(float(_f(c)) for c in (
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
 _LOG_P32 = tuple(_f(c) for c in _LOG_P)
 _LOG_Q1, _LOG_Q2 = _f(-2.12194440e-4), _f(0.693359375)
-_CHEAP_STEPS = 7  # of Horner's 8 in log256_ps, done unfused (see _Kernel.radius)
+_CHEAP_STEPS = 6  # of Horner's 8 in log256_ps, done unfused (see _Kernel.radius)
 _SQRTHF_BITS = int(np.array(0.707106781186547524, _f).view(_i))
 # Cody-Waite pi/4 in three floats. With j in {0, 2, 4, 6, 8}, j*DP1 and j*DP2 are exact
 # floats and x + j*DP1 + j*DP2 is an exact float, so torch's three fused steps round only
@@ -62,87 +61,43 @@ _BE = np.dtype(">i4")
 _MASK_BE = np.uint64(0xFFFFFF00FFFFFF00)
 _SIGN = np.int32(-2**31)
 # the k (24 bits) whose radius the unfused steps leave one ulp off, as k << 1 | (1 if one
-# ulp low), ascending, stored as zlib-compressed differences (uint32): `python -m
-# gradserve.engine.core.normal_avx2` lists them anew; a test checks all k
-_LOG_FIXES = np.cumsum(np.frombuffer(zlib.decompress(base64.b64decode(
-    "eNotmXd8ztcXx8/3eZI8RGQjISGIkNhKRIgtZogVK0aNIlYrZiVmYlcpYu9Zo/aKalC0Sq0fJWYQO0bt9eP3vs7v"
-    "j/v6fr/3nvE545577vMEx5SSmGMiGz3ySK8PIsUbiOx2sot3gCXH89vEOuckabtd5P42kUg3kbCxIn8H2OT5IBHX"
-    "KJGvN4m8ChV5f1kk3yRL9sZZ8iRbpHkxkafrRbqliTRcZUnJ/iKLoXPOJRLdQuTCGpEh5dDrYsmQPSLla4hcPypy"
-    "N5/I+LoiZ3jv2gGdE0Xmx4m0ZH3KAJG+BUUGjxZ5OAHepyL3Q0Tuwf8kQGR2SZEWAyzJW10kGPxNFoj0WCrSpY/I"
-    "i/YiO6NFDg1Xed+niJTwEEmuJVKhm8i62SL9wkXiYkRSPEUqYedJMHfPy/xIbAbzh6sifxYSGfkWeneRtK4ijcri"
-    "A2j3Ool0xD9v0Dc1WCSju8iPR0T6eIN9mshnu8iOViKhgdjmLLIV/kk8B/hakvSnJRuhsyEjIbdI2yoit0rjEy+R"
-    "WGKSAc8kf/zHfNhMkcx6ItUS8I2fyBz4OkHXf59Is1IiPrNEymDnIzDXRtYVMKUi6z369/cWmVhepAHyPl4UWRDE"
-    "s7NIFHJS9otcs0T2IM+vokg4svq54GP40r8FA/59DX/tmtiIf4bkwSb4i3YSyW4t0ri+yH/BX5P5yQVElqDbge8O"
-    "+oicw9ZY4vSW+R9ZjwHT/ab42lWkHvo2sk46yQh4cLE4IT9pFzzbRezEuw308xlD8NdH+D2wl9SSXWDbCk8K4zRr"
-    "1XzJIeau4at55Fltm8hwZB/Drk+Mq+j7jmdj7FrPyAXe19AfZVjgbMNzHLj6gHsh+pKxdUYlkRPM3y+CLvI9MkDt"
-    "GloYucx5IqMgOsqhfwrYBiBnEnnVCkxjsOMSOCeg9yo8XuyJWeyjM8w94TsDLJt4tmN8xdwL+LuQwymNRP6DDYRA"
-    "mhCbD+hvh+8i8NWw/CJFwNCStb7MTYWnKBhmY+8I1uOg7YB/JjrIU3L1ADgGQrsaX3gg+xTPd9CGgj+8uEhevhsa"
-    "n6OvMDZ4s+YLnkzWv0NGKdZJWxlGzoyDpi36f0VmGjZHsP4cmXnRX4yc74wR68ivQejPbfyHjBTeW7HPj/E+Ev4K"
-    "JUSOsGc6wJ9CbLPB0A4bduC3LshYAv5edt2b/vgrkppxkVhlk19LyLfD4OtGflYFYyJ8p9HjS83YA6ZI8PyNjvCi"
-    "7Al3jedjYvANfn6HbcXQV8Wh+68n/KNYvwddL/LG4r1pJHmG3vP4fyLf87G9FDEeAba6yGwFbTS81YlnHZMzok9/"
-    "MNhYy4b+AZNVmR9LbELRcRv91/BPLLiDoU0iRsfB25H5m8hZhe4nYAqEdx+6r8OzN5ZcI3Y10XUFn06Hz4YPEnmO"
-    "ZtRCRii2L+R9D7yZ0DnAmZ/3aSanwFoPeX/xXhi+Z9jdl2TyRb43NDt5t/OcjK5HYN0O9s3Iu0lsU/neBq4s+O+B"
-    "uyE4KcXiD4+3j9acRHxdk7j7QZObmHnAF4IdbuBoD+6j4NvJuz/1aiUYfNC7Bx0fwTLV7ANoSyGjOvLc4Q/BjmfE"
-    "7SQ0JZifg38qFVdsjZE1ExznsO8kazkFNS6pPB+wfgbcw03s0TObUb+qxqCfk9an99BZ6OyBHavg2wCuMtj+mGcO"
-    "3084K0gxyUHOI+YXg6km+uOZ+5X1nti5GNy3iN/vyIlA9lgw2fHxIuYHkt/b0HWJ91Nmz9kV1zIwVYanPXNpyH7D"
-    "3EjsbkuuVILnd9ZnIiuCuWg/rQ24S/4A53VGVeQUY+17ZB8Cx2K+58ETDs8P4Mghv1YSp8XwvIZmKfY0D9V8aMB7"
-    "a0/lSQzQPE3Gfyd4vgN7PPJe4fezxC0K3nDoKoG1AHwZfL900f1Qgfe36BoP31RiOAa+D4yuCCwHlifQBfN9h/W5"
-    "6LVDf4Lv19i4gffR0Fnom8izD/UjAhkLocviuza6r0BbGpxz4f/ByIHHnbVx6J5ichk82/gOsNQfps4Vgy6Qtc48"
-    "DzM3hve+zNeBdgv548J8W+SlwZPNfB9z/oj6/xN459h1vGAchpZyJD15PoM+00nPiRCDgRiN5fl1PrUvHP9wHH2J"
-    "0Spsv2Apbzf0c7TJGuQ1ZK4N75m8HyQ24/F5FjKfo3cKc+tYX2D2FOMNc2uQeRjcS5m/yPs/yL3JWO+vcc1j12cm"
-    "Ix56G3QNmAvDj6nIT0d3M5PH8O5C5iDsX25iwXsN1k5Bf5fcS2HcZj4K3ghoV/GkxAjtmvwC7QFjSxi+N3bYdC0f"
-    "/BE2PUNN/bphahU1oAu0XWwaE9rAL9/meRCZQfCcF42h6R3iTf1zVox29IaYuktu7GdsQeYrbPWDthq878EYydws"
-    "3lsyPiLnButnWR/vrLXB9C3/Mp/OoLWTTSbGzvptQ/4H3i841A7aUmkOrsrI/J1c80JWFdY7w2ND/3Xec/Oe6KZ5"
-    "VRy8g+HxQ/cd5isxR2sjrcw+EI1dCdO/YJMzOrqafgqZ/V10/3xjVz8YHbSsX8ZjU9dMTWQEQtsKjKOQM5FnJHzf"
-    "umr/Eg5fjovmRpyb9gVu+GMluTuF+VGs52POlXrwMzJvQHeEUZcRZnAhPwpMk/iebPaUyUtGKO+zGFOoyYHwlWGu"
-    "P3I38F4QO7qYnGZ/HiDH39uUx8TPjsxO0Kygdj7m/SDrddHR1UVrwV5GbrBVY+1XdI7hGY8srgBS1PRo8Lo4q+8e"
-    "OvR8Xw7NCOTU99b+qTJzh+Btg94dyH3P+yj88Ra6QNZaO2nOZjDqsR+imL/hoz1qBjzdWd9EoEvB88ZVewZz1t1z"
-    "0RoTwtxDeH3A9TPjFOMNfP3Mnmdv086Lm12xJfFsjNzJyFzLugX2dTxpe2U2ckbn1XeH8SV7L5FniJfuYWO3OTOT"
-    "mKvGszqYHOivZ+KF3COmLphaxvp2ziNnghCFvCJ2PVfHw98fn+QhD35C1xQ3vTN05LsQeLqxPlXUF2av9AXv1/jh"
-    "KLnwiRED1qGsDYRnN+tl4QtBXyK8q8j7WNPDgPOXXNobmrz3Y6znXLjEN637lxpUnViXAVdJ+Mra9Zz7jVEhgjrP"
-    "viuaX88Ts39M/PfxLO6k7+m8nwB7Y+TE894NLKXBEAl9NO+Bph6ANRvsS+gDH5qeCUz7jDzoepn9C+9xsJaBpiff"
-    "f5ozwfQ28I5ET7LdNKnEi/PiNjS/mD6HuQLYmwn20vgtIVjP9TQjn7EXHRVYv03epRsfw7Of+Lii5zM5Vcih/e9N"
-    "YwP4z/OehZy7yHhnzjrolyDjGutrXbQudmA+kfcc8uAAz6VguYDMW+jrzncEh8FuU19dtPaZ3iUHv8aB4RM+bIme"
-    "me7agxuapqwv4vwfgn8c8A3KpX7pBu/36GsNfX13vVM8dTMbjziAq7Slz5es18WOJGT5I2Mu+MLgH8L838ieS5zL"
-    "uWk9Nz2ZqVe/MfIxIvFlLeQ9NX5nzTQKUbz7FFD6YPDWBE87xhHwF4N2AM/pNtVzLr/akQbtIsYWH+2JhjF3zUf7"
-    "4DBzHoFnFrK5asoMZOxzaN6tg+43sJFiX+L6Epq57tqfdGZ+aZCegaZv2YM9HxmN6Lu6MVfEXe/Qezz1fmbwlg3W"
-    "PHKnd6zhrf7aCMYSxg5zhzH9kKkn5kwlbsmeGnPTE7dmzceu+MrxjDI1C33TRXtYJ76/orAONWcTez8N3gzuNYd5"
-    "NgBHADl4DP8PgrYAYyu2PTD9C+uNbFpX3iLjFTRTzR5y13N9Arovg9Mzt5695h47k3xJ4rnM3EPxZ1tGlofWkHRz"
-    "n8KxMcShF/Eljb/cPe8Rs6Lo2k8f2YO+Y5dN73GBrD2ytB69N/0DPB619Ow/hd526J2A7Emeet9LA/cAdKyEdx68"
-    "VR1611zAfLU8ep93s9SWlswtYf0JICKQOx4/u8IThO45TtormX2+I7/eRQ5is5fJB9Ov8D0Y/Q/N7x7ob4JfY3Jp"
-    "7kab2g1/aXRcDNL8742OcWDc7KJ9+H5TyxBWnLUV0N4yZ6T5TcBFz71BxCMLOTZXvectpIZ5sdYF+vMQ/uyle+lf"
-    "L703xOGzDPbhGWQPg39GHXoP8K1C9mowVmStvekruXuWsemZ7AHuKsz7W5pTseCtbel546BXem0pbxswJDTGfnI3"
-    "P3FaHoWP8KNrNHmA/lOcz73B5wOuydD2rEEtQcZ6m/5G1Jx8LkTe5AHLZmTOE71Lh2NPAjrzscePUlddkePDXLI5"
-    "v5AzBvv6QRvtrjk5gvlMzp8dyC6MnQl8J4KjN3oWQL+cuV7YFIysseg6g/3HmNsGzSju9QnQnWd+JDLa4dOh5P8p"
-    "dCwEQxZ2NEJHIRM/fBdkalxJ/Z2lDfrusjYTuas4JB3QByEnHZtX4JPjNFgevGcQ385gGm/T+0cz9hui5Cw5EF+X"
-    "+IFnIPoG8V0Wvh7w5Dc14f9nSJki+tvJVHyfjI4K2JJDPd7JvegzF7rR0DSDfiJ+Pl9Xa+Qo4rGXwuQw/SJ+7A/d"
-    "RvObS1PqB/E5jQ3H+U4jh7ea8wfd4zigfjL3S+Qk0kgEEE9fmqd72HkJ2q3oXgHfkB7wUtyG4sN62ziHV1Bn8OVW"
-    "9t/4Uezn2eggcZr1Id+hWUuCxYK1GTgO/USsk9kj3P/D8LeN/Amn+QpF/nrqXGEuGh3XojOvJWdoDrrj76Y0Cgeq"
-    "6jnzbhz1AFzT2oF1BvsiVu/9lxpyLuDn0+Us6ZPLkmfo20Ixru5kyaxLljwgsOa3i0U3iH9LS/7s2ErWfHSSiRPQ"
-    "2d6SD3PoA7mgfaqsvWxWcUsODWO/g+0zTdQlHNmxriXeXG79nuFrntdK2aU99+wgsI3Ap2vGoP8gNSOG/MH+GazN"
-    "pNk+TDyGmLsVeyzDxLUj+5rcjza/2/TW3wC/p6ikL6N/LafnaPVmxABsWe+oXxTr8BTwsTdaEIueBXUP2MijHvD5"
-    "k1fNyZls/FyOnFtPrp0w/RSxKk+uvDB9Ob5zQucNc0cw5wTx9SQGl/HTI/zuiZ49yAutje/Jt9XoO8m+G8AIAUsE"
-    "/t7pp78xPTO/85HHJ8mVaqYHwK7J4BmMj8aw7uWsv0Hm4bnEXftub95T7XrXjmLvhDA/A/1XwbYSTC2oJ+uhu2x6"
-    "G2rCfnLxA7lXjLUV7EHUSEXma5Kn/+DrFtAmgf0MdtVH13zk32EPNuEg/BYf/sFcAPm229xdkFk+jT3FXk9hvhY+"
-    "cSdfT+OPSu76u7ipz12ga0gO564Ej6/ebX8gt2aS676mn0DnYXJ2FLpmffktnv7BV/uMe+ac7gqealov7pDXa6FL"
-    "5vsmezUDPQnE7Wp9fIsNq8npOuR6IPZXJle+AtsRcFygRsYyz7TsxraN4cSdGCSPxa/IyQFP6nzqYH/yjov67TC9"
-    "X8eB5yo1ImYKNPB6k2Nr4V1zDNvgq1xIf6tYxn5ZOoI9hI8qY8tRgvmC+Ac10f1emZw5aPpxDscIsDxkf9cvZMkw"
-    "8qmETf/38ID2Hpf2kxfBP8GSFDAEm7tVGUsSMh1SY29pGXHIkrNt7OIL7+/vqV34sBfjFbXiPL5yWUpuU/BfEa8/"
-    "iP0xmlhz90ninJ9j8hp/Tcb+lzjCm5wuzh57Qy70IhfCq+q5nwJfDjnpQ80MInY3zX3cW+92RYjvDZ4eCdReYpSF"
-    "XdGmH8fPt4lrI3KgAvbb4R+J/Z2ISUX8syQSf+JjB77MBstCYjbM/M5ETfyLfeGLD+J53iSOcdCNYT3aU3uYHC7s"
-    "KWC4Si3aj8+LgnfoQmovdWo6++0zje8ldF1E/038Ptzcbbj4b76md8QWxL0esU09UEj+Yk/9lzx8zuXtbnP8Tqyv"
-    "EcO34HuObf+0wgZqVir7/xO27Ka+L59G70JO7mVfdX2gvzPHpHvIFWwvEEJtS8IvxDEQbBvBexzcG8j3rRwgZamT"
-    "2+Nzy33Oj4scOpednOU19vVMtUlVeNo5mf8obPI/sM4k2A=="
-)), "<u4"), dtype=np.int64).astype(_i)
-# with a sentinel above every k, so a search never runs off the end
+# ulp low): `python -m gradserve.engine.core.normal_avx2` lists them anew; a test checks all k
+_LOG_FIXES = np.frombuffer(base64.b64decode(
+    "GGJIAOErSwAZWlEAE4JVANJsVgBlplgAvHpaAP8+WwDVD14AfaVkAFurZAAkv2QAF29nAK8zaQCURWoActJqAGYn"
+    "bABPem4Aq9JvADhXcQDlbXEAhthxAC7/dgDOQHcAop13ACPodwBO+XcAStF4AD7gewAwg3wAtrt8AF8xfQBAn30A"
+    "Wg1+AJ0ffgC3Ln4Axtd+AKYKgAB0YIAAsXCAAIt9gABsh4EAXoiBAHJNggBuqoMAdFuEACH3hABNFoUAyauFAFfq"
+    "hQBTFIYAdCOGAF8thgBryoYAsx2HAMNShwBkAYgA+yqIAP9hiQD2cooA8ZyKAFuxigATt4oAucaLAE32iwCT+4sA"
+    "zgWMAB+ajQDLz40AK9uOAEL9jgAuPo8A43eQAHqgkAAakJEAjd+RAClDkwCdSZMA7FCTADmpkwCUzpMAIduTAJrv"
+    "kwDv+5MA3YiUAAuOlACwpJQApLSUAJHmlACH65QAFhOVAG8nlQBeO5UAGniVAG+NlQD7nJUAZLKVAKTplQDZDpYA"
+    "bDCWADo3lgBHgJYAOaqWAGHAlgBGxZYA1cmWAJrYlgC22ZYAbPCWAOv3lgBEEJcAShKXAEg1lwDcOJcAcDyXAGNA"
+    "lwBKQ5cAm0+XAP+BlwCii5cAd42XAJyNlwD8lJcAIpWXAFDFlwB9yJcAGN6XAL33lwAIDJgA6hSYAK00mAD/WJgA"
+    "MHOYAHSEmAATjZgAho6YADqcmAChqJgACbiYAJ+5mAD7v5gAI+2YAOssmQA9P5kANWeZADhvmQDCgJkA84OZACyS"
+    "mQA5nZkA/aKZAKawmQA3tJkAY8KZADTEmQC2yZkAgtiZAMf1mQC3+ZkAbEKaAH1KmgDLT5oAt3qaAOd6mgCFhJoA"
+    "usmaAEDKmgCj1JoAKdWaAPvZmgAY45oAauuaAGv1mgD7EZsA4BabABEcmwDWKZsAeyybAENKmwAXW5sA7nCbALqO"
+    "mwAaj5sAEr6bAJ0CnAD9ApwAAQWcAC8InAC9JJwAXDCcAH06nAC/P5wAYVqcAC55nADBj5wA2aacACTGnABY0ZwA"
+    "GdacAJ8BnQDoA50AhyKdAJo0nQD8OJ0ABlKdAMdcnQAsYJ0AMW2dAPF+nQClf50A7oedAGWZnQDsr50AkcqdAPrh"
+    "nQD35Z0ASheeAGU5ngBmO54AM0CeAAVKngC8lp4A3aeeALgLnwAcGZ8AfSyfACZwnwC1rJ8A6bWfAOrQnwCp158A"
+    "1NufALEHoAAkDaAAiRGgAEcToAB3S6AAZWmgABOLoADLi6AAhY2gAJmdoAD1nqAAVbGgAIC4oAC6u6AAAM6gAGzv"
+    "oAAJDqEA8xGhAH42oQA3P6EABkmhAF1doQDuaqEAipKhAB/DoQAMyaEAo9+hAEsJogAQGqIAKjuiAKZLogBsXqIA"
+    "ZWGiAGBjogCAcaIAmXaiAHKXogC4q6IAmq+iAPy1ogA65qIAHeyiAO8TowDtKqMAPjWjABdTowAAmaMAEbKjAJjB"
+    "owBKOqQAjU2kAEFTpACtWaQAgGakALp2pABkoqQAiRKlAHggpQCiOKUAYlulAMVzpQAjdaUAZI+lACKcpQBanKUA"
+    "pa6lAJa/pQD7JqYAYiemAOE4pgBIWKYAKGOmAHd5pgD08aYAYPumAKMLpwAgHKcABianAFkppwBsLKcAN1ynAN+K"
+    "pwDy7KcAN/unAE81qAA4O6gAMU6oAK1bqADfgqgA9IeoADrmqADRMakA8UypANJ4qQDWz6kASNepAKcmqgCcOaoA"
+    "D2CqAHxxqgC1hKoA27SqACguqwCyPqsAf1WrAKLPqwAJ6asAivmrADcArAD6DawAtRGsAPh0rAABp6wAFyOtAAJt"
+    "rQC8ga0AA5mtADSxrQCMsa0AArOtAA0PrgC5G64An0+uAENirgC3dK4AwdeuANfurgB3LK8Alz+vACezrwDvNLAA"
+    "1nqwAATCsAC3jrEAedSxAI/zsQA+nLIATxezAPBFswAqULMAqCe0ALdEtABWYLQA44u0ABDvtAArRrUA7HS1AIsF"
+    "tgAyW7YA2HC2ACfutgBvO7cAABW8AA8OvQCU3L0AB5K+AJA4wQCZQMIAt5TCADAUxgB4UMcAqHrIAC5m0ABxZOEA"
+    "BFszAQOlNAFHfzcB5f85ARpkPQE6mz0BJiI/AT4ZQQFkk0UBErVFAVo5RgFzO0YBpbFGAQdsRwHmeEcBxPlJAThI"
+    "SwHrZEsBEH5LAcuxSwHeuksBe8lLAX7KSwGU1UsB0dtLAbtZTQErRk4BdblOAZ2/TwH41k8Bu+pPAcn9TwF9bFAB"
+    "HYlQARU9UQH2yFEB2kpSAY2BUgHVglIBE4dSAcG8VQEiClYBCJpWAShBVwGAjVcBMr1XAWtiWQF9vFkBAPxZAY4Y"
+    "WwHL4VsB11xgAdJTmwEYD6MBDPSkAW8CpQH9UaUBIImlARWcpQEIv6UB9d+lAXgspgGIX6YB3jqnAS3TpwFe8KcB"
+    "0VOoAdibqAFI/agBup2pAcT9qgETL6wBdh6tAU0irQEuE64BmqnMAfvt0QE2ydIBjXbTAQOT0wEBo9MBV4vUAWDb"
+    "1AHY5tUBFWzpAfyf6QFv8OkB/s/0AeYS9QG9ePUBYQv6AX87/QE="), "<i4")
+# sorted, with a sentinel above every k, so a search never runs off the end
 _LOG_FIX_K = np.append(_LOG_FIXES >> 1, 1 << 24).astype(_i)
 _LOG_FIX_STEP = np.append(np.where(_LOG_FIXES & 1, 1, -1), 0).astype(_i)
-# two filters, by k's low and by its high 16 bits: the first over every place, the second
-# over the few it leaves, so that only one place in a few thousand is searched for
-# (bool: numpy finds the set places of a bool array several times faster than of a uint8 one)
-_LOG_FILTER, _LOG_FILTER_HI = np.zeros((2, 1 << 16), np.bool_)
-_LOG_FILTER[_LOG_FIX_K[:-1] & 0xFFFF] = True
-_LOG_FILTER_HI[_LOG_FIX_K[:-1] >> 8] = True
+_LOG_FILTER = np.zeros(1 << 16, np.bool_)  # bool: numpy finds the set places of a bool
+_LOG_FILTER[_LOG_FIX_K[:-1] & 0xFFFF] = True  # array several times faster than of a uint8 one
 _FLIP_OFFSET = np.array([[2 << 13], [0]], _i)  # rows: cos, sin
 
 
@@ -163,7 +118,7 @@ _C_HALF64 = _c(0.5, _d)
 _C_ANGLE, _C_DP = _c(_ANGLE, _f), _c(_DP_SUM * 2.0 ** -13, _d)
 _C_EXP_BIAS, _C_SQRTHF = _c(_SQRTHF_BITS + (24 << 23), _i), _c(_SQRTHF_BITS, _i)
 _C_SIGN = _c(_SIGN, _i)
-_C_I = {v: _c(v, _i) for v in (8, 16, 17, 23, 31, 0xFFFF, 0x7FFFFF, 0xE000, 0x2000, 0x1C000)}
+_C_I = {v: _c(v, _i) for v in (16, 17, 23, 31, 0xFFFF, 0x7FFFFF, 0xE000, 0x2000, 0x1C000)}
 
 
 class _Kernel:
@@ -218,8 +173,6 @@ class _Kernel:
         np.take(_LOG_FILTER, self.idx, out=self.hit, mode="clip")
         at = self.hit.nonzero()[0] if fix else self.idx[:0]
         ks = self.ki[at]
-        near = _LOG_FILTER_HI[ks >> _C_I[8]]
-        at, ks = at[near], ks[near]
         np.subtract(_C_2_24, a, out=a)  # 2^24 (1 - u): exact
         # frexp and Cephes' "x < sqrt(1/2): e -= 1, x += x" in one: subtracting sqrt(1/2)'s
         # bits borrows from the exponent exactly when the mantissa is below it (the 2^-24
@@ -232,7 +185,7 @@ class _Kernel:
         m = a
         m -= _C_ONE
         np.multiply(m, m, out=z)
-        # Horner's first seven steps unfused in float32, four times cheaper than a fused
+        # Horner's first six steps unfused in float32, four times cheaper than a fused
         # step: that changes the radius of a few k (_LOG_FIXES, found by trying all 2^24),
         # which are put right after. A fused step is done in double (a product of floats is
         # exact there, so the step rounds once, on the way back to float), with the casts
@@ -441,6 +394,5 @@ def _log_fixes() -> np.ndarray:
 
 
 if __name__ == "__main__":  # prints _LOG_FIXES for the source
-    deltas = np.diff(_log_fixes(), prepend=0).astype("<u4")
-    text = base64.b64encode(zlib.compress(deltas.tobytes(), 9)).decode()
+    text = base64.b64encode(_log_fixes().tobytes()).decode()
     print("\n".join(f'    "{text[i:i + 88]}"' for i in range(0, len(text), 88)))
