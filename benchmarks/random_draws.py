@@ -11,11 +11,15 @@ thread and on helper threads); `gradserve 1 thread` is the same with the helpers
 `before` is what engine/_random.py drew until API.md §8 (numpy's PCG64 Generator: ziggurat
 normals and uniforms of the dtype; the engine's per-op overhead, a few microseconds, is not in it);
 `numpy` is numpy's legacy MT19937 RandomState in float64 (the other way to get Mersenne Twister
-numbers from numpy); `torch` is torch.randn/rand on one thread. `randint` is randint(0, 1000)
-(int64 whatever --dtype), `normal_` is x.normal_(2.0, 3.0) and `uniform_` x.uniform_(-1.0, 2.0)
-in place on a tensor of --dtype (`before`: numpy's PCG64 draws of the dtype, then the affine map
-in place). The sides alternate within each round (the machine is shared and drifts); the table
-gives the median and the best round in milliseconds.
+numbers from numpy); `torch` is torch.randn/rand on one thread; `words` is the part of
+gradserve's draw that no transformation can save: numpy's MT19937 C loop drawing the n 32-bit
+words (as n/2 64-bit draws, its fastest call) that torch's kernels turn into n floats or
+normals. `randint` is randint(0, 1000) (int64 whatever --dtype), `normal_` is
+x.normal_(2.0, 3.0) and `uniform_` x.uniform_(-1.0, 2.0) in place on a tensor of --dtype
+(`before`: numpy's PCG64 draws of the dtype, then the affine map in place). The sides alternate
+within each round (the machine is shared and drifts); the table gives the median and the best
+round in milliseconds, and the median of the process's CPU time (all its threads: for a side
+on one thread it is the wall time without the waits that other work on the machine causes).
 """
 
 from __future__ import annotations
@@ -45,15 +49,18 @@ def _one_thread(fn):
 def _sides(n: int, dtype: str) -> dict:
     pcg = np.random.Generator(np.random.PCG64(0))
     legacy = np.random.RandomState(0)
+    words = mt19937.CPUGenerator(0)
     sides = {
         ("randn", "gradserve"): lambda: engine.randn(n, dtype=dtype),
         ("randn", "gradserve 1 thread"): _one_thread(lambda: engine.randn(n, dtype=dtype)),
         ("randn", "before"): lambda: pcg.standard_normal(n, dtype=dtype),
         ("randn", "numpy"): lambda: legacy.standard_normal(n),
+        ("randn", "words"): lambda: words.random64(n // 2),
         ("rand", "gradserve"): lambda: engine.rand(n, dtype=dtype),
         ("rand", "gradserve 1 thread"): _one_thread(lambda: engine.rand(n, dtype=dtype)),
         ("rand", "before"): lambda: pcg.random(n, dtype=dtype),
         ("rand", "numpy"): lambda: legacy.random_sample(n),
+        ("rand", "words"): lambda: words.random64(n // 2),
     }
     x, buf = engine.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
 
@@ -93,23 +100,26 @@ def _sides(n: int, dtype: str) -> dict:
 def measure(n: int, rounds: int, reps: int, dtype: str = "float32") -> dict:
     engine.manual_seed(0)
     sides = _sides(n, dtype)
-    times = {k: [] for k in sides}
+    times = {k: ([], []) for k in sides}  # wall, CPU
     for fn in sides.values():
         fn()  # warm up
     for _ in range(rounds):
         for key, fn in sides.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(reps):
                 fn()
-            times[key].append((time.perf_counter() - start) / reps * 1e3)
+            times[key][0].append((time.perf_counter() - start) / reps * 1e3)
+            times[key][1].append((time.process_time() - cpu) / reps * 1e3)
     return times
 
 
 def table(times: dict, n: int, dtype: str = "float32") -> str:
-    lines = [f"| {n:.0e} {dtype} | side | median ms | best ms |", "|---|---|---|---|"]
+    lines = [f"| {n:.0e} {dtype} | side | median ms | best ms | median CPU ms |",
+             "|---|---|---|---|---|"]
     order = list(dict.fromkeys(fn for fn, _ in times))  # each function's rows together
-    for (fn, side), ts in sorted(times.items(), key=lambda kv: order.index(kv[0][0])):
-        lines.append(f"| {fn} | {side} | {statistics.median(ts):.2f} | {min(ts):.2f} |")
+    for (fn, side), (ts, cpu) in sorted(times.items(), key=lambda kv: order.index(kv[0][0])):
+        lines.append(f"| {fn} | {side} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
+                     f"{statistics.median(cpu):.2f} |")
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ contracts each multiply-then-add of those polynomials into a fused multiply-add;
 arithmetic below does the same (a float product is exact in double, so a multiply-add in
 double rounds once before the rounding to float), which reproduces torch's values exactly:
 checked against torch itself for every one of the 2^24 uniforms in both the radius and the
-angle place (tests/engine/test_torch_rng.py checks a sample).
+angle place (tests/engine/test_torch_rng.py checks a sample against torch, and every k
+against radius_reference and angle_reference, torch's steps written plainly).
 
 Speed: the kernel is about a hundred elementwise passes, so the words are drawn and
 transformed in blocks that stay in cache, every pass writes into preallocated buffers, and
@@ -144,8 +145,10 @@ class _Kernel:
         (self.k, self.flip, self.u, self.cs, self.ki, self.jq, self.n, self.e, self.y, self.z,
          self.m64, self.t64, self.t2, self.zx, self.idx, self.hit) = views
 
-    def fill(self, v: np.ndarray, out: np.ndarray) -> None:
-        """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten)."""
+    def fill(self, v: np.ndarray, out: np.ndarray, mean: float = 0.0,
+             std: float = 1.0) -> None:
+        """Rows `out` (h/8, 16) from their h drawn 64-bit values `v` (overwritten), as
+        normals of `mean` and `std`."""
         v.byteswap(inplace=True)
         v &= _C_MASK_BE
         # each row's 8 draws: 4 (8 words) for the radii, then 4 for the angles
@@ -155,6 +158,8 @@ class _Kernel:
         cs = self.sincos(self.u[1], self.k[1])
         np.multiply(cs, r, out=cs)
         cs.view(_i)[...] ^= self.flip
+        if not (_f(mean) == 0 and _f(std) == 1):  # while the values are still in cache
+            _affine(cs.reshape(-1), mean, std, self.t2.reshape(-1))
         np.copyto(out.view(_V32).T, cs.view(_V32))
 
     def radius(self, a: np.ndarray, fix: bool = True) -> np.ndarray:
@@ -180,11 +185,12 @@ class _Kernel:
         m = a
         m -= _C_ONE
         np.multiply(m, m, out=z)
-        # Horner's first six steps unfused in float32, four times cheaper than a fused step
-        # (a double product, a double sum and two conversions): that changes the radius of
-        # a few k (_LOG_FIXES, found by trying all 2^24), which are put right after. A fused
-        # step is two passes: the float operands widen inside the multiply's loop and the
-        # double sum rounds to float on its way out of the add's
+        # Horner's first six steps unfused in float32, four times cheaper than a fused
+        # step: that changes the radius of a few k (_LOG_FIXES, found by trying all 2^24),
+        # which are put right after. A fused step is done in double (a product of floats is
+        # exact there, so the step rounds once, on the way back to float), with the casts
+        # as passes of their own: a ufunc that mixes float and double operands casts them
+        # through a buffer, slower than a separate cast
         np.multiply(m, _C_LOG_P32[0], out=y)
         y += _C_LOG_P32[1]
         for p in _C_LOG_P32[2:_CHEAP_STEPS + 1]:
@@ -192,8 +198,10 @@ class _Kernel:
             y += p
         np.copyto(m64, m)
         for p in _C_LOG_P64[_CHEAP_STEPS + 1:]:
-            np.multiply(y, m64, out=t)
-            np.add(t, p, out=y, casting="same_kind")
+            np.copyto(t, y)
+            t *= m64
+            t += p
+            np.copyto(y, t, casting="same_kind")
         y *= m
         np.multiply(y, z, out=t, dtype=_d)
         np.multiply(e, _C_LOG_Q1, out=y)
@@ -223,8 +231,8 @@ class _Kernel:
         np.bitwise_and(kw, _C_I[0xE000], out=jq)
         jq += _C_I[0x2000]
         jq &= _C_I[0x1C000]
-        # mixed float/double operands widen inside the ufunc's loop and a double result
-        # rounds to float on its way out: a fused step in one or two passes
+        # one fused step, its float and double operands mixed in the ufuncs (two passes;
+        # the polynomials below chain their steps in double, with casts of their own)
         np.multiply(jq, _C_DP, out=t)
         np.add(t, x, out=x, casting="same_kind")
         np.copyto(zx[1], x)
@@ -233,14 +241,19 @@ class _Kernel:
         z64 = zx[0]
         np.copyto(z64, z)
         np.multiply(z64, _K0, out=t2)
-        np.add(t2, _K1, out=cs, casting="same_kind")
-        np.multiply(cs, z64, out=t2)
-        np.add(t2, _K2, out=cs, casting="same_kind")
+        t2 += _K1
+        np.copyto(cs, t2, casting="same_kind")
+        np.copyto(t2, cs)
+        t2 *= z64
+        t2 += _K2
+        np.copyto(cs, t2, casting="same_kind")
         cs *= z
-        np.multiply(cs, zx, out=t2)  # cos: c*z - z/2; sin: s*x + x
+        np.copyto(t2, cs)
+        t2 *= zx  # cos: c*z - z/2; sin: s*x + x
         np.multiply(z64, _C_HALF64, out=t)
-        np.subtract(t2[0], t, out=cs[0], casting="same_kind")
-        np.add(t2[1], zx[1], out=cs[1], casting="same_kind")
+        t2[0] -= t
+        t2[1] += zx[1]
+        np.copyto(cs, t2, casting="same_kind")
         cs[0] += _C_ONE
         # odd octant pairs (j & 2) swap the polynomials: a bitwise select
         ci = cs.view(_i)
@@ -260,7 +273,8 @@ class _Kernel:
 def _affine(flat: np.ndarray, mean: float, std: float, t: np.ndarray) -> None:
     """flat = float(flat * std + mean), fused (one rounding) as torch's kernel does; `t` a
     double buffer of flat's size."""
-    np.multiply(flat, _d(_f(std)), out=t)
+    np.copyto(t, flat)
+    t *= _d(_f(std))
     t += _d(_f(mean))
     np.copyto(flat, t, casting="same_kind")
 
@@ -302,10 +316,7 @@ def block_rows(rows: int, threads: int) -> list[int]:
 
 def _fill_block(v: np.ndarray, o: np.ndarray, mean: float, std: float) -> None:
     """Rows `o` (r, 16) from their 8r drawn 64-bit values `v` (consumed)."""
-    kern = _kernel(v.size)
-    kern.fill(v, o)
-    if not (_f(mean) == 0 and _f(std) == 1):
-        _affine(o.reshape(-1), mean, std, kern.t2.reshape(-1))  # free after fill
+    _kernel(v.size).fill(v, o, mean, std)
 
 
 def fill_rows(words: Callable[[int], np.ndarray], rows: int, mean: float, std: float,
@@ -343,6 +354,28 @@ def radius_reference(k: np.ndarray) -> np.ndarray:
         y = fma(y, m, p)
     y = fma(y * m, z, e * _LOG_Q1) - z * _f(0.5)
     return np.sqrt((m + y + e * _LOG_Q2) * _f(-2))
+
+
+def angle_reference(k: np.ndarray) -> np.ndarray:
+    """(cos, sin) of theta = 2pi * k/2^24 (in float) for 24-bit k (int32), as torch's
+    sincos256_ps gives them (Cephes' octant, its three-step reduction, both polynomials,
+    the select and the signs), every multiply-add fused, written plainly: rows that
+    _Kernel.sincos, its signs applied, must equal for every k."""
+    def fma(x, y, c):
+        return (np.asarray(x, _d) * np.asarray(y, _d) + np.asarray(c, _d)).astype(_f)
+
+    theta = _f(2.0 * np.pi) * (k.astype(_f) * _f(2.0 ** -24))
+    j = ((theta * _FOPI).astype(_i) + 1) & ~1  # theta >= 0: no sign to take off first
+    y = j.astype(_f)
+    x = fma(y, _DP[2], fma(y, _DP[1], fma(y, _DP[0], theta)))
+    z = x * x
+    c = fma(fma(z, _f(_COS_P[0]), _f(_COS_P[1])), z, _f(_COS_P[2])) * z
+    c = fma(c, z, -(z * _f(0.5))) + _f(1)
+    s = fma(fma(z, _f(_SIN_P[0]), _f(_SIN_P[1])), z, _f(_SIN_P[2])) * z
+    s = fma(s, x, x)
+    swap = (j & 2) != 0
+    cos, sin = np.where(swap, s, c), np.where(swap, c, s)
+    return np.stack([np.where((j + 2) & 4, -cos, cos), np.where(j & 4, -sin, sin)])
 
 
 def _log_fixes() -> np.ndarray:

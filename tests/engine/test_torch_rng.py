@@ -180,3 +180,20 @@ def test_float32_radius_equals_the_fused_reference_for_every_uniform():
         np.copyto(kern.u[0], k, casting="unsafe")
         ours = kern.radius(kern.u[0]).view(np.int32)
         assert np.array_equal(ours, normal_avx2.radius_reference(k).view(np.int32)), lo
+
+
+def test_float32_angle_equals_the_fused_reference_for_every_uniform():
+    """normal_avx2's sincos takes Cephes' octant from k's top bits, does the three-step
+    reduction as one double step and chains the polynomials in double; for every 24-bit k
+    its (cos, sin), signs applied, must equal angle_reference, Cephes' steps written plainly
+    (the grid test above holds the whole kernel against torch itself)."""
+    from gradserve.engine.core import normal_avx2
+
+    step = 1 << 20
+    kern = normal_avx2._Kernel(step)
+    for lo in range(0, 1 << 24, step):
+        k = np.arange(lo, lo + step, dtype=np.int32)
+        np.copyto(kern.u[1], k, casting="unsafe")
+        np.copyto(kern.k[1], k.astype(">i4").view(np.int32))  # the words as fill leaves them
+        ours = kern.sincos(kern.u[1], kern.k[1]).view(np.int32) ^ kern.flip
+        assert np.array_equal(ours, normal_avx2.angle_reference(k).view(np.int32)), lo
