@@ -62,7 +62,7 @@ class SavedTensor:
             return t
         out = self.kind._from_saved(self.data, owner.device, self.dtype)
         out._vc = self.vc
-        if _grad_mode.is_grad_enabled() and self.dtype.is_floating_point:
+        if _grad_mode._state.enabled and self.dtype.is_floating_point:
             # create_graph: the output keeps its history
             out.grad_fn, out._output_nr = owner, self.output_nr
         return out
@@ -266,15 +266,50 @@ def plan_backward(roots: Sequence, inputs: Sequence | None = None):
             if e is None:
                 raise AutogradError("One of the differentiated Tensors does not require grad")
             targets.setdefault(e[0], []).append((e[1], k))
-    children, needed = backward_graph(list(dict.fromkeys(e[0] for e in edges)), targets)
-    deps = dict.fromkeys(needed, 0)
-    for node in needed:
-        for c in children[node]:
-            if c in deps:
-                deps[c] += 1
+    starts = list(dict.fromkeys(e[0] for e in edges))
+    if targets is None:  # every node below the roots runs (`.backward()`: once per step)
+        deps = _counted_graph(starts)
+    else:
+        children, needed = backward_graph(starts, targets)
+        deps = dict.fromkeys(needed, 0)
+        for node in needed:
+            for c in children[node]:
+                if c in deps:
+                    deps[c] += 1
+    for node in deps:  # roots first, as `backward_graph` orders them
         if type(node) is not AccumulateGrad:
             node.check_saved()
     return edges, targets, deps
+
+
+def _counted_graph(roots) -> dict:
+    """`backward_graph(roots)`'s nodes in its order (roots first) with their dependency
+    counts (edges into each), counted in the one depth-first walk."""
+    counts: dict = {}
+    expanded = set()
+    order = []  # post-order, as `backward_graph`'s
+    for root in roots:
+        if root in expanded:
+            continue
+        expanded.add(root)
+        stack = [(root, iter(root.next_functions))]
+        while stack:
+            node, rest = stack[-1]
+            for c, _ in rest:
+                if c is None:
+                    continue
+                counts[c] = counts.get(c, 0) + 1
+                if c not in expanded:
+                    expanded.add(c)
+                    if c.next_functions:
+                        stack.append((c, iter(c.next_functions)))
+                        break
+                    order.append(c)  # feeds nothing (an accumulator): done, without a stack entry
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return {n: counts.get(n, 0) for n in order}
 
 
 # Called before each node of a backward with data, when set (`set_node_check`): a server's

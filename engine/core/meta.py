@@ -368,11 +368,18 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
-        kept = None if op.grad_uses is None else op.kept(
-            tuple([e[0] is not None for e in edges]))
-        keep = range(n) if kept is None else kept[0]
-        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
-                        else inputs[i]) if i in keep else None for i in which])
+        if op.grad_uses is None:
+            keep = range(n)
+        else:  # loops, not comprehensions (a frame each in 3.11): per recorded op
+            needs = []
+            for e in edges:
+                needs.append(e[0] is not None)
+            keep = op.kept(tuple(needs))[0]
+        kept = []
+        for i in which:
+            x = inputs[i] if i in keep else None
+            kept.append(SavedTensor(x) if isinstance(x, AutogradMeta) else x)
+        saved = tuple(kept)
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
     if cls is None:
         name = op.node_name(inputs, attrs, meta)
@@ -396,7 +403,9 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             o = outputs[nr]
             if o.dtype.is_floating_point and (only is None or nr in only):
                 o._grad_fn, o._output_nr = node, nr
-    saved = op.save_output and op.output_kept(node.needs)
+    saved = op.save_output
+    if saved and op.grad_uses is not None:  # else `output_kept` is save_output: no `needs`
+        saved = op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)

@@ -106,3 +106,41 @@ def test_fused_sgd_ops_equal_the_expressions_they_replace(grad_on):
     assert p.numpy().tobytes() == ep.numpy().tobytes()
     assert b.numpy().tobytes() == eb.numpy().tobytes()
     assert p._version == b._version == 1
+
+
+# -- backward's plan: the dependency counts it walks by ----------------------------------------
+def _deps_from_graph(roots):
+    """The counts `plan_backward` gives, from `backward_graph`'s children, in its order."""
+    from gradserve.engine.core.autograd import backward_graph
+
+    children, needed = backward_graph(roots)
+    deps = dict.fromkeys(needed, 0)
+    for node in needed:
+        for c in children[node]:
+            deps[c] += 1
+    return deps
+
+
+def _graphs():
+    x = E.randn(3, 4, requires_grad=True)
+    w = E.randn(4, 4, requires_grad=True)
+    h = x @ w
+    diamond = (h * h + h.sum()) @ w.t() + x @ w  # shared nodes, a leaf reached three ways
+    yield [diamond.relu().sum() + (x * x).sum()]
+    a, b = x.split(2, dim=1)  # a node with two outputs, both used
+    yield [(a * b).sum(), (a + 1).sum()]  # two roots sharing the split
+    yield [(E.randn(2, requires_grad=True) * 2).sum()]
+    leaf = E.randn(2, requires_grad=True)
+    yield [leaf * 1, leaf]  # a root that is a leaf's accumulator
+
+
+@pytest.mark.parametrize("k", range(4))
+def test_backward_plan_counts_each_nodes_edges_in_backward_graphs_order(k):
+    from gradserve.engine.core.autograd import plan_backward
+
+    roots = list(_graphs())[k]
+    _, _, deps = plan_backward(roots)
+    starts = list(dict.fromkeys(
+        r.grad_fn if r.grad_fn is not None else r._accumulator() for r in roots))
+    expected = _deps_from_graph(starts)
+    assert list(deps.items()) == list(expected.items())
