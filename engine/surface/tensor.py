@@ -328,6 +328,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
         return dispatch.apply(KIND, op, inputs, attrs, check)
     device = None
     any_grad = False
+    recording = _grad_state.enabled  # else (a backward's ops) no input's grad is looked up
     args = []  # the forward's arguments, gathered here (a comprehension is a frame per op)
     for x in inputs:
         if isinstance(x, Tensor):
@@ -335,7 +336,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
                 device = x._device
             elif x._device != device:
                 return dispatch.apply(KIND, op, inputs, attrs, check)  # torch's error
-            if not any_grad:
+            if recording and not any_grad:
                 any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
                     is not None
             args.append(x._data)
