@@ -368,18 +368,11 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
     which = op.save if type(op.save) is tuple else op.saved_indices(n)
     saved = ()
     if which:
-        if op.grad_uses is None:
-            keep = range(n)
-        else:  # loops, not comprehensions (a frame each in 3.11): per recorded op
-            needs = []
-            for e in edges:
-                needs.append(e[0] is not None)
-            keep = op.kept(tuple(needs))[0]
-        kept = []
-        for i in which:
-            x = inputs[i] if i in keep else None
-            kept.append(SavedTensor(x) if isinstance(x, AutogradMeta) else x)
-        saved = tuple(kept)
+        kept = None if op.grad_uses is None else op.kept(
+            tuple([e[0] is not None for e in edges]))
+        keep = range(n) if kept is None else kept[0]
+        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
+                        else inputs[i]) if i in keep else None for i in which])
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
     if cls is None:
         name = op.node_name(inputs, attrs, meta)
