@@ -137,6 +137,16 @@ def _operands(inputs: tuple, session=None) -> tuple:
 
 
 # -- recording: the client's tensor kind -----------------------------------------------------
+def _proxies(session, metas: tuple, device: str) -> tuple:
+    """The output proxies of an op of several outputs. (Its own function: a generator over
+    `session` in `RemoteKind.outputs` would make cells of it on every op's call.)"""
+    outputs = tuple(output_proxy(session, session._new_id(), m.shape, m.dtype, device,
+                                 m.strides) for m in metas)
+    if all(m.shape is not None for m in metas):
+        session._elements += sum(math.prod(m.shape) for m in metas)
+    return outputs
+
+
 # Where `emit` and `write` start looking for the user's line: above caller_site, emit (or
 # write), the core's two frames (dispatch's apply and apply_known, or apply_inplace and
 # write_checked), this kind's apply (or apply_inplace) and its caller, which is the package's
@@ -160,17 +170,13 @@ class RemoteKind:
         session = self.session
         out_device = attrs["device"] if op.needs_device else device
         if type(meta) is Meta:  # one output: the common case, kept short
-            shape = meta.shape
+            shape, dtype, strides = meta  # unpacked: a named field is a lookup by name
             out = output_proxy(session, f"{session._prefix}{next(session._counter)}", shape,
-                               meta.dtype, out_device, meta.strides)
+                               dtype, out_device, strides)
             if shape is not None:  # how much work the buffer holds
                 session._elements += math.prod(shape)
             return (out,), meta
-        outputs = tuple(output_proxy(session, session._new_id(), m.shape, m.dtype, out_device,
-                                     m.strides) for m in meta)
-        if all(m.shape is not None for m in meta):
-            session._elements += sum(math.prod(m.shape) for m in meta)
-        return outputs, meta
+        return _proxies(session, meta, out_device), meta
 
     def emit(self, op, inputs, outputs, attrs, metas) -> None:
         session = self.session
@@ -200,7 +206,16 @@ class RemoteKind:
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         session = self.session
-        if _own(inputs, session):
+        # `_own(inputs, session)`, inline: this runs for every op
+        for x in inputs:
+            if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
+                if x._session is not session:
+                    break
+            elif type(x) not in _PLAIN:
+                break
+        else:
+            if session._closed:
+                raise _handoff.closed_here(session)
             return run_op(self, op, inputs, attrs)
         inputs, session = _operands(inputs, session)
         return run_op(session._kind, op, inputs, attrs)

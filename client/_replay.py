@@ -72,7 +72,7 @@ class Plans:
         handle = self._plans.get(key)
         if handle is not None:
             self.replays += 1
-            return pack_ops([[REPLAY, handle, list(slots), values]])
+            return replay_bytes(handle, list(slots), values)
         seen = self._seen
         if key not in seen:
             seen[key] = None
@@ -100,41 +100,61 @@ class Plans:
         return capture_bytes(handle, ids, values, template)
 
 
+def replay_bytes(handle: str, ids: list, values: list) -> bytes:
+    """`pack_ops([[REPLAY, handle, ids, values]])`: where JSON writes the handle and ids as
+    they are (printable ASCII, no quote or backslash: all this client makes), one join
+    instead of the encoder's pass over each id."""
+    body = '","'.join(ids)
+    text = handle + body
+    if ids and text.isascii() and text.isprintable() and "\\" not in text and text.count(
+            '"') == 2 * len(ids) - 2:
+        tail = pack_ops(values).decode() if values else "[]"
+        return f'[["{REPLAY}","{handle}",["{body}"],{tail}]]'.encode()
+    return pack_ops([[REPLAY, handle, ids, values]])
+
+
 def batch_key(ops) -> tuple[tuple, dict, list]:
     """(the key of a batch's template, its ids slot by slot, its float attrs). The key holds,
     op by op: its name, its inputs (an id's slot, an int; any other input as its type and
     repr, a string), -1, its outputs' slots, its attrs as the template writes them (JSON
-    bytes, float values as `{"@": k}`) or None, and its flags; an op of two inputs and one
-    output (most ops) is instead one tuple of its name, the three slots, attrs and flags
-    (where other ops start with their name, a string). Only the name and a non-id input are
-    strings, the attrs bytes, and each has a fixed place, so two keys are equal exactly when
-    the batches' templates are. New ids take the next slot and float attrs go to `values`,
-    as in the template (`template_entry`). One loop for the whole batch: this runs for every
-    batch a session sends."""
+    bytes, float values as `{"@": k}`) or None, and its flags. An op of one or two inputs
+    and at most one output (most ops, the optimizer's in place ones too) is instead one
+    tuple: its name, its inputs, its output's slot or -1 (none), attrs and flags; its length
+    says how many inputs, where other ops start with their name, a string. Only the name and
+    a non-id input are strings, the attrs bytes, and each has a fixed place, so two keys are
+    equal exactly when the batches' templates are. New ids take the next slot and float
+    attrs go to `values`, as in the template (`template_entry`). One loop for the whole
+    batch: this runs for every batch a session sends."""
     key: list = []
     slots: dict = {}
     values: list = []
     append, get = key.append, slots.get
     for name, args, outputs, attrs, flags in ops:
-        if len(args) == 2 and len(outputs) == 1:  # no inner loops, one item
-            a, b = args
+        n = len(args)
+        if 0 < n < 3 and len(outputs) < 2:  # no inner loops, one item
+            a = args[0]
             if type(a) is str:
                 sa = get(a)
                 if sa is None:
                     sa = slots[a] = len(slots)
             else:
                 sa = f"{type(a).__name__}:{a!r}"
-            if type(b) is str:
-                sb = get(b)
-                if sb is None:
-                    sb = slots[b] = len(slots)
-            else:
-                sb = f"{type(b).__name__}:{b!r}"
-            out = outputs[0]
-            so = get(out)
-            if so is None:
-                so = slots[out] = len(slots)
-            append((name, sa, sb, so, _attrs_key(attrs, values) if attrs else None, flags))
+            if n == 2:
+                b = args[1]
+                if type(b) is str:
+                    sb = get(b)
+                    if sb is None:
+                        sb = slots[b] = len(slots)
+                else:
+                    sb = f"{type(b).__name__}:{b!r}"
+            so = -1
+            if outputs:
+                out = outputs[0]
+                so = get(out)
+                if so is None:
+                    so = slots[out] = len(slots)
+            attrs = _attrs_key(attrs, values) if attrs else None
+            append((name, sa, sb, so, attrs, flags) if n == 2 else (name, sa, so, attrs, flags))
             continue
         append(name)
         for x in args:

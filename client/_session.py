@@ -36,7 +36,7 @@ from ._errors import GradserveError, SessionLostError
 from ._factories import Factories
 from ._pipeline import Pipeline
 from ._record import RemoteKind, caller_site
-from ._tensor import Held, RemoteTensor, from_info
+from ._tensor import Held, RemoteTensor, from_info, output_proxy
 
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
@@ -49,6 +49,7 @@ INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline r
 INLINE_FETCH_TOTAL = 3 << 20  # ... as long as one response stays below this
 CLOSE_TIMEOUT = 10.0  # seconds CloseSession may take (it also runs at interpreter exit)
 _SCALARS = (int, float, bool, str, type(None))
+_grad_state = grad_mode._state  # read per op: bound once
 
 
 class Session(Factories):
@@ -81,9 +82,10 @@ class Session(Factories):
         self._elements = 0  # elements the buffered ops make (how much work they are)
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
         self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
-        self._releases: collections.deque = collections.deque()
+        # collected proxies' references, queued by their callback (`_released` takes them)
+        self._releases: collections.deque[Held] = collections.deque()
         self._proxies: dict[str, Held] = {}  # id -> its proxy (a weak reference)
-        self._on_collected = self._collected  # one bound method for every proxy's reference
+        self._on_collected = self._releases.append  # a C callback: no Python call per proxy
         self._pipe: Pipeline | None = None
         self._seqs = itertools.count(1)  # request numbers, across the session's streams
         self._instance = info.instance_id  # the server process holding it
@@ -201,16 +203,17 @@ class Session(Factories):
         ref = self._proxies.get(tensor_id)
         return None if ref is None else ref()
 
-    def _collected(self, held: Held) -> None:
-        """A proxy was collected (on any thread): its id rides along with the next request."""
-        try:
-            tid = held.tid
-            if self._proxies.get(tid) is held:
-                self._proxies.pop(tid, None)
-            if type(held) is Held and not self._closed:
-                self._releases.append(tid)  # deque.append: atomic, no lock
-        except Exception:  # interpreter shutdown: the session may be half torn down
-            pass
+    def _released(self) -> tuple[list, list]:
+        """(the references of the proxies collected since the last request, taken off the
+        queue, and the ids the server may free: those of proxies this client owns). The
+        table lets go of each entry unless a newer proxy took the id; a request that failed
+        puts its references back, to be taken again."""
+        dead, proxies = self._releases, self._proxies
+        helds = [dead.popleft() for _ in range(len(dead))]  # others may append meanwhile
+        for held in helds:
+            if proxies.get(held.tid) is held:
+                proxies.pop(held.tid, None)
+        return helds, [held.tid for held in helds if type(held) is Held]
 
     def _own(self, t) -> RemoteTensor:
         if not isinstance(t, RemoteTensor) or t._session is not self:
@@ -246,7 +249,7 @@ class Session(Factories):
                     _check_attr(value)
         else:
             attrs = None
-        if not grad_mode._state.enabled:
+        if not _grad_state.enabled:
             flags |= NO_GRAD
         lock = self._lock
         lock.acquire()  # not `with`: this runs for every op, and try/finally costs nothing
@@ -304,12 +307,7 @@ class Session(Factories):
 
     def _flush_locked(self, wait: bool = False, **then) -> int | None:
         ops, sites, blobs = self._ops, self._sites, self._blobs
-        releases = []
-        while self._releases:
-            try:
-                releases.append(self._releases.popleft())
-            except IndexError:
-                break
+        helds, releases = self._released() if self._releases else ((), ())
         if not (ops or releases or then or wait):
             return None
         request = pb.PipelineRequest(session_id=self._id, release=releases, **then)
@@ -329,7 +327,7 @@ class Session(Factories):
         try:
             seq = self._pipe.submit(request, (ops, sites) if ops else None, wait)
         except GradserveError:
-            self._releases.extend(releases)  # the ids are still bound: release them later
+            self._releases.extend(helds)  # the ids are still bound: release them later
             raise
         stats = self.stats
         stats.requests += 1
@@ -440,7 +438,7 @@ class Session(Factories):
         if t._grad_graph:  # made with create_graph: its grad_fn is only known to the server
             self._send("grad", (t,), (out_id,), {})
             return from_info(self, self._list([out_id])[0], owned=True)
-        out = RemoteTensor(self, out_id, t._shape, t.dtype, t._device)
+        out = output_proxy(self, out_id, t._shape, t.dtype, t._device, None)
         self._send("grad", (t,), (out_id,), {})
         return out
 

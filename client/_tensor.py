@@ -26,17 +26,18 @@ from gradserve.engine import (
     get_op,
     no_grad,
 )
-from gradserve.engine.seam import Shadow, format_tensor, node_class, shown
+from gradserve.engine.seam import Shadow, Version, format_tensor, node_class, shown
 
 from . import _callbacks
 
 
 class Held(weakref.ref):
     """A session's weak reference to one of its proxies, under the proxy's id (`tid`): when
-    the proxy is collected its callback, the session's `_collected`, releases the id (the
-    server frees the tensor with the next request). A `Borrowed` one releases nothing: its
-    proxy is for a tensor this client did not make. No `__del__` on the proxy: a callback
-    costs one Python call where a finalizer costs two and a resurrection check."""
+    the proxy is collected its callback, the append of the session's `_releases` queue,
+    queues it, and the next request releases the id (the server frees the tensor). A
+    `Borrowed` one releases nothing: its proxy is for a tensor this client did not make. No
+    `__del__` on the proxy and no Python callback: a C callable costs no Python call per
+    collected proxy, a finalizer two and a resurrection check."""
 
     __slots__ = ("tid",)
 
@@ -284,7 +285,16 @@ def output_proxy(session, tensor_id: str, shape, dtype: DType, device: str,
     constructor: this runs for every op. tests/client/test_per_op_paths.py holds its state to
     the constructor's."""
     t = _new(RemoteTensor)
-    t._init_meta(dtype, device, strides)
+    # `t._init_meta(dtype, device, strides)`, inline (a frame per op); the test named above
+    # holds the two alike
+    t.dtype = dtype
+    t._device = device
+    t._strides = strides
+    t._rg = t._retains_grad = False
+    t._grad_fn = t._base = t._view_steps = t._acc = t._hooks = None
+    t._output_nr = t._view_version = 0
+    t._vc = vc = _new(Version)
+    vc.value = 0
     t._session = session
     t._id = tensor_id
     t._shape = shape if shape is None or type(shape) is Size else Size(shape)

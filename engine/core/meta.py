@@ -365,14 +365,16 @@ def record(op: OpDef, inputs: tuple, attrs: dict, device: str, meta) -> Node:
             shapes.append(x.shape if m else None)
             dtypes.append(x.dtype if m else None)
         edges = tuple(edges)
-    which = op.save if type(op.save) is tuple else op.saved_indices(n)
-    saved = ()
-    if which:
-        kept = None if op.grad_uses is None else op.kept(
-            tuple([e[0] is not None for e in edges]))
-        keep = range(n) if kept is None else kept[0]
-        saved = tuple([(SavedTensor(inputs[i]) if isinstance(inputs[i], AutogradMeta)
-                        else inputs[i]) if i in keep else None for i in which])
+    which, saved = op.save if type(op.save) is tuple else op.saved_indices(n), ()
+    if which:  # loops: a comprehension reading `inputs` would make cells on every call
+        keep = range(n) if op.grad_uses is None else op.kept((
+            edges[0][0] is not None, edges[1][0] is not None) if n == 2 else tuple(
+            [e[0] is not None for e in edges]))[0]
+        saved = []
+        for i in which:
+            x = inputs[i] if i in keep else None
+            saved.append(SavedTensor(x) if isinstance(x, AutogradMeta) else x)
+        saved = tuple(saved)
     cls, name = op.node_cls, op.grad_name  # a fixed grad_fn name: its class found once
     if cls is None:
         name = op.node_name(inputs, attrs, meta)

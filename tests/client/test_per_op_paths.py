@@ -49,6 +49,12 @@ def _variants():
                   np.float32(0.25), -0.0, 0.0, np.float64(-0.0), float("nan"), [True]):
         out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"dim": [0], "v": value}, 0)])
     out.append([*base[:2], ("sum", ("a.4",), ("a.5",), {"v": 1, "dim": [0]}, 0)])  # order
+    # ops of one or two inputs and no output (in place) against ones with an output
+    for last in [("sub_", ("a.4", "a.1"), (), None, 2), ("sub_", ("a.4", "a.2"), (), None, 2),
+                 ("sub_", ("a.4", 1.5), (), {"alpha": 0.5}, 2), ("sub_", ("a.4",), (), None, 2),
+                 ("sub_", ("a.4", "a.1"), ("a.5",), None, 2), ("sub_", ("a.4",), ("a.5",), None, 2),
+                 ("sub_", ("a.4", "a.1", "a.2"), (), None, 2), ("sub_", (), ("a.5",), None, 2)]:
+        out.append([*base[:2], last])
     renamed = [(n, tuple(x.replace("a.", "b.") if isinstance(x, str) else x for x in args),
                 tuple(o.replace("a.", "b.") for o in outs), attrs, flags)
                for n, args, outs, attrs, flags in base]
@@ -75,6 +81,16 @@ def test_a_batch_is_captured_at_its_second_sighting_and_replayed_after():
     assert plans.pack(ops).startswith(b'[["@replay"')
     plans.enabled = False
     assert plans.pack(ops) == _replay.pack_ops(ops)
+
+
+def test_a_replay_is_written_as_the_encoder_writes_it():
+    """Ids joined as they are where JSON would write them so, else the encoder's bytes."""
+    for handle, ids, values in [("ab.1", ["ab.2", "ab.3"], []), ("ab.1", ['a"b', "c"], [0.5]),
+                                ("x", ["\u00e9"], []), ("x", [], []), ("h", ["a\\b"], [1.5]),
+                                ("h", ["a\x01"], []), ("h", ["a\x7f", "b"], [2.0, -0.0]),
+                                ('h"', ["a"], []), ("h", ["a", "b"], [float("nan"), 1e300])]:
+        assert _replay.replay_bytes(handle, ids, values) == _replay.pack_ops(
+            [[_replay.REPLAY, handle, ids, values]])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
@@ -205,7 +221,8 @@ def test_an_outputs_proxy_has_the_constructors_state(s):
     import gc
 
     gc.collect()
-    assert "fast.1" in s._releases and s._proxy("fast.1") is None
+    assert s._proxy("fast.1") is None
+    assert "fast.1" in s._released()[1] and s._proxy("fast.1") is None
 
 
 def test_sites_are_kept_per_instruction_with_the_lines_of_long_scripts(s):
