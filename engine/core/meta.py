@@ -398,9 +398,7 @@ def set_history(outputs, node: Node, op: OpDef) -> None:
             o = outputs[nr]
             if o.dtype.is_floating_point and (only is None or nr in only):
                 o._grad_fn, o._output_nr = node, nr
-    saved = op.save_output
-    if saved and op.grad_uses is not None:  # else `output_kept` is save_output: no `needs`
-        saved = op.output_kept(node.needs)
+    saved = op.save_output and op.output_kept(node.needs)
     if saved:  # True: output 0; an int: that output (sort keeps its indices)
         nr = 0 if saved is True else saved
         node._saved_output = SavedTensor(outputs[nr], output_nr=nr)
