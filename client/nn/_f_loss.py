@@ -234,13 +234,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
     ignore_index = int(ignore_index)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+    ndim = len(input.shape)  # input.dim(), without its frame: per step
+    classes = input.shape[1] if ndim > 1 else input.shape[0]
     if target.dtype.is_floating_point and tuple(target.shape) == tuple(input.shape):
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing, classes)
-    if weight is None and label_smoothing == 0.0 and input.dim() <= 2:
+    if weight is None and label_smoothing == 0.0 and ndim <= 2:
         # torch's graph: nll_loss over log_softmax, which keeps its output, not the logits
         # (an in-place change to the logits afterwards is no error), next_functions as torch's
-        logp = input.log_softmax(input.dim() - 1)
+        logp = input.log_softmax(ndim - 1)
         return logp._op("nll_loss", logp, target, reduction=reduction,
                         ignore_index=ignore_index)
     logp = input.log_softmax(1 if input.dim() > 1 else 0)

@@ -29,7 +29,7 @@ def _accumulate(t, g, create_graph: bool, seen_owners: set, written: list | None
             g = g.contiguous()  # the layout contract (`_owned`), as a differentiable copy
         t._grad = g if t._grad is None else t._grad + g
         return
-    if g.grad_fn is not None:
+    if (g._grad_fn if g._view_steps is None else g.grad_fn) is not None:  # per leaf per step
         g = g.detach()
     current = t._grad
     if current is None:
@@ -52,11 +52,12 @@ def _owned(g, seen_owners: set, contiguous: bool):
     backward may hand one array to several leaves), not a broadcast view, and contiguous
     where torch's gradient layout contract says so (`contiguous`: for a contiguous leaf, and
     for a retained grad)."""
-    owner = _owner(g)
-    if contiguous and not g._data.flags.c_contiguous:
+    a = g._data
+    owner = id(a.base if a.base is not None else a)  # `_owner(g)`, inline: per leaf per step
+    if contiguous and not a.flags.c_contiguous:
         g = g.contiguous()
         owner = _owner(g)
-    elif owner in seen_owners or not addable(g._data):
+    elif owner in seen_owners or not addable(a):
         g = g.clone()
         owner = _owner(g)
     seen_owners.add(owner)

@@ -62,7 +62,7 @@ class SavedTensor:
             return t
         out = self.kind._from_saved(self.data, owner.device, self.dtype)
         out._vc = self.vc
-        if _grad_mode.is_grad_enabled() and self.dtype.is_floating_point:
+        if _grad_mode._state.enabled and self.dtype.is_floating_point:
             # create_graph: the output keeps its history
             out.grad_fn, out._output_nr = owner, self.output_nr
         return out
@@ -206,35 +206,45 @@ def _root_edge(t):
     return None
 
 
-def backward_graph(roots, targets=None) -> tuple[dict, dict]:
-    """The graph below the nodes `roots` (node -> the nodes it feeds gradients to) and the
-    nodes a backward runs, roots first: all of them, or with `targets` only those that lead
-    to one. The client's image of the server's graph is walked by it too, so both agree on
+def backward_graph(roots, targets=None) -> dict:
+    """The nodes a backward from the nodes `roots` runs, roots first, each with its
+    dependency count (the edges into it from nodes that run): all the nodes below the roots,
+    or with `targets` only those that lead to one. One depth-first walk counts them (per
+    step). The client's image of the server's graph is walked by it too, so both agree on
     what runs (and check it in the same order)."""
-    children = {}
-    order = []  # post-order: a node after everything it feeds (a depth-first walk)
+    counts: dict = {}
+    children = None if targets is None else {}  # what feeds whom: to find the nodes needed
+    expanded = set()
+    order = []  # post-order: a node after everything it feeds
     for root in roots:
-        if root in children:
+        if root in expanded:
             continue
-        children[root] = kids = [n for n, _ in root.next_functions if n is not None]
-        stack = [(root, iter(kids))]
+        expanded.add(root)
+        if children is not None:
+            children[root] = []
+        stack = [(root, iter(root.next_functions))]
         while stack:
             node, rest = stack[-1]
-            for c in rest:
-                if c not in children:
-                    children[c] = kids = []  # a loop, not a comprehension: a frame per node
-                    for n, _ in c.next_functions:
-                        if n is not None:
-                            kids.append(n)
-                    if kids:
-                        stack.append((c, iter(kids)))
+            for c, _ in rest:
+                if c is None:
+                    continue
+                counts[c] = counts.get(c, 0) + 1
+                if children is not None:
+                    children[node].append(c)
+                if c not in expanded:
+                    expanded.add(c)
+                    if children is not None:
+                        children[c] = []
+                    if c.next_functions:
+                        stack.append((c, iter(c.next_functions)))
                         break
-                    order.append(c)  # feeds nothing (an accumulator): done, without a stack entry
+                    order.append(c)  # feeds nothing (an accumulator): done, no stack entry
             else:
                 stack.pop()
                 order.append(node)
     if targets is None:
-        return children, dict.fromkeys(reversed(order))
+        order.reverse()
+        return {n: counts.get(n, 0) for n in order}
     needed = set()
     for node in order:
         # a node known by name only (op None: the client's image of one the server made)
@@ -242,7 +252,12 @@ def backward_graph(roots, targets=None) -> tuple[dict, dict]:
         if node in targets or getattr(node, "op", 0) is None or any(
                 c in needed for c in children[node]):
             needed.add(node)
-    return children, {n: None for n in reversed(order) if n in needed}
+    deps = {n: 0 for n in reversed(order) if n in needed}
+    for node in deps:
+        for c in children[node]:
+            if c in deps:
+                deps[c] += 1
+    return deps
 
 
 def plan_backward(roots: Sequence, inputs: Sequence | None = None):
@@ -266,12 +281,8 @@ def plan_backward(roots: Sequence, inputs: Sequence | None = None):
             if e is None:
                 raise AutogradError("One of the differentiated Tensors does not require grad")
             targets.setdefault(e[0], []).append((e[1], k))
-    children, needed = backward_graph(list(dict.fromkeys(e[0] for e in edges)), targets)
-    deps = dict.fromkeys(needed, 0)
-    for node in needed:
-        for c in children[node]:
-            if c in deps:
-                deps[c] += 1
+    deps = backward_graph(list(dict.fromkeys(e[0] for e in edges)), targets)
+    for node in deps:  # roots first, as `backward_graph` orders them
         if type(node) is not AccumulateGrad:
             node.check_saved()
     return edges, targets, deps

@@ -32,13 +32,15 @@ def _set(enabled: bool) -> None:
 class _GradMode:
     _enabled: bool
 
+    # the state read and written here, not through is_grad_enabled/_set: an optimizer's
+    # step and every backward enter one
     def __enter__(self):
-        self._prev = is_grad_enabled()
-        _set(self._enabled)
+        self._prev = _state.enabled
+        _state.enabled = self._enabled
         return self
 
     def __exit__(self, *exc) -> None:
-        _set(self._prev)
+        _state.enabled = self._prev
 
     def __call__(self, fn):
         enabled = self._enabled
@@ -83,15 +85,11 @@ class set_grad_enabled(_GradMode):
     """Set grad mode to `mode`; takes effect at once, like torch, and also works in `with`."""
 
     def __init__(self, mode: bool) -> None:
-        self._prev = is_grad_enabled()
-        self._enabled = bool(mode)
-        _set(self._enabled)
+        self._prev = _state.enabled
+        self._enabled = _state.enabled = bool(mode)
 
     def __enter__(self):
         return self
-
-    def __exit__(self, *exc) -> None:
-        _set(self._prev)
 
     def __call__(self, fn):
         _set(self._prev)  # used as a decorator: undo the eager switch made by __init__

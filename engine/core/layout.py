@@ -49,25 +49,24 @@ def column_major(shape: Sequence[int], strides: Sequence[int]) -> bool:
 
 
 def column_majors(inputs, which) -> tuple[bool, ...]:
-    """`column_major` of each of `inputs[i]` for i in `which` (False for a number)."""
+    """`column_major` of each of `inputs[i]` for i in `which` (False for a number), written
+    out here: per Linear. A contiguous input's strides are not computed: C-order strides
+    (max(cols, 1), 1) equal (1, max(rows, 1)) only when both dims are at most 1."""
     out = []
     for i in which:
         x = inputs[i]
         strides = getattr(x, "_strides", _NOT_A_TENSOR)
-        if strides is None:  # contiguous (most matmul inputs): no strides computed, per op
-            out.append(_contiguous_column_major(x.shape))
+        shape = x.shape if strides is not _NOT_A_TENSOR else ()
+        if len(shape) != 2:
+            out.append(False)
+        elif strides is None:
+            out.append(shape[0] <= 1 and shape[1] <= 1)
         else:
-            out.append(strides is not _NOT_A_TENSOR and column_major(x.shape, strides))
+            out.append(strides[0] == 1 and strides[1] == max(1, shape[0]))
     return tuple(out)
 
 
 _NOT_A_TENSOR = object()
-
-
-def _contiguous_column_major(shape: Sequence[int]) -> bool:
-    """`column_major(shape, contiguous(shape))` without the strides: C-order strides
-    (max(cols, 1), 1) equal (1, max(rows, 1)) only when both dims are at most 1."""
-    return len(shape) == 2 and shape[0] <= 1 and shape[1] <= 1
 
 
 def view_strides(shape: Sequence[int], strides: Sequence[int],
@@ -283,8 +282,10 @@ def laid_out(xp, arr, strides: Sequence[int]):
     elements) says in its dims of more than one element: what a fresh result's shape rule
     said. numpy's own choice for a ufunc's result (its order "K") mostly agrees already."""
     shape, item = arr.shape, arr.itemsize
-    if all(n <= 1 or s * item == got
-           for n, s, got in zip(shape, strides, arr.strides, strict=True)):
+    for n, s, got in zip(shape, strides, arr.strides, strict=True):  # a loop: per Linear
+        if n > 1 and s * item != got:
+            break
+    else:
         return arr
     if arr.size == 0:
         return arr

@@ -7,6 +7,8 @@ engine's: the core's backward walk over engine tensors.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..core.autograd import run_backward
 from ..core.backend import backend
 from ..core.errors import AutogradError
@@ -51,11 +53,24 @@ def as_list(x):
 
 
 def _root_grads(tensors, grads) -> list:
+    if grads is None and len(tensors) == 1:  # `loss.backward()`: once per step
+        t = tensors[0]
+        if (t._rg or t.grad_fn is not None) and t._data.size == 1 \
+                and t.dtype.is_floating_point:  # else check_roots says what is wrong
+            return [_ones_beside(t)]
     grads = as_list(grads) or [None] * len(tensors)
     out = [g if g is None or isinstance(g, AutogradMeta) else _beside(t, g)
            for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
     check_roots(tensors, out)
     return [_beside(t) if g is None else g for t, g in zip(tensors, out, strict=True)]
+
+
+def _ones_beside(t):
+    """`_beside(t)` for a tensor on the host: the same ones, without entering its device."""
+    if t._device != "cpu":
+        return _beside(t)
+    a = t._data
+    return type(t)._from_saved(np.ones(a.shape, a.dtype), "cpu", t.dtype)
 
 
 def _beside(t, values=None):

@@ -52,8 +52,14 @@ class Tensor(AutogradMeta, TensorAPI):
 
     @classmethod
     def _from_saved(cls, data, device: str, dtype: DType) -> Tensor:
-        """A node's saved output, rebuilt when backward unpacks it."""
-        return cls(data, device, dtype=dtype)
+        """A node's saved output, rebuilt when backward unpacks it (`__init__` without the
+        requires_grad it never has: per saved output per backward)."""
+        t = _new(cls)
+        t._init_meta(dtype, device, of_array(data))
+        t._data = data
+        t._shape = Size(data.shape)
+        t._grad = None
+        return t
 
     def _relayout(self, name: str, attrs: dict, meta: Meta) -> None:
         """An in-place view op's change of layout (surface/inplace_views.py): the array
@@ -322,6 +328,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
         return dispatch.apply(KIND, op, inputs, attrs, check)
     device = None
     any_grad = False
+    recording = _grad_state.enabled  # else (a backward's ops) no input's grad is looked up
     args = []  # the forward's arguments, gathered here (a comprehension is a frame per op)
     for x in inputs:
         if isinstance(x, Tensor):
@@ -329,7 +336,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
                 device = x._device
             elif x._device != device:
                 return dispatch.apply(KIND, op, inputs, attrs, check)  # torch's error
-            if not any_grad:
+            if recording and not any_grad:
                 any_grad = x._rg or (x._grad_fn if x._view_steps is None else x.grad_fn) \
                     is not None
             args.append(x._data)
@@ -357,9 +364,13 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
         except IndexError as e:  # as `_run`: data-dependent checks (loss targets)
             raise TensorIndexError(f"{op.name}: {e}") from None
         if type(arr) is not _ndarray or arr.dtype is not meta.dtype.np \
-                or arr.shape != meta.shape or (not arr.flags.c_contiguous
-                                               if meta.strides is None else not op.view):
-            arr = _finish(xp, arr, meta, op)  # else `_finish` would keep it as it is
+                or arr.shape != meta.shape:
+            arr = _finish(xp, arr, meta, op)
+        elif meta.strides is None:  # `_finish`'s layout step, without its other checks
+            if not arr.flags.c_contiguous:
+                arr = xp.ascontiguousarray(arr)
+        elif not op.view:  # a fresh result with the strides torch gives it (column-major)
+            arr = laid_out(xp, arr, meta.strides)
     finally:
         be.exit(token)
     out = _wrap(arr, meta, device)

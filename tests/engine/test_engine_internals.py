@@ -106,3 +106,57 @@ def test_fused_sgd_ops_equal_the_expressions_they_replace(grad_on):
     assert p.numpy().tobytes() == ep.numpy().tobytes()
     assert b.numpy().tobytes() == eb.numpy().tobytes()
     assert p._version == b._version == 1
+
+
+# -- backward's plan: the dependency counts it walks by ----------------------------------------
+def _reference_deps(roots, targets=None):
+    """What `backward_graph` must give, the long way: each node's kids, a depth-first
+    post-order, the nodes that lead to a target, then the edges among them counted."""
+    children, order = {}, []
+
+    def visit(node):
+        children[node] = [c for c, _ in node.next_functions if c is not None]
+        for c in children[node]:
+            if c not in children:
+                visit(c)
+        order.append(node)
+
+    for root in roots:
+        if root not in children:
+            visit(root)
+    needed = set()
+    for node in order:
+        if targets is None or node in targets or any(c in needed for c in children[node]):
+            needed.add(node)
+    deps = {n: 0 for n in reversed(order) if n in needed}
+    for node in deps:
+        for c in children[node]:
+            if c in deps:
+                deps[c] += 1
+    return deps
+
+
+def _graphs():
+    x = E.randn(3, 4, requires_grad=True)
+    w = E.randn(4, 4, requires_grad=True)
+    h = x @ w
+    diamond = (h * h + h.sum()) @ w.t() + x @ w  # shared nodes, a leaf reached three ways
+    yield [diamond.relu().sum() + (x * x).sum()], [w]
+    a, b = x.split(2, dim=1)  # a node with two outputs, both used
+    yield [(a * b).sum(), (a + 1).sum()], [a]  # two roots sharing the split
+    yield [(E.randn(2, requires_grad=True) * 2).sum()], None
+    leaf = E.randn(2, requires_grad=True)
+    yield [leaf * 1, leaf], [leaf]  # a root that is a leaf's accumulator
+
+
+@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_backward_plan_counts_each_nodes_edges_roots_first(k, with_inputs):
+    from gradserve.engine.core.autograd import plan_backward
+
+    roots, inputs = list(_graphs())[k]
+    inputs = inputs if with_inputs else None
+    _, targets, deps = plan_backward(roots, inputs)
+    starts = list(dict.fromkeys(
+        r.grad_fn if r.grad_fn is not None else r._accumulator() for r in roots))
+    assert list(deps.items()) == list(_reference_deps(starts, targets).items())

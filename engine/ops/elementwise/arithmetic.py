@@ -339,13 +339,12 @@ def _threshold_backward(xp, g, x, threshold=0.0):
     keep = x > threshold
     if xp is not np:
         return xp.where(keep, g, xp.zeros((), g.dtype))
-    # numpy's where() with a random mask costs ~5x a product; this is ~1.3x: the mask's
-    # 0/1 negated into all-0/all-1 words, then ANDed with g's bits
+    # numpy's where() with a random mask costs ~5x a product; g's bits as unsigned words
+    # times the 0/1 mask is ~1.15x (one pass after the comparison; a negated mask ANDed in
+    # was two)
     u = _UINT[g.dtype.itemsize]
     out = np.empty_like(g)
-    bits = out.view(u)
-    np.negative(keep.view(np.uint8), out=bits, dtype=u, casting="unsafe")
-    np.bitwise_and(bits, g.view(u), out=bits)
+    np.multiply(g.view(u), keep, out=out.view(u))
     return out
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...core.dtype import as_dtype, int64
 from ...core.errors import InvalidArgumentError
-from ...core.registry import Meta, defop
+from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
 from ..edges import edges_of
 
@@ -221,7 +221,7 @@ def _(ctx, g):
 
 def _ce_grad_meta(logits, target, g, reduction="mean", ignore_index=-100):
     _class_meta(logits, target, reduction, ignore_index)
-    return Meta(tuple(logits.shape), logits.dtype)
+    return fresh((logits.shape, logits.dtype, None))
 
 
 def _ce_grad(xp, logits, target, g, reduction="mean", ignore_index=-100):

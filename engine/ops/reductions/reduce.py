@@ -326,7 +326,7 @@ def _softmax_meta(kernel: str):
             last = "_lastdim" if d == max(len(a.shape) - 1, 0) else ""
             raise KernelNotImplementedError(f'"{kernel}{last}_kernel_impl" not implemented for '
                                             f"'{TORCH_SCALAR_NAMES[a.dtype.name]}'")
-        return Meta(a.shape, a.dtype)
+        return fresh((a.shape, a.dtype, None))  # per step: no NamedTuple __new__ frame
 
     return infer
 
@@ -377,7 +377,7 @@ def _(ctx, g):
 
 def _log_softmax_grad_meta(g, out, dim):
     normalize_dim(dim, len(out.shape))
-    return Meta(out.shape, out.dtype)
+    return fresh((out.shape, out.dtype, None))
 
 
 def _log_softmax_grad(xp, g, out, dim):

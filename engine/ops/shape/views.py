@@ -10,7 +10,7 @@ from ...core.copyslices import backward as copy_slices_backward
 from ...core.copyslices import restride_backward
 from ...core.dtype import TORCH_TYPE_NAMES, result_type
 from ...core.errors import InvalidArgumentError
-from ...core.layout import unsqueezed, view_strides
+from ...core.layout import contiguous, unsqueezed, view_strides
 from ...core.registry import Meta, defop, fresh, get_op
 from ...core.shape import infer_reshape, normalize_dim, normalize_dims
 
@@ -109,8 +109,17 @@ def _t_meta(a):
     if len(a.shape) > 2:
         raise InvalidArgumentError(f"t() expects a tensor with <= 2 dimensions, but self is "
                                    f"{len(a.shape)}D")
-    # per Linear, forward and backward: `fresh`, without NamedTuple's Python-level __new__
-    return fresh((tuple(a.shape)[::-1], a.dtype, tuple(a.stride())[::-1]))
+    # per Linear, forward and backward: `fresh`, without NamedTuple's Python-level __new__,
+    # and a tensor's strides read, not asked for (`stride()` is two frames)
+    strides = getattr(a, "_strides", _ASK)
+    if strides is None:
+        strides = contiguous(a.shape)
+    elif strides is _ASK:  # a Meta: a view replayed on shapes alone
+        strides = a.stride()
+    return fresh((tuple(a.shape)[::-1], a.dtype, tuple(strides)[::-1]))
+
+
+_ASK = object()
 
 
 t = defop("t", infer=_t_meta, grad_name="TBackward0", view=True)(lambda xp, a: a.T)
