@@ -149,7 +149,7 @@ class Batch:
         tensors, previous = self.tensors, self.previous
         if len(results) != len(outputs):  # zip's strict=True, without its cost per op
             raise ValueError(f"{len(results)} results for {len(outputs)} output ids")
-        for tid, t in zip(outputs, results):
+        for tid, t in zip(outputs, results, strict=False):  # lengths compared above
             if tid not in previous:
                 previous[tid] = tensors.get(tid)
             tensors[tid] = t

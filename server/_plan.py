@@ -129,16 +129,16 @@ class Plan:
         """Run the step on `batch` (the executor's request state); False when the plan no
         longer fits (it counted a fallback and ran the eager way from the step that did not
         fit, which may raise what eager raises)."""
-        if len(ids) < self.slots or len(values) < self.values:
-            # a malformed replay: the eager expansion says what is wrong, where it is
+        if len(ids) < self.slots or len(values) < self.values or len(set(ids)) < len(ids):
+            # a malformed replay: the eager expansion says what is wrong, where it is; or
+            # one id in two slots, whose tensor a step may rebind under one of them (a
+            # slot's tensor is looked up once per run: `vals`)
             self.fallbacks += 1
             self._eager_from(0, batch, ids, values, read, where)
             return False
         tensors, previous, track = batch.tensors, batch.previous, batch.track
         bound = batch.bound if batch.describe else None
-        # the tensor of each slot: bound now, or made by this run (ids are rebound only by
-        # the run's own steps until it ends, so this is what a lookup per read would give)
-        vals = [tensors.get(x) for x in ids]
+        vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
         budget = batch.budget
         account, limit, server_limit = budget.account, budget.limit, budget.server_limit
@@ -158,8 +158,11 @@ class Plan:
                 inputs = list(step.args)
                 for pos, k in step.reads:
                     t = vals[k]
-                    if t is None:  # not bound: the eager entry says so, in its place
-                        raise Fallback
+                    if t is None:
+                        t = tensors.get(ids[k])
+                        if t is None:  # not bound: the eager entry says so, in its place
+                            raise Fallback
+                        vals[k] = t
                     inputs[pos] = t
                 if step.guards:
                     check = inplace_signature if kind is INPLACE_OP else signature
@@ -191,7 +194,7 @@ class Plan:
                         results = apply_known(step.op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
-                        _chained(step, batch.session) + vals):
+                        _chained(step, batch.session) + _slots(tensors, ids, vals)):
                     results = ()
                 else:
                     results = _run_step(step, inputs, attrs, seen)
@@ -207,7 +210,7 @@ class Plan:
             if len(results) != len(outs):
                 raise ValueError(f"{step.name} gave {len(results)} results for {len(outs)} "
                                  "output slots")
-            for k, t in zip(outs, results):
+            for k, t in zip(outs, results, strict=False):  # lengths compared above
                 tid = ids[k]
                 if tid not in previous:
                     previous[tid] = tensors.get(tid)
@@ -217,7 +220,7 @@ class Plan:
                 if bound is not None:
                     bound.append(tid)
             batch.index = index + 1
-        chain.note(batch.session, self, vals, values)
+        chain.note(batch.session, self, _slots(tensors, ids, vals), values)
         self.runs += 1
         return True
 
@@ -228,6 +231,11 @@ class Plan:
 
 
 _ENDS = ("backward", "grad")  # commands that end a step's graph
+
+
+def _slots(tensors: dict, ids: list, vals: list) -> list:
+    """Each slot's tensor as the run leaves it: looked up by it, or as bound now."""
+    return [tensors.get(x) if t is None else t for x, t in zip(ids, vals, strict=True)]
 
 
 def _chained(step: Step, session) -> list:

@@ -214,3 +214,28 @@ def test_a_shared_input_is_checked_once_per_stretch_and_falls_back_as_eager(late
     plan = next(iter(server_replay._PLANS[planned].values())).plan
     fits = later.shape == (6,) and later.dtype == np.float32
     assert (plan is not None and plan.runs == 3) == fits
+
+
+def test_a_replay_naming_one_id_in_two_slots_is_eagers():
+    """One id in two slots (the SDK never sends it): a step that rebinds the id under one
+    slot is what a later step reads under the other, as in the eager entries."""
+    two = [["add", [[0], [1]], [2], None, 0],  # c = w + x
+           ["mul", [[3], [1]], [4], None, 0]]  # d = (slot 3) * x
+    setups = [_session_with(np.ones(6, np.float32), np.full(6, 2, np.float32), np.array([0]))
+              for _ in range(2)]
+    (pex, planned), (eex, eager) = setups
+    for ex, session in setups:
+        _rebind("c", np.full(6, 7, np.float32))(ex, session)
+    for n in range(4):
+        # slot 3 is "c" too in the last run: the c that step 0 just made, as eager reads it
+        ids = ["w", "x", f"c{n}" if n < 3 else "c", "c", f"d{n}"]
+        entry = ["@capture" if n == 0 else "@replay", "d.0", ids, []]
+        if n == 0:
+            entry.append(two)
+        got = _send(pex, planned, [entry])
+        want = _send(eex, eager, [server_replay.fill(t, ids, []) for t in two])
+        assert got.error is None and want.error is None
+        assert _state(planned) == _state(eager)
+    assert planned.tensors["d3"].detach().numpy().tolist() == [3.0] * 6  # (2 + 1) * 1, not 7
+    plan = next(iter(server_replay._PLANS[planned].values())).plan
+    assert plan is None or plan.fallbacks == 1
