@@ -47,24 +47,28 @@ class _Run:
     def done(self) -> bool:
         """Whether a backward freed a node the run made, or the client dropped all of them:
         no later step's backward can reach it."""
-        nodes = [self.node(k) for k in self.nodes]
-        return all(n is None for n in nodes) or any(n is not None and n._freed for n in nodes)
+        alive = False
+        for ref in self.nodes.values():
+            node = ref()
+            if node is not None:
+                if node._freed:
+                    return True
+                alive = True
+        return not alive
 
 
 def _keep(t) -> tuple | None:
     """What a run keeps of one slot's value, by weak references only."""
     if type(t) is not Tensor:
         return None
-    fn = t.grad_fn
-    return (_ref(t), None if fn is None else _ref(fn), t._output_nr, _weak(t._data),
-            Meta(t._shape, t.dtype, t._strides), t._device)
-
-
-def _weak(data):
+    fn = t._grad_fn if t._view_steps is None else t.grad_fn  # a view's, brought up to date
+    data = t._data
     try:
-        return _ref(data)
+        data = _ref(data)
     except TypeError:  # an array kind without weak references: as if it were gone
-        return None
+        data = None
+    return (_ref(t), None if fn is None else _ref(fn), t._output_nr, data, t._shape, t.dtype,
+            t._strides, t._device)
 
 
 def _stand_in(kept: tuple):
@@ -79,7 +83,7 @@ def _stand_in(kept: tuple):
     node = None if kept[1] is None else kept[1]()
     if data is None and node is None:
         return None
-    return stand_in(data, kept[4], kept[5], node, kept[2])
+    return stand_in(data, Meta(kept[4], kept[5], kept[6]), kept[7], node, kept[2])
 
 
 def release(session) -> bool:
@@ -110,9 +114,10 @@ def note(session, plan, slots: list, values: list) -> None:
     nodes = {}
     for k in plan.made:
         t = slots[k]
-        fn = t.grad_fn if type(t) is Tensor else None
-        if fn is not None:
-            nodes[k] = _ref(fn)
+        if type(t) is Tensor:
+            fn = t._grad_fn if t._view_steps is None else t.grad_fn  # a view's, up to date
+            if fn is not None:
+                nodes[k] = _ref(fn)
     if not nodes:  # no graph (no_grad): nothing a backward reaches
         return
     chain = _CHAINS.get(session)

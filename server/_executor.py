@@ -147,7 +147,9 @@ class Batch:
 
     def bind(self, outputs: Sequence[str], results: tuple) -> None:
         tensors, previous = self.tensors, self.previous
-        for tid, t in zip(outputs, results, strict=True):
+        if len(results) != len(outputs):  # zip's strict=True, without its cost per op
+            raise ValueError(f"{len(results)} results for {len(outputs)} output ids")
+        for tid, t in zip(outputs, results, strict=False):  # lengths compared above
             if tid not in previous:
                 previous[tid] = tensors.get(tid)
             tensors[tid] = t

@@ -83,30 +83,52 @@ class Limits:
 
 # -- bytes ---------------------------------------------------------------------------------
 class Ledger:
-    """The bytes every session's tracked arrays hold, together, and the server's limit."""
+    """The bytes every session's tracked arrays hold, together, and the server's limit.
+
+    A freed array's weak reference is put on `freed` (its callback is that list's C
+    `append`: no Python frame and no lock per free, while an op runs) and subtracted by the
+    next `settle`, which runs before anything reads a count it must have exact: a limit
+    that looks reached, a session's bytes as reported, the next track (a freed array's
+    address may be the next one's). Until then the counts are at most that much too high:
+    a check that passes on them passes on the exact ones, one that fails settles first."""
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit if limit and limit > 0 else None
         self.total = 0
-        self.lock = threading.RLock()  # a free may run inside a track (a dropped ref)
+        self.lock = threading.RLock()
+        self.freed: list[_Ref] = []
+        self.gone = self.freed.append  # every tracked array's weakref callback
+
+    def settle(self) -> None:
+        """Subtract the arrays freed since the last settle from their accounts and the
+        total."""
+        if self.freed:
+            with self.lock:
+                self._settle()
+
+    def _settle(self) -> None:  # with the lock held
+        freed, total = self.freed, self.total
+        while freed:
+            ref = freed.pop()
+            account = ref.account
+            refs = account.refs
+            if refs.get(ref.key) is ref:
+                del refs[ref.key]
+                n = ref.nbytes
+                account.bytes -= n
+                account.by_device[ref.device] -= n
+                total -= n
+        self.total = total
 
 
 class _Ref(weakref.ref):
     __slots__ = ("nbytes", "account", "device", "key")
 
 
-def _gone(ref: _Ref) -> None:
-    account, n = ref.account, ref.nbytes
-    ledger = account.ledger
-    with ledger.lock:
-        if account.refs.pop(ref.key, None) is ref:
-            account.bytes -= n
-            account.by_device[ref.device] -= n
-            ledger.total -= n
-
-
 class Account:
-    """What one session's arrays hold, per device; counted once per owned storage."""
+    """What one session's arrays hold, per device; counted once per owned storage. `bytes`
+    and `by_device` may count arrays freed since the ledger's last `settle` (`held` and
+    `held_bytes` settle first)."""
 
     def __init__(self, ledger: Ledger | None = None) -> None:
         self.ledger = ledger if ledger is not None else Ledger()
@@ -123,16 +145,20 @@ class Account:
             base = getattr(root, "base", None)
         key = id(root)
         refs = self.refs
-        if key in refs:
-            return
+        ledger = self.ledger
+        if key in refs and not ledger.freed:
+            return  # counted (and alive: no array was freed since the last settle)
         try:
-            ref = _Ref(root, _gone)
+            ref = _Ref(root, ledger.gone)
         except TypeError:  # not weak-referenceable (a numpy scalar): nothing large
             return
         n = ref.nbytes = int(root.nbytes)
         ref.account, ref.device, ref.key = self, device, key
-        ledger = self.ledger
         with ledger.lock:
+            if ledger.freed:
+                ledger._settle()
+                if key in refs:
+                    return
             refs[key] = ref
             self.bytes += n
             by_device = self.by_device
@@ -147,7 +173,13 @@ class Account:
 
     def held(self) -> dict[str, int]:
         with self.ledger.lock:
+            self.ledger._settle()
             return {d: n for d, n in self.by_device.items() if n}
+
+    def held_bytes(self) -> int:
+        """`bytes`, exact."""
+        self.ledger.settle()
+        return self.bytes
 
 
 def meta_bytes(metas) -> int:
@@ -193,6 +225,7 @@ class Budget:
 
     def _left(self) -> tuple[float, float]:
         account = self.account
+        account.ledger.settle()
         left = math.inf if self.limit is None else self.limit - account.bytes
         server_left = (math.inf if self.server_limit is None
                        else self.server_limit - account.ledger.total)
@@ -227,11 +260,16 @@ def check_limit(session, limit: int | None, previous: dict) -> None:
     account = session.account
     server_limit = account.ledger.limit
     def over() -> tuple[bool, bool]:
+        account.ledger.settle()
         return (limit is not None and account.bytes > limit,
                 server_limit is not None and account.ledger.total > server_limit)
 
+    if not previous or not (  # the counts are exact or too high: settle when over
+            (limit is not None and account.bytes > limit)
+            or (server_limit is not None and account.ledger.total > server_limit)):
+        return
     over_session, over_server = over()
-    if not previous or not (over_session or over_server):
+    if not (over_session or over_server):
         return
     if release_held(session, over_server) | reclaim():
         over_session, over_server = over()

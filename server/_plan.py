@@ -129,8 +129,10 @@ class Plan:
         """Run the step on `batch` (the executor's request state); False when the plan no
         longer fits (it counted a fallback and ran the eager way from the step that did not
         fit, which may raise what eager raises)."""
-        if len(ids) < self.slots or len(values) < self.values:
-            # a malformed replay: the eager expansion says what is wrong, where it is
+        if len(ids) < self.slots or len(values) < self.values or len(set(ids)) < len(ids):
+            # a malformed replay: the eager expansion says what is wrong, where it is; or
+            # one id in two slots, whose tensor a step may rebind under one of them (a
+            # slot's tensor is looked up once per run: `vals`)
             self.fallbacks += 1
             self._eager_from(0, batch, ids, values, read, where)
             return False
@@ -138,7 +140,9 @@ class Plan:
         bound = batch.bound if batch.describe else None
         vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
-        take = batch.budget.take
+        budget = batch.budget
+        account, limit, server_limit = budget.account, budget.limit, budget.server_limit
+        ledger = account.ledger
         deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
         for j, step in enumerate(self.steps):
             kind = step.kind
@@ -178,17 +182,19 @@ class Plan:
                     if not seen and known_meta(step.op, inputs, attrs) != meta:
                         raise Fallback  # a float attr that changes a shape (arange's end)
                     # the byte check eager makes once the shape rule ran: nothing before it
-                    # can fail for inputs of the watched signatures (placement is theirs)
-                    take(step.nbytes, step.name)
+                    # can fail for inputs of the watched signatures (placement is theirs).
+                    # Budget.take's own first test, here without its call: room, or take()
+                    nbytes = step.nbytes
+                    if not ((limit is None or nbytes <= limit - account.bytes) and (
+                            server_limit is None or nbytes <= server_limit - ledger.total)):
+                        budget.take(nbytes, step.name)
                     if step.direct:
                         results = apply_direct(step.op, inputs, attrs, meta)
                     else:
                         results = apply_known(step.op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
-                        _chained(step, batch.session) + [
-                            tensors.get(x) if t is None else t
-                            for x, t in zip(ids, vals, strict=True)]):
+                        _chained(step, batch.session) + _slots(tensors, ids, vals)):
                     results = ()
                 else:
                     results = _run_step(step, inputs, attrs, seen)
@@ -198,8 +204,13 @@ class Plan:
                 return False
             except Exception as exc:
                 batch.fail(exc, index, fill(self.template[j], ids, values), where)
-            # bound as `Batch.bind` binds an entry's outputs
-            for k, t in zip(step.outs, results, strict=True):
+            # bound as `Batch.bind` binds an entry's outputs (zip's strict=True costs a
+            # third of a microsecond per step: the lengths are compared here instead)
+            outs = step.outs
+            if len(results) != len(outs):
+                raise ValueError(f"{step.name} gave {len(results)} results for {len(outs)} "
+                                 "output slots")
+            for k, t in zip(outs, results, strict=False):  # lengths compared above
                 tid = ids[k]
                 if tid not in previous:
                     previous[tid] = tensors.get(tid)
@@ -209,8 +220,7 @@ class Plan:
                 if bound is not None:
                     bound.append(tid)
             batch.index = index + 1
-        chain.note(batch.session, self, [tensors.get(x) if t is None else t
-                                         for x, t in zip(ids, vals, strict=True)], values)
+        chain.note(batch.session, self, _slots(tensors, ids, vals), values)
         self.runs += 1
         return True
 
@@ -221,6 +231,11 @@ class Plan:
 
 
 _ENDS = ("backward", "grad")  # commands that end a step's graph
+
+
+def _slots(tensors: dict, ids: list, vals: list) -> list:
+    """Each slot's tensor as the run leaves it: looked up by it, or as bound now."""
+    return [tensors.get(x) if t is None else t for x, t in zip(ids, vals, strict=True)]
 
 
 def _chained(step: Step, session) -> list:
@@ -327,6 +342,7 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
             made.difference_update(x[0] for x in t[1] if type(x) is list)
             made.difference_update(step.outs)
         steps.append(step)
+    _check_once(steps)
     slots = [k + 1 for t in template for k in t[2]] + [
         x[0] + 1 for t in template for x in t[1] if type(x) is list and len(x) == 1]
     floats = [v["@"] + 1 for t in template if type(t[3]) is dict
@@ -336,6 +352,28 @@ def record(batch, template: list, ids: list, values: list, read, where) -> Plan:
     tensors = batch.session.tensors
     chain.note(batch.session, plan, [tensors.get(x) for x in ids], values)
     return plan
+
+
+def _check_once(steps: list[Step]) -> None:
+    """Drop a prepared op's guard on a slot that an earlier op of the same stretch of
+    prepared ops (no in-place op, command or eager step between them) checked against the
+    same signature: the slot holds the same tensor (only a step's outputs rebind a slot), and
+    an op changes nothing of its inputs' signatures, so the check would pass again."""
+    checked: set = set()  # (slot, signature) checked since the stretch began
+    for step in steps:
+        if step.kind is not OP:
+            checked.clear()
+            continue
+        slot_of = dict(step.reads)
+        guards = []
+        for pos, sig in step.guards:
+            key = (slot_of[pos], sig)
+            if key not in checked:
+                checked.add(key)
+                guards.append((pos, sig))
+        step.guards = tuple(guards)
+        if checked and step.outs:
+            checked = {c for c in checked if c[0] not in step.outs}
 
 
 def _plannable_backward(step: Step) -> bool:

@@ -72,7 +72,7 @@ class Session:
     def nbytes(self) -> int:
         """Bytes of every array the session keeps alive (tensors, grads, saved tensors of
         recorded graphs, optimizer state)."""
-        return self.account.bytes
+        return self.account.held_bytes()
 
     @property
     def bytes_by_device(self) -> dict[str, int]:

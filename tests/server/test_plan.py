@@ -172,3 +172,70 @@ def test_a_lone_replay_is_known_before_it_runs_and_its_time_is_kept():
     assert server_replay.last_seconds(session, "t.0") == 0.001
     server_replay.note_seconds(session, "t.0", 0.006)  # 0.001 was 5 requests ago
     assert server_replay.last_seconds(session, "t.0") == 0.006
+
+
+SHARED = [  # x read by every op: its guard is checked once per stretch of prepared ops
+    ["add", [[0], [1]], [2], None, 0],
+    ["mul", [[2], [1]], [3], None, 0],
+    ["sub", [[3], [1]], [4], None, 0],
+    ["mul", [[1], 2.0], [], None, codec.INPLACE],  # x changes (in place): checked again
+    ["add", [[4], [1]], [5], None, 0],
+]
+
+
+@pytest.mark.parametrize("later", [np.arange(6, dtype=np.float32),  # the same signature
+                                   np.arange(3, dtype=np.float32),  # another shape
+                                   np.arange(6, dtype=np.float64)])  # another dtype
+def test_a_shared_input_is_checked_once_per_stretch_and_falls_back_as_eager(later):
+    setups = [_session_with(np.ones(6, np.float32), np.ones(6, np.float32), np.array([0]))
+              for _ in range(2)]
+    (pex, planned), (eex, eager) = setups
+    for n in range(4):
+        ids = ["w" if n < 3 else f"w{n}", "x", f"a{n}", f"b{n}", f"c{n}", f"d{n}"]
+        if n == 3:  # the shared input (slot 1) is another tensor in the last run
+            for ex, session in setups:
+                _rebind("x", later)(ex, session)
+        entry = ["@capture" if n == 0 else "@replay", "s.0", ids, []]
+        if n == 0:
+            entry.append(SHARED)
+        if n == 3:
+            for ex, session in setups:
+                _rebind("w3", np.ones(6, np.float32))(ex, session)
+        got = _send(pex, planned, [entry])
+        want = _send(eex, eager, [server_replay.fill(t, ids, []) for t in SHARED])
+        assert (got.error is None) == (want.error is None)
+        if got.error is not None:
+            assert (got.error.index, str(got.error)) == (want.error.index, str(want.error))
+        assert _state(planned) == _state(eager)
+        if n == 2:  # the plan: x's guard at the first read of each stretch only
+            plan = next(iter(server_replay._PLANS[planned].values())).plan
+            assert [[pos for pos, _ in st.guards] for st in plan.steps] == [
+                [0, 1], [], [], [0], [1]]
+    plan = next(iter(server_replay._PLANS[planned].values())).plan
+    fits = later.shape == (6,) and later.dtype == np.float32
+    assert (plan is not None and plan.runs == 3) == fits
+
+
+def test_a_replay_naming_one_id_in_two_slots_is_eagers():
+    """One id in two slots (the SDK never sends it): a step that rebinds the id under one
+    slot is what a later step reads under the other, as in the eager entries."""
+    two = [["add", [[0], [1]], [2], None, 0],  # c = w + x
+           ["mul", [[3], [1]], [4], None, 0]]  # d = (slot 3) * x
+    setups = [_session_with(np.ones(6, np.float32), np.full(6, 2, np.float32), np.array([0]))
+              for _ in range(2)]
+    (pex, planned), (eex, eager) = setups
+    for ex, session in setups:
+        _rebind("c", np.full(6, 7, np.float32))(ex, session)
+    for n in range(4):
+        # slot 3 is "c" too in the last run: the c that step 0 just made, as eager reads it
+        ids = ["w", "x", f"c{n}" if n < 3 else "c", "c", f"d{n}"]
+        entry = ["@capture" if n == 0 else "@replay", "d.0", ids, []]
+        if n == 0:
+            entry.append(two)
+        got = _send(pex, planned, [entry])
+        want = _send(eex, eager, [server_replay.fill(t, ids, []) for t in two])
+        assert got.error is None and want.error is None
+        assert _state(planned) == _state(eager)
+    assert planned.tensors["d3"].detach().numpy().tolist() == [3.0] * 6  # (2 + 1) * 1, not 7
+    plan = next(iter(server_replay._PLANS[planned].values())).plan
+    assert plan is None or plan.fallbacks == 1

@@ -355,3 +355,33 @@ def _stack(frame):
     while frame is not None:
         yield frame
         frame = frame.f_back
+
+
+def test_freed_arrays_are_settled_before_a_count_is_read_or_a_limit_refuses():
+    """A freed array is subtracted lazily (its weakref callback only queues it, _limits
+    Ledger), so every count that is read, and every limit check that would refuse, sees the
+    exact bytes; an address a freed array had is counted again for the next array there."""
+    from types import SimpleNamespace
+
+    from gradserve.server._errors import ResourceExhaustedError
+    from gradserve.server._limits import Account, Budget, Ledger, check_limit
+
+    ledger = Ledger(limit=100)
+    account = Account(ledger)
+    session = SimpleNamespace(account=account, id="s", tensors={})
+    a = np.zeros(20, np.float32)  # 80 bytes
+    account.track(a, "cpu")
+    assert account.held_bytes() == 80 and account.held() == {"cpu": 80}
+    del a
+    Budget(session, 100).take(80, "an op")  # fits once the free is settled: no error
+    check_limit(session, 60, {"x": None})  # not over once settled: nothing undone
+    assert account.held_bytes() == 0 and account.held() == {} and ledger.total == 0
+    for _ in range(50):  # freed and made again: the address comes back, counted each time
+        b = np.zeros(10, np.float32)
+        account.track(b, "cpu")
+        account.track(b[2:], "cpu")  # a view: its storage is counted once
+        assert account.held_bytes() == 40 and ledger.total == 40
+        del b
+    assert account.held_bytes() == 0
+    with pytest.raises(ResourceExhaustedError):
+        Budget(session, 100).take(120, "an op")
