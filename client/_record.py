@@ -206,16 +206,7 @@ class RemoteKind:
     def apply(self, op, inputs: tuple, attrs: dict):
         """Record `op(*inputs, **attrs)` and return proxies for its outputs."""
         session = self.session
-        # `_own(inputs, session)`, inline: this runs for every op
-        for x in inputs:
-            if isinstance(x, RemoteTensor):  # a Parameter too (a subclass)
-                if x._session is not session:
-                    break
-            elif type(x) not in _PLAIN:
-                break
-        else:
-            if session._closed:
-                raise _handoff.closed_here(session)
+        if _own(inputs, session):
             return run_op(self, op, inputs, attrs)
         inputs, session = _operands(inputs, session)
         return run_op(session._kind, op, inputs, attrs)

@@ -26,7 +26,7 @@ from gradserve.engine import (
     get_op,
     no_grad,
 )
-from gradserve.engine.seam import Shadow, Version, format_tensor, node_class, shown
+from gradserve.engine.seam import Shadow, format_tensor, node_class, shown
 
 from . import _callbacks
 
@@ -285,16 +285,7 @@ def output_proxy(session, tensor_id: str, shape, dtype: DType, device: str,
     constructor: this runs for every op. tests/client/test_per_op_paths.py holds its state to
     the constructor's."""
     t = _new(RemoteTensor)
-    # `t._init_meta(dtype, device, strides)`, inline (a frame per op); the test named above
-    # holds the two alike
-    t.dtype = dtype
-    t._device = device
-    t._strides = strides
-    t._rg = t._retains_grad = False
-    t._grad_fn = t._base = t._view_steps = t._acc = t._hooks = None
-    t._output_nr = t._view_version = 0
-    t._vc = vc = _new(Version)
-    vc.value = 0
+    t._init_meta(dtype, device, strides)
     t._session = session
     t._id = tensor_id
     t._shape = shape if shape is None or type(shape) is Size else Size(shape)

@@ -6,8 +6,7 @@ stays free to change. (A test holds client/ and server/ to `gradserve.engine` an
 module.) By who needs it:
 
 Both tensor kinds
-    `AutogradMeta` (the bookkeeping a proxy shares; `Version`, its version counter, for a
-    proxy made without a constructor call), `TensorKind` with `run_op` and
+    `AutogradMeta` (the bookkeeping a proxy shares), `TensorKind` with `run_op` and
     `run_inplace` (the one op sequence: a kind supplies outputs and the write), `Node` and
     `AccumulateGrad` (the graph; `node_class(name)` makes a node's class, named as torch's
     grad_fn), `Shadow` (a data-free stand-in an in-place op saves),
@@ -63,7 +62,7 @@ from .core.errors import MIXED_KINDS
 from .core.function import FunctionCtx
 from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
-from .core.meta import AutogradMeta, Shadow, Version
+from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
 from .surface import random
 from .surface.factories import FactoryAPI, factory_names
@@ -102,6 +101,6 @@ __all__ = [
     "generator_inputs", "grad_mode", "hooks_in", "inplace_meta", "inplace_signature",
     "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
-    "shown", "signature", "stand_in", "to_dot", "Version",
+    "shown", "signature", "stand_in", "to_dot",
     "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

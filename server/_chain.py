@@ -61,7 +61,7 @@ def _keep(t) -> tuple | None:
     """What a run keeps of one slot's value, by weak references only."""
     if type(t) is not Tensor:
         return None
-    fn = t._grad_fn if t._view_steps is None else t.grad_fn  # a view's, brought up to date
+    fn = t.grad_fn
     data = t._data
     try:
         data = _ref(data)
@@ -115,7 +115,7 @@ def note(session, plan, slots: list, values: list) -> None:
     for k in plan.made:
         t = slots[k]
         if type(t) is Tensor:
-            fn = t._grad_fn if t._view_steps is None else t.grad_fn  # a view's, up to date
+            fn = t.grad_fn
             if fn is not None:
                 nodes[k] = _ref(fn)
     if not nodes:  # no graph (no_grad): nothing a backward reaches

@@ -140,9 +140,7 @@ class Plan:
         bound = batch.bound if batch.describe else None
         vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
         state = grad_mode._state
-        budget = batch.budget
-        account, limit, server_limit = budget.account, budget.limit, budget.server_limit
-        ledger = account.ledger
+        take = batch.budget.take
         deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
         for j, step in enumerate(self.steps):
             kind = step.kind
@@ -182,12 +180,8 @@ class Plan:
                     if not seen and known_meta(step.op, inputs, attrs) != meta:
                         raise Fallback  # a float attr that changes a shape (arange's end)
                     # the byte check eager makes once the shape rule ran: nothing before it
-                    # can fail for inputs of the watched signatures (placement is theirs).
-                    # Budget.take's own first test, here without its call: room, or take()
-                    nbytes = step.nbytes
-                    if not ((limit is None or nbytes <= limit - account.bytes) and (
-                            server_limit is None or nbytes <= server_limit - ledger.total)):
-                        budget.take(nbytes, step.name)
+                    # can fail for inputs of the watched signatures (placement is theirs)
+                    take(step.nbytes, step.name)
                     if step.direct:
                         results = apply_direct(step.op, inputs, attrs, meta)
                     else:

@@ -244,7 +244,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
         logp = input.log_softmax(ndim - 1)
         return logp._op("nll_loss", logp, target, reduction=reduction,
                         ignore_index=ignore_index)
-    logp = input.log_softmax(1 if input.dim() > 1 else 0)
+    logp = input.log_softmax(1 if ndim > 1 else 0)
     rows, flat_target, out_shape = _flat_classes(logp, target)
     nll = _nll_rows(rows, flat_target, weight, ignore_index, reduction, out_shape)
     if label_smoothing == 0.0:

@@ -53,11 +53,6 @@ def as_list(x):
 
 
 def _root_grads(tensors, grads) -> list:
-    if grads is None and len(tensors) == 1:  # `loss.backward()`: once per step
-        t = tensors[0]
-        if (t._rg or t.grad_fn is not None) and t._data.size == 1 \
-                and t.dtype.is_floating_point:  # else check_roots says what is wrong
-            return [_ones_beside(t)]
     grads = as_list(grads) or [None] * len(tensors)
     out = [g if g is None or isinstance(g, AutogradMeta) else _beside(t, g)
            for t, g in zip(tensors, grads, strict=False)] + grads[len(tensors):]
@@ -65,18 +60,13 @@ def _root_grads(tensors, grads) -> list:
     return [_beside(t) if g is None else g for t, g in zip(tensors, out, strict=True)]
 
 
-def _ones_beside(t):
-    """`_beside(t)` for a tensor on the host: the same ones, without entering its device."""
-    if t._device != "cpu":
-        return _beside(t)
-    a = t._data
-    return type(t)._from_saved(np.ones(a.shape, a.dtype), "cpu", t.dtype)
-
-
 def _beside(t, values=None):
     """`values` (ones like t when None) as an engine tensor of t's dtype on t's device."""
+    a = t._data
+    if values is None and t._device == "cpu":  # `loss.backward()`'s ones, once per step:
+        # without entering the host device or Tensor.__init__ (a fresh array it owns)
+        return type(t)._from_saved(np.ones(a.shape, a.dtype), "cpu", t.dtype)
     with backend(t._device).activate() as be:
-        a = t._data
         # ones(shape): what ones_like makes of a root (a fresh contiguous array), in C
         data = be.xp.ones(a.shape, a.dtype) if values is None else be.xp.asarray(
             values, dtype=a.dtype)

@@ -20,7 +20,7 @@ from ..core.backend import _CPU
 from ..core.errors import TensorIndexError
 from ..core.meta import check_inplace, mark_views, placement, record, set_history
 from ..core.registry import Meta, OpDef
-from .tensor import KIND, Tensor, _finish, _ndarray, _output, _wrap
+from .tensor import KIND, Tensor, _output, _wrap
 
 
 def signature(x) -> tuple | None:
@@ -99,11 +99,7 @@ def apply_direct(op: OpDef, inputs: tuple, attrs: dict, meta) -> tuple:
         except IndexError as e:  # as the engine's kind says it (surface/tensor.py `_run`)
             raise TensorIndexError(f"{op.name}: {e}") from None
         if type(meta) is Meta:
-            if type(out) is not _ndarray or out.dtype is not meta.dtype.np \
-                    or out.shape != meta.shape or (not out.flags.c_contiguous
-                                                   if meta.strides is None else not op.view):
-                out = _finish(_XP, out, meta, op)  # else `_finish` would keep it (as eager)
-            outputs = (_wrap(out, meta, "cpu"),)
+            outputs = (_output(_XP, out, meta, op, "cpu"),)
             first = meta
         else:
             outputs = tuple(_output(_XP, a, m, op, "cpu") for a, m in zip(out, meta,

@@ -222,7 +222,6 @@ def _output(xp, arr, meta: Meta, op: OpDef, device: str) -> Tensor:
 
 
 _new = object.__new__
-_ndarray = np.ndarray
 _tape_local = tape._local  # read inline per op: `tape.log()` without its call
 
 
@@ -363,14 +362,7 @@ def eager(op: OpDef, inputs: tuple, attrs: dict, check: Callable | None = None):
             raise
         except IndexError as e:  # as `_run`: data-dependent checks (loss targets)
             raise TensorIndexError(f"{op.name}: {e}") from None
-        if type(arr) is not _ndarray or arr.dtype is not meta.dtype.np \
-                or arr.shape != meta.shape:
-            arr = _finish(xp, arr, meta, op)
-        elif meta.strides is None:  # `_finish`'s layout step, without its other checks
-            if not arr.flags.c_contiguous:
-                arr = xp.ascontiguousarray(arr)
-        elif not op.view:  # a fresh result with the strides torch gives it (column-major)
-            arr = laid_out(xp, arr, meta.strides)
+        arr = _finish(xp, arr, meta, op)
     finally:
         be.exit(token)
     out = _wrap(arr, meta, device)
