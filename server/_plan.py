@@ -39,6 +39,7 @@ session's plan runs the same cupy kernels one by one.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from time import monotonic
 
 from gradserve.engine import Meta, Tensor
@@ -74,7 +75,7 @@ class Step:
 
     __slots__ = ("kind", "op", "name", "args", "reads", "outs", "attrs", "floats", "seen",
                  "flags", "meta", "nbytes", "guards", "backward", "watched", "chain", "pad",
-                 "foreign", "grad", "direct", "keys")
+                 "foreign", "grad", "direct", "keys", "fast")
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
@@ -111,7 +112,7 @@ class Plan:
     """A captured template's prepared steps; `runs` and `fallbacks` count how they went."""
 
     __slots__ = ("steps", "template", "slots", "values", "runs", "fallbacks", "made",
-                 "ends")
+                 "ends", "outside", "unbound_at")
 
     def __init__(self, steps: list[Step], template: list, slots: int, values: int,
                  made: frozenset = frozenset()) -> None:
@@ -120,6 +121,14 @@ class Plan:
         self.runs = self.fallbacks = 0
         self.made = made  # slots whose grad_fn a run leaves as its prepared op made it
         self.ends = any(s.kind is COMMAND and s.name in _ENDS for s in steps)
+        self.outside, self.unbound_at = _outside(steps)
+        for step in steps:  # what a run reads of each step, in one unpacking
+            ins = None
+            if len(step.reads) == len(step.args):  # every input a slot: gathered in C
+                ins = tuple(k for _, k in step.reads)
+                ins = itemgetter(*ins) if len(ins) > 1 else _one(*ins) if ins else _none
+            step.fast = (step.kind, step.op, ins, step.args, step.guards, step.floats,
+                         step.grad, step.meta, step.nbytes, step.direct, step.outs)
 
     def prepared(self) -> int:
         """How many of its steps run without the eager path."""
@@ -138,54 +147,63 @@ class Plan:
             return False
         tensors, previous, track = batch.tensors, batch.previous, batch.track
         bound = batch.bound if batch.describe else None
-        vals = [None] * len(ids)  # the tensor of each slot, once this run has looked it up
+        # the tensor of each slot: those a step reads before any step binds them looked up
+        # now (a slot's id is bound only by a step's outputs while the run lasts), the rest
+        # as steps bind them; the first step that reads an unbound one goes eager
+        vals = [None] * len(ids)
+        stop = len(self.steps)
+        for k in self.outside:
+            t = vals[k] = tensors.get(ids[k])
+            if t is None and self.unbound_at[k] < stop:
+                stop = self.unbound_at[k]
         state = grad_mode._state
         take = batch.budget.take
         deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
+        index = batch.index
         for j, step in enumerate(self.steps):
-            kind = step.kind
+            (kind, op, ins, args, guards, floats, grad, meta, nbytes, direct_,
+             outs) = step.fast
             if kind is EAGER:
                 results = batch.eager(fill(self.template[j], ids, values), read, where)
-                for k, t in zip(step.outs, results, strict=True):
+                index = batch.index
+                for k, t in zip(outs, results, strict=True):
                     vals[k] = t
                 continue
-            index = batch.index
             try:
+                if j == stop:  # it reads a slot whose id is not bound: eager says so
+                    raise Fallback
                 if deadline is not None and monotonic() > deadline[0]:
                     check_deadline(f"op {index}'s request")
-                inputs = list(step.args)
-                for pos, k in step.reads:
-                    t = vals[k]
-                    if t is None:
-                        t = tensors.get(ids[k])
-                        if t is None:  # not bound: the eager entry says so, in its place
-                            raise Fallback
-                        vals[k] = t
-                    inputs[pos] = t
-                if step.guards:
+                if ins is not None:
+                    inputs = ins(vals)
+                else:
+                    inputs = list(args)
+                    for pos, k in step.reads:
+                        inputs[pos] = vals[k]
+                if guards:
                     check = inplace_signature if kind is INPLACE_OP else signature
-                    for pos, sig in step.guards:
+                    for pos, sig in guards:
                         if check(inputs[pos]) != sig:
                             raise Fallback
                 attrs = step.attrs
                 seen = True  # the float attrs are the watched run's
-                if step.floats:
-                    now = [values[k] for _, k in step.floats]
+                if floats:
+                    now = [values[k] for _, k in floats]
                     attrs = dict(attrs)
                     attrs.update(zip(step.keys, now, strict=True))
                     seen = now == step.seen
-                state.enabled = step.grad
+                state.enabled = grad
                 if kind is OP:
-                    meta = step.meta
-                    if not seen and known_meta(step.op, inputs, attrs) != meta:
+                    if not seen and known_meta(op, inputs, attrs) != meta:
                         raise Fallback  # a float attr that changes a shape (arange's end)
-                    # the byte check eager makes once the shape rule ran: nothing before it
-                    # can fail for inputs of the watched signatures (placement is theirs)
-                    take(step.nbytes, step.name)
-                    if step.direct:
-                        results = apply_direct(step.op, inputs, attrs, meta)
+                    # the byte check eager makes once the shape rule ran: nothing before
+                    # it can fail for inputs of the watched signatures (placement is
+                    # theirs)
+                    take(nbytes, step.name)
+                    if direct_:
+                        results = apply_direct(op, inputs, attrs, meta)
                     else:
-                        results = apply_known(step.op, tuple(inputs), attrs, meta)
+                        results = apply_known(op, tuple(inputs), attrs, meta)
                 elif step.backward is not None and all(
                         values[k] == v for k, v in step.watched) and step.backward.run(
                         _chained(step, batch.session) + _slots(tensors, ids, vals)):
@@ -200,10 +218,9 @@ class Plan:
                 batch.fail(exc, index, fill(self.template[j], ids, values), where)
             # bound as `Batch.bind` binds an entry's outputs (zip's strict=True costs a
             # third of a microsecond per step: the lengths are compared here instead)
-            outs = step.outs
             if len(results) != len(outs):
-                raise ValueError(f"{step.name} gave {len(results)} results for {len(outs)} "
-                                 "output slots")
+                raise ValueError(f"{step.name} gave {len(results)} results for "
+                                 f"{len(outs)} output slots")
             for k, t in zip(outs, results, strict=False):  # lengths compared above
                 tid = ids[k]
                 if tid not in previous:
@@ -213,7 +230,8 @@ class Plan:
                     track(t._data, t._device)
                 if bound is not None:
                     bound.append(tid)
-            batch.index = index + 1
+            index += 1
+            batch.index = index
         chain.note(batch.session, self, _slots(tensors, ids, vals), values)
         self.runs += 1
         return True
@@ -225,6 +243,29 @@ class Plan:
 
 
 _ENDS = ("backward", "grad")  # commands that end a step's graph
+
+
+def _one(k: int):
+    """What `itemgetter` gives for several slots, for one: a tuple."""
+    return lambda vals: (vals[k],)
+
+
+def _none(vals) -> tuple:
+    return ()
+
+
+def _outside(steps: list[Step]) -> tuple[tuple, dict]:
+    """The slots prepared steps read before any step binds them (what a run looks up when
+    it starts), and for each the first step that reads it."""
+    first: dict[int, int] = {}
+    bound: set[int] = set()
+    for j, step in enumerate(steps):
+        if step.kind is not EAGER:
+            for _, k in step.reads:
+                if k not in bound and k not in first:
+                    first[k] = j
+        bound.update(step.outs)
+    return tuple(first), first
 
 
 def _slots(tensors: dict, ids: list, vals: list) -> list:

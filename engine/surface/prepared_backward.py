@@ -31,7 +31,7 @@ from ..core.backend import backend
 from ..core.dtype import DType
 from ..core.registry import Meta
 from ..core.tape import watching
-from .grad_api import _root_grads
+from .grad_api import _beside, check_roots
 from .prepared import apply_direct, apply_known, direct
 from .tensor import Tensor, _finish, _wrap
 
@@ -42,7 +42,7 @@ class BackwardPlan:
     """The watched backward from slot `root`'s tensor (see the module doc)."""
 
     __slots__ = ("root", "root_nr", "start", "edges", "ops", "acc", "leaves", "device",
-                 "steps", "reads")
+                 "steps", "reads", "order", "links")
 
     def __init__(self, root: int, root_nr: int, start: int, edges: dict, ops: list,
                  acc: list, leaves: tuple, device: str) -> None:
@@ -58,30 +58,38 @@ class BackwardPlan:
         # hold only their nodes now (server/_chain.py)
         self.reads = tuple(sorted({ref[1] for _, refs, _, _, _ in ops for ref in refs
                                    if ref[0] == "s"}))
+        # the graph check's data, made once: the slots of the nodes (the start's first) and,
+        # per node, its edges as (None, 0) for no edge, (node index, output number), or
+        # (-1, leaf slot) for an AccumulateGrad
+        self.order = (start, *(k for k in edges if k != start))
+        at = {k: i for i, k in enumerate(self.order)}
+        self.links = tuple(tuple(
+            (None, 0) if ref is None else (at[ref[1]], ref[2]) if ref[0] == "n"
+            else (-1, ref[1]) for ref in edges[k]) for k in self.order)
 
     def run(self, slots: list) -> bool:
         """The backward on this run's slot tensors; False (having changed nothing) when its
         graph is not the watched one or anything fails: run the eager backward then."""
         if _anomaly.active() is not None:  # eager's walk checks each node
             return False
-        nodes = {k: _grad_fn(slots[k]) for k in self.edges}
+        nodes = [None if t is None else t.grad_fn for t in [slots[k] for k in self.order]]
+        start = nodes[0]
         root = slots[self.root]
-        if _grad_fn(root) is not nodes[self.start] or nodes[self.start] is None \
+        if start is None or root is None or root.grad_fn is not start \
                 or root._output_nr != self.root_nr:
             return False
-        for k, refs in self.edges.items():
-            node = nodes[k]
+        for node, links in zip(nodes, self.links, strict=True):
             if type(node) is AccumulateGrad or node is None or node._hooks is not None \
-                    or node._retained or len(node.next_functions) != len(refs):
+                    or node._retained or len(node.next_functions) != len(links):
                 return False
-            for (nxt, nr), ref in zip(node.next_functions, refs, strict=True):
-                if ref is None:
+            for (nxt, nr), (i, b) in zip(node.next_functions, links, strict=True):
+                if i is None:
                     if nxt is not None:
                         return False
-                elif ref[0] == "n":
-                    if nxt is not nodes[ref[1]] or nr != ref[2]:
+                elif i >= 0:
+                    if nxt is not nodes[i] or nr != b:
                         return False
-                elif type(nxt) is not AccumulateGrad or nxt.variable is not slots[ref[1]]:
+                elif type(nxt) is not AccumulateGrad or nxt.variable is not slots[b]:
                     return False
         for k in self.leaves:
             t = slots[k]
@@ -92,9 +100,10 @@ class BackwardPlan:
             if t is None or t._data is None:
                 return False
         try:
-            for node in nodes.values():
+            for node in nodes:
                 node.check_saved()
-            grads = _root_grads([root], None)
+            check_roots((root,), (None,))  # as `_root_grads` for one root and no gradient
+            grads = [_beside(root)]
             values = self._values(slots, grads)
         except _Stopped as stopped:  # the budget ends this backward as it ends eager's
             raise stopped.error from None
@@ -103,7 +112,7 @@ class BackwardPlan:
         seen = {_owner(g) for g in grads}
         for k, ref in self.acc:
             _accumulate(slots[k], _value(ref, values, slots, grads), False, seen, None)
-        for node in nodes.values():
+        for node in nodes:
             node.free()
         return True
 
@@ -214,10 +223,6 @@ def _steps(ops: list, acc: list, device: str) -> list:
         steps.append((op, tuple(args), attrs, meta, on_arrays,
                        not on_arrays and direct(op, dev)))
     return steps
-
-
-def _grad_fn(t):
-    return None if t is None else t.grad_fn
 
 
 def _value(ref, values: list, slots: list, grads: list):
