@@ -26,7 +26,8 @@ _ref = weakref.ref
 
 
 class _Run:
-    """One completed run of a plan: per slot what a backward reads of its tensor (`_keep`),
+    """One completed run of a plan: per slot what a backward reads of its tensor, by weak
+    references only (`note`: the tensor, its grad_fn, output number, array, and its meta),
     the nodes its prepared ops made (slot -> a weak reference to the grad_fn, as the run
     left it) and its float values."""
 
@@ -55,20 +56,6 @@ class _Run:
                     return True
                 alive = True
         return not alive
-
-
-def _keep(t) -> tuple | None:
-    """What a run keeps of one slot's value, by weak references only."""
-    if type(t) is not Tensor:
-        return None
-    fn = t.grad_fn
-    data = t._data
-    try:
-        data = _ref(data)
-    except TypeError:  # an array kind without weak references: as if it were gone
-        data = None
-    return (_ref(t), None if fn is None else _ref(fn), t._output_nr, data, t._shape, t.dtype,
-            t._strides, t._device)
 
 
 def _stand_in(kept: tuple):
@@ -111,14 +98,13 @@ def note(session, plan, slots: list, values: list) -> None:
     if plan.ends:  # its backward ended the step: the runs after it are the next step's
         _CHAINS.pop(session, None)
         return
-    nodes = {}
-    for k in plan.made:
+    made = plan.made
+    for k in made:
         t = slots[k]
-        if type(t) is Tensor:
-            fn = t.grad_fn
-            if fn is not None:
-                nodes[k] = _ref(fn)
-    if not nodes:  # no graph (no_grad): nothing a backward reaches
+        if type(t) is Tensor and (
+                t._grad_fn if t._view_steps is None else t.grad_fn) is not None:
+            break
+    else:  # no graph (no_grad): nothing a backward reaches
         return
     chain = _CHAINS.get(session)
     if chain is None:
@@ -127,6 +113,25 @@ def note(session, plan, slots: list, values: list) -> None:
     # to capture) or the client dropped is no step's any more
     while chain and chain[0].done():
         del chain[0]
-    chain.append(_Run(plan, [_keep(t) for t in slots], nodes, tuple(values)))
+    # what `_stand_in` reads of each slot, and the nodes the prepared ops made, in one pass
+    # (per slot of every batch of a long step)
+    kept, nodes = [], {}
+    for k, t in enumerate(slots):
+        if type(t) is not Tensor:
+            kept.append(None)
+            continue
+        fn = t._grad_fn if t._view_steps is None else t.grad_fn  # the property's fast case
+        if fn is not None:
+            fn = _ref(fn)
+            if k in made:
+                nodes[k] = fn
+        data = t._data
+        try:
+            data = _ref(data)
+        except TypeError:
+            data = None
+        kept.append((_ref(t), fn, t._output_nr, data, t._shape, t.dtype, t._strides,
+                     t._device))
+    chain.append(_Run(plan, kept, nodes, tuple(values)))
     if len(chain) > MAX_CHAIN:
         del chain[0]
