@@ -66,6 +66,8 @@ from ._scheduler import _local as _item  # the running item's deadline
 from ._scheduler import check_deadline
 
 OP, INPLACE_OP, COMMAND, EAGER = "op", "inplace", "command", "eager"
+# an OP step `apply_direct` runs, every input a slot, no float attrs, one output
+_USUAL = "usual"
 
 releasers.append(chain.release)
 
@@ -129,6 +131,10 @@ class Plan:
                 ins = itemgetter(*ins) if len(ins) > 1 else _one(*ins) if ins else _none
             step.fast = (step.kind, step.op, ins, step.args, step.guards, step.floats,
                          step.grad, step.meta, step.nbytes, step.direct, step.outs)
+            if step.kind is OP and step.direct and ins is not None and not step.floats \
+                    and type(step.meta) is Meta and len(step.outs) == 1:
+                step.fast = (_USUAL, step.op, ins, step.guards, step.grad, step.meta,
+                             step.nbytes, step.attrs, step.name, step.outs[0])
 
     def prepared(self) -> int:
         """How many of its steps run without the eager path."""
@@ -161,8 +167,39 @@ class Plan:
         deadline = getattr(_item, "deadline", None)  # check_deadline's, without a call
         index = batch.index
         for j, step in enumerate(self.steps):
+            fast = step.fast
+            if fast[0] is _USUAL:  # the general steps below, for the usual op in one place
+                _, op, ins, guards, grad, meta, nbytes, attrs, name, k = fast
+                try:
+                    if j == stop:
+                        raise Fallback
+                    if deadline is not None and monotonic() > deadline[0]:
+                        check_deadline(f"op {index}'s request")
+                    inputs = ins(vals)
+                    for pos, sig in guards:
+                        if signature(inputs[pos]) != sig:
+                            raise Fallback
+                    state.enabled = grad
+                    take(nbytes, name)
+                    (t,) = apply_direct(op, inputs, attrs, meta)
+                except Fallback:
+                    self.fallbacks += 1
+                    self._eager_from(j, batch, ids, values, read, where)
+                    return False
+                except Exception as exc:
+                    batch.fail(exc, index, fill(self.template[j], ids, values), where)
+                tid = ids[k]
+                if tid not in previous:
+                    previous[tid] = tensors.get(tid)
+                tensors[tid] = vals[k] = t
+                track(t._data, t._device)
+                if bound is not None:
+                    bound.append(tid)
+                index += 1
+                batch.index = index
+                continue
             (kind, op, ins, args, guards, floats, grad, meta, nbytes, direct_,
-             outs) = step.fast
+             outs) = fast
             if kind is EAGER:
                 results = batch.eager(fill(self.template[j], ids, values), read, where)
                 index = batch.index
