@@ -151,6 +151,31 @@ def test_an_unbound_tensor_or_too_few_ids_is_eagers_error():
     assert "beyond the 2 ids" in str(result.error)  # eager's expansion says what is wrong
 
 
+def test_a_slot_unbound_when_the_run_starts_is_eagers_error_where_it_is_read():
+    """A run looks up the slots its steps read before binding them when it starts (server/
+    _plan.py `_outside`); one that is unbound goes eager at the step that reads it, after
+    the steps before it ran prepared: eager's error at eager's op index, eager's state. A
+    command has no signature to check: the rule alone keeps it from reading nothing."""
+    template = [["mul", [[0], [1]], [2], None, 0], ["set_grad", [[3]], [], None, 0],
+                ["sum", [[2]], [4], None, 0]]
+    x, w, index = np.arange(6, dtype=np.float32), np.ones(6, np.float32), np.array([0, 2])
+    sides = [_session_with(x, w, index) for _ in range(2)]
+    for n in range(4):
+        ids = ["x", "w", f"h{n}", "i", f"s{n}"]
+        if n == 3:
+            for ex, session in sides:
+                ex.run(session, convert.pipeline_request(pb.PipelineRequest(release=["i"])))
+        entry = ["@capture" if n == 0 else "@replay", "u.0", ids, []]
+        if n == 0:
+            entry.append(template)
+        (pex, planned), (eex, eager) = sides
+        got = _send(pex, planned, [entry]).error
+        want = _send(eex, eager, [server_replay.fill(t, ids, []) for t in template]).error
+        assert _state(planned) == _state(eager)
+    assert got is not None and (got.index, got.op, str(got)) == (want.index, want.op, str(want))
+    assert got.index == 1 and "not found" in str(got)
+
+
 def test_a_lone_replay_is_known_before_it_runs_and_its_time_is_kept():
     """`lone_replay` names the handle of an op_batch that is one replay entry alone (what may
     run on the event loop's thread), nothing else; a step's time is the least of its last
