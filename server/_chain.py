@@ -93,6 +93,34 @@ def runs(session) -> list:
     return _CHAINS.get(session, [])
 
 
+def slots_of(session, chain: tuple, pad: int, foreign: tuple) -> list | None:
+    """The slots of the earlier runs a backward was planned across, as the session's newest
+    runs left them: `chain` holds (plan, slot count, values) of each run it reaches, `pad`
+    slots of older runs go before them (None), `foreign` is (run index, slot) of each node
+    of theirs it reaches. None when those runs are not the watched plans'; when such a node
+    is not the one their prepared op made (changed since), slots the graph check finds no
+    node in (the eager backward runs)."""
+    if not chain:
+        return [None] * pad
+    kept = runs(session)
+    n = len(chain)
+    if len(kept) < n:
+        return None
+    reached = kept[len(kept) - n:]
+    slots = [None] * pad
+    for run, (plan, size, values) in zip(reached, chain, strict=True):
+        if run.plan is not plan or len(run.slots) != size or run.values != values:
+            return None
+    tensors = [run.tensors() for run in reached]
+    for i, k in foreign:
+        node, t = reached[i].node(k), tensors[i][k]
+        if node is None or t is None or t.grad_fn is not node:
+            return slots + [None] * sum(map(len, tensors))
+    for ts in tensors:
+        slots += ts
+    return slots
+
+
 def note(session, plan, slots: list, values: list) -> None:
     """A run of `plan` completed, leaving `slots`: one a later batch's backward may reach."""
     if plan.ends:  # its backward ended the step: the runs after it are the next step's

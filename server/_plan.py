@@ -127,8 +127,7 @@ class Plan:
         for step in steps:  # what a run reads of each step, in one unpacking
             ins = None
             if len(step.reads) == len(step.args):  # every input a slot: gathered in C
-                ins = tuple(k for _, k in step.reads)
-                ins = itemgetter(*ins) if len(ins) > 1 else _one(*ins) if ins else _none
+                ins = _gather(tuple(k for _, k in step.reads))
             step.fast = (step.kind, step.op, ins, step.args, step.guards, step.floats,
                          step.grad, step.meta, step.nbytes, step.direct, step.outs)
             if step.kind is OP and step.direct and ins is not None and not step.floats \
@@ -282,13 +281,11 @@ class Plan:
 _ENDS = ("backward", "grad")  # commands that end a step's graph
 
 
-def _one(k: int):
-    """What `itemgetter` gives for several slots, for one: a tuple."""
-    return lambda vals: (vals[k],)
-
-
-def _none(vals) -> tuple:
-    return ()
+def _gather(ins: tuple):
+    """The inputs in slots `ins` of a run's slot tensors, as a tuple (in C for two or more)."""
+    if len(ins) > 1:
+        return itemgetter(*ins)
+    return (lambda vals: (vals[ins[0]],)) if ins else (lambda vals: ())
 
 
 def _outside(steps: list[Step]) -> tuple[tuple, dict]:
@@ -311,28 +308,11 @@ def _slots(tensors: dict, ids: list, vals: list) -> list:
 
 
 def _chained(step: Step, session) -> list:
-    """The slots of the earlier runs `step`'s backward was planned across, as this step's
-    newest runs left them (server/_chain.py); raises Fallback when those runs are not the
-    watched plans' (the backward is watched again) or a node of theirs it reaches is not
-    the one their prepared op made (changed since: the eager backward runs)."""
-    if not step.chain:
-        return [None] * step.pad
-    kept = chain.runs(session)
-    n = len(step.chain)
-    if len(kept) < n:
+    """The slots of the earlier runs `step`'s backward was planned across (`chain.slots_of`);
+    raises Fallback when those runs are not the watched plans' (it is watched again)."""
+    slots = chain.slots_of(session, step.chain, step.pad, step.foreign)
+    if slots is None:
         raise Fallback
-    runs = kept[len(kept) - n:]
-    slots = [None] * step.pad
-    for run, (plan, size, values) in zip(runs, step.chain, strict=True):
-        if run.plan is not plan or len(run.slots) != size or run.values != values:
-            raise Fallback
-    tensors = [run.tensors() for run in runs]
-    for i, k in step.foreign:
-        node, t = runs[i].node(k), tensors[i][k]
-        if node is None or t is None or t.grad_fn is not node:
-            return slots + [None] * sum(map(len, tensors))  # the graph check finds no node
-    for ts in tensors:
-        slots += ts
     return slots
 
 
