@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import weakref
+from weakref import getweakrefcount, getweakrefs
 from dataclasses import dataclass
 
 from gradserve.v1.codec import MAX_MESSAGE_BYTES
@@ -87,10 +88,10 @@ class Ledger:
 
     A freed array's weak reference is put on `freed` (its callback is that list's C
     `append`: no Python frame and no lock per free, while an op runs) and subtracted by the
-    next `settle`, which runs before anything reads a count it must have exact: a limit
-    that looks reached, a session's bytes as reported, the next track (a freed array's
-    address may be the next one's). Until then the counts are at most that much too high:
-    a check that passes on them passes on the exact ones, one that fails settles first."""
+    next `settle`, which runs before anything reads a count it must have exact (a limit
+    that looks reached, a session's bytes as reported) and, in batches, from `track`. Until
+    then the counts are at most that much too high: a check that passes on them passes on
+    the exact ones, one that fails settles first."""
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit if limit and limit > 0 else None
@@ -108,32 +109,48 @@ class Ledger:
 
     def _settle(self) -> None:  # with the lock held
         freed, total = self.freed, self.total
+        pop = freed.pop
         while freed:
-            ref = freed.pop()
-            account = ref.account
-            refs = account.refs
-            if refs.get(ref.key) is ref:
-                del refs[ref.key]
-                n = ref.nbytes
-                account.bytes -= n
-                account.by_device[ref.device] -= n
-                total -= n
+            ref = pop()
+            held, n = ref.held
+            account = held.account
+            del account.refs[id(ref)]
+            held.bytes -= n
+            account.bytes -= n
+            total -= n
         self.total = total
 
 
+_SETTLE_EVERY = 64  # freed arrays `track` lets queue up before it settles them (bounds the
+# queue of a session that never reads a count nor comes near a limit)
+
+
+class _Held:
+    """One account's bytes on one device."""
+
+    __slots__ = ("account", "bytes")
+
+    def __init__(self, account: Account) -> None:
+        self.account, self.bytes = account, 0
+
+
 class _Ref(weakref.ref):
-    __slots__ = ("nbytes", "account", "device", "key")
+    __slots__ = ("held",)  # (the _Held it counts in, its array's nbytes)
 
 
 class Account:
     """What one session's arrays hold, per device; counted once per owned storage. `bytes`
-    and `by_device` may count arrays freed since the ledger's last `settle` (`held` and
-    `held_bytes` settle first)."""
+    may count arrays freed since the ledger's last `settle` (`held` and `held_bytes`
+    settle first).
+
+    A tracked storage is found again by its weak references (a view of it, or it bound
+    twice, counts nothing more): no table keyed by address to keep in step with the frees.
+    `refs` keeps each reference alive (by its own id) until its array is freed and settled."""
 
     def __init__(self, ledger: Ledger | None = None) -> None:
         self.ledger = ledger if ledger is not None else Ledger()
         self.bytes = 0
-        self.by_device: dict[str, int] = {}
+        self.devices: dict[str, _Held] = {}
         self.refs: dict[int, _Ref] = {}
 
     def track(self, data, device: str) -> None:
@@ -143,27 +160,31 @@ class Account:
         while base is not None and hasattr(base, "nbytes"):
             root = base
             base = getattr(root, "base", None)
-        key = id(root)
-        refs = self.refs
+        if getweakrefcount(root):  # a fresh array has none: the usual case, one C call
+            for ref in getweakrefs(root):
+                if type(ref) is _Ref and ref.held[0].account is self:
+                    return  # counted (a live array's references are all live)
         ledger = self.ledger
-        if key in refs and not ledger.freed:
-            return  # counted (and alive: no array was freed since the last settle)
         try:
             ref = _Ref(root, ledger.gone)
         except TypeError:  # not weak-referenceable (a numpy scalar): nothing large
             return
-        n = ref.nbytes = int(root.nbytes)
-        ref.account, ref.device, ref.key = self, device, key
-        with ledger.lock:
-            if ledger.freed:
-                ledger._settle()
-                if key in refs:
-                    return
-            refs[key] = ref
+        held = self.devices.get(device)
+        if held is None:
+            held = self.devices.setdefault(device, _Held(self))
+        n = root.nbytes
+        ref.held = (held, n)
+        lock = ledger.lock
+        lock.acquire()  # not `with`: half the cost, once per array made
+        try:
+            self.refs[id(ref)] = ref
+            held.bytes += n
             self.bytes += n
-            by_device = self.by_device
-            by_device[device] = by_device.get(device, 0) + n
             ledger.total += n
+            if len(ledger.freed) > _SETTLE_EVERY:
+                ledger._settle()
+        finally:
+            lock.release()
 
     def track_tensor(self, t) -> None:
         """A tensor's storage and its grad's."""
@@ -174,7 +195,7 @@ class Account:
     def held(self) -> dict[str, int]:
         with self.ledger.lock:
             self.ledger._settle()
-            return {d: n for d, n in self.by_device.items() if n}
+            return {d: h.bytes for d, h in self.devices.items() if h.bytes}
 
     def held_bytes(self) -> int:
         """`bytes`, exact."""

@@ -385,3 +385,31 @@ def test_freed_arrays_are_settled_before_a_count_is_read_or_a_limit_refuses():
     assert account.held_bytes() == 0
     with pytest.raises(ResourceExhaustedError):
         Budget(session, 100).take(120, "an op")
+
+
+def test_tracking_settles_freed_arrays_in_batches_and_counts_storage_per_account():
+    """`track` settles the queue of freed arrays once it is longer than _SETTLE_EVERY (a
+    session that never reads a count nor nears a limit does not queue forever); one storage
+    counts once per account (found again by its weak references), in each account that
+    tracks it, and its free credits each."""
+    from gradserve.server._limits import _SETTLE_EVERY, Account, Ledger
+
+    ledger = Ledger()
+    account, other = Account(ledger), Account(ledger)
+    longest = 0
+    for _ in range(4 * _SETTLE_EVERY):
+        a = np.zeros(4, np.float32)
+        account.track(a, "cpu")
+        del a
+        longest = max(longest, len(ledger.freed))
+    assert longest <= _SETTLE_EVERY + 1
+    assert len(account.refs) <= _SETTLE_EVERY + 1  # settled references are let go
+    b = np.zeros(8, np.float32)  # 32 bytes
+    for view in (b, b[1:], b.reshape(2, 4).T, b):
+        account.track(view, "cpu")
+        other.track(view, "cpu")
+    assert account.held() == {"cpu": 32} and other.held() == {"cpu": 32}
+    assert ledger.total == 64
+    del b, view
+    assert account.held_bytes() == other.held_bytes() == ledger.total == 0
+    assert account.refs == {} and other.refs == {}
