@@ -18,8 +18,8 @@ import os
 import threading
 import time
 import weakref
-from weakref import getweakrefcount, getweakrefs
 from dataclasses import dataclass
+from weakref import getweakrefcount, getweakrefs
 
 from gradserve.v1.codec import MAX_MESSAGE_BYTES
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from ..core import dispatch
 from ..core import grad_mode as _grad_mode
-from ..core.backend import _CPU
+from ..core import tape as _tape
+from ..core.backend import _CPU, writable
 from ..core.errors import TensorIndexError
 from ..core.meta import check_inplace, mark_views, placement, record, set_history
 from ..core.registry import Meta, OpDef
@@ -128,5 +129,31 @@ def stand_in(data, meta: Meta, device: str, node, output_nr: int) -> Tensor:
 
 def apply_inplace_known(op: OpDef, target, others: tuple, attrs: dict, recorded) -> None:
     """`dispatch.apply_inplace` with torch's checks passed and their outcome `recorded` (the
-    result's meta when autograd records the op, else None) known."""
+    result's meta when autograd records the op, else None) known.
+
+    A write autograd does not record, whose kernel writes straight into storage
+    (`forward_into`: an optimizer step), on the CPU as `direct` allows, while no tape
+    watches, runs here: the same kernel and version bump as `EngineKind.write` and
+    `commit_inplace` without a node, without the placement (every tensor on the CPU, as
+    the inputs' checked signatures fix) and the backend's lookup."""
+    data = target._data
+    if recorded is None and op.forward_into is not None and target._device == "cpu" \
+            and not op.random and not op.needs_device and KIND.emit is None \
+            and _tape.log() is None and writable(data):
+        args = []
+        for x in others:
+            if isinstance(x, Tensor):
+                if x._device != "cpu":
+                    break  # placement's error, from the general path
+                args.append(x._data)
+            else:
+                args.append(x)
+        else:
+            token = _CPU.enter()
+            try:
+                op.forward_into(_XP, data, *args, **attrs)
+            finally:
+                _CPU.exit(token)
+            target._vc.value += 1
+            return
     dispatch.write_checked(KIND, op, target, others, attrs, recorded)

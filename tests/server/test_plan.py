@@ -264,3 +264,38 @@ def test_a_replay_naming_one_id_in_two_slots_is_eagers():
     assert planned.tensors["d3"].detach().numpy().tolist() == [3.0] * 6  # (2 + 1) * 1, not 7
     plan = next(iter(server_replay._PLANS[planned].values())).plan
     assert plan is None or plan.fallbacks == 1
+
+
+def test_a_planned_optimizer_write_runs_its_kernel_directly_as_eagers(monkeypatch):
+    """An in-place write autograd does not record, whose kernel writes into storage (an
+    optimizer step), runs without the dispatch's general steps (prepared.apply_inplace_known):
+    eager's bits and version bump; anything else (a read-only target, a write autograd
+    records) goes the general way, with its result or error."""
+    from gradserve import engine
+    from gradserve.engine.core import dispatch
+    from gradserve.engine.seam import OPS, apply_inplace_known
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    g = rng.standard_normal((3, 4)).astype(np.float32)
+    eager = engine.tensor(w.copy(), requires_grad=True)
+    with engine.no_grad():
+        eager._inplace("optim_sgd", engine.tensor(g), lr=0.1)
+    planned = engine.tensor(w.copy(), requires_grad=True)
+    version = planned._version
+    general = dispatch.write_checked
+    calls = []
+    monkeypatch.setattr(dispatch, "write_checked", lambda *a: calls.append(a) or general(*a))
+    with engine.no_grad():
+        apply_inplace_known(OPS["optim_sgd"], planned, (engine.tensor(g),), {"lr": 0.1}, None)
+    assert calls == []  # the direct write
+    assert planned._version == version + 1
+    np.testing.assert_array_equal(planned.detach().numpy(), eager.detach().numpy())
+    frozen = engine.tensor(w.copy())
+    frozen._data.flags.writeable = False
+    with pytest.raises(Exception, match="read-only") as direct_error:
+        apply_inplace_known(OPS["optim_sgd"], frozen, (engine.tensor(g),), {"lr": 0.1}, None)
+    assert len(calls) == 1  # the general path says what is wrong
+    with pytest.raises(type(direct_error.value), match="read-only"):
+        with engine.no_grad():
+            frozen._inplace("optim_sgd", engine.tensor(g), lr=0.1)
