@@ -162,8 +162,13 @@ class Account:
             base = getattr(root, "base", None)
         if getweakrefcount(root):  # a fresh array has none: the usual case, one C call
             for ref in getweakrefs(root):
-                if type(ref) is _Ref and ref.held[0].account is self:
-                    return  # counted (a live array's references are all live)
+                if type(ref) is _Ref:
+                    try:
+                        mine = ref.held[0].account is self
+                    except AttributeError:  # another account's, being made on its thread
+                        continue
+                    if mine:
+                        return  # counted (a live array's references are all live)
         ledger = self.ledger
         try:
             ref = _Ref(root, ledger.gone)
