@@ -22,6 +22,9 @@ The client's backward
     `plan_backward` (torch's checks first), `run_backward` (with `grads=None`: the walk
     without data, which says which tensors get a `.grad`), `free_graph`, `hooks_in`,
     `as_list`, `check_roots`, `check_unused`; `describe_graph`/`to_dot` for `gs.viz`.
+The training toolkit
+    `sgd_update` (SGD's update of each parameter, for both tensor kinds; the server's
+    `optim_sgd_step` command runs it over many parameters as one op).
 The server
     `apply`/`apply_inplace` (run an op on engine tensors), `OPS`/`OpDef` (the registry the
     wire names), `backend`, `canonical_device`, `from_numpy_dtype`, `is_dtype_name`,
@@ -64,6 +67,7 @@ from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
 from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
+from .ops.optim import sgd_update
 from .surface import random
 from .surface.factories import FactoryAPI, factory_names
 from .surface.format import format_tensor, shown
@@ -101,6 +105,7 @@ __all__ = [
     "generator_inputs", "grad_mode", "hooks_in", "inplace_meta", "inplace_signature",
     "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
+    "sgd_update",
     "shown", "signature", "stand_in", "to_dot",
     "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

@@ -11,6 +11,11 @@ computes in the order the unfused tensor expressions did, so results are bit-ide
     optim_sgd     p -= g * lr                               SGD's update
     optim_momentum  b = b * momentum + g * scale            SGD's momentum buffer
 
+Two commands cover many parameters in one op (torch's foreach optimizers; on a remote
+session one entry instead of two per parameter): `optim_sgd_step` (SGD's step, each
+parameter by its own .grad, read on the side that holds it) and `clear_grads` (zero_grad
+with set_to_none).
+
     >>> from gradserve import engine
     >>> m = engine.zeros(2)
     >>> m._inplace("optim_ema", engine.tensor([1., 2.]), beta=0.9)
@@ -19,7 +24,10 @@ computes in the order the unfused tensor expressions did, so results are bit-ide
 
 from __future__ import annotations
 
-from ..core.registry import Meta, defop, fresh
+from ..core.errors import AutogradError, InvalidArgumentError
+from ..core.grad_mode import no_grad
+from ..core.registry import Meta, defcommand, defop, fresh
+from ..surface.tensor import Tensor
 
 
 def _like_first(x, *others, **_) -> Meta:
@@ -100,3 +108,80 @@ def _momentum_into(xp, b, g, *, momentum, scale):
 
 defop("optim_sgd", infer=_like_first)(_sgd).def_forward_into(_sgd_into)
 defop("optim_momentum", infer=_like_first)(_momentum).def_forward_into(_momentum_into)
+
+
+# -- SGD's step, written once for both tensor kinds --------------------------------------------
+def sgd_update(params, grads, buffers, *, lr, momentum, dampening, weight_decay,
+               nesterov) -> list:
+    """torch.optim.SGD's update of each parameter by its gradient, as tensor ops on the
+    parameters where they live (the caller holds no_grad): recorded op by op on proxies,
+    computed on engine tensors, and run by the `optim_sgd_step` command on a server.
+    `buffers` holds each parameter's momentum buffer, None where it has none yet; returns
+    them after the step (a first step's buffer is the gradient's copy, as torch's)."""
+    out = []
+    for p, g, buf in zip(params, grads, buffers, strict=True):
+        if weight_decay != 0:
+            g = g + p * weight_decay
+        if momentum != 0:
+            if buf is None:
+                buf = g.detach().clone()
+            else:  # buf.mul_(momentum).add_(g * (1 - dampening)), as one op
+                buf._inplace("optim_momentum", g, momentum=momentum, scale=1 - dampening)
+            g = g + buf * momentum if nesterov else buf
+        p._inplace("optim_sgd", g, lr=lr)  # p.sub_(g * lr), as one op
+        out.append(buf)
+    return out
+
+
+def _number(attrs: dict, name: str, default: float | None) -> float:
+    value = attrs.get(name, default)
+    if value is None:
+        raise InvalidArgumentError(f"'optim_sgd_step' needs a number as attr {name!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"attr {name!r} of 'optim_sgd_step' must be a number, "
+                                   f"got {value!r}")
+    return value
+
+
+@defcommand("optim_sgd_step", inputs=(1, 1 << 20), outputs=(0, 1 << 20),
+            attrs={"lr": ..., "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+                   "nesterov": False, "buffers": False})
+def _sgd_step(inputs, attrs):
+    """One SGD step over many parameters, each by its own .grad (read here, so no gradient
+    is bound to an id): the inputs are the parameters, then, with attr `buffers`, their
+    momentum buffers; with momentum and no buffers it returns the new ones (bind one id
+    each). Each parameter (and buffer) takes the in-place ops `sgd_update` gives, so it ends
+    bit for bit as the step op by op leaves it, one version up, as torch's _foreach ops."""
+    n = len(inputs)
+    with_buffers = attrs.get("buffers", False)
+    if with_buffers not in (True, False) or with_buffers and n % 2:
+        raise InvalidArgumentError("'optim_sgd_step' takes the parameters, then (attr "
+                                   "buffers: true) one momentum buffer per parameter")
+    k = n // 2 if with_buffers else n
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise InvalidArgumentError(f"input {i} of 'optim_sgd_step' must be a tensor id")
+    nesterov = attrs.get("nesterov", False)
+    if nesterov not in (True, False):
+        raise InvalidArgumentError("attr 'nesterov' of 'optim_sgd_step' must be true or false")
+    hyper = dict(lr=_number(attrs, "lr", None), momentum=_number(attrs, "momentum", 0.0),
+                 dampening=_number(attrs, "dampening", 0.0),
+                 weight_decay=_number(attrs, "weight_decay", 0.0), nesterov=nesterov)
+    params = inputs[:k]
+    grads = [p._grad for p in params]
+    if any(g is None for g in grads):
+        raise AutogradError("the tensor has no grad (its .grad is None)")
+    with no_grad():
+        buffers = sgd_update(params, grads, inputs[k:] if with_buffers else [None] * k, **hyper)
+    return () if with_buffers or buffers[0] is None else tuple(buffers)
+
+
+@defcommand("clear_grads", inputs=(1, 1 << 20), outputs=(0, 0))
+def _clear_grads(inputs, attrs):
+    """Every input's .grad set to None: `zero_grad()` over many tensors as one op."""
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise InvalidArgumentError(f"input {i} of 'clear_grads' must be a tensor id")
+    for t in inputs:
+        t.grad = None
+    return ()
