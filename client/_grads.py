@@ -29,7 +29,7 @@ from gradserve.engine.seam import (
 from gradserve.v1 import gradserve_pb2 as pb
 
 from . import _callbacks
-from ._tensor import RemoteTensor, from_info, output_proxy
+from ._tensor import RemoteTensor, from_info
 
 
 def backward(session, tensors, grad_tensors, retain_graph, create_graph, inputs) -> None:
@@ -217,48 +217,6 @@ def _mark_grad(proxy: RemoteTensor, epoch: int, create_graph: bool, *, surely: b
 def grad_defined(t) -> bool:
     """Whether `t.grad` is a tensor, without binding a remote one to an id."""
     return t._has_grad if isinstance(t, RemoteTensor) else t.grad is not None
-
-
-def _one_session(tensors):
-    """The session of `tensors` when each is its proxy and an in-place op on it under
-    no_grad would do nothing on the client but move its version up one (`check_inplace`
-    then only refuses a view of a leaf and overlapping memory: those go op by op); else
-    None."""
-    session = None
-    for t in tensors:
-        if not isinstance(t, RemoteTensor) or t._base is not None or 0 in (t._strides or ()):
-            return None
-        if session is None:
-            session = t._session
-        elif t._session is not session:
-            return None
-    return session
-
-
-def record_sgd_step(params: list, buffers: list, hyper: dict) -> list | None:
-    """SGD's step over `params` (each with a .grad) as one `optim_sgd_step` op, under
-    no_grad; the momentum buffers after it (new proxies on a first momentum step). None
-    when the parameters are not one session's plain proxies, or only some have a buffer:
-    then the step goes op by op (`sgd_update`)."""
-    with_buffers = buffers[0] is not None
-    if any((b is not None) != with_buffers for b in buffers):
-        return None
-    inputs = (*params, *buffers) if with_buffers else tuple(params)
-    session = _one_session(inputs)
-    if session is None:
-        return None
-    attrs = {k: v for k, v in hyper.items() if k == "lr" or v}  # the rest as the defaults
-    outputs = ()
-    if hyper["momentum"] != 0 and not with_buffers:  # each the grad's copy, as `_bind_grad`
-        buffers = [output_proxy(session, session._new_id(), p._shape, p.dtype, p._device, None)
-                   for p in params]
-        outputs = tuple([b._id for b in buffers])
-    elif with_buffers:
-        attrs["buffers"] = True
-    session._send("optim_sgd_step", inputs, outputs, attrs)
-    for t in inputs:  # each written in place once: its version, as `commit_inplace` moves it
-        t._vc.value += 1
-    return buffers
 
 
 def clear_grads(params: list) -> bool:

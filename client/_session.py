@@ -42,10 +42,9 @@ MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
 MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long and the server is idle
 # A backward sends the buffer on when its ops make at least this many elements and
-# OVERLAP_OPS more ops follow it: the server then computes the forward and backward while the
-# client records the rest of the optimizer's ops. Below it, a step's compute is too small to
-# hide a request's cost; and an optimizer of few ops (SGD's step is one) has nothing to hide
-# one behind, so the step rides in one request with the wait after it (`item()`).
+# OVERLAP_OPS more ops follow it: the server computes the forward and backward while the
+# client records the rest of the optimizer's ops. Below either, a request's cost is not
+# hidden (small compute; SGD's one-op step), so the step rides with the wait after it.
 OVERLAP_ELEMENTS = 1 << 17
 OVERLAP_OPS = 8
 INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline response

@@ -23,8 +23,9 @@ The client's backward
     without data, which says which tensors get a `.grad`), `free_graph`, `hooks_in`,
     `as_list`, `check_roots`, `check_unused`; `describe_graph`/`to_dot` for `gs.viz`.
 The training toolkit
-    `sgd_update` (SGD's update of each parameter, for both tensor kinds; the server's
-    `optim_sgd_step` command runs it over many parameters as one op).
+    `sgd_update`, `adam_update`, `decayed` (optimizers' updates of each parameter, for both
+    tensor kinds; the `optim_sgd_step`/`optim_adam_step` commands run them over many
+    parameters as one op).
 The server
     `apply`/`apply_inplace` (run an op on engine tensors), `OPS`/`OpDef` (the registry the
     wire names), `backend`, `canonical_device`, `from_numpy_dtype`, `is_dtype_name`,
@@ -67,7 +68,7 @@ from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
 from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
-from .ops.optim import sgd_update
+from .ops.optim import adam_update, decayed, sgd_update
 from .surface import random
 from .surface.factories import FactoryAPI, factory_names
 from .surface.format import format_tensor, shown
@@ -94,7 +95,7 @@ from .surface.tensor import apply, apply_inplace
 
 __all__ = [
     "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
-    "anomaly",
+    "adam_update", "anomaly", "decayed",
     "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
     "add_tensor_hook", "apply", "apply_direct", "apply_inplace", "apply_inplace_known",

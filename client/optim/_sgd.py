@@ -5,7 +5,8 @@ from __future__ import annotations
 from gradserve.engine import no_grad
 from gradserve.engine.seam import sgd_update
 
-from .._grads import grad_defined, record_sgd_step
+from .._grads import grad_defined
+from ._foreach import record_sgd_step
 from ._optimizer import Optimizer, _check_nonnegative, _evaluate
 
 
