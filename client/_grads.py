@@ -211,3 +211,25 @@ def _mark_grad(proxy: RemoteTensor, epoch: int, create_graph: bool, *, surely: b
     else:  # as far as the client knows, either grad
         proxy._grad_owned = (proxy._grad_owned or not had) and not create_graph
         proxy._grad_graph = (proxy._grad_graph and had) or bool(create_graph)
+
+
+# -- the optimizer's ops over many parameters at once ------------------------------------------
+def grad_defined(t) -> bool:
+    """Whether `t.grad` is a tensor, without binding a remote one to an id."""
+    return t._has_grad if isinstance(t, RemoteTensor) else t.grad is not None
+
+
+def clear_grads(params: list) -> bool:
+    """`p.grad = None` for every parameter as one `clear_grads` op, when they are one
+    session's proxies (False, doing nothing, otherwise)."""
+    session = None
+    for p in params:
+        if not isinstance(p, RemoteTensor) or session not in (None, p._session):
+            return False
+        session = p._session
+    if session is None:
+        return False
+    session._send("clear_grads", tuple(params), (), {})
+    for p in params:
+        p._grad_dropped()
+    return True

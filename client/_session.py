@@ -2,10 +2,10 @@
 
 Recording an op appends an entry to the buffer (`_send`); the buffer leaves as one
 PipelineRequest (`op_batch`, see gradserve.v1.codec) when it holds MAX_BATCH_OPS ops or its
-first op is MAX_BATCH_DELAY old, when a backward is sent, or when a call needs data (`item`,
-`numpy`, `fetch`, ...), which waits for its response. So the server computes a step's
-forward while the client still records it, and a training step waits once, for the value the
-user asked for.
+first op is MAX_BATCH_DELAY old, OVERLAP_OPS ops after a backward of much work, or when a
+call needs data (`item`, `numpy`, `fetch`, ...), which waits for its response. So the server
+computes a step's forward while the client still records it, and a training step waits once,
+for the value the user asked for.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from ._tensor import Held, RemoteTensor, from_info, output_proxy
 MAX_BATCH_OPS = 64  # send the buffer on when it holds this many ops (the server starts early)
 MAX_BATCH_BYTES = 2 << 20  # ... or this many bytes of inline tensor data
 MAX_BATCH_DELAY = 0.002  # ... or when its first op waited this long and the server is idle
-# A backward sends the buffer on when its ops make at least this many elements: the server
-# then computes the forward and backward while the client records the optimizer's ops. Below
-# it, a step's compute is too small to hide a request's cost, so the step rides in one request.
+# A backward sends the buffer on when its ops make at least this many elements and
+# OVERLAP_OPS more ops follow it: the server computes the forward and backward while the
+# client records the rest of the optimizer's ops. Below either, a request's cost is not
+# hidden (small compute; SGD's one-op step), so the step rides with the wait after it.
 OVERLAP_ELEMENTS = 1 << 17
+OVERLAP_OPS = 8
 INLINE_FETCH_BYTES = 1 << 20  # tensors up to this come back inside a Pipeline response
 INLINE_FETCH_TOTAL = 3 << 20  # ... as long as one response stays below this
 CLOSE_TIMEOUT = 10.0  # seconds CloseSession may take (it also runs at interpreter exit)
@@ -79,6 +81,7 @@ class Session(Factories):
         self._blobs: list = []  # TensorData the entries name as {"d": k}
         self._op_bytes = 0
         self._first_at = 0.0  # when the oldest buffered op was recorded
+        self._send_at = MAX_BATCH_OPS  # the buffer goes when it holds this many ops
         self._elements = 0  # elements the buffered ops make (how much work they are)
         self._kind = RemoteKind(self)  # how its proxies' ops are recorded
         self._plans = _replay.Plans(self._prefix)  # batches sent before, as handles (_replay)
@@ -275,7 +278,7 @@ class Session(Factories):
             # tuples (JSON writes them as arrays): the cyclic collector stops tracking ones of
             ops.append((op, args, outputs, attrs, flags))  # strings and numbers, not lists
             self._sites.append(site)
-            if len(ops) >= MAX_BATCH_OPS or self._op_bytes >= MAX_BATCH_BYTES or (
+            if len(ops) >= self._send_at or self._op_bytes >= MAX_BATCH_BYTES or (
                     time.monotonic() - self._first_at >= MAX_BATCH_DELAY and self._idle()
                     and not in_whole_batches()):
                 self._flush_locked()
@@ -295,9 +298,10 @@ class Session(Factories):
             self._flush_locked()
 
     def _send_work(self) -> None:
-        """Send the buffer on if its ops are work enough to overlap with what comes next."""
+        """After a backward: if the buffer's ops are work enough to overlap with what comes
+        next, send it on once OVERLAP_OPS more ops follow (or at the next wait)."""
         if self._elements >= OVERLAP_ELEMENTS:
-            self._flush()
+            self._send_at = min(self._send_at, len(self._ops) + OVERLAP_OPS)
 
     def _send_action(self, **then) -> None:
         """Send the buffer with an action (backward, grad) whose answer nobody waits for."""
@@ -313,7 +317,7 @@ class Session(Factories):
         request = pb.PipelineRequest(session_id=self._id, release=releases, **then)
         if ops:
             self._ops, self._sites, self._blobs, self._op_bytes = [], [], [], 0
-            self._elements = 0
+            self._elements, self._send_at = 0, MAX_BATCH_OPS
             request.op_batch = self._plans.pack(ops)  # a replay when captured (_replay)
             if blobs:
                 request.op_data.extend(blobs)

@@ -142,8 +142,7 @@ class RemoteTensor(AutogradMeta, TensorAPI):
     def grad(self, value: RemoteTensor | None) -> None:
         if value is None:
             self._session._send("set_grad", (self,), (), {})
-            self._has_grad = False
-            self._grad_cache = None
+            self._grad_dropped()
             return
         if not isinstance(value, RemoteTensor):
             raise InvalidArgumentError("assigned grad expected to be a Tensor or None")
@@ -155,6 +154,11 @@ class RemoteTensor(AutogradMeta, TensorAPI):
         self._grad_graph = value.requires_grad
         self._grad_owned = False  # the user's tensor: it may be a read-only broadcast
         self._grad_cache = (self._session._grad_epoch, value)
+
+    def _grad_dropped(self) -> None:
+        """The client's side of `.grad = None` (sent by the caller)."""
+        self._has_grad = False
+        self._grad_cache = None
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` on the server.

@@ -22,6 +22,10 @@ The client's backward
     `plan_backward` (torch's checks first), `run_backward` (with `grads=None`: the walk
     without data, which says which tensors get a `.grad`), `free_graph`, `hooks_in`,
     `as_list`, `check_roots`, `check_unused`; `describe_graph`/`to_dot` for `gs.viz`.
+The training toolkit
+    `sgd_update`, `adam_update`, `decayed` (optimizers' updates of each parameter, for both
+    tensor kinds; the `optim_sgd_step`/`optim_adam_step` commands run them over many
+    parameters as one op).
 The server
     `apply`/`apply_inplace` (run an op on engine tensors), `OPS`/`OpDef` (the registry the
     wire names), `backend`, `canonical_device`, `from_numpy_dtype`, `is_dtype_name`,
@@ -64,6 +68,7 @@ from .core.graph import describe_graph, to_dot
 from .core.hooks import add_tensor_hook, hooks_in
 from .core.meta import AutogradMeta, Shadow
 from .core.registry import OPS, OpDef
+from .ops.optim import adam_update, decayed, sgd_update
 from .surface import random
 from .surface.factories import FactoryAPI, factory_names
 from .surface.format import format_tensor, shown
@@ -90,7 +95,7 @@ from .surface.tensor import apply, apply_inplace
 
 __all__ = [
     "FUNCTIONS", "MIXED_KINDS", "OPS", "AccumulateGrad", "AutogradMeta", "BackwardPlan",
-    "anomaly",
+    "adam_update", "anomaly", "decayed",
     "FactoryAPI",
     "FunctionCtx", "Generator", "Node", "NotQuiet", "OpDef", "Shadow", "TensorKind",
     "add_tensor_hook", "apply", "apply_direct", "apply_inplace", "apply_inplace_known",
@@ -101,6 +106,7 @@ __all__ = [
     "generator_inputs", "grad_mode", "hooks_in", "inplace_meta", "inplace_signature",
     "is_dtype_name", "known_meta", "node_class", "pack",
     "plan_backward", "random", "run_backward", "run_inplace", "run_op", "set_node_check",
+    "sgd_update",
     "shown", "signature", "stand_in", "to_dot",
     "unpack", "watch_backward", "why_not_quiet", "write_out",
 ]

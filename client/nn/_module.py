@@ -16,6 +16,7 @@ from gradserve.engine import DType, TensorAPI, as_dtype, canonical_device, no_gr
 from gradserve.engine.seam import is_dtype_name
 
 from .._default import session_of, values_of
+from .._grads import clear_grads
 from .parameter import Parameter, mark_parameter
 
 
@@ -452,6 +453,9 @@ def _size(shape) -> str:
 
 def _zero_grads(params, set_to_none: bool) -> None:
     """Shared by Module.zero_grad and Optimizer.zero_grad."""
+    params = list(params)
+    if set_to_none and clear_grads(params):  # one session's proxies: one op for them all
+        return
     for p in params:
         if set_to_none:
             p.grad = None

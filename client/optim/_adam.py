@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ._optimizer import Optimizer, _check_betas, _check_nonnegative, zeros_like
+from gradserve.engine import no_grad
+from gradserve.engine.seam import adam_update
+
+from .._grads import grad_defined
+from ._foreach import record_adam_step
+from ._optimizer import Optimizer, _check_betas, _check_nonnegative, _evaluate, zeros_like
 
 
 class Adam(Optimizer):
@@ -16,7 +21,9 @@ class Adam(Optimizer):
         v_max = max(v_max, v)                                  (amsgrad)
         p -= lr / (1 - beta1**t) * m / (sqrt(v or v_max) / sqrt(1 - beta2**t) + eps)
 
-    The step count stays a Python number, so on a remote session a step is buffered ops only.
+    The step count stays a Python number, so on a remote session a step is buffered ops only:
+    from the second step on one op for all of a group's parameters (`foreach=False`: three
+    or four per parameter).
 
     >>> opt = optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
     >>> loss.backward(); opt.step(); opt.zero_grad()
@@ -26,32 +33,47 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
-                 maximize: bool = False) -> None:
+                 foreach: bool | None = None, maximize: bool = False) -> None:
         _check_nonnegative("learning rate", lr)
         _check_nonnegative("epsilon value", eps)
         _check_nonnegative("weight_decay value", weight_decay)
         super().__init__(params, dict(lr=lr, betas=_check_betas(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize))
+                                      foreach=foreach, maximize=maximize))
+
+    def step(self, closure=None):
+        """One update of every parameter that has a .grad; returns closure's loss if given.
+        On a remote session a group's step after the first is one op (`optim_adam_step`)
+        unless the group says `foreach=False`.
+
+        >>> opt.step()
+        """
+        loss = _evaluate(closure)
+        with no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if grad_defined(p)]
+                states = [self.state.setdefault(p, {}) for p in params]
+                if not params or group.get("foreach") is not False and record_adam_step(
+                        params, states, group, self._decoupled):
+                    continue
+                for p, state in zip(params, states, strict=True):
+                    g = p.grad
+                    self._update(group, p, -g if group.get("maximize") else g, state)
+        return loss
 
     def _update(self, group, p, g, state) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        eps, decay, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
         if not state:
             state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
-            if amsgrad:
+            if group["amsgrad"]:
                 state["max_exp_avg_sq"] = zeros_like(p)
         state["step"] += 1
         t = state["step"]
-        g = self._decayed(p, g, lr, decay, self._decoupled)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         # fused in-place ops (engine/ops/optim.py): three ops per parameter, not a dozen
-        m._inplace("optim_ema", g, beta=beta1)  # torch's lerp_ toward g
-        v._inplace("optim_ema_sq", g, beta=beta2)
-        if amsgrad:
-            v = state["max_exp_avg_sq"]._inplace("optim_max", v)
-        p._inplace("optim_adam", m, v, step_size=lr / (1 - beta1**t),
-                   bias2_sqrt=math.sqrt(1 - beta2**t), eps=eps)
+        adam_update(p, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                    lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                    weight_decay=group["weight_decay"], decoupled=self._decoupled,
+                    step_size=lr / (1 - beta1**t), bias2_sqrt=math.sqrt(1 - beta2**t))
 
 
 class AdamW(Adam):
@@ -65,5 +87,6 @@ class AdamW(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
-                 maximize: bool = False) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+                 foreach: bool | None = None, maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize)

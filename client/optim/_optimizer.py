@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from gradserve.engine import TensorAPI, enable_grad, no_grad
+from gradserve.engine.seam import decayed
 
 from .._default import session_of
 from ..nn._module import _zero_grads
@@ -99,16 +100,7 @@ class Optimizer:
     def _update(self, group: dict[str, Any], p, g, state: dict) -> None:
         raise NotImplementedError
 
-    @staticmethod
-    def _decayed(p, g, lr: float, decay: float, decoupled: bool):
-        """The gradient after weight decay: decoupled (AdamW's) shrinks the weight itself,
-        else the decay is added to the gradient."""
-        if decay == 0:
-            return g
-        if decoupled:
-            p.mul_(1 - lr * decay)
-            return g
-        return g + p * decay
+    _decayed = staticmethod(decayed)  # the gradient after weight decay (engine/ops/optim.py)
 
     def _params_with_grad(self, group: dict[str, Any]) -> Iterable[tuple[Any, Any]]:
         for p in group["params"]:

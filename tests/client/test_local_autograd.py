@@ -9,6 +9,8 @@ import warnings
 import gradserve as gs
 import pytest
 from gradserve import engine
+from gradserve._compile import whole_batches
+from gradserve._session import OVERLAP_OPS
 
 
 @pytest.fixture(params=["engine", "remote"])
@@ -188,5 +190,11 @@ def test_backward_is_an_op_among_ops(s):
     assert [e[0] for e in s._ops][-1] == "backward" and s.stats.requests == 0
     assert w.grad is not None and s.stats.waits == 0  # known locally: the graph reaches w
     big = s.ones(1 << 18, requires_grad=True)
-    (big * 2).sum().backward()  # enough work to be worth sending ahead of what comes next
+    with whole_batches():  # (batches never cut by the clock)
+        (big * 2).sum().backward()  # enough work to be worth sending ahead of what follows,
+        with gs.no_grad():
+            w.add_(1).mul_(2)  # but a short optimizer step rides with it
+            assert s.stats.requests == 0
+            for _ in range(OVERLAP_OPS - 2):  # a long one is sent on while it is recorded
+                w.add_(1)
     assert s._ops == [] and s.stats.requests == 1 and s.stats.waits == 0

@@ -411,7 +411,9 @@ def test_retain_graph_and_a_second_backward_are_eagers(client):
 
 def _deep(where):
     layers = [nn.Linear(12, 12, session=where)]
-    for _ in range(40):  # more ops than one batch (64): the step comes as several batches
+    # more ops than one batch (64): the step comes as several batches, each of them at least
+    # MIN_OPS long (a shorter one is sent as its entries, never replayed)
+    for _ in range(39):
         layers += [nn.Tanh(), nn.Linear(12, 12, session=where)]
     return nn.Sequential(*layers, nn.Linear(12, 5, session=where))
 
