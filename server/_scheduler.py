@@ -320,6 +320,20 @@ class Scheduler:
             elif item.state == _DONE:
                 self._release(self._devices[device], key)
 
+    def withdraw(self, future) -> bool:
+        """Drop the item of `future` (of `submit` with a loop) if it has not started: it never
+        runs and its future is cancelled. False when it started (it runs to its end, and its
+        future gets the result) or `future` is no item's."""
+        item = getattr(future, "item", None)
+        if item is None:
+            return False
+        with self._cond:
+            if item.state != _QUEUED:
+                return False
+            item.state = _DROPPED
+        future.cancel()
+        return True
+
     @contextlib.contextmanager
     def client_wait(self) -> Iterator[None]:
         """Give this item's slot back while it waits for its client; take one again after."""

@@ -19,6 +19,7 @@ error kind SessionMovedError, after the reply to the last request that ran here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import time
 
@@ -57,6 +58,8 @@ _TINY_FETCH_IDS = 16
 # a replay of a captured step whose last run took at most this many seconds runs on the
 # event loop's thread too (see _short): about what it may keep the loop from other calls
 _INLINE_REPLAY_SECONDS = 0.003
+# requests of one Pipeline stream queued on its session at once (read while earlier ones run)
+_READ_AHEAD = 4
 
 
 class GradserveServicer:
@@ -255,32 +258,85 @@ class GradserveServicer:
 
     async def Pipeline(self, owner, context):
         reader = Reader(context, pb.PipelineRequest)
-        end = None
+        # requests handed to a compute slot whose replies are not written yet, in order: the
+        # next request is read (and queued behind them) while they run, so the slot's thread
+        # goes on to it without a turn of this loop in between
+        running: collections.deque = collections.deque()
+        end, withdraw = None, True
         try:
-            while True:
+            while end is None:
+                if running:
+                    read = reader.start()
+                    if not running[0].done():
+                        await asyncio.wait((running[0], read),
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    if running[0].done():  # its reply goes out before anything read later
+                        end = await self._reply(context, *running.popleft().result())
+                        continue
                 request = await reader.next()
                 if request is None:
                     break
                 # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
-                # which do is known once they run, so each gets a way to call back
-                if request.WhichOneof("then") in ("backward", "grad"):
-                    response, end = await self._calling_back(owner, request, reader, context)
-                else:
-                    response, end = await self._step(owner, request, context)
-                if response is not None:
-                    await context.write(response)
-                if end is not None:  # draining, or the session moved: the client moves on
+                # which do is known once they run, so each gets a way to call back (and the
+                # stream to itself: what ran before is answered first)
+                calls_back = request.WhichOneof("then") in ("backward", "grad")
+                while running and (calls_back or len(running) >= _READ_AHEAD) and end is None:
+                    end = await self._reply(context, *await running.popleft())
+                if end is not None:  # this request came after the stream's end: never run
                     break
+                if calls_back:
+                    end = await self._reply(
+                        context, *await self._calling_back(owner, request, reader, context))
+                else:
+                    step = self._begin(owner, request, context)
+                    if isinstance(step, tuple) and not running:
+                        end = await self._reply(context, *step)
+                    else:
+                        running.append(step if not isinstance(step, tuple) else _done(step))
+            while running and end is None:  # the client sent its last request
+                end = await self._reply(context, *await running.popleft())
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
-            end = exc
+            end, withdraw = exc, False  # those before it run and are answered, as when unread
         finally:
             if reader.pending is not None:
                 reader.pending.cancel()
+            if withdraw:  # queued, not started: never run (the client sends them again)
+                for step in running:
+                    self._sched.withdraw(step)
+        if running:
+            await self._answer_ran(context, running)
         if end is not None:
             self._abort(context, end)
 
+    async def _reply(self, context, response, end):
+        """Write a request's reply (when it ran); the error to end the stream with, if any."""
+        if response is not None:
+            await context.write(response)
+        return end  # draining, or the session moved: the client moves on
+
+    @staticmethod
+    async def _answer_ran(context, steps) -> None:
+        """After the stream's end was decided: the replies of requests read ahead that ran
+        anyway (a slot had started them), so the client knows they ran."""
+        for step in steps:
+            if step.cancelled():
+                continue
+            try:
+                response, end = await step
+            except Exception:  # pragma: no cover - _pipeline_step answers errors as values
+                continue
+            if response is not None and end is None:
+                await context.write(response)
+
     async def _step(self, owner: str, req: pb.PipelineRequest, context, channel=None):
         """One Pipeline request on its session's queue: `_pipeline_step`'s answer."""
+        step = self._begin(owner, req, context, channel)
+        return step if isinstance(step, tuple) else await step
+
+    def _begin(self, owner: str, req: pb.PipelineRequest, context, channel=None):
+        """Start one Pipeline request: `_pipeline_step`'s answer when it ran at once (no
+        session, or short enough to run here), else the future of its item on its session's
+        queue."""
         try:
             session = self._rt.sessions.get(req.session_id, owner) if req.session_id else None
         except Exception:
@@ -296,8 +352,8 @@ class GradserveServicer:
                 return self._pipeline_step(owner, req, None, handle)
             finally:
                 self._sched.end_inline(session.device, session.id, weighed=handle is not None)
-        return await self._submit(session, self._pipeline_step, owner, req, channel, handle,
-                                  context=context)
+        return self._submit(session, self._pipeline_step, owner, req, channel, handle,
+                            context=context)
 
     def _short(self, session, req: pb.PipelineRequest, handle: str | None) -> bool:
         """Whether `req` is known to be short before it runs, so it may run on the event
@@ -475,3 +531,11 @@ class GradserveServicer:
                 convert.fill_whole(fetched.add(), t, a, enc)
         elif isinstance(action, ListAction):
             response.tensors.extend(convert.tensor_info(m) for m in result.result)
+
+
+def _done(answer) -> asyncio.Future:
+    """A step that answered at once, as a future (to keep its place among queued ones)."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(answer)
+    return future
+

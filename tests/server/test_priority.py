@@ -145,3 +145,82 @@ def test_a_short_replay_runs_on_the_event_loop_a_long_one_on_a_compute_thread(mo
     finally:
         server.stop(None)
     assert losses[short] == losses[0.0]
+
+
+def test_a_request_read_while_its_streams_last_one_computes_queues_behind_it(make_server, wire):
+    """A Pipeline request that arrives while the stream's previous request runs on a compute
+    slot is read and queued on the session at once, so the slot's thread runs it straight
+    after (no turn of the event loop between them); the replies keep their order."""
+    import time
+
+    from gradserve.server._executor import Executor
+
+    pb = wire.pb
+    server, address = make_server(cpu_workers=1)
+    gate, started, threads = threading.Event(), threading.Event(), []
+    run = Executor.run
+
+    def gated(self, session, request, describe=True):
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            started.set()
+            assert gate.wait(10)
+        return run(self, session, request, describe)
+
+    channel, stub = wire.connect(address)
+    Executor.run = gated
+    try:
+        sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
+        send, replies = wire.pipe(stub)
+        x = wire.tensor_op("x", [1, 2], shape=(2,))
+        send(pb.PipelineRequest(session_id=sid, seq=1, ops=[x]))
+        assert started.wait(10)
+        send(pb.PipelineRequest(session_id=sid, seq=2, fetch=pb.FetchRequest(ids=["x"])))
+        queues = server.runtime.scheduler._devices["cpu"].queues
+        for _ in range(1000):  # the second is queued while the first still runs
+            if queues.get(sid):
+                break
+            time.sleep(0.01)
+        assert queues.get(sid), "the next request was not read while the first ran"
+        gate.set()
+        first, second = next(replies), next(replies)
+        send(None)
+        assert [first.seq, second.seq] == [1, 2] and not first.HasField("error")
+        assert list(second.fetched[0].tensor.values) == [1, 2]
+        assert threads[0] == threads[1] and threads[0].startswith("gradserve-compute")
+    finally:
+        gate.set()
+        Executor.run = run
+        channel.close()
+
+
+def test_a_queued_item_can_be_withdrawn_until_it_starts():
+    """`withdraw` drops an item that has not started (it never runs, its future is
+    cancelled), and leaves one that has started to finish."""
+    import asyncio
+
+    from gradserve.server._scheduler import Scheduler
+
+    scheduler = Scheduler(["cpu"], cpu_slots=1)
+    gate, ran = threading.Event(), []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        first = scheduler.submit("cpu", "a", gate.wait, 10, loop=loop)
+        second = scheduler.submit("cpu", "a", ran.append, "second", loop=loop)
+        while not scheduler.busy():
+            await asyncio.sleep(0.001)
+        assert not scheduler.withdraw(first)  # running: it goes on
+        assert scheduler.withdraw(second) and second.cancelled()
+        gate.set()
+        assert await first is True
+        third = scheduler.submit("cpu", "a", ran.append, "third", loop=loop)
+        await third
+        assert not scheduler.withdraw(third)
+
+    try:
+        asyncio.run(main())
+        assert ran == ["third"]
+    finally:
+        gate.set()
+        scheduler.close()
