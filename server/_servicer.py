@@ -121,11 +121,12 @@ class GradserveServicer:
         # the cyclic collector frees, late in a server that runs it rarely)
         _status.end_call(context, detach(exc, always=True), err)
 
-    def _submit(self, session, fn, *args, context=None, hold: bool = False):
+    def _submit(self, session, fn, *args, context=None, hold: bool = False,
+                short: bool = False):
         """`fn(*args)` as the next item of `session`'s queue; its future (of this loop)."""
         timeout = None if context is None else context.time_remaining()
         return self._sched.submit(session.device, session.id, fn, *args, timeout=timeout,
-                                  hold=hold, loop=asyncio.get_running_loop())
+                                  hold=hold, loop=asyncio.get_running_loop(), short=short)
 
     async def _compute(self, owner: str, session_id: str, fn, *args, context=None):
         """`fn(session, *args)` on a compute slot, the session held (owner checked, locked)."""
@@ -346,14 +347,17 @@ class GradserveServicer:
         handle = None
         if channel is None and not req.ops and not req.op_data:
             handle = replay.lone_replay(req.op_batch)
-        if channel is None and self._short(session, req, handle) and self._sched.try_inline(
-                session.device, session.id, context.time_remaining()):
+        short = channel is None and self._short(session, req, handle)
+        if short and self._sched.try_inline(session.device, session.id,
+                                            context.time_remaining()):
             try:  # as an item would, without the hand-off to a slot's thread and back
                 return self._pipeline_step(owner, req, None, handle)
             finally:
                 self._sched.end_inline(session.device, session.id, weighed=handle is not None)
+        # a short one queued behind its session's work (read ahead) runs at the priority it
+        # would have run at here
         return self._submit(session, self._pipeline_step, owner, req, channel, handle,
-                            context=context)
+                            context=context, short=short)
 
     def _short(self, session, req: pb.PipelineRequest, handle: str | None) -> bool:
         """Whether `req` is known to be short before it runs, so it may run on the event

@@ -224,3 +224,40 @@ def test_a_queued_item_can_be_withdrawn_until_it_starts():
     finally:
         gate.set()
         scheduler.close()
+
+
+def test_a_sessions_items_run_back_to_back_are_answered_together_others_at_once():
+    """A thread that goes on to the same session's next item tells the first one's caller
+    only after it (so the woken caller does not fight the item for the GIL); going on to
+    another session's item, it tells the caller first. A short item runs at the normal
+    priority even after a heavy item of its session."""
+    from gradserve.engine import Meta
+    from gradserve.server._limits import check_elements
+    from gradserve.server._scheduler import HEAVY_ELEMENTS, Scheduler
+
+    scheduler = Scheduler(["cpu"], cpu_slots=1)
+    gate, seen = threading.Event(), {}
+
+    def first():
+        assert gate.wait(10)
+        check_elements("sum", (), (Meta((HEAVY_ELEMENTS,), None),), None)  # heavy
+
+    def second(name, earlier):
+        seen[name] = (earlier.done(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        a1 = scheduler.submit("cpu", "a", first)
+        a2 = scheduler.submit("cpu", "a", lambda: second("same", a1), short=True)
+        gate.set()
+        a2.result(10)
+        assert seen["same"] == (False, base)  # answered after it; short: not niced
+        gate.clear()
+        b1 = scheduler.submit("cpu", "b", first)
+        c1 = scheduler.submit("cpu", "c", lambda: second("other", b1))
+        gate.set()
+        c1.result(10)
+        assert seen["other"][0] is True  # another session's turn: b1 was answered first
+    finally:
+        gate.set()
+        scheduler.close()
