@@ -1,5 +1,6 @@
 """Reading requests on a grpc.aio call: parsed off the event loop when large, and a stream's
-next request read on demand (by the stream's own loop, or for a callback that waits)."""
+next request read on demand (by the stream's own loop, also while its last request computes,
+or for a callback that waits)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,13 @@ class Reader:
     def __init__(self, context, message_class) -> None:
         self._context, self._class = context, message_class
         self.pending: asyncio.Future | None = None
+        self.last_bytes = 0  # the size of the last request read
 
     async def _read(self):
         data = await self._context.read()
         if data is grpc.aio.EOF:
             return None
+        self.last_bytes = len(data)
         return await parse_off_loop(self._class, data)
 
     def start(self) -> asyncio.Future:

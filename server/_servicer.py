@@ -58,8 +58,10 @@ _TINY_FETCH_IDS = 16
 # a replay of a captured step whose last run took at most this many seconds runs on the
 # event loop's thread too (see _short): about what it may keep the loop from other calls
 _INLINE_REPLAY_SECONDS = 0.003
-# requests of one Pipeline stream queued on its session at once (read while earlier ones run)
+# requests of one Pipeline stream queued on its session at once (read while earlier ones
+# run), and their bytes past which no more are read (as when none was read ahead)
 _READ_AHEAD = 4
+_READ_AHEAD_BYTES = 4 << 20
 
 
 class GradserveServicer:
@@ -262,50 +264,65 @@ class GradserveServicer:
         # requests handed to a compute slot whose replies are not written yet, in order: the
         # next request is read (and queued behind them) while they run, so the slot's thread
         # goes on to it without a turn of this loop in between
-        running: collections.deque = collections.deque()
+        running: collections.deque = collections.deque()  # (future, request bytes)
+        ahead = 0  # bytes of the requests in `running`
         end, withdraw = None, True
         try:
             while end is None:
                 if running:
-                    read = reader.start()
-                    if not running[0].done():
-                        await asyncio.wait((running[0], read),
-                                           return_when=asyncio.FIRST_COMPLETED)
-                    if running[0].done():  # its reply goes out before anything read later
-                        end = await self._reply(context, *running.popleft().result())
+                    head, size = running[0]
+                    if len(running) < _READ_AHEAD and ahead < _READ_AHEAD_BYTES:
+                        read = reader.start()
+                        if not head.done():
+                            await asyncio.wait((head, read),
+                                               return_when=asyncio.FIRST_COMPLETED)
+                        if not head.done():  # the next request came first
+                            request = await reader.next()
+                        else:  # its reply goes out before anything read later
+                            request = head
+                    else:
+                        request = head
+                    if request is head:
+                        running.popleft()
+                        ahead -= size
+                        end = await self._reply(context, *await head)
                         continue
-                request = await reader.next()
+                else:
+                    request = await reader.next()
                 if request is None:
                     break
                 # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
                 # which do is known once they run, so each gets a way to call back (and the
                 # stream to itself: what ran before is answered first)
-                calls_back = request.WhichOneof("then") in ("backward", "grad")
-                while running and (calls_back or len(running) >= _READ_AHEAD) and end is None:
-                    end = await self._reply(context, *await running.popleft())
-                if end is not None:  # this request came after the stream's end: never run
-                    break
-                if calls_back:
+                if request.WhichOneof("then") in ("backward", "grad"):
+                    while running and end is None:
+                        head, size = running.popleft()
+                        ahead -= size
+                        end = await self._reply(context, *await head)
+                    if end is not None:  # it came after the stream's end: never run
+                        break
                     end = await self._reply(
                         context, *await self._calling_back(owner, request, reader, context))
+                    continue
+                step = self._begin(owner, request, context)
+                if isinstance(step, tuple) and not running:
+                    end = await self._reply(context, *step)
                 else:
-                    step = self._begin(owner, request, context)
-                    if isinstance(step, tuple) and not running:
-                        end = await self._reply(context, *step)
-                    else:
-                        running.append(step if not isinstance(step, tuple) else _done(step))
+                    size = reader.last_bytes
+                    running.append((_done(step) if isinstance(step, tuple) else step, size))
+                    ahead += size
             while running and end is None:  # the client sent its last request
-                end = await self._reply(context, *await running.popleft())
+                end = await self._reply(context, *await running.popleft()[0])
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
             end, withdraw = exc, False  # those before it run and are answered, as when unread
         finally:
             if reader.pending is not None:
                 reader.pending.cancel()
             if withdraw:  # queued, not started: never run (the client sends them again)
-                for step in running:
+                for step, _ in running:
                     self._sched.withdraw(step)
         if running:
-            await self._answer_ran(context, running)
+            await self._answer_ran(context, [step for step, _ in running])
         if end is not None:
             self._abort(context, end)
 
