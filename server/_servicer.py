@@ -59,7 +59,7 @@ _TINY_FETCH_IDS = 16
 # event loop's thread too (see _short): about what it may keep the loop from other calls
 _INLINE_REPLAY_SECONDS = 0.003
 # requests of one Pipeline stream queued on its session at once (read while earlier ones
-# run), and their bytes past which no more are read (as when none was read ahead)
+# run), and the bytes they may hold before the stream stops reading ahead
 _READ_AHEAD = 4
 _READ_AHEAD_BYTES = 4 << 20
 
