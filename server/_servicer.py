@@ -19,7 +19,6 @@ error kind SessionMovedError, after the reply to the last request that ran here.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import time
 
@@ -40,7 +39,7 @@ from ._errors import (
     UnavailableError,
     detach,
 )
-from ._reading import Reader, parse_off_loop
+from ._reading import Reader, Started, parse_off_loop
 from ._requests import (
     BackwardAction,
     FetchAction,
@@ -50,14 +49,9 @@ from ._requests import (
     StepResult,
 )
 from ._runtime import Runtime
+from ._short import short as is_short
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
-# a fetch this small runs on the event loop's thread (see _tiny): a copy of at most this much
-_TINY_FETCH_BYTES = 64 << 10
-_TINY_FETCH_IDS = 16
-# a replay of a captured step whose last run took at most this many seconds runs on the
-# event loop's thread too (see _short): about what it may keep the loop from other calls
-_INLINE_REPLAY_SECONDS = 0.003
 # requests of one Pipeline stream queued on its session at once (read while earlier ones
 # run), and the bytes they may hold before the stream stops reading ahead
 _READ_AHEAD = 4
@@ -261,68 +255,47 @@ class GradserveServicer:
 
     async def Pipeline(self, owner, context):
         reader = Reader(context, pb.PipelineRequest)
-        # requests handed to a compute slot whose replies are not written yet, in order: the
-        # next request is read (and queued behind them) while they run, so the slot's thread
-        # goes on to it without a turn of this loop in between
-        running: collections.deque = collections.deque()  # (future, request bytes)
-        ahead = 0  # bytes of the requests in `running`
+        # requests handed to a compute slot whose replies are not written yet: the next one
+        # is read (and queued behind them) while they run, so the slot's thread goes on to it
+        # without a turn of this loop in between
+        started = Started(reader, _READ_AHEAD, _READ_AHEAD_BYTES)
         end, withdraw = None, True
         try:
             while end is None:
-                if running:
-                    head, size = running[0]
-                    if len(running) < _READ_AHEAD and ahead < _READ_AHEAD_BYTES:
-                        read = reader.start()
-                        if not head.done():
-                            await asyncio.wait((head, read),
-                                               return_when=asyncio.FIRST_COMPLETED)
-                        if not head.done():  # the next request came first
-                            request = await reader.next()
-                        else:  # its reply goes out before anything read later
-                            request = head
-                    else:
-                        request = head
-                    if request is head:
-                        running.popleft()
-                        ahead -= size
-                        end = await self._reply(context, *await head)
-                        continue
-                else:
-                    request = await reader.next()
+                request = await (started.next() if started else reader.next())
+                if isinstance(request, asyncio.Future):  # the first one's answer goes out
+                    end = await self._reply(context, *await request)
+                    continue
                 if request is None:
                     break
                 # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
                 # which do is known once they run, so each gets a way to call back (and the
                 # stream to itself: what ran before is answered first)
                 if request.WhichOneof("then") in ("backward", "grad"):
-                    while running and end is None:
-                        head, size = running.popleft()
-                        ahead -= size
-                        end = await self._reply(context, *await head)
+                    while started and end is None:
+                        end = await self._reply(context, *await started.pop())
                     if end is not None:  # it came after the stream's end: never run
                         break
                     end = await self._reply(
                         context, *await self._calling_back(owner, request, reader, context))
                     continue
                 step = self._begin(owner, request, context)
-                if isinstance(step, tuple) and not running:
+                if isinstance(step, tuple) and not started:
                     end = await self._reply(context, *step)
                 else:
-                    size = reader.last_bytes
-                    running.append((_done(step) if isinstance(step, tuple) else step, size))
-                    ahead += size
-            while running and end is None:  # the client sent its last request
-                end = await self._reply(context, *await running.popleft()[0])
+                    started.add(step)
+            while started and end is None:  # the client sent its last request
+                end = await self._reply(context, *await started.pop())
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
             end, withdraw = exc, False  # those before it run and are answered, as when unread
         finally:
             if reader.pending is not None:
                 reader.pending.cancel()
             if withdraw:  # queued, not started: never run (the client sends them again)
-                for step, _ in running:
+                for step in started.futures():
                     self._sched.withdraw(step)
-        if running:
-            await self._answer_ran(context, [step for step, _ in running])
+        if started:
+            await self._answer_ran(context, started.futures())
         if end is not None:
             self._abort(context, end)
 
@@ -364,7 +337,7 @@ class GradserveServicer:
         handle = None
         if channel is None and not req.ops and not req.op_data:
             handle = replay.lone_replay(req.op_batch)
-        short = channel is None and self._short(session, req, handle)
+        short = channel is None and is_short(session, req, handle, self._rt.draining)
         if short and self._sched.try_inline(session.device, session.id,
                                             context.time_remaining()):
             try:  # as an item would, without the hand-off to a slot's thread and back
@@ -375,46 +348,6 @@ class GradserveServicer:
         # would have run at here
         return self._submit(session, self._pipeline_step, owner, req, channel, handle,
                             context=context, short=short)
-
-    def _short(self, session, req: pb.PipelineRequest, handle: str | None) -> bool:
-        """Whether `req` is known to be short before it runs, so it may run on the event
-        loop's thread (on a slot taken for it): tiny (`_tiny`), or a replay of a captured
-        step alone (`handle`) on a CPU session whose last such request took at most
-        `_INLINE_REPLAY_SECONDS`, with a tiny `then` (a replay runs the same kernels
-        on the same shapes every time; a run that does not fit its plan runs eagerly, as
-        long as eager takes). Anything else, however short it will turn out to be, goes to a
-        slot's thread."""
-        if handle is None:
-            return self._tiny(session, req)
-        if session.device != "cpu" or self._rt.draining:
-            return False
-        seconds = replay.last_seconds(session, handle)
-        return seconds is not None and seconds <= _INLINE_REPLAY_SECONDS and self._tiny_then(
-            session, req)
-
-    def _tiny(self, session, req: pb.PipelineRequest) -> bool:
-        """Whether `req` is known to be tiny before it runs: no ops, nothing to release (a
-        released tensor may free a whole graph), and a tiny `then` (`_tiny_then`)."""
-        if req.ops or req.op_batch or req.release or self._rt.draining:
-            return False
-        return self._tiny_then(session, req)
-
-    def _tiny_then(self, session, req: pb.PipelineRequest) -> bool:
-        """Whether `req`'s `then` is nothing, or a few small CPU values to fetch."""
-        kind = req.WhichOneof("then")
-        if kind is None:
-            return True
-        if kind != "fetch" or session.device != "cpu" or len(req.fetch.ids) > _TINY_FETCH_IDS:
-            return False
-        tensors, size = session.tensors, 0
-        for tid in req.fetch.ids:
-            t = tensors.get(tid)
-            if t is None:
-                continue  # fails at once: not found
-            if getattr(t, "_device", None) != "cpu":  # a GPU copy waits for queued kernels
-                return False
-            size += getattr(getattr(t, "_data", None), "nbytes", 1 << 62)
-        return size <= _TINY_FETCH_BYTES
 
     async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
                             context):
@@ -493,7 +426,7 @@ class GradserveServicer:
                        channel: Channel | None = None, handle: str | None = None):
         """(the reply, or None when the request did not run; the error to end the stream
         with, or None). `handle`: the request is a replay of that captured step alone, whose
-        duration is noted (`_short` reads it)."""
+        duration is noted (`_short.short` reads it)."""
         try:
             with self._rt.admit():
                 started = time.perf_counter()
@@ -552,11 +485,4 @@ class GradserveServicer:
                 convert.fill_whole(fetched.add(), t, a, enc)
         elif isinstance(action, ListAction):
             response.tensors.extend(convert.tensor_info(m) for m in result.result)
-
-
-def _done(answer) -> asyncio.Future:
-    """A step that answered at once, as a future (to keep its place among queued ones)."""
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(answer)
-    return future
 

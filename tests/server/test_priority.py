@@ -97,12 +97,12 @@ def test_an_inline_item_runs_under_the_deadline_an_item_gets():
 
 def test_a_short_replay_runs_on_the_event_loop_a_long_one_on_a_compute_thread(monkeypatch):
     """A Pipeline request that is only the replay of a captured step runs on the event loop's
-    thread once its last runs were short (under `_INLINE_REPLAY_SECONDS`), on a compute
+    thread once its last runs were short (under `INLINE_REPLAY_SECONDS`), on a compute
     slot's thread otherwise; both give the same results."""
     import gradserve as gs
     import numpy as np
     from gradserve import _session
-    from gradserve.server import _servicer, create_server
+    from gradserve.server import _short, create_server
     from gradserve.server._executor import Executor
 
     monkeypatch.setattr(_session, "MAX_BATCH_DELAY", float("inf"))  # whole steps
@@ -121,7 +121,7 @@ def test_a_short_replay_runs_on_the_event_loop_a_long_one_on_a_compute_thread(mo
     try:
         with gs.connect(f"127.0.0.1:{port}") as client:
             for bound in (short, 0.0):
-                monkeypatch.setattr(_servicer, "_INLINE_REPLAY_SECONDS", bound)
+                monkeypatch.setattr(_short, "INLINE_REPLAY_SECONDS", bound)
                 with client.session() as s:
                     gs.manual_seed(0)
                     w = s.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4),
