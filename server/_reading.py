@@ -94,11 +94,12 @@ class Started:
         self._bytes -= size
         return step
 
-    async def next(self):
+    async def next(self, ahead: bool = True):
         """The first one's future once it is done, or, when the next request arrives first
-        and may be read ahead, that request (None: the stream ended)."""
+        and may be read ahead (`ahead`, and within the bounds), that request (None: the
+        stream ended)."""
         head = self._steps[0][0]
-        if len(self._steps) < self._most and self._bytes < self._most_bytes:
+        if ahead and len(self._steps) < self._most and self._bytes < self._most_bytes:
             read = self._reader.start()
             if not head.done():
                 await asyncio.wait((head, read), return_when=asyncio.FIRST_COMPLETED)

@@ -257,17 +257,21 @@ class GradserveServicer:
         reader = Reader(context, pb.PipelineRequest)
         # requests handed to a compute slot whose replies are not written yet: the next one
         # is read (and queued behind them) while they run, so the slot's thread goes on to it
-        # without a turn of this loop in between
+        # without a turn of this loop in between, when the client sends them
+        # without waiting (a client that runs ahead: it sent two requests in a row that it
+        # does not wait for, no `then`). After a request it waited for, the next is read once
+        # the one before is answered: read while that computes, it only took the GIL from it
         started = Started(reader, _READ_AHEAD, _READ_AHEAD_BYTES)
-        end, withdraw = None, True
+        end, withdraw, unwaited = None, True, 0
         try:
             while end is None:
-                request = await (started.next() if started else reader.next())
+                request = await (started.next(unwaited >= 2) if started else reader.next())
                 if isinstance(request, asyncio.Future):  # the first one's answer goes out
                     end = await self._reply(context, *await request)
                     continue
                 if request is None:
                     break
+                unwaited = 0 if request.WhichOneof("then") else unwaited + 1
                 # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
                 # which do is known once they run, so each gets a way to call back (and the
                 # stream to itself: what ran before is answered first)

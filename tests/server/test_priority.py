@@ -148,9 +148,10 @@ def test_a_short_replay_runs_on_the_event_loop_a_long_one_on_a_compute_thread(mo
 
 
 def test_a_request_read_while_its_streams_last_one_computes_queues_behind_it(make_server, wire):
-    """A Pipeline request that arrives while the stream's previous request runs on a compute
-    slot is read and queued on the session at once, so the slot's thread runs it straight
-    after (no turn of the event loop between them); the replies keep their order."""
+    """Once a client runs ahead (two requests in a row it does not wait for, no `then`), a
+    Pipeline request that arrives while the stream's previous request runs on a compute slot
+    is read and queued on the session at once, so the slot's thread runs it straight after
+    (no turn of the event loop between them); the replies keep their order."""
     import time
 
     from gradserve.server._executor import Executor
@@ -162,7 +163,7 @@ def test_a_request_read_while_its_streams_last_one_computes_queues_behind_it(mak
 
     def gated(self, session, request, describe=True):
         threads.append(threading.current_thread().name)
-        if len(threads) == 1:
+        if len(threads) == 2:
             started.set()
             assert gate.wait(10)
         return run(self, session, request, describe)
@@ -172,22 +173,23 @@ def test_a_request_read_while_its_streams_last_one_computes_queues_behind_it(mak
     try:
         sid = stub.CreateSession(pb.CreateSessionRequest()).session_id
         send, replies = wire.pipe(stub)
-        x = wire.tensor_op("x", [1, 2], shape=(2,))
-        send(pb.PipelineRequest(session_id=sid, seq=1, ops=[x]))
+        for seq, tid in ((1, "w"), (2, "x")):
+            op = wire.tensor_op(tid, [1, 2], shape=(2,))
+            send(pb.PipelineRequest(session_id=sid, seq=seq, ops=[op]))
         assert started.wait(10)
-        send(pb.PipelineRequest(session_id=sid, seq=2, fetch=pb.FetchRequest(ids=["x"])))
+        send(pb.PipelineRequest(session_id=sid, seq=3, fetch=pb.FetchRequest(ids=["x"])))
         queues = server.runtime.scheduler._devices["cpu"].queues
-        for _ in range(1000):  # the second is queued while the first still runs
+        for _ in range(1000):  # the third is queued while the second still runs
             if queues.get(sid):
                 break
             time.sleep(0.01)
-        assert queues.get(sid), "the next request was not read while the first ran"
+        assert queues.get(sid), "the next request was not read while the last one ran"
         gate.set()
-        first, second = next(replies), next(replies)
+        got = [next(replies) for _ in range(3)]
         send(None)
-        assert [first.seq, second.seq] == [1, 2] and not first.HasField("error")
-        assert list(second.fetched[0].tensor.values) == [1, 2]
-        assert threads[0] == threads[1] and threads[0].startswith("gradserve-compute")
+        assert [r.seq for r in got] == [1, 2, 3] and not got[1].HasField("error")
+        assert list(got[2].fetched[0].tensor.values) == [1, 2]
+        assert threads[1] == threads[2] and threads[1].startswith("gradserve-compute")
     finally:
         gate.set()
         Executor.run = run
