@@ -28,6 +28,10 @@ that is about to sleep instead of fighting it for the GIL. A request that is kno
 short before it runs (see the servicer) may run on the caller's own thread instead
 (`try_inline`): it takes a slot like any item, under the same deadline, only without the
 hand-off (on this 2-core VM each hand-off costs a few hundred microseconds of system calls).
+When a session's next item is already queued as one ends (a Pipeline stream reads its next
+request while the last one computes), the thread runs it straight on, at the normal
+priority when it is known to be short (`submit(short=True)`), and tells the callers of
+both once it is done: a caller woken in between would only fight the item for the GIL.
 
 Each item runs with a deadline (`check_deadline` raises past it, between the ops of a batch
 and between the nodes of a backward): the server's compute budget per request, or the
@@ -101,11 +105,11 @@ class _Device:
 
 class _Item:
     __slots__ = ("fn", "args", "budget", "why", "hold", "future", "loop", "state",
-                 "release_at_end")
+                 "release_at_end", "short")
 
-    def __init__(self, fn, args, budget, why, hold, future, loop) -> None:
+    def __init__(self, fn, args, budget, why, hold, future, loop, short=False) -> None:
         self.fn, self.args, self.budget, self.why, self.hold = fn, args, budget, why, hold
-        self.future, self.loop = future, loop
+        self.future, self.loop, self.short = future, loop, short
         self.state = _QUEUED
         self.release_at_end = False
 
@@ -133,6 +137,13 @@ class _Item:
             self.loop.call_soon_threadsafe(_settle, future, result, error)
         except RuntimeError:  # the loop closed under it: nobody waits any more
             pass
+
+
+def _settle_all(done: list) -> None:
+    """Answer each (item, result, error) of `done`, in order; `done` is emptied."""
+    for item, result, error in done:
+        item.settle(result, error)
+    done.clear()
 
 
 def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
@@ -225,7 +236,8 @@ class Scheduler:
 
     def submit(self, device: str, key: str, fn: Callable, *args,
                timeout: float | None = None, why: str = "--max-request-seconds",
-               hold: bool = False, loop: asyncio.AbstractEventLoop | None = None):
+               hold: bool = False, loop: asyncio.AbstractEventLoop | None = None,
+               short: bool = False):
         """Queue `fn(*args)` as the next item of session `key` on `device`; its future: a
         concurrent.futures.Future, or with `loop` an asyncio future of that loop (call this
         on the loop's thread). `timeout`: the caller's own deadline in seconds (the sooner
@@ -236,7 +248,7 @@ class Scheduler:
             future = concurrent.futures.Future()
         else:
             future = _LoopFuture(loop=loop)
-        item = _Item(fn, args, budget, why_text, hold, future, loop)
+        item = _Item(fn, args, budget, why_text, hold, future, loop, short)
         if loop is not None:
             future.item = item
         with self._cond:
@@ -320,6 +332,20 @@ class Scheduler:
             elif item.state == _DONE:
                 self._release(self._devices[device], key)
 
+    def withdraw(self, future) -> bool:
+        """Drop the item of `future` (of `submit` with a loop) if it has not started: it never
+        runs and its future is cancelled. False when it started (it runs to its end, and its
+        future gets the result) or `future` is no item's."""
+        item = getattr(future, "item", None)
+        if item is None:
+            return False
+        with self._cond:
+            if item.state != _QUEUED:
+                return False
+            item.state = _DROPPED
+        future.cancel()
+        return True
+
     @contextlib.contextmanager
     def client_wait(self) -> Iterator[None]:
         """Give this item's slot back while it waits for its client; take one again after."""
@@ -401,9 +427,13 @@ class Scheduler:
             self._start(dev, taken)
 
     def _start(self, dev: _Device, taken: tuple) -> None:
-        background = taken[0] in self._heavy
+        background = self._niced(taken)
         threads = self._background if background else self._threads
         threads.submit(lambda: self._run(dev, *taken, background))
+
+    def _niced(self, taken: tuple) -> bool:
+        """Whether a taken (key, item) runs at background priority (lock held)."""
+        return taken[0] in self._heavy and not taken[1].short
 
     def _note(self, key: str, heavy: bool) -> None:
         """Remember whether session `key`'s last item was heavy (lock held)."""
@@ -418,9 +448,11 @@ class Scheduler:
     def _run(self, dev: _Device, key: str, item: _Item,
              background: bool) -> Callable[[], None]:
         """Run `item`, then the next items of its priority this thread can take, one after
-        another; what answers the last one (for `_Threads` to call once the thread is
-        idle)."""
+        another; what answers the last ones (for `_Threads` to call once the thread is
+        idle). Items of one session that run back to back are answered together, after
+        the last; any other is answered before the thread goes on to another session."""
         _local.device = dev.name
+        answered: list = []  # (item, result, error) whose callers are not told yet
         while True:
             _local.deadline = (None if item.budget is None else
                                (time.monotonic() + item.budget, item.budget, item.why))
@@ -442,16 +474,21 @@ class Scheduler:
                     if dev.queues.get(key) and key not in dev.line:
                         dev.line.append(key)
                 taken = self._take(dev)  # this thread runs the next one itself, if it may
-                if taken is not None and (taken[0] in self._heavy) != background:
+                if taken is not None and self._niced(taken) != background:
                     self._start(dev, taken)
                     taken = None
                 self._dispatch(dev)
                 if dev.resuming:
                     self._cond.notify_all()
+            answered.append((item, result, error))
             if taken is None:
                 _local.device = None
                 # last, once the thread is idle: the woken caller finds the GIL about free,
                 # and its next item comes back to this thread
-                return lambda: item.settle(result, error)
-            item.settle(result, error)
+                return lambda: _settle_all(answered)
+            if taken[0] != key or item.hold:
+                _settle_all(answered)  # another session's turn: these callers wait no longer
+            # else the session's next item (a stream's request read ahead) runs first: a
+            # caller woken now would take the GIL from it, and wait behind it for the
+            # stream's order anyway
             key, item = taken

@@ -39,7 +39,7 @@ from ._errors import (
     UnavailableError,
     detach,
 )
-from ._reading import Reader, parse_off_loop
+from ._reading import Reader, Started, parse_off_loop
 from ._requests import (
     BackwardAction,
     FetchAction,
@@ -49,14 +49,13 @@ from ._requests import (
     StepResult,
 )
 from ._runtime import Runtime
+from ._short import short as is_short
 
 _INLINE_MARGIN = 1 << 20  # room for the rest of a PipelineResponse next to inline tensors
-# a fetch this small runs on the event loop's thread (see _tiny): a copy of at most this much
-_TINY_FETCH_BYTES = 64 << 10
-_TINY_FETCH_IDS = 16
-# a replay of a captured step whose last run took at most this many seconds runs on the
-# event loop's thread too (see _short): about what it may keep the loop from other calls
-_INLINE_REPLAY_SECONDS = 0.003
+# requests of one Pipeline stream queued on its session at once (read while earlier ones
+# run), and the bytes they may hold before the stream stops reading ahead
+_READ_AHEAD = 4
+_READ_AHEAD_BYTES = 4 << 20
 
 
 class GradserveServicer:
@@ -118,11 +117,12 @@ class GradserveServicer:
         # the cyclic collector frees, late in a server that runs it rarely)
         _status.end_call(context, detach(exc, always=True), err)
 
-    def _submit(self, session, fn, *args, context=None, hold: bool = False):
+    def _submit(self, session, fn, *args, context=None, hold: bool = False,
+                short: bool = False):
         """`fn(*args)` as the next item of `session`'s queue; its future (of this loop)."""
         timeout = None if context is None else context.time_remaining()
         return self._sched.submit(session.device, session.id, fn, *args, timeout=timeout,
-                                  hold=hold, loop=asyncio.get_running_loop())
+                                  hold=hold, loop=asyncio.get_running_loop(), short=short)
 
     async def _compute(self, owner: str, session_id: str, fn, *args, context=None):
         """`fn(session, *args)` on a compute slot, the session held (owner checked, locked)."""
@@ -255,32 +255,83 @@ class GradserveServicer:
 
     async def Pipeline(self, owner, context):
         reader = Reader(context, pb.PipelineRequest)
-        end = None
+        # requests handed to a compute slot whose replies are not written yet: the next one
+        # is read (and queued behind them) while they run, so the slot's thread goes on to it
+        # without a turn of this loop in between, when the client sends them
+        # without waiting (a client that runs ahead: it sent two requests in a row that it
+        # does not wait for, no `then`). After a request it waited for, the next is read once
+        # the one before is answered: read while that computes, it only took the GIL from it
+        started = Started(reader, _READ_AHEAD, _READ_AHEAD_BYTES)
+        end, withdraw, unwaited = None, True, 0
         try:
-            while True:
-                request = await reader.next()
+            while end is None:
+                request = await (started.next(unwaited >= 2) if started else reader.next())
+                if isinstance(request, asyncio.Future):  # the first one's answer goes out
+                    end = await self._reply(context, *await request)
+                    continue
                 if request is None:
                     break
+                unwaited = 0 if request.WhichOneof("then") else unwaited + 1
                 # only these may reach a hook or Function of the client (WIRE.md, Callbacks);
-                # which do is known once they run, so each gets a way to call back
+                # which do is known once they run, so each gets a way to call back (and the
+                # stream to itself: what ran before is answered first)
                 if request.WhichOneof("then") in ("backward", "grad"):
-                    response, end = await self._calling_back(owner, request, reader, context)
+                    while started and end is None:
+                        end = await self._reply(context, *await started.pop())
+                    if end is not None:  # it came after the stream's end: never run
+                        break
+                    end = await self._reply(
+                        context, *await self._calling_back(owner, request, reader, context))
+                    continue
+                step = self._begin(owner, request, context)
+                if isinstance(step, tuple) and not started:
+                    end = await self._reply(context, *step)
                 else:
-                    response, end = await self._step(owner, request, context)
-                if response is not None:
-                    await context.write(response)
-                if end is not None:  # draining, or the session moved: the client moves on
-                    break
+                    started.add(step)
+            while started and end is None:  # the client sent its last request
+                end = await self._reply(context, *await started.pop())
         except InvalidArgumentError as exc:  # a message that did not parse has no seq to answer
-            end = exc
+            end, withdraw = exc, False  # those before it run and are answered, as when unread
         finally:
             if reader.pending is not None:
                 reader.pending.cancel()
+            if withdraw:  # queued, not started: never run (the client sends them again)
+                for step in started.futures():
+                    self._sched.withdraw(step)
+        if started:
+            await self._answer_ran(context, started.futures())
         if end is not None:
             self._abort(context, end)
 
+    async def _reply(self, context, response, end):
+        """Write a request's reply (when it ran); the error to end the stream with, if any."""
+        if response is not None:
+            await context.write(response)
+        return end  # draining, or the session moved: the client moves on
+
+    @staticmethod
+    async def _answer_ran(context, steps) -> None:
+        """After the stream's end was decided: the replies of requests read ahead that ran
+        anyway (a slot had started them), so the client knows they ran."""
+        for step in steps:
+            if step.cancelled():
+                continue
+            try:
+                response, end = await step
+            except Exception:  # pragma: no cover - _pipeline_step answers errors as values
+                continue
+            if response is not None and end is None:
+                await context.write(response)
+
     async def _step(self, owner: str, req: pb.PipelineRequest, context, channel=None):
         """One Pipeline request on its session's queue: `_pipeline_step`'s answer."""
+        step = self._begin(owner, req, context, channel)
+        return step if isinstance(step, tuple) else await step
+
+    def _begin(self, owner: str, req: pb.PipelineRequest, context, channel=None):
+        """Start one Pipeline request: `_pipeline_step`'s answer when it ran at once (no
+        session, or short enough to run here), else the future of its item on its session's
+        queue."""
         try:
             session = self._rt.sessions.get(req.session_id, owner) if req.session_id else None
         except Exception:
@@ -290,54 +341,17 @@ class GradserveServicer:
         handle = None
         if channel is None and not req.ops and not req.op_data:
             handle = replay.lone_replay(req.op_batch)
-        if channel is None and self._short(session, req, handle) and self._sched.try_inline(
-                session.device, session.id, context.time_remaining()):
+        short = channel is None and is_short(session, req, handle, self._rt.draining)
+        if short and self._sched.try_inline(session.device, session.id,
+                                            context.time_remaining()):
             try:  # as an item would, without the hand-off to a slot's thread and back
                 return self._pipeline_step(owner, req, None, handle)
             finally:
                 self._sched.end_inline(session.device, session.id, weighed=handle is not None)
-        return await self._submit(session, self._pipeline_step, owner, req, channel, handle,
-                                  context=context)
-
-    def _short(self, session, req: pb.PipelineRequest, handle: str | None) -> bool:
-        """Whether `req` is known to be short before it runs, so it may run on the event
-        loop's thread (on a slot taken for it): tiny (`_tiny`), or a replay of a captured
-        step alone (`handle`) on a CPU session whose last such request took at most
-        `_INLINE_REPLAY_SECONDS`, with a tiny `then` (a replay runs the same kernels
-        on the same shapes every time; a run that does not fit its plan runs eagerly, as
-        long as eager takes). Anything else, however short it will turn out to be, goes to a
-        slot's thread."""
-        if handle is None:
-            return self._tiny(session, req)
-        if session.device != "cpu" or self._rt.draining:
-            return False
-        seconds = replay.last_seconds(session, handle)
-        return seconds is not None and seconds <= _INLINE_REPLAY_SECONDS and self._tiny_then(
-            session, req)
-
-    def _tiny(self, session, req: pb.PipelineRequest) -> bool:
-        """Whether `req` is known to be tiny before it runs: no ops, nothing to release (a
-        released tensor may free a whole graph), and a tiny `then` (`_tiny_then`)."""
-        if req.ops or req.op_batch or req.release or self._rt.draining:
-            return False
-        return self._tiny_then(session, req)
-
-    def _tiny_then(self, session, req: pb.PipelineRequest) -> bool:
-        """Whether `req`'s `then` is nothing, or a few small CPU values to fetch."""
-        kind = req.WhichOneof("then")
-        if kind is None:
-            return True
-        if kind != "fetch" or session.device != "cpu" or len(req.fetch.ids) > _TINY_FETCH_IDS:
-            return False
-        tensors, size = session.tensors, 0
-        for tid in req.fetch.ids:
-            t = tensors.get(tid)
-            if t is None:
-                continue  # fails at once: not found
-            if getattr(t, "_device", None) != "cpu":  # a GPU copy waits for queued kernels
-                return False
-            size += getattr(getattr(t, "_data", None), "nbytes", 1 << 62)
-        return size <= _TINY_FETCH_BYTES
+        # a short one queued behind its session's work (read ahead) runs at the priority it
+        # would have run at here
+        return self._submit(session, self._pipeline_step, owner, req, channel, handle,
+                            context=context, short=short)
 
     async def _calling_back(self, owner: str, req: pb.PipelineRequest, reader: Reader,
                             context):
@@ -416,7 +430,7 @@ class GradserveServicer:
                        channel: Channel | None = None, handle: str | None = None):
         """(the reply, or None when the request did not run; the error to end the stream
         with, or None). `handle`: the request is a replay of that captured step alone, whose
-        duration is noted (`_short` reads it)."""
+        duration is noted (`_short.short` reads it)."""
         try:
             with self._rt.admit():
                 started = time.perf_counter()
@@ -475,3 +489,4 @@ class GradserveServicer:
                 convert.fill_whole(fetched.add(), t, a, enc)
         elif isinstance(action, ListAction):
             response.tensors.extend(convert.tensor_info(m) for m in result.result)
+
