@@ -83,11 +83,42 @@ def test_log_softmax_double_backward_is_torchs_node_and_values():
     np.testing.assert_allclose(values[0], values[1], rtol=1e-12, atol=1e-12)
 
 
+def _addmm(lib, bias_shape, beta, alpha, needs):
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal(bias_shape), rng.standard_normal((5, 6)), \
+        rng.standard_normal((3, 6))
+
+    def make():
+        i, a, b = (lib.tensor(v, requires_grad=n) for v, n in zip(values, needs, strict=True))
+        out = i.addmm(a, b.t(), beta=beta, alpha=alpha)  # b.t(): a column-major factor
+        return tuple(t for t in (i, a, b) if t.requires_grad), out * 2.0
+
+    return make
+
+
+@pytest.mark.parametrize("bias_shape", [(3,), (1, 3), (5, 3), ()])
+@pytest.mark.parametrize("beta,alpha", [(1, 1), (0.5, 1), (1, 2.0)])
+@pytest.mark.parametrize("needs", [(True, True, True), (True, False, False),
+                                   (False, True, False), (True, False, True)])
+def test_addmm_gradients_in_one_op_are_the_recorded_graphs_and_torchs(bias_shape, beta,
+                                                                         alpha, needs):
+    make = _addmm(E, bias_shape, beta, alpha, needs)
+    fused, recorded = _grads(make, False), _grads(make, True)
+    leaves, out = _addmm(torch, bias_shape, beta, alpha, needs)()
+    out.backward(torch.ones_like(out))
+    for (g1, s1), (g2, s2), t in zip(fused, recorded, leaves, strict=True):
+        assert s1 == s2 == t.grad.stride()
+        assert g1.dtype == g2.dtype and g1.tobytes() == g2.tobytes()
+        np.testing.assert_allclose(g1, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_factor_gradient_ops_check_their_shapes():
     g, b = E.zeros(2, 3), E.zeros(4, 5)
     with pytest.raises(InvalidArgumentError, match="cannot be multiplied"):
-        g._op("mm_mat1_grad", g, b)
+        g._op("mm_grads", g, b, None)
     with pytest.raises(InvalidArgumentError, match="cannot be multiplied"):
-        g._op("mm_mat2_grad", g, b, column_major=True)
-    out = g._op("mm_mat2_grad", g, E.ones(2, 4), column_major=True)
+        g._op("mm_grads", g, None, b, column_major=(False, True))
+    out, = g._op("mm_grads", g, None, E.ones(2, 4), column_major=(False, True))
     assert out.shape == (4, 3) and out.stride() == (1, 4) and not out.is_contiguous()
+    bias, ga = g._op("mm_grads", g, E.ones(5, 3), None, bias=(3,))
+    assert bias.shape == (3,) and ga.shape == (2, 5)
