@@ -18,7 +18,6 @@ from ...core.dtype import TORCH_SCALAR_NAMES, bool_, int64
 from ...core.errors import InvalidArgumentError, KernelNotImplementedError
 from ...core.registry import Meta, defop, fresh
 from ...core.shape import broadcast_shapes
-from ..reductions.reduce import _sum_to, _sum_to_meta
 
 
 def _same_dtype(a, b, what: str):
@@ -99,28 +98,25 @@ def _dot_meta(name: str):
     return infer
 
 
-def _mm_grads(g, a, b, needs, column_major, bias=None) -> tuple:
+def _mm_grads(g, a, b, needs, column_major) -> tuple:
     """Both factors' gradients, each laid out as torch lays it out: a column-major factor
     (`w.t()` of a contiguous weight, as F.linear passes it) gets a column-major gradient, so
     the weight's own gradient comes out contiguous (no copy, and an optimizer walks rows).
-    Returns (g summed to `bias` or None, factor 1's, factor 2's).
 
-    Recording (create_graph), they are torch's graph of mm and t; otherwise one op runs the
-    matmuls those graphs would run, on the same operands (the same bits), and with `bias`
-    (addmm's input, a bias broadcast over the rows) g summed to it, as `_validate` sums."""
+    Recording (create_graph), they are torch's graph of mm and t; otherwise each is one op
+    running the same matmul on the same operands (the same bits), not up to three."""
     ga = gb = None
-    if not _grad_mode._state.enabled and (bias is not None or needs[0] or needs[1]):
-        outs = iter(g._op("mm_grads", g, b if needs[0] else None, a if needs[1] else None,
-                          column_major=(bool(column_major[0]), bool(column_major[1])),
-                          bias=bias))
-        gi = next(outs) if bias is not None else None
-        return gi, next(outs) if needs[0] else None, next(outs) if needs[1] else None
+    if not _grad_mode._state.enabled:
+        if needs[0]:
+            ga = g._op("mm_mat1_grad", g, b, column_major=bool(column_major[0]))
+        if needs[1]:
+            gb = g._op("mm_mat2_grad", g, a, column_major=bool(column_major[1]))
+        return ga, gb
     if needs[0]:
         ga = b.mm(g.t()).t() if column_major[0] else g.mm(b.t())
     if needs[1]:
         gb = g.t().mm(a).t() if column_major[1] else a.t().mm(g)
-    gi = None if bias is None else g._op("sum_to", g, shape=bias)
-    return gi, ga, gb
+    return ga, gb
 
 
 def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
@@ -136,34 +132,16 @@ def _factor_grad_meta(g, x, factor: int, column_major: bool) -> Meta:
     return fresh((shape, dtype, (1, max(shape[0], 1)) if column_major else None))
 
 
-def _mm_grads_meta(g, b, a, column_major=(False, False), bias=None) -> tuple:
-    metas = []
-    if bias is not None:
-        metas.append(_sum_to_meta(g, bias))
-    if b is not None:
-        metas.append(_factor_grad_meta(g, b, 1, column_major[0]))
-    if a is not None:
-        metas.append(_factor_grad_meta(g, a, 2, column_major[1]))
-    return tuple(metas)
-
-
-def _mm_grads_kernel(xp, g, b, a, column_major=(False, False), bias=None) -> tuple:
-    out = []
-    if bias is not None:
-        out.append(_sum_to(xp, g, bias))
-    if b is not None:
-        out.append(xp.matmul(b, g.T).T if column_major[0] else xp.matmul(g, b.T))
-    if a is not None:
-        out.append(xp.matmul(g.T, a).T if column_major[1] else xp.matmul(a.T, g))
-    return tuple(out)
-
-
-# mm's (and addmm's) gradients outside a recorded graph (torch's mm_mat1/mat2_backward and
-# the bias's sum, which one AddmmBackward0 node computes): factor 1's from b (None: not
-# wanted), factor 2's from a, g summed to `bias`; the outputs those that are asked, in that
-# order. One op, so a node's backward is one call where nothing records.
-defop("mm_grads", differentiable=False, attrs=("column_major", "bias"),
-      infer=_mm_grads_meta)(_mm_grads_kernel)
+# mm's factor gradients outside a recorded graph (torch's mm_mat1/mat2_backward): each is one
+# op, the matmul its graph of mm and t would run, on the same operands
+defop("mm_mat1_grad", differentiable=False, attrs=("column_major",),
+      infer=lambda g, b, column_major=False: _factor_grad_meta(g, b, 1, column_major))(
+    lambda xp, g, b, column_major=False: xp.matmul(b, g.T).T if column_major
+    else xp.matmul(g, b.T))
+defop("mm_mat2_grad", differentiable=False, attrs=("column_major",),
+      infer=lambda g, a, column_major=False: _factor_grad_meta(g, a, 2, column_major))(
+    lambda xp, g, a, column_major=False: xp.matmul(g.T, a).T if column_major
+    else xp.matmul(a.T, g))
 
 
 mm = defop("mm", infer=_mm_meta, grad_name="MmBackward0", grad_uses=((1,), (0,)),
@@ -173,7 +151,7 @@ mm = defop("mm", infer=_mm_meta, grad_name="MmBackward0", grad_uses=((1,), (0,))
 @mm.def_backward
 def _(ctx, g):
     a, b = ctx.saved
-    return _mm_grads(g, a, b, ctx.needs, ctx.column_major or (False, False))[1:]
+    return _mm_grads(g, a, b, ctx.needs, ctx.column_major or (False, False))
 
 
 bmm = defop("bmm", infer=_bmm_meta, grad_name="BmmBackward0", grad_uses=((1,), (0,)))(
@@ -256,8 +234,6 @@ def _addbmm_shape(a, b):
 
 
 def _add_product(name, grad_name, shape_rule, product, grads, layouts=()):
-    """`grads(g, a, b, needs, column_major)`: the factors' gradients; addmm's is
-    `_mm_grads`, which takes a bias's sum into its call."""
     op = defop(name, infer=_add_product_meta(shape_rule, "self and mat2"), grad_name=grad_name,
                grad_uses=((), (2,), (1,)), attrs=("beta", "alpha"), layouts=layouts)(
         lambda xp, input, a, b, beta=1, alpha=1: _scaled_sum(xp, input, product(xp, a, b),
@@ -268,17 +244,11 @@ def _add_product(name, grad_name, shape_rule, product, grads, layouts=()):
         a, b = ctx.saved  # save: inputs 1 and 2, each when the other needs a gradient
         beta, alpha = ctx.attrs.get("beta", 1), ctx.attrs.get("alpha", 1)
         gi = (g * beta if beta != 1 else g) if ctx.needs[0] else None
-        bias = None
         if gi is not None and gi.shape != ctx.in_shapes[0]:  # a bias: the sum `_validate`
-            bias = tuple(ctx.in_shapes[0])  # would run, here
-            if gi is not g or alpha != 1 or grads is not _mm_grads:
-                gi, bias = gi._op("sum_to", gi, shape=bias), None
-        gf = g if alpha == 1 else g * alpha
-        column_major = ctx.column_major or (False, False)  # None: a node made elsewhere
-        if grads is _mm_grads:  # addmm: the products and the bias's sum in one call
-            gs, ga, gb = _mm_grads(gf, a, b, ctx.needs[1:], column_major, bias)
-            return gi if bias is None else gs, ga, gb
-        return (gi, *grads(gf, a, b, ctx.needs[1:], column_major))
+            gi = gi._op("sum_to", gi, shape=tuple(ctx.in_shapes[0]))  # would run, here
+        ga, gb = grads(g if alpha == 1 else g * alpha, a, b, ctx.needs[1:],
+                       ctx.column_major or (False, False))  # None: a node made elsewhere
+        return gi, ga, gb
 
     return op
 
