@@ -120,3 +120,45 @@ def test_factor_gradient_ops_check_their_shapes():
         g._op("mm_mat2_grad", g, b, column_major=True)
     out = g._op("mm_mat2_grad", g, E.ones(2, 4), column_major=True)
     assert out.shape == (4, 3) and out.stride() == (1, 4) and not out.is_contiguous()
+
+
+def _bits(a) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "broadcast-input"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_threshold_backward_has_torchs_bits_and_strides_in_every_layout(layout, dtype):
+    """relu's gradient kernel takes a faster path for same-shape contiguous operands: each
+    path gives torch's bits (+0 where masked, whatever g holds)."""
+    rng = np.random.default_rng(3)
+    xa = rng.standard_normal((6, 5)).astype(dtype)
+    xa[0, :3] = 0.0
+    ga = rng.standard_normal((6, 5)).astype(dtype)
+    ga[1:3, 1:3] = [[np.inf, -np.inf], [np.nan, -0.0]]
+    if layout == "broadcast-input":
+        xa = xa[:1]
+    out = []
+    for lib, make in ((E, E.tensor), (torch, torch.tensor)):
+        x = make(xa).relu()
+        g = make(ga.T.copy()).t() if layout == "transposed" else make(ga)
+        if layout == "broadcast-input":
+            x = x.expand(6, 5)
+        out.append(lib.ops.aten.threshold_backward(g, x, 0.0) if lib is torch
+                   else g._op("threshold_backward", g, x))
+    ours, theirs = out
+    assert _bits(ours.numpy()) == _bits(theirs.numpy())
+    if layout != "transposed":  # there the engine keeps g's layout, torch makes it contiguous
+        assert ours.stride() == theirs.stride()
+
+
+@pytest.mark.parametrize("loss", ["nll_loss", "cross_entropy"])
+def test_class_losses_name_torchs_out_of_range_target(loss):
+    """The training step's fast path leaves an out-of-range target to the general path,
+    which raises torch's error."""
+    x, t = np.zeros((3, 4), np.float32), np.array([0, 4, 1])
+    fn = getattr(F, loss)
+    with pytest.raises(IndexError, match="Target 4 is out of bounds"):
+        getattr(torch.nn.functional, loss)(torch.tensor(x), torch.tensor(t))
+    with pytest.raises(IndexError, match="Target 4 is out of bounds"):
+        fn(E.tensor(x), E.tensor(t))
