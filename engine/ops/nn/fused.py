@@ -182,6 +182,16 @@ def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
 
 
 def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
+    if reduction == "mean" and logp.ndim == 2 and _all_kept(xp, target, ignore_index):
+        # the training step's case: _pick and _reduce_loss's numpy calls without their
+        # reshapes and calls around them, so the same bits
+        try:
+            picked = logp[_rows(target.size), target]
+        except IndexError:
+            pass  # a target out of range: _pick's masked path raises torch's error
+        else:
+            np.negative(picked, out=picked)
+            return np.float64(float(np.add.reduce(picked)) / picked.size)
     losses, keep = _pick(xp, logp, target, ignore_index)
     return _reduce_loss(losses, keep, reduction)
 
@@ -288,6 +298,9 @@ def _nll_grad(xp, logp, target, g, reduction="mean", ignore_index=-100):
     torch scatters it (0 even where g is not finite; logp gives only the shape and dtype: the
     loss is linear in it)."""
     out = xp.zeros(logp.shape, dtype=logp.dtype)
+    if reduction == "mean" and logp.ndim == 2 and _all_kept(xp, target, ignore_index):
+        out[_rows(target.size), target] = -(g / target.size)  # the step's case, no reshapes
+        return out
     flat = out.reshape(-1, out.shape[-1])
     t = target.reshape(-1)
     if _all_kept(xp, t, ignore_index):

@@ -383,7 +383,7 @@ def _log_softmax_grad_meta(g, out, dim):
 def _log_softmax_grad(xp, g, out, dim):
     """g - exp(out) * sum(g over dim): the ufuncs the composed form ran, in its order, so
     the gradient has the same bits, in one op instead of four."""
-    axis = _axis(out.ndim, dim if out.ndim else None)
+    axis = dim if out.ndim else ()  # an int the meta checked: numpy takes it as it is
     e = xp.exp(out)
     total = g.sum(axis=axis, keepdims=True)
     if out.ndim == 0 or e.dtype != g.dtype:  # no array to reuse, or a dtype to promote to
