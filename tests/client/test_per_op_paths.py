@@ -242,3 +242,39 @@ def test_sites_are_kept_per_instruction_with_the_lines_of_long_scripts(s):
     exec(compile(source, "long_script.py", "exec"), {"x": x, "y": y})
     assert [site_text(site) for site in s._sites[seen:]] == [
         "long_script.py:3002", "long_script.py:3003"] * 3
+
+
+def test_collected_proxies_release_the_ids_the_table_still_gives_them():
+    """`Session._released` against the rule it keeps: an id is released
+    when this client made it, and the table lets go of it unless a newer proxy took it."""
+    import collections
+    import types
+
+    from gradserve import _session, _tensor
+
+    class Dummy:
+        pass
+
+    def run(entries):
+        table, queue, keep = {}, collections.deque(), []
+        for cls, tid, newer in entries:
+            obj = Dummy()
+            held = cls(obj)
+            held.tid = tid
+            table[tid] = held
+            if newer:  # a newer proxy took the id before this one was collected
+                keep.append(Dummy())
+                table[tid] = _tensor.Held(keep[-1])
+                table[tid].tid = tid
+            queue.append(held)
+            del obj  # collected: its reference is dead, as the queue holds them
+        fake = types.SimpleNamespace(_releases=queue, _proxies=table)
+        helds, ids = _session.Session._released(fake)
+        assert not queue and len(helds) == len(entries)
+        return ids, sorted(table)
+
+    held, borrowed = _tensor.Held, _tensor.Borrowed
+    assert run([(held, "a", False), (held, "b", False)]) == (["a", "b"], [])
+    assert run([(held, "a", False), (borrowed, "b", False)]) == (["a"], [])
+    assert run([(held, "a", True), (held, "b", False)]) == (["a", "b"], ["a"])
+    assert run([(borrowed, "a", True), (held, "b", False)]) == (["b"], ["a"])
