@@ -167,39 +167,11 @@ class Plan:
         index = batch.index
         for j, step in enumerate(self.steps):
             fast = step.fast
-            if fast[0] is _USUAL:  # the general steps below, for the usual op in one place
-                _, op, ins, guards, grad, meta, nbytes, attrs, name, k = fast
-                try:
-                    if j == stop:
-                        raise Fallback
-                    if deadline is not None and monotonic() > deadline[0]:
-                        check_deadline(f"op {index}'s request")
-                    inputs = ins(vals)
-                    for pos, sig in guards:
-                        if signature(inputs[pos]) != sig:
-                            raise Fallback
-                    state.enabled = grad
-                    take(nbytes, name)
-                    (t,) = apply_direct(op, inputs, attrs, meta)
-                except Fallback:
-                    self.fallbacks += 1
-                    self._eager_from(j, batch, ids, values, read, where)
-                    return False
-                except Exception as exc:
-                    batch.fail(exc, index, fill(self.template[j], ids, values), where)
-                tid = ids[k]
-                if tid not in previous:
-                    previous[tid] = tensors.get(tid)
-                tensors[tid] = vals[k] = t
-                track(t._data, t._device)
-                if bound is not None:
-                    bound.append(tid)
-                index += 1
-                batch.index = index
-                continue
-            (kind, op, ins, args, guards, floats, grad, meta, nbytes, direct_,
-             outs) = fast
-            if kind is EAGER:
+            usual = fast[0] is _USUAL  # `prepare` made it: one op, its inputs all slots
+            if not usual:
+                (kind, op, ins, args, guards, floats, grad, meta, nbytes, direct_,
+                 outs) = fast
+            if not usual and kind is EAGER:
                 results = batch.eager(fill(self.template[j], ids, values), read, where)
                 index = batch.index
                 for k, t in zip(outs, results, strict=True):
@@ -210,62 +182,81 @@ class Plan:
                     raise Fallback
                 if deadline is not None and monotonic() > deadline[0]:
                     check_deadline(f"op {index}'s request")
-                if ins is not None:
+                if usual:
+                    _, op, ins, guards, grad, meta, nbytes, attrs, name, k = fast
                     inputs = ins(vals)
-                else:
-                    inputs = list(args)
-                    for pos, k in step.reads:
-                        inputs[pos] = vals[k]
-                if guards:
-                    check = inplace_signature if kind is INPLACE_OP else signature
                     for pos, sig in guards:
-                        if check(inputs[pos]) != sig:
+                        if signature(inputs[pos]) != sig:
                             raise Fallback
-                attrs = step.attrs
-                seen = True  # the float attrs are the watched run's
-                if floats:
-                    now = [values[k] for _, k in floats]
-                    attrs = dict(attrs)
-                    attrs.update(zip(step.keys, now, strict=True))
-                    seen = now == step.seen
-                state.enabled = grad
-                if kind is OP:
-                    if not seen and known_meta(op, inputs, attrs) != meta:
-                        raise Fallback  # a float attr that changes a shape (arange's end)
-                    # the byte check eager makes once the shape rule ran: nothing before
-                    # it can fail for inputs of the watched signatures (placement is
-                    # theirs)
-                    take(nbytes, step.name)
-                    if direct_:
-                        results = apply_direct(op, inputs, attrs, meta)
-                    else:
-                        results = apply_known(op, tuple(inputs), attrs, meta)
-                elif step.backward is not None and all(
-                        values[k] == v for k, v in step.watched) and step.backward.run(
-                        _chained(step, batch.session) + _slots(tensors, ids, vals)):
-                    results = ()
+                    state.enabled = grad
+                    take(nbytes, name)
+                    (t,) = apply_direct(op, inputs, attrs, meta)
                 else:
-                    results = _run_step(step, inputs, attrs, seen)
+                    if ins is not None:
+                        inputs = ins(vals)
+                    else:
+                        inputs = list(args)
+                        for pos, k in step.reads:
+                            inputs[pos] = vals[k]
+                    if guards:
+                        check = inplace_signature if kind is INPLACE_OP else signature
+                        for pos, sig in guards:
+                            if check(inputs[pos]) != sig:
+                                raise Fallback
+                    attrs = step.attrs
+                    seen = True  # the float attrs are the watched run's
+                    if floats:
+                        now = [values[k] for _, k in floats]
+                        attrs = dict(attrs)
+                        attrs.update(zip(step.keys, now, strict=True))
+                        seen = now == step.seen
+                    state.enabled = grad
+                    if kind is OP:
+                        if not seen and known_meta(op, inputs, attrs) != meta:
+                            raise Fallback  # a float attr that changes a shape (arange's end)
+                        # the byte check eager makes once the shape rule ran: nothing before
+                        # it can fail for inputs of the watched signatures (placement is
+                        # theirs)
+                        take(nbytes, step.name)
+                        if direct_:
+                            results = apply_direct(op, inputs, attrs, meta)
+                        else:
+                            results = apply_known(op, tuple(inputs), attrs, meta)
+                    elif step.backward is not None and all(
+                            values[k] == v for k, v in step.watched) and step.backward.run(
+                            _chained(step, batch.session) + _slots(tensors, ids, vals)):
+                        results = ()
+                    else:
+                        results = _run_step(step, inputs, attrs, seen)
             except Fallback:
                 self.fallbacks += 1
                 self._eager_from(j, batch, ids, values, read, where)
                 return False
             except Exception as exc:
                 batch.fail(exc, index, fill(self.template[j], ids, values), where)
-            # bound as `Batch.bind` binds an entry's outputs (zip's strict=True costs a
-            # third of a microsecond per step: the lengths are compared here instead)
-            if len(results) != len(outs):
-                raise ValueError(f"{step.name} gave {len(results)} results for "
-                                 f"{len(outs)} output slots")
-            for k, t in zip(outs, results, strict=False):  # lengths compared above
+            if usual:
                 tid = ids[k]
                 if tid not in previous:
                     previous[tid] = tensors.get(tid)
                 tensors[tid] = vals[k] = t
-                if type(t) is Tensor:
-                    track(t._data, t._device)
+                track(t._data, t._device)
                 if bound is not None:
                     bound.append(tid)
+            else:
+                # bound as `Batch.bind` binds an entry's outputs (zip's strict=True costs a
+                # third of a microsecond per step: the lengths are compared here instead)
+                if len(results) != len(outs):
+                    raise ValueError(f"{step.name} gave {len(results)} results for "
+                                     f"{len(outs)} output slots")
+                for k, t in zip(outs, results, strict=False):  # lengths compared above
+                    tid = ids[k]
+                    if tid not in previous:
+                        previous[tid] = tensors.get(tid)
+                    tensors[tid] = vals[k] = t
+                    if type(t) is Tensor:
+                        track(t._data, t._device)
+                    if bound is not None:
+                        bound.append(tid)
             index += 1
             batch.index = index
         chain.note(batch.session, self, _slots(tensors, ids, vals), values)

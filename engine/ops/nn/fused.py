@@ -132,17 +132,31 @@ def _all_kept(xp, t, ignore_index) -> bool:
     return xp is np and ignore_index < 0 and t.size > 0 and np.minimum.reduce(t) >= 0
 
 
+def _picked(logp2, t):
+    """-logp2[i, t_i] for numpy rows that are all kept (`_all_kept`); None when a target is
+    out of range (numpy's IndexError: the masked path raises torch's error)."""
+    try:
+        picked = logp2[_rows(t.size), t]
+    except IndexError:
+        return None
+    return np.negative(picked, out=picked)
+
+
+def _mean_of_all(d):
+    """The mean of `d` over rows all kept. numpy's float / int64 scalar division is
+    float64's (exact operands, one rounding), without numpy's scalar promotion per call: the
+    same bits."""
+    return np.float64(float(d.sum()) / d.size)
+
+
 def _pick(xp, logp, target, ignore_index):
     """-logp[i, target_i] with ignored rows at 0; also the mask of rows kept (None: all)."""
     logp2 = logp.reshape(-1, logp.shape[-1])
     t = target.reshape(-1)
     if _all_kept(xp, t, ignore_index):
-        try:
-            picked = logp2[_rows(t.size), t]
-        except IndexError:
-            pass  # a target out of range: the masked path below raises torch's error
-        else:
-            return xp.negative(picked, out=picked).reshape(target.shape), None
+        picked = _picked(logp2, t)
+        if picked is not None:
+            return picked.reshape(target.shape), None
     keep = t != ignore_index
     safe = xp.where(keep, t, 0)
     bad = (safe < 0) | (safe >= logp2.shape[1])
@@ -159,9 +173,7 @@ def _reduce_loss(d, keep, reduction):
     if keep is None:  # every row kept (numpy): the count is the rows'
         if reduction != "mean":
             return d if reduction == "none" else d.sum()
-        # numpy's float / int64 scalar division is float64's (exact operands, one rounding),
-        # without numpy's scalar promotion per call: the same bits
-        return np.float64(float(d.sum()) / d.size)
+        return _mean_of_all(d)
     if reduction == "none":
         return d.sum(-1) if d.ndim > keep.ndim else d
     return d.sum() if reduction == "sum" else d.sum() / keep.sum()
@@ -183,15 +195,10 @@ def _cross_entropy(xp, logits, target, reduction="mean", ignore_index=-100):
 
 def _nll(xp, logp, target, reduction="mean", ignore_index=-100):
     if reduction == "mean" and logp.ndim == 2 and _all_kept(xp, target, ignore_index):
-        # the training step's case: _pick and _reduce_loss's numpy calls without their
-        # reshapes and calls around them, so the same bits
-        try:
-            picked = logp[_rows(target.size), target]
-        except IndexError:
-            pass  # a target out of range: _pick's masked path raises torch's error
-        else:
-            np.negative(picked, out=picked)
-            return np.float64(float(np.add.reduce(picked)) / picked.size)
+        # the training step's case: _pick's and _reduce_loss's steps without their reshapes
+        picked = _picked(logp, target)
+        if picked is not None:
+            return _mean_of_all(picked)
     losses, keep = _pick(xp, logp, target, ignore_index)
     return _reduce_loss(losses, keep, reduction)
 
