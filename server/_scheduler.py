@@ -84,12 +84,18 @@ def check_deadline(what: str = "this request",
             f"({deadline[2]}); {done}")
 
 
-def _check_backward() -> None:
-    """Between two nodes of a backward (engine's node check): stop it past the deadline."""
-    if getattr(_local, "deadline", None) is not None:
+def _check_between(step: str | None = None) -> None:
+    """The engine's node check: between two nodes of a backward, or (`step`) two parameters
+    of an optimizer step over many, stop it past the deadline."""
+    if getattr(_local, "deadline", None) is None:
+        return
+    if step is None:
         check_deadline("this request's backward", "it stopped between two nodes of the graph: "
                        "the nodes before ran (leaves they reached may hold part of their "
                        "gradient), the rest did not")
+    else:
+        check_deadline(f"this request's {step}", "it stopped between two parameters: those "
+                       "before were updated, the rest were not")
 
 
 class _Device:
@@ -216,7 +222,7 @@ class Scheduler:
         self._background = _Threads("gradserve-background", BACKGROUND_NICE)
         self._heavy: collections.OrderedDict = collections.OrderedDict()  # session keys
         self._closed = False
-        seam.set_node_check(_check_backward)  # a long backward stops at the budget too
+        seam.set_node_check(_check_between)  # a long backward or step stops at it too
 
     def slots(self, device: str) -> int:
         return self._devices[device].slots

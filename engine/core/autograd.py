@@ -294,8 +294,9 @@ _node_check = None
 
 
 def set_node_check(check) -> None:
-    """Run `check()` (None: nothing) before each node of every backward with data; what it
-    raises ends that backward."""
+    """Run `check()` (None: nothing) before each node of every backward with data, and
+    `check(step)` between the parameters of an optimizer step over many (`step` names it:
+    engine/ops/optim.py); what it raises ends that backward or step."""
     global _node_check
     _node_check = check
 

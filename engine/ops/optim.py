@@ -25,6 +25,7 @@ per-parameter rules the step op by op uses: `sgd_update`, `adam_update`) and `cl
 
 from __future__ import annotations
 
+from ..core.autograd import node_check
 from ..core.errors import AutogradError, InvalidArgumentError
 from ..core.grad_mode import no_grad
 from ..core.registry import Meta, defcommand, defop, fresh
@@ -206,9 +207,13 @@ def _sgd_step(inputs, attrs):
                  weight_decay=_number(op, attrs, "weight_decay", 0.0),
                  nesterov=_flag(op, attrs, "nesterov"))
     params, grads = _parameters(op, inputs, 2 if with_buffers else 1)
+    state = inputs[len(params):] if with_buffers else [None] * len(params)
+    check, buffers = node_check(), []
     with no_grad():
-        buffers = sgd_update(params, grads, inputs[len(params):] if with_buffers
-                             else [None] * len(params), **hyper)
+        for p, g, buf in zip(params, grads, state, strict=True):
+            if check is not None:  # a server's compute budget holds between parameters,
+                check("optimizer step")  # as between the ops of the step op by op
+            buffers += sgd_update((p,), (g,), (buf,), **hyper)
     return () if with_buffers or buffers[0] is None else tuple(buffers)
 
 
@@ -239,9 +244,11 @@ def _adam_step(inputs, attrs):
     hyper["weight_decay"] = _number(op, attrs, "weight_decay", 0.0)
     hyper["decoupled"] = _flag(op, attrs, "decoupled")
     params, grads = _parameters(op, inputs, 4 if amsgrad else 3)
-    n = len(params)
+    n, check = len(params), node_check()
     with no_grad():
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            if check is not None:  # the compute budget, as in `_sgd_step`
+                check("optimizer step")
             adam_update(p, -g if maximize else g, inputs[n + i], inputs[2 * n + i],
                         inputs[3 * n + i] if amsgrad else None, **hyper)
     return ()

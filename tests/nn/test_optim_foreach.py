@@ -218,3 +218,37 @@ def test_the_commands_on_engine_tensors_and_their_errors(session):
     session._send("optim_sgd_step", (p,), (), {"lr": 0.1})
     with pytest.raises(gs.AutogradError, match="has no grad"):
         session.synchronize()
+
+
+@pytest.mark.parametrize("op", ["optim_sgd_step", "optim_adam_step"])
+def test_a_step_over_many_parameters_runs_the_node_check_between_them(op):
+    """A server's compute budget (the engine's node check) holds between the parameters of a
+    one-op step, as between the ops of the step op by op: what it raises ends the step with
+    the parameters before it updated and the rest untouched."""
+    from gradserve.engine.core.autograd import node_check, set_node_check
+
+    ps = [engine.tensor([float(i)], requires_grad=True) for i in range(5)]
+    for p in ps:
+        p.grad = engine.tensor([1.0])
+    inputs, attrs = tuple(ps), {"lr": 0.5}
+    if op == "optim_adam_step":
+        inputs += tuple(engine.zeros(1) for _ in range(10))
+        attrs = {"lr": 0.5, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "step_size": 5.0,
+                 "bias2_sqrt": 0.1}
+    seen = []
+
+    def check(step=None):
+        seen.append(step)
+        if len(seen) == 3:
+            raise gs.DeadlineExceededError("past the budget")
+
+    before = node_check()
+    set_node_check(check)
+    try:
+        with pytest.raises(gs.DeadlineExceededError, match="past the budget"):
+            OPS[op].run(inputs, attrs)
+    finally:
+        set_node_check(before)
+    assert seen == ["optimizer step"] * 3
+    assert [p._version for p in ps] == [1, 1, 0, 0, 0]
+    assert [p.tolist() for p in ps[2:]] == [[2.0], [3.0], [4.0]]

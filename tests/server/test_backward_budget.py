@@ -80,3 +80,25 @@ def test_a_short_backward_under_the_budget_is_untouched(tight):
         h.sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1.5 ** 50))
 
+
+
+def test_the_budget_between_an_optimizer_steps_parameters_says_what_stopped():
+    """The node check the scheduler gives the engine names an optimizer step's stop as such
+    (an SGD or Adam step over many parameters is one op that checks between them)."""
+    import time
+
+    from gradserve.server._errors import DeadlineExceededError
+    from gradserve.server._scheduler import _check_between, _local
+
+    _local.deadline = (time.monotonic() - 1.0, BUDGET, "--max-request-seconds")
+    try:
+        with pytest.raises(DeadlineExceededError) as info:
+            _check_between("optimizer step")
+        assert str(info.value) == (
+            "this request's optimizer step ran longer than its compute budget of 0.2 s "
+            "(--max-request-seconds); it stopped between two parameters: those before were "
+            "updated, the rest were not")
+        with pytest.raises(DeadlineExceededError, match="between two nodes"):
+            _check_between()
+    finally:
+        _local.deadline = None
